@@ -1,0 +1,14 @@
+"""snnkernels: fused GPU kernels for spiking neural networks with attention.
+
+Layers of the package, each op in one predictable place:
+
+- ``snnkernels.reference``: eager PyTorch ground truth (also the ``backend="torch"`` path);
+- ``snnkernels.kernels``: device code (Triton);
+- ``snnkernels.ops``: launchers, registered ``torch.library`` ops, autograd;
+- ``snnkernels.functional``: the stateless public functions;
+- ``snnkernels.nn``: thin ``nn.Module`` wrappers with SpikingJelly's argument names.
+"""
+from . import backends, functional, neuron_models, reference, surrogate
+from ._version import __version__
+
+__all__ = ["__version__", "backends", "functional", "neuron_models", "reference", "surrogate"]

@@ -1,0 +1,1 @@
+"""Device code only. Importing ``snnkernels.kernels.triton`` requires Triton."""

@@ -1,0 +1,1 @@
+"""Triton kernels (``@triton.jit``), free of torch; launched from ``snnkernels.ops``."""

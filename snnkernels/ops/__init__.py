@@ -1,0 +1,1 @@
+"""Registered ops (``torch.ops.snnkernels.*``): launchers, fake functions and autograd per backend."""

@@ -1,0 +1,181 @@
+"""The leaky-neuron op pair, independent of the backend that implements it.
+
+Every backend registers two ops with the schemas below, ``snnkernels::leaky_fwd_<backend>`` and
+``snnkernels::leaky_bwd_<backend>``; this module gives them the same fake (meta) functions and the
+same autograd wiring, so ``torch.compile`` sees an opaque op with exact output shapes and no graph
+break, whichever backend runs it.
+
+Data contract between forward and backward (the recompute schedule): with ``chunk`` = K, the
+training forward returns ``checkpoints`` of shape [cdiv(T, K) - 1, N] (fp32), row i holding the state
+v entering step (i + 1) * K; the backward re-reads ``x`` and rebuilds each chunk from its row (chunk 0
+from ``v_init``). Coefficient tensors (``decay_t`` etc.) are fp32 of shape [C'] with C' = 1 or the
+channel count C = x.shape[2]; their gradients come back from the backward as per-neuron partial sums
+[N] (fp32), reduced here with plain torch sums so the result is deterministic (no float atomics).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+FWD_SCHEMA = (
+    "(Tensor x, Tensor? v_init, Tensor? decay_t, Tensor? gain_t, Tensor? bias_t, "
+    "float decay, float gain, float bias, float v_threshold, float v_reset, float v_init_value, "
+    "bool hard_reset, bool strict, bool detach_reset, int surrogate_id, float surrogate_param, "
+    "bool training, bool store_final_state, int chunk) -> (Tensor spikes, Tensor v_final, Tensor checkpoints)"
+)
+BWD_SCHEMA = (
+    "(Tensor grad_spikes, Tensor? grad_v_final, Tensor x, Tensor? v_init, Tensor checkpoints, "
+    "Tensor? decay_t, Tensor? gain_t, Tensor? bias_t, "
+    "float decay, float gain, float bias, float v_threshold, float v_reset, float v_init_value, "
+    "bool hard_reset, bool strict, bool detach_reset, int surrogate_id, float surrogate_param, int chunk, "
+    "bool need_grad_v_init, bool need_grad_decay, bool need_grad_gain, bool need_grad_bias) "
+    "-> (Tensor grad_x, Tensor grad_v_init, Tensor grad_decay, Tensor grad_gain, Tensor grad_bias)"
+)
+
+# Positions of the forward's arguments, used by setup_context / backward.
+_FWD_ARGS = (
+    "x v_init decay_t gain_t bias_t decay gain bias v_threshold v_reset v_init_value "
+    "hard_reset strict detach_reset surrogate_id surrogate_param training store_final_state chunk"
+).split()
+
+
+def num_checkpoints(T: int, chunk: int) -> int:
+    """Rows of the checkpoint tensor: one per chunk after the first."""
+    return max((T + chunk - 1) // chunk - 1, 0)
+
+
+def neurons_per_step(x: torch.Tensor) -> int:
+    return math.prod(x.shape[1:])
+
+
+def time_major_dense(x: torch.Tensor) -> torch.Tensor:
+    """``x`` itself if the kernels can walk its memory as [T, N] (contiguous, or each step channels-last
+    as convolutions under torch.compile produce), else a contiguous copy. Elementwise work does not care
+    about the order of the N neurons; a neuron's channel is ``(offset // x.stride(2)) % C`` in both."""
+    if x.is_contiguous():
+        return x
+    step_formats = {5: torch.channels_last, 6: torch.channels_last_3d}
+    fmt = step_formats.get(x.dim())
+    if fmt is not None and x.stride(0) == neurons_per_step(x) and x[0].is_contiguous(memory_format=fmt):
+        return x
+    return x.contiguous()
+
+
+def match_layout(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``t`` with the strides of ``like`` (same shape), copying only when they differ."""
+    if t.stride() == like.stride():
+        return t
+    return torch.empty_like(like, dtype=t.dtype).copy_(t)
+
+
+def channel_stride(x: torch.Tensor, channels: int) -> int:
+    """Memory distance between neighbouring channels (dim 2); 1 for per-tensor coefficients."""
+    return x.stride(2) if channels > 1 else 1
+
+
+def fake_fwd(x, v_init, decay_t, gain_t, bias_t, decay, gain, bias, v_threshold, v_reset, v_init_value,
+             hard_reset, strict, detach_reset, surrogate_id, surrogate_param, training, store_final_state, chunk):
+    n = neurons_per_step(x)
+    return new_fwd_outputs(x, training, store_final_state, chunk)
+
+
+def new_fwd_outputs(x: torch.Tensor, training: bool, store_final_state: bool, chunk: int):
+    """Uninitialised (spikes, v_final, checkpoints); states follow the memory layout of x[0]."""
+    spikes = torch.empty_like(x)
+    v_final = torch.empty_like(x[0], dtype=torch.float32) if store_final_state else x.new_empty((0,), dtype=torch.float32)
+    ckpt = x.new_empty((num_checkpoints(x.shape[0], chunk), neurons_per_step(x)) if training else (0,), dtype=torch.float32)
+    return spikes, v_final, ckpt
+
+
+def fake_bwd(grad_spikes, grad_v_final, x, v_init, checkpoints, decay_t, gain_t, bias_t, decay, gain, bias,
+             v_threshold, v_reset, v_init_value, hard_reset, strict, detach_reset, surrogate_id, surrogate_param,
+             chunk, need_grad_v_init, need_grad_decay, need_grad_gain, need_grad_bias):
+    return new_bwd_outputs(x, need_grad_v_init, need_grad_decay, need_grad_gain, need_grad_bias)
+
+
+def new_bwd_outputs(x: torch.Tensor, need_grad_v_init: bool, *need_partials: bool):
+    """Uninitialised (grad_x, grad_v_init, *per-neuron partial sums)."""
+    n = neurons_per_step(x)
+    grad_x = torch.empty_like(x)
+    empty = x.new_empty((0,), dtype=torch.float32)
+    grad_v_init = torch.empty_like(x[0], dtype=torch.float32) if need_grad_v_init else empty
+    partials = [x.new_empty((n,), dtype=torch.float32) if need else empty for need in need_partials]
+    return grad_x, grad_v_init, *partials
+
+
+def reduce_partial(partial: torch.Tensor, coefficient: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-neuron partial sums [N] -> the coefficient's gradient [C'] (deterministic torch sums)."""
+    c = coefficient.numel()
+    if c == 1:
+        return partial.sum().reshape(1)
+    return partial.view(-1, c, channel_stride(x, c)).sum(dim=(0, 2))
+
+
+def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
+    args = dict(zip(_FWD_ARGS, inputs))
+    if not args["training"]:
+        ctx.inference_only = True
+        return
+    ctx.inference_only = False
+    ctx.save_for_backward(args["x"], args["v_init"], output[2], args["decay_t"], args["gain_t"], args["bias_t"])
+    ctx.scalars = {k: args[k] for k in _FWD_ARGS if k not in ("x", "v_init", "decay_t", "gain_t", "bias_t", "training")}
+
+
+def make_backward(bwd_op: Any):
+    """The autograd backward of a forward op, calling its backend's ``bwd_op``."""
+
+    def backward(ctx: Any, grad_spikes: torch.Tensor, grad_v_final: torch.Tensor | None, _grad_ckpt: Any):
+        if ctx.inference_only:
+            raise RuntimeError(
+                "snnkernels: this leaky-neuron forward ran with training=False (no checkpoints saved), so it "
+                "cannot be differentiated; call it with gradients enabled"
+            )
+        x, v_init, ckpt, decay_t, gain_t, bias_t = ctx.saved_tensors
+        s = ctx.scalars
+        if grad_v_final is not None and grad_v_final.numel() == 0:
+            grad_v_final = None
+        needs = ctx.needs_input_grad
+        need_v_init = v_init is not None and needs[1]
+        need = [t is not None and needs[i] for i, t in ((2, decay_t), (3, gain_t), (4, bias_t))]
+        grad_x, grad_v_init, g_decay, g_gain, g_bias = bwd_op(
+            match_layout(grad_spikes, x),
+            None if grad_v_final is None else match_layout(grad_v_final, x[0]),
+            x, v_init, ckpt, decay_t, gain_t, bias_t,
+            s["decay"], s["gain"], s["bias"], s["v_threshold"], s["v_reset"], s["v_init_value"],
+            s["hard_reset"], s["strict"], s["detach_reset"], s["surrogate_id"], s["surrogate_param"], s["chunk"],
+            need_v_init, *need,
+        )
+        coefficient_grads = [
+            reduce_partial(g, t, x) if n else None for g, t, n in zip((g_decay, g_gain, g_bias), (decay_t, gain_t, bias_t), need)
+        ]
+        return (
+            grad_x,
+            grad_v_init.to(v_init.dtype) if need_v_init else None,
+            *coefficient_grads,
+        ) + (None,) * (len(_FWD_ARGS) - 5)
+
+    return backward
+
+
+def define_leaky_ops(backend: str, fwd_impl: Any, bwd_impl: Any, dispatch_keys: tuple[str, ...]) -> tuple[Any, Any]:
+    """Define ``snnkernels::leaky_{fwd,bwd}_<backend>`` with Python implementations, fakes and autograd."""
+    fwd_name, bwd_name = f"snnkernels::leaky_fwd_{backend}", f"snnkernels::leaky_bwd_{backend}"
+    torch.library.define(fwd_name, FWD_SCHEMA)
+    torch.library.define(bwd_name, BWD_SCHEMA)
+    for key in dispatch_keys:
+        torch.library.impl(fwd_name, key)(fwd_impl)
+        torch.library.impl(bwd_name, key)(bwd_impl)
+    return register_leaky_autograd(fwd_name, bwd_name)
+
+
+def register_leaky_autograd(fwd_name: str, bwd_name: str) -> tuple[Any, Any]:
+    """Fakes and autograd for an op pair whose schemas are FWD_SCHEMA / BWD_SCHEMA (also C++-defined ones)."""
+    torch.library.register_fake(fwd_name)(fake_fwd)
+    torch.library.register_fake(bwd_name)(fake_bwd)
+    namespace, name = fwd_name.split("::")
+    fwd_op = getattr(getattr(torch.ops, namespace), name).default
+    bwd_op = getattr(getattr(torch.ops, namespace), bwd_name.split("::")[1]).default
+    torch.library.register_autograd(fwd_name, make_backward(bwd_op), setup_context=_setup_context)
+    return fwd_op, bwd_op

@@ -1,0 +1,95 @@
+"""Triton implementation of the leaky-neuron ops: launchers and registration.
+
+Registers ``snnkernels::leaky_fwd_triton`` / ``snnkernels::leaky_bwd_triton`` for CUDA tensors, and for
+CPU tensors too, where Triton's interpreter (``TRITON_INTERPRET=1``) runs the same kernels in tests.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+
+from ..backends import triton_interpreter_enabled
+from ..kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_kernel
+from .leaky import channel_stride, define_leaky_ops, neurons_per_step, new_bwd_outputs, new_fwd_outputs
+
+__all__ = ["leaky_fwd_triton", "leaky_bwd_triton", "LaunchConfig", "launch_config", "DEFAULT_CHUNK"]
+
+# Steps per checkpoint chunk (recompute granularity of the backward). 8 keeps the backward's stash of
+# (h, x, v) per step in registers without spilling at BLOCK=512 / 4 warps (checked by the compile test).
+DEFAULT_CHUNK = 8
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    block: int
+    num_warps: int
+
+
+def launch_config(n: int, backward: bool) -> LaunchConfig:
+    """Fixed launch settings. The interpreter costs ~1 ms per program and step, so it gets one big block;
+    on the GPU 4 fp32 neurons per thread give one 16-byte access per tensor and step."""
+    if triton_interpreter_enabled():
+        return LaunchConfig(block=min(max(triton.next_power_of_2(n), 16), 8192), num_warps=1)
+    return LaunchConfig(block=512, num_warps=4)
+
+
+def _channel_dims(x: torch.Tensor, *coefficients: torch.Tensor | None) -> tuple[int, int]:
+    """(channel stride, channel count) that the coefficient tensors are indexed with."""
+    c = max((t.numel() for t in coefficients if t is not None), default=1)
+    return channel_stride(x, c), c
+
+
+def _fwd_impl(x, v_init, decay_t, gain_t, bias_t, decay, gain, bias, v_threshold, v_reset, v_init_value,
+              hard_reset, strict, detach_reset, surrogate_id, surrogate_param, training, store_final_state, chunk):
+    T, n = x.shape[0], neurons_per_step(x)
+    spikes, v_final, ckpt = new_fwd_outputs(x, training, store_final_state, chunk)
+    if n == 0:
+        return spikes, v_final, ckpt
+    spatial, channels = _channel_dims(x, decay_t, gain_t, bias_t)
+    cfg = launch_config(n, backward=False)
+    dummy = spikes  # stands in for absent optional pointers; never dereferenced (constexpr-guarded)
+    leaky_fwd_kernel[(triton.cdiv(n, cfg.block),)](
+        x, dummy if v_init is None else v_init,
+        dummy if decay_t is None else decay_t, dummy if gain_t is None else gain_t, dummy if bias_t is None else bias_t,
+        spikes, v_final if store_final_state else dummy, ckpt if training else dummy,
+        T, n, spatial, channels,
+        decay, gain, bias, v_threshold, v_reset, v_init_value,
+        HAS_V_INIT=v_init is not None,
+        DECAY_T=decay_t is not None, GAIN_T=gain_t is not None, BIAS_T=bias_t is not None,
+        HARD_RESET=hard_reset, STRICT=strict, TRAINING=training, STORE_FINAL=store_final_state,
+        CHUNK=chunk, BLOCK=cfg.block, num_warps=cfg.num_warps, enable_fp_fusion=False,
+    )
+    return spikes, v_final, ckpt
+
+
+def _bwd_impl(grad_spikes, grad_v_final, x, v_init, checkpoints, decay_t, gain_t, bias_t, decay, gain, bias,
+              v_threshold, v_reset, v_init_value, hard_reset, strict, detach_reset, surrogate_id, surrogate_param,
+              chunk, need_grad_v_init, need_grad_decay, need_grad_gain, need_grad_bias):
+    T, n = x.shape[0], neurons_per_step(x)
+    grad_x, grad_v_init, *partials = new_bwd_outputs(x, need_grad_v_init, need_grad_decay, need_grad_gain, need_grad_bias)
+    if n == 0:
+        return grad_x, grad_v_init, *partials
+    spatial, channels = _channel_dims(x, decay_t, gain_t, bias_t)
+    cfg = launch_config(n, backward=True)
+    dummy = grad_x
+    leaky_bwd_kernel[(triton.cdiv(n, cfg.block),)](
+        grad_spikes, dummy if grad_v_final is None else grad_v_final, x,
+        dummy if v_init is None else v_init, checkpoints,
+        dummy if decay_t is None else decay_t, dummy if gain_t is None else gain_t, dummy if bias_t is None else bias_t,
+        grad_x, grad_v_init if need_grad_v_init else dummy,
+        *[p if p.numel() else dummy for p in partials],
+        T, n, spatial, channels,
+        decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param,
+        HAS_V_INIT=v_init is not None,
+        HAS_GRAD_V_FINAL=grad_v_final is not None, STORE_GRAD_V_INIT=need_grad_v_init,
+        DECAY_T=decay_t is not None, GAIN_T=gain_t is not None, BIAS_T=bias_t is not None,
+        NEED_GRAD_DECAY=need_grad_decay, NEED_GRAD_GAIN=need_grad_gain, NEED_GRAD_BIAS=need_grad_bias,
+        HARD_RESET=hard_reset, STRICT=strict, DETACH_RESET=detach_reset, SG_ID=surrogate_id,
+        CHUNK=chunk, BLOCK=cfg.block, num_warps=cfg.num_warps, enable_fp_fusion=False,
+    )
+    return grad_x, grad_v_init, *partials
+
+
+leaky_fwd_triton, leaky_bwd_triton = define_leaky_ops("triton", _fwd_impl, _bwd_impl, ("CPU", "CUDA"))

@@ -1,0 +1,98 @@
+"""Eager reference of the leaky neuron family: a plain loop over T, autograd does the backward.
+
+This is the ground truth the kernels are tested against and the ``backend="torch"`` path. It follows
+the equations in ``snnkernels.neuron_models`` literally, in fp32 (fp64 for fp64 input), in the same
+op order as the kernels' charge so that fp32 spikes agree bit for bit. Never edit it to match a kernel.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..neuron_models import Number, lif_coefficients
+from ..surrogate import ATan, Surrogate
+
+__all__ = ["multistep_leaky_reference", "multistep_lif_reference", "state_dtype"]
+
+
+def state_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The membrane state is fp32 for fp32/fp16/bf16 input and fp64 for fp64 input."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _as_channel_coefficient(value: Number, x_seq: torch.Tensor, dtype: torch.dtype) -> Number:
+    """A [C] (or 0-d / [1]) tensor coefficient shaped to broadcast along dim 2 of [T, B, C, ...]."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    value = value.to(dtype)
+    if value.numel() == 1:
+        return value.reshape(())
+    return value.reshape((value.numel(),) + (1,) * (x_seq.dim() - 3))
+
+
+def multistep_leaky_reference(
+    x_seq: torch.Tensor,
+    v_init: torch.Tensor | None = None,
+    *,
+    decay: Number,
+    input_gain: Number = 1.0,
+    bias: Number = 0.0,
+    v_threshold: float = 1.0,
+    v_reset: float | None = 0.0,
+    strict_threshold: bool = False,
+    detach_reset: bool = False,
+    surrogate_function: Surrogate = ATan(),
+    v_init_value: float = 0.0,
+    return_final_state: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Leaky neuron over ``x_seq`` of shape [T, ...]; returns spikes (x's dtype) [, final state]."""
+    dtype = state_dtype(x_seq.dtype)
+    x = x_seq.to(dtype)
+    a = _as_channel_coefficient(decay, x_seq, dtype)
+    b = _as_channel_coefficient(input_gain, x_seq, dtype)
+    c = _as_channel_coefficient(bias, x_seq, dtype)
+    if v_init is None:
+        v = torch.full_like(x[0], v_init_value)
+    else:
+        v = v_init.to(dtype)
+    spikes = []
+    for t in range(x.shape[0]):
+        h = a * v + b * x[t] + c
+        s = surrogate_function.spike(h - v_threshold, strict_threshold)
+        s_reset = s.detach() if detach_reset else s
+        if v_reset is None:
+            v = h - v_threshold * s_reset
+        else:
+            v = h * (1.0 - s_reset) + v_reset * s_reset
+        spikes.append(s)
+    out = torch.stack(spikes).to(x_seq.dtype)
+    return (out, v) if return_final_state else out
+
+
+def multistep_lif_reference(
+    x_seq: torch.Tensor,
+    v_init: torch.Tensor | None = None,
+    *,
+    tau: Number = 2.0,
+    decay_input: bool = True,
+    v_threshold: float = 1.0,
+    v_reset: float | None = 0.0,
+    detach_reset: bool = False,
+    surrogate_function: Surrogate = ATan(),
+    return_final_state: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """SpikingJelly's multi-step LIF (see ``lif_coefficients``); v starts at v_reset (0 for soft reset)."""
+    decay, gain, bias = lif_coefficients(tau, decay_input, v_reset)
+    return multistep_leaky_reference(
+        x_seq,
+        v_init,
+        decay=decay,
+        input_gain=gain,
+        bias=bias,
+        v_threshold=v_threshold,
+        v_reset=v_reset,
+        strict_threshold=False,
+        detach_reset=detach_reset,
+        surrogate_function=surrogate_function,
+        v_init_value=0.0 if v_reset is None else v_reset,
+        return_final_state=return_final_state,
+    )

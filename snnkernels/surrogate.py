@@ -1,0 +1,223 @@
+"""Surrogate gradients: the one source of truth for every backend.
+
+A surrogate replaces the derivative of the Heaviside step ``s = H(x)`` (``x = u - V_th``) in the
+backward pass. Each class here carries
+
+- ``id``: the integer the kernels switch on (Triton ``SG_ID`` constexpr, CUDA template argument);
+- ``param``: its one float parameter, passed to the kernels as ``sg_param``;
+- ``derivative(x)``: ds/dx as a torch formula, used by the eager reference;
+- ``primitive(x)``: a smooth (or piecewise-linear) function whose derivative is ``derivative``;
+  tests check ``derivative`` against autograd of ``primitive``.
+
+Calling a surrogate object, ``sg(x)``, returns the Heaviside step of ``x`` with ``sg.derivative``
+as its gradient, like SpikingJelly's surrogate modules.
+
+Formulas (x = u - V_th), each with unit area where bounded:
+
+====================  ======================================================  ====================
+class                 ds/dx                                                   matches
+====================  ======================================================  ====================
+``ATan(alpha=2)``     ``(alpha/2) / (1 + (pi/2 * alpha * x)^2)``              SJ ``ATan``
+``Sigmoid(alpha=4)``  ``alpha * sig(alpha x) * (1 - sig(alpha x))``           SJ ``Sigmoid``
+``Triangle(gamma=1)`` ``max(0, gamma - |x|) / gamma^2``                       SJ ``PiecewiseQuadratic(1/gamma)``, TET/DTA
+``Rectangle(width=1)````1[|x| < width/2] / width``                            MA-SNN, Att-Res, STAA
+====================  ======================================================  ====================
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+
+__all__ = [
+    "Surrogate",
+    "ATan",
+    "Sigmoid",
+    "Triangle",
+    "Rectangle",
+    "SURROGATE_IDS",
+    "by_id",
+    "coerce_surrogate",
+]
+
+
+def heaviside(x: torch.Tensor, strict: bool = False) -> torch.Tensor:
+    """Spike of ``x = u - V_th``: ``x >= 0`` (or ``x > 0`` when ``strict``), in ``x``'s dtype."""
+    return (x > 0).to(x.dtype) if strict else (x >= 0).to(x.dtype)
+
+
+class _SpikeFunction(torch.autograd.Function):
+    """Heaviside forward, surrogate derivative backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, surrogate: Surrogate, strict: bool) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.surrogate = surrogate
+        return heaviside(x, strict)
+
+    @staticmethod
+    def backward(ctx: Any, grad_spike: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (x,) = ctx.saved_tensors
+        return grad_spike * ctx.surrogate.derivative(x), None, None
+
+
+class Surrogate:
+    """Base class. Subclasses set ``id``, ``param_name`` and the two formulas."""
+
+    id: ClassVar[int]
+    param_name: ClassVar[str]
+    default_param: ClassVar[float]
+
+    def __init__(self, param: float | None = None) -> None:
+        value = self.default_param if param is None else float(param)
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{type(self).__name__}: {self.param_name} must be a positive finite number, got {param!r}")
+        self.param = value
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def primitive(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def spike(self, x: torch.Tensor, strict: bool = False) -> torch.Tensor:
+        """Heaviside step of ``x`` whose gradient is ``self.derivative``."""
+        return _SpikeFunction.apply(x, self, strict)
+
+    __call__ = spike
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.param_name}={self.param!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.param == self.param  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.param))
+
+
+class ATan(Surrogate):
+    """Arc-tangent surrogate, SpikingJelly's ``ATan(alpha)``."""
+
+    id = 0
+    param_name = "alpha"
+    default_param = 2.0
+
+    def __init__(self, alpha: float = 2.0) -> None:
+        super().__init__(alpha)
+
+    @property
+    def alpha(self) -> float:
+        return self.param
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.param / 2) / (1 + (math.pi / 2 * self.param * x) ** 2)
+
+    def primitive(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.atan(math.pi / 2 * self.param * x) / math.pi + 0.5
+
+
+class Sigmoid(Surrogate):
+    """Logistic surrogate, SpikingJelly's ``Sigmoid(alpha)``."""
+
+    id = 1
+    param_name = "alpha"
+    default_param = 4.0
+
+    def __init__(self, alpha: float = 4.0) -> None:
+        super().__init__(alpha)
+
+    @property
+    def alpha(self) -> float:
+        return self.param
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        sig = torch.sigmoid(self.param * x)
+        return self.param * sig * (1 - sig)
+
+    def primitive(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.param * x)
+
+
+class Triangle(Surrogate):
+    """Triangle surrogate of TET/DTA; equals SpikingJelly's ``PiecewiseQuadratic(alpha=1/gamma)``."""
+
+    id = 2
+    param_name = "gamma"
+    default_param = 1.0
+
+    def __init__(self, gamma: float = 1.0) -> None:
+        super().__init__(gamma)
+
+    @property
+    def gamma(self) -> float:
+        return self.param
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.param
+        return torch.clamp(g - x.abs(), min=0) / (g * g)
+
+    def primitive(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.param
+        y = torch.clamp(x / g, -1.0, 1.0)
+        # integral of the triangle on [-g, g], scaled to [0, 1]
+        return torch.where(y < 0, 0.5 * (1 + y) ** 2, 1 - 0.5 * (1 - y) ** 2)
+
+
+class Rectangle(Surrogate):
+    """Rectangular surrogate of MA-SNN, Att-Res-SNN and STAA: ``1[|x| < width/2] / width``."""
+
+    id = 3
+    param_name = "width"
+    default_param = 1.0
+
+    def __init__(self, width: float = 1.0) -> None:
+        super().__init__(width)
+
+    @property
+    def width(self) -> float:
+        return self.param
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.param
+        return (x.abs() < w / 2).to(x.dtype) / w
+
+    def primitive(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(x / self.param + 0.5, 0.0, 1.0)
+
+
+SURROGATE_IDS: dict[int, type[Surrogate]] = {cls.id: cls for cls in (ATan, Sigmoid, Triangle, Rectangle)}
+
+
+def by_id(surrogate_id: int, param: float) -> Surrogate:
+    """Rebuild a surrogate from the (id, param) pair that the ops carry."""
+    try:
+        cls = SURROGATE_IDS[int(surrogate_id)]
+    except KeyError:
+        raise ValueError(f"unknown surrogate id {surrogate_id}; known: {sorted(SURROGATE_IDS)}") from None
+    return cls(param)
+
+
+def coerce_surrogate(obj: Any) -> Surrogate:
+    """Accept one of ours, or SpikingJelly's ATan / Sigmoid / PiecewiseQuadratic (so a model that passes
+    SpikingJelly surrogates keeps working after swapping the neuron import). Anything else is an error:
+    silently substituting a different surrogate would change the gradients."""
+    if isinstance(obj, Surrogate):
+        return obj
+    name = type(obj).__name__
+    module = type(obj).__module__ or ""
+    if "spikingjelly" in module:
+        if getattr(obj, "spiking", True) is False:
+            raise ValueError(f"SpikingJelly surrogate {name} with spiking=False is not a spiking neuron; unsupported")
+        alpha = getattr(obj, "alpha", None)
+        if name == "ATan" and alpha is not None:
+            return ATan(alpha)
+        if name == "Sigmoid" and alpha is not None:
+            return Sigmoid(alpha)
+        if name == "PiecewiseQuadratic" and alpha is not None:
+            return Triangle(1.0 / float(alpha))
+    raise TypeError(
+        f"unsupported surrogate_function {obj!r}; use snnkernels.surrogate.ATan, Sigmoid, Triangle or Rectangle "
+        "(SpikingJelly's ATan, Sigmoid and PiecewiseQuadratic are converted automatically)"
+    )

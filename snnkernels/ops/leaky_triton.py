@@ -14,11 +14,16 @@ from ..backends import triton_interpreter_enabled
 from ..kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_kernel
 from .leaky import channel_stride, define_leaky_ops, neurons_per_step, new_bwd_outputs, new_fwd_outputs
 
-__all__ = ["leaky_fwd_triton", "leaky_bwd_triton", "LaunchConfig", "launch_config", "DEFAULT_CHUNK"]
+__all__ = ["leaky_fwd_triton", "leaky_bwd_triton", "LaunchConfig", "launch_config", "DEFAULT_CHUNK", "COMPILE_OPTIONS"]
 
 # Steps per checkpoint chunk (recompute granularity of the backward). 8 keeps the backward's stash of
 # (h, x, v) per step in registers without spilling at BLOCK=512 / 4 warps (checked by the compile test).
 DEFAULT_CHUNK = 8
+
+
+# Round the charge op by op, like the eager reference and the backward's recompute: a contracted
+# multiply-add would move h by an ulp and could flip a spike sitting at the threshold.
+COMPILE_OPTIONS = {"enable_fp_fusion": False}
 
 
 @dataclass(frozen=True)
@@ -28,11 +33,12 @@ class LaunchConfig:
 
 
 def launch_config(n: int, backward: bool) -> LaunchConfig:
-    """Fixed launch settings. The interpreter costs ~1 ms per program and step, so it gets one big block;
-    on the GPU 4 fp32 neurons per thread give one 16-byte access per tensor and step."""
+    """Fixed launch settings. The interpreter costs ~1 ms per program and step, so it gets one big block.
+    On the GPU the forward takes 4 neurons per thread (one 16-byte fp32 access per tensor and step); the
+    backward stashes CHUNK potentials per neuron in registers, so it takes 2 to keep occupancy up."""
     if triton_interpreter_enabled():
         return LaunchConfig(block=min(max(triton.next_power_of_2(n), 16), 8192), num_warps=1)
-    return LaunchConfig(block=512, num_warps=4)
+    return LaunchConfig(block=256 if backward else 512, num_warps=4)
 
 
 def _channel_dims(x: torch.Tensor, *coefficients: torch.Tensor | None) -> tuple[int, int]:
@@ -59,7 +65,7 @@ def _fwd_impl(x, v_init, decay_t, gain_t, bias_t, decay, gain, bias, v_threshold
         HAS_V_INIT=v_init is not None,
         DECAY_T=decay_t is not None, GAIN_T=gain_t is not None, BIAS_T=bias_t is not None,
         HARD_RESET=hard_reset, STRICT=strict, TRAINING=training, STORE_FINAL=store_final_state,
-        CHUNK=chunk, BLOCK=cfg.block, num_warps=cfg.num_warps, enable_fp_fusion=False,
+        CHUNK=chunk, BLOCK=cfg.block, num_warps=cfg.num_warps, **COMPILE_OPTIONS,
     )
     return spikes, v_final, ckpt
 
@@ -87,7 +93,7 @@ def _bwd_impl(grad_spikes, grad_v_final, x, v_init, checkpoints, decay_t, gain_t
         DECAY_T=decay_t is not None, GAIN_T=gain_t is not None, BIAS_T=bias_t is not None,
         NEED_GRAD_DECAY=need_grad_decay, NEED_GRAD_GAIN=need_grad_gain, NEED_GRAD_BIAS=need_grad_bias,
         HARD_RESET=hard_reset, STRICT=strict, DETACH_RESET=detach_reset, SG_ID=surrogate_id,
-        CHUNK=chunk, BLOCK=cfg.block, num_warps=cfg.num_warps, enable_fp_fusion=False,
+        CHUNK=chunk, BLOCK=cfg.block, num_warps=cfg.num_warps, **COMPILE_OPTIONS,
     )
     return grad_x, grad_v_init, *partials
 

@@ -176,21 +176,19 @@ def leaky_bwd_kernel(
         t0 = ci * CHUNK
         # Rebuild the chunk's pre-reset potentials from its checkpoint, exactly as the forward did.
         v = tl.load(ckpt_ptr + (ci - 1) * n_row + offs, mask=mask & (ci > 0), other=0.0)
-        v = tl.where(ci > 0, v, v_init)
+        v_start = tl.where(ci > 0, v, v_init)
+        v = v_start
         hs = ()
         xs = ()
-        v_prevs = ()
         for k in tl.static_range(CHUNK):
             valid = t0 + k < T
             x = tl.load(x_ptr + (t0 + k) * n_row + offs, mask=mask & valid, other=0.0).to(tl.float32)
             h = a * v + b * x + c
             hs = hs + (h,)
-            xs = xs + (x,)
-            v_prevs = v_prevs + (v,)
+            xs = xs + (x,)  # kept only when NEED_GRAD_GAIN (dead code otherwise)
             v = _reset(h, _fire(h, v_threshold, STRICT), v_threshold, v_reset, HARD_RESET)
         # Walk the chunk backwards: dL/dh_t = dL/ds_t * sg_t + dL/dv_t * dv_t/dh_t; dL/dv_{t-1} = a * dL/dh_t.
-        for kk in tl.static_range(CHUNK):
-            k = CHUNK - 1 - kk
+        for k in tl.static_range(CHUNK - 1, -1, -1):
             valid = t0 + k < T
             row = (t0 + k) * n_row
             h = hs[k]
@@ -210,7 +208,12 @@ def leaky_bwd_kernel(
             tl.store(grad_x_ptr + row + offs, (grad_h * b).to(grad_x_ptr.dtype.element_ty), mask=mask & valid)
             grad_v = tl.where(valid, grad_h * a, grad_v)
             if NEED_GRAD_DECAY:
-                acc_decay += grad_h * v_prevs[k]
+                # v_{t-1}: rebuilt from h_{t-1} rather than stashed, to save registers
+                if k == 0:
+                    v_prev = v_start
+                else:
+                    v_prev = _reset(hs[k - 1], _fire(hs[k - 1], v_threshold, STRICT), v_threshold, v_reset, HARD_RESET)
+                acc_decay += grad_h * v_prev
             if NEED_GRAD_GAIN:
                 acc_gain += grad_h * xs[k]
             if NEED_GRAD_BIAS:

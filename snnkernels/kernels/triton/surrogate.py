@@ -2,7 +2,7 @@
 import triton
 import triton.language as tl
 
-HALF_PI: tl.constexpr = 1.5707963267948966
+HALF_PI = tl.constexpr(1.5707963267948966)
 
 
 @triton.jit

@@ -1,0 +1,101 @@
+"""Compile the Triton kernels for real GPU targets without a GPU (run by test_triton_compile.py).
+
+The interpreter accepts code the compiler rejects (non-constexpr globals, loop-carried dtype changes,
+bad tuple indexing), so every kernel variant the launchers can produce is also compiled to cubin for
+sm_80 and sm_90 here, with the launchers' own options. Prints one JSON line per variant with the
+register count, spills (LOCAL/STACK bytes from cuobjdump) and whether the PTX contains a contracted
+fp32 multiply-add. Must run WITHOUT TRITON_INTERPRET (jit functions are interpreted objects under it).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from snnkernels.kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_kernel
+from snnkernels.ops.leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, launch_config
+
+INT_ARGS = {"T", "N", "S", "C"}
+DTYPES = {"fp32": "*fp32", "fp16": "*fp16", "bf16": "*bf16"}
+# Pointers that carry the input dtype; all others are fp32 (states, coefficients, partial sums).
+DATA_PTRS = {"x_ptr", "spikes_ptr", "grad_spikes_ptr", "grad_x_ptr"}
+CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+
+
+def signature(fn, dtype: str, constexprs: dict) -> dict:
+    sig = {}
+    for name in fn.arg_names:
+        if name in constexprs:
+            sig[name] = "constexpr"
+        elif name.endswith("_ptr"):
+            sig[name] = DTYPES[dtype] if name in DATA_PTRS else "*fp32"
+        elif name in INT_ARGS:
+            sig[name] = "i32"
+        else:
+            sig[name] = "fp32"
+    return sig
+
+
+def fwd_variants():
+    flags = ("HAS_V_INIT", "DECAY_T", "GAIN_T", "BIAS_T", "HARD_RESET", "STRICT", "TRAINING", "STORE_FINAL")
+    # every flag both ways at least once, across the three dtypes
+    rows = [(True,) * 8, (False,) * 8, (True, False, True, False, True, False, True, False),
+            (False, True, False, True, False, True, False, True)]
+    for dtype, row in itertools.product(DTYPES, rows):
+        yield dtype, dict(zip(flags, row))
+
+
+def bwd_variants():
+    for sg, hard, detach in itertools.product(range(4), (True, False), (True, False)):
+        all_on = (sg + hard + detach) % 2 == 0
+        yield "fp32", dict(
+            HAS_V_INIT=all_on, HAS_GRAD_V_FINAL=not all_on, STORE_GRAD_V_INIT=all_on,
+            DECAY_T=True, GAIN_T=all_on, BIAS_T=not all_on,
+            NEED_GRAD_DECAY=True, NEED_GRAD_GAIN=all_on, NEED_GRAD_BIAS=not all_on,
+            HARD_RESET=hard, STRICT=not hard, DETACH_RESET=detach, SG_ID=sg,
+        )
+    for dtype in ("fp16", "bf16"):
+        yield dtype, dict(
+            HAS_V_INIT=True, HAS_GRAD_V_FINAL=True, STORE_GRAD_V_INIT=True, DECAY_T=True, GAIN_T=True, BIAS_T=True,
+            NEED_GRAD_DECAY=True, NEED_GRAD_GAIN=True, NEED_GRAD_BIAS=True, HARD_RESET=True, STRICT=False,
+            DETACH_RESET=False, SG_ID=1,
+        )
+
+
+def resource_usage(cubin: bytes) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        out = subprocess.run([CUOBJDUMP, "-res-usage", f.name], capture_output=True, text=True, check=True).stdout
+    fields = dict(re.findall(r"(REG|STACK|LOCAL|SHARED):(\d+)", out))
+    return {k.lower(): int(v) for k, v in fields.items()}
+
+
+def main(archs: list[int]) -> None:
+    os.environ.pop("TRITON_INTERPRET", None)
+    cases = [(leaky_fwd_kernel, False, d, c) for d, c in fwd_variants()]
+    cases += [(leaky_bwd_kernel, True, d, c) for d, c in bwd_variants()]
+    for arch in archs:
+        for fn, backward, dtype, flags in cases:
+            cfg = launch_config(1 << 22, backward=backward)
+            constexprs = dict(flags, CHUNK=DEFAULT_CHUNK, BLOCK=cfg.block)
+            src = ASTSource(fn, signature=signature(fn, dtype, constexprs), constexprs=constexprs)
+            options = dict(COMPILE_OPTIONS, num_warps=cfg.num_warps)
+            compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options)
+            usage = resource_usage(compiled.asm["cubin"])
+            print(json.dumps({
+                "kernel": fn.__name__, "arch": arch, "dtype": dtype, "flags": flags, **usage,
+                "contracted_fma": bool(re.search(r"\bfma\.rn\.f32\b", compiled.asm["ptx"])),
+            }), flush=True)
+
+
+if __name__ == "__main__":
+    main([int(a) for a in sys.argv[1:]] or [80, 90])

@@ -8,7 +8,7 @@ Layers of the package, each op in one predictable place:
 - ``snnkernels.functional``: the stateless public functions;
 - ``snnkernels.nn``: thin ``nn.Module`` wrappers with SpikingJelly's argument names.
 """
-from . import backends, functional, neuron_models, reference, surrogate
+from . import backends, functional, neuron_models, nn, reference, surrogate
 from ._version import __version__
 
-__all__ = ["__version__", "backends", "functional", "neuron_models", "reference", "surrogate"]
+__all__ = ["__version__", "backends", "functional", "neuron_models", "nn", "reference", "surrogate"]

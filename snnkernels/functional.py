@@ -141,7 +141,7 @@ def _split_coefficients(coefficients: list[Number]) -> tuple[list[float], list[t
     """Floats stay kernel arguments; tensors become fp32 [C'] (C' = 1 or C, all tensors alike) that carry
     their gradient back through these torch ops."""
     tensors = [c.to(torch.float32).reshape(-1) if isinstance(c, torch.Tensor) else None for c in coefficients]
-    width = max((t.numel() for t in tensors if t is not None), default=1)
+    width = max([1] + [t.numel() for t in tensors if t is not None])
     tensors = [None if t is None else (t.expand(width) if t.numel() != width else t).contiguous() for t in tensors]
     scalars = [0.0 if isinstance(c, torch.Tensor) else c for c in coefficients]
     return scalars, tensors

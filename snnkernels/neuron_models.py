@@ -23,7 +23,7 @@ from .surrogate import Rectangle, Surrogate, Triangle
 
 Number = float | torch.Tensor
 
-__all__ = ["lif_coefficients", "NeuronPreset", "TET_LIF", "MA_SNN_LIF", "ATT_RES_LIF", "PRESETS"]
+__all__ = ["lif_coefficients", "rate_coefficients", "NeuronPreset", "TET_LIF", "MA_SNN_LIF", "ATT_RES_LIF", "PRESETS"]
 
 
 def lif_coefficients(tau: Number, decay_input: bool, v_reset: float | None) -> tuple[Number, Number, Number]:
@@ -35,13 +35,16 @@ def lif_coefficients(tau: Number, decay_input: bool, v_reset: float | None) -> t
     exact arithmetic; in floating point they can differ in the last bit, which flips a spike only when
     ``h`` lies within that bit of the threshold.
 
-    ``tau`` may be a tensor (PLIF: ``tau = 1 / sigmoid(w)``), in which case the coefficients are
-    tensors that carry the gradient back to it.
+    ``tau`` may be a tensor, in which case the coefficients are tensors that carry the gradient back to it.
     """
-    inv_tau = 1.0 / tau
-    decay = 1.0 - inv_tau
-    gain = inv_tau if decay_input else 1.0
-    bias = 0.0 if v_reset is None or v_reset == 0.0 else v_reset * inv_tau
+    return rate_coefficients(1.0 / tau, decay_input, v_reset)
+
+
+def rate_coefficients(rate: Number, decay_input: bool, v_reset: float | None) -> tuple[Number, Number, Number]:
+    """LIF coefficients from the leak rate ``k = 1/tau`` (PLIF learns ``k = sigmoid(w)`` directly)."""
+    decay = 1.0 - rate
+    gain = rate if decay_input else 1.0
+    bias = 0.0 if v_reset is None or v_reset == 0.0 else v_reset * rate
     return decay, gain, bias
 
 

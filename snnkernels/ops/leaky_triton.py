@@ -43,7 +43,7 @@ def launch_config(n: int, backward: bool) -> LaunchConfig:
 
 def _channel_dims(x: torch.Tensor, *coefficients: torch.Tensor | None) -> tuple[int, int]:
     """(channel stride, channel count) that the coefficient tensors are indexed with."""
-    c = max((t.numel() for t in coefficients if t is not None), default=1)
+    c = max([1] + [t.numel() for t in coefficients if t is not None])
     return channel_stride(x, c), c
 
 

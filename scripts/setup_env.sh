@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Create (or update) .venv with the pinned development environment and snnkernels installed editable.
+# Idempotent: a second run only checks the pins. Usage: bash scripts/setup_env.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+.venv/bin/python -c "import snnkernels, torch, triton; print('snnkernels', snnkernels.__version__, '| torch', torch.__version__, '| triton', triton.__version__)"

@@ -1,12 +1,15 @@
 """Which implementation runs an op: availability probes and one resolution rule.
 
-Backends:
+Backends (all compute the same equations in the same precision):
 
 - ``"torch"``: the eager reference (``snnkernels.reference``); any device, any float dtype.
 - ``"triton"``: the fused Triton kernels; CUDA tensors of fp32 / fp16 / bf16, or CPU tensors when
   Triton's interpreter is on (``TRITON_INTERPRET=1``, for tests).
-- ``"auto"``: the fastest available for the tensor at hand; it never changes the numbers (all backends
-  compute the same equations in the same precision). ``SNNKERNELS_BACKEND`` replaces ``"auto"`` when set.
+- ``"native"``: the C++ extension ``snnkernels._C`` (csrc/): CPU tensors, and CUDA tensors when it was
+  built with CUDA.
+- ``"cupy"``: the same CUDA source files compiled at run time by CuPy's NVRTC (no build step).
+- ``"auto"``: the fastest available for the tensor at hand (``AUTO_ORDER``); it never changes the numbers.
+  ``SNNKERNELS_BACKEND`` replaces ``"auto"`` when set.
 
 An explicit backend that cannot run raises ``BackendUnavailableError`` naming the reason (with the
 original import error where there is one): there is no silent fallback.
@@ -23,12 +26,16 @@ __all__ = [
     "TRITON_IMPORT_ERROR",
     "BackendUnavailableError",
     "triton_interpreter_enabled",
+    "backend_problem",
     "resolve_backend",
 ]
 
-BACKENDS = ("auto", "torch", "triton")
+BACKENDS = ("auto", "torch", "triton", "native", "cupy")
 ENV_VAR = "SNNKERNELS_BACKEND"
-TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# Preference of "auto" per device type, fastest first; "torch" closes every list. The CUDA order puts
+# Triton first until the GPU benchmark (bench/results) ranks the native kernels.
+AUTO_ORDER = {"cuda": ("triton", "native"), "cpu": ("native",)}
 
 try:
     import triton  # noqa: F401
@@ -48,20 +55,58 @@ def triton_interpreter_enabled() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-def _triton_problem(x: torch.Tensor) -> str | None:
-    """Why the Triton backend cannot take ``x``, or None."""
+def _dtype_problem(dtype: torch.dtype, name: str) -> str | None:
+    if dtype not in KERNEL_DTYPES:
+        return f"the {name} kernels take fp32, fp16 or bf16 input, got {dtype}; use backend='torch' for it"
+    return None
+
+
+def _triton_problem(device: str, dtype: torch.dtype) -> str | None:
     if not HAS_TRITON:
         return f"Triton is not importable ({TRITON_IMPORT_ERROR!r}); install triton or use backend='torch'"
-    if x.dtype not in TRITON_DTYPES:
-        return f"the Triton kernels take fp32, fp16 or bf16 input, got {x.dtype}; use backend='torch' for it"
-    if x.device.type == "cuda":
-        return None
-    if x.device.type == "cpu" and triton_interpreter_enabled():
+    if _dtype_problem(dtype, "Triton"):
+        return _dtype_problem(dtype, "Triton")
+    if device == "cuda" or (device == "cpu" and triton_interpreter_enabled()):
         return None
     return (
-        f"the Triton kernels need a CUDA tensor, got one on {x.device} "
+        f"the Triton kernels need a CUDA tensor, got one on {device} "
         "(set TRITON_INTERPRET=1 before importing to run them on the CPU, slowly, for testing)"
     )
+
+
+def _native_problem(device: str, dtype: torch.dtype) -> str | None:
+    from . import _ext
+
+    if not _ext.load_native(allow_jit=True):
+        return _ext.native_status()[1]
+    if _dtype_problem(dtype, "native"):
+        return _dtype_problem(dtype, "native")
+    if device not in ("cpu", "cuda"):
+        return f"the native kernels run on CPU and CUDA tensors, got one on {device}"
+    if not torch._C._dispatch_has_kernel_for_dispatch_key("snnkernels::leaky_fwd_native", device.upper()):
+        return (
+            f"snnkernels._C was built without {device.upper()} kernels (a CUDA build needs a CUDA torch and "
+            "CUDA_HOME at build time); backend='triton' or 'cupy' run on CUDA without it"
+        )
+    return None
+
+
+def _cupy_problem(device: str, dtype: torch.dtype) -> str | None:
+    from .ops import leaky_cupy
+
+    if _dtype_problem(dtype, "CuPy"):
+        return _dtype_problem(dtype, "CuPy")
+    if device != "cuda":
+        return f"the CuPy path runs CUDA kernels and needs a CUDA tensor, got one on {device}"
+    return leaky_cupy.availability_problem()
+
+
+_PROBES = {"triton": _triton_problem, "native": _native_problem, "cupy": _cupy_problem}
+
+
+def backend_problem(backend: str, x: torch.Tensor) -> str | None:
+    """Why ``backend`` cannot run an op on ``x``, or None when it can."""
+    return None if backend == "torch" else _PROBES[backend](x.device.type, x.dtype)
 
 
 def _requested(backend: str) -> str:
@@ -75,13 +120,22 @@ def _requested(backend: str) -> str:
     return backend
 
 
-def resolve_backend(backend: str, x: torch.Tensor) -> str:
-    """The concrete backend (``"torch"`` or ``"triton"``) for an op on ``x``."""
+@torch.compiler.assume_constant_result
+def _resolve(backend: str, device: str, dtype: torch.dtype) -> str:
+    # Depends only on hashable metadata and the environment, so torch.compile evaluates it once while
+    # tracing instead of tracing into the probes (imports, dispatcher queries).
     requested = _requested(backend)
     if requested == "auto":
-        return "triton" if x.device.type == "cuda" and _triton_problem(x) is None else "torch"
-    if requested == "triton":
-        problem = _triton_problem(x)
-        if problem is not None:
-            raise BackendUnavailableError(f"backend='triton' cannot run: {problem}")
+        for candidate in AUTO_ORDER.get(device, ()):
+            if _PROBES[candidate](device, dtype) is None:
+                return candidate
+        return "torch"
+    problem = None if requested == "torch" else _PROBES[requested](device, dtype)
+    if problem is not None:
+        raise BackendUnavailableError(f"backend={requested!r} cannot run: {problem}")
     return requested
+
+
+def resolve_backend(backend: str, x: torch.Tensor) -> str:
+    """The concrete backend for an op on ``x``: "torch", "triton", "native" or "cupy"."""
+    return _resolve(backend, x.device.type, x.dtype)

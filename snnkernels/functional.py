@@ -14,9 +14,11 @@ from .neuron_models import Number, lif_coefficients
 from .reference.neuron import multistep_leaky_reference, state_dtype
 from .surrogate import ATan, Surrogate, coerce_surrogate
 
-if HAS_TRITON:
-    from .ops import leaky_triton as _triton_ops
+from .ops import leaky_cupy, leaky_native
 from .ops.leaky import match_layout, time_major_dense
+
+if HAS_TRITON:
+    from .ops import leaky_triton
 
 __all__ = ["multistep_leaky", "multistep_lif"]
 
@@ -113,7 +115,8 @@ def _leaky(x_seq, v_init, *, decay, input_gain, bias, v_threshold, v_reset, stri
     v_reset = _checks.check_scalar(v_reset, "v_reset", allow_none=True)
     surrogate_function = coerce_surrogate(surrogate_function)
 
-    if resolve_backend(backend, x_seq) == "torch":
+    backend = resolve_backend(backend, x_seq)
+    if backend == "torch":
         decay, input_gain, bias = coefficients
         return multistep_leaky_reference(
             x_seq, v_init, decay=decay, input_gain=input_gain, bias=bias, v_threshold=v_threshold,
@@ -129,12 +132,22 @@ def _leaky(x_seq, v_init, *, decay, input_gain, bias, v_threshold, v_reset, stri
         x.requires_grad or (v_init is not None and v_init.requires_grad) or any(
             t is not None and t.requires_grad for t in tensors)
     )
-    spikes, v_final, _ = _triton_ops.leaky_fwd_triton(
+    forward_op, chunk = _fused_forward(backend)
+    spikes, v_final, _ = forward_op(
         x, v_init, *tensors, *scalars, v_threshold, 0.0 if v_reset is None else v_reset, v_init_value,
         v_reset is not None, strict_threshold, detach_reset, surrogate_function.id, surrogate_function.param,
-        training, return_final_state, _triton_ops.DEFAULT_CHUNK,
+        training, return_final_state, chunk,
     )
     return (spikes, v_final) if return_final_state else spikes
+
+
+def _fused_forward(backend: str):
+    """(forward op, checkpoint chunk) of a fused backend; all share one schema (ops/leaky.py)."""
+    if backend == "triton":
+        return leaky_triton.leaky_fwd_triton, leaky_triton.DEFAULT_CHUNK
+    if backend == "native":
+        return leaky_native.forward_op(), leaky_native.DEFAULT_CHUNK
+    return leaky_cupy.forward_op(), leaky_cupy.DEFAULT_CHUNK
 
 
 def _split_coefficients(coefficients: list[Number]) -> tuple[list[float], list[torch.Tensor | None]]:

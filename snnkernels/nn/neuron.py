@@ -121,9 +121,9 @@ class LIFNode(_SpikingNeuron):
         surrogate_function: Surrogate = Sigmoid(),
         detach_reset: bool = False,
         step_mode: str = "s",
-        backend: str = "auto",
         store_v_seq: bool = False,
         *,
+        backend: str = "auto",
         stateful: bool = False,
     ) -> None:
         if not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau > 0):
@@ -159,9 +159,9 @@ class ParametricLIFNode(_SpikingNeuron):
         surrogate_function: Surrogate = Sigmoid(),
         detach_reset: bool = False,
         step_mode: str = "s",
-        backend: str = "auto",
         store_v_seq: bool = False,
         *,
+        backend: str = "auto",
         stateful: bool = False,
     ) -> None:
         if not (isinstance(init_tau, (int, float)) and init_tau > 1):

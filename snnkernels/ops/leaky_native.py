@@ -1,0 +1,16 @@
+"""Native implementation of the leaky-neuron ops (C++ CPU / CUDA, csrc/leaky/).
+
+The ops ``snnkernels::leaky_fwd_native`` / ``leaky_bwd_native`` are defined and implemented by the
+compiled extension ``snnkernels._C``; ``snnkernels._ext.load_native`` imports it and registers the
+shared fakes and autograd (``ops/leaky.py``). This module only names them for the dispatcher.
+"""
+from __future__ import annotations
+
+import torch
+
+# Steps per checkpoint chunk of the native kernels (same contract as the Triton ones).
+DEFAULT_CHUNK = 8
+
+
+def forward_op():
+    return torch.ops.snnkernels.leaky_fwd_native.default

@@ -59,7 +59,7 @@ def native_extensions() -> tuple[list, dict]:
         return [], {}
     debug = os.environ.get("DEBUG", "0") == "1"
     cxx = ["-O0", "-g"] + SOURCES.CXX_FLAGS[1:] if debug else list(SOURCES.CXX_FLAGS)
-    include_dirs = [os.path.join(ROOT, "csrc", "include")]
+    include_dirs = [os.path.join(ROOT, "csrc", "include"), os.path.join(ROOT, "csrc")]
     with_cuda = (
         os.environ.get("SNNKERNELS_BUILD_CUDA", "1") != "0"
         and torch.version.cuda is not None

@@ -24,7 +24,7 @@ def build(verbose: bool = False) -> None:
     cpp_extension.load(
         name="snnkernels_jit",
         sources=sources,
-        extra_include_paths=[f"{root}/include"],
+        extra_include_paths=[f"{root}/include", root],
         is_python_module=False,
         verbose=verbose,
         **extra,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import triton
 
@@ -41,6 +42,12 @@ def launch_config(n: int, backward: bool) -> LaunchConfig:
     return LaunchConfig(block=256 if backward else 512, num_warps=4)
 
 
+def _f32(*values: float) -> list[float]:
+    """Scalars rounded to fp32, as the compiled kernels receive them. Triton's interpreter would otherwise
+    keep a Python float that fp32 cannot hold (e.g. 1e-40) in fp64 and compute differently."""
+    return [float(np.float32(v)) for v in values]
+
+
 def _channel_dims(x: torch.Tensor, *coefficients: torch.Tensor | None) -> tuple[int, int]:
     """(channel stride, channel count) that the coefficient tensors are indexed with."""
     c = max([1] + [t.numel() for t in coefficients if t is not None])
@@ -61,7 +68,7 @@ def _fwd_impl(x, v_init, decay_t, gain_t, bias_t, decay, gain, bias, v_threshold
         dummy if decay_t is None else decay_t, dummy if gain_t is None else gain_t, dummy if bias_t is None else bias_t,
         spikes, v_final if store_final_state else dummy, ckpt if training else dummy,
         T, n, spatial, channels,
-        decay, gain, bias, v_threshold, v_reset, v_init_value,
+        *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
         HAS_V_INIT=v_init is not None,
         DECAY_T=decay_t is not None, GAIN_T=gain_t is not None, BIAS_T=bias_t is not None,
         HARD_RESET=hard_reset, STRICT=strict, TRAINING=training, STORE_FINAL=store_final_state,
@@ -87,7 +94,7 @@ def _bwd_impl(grad_spikes, grad_v_final, x, v_init, checkpoints, decay_t, gain_t
         grad_x, grad_v_init if need_grad_v_init else dummy,
         *[p if p.numel() else dummy for p in partials],
         T, n, spatial, channels,
-        decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param,
+        *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
         HAS_V_INIT=v_init is not None,
         HAS_GRAD_V_FINAL=grad_v_final is not None, STORE_GRAD_V_INIT=need_grad_v_init,
         DECAY_T=decay_t is not None, GAIN_T=gain_t is not None, BIAS_T=bias_t is not None,

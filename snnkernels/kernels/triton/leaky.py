@@ -102,7 +102,9 @@ def leaky_fwd_kernel(
             x = tl.load(x_ptr + row + offs, mask=mask & valid, other=0.0).to(tl.float32)
             h = a * v + b * x + c
             spike = _fire(h, v_threshold, STRICT)
-            tl.store(spikes_ptr + row + offs, spike.to(spikes_ptr.dtype.element_ty), mask=mask & valid)
+            # bool -> fp32 -> storage type (Triton 3.6's interpreter miscasts bool straight to bf16)
+            s_out = tl.where(spike, 1.0, 0.0).to(spikes_ptr.dtype.element_ty)
+            tl.store(spikes_ptr + row + offs, s_out, mask=mask & valid)
             v = tl.where(valid, _reset(h, spike, v_threshold, v_reset, HARD_RESET), v)
     if STORE_FINAL:
         tl.store(v_final_ptr + offs, v, mask=mask)

@@ -1,0 +1,1 @@
+"""Benchmark harness of snnkernels (not part of the installed package): ``python -m bench.run``."""

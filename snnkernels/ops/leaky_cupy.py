@@ -1,5 +1,158 @@
-"""CuPy path (placeholder until the CUDA sources land): reports why it cannot run."""
+"""CuPy implementation of the leaky-neuron ops: the CUDA kernels of csrc/leaky/leaky_kernel.cuh compiled at
+run time by NVRTC (``cupy.RawModule``), for users without a CUDA toolkit or a built extension.
+
+Registers ``snnkernels::leaky_fwd_cupy`` / ``leaky_bwd_cupy`` for CUDA tensors. Every option is fixed at
+compile time (like the Triton constexprs), one module per instantiation and device, cached. Torch tensors
+are handed to the kernels by device pointer (zero copy: no CuPy array is made, so bf16 works although
+CuPy has no bf16 dtype), on torch's current stream. The charge is compiled with ``-fmad=false`` (and the
+kernel uses explicitly rounded ops) so the spikes equal the other backends' bit for bit.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .. import _native_sources
+from .leaky import define_leaky_ops, neurons_per_step, new_bwd_outputs, new_fwd_outputs
+
+__all__ = ["DEFAULT_CHUNK", "availability_problem", "forward_op", "kernel_name", "nvrtc_options"]
+
+DEFAULT_CHUNK = 8
+THREADS = 256  # csrc: kLeakyMaxThreads
+_ELEMENT = {torch.float32: "float", torch.float16: "snnk::half_t", torch.bfloat16: "snnk::bf16_t"}
+_ELEMENT_BYTES = {torch.float32: 4, torch.float16: 2, torch.bfloat16: 2}
+# csrc/include/snnkernels/leaky_flags.h
+FLAG = {
+    "has_v_init": 1 << 0, "decay_t": 1 << 1, "gain_t": 1 << 2, "bias_t": 1 << 3, "hard_reset": 1 << 4,
+    "strict": 1 << 5, "training": 1 << 6, "store_final": 1 << 7, "detach_reset": 1 << 8,
+    "has_grad_v_final": 1 << 9, "store_grad_v_init": 1 << 10, "need_grad_decay": 1 << 11,
+    "need_grad_gain": 1 << 12, "need_grad_bias": 1 << 13, "vectorized": 1 << 14,
+}
+ALL_FLAGS = (1 << 15) - 1
+_CACHE: dict[tuple[int, str], object] = {}
 
 
 def availability_problem() -> str | None:
-    return "the CuPy path is not implemented yet"
+    """Why the CuPy path cannot run here, or None."""
+    try:
+        import cupy
+    except ImportError as exc:
+        return f"CuPy is not importable ({exc!r}); pip install cupy-cuda13x (or cupy-cuda12x)"
+    try:
+        if not cupy.cuda.is_available():
+            return "CuPy sees no CUDA device"
+    except Exception as exc:  # noqa: BLE001 - CuPy raises driver errors of several types
+        return f"CuPy cannot reach the CUDA driver ({exc!r})"
+    try:
+        _native_sources.csrc_dir()
+    except FileNotFoundError as exc:
+        return str(exc)
+    return None
+
+
+def nvrtc_options() -> tuple[str, ...]:
+    root = _native_sources.csrc_dir()
+    return (f"-I{root}/include", f"-I{root}", "--std=c++17", "-fmad=false")
+
+
+def kernel_name(backward: bool, dtype: torch.dtype, flags: int, vec: int, surrogate_id: int = -1,
+                chunk: int = DEFAULT_CHUNK) -> str:
+    """The C++ name expression of one instantiation (every option fixed: STATIC_MASK = all bits)."""
+    if backward:
+        return f"snnk::leaky_bwd_kernel<{_ELEMENT[dtype]}, {surrogate_id}, {chunk}, {vec}, {ALL_FLAGS}u, {flags}u>"
+    return f"snnk::leaky_fwd_kernel<{_ELEMENT[dtype]}, {chunk}, {vec}, {ALL_FLAGS}u, {flags}u>"
+
+
+def _kernel(name: str, device: torch.device):
+    import cupy
+
+    key = (device.index, name)
+    if key not in _CACHE:
+        with cupy.cuda.Device(device.index):
+            module = cupy.RawModule(code='#include "leaky/leaky_kernel.cuh"\n', options=nvrtc_options(),
+                                    name_expressions=[name])
+            _CACHE[key] = module.get_function(name)
+    return _CACHE[key]
+
+
+def _launch(name: str, n: int, vec: int, device: torch.device, args: list) -> None:
+    import cupy
+
+    grid = -(-(-(-n // vec)) // THREADS)
+    stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream, device.index)
+    with cupy.cuda.Device(device.index):
+        _kernel(name, device)((grid,), (THREADS,), tuple(args), stream=stream)
+
+
+def _ptr(t: torch.Tensor | None) -> np.uint64:
+    return np.uint64(0 if t is None or t.numel() == 0 else t.data_ptr())
+
+
+def _vec(n: int, tensors: list[torch.Tensor | None], wide: int) -> int:
+    """Wide accesses when N % VEC == 0 and every pointer is 16-byte aligned; else one neuron per thread."""
+    aligned = all(t is None or t.numel() == 0 or t.data_ptr() % 16 == 0 for t in tensors)
+    return wide if n % wide == 0 and aligned else 1
+
+
+def _channel_dims(x: torch.Tensor, *coefficients: torch.Tensor | None) -> tuple[int, int]:
+    c = max([1] + [t.numel() for t in coefficients if t is not None])
+    return (x.stride(2) if c > 1 else 1), c
+
+
+def _sizes(x, decay_t, gain_t, bias_t, chunk):
+    spatial, channels = _channel_dims(x, decay_t, gain_t, bias_t)
+    return [np.int64(x.shape[0]), np.int64(neurons_per_step(x)), np.int64(spatial), np.int64(channels)], np.int64(chunk)
+
+
+def _f32(*values: float) -> list[np.float32]:
+    return [np.float32(v) for v in values]
+
+
+def _fwd_impl(x, v_init, decay_t, gain_t, bias_t, decay, gain, bias, v_threshold, v_reset, v_init_value,
+              hard_reset, strict, detach_reset, surrogate_id, surrogate_param, training, store_final_state, chunk):
+    n = neurons_per_step(x)
+    spikes, v_final, ckpt = new_fwd_outputs(x, training, store_final_state, chunk)
+    if n == 0:
+        return spikes, v_final, ckpt
+    flags = (FLAG["has_v_init"] * (v_init is not None) | FLAG["decay_t"] * (decay_t is not None)
+             | FLAG["gain_t"] * (gain_t is not None) | FLAG["bias_t"] * (bias_t is not None)
+             | FLAG["hard_reset"] * hard_reset | FLAG["strict"] * strict | FLAG["training"] * training
+             | FLAG["store_final"] * store_final_state | FLAG["vectorized"])
+    vec = _vec(n, [x, spikes, v_init, v_final, ckpt], 16 // _ELEMENT_BYTES[x.dtype])
+    sizes, chunk_arg = _sizes(x, decay_t, gain_t, bias_t, chunk)
+    args = [_ptr(x), _ptr(v_init), _ptr(decay_t), _ptr(gain_t), _ptr(bias_t), _ptr(spikes), _ptr(v_final),
+            _ptr(ckpt), *sizes, *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value), chunk_arg,
+            np.uint32(flags)]
+    _launch(kernel_name(False, x.dtype, flags, vec), n, vec, x.device, args)
+    return spikes, v_final, ckpt
+
+
+def _bwd_impl(grad_spikes, grad_v_final, x, v_init, checkpoints, decay_t, gain_t, bias_t, decay, gain, bias,
+              v_threshold, v_reset, v_init_value, hard_reset, strict, detach_reset, surrogate_id, surrogate_param,
+              chunk, need_grad_v_init, need_grad_decay, need_grad_gain, need_grad_bias):
+    n = neurons_per_step(x)
+    grad_x, grad_v_init, g_decay, g_gain, g_bias = new_bwd_outputs(
+        x, need_grad_v_init, need_grad_decay, need_grad_gain, need_grad_bias)
+    if n == 0:
+        return grad_x, grad_v_init, g_decay, g_gain, g_bias
+    flags = (FLAG["has_v_init"] * (v_init is not None) | FLAG["decay_t"] * (decay_t is not None)
+             | FLAG["gain_t"] * (gain_t is not None) | FLAG["bias_t"] * (bias_t is not None)
+             | FLAG["hard_reset"] * hard_reset | FLAG["strict"] * strict | FLAG["detach_reset"] * detach_reset
+             | FLAG["has_grad_v_final"] * (grad_v_final is not None) | FLAG["store_grad_v_init"] * need_grad_v_init
+             | FLAG["need_grad_decay"] * need_grad_decay | FLAG["need_grad_gain"] * need_grad_gain
+             | FLAG["need_grad_bias"] * need_grad_bias | FLAG["vectorized"])
+    vec = _vec(n, [grad_spikes, grad_v_final, x, v_init, checkpoints, grad_x, grad_v_init, g_decay, g_gain, g_bias], 2)
+    sizes, chunk_arg = _sizes(x, decay_t, gain_t, bias_t, chunk)
+    args = [_ptr(grad_spikes), _ptr(grad_v_final), _ptr(x), _ptr(v_init), _ptr(checkpoints), _ptr(decay_t),
+            _ptr(gain_t), _ptr(bias_t), _ptr(grad_x), _ptr(grad_v_init), _ptr(g_decay), _ptr(g_gain), _ptr(g_bias),
+            *sizes, *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
+            np.int32(surrogate_id), chunk_arg, np.uint32(flags)]
+    _launch(kernel_name(True, x.dtype, flags, vec, surrogate_id), n, vec, x.device, args)
+    return grad_x, grad_v_init, g_decay, g_gain, g_bias
+
+
+leaky_fwd_cupy, leaky_bwd_cupy = define_leaky_ops("cupy", _fwd_impl, _bwd_impl, ("CUDA",))
+
+
+def forward_op():
+    return leaky_fwd_cupy

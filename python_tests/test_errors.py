@@ -110,3 +110,18 @@ def test_module_errors():
         node(torch.randn(3, 5, 4))
     node.reset()
     assert node(torch.randn(3, 5, 4)).shape == (3, 5, 4)
+
+
+def test_import_is_light_and_pure():
+    """`import snnkernels` compiles nothing, loads no compiler stack and leaves the environment alone."""
+    code = (
+        "import os, sys\n"
+        "before = dict(os.environ)\n"
+        "import snnkernels\n"
+        "assert 'torch._dynamo' not in sys.modules, 'import pulled in torch._dynamo'\n"
+        "assert 'snnkernels._C' not in sys.modules, 'native extension loaded at import'\n"
+        "assert dict(os.environ) == before, 'import changed the environment'\n"
+        "print('OK')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr

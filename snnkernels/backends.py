@@ -120,10 +120,7 @@ def _requested(backend: str) -> str:
     return backend
 
 
-@torch.compiler.assume_constant_result
 def _resolve(backend: str, device: str, dtype: torch.dtype) -> str:
-    # Depends only on hashable metadata and the environment, so torch.compile evaluates it once while
-    # tracing instead of tracing into the probes (imports, dispatcher queries).
     requested = _requested(backend)
     if requested == "auto":
         for candidate in AUTO_ORDER.get(device, ()):
@@ -134,6 +131,13 @@ def _resolve(backend: str, device: str, dtype: torch.dtype) -> str:
     if problem is not None:
         raise BackendUnavailableError(f"backend={requested!r} cannot run: {problem}")
     return requested
+
+
+# Depends only on hashable metadata and the environment, so torch.compile evaluates it once while tracing
+# instead of tracing into the probes (imports, dispatcher queries). This is what
+# torch.compiler.assume_constant_result does; setting its mark directly keeps torch._dynamo (seconds to
+# import) out of `import snnkernels`.
+_resolve._dynamo_marked_constant = True  # type: ignore[attr-defined]
 
 
 def resolve_backend(backend: str, x: torch.Tensor) -> str:

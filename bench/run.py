@@ -173,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(dict(op=case.op, provider=provider, T=case.T, status="out of memory"))
             torch.cuda.empty_cache()
             continue
+        except Exception as exc:  # noqa: BLE001 - a peer refusing a case (e.g. a dtype) must not end the run
+            rows.append(dict(op=case.op, provider=provider, T=case.T, status=f"error: {type(exc).__name__}: "
+                             f"{str(exc)[:200]}"))
+            continue
         for mode, (timing, peak) in measured.items():
             nbytes = lif_bytes(schedule, mode, case.T, case.N, ELEM[case.dtype])
             floor = lif_bytes("floor", mode, case.T, case.N, ELEM[case.dtype])

@@ -2,8 +2,23 @@
 
 A case is an op at a shape and dtype; a provider is an implementation of the op. ``build(provider, op,
 case, device)`` returns a forward callable ``f(x, params) -> spikes`` and the provider's memory schedule
-(for the byte model in utils.lif_bytes), or raises ``Unavailable`` with the reason, which the report
+(for the byte model in ``utils.lif_bytes``), or raises ``Unavailable`` with the reason, which the report
 records: nothing is skipped silently.
+
+Providers:
+
+- ``torch-eager``: the eager reference (``snnkernels.reference``, via ``backend="torch"``).
+- ``torch-compile``: ``torch.compile(fullgraph=True, dynamic=False)`` of the eager reference, built fresh
+  for each case (Dynamo's caches are reset first, so no case runs into the recompile limit and falls
+  back to eager); compilation happens in the warm-up call, outside the timing.
+- ``snnkernels-triton`` / ``-native`` / ``-cupy``: the fused kernels through the public functions with
+  an explicit ``backend=``; unavailable ones say why (``snnkernels.backends.backend_problem``).
+- ``spikingjelly-*`` (SpikingJelly 2.0, LIF only): ``-cpu`` on the CPU; on CUDA ``-triton``, ``-cuda``
+  (its ahead-of-time CUDA C++ build, present only when installed from source) and ``-torch`` (its Python
+  loop with a hand-written backward). SpikingJelly reads its CUDA choice from
+  ``SJ_LIF_CUDA_IMPLEMENTATION`` once at import; the harness sets the same field on its selector
+  (``spikingjelly._ops.lif._selection``) and checks the choice with the public
+  ``functional.neuron_implementation``.
 """
 from __future__ import annotations
 
@@ -37,8 +52,12 @@ class Case:
         return math.prod(self.shape[1:])
 
     @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+    @property
     def label(self) -> str:
-        return f"{self.op} T={self.T} {list(self.shape)} {str(self.dtype).removeprefix('torch.')}"
+        return f"{self.op} T={self.T} {'x'.join(map(str, self.shape))} {self.dtype_name}"
 
 
 @dataclass(frozen=True)
@@ -47,46 +66,78 @@ class Op:
     description: str
     # (x, params, backend) -> spikes
     run: Callable[[torch.Tensor, list[torch.Tensor], str], torch.Tensor]
-    make_params: Callable[[Case, str], list[torch.Tensor]] = field(default=lambda case, device: [])
+    # (case, device, dyadic) -> learnable parameters (leaves that receive gradients)
+    make_params: Callable[[Case, str, bool], list[torch.Tensor]] = field(default=lambda case, device, dyadic: [])
+    learned: int = 0  # learned per-channel coefficients (byte model)
 
 
 def _lif(x, params, backend):
-    return F.multistep_lif(x, tau=2.0, surrogate_function=ATan(), backend=backend)
+    return F.multistep_lif(x, tau=2.0, v_reset=0.0, detach_reset=False, surrogate_function=ATan(2.0),
+                           backend=backend)
 
 
-def _leaky_channel_params(case: Case, device: str) -> list[torch.Tensor]:
+def _leaky_channel_params(case: Case, device: str, dyadic: bool = False) -> list[torch.Tensor]:
     c = case.shape[2]
-    return [torch.linspace(0.3, 0.8, c, device=device).requires_grad_(),
-            torch.linspace(0.8, 1.2, c, device=device).requires_grad_()]
+    if dyadic:  # powers of two: every product in the charge is exact (see run.verify)
+        decay = torch.tensor([0.5, 0.25], device=device).repeat((c + 1) // 2)[:c]
+        gain = torch.tensor([1.0, 0.5], device=device).repeat((c + 1) // 2)[:c]
+    else:
+        decay, gain = torch.linspace(0.3, 0.8, c, device=device), torch.linspace(0.8, 1.2, c, device=device)
+    return [decay.requires_grad_(), gain.requires_grad_()]
 
 
 def _leaky_channel(x, params, backend):
     decay, gain = params
-    return F.multistep_leaky(x, decay=decay, input_gain=gain, v_reset=None, surrogate_function=ATan(), backend=backend)
+    return F.multistep_leaky(x, decay=decay, input_gain=gain, v_reset=None, surrogate_function=ATan(2.0),
+                             backend=backend)
 
 
 OPS = {
-    "lif": Op("lif", "multistep_lif: tau=2, hard reset to 0, ATan(2), not detached", _lif),
-    "leaky_channel": Op("leaky_channel", "multistep_leaky: learnable per-channel decay and input gain [C], soft "
-                        "reset, ATan(2)", _leaky_channel, _leaky_channel_params),
+    "lif": Op("lif", "multistep_lif: tau=2, hard reset to 0, ATan(2), reset not detached", _lif),
+    "leaky_channel": Op("leaky_channel", "multistep_leaky: learnable per-channel decay and input gain [C], "
+                        "soft reset, ATan(2)", _leaky_channel, _leaky_channel_params, learned=2),
 }
 
+# Shape sets ([T, B, C, ...]; the leaky op's channels are dim 2). GPU: N = 2^22 neurons per step, as in
+# SpikingJelly's published benchmark ([T, 64, 65536]) and a conv-net layer ([T, 32, 128, 32, 32]).
 GPU_T = (4, 8, 16, 32)
-GPU_CASES = (
-    [Case("lif", (T, 64, 65536), dt) for dt in (torch.float32, torch.bfloat16, torch.float16) for T in GPU_T]
-    + [Case("leaky_channel", (T, 32, 128, 32, 32), dt) for dt in (torch.float32, torch.bfloat16) for T in GPU_T]
-)
-GPU_QUICK_CASES = [Case("lif", (T, 64, 65536), torch.float32) for T in GPU_T]
-CPU_CASES = [Case("lif", (T, 16, 4096), torch.float32) for T in (4, 8)] + [
+GPU_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_SJ_SHAPE = (64, 65536)
+_CONV_SHAPE = (32, 128, 32, 32)
+
+
+def _gpu_cases() -> list[Case]:
+    """Every GPU case, most important first (a time budget cuts the tail): the two ops at their main
+    shape, fp32 then bf16 then fp16; then the LIF at the conv-layer shape."""
+    cases = []
+    for dt in GPU_DTYPES:
+        cases += [Case("lif", (T, *_SJ_SHAPE), dt) for T in GPU_T]
+        cases += [Case("leaky_channel", (T, *_CONV_SHAPE), dt) for T in GPU_T]
+    for dt in GPU_DTYPES:
+        cases += [Case("lif", (T, *_CONV_SHAPE), dt) for T in GPU_T]
+    return cases
+
+
+GPU_CASES = _gpu_cases()
+GPU_QUICK_CASES = ([Case("lif", (T, *_SJ_SHAPE), dt) for dt in (torch.float32, torch.bfloat16) for T in GPU_T]
+                   + [Case("leaky_channel", (T, *_CONV_SHAPE), torch.float32) for T in GPU_T])
+CPU_CASES = ([Case("lif", (T, 16, 4096), torch.float32) for T in (4, 8, 16, 32)]
+             + [Case("leaky_channel", (T, 4, 16, 32, 32), torch.float32) for T in (4, 8, 16, 32)])
+CPU_QUICK_CASES = [Case("lif", (T, 16, 4096), torch.float32) for T in (4, 8)] + [
     Case("leaky_channel", (8, 4, 16, 32, 32), torch.float32)]
-CPU_TABLE_CASES = [Case("lif", (8, 1000, 1000), torch.float32)]  # T = 8, N = 1e6 (issue #3's CPU target)
-VERIFY_CASE = {"lif": Case("lif", (5, 3, 4, 7, 9), torch.float32),
-               "leaky_channel": Case("leaky_channel", (5, 3, 4, 7, 9), torch.float32)}
+CPU_TABLE_CASES = [Case("lif", (8, 1000, 1000), torch.float32)]  # T = 8, N = 1e6: eager vs torch.compile
+from snnkernels.ops.leaky import CHECKPOINT_CHUNK as CHUNK  # noqa: E402
+# Verification: T = CHUNK + 1 crosses a checkpoint and ends inside a partial chunk
+VERIFY_SHAPE = {"lif": (CHUNK + 1, 3, 4, 7, 9), "leaky_channel": (CHUNK + 1, 3, 4, 7, 9)}
 
 PROVIDERS = ("torch-eager", "torch-compile", "snnkernels-triton", "snnkernels-native", "snnkernels-cupy",
              "spikingjelly-torch", "spikingjelly-triton", "spikingjelly-cuda", "spikingjelly-cpu")
 SCHEDULES = {"snnkernels-triton": "recompute", "snnkernels-native": "recompute", "snnkernels-cupy": "recompute",
              "spikingjelly-triton": "save_h", "spikingjelly-cuda": "save_h"}
+# Providers that claim bit-exact spikes against the eager reference (same charge, same rounding). The
+# others (a compiler free to reorder, SpikingJelly's v + (x - v) / tau) must match exactly only on inputs
+# whose arithmetic is exact; elsewhere a spike may flip within rounding of the threshold.
+BIT_EXACT = {"torch-eager", "snnkernels-triton", "snnkernels-native", "snnkernels-cupy"}
 
 
 def _snnkernels(backend: str, op: Op, case: Case, device: str):
@@ -98,38 +149,65 @@ def _snnkernels(backend: str, op: Op, case: Case, device: str):
 
 
 def _compiled(op: Op, case: Case, device: str):
+    import torch._dynamo as dynamo
+
+    dynamo.reset()  # a fresh cache per case: never the recompile limit's silent eager fallback
     eager = lambda x, params: op.run(x, params, "torch")  # noqa: E731
     return torch.compile(eager, fullgraph=True, dynamic=False)
 
 
+def spikingjelly_version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version("spikingjelly")
+    except Exception:  # noqa: BLE001 - not installed, or installed without metadata
+        return None
+
+
 def _spikingjelly(impl: str, op: Op, case: Case, device: str):
     if op.name != "lif":
-        raise Unavailable("SpikingJelly has no per-channel learnable-decay LIF to compare with")
+        raise Unavailable("SpikingJelly has no neuron with a learnable per-channel decay (its ParametricLIFNode "
+                          "learns one scalar)")
     try:
         import spikingjelly._ops.lif as sj_lif
         from spikingjelly.activation_based import neuron, surrogate
+        from spikingjelly.activation_based.functional.neuron import lif_multi_step, neuron_implementation
     except ImportError as exc:
         raise Unavailable(f"spikingjelly 2.x is not importable ({exc}); bench/fetch_peers.sh fetches its wheel")
     if (impl == "cpu") != (device == "cpu"):
         raise Unavailable(f"SpikingJelly's {impl} path does not run on {device}")
     if device == "cuda":
-        # SpikingJelly 2.0 picks its CUDA implementation from SJ_LIF_CUDA_IMPLEMENTATION at import; force it
         selection = sj_lif._selection
-        selection._requested = impl
+        selection._requested = impl  # what SJ_LIF_CUDA_IMPLEMENTATION=<impl> does at import
         selection._selections.clear()
         selection._compiled_selections.clear()
         try:
-            selection._select(torch.cuda.current_device())
-        except Exception as exc:  # noqa: BLE001 - its own availability error
+            chosen = neuron_implementation("lif", torch.device("cuda"))
+        except Exception as exc:  # noqa: BLE001 - its own availability error, e.g. no native build
             raise Unavailable(f"SpikingJelly {impl}: {exc}") from None
-    node = neuron.LIFNode(tau=2.0, v_reset=0.0, surrogate_function=surrogate.ATan(alpha=2.0), detach_reset=False,
-                          step_mode="m").to(device)
+        if chosen["implementation"] != impl:
+            raise Unavailable(f"SpikingJelly selected {chosen['implementation']} instead of {impl}: "
+                              f"{chosen['unavailable']}")
+    sg = surrogate.ATan(alpha=2.0)
+    if case.dtype == torch.float32:
+        node = neuron.LIFNode(tau=2.0, decay_input=True, v_threshold=1.0, v_reset=0.0, surrogate_function=sg,
+                              detach_reset=False, step_mode="m").to(device)
 
-    def run(x, params):
-        node.reset()
-        return node(x)
+        def run(x, params):
+            node.reset()
+            return node(x)
 
-    return run
+        return run
+
+    # fp16 / bf16: LIFNode keeps its state in the input dtype unless a precision plan is set, and then
+    # takes SpikingJelly's Python reference in half precision. Its fused kernels run when the state is
+    # fp32, which is the call LIFNode makes for fp32 input: lif_multi_step with an fp32 v_0.
+    def run_half(x, params):
+        v0 = torch.zeros(x.shape[1:], dtype=torch.float32, device=x.device)
+        return lif_multi_step(x, v0, 2.0, True, 1.0, 0.0, sg, False, False)[0]
+
+    return run_half
 
 
 def build(provider: str, op_name: str, case: Case, device: str):
@@ -142,7 +220,8 @@ def build(provider: str, op_name: str, case: Case, device: str):
         return _compiled(op, case, device), schedule
     if provider.startswith("snnkernels-"):
         if provider == "snnkernels-triton" and device != "cuda":
-            raise Unavailable("Triton's CPU interpreter is a test tool, not a fast path")
+            raise Unavailable("the Triton kernels need CUDA here (Triton's CPU interpreter is a test tool, "
+                              "not a fast path)")
         return _snnkernels(provider.removeprefix("snnkernels-"), op, case, device), schedule
     if provider.startswith("spikingjelly-"):
         return _spikingjelly(provider.removeprefix("spikingjelly-"), op, case, device), schedule

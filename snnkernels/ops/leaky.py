@@ -41,6 +41,11 @@ _FWD_ARGS = (
 ).split()
 
 
+# Steps per checkpoint chunk that every backend uses by default (each backend module exposes its own
+# DEFAULT_CHUNK, initialised from this, which tests override to cover several chunks with short sequences).
+CHECKPOINT_CHUNK = 8
+
+
 def num_checkpoints(T: int, chunk: int) -> int:
     """Rows of the checkpoint tensor: one per chunk after the first."""
     return max((T + chunk - 1) // chunk - 1, 0)

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 from .. import _native_sources
-from .leaky import define_leaky_ops, neurons_per_step, new_bwd_outputs, new_fwd_outputs
+from .leaky import CHECKPOINT_CHUNK, define_leaky_ops, neurons_per_step, new_bwd_outputs, new_fwd_outputs
 
 __all__ = ["DEFAULT_CHUNK", "availability_problem", "forward_op", "kernel_name", "nvrtc_options"]
 
-DEFAULT_CHUNK = 8
+DEFAULT_CHUNK = CHECKPOINT_CHUNK  # recompute granularity of the backward (ops/leaky.py)
 THREADS = 256  # csrc: kLeakyMaxThreads
 _ELEMENT = {torch.float32: "float", torch.float16: "snnk::half_t", torch.bfloat16: "snnk::bf16_t"}
 _ELEMENT_BYTES = {torch.float32: 4, torch.float16: 2, torch.bfloat16: 2}

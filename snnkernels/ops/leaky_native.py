@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import torch
 
-# Steps per checkpoint chunk of the native kernels (same contract as the Triton ones).
-DEFAULT_CHUNK = 8
+from .leaky import CHECKPOINT_CHUNK
+
+DEFAULT_CHUNK = CHECKPOINT_CHUNK  # recompute granularity of the backward (ops/leaky.py)
 
 
 def forward_op():

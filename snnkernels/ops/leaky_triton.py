@@ -13,13 +13,11 @@ import triton
 
 from ..backends import triton_interpreter_enabled
 from ..kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_kernel
-from .leaky import channel_stride, define_leaky_ops, neurons_per_step, new_bwd_outputs, new_fwd_outputs
+from .leaky import CHECKPOINT_CHUNK, channel_stride, define_leaky_ops, neurons_per_step, new_bwd_outputs, new_fwd_outputs
 
 __all__ = ["leaky_fwd_triton", "leaky_bwd_triton", "LaunchConfig", "launch_config", "DEFAULT_CHUNK", "COMPILE_OPTIONS"]
 
-# Steps per checkpoint chunk (recompute granularity of the backward). 8 keeps the backward's stash of
-# (h, x, v) per step in registers without spilling at BLOCK=512 / 4 warps (checked by the compile test).
-DEFAULT_CHUNK = 8
+DEFAULT_CHUNK = CHECKPOINT_CHUNK  # recompute granularity of the backward (ops/leaky.py)
 
 
 # Round the charge op by op, like the eager reference and the backward's recompute: a contracted

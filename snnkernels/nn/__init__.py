@@ -1,4 +1,9 @@
-"""Thin ``nn.Module`` wrappers; SpikingJelly's keyword names where a SpikingJelly counterpart exists."""
+"""Thin ``nn.Module`` wrappers; SpikingJelly's keyword names where a SpikingJelly counterpart exists, the
+official constructors' arguments and parameter names for the papers' attention modules."""
+from .attention import CLA, DTA, TCJA, TLA, TNA, TXA
 from .neuron import AttResLIFNode, LeakyNode, LIFNode, MASNNLIFNode, ParametricLIFNode, TETLIFNode
 
-__all__ = ["LIFNode", "ParametricLIFNode", "LeakyNode", "TETLIFNode", "MASNNLIFNode", "AttResLIFNode"]
+__all__ = [
+    "LIFNode", "ParametricLIFNode", "LeakyNode", "TETLIFNode", "MASNNLIFNode", "AttResLIFNode",
+    "TCJA", "TLA", "CLA", "TXA", "TNA", "DTA",
+]

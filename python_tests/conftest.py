@@ -1,89 +1,129 @@
-"""Test harness: fresh reproducible seeds, NaN-poisoned allocations inside snnkernels, device selection.
+"""Test harness: per-test seeds, NaN-poisoned allocations inside snnkernels, markers, device and sizes.
 
-- Every test gets its own seed derived from its node id: fresh data per test, reproducible per test.
-- ``torch.empty`` / ``empty_like`` / ``new_empty`` called from snnkernels code return NaN-filled floating
-  tensors, so an output element a kernel forgets to write shows up as NaN instead of stale memory.
-- Marker ``triton``: needs CUDA or ``TRITON_INTERPRET=1`` (the interpreter runs the kernels on CPU tensors).
-  Marker ``cuda``: needs a CUDA device.
-- ``DEVICE`` is "cuda" when a GPU is present, else "cpu"; tests size their inputs with ``sizes()``.
+- Seeds: every test seeds torch / numpy / random from a hash of its node id, so each test sees fresh data
+  that is reproducible run after run (and independent of which other tests ran before it).
+- NaN poisoning: ``torch.empty``, ``torch.empty_like`` and ``Tensor.new_empty`` called *directly from
+  code in the snnkernels package* return floating tensors filled with NaN. An output element that a kernel
+  forgets to write then shows up as NaN in the comparison instead of as stale memory that may happen to
+  hold the right value. Fake / meta tensors (torch.compile tracing) and calls made while dynamo traces are
+  left alone. The check looks at one frame (the direct caller), so it costs next to nothing.
+- Markers: ``triton`` (runs the Triton kernels: needs CUDA, or ``TRITON_INTERPRET=1`` set before import so
+  the interpreter runs them on CPU tensors) and ``cuda`` (needs a CUDA device). Without them the tests are
+  skipped with the reason.
+- ``--quick`` shrinks the parameter lists (``pick(full, quick)``); ``DEVICE`` / the ``device`` fixture is
+  "cuda" where a GPU exists, else "cpu"; ``ON_GPU`` lets tests use bigger shapes on a real GPU.
 """
 from __future__ import annotations
 
 import os
+import random
 import sys
 import zlib
 
+import numpy as np
 import pytest
 import torch
 
 HAS_CUDA = torch.cuda.is_available()
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 DEVICE = "cuda" if HAS_CUDA else "cpu"
+ON_GPU = HAS_CUDA and not INTERPRET
+
+try:
+    import triton  # noqa: F401
+
+    HAS_TRITON = True
+    _TRITON_ERROR = ""
+except ImportError as exc:  # pragma: no cover - depends on the install
+    HAS_TRITON = False
+    _TRITON_ERROR = repr(exc)
+
+QUICK = False
+
+
+def pick(full: list, quick: list) -> list:
+    """``full`` normally, ``quick`` under ``--quick`` (decided at collection time)."""
+    return quick if QUICK else full
 
 
 def pytest_addoption(parser):
-    parser.addoption("--quick", action="store_true", help="fewer shapes and options")
+    parser.addoption("--quick", action="store_true", default=False,
+                     help="shrink the shape / option lists of the snnkernels tests")
+
+
+def pytest_configure(config):
+    global QUICK
+    QUICK = bool(config.getoption("--quick", default=False))
+    config.addinivalue_line("markers", "triton: runs the Triton kernels (CUDA, or CPU under TRITON_INTERPRET=1)")
+    config.addinivalue_line("markers", "cuda: needs a CUDA device")
+    # the interpreter's own deprecation noise (numpy scalar conversion), one per kernel launch
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:triton.runtime.interpreter")
+
+
+def triton_skip_reason() -> str | None:
+    if not HAS_TRITON:
+        return f"triton is not importable ({_TRITON_ERROR})"
+    if HAS_CUDA or INTERPRET:
+        return None
+    return ("the Triton kernels need a CUDA GPU, or TRITON_INTERPRET=1 set before import to run them on the CPU "
+            "through Triton's interpreter")
 
 
 def pytest_collection_modifyitems(config, items):
-    try:
-        import triton  # noqa: F401
-
-        has_triton = True
-    except ImportError:
-        has_triton = False
-    skip_triton = pytest.mark.skip(
-        reason="Triton kernels need a CUDA GPU or TRITON_INTERPRET=1 (CPU interpreter)"
-        if has_triton else "triton is not installed"
-    )
-    skip_cuda = pytest.mark.skip(reason="needs a CUDA device")
-    for item in items:
-        if "triton" in item.keywords and not (has_triton and (HAS_CUDA or INTERPRET)):
+    reason = triton_skip_reason()
+    skip_triton = pytest.mark.skip(reason=reason) if reason else None
+    skip_cuda = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")
+    for item in items:  # markers only: item.keywords would also match parameter ids such as [cuda]
+        if skip_triton is not None and item.get_closest_marker("triton") is not None:
             item.add_marker(skip_triton)
-        if "cuda" in item.keywords and not HAS_CUDA:
+        if not HAS_CUDA and item.get_closest_marker("cuda") is not None:
             item.add_marker(skip_cuda)
+
+
+def seed_of(text: str) -> int:
+    return zlib.crc32(text.encode())
 
 
 @pytest.fixture(autouse=True)
 def _seed(request):
-    torch.manual_seed(zlib.crc32(request.node.nodeid.encode()))
+    seed = seed_of(request.node.nodeid)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+    return seed
 
 
-def _called_from_snnkernels() -> bool:
-    frame = sys._getframe(2)
-    while frame is not None:
-        name = frame.f_globals.get("__name__", "")
-        if name.startswith("snnkernels"):
-            return True
-        if name.startswith(("torch._dynamo", "torch._subclasses", "torch._functorch", "torch._inductor")):
-            return False
-        frame = frame.f_back
-    return False
-
-
-def _poisoned(alloc):
-    def wrapper(*args, **kwargs):
+def _poisoning(alloc):
+    def poisoned(*args, **kwargs):
         out = alloc(*args, **kwargs)
+        if torch.compiler.is_compiling():
+            return out
         if (
-            isinstance(out, torch.Tensor)
+            type(out) is torch.Tensor  # FakeTensor, FunctionalTensor and other subclasses are left alone
             and out.is_floating_point()
             and out.device.type != "meta"
-            and type(out) is torch.Tensor  # leave FakeTensor / functional wrappers alone
-            and _called_from_snnkernels()
+            and sys._getframe(1).f_globals.get("__name__", "").startswith("snnkernels")
         ):
-            out.fill_(float("nan"))
+            with torch.no_grad():
+                out.fill_(float("nan"))
         return out
 
-    return wrapper
+    poisoned.__wrapped__ = alloc
+    return poisoned
 
 
 @pytest.fixture(autouse=True)
 def _nan_poison(monkeypatch):
-    monkeypatch.setattr(torch, "empty", _poisoned(torch.empty))
-    monkeypatch.setattr(torch, "empty_like", _poisoned(torch.empty_like))
-    monkeypatch.setattr(torch.Tensor, "new_empty", _poisoned(torch.Tensor.new_empty))
+    monkeypatch.setattr(torch, "empty", _poisoning(torch.empty))
+    monkeypatch.setattr(torch, "empty_like", _poisoning(torch.empty_like))
+    monkeypatch.setattr(torch.Tensor, "new_empty", _poisoning(torch.Tensor.new_empty))
+
+
+@pytest.fixture
+def device() -> str:
+    return DEVICE
 
 
 @pytest.fixture
 def quick(request) -> bool:
-    return request.config.getoption("--quick")
+    return bool(request.config.getoption("--quick"))

@@ -103,10 +103,14 @@ def fake_bwd(grad_spikes, grad_v_final, x, v_init, checkpoints, decay_t, gain_t,
 def new_bwd_outputs(x: torch.Tensor, need_grad_v_init: bool, *need_partials: bool):
     """Uninitialised (grad_x, grad_v_init, *per-neuron partial sums)."""
     n = neurons_per_step(x)
+
+    def absent() -> torch.Tensor:
+        # a fresh 0-element tensor per output: outputs of an op must not alias each other
+        return x.new_empty((0,), dtype=torch.float32)
+
     grad_x = torch.empty_like(x)
-    empty = x.new_empty((0,), dtype=torch.float32)
-    grad_v_init = torch.empty_like(x[0], dtype=torch.float32) if need_grad_v_init else empty
-    partials = [x.new_empty((n,), dtype=torch.float32) if need else empty for need in need_partials]
+    grad_v_init = torch.empty_like(x[0], dtype=torch.float32) if need_grad_v_init else absent()
+    partials = [x.new_empty((n,), dtype=torch.float32) if need else absent() for need in need_partials]
     return grad_x, grad_v_init, *partials
 
 

@@ -1,0 +1,53 @@
+// The leaky neuron's per-element math, shared by the CPU core and the CUDA kernels (g++, nvcc, NVRTC).
+// Equations: docs/neuron.md. Every operation is rounded separately (arith.h), in the order of the eager
+// reference and of the Triton kernels (snnkernels/kernels/triton/leaky.py), so fp32 spikes and states
+// agree bit for bit across backends.
+#pragma once
+
+#include "snnkernels/arith.h"
+#include "snnkernels/surrogate.h"
+
+namespace snnk {
+
+// h_t = a * v_{t-1} + b * x_t + c
+SNNK_INLINE float leaky_charge(float a, float v, float b, float x, float c) {
+  return add_rn(add_rn(mul_rn(a, v), mul_rn(b, x)), c);
+}
+
+// s_t = H(h_t - v_threshold): h - v_th >= 0, or > 0 when strict
+SNNK_INLINE bool leaky_fire(float h, float v_threshold, bool strict) {
+  const float d = sub_rn(h, v_threshold);
+  return strict ? d > 0.0f : d >= 0.0f;
+}
+
+// v_t: v_reset where it fired (hard), or h - v_threshold * s (soft)
+SNNK_INLINE float leaky_reset(float h, bool spike, float v_threshold, float v_reset, bool hard_reset) {
+  return hard_reset ? (spike ? v_reset : h) : sub_rn(h, mul_rn(v_threshold, spike ? 1.0f : 0.0f));
+}
+
+// dL/dh_t = dL/ds_t * sg_t + dL/dv_t * dv_t/dh_t, with
+//   dv_t/dh_t = (1 - s_t) + (v_reset - h_t) * sg_t   (hard reset; the second term dropped when detached)
+//             = 1 - v_threshold * sg_t               (soft reset; likewise)
+// SG_ID: the surrogate id (0..3), or -1 to switch on `sg_id` at run time.
+template <int SG_ID>
+SNNK_INLINE float leaky_grad_h(float h, float grad_s, float grad_v, float v_threshold, float v_reset,
+                               float sg_param, int sg_id, bool hard_reset, bool strict, bool detach_reset) {
+  const float x = sub_rn(h, v_threshold);
+  float sg;
+  if constexpr (SG_ID < 0) {
+    sg = surrogate_derivative_rt(sg_id, x, sg_param);
+  } else {
+    sg = surrogate_derivative<SG_ID>(x, sg_param);
+  }
+  const bool spike = strict ? x > 0.0f : x >= 0.0f;
+  float dv_dh;
+  if (hard_reset) {
+    const float keep = spike ? 0.0f : 1.0f;
+    dv_dh = detach_reset ? keep : add_rn(keep, mul_rn(sub_rn(v_reset, h), sg));
+  } else {
+    dv_dh = detach_reset ? 1.0f : sub_rn(1.0f, mul_rn(v_threshold, sg));
+  }
+  return add_rn(mul_rn(grad_s, sg), mul_rn(grad_v, dv_dh));
+}
+
+}  // namespace snnk

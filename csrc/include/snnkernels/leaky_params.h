@@ -1,0 +1,107 @@
+// Arguments of the leaky-neuron forward / backward as plain structs: raw pointers, sizes and scalars.
+// Torch-free: shared by the torch API layer (csrc/leaky/leaky_api*.cpp), the CPU core and the CUDA launch
+// functions. Semantics: snnkernels/ops/leaky.py (FWD_SCHEMA / BWD_SCHEMA) and docs/neuron.md.
+//
+// Memory is walked as [T, N]: element (t, n) of x / spikes / grad_spikes / grad_x is at t * N + n; the
+// per-neuron arrays (v_init, v_final, grad_v_final, grad_v_init, partial sums) are [N] in the same neuron
+// order (the layout of x[0]); checkpoints are [cdiv(T, chunk) - 1, N]. A neuron's channel is
+// (n / S) % C; the coefficient tensors hold C fp32 values (C = 1 for per-tensor coefficients).
+#pragma once
+
+#include <cstdint>
+
+#include "snnkernels/leaky_flags.h"
+
+namespace snnk {
+
+enum class ElementType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2 };
+
+inline int element_size(ElementType t) { return t == ElementType::kFloat32 ? 4 : 2; }
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Rows of the checkpoint tensor: one per chunk after the first.
+inline int64_t leaky_num_checkpoints(int64_t T, int64_t chunk) {
+  const int64_t n = ceil_div(T, chunk) - 1;
+  return n > 0 ? n : 0;
+}
+
+struct LeakyFwdParams {
+  // inputs
+  const void* x = nullptr;           // [T, N] of `dtype`
+  const float* v_init = nullptr;     // [N] fp32, if has_v_init
+  const float* decay_t = nullptr;    // [C] fp32, or null: use `decay`
+  const float* gain_t = nullptr;     // [C] fp32, or null: use `gain`
+  const float* bias_t = nullptr;     // [C] fp32, or null: use `bias`
+  // outputs
+  void* spikes = nullptr;            // [T, N] of `dtype`
+  float* v_final = nullptr;          // [N] fp32, if store_final_state
+  float* checkpoints = nullptr;      // [cdiv(T, chunk) - 1, N] fp32, if training
+  // sizes
+  int64_t T = 0, N = 0;
+  int64_t S = 1;                     // channel stride (in neurons)
+  int64_t C = 1;                     // channel count of the coefficient tensors
+  int64_t chunk = 8;                 // steps per checkpoint
+  // scalars
+  float decay = 1.f, gain = 1.f, bias = 0.f;
+  float v_threshold = 1.f, v_reset = 0.f, v_init_value = 0.f;
+  // options
+  bool has_v_init = false;
+  bool hard_reset = true;
+  bool strict = false;
+  bool training = false;
+  bool store_final_state = false;
+  ElementType dtype = ElementType::kFloat32;
+
+  unsigned int flags() const {
+    return (has_v_init ? kHasVInit : 0u) | (decay_t ? kDecayT : 0u) | (gain_t ? kGainT : 0u) |
+           (bias_t ? kBiasT : 0u) | (hard_reset ? kHardReset : 0u) | (strict ? kStrict : 0u) |
+           (training ? kTraining : 0u) | (store_final_state ? kStoreFinal : 0u);
+  }
+};
+
+struct LeakyBwdParams {
+  // inputs
+  const void* grad_spikes = nullptr;   // [T, N] of `dtype`
+  const float* grad_v_final = nullptr; // [N] fp32, if has_grad_v_final
+  const void* x = nullptr;             // [T, N] of `dtype`: the forward's input
+  const float* v_init = nullptr;       // [N] fp32, if has_v_init
+  const float* checkpoints = nullptr;  // [cdiv(T, chunk) - 1, N] fp32 from the training forward
+  const float* decay_t = nullptr;
+  const float* gain_t = nullptr;
+  const float* bias_t = nullptr;
+  // outputs
+  void* grad_x = nullptr;              // [T, N] of `dtype`
+  float* grad_v_init = nullptr;        // [N] fp32, if need_grad_v_init
+  float* grad_decay = nullptr;         // [N] fp32 per-neuron sum_t dL/dh_t * v_{t-1}, if need_grad_decay
+  float* grad_gain = nullptr;          // [N] fp32 per-neuron sum_t dL/dh_t * x_t, if need_grad_gain
+  float* grad_bias = nullptr;          // [N] fp32 per-neuron sum_t dL/dh_t, if need_grad_bias
+  // sizes
+  int64_t T = 0, N = 0, S = 1, C = 1, chunk = 8;
+  // scalars
+  float decay = 1.f, gain = 1.f, bias = 0.f;
+  float v_threshold = 1.f, v_reset = 0.f, v_init_value = 0.f;
+  float surrogate_param = 2.f;
+  int surrogate_id = 0;                // 0 ATan, 1 Sigmoid, 2 Triangle, 3 Rectangle
+  // options
+  bool has_v_init = false;
+  bool has_grad_v_final = false;
+  bool hard_reset = true;
+  bool strict = false;
+  bool detach_reset = false;
+  bool need_grad_v_init = false;
+  bool need_grad_decay = false;
+  bool need_grad_gain = false;
+  bool need_grad_bias = false;
+  ElementType dtype = ElementType::kFloat32;
+
+  unsigned int flags() const {
+    return (has_v_init ? kHasVInit : 0u) | (decay_t ? kDecayT : 0u) | (gain_t ? kGainT : 0u) |
+           (bias_t ? kBiasT : 0u) | (hard_reset ? kHardReset : 0u) | (strict ? kStrict : 0u) |
+           (detach_reset ? kDetachReset : 0u) | (has_grad_v_final ? kHasGradVFinal : 0u) |
+           (need_grad_v_init ? kStoreGradVInit : 0u) | (need_grad_decay ? kNeedGradDecay : 0u) |
+           (need_grad_gain ? kNeedGradGain : 0u) | (need_grad_bias ? kNeedGradBias : 0u);
+  }
+};
+
+}  // namespace snnk

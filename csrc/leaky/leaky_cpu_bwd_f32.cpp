@@ -1,0 +1,10 @@
+// CPU backward of the leaky neuron for float elements (one file per element type: parallel builds).
+#include "leaky/leaky_cpu_isa.h"  // first: its pragmas must cover this whole file
+
+namespace snnk {
+namespace leaky_cpu {
+
+SNNK_LEAKY_CPU_BWD_ENTRY(bwd_blocks_f32, float)
+
+}  // namespace leaky_cpu
+}  // namespace snnk

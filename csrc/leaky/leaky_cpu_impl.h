@@ -1,0 +1,288 @@
+// Templates of the CPU leaky-neuron implementation (see leaky_cpu.h). Included by leaky_cpu.cpp (forward)
+// and leaky_cpu_bwd_<type>.cpp (backward, one file per element type so builds run in parallel) through
+// leaky_cpu_isa.h, once per instruction set: the definitions land in namespace
+// snnk::leaky_cpu::SNNK_CPU_ISA, and the entry points pick the widest set the CPU runs (leaky_cpu.cpp).
+// No include guard on purpose; it includes nothing itself (leaky_cpu_isa.h includes the dependencies
+// before any target pragma, so standard-library code is never compiled for a wider instruction set).
+//
+// Block algorithm (per kLeakyCpuBlock neurons): state and coefficients in per-block arrays; the time loop
+// outside; every step one `#pragma omp simd` loop over the block's neurons (contiguous rows). The
+// backward walks chunks last to first, rebuilds each chunk's h_t from its checkpoint into a per-block stash
+// (as the forward computed them: same functions, same order), then walks the chunk backwards.
+#ifndef SNNK_CPU_ISA
+#error "define SNNK_CPU_ISA (the namespace of this instantiation set) and include leaky_cpu_isa.h instead"
+#endif
+
+namespace snnk {
+namespace leaky_cpu {
+namespace SNNK_CPU_ISA {
+
+constexpr int64_t B = kLeakyCpuBlock;
+// Backward: steps of a chunk whose h (and x, v_{t-1}) are kept per block; longer chunks are walked in
+// pieces of this length, each recomputed from the chunk's checkpoint (as the CUDA kernel does).
+constexpr int64_t kStash = 16;
+
+inline void copy_f32(const float* __restrict__ src, int64_t len, float* __restrict__ dst) {
+#pragma omp simd
+  for (int64_t i = 0; i < len; ++i) dst[i] = src[i];
+}
+
+inline void fill_f32(float value, int64_t len, float* __restrict__ dst) {
+#pragma omp simd
+  for (int64_t i = 0; i < len; ++i) dst[i] = value;
+}
+
+inline int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Per-thread scratch for the block arrays, kept between calls (at most ~0.5 MB per thread): a fresh
+// allocation per call would be an mmap / munmap of fresh pages every time.
+inline float* thread_scratch(int64_t floats) {
+  thread_local std::unique_ptr<float[]> buffer;
+  thread_local int64_t capacity = 0;
+  if (capacity < floats) {
+    buffer.reset(new float[floats]);
+    capacity = floats;
+  }
+  return buffer.get();
+}
+
+// Coefficients of neurons n0 .. n0 + len - 1: the tensor entry of each neuron's channel, or the scalar.
+inline void fill_coefficient(const float* tensor, float value, int64_t n0, int64_t len, int64_t S, int64_t C,
+                             float* out) {
+  if (tensor == nullptr) {
+    fill_f32(value, len, out);
+    return;
+  }
+  int64_t q = n0 / S;
+  int64_t r = n0 - q * S;
+  int64_t c = q % C;
+  for (int64_t i = 0; i < len; ++i) {
+    out[i] = tensor[c];
+    if (++r == S) {
+      r = 0;
+      if (++c == C) c = 0;
+    }
+  }
+}
+
+// One forward step of a block: h = a v + b x + c, fire, reset; with WRITE the spikes are stored.
+template <typename scalar_t, bool HARD, bool STRICT, bool WRITE>
+inline void fwd_step(const typename CpuElem<scalar_t>::storage* __restrict__ x,
+                     typename CpuElem<scalar_t>::storage* __restrict__ s, const float* __restrict__ a,
+                     const float* __restrict__ b, const float* __restrict__ c, float* __restrict__ v, int64_t len,
+                     float v_threshold, float v_reset, typename CpuElem<scalar_t>::storage one,
+                     typename CpuElem<scalar_t>::storage zero) {
+  using E = CpuElem<scalar_t>;
+#pragma omp simd
+  for (int64_t i = 0; i < len; ++i) {
+    const float h = leaky_charge(a[i], v[i], b[i], E::load(x[i]), c[i]);
+    const bool spike = leaky_fire(h, v_threshold, STRICT);
+    if constexpr (WRITE) s[i] = spike ? one : zero;
+    v[i] = leaky_reset(h, spike, v_threshold, v_reset, HARD);
+  }
+}
+
+// One step of the backward's recompute: h (and, with KEEP_XV, x and v_{t-1}) into the block's stash.
+template <typename scalar_t, bool HARD, bool STRICT, bool KEEP_XV>
+inline void recompute_step(const typename CpuElem<scalar_t>::storage* __restrict__ x, const float* __restrict__ a,
+                           const float* __restrict__ b, const float* __restrict__ c, float* __restrict__ v,
+                           float* __restrict__ hk, float* __restrict__ xk, float* __restrict__ vk, int64_t len,
+                           float v_threshold, float v_reset) {
+  using E = CpuElem<scalar_t>;
+#pragma omp simd
+  for (int64_t i = 0; i < len; ++i) {
+    const float xf = E::load(x[i]);
+    const float h = leaky_charge(a[i], v[i], b[i], xf, c[i]);
+    hk[i] = h;
+    if constexpr (KEEP_XV) {
+      xk[i] = xf;
+      vk[i] = v[i];
+    }
+    v[i] = leaky_reset(h, leaky_fire(h, v_threshold, STRICT), v_threshold, v_reset, HARD);
+  }
+}
+
+// One step of the backward walk: dL/dh from dL/ds and dL/dv, then dL/dx and dL/dv_{t-1}; with KEEP_GH
+// dL/dh is kept for the coefficient sums.
+template <typename scalar_t, bool HARD, bool STRICT, bool DETACH, int SG, bool KEEP_GH>
+inline void walk_step(const float* __restrict__ hk, const typename CpuElem<scalar_t>::storage* __restrict__ gs,
+                      typename CpuElem<scalar_t>::storage* __restrict__ gx, const float* __restrict__ a,
+                      const float* __restrict__ b, float* __restrict__ grad_v, float* __restrict__ grad_h, int64_t len,
+                      float v_threshold, float v_reset, float sg_param) {
+  using E = CpuElem<scalar_t>;
+#pragma omp simd
+  for (int64_t i = 0; i < len; ++i) {
+    const float gh = leaky_grad_h<SG>(hk[i], E::load(gs[i]), grad_v[i], v_threshold, v_reset, sg_param, SG, HARD,
+                                      STRICT, DETACH);
+    gx[i] = E::store(mul_rn(gh, b[i]));
+    grad_v[i] = mul_rn(gh, a[i]);
+    if constexpr (KEEP_GH) grad_h[i] = gh;
+  }
+}
+
+// acc += g * w (w null: acc += g)
+inline void accumulate(float* __restrict__ acc, const float* __restrict__ g, const float* __restrict__ w,
+                       int64_t len) {
+  if (w == nullptr) {
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) acc[i] = add_rn(acc[i], g[i]);
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) acc[i] = add_rn(acc[i], mul_rn(g[i], w[i]));
+  }
+}
+
+template <typename scalar_t, bool HARD, bool STRICT>
+void fwd_blocks(const LeakyFwdParams& p, int64_t block_begin, int64_t block_end) {
+  using E = CpuElem<scalar_t>;
+  using storage = typename E::storage;
+  const storage* x = static_cast<const storage*>(p.x);
+  storage* spikes = static_cast<storage*>(p.spikes);
+  const storage one = E::store(1.0f), zero = E::store(0.0f);
+  const int64_t N = p.N;
+  float* const a = thread_scratch(4 * B);
+  float* const b = a + B;
+  float* const c = b + B;
+  float* const v = c + B;
+  for (int64_t blk = block_begin; blk < block_end; ++blk) {
+    const int64_t n0 = blk * B;
+    const int64_t len = min_i64(B, N - n0);
+    fill_coefficient(p.decay_t, p.decay, n0, len, p.S, p.C, a);
+    fill_coefficient(p.gain_t, p.gain, n0, len, p.S, p.C, b);
+    fill_coefficient(p.bias_t, p.bias, n0, len, p.S, p.C, c);
+    if (p.has_v_init) {
+      copy_f32(p.v_init + n0, len, v);
+    } else {
+      fill_f32(p.v_init_value, len, v);
+    }
+    for (int64_t t = 0; t < p.T; ++t) {
+      // the state entering each chunk after the first is the chunk's checkpoint
+      if (p.training && t > 0 && t % p.chunk == 0) copy_f32(v, len, p.checkpoints + (t / p.chunk - 1) * N + n0);
+      fwd_step<scalar_t, HARD, STRICT, true>(x + t * N + n0, spikes + t * N + n0, a, b, c, v, len, p.v_threshold,
+                                             p.v_reset, one, zero);
+    }
+    if (p.store_final_state) copy_f32(v, len, p.v_final + n0);
+  }
+}
+
+template <typename scalar_t, bool HARD, bool STRICT, bool DETACH, int SG>
+void bwd_blocks(const LeakyBwdParams& p, int64_t block_begin, int64_t block_end) {
+  using E = CpuElem<scalar_t>;
+  using storage = typename E::storage;
+  const storage* x = static_cast<const storage*>(p.x);
+  const storage* grad_s = static_cast<const storage*>(p.grad_spikes);
+  storage* grad_x = static_cast<storage*>(p.grad_x);
+  const int64_t N = p.N, T = p.T, chunk = p.chunk;
+  const float v_th = p.v_threshold, v_reset = p.v_reset, sg_param = p.surrogate_param;
+  const bool need_decay = p.need_grad_decay, need_gain = p.need_grad_gain, need_bias = p.need_grad_bias;
+  const bool keep_xv = need_decay || need_gain;
+  const bool keep_gh = keep_xv || need_bias;
+  const int64_t stash = min_i64(min_i64(chunk, kStash), T > 1 ? T : 1);
+
+  // per block: h, x and v_{t-1} of up to `stash` steps, then 11 per-neuron arrays
+  constexpr int kArrays = 11;
+  float* const hs = thread_scratch((3 * stash + kArrays) * B);
+  float* const xs = hs + stash * B;
+  float* const vs = xs + stash * B;
+  float* const a = vs + stash * B;
+  float* const b = a + B;
+  float* const c = b + B;
+  float* const v0 = c + B;
+  float* const v_chunk = v0 + B;
+  float* const v = v_chunk + B;
+  float* const grad_v = v + B;
+  float* const grad_h = grad_v + B;
+  float* const acc_decay = grad_h + B;
+  float* const acc_gain = acc_decay + B;
+  float* const acc_bias = acc_gain + B;
+
+  for (int64_t blk = block_begin; blk < block_end; ++blk) {
+    const int64_t n0 = blk * B;
+    const int64_t len = min_i64(B, N - n0);
+    fill_coefficient(p.decay_t, p.decay, n0, len, p.S, p.C, a);
+    fill_coefficient(p.gain_t, p.gain, n0, len, p.S, p.C, b);
+    fill_coefficient(p.bias_t, p.bias, n0, len, p.S, p.C, c);
+    if (p.has_v_init) {
+      copy_f32(p.v_init + n0, len, v0);
+    } else {
+      fill_f32(p.v_init_value, len, v0);
+    }
+    if (p.has_grad_v_final) {
+      copy_f32(p.grad_v_final + n0, len, grad_v);
+    } else {
+      fill_f32(0.0f, len, grad_v);
+    }
+    fill_f32(0.0f, len, acc_decay);
+    fill_f32(0.0f, len, acc_gain);
+    fill_f32(0.0f, len, acc_bias);
+
+    const int64_t n_chunks = ceil_div(T, chunk);
+    for (int64_t ci = n_chunks - 1; ci >= 0; --ci) {
+      const int64_t t0 = ci * chunk;
+      const int64_t clen = min_i64(chunk, T - t0);
+      copy_f32(ci > 0 ? p.checkpoints + (ci - 1) * N + n0 : v0, len, v_chunk);
+      const int64_t n_pieces = ceil_div(clen, stash);
+      for (int64_t pi = n_pieces - 1; pi >= 0; --pi) {
+        const int64_t s0 = t0 + pi * stash;
+        const int64_t slen = min_i64(stash, t0 + clen - s0);
+        copy_f32(v_chunk, len, v);
+        for (int64_t t = t0; t < s0; ++t) {  // only when chunk > stash: advance to the piece's start
+          fwd_step<scalar_t, HARD, STRICT, false>(x + t * N + n0, nullptr, a, b, c, v, len, v_th, v_reset, 0, 0);
+        }
+        // Rebuild the piece's pre-reset potentials exactly as the forward did.
+        for (int64_t k = 0; k < slen; ++k) {
+          if (keep_xv) {
+            recompute_step<scalar_t, HARD, STRICT, true>(x + (s0 + k) * N + n0, a, b, c, v, hs + k * B, xs + k * B,
+                                                         vs + k * B, len, v_th, v_reset);
+          } else {
+            recompute_step<scalar_t, HARD, STRICT, false>(x + (s0 + k) * N + n0, a, b, c, v, hs + k * B, nullptr,
+                                                          nullptr, len, v_th, v_reset);
+          }
+        }
+        // Walk the piece backwards.
+        for (int64_t k = slen - 1; k >= 0; --k) {
+          const storage* gr = grad_s + (s0 + k) * N + n0;
+          storage* gxr = grad_x + (s0 + k) * N + n0;
+          if (keep_gh) {
+            walk_step<scalar_t, HARD, STRICT, DETACH, SG, true>(hs + k * B, gr, gxr, a, b, grad_v, grad_h, len, v_th,
+                                                                v_reset, sg_param);
+            if (need_decay) accumulate(acc_decay, grad_h, vs + k * B, len);
+            if (need_gain) accumulate(acc_gain, grad_h, xs + k * B, len);
+            if (need_bias) accumulate(acc_bias, grad_h, nullptr, len);
+          } else {
+            walk_step<scalar_t, HARD, STRICT, DETACH, SG, false>(hs + k * B, gr, gxr, a, b, grad_v, nullptr, len,
+                                                                 v_th, v_reset, sg_param);
+          }
+        }
+      }
+    }
+    if (p.need_grad_v_init) copy_f32(grad_v, len, p.grad_v_init + n0);
+    if (need_decay) copy_f32(acc_decay, len, p.grad_decay + n0);
+    if (need_gain) copy_f32(acc_gain, len, p.grad_gain + n0);
+    if (need_bias) copy_f32(acc_bias, len, p.grad_bias + n0);
+  }
+}
+
+template <typename scalar_t>
+void fwd_dispatch(const LeakyFwdParams& p, int64_t block_begin, int64_t block_end) {
+  SNNK_BOOL_SWITCH(p.hard_reset, HARD, [&] {
+    SNNK_BOOL_SWITCH(p.strict, STRICT, [&] { fwd_blocks<scalar_t, HARD, STRICT>(p, block_begin, block_end); });
+  });
+}
+
+template <typename scalar_t>
+void bwd_dispatch(const LeakyBwdParams& p, int64_t block_begin, int64_t block_end) {
+  SNNK_BOOL_SWITCH(p.hard_reset, HARD, [&] {
+    SNNK_BOOL_SWITCH(p.strict, STRICT, [&] {
+      SNNK_BOOL_SWITCH(p.detach_reset, DETACH, [&] {
+        SNNK_SURROGATE_SWITCH(p.surrogate_id, SG, [&] {
+          bwd_blocks<scalar_t, HARD, STRICT, DETACH, SG>(p, block_begin, block_end);
+        });
+      });
+    });
+  });
+}
+
+}  // namespace SNNK_CPU_ISA
+}  // namespace leaky_cpu
+}  // namespace snnk

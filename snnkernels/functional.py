@@ -59,7 +59,8 @@ def multistep_leaky(
         strict_threshold (bool): fire on ``h > v_threshold`` instead of ``>=``. Default: False.
         detach_reset (bool): no gradient through the reset. Default: False.
         surrogate_function (Surrogate): see ``snnkernels.surrogate``. Default: ``ATan()``.
-        backend (str): ``"auto"``, ``"torch"`` or ``"triton"`` (see ``snnkernels.backends``). Default: ``"auto"``.
+        backend (str): ``"auto"``, ``"torch"``, ``"triton"``, ``"native"`` or ``"cupy"`` (see
+            ``snnkernels.backends``). Default: ``"auto"``.
         return_final_state (bool): also return v_T (fp32). Default: False.
 
     Returns:

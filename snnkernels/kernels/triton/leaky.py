@@ -46,6 +46,25 @@ def _reset(h, spike, v_threshold, v_reset, HARD_RESET: tl.constexpr):
         return h - v_threshold * spike.to(tl.float32)
 
 
+@triton.jit
+def _neuron_block(N, S, C, decay_ptr, gain_ptr, bias_ptr, decay, gain, bias, v_init_ptr, v_init_value,
+                  DECAY_T: tl.constexpr, GAIN_T: tl.constexpr, BIAS_T: tl.constexpr, HAS_V_INIT: tl.constexpr,
+                  BLOCK: tl.constexpr):
+    """This program's neurons: offsets [BLOCK] (int64), mask, row stride, coefficients and initial state."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    ch = (offs // S) % C
+    n_row = tl.cast(N, tl.int64)  # row stride in int64: T * N can pass 2**31
+    a = _coefficient(decay_ptr, decay, ch, mask, DECAY_T)
+    b = _coefficient(gain_ptr, gain, ch, mask, GAIN_T)
+    c = _coefficient(bias_ptr, bias, ch, mask, BIAS_T)
+    if HAS_V_INIT:
+        v_init = tl.load(v_init_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    else:
+        v_init = tl.zeros([BLOCK], dtype=tl.float32) + v_init_value
+    return offs, mask, n_row, a, b, c, v_init
+
+
 @triton.jit(do_not_specialize=["T"])
 def leaky_fwd_kernel(
     x_ptr,  # [T, N] input, fp32/fp16/bf16
@@ -77,18 +96,9 @@ def leaky_fwd_kernel(
     CHUNK: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    pid = tl.program_id(0).to(tl.int64)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)  # [BLOCK] int64
-    mask = offs < N
-    ch = (offs // S) % C
-    n_row = tl.cast(N, tl.int64)  # row stride in int64: T * N can pass 2**31
-    a = _coefficient(decay_ptr, decay, ch, mask, DECAY_T)
-    b = _coefficient(gain_ptr, gain, ch, mask, GAIN_T)
-    c = _coefficient(bias_ptr, bias, ch, mask, BIAS_T)
-    if HAS_V_INIT:
-        v = tl.load(v_init_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    else:
-        v = tl.zeros([BLOCK], dtype=tl.float32) + v_init_value
+    offs, mask, n_row, a, b, c, v = _neuron_block(N, S, C, decay_ptr, gain_ptr, bias_ptr, decay, gain, bias,
+                                                  v_init_ptr, v_init_value, DECAY_T, GAIN_T, BIAS_T, HAS_V_INIT,
+                                                  BLOCK)
 
     n_chunks = tl.cdiv(T, CHUNK)
     for ci in range(n_chunks):
@@ -152,14 +162,9 @@ def leaky_bwd_kernel(
     CHUNK: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    pid = tl.program_id(0).to(tl.int64)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < N
-    ch = (offs // S) % C
-    n_row = tl.cast(N, tl.int64)  # row stride in int64: T * N can pass 2**31
-    a = _coefficient(decay_ptr, decay, ch, mask, DECAY_T)
-    b = _coefficient(gain_ptr, gain, ch, mask, GAIN_T)
-    c = _coefficient(bias_ptr, bias, ch, mask, BIAS_T)
+    offs, mask, n_row, a, b, c, v_init = _neuron_block(N, S, C, decay_ptr, gain_ptr, bias_ptr, decay, gain, bias,
+                                                       v_init_ptr, v_init_value, DECAY_T, GAIN_T, BIAS_T,
+                                                       HAS_V_INIT, BLOCK)
     if HAS_GRAD_V_FINAL:
         grad_v = tl.load(grad_v_final_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     else:
@@ -167,10 +172,6 @@ def leaky_bwd_kernel(
     acc_decay = tl.zeros([BLOCK], dtype=tl.float32)
     acc_gain = tl.zeros([BLOCK], dtype=tl.float32)
     acc_bias = tl.zeros([BLOCK], dtype=tl.float32)
-    if HAS_V_INIT:
-        v_init = tl.load(v_init_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    else:
-        v_init = tl.zeros([BLOCK], dtype=tl.float32) + v_init_value
 
     n_chunks = tl.cdiv(T, CHUNK)
     for j in range(n_chunks):

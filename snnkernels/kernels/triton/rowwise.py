@@ -1,0 +1,153 @@
+"""Triton kernels of the pooled attentions (TCJA, T-XA, DTA): per-row sums and per-row elementwise sweeps.
+
+Layout: a tensor [T, B, C, H, W] is R = T * B * C rows of S = H * W contiguous values. Row r = (t * B + b)
+* C + c starts at ``t * st + b * sb + c * sc``, so both the library layout and the transposed [B, T, ...]
+storage of DTA-SNN are walked in place. Every full-size tensor a kernel touches has the same strides (the
+launcher makes it so); per-row values (the gates, the row sums) are dense [R] fp32 vectors.
+
+A program owns a tile of BLOCK_R rows x BLOCK_S columns and walks the row in BLOCK_S steps. Row sums
+accumulate a [BLOCK_R, BLOCK_S] fp32 tile and reduce it once at the end: a fixed order, so results are
+deterministic run to run (no atomics).
+
+Arithmetic is fp32 (the loads are converted), op by op (launch with ``enable_fp_fusion=False``), in the
+order autograd of the eager reference uses, so an fp32 forward equals the reference bit for bit given
+the same gate.
+"""
+import triton
+import triton.language as tl
+
+# which elementwise map a sweep applies, per row r with per-row values a_r, b_r
+GATE = 0  # y = x * a_r                 (TCJA and its ablations)
+CROSS = 1  # y = (x + a_r) * (x + b_r)  (T-XA)
+
+
+@triton.jit
+def _tile_rows(R, B, C, st, sb, sc, BLOCK_R: tl.constexpr):
+    """Rows of this program, their mask and the int64 offset of each row's first element."""
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    rmask = rows < R
+    c = rows % C
+    tb = rows // C
+    base = (tb // B).to(tl.int64) * st + (tb % B).to(tl.int64) * sb + c.to(tl.int64) * sc
+    return rows, rmask, base
+
+
+@triton.jit
+def _tile(base, rmask, s0, S, BLOCK_S: tl.constexpr):
+    cols = s0 + tl.arange(0, BLOCK_S)
+    offs = base[:, None] + cols[None, :]
+    mask = rmask[:, None] & (cols < S)[None, :]
+    return offs, mask
+
+
+@triton.jit
+def row_sums_kernel(a_ptr, b_ptr, sum_ptr, dot_ptr, R, S, B, C, st, sb, sc,
+                    HAS_B: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+    """sum_ptr[r] = sum_s a[r, s]; with HAS_B also dot_ptr[r] = sum_s a[r, s] * b[r, s]."""
+    rows, rmask, base = _tile_rows(R, B, C, st, sb, sc, BLOCK_R)
+    acc = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
+    acc_dot = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
+    for s0 in range(0, S, BLOCK_S):
+        offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
+        a = tl.load(a_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        acc += a
+        if HAS_B:
+            b = tl.load(b_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+            acc_dot += a * b
+    tl.store(sum_ptr + rows, tl.sum(acc, axis=1), mask=rmask)
+    if HAS_B:
+        tl.store(dot_ptr + rows, tl.sum(acc_dot, axis=1), mask=rmask)
+
+
+@triton.jit
+def _row_values(a_ptr, b_ptr, rows, rmask, MODE: tl.constexpr):
+    a = tl.load(a_ptr + rows, mask=rmask, other=0.0)[:, None]
+    if MODE == 1:
+        b = tl.load(b_ptr + rows, mask=rmask, other=0.0)[:, None]
+    else:
+        b = a
+    return a, b
+
+
+@triton.jit
+def row_map_fwd_kernel(x_ptr, a_ptr, b_ptr, y_ptr, R, S, B, C, st, sb, sc,
+                       MODE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+    """y = x * a_r (GATE) or (x + a_r) * (x + b_r) (CROSS)."""
+    rows, rmask, base = _tile_rows(R, B, C, st, sb, sc, BLOCK_R)
+    a, b = _row_values(a_ptr, b_ptr, rows, rmask, MODE)
+    for s0 in range(0, S, BLOCK_S):
+        offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
+        x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        if MODE == 0:
+            y = x * a
+        else:
+            y = (x + a) * (x + b)
+        tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def row_map_bwd_kernel(gy_ptr, x_ptr, a_ptr, b_ptr, dz_ptr, dx_ptr, R, S, B, C, st, sb, sc,
+                       MODE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+    """dx = d(map)/dx * gy + dz_r: the map's own derivative plus the pooled path (dz_r = dL/dZ_r / S)."""
+    rows, rmask, base = _tile_rows(R, B, C, st, sb, sc, BLOCK_R)
+    a, b = _row_values(a_ptr, b_ptr, rows, rmask, MODE)
+    dz = tl.load(dz_ptr + rows, mask=rmask, other=0.0)[:, None]
+    for s0 in range(0, S, BLOCK_S):
+        offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
+        gy = tl.load(gy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        if MODE == 0:
+            dx = gy * a
+        else:
+            x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+            dx = gy * (x + b) + gy * (x + a)
+        dx = dx + dz
+        tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _sigmoid(p):
+    return 1.0 / (1.0 + tl.exp(-p))
+
+
+@triton.jit
+def dta_fwd_kernel(x_ptr, na_ptr, s_ptr, a_ptr, b_ptr, y_ptr, R, S, B, C, st, sb, sc,
+                   BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+    """DTA's output y = sig(na * xa) * s with T-XA's xa = (x + a_r) * (x + b_r) formed on the fly."""
+    rows, rmask, base = _tile_rows(R, B, C, st, sb, sc, BLOCK_R)
+    a, b = _row_values(a_ptr, b_ptr, rows, rmask, 1)
+    for s0 in range(0, S, BLOCK_S):
+        offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
+        x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        na = tl.load(na_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        s = tl.load(s_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        y = _sigmoid(na * ((x + a) * (x + b))) * s
+        tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def dta_bwd_kernel(gy_ptr, x_ptr, na_ptr, s_ptr, a_ptr, b_ptr, dx_ptr, dna_ptr, ds_ptr, sum_ptr, dot_ptr,
+                   R, S, B, C, st, sb, sc, NEED_DS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+    """One sweep of DTA's backward: dna, ds, T-XA's elementwise dx (without the pooled path, which needs
+    these row sums first), and the row sums sum_s dxa and sum_s dxa * x that give the gates' gradients."""
+    rows, rmask, base = _tile_rows(R, B, C, st, sb, sc, BLOCK_R)
+    a, b = _row_values(a_ptr, b_ptr, rows, rmask, 1)
+    acc = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
+    acc_dot = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
+    for s0 in range(0, S, BLOCK_S):
+        offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
+        gy = tl.load(gy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        na = tl.load(na_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        s = tl.load(s_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        xa = (x + a) * (x + b)
+        sig = _sigmoid(na * xa)
+        dp = gy * s * (sig * (1.0 - sig))
+        dxa = dp * na
+        tl.store(dna_ptr + offs, (dp * xa).to(dna_ptr.dtype.element_ty), mask=mask)
+        if NEED_DS:
+            tl.store(ds_ptr + offs, (gy * sig).to(ds_ptr.dtype.element_ty), mask=mask)
+        tl.store(dx_ptr + offs, (dxa * (x + b) + dxa * (x + a)).to(dx_ptr.dtype.element_ty), mask=mask)
+        acc += dxa
+        acc_dot += dxa * x
+    tl.store(sum_ptr + rows, tl.sum(acc, axis=1), mask=rmask)
+    tl.store(dot_ptr + rows, tl.sum(acc_dot, axis=1), mask=rmask)

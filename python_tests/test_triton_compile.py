@@ -36,7 +36,8 @@ def test_all_variants_compiled(compiled_variants):
     archs = {r["arch"] for r in compiled_variants}
     kernels = {r["kernel"] for r in compiled_variants}
     assert archs == {80, 90}
-    assert kernels == {"leaky_fwd_kernel", "leaky_bwd_kernel"}
+    assert kernels == {"leaky_fwd_kernel", "leaky_bwd_kernel", "row_sums_kernel", "row_map_fwd_kernel",
+                       "row_map_bwd_kernel", "dta_fwd_kernel", "dta_bwd_kernel"}
     surrogates = {r["flags"]["SG_ID"] for r in compiled_variants if r["kernel"] == "leaky_bwd_kernel"}
     assert surrogates == {0, 1, 2, 3}
     assert {r["dtype"] for r in compiled_variants} == {"fp32", "fp16", "bf16"}

@@ -20,23 +20,46 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
+from snnkernels.kernels.triton import rowwise
 from snnkernels.kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_kernel
 from snnkernels.ops.leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, launch_config
+from snnkernels.ops.rowwise_triton import _tiles
 
-INT_ARGS = {"T", "N", "S", "C"}
+INT_ARGS = {"T", "N", "S", "C", "R", "B", "st", "sb", "sc"}
 DTYPES = {"fp32": "*fp32", "fp16": "*fp16", "bf16": "*bf16"}
 # Pointers that carry the input dtype; all others are fp32 (states, coefficients, partial sums).
 DATA_PTRS = {"x_ptr", "spikes_ptr", "grad_spikes_ptr", "grad_x_ptr"}
 CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
 
 
-def signature(fn, dtype: str, constexprs: dict) -> dict:
+# The pooled-attention sweeps: (kernel, its pointers that carry the input dtype, constexpr variants).
+ROWWISE = [
+    (rowwise.row_sums_kernel, {"a_ptr", "b_ptr"}, [dict(HAS_B=True), dict(HAS_B=False)]),
+    (rowwise.row_map_fwd_kernel, {"x_ptr", "y_ptr"}, [dict(MODE=rowwise.GATE), dict(MODE=rowwise.CROSS)]),
+    (rowwise.row_map_bwd_kernel, {"gy_ptr", "x_ptr", "dx_ptr"}, [dict(MODE=rowwise.GATE), dict(MODE=rowwise.CROSS)]),
+    (rowwise.dta_fwd_kernel, {"x_ptr", "na_ptr", "s_ptr", "y_ptr"}, [{}]),
+    (rowwise.dta_bwd_kernel, {"gy_ptr", "x_ptr", "na_ptr", "s_ptr", "dna_ptr", "ds_ptr"},
+     [dict(NEED_DS=True), dict(NEED_DS=False)]),
+]
+
+
+def rowwise_cases():
+    """Every rowwise variant in every dtype with the whole-row tile of 32 x 32 planes, and in fp32 with the
+    many-rows tile of 8 x 8 planes."""
+    for fn, data_ptrs, variants in ROWWISE:
+        for plane, dtypes in ((1024, DTYPES), (64, ("fp32",))):
+            block_r, block_s, warps = _tiles(1 << 20, plane)
+            for dtype, flags in itertools.product(dtypes, variants):
+                yield fn, data_ptrs, dtype, dict(flags, BLOCK_R=block_r, BLOCK_S=block_s), warps
+
+
+def signature(fn, dtype: str, constexprs: dict, data_ptrs: set[str] = DATA_PTRS) -> dict:
     sig = {}
     for name in fn.arg_names:
         if name in constexprs:
             sig[name] = "constexpr"
         elif name.endswith("_ptr"):
-            sig[name] = DTYPES[dtype] if name in DATA_PTRS else "*fp32"
+            sig[name] = DTYPES[dtype] if name in data_ptrs else "*fp32"
         elif name in INT_ARGS:
             sig[name] = "i32"
         else:
@@ -79,6 +102,13 @@ def resource_usage(cubin: bytes) -> dict:
     return {k.lower(): int(v) for k, v in fields.items()}
 
 
+def compile_one(fn, arch: int, dtype: str, constexprs: dict, num_warps: int, data_ptrs: set[str] = DATA_PTRS) -> dict:
+    src = ASTSource(fn, signature=signature(fn, dtype, constexprs, data_ptrs), constexprs=constexprs)
+    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=dict(COMPILE_OPTIONS, num_warps=num_warps))
+    return {**resource_usage(compiled.asm["cubin"]),
+            "contracted_fma": bool(re.search(r"\bfma\.rn\.f32\b", compiled.asm["ptx"]))}
+
+
 def main(archs: list[int]) -> None:
     os.environ.pop("TRITON_INTERPRET", None)
     cases = [(leaky_fwd_kernel, False, d, c) for d, c in fwd_variants()]
@@ -87,14 +117,12 @@ def main(archs: list[int]) -> None:
         for fn, backward, dtype, flags in cases:
             cfg = launch_config(1 << 22, backward=backward)
             constexprs = dict(flags, CHUNK=DEFAULT_CHUNK, BLOCK=cfg.block)
-            src = ASTSource(fn, signature=signature(fn, dtype, constexprs), constexprs=constexprs)
-            options = dict(COMPILE_OPTIONS, num_warps=cfg.num_warps)
-            compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options)
-            usage = resource_usage(compiled.asm["cubin"])
-            print(json.dumps({
-                "kernel": fn.__name__, "arch": arch, "dtype": dtype, "flags": flags, **usage,
-                "contracted_fma": bool(re.search(r"\bfma\.rn\.f32\b", compiled.asm["ptx"])),
-            }), flush=True)
+            usage = compile_one(fn, arch, dtype, constexprs, cfg.num_warps)
+            print(json.dumps({"kernel": fn.__name__, "arch": arch, "dtype": dtype, "flags": flags, **usage}), flush=True)
+        for fn, data_ptrs, dtype, constexprs, warps in rowwise_cases():
+            usage = compile_one(fn, arch, dtype, constexprs, warps, data_ptrs)
+            print(json.dumps({"kernel": fn.__name__, "arch": arch, "dtype": dtype, "flags": constexprs, **usage}),
+                  flush=True)
 
 
 if __name__ == "__main__":

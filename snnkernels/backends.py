@@ -11,6 +11,10 @@ Backends (all compute the same equations in the same precision):
 - ``"auto"``: the fastest available for the tensor at hand (``AUTO_ORDER``); it never changes the numbers.
   ``SNNKERNELS_BACKEND`` replaces ``"auto"`` when set.
 
+The attention ops (TCJA, T-XA, DTA) have Triton kernels only: for them "auto" is "triton" on CUDA and
+"torch" elsewhere, an explicit "native" / "cupy" raises, and a ``SNNKERNELS_BACKEND`` of "native" or
+"cupy" (meant for the neurons) leaves them on "auto".
+
 An explicit backend that cannot run raises ``BackendUnavailableError`` naming the reason (with the
 original import error where there is one): there is no silent fallback.
 """
@@ -28,6 +32,8 @@ __all__ = [
     "triton_interpreter_enabled",
     "backend_problem",
     "resolve_backend",
+    "resolve_triton_op_backend",
+    "check_backend_name",
 ]
 
 BACKENDS = ("auto", "torch", "triton", "native", "cupy")
@@ -143,3 +149,36 @@ _resolve._dynamo_marked_constant = True  # type: ignore[attr-defined]
 def resolve_backend(backend: str, x: torch.Tensor) -> str:
     """The concrete backend for an op on ``x``: "torch", "triton", "native" or "cupy"."""
     return _resolve(backend, x.device.type, x.dtype)
+
+
+def check_backend_name(backend: str, owner: str, available: tuple[str, ...] = ("auto", "torch", "triton")) -> str:
+    """``backend`` if it is a backend name that ``owner`` implements; a clear error otherwise."""
+    if backend not in BACKENDS:
+        raise ValueError(f"{owner}: backend must be one of {BACKENDS}, got {backend!r}")
+    if backend not in available:
+        raise BackendUnavailableError(
+            f"{owner}: backend={backend!r} cannot run: {owner} has no {backend} kernels; it runs on "
+            f"{' / '.join(repr(b) for b in available)}"
+        )
+    return backend
+
+
+def _resolve_triton_op(backend: str, device: str, dtype: torch.dtype) -> str:
+    requested = _requested(backend)
+    if requested in ("native", "cupy"):  # only reachable through SNNKERNELS_BACKEND with backend="auto"
+        requested = "auto"
+    if requested == "auto":
+        return "triton" if device == "cuda" and _triton_problem(device, dtype) is None else "torch"
+    problem = None if requested == "torch" else _triton_problem(device, dtype)
+    if problem is not None:
+        raise BackendUnavailableError(f"backend={requested!r} cannot run: {problem}")
+    return requested
+
+
+_resolve_triton_op._dynamo_marked_constant = True  # type: ignore[attr-defined]
+
+
+def resolve_triton_op_backend(backend: str, x: torch.Tensor, owner: str) -> str:
+    """"torch" or "triton" for an op that has Triton kernels only (see the module docstring)."""
+    check_backend_name(backend, owner)
+    return _resolve_triton_op(backend, x.device.type, x.dtype)

@@ -9,18 +9,20 @@ from __future__ import annotations
 import torch
 
 from . import _checks
-from .backends import HAS_TRITON, resolve_backend
+from .backends import HAS_TRITON, resolve_backend, resolve_triton_op_backend
 from .neuron_models import Number, lif_coefficients
+from .reference.dta import dta_product_reference, txa_reference
 from .reference.neuron import multistep_leaky_reference, state_dtype
+from .reference.tcja import check_tcja_arguments, tcja_reference
 from .surrogate import ATan, Surrogate, coerce_surrogate
 
 from .ops import leaky_cupy, leaky_native
 from .ops.leaky import match_layout, time_major_dense
 
 if HAS_TRITON:
-    from .ops import leaky_triton
+    from .ops import leaky_triton, pooled_attention
 
-__all__ = ["multistep_leaky", "multistep_lif"]
+__all__ = ["multistep_leaky", "multistep_lif", "tcja", "txa", "dta_product"]
 
 Output = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -159,3 +161,103 @@ def _split_coefficients(coefficients: list[Number]) -> tuple[list[float], list[t
     tensors = [None if t is None else (t.expand(width) if t.numel() != width else t).contiguous() for t in tensors]
     scalars = [0.0 if isinstance(c, torch.Tensor) else c for c in coefficients]
     return scalars, tensors
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pooled attentions (TCJA-SNN, DTA-SNN) on [T, B, C, H, W]. Math: snnkernels.reference.tcja / .dta.
+# "triton" runs two fused sweeps each way (snnkernels.ops.pooled_attention); "auto" picks it on CUDA.
+
+
+def _check_attention_input(x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    x = _checks.check_sequence(x, name)
+    if x.dim() != 5:
+        raise ValueError(f"{name} must have shape [T, B, C, H, W], got {list(x.shape)}")
+    return x
+
+
+def tcja(
+    x: torch.Tensor,
+    weight_t: torch.Tensor | None,
+    weight_c: torch.Tensor | None,
+    *,
+    mode: str = "both",
+    backend: str = "auto",
+) -> torch.Tensor:
+    """TCJA ``Y = X * sig(TLA(Z) * CLA(Z))``, Z = mean over H, W (or one branch: ``mode='tla'`` / ``'cla'``).
+
+    Args:
+        x (Tensor): [T, B, C, H, W].
+        weight_t (Tensor, Optional): TLA weight [C, C, K_T], slides along time ('same' padding, the extra
+            zero of an even kernel on the right). Unused with ``mode='cla'``.
+        weight_c (Tensor, Optional): CLA weight [T, T, K_C], slides along channels. Unused with ``'tla'``.
+        mode (str): ``'both'``, ``'tla'`` or ``'cla'``. Default: ``'both'``.
+        backend (str): ``'auto'``, ``'torch'`` or ``'triton'``. Default: ``'auto'``.
+    """
+    x = _check_attention_input(x)
+    check_tcja_arguments(x, weight_t, weight_c, None, None, mode)
+    if resolve_triton_op_backend(backend, x, "tcja") == "torch":
+        return tcja_reference(x, weight_t, weight_c, mode=mode)
+    return pooled_attention.tcja_fused(x, weight_t if mode != "cla" else None, weight_c if mode != "tla" else None,
+                                       mode)
+
+
+def _check_txa_weights(x: torch.Tensor, conv_t_weight: torch.Tensor, conv_c_weight: torch.Tensor) -> None:
+    T, C = x.shape[0], x.shape[2]
+    for w, shape, name in ((conv_t_weight, (T, T, 3), "conv_t_weight"), (conv_c_weight, (C, C, 6), "conv_c_weight")):
+        if not isinstance(w, torch.Tensor) or tuple(w.shape) != shape:
+            got = list(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+            raise ValueError(f"{name} must have shape {list(shape)} for x of shape {list(x.shape)}, got {got}")
+
+
+def txa(
+    x: torch.Tensor,
+    conv_t_weight: torch.Tensor,
+    conv_c_weight: torch.Tensor,
+    scale_t: torch.Tensor | float = 1.0,
+    scale_c: torch.Tensor | float = 1.0,
+    *,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """DTA's T-XA ``(X + scale_t sig(Qt)) * (X + scale_c sig(Qc))`` (see ``reference.dta.txa_reference``).
+
+    Args:
+        x (Tensor): [T, B, C, H, W].
+        conv_t_weight (Tensor): [T, T, 3], slides along channels. conv_c_weight (Tensor): [C, C, 6], along time.
+        scale_t, scale_c (Tensor | float): 0-d learnable scales. Default: 1.
+        backend (str): ``'auto'``, ``'torch'`` or ``'triton'``. Default: ``'auto'``.
+    """
+    x = _check_attention_input(x)
+    _check_txa_weights(x, conv_t_weight, conv_c_weight)
+    if resolve_triton_op_backend(backend, x, "txa") == "torch":
+        return txa_reference(x, conv_t_weight, conv_c_weight, scale_t, scale_c)
+    return pooled_attention.txa_fused(x, conv_t_weight, conv_c_weight, scale_t, scale_c)
+
+
+def dta_product(
+    x: torch.Tensor,
+    na: torch.Tensor,
+    spikes: torch.Tensor,
+    conv_t_weight: torch.Tensor,
+    conv_c_weight: torch.Tensor,
+    scale_t: torch.Tensor | float = 1.0,
+    scale_c: torch.Tensor | float = 1.0,
+    *,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """DTA's output ``sig(NA * T-XA(X)) * S`` given T-NA's output ``na``; the T-XA product is formed inside
+    the fused sweep and never stored.
+
+    Args:
+        x (Tensor): [T, B, C, H, W], the conv+BN output. na (Tensor), spikes (Tensor): same shape.
+        conv_t_weight, conv_c_weight, scale_t, scale_c: the T-XA parameters (see ``txa``).
+        backend (str): ``'auto'``, ``'torch'`` or ``'triton'``. Default: ``'auto'``.
+    """
+    x = _check_attention_input(x)
+    for t, name in ((na, "na"), (spikes, "spikes")):
+        if not isinstance(t, torch.Tensor) or t.shape != x.shape:
+            got = list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"{name} must have the shape of x {list(x.shape)}, got {got}")
+    _check_txa_weights(x, conv_t_weight, conv_c_weight)
+    if resolve_triton_op_backend(backend, x, "dta_product") == "torch":
+        return dta_product_reference(x, na, spikes, conv_t_weight, conv_c_weight, scale_t, scale_c)
+    return pooled_attention.dta_product_fused(x, na, spikes, conv_t_weight, conv_c_weight, scale_t, scale_c)

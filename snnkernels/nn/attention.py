@@ -1,8 +1,9 @@
 """Attention modules of TCJA-SNN and DTA-SNN: parameter ownership, layout and shape checks only.
 
-The math is in ``snnkernels.reference.tcja`` / ``snnkernels.reference.dta``; the fused kernels are not
-written yet (planned, issue 4), so every forward runs that eager reference and ``backend`` accepts only
-``"auto"`` and ``"torch"``.
+The math is in ``snnkernels.reference.tcja`` / ``snnkernels.reference.dta``; the forwards call
+``snnkernels.functional`` (``tcja``, ``txa``, ``dta_product``), whose ``backend`` is ``"auto"`` (fused
+Triton on CUDA, the eager reference elsewhere), ``"torch"`` or ``"triton"``. T-NA's convolutions always run
+on cuDNN / cuBLAS through torch (its elementwise fusion is not written yet).
 
 Each module takes its official constructor's arguments and owns its parameters under the official names
 and shapes, so ``module.load_state_dict(official_module.state_dict())`` works unchanged, and the same seed
@@ -18,9 +19,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..backends import BACKENDS, BackendUnavailableError
-from ..reference.dta import TNAParams, dta_reference, tna_fused_reference, tna_reference, txa_reference
-from ..reference.tcja import tcja_reference
+from .. import functional as SF
+from ..backends import check_backend_name
+from ..reference.dta import TNAParams, tna_fused_reference, tna_reference
 
 __all__ = ["TCJA", "TLA", "CLA", "TXA", "TNA", "DTA"]
 
@@ -37,13 +38,7 @@ def _check_options(owner: str, layout: str, backend: str) -> None:
     if layout not in LAYOUTS:
         raise ValueError(f"{owner}: layout must be 'TB' (input [T, B, C, H, W]) or 'BT' ([B, T, C, H, W]), "
                          f"got {layout!r}")
-    if backend not in BACKENDS:
-        raise ValueError(f"{owner}: backend must be one of {BACKENDS}, got {backend!r}")
-    if backend not in ("auto", "torch"):
-        raise BackendUnavailableError(
-            f"{owner}: backend={backend!r} cannot run: the fused {owner} kernels are not implemented yet "
-            "(planned, issue 4); use backend='auto' or 'torch', which run the eager reference"
-        )
+    check_backend_name(backend, owner)
 
 
 def _to_tb(owner: str, x: torch.Tensor, layout: str, name: str = "input") -> torch.Tensor:
@@ -127,11 +122,12 @@ class _TCJAFamily(nn.Module):
         owner = type(self).__name__
         x = _to_tb(owner, x_seq, self.layout)
         _check_t_c(owner, x, self.T, self.channel, self.layout)
-        y = tcja_reference(
+        y = SF.tcja(
             x,
-            weight_t=self.conv_c.weight if self.mode != "cla" else None,
-            weight_c=self.conv.weight if self.mode != "tla" else None,
+            self.conv_c.weight if self.mode != "cla" else None,
+            self.conv.weight if self.mode != "tla" else None,
             mode=self.mode,
+            backend=self.backend,
         )
         return _from_tb(y, self.layout)
 
@@ -160,8 +156,8 @@ class TCJA(_TCJAFamily):
         channel (int): channels C of the input. Default: ``128``.
         layout (str): ``"TB"`` for [T, B, C, H, W] input and output, ``"BT"`` for [B, T, C, H, W].
             Default: ``"TB"``.
-        backend (str): ``"auto"`` or ``"torch"`` (the eager reference; no fused kernels yet).
-            Default: ``"auto"``.
+        backend (str): ``"auto"`` (fused Triton on CUDA, else the eager reference), ``"torch"`` or
+            ``"triton"``. Default: ``"auto"``.
     """
 
 
@@ -196,7 +192,7 @@ class TXA(nn.Module):
         T (int): time steps of the input (the official ``time_step``).
         C (int): channels of the input. Default: ``64``.
         layout (str): ``"TB"`` ([T, B, C, H, W]) or ``"BT"`` ([B, T, C, H, W], official). Default: ``"TB"``.
-        backend (str): ``"auto"`` or ``"torch"``. Default: ``"auto"``.
+        backend (str): ``"auto"``, ``"torch"`` or ``"triton"`` (fused sweeps). Default: ``"auto"``.
     """
 
     def __init__(self, T: int, C: int = 64, *, layout: str = "TB", backend: str = "auto") -> None:
@@ -214,7 +210,7 @@ class TXA(nn.Module):
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         x = _to_tb("TXA", x_seq, self.layout)
         _check_t_c("TXA", x, self.T, self.C, self.layout)
-        y = txa_reference(x, self.conv_t.weight, self.conv_c.weight, self.scale_t, self.scale_c)
+        y = SF.txa(x, self.conv_t.weight, self.conv_c.weight, self.scale_t, self.scale_c, backend=self.backend)
         return _from_tb(y, self.layout)
 
     def extra_repr(self) -> str:
@@ -261,7 +257,8 @@ class TNA(nn.Module):
         kernel_size (int): sets the dilated depth-wise kernel, ``k // 3`` rounded down to odd. Default: ``7``.
         attn_shortcut (bool): add the input back (residual). Default: ``True``.
         layout (str): layout of 5-D input. Default: ``"TB"``.
-        backend (str): ``"auto"`` or ``"torch"``. Default: ``"auto"``.
+        backend (str): ``"auto"`` or ``"torch"``: T-NA has no fused kernels yet; its work is dense 1x1 and
+            depth-wise convolutions on cuDNN / cuBLAS. Default: ``"auto"``.
     """
 
     def __init__(
@@ -275,6 +272,7 @@ class TNA(nn.Module):
     ) -> None:
         super().__init__()
         _check_options("TNA", layout, backend)
+        check_backend_name(backend, "TNA", ("auto", "torch"))
         self.in_planes = _positive_int(in_planes, "in_planes")
         self.kernel_size = _positive_int(kernel_size, "kernel_size")
         self.attn_shortcut = bool(attn_shortcut)
@@ -330,7 +328,8 @@ class DTA(nn.Module):
         T (int): time steps of the input.
         out_channels (int): channels C of the input.
         layout (str): ``"TB"`` ([T, B, C, H, W]) or ``"BT"`` ([B, T, C, H, W], official). Default: ``"TB"``.
-        backend (str): ``"auto"`` or ``"torch"``. Default: ``"auto"``.
+        backend (str): ``"auto"``, ``"torch"`` or ``"triton"``: the output product sig(NA * XA) * S with
+            T-XA runs fused; T-NA's convolutions run on torch either way. Default: ``"auto"``.
     """
 
     def __init__(self, T: int, out_channels: int, *, layout: str = "TB", backend: str = "auto") -> None:
@@ -341,7 +340,8 @@ class DTA(nn.Module):
         self.layout = layout
         self.backend = backend
         # official creation order (T_NA, then T_XA): one seed gives the official initial weights
-        self.T_NA = TNA(T * out_channels, kernel_size=7, layout=layout, backend=backend)
+        # T-NA has torch convolutions only; the backend choice applies to the fused output product
+        self.T_NA = TNA(T * out_channels, kernel_size=7, layout=layout)
         self.T_XA = TXA(T, out_channels, layout=layout, backend=backend)
 
     def forward(self, x_seq: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:
@@ -351,10 +351,8 @@ class DTA(nn.Module):
         if s.shape != x.shape:
             raise ValueError(f"DTA: spikes must have the shape of x_seq {list(x_seq.shape)}, got {list(spikes.shape)}")
         xa = self.T_XA
-        y = dta_reference(
-            x, s, xa.conv_t.weight, xa.conv_c.weight, xa.scale_t, xa.scale_c, self.T_NA.params(),
-            dilation=self.T_NA.tca.dilation, attn_shortcut=self.T_NA.attn_shortcut,
-        )
+        na = tna_reference(x, self.T_NA.params(), dilation=self.T_NA.tca.dilation, attn_shortcut=self.T_NA.attn_shortcut)
+        y = SF.dta_product(x, na, s, xa.conv_t.weight, xa.conv_c.weight, xa.scale_t, xa.scale_c, backend=self.backend)
         return _from_tb(y, self.layout)
 
     def extra_repr(self) -> str:

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 from .tcja import conv1d_same
 
-__all__ = ["TNAParams", "txa_reference", "tna_reference", "tna_fused_reference", "dta_reference"]
+__all__ = ["TNAParams", "txa_reference", "tna_reference", "tna_fused_reference", "dta_reference",
+           "dta_product_reference"]
 
 
 class TNAParams(NamedTuple):
@@ -178,5 +179,18 @@ def dta_reference(
     if spikes.shape != x.shape:
         raise ValueError(f"spikes must have the shape of x {list(x.shape)}, got {list(spikes.shape)}")
     na = tna_reference(x, tna_params, dilation=dilation, attn_shortcut=attn_shortcut)
+    return dta_product_reference(x, na, spikes, conv_t_weight, conv_c_weight, scale_t, scale_c)
+
+
+def dta_product_reference(
+    x: torch.Tensor,
+    na: torch.Tensor,
+    spikes: torch.Tensor,
+    conv_t_weight: torch.Tensor,
+    conv_c_weight: torch.Tensor,
+    scale_t: torch.Tensor | float,
+    scale_c: torch.Tensor | float,
+) -> torch.Tensor:
+    """DTA's output stage ``sig(NA * XA) * S`` given T-NA's output ``na`` (the part the fused sweep covers)."""
     xa = txa_reference(x, conv_t_weight, conv_c_weight, scale_t, scale_c)
     return torch.sigmoid(na * xa) * spikes

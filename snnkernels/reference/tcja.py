@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["tcja_reference", "conv1d_same"]
+__all__ = ["tcja_reference", "conv1d_same", "check_tcja_arguments"]
 
 TCJA_MODES = ("both", "tla", "cla")
 
@@ -42,6 +42,20 @@ def _checked_kernel(weight: torch.Tensor | None, kernel_size: int | None, rows: 
         raise ValueError(f"{name} must have shape {list(expected)}, got {list(weight.shape)}")
 
 
+def check_tcja_arguments(x: torch.Tensor, weight_t: torch.Tensor | None, weight_c: torch.Tensor | None,
+                         kernel_size_t: int | None, kernel_size_c: int | None, mode: str) -> None:
+    """The checks every TCJA implementation applies first (clear messages instead of conv errors)."""
+    if mode not in TCJA_MODES:
+        raise ValueError(f"mode must be one of {TCJA_MODES}, got {mode!r}")
+    if x.dim() != 5:
+        raise ValueError(f"x must have shape [T, B, C, H, W], got {list(x.shape)}")
+    T, C = x.shape[0], x.shape[2]
+    if mode in ("both", "tla"):
+        _checked_kernel(weight_t, kernel_size_t, C, "weight_t (TLA, [C, C, K_T])", mode)
+    if mode in ("both", "cla"):
+        _checked_kernel(weight_c, kernel_size_c, T, "weight_c (CLA, [T, T, K_C])", mode)
+
+
 def tcja_reference(
     x: torch.Tensor,
     weight_t: torch.Tensor | None,
@@ -66,21 +80,15 @@ def tcja_reference(
     Returns:
         torch.Tensor: Y, same shape as ``x``.
     """
-    if mode not in TCJA_MODES:
-        raise ValueError(f"mode must be one of {TCJA_MODES}, got {mode!r}")
-    if x.dim() != 5:
-        raise ValueError(f"x must have shape [T, B, C, H, W], got {list(x.shape)}")
-    T, B, C = x.shape[:3]
+    check_tcja_arguments(x, weight_t, weight_c, kernel_size_t, kernel_size_c, mode)
     # Z[t, b, c] = mean over the H*W positions
     z = x.mean(dim=(3, 4))  # [T, B, C]
 
     tla = cla = None
     if mode in ("both", "tla"):
-        _checked_kernel(weight_t, kernel_size_t, C, "weight_t (TLA, [C, C, K_T])", mode)
         # slide along time: the C channels are the conv-channels
         tla = conv1d_same(z.permute(1, 2, 0), weight_t).permute(2, 0, 1)  # [B, C, T] -> [T, B, C]
     if mode in ("both", "cla"):
-        _checked_kernel(weight_c, kernel_size_c, T, "weight_c (CLA, [T, T, K_C])", mode)
         # slide along channels: the T steps are the conv-channels
         cla = conv1d_same(z.permute(1, 0, 2), weight_c).permute(1, 0, 2)  # [B, T, C] -> [T, B, C]
 

@@ -87,3 +87,75 @@ def test_opcheck_backward():
     args = (torch.randn_like(spikes), torch.randn_like(v_final), x, v0, ckpt, decay, gain, None,
             0.5, 1.0, 0.1, 1.0, 0.0, 0.0, True, True, False, Triangle.id, 1.0, 2, True, True, True, False)
     torch.library.opcheck(leaky_triton.leaky_bwd_triton, args)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# pooled attentions (TCJA, T-XA, DTA product): custom ops inside autograd.Functions
+
+
+def _attention_inputs():
+    dev = _device()
+    T, B, C = 4, 2, 6
+    x = torch.randn(T, B, C, 3, 5, device=dev, requires_grad=True)
+    na = torch.randn_like(x, requires_grad=True)
+    s = (torch.rand_like(x) > 0.5).float()
+    w_tla = torch.randn(C, C, 2, device=dev, requires_grad=True)
+    w_cla = torch.randn(T, T, 3, device=dev, requires_grad=True)
+    conv_t = torch.randn(T, T, 3, device=dev, requires_grad=True)
+    conv_c = torch.randn(C, C, 6, device=dev, requires_grad=True)
+    scale = torch.tensor(0.8, device=dev, requires_grad=True)
+    return x, na, s, w_tla, w_cla, conv_t, conv_c, scale
+
+
+def _tcja(x, na, s, w_tla, w_cla, conv_t, conv_c, scale):
+    return F.tcja(x, w_tla, w_cla, backend="triton")
+
+
+def _txa(x, na, s, w_tla, w_cla, conv_t, conv_c, scale):
+    return F.txa(x, conv_t, conv_c, scale, 1.0, backend="triton")
+
+
+def _dta(x, na, s, w_tla, w_cla, conv_t, conv_c, scale):
+    return F.dta_product(x, na, s, conv_t, conv_c, scale, scale, backend="triton")
+
+
+ATTENTION = [_tcja, _txa, _dta]
+
+
+@pytest.mark.parametrize("fn", ATTENTION, ids=lambda f: f.__name__[1:])
+def test_attention_zero_graph_breaks(fn):
+    explanation = torch._dynamo.explain(fn)(*_attention_inputs())
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    assert explanation.graph_count == 1
+
+
+@pytest.mark.parametrize("fn", ATTENTION, ids=lambda f: f.__name__[1:])
+def test_attention_compiled_matches_eager(fn):
+    torch._dynamo.reset()
+    inputs = _attention_inputs()
+    leaves = [t for t in inputs if t.requires_grad]
+    backend = "inductor" if _device() == "cuda" else "aot_eager"
+    compiled = torch.compile(fn, backend=backend, fullgraph=True)
+    out_eager = fn(*inputs)
+    grads_eager = torch.autograd.grad(out_eager.square().sum(), leaves, allow_unused=True)
+    out_compiled = compiled(*inputs)
+    grads_compiled = torch.autograd.grad(out_compiled.square().sum(), leaves, allow_unused=True)
+    torch.testing.assert_close(out_compiled, out_eager, rtol=1e-6, atol=1e-6)
+    for g_c, g_e in zip(grads_compiled, grads_eager):
+        assert (g_c is None) == (g_e is None)
+        if g_e is not None:
+            torch.testing.assert_close(g_c, g_e, rtol=1e-5, atol=1e-5)
+
+
+def test_attention_opchecks():
+    from snnkernels.ops import rowwise_triton as R
+
+    x, na, s, *_ = (t.detach() if isinstance(t, torch.Tensor) else t for t in _attention_inputs())
+    rows = torch.rand(x.shape[:3], device=x.device)
+    torch.library.opcheck(R.row_sums, (x, None))
+    torch.library.opcheck(R.row_sums, (x, na))
+    for mode in (R.GATE, R.CROSS):
+        torch.library.opcheck(R.row_map_fwd, (x, rows, rows * 2, mode))
+        torch.library.opcheck(R.row_map_bwd, (na, x, rows, rows * 2, rows / 3, mode))
+    torch.library.opcheck(R.dta_fwd, (x, na, s, rows, rows * 2))
+    torch.library.opcheck(R.dta_bwd, (na, x, na, s, rows, rows * 2, True))

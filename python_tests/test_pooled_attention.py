@@ -308,3 +308,16 @@ def test_official_placement_sizes_on_gpu(op):
 def test_parameter_lists_cover_even_and_odd_kernels():
     sizes = set(itertools.chain.from_iterable(KERNEL_PAIRS))
     assert any(k % 2 == 0 for k in sizes) and any(k % 2 for k in sizes)
+
+
+def test_one_tensor_passed_twice():
+    """A tensor given for two arguments (x as na, one shared scale) gets both gradients summed."""
+    shape = (4, 2, 6, 5, 3)
+    T, C = shape[0], shape[2]
+    x, wt, wc, scale = leaves(torch.randn(shape, device=DEVICE), torch.randn(T, T, 3, device=DEVICE) / 3,
+                              torch.randn(C, C, 6, device=DEVICE) / 6, torch.tensor(0.9, device=DEVICE))
+    spikes = (torch.rand(shape, device=DEVICE) > 0.5).float()
+    compare("dta_product(x, x, ...)", [x, spikes, wt, wc, scale],
+            lambda x, s, wt, wc, sc: SF.dta_product(x, x, s, wt, wc, sc, sc, backend="triton"),
+            lambda x, s, wt, wc, sc: dta_product_reference(x, x, s, wt, wc, sc, sc),
+            torch.randn(shape, device=DEVICE), n_data=1)

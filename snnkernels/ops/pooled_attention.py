@@ -195,6 +195,21 @@ class _DTAProductFunction(torch.autograd.Function):
                 grad_s if ctx.needs_input_grad[2] else None, *param_grads)
 
 
+def _distinct(*args):
+    """The arguments with a repeated tensor replaced by a view of it: torch.compile cannot trace an
+    autograd.Function that gets one tensor twice (e.g. a shared scale), and a view carries the same
+    gradient back."""
+    seen: list[torch.Tensor] = []
+    out = []
+    for a in args:
+        if isinstance(a, torch.Tensor) and any(a is b for b in seen):
+            a = a.view_as(a)
+        if isinstance(a, torch.Tensor):
+            seen.append(a)
+        out.append(a)
+    return out
+
+
 def _as_tensor(scale: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
     return scale if isinstance(scale, torch.Tensor) else torch.tensor(float(scale), device=like.device)
 
@@ -202,19 +217,19 @@ def _as_tensor(scale: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
 def tcja_fused(x: torch.Tensor, weight_t: torch.Tensor | None, weight_c: torch.Tensor | None,
                mode: str) -> torch.Tensor:
     """Fused ``tcja_reference`` (checked arguments, Triton-capable x)."""
-    return _TCJAFunction.apply(rows_layout(x), weight_t, weight_c, mode)
+    return _TCJAFunction.apply(*_distinct(rows_layout(x), weight_t, weight_c), mode)
 
 
 def txa_fused(x: torch.Tensor, conv_t_weight: torch.Tensor, conv_c_weight: torch.Tensor,
               scale_t: torch.Tensor | float, scale_c: torch.Tensor | float) -> torch.Tensor:
     """Fused ``txa_reference``."""
-    return _TXAFunction.apply(rows_layout(x), conv_t_weight, conv_c_weight, _as_tensor(scale_t, x),
-                              _as_tensor(scale_c, x))
+    return _TXAFunction.apply(*_distinct(rows_layout(x), conv_t_weight, conv_c_weight, _as_tensor(scale_t, x),
+                                        _as_tensor(scale_c, x)))
 
 
 def dta_product_fused(x: torch.Tensor, na: torch.Tensor, spikes: torch.Tensor, conv_t_weight: torch.Tensor,
                       conv_c_weight: torch.Tensor, scale_t: torch.Tensor | float,
                       scale_c: torch.Tensor | float) -> torch.Tensor:
     """Fused ``sig(na * txa_reference(x, ...)) * spikes``."""
-    return _DTAProductFunction.apply(rows_layout(x), na, spikes, conv_t_weight, conv_c_weight,
-                                     _as_tensor(scale_t, x), _as_tensor(scale_c, x))
+    return _DTAProductFunction.apply(*_distinct(rows_layout(x), na, spikes, conv_t_weight, conv_c_weight,
+                                                _as_tensor(scale_t, x), _as_tensor(scale_c, x)))

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The project's one GPU script. On a GPU machine with nothing but this repository (no network):
 #
-#   bash bench/gpu_check.sh [all|tests|bench|build] [extra arguments for bench.run]
+#   bash bench/gpu_check.sh [all|tests|bench|attention|build] [extra arguments for bench.run / bench.attention]
 #
 # all (default): environment report, SpikingJelly from .whl/ (when present), the whole test suite on CUDA,
-# then the benchmark (verification first, then timing) and its plots, in about 9 minutes (GPU_CHECK_SECONDS,
+# then the benchmarks (bench.run: the neurons; bench.attention: TCJA, T-XA, DTA; verification first, then
+# timing) and their plots, in about 9 minutes (GPU_CHECK_SECONDS,
 # default 530): the tests get at most TEST_SECONDS (default 240), the benchmark the rest, with a budget
 # that starts no new case late and saves its results after every case. BUILD_NATIVE=1 first builds the
 # native extension in place (nvcc; minutes, so better as its own call: `bash bench/gpu_check.sh build`).
@@ -86,23 +87,28 @@ tests() {
     esac
 }
 
-bench() {
-    local left=$((TOTAL - SECONDS - 40))
-    [ "$left" -gt 60 ] || left=60
-    # no new case after (left - 90 s): the last one (torch.compile at T=32) may take that long
+# run_bench NAME MODULE SECONDS [args]: one benchmark module under a hard time limit, with a budget that
+# starts no new case in its last 90 s (a torch.compile case may take that long)
+run_bench() {
+    local name=$1 module=$2 limit=$3
+    shift 3
+    [ "$limit" -gt 60 ] || limit=60
     local minutes
-    minutes=$($PY -c "print(max(0.5, ($left - 90) / 60))")
-    say "benchmark on CUDA (hard limit ${left}s, no new case after ${minutes} min)"
-    touch /tmp/gpu_check.marker
-    timeout --signal=TERM --kill-after=15 "$left" $PY -m bench.run --device cuda --out "$RESULTS" --no-plot \
+    minutes=$($PY -c "print(max(0.5, ($limit - 90) / 60))")
+    say "$name on CUDA (hard limit ${limit}s, no new case after ${minutes} min)"
+    timeout --signal=TERM --kill-after=15 "$limit" $PY -m "$module" --device cuda --out "$RESULTS" --no-plot \
         --max-minutes "$minutes" "$@"
     local rc=$?
     case $rc in
         0) ;;
-        124|137) FAILED+=("bench (killed at its time limit; results saved up to the last finished case)") ;;
-        1) FAILED+=("bench (a provider FAILED verification or a case; see the FAILED lines and the CSV)") ;;
-        *) FAILED+=("bench (exit $rc)") ;;
+        124|137) FAILED+=("$name (killed at its time limit; results saved up to the last finished case)") ;;
+        1) FAILED+=("$name (a provider FAILED verification or a case; see the FAILED lines and the CSV)") ;;
+        *) FAILED+=("$name (exit $rc)") ;;
     esac
+}
+
+# plots of every results file written since the marker, and the copies to $OUT
+collect() {
     say "plots"
     local produced
     produced=$(find "$RESULTS" -maxdepth 1 -newer /tmp/gpu_check.marker \( -name '*.json' -o -name '*.csv' \) | sort)
@@ -116,16 +122,32 @@ bench() {
     fi
 }
 
+# the neuron benchmark gets 60 % of what is left, the attention benchmark (TCJA, T-XA, DTA) the rest
+bench() {
+    local left=$((TOTAL - SECONDS - 40))
+    touch /tmp/gpu_check.marker
+    run_bench "bench (neurons)" bench.run $((left * 6 / 10)) "$@"
+    run_bench "bench (attention)" bench.attention $((TOTAL - SECONDS - 40))
+    collect
+}
+
+attention() {
+    touch /tmp/gpu_check.marker
+    run_bench "bench (attention)" bench.attention $((TOTAL - SECONDS - 40)) "$@"
+    collect
+}
+
 case "$PHASE" in
     build) build ;;
     tests) tests ;;
     bench) bench "$@" ;;
+    attention) attention "$@" ;;
     all)
         if [ "${BUILD_NATIVE:-0}" = 1 ]; then build; fi
         tests
         bench "$@"
         ;;
-    *) echo "usage: bash bench/gpu_check.sh [all|tests|bench|build] [bench.run arguments]" >&2; exit 2 ;;
+    *) echo "usage: bash bench/gpu_check.sh [all|tests|bench|attention|build] [benchmark arguments]" >&2; exit 2 ;;
 esac
 
 say "done"

@@ -1,0 +1,290 @@
+"""Benchmark of the pooled attentions (TCJA, T-XA, DTA): verify, then time eager, torch.compile and ours.
+
+    python -m bench.attention [--device auto|cpu|cuda] [--quick] [--ops tcja txa dta_product dta]
+                              [--dtypes float32 ...] [--out bench/results] [--max-minutes M] [--no-plot]
+
+Sizes are the papers' placements: TCJA at C = 128, T = 20 on 32 x 32 and at C = 512, T = 10 (16 x 16,
+our choice: the spec names C and T only), batch 16; T-XA, DTA's output product and the whole DTA module at
+C = 64, T = 4 and 6, 32 x 32, batch 64 (the DTA-SNN CIFAR stem). On the CPU (``--device cpu``) the
+shapes shrink and only eager and torch.compile run: the fused sweeps are Triton, which needs CUDA.
+
+Providers: ``torch-eager`` (the module / function with ``backend="torch"``), ``torch-compile``
+(``torch.compile(fullgraph=True, dynamic=False)`` of that eager code, compiled in the warm-up), and
+``snnkernels-triton``. Every provider is first checked against eager on the same inputs (output and every
+gradient, relative to the largest entry: 1e-4 fp32, 2e-2 half) and never timed if that fails.
+
+Byte model (``GB/s``, ``fraction_of_copy_bw``): the two-sweep floor of the issue, per element of X in
+the storage dtype: forward reads X twice and writes Y (3 passes); backward reads dY and X for the row
+sums, then dY (and X for T-XA) and writes dX (TCJA 4, T-XA 5 passes); DTA's product adds NA and S
+reads and the dNA / dS writes. The whole DTA module has no floor (T-NA's dense convolutions): its rows
+carry times and speedups only. Results: ``<out>/<date>_<device>_attention.{csv,json}`` (+ plots).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":  # compiled kernels persist across runs (git-ignored)
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(__file__).resolve().parent / ".inductor-cache"))
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+import torch  # noqa: E402
+
+from snnkernels import functional as SF  # noqa: E402
+from snnkernels.nn import DTA  # noqa: E402
+
+from .run import DTYPES, ELEM, _progress, _row, markdown_table, metadata, write_results  # noqa: E402
+from .utils import copy_bandwidth_gbps, peak_memory_mb, time_fn  # noqa: E402
+
+PROVIDERS = ("torch-eager", "torch-compile", "snnkernels-triton")
+# passes over one [T, B, C, H, W] tensor in the storage dtype: (forward, backward) at the floor
+PASSES = {"tcja": (3, 4), "txa": (3, 5), "dta_product": (5, 9), "dta": (None, None)}
+VERIFY_RTOL = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 2e-2}
+
+
+@dataclass(frozen=True)
+class Case:
+    op: str
+    shape: tuple[int, ...]  # [T, B, C, H, W]
+    dtype: torch.dtype
+
+    @property
+    def T(self) -> int:
+        return self.shape[0]
+
+    @property
+    def N(self) -> int:
+        return self.numel // self.T
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+
+def make_inputs(case: Case, device: str, seed: int = 0):
+    """(tensors, leaves, grad_out): the op's arguments, the ones that get gradients, and dL/dY."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    T, B, C, H, W = case.shape
+
+    def rnd(*shape, scale=1.0):
+        return torch.randn(shape, generator=gen, device=device) * scale
+
+    x = rnd(*case.shape).to(case.dtype).requires_grad_()
+    grad_out = rnd(*case.shape).to(case.dtype)
+    if case.op == "tcja":
+        params = [rnd(C, C, 4, scale=0.25).requires_grad_(), rnd(T, T, 3, scale=0.3).requires_grad_()]
+        return [x, *params], [x, *params], grad_out
+    txa_params = [rnd(T, T, 3, scale=0.3).requires_grad_(), rnd(C, C, 6, scale=0.2).requires_grad_(),
+                  torch.tensor(1.0, device=device, requires_grad=True),
+                  torch.tensor(1.0, device=device, requires_grad=True)]
+    if case.op == "txa":
+        return [x, *txa_params], [x, *txa_params], grad_out
+    spikes = (torch.rand(case.shape, generator=gen, device=device) > 0.8).to(case.dtype)
+    if case.op == "dta_product":
+        na = rnd(*case.shape).to(case.dtype).requires_grad_()
+        return [x, na, spikes, *txa_params], [x, na, *txa_params], grad_out
+    return [x, spikes], [x], grad_out  # dta: the module owns its parameters
+
+
+_DTA_MODULES: dict = {}
+
+
+def _dta_module(case: Case, device: str, backend: str) -> DTA:
+    key = (case.shape, case.dtype, device, backend)
+    if key not in _DTA_MODULES:
+        torch.manual_seed(0)  # same weights for every provider
+        _DTA_MODULES[key] = DTA(case.T, case.shape[2], backend=backend).to(device=device, dtype=case.dtype)
+    return _DTA_MODULES[key]
+
+
+def op_fn(case: Case, device: str, backend: str):
+    if case.op == "tcja":
+        return lambda x, wt, wc: SF.tcja(x, wt, wc, backend=backend)
+    if case.op == "txa":
+        return lambda x, *p: SF.txa(x, *p, backend=backend)
+    if case.op == "dta_product":
+        return lambda *a: SF.dta_product(*a, backend=backend)
+    module = _dta_module(case, device, backend)
+    return lambda x, s: module(x, s)
+
+
+def build(provider: str, case: Case, device: str):
+    if provider == "torch-eager":
+        return op_fn(case, device, "torch")
+    if provider == "torch-compile":
+        import torch._dynamo as dynamo
+
+        dynamo.reset()
+        return torch.compile(op_fn(case, device, "torch"), fullgraph=True, dynamic=False)
+    if device != "cuda":
+        raise RuntimeError("unavailable: the Triton sweeps need CUDA (the interpreter is a test tool)")
+    return op_fn(case, device, "triton")
+
+
+def _params_of(case: Case, device: str, backend: str) -> list[torch.Tensor]:
+    return list(_dta_module(case, device, backend).parameters()) if case.op == "dta" else []
+
+
+def run_once(fn, case, device, backend, tensors, leaves, grad_out):
+    params = _params_of(case, device, backend)
+    out = fn(*tensors)
+    grads = torch.autograd.grad(out, leaves + params, grad_out)
+    return [out.detach(), *grads]
+
+
+def verify(provider: str, case: Case, device: str) -> str | None:
+    """None when ``provider`` matches eager on a small case of the same op and dtype, else the reason."""
+    T, B, C = case.shape[:3]
+    small = Case(case.op, (T, 2, C, 7, 9), case.dtype)
+    # ours through op_fn, so the check also runs under Triton's interpreter (the test suite does that)
+    fn = op_fn(small, device, "triton") if provider == "snnkernels-triton" else build(provider, small, device)
+    tensors, leaves, grad_out = make_inputs(small, device, seed=1)
+    ref_fn = op_fn(small, device, "torch")
+    backend = "triton" if provider == "snnkernels-triton" else "torch"
+    got = run_once(fn, small, device, backend, tensors, leaves, grad_out)
+    want = run_once(ref_fn, small, device, "torch", tensors, leaves, grad_out)
+    for i, (a, b) in enumerate(zip(got, want)):
+        scale = b.double().abs().max().item() or 1.0
+        err = (a.double() - b.double()).abs().max().item() / scale
+        if not err <= VERIFY_RTOL[case.dtype]:
+            return f"tensor {i} (0 = output, then gradients) differs from eager by {err:.2e} of its largest entry"
+    return None
+
+
+def cases(device: str, quick: bool, ops: list[str], dtypes: list[torch.dtype]) -> list[Case]:
+    if device == "cuda":
+        shapes = {"tcja": [(20, 16, 128, 32, 32), (10, 16, 512, 16, 16)],
+                  "txa": [(4, 64, 64, 32, 32), (6, 64, 64, 32, 32)],
+                  "dta_product": [(4, 64, 64, 32, 32), (6, 64, 64, 32, 32)],
+                  "dta": [(4, 64, 64, 32, 32), (6, 64, 64, 32, 32)]}
+    else:
+        shapes = {"tcja": [(20, 2, 128, 16, 16)], "txa": [(4, 4, 64, 16, 16)],
+                  "dta_product": [(4, 4, 64, 16, 16)], "dta": [(4, 2, 64, 16, 16)]}
+    if quick:
+        shapes = {k: v[:1] for k, v in shapes.items()}
+        dtypes = dtypes[:1]
+    return [Case(op, s, dt) for dt in dtypes for op in ops for s in shapes[op]]
+
+
+def floor_bytes(case: Case, mode: str) -> int | None:
+    fwd, bwd = PASSES[case.op]
+    if fwd is None:
+        return None
+    passes = fwd if mode == "fwd" else fwd + bwd
+    return passes * case.numel * ELEM[case.dtype]
+
+
+def time_one(fn, case: Case, device: str, backend: str) -> dict:
+    tensors, leaves, grad_out = make_inputs(case, device)
+    params = _params_of(case, device, backend)
+    every = leaves + params
+
+    def fwd():
+        with torch.no_grad():
+            fn(*tensors)
+
+    def fwd_bwd():
+        fn(*tensors).backward(grad_out)
+
+    out = {}
+    for mode, f in (("fwd", fwd), ("fwd+bwd", fwd_bwd)):
+        f()
+        for t in every:
+            t.grad = None
+        out[mode] = (time_fn(f, device, grad_to_none=every), peak_memory_mb(f, device))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ap.add_argument("--quick", action="store_true", help="first shape of each op, first dtype only")
+    ap.add_argument("--ops", nargs="*", default=list(PASSES), choices=list(PASSES))
+    ap.add_argument("--providers", nargs="*", default=list(PROVIDERS), choices=list(PROVIDERS))
+    ap.add_argument("--dtypes", nargs="*", default=None, choices=list(DTYPES))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    ap.add_argument("--max-minutes", type=float, default=None)
+    ap.add_argument("--no-plot", action="store_true")
+    args = ap.parse_args(argv)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    dtypes = [DTYPES[d] for d in args.dtypes] if args.dtypes else (
+        [torch.float32, torch.bfloat16] if device == "cuda" else [torch.float32])
+    started = time.time()
+    meta = metadata(device)
+    meta["byte_model"] = "bench/attention.py PASSES: the two-sweep floor per element of X"
+    meta["copy_bandwidth_GBps"] = copy_bandwidth_gbps(device)
+    jobs = [(c, p) for c in cases(device, args.quick, args.ops, dtypes) for p in args.providers]
+    rows, verified = [], {}
+    for case, provider in _progress(jobs, len(jobs), "attention"):
+        if args.max_minutes is not None and time.time() - started > 60 * args.max_minutes:
+            rows.append(_row(case, provider, device, status="not run", note=f"time budget ({args.max_minutes} min)"))
+            continue
+        backend = "triton" if provider == "snnkernels-triton" else "torch"
+        try:
+            if provider == "snnkernels-triton" and device != "cuda":
+                build(provider, case, device)  # raises: say why instead of verifying the interpreter
+            key = (provider, case.op, case.dtype)
+            if key not in verified:
+                verified[key] = verify(provider, case, device)
+            if verified[key] is not None:
+                rows.append(_row(case, provider, device, status="FAILED", note=f"verification: {verified[key]}"))
+                continue
+            measured = time_one(build(provider, case, device), case, device, backend)
+        except Exception as exc:  # noqa: BLE001 - recorded, and the run goes on
+            status = "unavailable" if str(exc).startswith("unavailable") else "FAILED"
+            if status == "FAILED":
+                traceback.print_exc()
+            rows.append(_row(case, provider, device, status=status, note=str(exc).splitlines()[0][:300]))
+            continue
+        for mode, (timing, peak) in measured.items():
+            nbytes = floor_bytes(case, mode)
+            seconds = timing.p50_ms * 1e-3
+            gbps = nbytes / seconds / 1e9 if nbytes else None
+            rows.append(_row(
+                case, provider, device, mode=mode, ms_p50=timing.p50_ms, ms_p20=timing.p20_ms,
+                ms_p80=timing.p80_ms, schedule="two-sweep floor", MB_moved=(nbytes or 0) / 1e6,
+                **{"GB/s": gbps or 0.0, "floor_GB/s": gbps or 0.0},
+                fraction_of_copy_bw=(gbps or 0.0) / meta["copy_bandwidth_GBps"], peak_mem_MB=peak,
+                reps=timing.reps, status="ok", note=None if nbytes else "no byte floor (dense convolutions)",
+            ))
+        meta["wall_s"] = round(time.time() - started, 1)
+        _speedups(rows)
+        write_results(rows, meta, Path(args.out), "attention", plot=False)
+    _speedups(rows)
+    meta["complete"] = True
+    paths = write_results(rows, meta, Path(args.out), "attention", plot=not args.no_plot)
+    print(markdown_table(rows))
+    for p in paths:
+        print(f"wrote {p}", file=sys.stderr)
+    failed = [r for r in rows if r["status"] == "FAILED"]
+    for r in failed:
+        print(f"FAILED: {r['provider']} {r['op']} {r['dtype']} {r['shape']}: {r['note']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _speedups(rows: list[dict]) -> None:
+    """speedup_vs_eager, and the same against torch.compile in the note column of our rows."""
+    key = lambda r: (r["op"], r["mode"], r["dtype"], r["shape"])  # noqa: E731
+    base = {(key(r), r["provider"]): r["ms_p50"] for r in rows if r["status"] == "ok"}
+    for r in rows:
+        if r["status"] != "ok":
+            continue
+        eager, compiled = base.get((key(r), "torch-eager")), base.get((key(r), "torch-compile"))
+        r["speedup_vs_eager"] = eager / r["ms_p50"] if eager else None
+        r["speedup_vs_compile"] = compiled / r["ms_p50"] if compiled else None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

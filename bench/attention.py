@@ -3,7 +3,9 @@
     python -m bench.attention [--device auto|cpu|cuda] [--quick] [--ops tcja txa dta_product dta]
                               [--dtypes float32 ...] [--out bench/results] [--max-minutes M] [--no-plot]
 
-Sizes are the papers' placements: TCJA at C = 128, T = 20 on 32 x 32 and at C = 512, T = 10 (16 x 16,
+``tcja_maxpool`` is TCJA followed by a 2x2 max pool: eager and torch.compile gate the full tensor, ours
+pools first and applies ``tcja_gate`` to the pooled quarter (exact, spec 1.6). Sizes are the papers'
+placements: TCJA at C = 128, T = 20 on 32 x 32 and at C = 512, T = 10 (16 x 16,
 our choice: the spec names C and T only), batch 16; T-XA, DTA's output product and the whole DTA module at
 C = 64, T = 4 and 6, 32 x 32, batch 64 (the DTA-SNN CIFAR stem). On the CPU (``--device cpu``) the
 shapes shrink and only eager and torch.compile run: the fused sweeps are Triton, which needs CUDA.
@@ -43,7 +45,7 @@ from .utils import copy_bandwidth_gbps, peak_memory_mb, time_fn  # noqa: E402
 
 PROVIDERS = ("torch-eager", "torch-compile", "snnkernels-triton")
 # passes over one [T, B, C, H, W] tensor in the storage dtype: (forward, backward) at the floor
-PASSES = {"tcja": (3, 4), "txa": (3, 5), "dta_product": (5, 9), "dta": (None, None)}
+PASSES = {"tcja": (3, 4), "tcja_maxpool": (None, None), "txa": (3, 5), "dta_product": (5, 9), "dta": (None, None)}
 VERIFY_RTOL = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 2e-2}
 
 
@@ -82,8 +84,9 @@ def make_inputs(case: Case, device: str, seed: int = 0):
         return torch.randn(shape, generator=gen, device=device) * scale
 
     x = rnd(*case.shape).to(case.dtype).requires_grad_()
-    grad_out = rnd(*case.shape).to(case.dtype)
-    if case.op == "tcja":
+    out_shape = (T, B, C, H // 2, W // 2) if case.op == "tcja_maxpool" else case.shape
+    grad_out = rnd(*out_shape).to(case.dtype)
+    if case.op in ("tcja", "tcja_maxpool"):
         params = [rnd(C, C, 4, scale=0.25).requires_grad_(), rnd(T, T, 3, scale=0.3).requires_grad_()]
         return [x, *params], [x, *params], grad_out
     txa_params = [rnd(T, T, 3, scale=0.3).requires_grad_(), rnd(C, C, 6, scale=0.2).requires_grad_(),
@@ -109,9 +112,23 @@ def _dta_module(case: Case, device: str, backend: str) -> DTA:
     return _DTA_MODULES[key]
 
 
+def _maxpool2(y: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.max_pool2d(y.flatten(0, 1), 2).unflatten(0, y.shape[:2])
+
+
+def _tcja_maxpool(backend: str):
+    """TCJA then a 2x2 max pool (the TCJA-SNN VGG placement). Eager / compile gate the full tensor first;
+    ours pools first and applies tcja_gate to the pooled quarter (exact: spec 1.6)."""
+    if backend == "torch":
+        return lambda x, wt, wc: _maxpool2(SF.tcja(x, wt, wc, backend="torch"))
+    return lambda x, wt, wc: _maxpool2(x) * SF.tcja_gate(x, wt, wc, backend=backend)[..., None, None].to(x.dtype)
+
+
 def op_fn(case: Case, device: str, backend: str):
     if case.op == "tcja":
         return lambda x, wt, wc: SF.tcja(x, wt, wc, backend=backend)
+    if case.op == "tcja_maxpool":
+        return _tcja_maxpool(backend)
     if case.op == "txa":
         return lambda x, *p: SF.txa(x, *p, backend=backend)
     if case.op == "dta_product":
@@ -147,7 +164,7 @@ def run_once(fn, case, device, backend, tensors, leaves, grad_out):
 def verify(provider: str, case: Case, device: str) -> str | None:
     """None when ``provider`` matches eager on a small case of the same op and dtype, else the reason."""
     T, B, C = case.shape[:3]
-    small = Case(case.op, (T, 2, C, 7, 9), case.dtype)
+    small = Case(case.op, (T, 2, C, 6, 8), case.dtype)
     # ours through op_fn, so the check also runs under Triton's interpreter (the test suite does that)
     fn = op_fn(small, device, "triton") if provider == "snnkernels-triton" else build(provider, small, device)
     tensors, leaves, grad_out = make_inputs(small, device, seed=1)
@@ -165,12 +182,12 @@ def verify(provider: str, case: Case, device: str) -> str | None:
 
 def cases(device: str, quick: bool, ops: list[str], dtypes: list[torch.dtype]) -> list[Case]:
     if device == "cuda":
-        shapes = {"tcja": [(20, 16, 128, 32, 32), (10, 16, 512, 16, 16)],
+        shapes = {"tcja": [(20, 16, 128, 32, 32), (10, 16, 512, 16, 16)], "tcja_maxpool": [(20, 16, 128, 32, 32)],
                   "txa": [(4, 64, 64, 32, 32), (6, 64, 64, 32, 32)],
                   "dta_product": [(4, 64, 64, 32, 32), (6, 64, 64, 32, 32)],
                   "dta": [(4, 64, 64, 32, 32), (6, 64, 64, 32, 32)]}
     else:
-        shapes = {"tcja": [(20, 2, 128, 16, 16)], "txa": [(4, 4, 64, 16, 16)],
+        shapes = {"tcja": [(20, 2, 128, 16, 16)], "tcja_maxpool": [(20, 2, 128, 16, 16)], "txa": [(4, 4, 64, 16, 16)],
                   "dta_product": [(4, 4, 64, 16, 16)], "dta": [(4, 2, 64, 16, 16)]}
     if quick:
         shapes = {k: v[:1] for k, v in shapes.items()}

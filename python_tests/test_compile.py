@@ -119,7 +119,12 @@ def _dta(x, na, s, w_tla, w_cla, conv_t, conv_c, scale):
     return F.dta_product(x, na, s, conv_t, conv_c, scale, scale, backend="triton")
 
 
-ATTENTION = [_tcja, _txa, _dta]
+def _tcja_gate_after_pool(x, na, s, w_tla, w_cla, conv_t, conv_c, scale):
+    gate = F.tcja_gate(x, w_tla, w_cla, backend="triton")
+    return torch.nn.functional.max_pool2d(x.flatten(0, 1), (3, 5)).unflatten(0, x.shape[:2]) * gate[..., None, None]
+
+
+ATTENTION = [_tcja, _txa, _dta, _tcja_gate_after_pool]
 
 
 @pytest.mark.parametrize("fn", ATTENTION, ids=lambda f: f.__name__[1:])

@@ -323,3 +323,32 @@ def test_one_tensor_passed_twice():
             lambda x, s, wt, wc, sc: SF.dta_product(x, x, s, wt, wc, sc, sc, backend="triton"),
             lambda x, s, wt, wc, sc: dta_product_reference(x, x, s, wt, wc, sc, sc),
             torch.randn(shape, device=DEVICE), n_data=0)
+
+
+@pytest.mark.parametrize("pool", ["max", "avg"])
+@pytest.mark.parametrize("mode", ["both", "tla", "cla"])
+def test_gate_after_pooling_equals_tcja_then_pooling(mode, pool):
+    """tcja_gate applied after a 2x2 pool (spec 1.6) against TCJA then the pool, both in fp64 reference
+    terms: forward and every gradient."""
+    T, B, C, H, W = 4, 2, 5, 6, 4
+    pool_fn = torch.nn.functional.max_pool2d if pool == "max" else torch.nn.functional.avg_pool2d
+
+    def pooled(y):
+        return pool_fn(y.flatten(0, 1), 2).unflatten(0, (T, B))
+
+    x = torch.randn(T, B, C, H, W, device=DEVICE)
+    wt, wc = torch.randn(C, C, 3, device=DEVICE) / 3, torch.randn(T, T, 2, device=DEVICE) / 2
+
+    def deferred(x, wt, wc):
+        gate = SF.tcja_gate(x, wt if mode != "cla" else None, wc if mode != "tla" else None, mode=mode,
+                            backend="triton")
+        return pooled(x) * gate[..., None, None].to(x.dtype)
+
+    def reference(x, wt, wc):
+        return pooled(tcja_reference(x, wt if mode != "cla" else None, wc if mode != "tla" else None, mode=mode))
+
+    inputs = leaves(x, wt, wc)
+    if mode != "both":  # the other branch's weight is not used
+        inputs[2 if mode == "tla" else 1].requires_grad_(False)
+    grad_out = torch.randn(T, B, C, H // 2, W // 2, device=DEVICE)
+    compare(f"tcja_gate[{mode}] after {pool} pool", inputs, deferred, reference, grad_out, n_data=1)

@@ -13,7 +13,7 @@ from .backends import HAS_TRITON, resolve_backend, resolve_triton_op_backend
 from .neuron_models import Number, lif_coefficients
 from .reference.dta import dta_product_reference, txa_reference
 from .reference.neuron import multistep_leaky_reference, state_dtype
-from .reference.tcja import check_tcja_arguments, tcja_reference
+from .reference.tcja import check_tcja_arguments, tcja_gate_reference, tcja_reference
 from .surrogate import ATan, Surrogate, coerce_surrogate
 
 from .ops import leaky_cupy, leaky_native
@@ -22,7 +22,7 @@ from .ops.leaky import match_layout, time_major_dense
 if HAS_TRITON:
     from .ops import leaky_triton, pooled_attention
 
-__all__ = ["multistep_leaky", "multistep_lif", "tcja", "txa", "dta_product"]
+__all__ = ["multistep_leaky", "multistep_lif", "tcja", "tcja_gate", "txa", "dta_product"]
 
 Output = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -199,6 +199,30 @@ def tcja(
         return tcja_reference(x, weight_t, weight_c, mode=mode)
     return pooled_attention.tcja_fused(x, weight_t if mode != "cla" else None, weight_c if mode != "tla" else None,
                                        mode)
+
+
+def tcja_gate(
+    x: torch.Tensor,
+    weight_t: torch.Tensor | None,
+    weight_c: torch.Tensor | None,
+    *,
+    mode: str = "both",
+    backend: str = "auto",
+) -> torch.Tensor:
+    """TCJA's gate ``F = sig(TLA(Z) * CLA(Z))`` [T, B, C] without applying it (arguments as ``tcja``).
+
+    F > 0 is constant over (h, w), so the multiply commutes with the pooling that usually follows TCJA:
+    ``max_pool(X) * F[..., None, None]`` equals ``max_pool(TCJA(X))`` exactly (a positive factor keeps the
+    maximum's position, and the rounding of one product is the same either way), and for an average
+    pool up to the rounding of the mean. Applying F after a 2x2 pool moves a quarter of the elements,
+    so TCJA costs one reduction sweep over X instead of two full passes. The gate is fp32 on the
+    Triton path (the mean, the tiny stage), in x's dtype on the torch path.
+    """
+    x = _check_attention_input(x)
+    check_tcja_arguments(x, weight_t, weight_c, None, None, mode)
+    if resolve_triton_op_backend(backend, x, "tcja_gate") == "torch":
+        return tcja_gate_reference(x, weight_t, weight_c, mode=mode)
+    return pooled_attention.tcja_gate_fused(x, weight_t, weight_c, mode)
 
 
 def _check_txa_weights(x: torch.Tensor, conv_t_weight: torch.Tensor, conv_c_weight: torch.Tensor) -> None:

@@ -21,7 +21,7 @@ from ..reference.tcja import conv1d_same
 from .leaky import match_layout
 from .rowwise_triton import CROSS, GATE, dta_bwd, dta_fwd, row_map_bwd, row_map_fwd, row_sums, rows_layout
 
-__all__ = ["tcja_fused", "txa_fused", "dta_product_fused", "conv1d_same_vjp"]
+__all__ = ["tcja_fused", "tcja_gate_fused", "txa_fused", "dta_product_fused", "conv1d_same_vjp", "pooled_mean"]
 
 
 def conv1d_same_vjp(z: torch.Tensor, weight: torch.Tensor, grad_out: torch.Tensor,
@@ -75,6 +75,25 @@ def _f32(w: torch.Tensor | None) -> torch.Tensor | None:
 
 def _cast_like(grad: torch.Tensor | None, like: torch.Tensor | None, needed: bool) -> torch.Tensor | None:
     return grad.to(like.dtype) if (needed and grad is not None) else None
+
+
+class _PooledMeanFunction(torch.autograd.Function):
+    """Z = mean over H, W (fp32 [T, B, C]) by the row-sum sweep; the backward is the broadcast dZ / HW (a
+    stride-0 view: autograd adds it to X's other gradients, no pass of its own)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        ctx.shape, ctx.dtype, ctx.plane = x.shape, x.dtype, _plane_size(x)
+        return _pooled_mean(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad_z: torch.Tensor):
+        return (grad_z / ctx.plane).to(ctx.dtype)[:, :, :, None, None].expand(ctx.shape)
+
+
+def pooled_mean(x: torch.Tensor) -> torch.Tensor:
+    """Differentiable fp32 mean over H, W of [T, B, C, H, W] by the Triton row-sum sweep."""
+    return _PooledMeanFunction.apply(rows_layout(x))
 
 
 class _TCJAFunction(torch.autograd.Function):
@@ -218,6 +237,15 @@ def tcja_fused(x: torch.Tensor, weight_t: torch.Tensor | None, weight_c: torch.T
                mode: str) -> torch.Tensor:
     """Fused ``tcja_reference`` (checked arguments, Triton-capable x)."""
     return _TCJAFunction.apply(*_distinct(rows_layout(x), weight_t, weight_c), mode)
+
+
+def tcja_gate_fused(x: torch.Tensor, weight_t: torch.Tensor | None, weight_c: torch.Tensor | None,
+                    mode: str) -> torch.Tensor:
+    """``tcja_gate_reference`` with the mean by the Triton sweep; the tiny stage is torch autograd."""
+    z = pooled_mean(x)
+    tla = _conv_along_time(z, weight_t.float()) if mode != "cla" else None
+    cla = _conv_along_channels(z, weight_c.float()) if mode != "tla" else None
+    return torch.sigmoid(tla * cla if mode == "both" else (tla if mode == "tla" else cla))
 
 
 def txa_fused(x: torch.Tensor, conv_t_weight: torch.Tensor, conv_c_weight: torch.Tensor,

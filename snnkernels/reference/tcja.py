@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["tcja_reference", "conv1d_same", "check_tcja_arguments"]
+__all__ = ["tcja_reference", "tcja_gate_reference", "conv1d_same", "check_tcja_arguments"]
 
 TCJA_MODES = ("both", "tla", "cla")
 
@@ -80,6 +80,23 @@ def tcja_reference(
     Returns:
         torch.Tensor: Y, same shape as ``x``.
     """
+    gate = tcja_gate_reference(x, weight_t, weight_c, kernel_size_t, kernel_size_c, mode)
+    return x * gate[:, :, :, None, None]
+
+
+def tcja_gate_reference(
+    x: torch.Tensor,
+    weight_t: torch.Tensor | None,
+    weight_c: torch.Tensor | None,
+    kernel_size_t: int | None = None,
+    kernel_size_c: int | None = None,
+    mode: str = "both",
+) -> torch.Tensor:
+    """TCJA's gate ``F = sig(TLA(Z) * CLA(Z))`` [T, B, C] (arguments as ``tcja_reference``).
+
+    F > 0 is constant over (h, w), so ``MaxPool(X * F) = F * MaxPool(X)`` and ``AvgPool(X * F) =
+    F * AvgPool(X)`` (spec 1.6): a caller may apply it after the pooling that follows TCJA.
+    """
     check_tcja_arguments(x, weight_t, weight_c, kernel_size_t, kernel_size_c, mode)
     # Z[t, b, c] = mean over the H*W positions
     z = x.mean(dim=(3, 4))  # [T, B, C]
@@ -93,7 +110,5 @@ def tcja_reference(
         cla = conv1d_same(z.permute(1, 0, 2), weight_c).permute(1, 0, 2)  # [B, T, C] -> [T, B, C]
 
     if mode == "both":
-        gate = torch.sigmoid(tla * cla)
-    else:
-        gate = torch.sigmoid(tla if mode == "tla" else cla)
-    return x * gate[:, :, :, None, None]
+        return torch.sigmoid(tla * cla)
+    return torch.sigmoid(tla if mode == "tla" else cla)

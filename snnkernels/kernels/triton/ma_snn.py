@@ -1,0 +1,171 @@
+"""Triton sweeps of MA-SNN's released multi-dimensional attention (spec 3.7).
+
+Layout as ``rowwise``: X [T, B, C, H, W] is R = T * B * C rows of S = H * W contiguous values, row
+r = (t * B + b) * C + c at ``t * st + b * sb + c * sc``; per-row vectors are dense fp32 [T, B, C] and
+per-pixel maps dense fp32 [B, S]. Two kinds of program:
+
+- row programs (``_tile_rows``): a tile of rows walks along H * W (row sum / max / argmax, the final apply
+  and the backward's elementwise pass);
+- pixel programs: a block of pixels of one sample b walks a SLICE of the T * C rows of that sample (the
+  spatial attention's pooling over (t, c) and the backward's per-pixel sums). Slices keep enough programs
+  in flight when B * H * W / BLOCK_P is small; their partial results are combined on the host in a fixed
+  order (deterministic).
+
+Maxima keep the first index on ties (strict >), as torch's max pooling does. Arithmetic is fp32.
+"""
+import triton
+import triton.language as tl
+
+from .rowwise import _tile, _tile_rows
+
+
+@triton.jit
+def row_sum_max_kernel(x_ptr, sum_ptr, max_ptr, arg_ptr, R, S, B, C, st, sb, sc,
+                       BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+    """Per row: sum, max and the first position of the max over H * W (pass 1)."""
+    rows, rmask, base = _tile_rows(R, B, C, st, sb, sc, BLOCK_R)
+    acc = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
+    best = tl.full([BLOCK_R], float("-inf"), tl.float32)
+    best_at = tl.zeros([BLOCK_R], tl.int32)
+    for s0 in range(0, S, BLOCK_S):
+        offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
+        x = tl.load(x_ptr + offs, mask=mask, other=float("-inf")).to(tl.float32)
+        acc += tl.where(mask, x, 0.0)
+        tile_best = tl.max(x, axis=1)
+        tile_at = tl.argmax(x, axis=1, tie_break_left=True).to(tl.int32) + s0
+        better = tile_best > best
+        best_at = tl.where(better, tile_at, best_at)
+        best = tl.where(better, tile_best, best)
+    tl.store(sum_ptr + rows, tl.sum(acc, axis=1), mask=rmask)
+    tl.store(max_ptr + rows, best, mask=rmask)
+    tl.store(arg_ptr + rows, best_at, mask=rmask)
+
+
+@triton.jit
+def _pixel_block(S, BLOCK_P: tl.constexpr):
+    """(b, slice, pixel offsets, pixel mask) of this pixel program; grid = (B * cdiv(S, BLOCK_P), SPLIT)."""
+    n_pblk = tl.cdiv(S, BLOCK_P)
+    pid = tl.program_id(0)
+    b = pid // n_pblk
+    p = (pid % n_pblk) * BLOCK_P + tl.arange(0, BLOCK_P)
+    return b, tl.program_id(1), p, p < S
+
+
+@triton.jit
+def _row_base(j, b, B, C, st, sb, sc):
+    """Offset of row (t, b, c) for the j-th (t, c) pair of sample b, j = t * C + c."""
+    return (j // C).to(tl.int64) * st + b.to(tl.int64) * sb + (j % C).to(tl.int64) * sc
+
+
+@triton.jit
+def pixel_stats_kernel(x_ptr, scale_ptr, sum_ptr, max_ptr, arg_ptr, T, B, C, S, st, sb, sc, rows_per_split,
+                       BLOCK_P: tl.constexpr):
+    """Per pixel of sample b over this slice of (t, c): sum and max (first (t, c) index) of scale * X,
+    written to [SPLIT, B, S] partials (pass 2: the spatial attention's pooling)."""
+    b, split, p, pmask = _pixel_block(S, BLOCK_P)
+    acc = tl.zeros([BLOCK_P], tl.float32)
+    best = tl.full([BLOCK_P], float("-inf"), tl.float32)
+    best_at = tl.zeros([BLOCK_P], tl.int32)
+    j0 = split * rows_per_split
+    for j in range(j0, tl.minimum(j0 + rows_per_split, T * C)):
+        g = tl.load(scale_ptr + (j // C) * B * C + b * C + j % C)
+        v = tl.load(x_ptr + _row_base(j, b, B, C, st, sb, sc) + p, mask=pmask, other=0.0).to(tl.float32) * g
+        acc += v
+        better = v > best
+        best_at = tl.where(better, j, best_at)
+        best = tl.where(better, v, best)
+    out = (split * B + b) * S + p
+    tl.store(sum_ptr + out, acc, mask=pmask)
+    tl.store(max_ptr + out, best, mask=pmask)
+    tl.store(arg_ptr + out, best_at, mask=pmask)
+
+
+@triton.jit
+def apply_kernel(x_ptr, scale_ptr, map_ptr, y_ptr, R, S, B, C, st, sb, sc, HAS_MAP: tl.constexpr,
+                 BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+    """Y = relu(X) * scale[t, b, c] (* map[b, p]): every gate is positive, so the ReLU commutes (pass 3)."""
+    rows, rmask, base = _tile_rows(R, B, C, st, sb, sc, BLOCK_R)
+    g = tl.load(scale_ptr + rows, mask=rmask, other=0.0)[:, None]
+    b = ((rows // C) % B)[:, None]
+    for s0 in range(0, S, BLOCK_S):
+        offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
+        cols = s0 + tl.arange(0, BLOCK_S)[None, :]
+        x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        y = tl.maximum(x, 0.0) * g
+        if HAS_MAP:
+            y = y * tl.load(map_ptr + b * S + cols, mask=mask, other=0.0)
+        tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def bwd_pixel_sums_kernel(gy_ptr, x_ptr, scale_ptr, map_ptr, dmap_ptr, dscale_ptr, T, B, C, S, st, sb, sc,
+                          rows_per_split, n_pblk, HAS_MAP: tl.constexpr, BLOCK_P: tl.constexpr):
+    """Backward sweep 1, with GR = dY * relu(X): per pixel dmap = sum_(t,c) GR * scale ([SPLIT, B, S]
+    partials) and per row and pixel block dscale = sum_p GR * map ([n_pblk, T, B, C] partials)."""
+    b, split, p, pmask = _pixel_block(S, BLOCK_P)
+    pblk = tl.program_id(0) % n_pblk
+    acc = tl.zeros([BLOCK_P], tl.float32)
+    if HAS_MAP:
+        m = tl.load(map_ptr + b * S + p, mask=pmask, other=0.0)
+    else:
+        m = tl.full([BLOCK_P], 1.0, tl.float32)
+    j0 = split * rows_per_split
+    for j in range(j0, tl.minimum(j0 + rows_per_split, T * C)):
+        row = (j // C) * B * C + b * C + j % C
+        g = tl.load(scale_ptr + row)
+        base = _row_base(j, b, B, C, st, sb, sc)
+        gy = tl.load(gy_ptr + base + p, mask=pmask, other=0.0).to(tl.float32)
+        x = tl.load(x_ptr + base + p, mask=pmask, other=0.0).to(tl.float32)
+        gr = gy * tl.maximum(x, 0.0)
+        acc += gr * g
+        tl.store(dscale_ptr + pblk * T * B * C + row, tl.sum(gr * m, axis=0))
+    if HAS_MAP:
+        tl.store(dmap_ptr + (split * B + b) * S + p, acc, mask=pmask)
+
+
+@triton.jit
+def row_dot_map_kernel(x_ptr, map_ptr, out_ptr, R, S, B, C, st, sb, sc, BLOCK_R: tl.constexpr,
+                       BLOCK_S: tl.constexpr):
+    """Backward sweep 2: out[t, b, c] = sum_p X[t, b, c, p] * map[b, p]."""
+    rows, rmask, base = _tile_rows(R, B, C, st, sb, sc, BLOCK_R)
+    b = ((rows // C) % B)[:, None]
+    acc = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
+    for s0 in range(0, S, BLOCK_S):
+        offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
+        cols = s0 + tl.arange(0, BLOCK_S)[None, :]
+        x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        acc += x * tl.load(map_ptr + b * S + cols, mask=mask, other=0.0)
+    tl.store(out_ptr + rows, tl.sum(acc, axis=1), mask=rmask)
+
+
+@triton.jit
+def bwd_input_kernel(gy_ptr, x_ptr, scale_ptr, map_ptr, avg_map_ptr, max_map_ptr, max_arg_ptr,
+                     row_add_ptr, row_max_grad_ptr, row_arg_ptr, dx_ptr, R, S, B, C, st, sb, sc,
+                     HAS_MAP: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+    """Backward sweep 3, dX of every path:
+        dY * map * scale * [X > 0]                                  the apply pass
+      + (avg_map[b, p] + max_map[b, p] * [(t, c) is p's argmax]) * scale   the spatial pooling (HAS_MAP)
+      + row_add[t, b, c] + row_max_grad[t, b, c] * [p is the row's argmax]  the row pooling of pass 1
+    (avg_map and row_add already carry their 1 / count)."""
+    rows, rmask, base = _tile_rows(R, B, C, st, sb, sc, BLOCK_R)
+    g = tl.load(scale_ptr + rows, mask=rmask, other=0.0)[:, None]
+    b = ((rows // C) % B)[:, None]
+    tc = ((rows // (B * C)) * C + rows % C)[:, None]  # j = t * C + c of each row
+    add = tl.load(row_add_ptr + rows, mask=rmask, other=0.0)[:, None]
+    row_grad = tl.load(row_max_grad_ptr + rows, mask=rmask, other=0.0)[:, None]
+    row_at = tl.load(row_arg_ptr + rows, mask=rmask, other=-1)[:, None]
+    for s0 in range(0, S, BLOCK_S):
+        offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
+        cols = s0 + tl.arange(0, BLOCK_S)[None, :]
+        gy = tl.load(gy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        if HAS_MAP:
+            m = tl.load(map_ptr + b * S + cols, mask=mask, other=0.0)
+            spatial = tl.load(avg_map_ptr + b * S + cols, mask=mask, other=0.0)
+            at = tl.load(max_arg_ptr + b * S + cols, mask=mask, other=-1)
+            spatial += tl.where(at == tc, tl.load(max_map_ptr + b * S + cols, mask=mask, other=0.0), 0.0)
+            dx = tl.where(x > 0.0, gy * m * g, 0.0) + spatial * g
+        else:
+            dx = tl.where(x > 0.0, gy * g, 0.0)
+        dx = dx + add + tl.where(cols == row_at, row_grad, 0.0)
+        tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=mask)

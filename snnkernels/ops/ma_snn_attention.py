@@ -1,0 +1,155 @@
+"""Autograd of MA-SNN's released multi-dimensional attention on the Triton sweeps (spec 3.2, 3.7).
+
+Y = relu(g_s * g_c * g_t * X) = g_s[b, p] * sc[t, b, c] * relu(X) with sc = g_t * g_c (every gate > 0):
+
+    forward:  pass 1  per (t, b, c): sum, max, argmax over H * W          -> TA / CA gates (tiny) -> sc
+              pass 2  per (b, p): sum, max, argmax over (t, c) of sc * X   -> SA map g_s (small conv)
+              pass 3  Y = relu(X) * sc * g_s
+    backward: sweep 1 per pixel sum_(t,c) dY relu(X) sc and per row sum_p dY relu(X) g_s
+              SA backward (small) -> sweep 2 per row sum_p X * dL/ds_avg   -> TA / CA backward (tiny)
+              sweep 3 dX of every path at once
+
+CA's statistics of X1 = g_t * X come from pass 1 without a pass of their own: the mean is sum_t g_t s1,
+and the max is max_t g_t m1 because g_t > 0 (exact: rounding is monotone). The tiny and small stages
+(MLPs, the SA conv) are torch, re-run under autograd in the backward: X-sized work never goes through
+autograd. Because the backward calls ``torch.autograd.grad``, ``torch.compile`` breaks the graph around
+this op (it still runs, compiled on both sides); the TCJA / DTA ops have no such break.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .leaky import match_layout
+from .ma_snn_triton import apply_gates, bwd_input, bwd_pixel_sums, pixel_stats, row_dot_map, row_stats
+from .rowwise_triton import rows_layout
+
+__all__ = ["ma_attention_fused", "time_gate", "channel_gate", "spatial_gate"]
+
+
+def _mlp(v: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor) -> torch.Tensor:
+    return F.linear(F.relu(F.linear(v, w0)), w1)
+
+
+def time_gate(sums: torch.Tensor, maxima: torch.Tensor, plane: int, w0: torch.Tensor, w1: torch.Tensor) -> torch.Tensor:
+    """g_t [T, B] from the row statistics: the shared MLP on the mean and on the max over (c, h, w)."""
+    T, B, C = sums.shape
+    avg = sums.sum(dim=2) / (C * plane)
+    top = maxima.max(dim=2).values  # one index per (t, b): the max pooling's gradient goes there only
+    return torch.sigmoid(_mlp(avg.t(), w0, w1) + _mlp(top.t(), w0, w1)).t()
+
+
+def channel_gate(sums: torch.Tensor, maxima: torch.Tensor, plane: int, g_t: torch.Tensor | None,
+                 w0: torch.Tensor, w1: torch.Tensor) -> torch.Tensor:
+    """g_c [B, C] of X1 = g_t * X (or X) from the row statistics: mean and max over (t, h, w)."""
+    T = sums.shape[0]
+    if g_t is not None:
+        sums, maxima = sums * g_t[:, :, None], maxima * g_t[:, :, None]
+    avg = sums.sum(dim=0) / (T * plane)
+    top = maxima.max(dim=0).values
+    return torch.sigmoid(_mlp(avg, w0, w1) + _mlp(top, w0, w1))
+
+
+def spatial_gate(avg: torch.Tensor, top: torch.Tensor, weight: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """g_s [B, H * W] from the per-pixel mean and max over (t, c): sig(conv([avg; max])), 'same' padding."""
+    B = avg.shape[0]
+    maps = torch.stack([avg, top], dim=1).view(B, 2, height, width)
+    k = weight.shape[-1]
+    return torch.sigmoid(F.conv2d(maps, weight, padding=(k - 1) // 2)).view(B, height * width)
+
+
+def _row_scale(sums, maxima, plane, dims, ta, ca):
+    """sc [T, B, C] = g_t * g_c for the present gates (ones when neither is)."""
+    g_t = time_gate(sums, maxima, plane, *ta) if "T" in dims else None
+    g_c = channel_gate(sums, maxima, plane, g_t, *ca) if "C" in dims else None
+    if g_t is not None and g_c is not None:
+        return g_t[:, :, None] * g_c[None]
+    if g_t is not None:
+        return g_t[:, :, None].expand(sums.shape).contiguous()
+    if g_c is not None:
+        return g_c[None].expand(sums.shape).contiguous()
+    return torch.ones_like(sums)
+
+
+class _MAAttentionFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, dims: str, ta_w0, ta_w1, ca_w0, ca_w1, sa_weight):
+        T, B, C, H, W = x.shape
+        plane = H * W
+        ta = (ta_w0.float(), ta_w1.float()) if "T" in dims else None
+        ca = (ca_w0.float(), ca_w1.float()) if "C" in dims else None
+        sums, maxima, row_at = row_stats(x)
+        scale = _row_scale(sums, maxima, plane, dims, ta, ca)
+        spatial = avg = top = pix_at = None
+        if "S" in dims:
+            pix_sums, top, pix_at = pixel_stats(x, scale)
+            avg = pix_sums / (T * C)
+            spatial = spatial_gate(avg, top, sa_weight.float(), H, W)
+        ctx.dims = dims
+        ctx.save_for_backward(x, sums, maxima, row_at, scale, avg, top, pix_at, spatial,
+                              ta_w0, ta_w1, ca_w0, ca_w1, sa_weight)
+        return apply_gates(x, scale, spatial)
+
+    @staticmethod
+    def backward(ctx: Any, grad_y: torch.Tensor):
+        (x, sums, maxima, row_at, scale, avg, top, pix_at, spatial,
+         ta_w0, ta_w1, ca_w0, ca_w1, sa_weight) = ctx.saved_tensors
+        dims = ctx.dims
+        T, B, C, H, W = x.shape
+        plane = H * W
+        grad_y = match_layout(grad_y, x)
+        grad_map, grad_scale = bwd_pixel_sums(grad_y, x, scale, spatial)
+        grads = dict.fromkeys(("ta_w0", "ta_w1", "ca_w0", "ca_w1", "sa"))
+        avg_map = top_map = None
+        if "S" in dims:
+            with torch.enable_grad():
+                leaves = [avg.detach().requires_grad_(), top.detach().requires_grad_(),
+                          sa_weight.detach().requires_grad_()]
+                g_s = spatial_gate(leaves[0], leaves[1], leaves[2].float(), H, W)
+                d_avg, top_map, grads["sa"] = torch.autograd.grad(g_s, leaves, grad_map)
+            avg_map = d_avg / (T * C)  # each X2 element's share of the mean
+            grad_scale = grad_scale + row_dot_map(x, avg_map)
+            # the max path: sc[t*, b, c*] * X[t*, b, c*, p] at each pixel's argmax (t*, c*)
+            t_star, c_star = (pix_at // C).long(), (pix_at % C).long()
+            b_idx = torch.arange(B, device=x.device)[:, None].expand_as(t_star)
+            p_idx = torch.arange(plane, device=x.device)[None, :].expand_as(t_star)
+            x_at = x.flatten(3)[t_star, b_idx, c_star, p_idx].float()
+            grad_scale = grad_scale.index_put((t_star, b_idx, c_star), top_map * x_at, accumulate=True)
+        grad_sums = grad_maxima = torch.zeros_like(sums)
+        if "T" in dims or "C" in dims:
+            with torch.enable_grad():
+                weights = [None if w is None else w.detach().requires_grad_() for w in (ta_w0, ta_w1, ca_w0, ca_w1)]
+                s_leaf, m_leaf = sums.detach().requires_grad_(), maxima.detach().requires_grad_()
+                ta = (weights[0].float(), weights[1].float()) if "T" in dims else None
+                ca = (weights[2].float(), weights[3].float()) if "C" in dims else None
+                sc = _row_scale(s_leaf, m_leaf, plane, dims, ta, ca)
+                used = [s_leaf, m_leaf] + (weights[:2] if "T" in dims else []) + (weights[2:] if "C" in dims else [])
+                out = torch.autograd.grad(sc, used, grad_scale, allow_unused=True)
+            grad_sums = out[0] if out[0] is not None else grad_sums
+            grad_maxima = out[1] if out[1] is not None else grad_maxima
+            rest = list(out[2:])
+            if "T" in dims:
+                grads["ta_w0"], grads["ta_w1"] = rest[0], rest[1]
+                rest = rest[2:]
+            if "C" in dims:
+                grads["ca_w0"], grads["ca_w1"] = rest[0], rest[1]
+        # grad_sums is dL/d(sum over H * W): it reaches every element of the row as it is
+        grad_x = bwd_input(grad_y, x, scale, spatial, avg_map, top_map, pix_at, grad_sums, grad_maxima, row_at)
+        needs = ctx.needs_input_grad
+
+        def cast(g, like, i):
+            return g.to(like.dtype) if (needs[i] and g is not None and like is not None) else None
+
+        return (grad_x if needs[0] else None, None, cast(grads["ta_w0"], ta_w0, 2), cast(grads["ta_w1"], ta_w1, 3),
+                cast(grads["ca_w0"], ca_w0, 4), cast(grads["ca_w1"], ca_w1, 5), cast(grads["sa"], sa_weight, 6))
+
+
+def ma_attention_fused(x: torch.Tensor, dims: str, ta: tuple[torch.Tensor, torch.Tensor] | None,
+                       ca: tuple[torch.Tensor, torch.Tensor] | None, sa: torch.Tensor | None) -> torch.Tensor:
+    """relu of the released TA / CA / SA chain on x [T, B, C, H, W] (Triton sweeps). ``ta`` / ``ca`` are the
+    shared MLPs' (w0 [hidden, in], w1 [in, hidden]) matrices, ``sa`` the [1, 2, k, k] conv weight."""
+    ta_w0, ta_w1 = ta if ta is not None else (None, None)
+    ca_w0, ca_w1 = ca if ca is not None else (None, None)
+    return _MAAttentionFunction.apply(rows_layout(x), dims, ta_w0, ta_w1, ca_w0, ca_w1, sa)

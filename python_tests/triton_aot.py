@@ -20,12 +20,14 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from snnkernels.kernels.triton import rowwise
+from snnkernels.kernels.triton import ma_snn, rowwise
 from snnkernels.kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_kernel
 from snnkernels.ops.leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, launch_config
 from snnkernels.ops.rowwise_triton import _tiles
 
-INT_ARGS = {"T", "N", "S", "C", "R", "B", "st", "sb", "sc"}
+INT_ARGS = {"T", "N", "S", "C", "R", "B", "st", "sb", "sc", "rows_per_split", "n_pblk"}
+# pointers to int32 indices (argmax outputs and inputs)
+INDEX_PTRS = {"arg_ptr", "max_arg_ptr", "row_arg_ptr"}
 DTYPES = {"fp32": "*fp32", "fp16": "*fp16", "bf16": "*bf16"}
 # Pointers that carry the input dtype; all others are fp32 (states, coefficients, partial sums).
 DATA_PTRS = {"x_ptr", "spikes_ptr", "grad_spikes_ptr", "grad_x_ptr"}
@@ -40,6 +42,15 @@ ROWWISE = [
     (rowwise.dta_fwd_kernel, {"x_ptr", "na_ptr", "s_ptr", "y_ptr"}, [{}]),
     (rowwise.dta_bwd_kernel, {"gy_ptr", "x_ptr", "na_ptr", "s_ptr", "dna_ptr", "ds_ptr"},
      [dict(NEED_DS=True), dict(NEED_DS=False)]),
+    (ma_snn.row_sum_max_kernel, {"x_ptr"}, [{}]),
+    (ma_snn.apply_kernel, {"x_ptr", "y_ptr"}, [dict(HAS_MAP=True), dict(HAS_MAP=False)]),
+    (ma_snn.row_dot_map_kernel, {"x_ptr"}, [{}]),
+    (ma_snn.bwd_input_kernel, {"gy_ptr", "x_ptr", "dx_ptr"}, [dict(HAS_MAP=True), dict(HAS_MAP=False)]),
+]
+# MA-SNN's pixel programs: (kernel, data pointers, variants); BLOCK_P as the launcher's largest
+PIXEL = [
+    (ma_snn.pixel_stats_kernel, {"x_ptr"}, [{}]),
+    (ma_snn.bwd_pixel_sums_kernel, {"gy_ptr", "x_ptr"}, [dict(HAS_MAP=True), dict(HAS_MAP=False)]),
 ]
 
 
@@ -51,6 +62,9 @@ def rowwise_cases():
             block_r, block_s, warps = _tiles(1 << 20, plane)
             for dtype, flags in itertools.product(dtypes, variants):
                 yield fn, data_ptrs, dtype, dict(flags, BLOCK_R=block_r, BLOCK_S=block_s), warps
+    for fn, data_ptrs, variants in PIXEL:
+        for dtype, flags in itertools.product(DTYPES, variants):
+            yield fn, data_ptrs, dtype, dict(flags, BLOCK_P=256), 4
 
 
 def signature(fn, dtype: str, constexprs: dict, data_ptrs: set[str] = DATA_PTRS) -> dict:
@@ -58,6 +72,8 @@ def signature(fn, dtype: str, constexprs: dict, data_ptrs: set[str] = DATA_PTRS)
     for name in fn.arg_names:
         if name in constexprs:
             sig[name] = "constexpr"
+        elif name in INDEX_PTRS:
+            sig[name] = "*i32"
         elif name.endswith("_ptr"):
             sig[name] = DTYPES[dtype] if name in data_ptrs else "*fp32"
         elif name in INT_ARGS:

@@ -33,13 +33,14 @@ if __name__ == "__main__":  # compiled kernels persist across runs (git-ignored)
 import argparse  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+import math  # noqa: E402
 
 import torch  # noqa: E402
 
 from snnkernels import functional as SF  # noqa: E402
 from snnkernels.nn import DTA  # noqa: E402
 
+from .registry import Case  # noqa: E402  (op, shape [T, B, C, H, W], dtype)
 from .run import DTYPES, ELEM, _progress, _row, markdown_table, metadata, write_results  # noqa: E402
 from .utils import copy_bandwidth_gbps, peak_memory_mb, time_fn  # noqa: E402
 
@@ -49,30 +50,8 @@ PASSES = {"tcja": (3, 4), "tcja_maxpool": (None, None), "txa": (3, 5), "dta_prod
 VERIFY_RTOL = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 2e-2}
 
 
-@dataclass(frozen=True)
-class Case:
-    op: str
-    shape: tuple[int, ...]  # [T, B, C, H, W]
-    dtype: torch.dtype
-
-    @property
-    def T(self) -> int:
-        return self.shape[0]
-
-    @property
-    def N(self) -> int:
-        return self.numel // self.T
-
-    @property
-    def numel(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
-
-    @property
-    def dtype_name(self) -> str:
-        return str(self.dtype).removeprefix("torch.")
+def _numel(case: Case) -> int:
+    return math.prod(case.shape)
 
 
 def make_inputs(case: Case, device: str, seed: int = 0):
@@ -200,7 +179,7 @@ def floor_bytes(case: Case, mode: str) -> int | None:
     if fwd is None:
         return None
     passes = fwd if mode == "fwd" else fwd + bwd
-    return passes * case.numel * ELEM[case.dtype]
+    return passes * _numel(case) * ELEM[case.dtype]
 
 
 def time_one(fn, case: Case, device: str, backend: str) -> dict:

@@ -10,6 +10,10 @@
 # that starts no new case late and saves its results after every case. BUILD_NATIVE=1 first builds the
 # native extension in place (nvcc; minutes, so better as its own call: `bash bench/gpu_check.sh build`).
 #
+# GPU_CHECK_DRY_RUN=1 checks the script's plumbing on a machine without a GPU (the test suite does): the
+# environment check does not require CUDA, the test phase runs one small test file, and the benchmarks run
+# eager only, on the CPU, at their quick sizes, writing to $OUT (or a temporary folder), never bench/results.
+#
 # Device tool: carry `.whl` (bench/fetch_peers.sh fills it; git ignores it) so the SpikingJelly rows run.
 # Everything is logged to $OUT/gpu_check.log and the results (CSV, JSON, PNGs) are copied to $OUT when it is
 # set; they are also written to bench/results/. Fails loudly: any failed phase makes the exit status
@@ -21,6 +25,8 @@ PHASE=${1:-all}
 shift || true
 PY=${PYTHON:-python3}
 RESULTS=bench/results
+DRY=${GPU_CHECK_DRY_RUN:-0}
+if [ "$DRY" = 1 ]; then RESULTS=${OUT:-$(mktemp -d)}/dry-run-results; fi
 TOTAL=${GPU_CHECK_SECONDS:-530}
 TEST_SECONDS=${TEST_SECONDS:-240}
 mkdir -p "$RESULTS"
@@ -34,16 +40,18 @@ FAILED=()
 say() { echo; echo "== [$(date -u +%H:%M:%S), ${SECONDS}s] $*"; }
 
 say "environment"
-nvidia-smi || FAILED+=("nvidia-smi")
+if [ "$DRY" = 1 ]; then echo "dry run: no GPU required"; else nvidia-smi || FAILED+=("nvidia-smi"); fi
 git log -1 --format='commit %H (%s)' 2>/dev/null || true
 git status --short 2>/dev/null | head -20 || true
-$PY - <<'PY' || FAILED+=("environment")
-import platform, sys
+DRY=$DRY $PY - <<'PY' || FAILED+=("environment")
+import os, platform, sys
 import torch
 print("python", platform.python_version(), "| torch", torch.__version__, "| cuda", torch.version.cuda)
 if not torch.cuda.is_available():
-    sys.exit("torch sees no CUDA device")
-print("device", torch.cuda.get_device_name(), "| capability", torch.cuda.get_device_capability())
+    if os.environ.get("DRY") != "1":
+        sys.exit("torch sees no CUDA device")
+else:
+    print("device", torch.cuda.get_device_name(), "| capability", torch.cuda.get_device_capability())
 for name in ("triton", "cupy", "numpy", "pytest", "pytest_benchmark", "matplotlib", "tqdm", "ninja"):
     try:
         module = __import__(name)
@@ -77,7 +85,9 @@ build() {
 
 tests() {
     say "tests: python_tests on CUDA (at most ${TEST_SECONDS}s)"
-    timeout --signal=INT --kill-after=20 "$TEST_SECONDS" $PY -m pytest python_tests -q -p no:cacheprovider -rfEs \
+    local which=python_tests
+    [ "$DRY" = 1 ] && which=python_tests/test_surrogate.py
+    timeout --signal=INT --kill-after=20 "$TEST_SECONDS" $PY -m pytest "$which" -q -p no:cacheprovider -rfEs \
         --durations=15
     local rc=$?
     case $rc in
@@ -96,7 +106,9 @@ run_bench() {
     local minutes
     minutes=$($PY -c "print(max(0.5, ($limit - 90) / 60))")
     say "$name on CUDA (hard limit ${limit}s, no new case after ${minutes} min)"
-    timeout --signal=TERM --kill-after=15 "$limit" $PY -m "$module" --device cuda --out "$RESULTS" --no-plot \
+    local device=(--device cuda)
+    [ "$DRY" = 1 ] && device=(--device cpu --quick --providers torch-eager)
+    timeout --signal=TERM --kill-after=15 "$limit" $PY -m "$module" "${device[@]}" --out "$RESULTS" --no-plot \
         --max-minutes "$minutes" "$@"
     local rc=$?
     case $rc in

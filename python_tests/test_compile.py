@@ -104,6 +104,9 @@ def _attention_inputs():
     conv_t = torch.randn(T, T, 3, device=dev, requires_grad=True)
     conv_c = torch.randn(C, C, 6, device=dev, requires_grad=True)
     scale = torch.tensor(0.8, device=dev, requires_grad=True)
+    from snnkernels.nn import TNA
+
+    _TNA["params"] = TNA(T * C).to(dev).params()
     return x, na, s, w_tla, w_cla, conv_t, conv_c, scale
 
 
@@ -124,7 +127,14 @@ def _tcja_gate_after_pool(x, na, s, w_tla, w_cla, conv_t, conv_c, scale):
     return torch.nn.functional.max_pool2d(x.flatten(0, 1), (3, 5)).unflatten(0, x.shape[:2]) * gate[..., None, None]
 
 
-ATTENTION = [_tcja, _txa, _dta, _tcja_gate_after_pool]
+_TNA = {}  # T-NA weights, built outside the traced function
+
+
+def _dta_full(x, na, s, w_tla, w_cla, conv_t, conv_c, scale):
+    return F.dta(x, s, conv_t, conv_c, scale, 1.0, _TNA["params"], backend="triton")
+
+
+ATTENTION = [_tcja, _txa, _dta, _tcja_gate_after_pool, _dta_full]
 
 
 @pytest.mark.parametrize("fn", ATTENTION, ids=lambda f: f.__name__[1:])
@@ -162,5 +172,14 @@ def test_attention_opchecks():
     for mode in (R.GATE, R.CROSS):
         torch.library.opcheck(R.row_map_fwd, (x, rows, rows * 2, mode))
         torch.library.opcheck(R.row_map_bwd, (na, x, rows, rows * 2, rows / 3, mode))
-    torch.library.opcheck(R.dta_fwd, (x, na, s, rows, rows * 2))
-    torch.library.opcheck(R.dta_bwd, (na, x, na, s, rows, rows * 2, True))
+    from snnkernels.ops import tna_fused as N
+
+    plane = x[0]  # a [B, D, H, W] tensor
+    g = torch.rand(plane.shape[:2], device=x.device)
+    torch.library.opcheck(N.gelu_rows, (plane,))
+    torch.library.opcheck(N.gelu_bwd, (na[0], plane, g))
+    torch.library.opcheck(N.gated_fwd, (na[0], plane, g))
+    torch.library.opcheck(N.gated_bwd, (na[0], x[1], plane, g))
+    for bias in (None, rows / 5):
+        torch.library.opcheck(R.dta_fwd, (x, na, s, rows, rows * 2, bias))
+        torch.library.opcheck(R.dta_bwd, (na, x, na, s, rows, rows * 2, bias, True))

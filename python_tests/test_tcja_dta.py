@@ -448,10 +448,9 @@ def test_backend_and_layout_arguments(name):
     make = MODULES[name][0]
     make(backend="torch")
     make(backend="auto")
-    # Triton sweeps exist for all but T-NA (dense convolutions on torch); none has native / CuPy kernels
-    without = ("native", "cupy") + (("triton",) if name == "TNA" else ())
-    if name != "TNA":
-        make(backend="triton")
+    # Triton sweeps exist for all (T-NA: around its torch convolutions); none has native / CuPy kernels
+    without = ("native", "cupy")
+    make(backend="triton")
     for backend in without:
         with pytest.raises(BackendUnavailableError, match=f"{name} has no {backend} kernels"):
             make(backend=backend)

@@ -20,7 +20,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from snnkernels.kernels.triton import ma_snn, rowwise
+from snnkernels.kernels.triton import ma_snn, rowwise, tna
 from snnkernels.kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_kernel
 from snnkernels.ops.leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, launch_config
 from snnkernels.ops.rowwise_triton import _tiles
@@ -39,9 +39,13 @@ ROWWISE = [
     (rowwise.row_sums_kernel, {"a_ptr", "b_ptr"}, [dict(HAS_B=True), dict(HAS_B=False)]),
     (rowwise.row_map_fwd_kernel, {"x_ptr", "y_ptr"}, [dict(MODE=rowwise.GATE), dict(MODE=rowwise.CROSS)]),
     (rowwise.row_map_bwd_kernel, {"gy_ptr", "x_ptr", "dx_ptr"}, [dict(MODE=rowwise.GATE), dict(MODE=rowwise.CROSS)]),
-    (rowwise.dta_fwd_kernel, {"x_ptr", "na_ptr", "s_ptr", "y_ptr"}, [{}]),
+    (rowwise.dta_fwd_kernel, {"x_ptr", "na_ptr", "s_ptr", "y_ptr"}, [dict(NA_RESIDUAL=True), dict(NA_RESIDUAL=False)]),
     (rowwise.dta_bwd_kernel, {"gy_ptr", "x_ptr", "na_ptr", "s_ptr", "dna_ptr", "ds_ptr"},
-     [dict(NEED_DS=True), dict(NEED_DS=False)]),
+     [dict(NEED_DS=True, NA_RESIDUAL=True), dict(NEED_DS=False, NA_RESIDUAL=False)]),
+    (tna.gelu_rows_kernel, {"pre_ptr", "e_ptr"}, [{}]),
+    (tna.gelu_bwd_kernel, {"de_ptr", "pre_ptr", "dpre_ptr"}, [{}]),
+    (tna.gated_product_fwd_kernel, {"l_ptr", "e_ptr", "a_ptr"}, [{}]),
+    (tna.gated_product_bwd_kernel, {"da_ptr", "l_ptr", "e_ptr", "dl_ptr", "de_ptr"}, [{}]),
     (ma_snn.row_sum_max_kernel, {"x_ptr"}, [{}]),
     (ma_snn.apply_kernel, {"x_ptr", "y_ptr"}, [dict(HAS_MAP=True), dict(HAS_MAP=False)]),
     (ma_snn.row_dot_map_kernel, {"x_ptr"}, [{}]),

@@ -11,7 +11,7 @@ import torch
 from . import _checks
 from .backends import HAS_TRITON, resolve_backend, resolve_triton_op_backend
 from .neuron_models import Number, lif_coefficients
-from .reference.dta import dta_product_reference, txa_reference
+from .reference.dta import TNAParams, dta_product_reference, tna_reference, txa_reference
 from .reference.neuron import multistep_leaky_reference, state_dtype
 from .reference.tcja import check_tcja_arguments, tcja_gate_reference, tcja_reference
 from .surrogate import ATan, Surrogate, coerce_surrogate
@@ -20,9 +20,9 @@ from .ops import leaky_cupy, leaky_native
 from .ops.leaky import match_layout, time_major_dense
 
 if HAS_TRITON:
-    from .ops import leaky_triton, pooled_attention
+    from .ops import leaky_triton, pooled_attention, tna_fused
 
-__all__ = ["multistep_leaky", "multistep_lif", "tcja", "tcja_gate", "txa", "dta_product"]
+__all__ = ["multistep_leaky", "multistep_lif", "tcja", "tcja_gate", "txa", "dta_product", "tna", "dta"]
 
 Output = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -285,3 +285,72 @@ def dta_product(
     if resolve_triton_op_backend(backend, x, "dta_product") == "torch":
         return dta_product_reference(x, na, spikes, conv_t_weight, conv_c_weight, scale_t, scale_c)
     return pooled_attention.dta_product_fused(x, na, spikes, conv_t_weight, conv_c_weight, scale_t, scale_c)
+
+
+def _fuse_time_channels(x: torch.Tensor) -> torch.Tensor:
+    """[T, B, C, H, W] -> T-NA's [B, T * C, H, W] (t-major): a view when x is stored [B, T, ...]."""
+    T, B, C, H, W = x.shape
+    return x.transpose(0, 1).reshape(B, T * C, H, W)
+
+
+def _check_tna_input(x: torch.Tensor, params: TNAParams) -> torch.Tensor:
+    x = _check_attention_input(x)
+    D = params.encoding_weight.shape[0]
+    if x.shape[0] * x.shape[2] != D:
+        raise ValueError(f"T-NA weights are for D = T * C = {D} channels, x {list(x.shape)} has "
+                         f"T * C = {x.shape[0] * x.shape[2]}")
+    return x
+
+
+def tna(
+    x: torch.Tensor,
+    params: TNAParams,
+    *,
+    dilation: int = 3,
+    attn_shortcut: bool = True,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """DTA's T-NA on x [T, B, C, H, W] (see ``reference.dta.tna_reference``). ``"triton"`` keeps the dense
+    convolutions on cuDNN / cuBLAS and fuses the elementwise work around them (``ops/tna_fused.py``)."""
+    x = _check_tna_input(x, params)
+    if resolve_triton_op_backend(backend, x, "tna") == "torch":
+        return tna_reference(x, params, dilation=dilation, attn_shortcut=attn_shortcut)
+    T, B, C, H, W = x.shape
+    na = tna_fused.tna_fused(_fuse_time_channels(x), params, dilation=dilation, attn_shortcut=attn_shortcut)
+    return na.view(B, T, C, H, W).transpose(0, 1)
+
+
+def dta(
+    x: torch.Tensor,
+    spikes: torch.Tensor,
+    conv_t_weight: torch.Tensor,
+    conv_c_weight: torch.Tensor,
+    scale_t: torch.Tensor | float,
+    scale_c: torch.Tensor | float,
+    tna_params: TNAParams,
+    *,
+    dilation: int = 3,
+    attn_shortcut: bool = True,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """DTA ``sig(T-NA(X) * T-XA(X)) * S`` on [T, B, C, H, W] (see ``reference.dta.dta_reference``).
+
+    ``"triton"``: T-NA as in ``tna`` up to its decoding conv; the decoding bias, the residual, T-XA, the
+    product, the sigmoid and the multiply by S all happen in one output sweep (``dta_product``), so neither
+    T-NA's nor T-XA's output is ever stored.
+    """
+    x = _check_tna_input(x, tna_params)
+    if not isinstance(spikes, torch.Tensor) or spikes.shape != x.shape:
+        got = list(spikes.shape) if isinstance(spikes, torch.Tensor) else type(spikes).__name__
+        raise ValueError(f"spikes must have the shape of x {list(x.shape)}, got {got}")
+    _check_txa_weights(x, conv_t_weight, conv_c_weight)
+    if resolve_triton_op_backend(backend, x, "dta") == "torch":
+        na = tna_reference(x, tna_params, dilation=dilation, attn_shortcut=attn_shortcut)
+        return dta_product_reference(x, na, spikes, conv_t_weight, conv_c_weight, scale_t, scale_c)
+    T, B, C, H, W = x.shape
+    decoded = tna_fused.tna_decoded(_fuse_time_channels(x), tna_params, dilation=dilation)
+    na = decoded.view(B, T, C, H, W).transpose(0, 1)
+    bias = tna_params.decoding_bias
+    if not attn_shortcut:  # the sweep adds bias and residual together; without the residual add the bias here
+        na, bias = na + bias.view(T, 1, C, 1, 1), None
+    return pooled_attention.dta_product_fused(x, na, spikes, conv_t_weight, conv_c_weight, scale_t, scale_c, bias)

@@ -1,9 +1,9 @@
 """Attention modules of TCJA-SNN and DTA-SNN: parameter ownership, layout and shape checks only.
 
 The math is in ``snnkernels.reference.tcja`` / ``snnkernels.reference.dta``; the forwards call
-``snnkernels.functional`` (``tcja``, ``txa``, ``dta_product``), whose ``backend`` is ``"auto"`` (fused
+``snnkernels.functional`` (``tcja``, ``txa``, ``tna``, ``dta``), whose ``backend`` is ``"auto"`` (fused
 Triton on CUDA, the eager reference elsewhere), ``"torch"`` or ``"triton"``. T-NA's convolutions always run
-on cuDNN / cuBLAS through torch (its elementwise fusion is not written yet).
+on cuDNN / cuBLAS through torch; ``"triton"`` fuses the elementwise work around them.
 
 Each module takes its official constructor's arguments and owns its parameters under the official names
 and shapes, so ``module.load_state_dict(official_module.state_dict())`` works unchanged, and the same seed
@@ -20,8 +20,11 @@ import torch
 from torch import nn
 
 from .. import functional as SF
-from ..backends import check_backend_name
-from ..reference.dta import TNAParams, tna_fused_reference, tna_reference
+from ..backends import HAS_TRITON, check_backend_name, resolve_triton_op_backend
+from ..reference.dta import TNAParams, tna_fused_reference
+
+if HAS_TRITON:
+    from ..ops.tna_fused import tna_fused
 
 __all__ = ["TCJA", "TLA", "CLA", "TXA", "TNA", "DTA"]
 
@@ -257,8 +260,8 @@ class TNA(nn.Module):
         kernel_size (int): sets the dilated depth-wise kernel, ``k // 3`` rounded down to odd. Default: ``7``.
         attn_shortcut (bool): add the input back (residual). Default: ``True``.
         layout (str): layout of 5-D input. Default: ``"TB"``.
-        backend (str): ``"auto"`` or ``"torch"``: T-NA has no fused kernels yet; its work is dense 1x1 and
-            depth-wise convolutions on cuDNN / cuBLAS. Default: ``"auto"``.
+        backend (str): ``"auto"``, ``"torch"`` or ``"triton"``: the dense 1x1 and depth-wise convolutions run
+            on cuDNN / cuBLAS either way; ``"triton"`` fuses the elementwise work around them. Default: ``"auto"``.
     """
 
     def __init__(
@@ -272,7 +275,6 @@ class TNA(nn.Module):
     ) -> None:
         super().__init__()
         _check_options("TNA", layout, backend)
-        check_backend_name(backend, "TNA", ("auto", "torch"))
         self.in_planes = _positive_int(in_planes, "in_planes")
         self.kernel_size = _positive_int(kernel_size, "kernel_size")
         self.attn_shortcut = bool(attn_shortcut)
@@ -298,6 +300,8 @@ class TNA(nn.Module):
                     f"TNA was built for in_planes = {self.in_planes} but the fused [B, T*C, H, W] input has "
                     f"{x.shape[1]} at dim 1 (shape {list(x.shape)})"
                 )
+            if resolve_triton_op_backend(self.backend, x, "TNA") == "triton":
+                return tna_fused(x, self.params(), **options)
             return tna_fused_reference(x, self.params(), **options)
         x_tb = _to_tb("TNA", x, self.layout)
         T, C = x_tb.shape[0], x_tb.shape[2]
@@ -306,7 +310,7 @@ class TNA(nn.Module):
                 f"TNA was built for in_planes = T * C = {self.in_planes} but the input (layout={self.layout!r}, "
                 f"shape {list(x.shape)}) has T * C = {T} * {C} = {T * C}"
             )
-        return _from_tb(tna_reference(x_tb, self.params(), **options), self.layout)
+        return _from_tb(SF.tna(x_tb, self.params(), **options, backend=self.backend), self.layout)
 
     def extra_repr(self) -> str:
         return (
@@ -328,8 +332,8 @@ class DTA(nn.Module):
         T (int): time steps of the input.
         out_channels (int): channels C of the input.
         layout (str): ``"TB"`` ([T, B, C, H, W]) or ``"BT"`` ([B, T, C, H, W], official). Default: ``"TB"``.
-        backend (str): ``"auto"``, ``"torch"`` or ``"triton"``: the output product sig(NA * XA) * S with
-            T-XA runs fused; T-NA's convolutions run on torch either way. Default: ``"auto"``.
+        backend (str): ``"auto"``, ``"torch"`` or ``"triton"`` (``SF.dta``: T-NA's convolutions on cuDNN /
+            cuBLAS with the elementwise work fused, then one output sweep). Default: ``"auto"``.
     """
 
     def __init__(self, T: int, out_channels: int, *, layout: str = "TB", backend: str = "auto") -> None:
@@ -340,8 +344,7 @@ class DTA(nn.Module):
         self.layout = layout
         self.backend = backend
         # official creation order (T_NA, then T_XA): one seed gives the official initial weights
-        # T-NA has torch convolutions only; the backend choice applies to the fused output product
-        self.T_NA = TNA(T * out_channels, kernel_size=7, layout=layout)
+        self.T_NA = TNA(T * out_channels, kernel_size=7, layout=layout, backend=backend)
         self.T_XA = TXA(T, out_channels, layout=layout, backend=backend)
 
     def forward(self, x_seq: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:
@@ -350,9 +353,9 @@ class DTA(nn.Module):
         _check_t_c("DTA", x, self.T, self.out_channels, self.layout, "x_seq")
         if s.shape != x.shape:
             raise ValueError(f"DTA: spikes must have the shape of x_seq {list(x_seq.shape)}, got {list(spikes.shape)}")
-        xa = self.T_XA
-        na = tna_reference(x, self.T_NA.params(), dilation=self.T_NA.tca.dilation, attn_shortcut=self.T_NA.attn_shortcut)
-        y = SF.dta_product(x, na, s, xa.conv_t.weight, xa.conv_c.weight, xa.scale_t, xa.scale_c, backend=self.backend)
+        xa, na = self.T_XA, self.T_NA
+        y = SF.dta(x, s, xa.conv_t.weight, xa.conv_c.weight, xa.scale_t, xa.scale_c, na.params(),
+                   dilation=na.tca.dilation, attn_shortcut=na.attn_shortcut, backend=self.backend)
         return _from_tb(y, self.layout)
 
     def extra_repr(self) -> str:

@@ -188,30 +188,40 @@ class _TXAFunction(torch.autograd.Function):
 
 
 class _DTAProductFunction(torch.autograd.Function):
-    """Y = sig(NA * XA(X)) * S with T-XA's XA formed inside the sweep, never stored."""
+    """Y = sig(NA * XA(X)) * S with T-XA's XA formed inside the sweep, never stored. With ``na_bias``
+    ([T * C], t-major as T-NA's channels) NA = na + na_bias + X: T-NA's decoding bias and residual are
+    added inside the sweep too, so its output is never stored either."""
 
     @staticmethod
-    def forward(ctx: Any, x, na, spikes, conv_t_weight, conv_c_weight, scale_t, scale_c):
+    def forward(ctx, x, na, spikes, conv_t_weight, conv_c_weight, scale_t, scale_c, na_bias):
         na, spikes = match_layout(na, x), match_layout(spikes, x)
+        T, B, C = x.shape[:3]
         z = _pooled_mean(x)
         g = _TXAGates(z, conv_t_weight, conv_c_weight, scale_t, scale_c)
+        bias_rows = None if na_bias is None else na_bias.float().view(T, 1, C).expand(T, B, C)
         ctx.save_for_backward(x, na, spikes, z, g.sig_t, g.sig_c, g.a, g.b, conv_t_weight, conv_c_weight,
-                              scale_t, scale_c)
-        return dta_fwd(x, na, spikes, g.a, g.b)
+                              scale_t, scale_c, na_bias)
+        return dta_fwd(x, na, spikes, g.a, g.b, bias_rows)
 
     @staticmethod
     def backward(ctx: Any, grad_y: torch.Tensor):
-        x, na, spikes, z, sig_t, sig_c, a, b, wt, wc, st, sc = ctx.saved_tensors
+        x, na, spikes, z, sig_t, sig_c, a, b, wt, wc, st, sc, na_bias = ctx.saved_tensors
+        T, B, C = x.shape[:3]
         grad_y = match_layout(grad_y, x)
-        grad_x32, grad_na, grad_s, sums, dots = dta_bwd(grad_y, x, na, spikes, a, b, ctx.needs_input_grad[2])
+        bias_rows = None if na_bias is None else na_bias.float().view(T, 1, C).expand(T, B, C)
+        grad_x32, grad_na, grad_s, sums, dots, na_sums = dta_bwd(grad_y, x, na, spikes, a, b, bias_rows,
+                                                                 ctx.needs_input_grad[2])
         grad_a, grad_b = _cross_grads(sums, dots, a, b)
         dz, *param_grads = _TXAGates.backward(z, sig_t, sig_c, a, b, wt, wc, st, sc, grad_a, grad_b,
                                               ctx.needs_input_grad[3:7])
         grad_x = None
         if ctx.needs_input_grad[0]:
             grad_x = grad_x32.add_((dz / _plane_size(x))[:, :, :, None, None]).to(x.dtype)
+        grad_bias = None
+        if na_bias is not None and ctx.needs_input_grad[7]:
+            grad_bias = na_sums.sum(dim=1).reshape(na_bias.shape).to(na_bias.dtype)
         return (grad_x, grad_na if ctx.needs_input_grad[1] else None,
-                grad_s if ctx.needs_input_grad[2] else None, *param_grads)
+                grad_s if ctx.needs_input_grad[2] else None, *param_grads, grad_bias)
 
 
 def _distinct(*args):
@@ -257,7 +267,8 @@ def txa_fused(x: torch.Tensor, conv_t_weight: torch.Tensor, conv_c_weight: torch
 
 def dta_product_fused(x: torch.Tensor, na: torch.Tensor, spikes: torch.Tensor, conv_t_weight: torch.Tensor,
                       conv_c_weight: torch.Tensor, scale_t: torch.Tensor | float,
-                      scale_c: torch.Tensor | float) -> torch.Tensor:
-    """Fused ``sig(na * txa_reference(x, ...)) * spikes``."""
+                      scale_c: torch.Tensor | float, na_bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Fused ``sig(NA * txa_reference(x, ...)) * spikes`` with NA = ``na``, or ``na + na_bias + x`` when
+    ``na_bias`` ([T * C], t-major) is given."""
     return _DTAProductFunction.apply(*_distinct(rows_layout(x), na, spikes, conv_t_weight, conv_c_weight,
-                                                _as_tensor(scale_t, x), _as_tensor(scale_c, x)))
+                                                _as_tensor(scale_t, x), _as_tensor(scale_c, x), na_bias))

@@ -114,41 +114,46 @@ def _(grad_y, x, a, b, dz, mode):
 
 
 @torch.library.custom_op("snnkernels::rowwise_dta_fwd", mutates_args=(), device_types=("cpu", "cuda"))
-def dta_fwd(x: torch.Tensor, na: torch.Tensor, s: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``sig(na * (x + a) * (x + b)) * s``, in x's layout and dtype."""
-    a, b = _per_row(a), _per_row(b)
+def dta_fwd(x: torch.Tensor, na: torch.Tensor, s: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+            na_bias: torch.Tensor | None) -> torch.Tensor:
+    """``sig(na * (x + a) * (x + b)) * s``, in x's layout and dtype; with ``na_bias`` (per row) the given
+    ``na`` is T-NA's bias-free decoding output and ``na + na_bias + x`` is used."""
+    a, b, na_bias = _per_row(a), _per_row(b), _per_row(na_bias)
     y = torch.empty_like(x)
-    _launch(K.dta_fwd_kernel, x, x, na, s, a, b, y)
+    _launch(K.dta_fwd_kernel, x, x, na, s, a, b, a if na_bias is None else na_bias, y, NA_RESIDUAL=na_bias is not None)
     return y
 
 
 @dta_fwd.register_fake
-def _(x, na, s, a, b):
+def _(x, na, s, a, b, na_bias):
     return torch.empty_like(x)
 
 
-def _dta_bwd_outputs(x, na, s, need_grad_s):
+def _dta_bwd_outputs(x, na, s, need_grad_s, residual):
     dx = torch.empty_like(x, dtype=torch.float32)  # fp32: the pooled path is added to it afterwards
     dna = torch.empty_like(na)
     ds = torch.empty_like(s) if need_grad_s else s.new_empty((0,))
-    return dx, dna, ds, _row_vector(x), _row_vector(x)
+    na_sums = _row_vector(x) if residual else x.new_empty((0,), dtype=torch.float32)
+    return dx, dna, ds, _row_vector(x), _row_vector(x), na_sums
 
 
 @torch.library.custom_op("snnkernels::rowwise_dta_bwd", mutates_args=(), device_types=("cpu", "cuda"))
 def dta_bwd(grad_y: torch.Tensor, x: torch.Tensor, na: torch.Tensor, s: torch.Tensor, a: torch.Tensor,
-            b: torch.Tensor, need_grad_s: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
-                                                         torch.Tensor]:
-    """One sweep: (dx of the T-XA product without its pooled path (fp32), dna, ds, sum_hw dxa,
-    sum_hw dxa * x)."""
-    a, b = _per_row(a), _per_row(b)
-    dx, dna, ds, sums, dots = _dta_bwd_outputs(x, na, s, need_grad_s)
+            b: torch.Tensor, na_bias: torch.Tensor | None, need_grad_s: bool
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One sweep: (dx of the T-XA product (and of the residual with ``na_bias``) without the pooled path
+    (fp32), dna, ds, sum_hw dxa, sum_hw dxa * x, sum_hw dna (with ``na_bias``, else empty))."""
+    a, b, na_bias = _per_row(a), _per_row(b), _per_row(na_bias)
+    residual = na_bias is not None
+    dx, dna, ds, sums, dots, na_sums = _dta_bwd_outputs(x, na, s, need_grad_s, residual)
     if sums.numel() and x.shape[3] * x.shape[4] == 0:
-        sums.zero_(), dots.zero_()
-    _launch(K.dta_bwd_kernel, x, grad_y, x, na, s, a, b, dx, dna, ds if need_grad_s else dna, sums, dots,
-            NEED_DS=need_grad_s)
-    return dx, dna, ds, sums, dots
+        sums.zero_(), dots.zero_(), na_sums.zero_()
+    _launch(K.dta_bwd_kernel, x, grad_y, x, na, s, a, b, na_bias if residual else a, dx, dna,
+            ds if need_grad_s else dna, sums, dots, na_sums if residual else sums,
+            NEED_DS=need_grad_s, NA_RESIDUAL=residual)
+    return dx, dna, ds, sums, dots, na_sums
 
 
 @dta_bwd.register_fake
-def _(grad_y, x, na, s, a, b, need_grad_s):
-    return _dta_bwd_outputs(x, na, s, need_grad_s)
+def _(grad_y, x, na, s, a, b, na_bias, need_grad_s):
+    return _dta_bwd_outputs(x, na, s, need_grad_s, na_bias is not None)

@@ -110,44 +110,74 @@ def _sigmoid(p):
 
 
 @triton.jit
-def dta_fwd_kernel(x_ptr, na_ptr, s_ptr, a_ptr, b_ptr, y_ptr, R, S, B, C, st, sb, sc,
-                   BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
-    """DTA's output y = sig(na * xa) * s with T-XA's xa = (x + a_r) * (x + b_r) formed on the fly."""
+def _row_bias(bias_ptr, rows, rmask, NA_RESIDUAL: tl.constexpr):
+    if NA_RESIDUAL:
+        return tl.load(bias_ptr + rows, mask=rmask, other=0.0)[:, None]
+    else:
+        return 0.0
+
+
+@triton.jit
+def _na_value(na_ptr, bias, x, offs, mask, NA_RESIDUAL: tl.constexpr):
+    """T-NA's output: as given, or the decoding conv's bias-free output plus its bias and the residual X."""
+    na = tl.load(na_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    if NA_RESIDUAL:
+        na = (na + bias) + x
+    return na
+
+
+@triton.jit
+def dta_fwd_kernel(x_ptr, na_ptr, s_ptr, a_ptr, b_ptr, bias_ptr, y_ptr, R, S, B, C, st, sb, sc,
+                   NA_RESIDUAL: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+    """DTA's output y = sig(na * xa) * s with T-XA's xa = (x + a_r) * (x + b_r) formed on the fly; with
+    NA_RESIDUAL the given na is T-NA's decoding conv without bias, and na + bias_r + x is formed here too."""
     rows, rmask, base = _tile_rows(R, B, C, st, sb, sc, BLOCK_R)
     a, b = _row_values(a_ptr, b_ptr, rows, rmask, 1)
+    bias = _row_bias(bias_ptr, rows, rmask, NA_RESIDUAL)
     for s0 in range(0, S, BLOCK_S):
         offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
         x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-        na = tl.load(na_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        na = _na_value(na_ptr, bias, x, offs, mask, NA_RESIDUAL)
         s = tl.load(s_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         y = _sigmoid(na * ((x + a) * (x + b))) * s
         tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
-def dta_bwd_kernel(gy_ptr, x_ptr, na_ptr, s_ptr, a_ptr, b_ptr, dx_ptr, dna_ptr, ds_ptr, sum_ptr, dot_ptr,
-                   R, S, B, C, st, sb, sc, NEED_DS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+def dta_bwd_kernel(gy_ptr, x_ptr, na_ptr, s_ptr, a_ptr, b_ptr, bias_ptr, dx_ptr, dna_ptr, ds_ptr, sum_ptr,
+                   dot_ptr, na_sum_ptr, R, S, B, C, st, sb, sc, NEED_DS: tl.constexpr, NA_RESIDUAL: tl.constexpr,
+                   BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
     """One sweep of DTA's backward: dna, ds, T-XA's elementwise dx (without the pooled path, which needs
-    these row sums first), and the row sums sum_s dxa and sum_s dxa * x that give the gates' gradients."""
+    these row sums first), and the row sums sum_s dxa and sum_s dxa * x that give the gates' gradients.
+    With NA_RESIDUAL also the residual's dna in dx and sum_s dna (the bias gradient, per row)."""
     rows, rmask, base = _tile_rows(R, B, C, st, sb, sc, BLOCK_R)
     a, b = _row_values(a_ptr, b_ptr, rows, rmask, 1)
+    bias = _row_bias(bias_ptr, rows, rmask, NA_RESIDUAL)
     acc = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
     acc_dot = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
+    acc_na = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
     for s0 in range(0, S, BLOCK_S):
         offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
         gy = tl.load(gy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-        na = tl.load(na_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        na = _na_value(na_ptr, bias, x, offs, mask, NA_RESIDUAL)
         s = tl.load(s_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         xa = (x + a) * (x + b)
         sig = _sigmoid(na * xa)
         dp = gy * s * (sig * (1.0 - sig))
         dxa = dp * na
-        tl.store(dna_ptr + offs, (dp * xa).to(dna_ptr.dtype.element_ty), mask=mask)
+        dna = dp * xa
+        tl.store(dna_ptr + offs, dna.to(dna_ptr.dtype.element_ty), mask=mask)
         if NEED_DS:
             tl.store(ds_ptr + offs, (gy * sig).to(ds_ptr.dtype.element_ty), mask=mask)
-        tl.store(dx_ptr + offs, (dxa * (x + b) + dxa * (x + a)).to(dx_ptr.dtype.element_ty), mask=mask)
+        dx = dxa * (x + b) + dxa * (x + a)
+        if NA_RESIDUAL:
+            dx = dx + dna
+            acc_na += dna
+        tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=mask)
         acc += dxa
         acc_dot += dxa * x
     tl.store(sum_ptr + rows, tl.sum(acc, axis=1), mask=rmask)
     tl.store(dot_ptr + rows, tl.sum(acc_dot, axis=1), mask=rmask)
+    if NA_RESIDUAL:
+        tl.store(na_sum_ptr + rows, tl.sum(acc_na, axis=1), mask=rmask)

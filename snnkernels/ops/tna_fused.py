@@ -1,0 +1,159 @@
+"""DTA's T-NA with its elementwise work fused around the dense convolutions (spec 2.8).
+
+The three D x D 1x1 convolutions and the depth-wise 5x5 run on cuDNN / cuBLAS through ``F.conv2d``; what
+surrounds them is fused:
+
+- ``E = gelu(We X2 + be)`` and GTCA's pooling ``mean_hw E`` in one sweep (``_GeluMean``); its backward is one
+  sweep ``(dE + dmean / HW) * gelu'(pre)``;
+- LTCA's per-channel affine after the depth-wise 5x5 (DTA's "dilated" conv has a 1x1 kernel) is folded into
+  the 5x5's weights and bias: ``(dw_w(E) + b1) d2 + b2 = dw_(w d2)(E) + (b1 d2 + b2)``, no pass of its own;
+- ``A = g * L * E`` in one sweep, and its backward (dL, dE and the gate's row sums) in one (``_GatedProduct``);
+- the decoding conv runs without its bias: bias and residual are added by the consumer, inside DTA's output
+  sweep (``dta_product_fused(..., na_bias=...)``) or in one torch add for a lone T-NA.
+
+Layout: T-NA's own [B, D, H, W] (D = T * C, t-major), seen by the row kernels as [1, B, D, H, W].
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..kernels.triton import tna as K
+from ..reference.dta import TNAParams
+from .leaky import match_layout
+from .rowwise_triton import _launch, _per_row
+
+__all__ = ["tna_decoded", "tna_fused"]
+
+
+def _as_rows(t: torch.Tensor) -> torch.Tensor:
+    """[B, D, H, W] -> the [1, B, D, H, W] row view (contiguous planes)."""
+    return (t if t.is_contiguous() else t.contiguous()).unsqueeze(0)
+
+
+def _per_bd(t: torch.Tensor) -> torch.Tensor:
+    return torch.empty(t.shape[:2], dtype=torch.float32, device=t.device)
+
+
+@torch.library.custom_op("snnkernels::tna_gelu_rows", mutates_args=(), device_types=("cpu", "cuda"))
+def gelu_rows(pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(gelu(pre), sum_hw gelu(pre) [B, D] fp32)."""
+    pre = pre.contiguous()
+    e, sums = torch.empty_like(pre), _per_bd(pre)
+    _launch(K.gelu_rows_kernel, pre.unsqueeze(0), pre, e, sums)
+    return e, sums
+
+
+@gelu_rows.register_fake
+def _(pre):
+    return torch.empty_like(pre.contiguous()), _per_bd(pre)
+
+
+@torch.library.custom_op("snnkernels::tna_gelu_bwd", mutates_args=(), device_types=("cpu", "cuda"))
+def gelu_bwd(grad_e: torch.Tensor, pre: torch.Tensor, grad_sum: torch.Tensor) -> torch.Tensor:
+    """(dE + grad_sum[b, d]) * gelu'(pre), in pre's dtype."""
+    pre = pre.contiguous()
+    grad_e = match_layout(grad_e, pre)
+    out = torch.empty_like(pre)
+    _launch(K.gelu_bwd_kernel, pre.unsqueeze(0), grad_e, pre, _per_row(grad_sum), out)
+    return out
+
+
+@gelu_bwd.register_fake
+def _(grad_e, pre, grad_sum):
+    return torch.empty_like(pre.contiguous())
+
+
+@torch.library.custom_op("snnkernels::tna_gated_fwd", mutates_args=(), device_types=("cpu", "cuda"))
+def gated_fwd(local: torch.Tensor, e: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """g[b, d] * local * e."""
+    e = e.contiguous()
+    local = match_layout(local, e)
+    out = torch.empty_like(e)
+    _launch(K.gated_product_fwd_kernel, e.unsqueeze(0), local, e, _per_row(g), out)
+    return out
+
+
+@gated_fwd.register_fake
+def _(local, e, g):
+    return torch.empty_like(e.contiguous())
+
+
+@torch.library.custom_op("snnkernels::tna_gated_bwd", mutates_args=(), device_types=("cpu", "cuda"))
+def gated_bwd(grad_a: torch.Tensor, local: torch.Tensor, e: torch.Tensor,
+              g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dL, dE, dg [B, D] fp32) of ``g * local * e``."""
+    e = e.contiguous()
+    local, grad_a = match_layout(local, e), match_layout(grad_a, e)
+    d_local, d_e, dots = torch.empty_like(e), torch.empty_like(e), _per_bd(e)
+    _launch(K.gated_product_bwd_kernel, e.unsqueeze(0), grad_a, local, e, _per_row(g), d_local, d_e, dots)
+    return d_local, d_e, dots
+
+
+@gated_bwd.register_fake
+def _(grad_a, local, e, g):
+    e = e.contiguous()
+    return torch.empty_like(e), torch.empty_like(e), _per_bd(e)
+
+
+class _GeluMean(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, pre: torch.Tensor):
+        e, sums = gelu_rows(pre)
+        ctx.plane = pre.shape[2] * pre.shape[3]
+        ctx.save_for_backward(pre)
+        return e, sums / ctx.plane
+
+    @staticmethod
+    def backward(ctx: Any, grad_e: torch.Tensor | None, grad_mean: torch.Tensor | None):
+        (pre,) = ctx.saved_tensors
+        if grad_e is None:
+            grad_e = torch.zeros_like(pre)
+        grad_sum = grad_mean / ctx.plane if grad_mean is not None else pre.new_zeros(pre.shape[:2], dtype=torch.float32)
+        return gelu_bwd(grad_e, pre, grad_sum)
+
+
+class _GatedProduct(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, g: torch.Tensor, local: torch.Tensor, e: torch.Tensor):
+        ctx.save_for_backward(g, local, e)
+        return gated_fwd(local, e, g)
+
+    @staticmethod
+    def backward(ctx: Any, grad_a: torch.Tensor):
+        g, local, e = ctx.saved_tensors
+        d_local, d_e, d_g = gated_bwd(grad_a, local, e, g)
+        return d_g.to(g.dtype), d_local, d_e
+
+
+def tna_decoded(x2: torch.Tensor, params: TNAParams, *, dilation: int = 3) -> torch.Tensor:
+    """T-NA on [B, D, H, W] up to the decoding conv WITHOUT its bias and residual (``Wd @ A``): the caller adds
+    ``decoding_bias`` and ``x2``, in DTA's output sweep or in ``tna_fused``."""
+    p = params
+    D = x2.shape[1]
+    pre = F.conv2d(x2, p.encoding_weight, p.encoding_bias)
+    e, g_in = _GeluMean.apply(pre)
+    k = p.dw_weight.shape[-1]
+    if p.dilated_weight.shape[-1] == 1:
+        # DTA's "dilated" depth-wise conv is 1x1: a per-channel affine, folded into the 5x5 (exact algebra)
+        d2 = p.dilated_weight.reshape(D)
+        l2 = F.conv2d(e, p.dw_weight * d2.view(D, 1, 1, 1), p.dw_bias * d2 + p.dilated_bias, padding=(k - 1) // 2,
+                      groups=D)
+    else:
+        l1 = F.conv2d(e, p.dw_weight, p.dw_bias, padding=(k - 1) // 2, groups=D)
+        kd = p.dilated_weight.shape[-1]
+        l2 = F.conv2d(l1, p.dilated_weight, p.dilated_bias, padding=dilation * (kd - 1) // 2, dilation=dilation,
+                      groups=D)
+    local = F.conv2d(l2, p.pw_weight, p.pw_bias)
+    # GTCA on the fp32 pooled vector (tiny): no bias, no sigmoid
+    g = F.linear(F.relu(F.linear(g_in, p.mlp_weight1.float())), p.mlp_weight2.float())
+    attended = _GatedProduct.apply(g, local, e)
+    return F.conv2d(attended, p.decoding_weight)
+
+
+def tna_fused(x2: torch.Tensor, params: TNAParams, *, dilation: int = 3, attn_shortcut: bool = True) -> torch.Tensor:
+    """``tna_fused_reference`` on the fused path: [B, D, H, W] in and out."""
+    na = tna_decoded(x2, params, dilation=dilation) + params.decoding_bias[:, None, None]
+    return na + x2 if attn_shortcut else na

@@ -12,6 +12,7 @@ from . import _checks
 from .backends import HAS_TRITON, resolve_backend, resolve_triton_op_backend
 from .neuron_models import Number, lif_coefficients
 from .reference.dta import TNAParams, dta_product_reference, tna_reference, txa_reference
+from .reference.ma_snn import check_dims, multi_dimensional_attention_reference
 from .reference.neuron import multistep_leaky_reference, state_dtype
 from .reference.tcja import check_tcja_arguments, tcja_gate_reference, tcja_reference
 from .surrogate import ATan, Surrogate, coerce_surrogate
@@ -20,9 +21,10 @@ from .ops import leaky_cupy, leaky_native
 from .ops.leaky import match_layout, time_major_dense
 
 if HAS_TRITON:
-    from .ops import leaky_triton, pooled_attention, tna_fused
+    from .ops import leaky_triton, ma_snn_attention, pooled_attention, tna_fused
 
-__all__ = ["multistep_leaky", "multistep_lif", "tcja", "tcja_gate", "txa", "dta_product", "tna", "dta"]
+__all__ = ["multistep_leaky", "multistep_lif", "tcja", "tcja_gate", "txa", "dta_product", "tna", "dta",
+           "multi_dimensional_attention"]
 
 Output = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -354,3 +356,38 @@ def dta(
     if not attn_shortcut:  # the sweep adds bias and residual together; without the residual add the bias here
         na, bias = na + bias.view(T, 1, C, 1, 1), None
     return pooled_attention.dta_product_fused(x, na, spikes, conv_t_weight, conv_c_weight, scale_t, scale_c, bias)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# MA-SNN's released multi-dimensional attention (spec 3.2). Math: snnkernels.reference.ma_snn.
+
+
+def multi_dimensional_attention(
+    x: torch.Tensor,
+    dims: str = "TCS",
+    ta: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ca: tuple[torch.Tensor, torch.Tensor] | None = None,
+    sa: torch.Tensor | None = None,
+    *,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """MA-SNN's attention ``relu(g_s g_c g_t X)`` with the gates in ``dims`` (see
+    ``reference.ma_snn.multi_dimensional_attention_reference`` for the arguments).
+
+    ``"triton"`` (x [T, B, C, H, W] only): three sweeps forward (per-(t, b, c) sum / max, per-pixel sum / max
+    over (t, c), then the gates and the ReLU applied) and three backward; the MLPs and the SA conv run in
+    torch on the pooled statistics. ``"auto"`` picks it on CUDA for 5-D input.
+    """
+    x = _checks.check_sequence(x)
+    dims = check_dims(dims)
+    backend = resolve_triton_op_backend(backend if x.dim() == 5 or backend != "auto" else "torch", x,
+                                        "multi_dimensional_attention")
+    if backend == "torch":
+        return multi_dimensional_attention_reference(x, dims, ta, ca, sa)
+    if x.dim() != 5:
+        raise ValueError(f"backend='triton' takes x of shape [T, B, C, H, W], got {list(x.shape)}; the FC "
+                         "layers' [T, B, L] time attention runs on backend='torch'")
+    for key, name, weights in (("T", "ta", ta), ("C", "ca", ca), ("S", "sa", sa)):
+        if key in dims and weights is None:
+            raise ValueError(f"{name} is required with dims={dims!r}")
+    return ma_snn_attention.ma_attention_fused(x, dims, ta, ca, sa)

@@ -1,0 +1,137 @@
+"""MA-SNN's released attention on the Triton sweeps (CPU: the interpreter) against the eager reference,
+and the module on backend="triton" against backend="torch".
+
+Ground truth: ``multi_dimensional_attention_reference`` in float64 on the very values the kernels get.
+Tolerances as python_tests/test_pooled_attention.py: outputs and dX in the storage dtype within fp32
+noise (fp32) or 2 units in the last place (fp16 / bf16); parameter gradients, sums over B * T * H * W...
+terms, within 1e-5 of their largest entry. Inputs are continuous, so a max never ties (the only case in
+which the max pools' single-index gradient is ambiguous).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from snnkernels import functional as SF
+from snnkernels.reference.ma_snn import multi_dimensional_attention_reference
+
+from conftest import DEVICE, pick
+from test_pooled_attention import DTYPES, OUT_ATOL, OUT_RTOL, SUM_RTOL, leaves
+from utils import assert_close_verbose
+
+pytestmark = pytest.mark.triton
+
+ALL_DIMS = ["T", "C", "S", "TC", "TS", "CS", "TCS"]
+
+
+def make_weights(T: int, C: int, dims: str, reduction_t: int = 2, reduction_c: int = 2, kernel_size: int = 3):
+    """(ta, ca, sa) as the reference takes them, None where a branch is absent."""
+    ht, hc = max(T // reduction_t, 1), max(C // reduction_c, 1)
+    ta = (torch.randn(ht, T, device=DEVICE) / T ** 0.5, torch.randn(T, ht, device=DEVICE) / ht ** 0.5) if "T" in dims else None
+    ca = (torch.randn(hc, C, device=DEVICE) / C ** 0.5, torch.randn(C, hc, device=DEVICE) / hc ** 0.5) if "C" in dims else None
+    sa = torch.randn(1, 2, kernel_size, kernel_size, device=DEVICE) / kernel_size if "S" in dims else None
+    return ta, ca, sa
+
+
+def flat(ta, ca, sa):
+    return [*(ta or ()), *(ca or ()), *([sa] if sa is not None else [])]
+
+
+def unflat(dims, ws):
+    it = iter(ws)
+    ta = (next(it), next(it)) if "T" in dims else None
+    ca = (next(it), next(it)) if "C" in dims else None
+    sa = next(it) if "S" in dims else None
+    return ta, ca, sa
+
+
+def run(fn, inputs, grad_out):
+    out = fn(*inputs)
+    return out, torch.autograd.grad(out, inputs, grad_out)
+
+
+def check(dims, x, weights, grad_out):
+    inputs = leaves(x, *weights)
+    ref_inputs = leaves(*[t.double() for t in inputs])
+    out, grads = run(lambda x, *w: SF.multi_dimensional_attention(x, dims, *unflat(dims, w), backend="triton"),
+                     inputs, grad_out)
+    want, want_grads = run(lambda x, *w: multi_dimensional_attention_reference(x, dims, *unflat(dims, w)),
+                           ref_inputs, grad_out.double())
+    dtype = x.dtype
+    assert out.dtype == dtype
+    assert_close_verbose(out, want, OUT_ATOL[dtype], OUT_RTOL[dtype], f"{dims} output")
+    assert_close_verbose(grads[0], want_grads[0], OUT_ATOL[dtype], OUT_RTOL[dtype], f"{dims} grad x")
+    for i, (g, g_ref) in enumerate(zip(grads[1:], want_grads[1:])):
+        assert_close_verbose(g, g_ref, SUM_RTOL * g_ref.abs().max().item(), SUM_RTOL, f"{dims} grad weight {i}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dims", ALL_DIMS)
+def test_matches_reference(dims, dtype):
+    T, B, C, H, W = 5, 3, 8, 4, 6
+    x = torch.randn(T, B, C, H, W, device=DEVICE).to(dtype)
+    check(dims, x, flat(*make_weights(T, C, dims)), torch.randn(T, B, C, H, W, device=DEVICE).to(dtype))
+
+
+@pytest.mark.parametrize("layout", pick(["BT", "strided"], ["BT"]))
+@pytest.mark.parametrize("kernel_size", [3, 7])
+def test_layouts_and_kernel_sizes(kernel_size, layout):
+    T, B, C, H, W = 4, 2, 6, 7, 5
+    if layout == "BT":
+        x = torch.randn(B, T, C, H, W, device=DEVICE).transpose(0, 1)
+    else:
+        x = torch.randn(T, B, C, H, 2 * W, device=DEVICE)[..., ::2]
+    grad_out = torch.randn(B, T, C, H, W, device=DEVICE).transpose(0, 1)
+    check("TCS", x, flat(*make_weights(T, C, "TCS", kernel_size=kernel_size)), grad_out)
+
+
+def test_long_rows_and_many_rows():
+    """Rows longer than one tile, and more (t, c) rows than one pixel program's slice."""
+    T, B, C, H, W = 3, 2, 5, 70, 66
+    x = torch.randn(T, B, C, H, W, device=DEVICE)
+    check("TCS", x, flat(*make_weights(T, C, "TCS")), torch.randn_like(x))
+
+
+def test_deterministic():
+    T, B, C, H, W = 4, 2, 6, 5, 3
+    x = torch.randn(T, B, C, H, W, device=DEVICE)
+    weights = flat(*make_weights(T, C, "TCS"))
+    grad_out = torch.randn_like(x)
+    runs = [run(lambda x, *w: SF.multi_dimensional_attention(x, "TCS", *unflat("TCS", w), backend="triton"),
+                leaves(x, *weights), grad_out) for _ in range(2)]
+    for a, b in zip([runs[0][0], *runs[0][1]], [runs[1][0], *runs[1][1]]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_max_pooling_gradient_goes_to_one_element():
+    """A row whose maximum is far above the rest: the TA max path's gradient lands on that element only
+    (an evenly split amax gradient would differ), as the reference's single-index max pooling does."""
+    T, B, C, H, W = 4, 1, 3, 3, 3
+    x = torch.randn(T, B, C, H, W, device=DEVICE)
+    x[1, 0, 2, 1, 1] = 9.0
+    check("T", x, flat(*make_weights(T, C, "T")), torch.randn_like(x))
+
+
+@pytest.mark.parametrize("layout", ["TB", "BT"])
+@pytest.mark.parametrize("dims", ["TCS", "CS", "T"])
+def test_module_on_triton_matches_torch(dims, layout):
+    """MultiDimensionalAttention(backend="triton") with the weights of a backend="torch" twin: same output
+    and gradients (input and every parameter) to fp32 rounding."""
+    from snnkernels.nn.ma_snn import MultiDimensionalAttention
+
+    T, B, C, H, W = 5, 2, 8, 4, 3
+    torch_module = MultiDimensionalAttention(T, C, 2, 2, dims=dims, layout=layout, backend="torch").to(DEVICE)
+    fused = MultiDimensionalAttention(T, C, 2, 2, dims=dims, layout=layout, backend="triton").to(DEVICE)
+    fused.load_state_dict(torch_module.state_dict())
+    shape = (T, B, C, H, W) if layout == "TB" else (B, T, C, H, W)
+    x = torch.randn(shape, device=DEVICE)
+    grad_out = torch.randn(shape, device=DEVICE)
+    results = []
+    for module in (fused, torch_module):
+        leaf = x.clone().requires_grad_()
+        module(leaf).backward(grad_out)
+        results.append([leaf.grad] + [p.grad for p in module.parameters()])
+        out = module(x)
+        results[-1].insert(0, out.detach())
+    for i, (a, b) in enumerate(zip(*results)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item() + 1e-7, msg=lambda m, i=i: f"{i}: {m}")

@@ -1,0 +1,436 @@
+"""MA-SNN attention modules (spec section 3): parameter ownership, layout and shape checks only.
+
+The math is in ``snnkernels.reference.ma_snn``. ``MultiDimensionalAttention`` runs through
+``snnkernels.functional.multi_dimensional_attention``: ``backend`` ``"auto"`` (fused Triton sweeps on CUDA,
+the eager reference elsewhere), ``"torch"`` or ``"triton"``. The other modules are eager only for now
+(``"auto"`` / ``"torch"``); ``"native"`` and ``"cupy"`` raise ``BackendUnavailableError`` everywhere.
+
+- ``MultiDimensionalAttention``: the RELEASED attention (BICLab/MA-SNN ``TCSA`` / ``TCA`` / ``CSA`` / ``TSA``
+  / ``TA`` / ``CA`` / ``SA``, SpikingJelly ``MultiDimensionalAttention``), any subset of T, C, S, then ReLU.
+- ``TemporalAttentionFC``: the released TA of the fully connected layers (official ``TA(..., fc=True)``).
+- ``TCSALIFNode``: the PAPER's in-loop TCSA-LIF (Eq. 14), not in the released code; INFERRED parameters.
+- ``AttResBlock``: the released Att-Res-SNN-1 residual block (``Att_Res_SNN/models/resnet_2.py``
+  ``BasicBlock``), CSA on the residual branch before the add.
+
+Each module owns its parameters under the official names and shapes, so
+``module.load_state_dict(official_module.state_dict())`` works unchanged. Layout: the library's
+[T, B, C, H, W] by default; ``layout="BT"`` takes and returns [B, T, C, H, W] like the MA-SNN code. T and C
+are fixed at construction; an input whose T or C differs raises a ``ValueError``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import functional as SF
+from ..backends import BACKENDS as BACKEND_NAMES
+from ..backends import check_backend_name
+from ..reference.ma_snn import (
+    MLPWeights,
+    check_dims,
+    multi_dimensional_attention_reference,
+    tcsa_lif_paper_reference,
+)
+from ..surrogate import Rectangle, Surrogate, coerce_surrogate
+from .attention import LAYOUTS, _check_t_c, _from_tb, _positive_int, _to_tb
+from .neuron import AttResLIFNode
+
+__all__ = ["MultiDimensionalAttention", "TemporalAttentionFC", "TCSALIFNode", "AttResBlock"]
+
+BACKENDS = ("auto", "torch")
+KERNEL_SIZES = (3, 7)
+
+
+def _check_options(owner: str, layout: str, backend: str, available: tuple[str, ...] = BACKENDS) -> None:
+    if layout not in LAYOUTS:
+        raise ValueError(f"{owner}: layout must be 'TB' (input [T, B, ...]) or 'BT' ([B, T, ...]), got {layout!r}")
+    check_backend_name(backend, owner, available)
+
+
+class _SharedMLP(nn.Module):
+    """One attention's shared MLP under the official name ``sharedMLP`` (entries 0 and 2 hold weights).
+
+    1x1 convolutions as in the official code (``nn.Conv3d``; ``nn.Conv1d`` for the FC layers' TA), so the
+    weights have the official shapes [n // ratio, n, 1, ...] and the official initialisation.
+    """
+
+    def __init__(self, planes: int, ratio: int, conv: type[nn.Module] = nn.Conv3d) -> None:
+        super().__init__()
+        self.sharedMLP = nn.Sequential(
+            conv(planes, planes // ratio, 1, bias=False), nn.ReLU(), conv(planes // ratio, planes, 1, bias=False)
+        )
+
+    def matrices(self) -> MLPWeights:
+        """(w0 [hidden, n], w1 [n, hidden]): the 1x1 conv weights without their trailing ones (views)."""
+        return self.sharedMLP[0].weight.flatten(1), self.sharedMLP[2].weight.flatten(1)
+
+
+class _SpatialConv(nn.Module):
+    """SA's 2 -> 1 conv under the official name ``conv`` (input channels [mean; max], no bias)."""
+
+    def __init__(self, kernel_size: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, kernel_size, padding=(kernel_size - 1) // 2, bias=False)
+
+
+def _reduction(planes: int | None, reduction: object, name: str, planes_name: str) -> int:
+    reduction = _positive_int(reduction, name)
+    if planes is not None and planes < reduction:
+        # the official MLP would have planes // reduction = 0 hidden units
+        raise ValueError(f"{name} ({reduction}) cannot be greater than {planes_name} ({planes}): the shared MLP's "
+                         f"hidden layer would have {planes_name} // {name} = 0 units")
+    return reduction
+
+
+class _Gates(nn.Module):
+    """Builds ``ta`` / ``ca`` / ``sa`` for the gates in ``dims`` and hands them to the references."""
+
+    def _build(self, owner: str, T: int | None, C: int, reduction_t: int, reduction_c: int, kernel_size: int,
+               dims: str, layout: str, backend: str, available: tuple[str, ...] = BACKENDS) -> None:
+        _check_options(owner, layout, backend, available)
+        self.dims = check_dims(dims)
+        if T is None and "T" in self.dims:
+            raise ValueError(f"{owner}: T is required when dims contains 'T' (it is the MLP's width)")
+        self.T = None if T is None else _positive_int(T, "T")
+        self.C = _positive_int(C, "C")
+        self.reduction_t = _reduction(self.T if "T" in self.dims else None, reduction_t, "reduction_t", "T")
+        self.reduction_c = _reduction(self.C if "C" in self.dims else None, reduction_c, "reduction_c", "C")
+        if type(kernel_size) is not int or kernel_size not in KERNEL_SIZES:
+            raise ValueError(f"{owner}: kernel_size must be 3 or 7 (as the official SpatialAttention asserts), "
+                             f"got {kernel_size!r}")
+        self.kernel_size = kernel_size
+        self.layout = layout
+        self.backend = backend
+        # Created in SpikingJelly's order (ta, ca, sa), so one seed gives its initial weights. BICLab's TCSA /
+        # TCA create ca before ta: their checkpoints load (by name), their seeded init differs.
+        if "T" in self.dims:
+            self.ta = _SharedMLP(self.T, self.reduction_t)
+        if "C" in self.dims:
+            self.ca = _SharedMLP(self.C, self.reduction_c)
+        if "S" in self.dims:
+            self.sa = _SpatialConv(kernel_size)
+
+    def weights(self) -> tuple[MLPWeights | None, MLPWeights | None, torch.Tensor | None]:
+        """(ta, ca, sa) as the references take them; None for a gate not in ``dims``."""
+        return (
+            self.ta.matrices() if "T" in self.dims else None,
+            self.ca.matrices() if "C" in self.dims else None,
+            self.sa.conv.weight if "S" in self.dims else None,
+        )
+
+    def _input(self, x_seq: torch.Tensor) -> torch.Tensor:
+        owner = type(self).__name__
+        x = _to_tb(owner, x_seq, self.layout)
+        # without a TA the gates do not depend on T: any T runs (the [B, T] order is still checked by C)
+        _check_t_c(owner, x, self.T if self.T is not None else x.shape[0], self.C, self.layout)
+        return x
+
+    def extra_repr(self) -> str:
+        return (
+            f"T={self.T}, C={self.C}, reduction_t={self.reduction_t}, reduction_c={self.reduction_c}, "
+            f"kernel_size={self.kernel_size}, dims={self.dims!r}, layout={self.layout!r}, backend={self.backend!r}"
+        )
+
+
+class MultiDimensionalAttention(_Gates):
+    """MA-SNN's released multi-dimensional attention: ``Y = relu(g_s * g_c * g_t * X)``, on the whole sequence.
+
+    Gates, applied in the order T, C, S, each on the previous one's output (spec 3.2):
+
+    - TA ``g_t`` [B, T]: mean and max over (C, H, W), shared MLP over T (T -> T // reduction_t -> T), sigmoid;
+    - CA ``g_c`` [B, C]: mean and max over (T, H, W), shared MLP over C, sigmoid: one gate per (b, c), all t;
+    - SA ``g_s`` [B, H, W]: mean and max over (T, C), k x k conv of [mean; max] (padding (k - 1) / 2), sigmoid.
+
+    The MLPs and the conv have no bias. ``dims`` picks the chain: ``"TCS"`` is BICLab's ``TCSA`` and
+    SpikingJelly's ``MultiDimensionalAttention``; ``"TC"``, ``"CS"``, ``"TS"``, ``"T"``, ``"C"``, ``"S"`` are
+    BICLab's ``TCA``, ``CSA``, ``TSA``, ``TA``, ``CA``, ``SA``. Only the gates in ``dims`` own weights.
+
+    State-dict keys (official names and shapes): ``ta.sharedMLP.0.weight`` [T // reduction_t, T, 1, 1, 1],
+    ``ta.sharedMLP.2.weight`` [T, T // reduction_t, 1, 1, 1], ``ca.sharedMLP.0.weight`` [C // reduction_c, C,
+    1, 1, 1], ``ca.sharedMLP.2.weight`` [C, C // reduction_c, 1, 1, 1], ``sa.conv.weight`` [1, 2, k, k].
+    Same constructor and creation order as SpikingJelly's ``MultiDimensionalAttention``; BICLab's classes take
+    ``(timeWindows, channels, stride, c_ratio, t_ratio)`` and fix k = 3.
+
+    Args:
+        T (int, Optional): time steps of the input. May be None when ``dims`` has no ``'T'`` (the gates then
+            do not depend on T and any T runs).
+        C (int): channels of the input.
+        reduction_t (int): TA's MLP reduction, at most T. Default: ``16`` (SpikingJelly; the MA-SNN configs
+            use 5 for DVS Gesture and 2 for Gait and CIFAR10-DVS).
+        reduction_c (int): CA's MLP reduction, at most C. Default: ``16`` (MA-SNN configs: 8).
+        kernel_size (int): SA's conv size, 3 or 7. Default: ``3`` (all released code; the paper says 7).
+        dims (str): one of ``"T"``, ``"C"``, ``"S"``, ``"TC"``, ``"TS"``, ``"CS"``, ``"TCS"``. Default: ``"TCS"``.
+        layout (str): ``"TB"`` for [T, B, C, H, W] input and output, ``"BT"`` for [B, T, C, H, W].
+            Default: ``"TB"``.
+        backend (str): ``"auto"`` (fused Triton sweeps on CUDA, else the eager reference), ``"torch"`` or
+            ``"triton"``. Default: ``"auto"``.
+    """
+
+    def __init__(
+        self,
+        T: int | None,
+        C: int,
+        reduction_t: int = 16,
+        reduction_c: int = 16,
+        kernel_size: int = 3,
+        dims: str = "TCS",
+        *,
+        layout: str = "TB",
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        self._build("MultiDimensionalAttention", T, C, reduction_t, reduction_c, kernel_size, dims, layout, backend,
+                    ("auto", "torch", "triton"))
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        x = self._input(x_seq)
+        return _from_tb(SF.multi_dimensional_attention(x, self.dims, *self.weights(), backend=self.backend),
+                        self.layout)
+
+
+class TemporalAttentionFC(nn.Module):
+    """MA-SNN's released TA of the fully connected layers: ``Y = relu(g_t * X)`` on [T, B, L] (spec 3.2).
+
+    ``g_t`` [B, T] = sigmoid(MLP(mean_L X) + MLP(max_L X)), shared MLP T -> T // reduction_t -> T without
+    bias. Parameters as the official ``TA(T, channels, t_ratio=reduction_t, fc=True)`` (the attention of
+    ``AttLIF``): ``ta.sharedMLP.0.weight`` [T // reduction_t, T, 1] and ``ta.sharedMLP.2.weight``
+    [T, T // reduction_t, 1] (``nn.Conv1d``). SpikingJelly's ``TemporalWiseAttention(dimension=2)`` computes
+    the same with ``nn.Linear`` weights under other keys (``sharedMLP.0.weight`` [T // r, T]).
+
+    Args:
+        T (int): time steps of the input.
+        reduction_t (int): the MLP reduction, at most T. Default: ``16``.
+        layout (str): ``"TB"`` for [T, B, L], ``"BT"`` for [B, T, L] (official). Default: ``"TB"``.
+        backend (str): ``"auto"`` or ``"torch"``. Default: ``"auto"``.
+    """
+
+    def __init__(self, T: int, reduction_t: int = 16, *, layout: str = "TB", backend: str = "auto") -> None:
+        super().__init__()
+        _check_options("TemporalAttentionFC", layout, backend)
+        self.T = _positive_int(T, "T")
+        self.reduction_t = _reduction(self.T, reduction_t, "reduction_t", "T")
+        self.layout = layout
+        self.backend = backend
+        self.ta = _SharedMLP(self.T, self.reduction_t, nn.Conv1d)
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        owner = "TemporalAttentionFC"
+        if not isinstance(x_seq, torch.Tensor):
+            raise TypeError(f"{owner}: input must be a torch.Tensor, got {type(x_seq).__name__}")
+        if x_seq.dim() != 3:
+            expected = "[T, B, L]" if self.layout == "TB" else "[B, T, L]"
+            raise ValueError(f"{owner}: input must have shape {expected} (layout={self.layout!r}), "
+                             f"got {list(x_seq.shape)}")
+        x = x_seq if self.layout == "TB" else x_seq.transpose(0, 1)
+        if x.shape[0] != self.T:
+            t_dim = 0 if self.layout == "TB" else 1
+            raise ValueError(f"{owner} was built for T = {self.T} time steps but the input has {x.shape[0]} at "
+                             f"dim {t_dim} (layout={self.layout!r}, shape {list(x_seq.shape)})")
+        y = multi_dimensional_attention_reference(x, "T", ta=self.ta.matrices())
+        return _from_tb(y, self.layout)
+
+    def extra_repr(self) -> str:
+        return f"T={self.T}, reduction_t={self.reduction_t}, layout={self.layout!r}, backend={self.backend!r}"
+
+
+class TCSALIFNode(_Gates):
+    """The PAPER's TCSA-LIF neuron layer (MA-SNN Eq. 14, spec 3.5): NOT the released code; INFERRED parameters.
+
+    TA on the whole input sequence (as released), then per time step CA and SA on the integrated membrane
+    potential V_t, CA pooling over (H, W) only and SA over C only, then fire and reset::
+
+        V_t = H_{t-1} + (g_t X)[t];  U_t = g_s'(g_c'(V_t) V_t) g_c'(V_t) V_t
+        S_t = Heaviside(U_t - u_th);  H_t = v_reset S_t + beta U_t (1 - S_t)
+
+    Returns the spikes S [T, B, C, H, W]. The paper gives none of beta, u_th, v_reset; the defaults are the
+    released code's (0.3, 0.3, 0) and may not be the authors'. Weights under the same names and shapes as
+    ``MultiDimensionalAttention`` (``ta``, ``ca``, ``sa``), so released weights load for a comparison; no
+    official checkpoint of this variant exists. Stateless: every call starts from H_0 = 0.
+
+    Args:
+        T (int): time steps of the input.
+        C (int): channels of the input.
+        reduction_t (int): TA's MLP reduction, at most T. Default: ``16``.
+        reduction_c (int): CA's MLP reduction, at most C. Default: ``16``.
+        kernel_size (int): SA's conv size, 3 or 7. Default: ``7`` (the paper's value).
+        dims (str): the gates, one of ``"T"``, ``"C"``, ``"S"``, ``"TC"``, ``"TS"``, ``"CS"``, ``"TCS"``.
+            Default: ``"TCS"``.
+        beta (float): membrane decay. Default: ``0.3`` (INFERRED).
+        u_th (float): firing threshold. Default: ``0.3`` (INFERRED).
+        v_reset (float): potential after a spike. Default: ``0.0`` (INFERRED).
+        surrogate_function (Surrogate): spike derivative. Default: ``Rectangle(0.5)`` (released, DVS Gesture).
+        detach_reset (bool): no gradient through the reset. Default: ``False``.
+        layout (str): ``"TB"`` or ``"BT"``. Default: ``"TB"``.
+        backend (str): ``"auto"`` or ``"torch"``. Default: ``"auto"``.
+    """
+
+    def __init__(
+        self,
+        T: int,
+        C: int,
+        reduction_t: int = 16,
+        reduction_c: int = 16,
+        kernel_size: int = 7,
+        dims: str = "TCS",
+        *,
+        beta: float = 0.3,
+        u_th: float = 0.3,
+        v_reset: float = 0.0,
+        surrogate_function: Surrogate = Rectangle(0.5),
+        detach_reset: bool = False,
+        layout: str = "TB",
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        self._build("TCSALIFNode", T, C, reduction_t, reduction_c, kernel_size, dims, layout, backend)
+        self.beta = float(beta)
+        self.u_th = float(u_th)
+        self.v_reset = float(v_reset)
+        self.surrogate_function = coerce_surrogate(surrogate_function)
+        self.detach_reset = bool(detach_reset)
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        x = self._input(x_seq)
+        spikes = tcsa_lif_paper_reference(
+            x, *self.weights(), beta=self.beta, u_th=self.u_th, v_reset=self.v_reset,
+            surrogate_function=self.surrogate_function, detach_reset=self.detach_reset,
+        )
+        return _from_tb(spikes, self.layout)
+
+    def extra_repr(self) -> str:
+        return (
+            super().extra_repr() + f", beta={self.beta}, u_th={self.u_th}, v_reset={self.v_reset}, "
+            f"surrogate_function={self.surrogate_function}, detach_reset={self.detach_reset}"
+        )
+
+
+class _StepConv2d(nn.Conv2d):
+    """A 2-D convolution applied to every time step of [T, B, C, H, W] (the official ``Snn_Conv2d``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        T, B = x.shape[:2]
+        y = super().forward(x.flatten(0, 1))
+        return y.reshape((T, B) + y.shape[1:])
+
+
+class _TimeBatchNorm(nn.Module):
+    """BatchNorm3d over (B, T, H, W) per channel of [T, B, C, H, W] under the official name ``bn``.
+
+    The official ``batch_norm_2d`` / ``batch_norm_2d1`` permute to [B, C, T, H, W] for an ``nn.BatchNorm3d``
+    whose weight starts at 0.5 (the threshold) or 0.1 (0.2 * threshold); the bias starts at 0.
+    """
+
+    def __init__(self, num_features: int, weight_init: float) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm3d(num_features)
+        nn.init.constant_(self.bn.weight, weight_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(x.permute(1, 2, 0, 3, 4)).permute(2, 0, 1, 3, 4)
+
+
+class _AttentionCell(nn.Module):
+    """Holds the block's attention under the official name ``attention`` (the official ``PruningCell``)."""
+
+    def __init__(self, attention: MultiDimensionalAttention) -> None:
+        super().__init__()
+        self.attention = attention
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attention(x)
+
+
+class AttResBlock(nn.Module):
+    """Att-Res-SNN-1 residual block (released ImageNet code, MS-ResNet backbone; spec 3.4).
+
+    On x [T, B, C, H, W] (membrane-potential-like)::
+
+        R   = BN2(conv3x3(LIF(BN1(conv3x3_stride(LIF(x))))))
+        out = relu(g_s * g_c * R) + shortcut(x)          (CSA: ``MultiDimensionalAttention(dims="CS")``)
+
+    LIF is ``AttResLIFNode`` (u = 0.25 u (1 - detach(s)) + x, fire on u > 0.5, rectangle width 1); the convs
+    have no bias and run on every time step; BN normalises each channel over (B, T, H, W) (BatchNorm3d),
+    BN1 weight starts at 0.5 and BN2 at 0.1. The attention sits on the residual branch after its last BN,
+    before the add; the ReLU is the code's (the paper does not mention it). CA and SA pool over (T, H, W)
+    and (T, C) as released; the released network runs T = 1, where that equals per-step pooling.
+
+    The shortcut is the identity when ``stride == 1`` and ``in_planes == planes``, otherwise
+    AvgPool(2 x 2) -> conv1x1 -> BN (weight starts at 0.5). The official block pools whenever the shortcut
+    is not the identity, which fails for ``stride=1`` with a channel change; here stride 1 does not pool.
+
+    State-dict keys as the official ``BasicBlock``: ``residual_function.1.weight`` [planes, in_planes, 3, 3],
+    ``residual_function.2.bn.*`` (weight, bias, running_mean, running_var, num_batches_tracked),
+    ``residual_function.4.weight`` [planes, planes, 3, 3], ``residual_function.5.bn.*``,
+    ``residual_function.6.attention.ca.sharedMLP.{0,2}.weight`` [planes // c_ratio, planes, 1, 1, 1] /
+    [planes, planes // c_ratio, 1, 1, 1], ``residual_function.6.attention.sa.conv.weight`` [1, 2, k, k], and
+    with a projection shortcut ``shortcut.1.weight`` [planes, in_planes, 1, 1] and ``shortcut.2.bn.*``.
+    Parameters are created in the official order, so one seed gives the official initial weights.
+
+    Args:
+        in_planes (int): input channels.
+        planes (int): output channels.
+        stride (int): stride of the first conv, 1 or 2 (the shortcut pools 2 x 2). Default: ``1``.
+        c_ratio (int): CA's MLP reduction, at most ``planes``. Default: ``8``.
+        kernel_size (int): SA's conv size, 3 or 7. Default: ``3``.
+        layout (str): ``"TB"`` ([T, B, C, H, W], official) or ``"BT"``. Default: ``"TB"``.
+        backend (str): the neurons' backend (see ``AttResLIFNode``); the attention takes it when it is
+            ``"torch"`` or ``"triton"`` and runs on ``"auto"`` otherwise. Default: ``"auto"``.
+    """
+
+    expansion = 1
+
+    def __init__(
+        self,
+        in_planes: int,
+        planes: int,
+        stride: int = 1,
+        c_ratio: int = 8,
+        kernel_size: int = 3,
+        *,
+        layout: str = "TB",
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        if layout not in LAYOUTS:
+            raise ValueError(f"AttResBlock: layout must be 'TB' or 'BT', got {layout!r}")
+        check_backend_name(backend, "AttResBlock", BACKEND_NAMES)  # the neurons' backends
+        self.in_planes = _positive_int(in_planes, "in_planes")
+        self.planes = _positive_int(planes, "planes")
+        if stride not in (1, 2) or isinstance(stride, bool):
+            raise ValueError(f"AttResBlock: stride must be 1 or 2 (the shortcut pools 2 x 2), got {stride!r}")
+        self.stride = stride
+        self.layout = layout
+        self.backend = backend
+        # the attention has torch and Triton paths only: a native / CuPy choice (for the neurons) leaves it on auto
+        attention_backend = backend if backend in ("torch", "triton") else "auto"
+        self.residual_function = nn.Sequential(
+            AttResLIFNode(backend=backend),
+            _StepConv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False),
+            _TimeBatchNorm(planes, 0.5),
+            AttResLIFNode(backend=backend),
+            _StepConv2d(planes, planes, 3, padding=1, bias=False),
+            _TimeBatchNorm(planes, 0.1),
+            _AttentionCell(MultiDimensionalAttention(None, planes, reduction_c=c_ratio, kernel_size=kernel_size,
+                                                     dims="CS", backend=attention_backend)),
+        )
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(
+                nn.AvgPool3d((1, 2, 2), stride=(1, 2, 2)) if stride == 2 else nn.Identity(),
+                _StepConv2d(in_planes, planes, 1, bias=False),
+                _TimeBatchNorm(planes, 0.5),
+            )
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        x = _to_tb("AttResBlock", x_seq, self.layout)
+        if x.shape[2] != self.in_planes:
+            raise ValueError(f"AttResBlock was built for in_planes = {self.in_planes} channels but the input has "
+                             f"{x.shape[2]} at dim 2 (layout={self.layout!r}, shape {list(x_seq.shape)})")
+        if self.stride == 2 and (x.shape[3] % 2 or x.shape[4] % 2):
+            # the strided conv gives ceil(H / 2) rows, the 2 x 2 average pool floor(H / 2)
+            raise ValueError(f"AttResBlock with stride 2 needs an even H and W, got H = {x.shape[3]}, W = {x.shape[4]}")
+        return _from_tb(self.residual_function(x) + self.shortcut(x), self.layout)
+
+    def extra_repr(self) -> str:
+        return (f"in_planes={self.in_planes}, planes={self.planes}, stride={self.stride}, "
+                f"layout={self.layout!r}, backend={self.backend!r}")

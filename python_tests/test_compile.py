@@ -107,6 +107,9 @@ def _attention_inputs():
     from snnkernels.nn import TNA
 
     _TNA["params"] = TNA(T * C).to(dev).params()
+    _TNA["ma"] = ((torch.randn(2, T, device=dev, requires_grad=True), torch.randn(T, 2, device=dev, requires_grad=True)),
+                  (torch.randn(3, C, device=dev, requires_grad=True), torch.randn(C, 3, device=dev, requires_grad=True)),
+                  torch.randn(1, 2, 3, 3, device=dev, requires_grad=True))
     return x, na, s, w_tla, w_cla, conv_t, conv_c, scale
 
 
@@ -127,14 +130,18 @@ def _tcja_gate_after_pool(x, na, s, w_tla, w_cla, conv_t, conv_c, scale):
     return torch.nn.functional.max_pool2d(x.flatten(0, 1), (3, 5)).unflatten(0, x.shape[:2]) * gate[..., None, None]
 
 
-_TNA = {}  # T-NA weights, built outside the traced function
+_TNA = {}  # T-NA and MA-SNN weights, built outside the traced functions
 
 
 def _dta_full(x, na, s, w_tla, w_cla, conv_t, conv_c, scale):
     return F.dta(x, s, conv_t, conv_c, scale, 1.0, _TNA["params"], backend="triton")
 
 
-ATTENTION = [_tcja, _txa, _dta, _tcja_gate_after_pool, _dta_full]
+def _ma_tcsa(x, na, s, w_tla, w_cla, conv_t, conv_c, scale):
+    return F.multi_dimensional_attention(x, "TCS", *_TNA["ma"], backend="triton")
+
+
+ATTENTION = [_tcja, _txa, _dta, _tcja_gate_after_pool, _dta_full, _ma_tcsa]
 
 
 @pytest.mark.parametrize("fn", ATTENTION, ids=lambda f: f.__name__[1:])

@@ -11,9 +11,8 @@ Y = relu(g_s * g_c * g_t * X) = g_s[b, p] * sc[t, b, c] * relu(X) with sc = g_t 
 
 CA's statistics of X1 = g_t * X come from pass 1 without a pass of their own: the mean is sum_t g_t s1,
 and the max is max_t g_t m1 because g_t > 0 (exact: rounding is monotone). The tiny and small stages
-(MLPs, the SA conv) are torch, re-run under autograd in the backward: X-sized work never goes through
-autograd. Because the backward calls ``torch.autograd.grad``, ``torch.compile`` breaks the graph around
-this op (it still runs, compiled on both sides); the TCJA / DTA ops have no such break.
+(MLPs, the SA conv) are torch; the backward differentiates them with ``torch.func.vjp`` on the saved
+statistics (X-sized work never goes through autograd), which ``torch.compile`` traces: no graph break.
 """
 from __future__ import annotations
 
@@ -104,11 +103,8 @@ class _MAAttentionFunction(torch.autograd.Function):
         grads = dict.fromkeys(("ta_w0", "ta_w1", "ca_w0", "ca_w1", "sa"))
         avg_map = top_map = None
         if "S" in dims:
-            with torch.enable_grad():
-                leaves = [avg.detach().requires_grad_(), top.detach().requires_grad_(),
-                          sa_weight.detach().requires_grad_()]
-                g_s = spatial_gate(leaves[0], leaves[1], leaves[2].float(), H, W)
-                d_avg, top_map, grads["sa"] = torch.autograd.grad(g_s, leaves, grad_map)
+            _, vjp = torch.func.vjp(lambda a, m, w: spatial_gate(a, m, w.float(), H, W), avg, top, sa_weight)
+            d_avg, top_map, grads["sa"] = vjp(grad_map)
             avg_map = d_avg / (T * C)  # each X2 element's share of the mean
             grad_scale = grad_scale + row_dot_map(x, avg_map)
             # the max path: sc[t*, b, c*] * X[t*, b, c*, p] at each pixel's argmax (t*, c*)
@@ -119,16 +115,17 @@ class _MAAttentionFunction(torch.autograd.Function):
             grad_scale = grad_scale.index_put((t_star, b_idx, c_star), top_map * x_at, accumulate=True)
         grad_sums = grad_maxima = torch.zeros_like(sums)
         if "T" in dims or "C" in dims:
-            with torch.enable_grad():
-                weights = [None if w is None else w.detach().requires_grad_() for w in (ta_w0, ta_w1, ca_w0, ca_w1)]
-                s_leaf, m_leaf = sums.detach().requires_grad_(), maxima.detach().requires_grad_()
-                ta = (weights[0].float(), weights[1].float()) if "T" in dims else None
-                ca = (weights[2].float(), weights[3].float()) if "C" in dims else None
-                sc = _row_scale(s_leaf, m_leaf, plane, dims, ta, ca)
-                used = [s_leaf, m_leaf] + (weights[:2] if "T" in dims else []) + (weights[2:] if "C" in dims else [])
-                out = torch.autograd.grad(sc, used, grad_scale, allow_unused=True)
-            grad_sums = out[0] if out[0] is not None else grad_sums
-            grad_maxima = out[1] if out[1] is not None else grad_maxima
+            used = [sums, maxima] + ([ta_w0, ta_w1] if "T" in dims else []) + ([ca_w0, ca_w1] if "C" in dims else [])
+
+            def scale_of(s1, m1, *ws):
+                it = iter(w.float() for w in ws)
+                ta = (next(it), next(it)) if "T" in dims else None
+                ca = (next(it), next(it)) if "C" in dims else None
+                return _row_scale(s1, m1, plane, dims, ta, ca)
+
+            _, vjp = torch.func.vjp(scale_of, *used)
+            out = vjp(grad_scale)
+            grad_sums, grad_maxima = out[0], out[1]
             rest = list(out[2:])
             if "T" in dims:
                 grads["ta_w0"], grads["ta_w1"] = rest[0], rest[1]

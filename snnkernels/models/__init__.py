@@ -1,0 +1,21 @@
+"""Networks of the papers, built from the library's layers, with the official parameter names and shapes.
+
+- ``DTA_SNN_18`` / ``DTA_SNN_34`` (``MSResNet``): DTA-SNN's MS-ResNets, DTA in the encoding slot.
+- ``TCJA_DVS128`` / ``TCJA_CIFAR10DVS``: TCJA-SNN's VGG-style networks, with the paper settings in
+  ``PRESETS``.
+
+Every network runs in the library layout [T, B, ...] inside, takes ``layout="BT"`` (the official data
+loaders' [B, T, ...], default) or ``"TB"`` at its boundary, checks T against its constructor, and passes
+one ``backend`` to all of its snnkernels layers. ``resolved_backends(model, x)`` reports what each layer
+runs. ``SeqToANN`` (SpikingJelly's ``SeqToANNContainer``), ``SharedMaskDropout`` and ``VotingLayer`` are
+the building blocks they share. See ``docs/models.md``.
+"""
+from ._blocks import SeqToANN, SharedMaskDropout, VotingLayer, resolved_backends
+from .dta_snn import DTA_SNN_18, DTA_SNN_34, MSBlock, MSResNet
+from .tcja_nets import CIFAR10_DVS, DVS128_GESTURE, PRESETS, TCJA_CIFAR10DVS, TCJA_DVS128, TCJANetPreset
+
+__all__ = [
+    "DTA_SNN_18", "DTA_SNN_34", "MSResNet", "MSBlock",
+    "TCJA_DVS128", "TCJA_CIFAR10DVS", "TCJANetPreset", "PRESETS", "DVS128_GESTURE", "CIFAR10_DVS",
+    "SeqToANN", "SharedMaskDropout", "VotingLayer", "resolved_backends",
+]

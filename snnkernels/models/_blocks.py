@@ -1,0 +1,222 @@
+"""Building blocks shared by the networks of ``snnkernels.models``.
+
+- Layout helpers: every network runs in the library layout [T, B, ...] inside and converts at its
+  boundaries; the checks name the dimension that is wrong and hint at the other layout.
+- Per-time-step containers with the attribute names of the official code, so that checkpoint keys match:
+  ``SeqToANN`` (SpikingJelly's ``SeqToANNContainer``, an ``nn.Sequential``: keys ``<i>.<param>``, as in
+  TCJA-SNN) and ``StepContainer`` / ``StepLayer`` / ``StepBatchNorm`` (DTA-SNN's ``SeqToANNContainer`` /
+  ``tdLayer`` / ``tdBatchNorm``: keys ``module.<param>``, ``layer.module.<param>``, ``bn.<param>``).
+- ``SharedMaskDropout`` (SpikingJelly's ``MultiStepDropout``: one mask for all time steps) and
+  ``VotingLayer`` (TCJA-SNN's DVS128 read-out).
+- ``resolved_backends``: which implementation each snnkernels layer of a network runs on a given input.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..backends import resolve_backend, resolve_triton_op_backend
+
+__all__ = [
+    "LAYOUTS",
+    "check_layout",
+    "split_backend",
+    "to_time_major",
+    "from_time_major",
+    "SeqToANN",
+    "StepContainer",
+    "StepLayer",
+    "StepBatchNorm",
+    "SharedMaskDropout",
+    "VotingLayer",
+    "resolved_backends",
+]
+
+LAYOUTS = ("TB", "BT")
+NEURON_BACKENDS = ("auto", "torch", "triton", "native", "cupy")
+ATTENTION_BACKENDS = ("auto", "torch", "triton")
+
+
+def check_layout(owner: str, layout: str) -> str:
+    if layout not in LAYOUTS:
+        raise ValueError(f"{owner}: layout must be 'TB' (sequences [T, B, ...]) or 'BT' ([B, T, ...]), got {layout!r}")
+    return layout
+
+
+def split_backend(owner: str, backend: str) -> tuple[str, str]:
+    """(neuron backend, attention backend) for a network's single ``backend`` argument.
+
+    The attention layers (TCJA, DTA) have Triton kernels only, so a network asked for ``"native"`` or
+    ``"cupy"`` runs its neurons there and its attention on ``"auto"``: the same rule that
+    ``SNNKERNELS_BACKEND`` follows (``snnkernels.backends``).
+    """
+    if backend not in NEURON_BACKENDS:
+        raise ValueError(f"{owner}: backend must be one of {NEURON_BACKENDS}, got {backend!r}")
+    return backend, backend if backend in ATTENTION_BACKENDS else "auto"
+
+
+def to_time_major(owner: str, x: torch.Tensor, layout: str, T: int, rank: int, shape: str) -> torch.Tensor:
+    """``x`` as a [T, B, ...] view after checking its rank and its time dimension against ``T``.
+
+    ``shape`` spells the expected per-step shape (e.g. ``"2, H, W"``) for the error messages.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{owner}: the input must be a torch.Tensor, got {type(x).__name__}")
+    expected = f"[T, B, {shape}]" if layout == "TB" else f"[B, T, {shape}]"
+    if x.dim() != rank:
+        raise ValueError(f"{owner}: the input must have shape {expected} (layout={layout!r}), got {list(x.shape)}")
+    t_dim = 0 if layout == "TB" else 1
+    if x.shape[t_dim] != T:
+        hint = ""
+        if x.shape[1 - t_dim] == T:
+            other = LAYOUTS[1 - LAYOUTS.index(layout)]
+            hint = f"; dim {1 - t_dim} has {T}: is the input in the other layout (layout={other!r})?"
+        raise ValueError(
+            f"{owner} was built for T = {T} time steps but the input has {x.shape[t_dim]} at dim {t_dim} "
+            f"(expected {expected}, layout={layout!r}, got {list(x.shape)}){hint}"
+        )
+    return x if layout == "TB" else x.transpose(0, 1)
+
+
+def from_time_major(y: torch.Tensor, layout: str) -> torch.Tensor:
+    return y if layout == "TB" else y.transpose(0, 1)
+
+
+def _per_step(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply a stateless layer to every time step at once: [T, B, ...] -> [T * B, ...] -> [T, B, ...].
+
+    The first two dimensions are merged whatever their order, so BatchNorm sees the T * B samples of
+    both layouts alike (its statistics do not depend on the order).
+    """
+    y = module(x.flatten(0, 1))
+    return y.unflatten(0, x.shape[:2])
+
+
+class SeqToANN(nn.Sequential):
+    """SpikingJelly's ``SeqToANNContainer``: stateless layers applied to every step of [T, B, ...].
+
+    An ``nn.Sequential``, so its layers' keys are ``0.<param>``, ``1.<param>``, ... as in TCJA-SNN's
+    checkpoints (which use SpikingJelly's ``clock_driven`` container of the same form).
+    """
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        return _per_step(super().forward, x_seq)
+
+
+class StepContainer(nn.Module):
+    """DTA-SNN's ``SeqToANNContainer``: one layer (key prefix ``module.``), or several in an
+    ``nn.Sequential`` (``module.<i>.``), applied to every step of [T, B, ...]."""
+
+    def __init__(self, *layers: nn.Module) -> None:
+        super().__init__()
+        self.module = layers[0] if len(layers) == 1 else nn.Sequential(*layers)
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        return _per_step(self.module, x_seq)
+
+
+class StepBatchNorm(nn.Module):
+    """DTA-SNN's ``tdBatchNorm``: one ``BatchNorm2d`` over the T * B samples of a sequence.
+
+    The official module registers the same ``BatchNorm2d`` twice, as ``bn`` and inside ``seqbn``
+    (``seqbn.module``), so its checkpoints hold every BN tensor under both keys; this one does the same, so
+    they load with ``strict=True`` and its own state dicts load into the official model.
+    """
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(num_features)
+        self.seqbn = StepContainer(self.bn)
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        return self.seqbn(x_seq)
+
+
+class StepLayer(nn.Module):
+    """DTA-SNN's ``tdLayer``: a stateless layer per time step (key prefix ``layer.module.``), then an
+    optional ``StepBatchNorm`` (``bn.``)."""
+
+    def __init__(self, layer: nn.Module, bn: nn.Module | None = None) -> None:
+        super().__init__()
+        self.layer = StepContainer(layer)
+        self.bn = bn
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        y = self.layer(x_seq)
+        return y if self.bn is None else self.bn(y)
+
+
+class SharedMaskDropout(nn.Module):
+    """SpikingJelly's ``MultiStepDropout`` on [T, B, ...]: one Bernoulli mask per sample, shared by all T
+    steps (a neuron dropped at one step stays dropped for the whole sequence), scaled by 1 / (1 - p).
+
+    Stateless: every call draws a new mask, which is what the official code does with ``reset_net``
+    between batches.
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = float(p)
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x_seq
+        keep = torch.full(x_seq.shape[1:], 1.0 - self.p, dtype=x_seq.dtype, device=x_seq.device)
+        return x_seq * (torch.bernoulli(keep) / (1.0 - self.p))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class VotingLayer(nn.Module):
+    """TCJA-SNN's DVS128 read-out: [B, classes * voters] -> [B, classes], the mean of each group of
+    ``voters`` consecutive outputs."""
+
+    def __init__(self, voters: int) -> None:
+        super().__init__()
+        self.voters = int(voters)
+        self.voting = nn.AvgPool1d(self.voters, self.voters)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.voting(x.unsqueeze(1)).squeeze(1)
+
+    def extra_repr(self) -> str:
+        return f"voters={self.voters}"
+
+
+def resolved_backends(model: nn.Module, *inputs: torch.Tensor) -> dict[str, str]:
+    """The implementation each snnkernels layer of ``model`` runs on these inputs, by module name.
+
+    Runs one forward without gradients (in eval mode, then restores the mode) and asks the backend
+    resolver with each layer's own input tensor: e.g. ``{"LIF": "native", "encoding": "torch", ...}``.
+    """
+    from ..nn.attention import CLA, DTA, TCJA, TLA, TNA, TXA
+    from ..nn.neuron import _SpikingNeuron
+
+    attention = (TCJA, TLA, CLA, TXA, TNA, DTA)
+    found: dict[str, str] = {}
+    hooks = []
+    for name, module in model.named_modules():
+        if isinstance(module, _SpikingNeuron):
+            resolve = lambda m, x: resolve_backend(m.backend, x)  # noqa: E731
+        elif isinstance(module, attention):
+            resolve = lambda m, x: resolve_triton_op_backend(m.backend, x, type(m).__name__)  # noqa: E731
+        else:
+            continue
+
+        def hook(m, args, name=name, resolve=resolve):
+            found.setdefault(name or type(m).__name__, resolve(m, args[0]))
+
+        hooks.append(module.register_forward_pre_hook(hook))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(*inputs)
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return found

@@ -3,6 +3,8 @@
 - ``DTA_SNN_18`` / ``DTA_SNN_34`` (``MSResNet``): DTA-SNN's MS-ResNets, DTA in the encoding slot.
 - ``TCJA_DVS128`` / ``TCJA_CIFAR10DVS``: TCJA-SNN's VGG-style networks, with the paper settings in
   ``PRESETS``.
+- ``MASNN_DVSGesture`` / ``MASNN_CIFAR10DVS`` / ``MASNN_DVSGait`` (``MASNN``): MA-SNN's plain conv nets with the
+  released attention; ``AttResSNN18`` / ``AttResSNN34`` (``AttResSNN``): Att-Res-SNN-1 ResNets.
 
 Every network runs in the library layout [T, B, ...] inside, takes ``layout="BT"`` (the official data
 loaders' [B, T, ...], default) or ``"TB"`` at its boundary, checks T against its constructor, and passes
@@ -12,10 +14,29 @@ the building blocks they share. See ``docs/models.md``.
 """
 from ._blocks import SeqToANN, SharedMaskDropout, VotingLayer, resolved_backends
 from .dta_snn import DTA_SNN_18, DTA_SNN_34, MSBlock, MSResNet
+from .ma_snn_nets import (
+    MASNN,
+    MASNN_CIFAR10_DVS,
+    MASNN_DVS_GAIT,
+    MASNN_DVS_GESTURE,
+    MASNN_PRESETS,
+    AttLIF,
+    AttResSNN,
+    AttResSNN18,
+    AttResSNN34,
+    ConvAttLIF,
+    MASNN_CIFAR10DVS,
+    MASNN_DVSGait,
+    MASNN_DVSGesture,
+    MASNNPreset,
+)
 from .tcja_nets import CIFAR10_DVS, DVS128_GESTURE, PRESETS, TCJA_CIFAR10DVS, TCJA_DVS128, TCJANetPreset
 
 __all__ = [
     "DTA_SNN_18", "DTA_SNN_34", "MSResNet", "MSBlock",
     "TCJA_DVS128", "TCJA_CIFAR10DVS", "TCJANetPreset", "PRESETS", "DVS128_GESTURE", "CIFAR10_DVS",
+    "MASNN", "MASNN_DVSGesture", "MASNN_CIFAR10DVS", "MASNN_DVSGait", "MASNNPreset", "MASNN_PRESETS",
+    "MASNN_DVS_GESTURE", "MASNN_CIFAR10_DVS", "MASNN_DVS_GAIT", "ConvAttLIF", "AttLIF",
+    "AttResSNN", "AttResSNN18", "AttResSNN34",
     "SeqToANN", "SharedMaskDropout", "VotingLayer", "resolved_backends",
 ]

@@ -193,9 +193,10 @@ def resolved_backends(model: nn.Module, *inputs: torch.Tensor) -> dict[str, str]
     resolver with each layer's own input tensor: e.g. ``{"LIF": "native", "encoding": "torch", ...}``.
     """
     from ..nn.attention import CLA, DTA, TCJA, TLA, TNA, TXA
+    from ..nn.ma_snn import MultiDimensionalAttention
     from ..nn.neuron import _SpikingNeuron
 
-    attention = (TCJA, TLA, CLA, TXA, TNA, DTA)
+    attention = (TCJA, TLA, CLA, TXA, TNA, DTA, MultiDimensionalAttention)
     found: dict[str, str] = {}
     hooks = []
     for name, module in model.named_modules():

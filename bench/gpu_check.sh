@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's one GPU script. On a GPU machine with nothing but this repository (no network):
 #
-#   bash bench/gpu_check.sh [all|tests|bench|attention|build] [extra arguments for bench.run / bench.attention]
+#   bash bench/gpu_check.sh [all|tests|bench|attention|networks|build] [extra arguments for bench.run / bench.attention]
 #
 # all (default): environment report, SpikingJelly from .whl/ (when present), the whole test suite on CUDA,
 # then the benchmarks (bench.run: the neurons; bench.attention: TCJA, T-XA, DTA; verification first, then
@@ -143,6 +143,12 @@ bench() {
     collect
 }
 
+networks() {
+    touch /tmp/gpu_check.marker
+    run_bench "bench (networks)" bench.networks $((TOTAL - SECONDS - 40)) "$@"
+    collect
+}
+
 attention() {
     touch /tmp/gpu_check.marker
     run_bench "bench (attention)" bench.attention $((TOTAL - SECONDS - 40)) "$@"
@@ -154,12 +160,13 @@ case "$PHASE" in
     tests) tests ;;
     bench) bench "$@" ;;
     attention) attention "$@" ;;
+    networks) networks "$@" ;;
     all)
         if [ "${BUILD_NATIVE:-0}" = 1 ]; then build; fi
         tests
         bench "$@"
         ;;
-    *) echo "usage: bash bench/gpu_check.sh [all|tests|bench|attention|build] [benchmark arguments]" >&2; exit 2 ;;
+    *) echo "usage: bash bench/gpu_check.sh [all|tests|bench|attention|networks|build] [benchmark arguments]" >&2; exit 2 ;;
 esac
 
 say "done"

@@ -1,0 +1,129 @@
+"""Whole-network training-step benchmark (issue 6): eager vs torch.compile vs ours, time per step and peak memory.
+
+    python -m bench.networks [--device auto|cpu|cuda] [--quick] [--out bench/results] [--max-minutes M]
+
+A step is forward, cross-entropy on the time-averaged logits, backward and an SGD update. Networks:
+``dta_snn_18`` (DTA_SNN_18 at CIFAR shape: [64, 3, 32, 32], T = 4) and ``tcja_dvs128`` (TCJA_DVS128 at
+DVS shape: [16, 20, 2, 128, 128]). On the CPU (``--device cpu``) both shrink to a smoke size: the shapes
+are in the results. Providers: ``torch-eager`` (``backend="torch"``), ``torch-compile``
+(``torch.compile`` of that eager model, compiled in the warm-up) and ``snnkernels`` (``backend="auto"``:
+Triton on CUDA, the native C++ neurons on the CPU). Every provider starts from the same weights; before
+timing, its first step's loss must equal eager's within 1e-3 relative (a spike within rounding of its
+threshold may flip between implementations, so gradients are not compared here; test_models.py does).
+Results: ``<out>/<date>_<device>_networks.{csv,json}``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from snnkernels import models
+
+from .registry import Case
+from .run import _progress, _row, markdown_table, metadata, write_results
+from .utils import peak_memory_mb, time_fn
+
+PROVIDERS = ("torch-eager", "torch-compile", "snnkernels")
+LOSS_RTOL = 1e-3
+
+
+def _net(name: str, device: str, small: bool, backend: str) -> tuple[nn.Module, tuple[int, ...], int]:
+    """(model, input shape, classes)."""
+    torch.manual_seed(0)  # the same weights for every provider
+    if name == "dta_snn_18":
+        if small:
+            model = models.MSResNet(layers=(1, 1, 1), num_classes=10, time_step=2, widths=(16, 16, 16),
+                                    stem_channels=16, backend=backend)
+            return model.to(device), (4, 3, 16, 16), 10
+        return models.DTA_SNN_18(num_classes=10, time_step=4, backend=backend).to(device), (64, 3, 32, 32), 10
+    if small:
+        model = models.TCJA_DVS128(channels=8, T=4, num_classes=11, backend=backend)
+        return model.to(device), (2, 4, 2, 128, 128), 11
+    return models.TCJA_DVS128(T=20, backend=backend).to(device), (16, 20, 2, 128, 128), 11
+
+
+def _step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+
+    def step() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        out = model(x)
+        logits = out.mean(1) if out.dim() == 3 else out  # [B, T, classes] -> time average
+        loss = nn.functional.cross_entropy(logits, y)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    return step
+
+
+def build(provider: str, name: str, device: str, small: bool):
+    backend = "auto" if provider == "snnkernels" else "torch"
+    model, shape, classes = _net(name, device, small, backend)
+    gen = torch.Generator(device=device).manual_seed(1)
+    x = torch.rand(shape, generator=gen, device=device)
+    y = torch.randint(0, classes, (shape[0],), generator=gen, device=device)
+    run_model = torch.compile(model) if provider == "torch-compile" else model
+    return model, _step_fn(run_model, x, y), shape
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ap.add_argument("--quick", action="store_true", help="dta_snn_18 only")
+    ap.add_argument("--providers", nargs="*", default=list(PROVIDERS), choices=list(PROVIDERS))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    ap.add_argument("--max-minutes", type=float, default=None)
+    ap.add_argument("--no-plot", action="store_true")
+    args = ap.parse_args(argv)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    small = device != "cuda"
+    names = ["dta_snn_18"] if args.quick else ["dta_snn_18", "tcja_dvs128"]
+    meta = metadata(device)
+    meta.update(byte_model="none (whole networks: time per step and peak memory only)", copy_bandwidth_GBps=None,
+                sizes="smoke sizes (CPU)" if small else "paper sizes")
+    started, rows, first_loss = time.time(), [], {}
+    jobs = [(n, p) for n in names for p in args.providers]
+    for name, provider in _progress(jobs, len(jobs), "networks"):
+        if args.max_minutes is not None and time.time() - started > 60 * args.max_minutes:
+            rows.append(_row(Case(name, (0,), torch.float32), provider, device, status="not run", note="time budget"))
+            continue
+        try:
+            model, step, shape = build(provider, name, device, small)
+            case = Case(name, (shape[1] if name == "tcja_dvs128" else model.T, *shape), torch.float32)
+            state = copy.deepcopy(model.state_dict())
+            loss = step().item()  # warm-up, compilation, and the verification loss of the first step
+            base = first_loss.setdefault(name, loss) if provider == "torch-eager" else first_loss.get(name)
+            if base is not None and abs(loss - base) > LOSS_RTOL * abs(base):
+                rows.append(_row(case, provider, device, status="FAILED",
+                                 note=f"first-step loss {loss:.6g} vs eager {base:.6g}"))
+                continue
+            model.load_state_dict(state)
+            timing = time_fn(step, device, min_reps=3, min_time_s=0.5, max_reps=50)
+            rows.append(_row(case, provider, device, mode="train-step", ms_p50=timing.p50_ms, ms_p20=timing.p20_ms,
+                             ms_p80=timing.p80_ms, peak_mem_MB=peak_memory_mb(step, device), reps=timing.reps,
+                             status="ok", note=None, **{"GB/s": 0.0}, fraction_of_copy_bw=0.0))
+        except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
+            rows.append(_row(Case(name, (0,), torch.float32), provider, device, status="FAILED",
+                             note=f"{type(exc).__name__}: {exc}".splitlines()[0][:300]))
+        eager = {r["op"]: r["ms_p50"] for r in rows if r["status"] == "ok" and r["provider"] == "torch-eager"}
+        for r in rows:
+            if r["status"] == "ok" and r["op"] in eager:
+                r["speedup_vs_eager"] = eager[r["op"]] / r["ms_p50"]
+        write_results(rows, meta, Path(args.out), "networks", plot=False)
+    meta["complete"] = True
+    paths = write_results(rows, meta, Path(args.out), "networks", plot=False)
+    print(markdown_table(rows))
+    for p in paths:
+        print(f"wrote {p}", file=sys.stderr)
+    return 1 if any(r["status"] == "FAILED" for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""The whole-network benchmark's machinery on CPU smoke sizes (no timing claims): it verifies the first-step
+loss against eager, times, and writes its results; a provider whose loss differs is FAILED, not timed."""
+from __future__ import annotations
+
+import json
+
+import torch
+
+from bench import networks as N
+
+
+def test_cpu_smoke_run_writes_results(tmp_path):
+    rc = N.main(["--device", "cpu", "--quick", "--providers", "torch-eager", "snnkernels", "--out", str(tmp_path)])
+    assert rc == 0
+    (result,) = tmp_path.glob("*_networks.json")
+    rows = json.loads(result.read_text())["rows"]
+    assert {(r["op"], r["provider"], r["status"]) for r in rows} == {
+        ("dta_snn_18", "torch-eager", "ok"), ("dta_snn_18", "snnkernels", "ok")}
+    assert all(r["ms_p50"] > 0 and r["mode"] == "train-step" for r in rows)
+
+
+def test_a_wrong_provider_fails_verification(tmp_path, monkeypatch):
+    real = N.build
+
+    def off(provider, name, device, small):
+        model, step, shape = real(provider, name, device, small)
+        return model, ((lambda: step() * 1.01) if provider == "snnkernels" else step), shape
+
+    monkeypatch.setattr(N, "build", off)
+    rc = N.main(["--device", "cpu", "--quick", "--providers", "torch-eager", "snnkernels", "--out", str(tmp_path)])
+    assert rc == 1
+    rows = json.loads(next(tmp_path.glob("*_networks.json")).read_text())["rows"]
+    (ours,) = [r for r in rows if r["provider"] == "snnkernels"]
+    assert ours["status"] == "FAILED" and "first-step loss" in ours["note"]
+    assert torch.isfinite(torch.tensor(rows[0]["ms_p50"]))

@@ -20,6 +20,7 @@ from torch import nn
 from snnkernels.backends import BackendUnavailableError
 from snnkernels.nn.ma_snn import AttResBlock, MultiDimensionalAttention, TCSALIFNode, TemporalAttentionFC
 from snnkernels.nn.neuron import AttResLIFNode
+from test_tcja_dta import loaded  # float64 copy with the official module's state dict (strict)
 from snnkernels.reference.ma_snn import (
     MA_DIMS,
     channel_attention_reference,
@@ -135,12 +136,6 @@ def randomized(module: nn.Module) -> nn.Module:
             if name.endswith("sharedMLP.0.weight"):
                 p.abs_()
     return module
-
-
-def loaded(ours: nn.Module, official: nn.Module) -> nn.Module:
-    ours = ours.to(**F64)
-    ours.load_state_dict(official.state_dict())  # strict: same keys and shapes
-    return ours
 
 
 def run(module, x, grad_out):

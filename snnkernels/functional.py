@@ -11,8 +11,8 @@ import torch
 from . import _checks
 from .backends import HAS_TRITON, resolve_backend, resolve_triton_op_backend
 from .neuron_models import Number, lif_coefficients
-from .reference.dta import TNAParams, dta_product_reference, tna_reference, txa_reference
-from .reference.ma_snn import check_dims, multi_dimensional_attention_reference
+from .reference.dta import TNAParams, dta_product_reference, dta_reference, tna_reference, txa_reference
+from .reference.ma_snn import check_attention_weights, check_dims, multi_dimensional_attention_reference
 from .reference.neuron import multistep_leaky_reference, state_dtype
 from .reference.tcja import check_tcja_arguments, tcja_gate_reference, tcja_reference
 from .surrogate import ATan, Surrogate, coerce_surrogate
@@ -347,8 +347,8 @@ def dta(
         raise ValueError(f"spikes must have the shape of x {list(x.shape)}, got {got}")
     _check_txa_weights(x, conv_t_weight, conv_c_weight)
     if resolve_triton_op_backend(backend, x, "dta") == "torch":
-        na = tna_reference(x, tna_params, dilation=dilation, attn_shortcut=attn_shortcut)
-        return dta_product_reference(x, na, spikes, conv_t_weight, conv_c_weight, scale_t, scale_c)
+        return dta_reference(x, spikes, conv_t_weight, conv_c_weight, scale_t, scale_c, tna_params,
+                             dilation=dilation, attn_shortcut=attn_shortcut)
     T, B, C, H, W = x.shape
     decoded = tna_fused.tna_decoded(_fuse_time_channels(x), tna_params, dilation=dilation)
     na = decoded.view(B, T, C, H, W).transpose(0, 1)
@@ -380,14 +380,11 @@ def multi_dimensional_attention(
     """
     x = _checks.check_sequence(x)
     dims = check_dims(dims)
-    backend = resolve_triton_op_backend(backend if x.dim() == 5 or backend != "auto" else "torch", x,
-                                        "multi_dimensional_attention")
-    if backend == "torch":
+    if backend == "auto" and x.dim() != 5:
+        backend = "torch"  # the FC layers' [T, B, L] time attention has no fused path
+    if resolve_triton_op_backend(backend, x, "multi_dimensional_attention") == "torch":
         return multi_dimensional_attention_reference(x, dims, ta, ca, sa)
     if x.dim() != 5:
         raise ValueError(f"backend='triton' takes x of shape [T, B, C, H, W], got {list(x.shape)}; the FC "
                          "layers' [T, B, L] time attention runs on backend='torch'")
-    for key, name, weights in (("T", "ta", ta), ("C", "ca", ca), ("S", "sa", sa)):
-        if key in dims and weights is None:
-            raise ValueError(f"{name} is required with dims={dims!r}")
-    return ma_snn_attention.ma_attention_fused(x, dims, ta, ca, sa)
+    return ma_snn_attention.ma_attention_fused(x, dims, *check_attention_weights(x, dims, ta, ca, sa))

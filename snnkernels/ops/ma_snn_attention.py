@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..reference.ma_snn import mlp_gate
 from .leaky import match_layout
 from .ma_snn_triton import apply_gates, bwd_input, bwd_pixel_sums, pixel_stats, row_dot_map, row_stats
 from .rowwise_triton import rows_layout
@@ -28,16 +29,12 @@ from .rowwise_triton import rows_layout
 __all__ = ["ma_attention_fused", "time_gate", "channel_gate", "spatial_gate"]
 
 
-def _mlp(v: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor) -> torch.Tensor:
-    return F.linear(F.relu(F.linear(v, w0)), w1)
-
-
 def time_gate(sums: torch.Tensor, maxima: torch.Tensor, plane: int, w0: torch.Tensor, w1: torch.Tensor) -> torch.Tensor:
     """g_t [T, B] from the row statistics: the shared MLP on the mean and on the max over (c, h, w)."""
     T, B, C = sums.shape
     avg = sums.sum(dim=2) / (C * plane)
     top = maxima.max(dim=2).values  # one index per (t, b): the max pooling's gradient goes there only
-    return torch.sigmoid(_mlp(avg.t(), w0, w1) + _mlp(top.t(), w0, w1)).t()
+    return mlp_gate(avg.t(), top.t(), w0, w1).t()
 
 
 def channel_gate(sums: torch.Tensor, maxima: torch.Tensor, plane: int, g_t: torch.Tensor | None,
@@ -48,7 +45,7 @@ def channel_gate(sums: torch.Tensor, maxima: torch.Tensor, plane: int, g_t: torc
         sums, maxima = sums * g_t[:, :, None], maxima * g_t[:, :, None]
     avg = sums.sum(dim=0) / (T * plane)
     top = maxima.max(dim=0).values
-    return torch.sigmoid(_mlp(avg, w0, w1) + _mlp(top, w0, w1))
+    return mlp_gate(avg, top, w0, w1)
 
 
 def spatial_gate(avg: torch.Tensor, top: torch.Tensor, weight: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -69,10 +69,6 @@ def _pooled_mean(x: torch.Tensor) -> torch.Tensor:
     return sums / _plane_size(x)
 
 
-def _f32(w: torch.Tensor | None) -> torch.Tensor | None:
-    return None if w is None else w.float()
-
-
 def _cast_like(grad: torch.Tensor | None, like: torch.Tensor | None, needed: bool) -> torch.Tensor | None:
     return grad.to(like.dtype) if (needed and grad is not None) else None
 
@@ -96,6 +92,13 @@ def pooled_mean(x: torch.Tensor) -> torch.Tensor:
     return _PooledMeanFunction.apply(rows_layout(x))
 
 
+def _tcja_gate_stage(z: torch.Tensor, weight_t: torch.Tensor | None, weight_c: torch.Tensor | None, mode: str):
+    """(TLA, CLA, F = sig(TLA * CLA) or of one branch) on Z [T, B, C] in fp32; an absent branch is None."""
+    tla = _conv_along_time(z, weight_t.float()) if mode != "cla" else None
+    cla = _conv_along_channels(z, weight_c.float()) if mode != "tla" else None
+    return tla, cla, torch.sigmoid(tla * cla if mode == "both" else (tla if mode == "tla" else cla))
+
+
 class _TCJAFunction(torch.autograd.Function):
     """Y = X * sig(TLA(Z) * CLA(Z)) or a single branch; TLA slides along time (weight_t [C, C, K_T]),
     CLA along channels (weight_c [T, T, K_C])."""
@@ -104,11 +107,7 @@ class _TCJAFunction(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, weight_t: torch.Tensor | None, weight_c: torch.Tensor | None,
                 mode: str) -> torch.Tensor:
         z = _pooled_mean(x)
-        wt, wc = _f32(weight_t), _f32(weight_c)
-        tla = _conv_along_time(z, wt) if mode != "cla" else None
-        cla = _conv_along_channels(z, wc) if mode != "tla" else None
-        logits = tla * cla if mode == "both" else (tla if mode == "tla" else cla)
-        gate = torch.sigmoid(logits)
+        tla, cla, gate = _tcja_gate_stage(z, weight_t, weight_c, mode)
         ctx.mode = mode
         ctx.save_for_backward(x, z, gate, tla, cla, weight_t, weight_c)
         return row_map_fwd(x, gate, None, GATE)
@@ -252,10 +251,7 @@ def tcja_fused(x: torch.Tensor, weight_t: torch.Tensor | None, weight_c: torch.T
 def tcja_gate_fused(x: torch.Tensor, weight_t: torch.Tensor | None, weight_c: torch.Tensor | None,
                     mode: str) -> torch.Tensor:
     """``tcja_gate_reference`` with the mean by the Triton sweep; the tiny stage is torch autograd."""
-    z = pooled_mean(x)
-    tla = _conv_along_time(z, weight_t.float()) if mode != "cla" else None
-    cla = _conv_along_channels(z, weight_c.float()) if mode != "tla" else None
-    return torch.sigmoid(tla * cla if mode == "both" else (tla if mode == "tla" else cla))
+    return _tcja_gate_stage(pooled_mean(x), weight_t, weight_c, mode)[2]
 
 
 def txa_fused(x: torch.Tensor, conv_t_weight: torch.Tensor, conv_c_weight: torch.Tensor,

@@ -39,6 +39,8 @@ __all__ = [
     "channel_attention_reference",
     "spatial_attention_reference",
     "multi_dimensional_attention_reference",
+    "check_attention_weights",
+    "mlp_gate",
     "tcsa_lif_paper_reference",
 ]
 
@@ -79,12 +81,25 @@ def _check_spatial_weight(weight: object) -> torch.Tensor:
     return weight
 
 
+def check_attention_weights(
+    x: torch.Tensor, dims: str, ta: object, ca: object, sa: object
+) -> tuple[MLPWeights | None, MLPWeights | None, torch.Tensor | None]:
+    """(ta, ca, sa) checked against x [T, B, C, ...] for the gates in ``dims`` (None for the others): every
+    implementation of the attention applies these checks first."""
+    for key, name, weights in (("T", "ta", ta), ("C", "ca", ca), ("S", "sa", sa)):
+        if key in dims and weights is None:
+            raise ValueError(f"{name} is required with dims={dims!r}")
+    return (_check_mlp(ta, x.shape[0], "ta") if "T" in dims else None,
+            _check_mlp(ca, x.shape[2], "ca") if "C" in dims else None,
+            _check_spatial_weight(sa) if "S" in dims else None)
+
+
 def _check_5d(x: torch.Tensor, what: str) -> None:
     if x.dim() != 5:
         raise ValueError(f"{what} needs x of shape [T, B, C, H, W], got {list(x.shape)}")
 
 
-def _mlp_gate(avg: torch.Tensor, top: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor) -> torch.Tensor:
+def mlp_gate(avg: torch.Tensor, top: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor) -> torch.Tensor:
     """sig(W1 relu(W0 avg) + W1 relu(W0 max)) on rows [N, n]: one MLP, shared by the two pooled vectors."""
     def mlp(v: torch.Tensor) -> torch.Tensor:
         return F.linear(torch.relu(F.linear(v, w0)), w1)
@@ -104,7 +119,7 @@ def time_gate_reference(x: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor) -> 
     rows = x.flatten(2)  # [T, B, N]
     avg = rows.mean(dim=2).t()  # [B, T]
     top = rows.max(dim=2).values.t()
-    return _mlp_gate(avg, top, w0, w1).t()
+    return mlp_gate(avg, top, w0, w1).t()
 
 
 def channel_gate_reference(x: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor) -> torch.Tensor:
@@ -112,7 +127,7 @@ def channel_gate_reference(x: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor) 
     _check_5d(x, "channel attention")
     w0, w1 = _check_mlp((w0, w1), x.shape[2], "ca")
     rows = x.permute(1, 2, 0, 3, 4).flatten(2)  # [B, C, T*H*W]
-    return _mlp_gate(rows.mean(dim=2), rows.max(dim=2).values, w0, w1)
+    return mlp_gate(rows.mean(dim=2), rows.max(dim=2).values, w0, w1)
 
 
 def spatial_gate_reference(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -178,14 +193,12 @@ def multi_dimensional_attention_reference(
     dims = check_dims(dims)
     if dims != "T":
         _check_5d(x, f"dims={dims!r}")
-    for key, name, weights in (("T", "ta", ta), ("C", "ca", ca), ("S", "sa", sa)):
-        if key in dims and weights is None:
-            raise ValueError(f"{name} is required with dims={dims!r}")
+    ta, ca, sa = check_attention_weights(x, dims, ta, ca, sa)
     out = x
     if "T" in dims:
-        out = time_attention_reference(out, *_check_mlp(ta, x.shape[0], "ta"))
+        out = time_attention_reference(out, *ta)
     if "C" in dims:
-        out = channel_attention_reference(out, *_check_mlp(ca, x.shape[2], "ca"))
+        out = channel_attention_reference(out, *ca)
     if "S" in dims:
         out = spatial_attention_reference(out, sa)
     return torch.relu(out)

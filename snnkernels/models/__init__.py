@@ -5,6 +5,8 @@
   ``PRESETS``.
 - ``MASNN_DVSGesture`` / ``MASNN_CIFAR10DVS`` / ``MASNN_DVSGait`` (``MASNN``): MA-SNN's plain conv nets with the
   released attention; ``AttResSNN18`` / ``AttResSNN34`` (``AttResSNN``): Att-Res-SNN-1 ResNets.
+- ``STAA_ResNet20`` (``STAAResNet``, ``STAABasicBlock``): STAA-SNN's CIFAR ResNet-20 with STAA-LIF neurons
+  (RECONSTRUCTED; architecture from the authors' sibling code), ``staa=False`` for the LIF baseline.
 
 Every network runs in the library layout [T, B, ...] inside, takes ``layout="BT"`` (the official data
 loaders' [B, T, ...], default) or ``"TB"`` at its boundary, checks T against its constructor, and passes
@@ -30,6 +32,7 @@ from .ma_snn_nets import (
     MASNN_DVSGesture,
     MASNNPreset,
 )
+from .staa_nets import STAA_ResNet20, STAABasicBlock, STAAResNet
 from .tcja_nets import CIFAR10_DVS, DVS128_GESTURE, PRESETS, TCJA_CIFAR10DVS, TCJA_DVS128, TCJANetPreset
 
 __all__ = [
@@ -38,5 +41,6 @@ __all__ = [
     "MASNN", "MASNN_DVSGesture", "MASNN_CIFAR10DVS", "MASNN_DVSGait", "MASNNPreset", "MASNN_PRESETS",
     "MASNN_DVS_GESTURE", "MASNN_CIFAR10_DVS", "MASNN_DVS_GAIT", "ConvAttLIF", "AttLIF",
     "AttResSNN", "AttResSNN18", "AttResSNN34",
+    "STAA_ResNet20", "STAAResNet", "STAABasicBlock",
     "SeqToANN", "SharedMaskDropout", "VotingLayer", "resolved_backends",
 ]

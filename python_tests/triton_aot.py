@@ -21,11 +21,13 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from snnkernels.kernels.triton import ma_snn, rowwise, tna
+from snnkernels.kernels.triton.gated_leaky import gated_leaky_bwd_kernel, gated_leaky_fwd_kernel
 from snnkernels.kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_kernel
+from snnkernels.ops import gated_leaky_triton
 from snnkernels.ops.leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, launch_config
 from snnkernels.ops.rowwise_triton import _tiles
 
-INT_ARGS = {"T", "N", "S", "C", "R", "B", "st", "sb", "sc", "rows_per_split", "n_pblk"}
+INT_ARGS = {"T", "N", "S", "C", "R", "R1", "B", "st", "sb", "sc", "rows_per_split", "n_pblk"}
 # pointers to int32 indices (argmax outputs and inputs)
 INDEX_PTRS = {"arg_ptr", "max_arg_ptr", "row_arg_ptr"}
 DTYPES = {"fp32": "*fp32", "fp16": "*fp16", "bf16": "*bf16"}
@@ -49,7 +51,8 @@ ROWWISE = [
     (ma_snn.row_sum_max_kernel, {"x_ptr"}, [{}]),
     (ma_snn.apply_kernel, {"x_ptr", "y_ptr"}, [dict(HAS_MAP=True), dict(HAS_MAP=False)]),
     (ma_snn.row_dot_map_kernel, {"x_ptr"}, [{}]),
-    (ma_snn.bwd_input_kernel, {"gy_ptr", "x_ptr", "dx_ptr"}, [dict(HAS_MAP=True), dict(HAS_MAP=False)]),
+    (ma_snn.bwd_input_kernel, {"gy_ptr", "x_ptr", "dx_ptr"},
+     [dict(HAS_MAP=True, HAS_DIRECT=True), dict(HAS_MAP=False, HAS_DIRECT=True), dict(HAS_MAP=True, HAS_DIRECT=False)]),
 ]
 # MA-SNN's pixel programs: (kernel, data pointers, variants); BLOCK_P as the launcher's largest
 PIXEL = [
@@ -69,6 +72,31 @@ def rowwise_cases():
     for fn, data_ptrs, variants in PIXEL:
         for dtype, flags in itertools.product(DTYPES, variants):
             yield fn, data_ptrs, dtype, dict(flags, BLOCK_P=256), 4
+
+
+def gated_cases():
+    """The gated neuron, TCJA-style (identity pre, no map) and MA-SNN-style (ReLU and map): both in every
+    dtype with 32 x 32 planes, the backward across surrogates and reset modes in fp32, and 8 x 8 planes
+    (many rows per tile) once each way."""
+    def tile(plane):
+        block_r, block_s, warps = gated_leaky_triton._tiles(1 << 16, plane)
+        return dict(CHUNK=DEFAULT_CHUNK, BLOCK_R=block_r, BLOCK_S=block_s), warps
+
+    def fwd(relu, training):
+        return dict(RELU=relu, HAS_MAP=relu, HARD_RESET=relu, STRICT=not relu, TRAINING=training)
+
+    def bwd(relu, sg):
+        return dict(RELU=relu, HAS_MAP=relu, HARD_RESET=sg % 2 == 0, STRICT=False, DETACH_RESET=sg < 2, SG_ID=sg)
+
+    (big, warps), (small, small_warps) = tile(1024), tile(64)
+    for dtype, relu in itertools.product(DTYPES, (False, True)):
+        yield gated_leaky_fwd_kernel, dtype, dict(big, **fwd(relu, True)), warps
+        yield gated_leaky_bwd_kernel, dtype, dict(big, **bwd(relu, 1 if dtype == "fp32" else 3)), warps
+    for sg in (0, 2, 3):
+        yield gated_leaky_bwd_kernel, "fp32", dict(big, **bwd(sg % 2 == 0, sg)), warps
+    yield gated_leaky_fwd_kernel, "fp32", dict(big, **fwd(True, False)), warps
+    yield gated_leaky_fwd_kernel, "fp32", dict(small, **fwd(True, True)), small_warps
+    yield gated_leaky_bwd_kernel, "fp32", dict(small, **bwd(False, 0)), small_warps
 
 
 def signature(fn, dtype: str, constexprs: dict, data_ptrs: set[str] = DATA_PTRS) -> dict:
@@ -139,6 +167,10 @@ def main(archs: list[int]) -> None:
             constexprs = dict(flags, CHUNK=DEFAULT_CHUNK, BLOCK=cfg.block)
             usage = compile_one(fn, arch, dtype, constexprs, cfg.num_warps)
             print(json.dumps({"kernel": fn.__name__, "arch": arch, "dtype": dtype, "flags": flags, **usage}), flush=True)
+        for fn, dtype, constexprs, warps in gated_cases():
+            usage = compile_one(fn, arch, dtype, constexprs, warps)
+            print(json.dumps({"kernel": fn.__name__, "arch": arch, "dtype": dtype, "flags": constexprs, **usage}),
+                  flush=True)
         for fn, data_ptrs, dtype, constexprs, warps in rowwise_cases():
             usage = compile_one(fn, arch, dtype, constexprs, warps, data_ptrs)
             print(json.dumps({"kernel": fn.__name__, "arch": arch, "dtype": dtype, "flags": constexprs, **usage}),

@@ -26,7 +26,7 @@ from .leaky import match_layout
 from .ma_snn_triton import apply_gates, bwd_input, bwd_pixel_sums, pixel_stats, row_dot_map, row_stats
 from .rowwise_triton import rows_layout
 
-__all__ = ["ma_attention_fused", "time_gate", "channel_gate", "spatial_gate"]
+__all__ = ["ma_attention_fused", "ma_gates_fused", "time_gate", "channel_gate", "spatial_gate"]
 
 
 def time_gate(sums: torch.Tensor, maxima: torch.Tensor, plane: int, w0: torch.Tensor, w1: torch.Tensor) -> torch.Tensor:
@@ -69,75 +69,106 @@ def _row_scale(sums, maxima, plane, dims, ta, ca):
     return torch.ones_like(sums)
 
 
+def _gates_forward(ctx: Any, x: torch.Tensor, dims: str, ta_w0, ta_w1, ca_w0, ca_w1, sa_weight):
+    """Passes 1 and 2 and the tiny stages: (sc [T, B, C], g_s [B, H * W] or None); saves what the
+    backward of the gates needs."""
+    T, B, C, H, W = x.shape
+    plane = H * W
+    ta = (ta_w0.float(), ta_w1.float()) if "T" in dims else None
+    ca = (ca_w0.float(), ca_w1.float()) if "C" in dims else None
+    sums, maxima, row_at = row_stats(x)
+    scale = _row_scale(sums, maxima, plane, dims, ta, ca)
+    spatial = avg = top = pix_at = None
+    if "S" in dims:
+        pix_sums, top, pix_at = pixel_stats(x, scale)
+        avg = pix_sums / (T * C)
+        spatial = spatial_gate(avg, top, sa_weight.float(), H, W)
+    ctx.dims = dims
+    ctx.save_for_backward(x, sums, maxima, row_at, scale, avg, top, pix_at, spatial,
+                          ta_w0, ta_w1, ca_w0, ca_w1, sa_weight)
+    return scale, spatial
+
+
+def _gates_backward(ctx: Any, grad_scale: torch.Tensor, grad_map: torch.Tensor | None,
+                    grad_y: torch.Tensor | None) -> tuple:
+    """The backward of the gates given dL/dsc and dL/dg_s: dX through the poolings (plus the apply pass
+    dY * g_s * sc * [X > 0] when ``grad_y`` is given: one sweep for both) and the weights' gradients."""
+    (x, sums, maxima, row_at, scale, avg, top, pix_at, spatial,
+     ta_w0, ta_w1, ca_w0, ca_w1, sa_weight) = ctx.saved_tensors
+    dims = ctx.dims
+    T, B, C, H, W = x.shape
+    plane = H * W
+    grads = dict.fromkeys(("ta_w0", "ta_w1", "ca_w0", "ca_w1", "sa"))
+    avg_map = top_map = None
+    if "S" in dims:
+        _, vjp = torch.func.vjp(lambda a, m, w: spatial_gate(a, m, w.float(), H, W), avg, top, sa_weight)
+        d_avg, top_map, grads["sa"] = vjp(grad_map)
+        avg_map = d_avg / (T * C)  # each X2 element's share of the mean
+        grad_scale = grad_scale + row_dot_map(x, avg_map)
+        # the max path: sc[t*, b, c*] * X[t*, b, c*, p] at each pixel's argmax (t*, c*)
+        t_star, c_star = (pix_at // C).long(), (pix_at % C).long()
+        b_idx = torch.arange(B, device=x.device)[:, None].expand_as(t_star)
+        p_idx = torch.arange(plane, device=x.device)[None, :].expand_as(t_star)
+        x_at = x.flatten(3)[t_star, b_idx, c_star, p_idx].float()
+        grad_scale = grad_scale.index_put((t_star, b_idx, c_star), top_map * x_at, accumulate=True)
+    grad_sums = grad_maxima = torch.zeros_like(sums)
+    if "T" in dims or "C" in dims:
+        used = [sums, maxima] + ([ta_w0, ta_w1] if "T" in dims else []) + ([ca_w0, ca_w1] if "C" in dims else [])
+
+        def scale_of(s1, m1, *ws):
+            it = iter(w.float() for w in ws)
+            ta = (next(it), next(it)) if "T" in dims else None
+            ca = (next(it), next(it)) if "C" in dims else None
+            return _row_scale(s1, m1, plane, dims, ta, ca)
+
+        _, vjp = torch.func.vjp(scale_of, *used)
+        out = vjp(grad_scale)
+        grad_sums, grad_maxima = out[0], out[1]
+        rest = list(out[2:])
+        if "T" in dims:
+            grads["ta_w0"], grads["ta_w1"] = rest[0], rest[1]
+            rest = rest[2:]
+        if "C" in dims:
+            grads["ca_w0"], grads["ca_w1"] = rest[0], rest[1]
+    # grad_sums is dL/d(sum over H * W): it reaches every element of the row as it is
+    grad_x = bwd_input(grad_y, x, scale, spatial, avg_map, top_map, pix_at, grad_sums, grad_maxima, row_at)
+    needs = ctx.needs_input_grad
+
+    def cast(g, like, i):
+        return g.to(like.dtype) if (needs[i] and g is not None and like is not None) else None
+
+    return (grad_x if needs[0] else None, None, cast(grads["ta_w0"], ta_w0, 2), cast(grads["ta_w1"], ta_w1, 3),
+            cast(grads["ca_w0"], ca_w0, 4), cast(grads["ca_w1"], ca_w1, 5), cast(grads["sa"], sa_weight, 6))
+
+
 class _MAAttentionFunction(torch.autograd.Function):
+    """Y = g_s * sc * relu(X): the gates' sweeps, then pass 3 (the apply)."""
+
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, dims: str, ta_w0, ta_w1, ca_w0, ca_w1, sa_weight):
-        T, B, C, H, W = x.shape
-        plane = H * W
-        ta = (ta_w0.float(), ta_w1.float()) if "T" in dims else None
-        ca = (ca_w0.float(), ca_w1.float()) if "C" in dims else None
-        sums, maxima, row_at = row_stats(x)
-        scale = _row_scale(sums, maxima, plane, dims, ta, ca)
-        spatial = avg = top = pix_at = None
-        if "S" in dims:
-            pix_sums, top, pix_at = pixel_stats(x, scale)
-            avg = pix_sums / (T * C)
-            spatial = spatial_gate(avg, top, sa_weight.float(), H, W)
-        ctx.dims = dims
-        ctx.save_for_backward(x, sums, maxima, row_at, scale, avg, top, pix_at, spatial,
-                              ta_w0, ta_w1, ca_w0, ca_w1, sa_weight)
+        scale, spatial = _gates_forward(ctx, x, dims, ta_w0, ta_w1, ca_w0, ca_w1, sa_weight)
         return apply_gates(x, scale, spatial)
 
     @staticmethod
     def backward(ctx: Any, grad_y: torch.Tensor):
-        (x, sums, maxima, row_at, scale, avg, top, pix_at, spatial,
-         ta_w0, ta_w1, ca_w0, ca_w1, sa_weight) = ctx.saved_tensors
-        dims = ctx.dims
-        T, B, C, H, W = x.shape
-        plane = H * W
+        x, scale, spatial = ctx.saved_tensors[0], ctx.saved_tensors[4], ctx.saved_tensors[8]
         grad_y = match_layout(grad_y, x)
         grad_map, grad_scale = bwd_pixel_sums(grad_y, x, scale, spatial)
-        grads = dict.fromkeys(("ta_w0", "ta_w1", "ca_w0", "ca_w1", "sa"))
-        avg_map = top_map = None
-        if "S" in dims:
-            _, vjp = torch.func.vjp(lambda a, m, w: spatial_gate(a, m, w.float(), H, W), avg, top, sa_weight)
-            d_avg, top_map, grads["sa"] = vjp(grad_map)
-            avg_map = d_avg / (T * C)  # each X2 element's share of the mean
-            grad_scale = grad_scale + row_dot_map(x, avg_map)
-            # the max path: sc[t*, b, c*] * X[t*, b, c*, p] at each pixel's argmax (t*, c*)
-            t_star, c_star = (pix_at // C).long(), (pix_at % C).long()
-            b_idx = torch.arange(B, device=x.device)[:, None].expand_as(t_star)
-            p_idx = torch.arange(plane, device=x.device)[None, :].expand_as(t_star)
-            x_at = x.flatten(3)[t_star, b_idx, c_star, p_idx].float()
-            grad_scale = grad_scale.index_put((t_star, b_idx, c_star), top_map * x_at, accumulate=True)
-        grad_sums = grad_maxima = torch.zeros_like(sums)
-        if "T" in dims or "C" in dims:
-            used = [sums, maxima] + ([ta_w0, ta_w1] if "T" in dims else []) + ([ca_w0, ca_w1] if "C" in dims else [])
+        return _gates_backward(ctx, grad_scale, grad_map, grad_y)
 
-            def scale_of(s1, m1, *ws):
-                it = iter(w.float() for w in ws)
-                ta = (next(it), next(it)) if "T" in dims else None
-                ca = (next(it), next(it)) if "C" in dims else None
-                return _row_scale(s1, m1, plane, dims, ta, ca)
 
-            _, vjp = torch.func.vjp(scale_of, *used)
-            out = vjp(grad_scale)
-            grad_sums, grad_maxima = out[0], out[1]
-            rest = list(out[2:])
-            if "T" in dims:
-                grads["ta_w0"], grads["ta_w1"] = rest[0], rest[1]
-                rest = rest[2:]
-            if "C" in dims:
-                grads["ca_w0"], grads["ca_w1"] = rest[0], rest[1]
-        # grad_sums is dL/d(sum over H * W): it reaches every element of the row as it is
-        grad_x = bwd_input(grad_y, x, scale, spatial, avg_map, top_map, pix_at, grad_sums, grad_maxima, row_at)
-        needs = ctx.needs_input_grad
+class _MAGatesFunction(torch.autograd.Function):
+    """(sc, g_s) of the attention without applying them: for the gated neuron, which applies them inside
+    its time loop and returns their gradients (dL/dsc, dL/dg_s) from its own backward sweep."""
 
-        def cast(g, like, i):
-            return g.to(like.dtype) if (needs[i] and g is not None and like is not None) else None
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, dims: str, ta_w0, ta_w1, ca_w0, ca_w1, sa_weight):
+        scale, spatial = _gates_forward(ctx, x, dims, ta_w0, ta_w1, ca_w0, ca_w1, sa_weight)
+        return scale, spatial
 
-        return (grad_x if needs[0] else None, None, cast(grads["ta_w0"], ta_w0, 2), cast(grads["ta_w1"], ta_w1, 3),
-                cast(grads["ca_w0"], ca_w0, 4), cast(grads["ca_w1"], ca_w1, 5), cast(grads["sa"], sa_weight, 6))
+    @staticmethod
+    def backward(ctx: Any, grad_scale: torch.Tensor, grad_map: torch.Tensor | None):
+        return _gates_backward(ctx, grad_scale, grad_map, None)
 
 
 def ma_attention_fused(x: torch.Tensor, dims: str, ta: tuple[torch.Tensor, torch.Tensor] | None,
@@ -147,3 +178,13 @@ def ma_attention_fused(x: torch.Tensor, dims: str, ta: tuple[torch.Tensor, torch
     ta_w0, ta_w1 = ta if ta is not None else (None, None)
     ca_w0, ca_w1 = ca if ca is not None else (None, None)
     return _MAAttentionFunction.apply(rows_layout(x), dims, ta_w0, ta_w1, ca_w0, ca_w1, sa)
+
+
+def ma_gates_fused(x: torch.Tensor, dims: str, ta: tuple[torch.Tensor, torch.Tensor] | None,
+                   ca: tuple[torch.Tensor, torch.Tensor] | None, sa: torch.Tensor | None
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The attention's gates (sc = g_t * g_c fp32 [T, B, C], g_s fp32 [B, H * W] or None) by passes 1 and
+    2, differentiable in x and the weights; ``relu(x) * sc * g_s`` is the attention's output."""
+    ta_w0, ta_w1 = ta if ta is not None else (None, None)
+    ca_w0, ca_w1 = ca if ca is not None else (None, None)
+    return _MAGatesFunction.apply(rows_layout(x), dims, ta_w0, ta_w1, ca_w0, ca_w1, sa)

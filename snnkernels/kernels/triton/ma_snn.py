@@ -141,8 +141,9 @@ def row_dot_map_kernel(x_ptr, map_ptr, out_ptr, R, S, B, C, st, sb, sc, BLOCK_R:
 @triton.jit
 def bwd_input_kernel(gy_ptr, x_ptr, scale_ptr, map_ptr, avg_map_ptr, max_map_ptr, max_arg_ptr,
                      row_add_ptr, row_max_grad_ptr, row_arg_ptr, dx_ptr, R, S, B, C, st, sb, sc,
-                     HAS_MAP: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
-    """Backward sweep 3, dX of every path:
+                     HAS_MAP: tl.constexpr, HAS_DIRECT: tl.constexpr, BLOCK_R: tl.constexpr,
+                     BLOCK_S: tl.constexpr):
+    """Backward sweep 3, dX of every path (the first term only with HAS_DIRECT):
         dY * map * scale * [X > 0]                                  the apply pass
       + (avg_map[b, p] + max_map[b, p] * [(t, c) is p's argmax]) * scale   the spatial pooling (HAS_MAP)
       + row_add[t, b, c] + row_max_grad[t, b, c] * [p is the row's argmax]  the row pooling of pass 1
@@ -157,15 +158,18 @@ def bwd_input_kernel(gy_ptr, x_ptr, scale_ptr, map_ptr, avg_map_ptr, max_map_ptr
     for s0 in range(0, S, BLOCK_S):
         offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
         cols = s0 + tl.arange(0, BLOCK_S)[None, :]
-        gy = tl.load(gy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-        x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        if HAS_DIRECT:
+            gy = tl.load(gy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+            x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+            if HAS_MAP:
+                gy = gy * tl.load(map_ptr + b * S + cols, mask=mask, other=0.0)
+            dx = tl.where(x > 0.0, gy * g, 0.0)
+        else:
+            dx = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
         if HAS_MAP:
-            m = tl.load(map_ptr + b * S + cols, mask=mask, other=0.0)
             spatial = tl.load(avg_map_ptr + b * S + cols, mask=mask, other=0.0)
             at = tl.load(max_arg_ptr + b * S + cols, mask=mask, other=-1)
             spatial += tl.where(at == tc, tl.load(max_map_ptr + b * S + cols, mask=mask, other=0.0), 0.0)
-            dx = tl.where(x > 0.0, gy * m * g, 0.0) + spatial * g
-        else:
-            dx = tl.where(x > 0.0, gy * g, 0.0)
+            dx = dx + spatial * g
         dx = dx + add + tl.where(cols == row_at, row_grad, 0.0)
         tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=mask)

@@ -1,0 +1,198 @@
+"""Triton kernels of the gated leaky neuron: an attention gate applied inside the neuron's time loop.
+
+The neuron's input at step t is ``y_t = pre(X_t) * scale[t, b, c] (* map[b, p])`` with pre = ReLU (MA-SNN's
+released attention, spec 3.7 pass 3) or the identity (TCJA's gate, spec 1.6), so the gated tensor Y is
+never written nor read back: the attention costs its reduction sweeps only.
+
+Layout as ``rowwise``: X [T, B, C, H, W] is walked as R1 = B * C rows of S = H * W contiguous values per
+step; row (b, c) of step t starts at ``t * st + b * sb + c * sc``. A program owns a tile of BLOCK_R rows x
+BLOCK_S columns (grid: row tiles x column tiles) and walks the whole time axis with the state in
+registers, so the backward can also reduce the gate's gradients over its tile:
+
+- per (t, row): sum over the tile's columns of dL/dy * pre(X) (* map)  -> partials [n_col_tiles, T, R1];
+- per (row, column): sum over t of dL/dy * pre(X) * scale              -> [R1, S], reduced over c on the host.
+
+Both are written in fixed positions and summed by torch in a fixed order: deterministic, no atomics.
+The recompute schedule is the leaky kernel's (``leaky.py``): fp32 checkpoints of v every CHUNK steps in
+the dense [R1 * S] order. The neuron's coefficients are scalars here (decay, gain, bias of
+``h = decay * v + gain * y + bias``, state starting at v_init); the charge is rounded op by op as in the
+eager reference.
+"""
+import triton
+import triton.language as tl
+
+from .leaky import _fire, _reset
+from .rowwise import _tile_rows
+from .surrogate import surrogate_derivative
+
+
+@triton.jit
+def _gated_tile(R1, S, B, C, st, sb, sc, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+    """This program's rows, columns, offsets in X (step 0), mask, and offsets in the dense state."""
+    rows, rmask, base = _tile_rows(R1, B, C, st, sb, sc, BLOCK_R)
+    cols = tl.program_id(1) * BLOCK_S + tl.arange(0, BLOCK_S)
+    offs = base[:, None] + cols[None, :]
+    mask = rmask[:, None] & (cols < S)[None, :]
+    dense = rows.to(tl.int64)[:, None] * S + cols[None, :]
+    return rows, rmask, cols, offs, mask, dense
+
+
+@triton.jit
+def _pre(x, RELU: tl.constexpr):
+    if RELU:
+        return tl.maximum(x, 0.0)
+    else:
+        return x
+
+
+@triton.jit
+def _bf16_round(y):
+    """fp32 -> nearest bf16 (ties to even) -> fp32, spelt out in bits: Triton 3.6's interpreter truncates
+    fp32 -> bf16 casts, which would make the tests see other inputs than the GPU (and the reference). NaN
+    passes through (the carry could turn a NaN payload into inf)."""
+    bits = y.to(tl.uint32, bitcast=True)
+    bits = (bits + (((bits >> 16) & 1) + 0x7FFF)) & 0xFFFF0000
+    return tl.where(y != y, y, bits.to(tl.float32, bitcast=True))
+
+
+@triton.jit
+def _gated_input(x, g, m, RELU: tl.constexpr, x_ptr):
+    """The neuron's input pre(x) * g * m, rounded to X's dtype as the unfused attention stores it (so the
+    spikes equal the unfused path's in every dtype), computed in fp32."""
+    y = _pre(x, RELU) * g * m
+    if x_ptr.dtype.element_ty == tl.bfloat16:
+        return _bf16_round(y)
+    else:
+        return y.to(x_ptr.dtype.element_ty).to(tl.float32)
+
+
+@triton.jit
+def _gate_of_step(scale_ptr, t, rows, rmask, R1):
+    """scale[t, b, c] of the tile's rows as a [BLOCK_R, 1] column."""
+    return tl.load(scale_ptr + t * R1 + rows, mask=rmask, other=0.0)[:, None]
+
+
+@triton.jit
+def _spatial_map(map_ptr, rows, cols, mask, S, C, HAS_MAP: tl.constexpr):
+    """map[b, p] of the tile's elements (ones without a map)."""
+    if HAS_MAP:
+        return tl.load(map_ptr + (rows // C).to(tl.int64)[:, None] * S + cols[None, :], mask=mask, other=0.0)
+    else:
+        return 1.0
+
+
+@triton.jit(do_not_specialize=["T"])
+def gated_leaky_fwd_kernel(
+    x_ptr,  # [T, B, C, H, W] the attention's input, fp32/fp16/bf16
+    scale_ptr,  # [T, B, C] fp32 gate
+    map_ptr,  # [B, H * W] fp32 spatial gate if HAS_MAP
+    spikes_ptr,  # out, X's strides and dtype
+    ckpt_ptr,  # [cdiv(T, CHUNK) - 1, R1 * S] out, fp32, if TRAINING
+    T, R1, S, B, C, st, sb, sc,
+    decay, gain, bias, v_threshold, v_reset, v_init,
+    RELU: tl.constexpr,
+    HAS_MAP: tl.constexpr,
+    HARD_RESET: tl.constexpr,
+    STRICT: tl.constexpr,
+    TRAINING: tl.constexpr,
+    CHUNK: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    rows, rmask, cols, offs, mask, dense = _gated_tile(R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S)
+    m = _spatial_map(map_ptr, rows, cols, mask, S, C, HAS_MAP)
+    n_state = tl.cast(R1, tl.int64) * S
+    v = tl.zeros([BLOCK_R, BLOCK_S], dtype=tl.float32) + v_init
+    for ci in range(tl.cdiv(T, CHUNK)):
+        t0 = ci * CHUNK
+        if TRAINING:
+            tl.store(ckpt_ptr + (ci - 1) * n_state + dense, v, mask=mask & (ci > 0))
+        for k in tl.static_range(CHUNK):
+            t = t0 + k
+            valid = t < T
+            at = offs + t.to(tl.int64) * st
+            x = tl.load(x_ptr + at, mask=mask & valid, other=0.0).to(tl.float32)
+            y = _gated_input(x, _gate_of_step(scale_ptr, t, rows, rmask & valid, R1), m, RELU, x_ptr)
+            h = decay * v + gain * y + bias
+            spike = _fire(h, v_threshold, STRICT)
+            tl.store(spikes_ptr + at, tl.where(spike, 1.0, 0.0).to(spikes_ptr.dtype.element_ty), mask=mask & valid)
+            v = tl.where(valid, _reset(h, spike, v_threshold, v_reset, HARD_RESET), v)
+
+
+@triton.jit(do_not_specialize=["T"])
+def gated_leaky_bwd_kernel(
+    grad_spikes_ptr,  # [T, B, C, H, W] dL/ds, X's strides
+    x_ptr,
+    scale_ptr,
+    map_ptr,
+    ckpt_ptr,
+    grad_x_ptr,  # out, X's strides and dtype: dL/dy * scale * map * pre'(X) (the gate's own path only)
+    grad_scale_ptr,  # out, fp32 [n_col_tiles, T, R1] partial sums over this tile's columns
+    grad_map_ptr,  # out, fp32 [R1, S] sums over t, if HAS_MAP
+    T, R1, S, B, C, st, sb, sc,
+    decay, gain, bias, v_threshold, v_reset, v_init, sg_param,
+    RELU: tl.constexpr,
+    HAS_MAP: tl.constexpr,
+    HARD_RESET: tl.constexpr,
+    STRICT: tl.constexpr,
+    DETACH_RESET: tl.constexpr,
+    SG_ID: tl.constexpr,
+    CHUNK: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    rows, rmask, cols, offs, mask, dense = _gated_tile(R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S)
+    m = _spatial_map(map_ptr, rows, cols, mask, S, C, HAS_MAP)
+    n_state = tl.cast(R1, tl.int64) * S
+    partial_row = tl.program_id(1).to(tl.int64) * T * R1 + rows
+    grad_v = tl.zeros([BLOCK_R, BLOCK_S], dtype=tl.float32)
+    acc_map = tl.zeros([BLOCK_R, BLOCK_S], dtype=tl.float32)
+    n_chunks = tl.cdiv(T, CHUNK)
+    for j in range(n_chunks):
+        ci = n_chunks - 1 - j
+        t0 = ci * CHUNK
+        # Rebuild the chunk's pre-reset potentials from its checkpoint, exactly as the forward did.
+        v = tl.load(ckpt_ptr + (ci - 1) * n_state + dense, mask=mask & (ci > 0), other=0.0)
+        v = tl.where(ci > 0, v, v_init)
+        hs = ()
+        xs = ()
+        for k in tl.static_range(CHUNK):
+            t = t0 + k
+            valid = t < T
+            x = tl.load(x_ptr + offs + t.to(tl.int64) * st, mask=mask & valid, other=0.0).to(tl.float32)
+            h = decay * v + gain * _gated_input(x, _gate_of_step(scale_ptr, t, rows, rmask & valid, R1), m, RELU,
+                                                x_ptr) + bias
+            hs = hs + (h,)
+            xs = xs + (_pre(x, RELU),)
+            v = _reset(h, _fire(h, v_threshold, STRICT), v_threshold, v_reset, HARD_RESET)
+        for k in tl.static_range(CHUNK - 1, -1, -1):
+            t = t0 + k
+            valid = t < T
+            at = offs + t.to(tl.int64) * st
+            h = hs[k]
+            grad_s = tl.load(grad_spikes_ptr + at, mask=mask & valid, other=0.0).to(tl.float32)
+            sg = surrogate_derivative(h - v_threshold, SG_ID, sg_param)
+            spike = _fire(h, v_threshold, STRICT)
+            if HARD_RESET:
+                dv_dh = tl.where(spike, 0.0, 1.0)
+                if not DETACH_RESET:
+                    dv_dh = dv_dh + (v_reset - h) * sg
+            else:
+                dv_dh = tl.full([BLOCK_R, BLOCK_S], 1.0, tl.float32)
+                if not DETACH_RESET:
+                    dv_dh = dv_dh - v_threshold * sg
+            grad_h = tl.where(mask & valid, grad_s * sg + grad_v * dv_dh, 0.0)
+            grad_v = tl.where(valid, grad_h * decay, grad_v)
+            grad_y = grad_h * gain
+            g = _gate_of_step(scale_ptr, t, rows, rmask & valid, R1)
+            x = xs[k]
+            grad_x = grad_y * g * m
+            if RELU:
+                grad_x = tl.where(x > 0.0, grad_x, 0.0)
+            tl.store(grad_x_ptr + at, grad_x.to(grad_x_ptr.dtype.element_ty), mask=mask & valid)
+            gx = grad_y * x
+            tl.store(grad_scale_ptr + partial_row + t * R1, tl.sum(gx * m, axis=1), mask=rmask & valid)
+            if HAS_MAP:
+                acc_map += gx * g
+    if HAS_MAP:
+        tl.store(grad_map_ptr + dense, acc_map, mask=mask)

@@ -1,0 +1,119 @@
+"""An attention and the neuron that follows it, with the attention's gate applied inside the neuron's loop.
+
+TCJA (and TLA / CLA) and MA-SNN's released ``MultiDimensionalAttention`` end in a gate that is constant
+over (h, w) or (t, c): ``Y = X * F[t, b, c]`` and ``Y = relu(X) * sc[t, b, c] * g_s[b, p]``. Computing the
+gate takes reduction sweeps over X; applying it is elementwise. When the neuron right after the attention
+runs on the Triton kernels, the gate is applied as the neuron loads its input (``ops.gated_leaky_triton``),
+so Y is neither written nor read back nor kept for the backward: TCJA + LIF costs one reduction sweep plus
+the neuron's own pass forward (spec 1.6), MA-SNN's TCSA + LIF two sweeps plus the neuron's (spec 3.7).
+
+The numbers are the unfused composition's: the gated input is rounded to X's dtype before the charge,
+exactly as the attention's output would be stored, so the spikes are the same in every dtype; gradients
+agree to rounding (the fused backward keeps dL/dY in fp32 instead of X's dtype).
+
+When the pair cannot be fused (another backend, a neuron with learnable or per-channel coefficients, a
+stateful or single-step neuron, the [B, T] layout), ``attention_neuron`` runs ``neuron(attention(x))``, the
+same computation unfused; ``fusion_blocker`` says why.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..backends import HAS_TRITON, resolve_backend, resolve_triton_op_backend
+from ..reference.ma_snn import check_attention_weights
+from ..reference.tcja import check_tcja_arguments
+from .attention import _check_t_c, _TCJAFamily, _to_tb
+from .ma_snn import MultiDimensionalAttention
+from .neuron import _SpikingNeuron
+
+if HAS_TRITON:
+    from ..ops.gated_leaky_triton import gated_leaky
+    from ..ops.ma_snn_attention import ma_gates_fused
+    from ..ops.pooled_attention import tcja_gate_fused
+
+__all__ = ["AttentionNeuron", "attention_neuron", "fusion_blocker", "neuron_settings"]
+
+FUSABLE_ATTENTIONS = (_TCJAFamily, MultiDimensionalAttention)
+
+
+def neuron_settings(neuron: nn.Module) -> tuple:
+    """The gated kernel's scalar settings of ``neuron`` (see ``ops.gated_leaky_triton.gated_leaky``);
+    ``ValueError`` naming the reason when the neuron is not one the gated kernel computes."""
+    if not isinstance(neuron, _SpikingNeuron):
+        raise ValueError(f"the gated kernel runs snnkernels' leaky neurons, got {type(neuron).__name__}")
+    if neuron.step_mode != "m" or neuron.stateful:
+        raise ValueError("the gated kernel runs a stateless multi-step neuron (step_mode='m', stateful=False)")
+    coefficients = neuron.coefficients()
+    if any(isinstance(c, torch.Tensor) for c in coefficients):
+        raise ValueError(f"{type(neuron).__name__} has learnable coefficients; the gated kernel takes scalars")
+    decay, gain, bias = (float(c) for c in coefficients)
+    hard = neuron.v_reset is not None
+    sg = neuron.surrogate_function
+    return (decay, gain, bias, neuron.v_threshold, neuron.v_reset if hard else 0.0, float(neuron.v_init_value),
+            hard, neuron.strict_threshold, neuron.detach_reset, sg.id, sg.param)
+
+
+def fusion_blocker(attention: nn.Module, neuron: nn.Module, x: torch.Tensor) -> str | None:
+    """Why ``neuron(attention(x))`` cannot run with the gate inside the neuron's kernel, or None if it can."""
+    if not isinstance(attention, FUSABLE_ATTENTIONS):
+        return f"{type(attention).__name__} has no gated-neuron path (TCJA, TLA, CLA, MultiDimensionalAttention do)"
+    if attention.layout != "TB":
+        return "the attention takes the [B, T] layout; the neuron's [T, ...] input needs layout='TB'"
+    if not isinstance(x, torch.Tensor) or x.dim() != 5:
+        return "the input is not [T, B, C, H, W]"
+    try:
+        neuron_settings(neuron)
+    except ValueError as reason:
+        return str(reason)
+    if resolve_triton_op_backend(attention.backend, x, type(attention).__name__) != "triton":
+        return f"the attention runs on 'torch' here (backend={attention.backend!r}, {x.device.type} tensor)"
+    if resolve_backend(neuron.backend, x) != "triton":
+        return f"the neuron runs on {resolve_backend(neuron.backend, x)!r} here (backend={neuron.backend!r})"
+    return None
+
+
+def _gates(attention: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
+    """(scale [T, B, C], spatial [B, H * W] or None, relu) of the attention on x [T, B, C, H, W]."""
+    owner = type(attention).__name__
+    if isinstance(attention, MultiDimensionalAttention):
+        x = attention._input(x)
+        ta, ca, sa = check_attention_weights(x, attention.dims, *attention.weights())
+        scale, spatial = ma_gates_fused(x, attention.dims, ta, ca, sa)
+        return scale, spatial, True
+    x = _to_tb(owner, x, "TB")
+    _check_t_c(owner, x, attention.T, attention.channel, "TB")
+    mode = attention.mode
+    weight_t = attention.conv_c.weight if mode != "cla" else None
+    weight_c = attention.conv.weight if mode != "tla" else None
+    check_tcja_arguments(x, weight_t, weight_c, None, None, mode)
+    return tcja_gate_fused(x, weight_t, weight_c, mode), None, False
+
+
+def attention_neuron(attention: nn.Module, neuron: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``neuron(attention(x))``, with the attention's gate applied inside the neuron's Triton kernel when
+    ``fusion_blocker`` finds nothing against it."""
+    if fusion_blocker(attention, neuron, x) is not None:
+        return neuron(attention(x))
+    scale, spatial, relu = _gates(attention, x)
+    return gated_leaky(x, scale, spatial, relu=relu, neuron=neuron_settings(neuron))
+
+
+class AttentionNeuron(nn.Module):
+    """``neuron(attention(x))`` as one module, fused when possible (see ``attention_neuron``).
+
+    The children keep their names (``attention``, ``neuron``), so a state dict is that of
+    ``nn.Sequential(OrderedDict(attention=..., neuron=...))``.
+    """
+
+    def __init__(self, attention: nn.Module, neuron: nn.Module) -> None:
+        super().__init__()
+        self.attention = attention
+        self.neuron = neuron
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return attention_neuron(self.attention, self.neuron, x)
+
+    def fused_for(self, x: torch.Tensor) -> bool:
+        """Whether a call on ``x`` applies the gate inside the neuron's kernel."""
+        return fusion_blocker(self.attention, self.neuron, x) is None

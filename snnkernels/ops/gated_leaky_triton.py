@@ -1,0 +1,162 @@
+"""The gated leaky neuron (``kernels.triton.gated_leaky``) as ``torch.library`` ops and an autograd op.
+
+``gated_leaky(x, scale, spatial, relu=..., ...)`` is the multi-step leaky neuron driven by
+``y = pre(x) * scale[t, b, c] (* spatial[b, p])``, pre = ReLU or identity, with zero initial state. It is
+differentiable in ``x`` (the gate's own path: dL/dy * scale * spatial * pre'(x)), ``scale`` and ``spatial``,
+so an attention whose gates are computed by its own reduction sweeps (TCJA's ``tcja_gate_fused``, MA-SNN's
+``ma_gates_fused``) composes with it under autograd: the gates' backward adds its pooled paths to x's
+gradient, and Y itself is never stored. Same layout contract as ``rowwise_triton`` (contiguous H * W
+planes; gates dense fp32).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import triton
+
+from ..backends import triton_interpreter_enabled
+from ..kernels.triton.gated_leaky import gated_leaky_bwd_kernel, gated_leaky_fwd_kernel
+from .leaky import match_layout, num_checkpoints
+from .leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, _f32
+from .rowwise_triton import _per_row, rows_layout
+
+__all__ = ["gated_leaky", "gated_leaky_fwd", "gated_leaky_bwd", "NeuronSettings"]
+
+# (decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, detach_reset, surrogate_id,
+#  surrogate_param): the scalar settings of a leaky neuron, as ``nn.fused.neuron_settings`` makes them
+NeuronSettings = tuple
+
+
+def _tiles(R1: int, S: int) -> tuple[int, int, int]:
+    """(BLOCK_R, BLOCK_S, num_warps). GPU: 512 values per program forward (4 per thread), 256 backward-sized
+    tiles keep the chunk's stashed potentials in registers; whole short rows so small planes waste no lanes.
+    The interpreter takes one large tile."""
+    if triton_interpreter_enabled():
+        block_s = min(triton.next_power_of_2(max(S, 1)), 4096)
+        return min(max(8192 // block_s, 1), triton.next_power_of_2(max(R1, 1))), block_s, 1
+    block_s = min(max(triton.next_power_of_2(S), 16), 256)
+    return max(256 // block_s, 1), block_s, 4
+
+
+def _geometry(x: torch.Tensor) -> tuple[int, int, int, int, int, int, int, int]:
+    T, B, C, H, W = x.shape
+    assert x.stride(4) == 1 and (H == 1 or x.stride(3) == W), "rows must be contiguous H * W planes"
+    return T, B * C, H * W, B, C, x.stride(0), x.stride(1), x.stride(2)
+
+
+def _grid(x: torch.Tensor) -> tuple[tuple[int, int], int, int, int]:
+    _, R1, S, *_ = _geometry(x)
+    block_r, block_s, warps = _tiles(R1, S)
+    return (triton.cdiv(R1, block_r), triton.cdiv(S, block_s)), block_r, block_s, warps
+
+
+def _checkpoints(x: torch.Tensor, training: bool, chunk: int) -> torch.Tensor:
+    T, B, C, H, W = x.shape
+    rows = num_checkpoints(T, chunk) if training else 0
+    return x.new_empty((rows, B * C * H * W) if training else (0,), dtype=torch.float32)
+
+
+@torch.library.custom_op("snnkernels::gated_leaky_fwd", mutates_args=(), device_types=("cpu", "cuda"))
+def gated_leaky_fwd(x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor | None, relu: bool,
+                    decay: float, gain: float, bias: float, v_threshold: float, v_reset: float, v_init_value: float,
+                    hard_reset: bool, strict: bool, training: bool, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(spikes in x's layout and dtype, fp32 checkpoints [cdiv(T, chunk) - 1, B * C * H * W] if training)."""
+    scale, spatial = _per_row(scale), _per_row(spatial)
+    spikes, ckpt = torch.empty_like(x), _checkpoints(x, training, chunk)
+    if x.numel() == 0:
+        return spikes, ckpt
+    grid, block_r, block_s, warps = _grid(x)
+    gated_leaky_fwd_kernel[grid](
+        x, scale, scale if spatial is None else spatial, spikes, ckpt if training else spikes, *_geometry(x),
+        *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
+        RELU=relu, HAS_MAP=spatial is not None, HARD_RESET=hard_reset, STRICT=strict, TRAINING=training,
+        CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS,
+    )
+    return spikes, ckpt
+
+
+@gated_leaky_fwd.register_fake
+def _(x, scale, spatial, relu, decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, training,
+      chunk):
+    return torch.empty_like(x), _checkpoints(x, training, chunk)
+
+
+def _bwd_outputs(x: torch.Tensor, has_map: bool, column_tiles: int) -> tuple[torch.Tensor, ...]:
+    T, B, C, H, W = x.shape
+    grad_x = torch.empty_like(x)
+    grad_scale = x.new_empty((column_tiles, T, B, C), dtype=torch.float32)
+    grad_map = x.new_empty((B, C, H * W) if has_map else (0,), dtype=torch.float32)
+    return grad_x, grad_scale, grad_map
+
+
+@torch.library.custom_op("snnkernels::gated_leaky_bwd", mutates_args=(), device_types=("cpu", "cuda"))
+def gated_leaky_bwd(grad_spikes: torch.Tensor, x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor | None,
+                    checkpoints: torch.Tensor, relu: bool, decay: float, gain: float, bias: float,
+                    v_threshold: float, v_reset: float, v_init_value: float, hard_reset: bool, strict: bool,
+                    detach_reset: bool,
+                    surrogate_id: int, surrogate_param: float, chunk: int
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dL/dx of the gate's path in x's layout, dL/dscale fp32 [T, B, C], dL/dspatial fp32 [B, H * W] or
+    empty). The partial sums of the programs are added here in a fixed order."""
+    scale, spatial = _per_row(scale), _per_row(spatial)
+    T, B, C, H, W = x.shape
+    grid, block_r, block_s, warps = _grid(x)
+    grad_x, grad_scale, grad_map = _bwd_outputs(x, spatial is not None, grid[1])
+    if x.numel() == 0:
+        grad_scale.zero_(), grad_map.zero_()
+    else:
+        gated_leaky_bwd_kernel[grid](
+            grad_spikes, x, scale, scale if spatial is None else spatial, checkpoints, grad_x, grad_scale,
+            grad_scale if spatial is None else grad_map, *_geometry(x),
+            *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
+            RELU=relu, HAS_MAP=spatial is not None, HARD_RESET=hard_reset, STRICT=strict,
+            DETACH_RESET=detach_reset, SG_ID=surrogate_id, CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s,
+            num_warps=warps, **COMPILE_OPTIONS,
+        )
+    grad_map = grad_map.sum(dim=1) if spatial is not None else grad_map
+    return grad_x, grad_scale.sum(dim=0), grad_map
+
+
+@gated_leaky_bwd.register_fake
+def _(grad_spikes, x, scale, spatial, checkpoints, relu, decay, gain, bias, v_threshold, v_reset, v_init_value,
+      hard_reset, strict, detach_reset, surrogate_id, surrogate_param, chunk):
+    T, B, C, H, W = x.shape
+    has_map = spatial is not None
+    return (torch.empty_like(x), x.new_empty((T, B, C), dtype=torch.float32),
+            x.new_empty((B, H * W) if has_map else (0,), dtype=torch.float32))
+
+
+class _GatedLeakyFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor | None, relu: bool,
+                neuron: NeuronSettings, chunk: int, training: bool) -> torch.Tensor:
+        decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, *_ = neuron
+        spikes, ckpt = gated_leaky_fwd(x, scale, spatial, relu, decay, gain, bias, v_threshold, v_reset,
+                                       v_init_value, hard_reset, strict, training, chunk)
+        ctx.relu, ctx.neuron, ctx.chunk = relu, neuron, chunk
+        ctx.save_for_backward(x, scale, spatial, ckpt)
+        return spikes
+
+    @staticmethod
+    def backward(ctx: Any, grad_spikes: torch.Tensor):
+        x, scale, spatial, ckpt = ctx.saved_tensors
+        grad_x, grad_scale, grad_map = gated_leaky_bwd(match_layout(grad_spikes, x), x, scale, spatial, ckpt,
+                                                       ctx.relu, *ctx.neuron, ctx.chunk)
+        needs = ctx.needs_input_grad
+        return (grad_x if needs[0] else None, grad_scale.to(scale.dtype) if needs[1] else None,
+                grad_map.to(spatial.dtype) if (spatial is not None and needs[2]) else None, None, None, None, None)
+
+
+def gated_leaky(x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor | None, *, relu: bool,
+                neuron: NeuronSettings, chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
+    """Spikes of the leaky neuron driven by ``pre(x) * scale[t, b, c] (* spatial[b, p])`` (Triton).
+
+    ``x`` [T, B, C, H, W]; ``scale`` [T, B, C] and ``spatial`` [B, H * W] are computed in fp32 by the
+    attention's reduction sweeps; ``neuron`` is (decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset,
+    strict, detach_reset, surrogate_id, surrogate_param) with scalar coefficients: the charge is
+    ``h = decay * v + gain * y + bias`` from ``v = v_init_value`` (see ``nn.fused.neuron_settings``).
+    """
+    # decided out here: autograd.Function.forward runs with gradients disabled
+    training = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, scale, spatial))
+    return _GatedLeakyFunction.apply(rows_layout(x), scale, spatial, relu, tuple(neuron), chunk, training)

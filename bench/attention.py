@@ -5,7 +5,8 @@
 
 ``ma_tcsa`` is MA-SNN's released TCSA attention (+ ReLU) at the Gesture (T = 60) and CIFAR10-DVS (T = 20)
 layer shapes (batch 16, our choice), ``ma_tcsa_lif`` the same followed by the MA-SNN neuron (the layer's
-time loop; the fused path runs the Triton attention sweeps then the fused neuron). Its floor is 4 passes
+time loop; ours runs the two gate sweeps, then the gated neuron applies the gates and the ReLU as it loads
+X, so the attention's output is never stored: ``snnkernels.nn.fused``). ``ma_tcsa``'s floor is 4 passes
 forward (row stats, pixel stats, apply: read + write) and 6 backward (3 sweeps: dY + X, X, dY + X + dX).
 ``tcja_maxpool`` is TCJA followed by a 2x2 max pool: eager and torch.compile gate the full tensor, ours
 pools first and applies ``tcja_gate`` to the pooled quarter (exact, spec 1.6). Sizes are the papers'
@@ -124,6 +125,15 @@ def _ma_tcsa(backend: str, with_lif: bool):
     from snnkernels.nn import MASNNLIFNode
 
     lif = MASNNLIFNode(backend=backend)
+    if with_lif and backend == "triton":
+        # the gates' two sweeps, then the neuron applies them in its time loop (nn.fused)
+        from snnkernels.nn.fused import neuron_settings
+        from snnkernels.ops.gated_leaky_triton import gated_leaky
+        from snnkernels.ops.ma_snn_attention import ma_gates_fused
+
+        settings = neuron_settings(lif)
+        return lambda x, ta0, ta1, ca0, ca1, sa: gated_leaky(
+            x, *ma_gates_fused(x, "TCS", (ta0, ta1), (ca0, ca1), sa), relu=True, neuron=settings)
 
     def run(x, ta0, ta1, ca0, ca1, sa):
         y = SF.multi_dimensional_attention(x, "TCS", (ta0, ta1), (ca0, ca1), sa, backend=backend)

@@ -251,3 +251,20 @@ def test_compiles_without_graph_breaks(attention):
     torch.testing.assert_close(out, want, rtol=0, atol=0)
     g, g_want = torch.autograd.grad(out.sum(), x), torch.autograd.grad(want.sum(), x)
     torch.testing.assert_close(g, g_want, rtol=1e-6, atol=1e-6)
+
+
+def test_conv_att_lif_layer_applies_the_gates_in_its_neuron():
+    """MA-SNN's ConvAttLIF on Triton runs the gated neuron (reported by resolved_backends) and gives the
+    spikes of its attention followed by its neuron."""
+    from snnkernels.models import ConvAttLIF, resolved_backends
+
+    layer = ConvAttLIF(2, C, T, "TCS", t_ratio=2, c_ratio=2, neuron_backend="triton", attention_backend="triton")
+    randomize(layer.attention)
+    x = torch.randn(T, B, 2, H, W, device=DEVICE) * 3
+    found = resolved_backends(layer, x)
+    assert found["attention"].startswith("triton (gates") and found["network.ConvIF"].startswith("triton (gated")
+    layer.eval()
+    y = layer.BNLayer(layer.conv2d(x.flatten(0, 1))).unflatten(0, x.shape[:2])
+    want = layer.network(layer.attention(y))
+    assert want.mean().item() > 0.01
+    assert_equal_verbose(layer(x), want, "spikes")

@@ -348,8 +348,6 @@ def test_resolved_backends_runs_on_staa_net():
     assert isinstance(found, dict) and m.training
 
 
-@pytest.mark.xfail(strict=True, reason="_blocks.resolved_backends hooks _SpikingNeuron and the attention "
-                   "classes only; it does not know STAALIFNode yet, so STAA layers are not reported")
 def test_resolved_backends_reports_staa_layers():
     m = _tiny()
     found = resolved_backends(m, torch.randn(2, 3, 8, 8))

@@ -193,15 +193,25 @@ def resolved_backends(model: nn.Module, *inputs: torch.Tensor) -> dict[str, str]
     resolver with each layer's own input tensor: e.g. ``{"LIF": "native", "encoding": "torch", ...}``.
     """
     from ..nn.attention import CLA, DTA, TCJA, TLA, TNA, TXA
+    from ..nn.fused import observe_fusion
     from ..nn.ma_snn import MultiDimensionalAttention
     from ..nn.neuron import _SpikingNeuron
+    from ..nn.staa import STAALIFNode
 
     attention = (TCJA, TLA, CLA, TXA, TNA, DTA, MultiDimensionalAttention)
     found: dict[str, str] = {}
     hooks = []
+    names = {module: name for name, module in model.named_modules()}
+
+    def fused(att: nn.Module, neuron: nn.Module, x: torch.Tensor) -> None:
+        found.setdefault(names.get(att) or type(att).__name__, "triton (gates applied in the neuron's loop)")
+        found.setdefault(names.get(neuron) or type(neuron).__name__, "triton (gated by the attention)")
+
     for name, module in model.named_modules():
         if isinstance(module, _SpikingNeuron):
             resolve = lambda m, x: resolve_backend(m.backend, x)  # noqa: E731
+        elif isinstance(module, STAALIFNode):
+            resolve = lambda m, x: "torch"  # noqa: E731  (STAA runs eager only: docs/staa.md)
         elif isinstance(module, attention):
             resolve = lambda m, x: resolve_triton_op_backend(m.backend, x, type(m).__name__)  # noqa: E731
         else:
@@ -214,7 +224,7 @@ def resolved_backends(model: nn.Module, *inputs: torch.Tensor) -> dict[str, str]
     was_training = model.training
     try:
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), observe_fusion(fused):
             model(*inputs)
     finally:
         model.train(was_training)

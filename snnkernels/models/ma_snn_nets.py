@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..nn.ma_snn import AttResBlock, MultiDimensionalAttention, TemporalAttentionFC, _StepConv2d, _TimeBatchNorm
+from ..nn.fused import attention_neuron
 from ..nn.neuron import AttResLIFNode, MASNNLIFNode
 from ..reference.ma_snn import check_dims
 from ..surrogate import Rectangle
@@ -109,7 +110,9 @@ class ConvAttLIF(nn.Module):
     ``conv2d`` (3x3, padding 1, bias) and ``BNLayer`` (BatchNorm2d over the T * B samples) per step, then
     ``pooling`` (AvgPool2d, only when ``pooling_kernel_size > 1``), then ``attention``
     (``MultiDimensionalAttention`` on the whole sequence, absent when ``dims`` is None), then the MA-SNN
-    LIF loop (``network.ConvIF``, no parameters). Keys: ``conv2d.{weight,bias}``, ``BNLayer.*``,
+    LIF loop (``network.ConvIF``, no parameters). When both run on Triton, the neuron applies the
+    attention's gates and ReLU inside its time loop (``snnkernels.nn.fused``: the attention output is never
+    stored; same spikes). Keys: ``conv2d.{weight,bias}``, ``BNLayer.*``,
     ``attention.{ta,ca}.sharedMLP.{0,2}.weight``, ``attention.sa.conv.weight``.
     """
 
@@ -136,7 +139,8 @@ class ConvAttLIF(nn.Module):
             y = self.pooling(y)
         y = y.unflatten(0, x.shape[:2])
         if self.dims is not None:
-            y = self.attention(y)
+            # on Triton the neuron applies the attention's gates as it loads y (nn.fused): same spikes
+            return attention_neuron(self.attention, self.network.ConvIF, y)
         return self.network(y)
 
 

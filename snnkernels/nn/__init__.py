@@ -1,6 +1,7 @@
 """Thin ``nn.Module`` wrappers; SpikingJelly's keyword names where a SpikingJelly counterpart exists, the
 official constructors' arguments and parameter names for the papers' attention modules."""
 from .attention import CLA, DTA, TCJA, TLA, TNA, TXA
+from .fused import AttentionNeuron, attention_neuron
 from .neuron import AttResLIFNode, LeakyNode, LIFNode, MASNNLIFNode, ParametricLIFNode, TETLIFNode
 from .ma_snn import AttResBlock, MultiDimensionalAttention, TCSALIFNode, TemporalAttentionFC
 from .staa import GlobalContextBlock, PositionEncoding, STAALIFNode
@@ -10,4 +11,5 @@ __all__ = [
     "TCJA", "TLA", "CLA", "TXA", "TNA", "DTA",
     "MultiDimensionalAttention", "TemporalAttentionFC", "TCSALIFNode", "AttResBlock",
     "STAALIFNode", "GlobalContextBlock", "PositionEncoding",
+    "AttentionNeuron", "attention_neuron",
 ]

@@ -17,6 +17,9 @@ same computation unfused; ``fusion_blocker`` says why.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -32,9 +35,22 @@ if HAS_TRITON:
     from ..ops.ma_snn_attention import ma_gates_fused
     from ..ops.pooled_attention import tcja_gate_fused
 
-__all__ = ["AttentionNeuron", "attention_neuron", "fusion_blocker", "neuron_settings"]
+__all__ = ["AttentionNeuron", "attention_neuron", "fusion_blocker", "neuron_settings", "observe_fusion"]
 
 FUSABLE_ATTENTIONS = (_TCJAFamily, MultiDimensionalAttention)
+# callbacks (attention, neuron, x) run by every fused call; see observe_fusion
+_OBSERVERS: list[Callable[[nn.Module, nn.Module, torch.Tensor], None]] = []
+
+
+@contextmanager
+def observe_fusion(callback: Callable[[nn.Module, nn.Module, torch.Tensor], None]) -> Iterator[None]:
+    """Call ``callback(attention, neuron, x)`` on every fused call inside the block (forward hooks of the two
+    modules do not fire there, since neither module's forward runs)."""
+    _OBSERVERS.append(callback)
+    try:
+        yield
+    finally:
+        _OBSERVERS.remove(callback)
 
 
 def neuron_settings(neuron: nn.Module) -> tuple:
@@ -95,6 +111,8 @@ def attention_neuron(attention: nn.Module, neuron: nn.Module, x: torch.Tensor) -
     ``fusion_blocker`` finds nothing against it."""
     if fusion_blocker(attention, neuron, x) is not None:
         return neuron(attention(x))
+    for observer in _OBSERVERS:  # neither module's forward runs: tell resolved_backends
+        observer(attention, neuron, x)
     scale, spatial, relu = _gates(attention, x)
     return gated_leaky(x, scale, spatial, relu=relu, neuron=neuron_settings(neuron))
 

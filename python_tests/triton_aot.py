@@ -23,7 +23,8 @@ from triton.compiler import ASTSource
 from snnkernels.kernels.triton import ma_snn, rowwise, tna
 from snnkernels.kernels.triton.gated_leaky import gated_leaky_bwd_kernel, gated_leaky_fwd_kernel
 from snnkernels.kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_kernel
-from snnkernels.ops import gated_leaky_triton
+from snnkernels.kernels.triton.global_context import gc_context_bwd_kernel, gc_context_fwd_kernel
+from snnkernels.ops import gated_leaky_triton, global_context_triton
 from snnkernels.ops.leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, launch_config
 from snnkernels.ops.rowwise_triton import _tiles
 
@@ -99,6 +100,15 @@ def gated_cases():
     yield gated_leaky_bwd_kernel, "fp32", dict(small, **bwd(False, 0)), small_warps
 
 
+def gc_cases():
+    """The global-context sweeps at STAA's ResNet widths: C = 64 (32-pixel tiles) in every dtype, C = 512
+    (4-pixel tiles, 8 warps) in fp32."""
+    for C, dtypes in ((64, DTYPES), (512, ("fp32",))):
+        block_c, block_p, warps = global_context_triton._tiles(C, 1024)
+        for fn, dtype in itertools.product((gc_context_fwd_kernel, gc_context_bwd_kernel), dtypes):
+            yield fn, {"x_ptr", "dx_ptr"}, dtype, dict(BLOCK_C=block_c, BLOCK_P=block_p), warps
+
+
 def signature(fn, dtype: str, constexprs: dict, data_ptrs: set[str] = DATA_PTRS) -> dict:
     sig = {}
     for name in fn.arg_names:
@@ -171,7 +181,7 @@ def main(archs: list[int]) -> None:
             usage = compile_one(fn, arch, dtype, constexprs, warps)
             print(json.dumps({"kernel": fn.__name__, "arch": arch, "dtype": dtype, "flags": constexprs, **usage}),
                   flush=True)
-        for fn, data_ptrs, dtype, constexprs, warps in rowwise_cases():
+        for fn, data_ptrs, dtype, constexprs, warps in list(gc_cases()) + list(rowwise_cases()):
             usage = compile_one(fn, arch, dtype, constexprs, warps, data_ptrs)
             print(json.dumps({"kernel": fn.__name__, "arch": arch, "dtype": dtype, "flags": constexprs, **usage}),
                   flush=True)

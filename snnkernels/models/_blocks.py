@@ -211,7 +211,9 @@ def resolved_backends(model: nn.Module, *inputs: torch.Tensor) -> dict[str, str]
         if isinstance(module, _SpikingNeuron):
             resolve = lambda m, x: resolve_backend(m.backend, x)  # noqa: E731
         elif isinstance(module, STAALIFNode):
-            resolve = lambda m, x: "torch"  # noqa: E731  (STAA runs eager only: docs/staa.md)
+            # STAA's loop is eager; on "triton" its global-context pooling is fused
+            resolve = lambda m, x: ("triton (GC pooling; loop eager)"  # noqa: E731
+                                    if resolve_triton_op_backend(m.backend, x, "STAALIFNode") == "triton" else "torch")
         elif isinstance(module, attention):
             resolve = lambda m, x: resolve_triton_op_backend(m.backend, x, type(m).__name__)  # noqa: E731
         else:

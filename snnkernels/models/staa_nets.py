@@ -186,9 +186,10 @@ class STAAResNet(nn.Module):
         widths (sequence of int): channels of each stage. Default: ``(64, 128, 256, 512)``.
         strides (sequence of int): first-block stride of each stage. Default: ``(1, 2, 2, 2)``.
         layout (str): ``"BT"`` or ``"TB"`` for sequence input. Default: ``"BT"``.
-        backend (str): passed to every neuron. STAA-LIF runs on ``"auto"`` / ``"torch"`` (the eager
-            reference) and raises ``BackendUnavailableError`` for ``"triton"``, ``"native"``, ``"cupy"``;
-            the baseline takes every neuron backend. Changes the speed only. Default: ``"auto"``.
+        backend (str): passed to every neuron. STAA-LIF runs on ``"auto"``, ``"torch"`` (the eager
+            reference) or ``"triton"`` (its global-context pooling fused), and raises
+            ``BackendUnavailableError`` for ``"native"`` / ``"cupy"``; the baseline takes every neuron
+            backend. Default: ``"auto"``.
     """
 
     def __init__(

@@ -3,9 +3,11 @@
 RECONSTRUCTED from the paper's prose: no official code exists and the paper's equations are lost, so the
 structure is the spec's inferred design and every open choice is a constructor option (``docs/staa.md``).
 The math is in ``snnkernels.reference.staa``; ``STAALIFNode.forward`` is one call to
-``staa_lif_reference`` so that a fused backend can replace it in one place. ``backend`` is ``"auto"`` or
-``"torch"`` (both run the eager reference for now); ``"triton"``, ``"native"`` and ``"cupy"`` raise
-``BackendUnavailableError``.
+``staa_lif_reference`` so that a fused backend can replace it in one place. ``backend="triton"`` runs the
+global-context block's pooling (the attention-weighted context of every frame) as one fused sweep each
+way (``snnkernels.ops.global_context_triton``); the rest (position encoding, the context's tiny
+transform, the step-attention time loop) stays eager. ``"auto"`` picks it on CUDA; ``"native"`` and
+``"cupy"`` raise ``BackendUnavailableError``.
 
 - ``STAALIFNode``: the STAA-LIF neuron layer, a drop-in replacement for a LIF after conv + BN.
 - ``GlobalContextBlock``: the GC block alone (GCNet's ``ContextBlock`` names, so its weights load).
@@ -22,7 +24,7 @@ import math
 import torch
 from torch import nn
 
-from ..backends import check_backend_name
+from ..backends import HAS_TRITON, check_backend_name, resolve_triton_op_backend
 from ..reference.staa import (
     COEFFICIENT_MAPS,
     COEFFICIENT_SHAPES,
@@ -41,12 +43,16 @@ from ..reference.staa import (
     position_encoding_reference,
     staa_lif_reference,
 )
+from ..reference.neuron import state_dtype
 from ..surrogate import Rectangle, Surrogate, coerce_surrogate
 from .attention import LAYOUTS, _check_t_c, _from_tb, _positive_int, _to_tb
 
+if HAS_TRITON:
+    from ..ops.global_context_triton import global_context_fused
+
 __all__ = ["STAALIFNode", "GlobalContextBlock", "PositionEncoding"]
 
-BACKENDS = ("auto", "torch")
+BACKENDS = ("auto", "torch", "triton")
 
 
 def _check_layout(owner: str, layout: str) -> None:
@@ -151,11 +157,14 @@ class GlobalContextBlock(nn.Module):
         fusion (str): ``"add"`` or ``"mul"``. Default: ``"add"`` (INFERRED; GCNet's default).
         layer_norm (bool): the LayerNorm between the two value convs. Default: ``True`` (INFERRED, as GCNet).
         bias (bool): biases on the three convs. Default: ``True`` (INFERRED, as GCNet).
+        backend (str): ``"auto"`` (the fused pooling sweep on CUDA, else eager), ``"torch"`` or ``"triton"``.
+            Default: ``"auto"``.
     """
 
     def __init__(self, C: int, reduction: int = 4, *, fusion: str = "add", layer_norm: bool = True,
-                 bias: bool = True) -> None:
+                 bias: bool = True, backend: str = "auto") -> None:
         super().__init__()
+        self.backend = check_backend_name(backend, "GlobalContextBlock", BACKENDS)
         self.C = _positive_int(C, "C")
         self.reduction = _positive_int(reduction, "reduction")
         hidden = _hidden(self.C, reduction, "reduction")
@@ -209,12 +218,15 @@ class GlobalContextBlock(nn.Module):
         if x.dim() not in (4, 5) or x.shape[-3] != self.C:
             raise ValueError(f"GlobalContextBlock was built for C = {self.C}: the input must have shape "
                              f"[N, C, H, W] or [T, B, C, H, W] with C = {self.C} at dim -3, got {list(x.shape)}")
+        if resolve_triton_op_backend(self.backend, x, "GlobalContextBlock") == "triton":
+            return global_context_fused(x, self.params(), fusion=self.fusion, layer_norm=self.layer_norm,
+                                        ln_eps=self.ln_eps)
         return global_context_reference(x, self.params(), fusion=self.fusion, layer_norm=self.layer_norm,
                                         ln_eps=self.ln_eps)
 
     def extra_repr(self) -> str:
         return (f"C={self.C}, reduction={self.reduction}, fusion={self.fusion!r}, layer_norm={self.layer_norm}, "
-                f"bias={self.bias}")
+                f"bias={self.bias}, backend={self.backend!r}")
 
 
 class _StepAttentionWeights(nn.Module):
@@ -290,7 +302,8 @@ class STAALIFNode(nn.Module):
         seed (int, Optional): seed of the module's TSRD generator. Default: ``None`` (global RNG).
         layout (str): ``"TB"`` for [T, B, C, H, W] input and output, ``"BT"`` for [B, T, C, H, W].
             Default: ``"TB"``.
-        backend (str): ``"auto"`` or ``"torch"`` (the eager reference). Default: ``"auto"``.
+        backend (str): ``"auto"``, ``"torch"`` (the eager reference) or ``"triton"`` (the GC block's pooling
+            fused; the loop eager). Default: ``"auto"``.
     """
 
     def __init__(
@@ -352,7 +365,8 @@ class STAALIFNode(nn.Module):
                              "or choose pe_shape='TC' / 'T'")
 
         self.pe = PositionEncoding(T, C, H, W, shape=pe_shape, layout=layout)
-        self.gc = GlobalContextBlock(C, reduction, fusion=gc_fusion, layer_norm=gc_layer_norm, bias=gc_bias)
+        self.gc = GlobalContextBlock(C, reduction, fusion=gc_fusion, layer_norm=gc_layer_norm, bias=gc_bias,
+                                     backend=backend)
         self.sa = _StepAttentionWeights(C, sa_hidden)
         size = {"C": (C,), "CHW": (C, H, W), "scalar": ()}[coefficient_shape]
         self.M = nn.Parameter(torch.full(size, _finite(m_init, "m_init")))
@@ -400,7 +414,15 @@ class STAALIFNode(nn.Module):
         if drop_mask is None and self.training and self.drop_prob > 0:
             drop_mask = self.draw_drop_mask(x.shape[1], x.device)
         self.last_drop_mask = drop_mask.detach() if isinstance(drop_mask, torch.Tensor) else None
-        spikes = staa_lif_reference(x, self.params(), drop_mask=drop_mask, **self.options())
+        params = self.params()
+        features = None
+        if resolve_triton_op_backend(self.backend, x, owner) == "triton":
+            # PE in the state dtype as the reference does, then GC with its pooling on the fused sweep
+            xs = x.to(state_dtype(x.dtype))
+            features = position_encoding_reference(xs, params.position.to(xs.dtype))
+            features = global_context_fused(features, params.gc, fusion=self.gc.fusion,
+                                            layer_norm=self.gc.layer_norm, ln_eps=self.gc.ln_eps)
+        spikes = staa_lif_reference(x, params, drop_mask=drop_mask, features=features, **self.options())
         return _from_tb(spikes, self.layout)
 
     def extra_repr(self) -> str:

@@ -50,6 +50,9 @@ __all__ = [
     "STAAParams",
     "check_option",
     "position_encoding_reference",
+    "global_context_transform_reference",
+    "global_context_fusion",
+    "staa_features_reference",
     "global_context_attention_reference",
     "global_context_vector_reference",
     "global_context_reference",
@@ -219,6 +222,12 @@ def global_context_vector_reference(x: torch.Tensor, gc: GCParams, *, layer_norm
     gc = _check_gc(gc, x.shape[-3])
     att = global_context_attention_reference(x, gc.key_weight, gc.key_bias)  # [..., HW]
     ctx = torch.einsum("...cp,...p->...c", x.flatten(-2), att)  # [..., C]
+    return global_context_transform_reference(ctx, gc, layer_norm=layer_norm, ln_eps=ln_eps)
+
+
+def global_context_transform_reference(ctx: torch.Tensor, gc: GCParams, *, layer_norm: bool = True,
+                                       ln_eps: float = 1e-5) -> torch.Tensor:
+    """GC's transform of the pooled context ctx [..., C]: ``W2 relu(LN(W1 ctx + b1)) + b2``."""
     hidden = F.linear(ctx, gc.down_weight, gc.down_bias)  # [..., C // r]
     if layer_norm:
         # over the C // r features of each context vector, as GCNet's LayerNorm([C // r, 1, 1])
@@ -240,7 +249,13 @@ def global_context_reference(x: torch.Tensor, gc: GCParams, *, fusion: str = "ad
         ln_eps (float): the LayerNorm's epsilon. Default: ``1e-5``.
     """
     check_option(fusion, GC_FUSIONS, "gc_fusion")
-    v = global_context_vector_reference(x, gc, layer_norm=layer_norm, ln_eps=ln_eps)[..., None, None]
+    return global_context_fusion(x, global_context_vector_reference(x, gc, layer_norm=layer_norm, ln_eps=ln_eps),
+                                 fusion)
+
+
+def global_context_fusion(x: torch.Tensor, v: torch.Tensor, fusion: str) -> torch.Tensor:
+    """The GC block's output from x [..., C, H, W] and its transformed context v [..., C]."""
+    v = v.to(x.dtype)[..., None, None]
     return x + v if fusion == "add" else x * torch.sigmoid(v)
 
 
@@ -325,6 +340,19 @@ def _check_drop_mask(mask: object, T: int, B: int, device: torch.device) -> torc
     return mask.reshape(T, -1, 1, 1, 1)
 
 
+def staa_features_reference(x: torch.Tensor, params: STAAParams, *, gc_fusion: str = "add",
+                            gc_layer_norm: bool = True, ln_eps: float = 1e-5) -> torch.Tensor:
+    """The spatial input port of STAA-LIF: PE then GC on x [T, B, C, H, W], in x's dtype (the state dtype
+    inside ``staa_lif_reference``); the parts that are None in ``params`` are skipped."""
+    feat = x
+    if params.position is not None:
+        feat = position_encoding_reference(feat, params.position.to(x.dtype))
+    if params.gc is not None:
+        gc = GCParams(*(None if t is None else t.to(x.dtype) for t in params.gc))
+        feat = global_context_reference(feat, gc, fusion=gc_fusion, layer_norm=gc_layer_norm, ln_eps=ln_eps)
+    return feat
+
+
 def staa_lif_reference(
     x: torch.Tensor,
     params: STAAParams,
@@ -346,6 +374,7 @@ def staa_lif_reference(
     surrogate_function: Surrogate = Rectangle(1.0),
     v_init: torch.Tensor | None = None,
     return_final_state: bool = False,
+    features: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """STAA-LIF over T steps (spec 4.2, INFERRED design; see the module docstring for the equations).
 
@@ -381,6 +410,8 @@ def staa_lif_reference(
         surrogate_function (Surrogate): the spike's derivative. Default: ``Rectangle(1.0)`` (the paper's).
         v_init (torch.Tensor, Optional): H_0 [B, C, H, W]. Default: ``None`` (zeros).
         return_final_state (bool): also return H_T. Default: ``False``.
+        features (torch.Tensor, Optional): the PE + GC output [T, B, C, H, W] in the state dtype, computed
+            elsewhere (a fused backend's GC sweep); the loop then starts from it. Default: ``None``.
 
     Returns:
         torch.Tensor: spikes S [T, B, C, H, W] in x's dtype, or (S, H_T) with H_T in the state dtype.
@@ -416,12 +447,12 @@ def staa_lif_reference(
         return None if t is None else t.to(dtype)
 
     xs = x.to(dtype)
-    feat = xs
-    if params.position is not None:
-        feat = position_encoding_reference(feat, cast(params.position))
-    if params.gc is not None:
-        gc = GCParams(*(cast(t) for t in params.gc))
-        feat = global_context_reference(feat, gc, fusion=gc_fusion, layer_norm=gc_layer_norm, ln_eps=ln_eps)
+    if features is not None:
+        _check_shape(features, tuple(x.shape), "features")
+        feat = features.to(dtype)
+    else:
+        feat = staa_features_reference(xs, params, gc_fusion=gc_fusion, gc_layer_norm=gc_layer_norm,
+                                       ln_eps=ln_eps)
     sa = None if params.sa is None else SAParams(*(cast(t) for t in params.sa))
     a, b = (_per_channel(c) for c in staa_coefficients(cast(params.m), cast(params.n), coefficient_map))
 

@@ -111,7 +111,12 @@ def multistep_lif(
 
 
 def _leaky(x_seq, v_init, *, decay, input_gain, bias, v_threshold, v_reset, strict_threshold, detach_reset,
-           surrogate_function, backend, return_final_state, v_init_value) -> Output:
+           surrogate_function, backend, return_final_state, v_init_value,
+           count_spikes: bool = False) -> Output | tuple[Output, torch.Tensor]:
+    """The leaky neuron on a resolved backend. With ``count_spikes`` it returns ``(output, spike_counts)``,
+    ``spike_counts`` the spikes per step (int64 [T], no gradient): on "triton" counted inside the forward
+    kernel (``leaky_fwd_counted_triton``), on the other backends by a second pass over the spikes. Either
+    way ``output`` is exactly what the call without counting returns."""
     x_seq = _checks.check_sequence(x_seq)
     v_init = _checks.check_state(v_init, x_seq)
     coefficients = [_checks.check_coefficient(c, n, x_seq) for c, n in
@@ -123,11 +128,12 @@ def _leaky(x_seq, v_init, *, decay, input_gain, bias, v_threshold, v_reset, stri
     backend = resolve_backend(backend, x_seq)
     if backend == "torch":
         decay, input_gain, bias = coefficients
-        return multistep_leaky_reference(
+        out = multistep_leaky_reference(
             x_seq, v_init, decay=decay, input_gain=input_gain, bias=bias, v_threshold=v_threshold,
             v_reset=v_reset, strict_threshold=strict_threshold, detach_reset=detach_reset,
             surrogate_function=surrogate_function, v_init_value=v_init_value, return_final_state=return_final_state,
         )
+        return _with_counts(out, return_final_state) if count_spikes else out
 
     x = time_major_dense(x_seq)
     if v_init is not None:
@@ -137,19 +143,32 @@ def _leaky(x_seq, v_init, *, decay, input_gain, bias, v_threshold, v_reset, stri
         x.requires_grad or (v_init is not None and v_init.requires_grad) or any(
             t is not None and t.requires_grad for t in tensors)
     )
-    forward_op, chunk = _fused_forward(backend)
-    spikes, v_final, _ = forward_op(
+    counted_in_kernel = count_spikes and backend == "triton"
+    forward_op, chunk = _fused_forward(backend, counted_in_kernel)
+    spikes, v_final, _, *counts = forward_op(
         x, v_init, *tensors, *scalars, v_threshold, 0.0 if v_reset is None else v_reset, v_init_value,
         v_reset is not None, strict_threshold, detach_reset, surrogate_function.id, surrogate_function.param,
         training, return_final_state, chunk,
     )
-    return (spikes, v_final) if return_final_state else spikes
+    out = (spikes, v_final) if return_final_state else spikes
+    if counted_in_kernel:
+        return out, counts[0]
+    return _with_counts(out, return_final_state) if count_spikes else out
 
 
-def _fused_forward(backend: str):
-    """(forward op, checkpoint chunk) of a fused backend; all share one schema (ops/leaky.py)."""
+def _with_counts(out: Output, return_final_state: bool) -> tuple[Output, torch.Tensor]:
+    """``(out, spikes per step)`` counted from the spikes: a second pass, for backends whose kernels do not
+    count (reads the spikes once more; exact, since every spike is 0 or 1)."""
+    spikes = out[0] if return_final_state else out
+    return out, spikes.detach().reshape(spikes.shape[0], -1).sum(1, dtype=torch.int64)
+
+
+def _fused_forward(backend: str, counted: bool = False):
+    """(forward op, checkpoint chunk) of a fused backend; all share one schema (ops/leaky.py). ``counted``:
+    Triton's forward that also returns the spikes per step (COUNTED_FWD_SCHEMA)."""
     if backend == "triton":
-        return leaky_triton.leaky_fwd_triton, leaky_triton.DEFAULT_CHUNK
+        op = leaky_triton.leaky_fwd_counted_triton if counted else leaky_triton.leaky_fwd_triton
+        return op, leaky_triton.DEFAULT_CHUNK
     if backend == "native":
         return leaky_native.forward_op(), leaky_native.DEFAULT_CHUNK
     return leaky_cupy.forward_op(), leaky_cupy.DEFAULT_CHUNK

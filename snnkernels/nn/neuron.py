@@ -8,6 +8,11 @@ import is enough. Differences a user may notice, all deliberate:
   ``stateful=True`` to carry the state across calls (streaming, chunked T); ``reset()`` clears it and
   SpikingJelly's ``reset_net`` calls it. ``step_mode='s'`` is stateful, as in SpikingJelly.
 - ``store_v_seq=True`` is refused: the fused kernels never materialise the membrane sequence.
+
+Firing statistics: set ``record_spike_counts = True`` on a neuron (or use ``snnkernels.firing.record``) and
+each forward leaves ``spike_counts``, the spikes per step (int64 [T], [1] in step mode ``'s'``, detached).
+On the Triton backend the forward kernel counts them as it fires (no second pass over the spikes); on the
+others they are summed from the spikes afterwards. The spikes themselves are the same either way.
 """
 from __future__ import annotations
 
@@ -58,6 +63,9 @@ class _SpikingNeuron(nn.Module):
         self.stateful = stateful or step_mode == "s"
         self.v_init_value = v_init_value
         self.v: torch.Tensor | None = None
+        # firing statistics (see the module docstring); plain attributes, not part of the state dict
+        self.record_spike_counts = False
+        self.spike_counts: torch.Tensor | None = None
 
     def coefficients(self) -> tuple[Number, Number, Number]:
         """(decay, input_gain, bias) of the charge ``h = decay * v + input_gain * x + bias``."""
@@ -90,7 +98,10 @@ class _SpikingNeuron(nn.Module):
             backend=self.backend,
             return_final_state=self.stateful,
             v_init_value=self.v_init_value,
+            count_spikes=self.record_spike_counts,
         )
+        if self.record_spike_counts:
+            out, self.spike_counts = out
         if self.stateful:
             out, self.v = out
         return out[0] if self.step_mode == "s" else out

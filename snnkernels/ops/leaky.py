@@ -11,6 +11,9 @@ v entering step (i + 1) * K; the backward re-reads ``x`` and rebuilds each chunk
 from ``v_init``). Coefficient tensors (``decay_t`` etc.) are fp32 of shape [C'] with C' = 1 or the
 channel count C = x.shape[2]; their gradients come back from the backward as per-neuron partial sums
 [N] (fp32), reduced here with plain torch sums so the result is deterministic (no float atomics).
+
+Firing statistics: a backend may add a counted forward (COUNTED_FWD_SCHEMA: one more output, the spikes
+per step) that reuses its backward op; ``register_forward_autograd`` wires it like the plain forward.
 """
 from __future__ import annotations
 
@@ -33,6 +36,11 @@ BWD_SCHEMA = (
     "bool need_grad_v_init, bool need_grad_decay, bool need_grad_gain, bool need_grad_bias) "
     "-> (Tensor grad_x, Tensor grad_v_init, Tensor grad_decay, Tensor grad_gain, Tensor grad_bias)"
 )
+
+# A forward that also counts spikes (Triton only): FWD_SCHEMA's arguments and outputs plus ``spike_counts``,
+# int64 [T], the number of spikes at each step. The extra output is an integer, hence non-differentiable, so
+# the same setup_context / backward serve it (they only look at the first three outputs).
+COUNTED_FWD_SCHEMA = FWD_SCHEMA.removesuffix(")") + ", Tensor spike_counts)"
 
 # Positions of the forward's arguments, used by setup_context / backward.
 _FWD_ARGS = (
@@ -88,6 +96,15 @@ def fake_fwd(x, v_init, decay_t, gain_t, bias_t, decay, gain, bias, v_threshold,
     return new_fwd_outputs(x, training, store_final_state, chunk)
 
 
+def fake_fwd_counted(x, *args):
+    return (*fake_fwd(x, *args), new_spike_counts(x))
+
+
+def new_spike_counts(x: torch.Tensor) -> torch.Tensor:
+    """The counted forward's extra output: spikes per step, int64 [T]."""
+    return x.new_empty((x.shape[0],), dtype=torch.int64)
+
+
 def new_fwd_outputs(x: torch.Tensor, training: bool, store_final_state: bool, chunk: int):
     """Uninitialised (spikes, v_final, checkpoints); states follow the memory layout of x[0]."""
     spikes = torch.empty_like(x)
@@ -137,7 +154,8 @@ def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
 def make_backward(bwd_op: Any):
     """The autograd backward of a forward op, calling its backend's ``bwd_op``."""
 
-    def backward(ctx: Any, grad_spikes: torch.Tensor, grad_v_final: torch.Tensor | None, _grad_ckpt: Any):
+    # *_extra: the gradients of outputs past the checkpoints (spike counts): integers, never differentiated
+    def backward(ctx: Any, grad_spikes: torch.Tensor, grad_v_final: torch.Tensor | None, _grad_ckpt: Any, *_extra: Any):
         if ctx.inference_only:
             raise RuntimeError(
                 "snnkernels: this leaky-neuron forward ran with training=False (no checkpoints saved), so it "
@@ -183,10 +201,19 @@ def define_leaky_ops(backend: str, fwd_impl: Any, bwd_impl: Any, dispatch_keys: 
 
 def register_leaky_autograd(fwd_name: str, bwd_name: str) -> tuple[Any, Any]:
     """Fakes and autograd for an op pair whose schemas are FWD_SCHEMA / BWD_SCHEMA (also C++-defined ones)."""
-    torch.library.register_fake(fwd_name)(fake_fwd)
     torch.library.register_fake(bwd_name)(fake_bwd)
-    namespace, name = fwd_name.split("::")
-    fwd_op = getattr(getattr(torch.ops, namespace), name).default
-    bwd_op = getattr(getattr(torch.ops, namespace), bwd_name.split("::")[1]).default
+    bwd_op = _op(bwd_name)
+    return register_forward_autograd(fwd_name, bwd_op, fake_fwd), bwd_op
+
+
+def register_forward_autograd(fwd_name: str, bwd_op: Any, fake: Any) -> Any:
+    """Fake and autograd of a forward op with FWD_SCHEMA's arguments whose outputs start with FWD_SCHEMA's
+    three (any further outputs must be non-differentiable), differentiated by ``bwd_op`` (BWD_SCHEMA)."""
+    torch.library.register_fake(fwd_name)(fake)
     torch.library.register_autograd(fwd_name, make_backward(bwd_op), setup_context=_setup_context)
-    return fwd_op, bwd_op
+    return _op(fwd_name)
+
+
+def _op(qualified_name: str) -> Any:
+    namespace, name = qualified_name.split("::")
+    return getattr(getattr(torch.ops, namespace), name).default

@@ -2,6 +2,9 @@
 
 Registers ``snnkernels::leaky_fwd_triton`` / ``snnkernels::leaky_bwd_triton`` for CUDA tensors, and for
 CPU tensors too, where Triton's interpreter (``TRITON_INTERPRET=1``) runs the same kernels in tests.
+``snnkernels::leaky_fwd_counted_triton`` (``COUNTED_FWD_SCHEMA``) is the forward that also returns the
+spikes per step, counted in registers by the kernel (no second pass over the spikes); its backward is
+``leaky_bwd_triton``.
 """
 from __future__ import annotations
 
@@ -12,10 +15,12 @@ import torch
 import triton
 
 from ..backends import triton_interpreter_enabled
-from ..kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_kernel
-from .leaky import CHECKPOINT_CHUNK, channel_stride, define_leaky_ops, neurons_per_step, new_bwd_outputs, new_fwd_outputs
+from ..kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_counted_kernel, leaky_fwd_kernel
+from .leaky import (CHECKPOINT_CHUNK, COUNTED_FWD_SCHEMA, channel_stride, define_leaky_ops, fake_fwd_counted,
+                    neurons_per_step, new_bwd_outputs, new_fwd_outputs, register_forward_autograd)
 
-__all__ = ["leaky_fwd_triton", "leaky_bwd_triton", "LaunchConfig", "launch_config", "DEFAULT_CHUNK", "COMPILE_OPTIONS"]
+__all__ = ["leaky_fwd_triton", "leaky_bwd_triton", "leaky_fwd_counted_triton", "LaunchConfig", "launch_config",
+           "DEFAULT_CHUNK", "COMPILE_OPTIONS"]
 
 DEFAULT_CHUNK = CHECKPOINT_CHUNK  # recompute granularity of the backward (ops/leaky.py)
 
@@ -54,25 +59,56 @@ def _channel_dims(x: torch.Tensor, *coefficients: torch.Tensor | None) -> tuple[
 
 def _fwd_impl(x, v_init, decay_t, gain_t, bias_t, decay, gain, bias, v_threshold, v_reset, v_init_value,
               hard_reset, strict, detach_reset, surrogate_id, surrogate_param, training, store_final_state, chunk):
+    spikes, v_final, ckpt = new_fwd_outputs(x, training, store_final_state, chunk)
+    _launch_fwd(leaky_fwd_kernel, launch_config(neurons_per_step(x), backward=False), (), {}, spikes, v_final, ckpt,
+                x, v_init, decay_t, gain_t, bias_t, decay, gain, bias, v_threshold, v_reset, v_init_value,
+                hard_reset, strict, training, store_final_state, chunk)
+    return spikes, v_final, ckpt
+
+
+def _counted_fwd_impl(x, v_init, decay_t, gain_t, bias_t, decay, gain, bias, v_threshold, v_reset, v_init_value,
+                      hard_reset, strict, detach_reset, surrogate_id, surrogate_param, training, store_final_state,
+                      chunk):
+    if chunk > 32:
+        raise ValueError(f"leaky_fwd_counted_triton keeps a chunk's spikes as int32 bits: chunk <= 32, got {chunk}")
     T, n = x.shape[0], neurons_per_step(x)
     spikes, v_final, ckpt = new_fwd_outputs(x, training, store_final_state, chunk)
-    if n == 0:
-        return spikes, v_final, ckpt
-    spatial, channels = _channel_dims(x, decay_t, gain_t, bias_t)
+    cfg = _counted_launch_config(n)
+    # GROUPS int32 slots per step and program (each counts at most BLOCK spikes), all written by the kernel
+    partial = x.new_empty((T, triton.cdiv(n, cfg.block) * cfg.num_warps), dtype=torch.int32)
+    counting = {"STEPS": triton.next_power_of_2(chunk), "GROUPS": cfg.num_warps}
+    _launch_fwd(leaky_fwd_counted_kernel, cfg, (partial,), counting, spikes, v_final, ckpt, x,
+                v_init, decay_t, gain_t, bias_t, decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset,
+                strict, training, store_final_state, chunk)
+    return spikes, v_final, ckpt, partial.sum(1, dtype=torch.int64)
+
+
+def _counted_launch_config(n: int) -> LaunchConfig:
+    """The forward's settings, with a block of at least one 32-lane row per warp (the kernel's reshape)."""
     cfg = launch_config(n, backward=False)
+    return LaunchConfig(block=max(cfg.block, 32 * cfg.num_warps), num_warps=cfg.num_warps)
+
+
+def _launch_fwd(kernel, cfg: LaunchConfig, extra_ptrs: tuple, extra_constexprs: dict, spikes, v_final, ckpt, x,
+                v_init, decay_t, gain_t, bias_t, decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset,
+                strict, training, store_final_state, chunk) -> None:
+    """Launch the forward entry point ``kernel`` into the given outputs; ``extra_ptrs`` follow ``ckpt_ptr``."""
+    T, n = x.shape[0], neurons_per_step(x)
+    if n == 0:
+        return
+    spatial, channels = _channel_dims(x, decay_t, gain_t, bias_t)
     dummy = spikes  # stands in for absent optional pointers; never dereferenced (constexpr-guarded)
-    leaky_fwd_kernel[(triton.cdiv(n, cfg.block),)](
+    kernel[(triton.cdiv(n, cfg.block),)](
         x, dummy if v_init is None else v_init,
         dummy if decay_t is None else decay_t, dummy if gain_t is None else gain_t, dummy if bias_t is None else bias_t,
-        spikes, v_final if store_final_state else dummy, ckpt if training else dummy,
+        spikes, v_final if store_final_state else dummy, ckpt if training else dummy, *extra_ptrs,
         T, n, spatial, channels,
         *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
         HAS_V_INIT=v_init is not None,
         DECAY_T=decay_t is not None, GAIN_T=gain_t is not None, BIAS_T=bias_t is not None,
-        HARD_RESET=hard_reset, STRICT=strict, TRAINING=training, STORE_FINAL=store_final_state,
+        HARD_RESET=hard_reset, STRICT=strict, TRAINING=training, STORE_FINAL=store_final_state, **extra_constexprs,
         CHUNK=chunk, BLOCK=cfg.block, num_warps=cfg.num_warps, **COMPILE_OPTIONS,
     )
-    return spikes, v_final, ckpt
 
 
 def _bwd_impl(grad_spikes, grad_v_final, x, v_init, checkpoints, decay_t, gain_t, bias_t, decay, gain, bias,
@@ -104,3 +140,14 @@ def _bwd_impl(grad_spikes, grad_v_final, x, v_init, checkpoints, decay_t, gain_t
 
 
 leaky_fwd_triton, leaky_bwd_triton = define_leaky_ops("triton", _fwd_impl, _bwd_impl, ("CPU", "CUDA"))
+
+
+def _define_counted_forward() -> object:
+    name = "snnkernels::leaky_fwd_counted_triton"
+    torch.library.define(name, COUNTED_FWD_SCHEMA)
+    for key in ("CPU", "CUDA"):
+        torch.library.impl(name, key)(_counted_fwd_impl)
+    return register_forward_autograd(name, leaky_bwd_triton, fake_fwd_counted)
+
+
+leaky_fwd_counted_triton = _define_counted_forward()

@@ -13,6 +13,11 @@ backward 12 + 4/CHUNK: 20 + 8/CHUNK in all, against 24 for saving h (SpikingJell
 Exactness: launch with ``enable_fp_fusion=False`` so the charge ``a*v + b*x + c`` is rounded op by op,
 exactly as the eager reference (and the backward's recompute) does it; a fused multiply-add would
 move h by one ulp and can flip a spike that sits at the threshold.
+
+Spike counts (firing statistics): ``leaky_fwd_counted_kernel`` runs the same body with ``COUNT`` set and
+also writes, per step, partial spike counts of each program's neurons ([T, n_programs * GROUPS] int32; the
+host sums them), reduced in registers once per chunk. ``leaky_fwd_kernel`` passes ``COUNT=False``, so its
+instructions are those of the body alone (checked against the previous kernel's PTX).
 """
 import triton
 import triton.language as tl
@@ -65,6 +70,63 @@ def _neuron_block(N, S, C, decay_ptr, gain_ptr, bias_ptr, decay, gain, bias, v_i
     return offs, mask, n_row, a, b, c, v_init
 
 
+@triton.jit
+def _store_chunk_counts(counts_ptr, fired, mask, t0, T, CHUNK: tl.constexpr, STEPS: tl.constexpr,
+                        GROUPS: tl.constexpr, BLOCK: tl.constexpr):
+    """Spikes per step of this program's neurons over one chunk, as GROUPS partial counts per step.
+
+    ``fired`` holds each neuron's spikes of the chunk as bits (bit k: step t0 + k). Any partition of the
+    block into GROUPS parts will do, since the host sums every partial, so the reshape may reorder freely
+    and moves no data; shaped [lane-sized rows, GROUPS, 32], each part lies in one warp (GROUPS =
+    num_warps) and reduces with warp shuffles alone. All CHUNK steps reduce together, once per chunk."""
+    # lanes past N charge from x = 0 and may "fire" (bias >= threshold): mask them out
+    parts = tl.reshape(tl.where(mask, fired, 0), [BLOCK // (32 * GROUPS), GROUPS, 32], can_reorder=True)
+    steps = tl.arange(0, STEPS)  # STEPS: CHUNK rounded up to a power of two (arange's rule)
+    bits = (parts[None, :, :, :] >> steps[:, None, None, None]) & 1
+    per_step = tl.sum(tl.sum(bits, axis=3), axis=1)  # [STEPS, GROUPS]
+    t = t0 + steps
+    col = tl.program_id(0) * GROUPS + tl.arange(0, GROUPS)
+    width = tl.num_programs(0) * GROUPS
+    tl.store(counts_ptr + t[:, None] * width + col[None, :], per_step, mask=((steps < CHUNK) & (t < T))[:, None])
+
+
+@triton.jit
+def _leaky_fwd(x_ptr, v_init_ptr, decay_ptr, gain_ptr, bias_ptr, spikes_ptr, v_final_ptr, ckpt_ptr, counts_ptr,
+               T, N, S, C, decay, gain, bias, v_threshold, v_reset, v_init_value,
+               HAS_V_INIT: tl.constexpr, DECAY_T: tl.constexpr, GAIN_T: tl.constexpr, BIAS_T: tl.constexpr,
+               HARD_RESET: tl.constexpr, STRICT: tl.constexpr, TRAINING: tl.constexpr, STORE_FINAL: tl.constexpr,
+               COUNT: tl.constexpr, STEPS: tl.constexpr, GROUPS: tl.constexpr, CHUNK: tl.constexpr,
+               BLOCK: tl.constexpr):
+    """The forward's body, shared by both entry points (arguments as in ``leaky_fwd_counted_kernel``)."""
+    offs, mask, n_row, a, b, c, v = _neuron_block(N, S, C, decay_ptr, gain_ptr, bias_ptr, decay, gain, bias,
+                                                  v_init_ptr, v_init_value, DECAY_T, GAIN_T, BIAS_T, HAS_V_INIT,
+                                                  BLOCK)
+
+    n_chunks = tl.cdiv(T, CHUNK)
+    for ci in range(n_chunks):
+        t0 = ci * CHUNK
+        if TRAINING:
+            # chunk 0 restarts from v_init, so its state is not stored
+            tl.store(ckpt_ptr + (ci - 1) * n_row + offs, v, mask=mask & (ci > 0))
+        fired = tl.zeros([BLOCK], dtype=tl.int32)  # bit k: the neuron fired at step t0 + k (if COUNT)
+        for k in tl.static_range(CHUNK):
+            valid = t0 + k < T
+            row = (t0 + k) * n_row
+            x = tl.load(x_ptr + row + offs, mask=mask & valid, other=0.0).to(tl.float32)
+            h = a * v + b * x + c
+            spike = _fire(h, v_threshold, STRICT)
+            # bool -> fp32 -> storage type (Triton 3.6's interpreter miscasts bool straight to bf16)
+            s_out = tl.where(spike, 1.0, 0.0).to(spikes_ptr.dtype.element_ty)
+            tl.store(spikes_ptr + row + offs, s_out, mask=mask & valid)
+            if COUNT:
+                fired = fired | (spike.to(tl.int32) << k)
+            v = tl.where(valid, _reset(h, spike, v_threshold, v_reset, HARD_RESET), v)
+        if COUNT:
+            _store_chunk_counts(counts_ptr, fired, mask, t0, T, CHUNK, STEPS, GROUPS, BLOCK)
+    if STORE_FINAL:
+        tl.store(v_final_ptr + offs, v, mask=mask)
+
+
 @triton.jit(do_not_specialize=["T"])
 def leaky_fwd_kernel(
     x_ptr,  # [T, N] input, fp32/fp16/bf16
@@ -96,28 +158,38 @@ def leaky_fwd_kernel(
     CHUNK: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    offs, mask, n_row, a, b, c, v = _neuron_block(N, S, C, decay_ptr, gain_ptr, bias_ptr, decay, gain, bias,
-                                                  v_init_ptr, v_init_value, DECAY_T, GAIN_T, BIAS_T, HAS_V_INIT,
-                                                  BLOCK)
+    # COUNT=False: the counting code is never emitted, so this compiles exactly as the body alone
+    _leaky_fwd(x_ptr, v_init_ptr, decay_ptr, gain_ptr, bias_ptr, spikes_ptr, v_final_ptr, ckpt_ptr, ckpt_ptr,
+               T, N, S, C, decay, gain, bias, v_threshold, v_reset, v_init_value,
+               HAS_V_INIT, DECAY_T, GAIN_T, BIAS_T, HARD_RESET, STRICT, TRAINING, STORE_FINAL,
+               False, 1, 1, CHUNK, BLOCK)
 
-    n_chunks = tl.cdiv(T, CHUNK)
-    for ci in range(n_chunks):
-        t0 = ci * CHUNK
-        if TRAINING:
-            # chunk 0 restarts from v_init, so its state is not stored
-            tl.store(ckpt_ptr + (ci - 1) * n_row + offs, v, mask=mask & (ci > 0))
-        for k in tl.static_range(CHUNK):
-            valid = t0 + k < T
-            row = (t0 + k) * n_row
-            x = tl.load(x_ptr + row + offs, mask=mask & valid, other=0.0).to(tl.float32)
-            h = a * v + b * x + c
-            spike = _fire(h, v_threshold, STRICT)
-            # bool -> fp32 -> storage type (Triton 3.6's interpreter miscasts bool straight to bf16)
-            s_out = tl.where(spike, 1.0, 0.0).to(spikes_ptr.dtype.element_ty)
-            tl.store(spikes_ptr + row + offs, s_out, mask=mask & valid)
-            v = tl.where(valid, _reset(h, spike, v_threshold, v_reset, HARD_RESET), v)
-    if STORE_FINAL:
-        tl.store(v_final_ptr + offs, v, mask=mask)
+
+@triton.jit(do_not_specialize=["T"])
+def leaky_fwd_counted_kernel(
+    x_ptr, v_init_ptr, decay_ptr, gain_ptr, bias_ptr, spikes_ptr, v_final_ptr, ckpt_ptr,  # as leaky_fwd_kernel
+    counts_ptr,  # [T, n_programs * GROUPS] out, int32: spikes at each step, GROUPS partial counts per program
+    T, N, S, C, decay, gain, bias, v_threshold, v_reset, v_init_value,
+    HAS_V_INIT: tl.constexpr,
+    DECAY_T: tl.constexpr,
+    GAIN_T: tl.constexpr,
+    BIAS_T: tl.constexpr,
+    HARD_RESET: tl.constexpr,
+    STRICT: tl.constexpr,
+    TRAINING: tl.constexpr,
+    STORE_FINAL: tl.constexpr,
+    STEPS: tl.constexpr,  # CHUNK rounded up to a power of two; CHUNK <= 32 (a chunk's spikes are int32 bits)
+    GROUPS: tl.constexpr,  # partial counts per program and step: num_warps, so that each lies in one warp
+    CHUNK: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    """``leaky_fwd_kernel`` that also counts spikes: the chunk's spikes are kept as bits per neuron and
+    summed once per chunk into this program's own slots of ``counts_ptr`` (no atomics: the host's integer
+    sum over the slots is exact and deterministic). BLOCK must be a multiple of 32 * GROUPS."""
+    _leaky_fwd(x_ptr, v_init_ptr, decay_ptr, gain_ptr, bias_ptr, spikes_ptr, v_final_ptr, ckpt_ptr, counts_ptr,
+               T, N, S, C, decay, gain, bias, v_threshold, v_reset, v_init_value,
+               HAS_V_INIT, DECAY_T, GAIN_T, BIAS_T, HARD_RESET, STRICT, TRAINING, STORE_FINAL,
+               True, STEPS, GROUPS, CHUNK, BLOCK)
 
 
 @triton.jit(do_not_specialize=["T"])

@@ -268,3 +268,47 @@ def test_conv_att_lif_layer_applies_the_gates_in_its_neuron():
     want = layer.network(layer.attention(y))
     assert want.mean().item() > 0.01
     assert_equal_verbose(layer(x), want, "spikes")
+
+
+# --- the gate after the following pool (models.GatedPoolSequential) --------------------------------------
+@pytest.mark.parametrize("pool", ["max", "avg"])
+def test_gate_after_pool_matches_the_plain_sequence(pool):
+    """LIF -> TCJA -> pool as in the TCJA-SNN nets: with the gate applied after the pool (Triton) the output
+    is the plain sequence's, exactly for a max pool (a positive factor keeps the maximum and the rounding
+    of its product) and to the mean's rounding for an average pool; every gradient within fp32 noise."""
+    from snnkernels.models import GatedPoolSequential, SeqToANN, resolved_backends
+
+    layer = torch.nn.MaxPool2d(2, 2) if pool == "max" else torch.nn.AvgPool2d(2, 2)
+    seq = GatedPoolSequential(NEURON_MODULES["lif"](), tcja(), SeqToANN(layer))
+    randomize(seq[1])
+    x = torch.randn(T, B, C, 6, 8, device=DEVICE) * 3
+    found = resolved_backends(seq, x)
+    assert found["1"] == "triton (gate applied after the pool)"
+    x_fused, x_ref = leaves(x, x)
+    out = seq(x_fused)
+    seq.gate_after_pool = False
+    want = seq(x_ref)
+    assert out.shape == (T, B, C, 3, 4)
+    if pool == "max":
+        assert_equal_verbose(out, want, "output")
+    else:
+        assert_close_verbose(out, want, OUT_ATOL[torch.float32], OUT_RTOL[torch.float32], "output")
+    grad_out = torch.randn_like(want)
+    params = list(seq.parameters())
+    grads = torch.autograd.grad(out, [x_fused] + params, grad_out)
+    grads_ref = torch.autograd.grad(want, [x_ref] + params, grad_out)
+    atol, rtol = GRAD_TOL[torch.float32]
+    assert_close_verbose(grads[0], grads_ref[0], atol, rtol, "grad x")
+    for i, (g, g_ref) in enumerate(zip(grads[1:], grads_ref[1:])):
+        top = g_ref.abs().max().item()
+        assert top > 0
+        assert_close_verbose(g, g_ref, SUM_RTOL * top, SUM_RTOL, f"grad of TCJA parameter {i}")
+
+
+def test_gate_after_pool_needs_triton_and_the_tb_layout():
+    from snnkernels.models import GatedPoolSequential, SeqToANN
+
+    x = torch.randn(T, B, C, 4, 4, device=DEVICE)
+    for att in (TCJA(3, 2, T, C, backend="torch"), TCJA(3, 2, T, C, layout="BT", backend="triton")):
+        seq = GatedPoolSequential(att, SeqToANN(torch.nn.MaxPool2d(2)))
+        assert not seq._gate_then_pool(seq[0], seq[1], x)

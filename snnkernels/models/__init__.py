@@ -11,10 +11,11 @@
 Every network runs in the library layout [T, B, ...] inside, takes ``layout="BT"`` (the official data
 loaders' [B, T, ...], default) or ``"TB"`` at its boundary, checks T against its constructor, and passes
 one ``backend`` to all of its snnkernels layers. ``resolved_backends(model, x)`` reports what each layer
-runs. ``SeqToANN`` (SpikingJelly's ``SeqToANNContainer``), ``SharedMaskDropout`` and ``VotingLayer`` are
-the building blocks they share. See ``docs/models.md``.
+runs. ``SeqToANN`` (SpikingJelly's ``SeqToANNContainer``), ``SharedMaskDropout``, ``VotingLayer`` and
+``GatedPoolSequential`` (TCJA's gate applied after the following pool, on Triton) are the building blocks
+they share. See ``docs/models.md``.
 """
-from ._blocks import SeqToANN, SharedMaskDropout, VotingLayer, resolved_backends
+from ._blocks import GatedPoolSequential, SeqToANN, SharedMaskDropout, VotingLayer, resolved_backends
 from .dta_snn import DTA_SNN_18, DTA_SNN_34, MSBlock, MSResNet
 from .ma_snn_nets import (
     MASNN,
@@ -42,5 +43,5 @@ __all__ = [
     "MASNN_DVS_GESTURE", "MASNN_CIFAR10_DVS", "MASNN_DVS_GAIT", "ConvAttLIF", "AttLIF",
     "AttResSNN", "AttResSNN18", "AttResSNN34",
     "STAA_ResNet20", "STAAResNet", "STAABasicBlock",
-    "SeqToANN", "SharedMaskDropout", "VotingLayer", "resolved_backends",
+    "SeqToANN", "SharedMaskDropout", "VotingLayer", "GatedPoolSequential", "resolved_backends",
 ]

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..backends import resolve_backend, resolve_triton_op_backend
+from ..nn.fused import notify_fusion
 
 __all__ = [
     "LAYOUTS",
@@ -101,6 +102,43 @@ class SeqToANN(nn.Sequential):
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         return _per_step(super().forward, x_seq)
+
+
+class GatedPoolSequential(nn.Sequential):
+    """An ``nn.Sequential`` over [T, B, ...] that applies a TCJA gate after the pooling that follows it.
+
+    Where a TCJA / TLA / CLA module (``layout="TB"``) is directly followed by ``SeqToANN(MaxPool2d)`` or
+    ``SeqToANN(AvgPool2d)`` and the attention runs on Triton for the input, the pair computes
+    ``pool(x) * F`` with F = ``attention.gate(x)``: F > 0 is constant over (h, w), so this equals
+    ``pool(attention(x))``, exactly for a max pool and to the rounding of the mean for an average pool
+    (spec 1.6). TCJA then costs one reduction sweep over x and a multiply on the pooled quarter, instead
+    of two full passes. Keys are those of the plain ``nn.Sequential``. ``gate_after_pool=False`` turns it
+    off.
+    """
+
+    gate_after_pool = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layers = list(self)
+        i = 0
+        while i < len(layers):
+            if i + 1 < len(layers) and self._gate_then_pool(layers[i], layers[i + 1], x):
+                att, pool = layers[i], layers[i + 1]
+                notify_fusion(att, pool, x, "pool")
+                x = pool(x) * att.gate(x)[..., None, None].to(x.dtype)
+                i += 2
+                continue
+            x = layers[i](x)
+            i += 1
+        return x
+
+    def _gate_then_pool(self, att: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool:
+        from ..nn.attention import _TCJAFamily
+
+        return (self.gate_after_pool and isinstance(att, _TCJAFamily) and att.layout == "TB"
+                and isinstance(pool, SeqToANN) and len(pool) == 1
+                and isinstance(pool[0], (nn.MaxPool2d, nn.AvgPool2d)) and x.dim() == 5
+                and resolve_triton_op_backend(att.backend, x, type(att).__name__) == "triton")
 
 
 class StepContainer(nn.Module):
@@ -203,9 +241,12 @@ def resolved_backends(model: nn.Module, *inputs: torch.Tensor) -> dict[str, str]
     hooks = []
     names = {module: name for name, module in model.named_modules()}
 
-    def fused(att: nn.Module, neuron: nn.Module, x: torch.Tensor) -> None:
+    def fused(att: nn.Module, partner: nn.Module, x: torch.Tensor, how: str) -> None:
+        if how == "pool":
+            found.setdefault(names.get(att) or type(att).__name__, "triton (gate applied after the pool)")
+            return
         found.setdefault(names.get(att) or type(att).__name__, "triton (gates applied in the neuron's loop)")
-        found.setdefault(names.get(neuron) or type(neuron).__name__, "triton (gated by the attention)")
+        found.setdefault(names.get(partner) or type(partner).__name__, "triton (gated by the attention)")
 
     for name, module in model.named_modules():
         if isinstance(module, _SpikingNeuron):

@@ -8,6 +8,8 @@ the LIF before it. The neuron is SpikingJelly's multi-step LIF (tau 2, V_th 1, h
 Each network keeps the official ``nn.Sequential`` indices and SpikingJelly's ``SeqToANNContainer``
 (an ``nn.Sequential``), so the keys are the official ones (``conv.0.0.weight``, ``conv.11.conv.weight``,
 ``fc.2.0.weight`` ...) and the official checkpoints (``checkpoint["net"]``) load with ``strict=True``.
+The conv stack is a ``GatedPoolSequential``: on Triton each TCJA's gate is applied after the pool that
+follows it (exact for DVS128's max pools, to the rounding of the mean for CIFAR10-DVS's average pools).
 
 The paper settings are in ``PRESETS`` (from the official scripts: T and kernel sizes are hard-coded
 in the networks there; the scripts' ``-T`` flag defaults to 16 and the README passes ``-T 20`` for
@@ -24,8 +26,8 @@ from torch import nn
 from ..nn.attention import TCJA
 from ..nn.neuron import LIFNode
 from ..surrogate import ATan, Surrogate, Triangle
-from ._blocks import SeqToANN, SharedMaskDropout, VotingLayer, check_layout, from_time_major, split_backend
-from ._blocks import to_time_major
+from ._blocks import (GatedPoolSequential, SeqToANN, SharedMaskDropout, VotingLayer, check_layout, from_time_major,
+                      split_backend, to_time_major)
 
 __all__ = ["TCJANetPreset", "DVS128_GESTURE", "CIFAR10_DVS", "PRESETS", "TCJA_DVS128", "TCJA_CIFAR10DVS"]
 
@@ -131,7 +133,7 @@ class TCJA_DVS128(nn.Module):
             if i >= 3:
                 conv.append(TCJA(kernel_size_t, kernel_size_c, T, channels, backend=attention_backend))
             conv.append(SeqToANN(nn.MaxPool2d(2, 2)))
-        self.conv = nn.Sequential(*conv)
+        self.conv = GatedPoolSequential(*conv)
         self.fc = nn.Sequential(
             nn.Flatten(2),
             SharedMaskDropout(dropout),
@@ -205,7 +207,7 @@ class TCJA_CIFAR10DVS(nn.Module):
                 conv.append(TCJA(kernel_size_t, kernel_size_c, T, cout, backend=attention_backend))
             if after:
                 conv.append(SeqToANN(nn.AvgPool2d(2, 2)))
-        self.conv = nn.Sequential(*conv)
+        self.conv = GatedPoolSequential(*conv)
         self.fc = nn.Sequential(nn.Flatten(2), SeqToANN(nn.Linear(512 * 3 * 3, num_classes)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -121,18 +121,24 @@ class _TCJAFamily(nn.Module):
             state_dict[prefix + "conv.weight"] = state_dict.pop(tet_key)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    def _weights(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(TLA weight, CLA weight) as ``functional.tcja`` takes them; None for an absent branch."""
+        return self.conv_c.weight if self.mode != "cla" else None, self.conv.weight if self.mode != "tla" else None
+
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         owner = type(self).__name__
         x = _to_tb(owner, x_seq, self.layout)
         _check_t_c(owner, x, self.T, self.channel, self.layout)
-        y = SF.tcja(
-            x,
-            self.conv_c.weight if self.mode != "cla" else None,
-            self.conv.weight if self.mode != "tla" else None,
-            mode=self.mode,
-            backend=self.backend,
-        )
+        y = SF.tcja(x, *self._weights(), mode=self.mode, backend=self.backend)
         return _from_tb(y, self.layout)
+
+    def gate(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """The gate F (> 0, one per (t, b, c)) that ``forward`` multiplies x by, without applying it:
+        [T, B, C] for ``layout="TB"``, [B, T, C] for ``"BT"`` (``functional.tcja_gate``)."""
+        owner = type(self).__name__
+        x = _to_tb(owner, x_seq, self.layout)
+        _check_t_c(owner, x, self.T, self.channel, self.layout)
+        return _from_tb(SF.tcja_gate(x, *self._weights(), mode=self.mode, backend=self.backend), self.layout)
 
     def extra_repr(self) -> str:
         return (

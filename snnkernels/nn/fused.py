@@ -35,17 +35,26 @@ if HAS_TRITON:
     from ..ops.ma_snn_attention import ma_gates_fused
     from ..ops.pooled_attention import tcja_gate_fused
 
-__all__ = ["AttentionNeuron", "attention_neuron", "fusion_blocker", "neuron_settings", "observe_fusion"]
+__all__ = ["AttentionNeuron", "attention_neuron", "fusion_blocker", "neuron_settings", "observe_fusion",
+           "notify_fusion"]
 
 FUSABLE_ATTENTIONS = (_TCJAFamily, MultiDimensionalAttention)
-# callbacks (attention, neuron, x) run by every fused call; see observe_fusion
-_OBSERVERS: list[Callable[[nn.Module, nn.Module, torch.Tensor], None]] = []
+# callbacks (attention, partner, x, how) run by every fused call; see observe_fusion
+Observer = Callable[[nn.Module, nn.Module, torch.Tensor, str], None]
+_OBSERVERS: list[Observer] = []
+
+
+def notify_fusion(attention: nn.Module, partner: nn.Module, x: torch.Tensor, how: str) -> None:
+    for observer in _OBSERVERS:
+        observer(attention, partner, x, how)
 
 
 @contextmanager
-def observe_fusion(callback: Callable[[nn.Module, nn.Module, torch.Tensor], None]) -> Iterator[None]:
-    """Call ``callback(attention, neuron, x)`` on every fused call inside the block (forward hooks of the two
-    modules do not fire there, since neither module's forward runs)."""
+def observe_fusion(callback: Observer) -> Iterator[None]:
+    """Call ``callback(attention, partner, x, how)`` on every fused call inside the block: ``how`` is
+    ``"neuron"`` (the gate applied in the partner neuron's loop, ``attention_neuron``) or ``"pool"`` (applied
+    after the partner pooling layer, ``models.GatedPoolSequential``). Forward hooks of the modules do not
+    fire there, since their forwards do not run."""
     _OBSERVERS.append(callback)
     try:
         yield
@@ -111,8 +120,7 @@ def attention_neuron(attention: nn.Module, neuron: nn.Module, x: torch.Tensor) -
     ``fusion_blocker`` finds nothing against it."""
     if fusion_blocker(attention, neuron, x) is not None:
         return neuron(attention(x))
-    for observer in _OBSERVERS:  # neither module's forward runs: tell resolved_backends
-        observer(attention, neuron, x)
+    notify_fusion(attention, neuron, x, "neuron")  # neither module's forward runs: tell resolved_backends
     scale, spatial, relu = _gates(attention, x)
     return gated_leaky(x, scale, spatial, relu=relu, neuron=neuron_settings(neuron))
 

@@ -312,3 +312,42 @@ def test_gate_after_pool_needs_triton_and_the_tb_layout():
     for att in (TCJA(3, 2, T, C, backend="torch"), TCJA(3, 2, T, C, layout="BT", backend="triton")):
         seq = GatedPoolSequential(att, SeqToANN(torch.nn.MaxPool2d(2)))
         assert not seq._gate_then_pool(seq[0], seq[1], x)
+
+
+@pytest.mark.parametrize("attention", ["tcja", "ma-TCS"])
+def test_firing_statistics_of_a_fused_pair(attention):
+    """firing.record sees the gated neuron: the kernel counts its spikes per step (exact), and the neuron's
+    hooks run although its forward does not."""
+    from snnkernels import firing
+
+    att, neu = ATTENTIONS.get(attention, lambda: ma("TCS"))(), NEURON_MODULES["lif"]()
+    randomize(att)
+    pair = AttentionNeuron(att, neu)
+    x = torch.randn(T, B, C, H, W, device=DEVICE) * 4
+    seen = []
+    neu.register_forward_hook(lambda m, args, out: seen.append(out))
+    with firing.record(pair) as stats:
+        out = pair(x)
+    assert pair.fused_for(x) and len(seen) == 1 and seen[0] is out
+    assert stats.unrecorded == []
+    assert stats.spike_counts()["neuron"] == out.sum(dim=(1, 2, 3, 4)).long().tolist()
+    assert neu.record_spike_counts is False  # restored
+
+
+def test_hooks_that_replace_values_are_refused():
+    att, neu = tcja(), NEURON_MODULES["lif"]()
+    x = torch.randn(T, B, C, H, W, device=DEVICE)
+    handle = neu.register_forward_hook(lambda m, args, out: out * 2)
+    with pytest.raises(RuntimeError, match="forward hook of LIFNode returned a value"):
+        attention_neuron(att, neu, x)
+    handle.remove()
+    att.register_forward_hook(lambda m, args, out: None)
+    assert "forward hooks" in fusion_blocker(att, neu, x)
+
+
+def test_op_counts_spikes_exactly():
+    x, scale, spatial = make_inputs((7, 2, 3, 5, 7), torch.float16, True)
+    neuron = settings("lif-hard", sg.ATan())
+    spikes, counts = gated_leaky(x, scale, spatial, relu=True, neuron=neuron, chunk=3, count_spikes=True)
+    assert counts.dtype == torch.int64 and counts.tolist() == spikes.sum(dim=(1, 2, 3, 4)).long().tolist()
+    assert torch.equal(spikes, gated_leaky(x, scale, spatial, relu=True, neuron=neuron, chunk=3))

@@ -30,7 +30,7 @@ from snnkernels.ops.rowwise_triton import _tiles
 
 INT_ARGS = {"T", "N", "S", "C", "R", "R1", "B", "st", "sb", "sc", "rows_per_split", "n_pblk"}
 # pointers to int32 indices (argmax outputs and inputs)
-INDEX_PTRS = {"arg_ptr", "max_arg_ptr", "row_arg_ptr"}
+INDEX_PTRS = {"arg_ptr", "max_arg_ptr", "row_arg_ptr", "counts_ptr"}
 DTYPES = {"fp32": "*fp32", "fp16": "*fp16", "bf16": "*bf16"}
 # Pointers that carry the input dtype; all others are fp32 (states, coefficients, partial sums).
 DATA_PTRS = {"x_ptr", "spikes_ptr", "grad_spikes_ptr", "grad_x_ptr"}
@@ -84,7 +84,7 @@ def gated_cases():
         return dict(CHUNK=DEFAULT_CHUNK, BLOCK_R=block_r, BLOCK_S=block_s), warps
 
     def fwd(relu, training):
-        return dict(RELU=relu, HAS_MAP=relu, HARD_RESET=relu, STRICT=not relu, TRAINING=training)
+        return dict(RELU=relu, HAS_MAP=relu, HARD_RESET=relu, STRICT=not relu, TRAINING=training, COUNT=not relu)
 
     def bwd(relu, sg):
         return dict(RELU=relu, HAS_MAP=relu, HARD_RESET=sg % 2 == 0, STRICT=False, DETACH_RESET=sg < 2, SG_ID=sg)

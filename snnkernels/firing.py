@@ -155,7 +155,7 @@ class FiringStats:
 
     @property
     def unrecorded(self) -> list[str]:
-        """Neuron layers that ran no forward while recording (e.g. bypassed by a fused path)."""
+        """Neuron layers that ran no forward while recording (e.g. called outside the model's forward)."""
         return [name for name, layer in self.layers.items() if layer.forwards == 0]
 
     @property
@@ -270,8 +270,8 @@ def _warn_unrecorded(stats: FiringStats) -> None:
     missing = stats.unrecorded
     if missing and len(missing) < len(stats.layers):
         warnings.warn(
-            f"firing.record: neuron layers {missing} ran no forward of their own (e.g. fused into an attention's "
-            "gate on Triton), so their spikes are missing from the statistics", stacklevel=3,
+            f"firing.record: neuron layers {missing} ran no forward while recording, so their spikes are "
+            "missing from the statistics", stacklevel=3,
         )
 
 
@@ -326,8 +326,9 @@ def record(model: nn.Module, consumers: Mapping[str, Consumer] | None = None) ->
     """Record the spikes of every snnkernels neuron module of ``model`` while the block runs.
 
     Args:
-        model (nn.Module): the network; its ``_SpikingNeuron`` modules (all snnkernels neuron modules
-            but the fused-attention ones) are recorded under their ``named_modules`` names.
+        model (nn.Module): the network; its ``_SpikingNeuron`` modules (all snnkernels leaky neuron
+            modules, also when an attention's gate runs inside them: ``nn.fused``, whose kernel counts too)
+            are recorded under their ``named_modules`` names.
         consumers (Mapping, Optional): ``{neuron_name: module | fan-out | None}``, the layer fed by each
             neuron layer's spikes, for the synaptic operations: an nn.Linear / nn.Conv*d (``fan_out``), a
             number (the fan-out itself) or None (no consumer: the output layer). Names left out follow

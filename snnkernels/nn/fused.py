@@ -83,6 +83,8 @@ def fusion_blocker(attention: nn.Module, neuron: nn.Module, x: torch.Tensor) -> 
     """Why ``neuron(attention(x))`` cannot run with the gate inside the neuron's kernel, or None if it can."""
     if not isinstance(attention, FUSABLE_ATTENTIONS):
         return f"{type(attention).__name__} has no gated-neuron path (TCJA, TLA, CLA, MultiDimensionalAttention do)"
+    if attention._forward_hooks:
+        return "the attention has forward hooks, which need its output (the fused path never forms it)"
     if attention.layout != "TB":
         return "the attention takes the [B, T] layout; the neuron's [T, ...] input needs layout='TB'"
     if not isinstance(x, torch.Tensor) or x.dim() != 5:
@@ -121,8 +123,37 @@ def attention_neuron(attention: nn.Module, neuron: nn.Module, x: torch.Tensor) -
     if fusion_blocker(attention, neuron, x) is not None:
         return neuron(attention(x))
     notify_fusion(attention, neuron, x, "neuron")  # neither module's forward runs: tell resolved_backends
+    _call_pre_hooks(attention, x)
+    _call_pre_hooks(neuron, x)
     scale, spatial, relu = _gates(attention, x)
-    return gated_leaky(x, scale, spatial, relu=relu, neuron=neuron_settings(neuron))
+    if neuron.record_spike_counts:  # firing statistics: counted by the kernel as it fires
+        spikes, counts = gated_leaky(x, scale, spatial, relu=relu, neuron=neuron_settings(neuron), count_spikes=True)
+        neuron.spike_counts = counts.detach()
+    else:
+        spikes = gated_leaky(x, scale, spatial, relu=relu, neuron=neuron_settings(neuron))
+    _call_hooks(neuron, x, spikes)
+    return spikes
+
+
+# The fused call runs neither module's forward, so it calls their hooks itself, as Module.__call__ would:
+# the neuron's input is x (the gated input never exists) and its output the spikes. A hook may observe
+# (firing.record, resolved_backends) but not replace a value: that would change what the kernel computed.
+def _call_pre_hooks(module: nn.Module, x: torch.Tensor) -> None:
+    for key, hook in module._forward_pre_hooks.items():
+        with_kwargs = key in module._forward_pre_hooks_with_kwargs
+        result = hook(module, (x,), {}) if with_kwargs else hook(module, (x,))
+        if result is not None:
+            raise RuntimeError(f"a forward pre-hook of {type(module).__name__} returned a value; the fused "
+                               "attention + neuron path cannot apply it (run the pair unfused)")
+
+
+def _call_hooks(module: nn.Module, x: torch.Tensor, out: torch.Tensor) -> None:
+    for key, hook in module._forward_hooks.items():
+        with_kwargs = key in module._forward_hooks_with_kwargs
+        result = hook(module, (x,), {}, out) if with_kwargs else hook(module, (x,), out)
+        if result is not None:
+            raise RuntimeError(f"a forward hook of {type(module).__name__} returned a value; the fused "
+                               "attention + neuron path cannot apply it (run the pair unfused)")
 
 
 class AttentionNeuron(nn.Module):

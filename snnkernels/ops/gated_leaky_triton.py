@@ -60,26 +60,33 @@ def _checkpoints(x: torch.Tensor, training: bool, chunk: int) -> torch.Tensor:
 @torch.library.custom_op("snnkernels::gated_leaky_fwd", mutates_args=(), device_types=("cpu", "cuda"))
 def gated_leaky_fwd(x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor | None, relu: bool,
                     decay: float, gain: float, bias: float, v_threshold: float, v_reset: float, v_init_value: float,
-                    hard_reset: bool, strict: bool, training: bool, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(spikes in x's layout and dtype, fp32 checkpoints [cdiv(T, chunk) - 1, B * C * H * W] if training)."""
+                    hard_reset: bool, strict: bool, training: bool, chunk: int, count: bool
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(spikes in x's layout and dtype, fp32 checkpoints [cdiv(T, chunk) - 1, B * C * H * W] if training,
+    int64 spikes per step [T] if count, else empty)."""
     scale, spatial = _per_row(scale), _per_row(spatial)
-    spikes, ckpt = torch.empty_like(x), _checkpoints(x, training, chunk)
+    spikes, ckpt, counts = torch.empty_like(x), _checkpoints(x, training, chunk), _counts(x, count)
     if x.numel() == 0:
-        return spikes, ckpt
+        return spikes, ckpt, counts.zero_()
     grid, block_r, block_s, warps = _grid(x)
+    partial = x.new_empty((x.shape[0], grid[0] * grid[1]) if count else (0,), dtype=torch.int32)
     gated_leaky_fwd_kernel[grid](
-        x, scale, scale if spatial is None else spatial, spikes, ckpt if training else spikes, *_geometry(x),
-        *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
+        x, scale, scale if spatial is None else spatial, spikes, ckpt if training else spikes,
+        partial if count else spikes, *_geometry(x), *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
         RELU=relu, HAS_MAP=spatial is not None, HARD_RESET=hard_reset, STRICT=strict, TRAINING=training,
-        CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS,
+        COUNT=count, CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS,
     )
-    return spikes, ckpt
+    return spikes, ckpt, partial.sum(dim=1, dtype=torch.int64) if count else counts
+
+
+def _counts(x: torch.Tensor, count: bool) -> torch.Tensor:
+    return x.new_empty((x.shape[0],) if count else (0,), dtype=torch.int64)
 
 
 @gated_leaky_fwd.register_fake
 def _(x, scale, spatial, relu, decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, training,
-      chunk):
-    return torch.empty_like(x), _checkpoints(x, training, chunk)
+      chunk, count):
+    return torch.empty_like(x), _checkpoints(x, training, chunk), _counts(x, count)
 
 
 def _bwd_outputs(x: torch.Tensor, has_map: bool, column_tiles: int) -> tuple[torch.Tensor, ...]:
@@ -130,33 +137,39 @@ def _(grad_spikes, x, scale, spatial, checkpoints, relu, decay, gain, bias, v_th
 class _GatedLeakyFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor | None, relu: bool,
-                neuron: NeuronSettings, chunk: int, training: bool) -> torch.Tensor:
+                neuron: NeuronSettings, chunk: int, training: bool, count: bool):
         decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, *_ = neuron
-        spikes, ckpt = gated_leaky_fwd(x, scale, spatial, relu, decay, gain, bias, v_threshold, v_reset,
-                                       v_init_value, hard_reset, strict, training, chunk)
+        spikes, ckpt, counts = gated_leaky_fwd(x, scale, spatial, relu, decay, gain, bias, v_threshold, v_reset,
+                                               v_init_value, hard_reset, strict, training, chunk, count)
         ctx.relu, ctx.neuron, ctx.chunk = relu, neuron, chunk
         ctx.save_for_backward(x, scale, spatial, ckpt)
-        return spikes
+        ctx.mark_non_differentiable(counts)
+        return spikes, counts
 
     @staticmethod
-    def backward(ctx: Any, grad_spikes: torch.Tensor):
+    def backward(ctx: Any, grad_spikes: torch.Tensor, _grad_counts: Any):
         x, scale, spatial, ckpt = ctx.saved_tensors
         grad_x, grad_scale, grad_map = gated_leaky_bwd(match_layout(grad_spikes, x), x, scale, spatial, ckpt,
                                                        ctx.relu, *ctx.neuron, ctx.chunk)
         needs = ctx.needs_input_grad
         return (grad_x if needs[0] else None, grad_scale.to(scale.dtype) if needs[1] else None,
-                grad_map.to(spatial.dtype) if (spatial is not None and needs[2]) else None, None, None, None, None)
+                grad_map.to(spatial.dtype) if (spatial is not None and needs[2]) else None, None, None, None, None, None)
 
 
 def gated_leaky(x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor | None, *, relu: bool,
-                neuron: NeuronSettings, chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
+                neuron: NeuronSettings, chunk: int = DEFAULT_CHUNK, count_spikes: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Spikes of the leaky neuron driven by ``pre(x) * scale[t, b, c] (* spatial[b, p])`` (Triton).
 
     ``x`` [T, B, C, H, W]; ``scale`` [T, B, C] and ``spatial`` [B, H * W] are computed in fp32 by the
     attention's reduction sweeps; ``neuron`` is (decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset,
     strict, detach_reset, surrogate_id, surrogate_param) with scalar coefficients: the charge is
     ``h = decay * v + gain * y + bias`` from ``v = v_init_value`` (see ``nn.fused.neuron_settings``).
+    With ``count_spikes`` also the spikes per step, int64 [T], counted by the kernel as it fires (exact,
+    deterministic: per-program int32 partials summed here).
     """
     # decided out here: autograd.Function.forward runs with gradients disabled
     training = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, scale, spatial))
-    return _GatedLeakyFunction.apply(rows_layout(x), scale, spatial, relu, tuple(neuron), chunk, training)
+    spikes, counts = _GatedLeakyFunction.apply(rows_layout(x), scale, spatial, relu, tuple(neuron), chunk, training,
+                                               count_spikes)
+    return (spikes, counts) if count_spikes else spikes

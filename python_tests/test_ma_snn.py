@@ -627,9 +627,10 @@ def test_backend_and_layout_arguments(name):
     make = MODULE_MAKERS[name]
     make(backend="auto")
     make(backend="torch")
-    # the released attention has fused Triton sweeps (python_tests/test_ma_snn_fused.py); the others not yet
-    unavailable = ("native", "cupy") if name == "MultiDimensionalAttention" else ("triton", "native", "cupy")
-    if name == "MultiDimensionalAttention":
+    # the released attention and the paper's TCSA-LIF have Triton sweeps (python_tests/test_ma_snn_fused.py)
+    with_triton = ("MultiDimensionalAttention", "TCSALIFNode")
+    unavailable = ("native", "cupy") if name in with_triton else ("triton", "native", "cupy")
+    if name in with_triton:
         make(backend="triton")
     for backend in unavailable:
         with pytest.raises(BackendUnavailableError, match=f"{name} has no {backend} kernels"):

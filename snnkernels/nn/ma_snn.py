@@ -24,9 +24,10 @@ from torch import nn
 
 from .. import functional as SF
 from ..backends import BACKENDS as BACKEND_NAMES
-from ..backends import check_backend_name
+from ..backends import HAS_TRITON, check_backend_name, resolve_triton_op_backend
 from ..reference.ma_snn import (
     MLPWeights,
+    check_attention_weights,
     check_dims,
     multi_dimensional_attention_reference,
     tcsa_lif_paper_reference,
@@ -34,6 +35,9 @@ from ..reference.ma_snn import (
 from ..surrogate import Rectangle, Surrogate, coerce_surrogate
 from .attention import LAYOUTS, _check_t_c, _from_tb, _positive_int, _to_tb
 from .neuron import AttResLIFNode
+
+if HAS_TRITON:
+    from ..ops import ma_snn_attention
 
 __all__ = ["MultiDimensionalAttention", "TemporalAttentionFC", "TCSALIFNode", "AttResBlock"]
 
@@ -261,7 +265,8 @@ class TCSALIFNode(_Gates):
         surrogate_function (Surrogate): spike derivative. Default: ``Rectangle(0.5)`` (released, DVS Gesture).
         detach_reset (bool): no gradient through the reset. Default: ``False``.
         layout (str): ``"TB"`` or ``"BT"``. Default: ``"TB"``.
-        backend (str): ``"auto"`` or ``"torch"``. Default: ``"auto"``.
+        backend (str): ``"auto"``, ``"torch"`` or ``"triton"`` (every gate's statistics on the fused sweeps:
+            TA's once, CA's and SA's per step; the per-step update in torch). Default: ``"auto"``.
     """
 
     def __init__(
@@ -282,7 +287,8 @@ class TCSALIFNode(_Gates):
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        self._build("TCSALIFNode", T, C, reduction_t, reduction_c, kernel_size, dims, layout, backend)
+        self._build("TCSALIFNode", T, C, reduction_t, reduction_c, kernel_size, dims, layout, backend,
+                    ("auto", "torch", "triton"))
         self.beta = float(beta)
         self.u_th = float(u_th)
         self.v_reset = float(v_reset)
@@ -291,10 +297,13 @@ class TCSALIFNode(_Gates):
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         x = self._input(x_seq)
-        spikes = tcsa_lif_paper_reference(
-            x, *self.weights(), beta=self.beta, u_th=self.u_th, v_reset=self.v_reset,
-            surrogate_function=self.surrogate_function, detach_reset=self.detach_reset,
-        )
+        neuron = dict(beta=self.beta, u_th=self.u_th, v_reset=self.v_reset,
+                      surrogate_function=self.surrogate_function, detach_reset=self.detach_reset)
+        if resolve_triton_op_backend(self.backend, x, "TCSALIFNode") == "triton":
+            weights = check_attention_weights(x, self.dims, *self.weights())
+            spikes = ma_snn_attention.tcsa_lif_paper_fused(x, self.dims, *weights, **neuron)
+        else:
+            spikes = tcsa_lif_paper_reference(x, *self.weights(), **neuron)
         return _from_tb(spikes, self.layout)
 
     def extra_repr(self) -> str:

@@ -3,9 +3,12 @@
     python -m bench.networks [--device auto|cpu|cuda] [--quick] [--out bench/results] [--max-minutes M]
 
 A step is forward, cross-entropy on the time-averaged logits, backward and an SGD update. Networks:
-``dta_snn_18`` (DTA_SNN_18 at CIFAR shape: [64, 3, 32, 32], T = 4) and ``tcja_dvs128`` (TCJA_DVS128 at
-DVS shape: [16, 20, 2, 128, 128]). On the CPU (``--device cpu``) both shrink to a smoke size: the shapes
-are in the results. Providers: ``torch-eager`` (``backend="torch"``), ``torch-compile``
+``dta_snn_18`` (DTA_SNN_18 at CIFAR shape: [64, 3, 32, 32], T = 4), ``tcja_dvs128`` (TCJA_DVS128 at
+DVS shape: [16, 20, 2, 128, 128]; ours applies each TCJA gate after its max pool), ``masnn_gesture``
+(MA-SNN's DVS Gesture net with TCSA at T = 60: [16, 60, 2, 32, 32]; ours applies the gates inside the
+neurons' loops) and ``staa_resnet20`` (the reconstructed STAA ResNet-20 at T = 4, [64, 3, 32, 32],
+M / N started at 0.5 / 1.0 so that it fires; ours fuses the GC pooling). On the CPU (``--device cpu``)
+they shrink to a smoke size: the shapes are in the results. Providers: ``torch-eager`` (``backend="torch"``), ``torch-compile``
 (``torch.compile`` of that eager model, compiled in the warm-up) and ``snnkernels`` (``backend="auto"``:
 Triton on CUDA, the native C++ neurons on the CPU). Every provider starts from the same weights; before
 timing, its first step's loss must equal eager's within 1e-3 relative (a spike within rounding of its
@@ -30,6 +33,7 @@ from .run import _progress, _row, markdown_table, metadata, write_results
 from .utils import peak_memory_mb, time_fn
 
 PROVIDERS = ("torch-eager", "torch-compile", "snnkernels")
+NETWORKS = ("dta_snn_18", "tcja_dvs128", "masnn_gesture", "staa_resnet20")
 LOSS_RTOL = 1e-3
 
 
@@ -42,6 +46,18 @@ def _net(name: str, device: str, small: bool, backend: str) -> tuple[nn.Module, 
                                     stem_channels=16, backend=backend)
             return model.to(device), (4, 3, 16, 16), 10
         return models.DTA_SNN_18(num_classes=10, time_step=4, backend=backend).to(device), (64, 3, 32, 32), 10
+    if name == "masnn_gesture":
+        if small:
+            return models.MASNN_DVSGesture(T=10, backend=backend).to(device), (2, 10, 2, 32, 32), 11
+        return models.MASNN_DVSGesture(T=60, backend=backend).to(device), (16, 60, 2, 32, 32), 11
+    if name == "staa_resnet20":
+        options = {"m_init": 0.5, "n_init": 1.0}  # the paper's M = 2, N = 0.1 start is silent (docs/models.md)
+        if small:
+            model = models.STAAResNet((1, 1, 1, 1), 10, 2, staa_options=options, input_size=16, stem_channels=8,
+                                      widths=(8, 8, 8, 8), seed=0, backend=backend)
+            return model.to(device), (2, 3, 16, 16), 10
+        model = models.STAA_ResNet20(10, 4, staa_options=options, seed=0, backend=backend)
+        return model.to(device), (64, 3, 32, 32), 10
     if small:
         model = models.TCJA_DVS128(channels=8, T=4, num_classes=11, backend=backend)
         return model.to(device), (2, 4, 2, 128, 128), 11
@@ -84,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     small = device != "cuda"
-    names = ["dta_snn_18"] if args.quick else ["dta_snn_18", "tcja_dvs128"]
+    names = ["dta_snn_18"] if args.quick else list(NETWORKS)
     meta = metadata(device)
     meta.update(byte_model="none (whole networks: time per step and peak memory only)", copy_bandwidth_GBps=None,
                 sizes="smoke sizes (CPU)" if small else "paper sizes")
@@ -96,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         try:
             model, step, shape = build(provider, name, device, small)
-            case = Case(name, (shape[1] if name == "tcja_dvs128" else model.T, *shape), torch.float32)
+            case = Case(name, (model.T, *shape), torch.float32)
             state = copy.deepcopy(model.state_dict())
             loss = step().item()  # warm-up, compilation, and the verification loss of the first step
             base = first_loss.setdefault(name, loss) if provider == "torch-eager" else first_loss.get(name)

@@ -11,8 +11,7 @@ forward (row stats, pixel stats, apply: read + write) and 6 backward (3 sweeps: 
 ``tcja_maxpool`` is TCJA followed by a 2x2 max pool: eager and torch.compile gate the full tensor, ours
 pools first and applies ``tcja_gate`` to the pooled quarter (exact, spec 1.6). ``staa_lif`` is one STAA-LIF
 layer of the (reconstructed) STAA ResNet-20 at T = 4, batch 64, training mode with a fixed TSRD mask; ours
-fuses its global-context pooling (one sweep each way), the step-attention loop is eager on every provider,
-so its speedup bounds what that one fusion buys. ``ma_tcsa_paper`` is the MA-SNN paper's in-loop TCSA-LIF
+fuses its global-context pooling (one sweep each way) and runs the step-attention loop on the step kernels. ``ma_tcsa_paper`` is the MA-SNN paper's in-loop TCSA-LIF
 (not the released code) at a CIFAR10-DVS layer; ours runs every gate's statistics on the sweeps, the
 per-step update in torch. Sizes are the papers'
 placements: TCJA at C = 128, T = 20 on 32 x 32 and at C = 512, T = 10 (16 x 16,
@@ -219,7 +218,7 @@ def _layer_module(case: Case, device: str, backend: str):
 
 def _staa_lif(case: Case, device: str, backend: str):
     """The layer in training mode with a fixed TSRD mask (step 1 dropped), so every provider computes the
-    same thing; ours ("triton") fuses the global-context pooling, the loop is eager."""
+    same thing; ours ("triton"): the fused GC pooling and the step kernels."""
     module = _layer_module(case, device, backend)
     mask = torch.zeros(case.T, dtype=torch.bool, device=device)
     mask[min(1, case.T - 1)] = True

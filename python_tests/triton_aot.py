@@ -24,7 +24,8 @@ from snnkernels.kernels.triton import ma_snn, rowwise, tna
 from snnkernels.kernels.triton.gated_leaky import gated_leaky_bwd_kernel, gated_leaky_fwd_kernel
 from snnkernels.kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_kernel
 from snnkernels.kernels.triton.global_context import gc_context_bwd_kernel, gc_context_fwd_kernel
-from snnkernels.ops import gated_leaky_triton, global_context_triton
+from snnkernels.kernels.triton.staa_step import staa_step_bwd_kernel, staa_step_fwd_kernel
+from snnkernels.ops import gated_leaky_triton, global_context_triton, staa_triton
 from snnkernels.ops.leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, launch_config
 from snnkernels.ops.rowwise_triton import _tiles
 
@@ -109,6 +110,18 @@ def gc_cases():
             yield fn, {"x_ptr", "dx_ptr"}, dtype, dict(BLOCK_C=block_c, BLOCK_P=block_p), warps
 
 
+def staa_cases():
+    """STAA-LIF's step kernels at a 16 x 16 plane: the spikes (and their gradient) in every dtype, the
+    backward across surrogates and reset modes."""
+    block_r, block_s, warps = staa_triton._tiles(1 << 14, 256)
+    tile = dict(BLOCK_R=block_r, BLOCK_S=block_s)
+    for dtype in DTYPES:
+        yield staa_step_fwd_kernel, {"s_ptr"}, dtype, tile, warps
+    for dtype, sg in zip(("fp32", "fp16", "bf16", "fp32"), range(4)):
+        yield (staa_step_bwd_kernel, {"ds_ptr"}, dtype,
+               dict(tile, HAS_DH=sg != 2, DETACH_RESET=sg % 2 == 1, SG_ID=sg), warps)
+
+
 def signature(fn, dtype: str, constexprs: dict, data_ptrs: set[str] = DATA_PTRS) -> dict:
     sig = {}
     for name in fn.arg_names:
@@ -181,7 +194,7 @@ def main(archs: list[int]) -> None:
             usage = compile_one(fn, arch, dtype, constexprs, warps)
             print(json.dumps({"kernel": fn.__name__, "arch": arch, "dtype": dtype, "flags": constexprs, **usage}),
                   flush=True)
-        for fn, data_ptrs, dtype, constexprs, warps in list(gc_cases()) + list(rowwise_cases()):
+        for fn, data_ptrs, dtype, constexprs, warps in list(staa_cases()) + list(gc_cases()) + list(rowwise_cases()):
             usage = compile_one(fn, arch, dtype, constexprs, warps, data_ptrs)
             print(json.dumps({"kernel": fn.__name__, "arch": arch, "dtype": dtype, "flags": constexprs, **usage}),
                   flush=True)

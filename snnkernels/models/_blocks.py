@@ -224,6 +224,13 @@ class VotingLayer(nn.Module):
         return f"voters={self.voters}"
 
 
+def _staa_backend(module: nn.Module, x: torch.Tensor) -> str:
+    """STAA-LIF on "triton": the GC pooling sweep and the step kernels, or the eager loop for per-pixel M, N."""
+    if resolve_triton_op_backend(module.backend, x, "STAALIFNode") != "triton":
+        return "torch"
+    return "triton" if module.coefficient_shape != "CHW" else "triton (GC pooling; loop eager)"
+
+
 def resolved_backends(model: nn.Module, *inputs: torch.Tensor) -> dict[str, str]:
     """The implementation each snnkernels layer of ``model`` runs on these inputs, by module name.
 
@@ -252,9 +259,7 @@ def resolved_backends(model: nn.Module, *inputs: torch.Tensor) -> dict[str, str]
         if isinstance(module, _SpikingNeuron):
             resolve = lambda m, x: resolve_backend(m.backend, x)  # noqa: E731
         elif isinstance(module, STAALIFNode):
-            # STAA's loop is eager; on "triton" its global-context pooling is fused
-            resolve = lambda m, x: ("triton (GC pooling; loop eager)"  # noqa: E731
-                                    if resolve_triton_op_backend(m.backend, x, "STAALIFNode") == "triton" else "torch")
+            resolve = _staa_backend
         elif isinstance(module, attention):
             resolve = lambda m, x: resolve_triton_op_backend(m.backend, x, type(m).__name__)  # noqa: E731
         else:

@@ -5,8 +5,8 @@ structure is the spec's inferred design and every open choice is a constructor o
 The math is in ``snnkernels.reference.staa``; ``STAALIFNode.forward`` is one call to
 ``staa_lif_reference`` so that a fused backend can replace it in one place. ``backend="triton"`` runs the
 global-context block's pooling (the attention-weighted context of every frame) as one fused sweep each
-way (``snnkernels.ops.global_context_triton``); the rest (position encoding, the context's tiny
-transform, the step-attention time loop) stays eager. ``"auto"`` picks it on CUDA; ``"native"`` and
+way (``snnkernels.ops.global_context_triton``) and the step-attention time loop on step kernels
+(``snnkernels.ops.staa_triton``); the position encoding and the tiny MLPs stay torch. ``"auto"`` picks it on CUDA; ``"native"`` and
 ``"cupy"`` raise ``BackendUnavailableError``.
 
 - ``STAALIFNode``: the STAA-LIF neuron layer, a drop-in replacement for a LIF after conv + BN.
@@ -49,6 +49,7 @@ from .attention import LAYOUTS, _check_t_c, _from_tb, _positive_int, _to_tb
 
 if HAS_TRITON:
     from ..ops.global_context_triton import global_context_fused
+    from ..ops.staa_triton import staa_lif_fused
 
 __all__ = ["STAALIFNode", "GlobalContextBlock", "PositionEncoding"]
 
@@ -303,7 +304,8 @@ class STAALIFNode(nn.Module):
         layout (str): ``"TB"`` for [T, B, C, H, W] input and output, ``"BT"`` for [B, T, C, H, W].
             Default: ``"TB"``.
         backend (str): ``"auto"``, ``"torch"`` (the eager reference) or ``"triton"`` (the GC block's pooling
-            fused; the loop eager). Default: ``"auto"``.
+            fused and the loop on step kernels; the loop stays eager for ``coefficient_shape="CHW"``).
+            Default: ``"auto"``.
     """
 
     def __init__(
@@ -415,14 +417,19 @@ class STAALIFNode(nn.Module):
             drop_mask = self.draw_drop_mask(x.shape[1], x.device)
         self.last_drop_mask = drop_mask.detach() if isinstance(drop_mask, torch.Tensor) else None
         params = self.params()
-        features = None
         if resolve_triton_op_backend(self.backend, x, owner) == "triton":
-            # PE in the state dtype as the reference does, then GC with its pooling on the fused sweep
+            if self.coefficient_shape != "CHW":
+                # GC pooling on its fused sweep, the loop on the step kernels (ops/staa_triton.py)
+                spikes = staa_lif_fused(x, params, drop_mask=drop_mask, **self.options())
+                return _from_tb(spikes, self.layout)
+            # per-pixel M, N: PE + GC fused, the loop eager
             xs = x.to(state_dtype(x.dtype))
             features = position_encoding_reference(xs, params.position.to(xs.dtype))
             features = global_context_fused(features, params.gc, fusion=self.gc.fusion,
                                             layer_norm=self.gc.layer_norm, ln_eps=self.gc.ln_eps)
-        spikes = staa_lif_reference(x, params, drop_mask=drop_mask, features=features, **self.options())
+            spikes = staa_lif_reference(x, params, drop_mask=drop_mask, features=features, **self.options())
+            return _from_tb(spikes, self.layout)
+        spikes = staa_lif_reference(x, params, drop_mask=drop_mask, **self.options())
         return _from_tb(spikes, self.layout)
 
     def extra_repr(self) -> str:

@@ -53,6 +53,7 @@ __all__ = [
     "global_context_transform_reference",
     "global_context_fusion",
     "staa_features_reference",
+    "step_attention_gates",
     "global_context_attention_reference",
     "global_context_vector_reference",
     "global_context_reference",
@@ -277,17 +278,22 @@ def step_attention_reference(a: torch.Tensor, b: torch.Tensor, sa: SAParams, *, 
     check_option(gate, SA_GATES, "sa_gate")
     C = a.shape[-3]
     _check_sa(sa, C)
-    pooled = (a + b).mean(dim=(-2, -1))  # [B, C]
+    g_a, g_b = step_attention_gates((a + b).mean(dim=(-2, -1)), sa, alpha=alpha, gate=gate)
+    return g_a[..., None, None] * a + g_b[..., None, None] * b
+
+
+def step_attention_gates(pooled: torch.Tensor, sa: SAParams, *, alpha: float = 2.0,
+                         gate: str = "sigmoid") -> tuple[torch.Tensor, torch.Tensor]:
+    """The step attention's gates (g_a, g_b), each [B, C], from ``pooled`` = mean_hw(A + B) [B, C]."""
+    C = pooled.shape[-1]
     z = F.linear(torch.relu(F.linear(pooled, sa.w1)), sa.w2)  # [B, 2C]
     z_a, z_b = z[..., :C], z[..., C:]
     if gate == "sigmoid":
-        g_a, g_b = alpha * torch.sigmoid(z_a), alpha * torch.sigmoid(z_b)
-    elif gate == "softmax":
+        return alpha * torch.sigmoid(z_a), alpha * torch.sigmoid(z_b)
+    if gate == "softmax":
         w = torch.softmax(torch.stack([z_a, z_b]), dim=0)
-        g_a, g_b = alpha * w[0], alpha * w[1]
-    else:
-        g_a, g_b = torch.sigmoid(alpha * z_a), torch.sigmoid(alpha * z_b)
-    return g_a[..., None, None] * a + g_b[..., None, None] * b
+        return alpha * w[0], alpha * w[1]
+    return torch.sigmoid(alpha * z_a), torch.sigmoid(alpha * z_b)
 
 
 def staa_coefficients(m: torch.Tensor, n: torch.Tensor, mapping: str = "raw") -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,97 @@
+"""Triton kernels of one STAA-LIF step (spec 4.4, inferred design): the gated aggregation, fire and reset.
+
+One step on [B, C, H, W] seen as R = B * C rows of S = H * W contiguous values (h, y, spikes and their
+gradients all dense in that order), with per-row gates ga, gb (fp32 [R]: the step attention's, or 1 for a
+dropped step) and per-channel coefficients a, b (fp32 [C], or one value broadcast by the launcher):
+
+    A = a h        B = b y        U = ga A + gb B        s = [U - th >= 0]        h' = U (1 - s) + v_reset s
+
+in that op order, as ``reference.staa.staa_lif_reference`` computes it. The backward recomputes U from
+(h, y, ga, gb) and, given dL/ds and dL/dh', writes dL/dh and dL/dy and reduces per row in a fixed order
+(programs own whole rows: deterministic, no atomics) dL/dga = sum_p dU A, dL/dgb = sum_p dU B,
+dL/da-part = sum_p dA h and dL/db-part = sum_p dB y.
+"""
+import triton
+import triton.language as tl
+
+from .leaky import _fire
+from .surrogate import surrogate_derivative
+
+
+@triton.jit
+def _rows(R, C, BLOCK_R: tl.constexpr):
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    rmask = rows < R
+    return rows, rmask, rows % C
+
+
+@triton.jit
+def _charge(h_ptr, y_ptr, offs, mask, a, b, ga, gb):
+    h = tl.load(h_ptr + offs, mask=mask, other=0.0)
+    y = tl.load(y_ptr + offs, mask=mask, other=0.0)
+    big_a = a * h
+    big_b = b * y
+    return h, y, big_a, big_b, ga * big_a + gb * big_b
+
+
+@triton.jit
+def staa_step_fwd_kernel(h_ptr, y_ptr, a_ptr, b_ptr, ga_ptr, gb_ptr, s_ptr, h_out_ptr, R, S, C,
+                         v_threshold, v_reset, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+    rows, rmask, ch = _rows(R, C, BLOCK_R)
+    a = tl.load(a_ptr + ch, mask=rmask, other=0.0)[:, None]
+    b = tl.load(b_ptr + ch, mask=rmask, other=0.0)[:, None]
+    ga = tl.load(ga_ptr + rows, mask=rmask, other=0.0)[:, None]
+    gb = tl.load(gb_ptr + rows, mask=rmask, other=0.0)[:, None]
+    base = rows.to(tl.int64)[:, None] * S
+    for s0 in range(0, S, BLOCK_S):
+        cols = s0 + tl.arange(0, BLOCK_S)[None, :]
+        offs = base + cols
+        mask = rmask[:, None] & (cols < S)
+        _, _, _, _, u = _charge(h_ptr, y_ptr, offs, mask, a, b, ga, gb)
+        spike = tl.where(_fire(u, v_threshold, False), 1.0, 0.0)
+        tl.store(s_ptr + offs, spike.to(s_ptr.dtype.element_ty), mask=mask)
+        tl.store(h_out_ptr + offs, u * (1.0 - spike) + v_reset * spike, mask=mask)
+
+
+@triton.jit
+def staa_step_bwd_kernel(h_ptr, y_ptr, a_ptr, b_ptr, ga_ptr, gb_ptr, ds_ptr, dh_out_ptr, dh_ptr, dy_ptr,
+                         sums_ptr, R, S, C, v_threshold, v_reset, sg_param, HAS_DH: tl.constexpr,
+                         DETACH_RESET: tl.constexpr, SG_ID: tl.constexpr, BLOCK_R: tl.constexpr,
+                         BLOCK_S: tl.constexpr):
+    """sums_ptr: fp32 [4, R] = (dL/dga, dL/dgb, sum_p dA h, sum_p dB y)."""
+    rows, rmask, ch = _rows(R, C, BLOCK_R)
+    a = tl.load(a_ptr + ch, mask=rmask, other=0.0)[:, None]
+    b = tl.load(b_ptr + ch, mask=rmask, other=0.0)[:, None]
+    ga = tl.load(ga_ptr + rows, mask=rmask, other=0.0)[:, None]
+    gb = tl.load(gb_ptr + rows, mask=rmask, other=0.0)[:, None]
+    base = rows.to(tl.int64)[:, None] * S
+    acc_ga = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
+    acc_gb = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
+    acc_a = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
+    acc_b = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
+    for s0 in range(0, S, BLOCK_S):
+        cols = s0 + tl.arange(0, BLOCK_S)[None, :]
+        offs = base + cols
+        mask = rmask[:, None] & (cols < S)
+        h, y, big_a, big_b, u = _charge(h_ptr, y_ptr, offs, mask, a, b, ga, gb)
+        sg = surrogate_derivative(u - v_threshold, SG_ID, sg_param)
+        grad_u = tl.load(ds_ptr + offs, mask=mask, other=0.0).to(tl.float32) * sg
+        if HAS_DH:
+            spike = tl.where(_fire(u, v_threshold, False), 1.0, 0.0)
+            dh_du = 1.0 - spike
+            if not DETACH_RESET:
+                dh_du = dh_du + (v_reset - u) * sg
+            grad_u += tl.load(dh_out_ptr + offs, mask=mask, other=0.0) * dh_du
+        grad_u = tl.where(mask, grad_u, 0.0)
+        grad_a = grad_u * ga
+        grad_b = grad_u * gb
+        tl.store(dh_ptr + offs, grad_a * a, mask=mask)
+        tl.store(dy_ptr + offs, grad_b * b, mask=mask)
+        acc_ga += grad_u * big_a
+        acc_gb += grad_u * big_b
+        acc_a += grad_a * h
+        acc_b += grad_b * y
+    tl.store(sums_ptr + rows, tl.sum(acc_ga, axis=1), mask=rmask)
+    tl.store(sums_ptr + R + rows, tl.sum(acc_gb, axis=1), mask=rmask)
+    tl.store(sums_ptr + 2 * R + rows, tl.sum(acc_a, axis=1), mask=rmask)
+    tl.store(sums_ptr + 3 * R + rows, tl.sum(acc_b, axis=1), mask=rmask)

@@ -21,9 +21,8 @@ eager reference.
 import triton
 import triton.language as tl
 
-from .leaky import _fire, _reset
+from .leaky import _fire, _grad_charge, _reset
 from .rowwise import _tile_rows
-from .surrogate import surrogate_derivative
 
 
 @triton.jit
@@ -179,17 +178,9 @@ def gated_leaky_bwd_kernel(
             at = offs + t.to(tl.int64) * st
             h = hs[k]
             grad_s = tl.load(grad_spikes_ptr + at, mask=mask & valid, other=0.0).to(tl.float32)
-            sg = surrogate_derivative(h - v_threshold, SG_ID, sg_param)
-            spike = _fire(h, v_threshold, STRICT)
-            if HARD_RESET:
-                dv_dh = tl.where(spike, 0.0, 1.0)
-                if not DETACH_RESET:
-                    dv_dh = dv_dh + (v_reset - h) * sg
-            else:
-                dv_dh = tl.full([BLOCK_R, BLOCK_S], 1.0, tl.float32)
-                if not DETACH_RESET:
-                    dv_dh = dv_dh - v_threshold * sg
-            grad_h = tl.where(mask & valid, grad_s * sg + grad_v * dv_dh, 0.0)
+            grad_h = _grad_charge(grad_s, grad_v, h, v_threshold, v_reset, sg_param, HARD_RESET, STRICT,
+                                  DETACH_RESET, SG_ID)
+            grad_h = tl.where(mask & valid, grad_h, 0.0)
             grad_v = tl.where(valid, grad_h * decay, grad_v)
             grad_y = grad_h * gain
             g = _gate_of_step(scale_ptr, t, rows, rmask & valid, R1)

@@ -52,6 +52,23 @@ def _reset(h, spike, v_threshold, v_reset, HARD_RESET: tl.constexpr):
 
 
 @triton.jit
+def _grad_charge(grad_s, grad_v, h, v_threshold, v_reset, sg_param, HARD_RESET: tl.constexpr,
+                 STRICT: tl.constexpr, DETACH_RESET: tl.constexpr, SG_ID: tl.constexpr):
+    """dL/dh_t = dL/ds_t * sg_t + dL/dv_t * dv_t/dh_t (v_t the post-reset state), shared by every
+    leaky-family backward."""
+    sg = surrogate_derivative(h - v_threshold, SG_ID, sg_param)
+    if HARD_RESET:
+        dv_dh = tl.where(_fire(h, v_threshold, STRICT), 0.0, 1.0)
+        if not DETACH_RESET:
+            dv_dh = dv_dh + (v_reset - h) * sg
+    else:
+        dv_dh = tl.zeros_like(h) + 1.0
+        if not DETACH_RESET:
+            dv_dh = dv_dh - v_threshold * sg
+    return grad_s * sg + grad_v * dv_dh
+
+
+@triton.jit
 def _neuron_block(N, S, C, decay_ptr, gain_ptr, bias_ptr, decay, gain, bias, v_init_ptr, v_init_value,
                   DECAY_T: tl.constexpr, GAIN_T: tl.constexpr, BIAS_T: tl.constexpr, HAS_V_INIT: tl.constexpr,
                   BLOCK: tl.constexpr):
@@ -268,17 +285,8 @@ def leaky_bwd_kernel(
             row = (t0 + k) * n_row
             h = hs[k]
             grad_s = tl.load(grad_spikes_ptr + row + offs, mask=mask & valid, other=0.0).to(tl.float32)
-            sg = surrogate_derivative(h - v_threshold, SG_ID, sg_param)
-            spike = _fire(h, v_threshold, STRICT)
-            if HARD_RESET:
-                dv_dh = tl.where(spike, 0.0, 1.0)
-                if not DETACH_RESET:
-                    dv_dh = dv_dh + (v_reset - h) * sg
-            else:
-                dv_dh = tl.full([BLOCK], 1.0, tl.float32)
-                if not DETACH_RESET:
-                    dv_dh = dv_dh - v_threshold * sg
-            grad_h = grad_s * sg + grad_v * dv_dh
+            grad_h = _grad_charge(grad_s, grad_v, h, v_threshold, v_reset, sg_param, HARD_RESET, STRICT,
+                                  DETACH_RESET, SG_ID)
             grad_h = tl.where(valid, grad_h, 0.0)
             tl.store(grad_x_ptr + row + offs, (grad_h * b).to(grad_x_ptr.dtype.element_ty), mask=mask & valid)
             grad_v = tl.where(valid, grad_h * a, grad_v)

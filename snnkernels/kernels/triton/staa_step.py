@@ -26,6 +26,17 @@ def _rows(R, C, BLOCK_R: tl.constexpr):
 
 
 @triton.jit
+def _row_factors(a_ptr, b_ptr, ga_ptr, gb_ptr, R, C, S, BLOCK_R: tl.constexpr):
+    """This program's rows: mask, int64 row offsets [BLOCK_R, 1], and a, b, ga, gb as [BLOCK_R, 1] columns."""
+    rows, rmask, ch = _rows(R, C, BLOCK_R)
+    a = tl.load(a_ptr + ch, mask=rmask, other=0.0)[:, None]
+    b = tl.load(b_ptr + ch, mask=rmask, other=0.0)[:, None]
+    ga = tl.load(ga_ptr + rows, mask=rmask, other=0.0)[:, None]
+    gb = tl.load(gb_ptr + rows, mask=rmask, other=0.0)[:, None]
+    return rows, rmask, rows.to(tl.int64)[:, None] * S, a, b, ga, gb
+
+
+@triton.jit
 def _charge(h_ptr, y_ptr, offs, mask, a, b, ga, gb):
     h = tl.load(h_ptr + offs, mask=mask, other=0.0)
     y = tl.load(y_ptr + offs, mask=mask, other=0.0)
@@ -37,12 +48,7 @@ def _charge(h_ptr, y_ptr, offs, mask, a, b, ga, gb):
 @triton.jit
 def staa_step_fwd_kernel(h_ptr, y_ptr, a_ptr, b_ptr, ga_ptr, gb_ptr, s_ptr, h_out_ptr, R, S, C,
                          v_threshold, v_reset, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
-    rows, rmask, ch = _rows(R, C, BLOCK_R)
-    a = tl.load(a_ptr + ch, mask=rmask, other=0.0)[:, None]
-    b = tl.load(b_ptr + ch, mask=rmask, other=0.0)[:, None]
-    ga = tl.load(ga_ptr + rows, mask=rmask, other=0.0)[:, None]
-    gb = tl.load(gb_ptr + rows, mask=rmask, other=0.0)[:, None]
-    base = rows.to(tl.int64)[:, None] * S
+    rows, rmask, base, a, b, ga, gb = _row_factors(a_ptr, b_ptr, ga_ptr, gb_ptr, R, C, S, BLOCK_R)
     for s0 in range(0, S, BLOCK_S):
         cols = s0 + tl.arange(0, BLOCK_S)[None, :]
         offs = base + cols
@@ -59,12 +65,7 @@ def staa_step_bwd_kernel(h_ptr, y_ptr, a_ptr, b_ptr, ga_ptr, gb_ptr, ds_ptr, dh_
                          DETACH_RESET: tl.constexpr, SG_ID: tl.constexpr, BLOCK_R: tl.constexpr,
                          BLOCK_S: tl.constexpr):
     """sums_ptr: fp32 [4, R] = (dL/dga, dL/dgb, sum_p dA h, sum_p dB y)."""
-    rows, rmask, ch = _rows(R, C, BLOCK_R)
-    a = tl.load(a_ptr + ch, mask=rmask, other=0.0)[:, None]
-    b = tl.load(b_ptr + ch, mask=rmask, other=0.0)[:, None]
-    ga = tl.load(ga_ptr + rows, mask=rmask, other=0.0)[:, None]
-    gb = tl.load(gb_ptr + rows, mask=rmask, other=0.0)[:, None]
-    base = rows.to(tl.int64)[:, None] * S
+    rows, rmask, base, a, b, ga, gb = _row_factors(a_ptr, b_ptr, ga_ptr, gb_ptr, R, C, S, BLOCK_R)
     acc_ga = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
     acc_gb = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
     acc_a = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)

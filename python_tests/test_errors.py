@@ -167,9 +167,6 @@ def test_surrogate_parameter_errors():
         sg.Rectangle(-0.5)
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception,
-                   reason="library bug: multistep_lif checks tau <= 0 only for a float tau; a tensor tau <= 0 is "
-                          "accepted and silently gives decay >= 1 (or inf/NaN coefficients)")
 def test_nonpositive_tensor_tau_rejected():
     """A tensor tau <= 0 makes decay = 1 - 1/tau >= 1 or infinite: the same error as for a float tau."""
     x = x5()

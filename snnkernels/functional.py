@@ -100,6 +100,10 @@ def multistep_lif(
     tau = _checks.check_coefficient(tau, "tau", _checks.check_sequence(x_seq))
     if not isinstance(tau, torch.Tensor) and tau <= 0:
         raise ValueError(f"tau must be positive, got {tau}")
+    # a tensor tau is checked too (one host sync; skipped while torch.compile traces, where it would break
+    # the graph): tau <= 0 gives decay = 1 - 1/tau >= 1 or infinite coefficients
+    if isinstance(tau, torch.Tensor) and not torch.compiler.is_compiling() and not bool((tau.detach() > 0).all()):
+        raise ValueError(f"tau must be positive, got {tau.detach().cpu().tolist()}")
     v_reset = _checks.check_scalar(v_reset, "v_reset", allow_none=True)
     decay, gain, bias = lif_coefficients(tau, decay_input, v_reset)
     return _leaky(

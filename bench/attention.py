@@ -12,8 +12,8 @@ forward (row stats, pixel stats, apply: read + write) and 6 backward (3 sweeps: 
 pools first and applies ``tcja_gate`` to the pooled quarter (exact, spec 1.6). ``staa_lif`` is one STAA-LIF
 layer of the (reconstructed) STAA ResNet-20 at T = 4, batch 64, training mode with a fixed TSRD mask; ours
 fuses its global-context pooling (one sweep each way) and runs the step-attention loop on the step kernels. ``ma_tcsa_paper`` is the MA-SNN paper's in-loop TCSA-LIF
-(not the released code) at a CIFAR10-DVS layer; ours runs every gate's statistics on the sweeps, the
-per-step update in torch. Sizes are the papers'
+(not the released code) at a CIFAR10-DVS layer; ours runs every gate's statistics on the sweeps and each
+step's gating, fire and reset as one kernel each way. Sizes are the papers'
 placements: TCJA at C = 128, T = 20 on 32 x 32 and at C = 512, T = 10 (16 x 16,
 our choice: the spec names C and T only), batch 16; T-XA, DTA's output product and the whole DTA module at
 C = 64, T = 4 and 6, 32 x 32, batch 64 (the DTA-SNN CIFAR stem). On the CPU (``--device cpu``) the

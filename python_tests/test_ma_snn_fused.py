@@ -174,3 +174,37 @@ def test_tcsa_lif_paper_on_triton(dims):
         for i, (g, g_ref) in enumerate(zip(grads[1:], grads_ref[1:])):
             scale = g_ref.abs().max().item()
             assert_close_verbose(g, g_ref.reshape(g.shape), SUM_RTOL * scale, SUM_RTOL, f"grad weight {i}")
+
+
+@pytest.mark.parametrize("detach_reset", [False, True])
+def test_tcsa_step_kernel_is_the_reference_update(detach_reset):
+    """One step with given gates: spikes and next state bit for bit; dV, dsc, dgs as autograd of the same
+    expression (fp32 sums in another order)."""
+    from snnkernels.ops.tcsa_paper_triton import tcsa_step
+    from snnkernels.surrogate import Rectangle
+    from utils import GRAD_TOL
+
+    B, C, H, W = 3, 5, 4, 6
+    surrogate = Rectangle(0.5)
+    v = torch.randn(B, C, H, W, device=DEVICE)
+    sc, gs = torch.rand(B, C, device=DEVICE) + 0.2, torch.rand(B, H * W, device=DEVICE) + 0.2
+    ours = leaves(v, sc, gs)
+    ref = leaves(v, sc, gs)
+    # fp32 spikes here: an fp16 spike output would round dL/ds to fp16 on its way back
+    s, h = tcsa_step(*ours, u_th=0.3, v_reset=0.1, beta=0.3, detach_reset=detach_reset, surrogate=surrogate,
+                     spike_dtype=torch.float32)
+    s16, _ = tcsa_step(v, sc, gs, u_th=0.3, v_reset=0.1, beta=0.3, detach_reset=detach_reset, surrogate=surrogate,
+                       spike_dtype=torch.float16)
+    assert s16.dtype == torch.float16 and torch.equal(s16.float(), s.detach())
+    u = ref[2].view(B, 1, H, W) * (ref[1][..., None, None] * ref[0])
+    s_ref = surrogate.spike(u - 0.3)
+    s_reset = s_ref.detach() if detach_reset else s_ref
+    h_ref = 0.1 * s_reset + 0.3 * u * (1.0 - s_reset)
+    assert torch.equal(s, s_ref) and torch.equal(h, h_ref)
+    g_s, g_h = torch.randn_like(h), torch.randn_like(h)
+    grads = torch.autograd.grad((s * g_s).sum() + (h * g_h).sum(), ours)
+    grads_ref = torch.autograd.grad((s_ref * g_s).sum() + (h_ref * g_h).sum(), ref)
+    atol, rtol = GRAD_TOL[torch.float32]
+    assert_close_verbose(grads[0], grads_ref[0], atol, rtol, "grad V")
+    for name, g, g_ref in zip(("sc", "gs"), grads[1:], grads_ref[1:]):
+        assert_close_verbose(g, g_ref, SUM_RTOL * g_ref.abs().max().item(), SUM_RTOL, f"grad {name}")

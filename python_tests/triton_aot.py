@@ -25,7 +25,8 @@ from snnkernels.kernels.triton.gated_leaky import gated_leaky_bwd_kernel, gated_
 from snnkernels.kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_kernel
 from snnkernels.kernels.triton.global_context import gc_context_bwd_kernel, gc_context_fwd_kernel
 from snnkernels.kernels.triton.staa_step import staa_step_bwd_kernel, staa_step_fwd_kernel
-from snnkernels.ops import gated_leaky_triton, global_context_triton, staa_triton
+from snnkernels.kernels.triton.tcsa_step import tcsa_step_bwd_kernel, tcsa_step_fwd_kernel
+from snnkernels.ops import gated_leaky_triton, global_context_triton, staa_triton, tcsa_paper_triton
 from snnkernels.ops.leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, launch_config
 from snnkernels.ops.rowwise_triton import _tiles
 
@@ -122,6 +123,18 @@ def staa_cases():
                dict(tile, HAS_DH=sg != 2, DETACH_RESET=sg % 2 == 1, SG_ID=sg), warps)
 
 
+def tcsa_cases():
+    """The paper TCSA-LIF's step kernels: C = 64 at 32 x 32 (spikes in every dtype), C = 512 at 8 x 8."""
+    for C, S, dtypes in ((64, 1024, tuple(DTYPES)), (512, 64, ("fp32",))):
+        block_c, block_s, warps = tcsa_paper_triton._tiles(C, S)
+        tile = dict(BLOCK_C=block_c, BLOCK_S=block_s)
+        for dtype in dtypes:
+            yield tcsa_step_fwd_kernel, {"s_ptr"}, dtype, tile, warps
+        for sg in (0, 3):
+            yield (tcsa_step_bwd_kernel, {"ds_ptr"}, dtypes[-1],
+                   dict(tile, HAS_DH=sg == 3, DETACH_RESET=sg == 0, SG_ID=sg), warps)
+
+
 def signature(fn, dtype: str, constexprs: dict, data_ptrs: set[str] = DATA_PTRS) -> dict:
     sig = {}
     for name in fn.arg_names:
@@ -194,7 +207,8 @@ def main(archs: list[int]) -> None:
             usage = compile_one(fn, arch, dtype, constexprs, warps)
             print(json.dumps({"kernel": fn.__name__, "arch": arch, "dtype": dtype, "flags": constexprs, **usage}),
                   flush=True)
-        for fn, data_ptrs, dtype, constexprs, warps in list(staa_cases()) + list(gc_cases()) + list(rowwise_cases()):
+        cases = [*staa_cases(), *tcsa_cases(), *gc_cases(), *rowwise_cases()]
+        for fn, data_ptrs, dtype, constexprs, warps in cases:
             usage = compile_one(fn, arch, dtype, constexprs, warps, data_ptrs)
             print(json.dumps({"kernel": fn.__name__, "arch": arch, "dtype": dtype, "flags": constexprs, **usage}),
                   flush=True)

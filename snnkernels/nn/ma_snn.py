@@ -2,8 +2,9 @@
 
 The math is in ``snnkernels.reference.ma_snn``. ``MultiDimensionalAttention`` runs through
 ``snnkernels.functional.multi_dimensional_attention``: ``backend`` ``"auto"`` (fused Triton sweeps on CUDA,
-the eager reference elsewhere), ``"torch"`` or ``"triton"``. The other modules are eager only for now
-(``"auto"`` / ``"torch"``); ``"native"`` and ``"cupy"`` raise ``BackendUnavailableError`` everywhere.
+the eager reference elsewhere), ``"torch"`` or ``"triton"``; so does ``TCSALIFNode`` (``ops.tcsa_paper_triton``).
+The other modules are eager only (``"auto"`` / ``"torch"``); ``"native"`` and ``"cupy"`` raise
+``BackendUnavailableError`` everywhere.
 
 - ``MultiDimensionalAttention``: the RELEASED attention (BICLab/MA-SNN ``TCSA`` / ``TCA`` / ``CSA`` / ``TSA``
   / ``TA`` / ``CA`` / ``SA``, SpikingJelly ``MultiDimensionalAttention``), any subset of T, C, S, then ReLU.
@@ -37,7 +38,7 @@ from .attention import LAYOUTS, _check_t_c, _from_tb, _positive_int, _to_tb
 from .neuron import AttResLIFNode
 
 if HAS_TRITON:
-    from ..ops import ma_snn_attention
+    from ..ops import tcsa_paper_triton
 
 __all__ = ["MultiDimensionalAttention", "TemporalAttentionFC", "TCSALIFNode", "AttResBlock"]
 
@@ -266,7 +267,8 @@ class TCSALIFNode(_Gates):
         detach_reset (bool): no gradient through the reset. Default: ``False``.
         layout (str): ``"TB"`` or ``"BT"``. Default: ``"TB"``.
         backend (str): ``"auto"``, ``"torch"`` or ``"triton"`` (every gate's statistics on the fused sweeps:
-            TA's once, CA's and SA's per step; the per-step update in torch). Default: ``"auto"``.
+            TA's once, CA's and SA's per step; each step's gating, fire and reset one kernel each way).
+            Default: ``"auto"``.
     """
 
     def __init__(
@@ -301,7 +303,7 @@ class TCSALIFNode(_Gates):
                       surrogate_function=self.surrogate_function, detach_reset=self.detach_reset)
         if resolve_triton_op_backend(self.backend, x, "TCSALIFNode") == "triton":
             weights = check_attention_weights(x, self.dims, *self.weights())
-            spikes = ma_snn_attention.tcsa_lif_paper_fused(x, self.dims, *weights, **neuron)
+            spikes = tcsa_paper_triton.tcsa_lif_paper_fused(x, self.dims, *weights, **neuron)
         else:
             spikes = tcsa_lif_paper_reference(x, *self.weights(), **neuron)
         return _from_tb(spikes, self.layout)

@@ -26,8 +26,7 @@ from .leaky import match_layout
 from .ma_snn_triton import apply_gates, bwd_input, bwd_pixel_sums, pixel_stats, row_dot_map, row_stats
 from .rowwise_triton import rows_layout
 
-__all__ = ["ma_attention_fused", "ma_gates_fused", "tcsa_lif_paper_fused", "time_gate", "channel_gate",
-           "spatial_gate"]
+__all__ = ["ma_attention_fused", "ma_gates_fused", "time_gate", "channel_gate", "spatial_gate"]
 
 
 def time_gate(sums: torch.Tensor, maxima: torch.Tensor, plane: int, w0: torch.Tensor, w1: torch.Tensor) -> torch.Tensor:
@@ -190,34 +189,3 @@ def ma_gates_fused(x: torch.Tensor, dims: str, ta: tuple[torch.Tensor, torch.Ten
     ca_w0, ca_w1 = ca if ca is not None else (None, None)
     return _MAGatesFunction.apply(rows_layout(x), dims, ta_w0, ta_w1, ca_w0, ca_w1, sa)
 
-
-def tcsa_lif_paper_fused(x: torch.Tensor, dims: str, ta: tuple[torch.Tensor, torch.Tensor] | None,
-                         ca: tuple[torch.Tensor, torch.Tensor] | None, sa: torch.Tensor | None, *, beta: float,
-                         u_th: float, v_reset: float, surrogate_function: Any, detach_reset: bool) -> torch.Tensor:
-    """The paper's in-loop TCSA-LIF (``reference.ma_snn.tcsa_lif_paper_reference``, same arguments) with
-    every gate's statistics on the Triton sweeps: TA's over the whole sequence once, then per step CA's
-    and SA's over the membrane potential V_t (two sweeps: its (b, c) rows, then its pixels across c).
-    The per-step update (gates applied, fire, reset) is torch elementwise, differentiated by autograd;
-    the gates' own backward is the sweeps'. fp32 state, as the reference."""
-    xs = x.float()
-    if "T" in dims:
-        g_t, _ = ma_gates_fused(xs, "T", ta, None, None)  # g_t[t, b] broadcast over c: [T, B, C]
-        xs = xs * g_t[..., None, None]
-    step_dims = dims.replace("T", "")
-    B, H, W = x.shape[1], x.shape[3], x.shape[4]
-    h = torch.zeros_like(xs[0])
-    spikes = []
-    for t in range(xs.shape[0]):
-        v = h + xs[t]
-        u = v
-        if step_dims:
-            sc, g_s = ma_gates_fused(v[None], step_dims, None, ca, sa)
-            if "C" in step_dims:
-                u = u * sc[0][..., None, None]
-            if g_s is not None:
-                u = u * g_s.view(B, 1, H, W)
-        s = surrogate_function.spike(u - u_th)
-        s_reset = s.detach() if detach_reset else s
-        h = v_reset * s_reset + beta * u * (1.0 - s_reset)
-        spikes.append(s)
-    return torch.stack(spikes).to(x.dtype)

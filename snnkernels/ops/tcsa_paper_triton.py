@@ -1,0 +1,131 @@
+"""The MA-SNN paper's in-loop TCSA-LIF (spec 3.5, ``reference.ma_snn.tcsa_lif_paper_reference``) on Triton.
+
+Per step: V_t = H_{t-1} + X_TA[t] (torch, one elementwise pass); the channel and spatial gates' statistics
+of V_t on the released attention's sweeps (``ma_gates_fused`` on a one-step sequence: CA pools over
+(H, W), SA over C); then ``tcsa_step`` (``kernels.triton.tcsa_step``): gates applied, fire and reset in one
+sweep, and one sweep back that also reduces the gates' gradients. TA runs once on the whole sequence
+(its gate from the same sweeps). Autograd chains the steps (BPTT); V_t is kept for the backward.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import triton
+
+from ..backends import triton_interpreter_enabled
+from ..kernels.triton.tcsa_step import tcsa_step_bwd_kernel, tcsa_step_fwd_kernel
+from ..surrogate import Surrogate
+from .leaky_triton import COMPILE_OPTIONS, _f32
+from .ma_snn_attention import ma_gates_fused
+
+__all__ = ["tcsa_step", "tcsa_lif_paper_fused"]
+
+
+def _tiles(C: int, S: int) -> tuple[int, int, int]:
+    """(BLOCK_C, BLOCK_S, num_warps): all channels of one sample and a block of pixels; 2048 values a tile
+    on the GPU (at least 8 pixels), larger in the interpreter."""
+    block_c = triton.next_power_of_2(max(C, 1))
+    s_cap = triton.next_power_of_2(max(S, 1))
+    if triton_interpreter_enabled():
+        return block_c, max(min((1 << 15) // block_c, s_cap), 1), 1
+    return block_c, max(min(2048 // block_c, s_cap), 8), 8 if block_c >= 256 else 4
+
+
+def _grid(v: torch.Tensor) -> tuple[tuple[int, int], int, int, int]:
+    B, C, H, W = v.shape
+    block_c, block_s, warps = _tiles(C, H * W)
+    return (B, triton.cdiv(H * W, block_s)), block_c, block_s, warps
+
+
+@torch.library.custom_op("snnkernels::tcsa_step_fwd", mutates_args=(), device_types=("cpu", "cuda"))
+def tcsa_step_fwd(v: torch.Tensor, sc: torch.Tensor, gs: torch.Tensor, u_th: float, v_reset: float, beta: float,
+                  spike_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(spikes [B, C, H, W] in ``spike_dtype``, next state fp32) of V fp32 [B, C, H, W], sc [B, C], gs [B, H * W]."""
+    spikes, h = torch.empty_like(v, dtype=spike_dtype), torch.empty_like(v)
+    if v.numel():
+        grid, block_c, block_s, warps = _grid(v)
+        tcsa_step_fwd_kernel[grid](v, sc, gs, spikes, h, v.shape[1], v.shape[2] * v.shape[3],
+                                   *_f32(u_th, v_reset, beta), BLOCK_C=block_c, BLOCK_S=block_s, num_warps=warps,
+                                   **COMPILE_OPTIONS)
+    return spikes, h
+
+
+@tcsa_step_fwd.register_fake
+def _(v, sc, gs, u_th, v_reset, beta, spike_dtype):
+    return torch.empty_like(v, dtype=spike_dtype), torch.empty_like(v)
+
+
+@torch.library.custom_op("snnkernels::tcsa_step_bwd", mutates_args=(), device_types=("cpu", "cuda"))
+def tcsa_step_bwd(grad_spikes: torch.Tensor, grad_h: torch.Tensor | None, v: torch.Tensor, sc: torch.Tensor,
+                  gs: torch.Tensor, u_th: float, v_reset: float, beta: float, detach_reset: bool, surrogate_id: int,
+                  surrogate_param: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dV, dsc [B, C], dgs [B, H * W]), fp32."""
+    B, C, H, W = v.shape
+    grid, block_c, block_s, warps = _grid(v)
+    dv, dgs = torch.empty_like(v), v.new_empty((B, H * W))
+    dsc = v.new_empty((grid[1], B, C))
+    if v.numel():
+        tcsa_step_bwd_kernel[grid](v, sc, gs, grad_spikes.contiguous(), v if grad_h is None else grad_h.contiguous(),
+                                   dv, dsc, dgs, B, C, H * W, *_f32(u_th, v_reset, beta, surrogate_param),
+                                   HAS_DH=grad_h is not None, DETACH_RESET=detach_reset, SG_ID=surrogate_id,
+                                   BLOCK_C=block_c, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS)
+    else:
+        dsc.zero_(), dgs.zero_()
+    return dv, dsc.sum(0), dgs
+
+
+@tcsa_step_bwd.register_fake
+def _(grad_spikes, grad_h, v, sc, gs, u_th, v_reset, beta, detach_reset, surrogate_id, surrogate_param):
+    B, C, H, W = v.shape
+    return torch.empty_like(v), v.new_empty((B, C)), v.new_empty((B, H * W))
+
+
+class _TCSAStepFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, v, sc, gs, u_th, v_reset, beta, detach_reset, surrogate, spike_dtype):
+        spikes, h = tcsa_step_fwd(v, sc, gs, u_th, v_reset, beta, spike_dtype)
+        ctx.save_for_backward(v, sc, gs)
+        ctx.settings = (u_th, v_reset, beta, detach_reset, surrogate.id, surrogate.param)
+        return spikes, h
+
+    @staticmethod
+    def backward(ctx: Any, grad_spikes, grad_h):
+        v, sc, gs = ctx.saved_tensors
+        dv, dsc, dgs = tcsa_step_bwd(grad_spikes, grad_h, v, sc, gs, *ctx.settings)
+        return dv, dsc, dgs, None, None, None, None, None, None
+
+
+def tcsa_step(v: torch.Tensor, sc: torch.Tensor, gs: torch.Tensor, *, u_th: float, v_reset: float, beta: float,
+              detach_reset: bool, surrogate: Surrogate, spike_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(spikes, next state) of one step from V fp32 [B, C, H, W], sc fp32 [B, C], gs fp32 [B, H * W]."""
+    return _TCSAStepFunction.apply(v.contiguous(), sc.contiguous(), gs.contiguous(), u_th, v_reset, beta,
+                                   detach_reset, surrogate, spike_dtype)
+
+
+def tcsa_lif_paper_fused(x: torch.Tensor, dims: str, ta: tuple[torch.Tensor, torch.Tensor] | None,
+                         ca: tuple[torch.Tensor, torch.Tensor] | None, sa: torch.Tensor | None, *, beta: float,
+                         u_th: float, v_reset: float, surrogate_function: Surrogate, detach_reset: bool
+                         ) -> torch.Tensor:
+    """``tcsa_lif_paper_reference`` (same arguments) on the sweeps and the step kernels; fp32 state, spikes in
+    x's dtype."""
+    xs = x.float()
+    if "T" in dims:
+        g_t, _ = ma_gates_fused(xs, "T", ta, None, None)  # g_t[t, b] broadcast over c: [T, B, C]
+        xs = xs * g_t[..., None, None]
+    step_dims = dims.replace("T", "")
+    T, B, C, H, W = x.shape
+    ones_c, ones_s = xs.new_ones((B, C)), xs.new_ones((B, H * W))
+    h = torch.zeros_like(xs[0])
+    spikes = []
+    for t in range(T):
+        v = h + xs[t]
+        sc, gs = ones_c, ones_s
+        if step_dims:
+            scale, g_s = ma_gates_fused(v[None], step_dims, None, ca, sa)
+            sc = scale[0] if "C" in step_dims else ones_c
+            gs = g_s if g_s is not None else ones_s
+        s, h = tcsa_step(v, sc, gs, u_th=u_th, v_reset=v_reset, beta=beta, detach_reset=detach_reset,
+                         surrogate=surrogate_function, spike_dtype=x.dtype)
+        spikes.append(s)
+    return torch.stack(spikes)

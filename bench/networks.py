@@ -4,7 +4,8 @@
 
 A step is forward, cross-entropy on the time-averaged logits, backward and an SGD update. Networks:
 ``dta_snn_18`` (DTA_SNN_18 at CIFAR shape: [64, 3, 32, 32], T = 4), ``tcja_dvs128`` (TCJA_DVS128 at
-DVS shape: [16, 20, 2, 128, 128]; ours applies each TCJA gate after its max pool), ``masnn_gesture``
+DVS shape: [16, 20, 2, 128, 128]; ours takes each TCJA's mean from the LIF's spike counts and applies
+the gate after the max pool), ``masnn_gesture``
 (MA-SNN's DVS Gesture net with TCSA at T = 60: [16, 60, 2, 32, 32]; ours applies the gates inside the
 neurons' loops) and ``staa_resnet20`` (the reconstructed STAA ResNet-20 at T = 4, [64, 3, 32, 32],
 M / N started at 0.5 / 1.0 so that it fires; ours fuses the GC pooling). On the CPU (``--device cpu``)

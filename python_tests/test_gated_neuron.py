@@ -277,19 +277,26 @@ def test_conv_att_lif_layer_applies_the_gates_in_its_neuron():
 
 
 # --- the gate after the following pool (models.GatedPoolSequential) --------------------------------------
+@pytest.mark.parametrize("neuron", ["lif", "plif"])
 @pytest.mark.parametrize("pool", ["max", "avg"])
-def test_gate_after_pool_matches_the_plain_sequence(pool):
+def test_gate_after_pool_matches_the_plain_sequence(pool, neuron):
     """LIF -> TCJA -> pool as in the TCJA-SNN nets: with the gate applied after the pool (Triton) the output
     is the plain sequence's, exactly for a max pool (a positive factor keeps the maximum and the rounding
-    of its product) and to the mean's rounding for an average pool; every gradient within fp32 noise."""
+    of its product) and to the mean's rounding for an average pool; every gradient within fp32 noise.
+    With a LIF the gated kernel runs, TCJA's mean comes from the neuron's spike counts (no pass over the
+    spikes); a PLIF (learnable) runs on its own kernel and TCJA's mean takes its sweep."""
     from snnkernels.models import GatedPoolSequential, SeqToANN, resolved_backends
 
     layer = torch.nn.MaxPool2d(2, 2) if pool == "max" else torch.nn.AvgPool2d(2, 2)
-    seq = GatedPoolSequential(NEURON_MODULES["lif"](), tcja(), SeqToANN(layer))
+    first = NEURON_MODULES["lif"]() if neuron == "lif" else ParametricLIFNode(step_mode="m", backend="triton")
+    seq = GatedPoolSequential(first, tcja(), SeqToANN(layer))
     randomize(seq[1])
     x = torch.randn(T, B, C, 6, 8, device=DEVICE) * 3
     found = resolved_backends(seq, x)
-    assert found["1"] == "triton (gate applied after the pool)"
+    if neuron == "lif":
+        assert found["0"].startswith("triton (counts") and found["1"].startswith("triton (mean from the neuron")
+    else:
+        assert found["1"] == "triton (gate applied after the pool)"
     x_fused, x_ref = leaves(x, x)
     out = seq(x_fused)
     seq.gate_after_pool = False
@@ -342,9 +349,23 @@ def test_hooks_that_replace_values_are_refused():
     assert "forward hooks" in fusion_blocker(att, neu, x)
 
 
-def test_op_counts_spikes_exactly():
-    x, scale, spatial = make_inputs((7, 2, 3, 5, 7), torch.float16, True)
+@pytest.mark.parametrize("shape", [(7, 2, 3, 5, 7), (3, 1, 2, 70, 70)], ids=["one-column-tile", "two-column-tiles"])
+def test_op_counts_spikes_exactly(shape):
+    """Spikes per (t, b, c); 70 x 70 planes span two interpreted column tiles, whose partials add up."""
+    x, scale, spatial = make_inputs(shape, torch.float16, True)
     neuron = settings("lif-hard", sg.ATan())
     spikes, counts = gated_leaky(x, scale, spatial, relu=True, neuron=neuron, chunk=3, count_spikes=True)
-    assert counts.dtype == torch.int64 and counts.tolist() == spikes.sum(dim=(1, 2, 3, 4)).long().tolist()
+    assert counts.dtype == torch.int32 and counts.tolist() == spikes.sum(dim=(3, 4)).int().tolist()
     assert torch.equal(spikes, gated_leaky(x, scale, spatial, relu=True, neuron=neuron, chunk=3))
+
+
+def test_firing_statistics_of_a_neuron_feeding_tcja_and_pool():
+    from snnkernels import firing
+    from snnkernels.models import GatedPoolSequential, SeqToANN
+
+    seq = GatedPoolSequential(NEURON_MODULES["lif"](), tcja(), SeqToANN(torch.nn.MaxPool2d(2)))
+    x = torch.randn(T, B, C, 4, 6, device=DEVICE) * 3
+    with firing.record(seq) as stats:
+        seq(x)
+    want = NEURON_MODULES["lif"]()(x).sum(dim=(1, 2, 3, 4)).long().tolist()
+    assert stats.spike_counts()["0"] == want and sum(want) > 0

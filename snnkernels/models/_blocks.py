@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..backends import resolve_backend, resolve_triton_op_backend
-from ..nn.fused import notify_fusion
+from ..nn.fused import fusion_blocker, neuron_tcja_pool, notify_fusion
 
 __all__ = [
     "LAYOUTS",
@@ -112,8 +112,10 @@ class GatedPoolSequential(nn.Sequential):
     ``pool(x) * F`` with F = ``attention.gate(x)``: F > 0 is constant over (h, w), so this equals
     ``pool(attention(x))``, exactly for a max pool and to the rounding of the mean for an average pool
     (spec 1.6). TCJA then costs one reduction sweep over x and a multiply on the pooled quarter, instead
-    of two full passes. Keys are those of the plain ``nn.Sequential``. ``gate_after_pool=False`` turns it
-    off.
+    of two full passes. When a leaky neuron that the gated kernel runs (``nn.fused.fusion_blocker``) comes
+    right before the TCJA, even that sweep goes: the neuron kernel counts its spikes per (t, b, c), which
+    is TCJA's mean times H * W (``nn.fused.neuron_tcja_pool``). Keys are those of the plain
+    ``nn.Sequential``. ``gate_after_pool=False`` turns both off.
     """
 
     gate_after_pool = True
@@ -122,6 +124,10 @@ class GatedPoolSequential(nn.Sequential):
         layers = list(self)
         i = 0
         while i < len(layers):
+            if i + 2 < len(layers) and self._neuron_gate_pool(*layers[i:i + 3], x):
+                x = neuron_tcja_pool(layers[i], layers[i + 1], layers[i + 2], x)
+                i += 3
+                continue
             if i + 1 < len(layers) and self._gate_then_pool(layers[i], layers[i + 1], x):
                 att, pool = layers[i], layers[i + 1]
                 notify_fusion(att, pool, x, "pool")
@@ -139,6 +145,13 @@ class GatedPoolSequential(nn.Sequential):
                 and isinstance(pool, SeqToANN) and len(pool) == 1
                 and isinstance(pool[0], (nn.MaxPool2d, nn.AvgPool2d)) and x.dim() == 5
                 and resolve_triton_op_backend(att.backend, x, type(att).__name__) == "triton")
+
+    def _neuron_gate_pool(self, neuron: nn.Module, att: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool:
+        """neuron -> TCJA -> pool, all on Triton: the neuron's spike counts give TCJA its mean for free."""
+        from ..nn.neuron import _SpikingNeuron
+
+        return (isinstance(neuron, _SpikingNeuron) and self._gate_then_pool(att, pool, x)
+                and fusion_blocker(att, neuron, x) is None)
 
 
 class StepContainer(nn.Module):
@@ -251,6 +264,11 @@ def resolved_backends(model: nn.Module, *inputs: torch.Tensor) -> dict[str, str]
     def fused(att: nn.Module, partner: nn.Module, x: torch.Tensor, how: str) -> None:
         if how == "pool":
             found.setdefault(names.get(att) or type(att).__name__, "triton (gate applied after the pool)")
+            return
+        if how == "neuron-pool":
+            found.setdefault(names.get(partner) or type(partner).__name__, "triton (counts its spikes for the TCJA)")
+            found.setdefault(names.get(att) or type(att).__name__,
+                             "triton (mean from the neuron's spike counts; gate applied after the pool)")
             return
         found.setdefault(names.get(att) or type(att).__name__, "triton (gates applied in the neuron's loop)")
         found.setdefault(names.get(partner) or type(partner).__name__, "triton (gated by the attention)")

@@ -9,7 +9,8 @@ Each network keeps the official ``nn.Sequential`` indices and SpikingJelly's ``S
 (an ``nn.Sequential``), so the keys are the official ones (``conv.0.0.weight``, ``conv.11.conv.weight``,
 ``fc.2.0.weight`` ...) and the official checkpoints (``checkpoint["net"]``) load with ``strict=True``.
 The conv stack is a ``GatedPoolSequential``: on Triton each TCJA's gate is applied after the pool that
-follows it (exact for DVS128's max pools, to the rounding of the mean for CIFAR10-DVS's average pools).
+follows it (exact for DVS128's max pools, to the rounding of the mean for CIFAR10-DVS's average pools),
+and its mean comes from the LIF's spike counts (no pass over the spikes).
 
 The paper settings are in ``PRESETS`` (from the official scripts: T and kernel sizes are hard-coded
 in the networks there; the scripts' ``-T`` flag defaults to 16 and the README passes ``-T 20`` for

@@ -33,10 +33,10 @@ from .neuron import _SpikingNeuron
 if HAS_TRITON:
     from ..ops.gated_leaky_triton import gated_leaky
     from ..ops.ma_snn_attention import ma_gates_fused
-    from ..ops.pooled_attention import tcja_gate_fused
+    from ..ops.pooled_attention import tcja_gate_fused, tcja_gate_from_counts
 
-__all__ = ["AttentionNeuron", "attention_neuron", "fusion_blocker", "neuron_settings", "observe_fusion",
-           "notify_fusion"]
+__all__ = ["AttentionNeuron", "attention_neuron", "neuron_tcja_pool", "fusion_blocker", "neuron_settings",
+           "observe_fusion", "notify_fusion"]
 
 FUSABLE_ATTENTIONS = (_TCJAFamily, MultiDimensionalAttention)
 # callbacks (attention, partner, x, how) run by every fused call; see observe_fusion
@@ -52,8 +52,9 @@ def notify_fusion(attention: nn.Module, partner: nn.Module, x: torch.Tensor, how
 @contextmanager
 def observe_fusion(callback: Observer) -> Iterator[None]:
     """Call ``callback(attention, partner, x, how)`` on every fused call inside the block: ``how`` is
-    ``"neuron"`` (the gate applied in the partner neuron's loop, ``attention_neuron``) or ``"pool"`` (applied
-    after the partner pooling layer, ``models.GatedPoolSequential``). Forward hooks of the modules do not
+    ``"neuron"`` (the gate applied in the partner neuron's loop, ``attention_neuron``), ``"pool"`` (applied
+    after the partner pooling layer, ``models.GatedPoolSequential``) or ``"neuron-pool"`` (the partner neuron
+    before the attention counts its spikes for the gate, which then follows the pool: ``neuron_tcja_pool``). Forward hooks of the modules do not
     fire there, since their forwards do not run."""
     _OBSERVERS.append(callback)
     try:
@@ -124,15 +125,39 @@ def attention_neuron(attention: nn.Module, neuron: nn.Module, x: torch.Tensor) -
         return neuron(attention(x))
     notify_fusion(attention, neuron, x, "neuron")  # neither module's forward runs: tell resolved_backends
     _call_pre_hooks(attention, x)
-    _call_pre_hooks(neuron, x)
     scale, spatial, relu = _gates(attention, x)
-    if neuron.record_spike_counts:  # firing statistics: counted by the kernel as it fires
-        spikes, counts = gated_leaky(x, scale, spatial, relu=relu, neuron=neuron_settings(neuron), count_spikes=True)
-        neuron.spike_counts = counts.detach()
-    else:
-        spikes = gated_leaky(x, scale, spatial, relu=relu, neuron=neuron_settings(neuron))
-    _call_hooks(neuron, x, spikes)
+    spikes, _ = _gated_neuron_call(neuron, x, scale, spatial, relu, need_counts=False)
     return spikes
+
+
+def _gated_neuron_call(neuron: nn.Module, x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor | None,
+                       relu: bool, need_counts: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The gated kernel in place of ``neuron(...)``: its hooks run, its firing statistics are recorded, and
+    the spike counts per (t, b, c) come back when asked (or needed for the statistics)."""
+    _call_pre_hooks(neuron, x)
+    count = need_counts or neuron.record_spike_counts
+    out = gated_leaky(x, scale, spatial, relu=relu, neuron=neuron_settings(neuron), count_spikes=count)
+    spikes, counts = out if count else (out, None)
+    if neuron.record_spike_counts:  # firing statistics: counted by the kernel as it fires
+        neuron.spike_counts = counts.sum(dim=(1, 2), dtype=torch.int64)
+    _call_hooks(neuron, x, spikes)
+    return spikes, counts
+
+
+def neuron_tcja_pool(neuron: nn.Module, attention: nn.Module, pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``pool(attention(neuron(x)))`` for a TCJA (or TLA / CLA) on a neuron's spikes followed by a max or
+    average pool (the TCJA-SNN placement), when ``fusion_blocker(attention, neuron, x)`` finds nothing
+    against the pair: the neuron kernel counts its spikes per (t, b, c) as it fires, which is TCJA's mean
+    Z times H * W (spec 1.6's popcount), and the gate multiplies the pooled spikes. TCJA then makes no pass
+    over the spikes at all; the result is the unfused path's (exactly, for a max pool)."""
+    owner = type(attention).__name__
+    _check_t_c(owner, _to_tb(owner, x, "TB"), attention.T, attention.channel, "TB")
+    notify_fusion(attention, neuron, x, "neuron-pool")
+    ones = x.new_ones(x.shape[:3], dtype=torch.float32)
+    spikes, counts = _gated_neuron_call(neuron, x, ones, None, False, need_counts=True)
+    _call_pre_hooks(attention, spikes)
+    gate = tcja_gate_from_counts(spikes, counts, *attention._weights(), attention.mode)
+    return pool(spikes) * gate[..., None, None].to(spikes.dtype)
 
 
 # The fused call runs neither module's forward, so it calls their hooks itself, as Module.__call__ would:

@@ -63,24 +63,24 @@ def gated_leaky_fwd(x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor 
                     hard_reset: bool, strict: bool, training: bool, chunk: int, count: bool
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(spikes in x's layout and dtype, fp32 checkpoints [cdiv(T, chunk) - 1, B * C * H * W] if training,
-    int64 spikes per step [T] if count, else empty)."""
+    int32 spikes per (t, b, c) [T, B, C] if count, else empty)."""
     scale, spatial = _per_row(scale), _per_row(spatial)
     spikes, ckpt, counts = torch.empty_like(x), _checkpoints(x, training, chunk), _counts(x, count)
     if x.numel() == 0:
         return spikes, ckpt, counts.zero_()
     grid, block_r, block_s, warps = _grid(x)
-    partial = x.new_empty((x.shape[0], grid[0] * grid[1]) if count else (0,), dtype=torch.int32)
+    partial = x.new_empty((grid[1], *x.shape[:3]) if count else (0,), dtype=torch.int32)
     gated_leaky_fwd_kernel[grid](
         x, scale, scale if spatial is None else spatial, spikes, ckpt if training else spikes,
         partial if count else spikes, *_geometry(x), *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
         RELU=relu, HAS_MAP=spatial is not None, HARD_RESET=hard_reset, STRICT=strict, TRAINING=training,
         COUNT=count, CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS,
     )
-    return spikes, ckpt, partial.sum(dim=1, dtype=torch.int64) if count else counts
+    return spikes, ckpt, partial.sum(dim=0, dtype=torch.int32) if count else counts
 
 
 def _counts(x: torch.Tensor, count: bool) -> torch.Tensor:
-    return x.new_empty((x.shape[0],) if count else (0,), dtype=torch.int64)
+    return x.new_empty(x.shape[:3] if count else (0,), dtype=torch.int32)
 
 
 @gated_leaky_fwd.register_fake
@@ -165,8 +165,8 @@ def gated_leaky(x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor | No
     attention's reduction sweeps; ``neuron`` is (decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset,
     strict, detach_reset, surrogate_id, surrogate_param) with scalar coefficients: the charge is
     ``h = decay * v + gain * y + bias`` from ``v = v_init_value`` (see ``nn.fused.neuron_settings``).
-    With ``count_spikes`` also the spikes per step, int64 [T], counted by the kernel as it fires (exact,
-    deterministic: per-program int32 partials summed here).
+    With ``count_spikes`` also the spikes per (t, b, c), int32 [T, B, C], counted by the kernel as it fires
+    (exact, deterministic: per-column-tile partials summed here).
     """
     # decided out here: autograd.Function.forward runs with gradients disabled
     training = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, scale, spatial))

@@ -21,7 +21,8 @@ from ..reference.tcja import conv1d_same
 from .leaky import match_layout
 from .rowwise_triton import CROSS, GATE, dta_bwd, dta_fwd, row_map_bwd, row_map_fwd, row_sums, rows_layout
 
-__all__ = ["tcja_fused", "tcja_gate_fused", "txa_fused", "dta_product_fused", "conv1d_same_vjp", "pooled_mean"]
+__all__ = ["tcja_fused", "tcja_gate_fused", "tcja_gate_from_counts", "txa_fused", "dta_product_fused",
+           "conv1d_same_vjp", "pooled_mean"]
 
 
 def conv1d_same_vjp(z: torch.Tensor, weight: torch.Tensor, grad_out: torch.Tensor,
@@ -252,6 +253,28 @@ def tcja_gate_fused(x: torch.Tensor, weight_t: torch.Tensor | None, weight_c: to
                     mode: str) -> torch.Tensor:
     """``tcja_gate_reference`` with the mean by the Triton sweep; the tiny stage is torch autograd."""
     return _tcja_gate_stage(pooled_mean(x), weight_t, weight_c, mode)[2]
+
+
+class _CountMeanFunction(torch.autograd.Function):
+    """Z = mean over H, W of binary spikes, from their counts per (t, b, c) (the neuron kernel's): exact, and
+    no pass over the spikes; the backward is the mean's broadcast dZ / HW, as ``_PooledMeanFunction``."""
+
+    @staticmethod
+    def forward(ctx: Any, spikes: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        ctx.shape, ctx.dtype, ctx.plane = spikes.shape, spikes.dtype, _plane_size(spikes)
+        return counts.float() / ctx.plane
+
+    @staticmethod
+    def backward(ctx: Any, grad_z: torch.Tensor):
+        return (grad_z / ctx.plane).to(ctx.dtype)[:, :, :, None, None].expand(ctx.shape), None
+
+
+def tcja_gate_from_counts(spikes: torch.Tensor, counts: torch.Tensor, weight_t: torch.Tensor | None,
+                          weight_c: torch.Tensor | None, mode: str) -> torch.Tensor:
+    """TCJA's gate F [T, B, C] of binary ``spikes`` from their counts per (t, b, c) (spec 1.6: the popcount
+    of binary input); equal to ``tcja_gate_fused(spikes, ...)`` bit for bit (both means are exact sums
+    divided once), differentiable in the spikes and the weights."""
+    return _tcja_gate_stage(_CountMeanFunction.apply(spikes, counts), weight_t, weight_c, mode)[2]
 
 
 def txa_fused(x: torch.Tensor, conv_t_weight: torch.Tensor, conv_c_weight: torch.Tensor,

@@ -87,7 +87,7 @@ def gated_leaky_fwd_kernel(
     map_ptr,  # [B, H * W] fp32 spatial gate if HAS_MAP
     spikes_ptr,  # out, X's strides and dtype
     ckpt_ptr,  # [cdiv(T, CHUNK) - 1, R1 * S] out, fp32, if TRAINING
-    counts_ptr,  # [T, programs] out, int32 spikes of this program per step, if COUNT
+    counts_ptr,  # [n_col_tiles, T, R1] out, int32 spikes of each row in this program's columns, if COUNT
     T, R1, S, B, C, st, sb, sc,
     decay, gain, bias, v_threshold, v_reset, v_init,
     RELU: tl.constexpr,
@@ -103,8 +103,7 @@ def gated_leaky_fwd_kernel(
     rows, rmask, cols, offs, mask, dense = _gated_tile(R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S)
     m = _spatial_map(map_ptr, rows, cols, mask, S, C, HAS_MAP)
     n_state = tl.cast(R1, tl.int64) * S
-    programs = tl.num_programs(0) * tl.num_programs(1)
-    program = tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)
+    count_row = tl.program_id(1).to(tl.int64) * T * R1 + rows
     v = tl.zeros([BLOCK_R, BLOCK_S], dtype=tl.float32) + v_init
     for ci in range(tl.cdiv(T, CHUNK)):
         t0 = ci * CHUNK
@@ -120,9 +119,10 @@ def gated_leaky_fwd_kernel(
             spike = _fire(h, v_threshold, STRICT)
             tl.store(spikes_ptr + at, tl.where(spike, 1.0, 0.0).to(spikes_ptr.dtype.element_ty), mask=mask & valid)
             if COUNT:
-                # firing statistics without a second pass: an exact int32 sum, one slot per program and step
-                fired = tl.sum(tl.sum(tl.where(spike & mask, 1, 0), axis=1), axis=0)
-                tl.store(counts_ptr + t * programs + program, fired, mask=valid)
+                # spikes per (t, b, c) without a second pass (exact int32): the firing statistics, and for
+                # binary input to a TCJA the pooled mean Z = count / HW (its popcount, spec 1.6)
+                fired = tl.sum(tl.where(spike & mask, 1, 0), axis=1)
+                tl.store(counts_ptr + count_row + t * R1, fired, mask=rmask & valid)
             v = tl.where(valid, _reset(h, spike, v_threshold, v_reset, HARD_RESET), v)
 
 

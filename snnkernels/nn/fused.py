@@ -14,6 +14,11 @@ agree to rounding (the fused backward keeps dL/dY in fp32 instead of X's dtype).
 When the pair cannot be fused (another backend, a neuron with learnable or per-channel coefficients, a
 stateful or single-step neuron, the [B, T] layout), ``attention_neuron`` runs ``neuron(attention(x))``, the
 same computation unfused; ``fusion_blocker`` says why.
+
+The other order, a neuron whose spikes feed a TCJA and then a pool (the TCJA-SNN nets), is
+``neuron_tcja_pool``: the neuron kernel counts its spikes per (t, b, c), which gives TCJA its mean, and the
+gate multiplies the pooled spikes. The fused calls run the modules' hooks themselves (observe-only), so
+``firing.record`` and other observers see them.
 """
 from __future__ import annotations
 
@@ -45,6 +50,7 @@ _OBSERVERS: list[Observer] = []
 
 
 def notify_fusion(attention: nn.Module, partner: nn.Module, x: torch.Tensor, how: str) -> None:
+    """Tell the observers (``observe_fusion``) that a fused call is about to run."""
     for observer in _OBSERVERS:
         observer(attention, partner, x, how)
 
@@ -54,8 +60,8 @@ def observe_fusion(callback: Observer) -> Iterator[None]:
     """Call ``callback(attention, partner, x, how)`` on every fused call inside the block: ``how`` is
     ``"neuron"`` (the gate applied in the partner neuron's loop, ``attention_neuron``), ``"pool"`` (applied
     after the partner pooling layer, ``models.GatedPoolSequential``) or ``"neuron-pool"`` (the partner neuron
-    before the attention counts its spikes for the gate, which then follows the pool: ``neuron_tcja_pool``). Forward hooks of the modules do not
-    fire there, since their forwards do not run."""
+    before the attention counts its spikes for the gate, which then follows the pool: ``neuron_tcja_pool``).
+    Forward hooks of the modules do not fire there, since their forwards do not run."""
     _OBSERVERS.append(callback)
     try:
         yield

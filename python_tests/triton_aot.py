@@ -55,7 +55,8 @@ ROWWISE = [
     (ma_snn.apply_kernel, {"x_ptr", "y_ptr"}, [dict(HAS_MAP=True), dict(HAS_MAP=False)]),
     (ma_snn.row_dot_map_kernel, {"x_ptr"}, [{}]),
     (ma_snn.bwd_input_kernel, {"gy_ptr", "x_ptr", "dx_ptr"},
-     [dict(HAS_MAP=True, HAS_DIRECT=True), dict(HAS_MAP=False, HAS_DIRECT=True), dict(HAS_MAP=True, HAS_DIRECT=False)]),
+     [dict(HAS_MAP=True, HAS_DIRECT=True, ADD_PART=False), dict(HAS_MAP=False, HAS_DIRECT=True, ADD_PART=False),
+      dict(HAS_MAP=True, HAS_DIRECT=False, ADD_PART=True), dict(HAS_MAP=False, HAS_DIRECT=False, ADD_PART=False)]),
 ]
 # MA-SNN's pixel programs: (kernel, data pointers, variants); BLOCK_P as the launcher's largest
 PIXEL = [

@@ -37,7 +37,7 @@ from .neuron import _SpikingNeuron
 
 if HAS_TRITON:
     from ..ops.gated_leaky_triton import gated_leaky
-    from ..ops.ma_snn_attention import ma_gates_fused
+    from ..ops.ma_snn_attention import ma_gated_neuron_fused
     from ..ops.pooled_attention import tcja_gate_fused, tcja_gate_from_counts
 
 __all__ = ["AttentionNeuron", "attention_neuron", "neuron_tcja_pool", "fusion_blocker", "neuron_settings",
@@ -107,21 +107,21 @@ def fusion_blocker(attention: nn.Module, neuron: nn.Module, x: torch.Tensor) -> 
     return None
 
 
-def _gates(attention: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
-    """(scale [T, B, C], spatial [B, H * W] or None, relu) of the attention on x [T, B, C, H, W]."""
+def _gated_run(attention: nn.Module, x: torch.Tensor, settings: tuple) -> Callable[[bool], object]:
+    """The fused call of the pair on x [T, B, C, H, W], as a function of ``count_spikes``: MA-SNN's gates
+    and neuron as one autograd op (one pooled-paths sweep adds the neuron's dX share); TCJA's gate by its
+    sweep (its backward a broadcast view), then the gated neuron."""
     owner = type(attention).__name__
     if isinstance(attention, MultiDimensionalAttention):
         x = attention._input(x)
-        ta, ca, sa = check_attention_weights(x, attention.dims, *attention.weights())
-        scale, spatial = ma_gates_fused(x, attention.dims, ta, ca, sa)
-        return scale, spatial, True
+        weights = check_attention_weights(x, attention.dims, *attention.weights())
+        return lambda count: ma_gated_neuron_fused(x, attention.dims, *weights, neuron=settings, count_spikes=count)
     x = _to_tb(owner, x, "TB")
     _check_t_c(owner, x, attention.T, attention.channel, "TB")
-    mode = attention.mode
-    weight_t = attention.conv_c.weight if mode != "cla" else None
-    weight_c = attention.conv.weight if mode != "tla" else None
-    check_tcja_arguments(x, weight_t, weight_c, None, None, mode)
-    return tcja_gate_fused(x, weight_t, weight_c, mode), None, False
+    weight_t, weight_c = attention._weights()
+    check_tcja_arguments(x, weight_t, weight_c, None, None, attention.mode)
+    gate = tcja_gate_fused(x, weight_t, weight_c, attention.mode)
+    return lambda count: gated_leaky(x, gate, None, relu=False, neuron=settings, count_spikes=count)
 
 
 def attention_neuron(attention: nn.Module, neuron: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -131,18 +131,17 @@ def attention_neuron(attention: nn.Module, neuron: nn.Module, x: torch.Tensor) -
         return neuron(attention(x))
     notify_fusion(attention, neuron, x, "neuron")  # neither module's forward runs: tell resolved_backends
     _call_pre_hooks(attention, x)
-    scale, spatial, relu = _gates(attention, x)
-    spikes, _ = _gated_neuron_call(neuron, x, scale, spatial, relu, need_counts=False)
+    spikes, _ = _gated_neuron_call(neuron, x, _gated_run(attention, x, neuron_settings(neuron)), need_counts=False)
     return spikes
 
 
-def _gated_neuron_call(neuron: nn.Module, x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor | None,
-                       relu: bool, need_counts: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The gated kernel in place of ``neuron(...)``: its hooks run, its firing statistics are recorded, and
-    the spike counts per (t, b, c) come back when asked (or needed for the statistics)."""
+def _gated_neuron_call(neuron: nn.Module, x: torch.Tensor, run: Callable[[bool], object],
+                       need_counts: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``run(count_spikes)`` (a gated-kernel call) in place of ``neuron(...)``: its hooks run, its firing
+    statistics are recorded, and the spike counts per (t, b, c) come back when asked."""
     _call_pre_hooks(neuron, x)
     count = need_counts or neuron.record_spike_counts
-    out = gated_leaky(x, scale, spatial, relu=relu, neuron=neuron_settings(neuron), count_spikes=count)
+    out = run(count)
     spikes, counts = out if count else (out, None)
     if neuron.record_spike_counts:  # firing statistics: counted by the kernel as it fires
         neuron.spike_counts = counts.sum(dim=(1, 2), dtype=torch.int64)
@@ -160,7 +159,10 @@ def neuron_tcja_pool(neuron: nn.Module, attention: nn.Module, pool: nn.Module, x
     _check_t_c(owner, _to_tb(owner, x, "TB"), attention.T, attention.channel, "TB")
     notify_fusion(attention, neuron, x, "neuron-pool")
     ones = x.new_ones(x.shape[:3], dtype=torch.float32)
-    spikes, counts = _gated_neuron_call(neuron, x, ones, None, False, need_counts=True)
+    settings = neuron_settings(neuron)
+    spikes, counts = _gated_neuron_call(
+        neuron, x, lambda count: gated_leaky(x, ones, None, relu=False, neuron=settings, count_spikes=count),
+        need_counts=True)
     _call_pre_hooks(attention, spikes)
     gate = tcja_gate_from_counts(spikes, counts, *attention._weights(), attention.mode)
     return pool(spikes) * gate[..., None, None].to(spikes.dtype)

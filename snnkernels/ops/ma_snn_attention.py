@@ -23,10 +23,12 @@ import torch.nn.functional as F
 
 from ..reference.ma_snn import mlp_gate
 from .leaky import match_layout
+from .gated_leaky_triton import DEFAULT_CHUNK, gated_leaky_bwd, gated_leaky_fwd
 from .ma_snn_triton import apply_gates, bwd_input, bwd_pixel_sums, pixel_stats, row_dot_map, row_stats
 from .rowwise_triton import rows_layout
 
-__all__ = ["ma_attention_fused", "ma_gates_fused", "time_gate", "channel_gate", "spatial_gate"]
+__all__ = ["ma_attention_fused", "ma_gates_fused", "ma_gated_neuron_fused", "time_gate", "channel_gate",
+           "spatial_gate"]
 
 
 def time_gate(sums: torch.Tensor, maxima: torch.Tensor, plane: int, w0: torch.Tensor, w1: torch.Tensor) -> torch.Tensor:
@@ -69,9 +71,9 @@ def _row_scale(sums, maxima, plane, dims, ta, ca):
     return torch.ones_like(sums)
 
 
-def _gates_forward(ctx: Any, x: torch.Tensor, dims: str, ta_w0, ta_w1, ca_w0, ca_w1, sa_weight):
-    """Passes 1 and 2 and the tiny stages: (sc [T, B, C], g_s [B, H * W] or None); saves what the
-    backward of the gates needs."""
+def _gates_forward(x: torch.Tensor, dims: str, ta_w0, ta_w1, ca_w0, ca_w1, sa_weight):
+    """Passes 1 and 2 and the tiny stages: (sc [T, B, C], g_s [B, H * W] or None, the tensors the backward
+    of the gates needs: the caller saves them first)."""
     T, B, C, H, W = x.shape
     plane = H * W
     ta = (ta_w0.float(), ta_w1.float()) if "T" in dims else None
@@ -83,19 +85,21 @@ def _gates_forward(ctx: Any, x: torch.Tensor, dims: str, ta_w0, ta_w1, ca_w0, ca
         pix_sums, top, pix_at = pixel_stats(x, scale)
         avg = pix_sums / (T * C)
         spatial = spatial_gate(avg, top, sa_weight.float(), H, W)
-    ctx.dims = dims
-    ctx.save_for_backward(x, sums, maxima, row_at, scale, avg, top, pix_at, spatial,
-                          ta_w0, ta_w1, ca_w0, ca_w1, sa_weight)
-    return scale, spatial
+    saved = (x, sums, maxima, row_at, scale, avg, top, pix_at, spatial, ta_w0, ta_w1, ca_w0, ca_w1, sa_weight)
+    return scale, spatial, saved
 
 
-def _gates_backward(ctx: Any, grad_scale: torch.Tensor, grad_map: torch.Tensor | None,
-                    grad_y: torch.Tensor | None) -> tuple:
-    """The backward of the gates given dL/dsc and dL/dg_s: dX through the poolings (plus the apply pass
-    dY * g_s * sc * [X > 0] when ``grad_y`` is given: one sweep for both) and the weights' gradients."""
+N_SAVED = 14  # tensors of _gates_forward's third result
+
+
+def _gates_backward(saved: tuple, dims: str, needs: tuple, grad_scale: torch.Tensor, grad_map: torch.Tensor | None,
+                    grad_y: torch.Tensor | None, grad_x_part: torch.Tensor | None = None) -> tuple:
+    """The backward of the gates given dL/dsc and dL/dg_s: dX through the poolings, plus in the same sweep
+    the apply pass dY * g_s * sc * [X > 0] (given ``grad_y``) or a dX share computed elsewhere
+    (``grad_x_part``: the gated neuron's); and the weights' gradients. ``needs``: needs_input_grad of
+    (x, dims, ta_w0, ta_w1, ca_w0, ca_w1, sa_weight)."""
     (x, sums, maxima, row_at, scale, avg, top, pix_at, spatial,
-     ta_w0, ta_w1, ca_w0, ca_w1, sa_weight) = ctx.saved_tensors
-    dims = ctx.dims
+     ta_w0, ta_w1, ca_w0, ca_w1, sa_weight) = saved
     T, B, C, H, W = x.shape
     plane = H * W
     grads = dict.fromkeys(("ta_w0", "ta_w1", "ca_w0", "ca_w1", "sa"))
@@ -131,8 +135,8 @@ def _gates_backward(ctx: Any, grad_scale: torch.Tensor, grad_map: torch.Tensor |
         if "C" in dims:
             grads["ca_w0"], grads["ca_w1"] = rest[0], rest[1]
     # grad_sums is dL/d(sum over H * W): it reaches every element of the row as it is
-    grad_x = bwd_input(grad_y, x, scale, spatial, avg_map, top_map, pix_at, grad_sums, grad_maxima, row_at)
-    needs = ctx.needs_input_grad
+    grad_x = bwd_input(grad_y, x, scale, spatial, avg_map, top_map, pix_at, grad_sums, grad_maxima, row_at,
+                       grad_x_part)
 
     def cast(g, like, i):
         return g.to(like.dtype) if (needs[i] and g is not None and like is not None) else None
@@ -146,15 +150,18 @@ class _MAAttentionFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, dims: str, ta_w0, ta_w1, ca_w0, ca_w1, sa_weight):
-        scale, spatial = _gates_forward(ctx, x, dims, ta_w0, ta_w1, ca_w0, ca_w1, sa_weight)
+        scale, spatial, saved = _gates_forward(x, dims, ta_w0, ta_w1, ca_w0, ca_w1, sa_weight)
+        ctx.dims = dims
+        ctx.save_for_backward(*saved)
         return apply_gates(x, scale, spatial)
 
     @staticmethod
     def backward(ctx: Any, grad_y: torch.Tensor):
-        x, scale, spatial = ctx.saved_tensors[0], ctx.saved_tensors[4], ctx.saved_tensors[8]
+        saved = ctx.saved_tensors
+        x, scale, spatial = saved[0], saved[4], saved[8]
         grad_y = match_layout(grad_y, x)
         grad_map, grad_scale = bwd_pixel_sums(grad_y, x, scale, spatial)
-        return _gates_backward(ctx, grad_scale, grad_map, grad_y)
+        return _gates_backward(saved, ctx.dims, ctx.needs_input_grad, grad_scale, grad_map, grad_y)
 
 
 class _MAGatesFunction(torch.autograd.Function):
@@ -163,12 +170,43 @@ class _MAGatesFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, dims: str, ta_w0, ta_w1, ca_w0, ca_w1, sa_weight):
-        scale, spatial = _gates_forward(ctx, x, dims, ta_w0, ta_w1, ca_w0, ca_w1, sa_weight)
+        scale, spatial, saved = _gates_forward(x, dims, ta_w0, ta_w1, ca_w0, ca_w1, sa_weight)
+        ctx.dims = dims
+        ctx.save_for_backward(*saved)
         return scale, spatial
 
     @staticmethod
     def backward(ctx: Any, grad_scale: torch.Tensor, grad_map: torch.Tensor | None):
-        return _gates_backward(ctx, grad_scale, grad_map, None)
+        return _gates_backward(ctx.saved_tensors, ctx.dims, ctx.needs_input_grad, grad_scale, grad_map, None)
+
+
+class _MAGatedNeuronFunction(torch.autograd.Function):
+    """The gates' two sweeps, then the gated neuron applies relu(X) * sc * g_s in its time loop (spec 3.7
+    pass 3 with the LIF). Backward: the gated neuron's sweep (the apply pass's dX share and dL/dsc,
+    dL/dg_s), then ONE pooled-paths sweep that also adds that share: no separate sum of two dX tensors."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, dims: str, ta_w0, ta_w1, ca_w0, ca_w1, sa_weight, neuron: tuple,
+                chunk: int, training: bool, count: bool):
+        scale, spatial, saved = _gates_forward(x, dims, ta_w0, ta_w1, ca_w0, ca_w1, sa_weight)
+        decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, *_ = neuron
+        spikes, ckpt, counts = gated_leaky_fwd(x, scale, spatial, True, decay, gain, bias, v_threshold, v_reset,
+                                               v_init_value, hard_reset, strict, training, chunk, count)
+        ctx.dims, ctx.neuron, ctx.chunk = dims, neuron, chunk
+        ctx.save_for_backward(*saved, ckpt)
+        ctx.mark_non_differentiable(counts)
+        return spikes, counts
+
+    @staticmethod
+    def backward(ctx: Any, grad_spikes: torch.Tensor, _grad_counts: Any):
+        saved = ctx.saved_tensors
+        gates, ckpt = saved[:N_SAVED], saved[N_SAVED]
+        x, scale, spatial = gates[0], gates[4], gates[8]
+        grad_x_part, grad_scale, grad_map = gated_leaky_bwd(match_layout(grad_spikes, x), x, scale, spatial, ckpt,
+                                                            True, *ctx.neuron, ctx.chunk)
+        grads = _gates_backward(gates, ctx.dims, ctx.needs_input_grad, grad_scale,
+                                grad_map if spatial is not None else None, None, grad_x_part)
+        return grads + (None,) * 4
 
 
 def ma_attention_fused(x: torch.Tensor, dims: str, ta: tuple[torch.Tensor, torch.Tensor] | None,
@@ -189,3 +227,20 @@ def ma_gates_fused(x: torch.Tensor, dims: str, ta: tuple[torch.Tensor, torch.Ten
     ca_w0, ca_w1 = ca if ca is not None else (None, None)
     return _MAGatesFunction.apply(rows_layout(x), dims, ta_w0, ta_w1, ca_w0, ca_w1, sa)
 
+
+
+def ma_gated_neuron_fused(x: torch.Tensor, dims: str, ta: tuple[torch.Tensor, torch.Tensor] | None,
+                          ca: tuple[torch.Tensor, torch.Tensor] | None, sa: torch.Tensor | None, *, neuron: tuple,
+                          chunk: int = DEFAULT_CHUNK, count_spikes: bool = False
+                          ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Spikes of the leaky neuron (``neuron``: ``ops.gated_leaky_triton.gated_leaky``'s settings) driven by
+    the attention's output relu(X) * sc * g_s, which is never formed; with ``count_spikes`` also the spikes
+    per (t, b, c), int32 [T, B, C]."""
+    ta_w0, ta_w1 = ta if ta is not None else (None, None)
+    ca_w0, ca_w1 = ca if ca is not None else (None, None)
+    x = rows_layout(x)
+    training = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, ta_w0, ta_w1, ca_w0, ca_w1, sa))
+    spikes, counts = _MAGatedNeuronFunction.apply(x, dims, ta_w0, ta_w1, ca_w0, ca_w1, sa, tuple(neuron), chunk,
+                                                  training, count_spikes)
+    return (spikes, counts) if count_spikes else spikes

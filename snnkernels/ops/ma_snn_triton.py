@@ -140,20 +140,24 @@ def _(x, spatial):
 @torch.library.custom_op("snnkernels::ma_bwd_input", mutates_args=(), device_types=("cpu", "cuda"))
 def bwd_input(grad_y: torch.Tensor | None, x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor | None,
               avg_map: torch.Tensor | None, max_map: torch.Tensor | None, max_at: torch.Tensor | None,
-              row_add: torch.Tensor, row_max_grad: torch.Tensor, row_at: torch.Tensor) -> torch.Tensor:
+              row_add: torch.Tensor, row_max_grad: torch.Tensor, row_at: torch.Tensor,
+              grad_x_part: torch.Tensor | None = None) -> torch.Tensor:
     """dX of the whole attention (see ``bwd_input_kernel``), in X's layout and dtype; without ``grad_y``
-    the poolings' paths only (the gated neuron's backward has the apply pass's share)."""
+    the poolings' paths only, plus ``grad_x_part`` (X's layout) when given: the apply pass's share that
+    the gated neuron's backward computed."""
     scale, spatial, avg_map, max_map = _per_row(scale), _per_row(spatial), _per_row(avg_map), _per_row(max_map)
     row_add, row_max_grad = _per_row(row_add), _per_row(row_max_grad)
     has_map = spatial is not None
     dx = torch.empty_like(x)
-    _launch(K.bwd_input_kernel, x, x if grad_y is None else grad_y, x, scale, spatial if has_map else scale, avg_map if has_map else scale,
+    gy = grad_y if grad_y is not None else (grad_x_part if grad_x_part is not None else x)
+    _launch(K.bwd_input_kernel, x, gy, x, scale, spatial if has_map else scale, avg_map if has_map else scale,
             max_map if has_map else scale, max_at.contiguous() if has_map else row_at, row_add, row_max_grad,
-            row_at.contiguous(), dx, HAS_MAP=has_map, HAS_DIRECT=grad_y is not None)
+            row_at.contiguous(), dx, HAS_MAP=has_map, HAS_DIRECT=grad_y is not None,
+            ADD_PART=grad_y is None and grad_x_part is not None)
     return dx
 
 
 @bwd_input.register_fake
-def _(grad_y, x, scale, spatial, avg_map, max_map, max_at, row_add, row_max_grad, row_at):
+def _(grad_y, x, scale, spatial, avg_map, max_map, max_at, row_add, row_max_grad, row_at, grad_x_part=None):
     return torch.empty_like(x)
 

@@ -141,9 +141,10 @@ def row_dot_map_kernel(x_ptr, map_ptr, out_ptr, R, S, B, C, st, sb, sc, BLOCK_R:
 @triton.jit
 def bwd_input_kernel(gy_ptr, x_ptr, scale_ptr, map_ptr, avg_map_ptr, max_map_ptr, max_arg_ptr,
                      row_add_ptr, row_max_grad_ptr, row_arg_ptr, dx_ptr, R, S, B, C, st, sb, sc,
-                     HAS_MAP: tl.constexpr, HAS_DIRECT: tl.constexpr, BLOCK_R: tl.constexpr,
-                     BLOCK_S: tl.constexpr):
-    """Backward sweep 3, dX of every path (the first term only with HAS_DIRECT):
+                     HAS_MAP: tl.constexpr, HAS_DIRECT: tl.constexpr, ADD_PART: tl.constexpr,
+                     BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+    """Backward sweep 3, dX of every path (the first term only with HAS_DIRECT; with ADD_PART instead, gy_ptr
+    holds that term already computed, by the gated neuron's backward, and it is added as it is):
         dY * map * scale * [X > 0]                                  the apply pass
       + (avg_map[b, p] + max_map[b, p] * [(t, c) is p's argmax]) * scale   the spatial pooling (HAS_MAP)
       + row_add[t, b, c] + row_max_grad[t, b, c] * [p is the row's argmax]  the row pooling of pass 1
@@ -164,6 +165,8 @@ def bwd_input_kernel(gy_ptr, x_ptr, scale_ptr, map_ptr, avg_map_ptr, max_map_ptr
             if HAS_MAP:
                 gy = gy * tl.load(map_ptr + b * S + cols, mask=mask, other=0.0)
             dx = tl.where(x > 0.0, gy * g, 0.0)
+        elif ADD_PART:
+            dx = tl.load(gy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         else:
             dx = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
         if HAS_MAP:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 import triton
 
@@ -27,14 +26,10 @@ from ..backends import triton_interpreter_enabled
 from ..kernels.triton.staa_step import staa_step_bwd_kernel, staa_step_fwd_kernel
 from ..reference.staa import SAParams, step_attention_gates
 from ..surrogate import Surrogate
-from .leaky_triton import COMPILE_OPTIONS
+from .leaky_triton import COMPILE_OPTIONS, _f32
 from .pooled_attention import pooled_mean
 
-__all__ = ["staa_step", "staa_loop_fused"]
-
-
-def _f32(*values: float) -> list[float]:
-    return [float(np.float32(v)) for v in values]
+__all__ = ["staa_step", "staa_loop_fused", "staa_lif_fused"]
 
 
 def _tiles(R: int, S: int) -> tuple[int, int, int]:
@@ -157,10 +152,11 @@ def staa_loop_fused(y_seq: torch.Tensor, a: torch.Tensor, b: torch.Tensor, sa: S
 def staa_lif_fused(x: torch.Tensor, params: Any, *, drop_mask: torch.Tensor | None, alpha: float, sa_gate: str,
                    gc_fusion: str, gc_layer_norm: bool, ln_eps: float, coefficient_map: str, tsrd_scope: str,
                    v_threshold: float, v_reset: float, detach_reset: bool, surrogate_function: Surrogate,
-                   **unused: Any) -> torch.Tensor:
+                   tsrd_granularity: str = "step") -> torch.Tensor:
     """STAA-LIF (``reference.staa.staa_lif_reference``'s arguments, as ``STAALIFNode.options()`` gives
-    them, with an explicit ``drop_mask``) with PE in torch, the GC pooling on its fused sweep and the loop
-    above. fp32 state; spikes in x's dtype. Coefficients of shape [C] or scalar."""
+    them, with an explicit ``drop_mask``: ``tsrd_granularity`` only shapes a draw, so it is unused here) with
+    PE in torch, the GC pooling on its fused sweep and the loop above. fp32 state; spikes in x's dtype.
+    Coefficients of shape [C] or scalar."""
     from ..reference.staa import _check_drop_mask, position_encoding_reference, staa_coefficients
     from .global_context_triton import global_context_fused
 

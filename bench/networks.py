@@ -3,17 +3,23 @@
     python -m bench.networks [--device auto|cpu|cuda] [--quick] [--out bench/results] [--max-minutes M]
 
 A step is forward, cross-entropy on the time-averaged logits, backward and an SGD update. Networks:
-``dta_snn_18`` (DTA_SNN_18 at CIFAR shape: [64, 3, 32, 32], T = 4), ``tcja_dvs128`` (TCJA_DVS128 at
-DVS shape: [16, 20, 2, 128, 128]; ours takes each TCJA's mean from the LIF's spike counts and applies
-the gate after the max pool), ``masnn_gesture``
-(MA-SNN's DVS Gesture net with TCSA at T = 60: [16, 60, 2, 32, 32]; ours applies the gates inside the
-neurons' loops) and ``staa_resnet20`` (the reconstructed STAA ResNet-20 at T = 4, [64, 3, 32, 32],
-M / N started at 0.5 / 1.0 so that it fires; ours fuses the GC pooling). On the CPU (``--device cpu``)
-they shrink to a smoke size: the shapes are in the results. Providers: ``torch-eager`` (``backend="torch"``), ``torch-compile``
-(``torch.compile`` of that eager model, compiled in the warm-up) and ``snnkernels`` (``backend="auto"``:
-Triton on CUDA, the native C++ neurons on the CPU). Every provider starts from the same weights; before
-timing, its first step's loss must equal eager's within 1e-3 relative (a spike within rounding of its
-threshold may flip between implementations, so gradients are not compared here; test_models.py does).
+
+- ``dta_snn_18``: DTA_SNN_18 at CIFAR shape, [64, 3, 32, 32], T = 4;
+- ``tcja_dvs128``: TCJA_DVS128 at DVS shape, [16, 20, 2, 128, 128]; ours takes each TCJA's mean from the
+  LIF's spike counts and applies the gate after the max pool;
+- ``masnn_gesture``: MA-SNN's DVS Gesture net with TCSA at T = 60, [16, 60, 2, 32, 32]; ours applies the
+  gates inside the neurons' loops;
+- ``staa_resnet20``: the reconstructed STAA ResNet-20 at T = 4, [64, 3, 32, 32], M / N started at
+  0.5 / 1.0 so that it fires; ours runs the GC pooling sweep and the step kernels.
+
+On the CPU (``--device cpu``) they shrink to a smoke size: the shapes are in the results. Providers:
+``torch-eager`` (``backend="torch"``), ``torch-compile`` (``torch.compile`` of that eager model, compiled
+in the warm-up) and ``snnkernels`` (``backend="auto"``: Triton on CUDA, the native C++ neurons on the CPU).
+``epoch_s`` is the time per training epoch of the network's dataset at the run's batch size (steps x
+median step; data loading and evaluation excluded): the zoo's time-per-epoch table at the papers'
+settings, from a GPU run. Every provider starts from the same weights; before timing, its first step's
+loss must equal eager's within 1e-3 relative (a spike within rounding of its threshold may flip between
+implementations, so gradients are not compared here; test_models.py does).
 Results: ``<out>/<date>_<device>_networks.{csv,json}``.
 """
 from __future__ import annotations
@@ -35,6 +41,16 @@ from .utils import peak_memory_mb, time_fn
 
 PROVIDERS = ("torch-eager", "torch-compile", "snnkernels")
 NETWORKS = ("dta_snn_18", "tcja_dvs128", "masnn_gesture", "staa_resnet20")
+# training samples of each network's dataset (the official splits): time per epoch = steps x time per step
+TRAIN_SAMPLES = {"dta_snn_18": ("CIFAR-10", 50000), "tcja_dvs128": ("DVS128 Gesture", 1176),
+                 "masnn_gesture": ("DVS128 Gesture", 1176), "staa_resnet20": ("CIFAR-10", 50000)}
+
+
+def epoch_seconds(name: str, batch: int, ms_per_step: float) -> float:
+    """Time per training epoch at this batch size: ceil(samples / batch) steps of the measured median step
+    (data loading and evaluation excluded)."""
+    samples = TRAIN_SAMPLES[name][1]
+    return -(-samples // batch) * ms_per_step / 1000.0
 LOSS_RTOL = 1e-3
 
 
@@ -123,8 +139,10 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             model.load_state_dict(state)
             timing = time_fn(step, device, min_reps=3, min_time_s=0.5, max_reps=50)
+            dataset = TRAIN_SAMPLES[name][0]
             rows.append(_row(case, provider, device, mode="train-step", ms_p50=timing.p50_ms, ms_p20=timing.p20_ms,
                              ms_p80=timing.p80_ms, peak_mem_MB=peak_memory_mb(step, device), reps=timing.reps,
+                             epoch_s=epoch_seconds(name, shape[0], timing.p50_ms), dataset=dataset,
                              status="ok", note=None, **{"GB/s": 0.0}, fraction_of_copy_bw=0.0))
         except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
             rows.append(_row(Case(name, (0,), torch.float32), provider, device, status="FAILED",

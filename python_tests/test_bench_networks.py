@@ -17,6 +17,9 @@ def test_cpu_smoke_run_writes_results(tmp_path):
     assert {(r["op"], r["provider"], r["status"]) for r in rows} == {
         ("dta_snn_18", "torch-eager", "ok"), ("dta_snn_18", "snnkernels", "ok")}
     assert all(r["ms_p50"] > 0 and r["mode"] == "train-step" for r in rows)
+    # CIFAR-10's 50000 training images at the smoke run's batch of 4: 12500 steps of the median step
+    assert all(abs(r["epoch_s"] - 12500 * r["ms_p50"] / 1000) < 1e-9 * r["epoch_s"] for r in rows)
+    assert {r["dataset"] for r in rows} == {"CIFAR-10"}
 
 
 def test_a_wrong_provider_fails_verification(tmp_path, monkeypatch):

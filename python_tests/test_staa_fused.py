@@ -116,17 +116,19 @@ def test_loop_matches_reference(name):
 
 
 def test_step_kernel_is_the_reference_update():
-    """One step with given gates: spikes and next state bit for bit (the same ops in the same order)."""
+    """One step with given gates: spikes and next state bit for bit (the same ops in the same order), and
+    the state's row sums (the next step's pooling input)."""
     h = torch.randn(B, C, H, W, device=DEVICE)
     y = torch.randn(B, C, H, W, device=DEVICE) * 2
     a, b = torch.rand(C, device=DEVICE) + 0.3, torch.rand(C, device=DEVICE) + 0.5
     ga, gb = torch.rand(B, C, device=DEVICE) * 2, torch.rand(B, C, device=DEVICE) * 2
-    s, h_next = staa_step(h, y, a, b, ga, gb, v_threshold=1.0, v_reset=0.1, detach_reset=False,
+    s, h_next, h_sum = staa_step(h, y, a, b, ga, gb, v_threshold=1.0, v_reset=0.1, detach_reset=False,
                           surrogate=sg.Rectangle(1.0), spike_dtype=torch.bfloat16)
     u = ga[..., None, None] * (a[:, None, None] * h) + gb[..., None, None] * (b[:, None, None] * y)
     spike = (u - 1.0 >= 0).float()
     assert s.dtype == torch.bfloat16 and torch.equal(s.float(), spike)
     assert torch.equal(h_next, u * (1.0 - spike) + 0.1 * spike)
+    torch.testing.assert_close(h_sum, h_next.sum(dim=(2, 3)), rtol=1e-6, atol=1e-5)
 
 
 def test_module_on_triton_runs_the_step_kernels(monkeypatch):

@@ -121,7 +121,7 @@ def staa_cases():
         yield staa_step_fwd_kernel, {"s_ptr"}, dtype, tile, warps
     for dtype, sg in zip(("fp32", "fp16", "bf16", "fp32"), range(4)):
         yield (staa_step_bwd_kernel, {"ds_ptr"}, dtype,
-               dict(tile, HAS_DH=sg != 2, DETACH_RESET=sg % 2 == 1, SG_ID=sg), warps)
+               dict(tile, HAS_DH=sg != 2, HAS_DSUM=sg != 1, DETACH_RESET=sg % 2 == 1, SG_ID=sg), warps)
 
 
 def tcsa_cases():

@@ -1,12 +1,13 @@
-"""STAA-LIF's time loop on Triton (spec 4.4, inferred design): per step one sweep for the step
-attention's pooling and one fused sweep for the gated aggregation, fire and reset.
+"""STAA-LIF's time loop on Triton (spec 4.4, inferred design): per step one fused sweep for the gated
+aggregation, fire and reset, which also sums the new state for the next step's pooling.
 
 ``staa_loop_fused`` computes what the loop of ``reference.staa.staa_lif_reference`` computes, from the
-PE + GC features and the coefficients:
+PE + GC features and the coefficients (per step: one sweep forward, one backward):
 
 - the pooling mean_hw(a H + b Y) = a mean_hw(H) + b mean_hw(Y) (a, b per channel): mean_hw(Y) for all
-  steps in one sweep before the loop (Y does not depend on the recurrence), mean_hw(H_{t-1}) by one
-  row-sum sweep per step (``pooled_mean``, whose backward is a broadcast view);
+  steps in one sweep before the loop (Y does not depend on the recurrence), mean_hw(H_{t-1}) from the
+  previous step kernel's row sums of the state it wrote (no sweep of its own; its gradient enters that
+  kernel's backward);
 - the gates (the tiny MLP on [B, C]) in torch, by the reference's own ``step_attention_gates``;
 - ``staa_step``: U = ga a H + gb b Y, spike, reset in one sweep, and in one sweep back (dL/dH, dL/dY and
   the per-row sums for the gates and the coefficients).
@@ -56,39 +57,45 @@ def _geometry(h: torch.Tensor) -> tuple[int, int, int]:
 @torch.library.custom_op("snnkernels::staa_step_fwd", mutates_args=(), device_types=("cpu", "cuda"))
 def staa_step_fwd(h: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, ga: torch.Tensor,
                   gb: torch.Tensor, v_threshold: float, v_reset: float, spike_dtype: torch.dtype
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(spikes [B, C, H, W] in ``spike_dtype``, the next state fp32)."""
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(spikes [B, C, H, W] in ``spike_dtype``, the next state fp32, its sums over H * W fp32 [B, C])."""
     spikes, h_next = torch.empty_like(h, dtype=spike_dtype), torch.empty_like(h)
+    h_sum = h.new_empty(h.shape[:2])
     R, S, C = _geometry(h)
-    _launch(staa_step_fwd_kernel, R, S, h, y, a, b, ga, gb, spikes, h_next, R, S, C, *_f32(v_threshold, v_reset))
-    return spikes, h_next
+    if S == 0:
+        h_sum.zero_()
+    _launch(staa_step_fwd_kernel, R, S, h, y, a, b, ga, gb, spikes, h_next, h_sum, R, S, C,
+            *_f32(v_threshold, v_reset))
+    return spikes, h_next, h_sum
 
 
 @staa_step_fwd.register_fake
 def _(h, y, a, b, ga, gb, v_threshold, v_reset, spike_dtype):
-    return torch.empty_like(h, dtype=spike_dtype), torch.empty_like(h)
+    return torch.empty_like(h, dtype=spike_dtype), torch.empty_like(h), h.new_empty(h.shape[:2])
 
 
 @torch.library.custom_op("snnkernels::staa_step_bwd", mutates_args=(), device_types=("cpu", "cuda"))
-def staa_step_bwd(grad_spikes: torch.Tensor, grad_h_next: torch.Tensor | None, h: torch.Tensor, y: torch.Tensor,
-                  a: torch.Tensor, b: torch.Tensor, ga: torch.Tensor, gb: torch.Tensor, v_threshold: float,
-                  v_reset: float, detach_reset: bool, surrogate_id: int, surrogate_param: float
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dL/dh, dL/dy, fp32 [4, B * C] row sums: dL/dga, dL/dgb, sum_p dA h, sum_p dB y)."""
+def staa_step_bwd(grad_spikes: torch.Tensor, grad_h_next: torch.Tensor | None, grad_h_sum: torch.Tensor | None,
+                  h: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, ga: torch.Tensor,
+                  gb: torch.Tensor, v_threshold: float, v_reset: float, detach_reset: bool, surrogate_id: int,
+                  surrogate_param: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dL/dh, dL/dy, fp32 [4, B * C] row sums: dL/dga, dL/dgb, sum_p dA h, sum_p dB y), given dL/ds and
+    dL/dh' and dL/d(sum_p h') where the next step uses them."""
     R, S, C = _geometry(h)
     dh, dy = torch.empty_like(h), torch.empty_like(y)
     sums = h.new_empty((4, R))
     if S == 0:
         sums.zero_()
     _launch(staa_step_bwd_kernel, R, S, h, y, a, b, ga, gb, grad_spikes.contiguous(),
-            h if grad_h_next is None else grad_h_next.contiguous(), dh, dy, sums, R, S, C,
+            h if grad_h_next is None else grad_h_next.contiguous(),
+            a if grad_h_sum is None else grad_h_sum.contiguous(), dh, dy, sums, R, S, C,
             *_f32(v_threshold, v_reset, surrogate_param), HAS_DH=grad_h_next is not None,
-            DETACH_RESET=detach_reset, SG_ID=surrogate_id)
+            HAS_DSUM=grad_h_sum is not None, DETACH_RESET=detach_reset, SG_ID=surrogate_id)
     return dh, dy, sums
 
 
 @staa_step_bwd.register_fake
-def _(grad_spikes, grad_h_next, h, y, a, b, ga, gb, v_threshold, v_reset, detach_reset, surrogate_id,
+def _(grad_spikes, grad_h_next, grad_h_sum, h, y, a, b, ga, gb, v_threshold, v_reset, detach_reset, surrogate_id,
       surrogate_param):
     return torch.empty_like(h), torch.empty_like(y), h.new_empty((4, h.shape[0] * h.shape[1]))
 
@@ -96,15 +103,15 @@ def _(grad_spikes, grad_h_next, h, y, a, b, ga, gb, v_threshold, v_reset, detach
 class _STAAStepFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, h, y, a, b, ga, gb, v_threshold, v_reset, detach_reset, surrogate, spike_dtype):
-        spikes, h_next = staa_step_fwd(h, y, a, b, ga, gb, v_threshold, v_reset, spike_dtype)
+        spikes, h_next, h_sum = staa_step_fwd(h, y, a, b, ga, gb, v_threshold, v_reset, spike_dtype)
         ctx.save_for_backward(h, y, a, b, ga, gb)
         ctx.settings = (v_threshold, v_reset, detach_reset, surrogate.id, surrogate.param)
-        return spikes, h_next
+        return spikes, h_next, h_sum
 
     @staticmethod
-    def backward(ctx: Any, grad_spikes, grad_h_next):
+    def backward(ctx: Any, grad_spikes, grad_h_next, grad_h_sum):
         h, y, a, b, ga, gb = ctx.saved_tensors
-        dh, dy, sums = staa_step_bwd(grad_spikes, grad_h_next, h, y, a, b, ga, gb, *ctx.settings)
+        dh, dy, sums = staa_step_bwd(grad_spikes, grad_h_next, grad_h_sum, h, y, a, b, ga, gb, *ctx.settings)
         B, C = h.shape[:2]
         grad_ga, grad_gb, part_a, part_b = sums.view(4, B, C)
         grad_a, grad_b = part_a.sum(0), part_b.sum(0)  # per channel, over the batch (a fixed order)
@@ -113,8 +120,9 @@ class _STAAStepFunction(torch.autograd.Function):
 
 def staa_step(h: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, ga: torch.Tensor,
               gb: torch.Tensor, *, v_threshold: float, v_reset: float, detach_reset: bool, surrogate: Surrogate,
-              spike_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(spikes, next state) of one step: h, y fp32 [B, C, H, W]; a, b fp32 [C]; ga, gb fp32 [B, C]."""
+              spike_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(spikes, next state, its sums over H * W [B, C]) of one step: h, y fp32 [B, C, H, W]; a, b fp32 [C];
+    ga, gb fp32 [B, C]. All three outputs are differentiable (the sums feed the next step's pooling)."""
     return _STAAStepFunction.apply(h.contiguous(), y.contiguous(), a, b, ga.reshape(-1).contiguous(),
                                    gb.reshape(-1).contiguous(), v_threshold, v_reset, detach_reset, surrogate,
                                    spike_dtype)
@@ -133,18 +141,21 @@ def staa_loop_fused(y_seq: torch.Tensor, a: torch.Tensor, b: torch.Tensor, sa: S
     mean_y = pooled_mean(y_seq) if sa is not None else None  # [T, B, C], one sweep for every step
     h = torch.zeros_like(y_seq[0]) if v_init is None else v_init.float().contiguous()
     ones = y_seq.new_ones((B, C))
+    # mean_hw(H_{t-1}): zero at the start, a sweep for a given v_init, then the step kernel's row sums
+    mean_h = torch.zeros_like(ones) if v_init is None else pooled_mean(h[None])[0]
+    plane = y_seq.shape[3] * y_seq.shape[4]
     spikes = []
     for t in range(T):
         if sa is None:
             ga = gb = ones
         else:
-            mean_h = pooled_mean(h[None])[0] if (t > 0 or v_init is not None) else torch.zeros_like(ones)
             ga, gb = step_attention_gates(a * mean_h + b * mean_y[t], sa, alpha=alpha, gate=sa_gate)
             if mask is not None:
                 dropped = mask[t][:, None]
                 ga, gb = torch.where(dropped, ones, ga), torch.where(dropped, ones, gb)
-        s, h = staa_step(h, y_seq[t], a, b, ga, gb, v_threshold=v_threshold, v_reset=v_reset,
-                         detach_reset=detach_reset, surrogate=surrogate, spike_dtype=spike_dtype)
+        s, h, h_sum = staa_step(h, y_seq[t], a, b, ga, gb, v_threshold=v_threshold, v_reset=v_reset,
+                                detach_reset=detach_reset, surrogate=surrogate, spike_dtype=spike_dtype)
+        mean_h = h_sum / plane
         spikes.append(s)
     return torch.stack(spikes), h
 

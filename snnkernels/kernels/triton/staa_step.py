@@ -6,9 +6,10 @@ dropped step) and per-channel coefficients a, b (fp32 [C], or one value broadcas
 
     A = a h        B = b y        U = ga A + gb B        s = [U - th >= 0]        h' = U (1 - s) + v_reset s
 
-in that op order, as ``reference.staa.staa_lif_reference`` computes it. The backward recomputes U from
-(h, y, ga, gb) and, given dL/ds and dL/dh', writes dL/dh and dL/dy and reduces per row in a fixed order
-(programs own whole rows: deterministic, no atomics) dL/dga = sum_p dU A, dL/dgb = sum_p dU B,
+in that op order, as ``reference.staa.staa_lif_reference`` computes it. The forward also sums h' over each
+row, the next step's pooling input (no sweep of its own). The backward recomputes U from (h, y, ga, gb)
+and, given dL/ds, dL/dh' and dL/d(row sum of h'), writes dL/dh and dL/dy and reduces per row in a fixed
+order (programs own whole rows: deterministic, no atomics) dL/dga = sum_p dU A, dL/dgb = sum_p dU B,
 dL/da-part = sum_p dA h and dL/db-part = sum_p dB y.
 """
 import triton
@@ -46,9 +47,10 @@ def _charge(h_ptr, y_ptr, offs, mask, a, b, ga, gb):
 
 
 @triton.jit
-def staa_step_fwd_kernel(h_ptr, y_ptr, a_ptr, b_ptr, ga_ptr, gb_ptr, s_ptr, h_out_ptr, R, S, C,
+def staa_step_fwd_kernel(h_ptr, y_ptr, a_ptr, b_ptr, ga_ptr, gb_ptr, s_ptr, h_out_ptr, h_sum_ptr, R, S, C,
                          v_threshold, v_reset, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
     rows, rmask, base, a, b, ga, gb = _row_factors(a_ptr, b_ptr, ga_ptr, gb_ptr, R, C, S, BLOCK_R)
+    acc = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
     for s0 in range(0, S, BLOCK_S):
         cols = s0 + tl.arange(0, BLOCK_S)[None, :]
         offs = base + cols
@@ -56,16 +58,22 @@ def staa_step_fwd_kernel(h_ptr, y_ptr, a_ptr, b_ptr, ga_ptr, gb_ptr, s_ptr, h_ou
         _, _, _, _, u = _charge(h_ptr, y_ptr, offs, mask, a, b, ga, gb)
         spike = tl.where(_fire(u, v_threshold, False), 1.0, 0.0)
         tl.store(s_ptr + offs, spike.to(s_ptr.dtype.element_ty), mask=mask)
-        tl.store(h_out_ptr + offs, u * (1.0 - spike) + v_reset * spike, mask=mask)
+        h_next = u * (1.0 - spike) + v_reset * spike
+        tl.store(h_out_ptr + offs, h_next, mask=mask)
+        acc += tl.where(mask, h_next, 0.0)
+    tl.store(h_sum_ptr + rows, tl.sum(acc, axis=1), mask=rmask)
 
 
 @triton.jit
-def staa_step_bwd_kernel(h_ptr, y_ptr, a_ptr, b_ptr, ga_ptr, gb_ptr, ds_ptr, dh_out_ptr, dh_ptr, dy_ptr,
-                         sums_ptr, R, S, C, v_threshold, v_reset, sg_param, HAS_DH: tl.constexpr,
-                         DETACH_RESET: tl.constexpr, SG_ID: tl.constexpr, BLOCK_R: tl.constexpr,
-                         BLOCK_S: tl.constexpr):
-    """sums_ptr: fp32 [4, R] = (dL/dga, dL/dgb, sum_p dA h, sum_p dB y)."""
+def staa_step_bwd_kernel(h_ptr, y_ptr, a_ptr, b_ptr, ga_ptr, gb_ptr, ds_ptr, dh_out_ptr, dh_sum_ptr, dh_ptr,
+                         dy_ptr, sums_ptr, R, S, C, v_threshold, v_reset, sg_param, HAS_DH: tl.constexpr,
+                         HAS_DSUM: tl.constexpr, DETACH_RESET: tl.constexpr, SG_ID: tl.constexpr,
+                         BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+    """sums_ptr: fp32 [4, R] = (dL/dga, dL/dgb, sum_p dA h, sum_p dB y). dL/dh' is dh_out (HAS_DH) plus the
+    row sum's gradient, the same for every element of the row (HAS_DSUM)."""
     rows, rmask, base, a, b, ga, gb = _row_factors(a_ptr, b_ptr, ga_ptr, gb_ptr, R, C, S, BLOCK_R)
+    if HAS_DSUM:
+        d_sum = tl.load(dh_sum_ptr + rows, mask=rmask, other=0.0)[:, None]
     acc_ga = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
     acc_gb = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
     acc_a = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
@@ -77,12 +85,18 @@ def staa_step_bwd_kernel(h_ptr, y_ptr, a_ptr, b_ptr, ga_ptr, gb_ptr, ds_ptr, dh_
         h, y, big_a, big_b, u = _charge(h_ptr, y_ptr, offs, mask, a, b, ga, gb)
         sg = surrogate_derivative(u - v_threshold, SG_ID, sg_param)
         grad_u = tl.load(ds_ptr + offs, mask=mask, other=0.0).to(tl.float32) * sg
-        if HAS_DH:
+        if HAS_DH or HAS_DSUM:
             spike = tl.where(_fire(u, v_threshold, False), 1.0, 0.0)
             dh_du = 1.0 - spike
             if not DETACH_RESET:
                 dh_du = dh_du + (v_reset - u) * sg
-            grad_u += tl.load(dh_out_ptr + offs, mask=mask, other=0.0) * dh_du
+            if HAS_DH and HAS_DSUM:
+                grad_h_next = tl.load(dh_out_ptr + offs, mask=mask, other=0.0) + d_sum
+            elif HAS_DH:
+                grad_h_next = tl.load(dh_out_ptr + offs, mask=mask, other=0.0)
+            else:
+                grad_h_next = tl.zeros([BLOCK_R, BLOCK_S], tl.float32) + d_sum
+            grad_u += grad_h_next * dh_du
         grad_u = tl.where(mask, grad_u, 0.0)
         grad_a = grad_u * ga
         grad_b = grad_u * gb

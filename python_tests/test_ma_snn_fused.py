@@ -208,3 +208,26 @@ def test_tcsa_step_kernel_is_the_reference_update(detach_reset):
     assert_close_verbose(grads[0], grads_ref[0], atol, rtol, "grad V")
     for name, g, g_ref in zip(("sc", "gs"), grads[1:], grads_ref[1:]):
         assert_close_verbose(g, g_ref, SUM_RTOL * g_ref.abs().max().item(), SUM_RTOL, f"grad {name}")
+
+
+def test_tcsa_step_writes_the_next_membrane_potential():
+    """With the next step's input the kernel writes V' = H' + x_next (the add done in the kernel); x_next's
+    gradient is dL/dV', and V's gradient is that of the plain step."""
+    from snnkernels.ops.tcsa_paper_triton import tcsa_step
+    from snnkernels.surrogate import Rectangle
+
+    B, C, H, W = 2, 3, 4, 5
+    v = torch.randn(B, C, H, W, device=DEVICE)
+    sc, gs = torch.rand(B, C, device=DEVICE) + 0.2, torch.rand(B, H * W, device=DEVICE) + 0.2
+    x_next = torch.randn(B, C, H, W, device=DEVICE)
+    opts = dict(u_th=0.3, v_reset=0.0, beta=0.3, detach_reset=False, surrogate=Rectangle(0.5),
+                spike_dtype=torch.float32)
+    v1, xn = leaves(v, x_next)
+    s, v_next = tcsa_step(v1, sc, gs, x_next=xn, **opts)
+    v2 = leaves(v)[0]
+    s_ref, h = tcsa_step(v2, sc, gs, **opts)
+    assert torch.equal(s, s_ref) and torch.equal(v_next, h + x_next)
+    g = torch.randn_like(h)
+    dv, dxn = torch.autograd.grad((v_next * g).sum() + s.sum(), [v1, xn])
+    (dv_ref,) = torch.autograd.grad((h * g).sum() + s_ref.sum(), [v2])
+    assert torch.equal(dxn, g) and torch.equal(dv, dv_ref)

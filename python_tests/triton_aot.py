@@ -129,8 +129,8 @@ def tcsa_cases():
     for C, S, dtypes in ((64, 1024, tuple(DTYPES)), (512, 64, ("fp32",))):
         block_c, block_s, warps = tcsa_paper_triton._tiles(C, S)
         tile = dict(BLOCK_C=block_c, BLOCK_S=block_s)
-        for dtype in dtypes:
-            yield tcsa_step_fwd_kernel, {"s_ptr"}, dtype, tile, warps
+        for i, dtype in enumerate(dtypes):
+            yield tcsa_step_fwd_kernel, {"s_ptr"}, dtype, dict(tile, HAS_NEXT=i % 2 == 0), warps
         for sg in (0, 3):
             yield (tcsa_step_bwd_kernel, {"ds_ptr"}, dtypes[-1],
                    dict(tile, HAS_DH=sg == 3, DETACH_RESET=sg == 0, SG_ID=sg), warps)

@@ -1,9 +1,9 @@
 """The MA-SNN paper's in-loop TCSA-LIF (spec 3.5, ``reference.ma_snn.tcsa_lif_paper_reference``) on Triton.
 
-Per step: V_t = H_{t-1} + X_TA[t] (torch, one elementwise pass); the channel and spatial gates' statistics
-of V_t on the released attention's sweeps (``ma_gates_fused`` on a one-step sequence: CA pools over
-(H, W), SA over C); then ``tcsa_step`` (``kernels.triton.tcsa_step``): gates applied, fire and reset in one
-sweep, and one sweep back that also reduces the gates' gradients. TA runs once on the whole sequence
+Per step: the channel and spatial gates' statistics of V_t = H_{t-1} + X_TA[t] on the released attention's
+sweeps (``ma_gates_fused`` on a one-step sequence: CA pools over (H, W), SA over C); then ``tcsa_step``
+(``kernels.triton.tcsa_step``): gates applied, fire and reset in one sweep, which also writes the next
+step's V (adding X_TA[t + 1]), and one sweep back that also reduces the gates' gradients. TA runs once on the whole sequence
 (its gate from the same sweeps). Autograd chains the steps (BPTT); V_t is kept for the backward.
 """
 from __future__ import annotations
@@ -39,20 +39,21 @@ def _grid(v: torch.Tensor) -> tuple[tuple[int, int], int, int, int]:
 
 
 @torch.library.custom_op("snnkernels::tcsa_step_fwd", mutates_args=(), device_types=("cpu", "cuda"))
-def tcsa_step_fwd(v: torch.Tensor, sc: torch.Tensor, gs: torch.Tensor, u_th: float, v_reset: float, beta: float,
-                  spike_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(spikes [B, C, H, W] in ``spike_dtype``, next state fp32) of V fp32 [B, C, H, W], sc [B, C], gs [B, H * W]."""
+def tcsa_step_fwd(v: torch.Tensor, sc: torch.Tensor, gs: torch.Tensor, x_next: torch.Tensor | None, u_th: float,
+                  v_reset: float, beta: float, spike_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(spikes [B, C, H, W] in ``spike_dtype``, next state fp32, or with ``x_next`` the next step's V = H' +
+    x_next) of V fp32 [B, C, H, W], sc [B, C], gs [B, H * W]."""
     spikes, h = torch.empty_like(v, dtype=spike_dtype), torch.empty_like(v)
     if v.numel():
         grid, block_c, block_s, warps = _grid(v)
-        tcsa_step_fwd_kernel[grid](v, sc, gs, spikes, h, v.shape[1], v.shape[2] * v.shape[3],
-                                   *_f32(u_th, v_reset, beta), BLOCK_C=block_c, BLOCK_S=block_s, num_warps=warps,
-                                   **COMPILE_OPTIONS)
+        tcsa_step_fwd_kernel[grid](v, sc, gs, v if x_next is None else x_next.contiguous(), spikes, h, v.shape[1],
+                                   v.shape[2] * v.shape[3], *_f32(u_th, v_reset, beta), HAS_NEXT=x_next is not None,
+                                   BLOCK_C=block_c, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS)
     return spikes, h
 
 
 @tcsa_step_fwd.register_fake
-def _(v, sc, gs, u_th, v_reset, beta, spike_dtype):
+def _(v, sc, gs, x_next, u_th, v_reset, beta, spike_dtype):
     return torch.empty_like(v, dtype=spike_dtype), torch.empty_like(v)
 
 
@@ -83,8 +84,8 @@ def _(grad_spikes, grad_h, v, sc, gs, u_th, v_reset, beta, detach_reset, surroga
 
 class _TCSAStepFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, v, sc, gs, u_th, v_reset, beta, detach_reset, surrogate, spike_dtype):
-        spikes, h = tcsa_step_fwd(v, sc, gs, u_th, v_reset, beta, spike_dtype)
+    def forward(ctx: Any, v, sc, gs, x_next, u_th, v_reset, beta, detach_reset, surrogate, spike_dtype):
+        spikes, h = tcsa_step_fwd(v, sc, gs, x_next, u_th, v_reset, beta, spike_dtype)
         ctx.save_for_backward(v, sc, gs)
         ctx.settings = (u_th, v_reset, beta, detach_reset, surrogate.id, surrogate.param)
         return spikes, h
@@ -93,13 +94,17 @@ class _TCSAStepFunction(torch.autograd.Function):
     def backward(ctx: Any, grad_spikes, grad_h):
         v, sc, gs = ctx.saved_tensors
         dv, dsc, dgs = tcsa_step_bwd(grad_spikes, grad_h, v, sc, gs, *ctx.settings)
-        return dv, dsc, dgs, None, None, None, None, None, None
+        # V' = H' + x_next: x_next's gradient is dL/dV' itself
+        grad_x_next = grad_h if ctx.needs_input_grad[3] else None
+        return dv, dsc, dgs, grad_x_next, None, None, None, None, None, None
 
 
 def tcsa_step(v: torch.Tensor, sc: torch.Tensor, gs: torch.Tensor, *, u_th: float, v_reset: float, beta: float,
-              detach_reset: bool, surrogate: Surrogate, spike_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(spikes, next state) of one step from V fp32 [B, C, H, W], sc fp32 [B, C], gs fp32 [B, H * W]."""
-    return _TCSAStepFunction.apply(v.contiguous(), sc.contiguous(), gs.contiguous(), u_th, v_reset, beta,
+              detach_reset: bool, surrogate: Surrogate, spike_dtype: torch.dtype,
+              x_next: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(spikes, next state) of one step from V fp32 [B, C, H, W], sc fp32 [B, C], gs fp32 [B, H * W]; with
+    ``x_next`` (the next step's input) the second output is the next step's V = H' + x_next instead."""
+    return _TCSAStepFunction.apply(v.contiguous(), sc.contiguous(), gs.contiguous(), x_next, u_th, v_reset, beta,
                                    detach_reset, surrogate, spike_dtype)
 
 
@@ -116,16 +121,15 @@ def tcsa_lif_paper_fused(x: torch.Tensor, dims: str, ta: tuple[torch.Tensor, tor
     step_dims = dims.replace("T", "")
     T, B, C, H, W = x.shape
     ones_c, ones_s = xs.new_ones((B, C)), xs.new_ones((B, H * W))
-    h = torch.zeros_like(xs[0])
+    v = xs[0]  # V_0 = H_0 + X_TA[0] with H_0 = 0; each step kernel then writes the next V
     spikes = []
     for t in range(T):
-        v = h + xs[t]
         sc, gs = ones_c, ones_s
         if step_dims:
             scale, g_s = ma_gates_fused(v[None], step_dims, None, ca, sa)
             sc = scale[0] if "C" in step_dims else ones_c
             gs = g_s if g_s is not None else ones_s
-        s, h = tcsa_step(v, sc, gs, u_th=u_th, v_reset=v_reset, beta=beta, detach_reset=detach_reset,
-                         surrogate=surrogate_function, spike_dtype=x.dtype)
+        s, v = tcsa_step(v, sc, gs, u_th=u_th, v_reset=v_reset, beta=beta, detach_reset=detach_reset,
+                         surrogate=surrogate_function, spike_dtype=x.dtype, x_next=xs[t + 1] if t + 1 < T else None)
         spikes.append(s)
     return torch.stack(spikes)

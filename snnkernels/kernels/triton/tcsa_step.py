@@ -4,7 +4,7 @@ gates applied to the membrane potential, fire and reset, in one sweep each way.
 One step on V [B, C, H, W] (dense; S = H * W), with the channel gate sc [B, C] and the spatial map gs [B, S]
 (fp32, from the attention's statistics sweeps):
 
-    U = gs (sc V)        s = [U - u_th >= 0]        H' = v_reset s + beta U (1 - s)
+    U = gs (sc V)        s = [U - u_th >= 0]        H' = v_reset s + beta U (1 - s)        (V' = H' + X_next)
 
 in the reference's op order (``reference.ma_snn.tcsa_lif_paper_reference``). A program owns one sample b
 and a block of pixels across ALL channels ([BLOCK_C >= C, BLOCK_S] tiles), so the backward reduces the
@@ -36,15 +36,20 @@ def _sample_tile(sc_ptr, gs_ptr, C, S, BLOCK_C: tl.constexpr, BLOCK_S: tl.conste
 
 
 @triton.jit
-def tcsa_step_fwd_kernel(v_ptr, sc_ptr, gs_ptr, s_ptr, h_ptr, C, S, u_th, v_reset, beta,
-                         BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+def tcsa_step_fwd_kernel(v_ptr, sc_ptr, gs_ptr, x_next_ptr, s_ptr, h_ptr, C, S, u_th, v_reset, beta,
+                         HAS_NEXT: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    """With HAS_NEXT the output is the next step's V = H' + X_next (its input added here, saving a pass),
+    else H'."""
     _, cmask, pmask, offs, sc, gs = _sample_tile(sc_ptr, gs_ptr, C, S, BLOCK_C, BLOCK_S)
     mask = cmask[:, None] & pmask[None, :]
     v = tl.load(v_ptr + offs, mask=mask, other=0.0)
     u = gs * (sc * v)
     spike = tl.where(_fire(u, u_th, False), 1.0, 0.0)
     tl.store(s_ptr + offs, spike.to(s_ptr.dtype.element_ty), mask=mask)
-    tl.store(h_ptr + offs, v_reset * spike + beta * u * (1.0 - spike), mask=mask)
+    h = v_reset * spike + beta * u * (1.0 - spike)
+    if HAS_NEXT:
+        h = h + tl.load(x_next_ptr + offs, mask=mask, other=0.0)
+    tl.store(h_ptr + offs, h, mask=mask)
 
 
 @triton.jit

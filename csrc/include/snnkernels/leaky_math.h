@@ -20,9 +20,12 @@ SNNK_INLINE bool leaky_fire(float h, float v_threshold, bool strict) {
   return strict ? d > 0.0f : d >= 0.0f;
 }
 
-// v_t: v_reset where it fired (hard), or h - v_threshold * s (soft)
+// v_t: h * (1 - s) + v_reset * s (hard), or h - v_threshold * s (soft), as the eager reference (and
+// SpikingJelly) computes it: for finite h the hard form is v_reset where it fired and h elsewhere, and an
+// overflowed charge (h = inf) gives NaN there too instead of silently v_reset.
 SNNK_INLINE float leaky_reset(float h, bool spike, float v_threshold, float v_reset, bool hard_reset) {
-  return hard_reset ? (spike ? v_reset : h) : sub_rn(h, mul_rn(v_threshold, spike ? 1.0f : 0.0f));
+  const float s = spike ? 1.0f : 0.0f;
+  return hard_reset ? add_rn(mul_rn(h, sub_rn(1.0f, s)), mul_rn(v_reset, s)) : sub_rn(h, mul_rn(v_threshold, s));
 }
 
 // dL/dh_t = dL/ds_t * sg_t + dL/dv_t * dv_t/dh_t, with

@@ -45,10 +45,13 @@ def _fire(h, v_threshold, STRICT: tl.constexpr):
 
 @triton.jit
 def _reset(h, spike, v_threshold, v_reset, HARD_RESET: tl.constexpr):
+    """h (1 - s) + v_reset s (hard) or h - v_threshold s (soft), the eager reference's arithmetic: for finite
+    h the hard form selects, and an overflowed charge (h = inf) gives NaN as the reference does."""
+    s = spike.to(tl.float32)
     if HARD_RESET:
-        return tl.where(spike, v_reset, h)
+        return h * (1.0 - s) + v_reset * s
     else:
-        return h - v_threshold * spike.to(tl.float32)
+        return h - v_threshold * s
 
 
 @triton.jit

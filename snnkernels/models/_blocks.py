@@ -16,7 +16,9 @@ import torch
 from torch import nn
 
 from ..backends import resolve_backend, resolve_triton_op_backend
+from ..nn.attention import _TCJAFamily
 from ..nn.fused import fusion_blocker, neuron_tcja_pool, notify_fusion
+from ..nn.neuron import _SpikingNeuron
 
 __all__ = [
     "LAYOUTS",
@@ -139,8 +141,6 @@ class GatedPoolSequential(nn.Sequential):
         return x
 
     def _gate_then_pool(self, att: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool:
-        from ..nn.attention import _TCJAFamily
-
         return (self.gate_after_pool and isinstance(att, _TCJAFamily) and att.layout == "TB"
                 and isinstance(pool, SeqToANN) and len(pool) == 1
                 and isinstance(pool[0], (nn.MaxPool2d, nn.AvgPool2d)) and x.dim() == 5
@@ -148,8 +148,6 @@ class GatedPoolSequential(nn.Sequential):
 
     def _neuron_gate_pool(self, neuron: nn.Module, att: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool:
         """neuron -> TCJA -> pool, all on Triton: the neuron's spike counts give TCJA its mean for free."""
-        from ..nn.neuron import _SpikingNeuron
-
         return (isinstance(neuron, _SpikingNeuron) and self._gate_then_pool(att, pool, x)
                 and fusion_blocker(att, neuron, x) is None)
 
@@ -253,7 +251,6 @@ def resolved_backends(model: nn.Module, *inputs: torch.Tensor) -> dict[str, str]
     from ..nn.attention import CLA, DTA, TCJA, TLA, TNA, TXA
     from ..nn.fused import observe_fusion
     from ..nn.ma_snn import MultiDimensionalAttention
-    from ..nn.neuron import _SpikingNeuron
     from ..nn.staa import STAALIFNode
 
     attention = (TCJA, TLA, CLA, TXA, TNA, DTA, MultiDimensionalAttention)

@@ -49,7 +49,7 @@ from .attention import LAYOUTS, _check_t_c, _from_tb, _positive_int, _to_tb
 
 if HAS_TRITON:
     from ..ops.global_context_triton import global_context_fused
-    from ..ops.staa_triton import staa_lif_fused
+    from ..ops.staa_triton import staa_features_fused, staa_lif_fused
 
 __all__ = ["STAALIFNode", "GlobalContextBlock", "PositionEncoding"]
 
@@ -423,10 +423,8 @@ class STAALIFNode(nn.Module):
                 spikes = staa_lif_fused(x, params, drop_mask=drop_mask, **self.options())
                 return _from_tb(spikes, self.layout)
             # per-pixel M, N: PE + GC fused, the loop eager
-            xs = x.to(state_dtype(x.dtype))
-            features = position_encoding_reference(xs, params.position.to(xs.dtype))
-            features = global_context_fused(features, params.gc, fusion=self.gc.fusion,
-                                            layer_norm=self.gc.layer_norm, ln_eps=self.gc.ln_eps)
+            features = staa_features_fused(x.to(state_dtype(x.dtype)), params, gc_fusion=self.gc.fusion,
+                                           gc_layer_norm=self.gc.layer_norm, ln_eps=self.gc.ln_eps)
             spikes = staa_lif_reference(x, params, drop_mask=drop_mask, features=features, **self.options())
             return _from_tb(spikes, self.layout)
         spikes = staa_lif_reference(x, params, drop_mask=drop_mask, **self.options())

@@ -21,7 +21,7 @@ from .leaky import match_layout, num_checkpoints
 from .leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, _f32
 from .rowwise_triton import _per_row, rows_layout
 
-__all__ = ["gated_leaky", "gated_leaky_fwd", "gated_leaky_bwd", "NeuronSettings"]
+__all__ = ["gated_leaky", "gated_leaky_fwd", "gated_leaky_bwd", "needs_training", "NeuronSettings"]
 
 # (decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, detach_reset, surrogate_id,
 #  surrogate_param): the scalar settings of a leaky neuron, as ``nn.fused.neuron_settings`` makes them
@@ -134,6 +134,12 @@ def _(grad_spikes, x, scale, spatial, checkpoints, relu, decay, gain, bias, v_th
             x.new_empty((B, H * W) if has_map else (0,), dtype=torch.float32))
 
 
+def needs_training(*tensors: torch.Tensor | None) -> bool:
+    """Whether a forward must keep what its backward needs. Decided before ``Function.apply``:
+    ``autograd.Function.forward`` runs with gradients disabled."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 class _GatedLeakyFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor | None, relu: bool,
@@ -168,8 +174,7 @@ def gated_leaky(x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor | No
     With ``count_spikes`` also the spikes per (t, b, c), int32 [T, B, C], counted by the kernel as it fires
     (exact, deterministic: per-column-tile partials summed here).
     """
-    # decided out here: autograd.Function.forward runs with gradients disabled
-    training = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, scale, spatial))
+    training = needs_training(x, scale, spatial)
     spikes, counts = _GatedLeakyFunction.apply(rows_layout(x), scale, spatial, relu, tuple(neuron), chunk, training,
                                                count_spikes)
     return (spikes, counts) if count_spikes else spikes

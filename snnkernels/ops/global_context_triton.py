@@ -8,12 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import triton
 
-from ..backends import triton_interpreter_enabled
 from ..kernels.triton.global_context import gc_context_bwd_kernel, gc_context_fwd_kernel
 from ..reference.staa import GCParams, global_context_fusion, global_context_transform_reference
 from .leaky_triton import COMPILE_OPTIONS
+from .rowwise_triton import channel_tiles
 
 __all__ = ["gc_context", "global_context_fused", "gc_context_fwd", "gc_context_bwd", "MAX_CHANNELS"]
 
@@ -21,14 +20,9 @@ MAX_CHANNELS = 2048  # one program holds a frame's C channels for a tile of pixe
 
 
 def _tiles(C: int, S: int) -> tuple[int, int, int]:
-    """(BLOCK_C, BLOCK_P, num_warps): all channels and a few pixels, 2048 values a tile on the GPU (8 or 16 a
-    thread: the backward keeps three tile-sized temporaries live without spilling, python_tests/triton_aot.py),
-    8 warps from C = 256. The interpreter takes bigger tiles."""
-    block_c = triton.next_power_of_2(max(C, 1))
-    s_cap = triton.next_power_of_2(max(S, 1))
-    if triton_interpreter_enabled():
-        return block_c, max(min((1 << 15) // block_c, s_cap), 1), 1
-    return block_c, max(min(2048 // block_c, s_cap), 4), 8 if block_c >= 256 else 4
+    """All channels and a few pixels (``channel_tiles``): 8 or 16 values a thread on the GPU, so the backward
+    keeps its three tile-sized temporaries live without spilling (python_tests/triton_aot.py)."""
+    return channel_tiles(C, S, min_pixels=4)
 
 
 def _frames(x: torch.Tensor) -> tuple[int, int, int]:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from ..reference.ma_snn import mlp_gate
 from .leaky import match_layout
-from .gated_leaky_triton import DEFAULT_CHUNK, gated_leaky_bwd, gated_leaky_fwd
+from .gated_leaky_triton import DEFAULT_CHUNK, gated_leaky_bwd, gated_leaky_fwd, needs_training
 from .ma_snn_triton import apply_gates, bwd_input, bwd_pixel_sums, pixel_stats, row_dot_map, row_stats
 from .rowwise_triton import rows_layout
 
@@ -239,8 +239,7 @@ def ma_gated_neuron_fused(x: torch.Tensor, dims: str, ta: tuple[torch.Tensor, to
     ta_w0, ta_w1 = ta if ta is not None else (None, None)
     ca_w0, ca_w1 = ca if ca is not None else (None, None)
     x = rows_layout(x)
-    training = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (x, ta_w0, ta_w1, ca_w0, ca_w1, sa))
+    training = needs_training(x, ta_w0, ta_w1, ca_w0, ca_w1, sa)
     spikes, counts = _MAGatedNeuronFunction.apply(x, dims, ta_w0, ta_w1, ca_w0, ca_w1, sa, tuple(neuron), chunk,
                                                   training, count_spikes)
     return (spikes, counts) if count_spikes else spikes

@@ -42,6 +42,17 @@ def _tiles(R: int, S: int) -> tuple[int, int, int]:
     return max(2048 // block_s, 1), block_s, 4
 
 
+def channel_tiles(C: int, S: int, min_pixels: int) -> tuple[int, int, int]:
+    """(BLOCK_C, BLOCK_P, num_warps) of kernels whose program holds ALL C channels of a block of pixels (the
+    global-context sweeps, the TCSA step): 2048 values a tile on the GPU, at least ``min_pixels`` pixels,
+    8 warps from C = 256; the interpreter takes bigger tiles."""
+    block_c = triton.next_power_of_2(max(C, 1))
+    s_cap = triton.next_power_of_2(max(S, 1))
+    if triton_interpreter_enabled():
+        return block_c, max(min((1 << 15) // block_c, s_cap), 1), 1
+    return block_c, max(min(2048 // block_c, s_cap), min_pixels), 8 if block_c >= 256 else 4
+
+
 def _geometry(x: torch.Tensor) -> tuple[int, int, int, int, int, int, int]:
     T, B, C, H, W = x.shape
     assert x.stride(4) == 1 and (H == 1 or x.stride(3) == W), "rows must be contiguous H * W planes"

@@ -25,15 +25,19 @@ import triton
 
 from ..backends import triton_interpreter_enabled
 from ..kernels.triton.staa_step import staa_step_bwd_kernel, staa_step_fwd_kernel
-from ..reference.staa import SAParams, step_attention_gates
+from ..reference.staa import (SAParams, _check_drop_mask, position_encoding_reference, staa_coefficients,
+                              step_attention_gates)
 from ..surrogate import Surrogate
+from .global_context_triton import global_context_fused
 from .leaky_triton import COMPILE_OPTIONS, _f32
 from .pooled_attention import pooled_mean
 
-__all__ = ["staa_step", "staa_loop_fused", "staa_lif_fused"]
+__all__ = ["staa_step", "staa_loop_fused", "staa_features_fused", "staa_lif_fused"]
 
 
 def _tiles(R: int, S: int) -> tuple[int, int, int]:
+    """(BLOCK_R, BLOCK_S, num_warps): whole rows walked along S, as ``rowwise_triton._tiles`` but half its
+    GPU tile (1024 values): the backward keeps four row accumulators live besides its loads."""
     if triton_interpreter_enabled():
         block_s = min(triton.next_power_of_2(max(S, 1)), 4096)
         return min(max(8192 // block_s, 1), triton.next_power_of_2(max(R, 1))), block_s, 1
@@ -160,6 +164,16 @@ def staa_loop_fused(y_seq: torch.Tensor, a: torch.Tensor, b: torch.Tensor, sa: S
     return torch.stack(spikes), h
 
 
+def staa_features_fused(xs: torch.Tensor, params: Any, *, gc_fusion: str, gc_layer_norm: bool,
+                        ln_eps: float) -> torch.Tensor:
+    """STAA-LIF's spatial input port (``reference.staa.staa_features_reference``) on xs in the state dtype:
+    PE in torch, then the GC block with its pooling on the fused sweep."""
+    feat = xs if params.position is None else position_encoding_reference(xs, params.position.to(xs.dtype))
+    if params.gc is None:
+        return feat
+    return global_context_fused(feat, params.gc, fusion=gc_fusion, layer_norm=gc_layer_norm, ln_eps=ln_eps)
+
+
 def staa_lif_fused(x: torch.Tensor, params: Any, *, drop_mask: torch.Tensor | None, alpha: float, sa_gate: str,
                    gc_fusion: str, gc_layer_norm: bool, ln_eps: float, coefficient_map: str, tsrd_scope: str,
                    v_threshold: float, v_reset: float, detach_reset: bool, surrogate_function: Surrogate,
@@ -168,14 +182,9 @@ def staa_lif_fused(x: torch.Tensor, params: Any, *, drop_mask: torch.Tensor | No
     them, with an explicit ``drop_mask``: ``tsrd_granularity`` only shapes a draw, so it is unused here) with
     PE in torch, the GC pooling on its fused sweep and the loop above. fp32 state; spikes in x's dtype.
     Coefficients of shape [C] or scalar."""
-    from ..reference.staa import _check_drop_mask, position_encoding_reference, staa_coefficients
-    from .global_context_triton import global_context_fused
-
     T, B = x.shape[:2]
     xs = x.float()
-    feat = xs if params.position is None else position_encoding_reference(xs, params.position.float())
-    if params.gc is not None:
-        feat = global_context_fused(feat, params.gc, fusion=gc_fusion, layer_norm=gc_layer_norm, ln_eps=ln_eps)
+    feat = staa_features_fused(xs, params, gc_fusion=gc_fusion, gc_layer_norm=gc_layer_norm, ln_eps=ln_eps)
     mask = None
     if drop_mask is not None:
         mask = _check_drop_mask(drop_mask, T, B, x.device).reshape(T, -1).expand(T, B)

@@ -13,23 +13,18 @@ from typing import Any
 import torch
 import triton
 
-from ..backends import triton_interpreter_enabled
 from ..kernels.triton.tcsa_step import tcsa_step_bwd_kernel, tcsa_step_fwd_kernel
 from ..surrogate import Surrogate
 from .leaky_triton import COMPILE_OPTIONS, _f32
 from .ma_snn_attention import ma_gates_fused
+from .rowwise_triton import channel_tiles
 
 __all__ = ["tcsa_step", "tcsa_lif_paper_fused"]
 
 
 def _tiles(C: int, S: int) -> tuple[int, int, int]:
-    """(BLOCK_C, BLOCK_S, num_warps): all channels of one sample and a block of pixels; 2048 values a tile
-    on the GPU (at least 8 pixels), larger in the interpreter."""
-    block_c = triton.next_power_of_2(max(C, 1))
-    s_cap = triton.next_power_of_2(max(S, 1))
-    if triton_interpreter_enabled():
-        return block_c, max(min((1 << 15) // block_c, s_cap), 1), 1
-    return block_c, max(min(2048 // block_c, s_cap), 8), 8 if block_c >= 256 else 4
+    """All channels of one sample and a block of at least 8 pixels (``channel_tiles``)."""
+    return channel_tiles(C, S, min_pixels=8)
 
 
 def _grid(v: torch.Tensor) -> tuple[tuple[int, int], int, int, int]:

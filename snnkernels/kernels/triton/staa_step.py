@@ -16,6 +16,7 @@ import triton
 import triton.language as tl
 
 from .leaky import _fire
+from .rowwise import _tile
 from .surrogate import surrogate_derivative
 
 
@@ -28,13 +29,13 @@ def _rows(R, C, BLOCK_R: tl.constexpr):
 
 @triton.jit
 def _row_factors(a_ptr, b_ptr, ga_ptr, gb_ptr, R, C, S, BLOCK_R: tl.constexpr):
-    """This program's rows: mask, int64 row offsets [BLOCK_R, 1], and a, b, ga, gb as [BLOCK_R, 1] columns."""
+    """This program's rows: mask, int64 row offsets [BLOCK_R], and a, b, ga, gb as [BLOCK_R, 1] columns."""
     rows, rmask, ch = _rows(R, C, BLOCK_R)
     a = tl.load(a_ptr + ch, mask=rmask, other=0.0)[:, None]
     b = tl.load(b_ptr + ch, mask=rmask, other=0.0)[:, None]
     ga = tl.load(ga_ptr + rows, mask=rmask, other=0.0)[:, None]
     gb = tl.load(gb_ptr + rows, mask=rmask, other=0.0)[:, None]
-    return rows, rmask, rows.to(tl.int64)[:, None] * S, a, b, ga, gb
+    return rows, rmask, rows.to(tl.int64) * S, a, b, ga, gb
 
 
 @triton.jit
@@ -52,9 +53,7 @@ def staa_step_fwd_kernel(h_ptr, y_ptr, a_ptr, b_ptr, ga_ptr, gb_ptr, s_ptr, h_ou
     rows, rmask, base, a, b, ga, gb = _row_factors(a_ptr, b_ptr, ga_ptr, gb_ptr, R, C, S, BLOCK_R)
     acc = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
     for s0 in range(0, S, BLOCK_S):
-        cols = s0 + tl.arange(0, BLOCK_S)[None, :]
-        offs = base + cols
-        mask = rmask[:, None] & (cols < S)
+        offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
         _, _, _, _, u = _charge(h_ptr, y_ptr, offs, mask, a, b, ga, gb)
         spike = tl.where(_fire(u, v_threshold, False), 1.0, 0.0)
         tl.store(s_ptr + offs, spike.to(s_ptr.dtype.element_ty), mask=mask)
@@ -79,9 +78,7 @@ def staa_step_bwd_kernel(h_ptr, y_ptr, a_ptr, b_ptr, ga_ptr, gb_ptr, ds_ptr, dh_
     acc_a = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
     acc_b = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
     for s0 in range(0, S, BLOCK_S):
-        cols = s0 + tl.arange(0, BLOCK_S)[None, :]
-        offs = base + cols
-        mask = rmask[:, None] & (cols < S)
+        offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
         h, y, big_a, big_b, u = _charge(h_ptr, y_ptr, offs, mask, a, b, ga, gb)
         sg = surrogate_derivative(u - v_threshold, SG_ID, sg_param)
         grad_u = tl.load(ds_ptr + offs, mask=mask, other=0.0).to(tl.float32) * sg

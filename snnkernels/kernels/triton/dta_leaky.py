@@ -1,0 +1,155 @@
+"""Triton kernels of DTA on the spikes of the leaky neuron that reads the same X: ``Y = sig(NA * XA) * LIF(X)``.
+
+In DTA-SNN the encoding block is ``DTA(X, LIF(X))``: the neuron and the attention read the same X, and
+the attention's last sweep multiplies its map by the spikes. Here the neuron's time loop forms that map at
+each step as it fires, so the spikes are never written, read back or kept for the backward:
+
+    h_t = decay * v + gain * X_t + bias;  s_t = fire(h_t);  v = reset(h_t, s_t)
+    Y_t = sig(NA_t * (X_t + a[t, b, c]) * (X_t + b[t, b, c])) * s_t,   NA_t = dec_t + bias_na[t, c] + X_t
+
+(``a``, ``b`` are T-XA's per-row terms, computed beforehand from the pooled mean of X; with NA_RESIDUAL the
+given tensor is T-NA's bias-free decoding conv and its bias and residual are added here, as the
+``rowwise`` DTA sweep does).
+
+The backward walks time in reverse with the leaky kernel's checkpoint-and-recompute schedule. At each step
+it forms the product's gradients (dL/dNA, stored for T-NA's backward; dL/ds = dY * sig, kept in fp32 and
+fed straight into the neuron's chain) and the row sums that give T-XA's gate gradients, and writes one
+dL/dX holding the neuron's, T-XA's elementwise and the residual's shares (the pooled path of T-XA's mean
+needs those row sums first and is added by the caller).
+
+Layout and tiling as ``gated_leaky``: R1 = B * C rows of S = H * W contiguous values per step; a program
+owns BLOCK_R rows x BLOCK_S columns for all T steps; row partial sums go to [n_col_tiles, T, R1] and are
+summed in a fixed order by torch (deterministic, no atomics). fp32 arithmetic, op by op.
+"""
+import triton
+import triton.language as tl
+
+from .gated_leaky import _gate_of_step, _gated_tile
+from .leaky import _fire, _grad_charge, _reset
+from .rowwise import _na_value, _sigmoid
+
+
+@triton.jit
+def _row_terms(a_ptr, b_ptr, bias_ptr, t, rows, rmask, R1, NA_RESIDUAL: tl.constexpr):
+    """T-XA's a, b and T-NA's decoding bias of step t for the tile's rows, as [BLOCK_R, 1] columns."""
+    a = _gate_of_step(a_ptr, t, rows, rmask, R1)
+    b = _gate_of_step(b_ptr, t, rows, rmask, R1)
+    if NA_RESIDUAL:
+        bias = _gate_of_step(bias_ptr, t, rows, rmask, R1)
+    else:
+        bias = 0.0
+    return a, b, bias
+
+
+@triton.jit(do_not_specialize=["T"])
+def dta_leaky_fwd_kernel(
+    x_ptr,  # [T, B, C, H, W] the conv + BN output, fp32/fp16/bf16
+    na_ptr,  # T-NA's output (or its bias-free decoding conv if NA_RESIDUAL), X's strides
+    a_ptr, b_ptr,  # [T, B, C] fp32: T-XA's terms of (X + a)(X + b)
+    bias_ptr,  # [T, B, C] fp32 decoding bias per row if NA_RESIDUAL
+    y_ptr,  # out, X's strides and dtype
+    ckpt_ptr,  # [cdiv(T, CHUNK) - 1, R1 * S] out, fp32, if TRAINING
+    counts_ptr,  # [n_col_tiles, T, R1] out, int32 spikes of each row in this program's columns, if COUNT
+    T, R1, S, B, C, st, sb, sc,
+    decay, gain, bias, v_threshold, v_reset, v_init,
+    NA_RESIDUAL: tl.constexpr,
+    HARD_RESET: tl.constexpr,
+    STRICT: tl.constexpr,
+    TRAINING: tl.constexpr,
+    COUNT: tl.constexpr,
+    CHUNK: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    rows, rmask, cols, offs, mask, dense = _gated_tile(R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S)
+    n_state = tl.cast(R1, tl.int64) * S
+    count_row = tl.program_id(1).to(tl.int64) * T * R1 + rows
+    v = tl.zeros([BLOCK_R, BLOCK_S], dtype=tl.float32) + v_init
+    for ci in range(tl.cdiv(T, CHUNK)):
+        t0 = ci * CHUNK
+        if TRAINING:
+            tl.store(ckpt_ptr + (ci - 1) * n_state + dense, v, mask=mask & (ci > 0))
+        for k in tl.static_range(CHUNK):
+            t = t0 + k
+            valid = t < T
+            at = offs + t.to(tl.int64) * st
+            x = tl.load(x_ptr + at, mask=mask & valid, other=0.0).to(tl.float32)
+            h = decay * v + gain * x + bias
+            spike = _fire(h, v_threshold, STRICT)
+            a, b, na_bias = _row_terms(a_ptr, b_ptr, bias_ptr, t, rows, rmask & valid, R1, NA_RESIDUAL)
+            na = _na_value(na_ptr, na_bias, x, at, mask & valid, NA_RESIDUAL)
+            y = _sigmoid(na * ((x + a) * (x + b))) * tl.where(spike, 1.0, 0.0)
+            tl.store(y_ptr + at, y.to(y_ptr.dtype.element_ty), mask=mask & valid)
+            if COUNT:  # the neuron's firing statistics, without its spikes ever being stored
+                fired = tl.sum(tl.where(spike & mask, 1, 0), axis=1)
+                tl.store(counts_ptr + count_row + t * R1, fired, mask=rmask & valid)
+            v = tl.where(valid, _reset(h, spike, v_threshold, v_reset, HARD_RESET), v)
+
+
+@triton.jit(do_not_specialize=["T"])
+def dta_leaky_bwd_kernel(
+    grad_y_ptr,  # [T, B, C, H, W] dL/dY, X's strides
+    x_ptr, na_ptr, a_ptr, b_ptr, bias_ptr, ckpt_ptr,
+    grad_x_ptr,  # out, fp32, X's strides: the neuron's + T-XA's elementwise + the residual's dL/dX
+    grad_na_ptr,  # out, NA's dtype, X's strides: dL/dNA
+    sum_ptr, dot_ptr, na_sum_ptr,  # out, fp32 [n_col_tiles, T, R1]: sum dxa, sum dxa * x, sum dNA (NA_RESIDUAL)
+    T, R1, S, B, C, st, sb, sc,
+    decay, gain, bias, v_threshold, v_reset, v_init, sg_param,
+    NA_RESIDUAL: tl.constexpr,
+    HARD_RESET: tl.constexpr,
+    STRICT: tl.constexpr,
+    DETACH_RESET: tl.constexpr,
+    SG_ID: tl.constexpr,
+    CHUNK: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    rows, rmask, cols, offs, mask, dense = _gated_tile(R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S)
+    n_state = tl.cast(R1, tl.int64) * S
+    partial_row = tl.program_id(1).to(tl.int64) * T * R1 + rows
+    grad_v = tl.zeros([BLOCK_R, BLOCK_S], dtype=tl.float32)
+    n_chunks = tl.cdiv(T, CHUNK)
+    for j in range(n_chunks):
+        ci = n_chunks - 1 - j
+        t0 = ci * CHUNK
+        # Rebuild the chunk's pre-reset potentials from its checkpoint, exactly as the forward did.
+        v = tl.load(ckpt_ptr + (ci - 1) * n_state + dense, mask=mask & (ci > 0), other=0.0)
+        v = tl.where(ci > 0, v, v_init)
+        hs = ()
+        xs = ()
+        for k in tl.static_range(CHUNK):
+            t = t0 + k
+            x = tl.load(x_ptr + offs + t.to(tl.int64) * st, mask=mask & (t < T), other=0.0).to(tl.float32)
+            h = decay * v + gain * x + bias
+            hs = hs + (h,)
+            xs = xs + (x,)
+            v = _reset(h, _fire(h, v_threshold, STRICT), v_threshold, v_reset, HARD_RESET)
+        for k in tl.static_range(CHUNK - 1, -1, -1):
+            t = t0 + k
+            valid = t < T
+            at = offs + t.to(tl.int64) * st
+            h = hs[k]
+            x = xs[k]
+            s = tl.where(_fire(h, v_threshold, STRICT), 1.0, 0.0)
+            a, b, na_bias = _row_terms(a_ptr, b_ptr, bias_ptr, t, rows, rmask & valid, R1, NA_RESIDUAL)
+            na = _na_value(na_ptr, na_bias, x, at, mask & valid, NA_RESIDUAL)
+            gy = tl.load(grad_y_ptr + at, mask=mask & valid, other=0.0).to(tl.float32)
+            # the product Y = sig(NA * XA) * s, as the rowwise DTA backward
+            xa = (x + a) * (x + b)
+            sig = _sigmoid(na * xa)
+            dp = gy * s * (sig * (1.0 - sig))
+            dxa = dp * na
+            dna = dp * xa
+            tl.store(grad_na_ptr + at, dna.to(grad_na_ptr.dtype.element_ty), mask=mask & valid)
+            dx = dxa * (x + b) + dxa * (x + a)
+            if NA_RESIDUAL:
+                dx = dx + dna
+                tl.store(na_sum_ptr + partial_row + t * R1, tl.sum(dna, axis=1), mask=rmask & valid)
+            tl.store(sum_ptr + partial_row + t * R1, tl.sum(dxa, axis=1), mask=rmask & valid)
+            tl.store(dot_ptr + partial_row + t * R1, tl.sum(dxa * x, axis=1), mask=rmask & valid)
+            # the neuron, driven by dL/ds = dY * sig (the spikes' only consumer is the product)
+            grad_h = _grad_charge(gy * sig, grad_v, h, v_threshold, v_reset, sg_param, HARD_RESET, STRICT,
+                                  DETACH_RESET, SG_ID)
+            grad_h = tl.where(mask & valid, grad_h, 0.0)
+            grad_v = tl.where(valid, grad_h * decay, grad_v)
+            tl.store(grad_x_ptr + at, dx + grad_h * gain, mask=mask & valid)

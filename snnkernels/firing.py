@@ -47,6 +47,7 @@ from numbers import Real
 import torch
 from torch import nn
 
+from .nn.fused import observer_hook
 from .nn.neuron import _SpikingNeuron
 
 __all__ = ["E_AC", "E_MAC", "LayerStats", "FiringStats", "record", "fan_out", "dense_macs", "energy",
@@ -346,7 +347,10 @@ def record(model: nn.Module, consumers: Mapping[str, Consumer] | None = None) ->
     try:
         for name, module in neurons.items():
             pre, post = stats._hooks(name)
-            handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+            # observers (they read the input and the counts only), so fused paths that never form the
+            # spikes as a tensor (nn.fused.neuron_dta) still run and are recorded
+            handles += [module.register_forward_pre_hook(observer_hook(pre)),
+                        module.register_forward_hook(observer_hook(post))]
             module.record_spike_counts = True
         yield stats
         _warn_unrecorded(stats)

@@ -21,10 +21,10 @@ from .ops import leaky_cupy, leaky_native
 from .ops.leaky import match_layout, time_major_dense
 
 if HAS_TRITON:
-    from .ops import leaky_triton, ma_snn_attention, pooled_attention, tna_fused
+    from .ops import dta_leaky_triton, leaky_triton, ma_snn_attention, pooled_attention, tna_fused
 
 __all__ = ["multistep_leaky", "multistep_lif", "tcja", "tcja_gate", "txa", "dta_product", "tna", "dta",
-           "multi_dimensional_attention"]
+           "dta_on_neuron_fused", "multi_dimensional_attention"]
 
 Output = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -372,13 +372,53 @@ def dta(
     if resolve_triton_op_backend(backend, x, "dta") == "torch":
         return dta_reference(x, spikes, conv_t_weight, conv_c_weight, scale_t, scale_c, tna_params,
                              dilation=dilation, attn_shortcut=attn_shortcut)
+    na, bias = _tna_for_output_sweep(x, tna_params, dilation, attn_shortcut)
+    return pooled_attention.dta_product_fused(x, na, spikes, conv_t_weight, conv_c_weight, scale_t, scale_c, bias)
+
+
+def _tna_for_output_sweep(x: torch.Tensor, tna_params: TNAParams, dilation: int, attn_shortcut: bool
+                          ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """T-NA of x [T, B, C, H, W] up to its bias-free decoding conv, in x's [T, B, ...] indexing, and the
+    decoding bias that DTA's output sweep adds together with the residual X (None without the residual:
+    then the bias is added here)."""
     T, B, C, H, W = x.shape
     decoded = tna_fused.tna_decoded(_fuse_time_channels(x), tna_params, dilation=dilation)
     na = decoded.view(B, T, C, H, W).transpose(0, 1)
     bias = tna_params.decoding_bias
-    if not attn_shortcut:  # the sweep adds bias and residual together; without the residual add the bias here
+    if not attn_shortcut:
         na, bias = na + bias.view(T, 1, C, 1, 1), None
-    return pooled_attention.dta_product_fused(x, na, spikes, conv_t_weight, conv_c_weight, scale_t, scale_c, bias)
+    return na, bias
+
+
+def dta_on_neuron_fused(
+    x: torch.Tensor,
+    conv_t_weight: torch.Tensor,
+    conv_c_weight: torch.Tensor,
+    scale_t: torch.Tensor | float,
+    scale_c: torch.Tensor | float,
+    tna_params: TNAParams,
+    *,
+    neuron: tuple,
+    dilation: int = 3,
+    attn_shortcut: bool = True,
+    count_spikes: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """DTA-SNN's encoding block ``dta(x, LIF(x))`` on Triton, with the neuron's time loop and DTA's output
+    sweep as one kernel each way (``ops.dta_leaky_triton``): the spikes are never stored.
+
+    ``neuron`` is the scalar settings tuple of a leaky neuron, ``nn.fused.neuron_settings(module)``; the
+    other arguments as ``dta``. With ``count_spikes`` also the neuron's spikes per (t, b, c), int32
+    [T, B, C]. Modules: ``nn.fused.neuron_dta``, which falls back to the unfused pair when a kernel cannot
+    run it.
+    """
+    x = _check_tna_input(x, tna_params)
+    _check_txa_weights(x, conv_t_weight, conv_c_weight)
+    if resolve_triton_op_backend("triton", x, "dta_on_neuron_fused") != "triton":  # raises with the reason
+        raise RuntimeError("dta_on_neuron_fused has no torch path (SNNKERNELS_BACKEND asks for 'torch'): "
+                           "compute dta(x, neuron(x)) instead")
+    na, bias = _tna_for_output_sweep(x, tna_params, dilation, attn_shortcut)
+    return dta_leaky_triton.dta_leaky(x, na, conv_t_weight, conv_c_weight, scale_t, scale_c, bias, neuron=neuron,
+                                      count_spikes=count_spikes)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -249,7 +249,7 @@ def resolved_backends(model: nn.Module, *inputs: torch.Tensor) -> dict[str, str]
     resolver with each layer's own input tensor: e.g. ``{"LIF": "native", "encoding": "torch", ...}``.
     """
     from ..nn.attention import CLA, DTA, TCJA, TLA, TNA, TXA
-    from ..nn.fused import observe_fusion
+    from ..nn.fused import observe_fusion, observer_hook
     from ..nn.ma_snn import MultiDimensionalAttention
     from ..nn.staa import STAALIFNode
 
@@ -261,6 +261,10 @@ def resolved_backends(model: nn.Module, *inputs: torch.Tensor) -> dict[str, str]
     def fused(att: nn.Module, partner: nn.Module, x: torch.Tensor, how: str) -> None:
         if how == "pool":
             found.setdefault(names.get(att) or type(att).__name__, "triton (gate applied after the pool)")
+            return
+        if how == "neuron-dta":
+            found.setdefault(names.get(partner) or type(partner).__name__, "triton (forms the DTA output as it fires)")
+            found.setdefault(names.get(att) or type(att).__name__, "triton (output formed in the neuron's loop)")
             return
         if how == "neuron-pool":
             found.setdefault(names.get(partner) or type(partner).__name__, "triton (counts its spikes for the TCJA)")
@@ -283,7 +287,7 @@ def resolved_backends(model: nn.Module, *inputs: torch.Tensor) -> dict[str, str]
         def hook(m, args, name=name, resolve=resolve):
             found.setdefault(name or type(m).__name__, resolve(m, args[0]))
 
-        hooks.append(module.register_forward_pre_hook(hook))
+        hooks.append(module.register_forward_pre_hook(observer_hook(hook)))
     was_training = model.training
     try:
         model.eval()

@@ -15,6 +15,8 @@ checkpoints load with ``strict=True`` and the same seed gives the official initi
 Deliberate differences from the official code, none of which changes the numbers:
 
 - the library layout [T, B, ...] inside (stateless multi-step neurons, fused over T);
+- on Triton the encoding block ``DTA(X, LIF(X))`` is one kernel each way (``nn.fused.neuron_dta``): the
+  LIF forms DTA's output as it fires, and the encoding spikes are never stored;
   ``layout="BT"`` (default, official) or ``"TB"`` at the boundaries;
 - a static image goes through the input conv once and is then repeated over T (the official code
   repeats it first and convolves T identical copies), and the caller's tensor is not modified (the
@@ -31,6 +33,7 @@ import torch
 from torch import nn
 
 from ..nn.attention import DTA
+from ..nn.fused import neuron_dta
 from ..nn.neuron import TETLIFNode
 from ._blocks import StepBatchNorm, StepLayer, check_layout, from_time_major, split_backend, to_time_major
 
@@ -200,7 +203,7 @@ class MSResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._input(x)
         if self.encoding is not None:
-            x = self.encoding(x, self.LIF(x))
+            x = neuron_dta(self.LIF, self.encoding, x)  # = encoding(x, LIF(x)), one kernel on Triton
         for name in self._stage_names:
             x = getattr(self, name)(x)
         x = self.LIF(x).mean(dim=(3, 4))  # global average pool: [T, B, C]

@@ -17,8 +17,9 @@ same computation unfused; ``fusion_blocker`` says why.
 
 The other order, a neuron whose spikes feed a TCJA and then a pool (the TCJA-SNN nets), is
 ``neuron_tcja_pool``: the neuron kernel counts its spikes per (t, b, c), which gives TCJA its mean, and the
-gate multiplies the pooled spikes. The fused calls run the modules' hooks themselves (observe-only), so
-``firing.record`` and other observers see them.
+gate multiplies the pooled spikes. DTA-SNN's encoding block ``DTA(X, LIF(X))`` is ``neuron_dta``: the
+neuron's time loop forms DTA's output as it fires, so its spikes never exist as a tensor. The fused calls
+run the modules' hooks themselves (observe-only), so ``firing.record`` and other observers see them.
 """
 from __future__ import annotations
 
@@ -29,9 +30,10 @@ import torch
 from torch import nn
 
 from ..backends import HAS_TRITON, resolve_backend, resolve_triton_op_backend
+from ..functional import dta_on_neuron_fused
 from ..reference.ma_snn import check_attention_weights
 from ..reference.tcja import check_tcja_arguments
-from .attention import _check_t_c, _TCJAFamily, _to_tb
+from .attention import DTA, _check_t_c, _TCJAFamily, _to_tb
 from .ma_snn import MultiDimensionalAttention
 from .neuron import _SpikingNeuron
 
@@ -40,8 +42,8 @@ if HAS_TRITON:
     from ..ops.ma_snn_attention import ma_gated_neuron_fused
     from ..ops.pooled_attention import tcja_gate_fused, tcja_gate_from_counts
 
-__all__ = ["AttentionNeuron", "attention_neuron", "neuron_tcja_pool", "fusion_blocker", "neuron_settings",
-           "observe_fusion", "notify_fusion"]
+__all__ = ["AttentionNeuron", "attention_neuron", "neuron_tcja_pool", "neuron_dta", "fusion_blocker",
+           "dta_fusion_blocker", "neuron_settings", "observe_fusion", "notify_fusion", "observer_hook"]
 
 FUSABLE_ATTENTIONS = (_TCJAFamily, MultiDimensionalAttention)
 # callbacks (attention, partner, x, how) run by every fused call; see observe_fusion
@@ -59,8 +61,9 @@ def notify_fusion(attention: nn.Module, partner: nn.Module, x: torch.Tensor, how
 def observe_fusion(callback: Observer) -> Iterator[None]:
     """Call ``callback(attention, partner, x, how)`` on every fused call inside the block: ``how`` is
     ``"neuron"`` (the gate applied in the partner neuron's loop, ``attention_neuron``), ``"pool"`` (applied
-    after the partner pooling layer, ``models.GatedPoolSequential``) or ``"neuron-pool"`` (the partner neuron
-    before the attention counts its spikes for the gate, which then follows the pool: ``neuron_tcja_pool``).
+    after the partner pooling layer, ``models.GatedPoolSequential``), ``"neuron-pool"`` (the partner neuron
+    before the attention counts its spikes for the gate, which then follows the pool: ``neuron_tcja_pool``)
+    or ``"neuron-dta"`` (DTA formed in the partner neuron's loop from its spikes: ``neuron_dta``).
     Forward hooks of the modules do not fire there, since their forwards do not run."""
     _OBSERVERS.append(callback)
     try:
@@ -166,6 +169,68 @@ def neuron_tcja_pool(neuron: nn.Module, attention: nn.Module, pool: nn.Module, x
     _call_pre_hooks(attention, spikes)
     gate = tcja_gate_from_counts(spikes, counts, *attention._weights(), attention.mode)
     return pool(spikes) * gate[..., None, None].to(spikes.dtype)
+
+
+def observer_hook(hook: Callable) -> Callable:
+    """Mark a forward (pre-)hook as an observer that reads only the module's first input and returns None,
+    so ``neuron_dta`` may call it although the fused path never forms the neuron's spikes (a forward hook
+    of such an observer gets ``None`` as the output) nor DTA's second input (its pre-hooks get ``(x,)``).
+    ``firing.record`` and ``models.resolved_backends`` mark theirs."""
+    hook._snnkernels_observer = True  # type: ignore[attr-defined]
+    return hook
+
+
+def _unobserved_hooks(module: nn.Module, pre: bool) -> bool:
+    hooks = module._forward_pre_hooks if pre else module._forward_hooks
+    return any(not getattr(h, "_snnkernels_observer", False) for h in hooks.values())
+
+
+def dta_fusion_blocker(neuron: nn.Module, dta: nn.Module, x: torch.Tensor) -> str | None:
+    """Why ``dta(x, neuron(x))`` cannot run as one neuron-and-DTA kernel, or None if it can."""
+    if not isinstance(dta, DTA):
+        return f"{type(dta).__name__} is not a DTA"
+    if _unobserved_hooks(dta, pre=True) or _unobserved_hooks(dta, pre=False):
+        return "the DTA has forward hooks, which need its spikes input (the fused path never forms it)"
+    if _unobserved_hooks(neuron, pre=False):
+        return "the neuron has forward hooks, which need its spikes (the fused path never forms them)"
+    if dta.layout != "TB":
+        return "the DTA takes the [B, T] layout; the neuron's [T, ...] input needs layout='TB'"
+    if not isinstance(x, torch.Tensor) or x.dim() != 5:
+        return "the input is not [T, B, C, H, W]"
+    try:
+        neuron_settings(neuron)
+    except ValueError as reason:
+        return str(reason)
+    if resolve_triton_op_backend(dta.backend, x, "DTA") != "triton":
+        return f"the DTA runs on 'torch' here (backend={dta.backend!r}, {x.device.type} tensor)"
+    if resolve_backend(neuron.backend, x) != "triton":
+        return f"the neuron runs on {resolve_backend(neuron.backend, x)!r} here (backend={neuron.backend!r})"
+    return None
+
+
+def neuron_dta(neuron: nn.Module, dta: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``dta(x, neuron(x))``, DTA-SNN's encoding block, as one kernel each way when ``dta_fusion_blocker``
+    finds nothing against it: the neuron's time loop forms DTA's output ``sig(NA * XA) * s`` as it fires
+    (T-NA's convolutions and T-XA's gates are computed first, from X alone), so the spikes are never
+    written, read back or saved. The numbers are the unfused pair's: the same charges give the same spikes,
+    and the gradients agree to rounding (dL/ds stays fp32 instead of the spikes' dtype)."""
+    if dta_fusion_blocker(neuron, dta, x) is not None:
+        return dta(x, neuron(x))
+    notify_fusion(dta, neuron, x, "neuron-dta")
+    _check_t_c("DTA", x, dta.T, dta.out_channels, "TB", "x_seq")
+    _call_pre_hooks(neuron, x)
+    _call_pre_hooks(dta, x)
+    xa, na = dta.T_XA, dta.T_NA
+    count = neuron.record_spike_counts
+    out = dta_on_neuron_fused(x, xa.conv_t.weight, xa.conv_c.weight, xa.scale_t, xa.scale_c, na.params(),
+                              neuron=neuron_settings(neuron), dilation=na.tca.dilation,
+                              attn_shortcut=na.attn_shortcut, count_spikes=count)
+    y, counts = out if count else (out, None)
+    if count:  # firing statistics: counted by the kernel as it fires
+        neuron.spike_counts = counts.sum(dim=(1, 2), dtype=torch.int64)
+    _call_hooks(neuron, x, None)
+    _call_hooks(dta, x, y)
+    return y
 
 
 # The fused call runs neither module's forward, so it calls their hooks itself, as Module.__call__ would:

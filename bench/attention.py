@@ -13,7 +13,10 @@ pools first and applies ``tcja_gate`` to the pooled quarter (exact, spec 1.6). `
 layer of the (reconstructed) STAA ResNet-20 at T = 4, batch 64, training mode with a fixed TSRD mask; ours
 fuses its global-context pooling (one sweep each way) and runs the step-attention loop on the step kernels. ``ma_tcsa_paper`` is the MA-SNN paper's in-loop TCSA-LIF
 (not the released code) at a CIFAR10-DVS layer; ours runs every gate's statistics on the sweeps and each
-step's gating, fire and reset as one kernel each way. Sizes are the papers'
+step's gating, fire and reset as one kernel each way. ``dta_lif`` is DTA-SNN's encoding block
+``DTA(X, LIF(X))`` with its TET LIF (fp32); ours forms DTA's output inside the neuron's time loop
+(``nn.fused.neuron_dta``), so the spikes are never stored: compare with the ``dta`` row (DTA on given
+spikes) plus the neuron benchmark's. Sizes are the papers'
 placements: TCJA at C = 128, T = 20 on 32 x 32 and at C = 512, T = 10 (16 x 16,
 our choice: the spec names C and T only), batch 16; T-XA, DTA's output product and the whole DTA module at
 C = 64, T = 4 and 6, 32 x 32, batch 64 (the DTA-SNN CIFAR stem). On the CPU (``--device cpu``) the
@@ -56,7 +59,8 @@ from .utils import copy_bandwidth_gbps, peak_memory_mb, time_fn  # noqa: E402
 PROVIDERS = ("torch-eager", "torch-compile", "snnkernels-triton")
 # passes over one [T, B, C, H, W] tensor in the storage dtype: (forward, backward) at the floor
 PASSES = {"tcja": (3, 4), "tcja_maxpool": (None, None), "txa": (3, 5), "dta_product": (5, 9), "dta": (None, None),
-          "ma_tcsa": (4, 6), "ma_tcsa_lif": (None, None), "staa_lif": (None, None), "ma_tcsa_paper": (None, None)}
+          "ma_tcsa": (4, 6), "ma_tcsa_lif": (None, None), "staa_lif": (None, None), "ma_tcsa_paper": (None, None),
+          "dta_lif": (None, None)}
 # MA-SNN reduction ratios (t_ratio, c_ratio) per placement T (spec 3.3 Config.py): Gesture T = 60: 5 / 8;
 # CIFAR10-DVS T = 20: 2 / 8
 MA_RATIOS = {60: (5, 8), 20: (2, 8)}
@@ -97,7 +101,7 @@ def make_inputs(case: Case, device: str, seed: int = 0):
                    rnd(C, hc, scale=hc ** -0.5), rnd(1, 2, 3, 3, scale=1 / 3)]
         weights = [w.requires_grad_() for w in weights]
         return [x, *weights], [x, *weights], grad_out
-    if case.op in ("staa_lif", "ma_tcsa_paper"):
+    if case.op in ("staa_lif", "ma_tcsa_paper", "dta_lif"):
         return [x], [x], grad_out  # the module owns its parameters
     return [x, spikes], [x], grad_out  # dta: the module owns its parameters
 
@@ -147,7 +151,21 @@ def _ma_tcsa(backend: str, with_lif: bool):
     return run
 
 
+def _dta_lif(case: Case, device: str, backend: str):
+    """DTA-SNN's encoding block ``DTA(X, LIF(X))`` with its TET LIF; ours: ``nn.fused.neuron_dta``, the
+    neuron's loop forming DTA's output as it fires."""
+    from snnkernels.nn import TETLIFNode
+    from snnkernels.nn.fused import neuron_dta
+
+    module, lif = _dta_module(case, device, backend), TETLIFNode(step_mode="m", backend=backend)
+    if backend == "triton":
+        return lambda x: neuron_dta(lif, module, x)
+    return lambda x: module(x, lif(x))
+
+
 def op_fn(case: Case, device: str, backend: str):
+    if case.op == "dta_lif":
+        return _dta_lif(case, device, backend)
     if case.op == "staa_lif":
         return _staa_lif(case, device, backend)
     if case.op == "ma_tcsa_paper":
@@ -180,7 +198,7 @@ def build(provider: str, case: Case, device: str):
 
 
 def _params_of(case: Case, device: str, backend: str) -> list[torch.Tensor]:
-    if case.op == "dta":
+    if case.op in ("dta", "dta_lif"):
         return list(_dta_module(case, device, backend).parameters())
     if case.op in ("staa_lif", "ma_tcsa_paper"):
         return list(_layer_module(case, device, backend).parameters())
@@ -259,6 +277,7 @@ def cases(device: str, quick: bool, ops: list[str], dtypes: list[torch.dtype]) -
                   "txa": [(4, 64, 64, 32, 32), (6, 64, 64, 32, 32)],
                   "dta_product": [(4, 64, 64, 32, 32), (6, 64, 64, 32, 32)],
                   "dta": [(4, 64, 64, 32, 32), (6, 64, 64, 32, 32)],
+                  "dta_lif": [(4, 64, 64, 32, 32), (6, 64, 64, 32, 32)],
                   # MA-SNN: Gesture net layers at T = 60 (after their pools), CIFAR10-DVS layers at T = 20
                   "ma_tcsa": [(60, 16, 64, 32, 32), (60, 16, 128, 8, 8), (20, 16, 128, 16, 16)],
                   "ma_tcsa_lif": [(60, 16, 64, 32, 32), (20, 16, 128, 16, 16)],
@@ -268,7 +287,7 @@ def cases(device: str, quick: bool, ops: list[str], dtypes: list[torch.dtype]) -
                   "ma_tcsa_paper": [(20, 16, 128, 16, 16)]}
     else:
         shapes = {"tcja": [(20, 2, 128, 16, 16)], "tcja_maxpool": [(20, 2, 128, 16, 16)], "txa": [(4, 4, 64, 16, 16)],
-                  "dta_product": [(4, 4, 64, 16, 16)], "dta": [(4, 2, 64, 16, 16)],
+                  "dta_product": [(4, 4, 64, 16, 16)], "dta": [(4, 2, 64, 16, 16)], "dta_lif": [(4, 2, 64, 16, 16)],
                   "ma_tcsa": [(20, 2, 32, 16, 16)], "ma_tcsa_lif": [(20, 2, 32, 16, 16)],
                   "staa_lif": [(4, 4, 32, 16, 16)], "ma_tcsa_paper": [(8, 2, 16, 8, 8)]}
     if quick:
@@ -277,7 +296,7 @@ def cases(device: str, quick: bool, ops: list[str], dtypes: list[torch.dtype]) -
     # with a neuron behind it, half precision may flip a spike that sits within an ulp of the threshold, and
     # the verification compares outputs exactly enough to call that a failure: that op runs in fp32 only
     return [Case(op, s, dt) for dt in dtypes for op in ops for s in shapes[op]
-            if not (op in ("ma_tcsa_lif", "staa_lif", "ma_tcsa_paper") and dt != torch.float32)]
+            if not (op in ("ma_tcsa_lif", "staa_lif", "ma_tcsa_paper", "dta_lif") and dt != torch.float32)]
 
 
 def floor_bytes(case: Case, mode: str) -> int | None:

@@ -21,6 +21,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from snnkernels.kernels.triton import ma_snn, rowwise, tna
+from snnkernels.kernels.triton.dta_leaky import dta_leaky_bwd_kernel, dta_leaky_fwd_kernel
 from snnkernels.kernels.triton.gated_leaky import gated_leaky_bwd_kernel, gated_leaky_fwd_kernel
 from snnkernels.kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_kernel
 from snnkernels.kernels.triton.global_context import gc_context_bwd_kernel, gc_context_fwd_kernel
@@ -101,6 +102,30 @@ def gated_cases():
     yield gated_leaky_fwd_kernel, "fp32", dict(big, **fwd(True, False)), warps
     yield gated_leaky_fwd_kernel, "fp32", dict(small, **fwd(True, True)), small_warps
     yield gated_leaky_bwd_kernel, "fp32", dict(small, **bwd(False, 0)), small_warps
+
+
+def dta_leaky_cases():
+    """DTA on the spikes of its neuron: every dtype at 32 x 32 planes (the residual and counting toggled),
+    the backward across surrogates and reset modes in fp32, and 8 x 8 planes once each way. dL/dX is fp32."""
+    data = {"x_ptr", "na_ptr", "y_ptr", "grad_y_ptr", "grad_na_ptr"}
+
+    def tile(plane):
+        block_r, block_s, warps = gated_leaky_triton._tiles(1 << 16, plane)
+        return dict(CHUNK=DEFAULT_CHUNK, BLOCK_R=block_r, BLOCK_S=block_s), warps
+
+    def fwd(i):
+        return dict(NA_RESIDUAL=i % 2 == 0, HARD_RESET=True, STRICT=i == 1, TRAINING=i != 2, COUNT=i == 1)
+
+    def bwd(sg):
+        return dict(NA_RESIDUAL=sg != 1, HARD_RESET=sg % 2 == 0, STRICT=False, DETACH_RESET=sg < 2, SG_ID=sg)
+
+    (big, warps), (small, small_warps) = tile(1024), tile(64)
+    for i, dtype in enumerate(DTYPES):
+        yield dta_leaky_fwd_kernel, data, dtype, dict(big, **fwd(i)), warps
+        yield dta_leaky_bwd_kernel, data, dtype, dict(big, **bwd(i)), warps
+    yield dta_leaky_bwd_kernel, data, "fp32", dict(big, **bwd(3)), warps
+    yield dta_leaky_fwd_kernel, data, "fp32", dict(small, **fwd(0)), small_warps
+    yield dta_leaky_bwd_kernel, data, "fp32", dict(small, **bwd(0)), small_warps
 
 
 def gc_cases():
@@ -208,7 +233,7 @@ def main(archs: list[int]) -> None:
             usage = compile_one(fn, arch, dtype, constexprs, warps)
             print(json.dumps({"kernel": fn.__name__, "arch": arch, "dtype": dtype, "flags": constexprs, **usage}),
                   flush=True)
-        cases = [*staa_cases(), *tcsa_cases(), *gc_cases(), *rowwise_cases()]
+        cases = [*dta_leaky_cases(), *staa_cases(), *tcsa_cases(), *gc_cases(), *rowwise_cases()]
         for fn, data_ptrs, dtype, constexprs, warps in cases:
             usage = compile_one(fn, arch, dtype, constexprs, warps, data_ptrs)
             print(json.dumps({"kernel": fn.__name__, "arch": arch, "dtype": dtype, "flags": constexprs, **usage}),

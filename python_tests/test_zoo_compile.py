@@ -22,10 +22,10 @@ def test_network_compiles_without_graph_breaks(name):
     assert explanation.graph_count == 1
 
 
-@pytest.mark.parametrize("name", ["masnn_gesture", "tcja_dvs128"])
+@pytest.mark.parametrize("name", ["masnn_gesture", "tcja_dvs128", "dta_snn_18"])
 def test_compiled_training_step_matches_eager(name):
-    """The two networks whose fused paths bypass module forwards (gates in the neurons, gates after the
-    pools): compiled forward and backward equal eager."""
+    """The networks whose fused paths bypass module forwards (gates in the neurons, gates after the pools,
+    DTA formed in its neuron's loop): compiled forward and backward equal eager."""
     torch._dynamo.reset()
     model, shape, classes = N._net(name, "cpu" if not torch.cuda.is_available() else "cuda", True, "triton")
     device = next(model.parameters()).device

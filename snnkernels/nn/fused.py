@@ -95,16 +95,23 @@ def fusion_blocker(attention: nn.Module, neuron: nn.Module, x: torch.Tensor) -> 
         return f"{type(attention).__name__} has no gated-neuron path (TCJA, TLA, CLA, MultiDimensionalAttention do)"
     if attention._forward_hooks:
         return "the attention has forward hooks, which need its output (the fused path never forms it)"
+    return _pair_blocker(attention, neuron, x)
+
+
+def _pair_blocker(attention: nn.Module, neuron: nn.Module, x: torch.Tensor) -> str | None:
+    """What every attention + neuron kernel needs: [T, B, ...] input, a neuron the gated kernels run, and
+    both modules resolving to Triton on x."""
+    name = type(attention).__name__
     if attention.layout != "TB":
-        return "the attention takes the [B, T] layout; the neuron's [T, ...] input needs layout='TB'"
+        return f"the attention ({name}) takes the [B, T] layout; the neuron's [T, ...] input needs layout='TB'"
     if not isinstance(x, torch.Tensor) or x.dim() != 5:
         return "the input is not [T, B, C, H, W]"
     try:
         neuron_settings(neuron)
     except ValueError as reason:
         return str(reason)
-    if resolve_triton_op_backend(attention.backend, x, type(attention).__name__) != "triton":
-        return f"the attention runs on 'torch' here (backend={attention.backend!r}, {x.device.type} tensor)"
+    if resolve_triton_op_backend(attention.backend, x, name) != "triton":
+        return f"the attention runs on 'torch' here ({name}, backend={attention.backend!r}, {x.device.type} tensor)"
     if resolve_backend(neuron.backend, x) != "triton":
         return f"the neuron runs on {resolve_backend(neuron.backend, x)!r} here (backend={neuron.backend!r})"
     return None
@@ -193,19 +200,7 @@ def dta_fusion_blocker(neuron: nn.Module, dta: nn.Module, x: torch.Tensor) -> st
         return "the DTA has forward hooks, which need its spikes input (the fused path never forms it)"
     if _unobserved_hooks(neuron, pre=False):
         return "the neuron has forward hooks, which need its spikes (the fused path never forms them)"
-    if dta.layout != "TB":
-        return "the DTA takes the [B, T] layout; the neuron's [T, ...] input needs layout='TB'"
-    if not isinstance(x, torch.Tensor) or x.dim() != 5:
-        return "the input is not [T, B, C, H, W]"
-    try:
-        neuron_settings(neuron)
-    except ValueError as reason:
-        return str(reason)
-    if resolve_triton_op_backend(dta.backend, x, "DTA") != "triton":
-        return f"the DTA runs on 'torch' here (backend={dta.backend!r}, {x.device.type} tensor)"
-    if resolve_backend(neuron.backend, x) != "triton":
-        return f"the neuron runs on {resolve_backend(neuron.backend, x)!r} here (backend={neuron.backend!r})"
-    return None
+    return _pair_blocker(dta, neuron, x)
 
 
 def neuron_dta(neuron: nn.Module, dta: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ from ..nn.fused import attention_neuron
 from ..nn.neuron import AttResLIFNode, MASNNLIFNode
 from ..reference.ma_snn import check_dims
 from ..surrogate import Rectangle
-from ._blocks import check_layout, from_time_major, split_backend, to_time_major
+from ._blocks import check_layout, split_backend, to_time_major
 
 __all__ = [
     "MASNNPreset", "MASNN_DVS_GESTURE", "MASNN_CIFAR10_DVS", "MASNN_DVS_GAIT", "MASNN_PRESETS",

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..functional import _leaky
 from ..neuron_models import ATT_RES_LIF, MA_SNN_LIF, TET_LIF, NeuronPreset, Number, rate_coefficients
-from ..surrogate import ATan, Rectangle, Sigmoid, Surrogate, coerce_surrogate
+from ..surrogate import ATan, Sigmoid, Surrogate, coerce_surrogate
 
 __all__ = ["LIFNode", "ParametricLIFNode", "LeakyNode", "TETLIFNode", "MASNNLIFNode", "AttResLIFNode"]
 

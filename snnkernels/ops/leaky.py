@@ -92,7 +92,6 @@ def channel_stride(x: torch.Tensor, channels: int) -> int:
 
 def fake_fwd(x, v_init, decay_t, gain_t, bias_t, decay, gain, bias, v_threshold, v_reset, v_init_value,
              hard_reset, strict, detach_reset, surrogate_id, surrogate_param, training, store_final_state, chunk):
-    n = neurons_per_step(x)
     return new_fwd_outputs(x, training, store_final_state, chunk)
 
 

@@ -42,10 +42,10 @@ def neuron_reference(x, neuron, surrogate):
                                      detach_reset=detach, surrogate_function=surrogate, v_init_value=v_init)
 
 
-def make_inputs(shape, dtype, layout, residual):
+def make_inputs(shape, dtype, layout, residual, na_layout="TB"):
     T, B, C, H, W = shape
     x = make_x(shape, dtype, layout) * 1.5
-    na = torch.randn(shape, device=DEVICE).to(dtype)
+    na = make_x(shape, dtype, na_layout)
     txa = [torch.randn(T, T, 3, device=DEVICE) / 3, torch.randn(C, C, 6, device=DEVICE) / 6,
            0.5 + torch.rand((), device=DEVICE), 0.5 + torch.rand((), device=DEVICE)]
     bias = [torch.randn(T * C, device=DEVICE)] if residual else []
@@ -67,12 +67,12 @@ def composition(dtype, neuron, surrogate, residual):
     return run
 
 
-def check_op(shape, dtype, neuron, surrogate, chunk, layout="TB", residual=True):
+def check_op(shape, dtype, neuron, surrogate, chunk, layout="TB", residual=True, na_layout="TB"):
     """Spikes exactly (the kernel's counts), the output within the dtype's tolerance of the float64
     composition, and every gradient no worse than 3x the eager composition's own error in the same dtype
     (against float64): DTA's sigmoid saturates, and the 1 - sig of its derivative cancels in fp32 for the
     eager code as for the kernel, so an element-wise tolerance would measure the conditioning, not us."""
-    inputs = leaves(*make_inputs(shape, dtype, layout, residual))
+    inputs = leaves(*make_inputs(shape, dtype, layout, residual, na_layout))
     y, counts = dta_leaky(*inputs[:6], inputs[6] if residual else None, neuron=neuron, chunk=chunk,
                           count_spikes=True)
     reference = composition(dtype, neuron, surrogate, residual)
@@ -98,11 +98,22 @@ def test_op_matches_reference(neuron, surrogate):
     check_op((7, 2, 3, 5, 3), torch.float32, settings(neuron, surrogate, strict, detach), surrogate, 3)
 
 
-@pytest.mark.parametrize("layout", ["BT", "strided"])
+@pytest.mark.parametrize("layout, na_layout", [("TB", "BT"), ("BT", "TB"), ("BT", "BT"), ("strided", "BT"),
+                                               ("TB", "strided")])
 @pytest.mark.parametrize("residual", [True, False])
-def test_op_layouts_and_residual(layout, residual):
-    """DTA-SNN's [B, T] storage walked in place, a strided input copied once; NA as given (no residual)."""
-    check_op((4, 3, 5, 4, 3), torch.float32, settings("lif-hard", sg.Triangle()), sg.Triangle(), 2, layout, residual)
+def test_op_layouts_and_residual(layout, na_layout, residual):
+    """X and NA each in the [T, B] or the [B, T] storage (T-NA's output is [B, T]; DTA-SNN's X is [T, B]),
+    both walked in place, NA's gradient written in NA's layout; strided tensors copied once; NA as given
+    (no residual)."""
+    check_op((4, 3, 5, 4, 3), torch.float32, settings("lif-hard", sg.Triangle()), sg.Triangle(), 2, layout, residual,
+             na_layout)
+
+
+def test_na_is_read_and_its_gradient_written_in_its_own_layout():
+    x, na, *rest = leaves(*make_inputs((3, 2, 4, 3, 5), torch.float32, "TB", True, "BT"))
+    y = dta_leaky(x, na, *rest, neuron=settings("lif-hard", sg.Triangle()))
+    (grad_na,) = torch.autograd.grad(y, [na], torch.randn_like(y))
+    assert grad_na.stride() == na.stride() != x.stride()
 
 
 @pytest.mark.parametrize("dtype", DTYPES[1:])

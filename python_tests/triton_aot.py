@@ -31,7 +31,7 @@ from snnkernels.ops import gated_leaky_triton, global_context_triton, staa_trito
 from snnkernels.ops.leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, launch_config
 from snnkernels.ops.rowwise_triton import _tiles
 
-INT_ARGS = {"T", "N", "S", "C", "R", "R1", "B", "st", "sb", "sc", "rows_per_split", "n_pblk"}
+INT_ARGS = {"T", "N", "S", "C", "R", "R1", "B", "st", "sb", "sc", "nst", "nsb", "nsc", "rows_per_split", "n_pblk"}
 # pointers to int32 indices (argmax outputs and inputs)
 INDEX_PTRS = {"arg_ptr", "max_arg_ptr", "row_arg_ptr", "counts_ptr"}
 DTYPES = {"fp32": "*fp32", "fp16": "*fp16", "bf16": "*bf16"}

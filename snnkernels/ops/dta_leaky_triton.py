@@ -33,8 +33,8 @@ def dta_leaky_fwd(x: torch.Tensor, na: torch.Tensor, a: torch.Tensor, b: torch.T
                   hard_reset: bool, strict: bool, training: bool, chunk: int, count: bool
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(Y in x's layout and dtype, fp32 checkpoints [cdiv(T, chunk) - 1, B * C * H * W] if training, int32
-    spikes per (t, b, c) [T, B, C] if count, else empty). ``na`` has x's strides; ``a``, ``b``, ``na_bias``
-    are per-row [T, B, C]."""
+    spikes per (t, b, c) [T, B, C] if count, else empty). ``na`` has contiguous H * W planes, any order of
+    (t, b, c) (``rows_layout``); ``a``, ``b``, ``na_bias`` are per-row [T, B, C]."""
     a, b, na_bias = _per_row(a), _per_row(b), _per_row(na_bias)
     y, ckpt, counts = torch.empty_like(x), _checkpoints(x, training, chunk), _counts(x, count)
     if x.numel() == 0:
@@ -43,7 +43,7 @@ def dta_leaky_fwd(x: torch.Tensor, na: torch.Tensor, a: torch.Tensor, b: torch.T
     partial = x.new_empty((grid[1], *x.shape[:3]) if count else (0,), dtype=torch.int32)
     dta_leaky_fwd_kernel[grid](
         x, na, a, b, a if na_bias is None else na_bias, y, ckpt if training else y, partial if count else y,
-        *_geometry(x), *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
+        *_geometry(x), *_plane_strides(na), *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
         NA_RESIDUAL=na_bias is not None, HARD_RESET=hard_reset, STRICT=strict, TRAINING=training, COUNT=count,
         CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS,
     )
@@ -54,6 +54,12 @@ def dta_leaky_fwd(x: torch.Tensor, na: torch.Tensor, a: torch.Tensor, b: torch.T
 def _(x, na, a, b, na_bias, decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, training,
       chunk, count):
     return torch.empty_like(x), _checkpoints(x, training, chunk), _counts(x, count)
+
+
+def _plane_strides(na: torch.Tensor) -> tuple[int, int, int]:
+    T, B, C, H, W = na.shape
+    assert na.stride(4) == 1 and (H == 1 or na.stride(3) == W), "NA's H * W planes must be contiguous"
+    return na.stride(0), na.stride(1), na.stride(2)
 
 
 def _bwd_outputs(x: torch.Tensor, na: torch.Tensor, residual: bool, column_tiles: int) -> tuple[torch.Tensor, ...]:
@@ -67,7 +73,7 @@ def dta_leaky_bwd(grad_y: torch.Tensor, x: torch.Tensor, na: torch.Tensor, a: to
                   v_threshold: float, v_reset: float, v_init_value: float, hard_reset: bool, strict: bool,
                   detach_reset: bool, surrogate_id: int, surrogate_param: float, chunk: int
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dL/dx without T-XA's pooled path, fp32; dL/dna; the row sums [2 or 3, T, B, C] fp32: sum_hw dxa,
+    """(dL/dx without T-XA's pooled path, fp32; dL/dna with na's strides; the row sums [2 or 3, T, B, C] fp32: sum_hw dxa,
     sum_hw dxa * x and, with ``na_bias``, sum_hw dna). The programs' partial sums are added here in a fixed
     order."""
     a, b, na_bias = _per_row(a), _per_row(b), _per_row(na_bias)
@@ -79,7 +85,7 @@ def dta_leaky_bwd(grad_y: torch.Tensor, x: torch.Tensor, na: torch.Tensor, a: to
     else:
         dta_leaky_bwd_kernel[grid](
             grad_y, x, na, a, b, na_bias if residual else a, checkpoints, grad_x, grad_na,
-            partials[0], partials[1], partials[2] if residual else partials[0], *_geometry(x),
+            partials[0], partials[1], partials[2] if residual else partials[0], *_geometry(x), *_plane_strides(na),
             *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
             NA_RESIDUAL=residual, HARD_RESET=hard_reset, STRICT=strict, DETACH_RESET=detach_reset,
             SG_ID=surrogate_id, CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS,
@@ -105,7 +111,7 @@ class _DTALeakyFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x, na, conv_t_weight, conv_c_weight, scale_t, scale_c, na_bias, neuron: NeuronSettings,
                 chunk: int, training: bool, count: bool):
-        na = match_layout(na, x)
+        na = rows_layout(na)  # read in place in either storage order: no copy to x's strides
         decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, *_ = neuron
         z = _pooled_mean(x)
         g = _TXAGates(z, conv_t_weight, conv_c_weight, scale_t, scale_c)

@@ -17,7 +17,8 @@ fed straight into the neuron's chain) and the row sums that give T-XA's gate gra
 dL/dX holding the neuron's, T-XA's elementwise and the residual's shares (the pooled path of T-XA's mean
 needs those row sums first and is added by the caller).
 
-Layout and tiling as ``gated_leaky``: R1 = B * C rows of S = H * W contiguous values per step; a program
+Layout and tiling as ``gated_leaky`` (NA and dL/dNA with NA's own strides: T-NA's [B, T, ...] output is
+read and its gradient written in place, whatever X's layout): R1 = B * C rows of S = H * W contiguous values per step; a program
 owns BLOCK_R rows x BLOCK_S columns for all T steps; row partial sums go to [n_col_tiles, T, R1] and are
 summed in a fixed order by torch (deterministic, no atomics). fp32 arithmetic, op by op.
 """
@@ -26,7 +27,15 @@ import triton.language as tl
 
 from .gated_leaky import _gate_of_step, _gated_tile
 from .leaky import _fire, _grad_charge, _reset
-from .rowwise import _na_value, _sigmoid
+from .rowwise import _na_value, _sigmoid, _tile_rows
+
+
+@triton.jit
+def _na_offsets(R1, B, C, nst, nsb, nsc, cols, BLOCK_R: tl.constexpr):
+    """Offsets of the tile's elements in NA at step 0: NA keeps its own strides (T-NA's output is
+    [B, T * C, H, W], i.e. the [B, T] storage, whatever X's is), so it is never copied to X's layout."""
+    _, _, base = _tile_rows(R1, B, C, nst, nsb, nsc, BLOCK_R)
+    return base[:, None] + cols[None, :]
 
 
 @triton.jit
@@ -44,13 +53,13 @@ def _row_terms(a_ptr, b_ptr, bias_ptr, t, rows, rmask, R1, NA_RESIDUAL: tl.const
 @triton.jit(do_not_specialize=["T"])
 def dta_leaky_fwd_kernel(
     x_ptr,  # [T, B, C, H, W] the conv + BN output, fp32/fp16/bf16
-    na_ptr,  # T-NA's output (or its bias-free decoding conv if NA_RESIDUAL), X's strides
+    na_ptr,  # T-NA's output (or its bias-free decoding conv if NA_RESIDUAL), its own strides (nst, nsb, nsc)
     a_ptr, b_ptr,  # [T, B, C] fp32: T-XA's terms of (X + a)(X + b)
     bias_ptr,  # [T, B, C] fp32 decoding bias per row if NA_RESIDUAL
     y_ptr,  # out, X's strides and dtype
     ckpt_ptr,  # [cdiv(T, CHUNK) - 1, R1 * S] out, fp32, if TRAINING
     counts_ptr,  # [n_col_tiles, T, R1] out, int32 spikes of each row in this program's columns, if COUNT
-    T, R1, S, B, C, st, sb, sc,
+    T, R1, S, B, C, st, sb, sc, nst, nsb, nsc,
     decay, gain, bias, v_threshold, v_reset, v_init,
     NA_RESIDUAL: tl.constexpr,
     HARD_RESET: tl.constexpr,
@@ -62,6 +71,7 @@ def dta_leaky_fwd_kernel(
     BLOCK_S: tl.constexpr,
 ):
     rows, rmask, cols, offs, mask, dense = _gated_tile(R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S)
+    na_offs = _na_offsets(R1, B, C, nst, nsb, nsc, cols, BLOCK_R)
     n_state = tl.cast(R1, tl.int64) * S
     count_row = tl.program_id(1).to(tl.int64) * T * R1 + rows
     v = tl.zeros([BLOCK_R, BLOCK_S], dtype=tl.float32) + v_init
@@ -77,7 +87,8 @@ def dta_leaky_fwd_kernel(
             h = decay * v + gain * x + bias
             spike = _fire(h, v_threshold, STRICT)
             a, b, na_bias = _row_terms(a_ptr, b_ptr, bias_ptr, t, rows, rmask & valid, R1, NA_RESIDUAL)
-            na = _na_value(na_ptr, na_bias, x, at, mask & valid, NA_RESIDUAL)
+            na_at = na_offs + t.to(tl.int64) * nst
+            na = _na_value(na_ptr, na_bias, x, na_at, mask & valid, NA_RESIDUAL)
             y = _sigmoid(na * ((x + a) * (x + b))) * tl.where(spike, 1.0, 0.0)
             tl.store(y_ptr + at, y.to(y_ptr.dtype.element_ty), mask=mask & valid)
             if COUNT:  # the neuron's firing statistics, without its spikes ever being stored
@@ -91,9 +102,9 @@ def dta_leaky_bwd_kernel(
     grad_y_ptr,  # [T, B, C, H, W] dL/dY, X's strides
     x_ptr, na_ptr, a_ptr, b_ptr, bias_ptr, ckpt_ptr,
     grad_x_ptr,  # out, fp32, X's strides: the neuron's + T-XA's elementwise + the residual's dL/dX
-    grad_na_ptr,  # out, NA's dtype, X's strides: dL/dNA
+    grad_na_ptr,  # out, NA's dtype and strides: dL/dNA
     sum_ptr, dot_ptr, na_sum_ptr,  # out, fp32 [n_col_tiles, T, R1]: sum dxa, sum dxa * x, sum dNA (NA_RESIDUAL)
-    T, R1, S, B, C, st, sb, sc,
+    T, R1, S, B, C, st, sb, sc, nst, nsb, nsc,
     decay, gain, bias, v_threshold, v_reset, v_init, sg_param,
     NA_RESIDUAL: tl.constexpr,
     HARD_RESET: tl.constexpr,
@@ -105,6 +116,7 @@ def dta_leaky_bwd_kernel(
     BLOCK_S: tl.constexpr,
 ):
     rows, rmask, cols, offs, mask, dense = _gated_tile(R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S)
+    na_offs = _na_offsets(R1, B, C, nst, nsb, nsc, cols, BLOCK_R)
     n_state = tl.cast(R1, tl.int64) * S
     partial_row = tl.program_id(1).to(tl.int64) * T * R1 + rows
     grad_v = tl.zeros([BLOCK_R, BLOCK_S], dtype=tl.float32)
@@ -132,7 +144,8 @@ def dta_leaky_bwd_kernel(
             x = xs[k]
             s = tl.where(_fire(h, v_threshold, STRICT), 1.0, 0.0)
             a, b, na_bias = _row_terms(a_ptr, b_ptr, bias_ptr, t, rows, rmask & valid, R1, NA_RESIDUAL)
-            na = _na_value(na_ptr, na_bias, x, at, mask & valid, NA_RESIDUAL)
+            na_at = na_offs + t.to(tl.int64) * nst
+            na = _na_value(na_ptr, na_bias, x, na_at, mask & valid, NA_RESIDUAL)
             gy = tl.load(grad_y_ptr + at, mask=mask & valid, other=0.0).to(tl.float32)
             # the product Y = sig(NA * XA) * s, as the rowwise DTA backward
             xa = (x + a) * (x + b)
@@ -140,7 +153,7 @@ def dta_leaky_bwd_kernel(
             dp = gy * s * (sig * (1.0 - sig))
             dxa = dp * na
             dna = dp * xa
-            tl.store(grad_na_ptr + at, dna.to(grad_na_ptr.dtype.element_ty), mask=mask & valid)
+            tl.store(grad_na_ptr + na_at, dna.to(grad_na_ptr.dtype.element_ty), mask=mask & valid)
             dx = dxa * (x + b) + dxa * (x + a)
             if NA_RESIDUAL:
                 dx = dx + dna

@@ -22,7 +22,7 @@ from .gated_leaky_triton import NeuronSettings, _checkpoints, _counts, _geometry
 from .leaky import match_layout
 from .leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, _f32
 from .pooled_attention import _as_tensor, _cross_grads, _distinct, _plane_size, _pooled_mean, _TXAGates
-from .rowwise_triton import _per_row, rows_layout
+from .rowwise_triton import _per_row, na_strides, rows_layout
 
 __all__ = ["dta_leaky", "dta_leaky_fwd", "dta_leaky_bwd"]
 
@@ -43,7 +43,7 @@ def dta_leaky_fwd(x: torch.Tensor, na: torch.Tensor, a: torch.Tensor, b: torch.T
     partial = x.new_empty((grid[1], *x.shape[:3]) if count else (0,), dtype=torch.int32)
     dta_leaky_fwd_kernel[grid](
         x, na, a, b, a if na_bias is None else na_bias, y, ckpt if training else y, partial if count else y,
-        *_geometry(x), *_plane_strides(na), *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
+        *_geometry(x), *na_strides(na), *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
         NA_RESIDUAL=na_bias is not None, HARD_RESET=hard_reset, STRICT=strict, TRAINING=training, COUNT=count,
         CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS,
     )
@@ -54,12 +54,6 @@ def dta_leaky_fwd(x: torch.Tensor, na: torch.Tensor, a: torch.Tensor, b: torch.T
 def _(x, na, a, b, na_bias, decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, training,
       chunk, count):
     return torch.empty_like(x), _checkpoints(x, training, chunk), _counts(x, count)
-
-
-def _plane_strides(na: torch.Tensor) -> tuple[int, int, int]:
-    T, B, C, H, W = na.shape
-    assert na.stride(4) == 1 and (H == 1 or na.stride(3) == W), "NA's H * W planes must be contiguous"
-    return na.stride(0), na.stride(1), na.stride(2)
 
 
 def _bwd_outputs(x: torch.Tensor, na: torch.Tensor, residual: bool, column_tiles: int) -> tuple[torch.Tensor, ...]:
@@ -85,7 +79,7 @@ def dta_leaky_bwd(grad_y: torch.Tensor, x: torch.Tensor, na: torch.Tensor, a: to
     else:
         dta_leaky_bwd_kernel[grid](
             grad_y, x, na, a, b, na_bias if residual else a, checkpoints, grad_x, grad_na,
-            partials[0], partials[1], partials[2] if residual else partials[0], *_geometry(x), *_plane_strides(na),
+            partials[0], partials[1], partials[2] if residual else partials[0], *_geometry(x), *na_strides(na),
             *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
             NA_RESIDUAL=residual, HARD_RESET=hard_reset, STRICT=strict, DETACH_RESET=detach_reset,
             SG_ID=surrogate_id, CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS,

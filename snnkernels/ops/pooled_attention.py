@@ -194,7 +194,7 @@ class _DTAProductFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, na, spikes, conv_t_weight, conv_c_weight, scale_t, scale_c, na_bias):
-        na, spikes = match_layout(na, x), match_layout(spikes, x)
+        na, spikes = rows_layout(na), match_layout(spikes, x)  # NA read in place in T-NA's [B, T] storage
         T, B, C = x.shape[:3]
         z = _pooled_mean(x)
         g = _TXAGates(z, conv_t_weight, conv_c_weight, scale_t, scale_c)

@@ -6,8 +6,8 @@ Each op is one pass over full-size [T, B, C, H, W] tensors (kernels in
 ``torch.compile`` traces through them, and run on CUDA tensors, or on CPU tensors under Triton's
 interpreter (tests).
 
-Layout contract: every full-size tensor passed to one call has the strides of the first one, and each
-H * W plane is contiguous (``rows_layout`` / ``match_layout`` make it so); per-row tensors are dense fp32
+Layout contract: every full-size tensor passed to one call has the strides of the first one (DTA's NA
+may have its own: T-NA's [B, T] output is read in place), and each H * W plane is contiguous (``rows_layout`` / ``match_layout`` make it so); per-row tensors are dense fp32
 [T, B, C].
 """
 from __future__ import annotations
@@ -68,6 +68,17 @@ def _launch(kernel, x: torch.Tensor, *tensors, **constexprs) -> None:
         *tensors, R, S, B, C, st, sb, sc, **constexprs,
         BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS,
     )
+
+
+def na_strides(na: torch.Tensor) -> tuple[int, int, int]:
+    """DTA's NA (and dNA) strides over (t, b, c): NA is read in place in its own storage order."""
+    T, B, C, H, W = na.shape
+    assert na.stride(4) == 1 and (H == 1 or na.stride(3) == W), "NA's H * W planes must be contiguous"
+    return na.stride(0), na.stride(1), na.stride(2)
+
+
+def _na_kwargs(na: torch.Tensor) -> dict[str, int]:
+    return dict(zip(("nst", "nsb", "nsc"), na_strides(na)))
 
 
 def _per_row(v: torch.Tensor | None) -> torch.Tensor | None:
@@ -131,7 +142,8 @@ def dta_fwd(x: torch.Tensor, na: torch.Tensor, s: torch.Tensor, a: torch.Tensor,
     ``na`` is T-NA's bias-free decoding output and ``na + na_bias + x`` is used."""
     a, b, na_bias = _per_row(a), _per_row(b), _per_row(na_bias)
     y = torch.empty_like(x)
-    _launch(K.dta_fwd_kernel, x, x, na, s, a, b, a if na_bias is None else na_bias, y, NA_RESIDUAL=na_bias is not None)
+    _launch(K.dta_fwd_kernel, x, x, na, s, a, b, a if na_bias is None else na_bias, y, **_na_kwargs(na),
+            NA_RESIDUAL=na_bias is not None)
     return y
 
 
@@ -160,7 +172,7 @@ def dta_bwd(grad_y: torch.Tensor, x: torch.Tensor, na: torch.Tensor, s: torch.Te
     if sums.numel() and x.shape[3] * x.shape[4] == 0:
         sums.zero_(), dots.zero_(), na_sums.zero_()
     _launch(K.dta_bwd_kernel, x, grad_y, x, na, s, a, b, na_bias if residual else a, dx, dna,
-            ds if need_grad_s else dna, sums, dots, na_sums if residual else sums,
+            ds if need_grad_s else dna, sums, dots, na_sums if residual else sums, **_na_kwargs(na),
             NEED_DS=need_grad_s, NA_RESIDUAL=residual)
     return dx, dna, ds, sums, dots, na_sums
 

@@ -3,7 +3,7 @@
 Layout: a tensor [T, B, C, H, W] is R = T * B * C rows of S = H * W contiguous values. Row r = (t * B + b)
 * C + c starts at ``t * st + b * sb + c * sc``, so both the library layout and the transposed [B, T, ...]
 storage of DTA-SNN are walked in place. Every full-size tensor a kernel touches has the same strides (the
-launcher makes it so); per-row values (the gates, the row sums) are dense [R] fp32 vectors.
+launcher makes it so), except DTA's NA and its gradient, which keep T-NA's own; per-row values (the gates, the row sums) are dense [R] fp32 vectors.
 
 A program owns a tile of BLOCK_R rows x BLOCK_S columns and walks the row in BLOCK_S steps. Row sums
 accumulate a [BLOCK_R, BLOCK_S] fp32 tile and reduce it once at the end: a fixed order, so results are
@@ -127,17 +127,20 @@ def _na_value(na_ptr, bias, x, offs, mask, NA_RESIDUAL: tl.constexpr):
 
 
 @triton.jit
-def dta_fwd_kernel(x_ptr, na_ptr, s_ptr, a_ptr, b_ptr, bias_ptr, y_ptr, R, S, B, C, st, sb, sc,
+def dta_fwd_kernel(x_ptr, na_ptr, s_ptr, a_ptr, b_ptr, bias_ptr, y_ptr, R, S, B, C, st, sb, sc, nst, nsb, nsc,
                    NA_RESIDUAL: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
     """DTA's output y = sig(na * xa) * s with T-XA's xa = (x + a_r) * (x + b_r) formed on the fly; with
-    NA_RESIDUAL the given na is T-NA's decoding conv without bias, and na + bias_r + x is formed here too."""
+    NA_RESIDUAL the given na is T-NA's decoding conv without bias, and na + bias_r + x is formed here too.
+    na keeps its own strides (nst, nsb, nsc): T-NA's output is [B, T] storage whatever x's is."""
     rows, rmask, base = _tile_rows(R, B, C, st, sb, sc, BLOCK_R)
+    _, _, na_base = _tile_rows(R, B, C, nst, nsb, nsc, BLOCK_R)
     a, b = _row_values(a_ptr, b_ptr, rows, rmask, 1)
     bias = _row_bias(bias_ptr, rows, rmask, NA_RESIDUAL)
     for s0 in range(0, S, BLOCK_S):
         offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
+        na_offs, _ = _tile(na_base, rmask, s0, S, BLOCK_S)
         x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-        na = _na_value(na_ptr, bias, x, offs, mask, NA_RESIDUAL)
+        na = _na_value(na_ptr, bias, x, na_offs, mask, NA_RESIDUAL)
         s = tl.load(s_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         y = _sigmoid(na * ((x + a) * (x + b))) * s
         tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
@@ -145,12 +148,14 @@ def dta_fwd_kernel(x_ptr, na_ptr, s_ptr, a_ptr, b_ptr, bias_ptr, y_ptr, R, S, B,
 
 @triton.jit
 def dta_bwd_kernel(gy_ptr, x_ptr, na_ptr, s_ptr, a_ptr, b_ptr, bias_ptr, dx_ptr, dna_ptr, ds_ptr, sum_ptr,
-                   dot_ptr, na_sum_ptr, R, S, B, C, st, sb, sc, NEED_DS: tl.constexpr, NA_RESIDUAL: tl.constexpr,
-                   BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+                   dot_ptr, na_sum_ptr, R, S, B, C, st, sb, sc, nst, nsb, nsc, NEED_DS: tl.constexpr,
+                   NA_RESIDUAL: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
     """One sweep of DTA's backward: dna, ds, T-XA's elementwise dx (without the pooled path, which needs
     these row sums first), and the row sums sum_s dxa and sum_s dxa * x that give the gates' gradients.
-    With NA_RESIDUAL also the residual's dna in dx and sum_s dna (the bias gradient, per row)."""
+    With NA_RESIDUAL also the residual's dna in dx and sum_s dna (the bias gradient, per row). na and dna
+    with na's strides."""
     rows, rmask, base = _tile_rows(R, B, C, st, sb, sc, BLOCK_R)
+    _, _, na_base = _tile_rows(R, B, C, nst, nsb, nsc, BLOCK_R)
     a, b = _row_values(a_ptr, b_ptr, rows, rmask, 1)
     bias = _row_bias(bias_ptr, rows, rmask, NA_RESIDUAL)
     acc = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
@@ -158,16 +163,17 @@ def dta_bwd_kernel(gy_ptr, x_ptr, na_ptr, s_ptr, a_ptr, b_ptr, bias_ptr, dx_ptr,
     acc_na = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
     for s0 in range(0, S, BLOCK_S):
         offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
+        na_offs, _ = _tile(na_base, rmask, s0, S, BLOCK_S)
         gy = tl.load(gy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-        na = _na_value(na_ptr, bias, x, offs, mask, NA_RESIDUAL)
+        na = _na_value(na_ptr, bias, x, na_offs, mask, NA_RESIDUAL)
         s = tl.load(s_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         xa = (x + a) * (x + b)
         sig = _sigmoid(na * xa)
         dp = gy * s * (sig * (1.0 - sig))
         dxa = dp * na
         dna = dp * xa
-        tl.store(dna_ptr + offs, dna.to(dna_ptr.dtype.element_ty), mask=mask)
+        tl.store(dna_ptr + na_offs, dna.to(dna_ptr.dtype.element_ty), mask=mask)
         if NEED_DS:
             tl.store(ds_ptr + offs, (gy * sig).to(ds_ptr.dtype.element_ty), mask=mask)
         dx = dxa * (x + b) + dxa * (x + a)

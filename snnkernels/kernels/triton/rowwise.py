@@ -133,12 +133,12 @@ def dta_fwd_kernel(x_ptr, na_ptr, s_ptr, a_ptr, b_ptr, bias_ptr, y_ptr, R, S, B,
     NA_RESIDUAL the given na is T-NA's decoding conv without bias, and na + bias_r + x is formed here too.
     na keeps its own strides (nst, nsb, nsc): T-NA's output is [B, T] storage whatever x's is."""
     rows, rmask, base = _tile_rows(R, B, C, st, sb, sc, BLOCK_R)
-    _, _, na_base = _tile_rows(R, B, C, nst, nsb, nsc, BLOCK_R)
+    na_base = _tile_rows(R, B, C, nst, nsb, nsc, BLOCK_R)[2]
     a, b = _row_values(a_ptr, b_ptr, rows, rmask, 1)
     bias = _row_bias(bias_ptr, rows, rmask, NA_RESIDUAL)
     for s0 in range(0, S, BLOCK_S):
         offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
-        na_offs, _ = _tile(na_base, rmask, s0, S, BLOCK_S)
+        na_offs = _tile(na_base, rmask, s0, S, BLOCK_S)[0]
         x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         na = _na_value(na_ptr, bias, x, na_offs, mask, NA_RESIDUAL)
         s = tl.load(s_ptr + offs, mask=mask, other=0.0).to(tl.float32)
@@ -155,7 +155,7 @@ def dta_bwd_kernel(gy_ptr, x_ptr, na_ptr, s_ptr, a_ptr, b_ptr, bias_ptr, dx_ptr,
     With NA_RESIDUAL also the residual's dna in dx and sum_s dna (the bias gradient, per row). na and dna
     with na's strides."""
     rows, rmask, base = _tile_rows(R, B, C, st, sb, sc, BLOCK_R)
-    _, _, na_base = _tile_rows(R, B, C, nst, nsb, nsc, BLOCK_R)
+    na_base = _tile_rows(R, B, C, nst, nsb, nsc, BLOCK_R)[2]
     a, b = _row_values(a_ptr, b_ptr, rows, rmask, 1)
     bias = _row_bias(bias_ptr, rows, rmask, NA_RESIDUAL)
     acc = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
@@ -163,7 +163,7 @@ def dta_bwd_kernel(gy_ptr, x_ptr, na_ptr, s_ptr, a_ptr, b_ptr, bias_ptr, dx_ptr,
     acc_na = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
     for s0 in range(0, S, BLOCK_S):
         offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
-        na_offs, _ = _tile(na_base, rmask, s0, S, BLOCK_S)
+        na_offs = _tile(na_base, rmask, s0, S, BLOCK_S)[0]
         gy = tl.load(gy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         na = _na_value(na_ptr, bias, x, na_offs, mask, NA_RESIDUAL)

@@ -39,15 +39,18 @@ def _na_offsets(R1, B, C, nst, nsb, nsc, cols, BLOCK_R: tl.constexpr):
 
 
 @triton.jit
-def _row_terms(a_ptr, b_ptr, bias_ptr, t, rows, rmask, R1, NA_RESIDUAL: tl.constexpr):
-    """T-XA's a, b and T-NA's decoding bias of step t for the tile's rows, as [BLOCK_R, 1] columns."""
+def _step_terms(na_ptr, a_ptr, b_ptr, bias_ptr, x, t, na_offs, nst, rows, rmask, mask, R1,
+                NA_RESIDUAL: tl.constexpr):
+    """Step t's NA (with T-NA's decoding bias and residual if NA_RESIDUAL), T-XA's a and b of the tile's
+    rows ([BLOCK_R, 1]), and NA's offsets at step t (dL/dNA is written there)."""
     a = _gate_of_step(a_ptr, t, rows, rmask, R1)
     b = _gate_of_step(b_ptr, t, rows, rmask, R1)
     if NA_RESIDUAL:
-        bias = _gate_of_step(bias_ptr, t, rows, rmask, R1)
+        na_bias = _gate_of_step(bias_ptr, t, rows, rmask, R1)
     else:
-        bias = 0.0
-    return a, b, bias
+        na_bias = 0.0
+    na_at = na_offs + t.to(tl.int64) * nst
+    return _na_value(na_ptr, na_bias, x, na_at, mask, NA_RESIDUAL), a, b, na_at
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -86,9 +89,8 @@ def dta_leaky_fwd_kernel(
             x = tl.load(x_ptr + at, mask=mask & valid, other=0.0).to(tl.float32)
             h = decay * v + gain * x + bias
             spike = _fire(h, v_threshold, STRICT)
-            a, b, na_bias = _row_terms(a_ptr, b_ptr, bias_ptr, t, rows, rmask & valid, R1, NA_RESIDUAL)
-            na_at = na_offs + t.to(tl.int64) * nst
-            na = _na_value(na_ptr, na_bias, x, na_at, mask & valid, NA_RESIDUAL)
+            na, a, b, _unused = _step_terms(na_ptr, a_ptr, b_ptr, bias_ptr, x, t, na_offs, nst, rows, rmask & valid,
+                                           mask & valid, R1, NA_RESIDUAL)
             y = _sigmoid(na * ((x + a) * (x + b))) * tl.where(spike, 1.0, 0.0)
             tl.store(y_ptr + at, y.to(y_ptr.dtype.element_ty), mask=mask & valid)
             if COUNT:  # the neuron's firing statistics, without its spikes ever being stored
@@ -143,9 +145,8 @@ def dta_leaky_bwd_kernel(
             h = hs[k]
             x = xs[k]
             s = tl.where(_fire(h, v_threshold, STRICT), 1.0, 0.0)
-            a, b, na_bias = _row_terms(a_ptr, b_ptr, bias_ptr, t, rows, rmask & valid, R1, NA_RESIDUAL)
-            na_at = na_offs + t.to(tl.int64) * nst
-            na = _na_value(na_ptr, na_bias, x, na_at, mask & valid, NA_RESIDUAL)
+            na, a, b, na_at = _step_terms(na_ptr, a_ptr, b_ptr, bias_ptr, x, t, na_offs, nst, rows, rmask & valid,
+                                          mask & valid, R1, NA_RESIDUAL)
             gy = tl.load(grad_y_ptr + at, mask=mask & valid, other=0.0).to(tl.float32)
             # the product Y = sig(NA * XA) * s, as the rowwise DTA backward
             xa = (x + a) * (x + b)

@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 
 from .gated_leaky import _gate_of_step, _gated_tile
-from .leaky import _fire, _grad_charge, _reset
+from .leaky import _chunk_start, _fire, _grad_charge, _reset, _store_checkpoint
 from .rowwise import _na_value, _sigmoid, _tile_rows
 
 
@@ -81,7 +81,7 @@ def dta_leaky_fwd_kernel(
     for ci in range(tl.cdiv(T, CHUNK)):
         t0 = ci * CHUNK
         if TRAINING:
-            tl.store(ckpt_ptr + (ci - 1) * n_state + dense, v, mask=mask & (ci > 0))
+            _store_checkpoint(ckpt_ptr, ci, n_state, dense, mask, v)
         for k in tl.static_range(CHUNK):
             t = t0 + k
             valid = t < T
@@ -127,8 +127,7 @@ def dta_leaky_bwd_kernel(
         ci = n_chunks - 1 - j
         t0 = ci * CHUNK
         # Rebuild the chunk's pre-reset potentials from its checkpoint, exactly as the forward did.
-        v = tl.load(ckpt_ptr + (ci - 1) * n_state + dense, mask=mask & (ci > 0), other=0.0)
-        v = tl.where(ci > 0, v, v_init)
+        v = _chunk_start(ckpt_ptr, ci, n_state, dense, mask, v_init)
         hs = ()
         xs = ()
         for k in tl.static_range(CHUNK):

@@ -55,6 +55,19 @@ def _reset(h, spike, v_threshold, v_reset, HARD_RESET: tl.constexpr):
 
 
 @triton.jit
+def _store_checkpoint(ckpt_ptr, ci, n_state, offs, mask, v):
+    """The recompute schedule: chunk ci > 0 starts from an fp32 checkpoint of v (row ci - 1)."""
+    tl.store(ckpt_ptr + (ci - 1) * n_state + offs, v, mask=mask & (ci > 0))
+
+
+@triton.jit
+def _chunk_start(ckpt_ptr, ci, n_state, offs, mask, v_init):
+    """The state entering chunk ci, as the forward had it: its checkpoint, or v_init for chunk 0."""
+    v = tl.load(ckpt_ptr + (ci - 1) * n_state + offs, mask=mask & (ci > 0), other=0.0)
+    return tl.where(ci > 0, v, v_init)
+
+
+@triton.jit
 def _grad_charge(grad_s, grad_v, h, v_threshold, v_reset, sg_param, HARD_RESET: tl.constexpr,
                  STRICT: tl.constexpr, DETACH_RESET: tl.constexpr, SG_ID: tl.constexpr):
     """dL/dh_t = dL/ds_t * sg_t + dL/dv_t * dv_t/dh_t (v_t the post-reset state), shared by every
@@ -127,7 +140,7 @@ def _leaky_fwd(x_ptr, v_init_ptr, decay_ptr, gain_ptr, bias_ptr, spikes_ptr, v_f
         t0 = ci * CHUNK
         if TRAINING:
             # chunk 0 restarts from v_init, so its state is not stored
-            tl.store(ckpt_ptr + (ci - 1) * n_row + offs, v, mask=mask & (ci > 0))
+            _store_checkpoint(ckpt_ptr, ci, n_row, offs, mask, v)
         fired = tl.zeros([BLOCK], dtype=tl.int32)  # bit k: the neuron fired at step t0 + k (if COUNT)
         for k in tl.static_range(CHUNK):
             valid = t0 + k < T
@@ -270,8 +283,7 @@ def leaky_bwd_kernel(
         ci = n_chunks - 1 - j
         t0 = ci * CHUNK
         # Rebuild the chunk's pre-reset potentials from its checkpoint, exactly as the forward did.
-        v = tl.load(ckpt_ptr + (ci - 1) * n_row + offs, mask=mask & (ci > 0), other=0.0)
-        v_start = tl.where(ci > 0, v, v_init)
+        v_start = _chunk_start(ckpt_ptr, ci, n_row, offs, mask, v_init)
         v = v_start
         hs = ()
         xs = ()

@@ -1,4 +1,5 @@
-"""STAA-LIF's time loop on the Triton step kernels (``ops.staa_triton``) against the eager loop.
+"""STAA-LIF's time loop on Triton, on the step kernels (``ops.staa_triton``) and as one persistent kernel per
+direction (``ops.staa_loop_triton``), against the eager loop.
 
 Ground truth: ``staa_lif_reference`` in float64, started from the same PE + GC features (``features=``), so
 this file checks the loop alone (the GC sweep has its own tests in test_global_context.py). The step
@@ -13,8 +14,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import triton
 
 from snnkernels import surrogate as sg
+from snnkernels.ops import staa_loop_triton
+from snnkernels.ops.staa_loop_triton import staa_loop_persistent
 from snnkernels.ops.staa_triton import staa_loop_fused, staa_step
 from snnkernels.reference.staa import SAParams, STAAParams, staa_coefficients, staa_lif_reference
 
@@ -61,23 +65,29 @@ def options(case: dict) -> dict:
                 surrogate_function=case.get("surrogate_function", sg.Rectangle(1.0)))
 
 
-def fused(x, feat, m, n, sa, mask, opts):
-    """The loop as STAALIFNode(backend="triton") runs it, from given features."""
+LOOP_KERNELS = ["steps", "persistent"]
+
+
+def fused(x, feat, m, n, sa, mask, opts, loop_kernel="steps"):
+    """The loop as STAALIFNode(backend="triton", loop_kernel=...) runs it, from given features."""
     Tn, Bn = x.shape[:2]
     if mask is not None:
         mask = mask.reshape(Tn, -1).expand(Tn, Bn)
         if opts["tsrd_scope"] == "all":
             feat = torch.where(mask[:, :, None, None, None], x, feat)
     a, b = staa_coefficients(m, n, opts["coefficient_map"])
-    spikes, _ = staa_loop_fused(feat, a, b, sa, mask, alpha=opts["alpha"], sa_gate=opts["sa_gate"],
-                                v_threshold=opts["v_threshold"], v_reset=opts["v_reset"],
-                                detach_reset=opts["detach_reset"], surrogate=opts["surrogate_function"],
-                                v_init=None, spike_dtype=x.dtype)
+    loop = dict(alpha=opts["alpha"], sa_gate=opts["sa_gate"], v_threshold=opts["v_threshold"],
+                v_reset=opts["v_reset"], detach_reset=opts["detach_reset"], surrogate=opts["surrogate_function"],
+                spike_dtype=x.dtype)
+    if loop_kernel == "persistent":
+        return staa_loop_persistent(feat, a, b, sa, mask, **loop)
+    spikes, _ = staa_loop_fused(feat, a, b, sa, mask, v_init=None, **loop)
     return spikes
 
 
+@pytest.mark.parametrize("loop_kernel", LOOP_KERNELS)
 @pytest.mark.parametrize("name", pick(list(CASES), ["default", "tsrd-sample-all", "tanh-scalar"]))
-def test_loop_matches_reference(name):
+def test_loop_matches_reference(name, loop_kernel):
     case = CASES[name]
     x, feat, m, n, sa, mask = make(case)
     opts = options(case)
@@ -87,7 +97,7 @@ def test_loop_matches_reference(name):
     def sa_of(ts):
         return None if sa is None else SAParams(ts[4], ts[5])
 
-    out = fused(ours_in[0], ours_in[1], ours_in[2], ours_in[3], sa_of(ours_in), mask, opts)
+    out = fused(ours_in[0], ours_in[1], ours_in[2], ours_in[3], sa_of(ours_in), mask, opts, loop_kernel)
     params = STAAParams(None, None, sa_of(ref_in), ref_in[2], ref_in[3])
     want = staa_lif_reference(ref_in[0], params, drop_mask=mask, features=ref_in[1], **opts)
     assert out.dtype == x.dtype and out.shape == x.shape
@@ -145,3 +155,75 @@ def test_module_on_triton_runs_the_step_kernels(monkeypatch):
     calls.clear()
     per_pixel(torch.randn(T, B, C, H, W, device=DEVICE))
     assert calls == []  # per-pixel M, N: the eager loop
+
+
+def small_blocks(C, S, hid):
+    """Tiles far smaller than the test's sizes, so that every loop of the persistent kernels (row blocks,
+    column blocks, the MLP's channel chunks) runs several times, with ragged ends."""
+    return dict(BLOCK_R=2, BLOCK_S=8, BLOCK_K=2, BLOCK_HID=triton.next_power_of_2(max(hid, 1)), num_warps=1)
+
+
+@pytest.mark.parametrize("name", ["default", "softmax", "tsrd-sample-all", "no-step-attention"])
+def test_persistent_loop_with_small_tiles_equals_the_step_kernels(name, monkeypatch):
+    """C = 8 rows in blocks of 2, 30 pixels in blocks of 8, the MLP in chunks of 2 channels (hidden 3): the
+    persistent loop against the step kernels (which the test above checks against float64): the same
+    spikes (the sums differ by rounding only) and gradients to fp32 noise."""
+    monkeypatch.setattr(staa_loop_triton, "_blocks", small_blocks)
+    case = CASES[name]
+    x, feat, m, n, sa, mask = make(case)
+    if sa is not None:  # an odd hidden width: a masked hidden unit
+        sa = SAParams(torch.randn(3, C, device=DEVICE) * 0.5, torch.randn(2 * C, 3, device=DEVICE) * 0.5)
+    opts = options(case)
+    tensors = [x, feat, m, n] + ([] if sa is None else list(sa))
+    steps_in, ours_in = leaves(*tensors), leaves(*tensors)
+
+    def run(ts, loop_kernel):
+        return fused(ts[0], ts[1], ts[2], ts[3], None if sa is None else SAParams(ts[4], ts[5]), mask, opts,
+                     loop_kernel)
+
+    want, out = run(steps_in, "steps"), run(ours_in, "persistent")
+    assert 0.02 < want.mean().item() < 0.8
+    assert (out != want).double().mean().item() <= MAX_FLIP_RATE
+    grad_out = torch.randn_like(want)
+    grads = torch.autograd.grad(out, ours_in, grad_out, allow_unused=True)
+    grads_ref = torch.autograd.grad(want, steps_in, grad_out, allow_unused=True)
+    if torch.equal(out, want):
+        for i, (g, g_ref) in enumerate(zip(grads, grads_ref)):
+            if g_ref is None:
+                assert g is None or g.abs().max() == 0
+                continue
+            top = g_ref.abs().max().item()
+            assert top > 0 or i == 0, f"grad {i} is zero: the test cannot fail"
+            assert_close_verbose(g, g_ref, SUM_RTOL * top, SUM_RTOL, f"grad {i}")
+
+
+def test_persistent_loop_without_gradients_keeps_two_states():
+    """Inference: the states rotate through two slots; the spikes equal the training forward's."""
+    x, feat, m, n, sa, mask = make(CASES["default"])
+    a, b = staa_coefficients(m, n, "raw")
+    opts = dict(alpha=2.0, sa_gate="sigmoid", v_threshold=1.0, v_reset=0.0, detach_reset=False,
+                surrogate=sg.Rectangle(1.0), spike_dtype=torch.float32)
+    with torch.no_grad():
+        out = staa_loop_persistent(feat, a, b, sa, None, **opts)
+        states = staa_loop_triton.staa_loop_fwd(feat, a, b, sa.w1, sa.w2, None, 2.0, 0, 1.0, 0.0, torch.float32,
+                                                False)[1]
+    assert states.shape[0] == 2
+    train = staa_loop_persistent(feat.requires_grad_(), a, b, sa, None, **opts)
+    assert torch.equal(out, train.detach())
+
+
+def test_module_loop_kernel_option():
+    from snnkernels.nn import STAALIFNode
+
+    torch.manual_seed(0)
+    steps = STAALIFNode(T, C, H, W, m_init=0.5, n_init=1.0, backend="triton").to(DEVICE).eval()
+    persistent = STAALIFNode(T, C, H, W, m_init=0.5, n_init=1.0, backend="triton", loop_kernel="persistent")
+    persistent.load_state_dict(steps.state_dict())
+    persistent = persistent.to(DEVICE).eval()
+    x = torch.randn(T, B, C, H, W, device=DEVICE) * 2
+    want, out = steps(x), persistent(x)
+    assert want.mean().item() > 0.02
+    assert (out != want).double().mean().item() <= MAX_FLIP_RATE
+    assert "loop_kernel='persistent'" in repr(persistent)
+    with pytest.raises(ValueError, match="loop_kernel"):
+        STAALIFNode(T, C, H, W, loop_kernel="fast")

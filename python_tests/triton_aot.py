@@ -27,9 +27,9 @@ from snnkernels.kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_kernel
 from snnkernels.kernels.triton.global_context import gc_context_bwd_kernel, gc_context_fwd_kernel
 from snnkernels.kernels.triton.staa_step import staa_step_bwd_kernel, staa_step_fwd_kernel
 from snnkernels.kernels.triton.tcsa_step import tcsa_step_bwd_kernel, tcsa_step_fwd_kernel
-from snnkernels.ops import gated_leaky_triton, global_context_triton, staa_triton, tcsa_paper_triton
+from snnkernels.ops import gated_leaky_triton, global_context_triton, tcsa_paper_triton
 from snnkernels.ops.leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, launch_config
-from snnkernels.ops.rowwise_triton import _tiles
+from snnkernels.ops.rowwise_triton import _tiles, half_tiles
 
 INT_ARGS = {"T", "N", "S", "C", "R", "R1", "B", "st", "sb", "sc", "nst", "nsb", "nsc", "rows_per_split", "n_pblk"}
 # pointers to int32 indices (argmax outputs and inputs)
@@ -140,7 +140,7 @@ def gc_cases():
 def staa_cases():
     """STAA-LIF's step kernels at a 16 x 16 plane: the spikes (and their gradient) in every dtype, the
     backward across surrogates and reset modes."""
-    block_r, block_s, warps = staa_triton._tiles(1 << 14, 256)
+    block_r, block_s, warps = half_tiles(1 << 14, 256)
     tile = dict(BLOCK_R=block_r, BLOCK_S=block_s)
     for dtype in DTYPES:
         yield staa_step_fwd_kernel, {"s_ptr"}, dtype, tile, warps

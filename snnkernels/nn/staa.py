@@ -29,6 +29,7 @@ from ..reference.staa import (
     COEFFICIENT_MAPS,
     COEFFICIENT_SHAPES,
     GC_FUSIONS,
+    LOOP_KERNELS,
     PE_SHAPES,
     SA_GATES,
     TSRD_GRANULARITIES,
@@ -306,6 +307,10 @@ class STAALIFNode(nn.Module):
         backend (str): ``"auto"``, ``"torch"`` (the eager reference) or ``"triton"`` (the GC block's pooling
             fused and the loop on step kernels; the loop stays eager for ``coefficient_shape="CHW"``).
             Default: ``"auto"``.
+        loop_kernel (str): on ``"triton"``, the time loop on per-step kernels (``"steps"``) or as one
+            persistent kernel each way, one program per sample (``"persistent"``: one launch instead of
+            several a step, but B programs; which is faster depends on the layer and the GPU, see
+            bench/NOTES.md). The same numbers either way up to fp32 rounding of the gates. Default: ``"steps"``.
     """
 
     def __init__(
@@ -337,6 +342,7 @@ class STAALIFNode(nn.Module):
         seed: int | None = None,
         layout: str = "TB",
         backend: str = "auto",
+        loop_kernel: str = "steps",
     ) -> None:
         super().__init__()
         owner = "STAALIFNode"
@@ -360,6 +366,7 @@ class STAALIFNode(nn.Module):
         self.v_reset = _finite(v_reset, "v_reset")
         self.detach_reset = bool(detach_reset)
         self.surrogate_function = coerce_surrogate(surrogate_function)
+        self.loop_kernel = check_option(loop_kernel, LOOP_KERNELS, "loop_kernel")
         if coefficient_shape == "CHW" and (self.H is None or self.W is None):
             raise ValueError(f"{owner}: coefficient_shape='CHW' (M, N [C, H, W]) needs H and W")
         if pe_shape == "TCHW" and (self.H is None or self.W is None):
@@ -420,7 +427,8 @@ class STAALIFNode(nn.Module):
         if resolve_triton_op_backend(self.backend, x, owner) == "triton":
             if self.coefficient_shape != "CHW":
                 # GC pooling on its fused sweep, the loop on the step kernels (ops/staa_triton.py)
-                spikes = staa_lif_fused(x, params, drop_mask=drop_mask, **self.options())
+                spikes = staa_lif_fused(x, params, drop_mask=drop_mask, loop_kernel=self.loop_kernel,
+                                        **self.options())
                 return _from_tb(spikes, self.layout)
             # per-pixel M, N: PE + GC fused, the loop eager
             features = staa_features_fused(x.to(state_dtype(x.dtype)), params, gc_fusion=self.gc.fusion,
@@ -437,5 +445,5 @@ class STAALIFNode(nn.Module):
             f"coefficient_shape={self.coefficient_shape!r}, tsrd_scope={self.tsrd_scope!r}, "
             f"tsrd_granularity={self.tsrd_granularity!r}, v_threshold={self.v_threshold}, v_reset={self.v_reset}, "
             f"detach_reset={self.detach_reset}, surrogate_function={self.surrogate_function}, seed={self.seed}, "
-            f"layout={self.layout!r}, backend={self.backend!r}"
+            f"layout={self.layout!r}, backend={self.backend!r}, loop_kernel={self.loop_kernel!r}"
         )

@@ -42,6 +42,17 @@ def _tiles(R: int, S: int) -> tuple[int, int, int]:
     return max(2048 // block_s, 1), block_s, 4
 
 
+def half_tiles(R: int, S: int) -> tuple[int, int, int]:
+    """(BLOCK_R, BLOCK_S, num_warps): whole rows walked along S, as ``_tiles`` but half its GPU tile (1024
+    values), for sweeps whose backward keeps four row accumulators live besides its loads (the STAA step
+    kernels and loop)."""
+    if triton_interpreter_enabled():
+        block_s = min(triton.next_power_of_2(max(S, 1)), 4096)
+        return min(max(8192 // block_s, 1), triton.next_power_of_2(max(R, 1))), block_s, 1
+    block_s = min(max(triton.next_power_of_2(S), 16), 512)
+    return max(1024 // block_s, 1), block_s, 4
+
+
 def channel_tiles(C: int, S: int, min_pixels: int) -> tuple[int, int, int]:
     """(BLOCK_C, BLOCK_P, num_warps) of kernels whose program holds ALL C channels of a block of pixels (the
     global-context sweeps, the TCSA step): 2048 values a tile on the GPU, at least ``min_pixels`` pixels,

@@ -23,8 +23,7 @@ from ..kernels.triton.staa_loop import SCALED_LOGITS, SIGMOID, SOFTMAX, staa_loo
 from ..reference.staa import SAParams
 from ..surrogate import Surrogate
 from .leaky_triton import COMPILE_OPTIONS, _f32
-from .rowwise_triton import row_sums
-from .staa_triton import _tiles
+from .rowwise_triton import half_tiles, row_sums
 
 __all__ = ["staa_loop_persistent", "staa_loop_fwd", "staa_loop_bwd", "GATE_IDS"]
 
@@ -32,9 +31,9 @@ GATE_IDS = {"sigmoid": SIGMOID, "softmax": SOFTMAX, "scaled_logits": SCALED_LOGI
 
 
 def _blocks(C: int, S: int, hid: int) -> dict:
-    """The sweep's tile (``staa_triton._tiles``) and the MLP's: all hidden units x BLOCK_K channels, at most
+    """The sweep's tile (``rowwise_triton.half_tiles``, as the step kernels) and the MLP's: all hidden units x BLOCK_K channels, at most
     4096 weights a chunk on the GPU."""
-    block_r, block_s, warps = _tiles(C, S)
+    block_r, block_s, warps = half_tiles(C, S)
     block_hid = triton.next_power_of_2(max(hid, 1))
     cap = 1 << 15 if triton_interpreter_enabled() else 4096
     block_k = max(min(triton.next_power_of_2(max(C, 1)), cap // block_hid), 1)

@@ -23,32 +23,23 @@ from typing import Any
 import torch
 import triton
 
-from ..backends import triton_interpreter_enabled
 from ..kernels.triton.staa_step import staa_step_bwd_kernel, staa_step_fwd_kernel
-from ..reference.staa import (SAParams, _check_drop_mask, position_encoding_reference, staa_coefficients,
-                              step_attention_gates)
+from ..reference.staa import (LOOP_KERNELS, SAParams, _check_drop_mask, check_option, position_encoding_reference,
+                              staa_coefficients, step_attention_gates)
 from ..surrogate import Surrogate
 from .global_context_triton import global_context_fused
 from .leaky_triton import COMPILE_OPTIONS, _f32
 from .pooled_attention import pooled_mean
+from .rowwise_triton import half_tiles
+from .staa_loop_triton import staa_loop_persistent
 
 __all__ = ["staa_step", "staa_loop_fused", "staa_features_fused", "staa_lif_fused"]
-
-
-def _tiles(R: int, S: int) -> tuple[int, int, int]:
-    """(BLOCK_R, BLOCK_S, num_warps): whole rows walked along S, as ``rowwise_triton._tiles`` but half its
-    GPU tile (1024 values): the backward keeps four row accumulators live besides its loads."""
-    if triton_interpreter_enabled():
-        block_s = min(triton.next_power_of_2(max(S, 1)), 4096)
-        return min(max(8192 // block_s, 1), triton.next_power_of_2(max(R, 1))), block_s, 1
-    block_s = min(max(triton.next_power_of_2(S), 16), 512)
-    return max(1024 // block_s, 1), block_s, 4
 
 
 def _launch(kernel, R: int, S: int, *args, **constexprs) -> None:
     if R == 0 or S == 0:
         return
-    block_r, block_s, warps = _tiles(R, S)
+    block_r, block_s, warps = half_tiles(R, S)
     kernel[(triton.cdiv(R, block_r),)](*args, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps,
                                        **constexprs, **COMPILE_OPTIONS)
 
@@ -177,11 +168,13 @@ def staa_features_fused(xs: torch.Tensor, params: Any, *, gc_fusion: str, gc_lay
 def staa_lif_fused(x: torch.Tensor, params: Any, *, drop_mask: torch.Tensor | None, alpha: float, sa_gate: str,
                    gc_fusion: str, gc_layer_norm: bool, ln_eps: float, coefficient_map: str, tsrd_scope: str,
                    v_threshold: float, v_reset: float, detach_reset: bool, surrogate_function: Surrogate,
-                   tsrd_granularity: str = "step") -> torch.Tensor:
+                   tsrd_granularity: str = "step", loop_kernel: str = "steps") -> torch.Tensor:
     """STAA-LIF (``reference.staa.staa_lif_reference``'s arguments, as ``STAALIFNode.options()`` gives
     them, with an explicit ``drop_mask``: ``tsrd_granularity`` only shapes a draw, so it is unused here) with
-    PE in torch, the GC pooling on its fused sweep and the loop above. fp32 state; spikes in x's dtype.
-    Coefficients of shape [C] or scalar."""
+    PE in torch, the GC pooling on its fused sweep and the loop: ``loop_kernel="steps"`` on the step kernels
+    above, ``"persistent"`` as one kernel each way (``ops.staa_loop_triton``). fp32 state; spikes in x's
+    dtype. Coefficients of shape [C] or scalar."""
+    check_option(loop_kernel, LOOP_KERNELS, "loop_kernel")
     T, B = x.shape[:2]
     xs = x.float()
     feat = staa_features_fused(xs, params, gc_fusion=gc_fusion, gc_layer_norm=gc_layer_norm, ln_eps=ln_eps)
@@ -192,7 +185,9 @@ def staa_lif_fused(x: torch.Tensor, params: Any, *, drop_mask: torch.Tensor | No
             feat = torch.where(mask[:, :, None, None, None], xs, feat)
     a, b = staa_coefficients(params.m.float(), params.n.float(), coefficient_map)
     sa = None if params.sa is None else SAParams(*(w.float() for w in params.sa))
-    spikes, _ = staa_loop_fused(feat, a, b, sa, mask, alpha=alpha, sa_gate=sa_gate, v_threshold=v_threshold,
-                                v_reset=v_reset, detach_reset=detach_reset, surrogate=surrogate_function,
-                                v_init=None, spike_dtype=x.dtype)
+    loop = dict(alpha=alpha, sa_gate=sa_gate, v_threshold=v_threshold, v_reset=v_reset, detach_reset=detach_reset,
+                surrogate=surrogate_function, spike_dtype=x.dtype)
+    if loop_kernel == "persistent":
+        return staa_loop_persistent(feat, a, b, sa, mask, **loop)
+    spikes, _ = staa_loop_fused(feat, a, b, sa, mask, v_init=None, **loop)
     return spikes

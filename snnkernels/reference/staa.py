@@ -43,6 +43,7 @@ __all__ = [
     "COEFFICIENT_MAPS",
     "COEFFICIENT_SHAPES",
     "PE_SHAPES",
+    "LOOP_KERNELS",
     "TSRD_SCOPES",
     "TSRD_GRANULARITIES",
     "GCParams",
@@ -68,6 +69,8 @@ SA_GATES = ("sigmoid", "softmax", "scaled_logits")
 COEFFICIENT_MAPS = ("raw", "tanh")
 COEFFICIENT_SHAPES = ("C", "CHW", "scalar")
 PE_SHAPES = ("TCHW", "TC", "T")
+# backend="triton" only: the time loop on per-step kernels, or as one persistent kernel per direction
+LOOP_KERNELS = ("steps", "persistent")
 TSRD_SCOPES = ("step_attention", "all")
 TSRD_GRANULARITIES = ("step", "sample")
 

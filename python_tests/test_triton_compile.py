@@ -43,7 +43,8 @@ def test_all_variants_compiled(compiled_variants):
                        "gated_product_bwd_kernel", "gated_leaky_fwd_kernel", "gated_leaky_bwd_kernel",
                        "gc_context_fwd_kernel", "gc_context_bwd_kernel", "staa_step_fwd_kernel",
                        "staa_step_bwd_kernel", "tcsa_step_fwd_kernel", "tcsa_step_bwd_kernel",
-                       "dta_leaky_fwd_kernel", "dta_leaky_bwd_kernel"}
+                       "dta_leaky_fwd_kernel", "dta_leaky_bwd_kernel", "staa_loop_fwd_kernel",
+                       "staa_loop_bwd_kernel"}
     surrogates = {r["flags"]["SG_ID"] for r in compiled_variants if r["kernel"] == "leaky_bwd_kernel"}
     assert surrogates == {0, 1, 2, 3}
     assert {r["dtype"] for r in compiled_variants} == {"fp32", "fp16", "bf16"}

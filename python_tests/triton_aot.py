@@ -25,15 +25,17 @@ from snnkernels.kernels.triton.dta_leaky import dta_leaky_bwd_kernel, dta_leaky_
 from snnkernels.kernels.triton.gated_leaky import gated_leaky_bwd_kernel, gated_leaky_fwd_kernel
 from snnkernels.kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_kernel
 from snnkernels.kernels.triton.global_context import gc_context_bwd_kernel, gc_context_fwd_kernel
+from snnkernels.kernels.triton.staa_loop import staa_loop_bwd_kernel, staa_loop_fwd_kernel
 from snnkernels.kernels.triton.staa_step import staa_step_bwd_kernel, staa_step_fwd_kernel
 from snnkernels.kernels.triton.tcsa_step import tcsa_step_bwd_kernel, tcsa_step_fwd_kernel
-from snnkernels.ops import gated_leaky_triton, global_context_triton, tcsa_paper_triton
+from snnkernels.ops import gated_leaky_triton, global_context_triton, staa_loop_triton, tcsa_paper_triton
 from snnkernels.ops.leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, launch_config
 from snnkernels.ops.rowwise_triton import _tiles, half_tiles
 
-INT_ARGS = {"T", "N", "S", "C", "R", "R1", "B", "st", "sb", "sc", "nst", "nsb", "nsc", "rows_per_split", "n_pblk"}
-# pointers to int32 indices (argmax outputs and inputs)
-INDEX_PTRS = {"arg_ptr", "max_arg_ptr", "row_arg_ptr", "counts_ptr"}
+INT_ARGS = {"T", "N", "S", "C", "R", "R1", "B", "st", "sb", "sc", "nst", "nsb", "nsc", "rows_per_split", "n_pblk",
+            "HID", "n_slots"}
+# pointers to int32 values (indices, counts, TSRD drop flags)
+INDEX_PTRS = {"arg_ptr", "max_arg_ptr", "row_arg_ptr", "counts_ptr", "drop_ptr"}
 DTYPES = {"fp32": "*fp32", "fp16": "*fp16", "bf16": "*bf16"}
 # Pointers that carry the input dtype; all others are fp32 (states, coefficients, partial sums).
 DATA_PTRS = {"x_ptr", "spikes_ptr", "grad_spikes_ptr", "grad_x_ptr"}
@@ -149,6 +151,20 @@ def staa_cases():
                dict(tile, HAS_DH=sg != 2, HAS_DSUM=sg != 1, DETACH_RESET=sg % 2 == 1, SG_ID=sg), warps)
 
 
+def staa_loop_cases():
+    """STAA-LIF's persistent loop at the ResNet-20 shapes: C = 64 at 32 x 32 (hidden 16; spikes in every
+    dtype, every gate form), C = 256 at 8 x 8 (hidden 64: the MLP in chunks), with and without the step
+    attention and TSRD."""
+    for C, S, hid, dtypes in ((64, 1024, 16, tuple(DTYPES)), (256, 64, 64, ("fp32",))):
+        blocks = staa_loop_triton._blocks(C, S, hid)
+        warps = blocks.pop("num_warps")
+        for i, dtype in enumerate(dtypes):
+            flags = dict(blocks, HAS_SA=i != 1, GATE=i % 3, HAS_DROP=i != 2)
+            yield staa_loop_fwd_kernel, {"s_ptr"}, dtype, flags, warps
+            yield (staa_loop_bwd_kernel, {"ds_ptr"}, dtype,
+                   dict(flags, DETACH_RESET=i == 0, SG_ID=3 - i), warps)
+
+
 def tcsa_cases():
     """The paper TCSA-LIF's step kernels: C = 64 at 32 x 32 (spikes in every dtype), C = 512 at 8 x 8."""
     for C, S, dtypes in ((64, 1024, tuple(DTYPES)), (512, 64, ("fp32",))):
@@ -233,7 +249,7 @@ def main(archs: list[int]) -> None:
             usage = compile_one(fn, arch, dtype, constexprs, warps)
             print(json.dumps({"kernel": fn.__name__, "arch": arch, "dtype": dtype, "flags": constexprs, **usage}),
                   flush=True)
-        cases = [*dta_leaky_cases(), *staa_cases(), *tcsa_cases(), *gc_cases(), *rowwise_cases()]
+        cases = [*dta_leaky_cases(), *staa_cases(), *staa_loop_cases(), *tcsa_cases(), *gc_cases(), *rowwise_cases()]
         for fn, data_ptrs, dtype, constexprs, warps in cases:
             usage = compile_one(fn, arch, dtype, constexprs, warps, data_ptrs)
             print(json.dumps({"kernel": fn.__name__, "arch": arch, "dtype": dtype, "flags": constexprs, **usage}),

@@ -11,7 +11,10 @@ forward (row stats, pixel stats, apply: read + write) and 6 backward (3 sweeps: 
 ``tcja_maxpool`` is TCJA followed by a 2x2 max pool: eager and torch.compile gate the full tensor, ours
 pools first and applies ``tcja_gate`` to the pooled quarter (exact, spec 1.6). ``staa_lif`` is one STAA-LIF
 layer of the (reconstructed) STAA ResNet-20 at T = 4, batch 64, training mode with a fixed TSRD mask; ours
-fuses its global-context pooling (one sweep each way) and runs the step-attention loop on the step kernels. ``ma_tcsa_paper`` is the MA-SNN paper's in-loop TCSA-LIF
+fuses its global-context pooling (one sweep each way) and runs the step-attention loop on the step
+kernels; ``staa_lif_persistent`` is the same layer with the loop as one persistent kernel each way
+(``loop_kernel="persistent"``: one program per sample), timed for ours only, against ``staa_lif``'s eager
+and compile rows. ``ma_tcsa_paper`` is the MA-SNN paper's in-loop TCSA-LIF
 (not the released code) at a CIFAR10-DVS layer; ours runs every gate's statistics on the sweeps and each
 step's gating, fire and reset as one kernel each way. ``dta_lif`` is DTA-SNN's encoding block
 ``DTA(X, LIF(X))`` with its TET LIF (fp32); ours forms DTA's output inside the neuron's time loop
@@ -60,7 +63,9 @@ PROVIDERS = ("torch-eager", "torch-compile", "snnkernels-triton")
 # passes over one [T, B, C, H, W] tensor in the storage dtype: (forward, backward) at the floor
 PASSES = {"tcja": (3, 4), "tcja_maxpool": (None, None), "txa": (3, 5), "dta_product": (5, 9), "dta": (None, None),
           "ma_tcsa": (4, 6), "ma_tcsa_lif": (None, None), "staa_lif": (None, None), "ma_tcsa_paper": (None, None),
-          "dta_lif": (None, None)}
+          "dta_lif": (None, None), "staa_lif_persistent": (None, None)}
+# ops whose eager and torch.compile rows are another op's (same computation, only ours differs)
+SAME_BASELINE = {"staa_lif_persistent": "staa_lif"}
 # MA-SNN reduction ratios (t_ratio, c_ratio) per placement T (spec 3.3 Config.py): Gesture T = 60: 5 / 8;
 # CIFAR10-DVS T = 20: 2 / 8
 MA_RATIOS = {60: (5, 8), 20: (2, 8)}
@@ -101,7 +106,7 @@ def make_inputs(case: Case, device: str, seed: int = 0):
                    rnd(C, hc, scale=hc ** -0.5), rnd(1, 2, 3, 3, scale=1 / 3)]
         weights = [w.requires_grad_() for w in weights]
         return [x, *weights], [x, *weights], grad_out
-    if case.op in ("staa_lif", "ma_tcsa_paper", "dta_lif"):
+    if case.op in ("staa_lif", "staa_lif_persistent", "ma_tcsa_paper", "dta_lif"):
         return [x], [x], grad_out  # the module owns its parameters
     return [x, spikes], [x], grad_out  # dta: the module owns its parameters
 
@@ -166,7 +171,7 @@ def _dta_lif(case: Case, device: str, backend: str):
 def op_fn(case: Case, device: str, backend: str):
     if case.op == "dta_lif":
         return _dta_lif(case, device, backend)
-    if case.op == "staa_lif":
+    if case.op in ("staa_lif", "staa_lif_persistent"):
         return _staa_lif(case, device, backend)
     if case.op == "ma_tcsa_paper":
         return _layer_module(case, device, backend)
@@ -200,7 +205,7 @@ def build(provider: str, case: Case, device: str):
 def _params_of(case: Case, device: str, backend: str) -> list[torch.Tensor]:
     if case.op in ("dta", "dta_lif"):
         return list(_dta_module(case, device, backend).parameters())
-    if case.op in ("staa_lif", "ma_tcsa_paper"):
+    if case.op in ("staa_lif", "staa_lif_persistent", "ma_tcsa_paper"):
         return list(_layer_module(case, device, backend).parameters())
     return []
 
@@ -219,14 +224,15 @@ def _layer_module(case: Case, device: str, backend: str):
     if key not in _LAYER_MODULES:
         T, _, C, H, W = case.shape
         torch.manual_seed(0)
-        if case.op == "staa_lif":
-            module = STAALIFNode(T, C, H, W, m_init=0.5, n_init=1.0, backend=backend)
+        if case.op in ("staa_lif", "staa_lif_persistent"):
+            loop_kernel = "persistent" if case.op == "staa_lif_persistent" else "steps"
+            module = STAALIFNode(T, C, H, W, m_init=0.5, n_init=1.0, backend=backend, loop_kernel=loop_kernel)
         else:
             module = TCSALIFNode(T, C, *MA_RATIOS.get(T, (2, 8)), 3, "TCS", backend=backend)
         with torch.no_grad():
             for name, p in module.named_parameters():
                 p.normal_(0.0, 0.1 if name.startswith("sa.") else 0.2)
-            if case.op == "staa_lif":
+            if case.op != "ma_tcsa_paper":
                 module.M.uniform_(0.3, 0.9)
                 module.N.uniform_(0.8, 1.5)
         _LAYER_MODULES[key] = module.to(device)
@@ -283,20 +289,23 @@ def cases(device: str, quick: bool, ops: list[str], dtypes: list[torch.dtype]) -
                   "ma_tcsa_lif": [(60, 16, 64, 32, 32), (20, 16, 128, 16, 16)],
                   # STAA ResNet-20 (docs/models.md) at T = 4, CIFAR batch 64: the stem and stage-1 / 2 layers
                   "staa_lif": [(4, 64, 64, 32, 32), (4, 64, 64, 16, 16), (4, 64, 128, 8, 8)],
+                  "staa_lif_persistent": [(4, 64, 64, 32, 32), (4, 64, 64, 16, 16), (4, 64, 128, 8, 8)],
                   # the paper's in-loop TCSA-LIF at a CIFAR10-DVS layer
                   "ma_tcsa_paper": [(20, 16, 128, 16, 16)]}
     else:
         shapes = {"tcja": [(20, 2, 128, 16, 16)], "tcja_maxpool": [(20, 2, 128, 16, 16)], "txa": [(4, 4, 64, 16, 16)],
                   "dta_product": [(4, 4, 64, 16, 16)], "dta": [(4, 2, 64, 16, 16)], "dta_lif": [(4, 2, 64, 16, 16)],
                   "ma_tcsa": [(20, 2, 32, 16, 16)], "ma_tcsa_lif": [(20, 2, 32, 16, 16)],
-                  "staa_lif": [(4, 4, 32, 16, 16)], "ma_tcsa_paper": [(8, 2, 16, 8, 8)]}
+                  "staa_lif": [(4, 4, 32, 16, 16)], "staa_lif_persistent": [(4, 4, 32, 16, 16)],
+                  "ma_tcsa_paper": [(8, 2, 16, 8, 8)]}
     if quick:
         shapes = {k: v[:1] for k, v in shapes.items()}
         dtypes = dtypes[:1]
     # with a neuron behind it, half precision may flip a spike that sits within an ulp of the threshold, and
     # the verification compares outputs exactly enough to call that a failure: that op runs in fp32 only
     return [Case(op, s, dt) for dt in dtypes for op in ops for s in shapes[op]
-            if not (op in ("ma_tcsa_lif", "staa_lif", "ma_tcsa_paper", "dta_lif") and dt != torch.float32)]
+            if not (op in ("ma_tcsa_lif", "staa_lif", "staa_lif_persistent", "ma_tcsa_paper", "dta_lif")
+                    and dt != torch.float32)]
 
 
 def floor_bytes(case: Case, mode: str) -> int | None:
@@ -346,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = metadata(device)
     meta["byte_model"] = "bench/attention.py PASSES: the two-sweep floor per element of X"
     meta["copy_bandwidth_GBps"] = copy_bandwidth_gbps(device)
-    jobs = [(c, p) for c in cases(device, args.quick, args.ops, dtypes) for p in args.providers]
+    jobs = [(c, p) for c in cases(device, args.quick, args.ops, dtypes) for p in args.providers
+            if c.op not in SAME_BASELINE or p == "snnkernels-triton" or SAME_BASELINE[c.op] not in args.ops]
     # torch.compile compiles each case for tens of seconds: time every eager and fused row first, so a time
     # budget cuts compile rows, not ours
     jobs.sort(key=lambda job: job[1] == "torch-compile")
@@ -400,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _speedups(rows: list[dict]) -> None:
     """speedup_vs_eager, and the same against torch.compile in the note column of our rows."""
-    key = lambda r: (r["op"], r["mode"], r["dtype"], r["shape"])  # noqa: E731
+    key = lambda r: (SAME_BASELINE.get(r["op"], r["op"]), r["mode"], r["dtype"], r["shape"])  # noqa: E731
     base = {(key(r), r["provider"]): r["ms_p50"] for r in rows if r["status"] == "ok"}
     for r in rows:
         if r["status"] != "ok":

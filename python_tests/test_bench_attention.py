@@ -15,7 +15,8 @@ from bench import attention as A
 def test_verification_accepts_the_fused_ops(op):
     # STAA's GC LayerNorm runs over C // 4 features (C = 6 would leave one, a degenerate norm); the paper TCSA
     # takes C >= its CA reduction 8
-    case = A.Case(op, (4, 2, 16 if op in ("staa_lif", "ma_tcsa_paper") else 6, 5, 3), torch.float32)
+    case = A.Case(op, (4, 2, 16 if op in ("staa_lif", "staa_lif_persistent", "ma_tcsa_paper") else 6, 5, 3),
+                  torch.float32)
     assert A.verify("snnkernels-triton", case, "cpu" if not torch.cuda.is_available() else "cuda") is None
 
 

@@ -99,9 +99,12 @@ def _dropped(drop_ptr, tb, HAS_DROP: tl.constexpr):
 
 
 @triton.jit
-def _sweep_rows(r0, C, S, BLOCK_R: tl.constexpr):
+def _row_factors(a_ptr, b_ptr, ga_ptr, gb_ptr, tb, r0, C, BLOCK_R: tl.constexpr):
+    """Rows r0.. of the sample (channels), their mask, and a, b, ga, gb of step t as [BLOCK_R, 1] columns."""
     rows = r0 + tl.arange(0, BLOCK_R)
-    return rows, rows < C
+    rmask = rows < C
+    return (rows, rmask, _row(a_ptr, 0, rows, rmask), _row(b_ptr, 0, rows, rmask), _row(ga_ptr, tb * C, rows, rmask),
+            _row(gb_ptr, tb * C, rows, rmask))
 
 
 @triton.jit
@@ -173,11 +176,7 @@ def staa_loop_fwd_kernel(
         h_out = (t % n_slots) * state_slot + bi * sample
         y_base = tb.to(tl.int64) * sample
         for r0 in range(0, C, BLOCK_R):
-            rows, rmask = _sweep_rows(r0, C, S, BLOCK_R)
-            a = _row(a_ptr, 0, rows, rmask)
-            b = _row(b_ptr, 0, rows, rmask)
-            ga = _row(ga_ptr, tb * C, rows, rmask)
-            gb = _row(gb_ptr, tb * C, rows, rmask)
+            rows, rmask, a, b, ga, gb = _row_factors(a_ptr, b_ptr, ga_ptr, gb_ptr, tb, r0, C, BLOCK_R)
             acc = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
             for s0 in range(0, S, BLOCK_S):
                 offs, mask = _sweep_tile(0, rows, rmask, s0, S, BLOCK_S)
@@ -223,11 +222,7 @@ def staa_loop_bwd_kernel(
         h_in = (t - 1) * state_slot + bi * sample
         # --- sweep 1: dL/dU (the neuron's own chain plus the state carried from step t + 1), per-row sums
         for r0 in range(0, C, BLOCK_R):
-            rows, rmask = _sweep_rows(r0, C, S, BLOCK_R)
-            a = _row(a_ptr, 0, rows, rmask)
-            b = _row(b_ptr, 0, rows, rmask)
-            ga = _row(ga_ptr, tb * C, rows, rmask)
-            gb = _row(gb_ptr, tb * C, rows, rmask)
+            rows, rmask, a, b, ga, gb = _row_factors(a_ptr, b_ptr, ga_ptr, gb_ptr, tb, r0, C, BLOCK_R)
             d_sum = _row(row_ptr + 2 * bc, bi * C, rows, rmask & (t < T - 1))
             acc_ga = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
             acc_gb = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
@@ -299,11 +294,7 @@ def staa_loop_bwd_kernel(
         tl.debug_barrier()
         # --- sweep 2: dL/dH_{t-1} (carried) and dL/dY_t with the pooling's share
         for r0 in range(0, C, BLOCK_R):
-            rows, rmask = _sweep_rows(r0, C, S, BLOCK_R)
-            a = _row(a_ptr, 0, rows, rmask)
-            b = _row(b_ptr, 0, rows, rmask)
-            ga = _row(ga_ptr, tb * C, rows, rmask)
-            gb = _row(gb_ptr, tb * C, rows, rmask)
+            rows, rmask, a, b, ga, gb = _row_factors(a_ptr, b_ptr, ga_ptr, gb_ptr, tb, r0, C, BLOCK_R)
             d_mean_y = _row(row_ptr + 3 * bc, bi * C, rows, rmask)
             for s0 in range(0, S, BLOCK_S):
                 offs, mask = _sweep_tile(0, rows, rmask, s0, S, BLOCK_S)

@@ -227,3 +227,24 @@ def test_module_loop_kernel_option():
     assert "loop_kernel='persistent'" in repr(persistent)
     with pytest.raises(ValueError, match="loop_kernel"):
         STAALIFNode(T, C, H, W, loop_kernel="fast")
+
+
+def test_persistent_loop_compiles_without_graph_breaks():
+    """The persistent loop's ops have fake implementations: the layer traces whole, and the compiled
+    (aot_eager) forward and backward equal eager."""
+    from snnkernels.nn import STAALIFNode
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    node = STAALIFNode(T, C, H, W, m_init=0.5, n_init=1.0, backend="triton", loop_kernel="persistent").to(DEVICE)
+    node.eval()
+    x = torch.randn(T, B, C, H, W, device=DEVICE) * 2
+    explanation = torch._dynamo.explain(node)(x)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    compiled = torch.compile(node, backend="aot_eager", fullgraph=True)
+    x_eager, x_compiled = leaves(x, x)
+    out, want = compiled(x_compiled), node(x_eager)
+    torch.testing.assert_close(out, want, rtol=0, atol=0)
+    grad_out = torch.randn_like(want)
+    (g,), (g_ref,) = torch.autograd.grad(out, [x_compiled], grad_out), torch.autograd.grad(want, [x_eager], grad_out)
+    torch.testing.assert_close(g, g_ref, rtol=0, atol=0)

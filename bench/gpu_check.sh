@@ -83,11 +83,21 @@ build() {
     [ "${PIPESTATUS[0]}" -eq 0 ] || FAILED+=("build")
 }
 
+# the files that hold what only a GPU can show first (native CUDA and CuPy, the kernels whose block barriers or
+# thread layouts the interpreter cannot exercise), so that a time limit cuts the CPU-proven rest
+GPU_FIRST="test_leaky.py test_staa_fused.py test_dta_neuron.py test_gated_neuron.py test_ma_snn_fused.py
+    test_global_context.py test_pooled_attention.py test_spikingjelly_parity.py"
+
 tests() {
     say "tests: python_tests on CUDA (at most ${TEST_SECONDS}s)"
-    local which=python_tests
-    [ "$DRY" = 1 ] && which=python_tests/test_surrogate.py
-    timeout --signal=INT --kill-after=20 "$TEST_SECONDS" $PY -m pytest "$which" -q -p no:cacheprovider -rfEs \
+    local which=() f first
+    first=" $(echo $GPU_FIRST) "  # one line, single spaces
+    for f in $GPU_FIRST; do which+=("python_tests/$f"); done
+    for f in python_tests/test_*.py; do
+        case "$first" in *" ${f#python_tests/} "*) ;; *) which+=("$f") ;; esac
+    done
+    [ "$DRY" = 1 ] && which=(python_tests/test_surrogate.py)
+    timeout --signal=INT --kill-after=20 "$TEST_SECONDS" $PY -m pytest "${which[@]}" -q -p no:cacheprovider -rfEs \
         --durations=15
     local rc=$?
     case $rc in

@@ -23,6 +23,7 @@ from ..nn.neuron import _SpikingNeuron
 __all__ = [
     "LAYOUTS",
     "check_layout",
+    "check_positive",
     "split_backend",
     "to_time_major",
     "from_time_major",
@@ -44,6 +45,13 @@ def check_layout(owner: str, layout: str) -> str:
     if layout not in LAYOUTS:
         raise ValueError(f"{owner}: layout must be 'TB' (sequences [T, B, ...]) or 'BT' ([B, T, ...]), got {layout!r}")
     return layout
+
+
+def check_positive(owner: str, value: object, name: str) -> int:
+    """``value`` if it is a positive int (not a bool), else a ValueError naming the network and argument."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
+    return value
 
 
 def split_backend(owner: str, backend: str) -> tuple[str, str]:

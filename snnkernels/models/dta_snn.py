@@ -35,7 +35,8 @@ from torch import nn
 from ..nn.attention import DTA
 from ..nn.fused import neuron_dta
 from ..nn.neuron import TETLIFNode
-from ._blocks import StepBatchNorm, StepLayer, check_layout, from_time_major, split_backend, to_time_major
+from ._blocks import (StepBatchNorm, StepLayer, check_layout, check_positive, from_time_major, split_backend,
+                      to_time_major)
 
 __all__ = ["MSBlock", "MSResNet", "DTA_SNN_18", "DTA_SNN_34"]
 
@@ -126,8 +127,7 @@ class MSResNet(nn.Module):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        if isinstance(time_step, bool) or not isinstance(time_step, int) or time_step < 1:
-            raise ValueError(f"{owner}: time_step must be a positive int, got {time_step!r}")
+        check_positive(owner, time_step, "time_step")
         if not (len(layers) == len(widths) == len(strides)) or len(layers) == 0:
             raise ValueError(f"{owner}: layers, widths and strides need one entry per stage, got "
                              f"{list(layers)}, {list(widths)}, {list(strides)}")

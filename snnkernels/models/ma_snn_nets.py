@@ -31,7 +31,7 @@ from ..nn.fused import attention_neuron
 from ..nn.neuron import AttResLIFNode, MASNNLIFNode
 from ..reference.ma_snn import check_dims
 from ..surrogate import Rectangle
-from ._blocks import check_layout, split_backend, to_time_major
+from ._blocks import check_layout, check_positive, split_backend, to_time_major
 
 __all__ = [
     "MASNNPreset", "MASNN_DVS_GESTURE", "MASNN_CIFAR10_DVS", "MASNN_DVS_GAIT", "MASNN_PRESETS",
@@ -96,12 +96,6 @@ def _check_dims_or_none(owner: str, dims: str | None) -> str | None:
         return check_dims(dims)
     except ValueError as e:
         raise ValueError(f"{owner}: {e}; or None / 'no' for no attention") from None
-
-
-def _positive(owner: str, value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
-    return value
 
 
 class ConvAttLIF(nn.Module):
@@ -223,16 +217,16 @@ class MASNN(nn.Module):
         self.layout = check_layout(owner, layout)
         self.backend = backend
         neuron_backend, attention_backend = split_backend(owner, backend)
-        self.T = _positive(owner, T, "T")
+        self.T = check_positive(owner, T, "T")
         self.dims = _check_dims_or_none(owner, dims)
-        self.in_channels = _positive(owner, in_channels, "in_channels")
-        self.input_size = _positive(owner, input_size, "input_size")
+        self.in_channels = check_positive(owner, in_channels, "in_channels")
+        self.input_size = check_positive(owner, input_size, "input_size")
         channels, pools = tuple(channels), tuple(pools)
         if len(channels) != len(pools) or not channels:
             raise ValueError(f"{owner}: channels and pools need one entry per conv layer, got {channels}, {pools}")
         size = self.input_size
         for p in pools:
-            _positive(owner, p, "each pool")
+            check_positive(owner, p, "each pool")
             size //= p
         if size < 1:
             raise ValueError(f"{owner}: input_size {input_size} is too small for the pools {pools}")
@@ -343,8 +337,8 @@ class AttResSNN(nn.Module):
         self.layout = check_layout(owner, layout)
         self.backend = backend
         neuron_backend, _ = split_backend(owner, backend)
-        self.T = _positive(owner, T, "T")
-        self.in_channels = _positive(owner, in_channels, "in_channels")
+        self.T = check_positive(owner, T, "T")
+        self.in_channels = check_positive(owner, in_channels, "in_channels")
         strides = tuple(strides) if strides is not None else (2,) * len(layers)
         if not (len(layers) == len(widths) == len(strides)) or not layers:
             raise ValueError(f"{owner}: layers, widths and strides need one entry per stage, got "
@@ -358,7 +352,7 @@ class AttResSNN(nn.Module):
         self._stage_names = []
         planes_in = stem_channels
         for i, (blocks, width, stride) in enumerate(zip(layers, widths, strides)):
-            _positive(owner, blocks, "blocks per stage")
+            check_positive(owner, blocks, "blocks per stage")
             stage = []
             for s in [stride] + [1] * (blocks - 1):
                 stage.append(AttResBlock(planes_in, width, s, c_ratio, layout="TB", backend=backend))

@@ -37,7 +37,7 @@ from torch import nn
 
 from ..nn.neuron import LeakyNode
 from ..nn.staa import STAALIFNode
-from ._blocks import SeqToANN, check_layout, split_backend, to_time_major
+from ._blocks import SeqToANN, check_layout, check_positive, split_backend, to_time_major
 
 __all__ = ["STAABasicBlock", "STAAResNet", "STAA_ResNet20"]
 
@@ -50,12 +50,6 @@ STAA_OPTIONS = tuple(sorted(k for k in _STAA_PARAMS if k not in _RESERVED))
 
 Size = tuple[int, int]
 NeuronFactory = Callable[[int, Size], nn.Module]
-
-
-def _positive(owner: str, value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
-    return value
 
 
 def _check_staa_options(owner: str, options: Mapping[str, object] | None) -> dict:
@@ -214,8 +208,8 @@ class STAAResNet(nn.Module):
         self.layout = check_layout(owner, layout)
         neuron_backend, _ = split_backend(owner, backend)
         self.backend = backend
-        self.T = _positive(owner, T, "T")
-        self.in_channels = _positive(owner, in_channels, "in_channels")
+        self.T = check_positive(owner, T, "T")
+        self.in_channels = check_positive(owner, in_channels, "in_channels")
         self.input_size = self._check_input_size(owner, input_size)
         layers, widths, strides = self._check_stages(owner, layers, widths, strides)
         if not isinstance(staa, bool):
@@ -227,7 +221,7 @@ class STAAResNet(nn.Module):
         neuron = _neuron_factory(owner, staa, self.T, self.staa_options, seed, neuron_backend)
         self.seed = seed
 
-        stem_channels = _positive(owner, stem_channels, "stem_channels")
+        stem_channels = check_positive(owner, stem_channels, "stem_channels")
         size = self.input_size
         self.stem = nn.Sequential(
             _conv_bn(self.in_channels, stem_channels), neuron(stem_channels, size),
@@ -245,7 +239,7 @@ class STAAResNet(nn.Module):
                 inplanes = width
             setattr(self, f"layer{i + 1}", nn.Sequential(*stage))
             self._stage_names.append(f"layer{i + 1}")
-        self.fc = nn.Linear(inplanes, _positive(owner, num_classes, "num_classes"))
+        self.fc = nn.Linear(inplanes, check_positive(owner, num_classes, "num_classes"))
         # the sibling's FC init: N(0, (1 / in_features)^2), zero bias
         nn.init.normal_(self.fc.weight, 0.0, 1.0 / inplanes)
         nn.init.zeros_(self.fc.bias)
@@ -255,7 +249,7 @@ class STAAResNet(nn.Module):
         hw = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
         if len(hw) != 2:
             raise ValueError(f"{owner}: input_size must be an int or (H, W), got {input_size!r}")
-        h, w = (_positive(owner, v, "input_size") for v in hw)
+        h, w = (check_positive(owner, v, "input_size") for v in hw)
         if h < 2 or w < 2:
             raise ValueError(f"{owner}: input_size {hw} is too small: the stem's AvgPool2d(2) needs at least 2x2")
         return (h, w)
@@ -268,7 +262,7 @@ class STAAResNet(nn.Module):
                              f"{list(layers)}, {list(widths)}, {list(strides)}")
         for values, name in ((layers, "each entry of layers"), (widths, "each width"), (strides, "each stride")):
             for v in values:
-                _positive(owner, v, name)
+                check_positive(owner, v, name)
         return layers, widths, strides
 
     def manual_seed(self, seed: int) -> None:

@@ -25,7 +25,7 @@ summed in a fixed order by torch (deterministic, no atomics). fp32 arithmetic, o
 import triton
 import triton.language as tl
 
-from .gated_leaky import _gate_of_step, _gated_tile
+from .gated_leaky import _gate_of_step, _gated_tile, _store_row_counts
 from .leaky import _chunk_start, _fire, _grad_charge, _reset, _store_checkpoint
 from .rowwise import _na_value, _sigmoid, _tile_rows
 
@@ -94,8 +94,7 @@ def dta_leaky_fwd_kernel(
             y = _sigmoid(na * ((x + a) * (x + b))) * tl.where(spike, 1.0, 0.0)
             tl.store(y_ptr + at, y.to(y_ptr.dtype.element_ty), mask=mask & valid)
             if COUNT:  # the neuron's firing statistics, without its spikes ever being stored
-                fired = tl.sum(tl.where(spike & mask, 1, 0), axis=1)
-                tl.store(counts_ptr + count_row + t * R1, fired, mask=rmask & valid)
+                _store_row_counts(counts_ptr, count_row, t, R1, spike, mask, rmask & valid)
             v = tl.where(valid, _reset(h, spike, v_threshold, v_reset, HARD_RESET), v)
 
 

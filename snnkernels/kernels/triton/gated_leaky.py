@@ -80,6 +80,12 @@ def _spatial_map(map_ptr, rows, cols, mask, S, C, HAS_MAP: tl.constexpr):
         return 1.0
 
 
+@triton.jit
+def _store_row_counts(counts_ptr, count_row, t, R1, spike, mask, row_mask):
+    """The tile's spikes at step t per row (int32, over this program's columns), in its own partial slot."""
+    tl.store(counts_ptr + count_row + t * R1, tl.sum(tl.where(spike & mask, 1, 0), axis=1), mask=row_mask)
+
+
 @triton.jit(do_not_specialize=["T"])
 def gated_leaky_fwd_kernel(
     x_ptr,  # [T, B, C, H, W] the attention's input, fp32/fp16/bf16
@@ -121,8 +127,7 @@ def gated_leaky_fwd_kernel(
             if COUNT:
                 # spikes per (t, b, c) without a second pass (exact int32): the firing statistics, and for
                 # binary input to a TCJA the pooled mean Z = count / HW (its popcount, spec 1.6)
-                fired = tl.sum(tl.where(spike & mask, 1, 0), axis=1)
-                tl.store(counts_ptr + count_row + t * R1, fired, mask=rmask & valid)
+                _store_row_counts(counts_ptr, count_row, t, R1, spike, mask, rmask & valid)
             v = tl.where(valid, _reset(h, spike, v_threshold, v_reset, HARD_RESET), v)
 
 

@@ -209,12 +209,17 @@ class _MAGatedNeuronFunction(torch.autograd.Function):
         return grads + (None,) * 4
 
 
+def _mlp_weights(ta: tuple[torch.Tensor, torch.Tensor] | None, ca: tuple[torch.Tensor, torch.Tensor] | None
+                 ) -> tuple[torch.Tensor | None, ...]:
+    """(ta_w0, ta_w1, ca_w0, ca_w1), None for an absent gate: the autograd Functions take them one by one."""
+    return (*(ta if ta is not None else (None, None)), *(ca if ca is not None else (None, None)))
+
+
 def ma_attention_fused(x: torch.Tensor, dims: str, ta: tuple[torch.Tensor, torch.Tensor] | None,
                        ca: tuple[torch.Tensor, torch.Tensor] | None, sa: torch.Tensor | None) -> torch.Tensor:
     """relu of the released TA / CA / SA chain on x [T, B, C, H, W] (Triton sweeps). ``ta`` / ``ca`` are the
     shared MLPs' (w0 [hidden, in], w1 [in, hidden]) matrices, ``sa`` the [1, 2, k, k] conv weight."""
-    ta_w0, ta_w1 = ta if ta is not None else (None, None)
-    ca_w0, ca_w1 = ca if ca is not None else (None, None)
+    ta_w0, ta_w1, ca_w0, ca_w1 = _mlp_weights(ta, ca)
     return _MAAttentionFunction.apply(rows_layout(x), dims, ta_w0, ta_w1, ca_w0, ca_w1, sa)
 
 
@@ -223,10 +228,8 @@ def ma_gates_fused(x: torch.Tensor, dims: str, ta: tuple[torch.Tensor, torch.Ten
                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The attention's gates (sc = g_t * g_c fp32 [T, B, C], g_s fp32 [B, H * W] or None) by passes 1 and
     2, differentiable in x and the weights; ``relu(x) * sc * g_s`` is the attention's output."""
-    ta_w0, ta_w1 = ta if ta is not None else (None, None)
-    ca_w0, ca_w1 = ca if ca is not None else (None, None)
+    ta_w0, ta_w1, ca_w0, ca_w1 = _mlp_weights(ta, ca)
     return _MAGatesFunction.apply(rows_layout(x), dims, ta_w0, ta_w1, ca_w0, ca_w1, sa)
-
 
 
 def ma_gated_neuron_fused(x: torch.Tensor, dims: str, ta: tuple[torch.Tensor, torch.Tensor] | None,
@@ -236,8 +239,7 @@ def ma_gated_neuron_fused(x: torch.Tensor, dims: str, ta: tuple[torch.Tensor, to
     """Spikes of the leaky neuron (``neuron``: ``ops.gated_leaky_triton.gated_leaky``'s settings) driven by
     the attention's output relu(X) * sc * g_s, which is never formed; with ``count_spikes`` also the spikes
     per (t, b, c), int32 [T, B, C]."""
-    ta_w0, ta_w1 = ta if ta is not None else (None, None)
-    ca_w0, ca_w1 = ca if ca is not None else (None, None)
+    ta_w0, ta_w1, ca_w0, ca_w1 = _mlp_weights(ta, ca)
     x = rows_layout(x)
     training = needs_training(x, ta_w0, ta_w1, ca_w0, ca_w1, sa)
     spikes, counts = _MAGatedNeuronFunction.apply(x, dims, ta_w0, ta_w1, ca_w0, ca_w1, sa, tuple(neuron), chunk,

@@ -24,8 +24,7 @@ bench/NOTES.md; ``staa_lif_fused(loop_kernel=...)`` selects.
 import triton
 import triton.language as tl
 
-from .leaky import _fire
-from .surrogate import surrogate_derivative
+from .leaky import _fire, _grad_charge
 
 SIGMOID, SOFTMAX, SCALED_LOGITS = 0, 1, 2  # the gate forms of reference.staa.step_attention_gates
 
@@ -235,14 +234,11 @@ def staa_loop_bwd_kernel(
                 big_a = a * h
                 big_b = b * y
                 u = ga * big_a + gb * big_b
-                sg = surrogate_derivative(u - v_threshold, SG_ID, sg_param)
-                grad_u = tl.load(ds_ptr + y_base + offs, mask=mask, other=0.0).to(tl.float32) * sg
-                spike = tl.where(_fire(u, v_threshold, False), 1.0, 0.0)
-                dh_du = 1.0 - spike
-                if not DETACH_RESET:
-                    dh_du = dh_du + (v_reset - u) * sg
+                grad_s = tl.load(ds_ptr + y_base + offs, mask=mask, other=0.0).to(tl.float32)
                 grad_h_next = tl.load(g_ptr + carried + offs, mask=mask & (t < T - 1), other=0.0) + d_sum
-                grad_u += grad_h_next * dh_du
+                # the leaky family's chain: hard reset to v_reset, firing on U >= threshold
+                grad_u = _grad_charge(grad_s, grad_h_next, u, v_threshold, v_reset, sg_param, True, False,
+                                      DETACH_RESET, SG_ID)
                 grad_u = tl.where(mask, grad_u, 0.0)
                 tl.store(gu_ptr + carried + offs, grad_u, mask=mask)
                 acc_ga += grad_u * big_a

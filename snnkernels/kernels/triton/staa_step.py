@@ -15,7 +15,7 @@ dL/da-part = sum_p dA h and dL/db-part = sum_p dB y.
 import triton
 import triton.language as tl
 
-from .leaky import _fire
+from .leaky import _fire, _grad_charge
 from .rowwise import _tile
 from .surrogate import surrogate_derivative
 
@@ -80,20 +80,19 @@ def staa_step_bwd_kernel(h_ptr, y_ptr, a_ptr, b_ptr, ga_ptr, gb_ptr, ds_ptr, dh_
     for s0 in range(0, S, BLOCK_S):
         offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
         h, y, big_a, big_b, u = _charge(h_ptr, y_ptr, offs, mask, a, b, ga, gb)
-        sg = surrogate_derivative(u - v_threshold, SG_ID, sg_param)
-        grad_u = tl.load(ds_ptr + offs, mask=mask, other=0.0).to(tl.float32) * sg
+        grad_s = tl.load(ds_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         if HAS_DH or HAS_DSUM:
-            spike = tl.where(_fire(u, v_threshold, False), 1.0, 0.0)
-            dh_du = 1.0 - spike
-            if not DETACH_RESET:
-                dh_du = dh_du + (v_reset - u) * sg
             if HAS_DH and HAS_DSUM:
                 grad_h_next = tl.load(dh_out_ptr + offs, mask=mask, other=0.0) + d_sum
             elif HAS_DH:
                 grad_h_next = tl.load(dh_out_ptr + offs, mask=mask, other=0.0)
             else:
                 grad_h_next = tl.zeros([BLOCK_R, BLOCK_S], tl.float32) + d_sum
-            grad_u += grad_h_next * dh_du
+            # the leaky family's chain: hard reset to v_reset, firing on U >= threshold
+            grad_u = _grad_charge(grad_s, grad_h_next, u, v_threshold, v_reset, sg_param, True, False,
+                                  DETACH_RESET, SG_ID)
+        else:
+            grad_u = grad_s * surrogate_derivative(u - v_threshold, SG_ID, sg_param)
         grad_u = tl.where(mask, grad_u, 0.0)
         grad_a = grad_u * ga
         grad_b = grad_u * gb

@@ -146,17 +146,19 @@ def attention_neuron(attention: nn.Module, neuron: nn.Module, x: torch.Tensor) -
 
 
 def _gated_neuron_call(neuron: nn.Module, x: torch.Tensor, run: Callable[[bool], object],
-                       need_counts: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``run(count_spikes)`` (a gated-kernel call) in place of ``neuron(...)``: its hooks run, its firing
-    statistics are recorded, and the spike counts per (t, b, c) come back when asked."""
+                       need_counts: bool, out_is_spikes: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``run(count_spikes)`` (a fused kernel call) in place of ``neuron(...)``: its hooks run, its firing
+    statistics are recorded, and the spike counts per (t, b, c) come back when asked. ``out_is_spikes``
+    False: the call returns something else (DTA's output formed from the spikes), so the neuron's forward
+    hooks, observers only there, get None for the spikes."""
     _call_pre_hooks(neuron, x)
     count = need_counts or neuron.record_spike_counts
     out = run(count)
-    spikes, counts = out if count else (out, None)
+    out, counts = out if count else (out, None)
     if neuron.record_spike_counts:  # firing statistics: counted by the kernel as it fires
         neuron.spike_counts = counts.sum(dim=(1, 2), dtype=torch.int64)
-    _call_hooks(neuron, x, spikes)
-    return spikes, counts
+    _call_hooks(neuron, x, out if out_is_spikes else None)
+    return out, counts
 
 
 def neuron_tcja_pool(neuron: nn.Module, attention: nn.Module, pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -213,17 +215,15 @@ def neuron_dta(neuron: nn.Module, dta: nn.Module, x: torch.Tensor) -> torch.Tens
         return dta(x, neuron(x))
     notify_fusion(dta, neuron, x, "neuron-dta")
     _check_t_c("DTA", x, dta.T, dta.out_channels, "TB", "x_seq")
-    _call_pre_hooks(neuron, x)
-    _call_pre_hooks(dta, x)
-    xa, na = dta.T_XA, dta.T_NA
-    count = neuron.record_spike_counts
-    out = dta_on_neuron_fused(x, xa.conv_t.weight, xa.conv_c.weight, xa.scale_t, xa.scale_c, na.params(),
-                              neuron=neuron_settings(neuron), dilation=na.tca.dilation,
-                              attn_shortcut=na.attn_shortcut, count_spikes=count)
-    y, counts = out if count else (out, None)
-    if count:  # firing statistics: counted by the kernel as it fires
-        neuron.spike_counts = counts.sum(dim=(1, 2), dtype=torch.int64)
-    _call_hooks(neuron, x, None)
+    xa, na, settings = dta.T_XA, dta.T_NA, neuron_settings(neuron)
+
+    def run(count: bool):
+        return dta_on_neuron_fused(x, xa.conv_t.weight, xa.conv_c.weight, xa.scale_t, xa.scale_c, na.params(),
+                                   neuron=settings, dilation=na.tca.dilation, attn_shortcut=na.attn_shortcut,
+                                   count_spikes=count)
+
+    y, _ = _gated_neuron_call(neuron, x, run, need_counts=False, out_is_spikes=False)
+    _call_pre_hooks(dta, x)  # observers (dta_fusion_blocker): they see the call, the computation is done
     _call_hooks(dta, x, y)
     return y
 

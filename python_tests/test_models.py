@@ -398,6 +398,9 @@ def test_clear_errors():
         DTA_SNN_18(backend="fast")
     with pytest.raises(ValueError, match="time_step must be a positive int"):
         DTA_SNN_18(time_step=0)
+    for make in (TCJA_CIFAR10DVS, TCJA_DVS128):
+        with pytest.raises(ValueError, match=f"{make.__name__}: T must be a positive int"):
+            make(T=0)
     with pytest.raises(ValueError, match=r"built for T = 3 .* has 5 at dim 1"):
         TCJA_CIFAR10DVS(T=3)(torch.rand(2, 5, 2, 8, 8))
     with pytest.raises(ValueError, match="2 polarity channels"):

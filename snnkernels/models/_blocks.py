@@ -24,6 +24,7 @@ __all__ = [
     "LAYOUTS",
     "check_layout",
     "check_positive",
+    "network_options",
     "split_backend",
     "to_time_major",
     "from_time_major",
@@ -64,6 +65,19 @@ def split_backend(owner: str, backend: str) -> tuple[str, str]:
     if backend not in NEURON_BACKENDS:
         raise ValueError(f"{owner}: backend must be one of {NEURON_BACKENDS}, got {backend!r}")
     return backend, backend if backend in ATTENTION_BACKENDS else "auto"
+
+
+def network_options(net: nn.Module, T: object, layout: str, backend: str, t_name: str = "T") -> tuple[str, str]:
+    """Check and set the options every network takes: ``net.T``, ``net.layout`` and ``net.backend``.
+
+    Returns the (neuron backend, attention backend) pair of ``split_backend``. ``t_name`` is the argument's
+    name in the constructor (DTA-SNN's official ``time_step``), for the error message.
+    """
+    owner = type(net).__name__
+    net.T = check_positive(owner, T, t_name)
+    net.layout = check_layout(owner, layout)
+    net.backend = backend
+    return split_backend(owner, backend)
 
 
 def to_time_major(owner: str, x: torch.Tensor, layout: str, T: int, rank: int, shape: str) -> torch.Tensor:

@@ -35,8 +35,7 @@ from torch import nn
 from ..nn.attention import DTA
 from ..nn.fused import neuron_dta
 from ..nn.neuron import TETLIFNode
-from ._blocks import (StepBatchNorm, StepLayer, check_layout, check_positive, from_time_major, split_backend,
-                      to_time_major)
+from ._blocks import StepBatchNorm, StepLayer, from_time_major, network_options, to_time_major
 
 __all__ = ["MSBlock", "MSResNet", "DTA_SNN_18", "DTA_SNN_34"]
 
@@ -127,7 +126,7 @@ class MSResNet(nn.Module):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        check_positive(owner, time_step, "time_step")
+        neuron_backend, attention_backend = network_options(self, time_step, layout, backend, "time_step")
         if not (len(layers) == len(widths) == len(strides)) or len(layers) == 0:
             raise ValueError(f"{owner}: layers, widths and strides need one entry per stage, got "
                              f"{list(layers)}, {list(widths)}, {list(strides)}")
@@ -135,10 +134,6 @@ class MSResNet(nn.Module):
             raise ValueError(f"{owner}: stem must be 'cifar' or 'imagenet', got {stem!r}")
         if stem == "imagenet" and dvs:
             raise ValueError(f"{owner}: the ImageNet stem takes static images only (dvs=False)")
-        self.layout = check_layout(owner, layout)
-        self.backend = backend
-        neuron_backend, attention_backend = split_backend(owner, backend)
-        self.T = time_step
         self.dvs = bool(dvs)
         self.in_channels = int(in_channels if in_channels is not None else (2 if dvs else 3))
         self.stem = stem

@@ -31,7 +31,7 @@ from ..nn.fused import attention_neuron
 from ..nn.neuron import AttResLIFNode, MASNNLIFNode
 from ..reference.ma_snn import check_dims
 from ..surrogate import Rectangle
-from ._blocks import check_layout, check_positive, split_backend, to_time_major
+from ._blocks import check_positive, network_options, to_time_major
 
 __all__ = [
     "MASNNPreset", "MASNN_DVS_GESTURE", "MASNN_CIFAR10_DVS", "MASNN_DVS_GAIT", "MASNN_PRESETS",
@@ -214,10 +214,7 @@ class MASNN(nn.Module):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        self.layout = check_layout(owner, layout)
-        self.backend = backend
-        neuron_backend, attention_backend = split_backend(owner, backend)
-        self.T = check_positive(owner, T, "T")
+        neuron_backend, attention_backend = network_options(self, T, layout, backend)
         self.dims = _check_dims_or_none(owner, dims)
         self.in_channels = check_positive(owner, in_channels, "in_channels")
         self.input_size = check_positive(owner, input_size, "input_size")
@@ -334,10 +331,7 @@ class AttResSNN(nn.Module):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        self.layout = check_layout(owner, layout)
-        self.backend = backend
-        neuron_backend, _ = split_backend(owner, backend)
-        self.T = check_positive(owner, T, "T")
+        neuron_backend, _ = network_options(self, T, layout, backend)
         self.in_channels = check_positive(owner, in_channels, "in_channels")
         strides = tuple(strides) if strides is not None else (2,) * len(layers)
         if not (len(layers) == len(widths) == len(strides)) or not layers:

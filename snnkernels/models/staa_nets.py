@@ -37,7 +37,7 @@ from torch import nn
 
 from ..nn.neuron import LeakyNode
 from ..nn.staa import STAALIFNode
-from ._blocks import SeqToANN, check_layout, check_positive, split_backend, to_time_major
+from ._blocks import SeqToANN, check_positive, network_options, to_time_major
 
 __all__ = ["STAABasicBlock", "STAAResNet", "STAA_ResNet20"]
 
@@ -205,10 +205,7 @@ class STAAResNet(nn.Module):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        self.layout = check_layout(owner, layout)
-        neuron_backend, _ = split_backend(owner, backend)
-        self.backend = backend
-        self.T = check_positive(owner, T, "T")
+        neuron_backend, _ = network_options(self, T, layout, backend)
         self.in_channels = check_positive(owner, in_channels, "in_channels")
         self.input_size = self._check_input_size(owner, input_size)
         layers, widths, strides = self._check_stages(owner, layers, widths, strides)

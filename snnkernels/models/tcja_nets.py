@@ -27,8 +27,8 @@ from torch import nn
 from ..nn.attention import TCJA
 from ..nn.neuron import LIFNode
 from ..surrogate import ATan, Surrogate, Triangle
-from ._blocks import (GatedPoolSequential, SeqToANN, SharedMaskDropout, VotingLayer, check_layout, from_time_major,
-                      split_backend, to_time_major)
+from ._blocks import (GatedPoolSequential, SeqToANN, SharedMaskDropout, VotingLayer, from_time_major, network_options,
+                      to_time_major)
 
 __all__ = ["TCJANetPreset", "DVS128_GESTURE", "CIFAR10_DVS", "PRESETS", "TCJA_DVS128", "TCJA_CIFAR10DVS"]
 
@@ -122,11 +122,7 @@ class TCJA_DVS128(nn.Module):
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        owner = type(self).__name__
-        self.layout = check_layout(owner, layout)
-        self.backend = backend
-        neuron_backend, attention_backend = split_backend(owner, backend)
-        self.T = T
+        neuron_backend, attention_backend = network_options(self, T, layout, backend)
         p = self.preset
         conv: list[nn.Module] = []
         for i in range(5):
@@ -192,11 +188,7 @@ class TCJA_CIFAR10DVS(nn.Module):
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        owner = type(self).__name__
-        self.layout = check_layout(owner, layout)
-        self.backend = backend
-        neuron_backend, attention_backend = split_backend(owner, backend)
-        self.T = T
+        neuron_backend, attention_backend = network_options(self, T, layout, backend)
         p = self.preset
         conv: list[nn.Module] = [SeqToANN(nn.AdaptiveAvgPool2d(48))]
         # (in, out[, mark]) per conv: an AvgPool2d(2) follows every marked conv, TCJA comes before it on "tcja"

@@ -180,7 +180,9 @@ class FiringStats:
 
     def nsar(self) -> list[float]:
         """Network spiking activity rate at each step: all layers' spikes at t over their neurons at t."""
-        counts = self.spike_counts()
+        return self._nsar(self.spike_counts())
+
+    def _nsar(self, counts: dict[str, list[int]]) -> list[float]:
         steps = max(len(c) for c in counts.values())
         spikes, neurons = [0] * steps, [0] * steps
         for name, row in counts.items():
@@ -191,7 +193,10 @@ class FiringStats:
 
     def nasar(self) -> float:
         """Network average spiking activity rate: the mean of ``nsar()`` over the steps (MA-SNN Sec. 4)."""
-        rates = self.nsar()
+        return self._nasar(self.spike_counts())
+
+    def _nasar(self, counts: dict[str, list[int]]) -> float:
+        rates = self._nsar(counts)
         if not rates:
             raise ValueError("firing statistics: the recorded layers have no neurons, so NASAR is undefined")
         return sum(rates) / len(rates)
@@ -203,9 +208,11 @@ class FiringStats:
 
     def synaptic_operations(self, per_sample: bool = True) -> float:
         """SOPs: sum over layers of spikes x fan-out of the consuming layer (layers without one add none)."""
-        counts = self.spike_counts()
-        sops = sum(sum(c) * self.layers[n].fan_out for n, c in counts.items() if self.layers[n].fan_out is not None)
+        sops = self._sops(self.spike_counts())
         return sops / self._samples() if per_sample else sops
+
+    def _sops(self, counts: dict[str, list[int]]) -> float:
+        return sum(sum(c) * self.layers[n].fan_out for n, c in counts.items() if self.layers[n].fan_out is not None)
 
     def energy(self, macs: float = 0.0, *, per_sample: bool = True, e_ac: float = E_AC, e_mac: float = E_MAC) -> float:
         """MA-SNN Eq. 17 in joules: ``e_mac * macs + e_ac * SOPs``; ``macs`` are the encoder layer's
@@ -213,7 +220,8 @@ class FiringStats:
         return energy(self.synaptic_operations(per_sample), macs, e_ac=e_ac, e_mac=e_mac)
 
     def summary(self) -> str:
-        """A per-layer table (spikes, neuron-steps, rate, consumer, fan-out, SOPs) and the network figures."""
+        """A per-layer table (spikes, neuron-steps, rate, consumer, fan-out, SOPs) and the network figures,
+        from one read of the counts."""
         counts = self.spike_counts()
         header = (f"{'layer':<28} {'spikes':>12} {'neuron-steps':>14} {'rate':>8}  {'consumer':<20} {'fan-out':>9} "
                   f"{'SOPs':>14}")
@@ -225,8 +233,7 @@ class FiringStats:
             sops = "-" if layer.fan_out is None else f"{spikes * layer.fan_out:.6g}"
             lines.append(f"{name:<28} {spikes:>12} {steps:>14} {_ratio(spikes, steps):>8.4f}  {layer.consumer!s:<20} "
                          f"{fo:>9} {sops:>14}")
-        lines.append(f"NASAR {self.nasar():.4f}; samples {self.samples}; SOPs {self.synaptic_operations(False):.6g} "
-                     f"in total")
+        lines.append(f"NASAR {self._nasar(counts):.4f}; samples {self.samples}; SOPs {self._sops(counts):.6g} in total")
         if self.unrecorded:
             lines.append(f"not recorded (no forward ran): {', '.join(self.unrecorded)}")
         return "\n".join(lines)

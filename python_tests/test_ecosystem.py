@@ -13,30 +13,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from snnkernels.nn import DTA, TCJA, LIFNode, ParametricLIFNode, TETLIFNode
-
-T, C = 4, 6
-
-
-class TinyNet(nn.Module):
-    """conv -> LIF -> TCJA -> conv -> PLIF -> mean over space -> linear, on [T, B, 2, 8, 8]; no batch
-    statistics, so data-parallel gradients must equal single-process ones."""
-
-    def __init__(self, backend: str = "auto") -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(2, C, 3, padding=1)
-        self.lif1 = LIFNode(tau=2.0, backend=backend)
-        self.tcja = TCJA(2, 3, T, C, backend=backend)
-        self.conv2 = nn.Conv2d(C, C, 3, padding=1)
-        self.lif2 = ParametricLIFNode(init_tau=2.0, backend=backend)
-        self.fc = nn.Linear(C, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        Tn, B = x.shape[:2]
-        per_step = lambda conv, t: conv(t.flatten(0, 1)).unflatten(0, (Tn, B))  # noqa: E731
-        s = self.tcja(self.lif1(per_step(self.conv1, x)))
-        s = self.lif2(per_step(self.conv2, s))
-        return self.fc(s.mean(dim=(3, 4))).mean(0)
+from snnkernels.nn import DTA, TCJA, ParametricLIFNode, TETLIFNode
+from tiny_net import C, T, TinyNet
 
 
 def _grads(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -109,7 +87,7 @@ def test_autocast_training_step(dtype):
     torch.testing.assert_close(loss_f, loss_e, rtol=1e-3, atol=1e-3)
     flat = lambda g: torch.cat([v.flatten().float() for v in g.values()])  # noqa: E731
     cos = lambda a, b: torch.nn.functional.cosine_similarity(flat(a), flat(b), dim=0).item()  # noqa: E731
-    # measured (fixed seeds): 1.0000 and 0.999999 in both dtypes
+    # measured (fixed seeds, both layers firing): 1.0000 in both dtypes; 0.99998 (bf16) and 0.99999 (fp16)
     assert cos(g_f, g_e) > 0.9999, cos(g_f, g_e)
     assert cos(g_f, g_32) > 0.999, cos(g_f, g_32)
 

@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from .nn.fused import observer_hook
-from .nn.neuron import _SpikingNeuron
+from .nn.neuron import _SpikingNeuron, in_recompute
 
 __all__ = ["E_AC", "E_MAC", "LayerStats", "FiringStats", "record", "fan_out", "dense_macs", "energy",
            "default_consumers"]
@@ -249,6 +249,8 @@ class FiringStats:
         layer = self.layers[name]
 
         def pre(module: _SpikingNeuron, args: tuple) -> None:
+            if in_recompute():  # activation checkpointing's second run of a forward already counted
+                return
             # a stateless call, or a stateful one from a reset state, starts a sequence (and its samples);
             # a stateful call that carries a state continues it, at the next step index
             if not module.stateful or module.v is None or name not in self._next_step:
@@ -258,7 +260,7 @@ class FiringStats:
 
         def post(module: _SpikingNeuron, args: tuple, output: object) -> None:
             counts = module.spike_counts
-            if counts is None:
+            if counts is None or in_recompute():
                 return
             x = args[0]
             layer.add(counts, self._next_step[name], x.numel() if module.step_mode == "s" else x[0].numel())

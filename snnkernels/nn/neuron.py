@@ -8,6 +8,10 @@ import is enough. Differences a user may notice, all deliberate:
   ``stateful=True`` to carry the state across calls (streaming, chunked T); ``reset()`` clears it and
   SpikingJelly's ``reset_net`` calls it. ``step_mode='s'`` is stateful, as in SpikingJelly.
 - ``store_v_seq=True`` is refused: the fused kernels never materialise the membrane sequence.
+- Under activation checkpointing (``torch.utils.checkpoint``) the recompute in the backward pass is side-effect
+  free: it neither updates the carried state nor adds spike counts. A stateful neuron that still carries the
+  state of the forward being recomputed raises instead of silently recomputing from the wrong state (the
+  forward replaced it); stateless multi-step neurons, the default, checkpoint without restrictions.
 
 Firing statistics: set ``record_spike_counts = True`` on a neuron (or use ``snnkernels.firing.record``) and
 each forward leaves ``spike_counts``, the spikes per step (int64 [T], [1] in step mode ``'s'``, detached).
@@ -26,6 +30,14 @@ from ..neuron_models import ATT_RES_LIF, MA_SNN_LIF, TET_LIF, NeuronPreset, Numb
 from ..surrogate import ATan, Sigmoid, Surrogate, coerce_surrogate
 
 __all__ = ["LIFNode", "ParametricLIFNode", "LeakyNode", "TETLIFNode", "MASNNLIFNode", "AttResLIFNode"]
+
+
+def in_recompute() -> bool:
+    """Whether this forward runs inside a backward pass with grad enabled: activation checkpointing's
+    recompute (reentrant or not). Never true while torch.compile traces."""
+    if torch.compiler.is_compiling():
+        return False
+    return torch.is_grad_enabled() and torch._C._current_graph_task_id() != -1
 
 
 class _SpikingNeuron(nn.Module):
@@ -77,6 +89,15 @@ class _SpikingNeuron(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_seq = x.unsqueeze(0) if self.step_mode == "s" else x
+        recompute = in_recompute()
+        if recompute and self.stateful and self.v is not None:
+            raise RuntimeError(
+                f"{type(self).__name__}: activation checkpointing recomputes this stateful neuron (stateful=True "
+                "or step_mode='s') in the backward pass, but its state is the one its forward left, not the one "
+                "that forward started from, so the recompute would differ. Checkpoint stateless multi-step neurons "
+                "(step_mode='m', stateful=False), or reset() the neurons between the forward and the backward "
+                "when each forward starts from the resting state"
+            )
         v_init = self.v if self.stateful else None
         if v_init is not None and v_init.shape != x_seq.shape[1:]:
             raise ValueError(
@@ -98,12 +119,14 @@ class _SpikingNeuron(nn.Module):
             backend=self.backend,
             return_final_state=self.stateful,
             v_init_value=self.v_init_value,
-            count_spikes=self.record_spike_counts,
+            count_spikes=self.record_spike_counts and not recompute,
         )
-        if self.record_spike_counts:
+        if self.record_spike_counts and not recompute:
             out, self.spike_counts = out
         if self.stateful:
-            out, self.v = out
+            out, v_final = out
+            if not recompute:  # the recompute leaves the state as the forward left it
+                self.v = v_final
         return out[0] if self.step_mode == "s" else out
 
     def extra_repr(self) -> str:

@@ -1,10 +1,9 @@
 // CPU implementation of the leaky-neuron forward / backward (torch-free; the torch API layer in
 // leaky_api.cpp validates arguments, allocates outputs and runs the blocks in parallel).
 //
-// Work is split into blocks of kLeakyCpuBlock consecutive neurons. A block keeps its state and
-// coefficients in small arrays and walks the time axis; each step is one vectorised (`#pragma omp simd`)
-// loop over the block's neurons, so every row access is contiguous. Blocks are independent: run them in
-// any order, on any threads. Compile with -O3 -ffp-contract=off (no fused multiply-add: the charge must be
+// Work is split into blocks of kLeakyCpuBlock consecutive neurons, and a block into tiles of a few dozen
+// neurons. Each step of a tile is one vectorised (`#pragma omp simd`) loop over the tile's neurons, so every
+// row access is contiguous. Blocks are independent: run them in any order, on any threads. Compile with -O3 -ffp-contract=off (no fused multiply-add: the charge must be
 // rounded op by op to give the reference's bits) and -fopenmp or -fopenmp-simd.
 #pragma once
 
@@ -14,12 +13,27 @@
 
 namespace snnk {
 
-// Neurons per block (a build-time knob: -DSNNK_LEAKY_CPU_BLOCK=...). Long rows keep the hardware
-// prefetchers streaming; the backward's stash (CHUNK rows of the block) must still sit in L2.
+// Neurons per block, the unit of the parallel split, whose coefficients and state live in stack arrays; a
+// block is walked in tiles (kLeakyCpuFwdTile, kLeakyCpuBwdTile neurons) whose loops run kLeakyCpuGroup steps
+// (the forward) or a chunk (the backward) at a time, so that a few dozen rows stream at once whatever T is.
+// Build-time knobs (-DSNNK_LEAKY_CPU_BLOCK=..., _FWD_TILE, _BWD_TILE, _GROUP); the measured choice is in
+// bench/NOTES.md ("CPU tiles").
 #ifndef SNNK_LEAKY_CPU_BLOCK
-#define SNNK_LEAKY_CPU_BLOCK 2048
+#define SNNK_LEAKY_CPU_BLOCK 128
+#endif
+#ifndef SNNK_LEAKY_CPU_FWD_TILE
+#define SNNK_LEAKY_CPU_FWD_TILE 16
+#endif
+#ifndef SNNK_LEAKY_CPU_BWD_TILE
+#define SNNK_LEAKY_CPU_BWD_TILE 32
+#endif
+#ifndef SNNK_LEAKY_CPU_GROUP
+#define SNNK_LEAKY_CPU_GROUP 8
 #endif
 constexpr int64_t kLeakyCpuBlock = SNNK_LEAKY_CPU_BLOCK;
+constexpr int64_t kLeakyCpuFwdTile = SNNK_LEAKY_CPU_FWD_TILE;
+constexpr int64_t kLeakyCpuBwdTile = SNNK_LEAKY_CPU_BWD_TILE;
+constexpr int64_t kLeakyCpuGroup = SNNK_LEAKY_CPU_GROUP;
 
 inline int64_t leaky_cpu_num_blocks(int64_t N) { return ceil_div(N, kLeakyCpuBlock); }
 

@@ -5,10 +5,12 @@
 // No include guard on purpose; it includes nothing itself (leaky_cpu_isa.h includes the dependencies
 // before any target pragma, so standard-library code is never compiled for a wider instruction set).
 //
-// Block algorithm (per kLeakyCpuBlock neurons): state and coefficients in per-block arrays; the time loop
-// outside; every step one `#pragma omp simd` loop over the block's neurons (contiguous rows). The
-// backward walks chunks last to first, rebuilds each chunk's h_t from its checkpoint into a per-block stash
-// (as the forward computed them: same functions, same order), then walks the chunk backwards.
+// Tile algorithm (leaky_cpu.h has the sizes): a block's coefficients and state live in stack arrays; the
+// forward walks the block's tiles one group of steps at a time, every step one `#pragma omp simd` loop over a
+// tile's neurons (a contiguous piece of each row), so only 2 x GROUP rows stream at a time and the state
+// stays in L1. The backward walks the chunks last to first and, per chunk, the tiles: each rebuilds the
+// chunk's h_t from its checkpoint into the tile's stash (as the forward computed them: same functions, same
+// order), then walks the chunk backwards. Software prefetches run a few tiles ahead on every row.
 #ifndef SNNK_CPU_ISA
 #error "define SNNK_CPU_ISA (the namespace of this instantiation set) and include leaky_cpu_isa.h instead"
 #endif
@@ -17,37 +19,45 @@ namespace snnk {
 namespace leaky_cpu {
 namespace SNNK_CPU_ISA {
 
-constexpr int64_t B = kLeakyCpuBlock;
-// Backward: steps of a chunk whose h (and x, v_{t-1}) are kept per block; longer chunks are walked in
+// Backward: steps of a chunk whose h (and x, v_{t-1}) are kept per tile; longer chunks are walked in
 // pieces of this length, each recomputed from the chunk's checkpoint (as the CUDA kernel does).
 constexpr int64_t kStash = 16;
 
-inline void copy_f32(const float* __restrict__ src, int64_t len, float* __restrict__ dst) {
+SNNK_INLINE void copy_f32(const float* __restrict__ src, int64_t len, float* __restrict__ dst) {
 #pragma omp simd
   for (int64_t i = 0; i < len; ++i) dst[i] = src[i];
 }
 
-inline void fill_f32(float value, int64_t len, float* __restrict__ dst) {
+SNNK_INLINE void fill_f32(float value, int64_t len, float* __restrict__ dst) {
 #pragma omp simd
   for (int64_t i = 0; i < len; ++i) dst[i] = value;
 }
 
 inline int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-// Per-thread scratch for the block arrays, kept between calls (at most ~0.5 MB per thread): a fresh
-// allocation per call would be an mmap / munmap of fresh pages every time.
-inline float* thread_scratch(int64_t floats) {
-  thread_local std::unique_ptr<float[]> buffer;
-  thread_local int64_t capacity = 0;
-  if (capacity < floats) {
-    buffer.reset(new float[floats]);
-    capacity = floats;
+// Prefetch distance of the backward, in tiles (a build-time knob for experiments).
+#ifndef SNNK_LEAKY_CPU_PREFETCH
+#define SNNK_LEAKY_CPU_PREFETCH 4
+#endif
+
+// The same row's piece SNNK_LEAKY_CPU_PREFETCH tiles ahead, into the caches (every 64-byte line of it).
+template <int64_t W, typename T>
+SNNK_INLINE void prefetch_ahead(const T* row, bool for_write) {
+#if SNNK_LEAKY_CPU_PREFETCH > 0
+  constexpr int64_t per_line = 64 / sizeof(T);
+  const T* ahead = row + SNNK_LEAKY_CPU_PREFETCH * W;
+  for (int64_t i = 0; i < W; i += per_line) {
+    if (for_write) {
+      __builtin_prefetch(ahead + i, 1);
+    } else {
+      __builtin_prefetch(ahead + i, 0);
+    }
   }
-  return buffer.get();
+#endif
 }
 
 // Coefficients of neurons n0 .. n0 + len - 1: the tensor entry of each neuron's channel, or the scalar.
-inline void fill_coefficient(const float* tensor, float value, int64_t n0, int64_t len, int64_t S, int64_t C,
+SNNK_INLINE void fill_coefficient(const float* tensor, float value, int64_t n0, int64_t len, int64_t S, int64_t C,
                              float* out) {
   if (tensor == nullptr) {
     fill_f32(value, len, out);
@@ -67,7 +77,7 @@ inline void fill_coefficient(const float* tensor, float value, int64_t n0, int64
 
 // One forward step of a block: h = a v + b x + c, fire, reset; with WRITE the spikes are stored.
 template <typename scalar_t, bool HARD, bool STRICT, bool WRITE>
-inline void fwd_step(const typename CpuElem<scalar_t>::storage* __restrict__ x,
+SNNK_INLINE void fwd_step(const typename CpuElem<scalar_t>::storage* __restrict__ x,
                      typename CpuElem<scalar_t>::storage* __restrict__ s, const float* __restrict__ a,
                      const float* __restrict__ b, const float* __restrict__ c, float* __restrict__ v, int64_t len,
                      float v_threshold, float v_reset, typename CpuElem<scalar_t>::storage one,
@@ -84,7 +94,7 @@ inline void fwd_step(const typename CpuElem<scalar_t>::storage* __restrict__ x,
 
 // One step of the backward's recompute: h (and, with KEEP_XV, x and v_{t-1}) into the block's stash.
 template <typename scalar_t, bool HARD, bool STRICT, bool KEEP_XV>
-inline void recompute_step(const typename CpuElem<scalar_t>::storage* __restrict__ x, const float* __restrict__ a,
+SNNK_INLINE void recompute_step(const typename CpuElem<scalar_t>::storage* __restrict__ x, const float* __restrict__ a,
                            const float* __restrict__ b, const float* __restrict__ c, float* __restrict__ v,
                            float* __restrict__ hk, float* __restrict__ xk, float* __restrict__ vk, int64_t len,
                            float v_threshold, float v_reset) {
@@ -105,7 +115,7 @@ inline void recompute_step(const typename CpuElem<scalar_t>::storage* __restrict
 // One step of the backward walk: dL/dh from dL/ds and dL/dv, then dL/dx and dL/dv_{t-1}; with KEEP_GH
 // dL/dh is kept for the coefficient sums.
 template <typename scalar_t, bool HARD, bool STRICT, bool DETACH, int SG, bool KEEP_GH>
-inline void walk_step(const float* __restrict__ hk, const typename CpuElem<scalar_t>::storage* __restrict__ gs,
+SNNK_INLINE void walk_step(const float* __restrict__ hk, const typename CpuElem<scalar_t>::storage* __restrict__ gs,
                       typename CpuElem<scalar_t>::storage* __restrict__ gx, const float* __restrict__ a,
                       const float* __restrict__ b, float* __restrict__ grad_v, float* __restrict__ grad_h, int64_t len,
                       float v_threshold, float v_reset, float sg_param) {
@@ -121,7 +131,7 @@ inline void walk_step(const float* __restrict__ hk, const typename CpuElem<scala
 }
 
 // acc += g * w (w null: acc += g)
-inline void accumulate(float* __restrict__ acc, const float* __restrict__ g, const float* __restrict__ w,
+SNNK_INLINE void accumulate(float* __restrict__ acc, const float* __restrict__ g, const float* __restrict__ w,
                        int64_t len) {
   if (w == nullptr) {
 #pragma omp simd
@@ -132,21 +142,38 @@ inline void accumulate(float* __restrict__ acc, const float* __restrict__ g, con
   }
 }
 
-template <typename scalar_t, bool HARD, bool STRICT>
-void fwd_blocks(const LeakyFwdParams& p, int64_t block_begin, int64_t block_end) {
+// Steps [t0, t1) of one forward tile: neurons n .. n + len - 1, len <= W, whose coefficients and state are
+// at a, b, c, v (the block's arrays). FULL: len == W, a constant trip count for every loop (no remainders).
+template <typename scalar_t, bool HARD, bool STRICT, int64_t W, bool FULL>
+SNNK_INLINE void fwd_tile_steps(const LeakyFwdParams& p, int64_t n, int64_t tail_len, int64_t t0, int64_t t1,
+                                const float* a, const float* b, const float* c, float* v) {
   using E = CpuElem<scalar_t>;
   using storage = typename E::storage;
-  const storage* x = static_cast<const storage*>(p.x);
-  storage* spikes = static_cast<storage*>(p.spikes);
-  const storage one = E::store(1.0f), zero = E::store(0.0f);
+  const int64_t len = FULL ? W : tail_len;
   const int64_t N = p.N;
-  float* const a = thread_scratch(4 * B);
-  float* const b = a + B;
-  float* const c = b + B;
-  float* const v = c + B;
+  const storage* x = static_cast<const storage*>(p.x) + n;
+  storage* spikes = static_cast<storage*>(p.spikes) + n;
+  const storage one = E::store(1.0f), zero = E::store(0.0f);
+  for (int64_t t = t0; t < t1; ++t) {
+    // the state entering each chunk after the first is the chunk's checkpoint
+    if (p.training && t > 0 && t % p.chunk == 0) copy_f32(v, len, p.checkpoints + (t / p.chunk - 1) * N + n);
+    prefetch_ahead<W>(x + t * N, false);
+    prefetch_ahead<W>(spikes + t * N, true);
+    fwd_step<scalar_t, HARD, STRICT, true>(x + t * N, spikes + t * N, a, b, c, v, len, p.v_threshold, p.v_reset,
+                                           one, zero);
+  }
+}
+
+// Blocks [block_begin, block_end): per block, groups of G steps; per group, tile by tile, so that at most 2 G
+// rows stream at a time whatever T is.
+template <typename scalar_t, bool HARD, bool STRICT, int64_t W = kLeakyCpuFwdTile, int64_t G = kLeakyCpuGroup>
+void fwd_blocks(const LeakyFwdParams& p, int64_t block_begin, int64_t block_end) {
+  constexpr int64_t BK = kLeakyCpuBlock;
+  static_assert(BK % W == 0, "a block is a whole number of tiles");
+  alignas(64) float a[BK], b[BK], c[BK], v[BK];
   for (int64_t blk = block_begin; blk < block_end; ++blk) {
-    const int64_t n0 = blk * B;
-    const int64_t len = min_i64(B, N - n0);
+    const int64_t n0 = blk * BK;
+    const int64_t len = min_i64(BK, p.N - n0);
     fill_coefficient(p.decay_t, p.decay, n0, len, p.S, p.C, a);
     fill_coefficient(p.gain_t, p.gain, n0, len, p.S, p.C, b);
     fill_coefficient(p.bias_t, p.bias, n0, len, p.S, p.C, c);
@@ -155,50 +182,95 @@ void fwd_blocks(const LeakyFwdParams& p, int64_t block_begin, int64_t block_end)
     } else {
       fill_f32(p.v_init_value, len, v);
     }
-    for (int64_t t = 0; t < p.T; ++t) {
-      // the state entering each chunk after the first is the chunk's checkpoint
-      if (p.training && t > 0 && t % p.chunk == 0) copy_f32(v, len, p.checkpoints + (t / p.chunk - 1) * N + n0);
-      fwd_step<scalar_t, HARD, STRICT, true>(x + t * N + n0, spikes + t * N + n0, a, b, c, v, len, p.v_threshold,
-                                             p.v_reset, one, zero);
+    for (int64_t t0 = 0; t0 < p.T; t0 += G) {
+      const int64_t t1 = min_i64(p.T, t0 + G);
+      int64_t i = 0;
+      for (; i + W <= len; i += W) {
+        fwd_tile_steps<scalar_t, HARD, STRICT, W, true>(p, n0 + i, W, t0, t1, a + i, b + i, c + i, v + i);
+      }
+      if (i < len) {
+        fwd_tile_steps<scalar_t, HARD, STRICT, W, false>(p, n0 + i, len - i, t0, t1, a + i, b + i, c + i, v + i);
+      }
     }
     if (p.store_final_state) copy_f32(v, len, p.v_final + n0);
   }
 }
 
-template <typename scalar_t, bool HARD, bool STRICT, bool DETACH, int SG>
-void bwd_blocks(const LeakyBwdParams& p, int64_t block_begin, int64_t block_end) {
+// The backward of chunk ci for one tile: neurons n .. n + len - 1, len <= W (FULL as in fwd_tile_steps),
+// whose coefficients, initial state, carried dL/dv and coefficient sums are at a, b, c, v0, grad_v, acc_* (the
+// block's arrays).
+template <typename scalar_t, bool HARD, bool STRICT, bool DETACH, int SG, int64_t W, bool FULL>
+SNNK_INLINE void bwd_tile_chunk(const LeakyBwdParams& p, int64_t n, int64_t tail_len, int64_t ci, const float* a,
+                                const float* b, const float* c, const float* v0, float* grad_v, float* acc_decay,
+                                float* acc_gain, float* acc_bias) {
   using E = CpuElem<scalar_t>;
   using storage = typename E::storage;
-  const storage* x = static_cast<const storage*>(p.x);
-  const storage* grad_s = static_cast<const storage*>(p.grad_spikes);
-  storage* grad_x = static_cast<storage*>(p.grad_x);
+  const int64_t len = FULL ? W : tail_len;
+  const storage* x = static_cast<const storage*>(p.x) + n;
+  const storage* grad_s = static_cast<const storage*>(p.grad_spikes) + n;
+  storage* grad_x = static_cast<storage*>(p.grad_x) + n;
   const int64_t N = p.N, T = p.T, chunk = p.chunk;
   const float v_th = p.v_threshold, v_reset = p.v_reset, sg_param = p.surrogate_param;
   const bool need_decay = p.need_grad_decay, need_gain = p.need_grad_gain, need_bias = p.need_grad_bias;
   const bool keep_xv = need_decay || need_gain;
   const bool keep_gh = keep_xv || need_bias;
   const int64_t stash = min_i64(min_i64(chunk, kStash), T > 1 ? T : 1);
+  // h, x and v_{t-1} of up to `stash` steps
+  alignas(64) float hs[kStash * W], xs[kStash * W], vs[kStash * W];
+  alignas(64) float v_chunk[W], v[W], grad_h[W];
 
-  // per block: h, x and v_{t-1} of up to `stash` steps, then 11 per-neuron arrays
-  constexpr int kArrays = 11;
-  float* const hs = thread_scratch((3 * stash + kArrays) * B);
-  float* const xs = hs + stash * B;
-  float* const vs = xs + stash * B;
-  float* const a = vs + stash * B;
-  float* const b = a + B;
-  float* const c = b + B;
-  float* const v0 = c + B;
-  float* const v_chunk = v0 + B;
-  float* const v = v_chunk + B;
-  float* const grad_v = v + B;
-  float* const grad_h = grad_v + B;
-  float* const acc_decay = grad_h + B;
-  float* const acc_gain = acc_decay + B;
-  float* const acc_bias = acc_gain + B;
+  const int64_t t0 = ci * chunk;
+  const int64_t clen = min_i64(chunk, T - t0);
+  copy_f32(ci > 0 ? p.checkpoints + (ci - 1) * N + n : v0, len, v_chunk);
+  const int64_t n_pieces = ceil_div(clen, stash);
+  for (int64_t pi = n_pieces - 1; pi >= 0; --pi) {
+    const int64_t s0 = t0 + pi * stash;
+    const int64_t slen = min_i64(stash, t0 + clen - s0);
+    copy_f32(v_chunk, len, v);
+    for (int64_t t = t0; t < s0; ++t) {  // only when chunk > stash: advance to the piece's start
+      fwd_step<scalar_t, HARD, STRICT, false>(x + t * N, nullptr, a, b, c, v, len, v_th, v_reset, 0, 0);
+    }
+    // Rebuild the piece's pre-reset potentials exactly as the forward did.
+    for (int64_t k = 0; k < slen; ++k) {
+      prefetch_ahead<W>(x + (s0 + k) * N, false);
+      if (keep_xv) {
+        recompute_step<scalar_t, HARD, STRICT, true>(x + (s0 + k) * N, a, b, c, v, hs + k * W, xs + k * W,
+                                                     vs + k * W, len, v_th, v_reset);
+      } else {
+        recompute_step<scalar_t, HARD, STRICT, false>(x + (s0 + k) * N, a, b, c, v, hs + k * W, nullptr, nullptr,
+                                                      len, v_th, v_reset);
+      }
+    }
+    // Walk the piece backwards.
+    for (int64_t k = slen - 1; k >= 0; --k) {
+      const storage* gr = grad_s + (s0 + k) * N;
+      storage* gxr = grad_x + (s0 + k) * N;
+      prefetch_ahead<W>(gr, false);
+      prefetch_ahead<W>(gxr, true);
+      if (keep_gh) {
+        walk_step<scalar_t, HARD, STRICT, DETACH, SG, true>(hs + k * W, gr, gxr, a, b, grad_v, grad_h, len, v_th,
+                                                            v_reset, sg_param);
+        if (need_decay) accumulate(acc_decay, grad_h, vs + k * W, len);
+        if (need_gain) accumulate(acc_gain, grad_h, xs + k * W, len);
+        if (need_bias) accumulate(acc_bias, grad_h, nullptr, len);
+      } else {
+        walk_step<scalar_t, HARD, STRICT, DETACH, SG, false>(hs + k * W, gr, gxr, a, b, grad_v, nullptr, len, v_th,
+                                                             v_reset, sg_param);
+      }
+    }
+  }
+}
 
+// Blocks [block_begin, block_end): per block, chunks last to first; per chunk, tile by tile (at most 3 CHUNK
+// rows stream at a time).
+template <typename scalar_t, bool HARD, bool STRICT, bool DETACH, int SG, int64_t W = kLeakyCpuBwdTile>
+void bwd_blocks(const LeakyBwdParams& p, int64_t block_begin, int64_t block_end) {
+  constexpr int64_t BK = kLeakyCpuBlock;
+  static_assert(BK % W == 0, "a block is a whole number of tiles");
+  alignas(64) float a[BK], b[BK], c[BK], v0[BK], grad_v[BK], acc_decay[BK], acc_gain[BK], acc_bias[BK];
   for (int64_t blk = block_begin; blk < block_end; ++blk) {
-    const int64_t n0 = blk * B;
-    const int64_t len = min_i64(B, N - n0);
+    const int64_t n0 = blk * BK;
+    const int64_t len = min_i64(BK, p.N - n0);
     fill_coefficient(p.decay_t, p.decay, n0, len, p.S, p.C, a);
     fill_coefficient(p.gain_t, p.gain, n0, len, p.S, p.C, b);
     fill_coefficient(p.bias_t, p.bias, n0, len, p.S, p.C, c);
@@ -215,51 +287,23 @@ void bwd_blocks(const LeakyBwdParams& p, int64_t block_begin, int64_t block_end)
     fill_f32(0.0f, len, acc_decay);
     fill_f32(0.0f, len, acc_gain);
     fill_f32(0.0f, len, acc_bias);
-
-    const int64_t n_chunks = ceil_div(T, chunk);
-    for (int64_t ci = n_chunks - 1; ci >= 0; --ci) {
-      const int64_t t0 = ci * chunk;
-      const int64_t clen = min_i64(chunk, T - t0);
-      copy_f32(ci > 0 ? p.checkpoints + (ci - 1) * N + n0 : v0, len, v_chunk);
-      const int64_t n_pieces = ceil_div(clen, stash);
-      for (int64_t pi = n_pieces - 1; pi >= 0; --pi) {
-        const int64_t s0 = t0 + pi * stash;
-        const int64_t slen = min_i64(stash, t0 + clen - s0);
-        copy_f32(v_chunk, len, v);
-        for (int64_t t = t0; t < s0; ++t) {  // only when chunk > stash: advance to the piece's start
-          fwd_step<scalar_t, HARD, STRICT, false>(x + t * N + n0, nullptr, a, b, c, v, len, v_th, v_reset, 0, 0);
-        }
-        // Rebuild the piece's pre-reset potentials exactly as the forward did.
-        for (int64_t k = 0; k < slen; ++k) {
-          if (keep_xv) {
-            recompute_step<scalar_t, HARD, STRICT, true>(x + (s0 + k) * N + n0, a, b, c, v, hs + k * B, xs + k * B,
-                                                         vs + k * B, len, v_th, v_reset);
-          } else {
-            recompute_step<scalar_t, HARD, STRICT, false>(x + (s0 + k) * N + n0, a, b, c, v, hs + k * B, nullptr,
-                                                          nullptr, len, v_th, v_reset);
-          }
-        }
-        // Walk the piece backwards.
-        for (int64_t k = slen - 1; k >= 0; --k) {
-          const storage* gr = grad_s + (s0 + k) * N + n0;
-          storage* gxr = grad_x + (s0 + k) * N + n0;
-          if (keep_gh) {
-            walk_step<scalar_t, HARD, STRICT, DETACH, SG, true>(hs + k * B, gr, gxr, a, b, grad_v, grad_h, len, v_th,
-                                                                v_reset, sg_param);
-            if (need_decay) accumulate(acc_decay, grad_h, vs + k * B, len);
-            if (need_gain) accumulate(acc_gain, grad_h, xs + k * B, len);
-            if (need_bias) accumulate(acc_bias, grad_h, nullptr, len);
-          } else {
-            walk_step<scalar_t, HARD, STRICT, DETACH, SG, false>(hs + k * B, gr, gxr, a, b, grad_v, nullptr, len,
-                                                                 v_th, v_reset, sg_param);
-          }
-        }
+    for (int64_t ci = ceil_div(p.T, p.chunk) - 1; ci >= 0; --ci) {
+      int64_t i = 0;
+      for (; i + W <= len; i += W) {
+        bwd_tile_chunk<scalar_t, HARD, STRICT, DETACH, SG, W, true>(p, n0 + i, W, ci, a + i, b + i, c + i, v0 + i,
+                                                                    grad_v + i, acc_decay + i, acc_gain + i,
+                                                                    acc_bias + i);
+      }
+      if (i < len) {
+        bwd_tile_chunk<scalar_t, HARD, STRICT, DETACH, SG, W, false>(p, n0 + i, len - i, ci, a + i, b + i, c + i,
+                                                                     v0 + i, grad_v + i, acc_decay + i, acc_gain + i,
+                                                                     acc_bias + i);
       }
     }
     if (p.need_grad_v_init) copy_f32(grad_v, len, p.grad_v_init + n0);
-    if (need_decay) copy_f32(acc_decay, len, p.grad_decay + n0);
-    if (need_gain) copy_f32(acc_gain, len, p.grad_gain + n0);
-    if (need_bias) copy_f32(acc_bias, len, p.grad_bias + n0);
+    if (p.need_grad_decay) copy_f32(acc_decay, len, p.grad_decay + n0);
+    if (p.need_grad_gain) copy_f32(acc_gain, len, p.grad_gain + n0);
+    if (p.need_grad_bias) copy_f32(acc_bias, len, p.grad_bias + n0);
   }
 }
 

@@ -20,7 +20,6 @@
 #endif
 
 #include <cstdint>
-#include <memory>
 
 #include "leaky/leaky_cpu.h"
 #include "snnkernels/convert.h"

@@ -287,7 +287,7 @@ void test_leaky() {
           c.T = T;
           c.B = 3;
           c.C = 5;
-          c.S = 71;  // N = 1065: several blocks, a partial last one
+          c.S = 71;  // N = 1065: several blocks, a partial last one with a partial tile
           c.chunk = chunk;
           c.sg = sg;
           c.hard = flags & 1;

@@ -3,7 +3,8 @@
 - every CUDA source compiles with nvcc for sm_80 and sm_90 (the files are torch-free, so a CPU torch is
   enough);
 - the kernel header compiles through NVRTC with exactly the name expressions the CuPy path asks for;
-- the torch-free CPU core passes its C++ tests (CMake + CTest).
+- the torch-free CPU core passes its C++ tests (CMake + CTest);
+- the just-in-time build (ninja) builds, loads and runs only when asked, and is cached.
 
 Each test skips with the reason when its tool is missing; CI installs all three (nvcc is on the machine,
 NVRTC comes from the nvidia-cuda-nvrtc wheel, cmake and ninja are on the machine / in the venv).
@@ -135,3 +136,58 @@ def test_cpu_core_ctest(tmp_path):
         out = subprocess.run(step, capture_output=True, text=True, env=env, timeout=1200)
         assert out.returncode == 0, f"{' '.join(step)}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     assert "100% tests passed" in out.stdout, out.stdout
+
+
+_BLOCK_AOT = '''
+import importlib.abc, sys
+class _NoAOT(importlib.abc.MetaPathFinder):  # as if snnkernels._C had never been built
+    def find_spec(self, name, path, target=None):
+        if name == "snnkernels._C":
+            raise ImportError("snnkernels._C hidden by the JIT test")
+sys.meta_path.insert(0, _NoAOT())
+'''
+
+_JIT_CHECK = _BLOCK_AOT + '''
+import os, torch
+def tree():
+    return sorted((d, f, os.stat(os.path.join(d, f)).st_mtime_ns)
+                  for d, _, fs in os.walk(os.environ["TORCH_EXTENSIONS_DIR"]) for f in fs)
+before = tree()
+import snnkernels
+from snnkernels import _ext, functional as F
+from snnkernels.backends import backend_problem
+assert tree() == before, "importing snnkernels built something"
+assert backend_problem("native", torch.empty(1)) is not None  # not built, and not built by asking
+os.environ["SNNKERNELS_JIT"] = "1"
+assert _ext.load_native(allow_jit=True), "the JIT build did not load"
+assert _ext.native_status() == (True, "snnkernels._C loaded (just-in-time build)"), _ext.native_status()
+x = (2 * torch.rand(5, 3, 70)).requires_grad_()
+got = F.multistep_lif(x, tau=2.0, backend="native")
+want = F.multistep_lif(x, tau=2.0, backend="torch")
+assert torch.equal(got, want)
+g = torch.randn_like(got)
+(gx,) = torch.autograd.grad(got, x, g)
+(wx,) = torch.autograd.grad(want, x, g)
+torch.testing.assert_close(gx, wx, atol=1e-6, rtol=1e-5)
+print("jit ok")
+'''
+
+
+def test_jit_build_with_ninja(tmp_path):
+    """The just-in-time path for real, in a fresh process where the ahead-of-time extension is hidden:
+    importing snnkernels builds nothing; SNNKERNELS_JIT=1 plus a request for the native backend builds the
+    same csrc/ files with ninja into TORCH_EXTENSIONS_DIR, and the ops it registers give the reference's
+    spikes and gradients."""
+    if shutil.which("ninja") is None and not os.path.exists(os.path.join(sys.prefix, "bin", "ninja")):
+        pytest.skip("ninja not found")
+    env = dict(os.environ, TORCH_EXTENSIONS_DIR=str(tmp_path), SNNKERNELS_JIT="0", MAX_JOBS=str(os.cpu_count() or 2),
+               PATH=os.pathsep.join([os.path.join(sys.prefix, "bin"), os.environ.get("PATH", "")]))
+    env.pop("TRITON_INTERPRET", None)
+    out = subprocess.run([sys.executable, "-c", _JIT_CHECK], capture_output=True, text=True, env=env, timeout=1500)
+    assert out.returncode == 0 and "jit ok" in out.stdout, f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    (library,) = glob.glob(str(tmp_path / "snnkernels_jit" / "*.so"))
+    built = os.stat(library).st_mtime_ns
+    # cached: a second process loads the same library without compiling anything
+    out = subprocess.run([sys.executable, "-c", _JIT_CHECK], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0 and "jit ok" in out.stdout, f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    assert os.stat(library).st_mtime_ns == built, "the second JIT load rebuilt the extension"

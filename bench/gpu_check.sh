@@ -88,14 +88,20 @@ build() {
 GPU_FIRST="test_leaky.py test_staa_fused.py test_dta_neuron.py test_gated_neuron.py test_ma_snn_fused.py
     test_global_context.py test_pooled_attention.py test_spikingjelly_parity.py"
 
+# files whose subject the CPU CI proves in full (compilers, the JIT build, docs, this script): skipped here, so
+# that device time goes to what needs the device
+GPU_SKIP="test_native_build.py test_triton_compile.py test_docs_build.py test_gpu_script.py"
+
 tests() {
     say "tests: python_tests on CUDA (at most ${TEST_SECONDS}s)"
-    local which=() f first
+    local which=() f first skip
     first=" $(echo $GPU_FIRST) "  # one line, single spaces
+    skip=" $(echo $GPU_SKIP) "
     for f in $GPU_FIRST; do which+=("python_tests/$f"); done
     for f in python_tests/test_*.py; do
-        case "$first" in *" ${f#python_tests/} "*) ;; *) which+=("$f") ;; esac
+        case "$first$skip" in *" ${f#python_tests/} "*) ;; *) which+=("$f") ;; esac
     done
+    say "tests: ${#which[@]} files in this order: ${which[*]#python_tests/}; skipped (CPU-proven): $GPU_SKIP"
     [ "$DRY" = 1 ] && which=(python_tests/test_surrogate.py)
     timeout --signal=INT --kill-after=20 "$TEST_SECONDS" $PY -m pytest "${which[@]}" -q -p no:cacheprovider -rfEs \
         --durations=15

@@ -108,3 +108,44 @@ def test_stateful_neuron_under_checkpoint(backend):
     (net(x) * torch.arange(out.numel(), device=DEVICE).view_as(out)).sum().backward()
     lif.reset()
     torch.testing.assert_close(got, lin.weight.grad, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("backend", [pytest.param("torch", id="torch"),
+                                     pytest.param("triton", marks=pytest.mark.triton, id="triton")])
+def test_staa_time_step_dropout_under_checkpoint(backend):
+    """STAA-LIF in training draws a TSRD mask per call. From the global RNG (seed=None), which checkpointing
+    restores, the recompute draws the same mask: the plain run's gradients. From the module's own seeded
+    generator, which it does not restore, it raises instead of recomputing with another mask."""
+    from snnkernels.nn import STAALIFNode
+
+    Tn, Cn, Hn = 4, 8, 4
+    x = _input((Tn, 2, Cn, Hn, Hn)) - 0.5
+    layer = STAALIFNode(Tn, Cn, Hn, Hn, drop_prob=0.5, backend=backend).to(DEVICE).train()
+    with torch.no_grad():
+        layer.sa.fc2.weight.normal_(std=0.5)  # step attention away from its zero initialisation
+    weights = torch.linspace(-1.0, 1.0, x.numel(), device=DEVICE).view_as(x)
+    runs = []
+    for checkpointed in (False, True):
+        torch.manual_seed(11)
+        layer.zero_grad(set_to_none=True)
+        xg = x.detach().requires_grad_(True)
+        out = checkpoint(layer, xg, use_reentrant=False) if checkpointed else layer(xg)
+        mask = layer.last_drop_mask.clone()
+        (out * weights).sum().backward()
+        assert torch.equal(layer.last_drop_mask, mask)  # the recompute did not overwrite the record
+        runs.append((out.detach(), mask, xg.grad, {n: p.grad.clone() for n, p in layer.named_parameters()
+                                                   if p.grad is not None}))
+    (out, mask, gx, grads), (out_c, mask_c, gx_c, grads_c) = runs
+    assert mask.any() and not mask.all()  # some steps dropped, some not
+    torch.testing.assert_close(out_c, out, rtol=0, atol=0)
+    assert torch.equal(mask_c, mask)
+    atol, rtol = (0.0, 0.0) if DEVICE == "cpu" else (1e-6, 1e-5)  # cuBLAS may pick another algorithm
+    torch.testing.assert_close(gx_c, gx, rtol=rtol, atol=atol)
+    assert grads.keys() == grads_c.keys() and grads
+    for name, g in grads.items():
+        torch.testing.assert_close(grads_c[name], g, rtol=rtol, atol=atol, msg=lambda m, n=name: f"{n}: {m}")
+
+    seeded = STAALIFNode(Tn, Cn, Hn, Hn, drop_prob=0.5, seed=3, backend=backend).to(DEVICE).train()
+    out = checkpoint(seeded, x.detach().requires_grad_(True), use_reentrant=False)
+    with pytest.raises(RuntimeError, match="module's own generator"):
+        out.sum().backward()

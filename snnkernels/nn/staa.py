@@ -47,6 +47,7 @@ from ..reference.staa import (
 from ..reference.neuron import state_dtype
 from ..surrogate import Rectangle, Surrogate, coerce_surrogate
 from .attention import LAYOUTS, _check_t_c, _from_tb, _positive_int, _to_tb
+from .neuron import in_recompute
 
 if HAS_TRITON:
     from ..ops.global_context_triton import global_context_fused
@@ -264,7 +265,9 @@ class STAALIFNode(nn.Module):
     (``torch.manual_seed`` makes it reproducible). ``forward(x, drop_mask=...)`` uses an explicit mask
     instead, in training and eval alike (e.g. to share one draw between layers). In eval mode without an
     explicit mask nothing is dropped. ``last_drop_mask`` holds the mask of the last call (bool, [T] or
-    [T, B]; None when nothing could be dropped).
+    [T, B]; None when nothing could be dropped). Under activation checkpointing (``torch.utils.checkpoint``)
+    the global RNG is restored for the recompute, so ``seed=None`` redraws the same mask; the module's own
+    generator is not, so a seeded module in training raises there rather than redraw another mask.
 
     Parameters: ``pe.weight`` (P, see ``PositionEncoding``), ``gc.*`` (see ``GlobalContextBlock``),
     ``sa.fc1.weight`` [C // sa_reduction, C], ``sa.fc2.weight`` [2C, C // sa_reduction] (rows 0..C-1 gate A,
@@ -420,9 +423,18 @@ class STAALIFNode(nn.Module):
         x = _to_tb(owner, x_seq, self.layout)
         _check_t_c(owner, x, self.T, self.C, self.layout)
         _check_hw(owner, x, self.H, self.W, self.layout)
+        recompute = in_recompute()
         if drop_mask is None and self.training and self.drop_prob > 0:
+            if recompute and self._generator is not None:
+                raise RuntimeError(
+                    "STAALIFNode: activation checkpointing recomputes this layer in the backward pass, but its TSRD "
+                    f"mask comes from the module's own generator (seed={self.seed}), which torch.utils.checkpoint "
+                    "does not restore, so the recompute would draw another mask and return wrong gradients. Use "
+                    "seed=None (the global RNG, which checkpointing restores) or pass drop_mask explicitly"
+                )
             drop_mask = self.draw_drop_mask(x.shape[1], x.device)
-        self.last_drop_mask = drop_mask.detach() if isinstance(drop_mask, torch.Tensor) else None
+        if not recompute:  # the recompute leaves the record of the forward's mask alone
+            self.last_drop_mask = drop_mask.detach() if isinstance(drop_mask, torch.Tensor) else None
         params = self.params()
         if resolve_triton_op_backend(self.backend, x, owner) == "triton":
             if self.coefficient_shape != "CHW":

@@ -1,0 +1,76 @@
+"""Every fused op under ``torch.use_deterministic_algorithms(True)``: it must neither raise (no op without a
+deterministic implementation on the path) nor change a bit between two identical runs. The kernels reduce
+in fixed orders (per-tile partials summed by torch, no atomics); on a GPU this is what the test proves, and
+on the CPU it guards against a nondeterministic op slipping into a fused path."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import nn
+
+from snnkernels.nn import (DTA, TCJA, TXA, LeakyNode, LIFNode, MultiDimensionalAttention, ParametricLIFNode,
+                           STAALIFNode, TCSALIFNode, TETLIFNode)
+from snnkernels.models import SeqToANN
+from snnkernels.nn.fused import attention_neuron, neuron_dta, neuron_tcja_pool
+
+from conftest import DEVICE
+
+T, B, C, H = 4, 2, 8, 6
+
+
+class _Pair(nn.Module):
+    """A fused pair behind one module: ``run(first, second, x)``."""
+
+    def __init__(self, run: Callable, first: nn.Module, second: nn.Module, *extra: nn.Module) -> None:
+        super().__init__()
+        self.run, self.first, self.second, self.extra = run, first, second, nn.ModuleList(extra)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(self.first, self.second, *self.extra, x)
+
+
+MODULES: dict[str, Callable[[], nn.Module]] = {
+    "lif": lambda: LIFNode(tau=2.0, step_mode="m"),
+    "plif": lambda: ParametricLIFNode(init_tau=2.0, step_mode="m"),
+    "leaky-per-channel": lambda: LeakyNode(channels=C, learnable=True, v_reset=None),
+    "tcja": lambda: TCJA(2, 3, T, C),
+    "txa": lambda: TXA(T, C),
+    "ma-snn-tcs": lambda: MultiDimensionalAttention(T, C, 2, 2),
+    "tcsa-lif": lambda: TCSALIFNode(T, C, 2, 2),
+    "staa-lif": lambda: STAALIFNode(T, C, H, H, drop_prob=0.0),
+    "gated-neuron": lambda: _Pair(attention_neuron, MultiDimensionalAttention(T, C, 2, 2), TETLIFNode()),
+    "neuron-tcja-pool": lambda: _Pair(neuron_tcja_pool, LIFNode(tau=2.0, step_mode="m"), TCJA(2, 3, T, C),
+                                      SeqToANN(nn.MaxPool2d(2))),
+    "neuron-dta": lambda: _Pair(neuron_dta, TETLIFNode(), DTA(T, C)),
+}
+
+
+def _run(module: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """The output and every gradient of one forward + backward."""
+    module.zero_grad(set_to_none=True)
+    x = x.detach().requires_grad_(True)
+    out = module(x)
+    weights = torch.linspace(-1.0, 1.0, out.numel(), device=out.device).view_as(out)
+    (out * weights).sum().backward()
+    return [out.detach(), x.grad] + [p.grad for p in module.parameters() if p.grad is not None]
+
+
+@pytest.mark.parametrize("name", list(MODULES))
+def test_deterministic_algorithms(name, monkeypatch):
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic mode needs it
+    torch.manual_seed(0)
+    module = MODULES[name]().to(DEVICE)
+    x = 8.0 * torch.rand(T, B, C, H, H, device=DEVICE) - 2.0  # every layer fires, the gates too
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        first = _run(module, x)
+        second = _run(module, x)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    assert len(first) == len(second) >= 2
+    assert first[0].abs().sum() > 0 and first[1].abs().sum() > 0, "nothing reached the output"
+    for i, (a, b) in enumerate(zip(first, second)):
+        assert torch.equal(a, b), f"{name}: tensor {i} differs between two identical runs"

@@ -19,7 +19,8 @@ import torch
 
 from snnkernels import surrogate as sg
 from snnkernels.nn import CLA, TCJA, TLA, LIFNode, MASNNLIFNode, MultiDimensionalAttention, ParametricLIFNode
-from snnkernels.nn.fused import AttentionNeuron, attention_neuron, fusion_blocker, neuron_settings
+from snnkernels.models import SeqToANN
+from snnkernels.nn.fused import AttentionNeuron, attention_neuron, fusion_blocker, neuron_settings, neuron_tcja_pool
 from snnkernels.ops.gated_leaky_triton import gated_leaky
 from snnkernels.reference.neuron import multistep_leaky_reference
 
@@ -231,6 +232,12 @@ def test_unfusable_pairs_run_unfused(case):
     if case in ("single-step", "4d-input", "layout-bt"):
         return  # the composition itself is not a multi-step [T, B, C, H, W] pipeline
     torch.testing.assert_close(attention_neuron(att, neu, x), neu(att(x)), rtol=0, atol=0)
+    if isinstance(att, TCJA):  # the neuron -> TCJA -> pool entry point falls back the same way
+        pool = SeqToANN(torch.nn.MaxPool2d(2))
+        neu.reset()  # a stateful neuron starts both runs from rest
+        got = neuron_tcja_pool(neu, att, pool, x)
+        neu.reset()
+        torch.testing.assert_close(got, pool(att(neu(x))), rtol=0, atol=0)
 
 
 def test_neuron_settings_of_presets():

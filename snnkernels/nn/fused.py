@@ -166,7 +166,10 @@ def neuron_tcja_pool(neuron: nn.Module, attention: nn.Module, pool: nn.Module, x
     average pool (the TCJA-SNN placement), when ``fusion_blocker(attention, neuron, x)`` finds nothing
     against the pair: the neuron kernel counts its spikes per (t, b, c) as it fires, which is TCJA's mean
     Z times H * W (spec 1.6's popcount), and the gate multiplies the pooled spikes. TCJA then makes no pass
-    over the spikes at all; the result is the unfused path's (exactly, for a max pool)."""
+    over the spikes at all; the result is the unfused path's (exactly, for a max pool). Otherwise it runs
+    the three modules one after the other."""
+    if fusion_blocker(attention, neuron, x) is not None:
+        return pool(attention(neuron(x)))
     owner = type(attention).__name__
     _check_t_c(owner, _to_tb(owner, x, "TB"), attention.T, attention.channel, "TB")
     notify_fusion(attention, neuron, x, "neuron-pool")

@@ -35,15 +35,16 @@ SNNK_INLINE void fill_f32(float value, int64_t len, float* __restrict__ dst) {
 
 inline int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-// Prefetch distance of the backward, in tiles (a build-time knob for experiments).
+// Prefetch distance, in tiles (a build-time knob; 0 turns the prefetches off).
 #ifndef SNNK_LEAKY_CPU_PREFETCH
 #define SNNK_LEAKY_CPU_PREFETCH 4
 #endif
 
 // The same row's piece SNNK_LEAKY_CPU_PREFETCH tiles ahead, into the caches (every 64-byte line of it).
+// A hint only: it never faults, whatever the address, and never changes a result.
 template <int64_t W, typename T>
 SNNK_INLINE void prefetch_ahead(const T* row, bool for_write) {
-#if SNNK_LEAKY_CPU_PREFETCH > 0
+#if SNNK_LEAKY_CPU_PREFETCH > 0 && (defined(__GNUC__) || defined(__clang__))
   constexpr int64_t per_line = 64 / sizeof(T);
   const T* ahead = row + SNNK_LEAKY_CPU_PREFETCH * W;
   for (int64_t i = 0; i < W; i += per_line) {

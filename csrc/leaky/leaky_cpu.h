@@ -13,13 +13,17 @@
 
 namespace snnk {
 
-// Neurons per block, the unit of the parallel split, whose coefficients and state live in stack arrays; a
-// block is walked in tiles (kLeakyCpuFwdTile, kLeakyCpuBwdTile neurons) whose loops run kLeakyCpuGroup steps
+// Neurons per block, the unit of the parallel split. A block is walked in pieces (kLeakyCpuPiece neurons, or
+// the whole block for a forward of several step groups) whose coefficients and state live in stack arrays,
+// and a piece in tiles (kLeakyCpuFwdTile, kLeakyCpuBwdTile neurons) whose loops run kLeakyCpuGroup steps
 // (the forward) or a chunk (the backward) at a time, so that a few dozen rows stream at once whatever T is.
-// Build-time knobs (-DSNNK_LEAKY_CPU_BLOCK=..., _FWD_TILE, _BWD_TILE, _GROUP); the measured choice is in
-// bench/NOTES.md ("CPU tiles").
+// Build-time knobs (-DSNNK_LEAKY_CPU_BLOCK=..., _PIECE, _FWD_TILE, _BWD_TILE, _GROUP); the measured choice
+// is in bench/NOTES.md ("CPU tiles").
 #ifndef SNNK_LEAKY_CPU_BLOCK
-#define SNNK_LEAKY_CPU_BLOCK 128
+#define SNNK_LEAKY_CPU_BLOCK 512
+#endif
+#ifndef SNNK_LEAKY_CPU_PIECE
+#define SNNK_LEAKY_CPU_PIECE 128
 #endif
 #ifndef SNNK_LEAKY_CPU_FWD_TILE
 #define SNNK_LEAKY_CPU_FWD_TILE 16
@@ -31,6 +35,7 @@ namespace snnk {
 #define SNNK_LEAKY_CPU_GROUP 8
 #endif
 constexpr int64_t kLeakyCpuBlock = SNNK_LEAKY_CPU_BLOCK;
+constexpr int64_t kLeakyCpuPiece = SNNK_LEAKY_CPU_PIECE;
 constexpr int64_t kLeakyCpuFwdTile = SNNK_LEAKY_CPU_FWD_TILE;
 constexpr int64_t kLeakyCpuBwdTile = SNNK_LEAKY_CPU_BWD_TILE;
 constexpr int64_t kLeakyCpuGroup = SNNK_LEAKY_CPU_GROUP;

@@ -5,8 +5,8 @@
 // No include guard on purpose; it includes nothing itself (leaky_cpu_isa.h includes the dependencies
 // before any target pragma, so standard-library code is never compiled for a wider instruction set).
 //
-// Tile algorithm (leaky_cpu.h has the sizes): a block's coefficients and state live in stack arrays; the
-// forward walks the block's tiles one group of steps at a time, every step one `#pragma omp simd` loop over a
+// Tile algorithm (leaky_cpu.h has the sizes): a piece of a block has its coefficients and state in stack
+// arrays; the forward walks the piece's tiles one group of steps at a time, every step one `#pragma omp simd` loop over a
 // tile's neurons (a contiguous piece of each row), so only 2 x GROUP rows stream at a time and the state
 // stays in L1. The backward walks the chunks last to first and, per chunk, the tiles: each rebuilds the
 // chunk's h_t from its checkpoint into the tile's stash (as the forward computed them: same functions, same
@@ -165,16 +165,17 @@ SNNK_INLINE void fwd_tile_steps(const LeakyFwdParams& p, int64_t n, int64_t tail
   }
 }
 
-// Blocks [block_begin, block_end): per block, groups of G steps; per group, tile by tile, so that at most 2 G
-// rows stream at a time whatever T is.
-template <typename scalar_t, bool HARD, bool STRICT, int64_t W = kLeakyCpuFwdTile, int64_t G = kLeakyCpuGroup>
+// Blocks [block_begin, block_end), in pieces of BK neurons: per piece, groups of G steps; per group, tile by
+// tile, so that at most 2 G rows stream at a time whatever T is. BK: kLeakyCpuPiece when one group covers T;
+// with several, the whole block, so that each group reads longer runs of each row (fwd_dispatch).
+template <typename scalar_t, bool HARD, bool STRICT, int64_t BK, int64_t W = kLeakyCpuFwdTile,
+          int64_t G = kLeakyCpuGroup>
 void fwd_blocks(const LeakyFwdParams& p, int64_t block_begin, int64_t block_end) {
-  constexpr int64_t BK = kLeakyCpuBlock;
-  static_assert(BK % W == 0, "a block is a whole number of tiles");
+  static_assert(BK % W == 0 && kLeakyCpuBlock % BK == 0, "a block is a whole number of pieces and tiles");
   alignas(64) float a[BK], b[BK], c[BK], v[BK];
-  for (int64_t blk = block_begin; blk < block_end; ++blk) {
-    const int64_t n0 = blk * BK;
-    const int64_t len = min_i64(BK, p.N - n0);
+  const int64_t end = min_i64(block_end * kLeakyCpuBlock, p.N);
+  for (int64_t n0 = block_begin * kLeakyCpuBlock; n0 < end; n0 += BK) {
+    const int64_t len = min_i64(BK, end - n0);
     fill_coefficient(p.decay_t, p.decay, n0, len, p.S, p.C, a);
     fill_coefficient(p.gain_t, p.gain, n0, len, p.S, p.C, b);
     fill_coefficient(p.bias_t, p.bias, n0, len, p.S, p.C, c);
@@ -266,12 +267,12 @@ SNNK_INLINE void bwd_tile_chunk(const LeakyBwdParams& p, int64_t n, int64_t tail
 // rows stream at a time).
 template <typename scalar_t, bool HARD, bool STRICT, bool DETACH, int SG, int64_t W = kLeakyCpuBwdTile>
 void bwd_blocks(const LeakyBwdParams& p, int64_t block_begin, int64_t block_end) {
-  constexpr int64_t BK = kLeakyCpuBlock;
-  static_assert(BK % W == 0, "a block is a whole number of tiles");
+  constexpr int64_t BK = kLeakyCpuPiece;
+  static_assert(BK % W == 0 && kLeakyCpuBlock % BK == 0, "a block is a whole number of pieces and tiles");
   alignas(64) float a[BK], b[BK], c[BK], v0[BK], grad_v[BK], acc_decay[BK], acc_gain[BK], acc_bias[BK];
-  for (int64_t blk = block_begin; blk < block_end; ++blk) {
-    const int64_t n0 = blk * BK;
-    const int64_t len = min_i64(BK, p.N - n0);
+  const int64_t end = min_i64(block_end * kLeakyCpuBlock, p.N);
+  for (int64_t n0 = block_begin * kLeakyCpuBlock; n0 < end; n0 += BK) {
+    const int64_t len = min_i64(BK, end - n0);
     fill_coefficient(p.decay_t, p.decay, n0, len, p.S, p.C, a);
     fill_coefficient(p.gain_t, p.gain, n0, len, p.S, p.C, b);
     fill_coefficient(p.bias_t, p.bias, n0, len, p.S, p.C, c);
@@ -311,7 +312,13 @@ void bwd_blocks(const LeakyBwdParams& p, int64_t block_begin, int64_t block_end)
 template <typename scalar_t>
 void fwd_dispatch(const LeakyFwdParams& p, int64_t block_begin, int64_t block_end) {
   SNNK_BOOL_SWITCH(p.hard_reset, HARD, [&] {
-    SNNK_BOOL_SWITCH(p.strict, STRICT, [&] { fwd_blocks<scalar_t, HARD, STRICT>(p, block_begin, block_end); });
+    SNNK_BOOL_SWITCH(p.strict, STRICT, [&] {
+      if (p.T > kLeakyCpuGroup) {
+        fwd_blocks<scalar_t, HARD, STRICT, kLeakyCpuBlock>(p, block_begin, block_end);
+      } else {
+        fwd_blocks<scalar_t, HARD, STRICT, kLeakyCpuPiece>(p, block_begin, block_end);
+      }
+    });
   });
 }
 

@@ -3,8 +3,9 @@
 //
 // Work is split into blocks of kLeakyCpuBlock consecutive neurons, and a block into tiles of a few dozen
 // neurons. Each step of a tile is one vectorised (`#pragma omp simd`) loop over the tile's neurons, so every
-// row access is contiguous. Blocks are independent: run them in any order, on any threads. Compile with -O3 -ffp-contract=off (no fused multiply-add: the charge must be
-// rounded op by op to give the reference's bits) and -fopenmp or -fopenmp-simd.
+// row access is contiguous. Blocks are independent: run them in any order, on any threads. Compile with -O3
+// -ffp-contract=off (no fused multiply-add: the charge must be rounded op by op to give the reference's
+// bits) and -fopenmp or -fopenmp-simd.
 #pragma once
 
 #include <cstdint>

@@ -6,11 +6,12 @@
 // before any target pragma, so standard-library code is never compiled for a wider instruction set).
 //
 // Tile algorithm (leaky_cpu.h has the sizes): a piece of a block has its coefficients and state in stack
-// arrays; the forward walks the piece's tiles one group of steps at a time, every step one `#pragma omp simd` loop over a
-// tile's neurons (a contiguous piece of each row), so only 2 x GROUP rows stream at a time and the state
-// stays in L1. The backward walks the chunks last to first and, per chunk, the tiles: each rebuilds the
-// chunk's h_t from its checkpoint into the tile's stash (as the forward computed them: same functions, same
-// order), then walks the chunk backwards. Software prefetches run a few tiles ahead on every row.
+// arrays; the forward walks the piece's tiles one group of steps at a time, every step one
+// `#pragma omp simd` loop over a tile's neurons (a contiguous run of each row), so only 2 x GROUP rows
+// stream at a time and the state stays in L1. The backward walks the chunks last to first and, per chunk,
+// the tiles: each rebuilds the chunk's h_t from its checkpoint into the tile's stash (as the forward
+// computed them: same functions, same order), then walks the chunk backwards. Software prefetches run a
+// few tiles ahead on every row.
 #ifndef SNNK_CPU_ISA
 #error "define SNNK_CPU_ISA (the namespace of this instantiation set) and include leaky_cpu_isa.h instead"
 #endif
@@ -57,9 +58,18 @@ SNNK_INLINE void prefetch_ahead(const T* row, bool for_write) {
 #endif
 }
 
+// f(full, i, w) for the tiles of W neurons that cover [0, len): full is std::true_type for a whole tile (w ==
+// W, a constant trip count for its loops), std::false_type for the ragged last one.
+template <int64_t W, typename F>
+SNNK_INLINE void for_tiles(int64_t len, const F& f) {
+  int64_t i = 0;
+  for (; i + W <= len; i += W) f(std::true_type{}, i, W);
+  if (i < len) f(std::false_type{}, i, len - i);
+}
+
 // Coefficients of neurons n0 .. n0 + len - 1: the tensor entry of each neuron's channel, or the scalar.
 SNNK_INLINE void fill_coefficient(const float* tensor, float value, int64_t n0, int64_t len, int64_t S, int64_t C,
-                             float* out) {
+                                  float* out) {
   if (tensor == nullptr) {
     fill_f32(value, len, out);
     return;
@@ -76,13 +86,26 @@ SNNK_INLINE void fill_coefficient(const float* tensor, float value, int64_t n0, 
   }
 }
 
-// One forward step of a block: h = a v + b x + c, fire, reset; with WRITE the spikes are stored.
+// A piece's coefficients a, b, c and its initial state v (forward and backward parameters alike).
+template <typename Params>
+SNNK_INLINE void load_piece(const Params& p, int64_t n0, int64_t len, float* a, float* b, float* c, float* v) {
+  fill_coefficient(p.decay_t, p.decay, n0, len, p.S, p.C, a);
+  fill_coefficient(p.gain_t, p.gain, n0, len, p.S, p.C, b);
+  fill_coefficient(p.bias_t, p.bias, n0, len, p.S, p.C, c);
+  if (p.has_v_init) {
+    copy_f32(p.v_init + n0, len, v);
+  } else {
+    fill_f32(p.v_init_value, len, v);
+  }
+}
+
+// One forward step of len neurons: h = a v + b x + c, fire, reset; with WRITE the spikes are stored.
 template <typename scalar_t, bool HARD, bool STRICT, bool WRITE>
 SNNK_INLINE void fwd_step(const typename CpuElem<scalar_t>::storage* __restrict__ x,
-                     typename CpuElem<scalar_t>::storage* __restrict__ s, const float* __restrict__ a,
-                     const float* __restrict__ b, const float* __restrict__ c, float* __restrict__ v, int64_t len,
-                     float v_threshold, float v_reset, typename CpuElem<scalar_t>::storage one,
-                     typename CpuElem<scalar_t>::storage zero) {
+                          typename CpuElem<scalar_t>::storage* __restrict__ s, const float* __restrict__ a,
+                          const float* __restrict__ b, const float* __restrict__ c, float* __restrict__ v, int64_t len,
+                          float v_threshold, float v_reset, typename CpuElem<scalar_t>::storage one,
+                          typename CpuElem<scalar_t>::storage zero) {
   using E = CpuElem<scalar_t>;
 #pragma omp simd
   for (int64_t i = 0; i < len; ++i) {
@@ -93,12 +116,12 @@ SNNK_INLINE void fwd_step(const typename CpuElem<scalar_t>::storage* __restrict_
   }
 }
 
-// One step of the backward's recompute: h (and, with KEEP_XV, x and v_{t-1}) into the block's stash.
+// One step of the backward's recompute: h (and, with KEEP_XV, x and v_{t-1}) into the tile's stash.
 template <typename scalar_t, bool HARD, bool STRICT, bool KEEP_XV>
 SNNK_INLINE void recompute_step(const typename CpuElem<scalar_t>::storage* __restrict__ x, const float* __restrict__ a,
-                           const float* __restrict__ b, const float* __restrict__ c, float* __restrict__ v,
-                           float* __restrict__ hk, float* __restrict__ xk, float* __restrict__ vk, int64_t len,
-                           float v_threshold, float v_reset) {
+                                const float* __restrict__ b, const float* __restrict__ c, float* __restrict__ v,
+                                float* __restrict__ hk, float* __restrict__ xk, float* __restrict__ vk, int64_t len,
+                                float v_threshold, float v_reset) {
   using E = CpuElem<scalar_t>;
 #pragma omp simd
   for (int64_t i = 0; i < len; ++i) {
@@ -117,9 +140,9 @@ SNNK_INLINE void recompute_step(const typename CpuElem<scalar_t>::storage* __res
 // dL/dh is kept for the coefficient sums.
 template <typename scalar_t, bool HARD, bool STRICT, bool DETACH, int SG, bool KEEP_GH>
 SNNK_INLINE void walk_step(const float* __restrict__ hk, const typename CpuElem<scalar_t>::storage* __restrict__ gs,
-                      typename CpuElem<scalar_t>::storage* __restrict__ gx, const float* __restrict__ a,
-                      const float* __restrict__ b, float* __restrict__ grad_v, float* __restrict__ grad_h, int64_t len,
-                      float v_threshold, float v_reset, float sg_param) {
+                           typename CpuElem<scalar_t>::storage* __restrict__ gx, const float* __restrict__ a,
+                           const float* __restrict__ b, float* __restrict__ grad_v, float* __restrict__ grad_h,
+                           int64_t len, float v_threshold, float v_reset, float sg_param) {
   using E = CpuElem<scalar_t>;
 #pragma omp simd
   for (int64_t i = 0; i < len; ++i) {
@@ -133,7 +156,7 @@ SNNK_INLINE void walk_step(const float* __restrict__ hk, const typename CpuElem<
 
 // acc += g * w (w null: acc += g)
 SNNK_INLINE void accumulate(float* __restrict__ acc, const float* __restrict__ g, const float* __restrict__ w,
-                       int64_t len) {
+                            int64_t len) {
   if (w == nullptr) {
 #pragma omp simd
     for (int64_t i = 0; i < len; ++i) acc[i] = add_rn(acc[i], g[i]);
@@ -144,7 +167,7 @@ SNNK_INLINE void accumulate(float* __restrict__ acc, const float* __restrict__ g
 }
 
 // Steps [t0, t1) of one forward tile: neurons n .. n + len - 1, len <= W, whose coefficients and state are
-// at a, b, c, v (the block's arrays). FULL: len == W, a constant trip count for every loop (no remainders).
+// at a, b, c, v (the piece's arrays). FULL: len == W, a constant trip count for every loop (no remainders).
 template <typename scalar_t, bool HARD, bool STRICT, int64_t W, bool FULL>
 SNNK_INLINE void fwd_tile_steps(const LeakyFwdParams& p, int64_t n, int64_t tail_len, int64_t t0, int64_t t1,
                                 const float* a, const float* b, const float* c, float* v) {
@@ -176,23 +199,13 @@ void fwd_blocks(const LeakyFwdParams& p, int64_t block_begin, int64_t block_end)
   const int64_t end = min_i64(block_end * kLeakyCpuBlock, p.N);
   for (int64_t n0 = block_begin * kLeakyCpuBlock; n0 < end; n0 += BK) {
     const int64_t len = min_i64(BK, end - n0);
-    fill_coefficient(p.decay_t, p.decay, n0, len, p.S, p.C, a);
-    fill_coefficient(p.gain_t, p.gain, n0, len, p.S, p.C, b);
-    fill_coefficient(p.bias_t, p.bias, n0, len, p.S, p.C, c);
-    if (p.has_v_init) {
-      copy_f32(p.v_init + n0, len, v);
-    } else {
-      fill_f32(p.v_init_value, len, v);
-    }
+    load_piece(p, n0, len, a, b, c, v);
     for (int64_t t0 = 0; t0 < p.T; t0 += G) {
       const int64_t t1 = min_i64(p.T, t0 + G);
-      int64_t i = 0;
-      for (; i + W <= len; i += W) {
-        fwd_tile_steps<scalar_t, HARD, STRICT, W, true>(p, n0 + i, W, t0, t1, a + i, b + i, c + i, v + i);
-      }
-      if (i < len) {
-        fwd_tile_steps<scalar_t, HARD, STRICT, W, false>(p, n0 + i, len - i, t0, t1, a + i, b + i, c + i, v + i);
-      }
+      for_tiles<W>(len, [&](auto full, int64_t i, int64_t w) {
+        fwd_tile_steps<scalar_t, HARD, STRICT, W, decltype(full)::value>(p, n0 + i, w, t0, t1, a + i, b + i, c + i,
+                                                                         v + i);
+      });
     }
     if (p.store_final_state) copy_f32(v, len, p.v_final + n0);
   }
@@ -200,7 +213,7 @@ void fwd_blocks(const LeakyFwdParams& p, int64_t block_begin, int64_t block_end)
 
 // The backward of chunk ci for one tile: neurons n .. n + len - 1, len <= W (FULL as in fwd_tile_steps),
 // whose coefficients, initial state, carried dL/dv and coefficient sums are at a, b, c, v0, grad_v, acc_* (the
-// block's arrays).
+// piece's arrays).
 template <typename scalar_t, bool HARD, bool STRICT, bool DETACH, int SG, int64_t W, bool FULL>
 SNNK_INLINE void bwd_tile_chunk(const LeakyBwdParams& p, int64_t n, int64_t tail_len, int64_t ci, const float* a,
                                 const float* b, const float* c, const float* v0, float* grad_v, float* acc_decay,
@@ -263,8 +276,8 @@ SNNK_INLINE void bwd_tile_chunk(const LeakyBwdParams& p, int64_t n, int64_t tail
   }
 }
 
-// Blocks [block_begin, block_end): per block, chunks last to first; per chunk, tile by tile (at most 3 CHUNK
-// rows stream at a time).
+// Blocks [block_begin, block_end), in pieces of kLeakyCpuPiece neurons: per piece, chunks last to first; per
+// chunk, tile by tile (at most 3 CHUNK rows stream at a time).
 template <typename scalar_t, bool HARD, bool STRICT, bool DETACH, int SG, int64_t W = kLeakyCpuBwdTile>
 void bwd_blocks(const LeakyBwdParams& p, int64_t block_begin, int64_t block_end) {
   constexpr int64_t BK = kLeakyCpuPiece;
@@ -273,14 +286,7 @@ void bwd_blocks(const LeakyBwdParams& p, int64_t block_begin, int64_t block_end)
   const int64_t end = min_i64(block_end * kLeakyCpuBlock, p.N);
   for (int64_t n0 = block_begin * kLeakyCpuBlock; n0 < end; n0 += BK) {
     const int64_t len = min_i64(BK, end - n0);
-    fill_coefficient(p.decay_t, p.decay, n0, len, p.S, p.C, a);
-    fill_coefficient(p.gain_t, p.gain, n0, len, p.S, p.C, b);
-    fill_coefficient(p.bias_t, p.bias, n0, len, p.S, p.C, c);
-    if (p.has_v_init) {
-      copy_f32(p.v_init + n0, len, v0);
-    } else {
-      fill_f32(p.v_init_value, len, v0);
-    }
+    load_piece(p, n0, len, a, b, c, v0);
     if (p.has_grad_v_final) {
       copy_f32(p.grad_v_final + n0, len, grad_v);
     } else {
@@ -290,17 +296,10 @@ void bwd_blocks(const LeakyBwdParams& p, int64_t block_begin, int64_t block_end)
     fill_f32(0.0f, len, acc_gain);
     fill_f32(0.0f, len, acc_bias);
     for (int64_t ci = ceil_div(p.T, p.chunk) - 1; ci >= 0; --ci) {
-      int64_t i = 0;
-      for (; i + W <= len; i += W) {
-        bwd_tile_chunk<scalar_t, HARD, STRICT, DETACH, SG, W, true>(p, n0 + i, W, ci, a + i, b + i, c + i, v0 + i,
-                                                                    grad_v + i, acc_decay + i, acc_gain + i,
-                                                                    acc_bias + i);
-      }
-      if (i < len) {
-        bwd_tile_chunk<scalar_t, HARD, STRICT, DETACH, SG, W, false>(p, n0 + i, len - i, ci, a + i, b + i, c + i,
-                                                                     v0 + i, grad_v + i, acc_decay + i, acc_gain + i,
-                                                                     acc_bias + i);
-      }
+      for_tiles<W>(len, [&](auto full, int64_t i, int64_t w) {
+        bwd_tile_chunk<scalar_t, HARD, STRICT, DETACH, SG, W, decltype(full)::value>(
+            p, n0 + i, w, ci, a + i, b + i, c + i, v0 + i, grad_v + i, acc_decay + i, acc_gain + i, acc_bias + i);
+      });
     }
     if (p.need_grad_v_init) copy_f32(grad_v, len, p.grad_v_init + n0);
     if (p.need_grad_decay) copy_f32(acc_decay, len, p.grad_decay + n0);

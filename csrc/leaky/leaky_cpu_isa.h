@@ -20,6 +20,7 @@
 #endif
 
 #include <cstdint>
+#include <type_traits>
 
 #include "leaky/leaky_cpu.h"
 #include "snnkernels/convert.h"

@@ -10,20 +10,17 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from snnkernels import firing
-from snnkernels.backends import backend_problem
 from snnkernels.models import TCJA_CIFAR10DVS
 from snnkernels.nn import LIFNode
 
 from conftest import DEVICE
+from test_leaky import fused_backends
 from tiny_net import C, T, TinyNet
 
 
 def _backends() -> list:
-    """The eager reference, Triton (skipped by conftest where it cannot run) and native / CuPy where built."""
-    params = [pytest.param("torch", id="torch"), pytest.param("triton", marks=pytest.mark.triton, id="triton")]
-    probe = torch.empty(1, device=DEVICE)
-    params += [pytest.param(name, id=name) for name in ("native", "cupy") if backend_problem(name, probe) is None]
-    return params
+    """The eager reference, then Triton and native / CuPy where they can run (test_leaky's list)."""
+    return [pytest.param("torch", id="torch"), *fused_backends()]
 
 
 def _step(model: nn.Module, x: torch.Tensor, how: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -21,7 +21,7 @@ T, B, C, H = 4, 2, 8, 6
 
 
 class _Pair(nn.Module):
-    """A fused pair behind one module: ``run(first, second, x)``."""
+    """A fused pair (plus what follows it) behind one module: ``run(first, second, *extra, x)``."""
 
     def __init__(self, run: Callable, first: nn.Module, second: nn.Module, *extra: nn.Module) -> None:
         super().__init__()

@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 
 from .gated_leaky import _gate_of_step, _gated_tile, _store_row_counts
-from .leaky import _chunk_start, _fire, _grad_charge, _reset, _store_checkpoint
+from .neuron_step import _chunk_start, _fire, _state_after, _step, _store_checkpoint, _walk_step
 from .rowwise import _na_value, _sigmoid, _tile_rows
 
 
@@ -87,15 +87,13 @@ def dta_leaky_fwd_kernel(
             valid = t < T
             at = offs + t.to(tl.int64) * st
             x = tl.load(x_ptr + at, mask=mask & valid, other=0.0).to(tl.float32)
-            h = decay * v + gain * x + bias
-            spike = _fire(h, v_threshold, STRICT)
+            _h, spike, v = _step(v, x, decay, gain, bias, valid, v_threshold, v_reset, STRICT, HARD_RESET)
             na, a, b, _unused = _step_terms(na_ptr, a_ptr, b_ptr, bias_ptr, x, t, na_offs, nst, rows, rmask & valid,
                                            mask & valid, R1, NA_RESIDUAL)
             y = _sigmoid(na * ((x + a) * (x + b))) * tl.where(spike, 1.0, 0.0)
             tl.store(y_ptr + at, y.to(y_ptr.dtype.element_ty), mask=mask & valid)
             if COUNT:  # the neuron's firing statistics, without its spikes ever being stored
                 _store_row_counts(counts_ptr, count_row, t, R1, spike, mask, rmask & valid)
-            v = tl.where(valid, _reset(h, spike, v_threshold, v_reset, HARD_RESET), v)
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -135,7 +133,7 @@ def dta_leaky_bwd_kernel(
             h = decay * v + gain * x + bias
             hs = hs + (h,)
             xs = xs + (x,)
-            v = _reset(h, _fire(h, v_threshold, STRICT), v_threshold, v_reset, HARD_RESET)
+            v = _state_after(h, v_threshold, v_reset, STRICT, HARD_RESET)
         for k in tl.static_range(CHUNK - 1, -1, -1):
             t = t0 + k
             valid = t < T
@@ -160,8 +158,6 @@ def dta_leaky_bwd_kernel(
             tl.store(sum_ptr + partial_row + t * R1, tl.sum(dxa, axis=1), mask=rmask & valid)
             tl.store(dot_ptr + partial_row + t * R1, tl.sum(dxa * x, axis=1), mask=rmask & valid)
             # the neuron, driven by dL/ds = dY * sig (the spikes' only consumer is the product)
-            grad_h = _grad_charge(gy * sig, grad_v, h, v_threshold, v_reset, sg_param, HARD_RESET, STRICT,
-                                  DETACH_RESET, SG_ID)
-            grad_h = tl.where(mask & valid, grad_h, 0.0)
-            grad_v = tl.where(valid, grad_h * decay, grad_v)
+            grad_h, grad_v = _walk_step(gy * sig, grad_v, h, decay, mask & valid, v_threshold, v_reset, sg_param,
+                                        HARD_RESET, STRICT, DETACH_RESET, SG_ID)
             tl.store(grad_x_ptr + at, dx + grad_h * gain, mask=mask & valid)

@@ -21,7 +21,7 @@ eager reference.
 import triton
 import triton.language as tl
 
-from .leaky import _chunk_start, _fire, _grad_charge, _reset, _store_checkpoint
+from .neuron_step import _chunk_start, _state_after, _step, _store_checkpoint, _walk_step
 from .rowwise import _tile_rows
 
 
@@ -121,14 +121,12 @@ def gated_leaky_fwd_kernel(
             at = offs + t.to(tl.int64) * st
             x = tl.load(x_ptr + at, mask=mask & valid, other=0.0).to(tl.float32)
             y = _gated_input(x, _gate_of_step(scale_ptr, t, rows, rmask & valid, R1), m, RELU, x_ptr)
-            h = decay * v + gain * y + bias
-            spike = _fire(h, v_threshold, STRICT)
+            _h, spike, v = _step(v, y, decay, gain, bias, valid, v_threshold, v_reset, STRICT, HARD_RESET)
             tl.store(spikes_ptr + at, tl.where(spike, 1.0, 0.0).to(spikes_ptr.dtype.element_ty), mask=mask & valid)
             if COUNT:
                 # spikes per (t, b, c) without a second pass (exact int32): the firing statistics, and for
                 # binary input to a TCJA the pooled mean Z = count / HW (its popcount, spec 1.6)
                 _store_row_counts(counts_ptr, count_row, t, R1, spike, mask, rmask & valid)
-            v = tl.where(valid, _reset(h, spike, v_threshold, v_reset, HARD_RESET), v)
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -175,17 +173,15 @@ def gated_leaky_bwd_kernel(
                                                 x_ptr) + bias
             hs = hs + (h,)
             xs = xs + (_pre(x, RELU),)
-            v = _reset(h, _fire(h, v_threshold, STRICT), v_threshold, v_reset, HARD_RESET)
+            v = _state_after(h, v_threshold, v_reset, STRICT, HARD_RESET)
         for k in tl.static_range(CHUNK - 1, -1, -1):
             t = t0 + k
             valid = t < T
             at = offs + t.to(tl.int64) * st
             h = hs[k]
             grad_s = tl.load(grad_spikes_ptr + at, mask=mask & valid, other=0.0).to(tl.float32)
-            grad_h = _grad_charge(grad_s, grad_v, h, v_threshold, v_reset, sg_param, HARD_RESET, STRICT,
-                                  DETACH_RESET, SG_ID)
-            grad_h = tl.where(mask & valid, grad_h, 0.0)
-            grad_v = tl.where(valid, grad_h * decay, grad_v)
+            grad_h, grad_v = _walk_step(grad_s, grad_v, h, decay, mask & valid, v_threshold, v_reset, sg_param,
+                                        HARD_RESET, STRICT, DETACH_RESET, SG_ID)
             grad_y = grad_h * gain
             g = _gate_of_step(scale_ptr, t, rows, rmask & valid, R1)
             x = xs[k]

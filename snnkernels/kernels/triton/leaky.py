@@ -22,7 +22,7 @@ instructions are those of the body alone (checked against the previous kernel's 
 import triton
 import triton.language as tl
 
-from .surrogate import surrogate_derivative
+from .neuron_step import _chunk_start, _state_after, _step, _store_checkpoint, _walk_step
 
 
 @triton.jit
@@ -32,56 +32,6 @@ def _coefficient(ptr, value, ch, mask, IS_TENSOR: tl.constexpr):
         return tl.load(ptr + ch, mask=mask, other=0.0).to(tl.float32)
     else:
         return value
-
-
-@triton.jit
-def _fire(h, v_threshold, STRICT: tl.constexpr):
-    d = h - v_threshold
-    if STRICT:
-        return d > 0.0
-    else:
-        return d >= 0.0
-
-
-@triton.jit
-def _reset(h, spike, v_threshold, v_reset, HARD_RESET: tl.constexpr):
-    """h (1 - s) + v_reset s (hard) or h - v_threshold s (soft), the eager reference's arithmetic: for finite
-    h the hard form selects, and an overflowed charge (h = inf) gives NaN as the reference does."""
-    s = spike.to(tl.float32)
-    if HARD_RESET:
-        return h * (1.0 - s) + v_reset * s
-    else:
-        return h - v_threshold * s
-
-
-@triton.jit
-def _store_checkpoint(ckpt_ptr, ci, n_state, offs, mask, v):
-    """The recompute schedule: chunk ci > 0 starts from an fp32 checkpoint of v (row ci - 1)."""
-    tl.store(ckpt_ptr + (ci - 1) * n_state + offs, v, mask=mask & (ci > 0))
-
-
-@triton.jit
-def _chunk_start(ckpt_ptr, ci, n_state, offs, mask, v_init):
-    """The state entering chunk ci, as the forward had it: its checkpoint, or v_init for chunk 0."""
-    v = tl.load(ckpt_ptr + (ci - 1) * n_state + offs, mask=mask & (ci > 0), other=0.0)
-    return tl.where(ci > 0, v, v_init)
-
-
-@triton.jit
-def _grad_charge(grad_s, grad_v, h, v_threshold, v_reset, sg_param, HARD_RESET: tl.constexpr,
-                 STRICT: tl.constexpr, DETACH_RESET: tl.constexpr, SG_ID: tl.constexpr):
-    """dL/dh_t = dL/ds_t * sg_t + dL/dv_t * dv_t/dh_t (v_t the post-reset state), shared by every
-    leaky-family backward."""
-    sg = surrogate_derivative(h - v_threshold, SG_ID, sg_param)
-    if HARD_RESET:
-        dv_dh = tl.where(_fire(h, v_threshold, STRICT), 0.0, 1.0)
-        if not DETACH_RESET:
-            dv_dh = dv_dh + (v_reset - h) * sg
-    else:
-        dv_dh = tl.zeros_like(h) + 1.0
-        if not DETACH_RESET:
-            dv_dh = dv_dh - v_threshold * sg
-    return grad_s * sg + grad_v * dv_dh
 
 
 @triton.jit
@@ -146,14 +96,12 @@ def _leaky_fwd(x_ptr, v_init_ptr, decay_ptr, gain_ptr, bias_ptr, spikes_ptr, v_f
             valid = t0 + k < T
             row = (t0 + k) * n_row
             x = tl.load(x_ptr + row + offs, mask=mask & valid, other=0.0).to(tl.float32)
-            h = a * v + b * x + c
-            spike = _fire(h, v_threshold, STRICT)
+            _h, spike, v = _step(v, x, a, b, c, valid, v_threshold, v_reset, STRICT, HARD_RESET)
             # bool -> fp32 -> storage type (Triton 3.6's interpreter miscasts bool straight to bf16)
             s_out = tl.where(spike, 1.0, 0.0).to(spikes_ptr.dtype.element_ty)
             tl.store(spikes_ptr + row + offs, s_out, mask=mask & valid)
             if COUNT:
                 fired = fired | (spike.to(tl.int32) << k)
-            v = tl.where(valid, _reset(h, spike, v_threshold, v_reset, HARD_RESET), v)
         if COUNT:
             _store_chunk_counts(counts_ptr, fired, mask, t0, T, CHUNK, STEPS, GROUPS, BLOCK)
     if STORE_FINAL:
@@ -293,24 +241,22 @@ def leaky_bwd_kernel(
             h = a * v + b * x + c
             hs = hs + (h,)
             xs = xs + (x,)  # kept only when NEED_GRAD_GAIN (dead code otherwise)
-            v = _reset(h, _fire(h, v_threshold, STRICT), v_threshold, v_reset, HARD_RESET)
+            v = _state_after(h, v_threshold, v_reset, STRICT, HARD_RESET)
         # Walk the chunk backwards: dL/dh_t = dL/ds_t * sg_t + dL/dv_t * dv_t/dh_t; dL/dv_{t-1} = a * dL/dh_t.
         for k in tl.static_range(CHUNK - 1, -1, -1):
             valid = t0 + k < T
             row = (t0 + k) * n_row
             h = hs[k]
             grad_s = tl.load(grad_spikes_ptr + row + offs, mask=mask & valid, other=0.0).to(tl.float32)
-            grad_h = _grad_charge(grad_s, grad_v, h, v_threshold, v_reset, sg_param, HARD_RESET, STRICT,
-                                  DETACH_RESET, SG_ID)
-            grad_h = tl.where(valid, grad_h, 0.0)
+            grad_h, grad_v = _walk_step(grad_s, grad_v, h, a, valid, v_threshold, v_reset, sg_param, HARD_RESET,
+                                        STRICT, DETACH_RESET, SG_ID)
             tl.store(grad_x_ptr + row + offs, (grad_h * b).to(grad_x_ptr.dtype.element_ty), mask=mask & valid)
-            grad_v = tl.where(valid, grad_h * a, grad_v)
             if NEED_GRAD_DECAY:
                 # v_{t-1}: rebuilt from h_{t-1} rather than stashed, to save registers
                 if k == 0:
                     v_prev = v_start
                 else:
-                    v_prev = _reset(hs[k - 1], _fire(hs[k - 1], v_threshold, STRICT), v_threshold, v_reset, HARD_RESET)
+                    v_prev = _state_after(hs[k - 1], v_threshold, v_reset, STRICT, HARD_RESET)
                 acc_decay += grad_h * v_prev
             if NEED_GRAD_GAIN:
                 acc_gain += grad_h * xs[k]

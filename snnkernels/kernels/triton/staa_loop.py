@@ -24,7 +24,7 @@ bench/NOTES.md; ``staa_lif_fused(loop_kernel=...)`` selects.
 import triton
 import triton.language as tl
 
-from .leaky import _fire, _grad_charge
+from .neuron_step import _fire, _grad_charge
 
 SIGMOID, SOFTMAX, SCALED_LOGITS = 0, 1, 2  # the gate forms of reference.staa.step_attention_gates
 

@@ -15,7 +15,7 @@ dL/da-part = sum_p dA h and dL/db-part = sum_p dB y.
 import triton
 import triton.language as tl
 
-from .leaky import _fire, _grad_charge
+from .neuron_step import _fire, _grad_charge
 from .rowwise import _tile
 from .surrogate import surrogate_derivative
 

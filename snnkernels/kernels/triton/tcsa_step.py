@@ -18,7 +18,7 @@ The per-pixel-block partials of dsc are summed by the host in a fixed order: det
 import triton
 import triton.language as tl
 
-from .leaky import _fire
+from .neuron_step import _fire
 from .surrogate import surrogate_derivative
 
 

@@ -9,7 +9,11 @@ time loop; ours runs the two gate sweeps, then the gated neuron applies the gate
 X, so the attention's output is never stored: ``snnkernels.nn.fused``). ``ma_tcsa``'s floor is 4 passes
 forward (row stats, pixel stats, apply: read + write) and 6 backward (3 sweeps: dY + X, X, dY + X + dX).
 ``tcja_maxpool`` is TCJA followed by a 2x2 max pool: eager and torch.compile gate the full tensor, ours
-pools first and applies ``tcja_gate`` to the pooled quarter (exact, spec 1.6). ``staa_lif`` is one STAA-LIF
+pools first and applies ``tcja_gate`` to the pooled quarter (exact, spec 1.6). ``lif_tcja_maxpool`` is the tail of
+a TCJA-SNN DVS128 Gesture block, its LIF (tau 2, ATan(2), detached reset), TCJA and 2x2 max pool, at the
+blocks' 16 x 16 and 8 x 8 planes (T = 20, C = 128, batch 16): eager and torch.compile run the three modules,
+ours ``nn.fused.neuron_tcja_pool`` (the neuron counts its spikes per row as it fires, which is TCJA's mean,
+and the gate multiplies the pooled spikes: TCJA makes no pass over the spikes). ``staa_lif`` is one STAA-LIF
 layer of the (reconstructed) STAA ResNet-20 at T = 4, batch 64, training mode with a fixed TSRD mask; ours
 fuses its global-context pooling (one sweep each way) and runs the step-attention loop on the step
 kernels; ``staa_lif_persistent`` is the same layer with the loop as one persistent kernel each way
@@ -61,9 +65,10 @@ from .utils import copy_bandwidth_gbps, peak_memory_mb, time_fn  # noqa: E402
 
 PROVIDERS = ("torch-eager", "torch-compile", "snnkernels-triton")
 # passes over one [T, B, C, H, W] tensor in the storage dtype: (forward, backward) at the floor
-PASSES = {"tcja": (3, 4), "tcja_maxpool": (None, None), "txa": (3, 5), "dta_product": (5, 9), "dta": (None, None),
-          "ma_tcsa": (4, 6), "ma_tcsa_lif": (None, None), "staa_lif": (None, None), "ma_tcsa_paper": (None, None),
-          "dta_lif": (None, None), "staa_lif_persistent": (None, None)}
+PASSES = {"tcja": (3, 4), "tcja_maxpool": (None, None), "lif_tcja_maxpool": (None, None), "txa": (3, 5),
+          "dta_product": (5, 9), "dta": (None, None), "ma_tcsa": (4, 6), "ma_tcsa_lif": (None, None),
+          "staa_lif": (None, None), "ma_tcsa_paper": (None, None), "dta_lif": (None, None),
+          "staa_lif_persistent": (None, None)}
 # ops whose eager and torch.compile rows are another op's (same computation, only ours differs)
 SAME_BASELINE = {"staa_lif_persistent": "staa_lif"}
 # MA-SNN reduction ratios (t_ratio, c_ratio) per placement T (spec 3.3 Config.py): Gesture T = 60: 5 / 8;
@@ -85,7 +90,7 @@ def make_inputs(case: Case, device: str, seed: int = 0):
         return torch.randn(shape, generator=gen, device=device) * scale
 
     x = rnd(*case.shape).to(case.dtype).requires_grad_()
-    out_shape = (T, B, C, H // 2, W // 2) if case.op == "tcja_maxpool" else case.shape
+    out_shape = (T, B, C, H // 2, W // 2) if case.op in ("tcja_maxpool", "lif_tcja_maxpool") else case.shape
     grad_out = rnd(*out_shape).to(case.dtype)
     if case.op in ("tcja", "tcja_maxpool"):
         params = [rnd(C, C, 4, scale=0.25).requires_grad_(), rnd(T, T, 3, scale=0.3).requires_grad_()]
@@ -106,7 +111,7 @@ def make_inputs(case: Case, device: str, seed: int = 0):
                    rnd(C, hc, scale=hc ** -0.5), rnd(1, 2, 3, 3, scale=1 / 3)]
         weights = [w.requires_grad_() for w in weights]
         return [x, *weights], [x, *weights], grad_out
-    if case.op in ("staa_lif", "staa_lif_persistent", "ma_tcsa_paper", "dta_lif"):
+    if case.op in ("staa_lif", "staa_lif_persistent", "ma_tcsa_paper", "dta_lif", "lif_tcja_maxpool"):
         return [x], [x], grad_out  # the module owns its parameters
     return [x, spikes], [x], grad_out  # dta: the module owns its parameters
 
@@ -132,6 +137,42 @@ def _tcja_maxpool(backend: str):
     if backend == "torch":
         return lambda x, wt, wc: _maxpool2(SF.tcja(x, wt, wc, backend="torch"))
     return lambda x, wt, wc: _maxpool2(x) * SF.tcja_gate(x, wt, wc, backend=backend)[..., None, None].to(x.dtype)
+
+
+_TCJA_BLOCKS: dict = {}
+
+
+def _tcja_block(case: Case, device: str, backend: str):
+    """(LIF, TCJA, max pool) of a TCJA-SNN DVS128 Gesture block, the same weights for every provider."""
+    from snnkernels.models.tcja_nets import DVS128_GESTURE as p
+    from snnkernels.nn import TCJA, LIFNode
+    from snnkernels.models._blocks import SeqToANN
+
+    key = (case.shape, case.dtype, device, backend)
+    if key not in _TCJA_BLOCKS:
+        torch.manual_seed(0)
+        lif = LIFNode(tau=p.tau, surrogate_function=p.surrogate, detach_reset=True, step_mode="m", backend=backend)
+        tcja = TCJA(p.kernel_size_t, p.kernel_size_c, case.T, case.shape[2], backend=backend)
+        _TCJA_BLOCKS[key] = (lif, tcja.to(device=device, dtype=case.dtype), SeqToANN(torch.nn.MaxPool2d(2, 2)))
+    return _TCJA_BLOCKS[key]
+
+
+def _lif_tcja_maxpool(case: Case, device: str, backend: str):
+    """LIF -> TCJA -> 2x2 max pool; ours: ``nn.fused.neuron_tcja_pool``, which must not fall back to the
+    unfused modules (a blocked fusion is an error here, not a slower row)."""
+    from snnkernels.nn.fused import fusion_blocker, neuron_tcja_pool
+
+    lif, tcja, pool = _tcja_block(case, device, backend)
+    if backend == "torch":
+        return lambda x: pool(tcja(lif(x)))
+
+    def fused(x):
+        blocker = fusion_blocker(tcja, lif, x)
+        if blocker is not None:
+            raise RuntimeError(f"neuron_tcja_pool would not fuse: {blocker}")
+        return neuron_tcja_pool(lif, tcja, pool, x)
+
+    return fused
 
 
 def _ma_tcsa(backend: str, with_lif: bool):
@@ -171,6 +212,8 @@ def _dta_lif(case: Case, device: str, backend: str):
 def op_fn(case: Case, device: str, backend: str):
     if case.op == "dta_lif":
         return _dta_lif(case, device, backend)
+    if case.op == "lif_tcja_maxpool":
+        return _lif_tcja_maxpool(case, device, backend)
     if case.op in ("staa_lif", "staa_lif_persistent"):
         return _staa_lif(case, device, backend)
     if case.op == "ma_tcsa_paper":
@@ -205,6 +248,8 @@ def build(provider: str, case: Case, device: str):
 def _params_of(case: Case, device: str, backend: str) -> list[torch.Tensor]:
     if case.op in ("dta", "dta_lif"):
         return list(_dta_module(case, device, backend).parameters())
+    if case.op == "lif_tcja_maxpool":
+        return list(_tcja_block(case, device, backend)[1].parameters())
     if case.op in ("staa_lif", "staa_lif_persistent", "ma_tcsa_paper"):
         return list(_layer_module(case, device, backend).parameters())
     return []
@@ -291,20 +336,23 @@ def cases(device: str, quick: bool, ops: list[str], dtypes: list[torch.dtype]) -
                   "staa_lif": [(4, 64, 64, 32, 32), (4, 64, 64, 16, 16), (4, 64, 128, 8, 8)],
                   "staa_lif_persistent": [(4, 64, 64, 32, 32), (4, 64, 64, 16, 16), (4, 64, 128, 8, 8)],
                   # the paper's in-loop TCSA-LIF at a CIFAR10-DVS layer
-                  "ma_tcsa_paper": [(20, 16, 128, 16, 16)]}
+                  "ma_tcsa_paper": [(20, 16, 128, 16, 16)],
+                  # TCJA-SNN's DVS128 Gesture blocks 4 and 5 (TCJA on 16 x 16 and 8 x 8 planes)
+                  "lif_tcja_maxpool": [(20, 16, 128, 16, 16), (20, 16, 128, 8, 8)]}
     else:
         shapes = {"tcja": [(20, 2, 128, 16, 16)], "tcja_maxpool": [(20, 2, 128, 16, 16)], "txa": [(4, 4, 64, 16, 16)],
                   "dta_product": [(4, 4, 64, 16, 16)], "dta": [(4, 2, 64, 16, 16)], "dta_lif": [(4, 2, 64, 16, 16)],
                   "ma_tcsa": [(20, 2, 32, 16, 16)], "ma_tcsa_lif": [(20, 2, 32, 16, 16)],
                   "staa_lif": [(4, 4, 32, 16, 16)], "staa_lif_persistent": [(4, 4, 32, 16, 16)],
-                  "ma_tcsa_paper": [(8, 2, 16, 8, 8)]}
+                  "ma_tcsa_paper": [(8, 2, 16, 8, 8)], "lif_tcja_maxpool": [(20, 2, 32, 16, 16)]}
     if quick:
         shapes = {k: v[:1] for k, v in shapes.items()}
         dtypes = dtypes[:1]
     # with a neuron behind it, half precision may flip a spike that sits within an ulp of the threshold, and
     # the verification compares outputs exactly enough to call that a failure: that op runs in fp32 only
     return [Case(op, s, dt) for dt in dtypes for op in ops for s in shapes[op]
-            if not (op in ("ma_tcsa_lif", "staa_lif", "staa_lif_persistent", "ma_tcsa_paper", "dta_lif")
+            if not (op in ("ma_tcsa_lif", "staa_lif", "staa_lif_persistent", "ma_tcsa_paper", "dta_lif",
+                           "lif_tcja_maxpool")
                     and dt != torch.float32)]
 
 

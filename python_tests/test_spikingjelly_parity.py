@@ -1,4 +1,4 @@
-"""Drop-in parity with SpikingJelly 2.x: our LIFNode / ParametricLIFNode against SpikingJelly's own modules
+"""Drop-in parity with SpikingJelly 2.x: our IFNode / LIFNode / ParametricLIFNode against SpikingJelly's own modules
 (step_mode='m', same arguments): same spikes and the same gradients.
 
 SpikingJelly charges ``v + (x - (v - v_reset)) / tau``; we charge ``(1 - 1/tau) v + x/tau + v_reset/tau``.
@@ -83,6 +83,24 @@ def test_lif_node_matches_spikingjelly(make_surrogate, tau, decay_input, v_reset
         print(f"backend={backend}: spike flip rate {rate:.2e}")
 
 
+@pytest.mark.parametrize("make_surrogate", SURROGATES)
+@pytest.mark.parametrize("v_reset, detach_reset", [(0.0, False), (0.0, True), (None, False), (-0.25, True)])
+def test_if_node_matches_spikingjelly(make_surrogate, v_reset, detach_reset):
+    # IF charges v + x on both sides (ours as 1 * v + 1 * x + 0: the same value), so no spike may flip
+    x = (torch.randn(7, 3, 5, 9) * 0.8 + 0.2).requires_grad_()
+    kwargs = dict(v_threshold=1.0, v_reset=v_reset, surrogate_function=make_surrogate(), detach_reset=detach_reset,
+                  step_mode="m")
+    theirs = sj_neuron.IFNode(**kwargs)(x)
+    assert 0.02 < theirs.mean().item() < 0.5, "the test input must make the neurons fire, and not always"
+    grad_out = torch.randn_like(theirs)
+    (g_theirs,) = torch.autograd.grad(theirs, x, grad_out)
+    for backend in _backends(x):
+        ours = snn.IFNode(**kwargs, backend=backend)(x)
+        (g_ours,) = torch.autograd.grad(ours, x, grad_out)
+        assert torch.equal(ours, theirs), backend
+        torch.testing.assert_close(g_ours, g_theirs, rtol=2e-5, atol=2e-6, msg=lambda m: f"{backend}: {m}")
+
+
 @pytest.mark.parametrize("decay_input", [True, False])
 @pytest.mark.parametrize("v_reset", [0.0, None])
 def test_parametric_lif_matches_spikingjelly(decay_input, v_reset):
@@ -106,7 +124,8 @@ def test_parametric_lif_matches_spikingjelly(decay_input, v_reset):
 def test_defaults_and_positional_order_match_spikingjelly():
     import inspect
 
-    for ours, theirs in ((snn.LIFNode, sj_neuron.LIFNode), (snn.ParametricLIFNode, sj_neuron.ParametricLIFNode)):
+    for ours, theirs in ((snn.IFNode, sj_neuron.IFNode), (snn.LIFNode, sj_neuron.LIFNode),
+                         (snn.ParametricLIFNode, sj_neuron.ParametricLIFNode)):
         p_ours = [p for p in inspect.signature(ours.__init__).parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
         p_theirs = [p for p in inspect.signature(theirs.__init__).parameters.values()
                     if p.kind is p.POSITIONAL_OR_KEYWORD]

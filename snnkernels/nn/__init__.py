@@ -2,12 +2,12 @@
 official constructors' arguments and parameter names for the papers' attention modules."""
 from .attention import CLA, DTA, TCJA, TLA, TNA, TXA
 from .fused import AttentionNeuron, attention_neuron
-from .neuron import AttResLIFNode, LeakyNode, LIFNode, MASNNLIFNode, ParametricLIFNode, TETLIFNode
+from .neuron import AttResLIFNode, IFNode, LeakyNode, LIFNode, MASNNLIFNode, ParametricLIFNode, TETLIFNode
 from .ma_snn import AttResBlock, MultiDimensionalAttention, TCSALIFNode, TemporalAttentionFC
 from .staa import GlobalContextBlock, PositionEncoding, STAALIFNode
 
 __all__ = [
-    "LIFNode", "ParametricLIFNode", "LeakyNode", "TETLIFNode", "MASNNLIFNode", "AttResLIFNode",
+    "IFNode", "LIFNode", "ParametricLIFNode", "LeakyNode", "TETLIFNode", "MASNNLIFNode", "AttResLIFNode",
     "TCJA", "TLA", "CLA", "TXA", "TNA", "DTA",
     "MultiDimensionalAttention", "TemporalAttentionFC", "TCSALIFNode", "AttResBlock",
     "STAALIFNode", "GlobalContextBlock", "PositionEncoding",

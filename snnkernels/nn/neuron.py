@@ -177,6 +177,37 @@ class LIFNode(_SpikingNeuron):
         return f"tau={self.tau}, decay_input={self.decay_input}, " + super().extra_repr()
 
 
+class IFNode(_SpikingNeuron):
+    """SpikingJelly's ``IFNode`` (same keywords and defaults): the integrate-and-fire neuron, fused over time.
+
+    ``h = v + x`` (the leaky neuron with decay 1, input gain 1, no bias); fire on ``h >= v_threshold``; hard
+    reset to ``v_reset`` or soft reset (``v_reset=None``). The state starts at ``v_reset`` (0 for soft
+    reset). Input ``[T, ...]`` in step mode ``'m'``, ``[...]`` in ``'s'``.
+    """
+
+    def __init__(
+        self,
+        v_threshold: float = 1.0,
+        v_reset: float | None = 0.0,
+        surrogate_function: Surrogate = Sigmoid(),
+        detach_reset: bool = False,
+        step_mode: str = "s",
+        store_v_seq: bool = False,
+        *,
+        backend: str = "auto",
+        stateful: bool = False,
+    ) -> None:
+        super().__init__(
+            v_threshold=v_threshold, v_reset=v_reset, strict_threshold=False, detach_reset=detach_reset,
+            surrogate_function=surrogate_function, step_mode=step_mode, backend=backend, store_v_seq=store_v_seq,
+            stateful=stateful, v_init_value=0.0 if v_reset is None else float(v_reset),
+        )
+
+    def coefficients(self) -> tuple[Number, Number, Number]:
+        # 1 * v + 1 * x + 0 is v + x exactly (up to the sign of a zero sum), so the spikes are SpikingJelly's
+        return 1.0, 1.0, 0.0
+
+
 class ParametricLIFNode(_SpikingNeuron):
     """SpikingJelly's ``ParametricLIFNode`` (PLIF): LIF whose leak rate ``1/tau = sigmoid(w)`` is learned.
 

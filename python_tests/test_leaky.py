@@ -25,7 +25,8 @@ from snnkernels import nn as snn
 from snnkernels import surrogate as sg
 from snnkernels.backends import backend_problem
 
-SURROGATES = [sg.ATan(), sg.Sigmoid(), sg.Triangle(), sg.Rectangle()]
+SURROGATES = [sg.ATan(), sg.Sigmoid(), sg.Triangle(), sg.Rectangle(), sg.PiecewiseExp(), sg.SoftSign(), sg.SuperSpike(),
+              sg.Erf()]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 RESETS = {"hard0": 0.0, "hard-0.3": -0.3, "soft": None}
 

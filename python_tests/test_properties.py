@@ -22,7 +22,8 @@ SETTINGS = settings(max_examples=25, deadline=None, derandomize=True, print_blob
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 SURROGATES = st.sampled_from([sg.ATan(2.0), sg.ATan(5.0), sg.Sigmoid(4.0), sg.Sigmoid(1.0), sg.Triangle(1.0),
-                              sg.Triangle(0.3), sg.Rectangle(1.0), sg.Rectangle(0.5)])
+                              sg.Triangle(0.3), sg.Rectangle(1.0), sg.Rectangle(0.5), sg.PiecewiseExp(1.0),
+                              sg.SoftSign(2.0), sg.SuperSpike(1.0), sg.Erf(2.0)])
 COEFFICIENT_KINDS = st.sampled_from(["float", "0d", "1elem", "channel", "channel-nograd"])
 
 

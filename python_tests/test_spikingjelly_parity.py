@@ -62,6 +62,10 @@ SURROGATES = [
     pytest.param(lambda: sj_surrogate.ATan(alpha=2.0), id="ATan"),
     pytest.param(lambda: sj_surrogate.Sigmoid(alpha=4.0), id="Sigmoid"),
     pytest.param(lambda: sj_surrogate.PiecewiseQuadratic(alpha=1.0), id="PiecewiseQuadratic"),
+    pytest.param(lambda: sj_surrogate.PiecewiseExp(alpha=1.0), id="PiecewiseExp"),
+    pytest.param(lambda: sj_surrogate.SoftSign(alpha=2.0), id="SoftSign"),
+    pytest.param(lambda: sj_surrogate.SuperSpike(alpha=1.0), id="SuperSpike"),
+    pytest.param(lambda: sj_surrogate.Erf(alpha=2.0), id="Erf"),
 ]
 
 

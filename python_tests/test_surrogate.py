@@ -15,7 +15,9 @@ from utils import assert_close_verbose
 from snnkernels import surrogate as sg
 
 ALL = [sg.ATan(), sg.ATan(3.5), sg.ATan(0.7), sg.Sigmoid(), sg.Sigmoid(1.5), sg.Sigmoid(9.0), sg.Triangle(),
-       sg.Triangle(0.4), sg.Triangle(2.5), sg.Rectangle(), sg.Rectangle(0.5), sg.Rectangle(1.7)]
+       sg.Triangle(0.4), sg.Triangle(2.5), sg.Rectangle(), sg.Rectangle(0.5), sg.Rectangle(1.7),
+       sg.PiecewiseExp(), sg.PiecewiseExp(0.6), sg.PiecewiseExp(3.0), sg.SoftSign(), sg.SoftSign(0.5),
+       sg.SoftSign(5.0), sg.SuperSpike(), sg.SuperSpike(0.5), sg.SuperSpike(2.0), sg.Erf(), sg.Erf(0.8), sg.Erf(4.0)]
 IDS = [repr(s) for s in ALL]
 
 
@@ -25,6 +27,8 @@ def kinks(s: sg.Surrogate) -> tuple[float, ...]:
         return (-s.param, 0.0, s.param)
     if isinstance(s, sg.Rectangle):
         return (-s.param / 2, s.param / 2)
+    if isinstance(s, sg.PiecewiseExp):  # the primitive's |x| has no derivative at 0 (autograd takes 0 there)
+        return (0.0,)
     return ()
 
 
@@ -47,6 +51,15 @@ def spec_derivative(s: sg.Surrogate, x: torch.Tensor) -> torch.Tensor:
         return torch.where(x.abs() < p, (p - x.abs()) / p**2, torch.zeros_like(x))
     if isinstance(s, sg.Rectangle):
         return torch.where(x.abs() < p / 2, torch.full_like(x, 1 / p), torch.zeros_like(x))
+    # SpikingJelly's own spelling of its four (surrogate.py, *_backward)
+    if isinstance(s, sg.PiecewiseExp):
+        return p / 2 * torch.exp(-p * x.abs())
+    if isinstance(s, sg.SoftSign):
+        return 1 / (2 * p * (1 / p + x.abs()) ** 2)
+    if isinstance(s, sg.SuperSpike):
+        return p / (x.abs() + 1) ** 2
+    if isinstance(s, sg.Erf):
+        return torch.exp(-((x * p) ** 2)) * (p / math.sqrt(math.pi))
     raise TypeError(s)
 
 
@@ -80,16 +93,21 @@ def test_derivative_matches_spec_formula(surrogate):
 
 @pytest.mark.parametrize("surrogate", ALL, ids=IDS)
 def test_primitive_goes_from_0_to_1_with_unit_area(surrogate):
+    # SuperSpike is SpikingJelly's unnormalised a / (1 + |x|)^2: its primitive runs from -a to a (area 2a)
+    p = surrogate.param
+    low, high = (-p, p) if isinstance(surrogate, sg.SuperSpike) else (0.0, 1.0)
     far = torch.tensor([-1e7, 1e7], dtype=torch.float64)
-    assert_close_verbose(surrogate.primitive(far), torch.tensor([0.0, 1.0], dtype=torch.float64), 1e-6, 0,
+    assert_close_verbose(surrogate.primitive(far), torch.tensor([low, high], dtype=torch.float64), 1e-6, 0,
                          "primitive limits")
     L = 40.0
     x = torch.linspace(-L, L, 1_600_001, dtype=torch.float64)
     area = torch.trapezoid(surrogate.derivative(x), x).item()
-    # ATan's heavy tails: the area on [-L, L] is (2/pi) atan(pi alpha L / 2); the others hold all of it there
-    # (Sigmoid's tails beyond 40 are < e^-50). The trapezoid rule errs by up to dx * height at each jump
-    # of the Rectangle, and by O(dx^2) elsewhere.
-    expected = 2 / math.pi * math.atan(math.pi * surrogate.param * L / 2) if isinstance(surrogate, sg.ATan) else 1.0
+    # Heavy tails: on [-L, L] ATan holds (2/pi) atan(pi alpha L / 2), SoftSign a L / (1 + a L), SuperSpike
+    # 2a L / (1 + L); the others hold all of it there (Sigmoid's and the exponentials' tails beyond 40 are
+    # < e^-20). The trapezoid rule errs by up to dx * height at each jump of the Rectangle, and by O(dx^2)
+    # elsewhere.
+    expected = {sg.ATan: 2 / math.pi * math.atan(math.pi * p * L / 2), sg.SoftSign: p * L / (1 + p * L),
+                sg.SuperSpike: 2 * p * L / (1 + L)}.get(type(surrogate), 1.0)
     tol = 4 * (x[1] - x[0]).item() * peak(surrogate) + 1e-9
     assert abs(area - expected) < tol, (area, expected)
 
@@ -157,13 +175,14 @@ def test_bad_parameter_rejected(cls, bad):
 
 
 def test_ids_unique_and_by_id_roundtrip():
-    assert {c.id for c in (sg.ATan, sg.Sigmoid, sg.Triangle, sg.Rectangle)} == {0, 1, 2, 3}
-    assert sorted(sg.SURROGATE_IDS) == [0, 1, 2, 3]
+    classes = (sg.ATan, sg.Sigmoid, sg.Triangle, sg.Rectangle, sg.PiecewiseExp, sg.SoftSign, sg.SuperSpike, sg.Erf)
+    assert [c.id for c in classes] == list(range(8))
+    assert sorted(sg.SURROGATE_IDS) == list(range(8))
     for s in ALL:
         back = sg.by_id(s.id, s.param)
         assert type(back) is type(s) and back.param == s.param
-    with pytest.raises(ValueError, match="unknown surrogate id 7"):
-        sg.by_id(7, 1.0)
+    with pytest.raises(ValueError, match="unknown surrogate id 8"):
+        sg.by_id(8, 1.0)
 
 
 def _fake_sj(name: str, **attrs):
@@ -183,7 +202,8 @@ def test_coerce_passes_ours_through():
 
 @pytest.mark.parametrize("name, alpha, expected", [
     ("ATan", 3.0, sg.ATan(3.0)), ("Sigmoid", 5.0, sg.Sigmoid(5.0)), ("PiecewiseQuadratic", 2.0, sg.Triangle(0.5)),
-    ("PiecewiseQuadratic", 1.0, sg.Triangle(1.0)),
+    ("PiecewiseQuadratic", 1.0, sg.Triangle(1.0)), ("PiecewiseExp", 2.0, sg.PiecewiseExp(2.0)),
+    ("SoftSign", 3.0, sg.SoftSign(3.0)), ("SuperSpike", 0.5, sg.SuperSpike(0.5)), ("Erf", 1.5, sg.Erf(1.5)),
 ])
 def test_coerce_converts_spikingjelly_lookalikes(name, alpha, expected):
     out = sg.coerce_surrogate(_fake_sj(name, alpha=alpha, spiking=True))
@@ -192,7 +212,7 @@ def test_coerce_converts_spikingjelly_lookalikes(name, alpha, expected):
 
 @pytest.mark.parametrize("obj, error, match", [
     (_fake_sj("ATan", alpha=2.0, spiking=False), ValueError, "spiking=False"),
-    (_fake_sj("PiecewiseExp", alpha=2.0), TypeError, "unsupported surrogate_function"),
+    (_fake_sj("PiecewiseLeakyReLU", alpha=2.0), TypeError, "unsupported surrogate_function"),
     (_fake_sj("ATan"), TypeError, "unsupported surrogate_function"),  # no alpha
     (torch.nn.ReLU(), TypeError, "unsupported surrogate_function"),
     (torch.sigmoid, TypeError, "unsupported surrogate_function"),
@@ -213,12 +233,16 @@ def test_coerce_real_spikingjelly_surrogates():
     with pytest.raises(ValueError, match="spiking=False"):
         sg.coerce_surrogate(sj.ATan(spiking=False))
     with pytest.raises(TypeError, match="unsupported"):
-        sg.coerce_surrogate(sj.PiecewiseExp())
+        sg.coerce_surrogate(sj.PiecewiseLeakyReLU())
     # the converted surrogates have SpikingJelly's own gradients
     x = torch.linspace(-2, 2, 801, dtype=torch.float64)
     x = x[(x.abs() - 0.5).abs() > 1e-9].requires_grad_()
-    for theirs, ours in ((sj.PiecewiseQuadratic(alpha=2.0), sg.Triangle(0.5)), (sj.ATan(alpha=3.0), sg.ATan(3.0)),
-                         (sj.Sigmoid(alpha=5.0), sg.Sigmoid(5.0))):
+    pairs = [(sj.PiecewiseQuadratic(alpha=2.0), sg.Triangle(0.5)), (sj.ATan(alpha=3.0), sg.ATan(3.0)),
+             (sj.Sigmoid(alpha=5.0), sg.Sigmoid(5.0))]
+    pairs += [(getattr(sj, cls.__name__)(alpha=a), cls(a))
+              for cls, a in ((sg.PiecewiseExp, 1.5), (sg.SoftSign, 3.0), (sg.SuperSpike, 0.7), (sg.Erf, 2.5))]
+    for theirs, ours in pairs:
+        assert sg.coerce_surrogate(theirs) == ours
         (g,) = torch.autograd.grad(theirs(x).sum(), x)
         assert_close_verbose(ours.derivative(x.detach()), g, 1e-14, 1e-12, type(theirs).__name__)
 

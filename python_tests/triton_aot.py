@@ -31,6 +31,7 @@ from snnkernels.kernels.triton.tcsa_step import tcsa_step_bwd_kernel, tcsa_step_
 from snnkernels.ops import gated_leaky_triton, global_context_triton, staa_loop_triton, tcsa_paper_triton
 from snnkernels.ops.leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, launch_config
 from snnkernels.ops.rowwise_triton import _tiles, half_tiles
+from snnkernels.surrogate import SURROGATE_IDS
 
 INT_ARGS = {"T", "N", "S", "C", "R", "R1", "B", "st", "sb", "sc", "nst", "nsb", "nsc", "rows_per_split", "n_pblk",
             "HID", "n_slots"}
@@ -203,7 +204,10 @@ def fwd_variants():
 
 
 def bwd_variants():
-    for sg, hard, detach in itertools.product(range(4), (True, False), (True, False)):
+    # the first four surrogates with every reset mode; the other four once each, the reset modes in turn
+    combos = list(itertools.product(range(4), (True, False), (True, False)))
+    combos += [(sg, sg % 2 == 0, sg // 2 % 2 == 0) for sg in range(4, len(SURROGATE_IDS))]
+    for sg, hard, detach in combos:
         all_on = (sg + hard + detach) % 2 == 0
         yield "fp32", dict(
             HAS_V_INIT=all_on, HAS_GRAD_V_FINAL=not all_on, STORE_GRAD_V_INIT=all_on,

@@ -21,7 +21,14 @@ class                 ds/dx                                                   ma
 ``Sigmoid(alpha=4)``  ``alpha * sig(alpha x) * (1 - sig(alpha x))``           SJ ``Sigmoid``
 ``Triangle(gamma=1)`` ``max(0, gamma - |x|) / gamma^2``                       SJ ``PiecewiseQuadratic(1/gamma)``, TET/DTA
 ``Rectangle(width=1)````1[|x| < width/2] / width``                            MA-SNN, Att-Res, STAA
+``PiecewiseExp(a=1)`` ``(a/2) exp(-a |x|)``                                   SJ ``PiecewiseExp``
+``SoftSign(a=2)``     ``(a/2) / (1 + a |x|)^2``                               SJ ``SoftSign``
+``SuperSpike(a=1)``   ``a / (1 + |x|)^2`` (area 2a, as SpikingJelly's)        SJ ``SuperSpike``
+``Erf(a=2)``          ``(a / sqrt(pi)) exp(-(a x)^2)``                        SJ ``Erf``
 ====================  ======================================================  ====================
+
+The last four complete SpikingJelly's Triton set (Sigmoid, ATan, PiecewiseQuadratic, PiecewiseExp,
+SoftSign, SuperSpike, Erf), so a model using any of them runs on every backend here.
 """
 from __future__ import annotations
 
@@ -36,6 +43,10 @@ __all__ = [
     "Sigmoid",
     "Triangle",
     "Rectangle",
+    "PiecewiseExp",
+    "SoftSign",
+    "SuperSpike",
+    "Erf",
     "SURROGATE_IDS",
     "by_id",
     "coerce_surrogate",
@@ -187,7 +198,99 @@ class Rectangle(Surrogate):
         return torch.clamp(x / self.param + 0.5, 0.0, 1.0)
 
 
-SURROGATE_IDS: dict[int, type[Surrogate]] = {cls.id: cls for cls in (ATan, Sigmoid, Triangle, Rectangle)}
+class PiecewiseExp(Surrogate):
+    """Two-sided exponential surrogate, SpikingJelly's ``PiecewiseExp(alpha)``: ``(a/2) exp(-a |x|)``."""
+
+    id = 4
+    param_name = "alpha"
+    default_param = 1.0
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        super().__init__(alpha)
+
+    @property
+    def alpha(self) -> float:
+        return self.param
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.param * 0.5) * torch.exp(-(self.param * x.abs()))
+
+    def primitive(self, x: torch.Tensor) -> torch.Tensor:
+        half = 0.5 * torch.exp(-(self.param * x.abs()))
+        return torch.where(x < 0, half, 1 - half)
+
+
+class SoftSign(Surrogate):
+    """Soft-sign surrogate, SpikingJelly's ``SoftSign(alpha)``: ``(a/2) / (1 + a |x|)^2``."""
+
+    id = 5
+    param_name = "alpha"
+    default_param = 2.0
+
+    def __init__(self, alpha: float = 2.0) -> None:
+        super().__init__(alpha)
+
+    @property
+    def alpha(self) -> float:
+        return self.param
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        z = 1 + self.param * x.abs()
+        return (self.param * 0.5) / (z * z)
+
+    def primitive(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.param * x
+        return (z / (1 + z.abs()) + 1) / 2
+
+
+class SuperSpike(Surrogate):
+    """SuperSpike (Zenke & Ganguli), SpikingJelly's ``SuperSpike(alpha)``: ``a / (1 + |x|)^2``. Its area is
+    2a, not 1, as in SpikingJelly."""
+
+    id = 6
+    param_name = "alpha"
+    default_param = 1.0
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        super().__init__(alpha)
+
+    @property
+    def alpha(self) -> float:
+        return self.param
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        z = 1 + x.abs()
+        return self.param / (z * z)
+
+    def primitive(self, x: torch.Tensor) -> torch.Tensor:
+        return self.param * x / (1 + x.abs())
+
+
+class Erf(Surrogate):
+    """Gaussian-error surrogate, SpikingJelly's ``Erf(alpha)``: ``(a / sqrt(pi)) exp(-(a x)^2)``."""
+
+    id = 7
+    param_name = "alpha"
+    default_param = 2.0
+
+    def __init__(self, alpha: float = 2.0) -> None:
+        super().__init__(alpha)
+
+    @property
+    def alpha(self) -> float:
+        return self.param
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.param * x
+        return torch.exp(-(z * z)) * (self.param / math.sqrt(math.pi))
+
+    def primitive(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.erfc(-self.param * x) / 2
+
+
+SURROGATE_IDS: dict[int, type[Surrogate]] = {
+    cls.id: cls for cls in (ATan, Sigmoid, Triangle, Rectangle, PiecewiseExp, SoftSign, SuperSpike, Erf)
+}
 
 
 def by_id(surrogate_id: int, param: float) -> Surrogate:
@@ -200,9 +303,10 @@ def by_id(surrogate_id: int, param: float) -> Surrogate:
 
 
 def coerce_surrogate(obj: Any) -> Surrogate:
-    """Accept one of ours, or SpikingJelly's ATan / Sigmoid / PiecewiseQuadratic (so a model that passes
-    SpikingJelly surrogates keeps working after swapping the neuron import). Anything else is an error:
-    silently substituting a different surrogate would change the gradients."""
+    """Accept one of ours, or SpikingJelly's ATan / Sigmoid / PiecewiseQuadratic / PiecewiseExp / SoftSign /
+    SuperSpike / Erf (so a model that passes SpikingJelly surrogates keeps working after swapping the neuron
+    import). Anything else is an error: silently substituting a different surrogate would change the
+    gradients."""
     if isinstance(obj, Surrogate):
         return obj
     name = type(obj).__name__
@@ -217,7 +321,11 @@ def coerce_surrogate(obj: Any) -> Surrogate:
             return Sigmoid(alpha)
         if name == "PiecewiseQuadratic" and alpha is not None:
             return Triangle(1.0 / float(alpha))
+        same_name = {cls.__name__: cls for cls in (PiecewiseExp, SoftSign, SuperSpike, Erf)}
+        if name in same_name and alpha is not None:
+            return same_name[name](alpha)
     raise TypeError(
-        f"unsupported surrogate_function {obj!r}; use snnkernels.surrogate.ATan, Sigmoid, Triangle or Rectangle "
-        "(SpikingJelly's ATan, Sigmoid and PiecewiseQuadratic are converted automatically)"
+        f"unsupported surrogate_function {obj!r}; use one of snnkernels.surrogate's "
+        f"{', '.join(cls.__name__ for cls in SURROGATE_IDS.values())} (SpikingJelly's ATan, Sigmoid, "
+        "PiecewiseQuadratic, PiecewiseExp, SoftSign, SuperSpike and Erf are converted automatically)"
     )

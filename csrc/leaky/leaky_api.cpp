@@ -73,7 +73,8 @@ void check_input(const at::Tensor& x) {
 void check_options(int64_t chunk, int64_t surrogate_id) {
   TORCH_CHECK(chunk >= 1, "snnkernels: chunk (steps per checkpoint) must be >= 1, got ", chunk);
   TORCH_CHECK(surrogate_id >= 0 && surrogate_id < kNumSurrogates,
-              "snnkernels: surrogate_id must be 0 (ATan), 1 (Sigmoid), 2 (Triangle) or 3 (Rectangle), got ",
+              "snnkernels: surrogate_id must be 0..7 (ATan, Sigmoid, Triangle, Rectangle, PiecewiseExp, SoftSign, "
+              "SuperSpike, Erf), got ",
               surrogate_id);
 }
 

@@ -117,11 +117,11 @@ SNNK_INLINE void fwd_step(const typename CpuElem<scalar_t>::storage* __restrict_
 }
 
 // One step of the backward's recompute: h (and, with KEEP_XV, x and v_{t-1}) into the tile's stash.
-template <typename scalar_t, bool HARD, bool STRICT, bool KEEP_XV>
+template <typename scalar_t, bool HARD, bool KEEP_XV>
 SNNK_INLINE void recompute_step(const typename CpuElem<scalar_t>::storage* __restrict__ x, const float* __restrict__ a,
                                 const float* __restrict__ b, const float* __restrict__ c, float* __restrict__ v,
                                 float* __restrict__ hk, float* __restrict__ xk, float* __restrict__ vk, int64_t len,
-                                float v_threshold, float v_reset) {
+                                float v_threshold, float v_reset, bool strict) {
   using E = CpuElem<scalar_t>;
 #pragma omp simd
   for (int64_t i = 0; i < len; ++i) {
@@ -132,22 +132,22 @@ SNNK_INLINE void recompute_step(const typename CpuElem<scalar_t>::storage* __res
       xk[i] = xf;
       vk[i] = v[i];
     }
-    v[i] = leaky_reset(h, leaky_fire(h, v_threshold, STRICT), v_threshold, v_reset, HARD);
+    v[i] = leaky_reset(h, leaky_fire(h, v_threshold, strict), v_threshold, v_reset, HARD);
   }
 }
 
 // One step of the backward walk: dL/dh from dL/ds and dL/dv, then dL/dx and dL/dv_{t-1}; with KEEP_GH
 // dL/dh is kept for the coefficient sums.
-template <typename scalar_t, bool HARD, bool STRICT, bool DETACH, int SG, bool KEEP_GH>
+template <typename scalar_t, bool HARD, bool DETACH, int SG, bool KEEP_GH>
 SNNK_INLINE void walk_step(const float* __restrict__ hk, const typename CpuElem<scalar_t>::storage* __restrict__ gs,
                            typename CpuElem<scalar_t>::storage* __restrict__ gx, const float* __restrict__ a,
                            const float* __restrict__ b, float* __restrict__ grad_v, float* __restrict__ grad_h,
-                           int64_t len, float v_threshold, float v_reset, float sg_param) {
+                           int64_t len, float v_threshold, float v_reset, float sg_param, bool strict) {
   using E = CpuElem<scalar_t>;
 #pragma omp simd
   for (int64_t i = 0; i < len; ++i) {
     const float gh = leaky_grad_h<SG>(hk[i], E::load(gs[i]), grad_v[i], v_threshold, v_reset, sg_param, SG, HARD,
-                                      STRICT, DETACH);
+                                      strict, DETACH);
     gx[i] = E::store(mul_rn(gh, b[i]));
     grad_v[i] = mul_rn(gh, a[i]);
     if constexpr (KEEP_GH) grad_h[i] = gh;
@@ -214,7 +214,7 @@ void fwd_blocks(const LeakyFwdParams& p, int64_t block_begin, int64_t block_end)
 // The backward of chunk ci for one tile: neurons n .. n + len - 1, len <= W (FULL as in fwd_tile_steps),
 // whose coefficients, initial state, carried dL/dv and coefficient sums are at a, b, c, v0, grad_v, acc_* (the
 // piece's arrays).
-template <typename scalar_t, bool HARD, bool STRICT, bool DETACH, int SG, int64_t W, bool FULL>
+template <typename scalar_t, bool HARD, bool DETACH, int SG, int64_t W, bool FULL>
 SNNK_INLINE void bwd_tile_chunk(const LeakyBwdParams& p, int64_t n, int64_t tail_len, int64_t ci, const float* a,
                                 const float* b, const float* c, const float* v0, float* grad_v, float* acc_decay,
                                 float* acc_gain, float* acc_bias) {
@@ -226,6 +226,7 @@ SNNK_INLINE void bwd_tile_chunk(const LeakyBwdParams& p, int64_t n, int64_t tail
   storage* grad_x = static_cast<storage*>(p.grad_x) + n;
   const int64_t N = p.N, T = p.T, chunk = p.chunk;
   const float v_th = p.v_threshold, v_reset = p.v_reset, sg_param = p.surrogate_param;
+  const bool strict = p.strict;
   const bool need_decay = p.need_grad_decay, need_gain = p.need_grad_gain, need_bias = p.need_grad_bias;
   const bool keep_xv = need_decay || need_gain;
   const bool keep_gh = keep_xv || need_bias;
@@ -243,17 +244,21 @@ SNNK_INLINE void bwd_tile_chunk(const LeakyBwdParams& p, int64_t n, int64_t tail
     const int64_t slen = min_i64(stash, t0 + clen - s0);
     copy_f32(v_chunk, len, v);
     for (int64_t t = t0; t < s0; ++t) {  // only when chunk > stash: advance to the piece's start
-      fwd_step<scalar_t, HARD, STRICT, false>(x + t * N, nullptr, a, b, c, v, len, v_th, v_reset, 0, 0);
+      if (strict) {
+        fwd_step<scalar_t, HARD, true, false>(x + t * N, nullptr, a, b, c, v, len, v_th, v_reset, 0, 0);
+      } else {
+        fwd_step<scalar_t, HARD, false, false>(x + t * N, nullptr, a, b, c, v, len, v_th, v_reset, 0, 0);
+      }
     }
     // Rebuild the piece's pre-reset potentials exactly as the forward did.
     for (int64_t k = 0; k < slen; ++k) {
       prefetch_ahead<W>(x + (s0 + k) * N, false);
       if (keep_xv) {
-        recompute_step<scalar_t, HARD, STRICT, true>(x + (s0 + k) * N, a, b, c, v, hs + k * W, xs + k * W,
-                                                     vs + k * W, len, v_th, v_reset);
+        recompute_step<scalar_t, HARD, true>(x + (s0 + k) * N, a, b, c, v, hs + k * W, xs + k * W, vs + k * W, len,
+                                             v_th, v_reset, strict);
       } else {
-        recompute_step<scalar_t, HARD, STRICT, false>(x + (s0 + k) * N, a, b, c, v, hs + k * W, nullptr, nullptr,
-                                                      len, v_th, v_reset);
+        recompute_step<scalar_t, HARD, false>(x + (s0 + k) * N, a, b, c, v, hs + k * W, nullptr, nullptr, len, v_th,
+                                              v_reset, strict);
       }
     }
     // Walk the piece backwards.
@@ -263,22 +268,24 @@ SNNK_INLINE void bwd_tile_chunk(const LeakyBwdParams& p, int64_t n, int64_t tail
       prefetch_ahead<W>(gr, false);
       prefetch_ahead<W>(gxr, true);
       if (keep_gh) {
-        walk_step<scalar_t, HARD, STRICT, DETACH, SG, true>(hs + k * W, gr, gxr, a, b, grad_v, grad_h, len, v_th,
-                                                            v_reset, sg_param);
+        walk_step<scalar_t, HARD, DETACH, SG, true>(hs + k * W, gr, gxr, a, b, grad_v, grad_h, len, v_th, v_reset,
+                                                    sg_param, strict);
         if (need_decay) accumulate(acc_decay, grad_h, vs + k * W, len);
         if (need_gain) accumulate(acc_gain, grad_h, xs + k * W, len);
         if (need_bias) accumulate(acc_bias, grad_h, nullptr, len);
       } else {
-        walk_step<scalar_t, HARD, STRICT, DETACH, SG, false>(hs + k * W, gr, gxr, a, b, grad_v, nullptr, len, v_th,
-                                                             v_reset, sg_param);
+        walk_step<scalar_t, HARD, DETACH, SG, false>(hs + k * W, gr, gxr, a, b, grad_v, nullptr, len, v_th, v_reset,
+                                                     sg_param, strict);
       }
     }
   }
 }
 
 // Blocks [block_begin, block_end), in pieces of kLeakyCpuPiece neurons: per piece, chunks last to first; per
-// chunk, tile by tile (at most 3 CHUNK rows stream at a time).
-template <typename scalar_t, bool HARD, bool STRICT, bool DETACH, int SG, int64_t W = kLeakyCpuBwdTile>
+// chunk, tile by tile (at most 3 CHUNK rows stream at a time). The strict threshold is a run-time flag here (a
+// template one would double the 2 x 2 x 8 instances per element type and instruction set, and measured no
+// faster: bench/NOTES.md, "Eight surrogates").
+template <typename scalar_t, bool HARD, bool DETACH, int SG, int64_t W = kLeakyCpuBwdTile>
 void bwd_blocks(const LeakyBwdParams& p, int64_t block_begin, int64_t block_end) {
   constexpr int64_t BK = kLeakyCpuPiece;
   static_assert(BK % W == 0 && kLeakyCpuBlock % BK == 0, "a block is a whole number of pieces and tiles");
@@ -297,7 +304,7 @@ void bwd_blocks(const LeakyBwdParams& p, int64_t block_begin, int64_t block_end)
     fill_f32(0.0f, len, acc_bias);
     for (int64_t ci = ceil_div(p.T, p.chunk) - 1; ci >= 0; --ci) {
       for_tiles<W>(len, [&](auto full, int64_t i, int64_t w) {
-        bwd_tile_chunk<scalar_t, HARD, STRICT, DETACH, SG, W, decltype(full)::value>(
+        bwd_tile_chunk<scalar_t, HARD, DETACH, SG, W, decltype(full)::value>(
             p, n0 + i, w, ci, a + i, b + i, c + i, v0 + i, grad_v + i, acc_decay + i, acc_gain + i, acc_bias + i);
       });
     }
@@ -324,11 +331,9 @@ void fwd_dispatch(const LeakyFwdParams& p, int64_t block_begin, int64_t block_en
 template <typename scalar_t>
 void bwd_dispatch(const LeakyBwdParams& p, int64_t block_begin, int64_t block_end) {
   SNNK_BOOL_SWITCH(p.hard_reset, HARD, [&] {
-    SNNK_BOOL_SWITCH(p.strict, STRICT, [&] {
-      SNNK_BOOL_SWITCH(p.detach_reset, DETACH, [&] {
-        SNNK_SURROGATE_SWITCH(p.surrogate_id, SG, [&] {
-          bwd_blocks<scalar_t, HARD, STRICT, DETACH, SG>(p, block_begin, block_end);
-        });
+    SNNK_BOOL_SWITCH(p.detach_reset, DETACH, [&] {
+      SNNK_SURROGATE_SWITCH(p.surrogate_id, SG, [&] {
+        bwd_blocks<scalar_t, HARD, DETACH, SG>(p, block_begin, block_end);
       });
     });
   });

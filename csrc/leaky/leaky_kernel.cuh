@@ -15,7 +15,7 @@
 //
 // Template parameters:
 //   scalar_t      float, snnk::half_t or snnk::bf16_t (element type of x, spikes, gradients)
-//   SG_ID         surrogate id 0..3 (ATan, Sigmoid, Triangle, Rectangle), or -1: the `sg_id` argument
+//   SG_ID         surrogate id 0..7 (snnkernels/surrogate.h), or -1: the `sg_id` argument
 //   CHUNK         forward: steps whose loads are issued together; backward: steps stashed in registers.
 //                 Any run-time `chunk` works with any CHUNK (a backward chunk longer than CHUNK is walked
 //                 in CHUNK-step pieces, each recomputed from the chunk's checkpoint); chunk == CHUNK is the

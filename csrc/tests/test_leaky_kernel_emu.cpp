@@ -111,7 +111,7 @@ void check_case(const Case& c, uint32_t seed, Mode mode, bool wide) {
     gain.p[i] = 0.5f + ud(rng);
     bias.p[i] = 0.1f * (ud(rng) - 0.5f);
   }
-  const float sg_params[4] = {2.0f, 4.0f, 1.0f, 1.0f};
+  const float sg_params[snnk::kNumSurrogates] = {2.0f, 4.0f, 1.0f, 1.0f, 1.0f, 2.0f, 1.0f, 2.0f};
   const int64_t n_ckpt = snnk::leaky_num_checkpoints(T, c.chunk);
 
   snnk::LeakyFwdParams f;
@@ -350,7 +350,7 @@ int main() {
   uint32_t seed = 3;
   for (int64_t T : {1, 5, 8, 13}) {
     for (int64_t chunk : {1, 3, 8, 11}) {
-      for (int sg = 0; sg < 4; ++sg) {
+      for (int sg = 0; sg < snnk::kNumSurrogates; ++sg) {
         for (int flags = 0; flags < 64; flags += 3 + seed % 5) {
           Case c{T, 2, 3, 28, chunk, bool(flags & 1), bool(flags & 2), bool(flags & 4), bool(flags & 8),
                  bool(flags & 16), bool(flags & 32), sg};  // N = 168: divisible by 4 (wide path)

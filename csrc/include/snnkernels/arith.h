@@ -91,7 +91,8 @@ SNNK_INLINE float bits_float(unsigned int u) {
 }
 
 // e^x in fp32. Device: CUDA's expf (max 2 ulp). Host: a branch-free Cephes-style expf (about 1 ulp) that
-// GCC vectorises inside `#pragma omp simd` loops, unlike libm's expf; used only by the Sigmoid surrogate.
+// GCC vectorises inside `#pragma omp simd` loops, unlike libm's expf; used by the Sigmoid, PiecewiseExp and
+// Erf surrogates.
 SNNK_INLINE float exp_f32(float x) {
 #if SNNK_DEVICE_CODE
   return expf(x);

@@ -25,26 +25,42 @@
     }                                             \
   }()
 
-#define SNNK_SURROGATE_SWITCH(SG_ID, CONST_NAME, ...)         \
-  [&] {                                                       \
-    switch (SG_ID) {                                          \
-      case ::snnk::kATan: {                                   \
-        constexpr static int CONST_NAME = ::snnk::kATan;      \
-        return __VA_ARGS__();                                 \
-      }                                                       \
-      case ::snnk::kSigmoid: {                                \
-        constexpr static int CONST_NAME = ::snnk::kSigmoid;   \
-        return __VA_ARGS__();                                 \
-      }                                                       \
-      case ::snnk::kTriangle: {                               \
-        constexpr static int CONST_NAME = ::snnk::kTriangle;  \
-        return __VA_ARGS__();                                 \
-      }                                                       \
-      default: {                                              \
-        constexpr static int CONST_NAME = ::snnk::kRectangle; \
-        return __VA_ARGS__();                                 \
-      }                                                       \
-    }                                                         \
+#define SNNK_SURROGATE_SWITCH(SG_ID, CONST_NAME, ...)            \
+  [&] {                                                          \
+    switch (SG_ID) {                                             \
+      case ::snnk::kATan: {                                      \
+        constexpr static int CONST_NAME = ::snnk::kATan;         \
+        return __VA_ARGS__();                                    \
+      }                                                          \
+      case ::snnk::kSigmoid: {                                   \
+        constexpr static int CONST_NAME = ::snnk::kSigmoid;      \
+        return __VA_ARGS__();                                    \
+      }                                                          \
+      case ::snnk::kTriangle: {                                  \
+        constexpr static int CONST_NAME = ::snnk::kTriangle;     \
+        return __VA_ARGS__();                                    \
+      }                                                          \
+      case ::snnk::kRectangle: {                                 \
+        constexpr static int CONST_NAME = ::snnk::kRectangle;    \
+        return __VA_ARGS__();                                    \
+      }                                                          \
+      case ::snnk::kPiecewiseExp: {                              \
+        constexpr static int CONST_NAME = ::snnk::kPiecewiseExp; \
+        return __VA_ARGS__();                                    \
+      }                                                          \
+      case ::snnk::kSoftSign: {                                  \
+        constexpr static int CONST_NAME = ::snnk::kSoftSign;     \
+        return __VA_ARGS__();                                    \
+      }                                                          \
+      case ::snnk::kSuperSpike: {                                \
+        constexpr static int CONST_NAME = ::snnk::kSuperSpike;   \
+        return __VA_ARGS__();                                    \
+      }                                                          \
+      default: {                                                 \
+        constexpr static int CONST_NAME = ::snnk::kErf;          \
+        return __VA_ARGS__();                                    \
+      }                                                          \
+    }                                                            \
   }()
 
 // scalar_t is float, snnk::half_t or snnk::bf16_t (the kernels' element types).

@@ -14,10 +14,12 @@ SNNK_INLINE float leaky_charge(float a, float v, float b, float x, float c) {
   return add_rn(add_rn(mul_rn(a, v), mul_rn(b, x)), c);
 }
 
-// s_t = H(h_t - v_threshold): h - v_th >= 0, or > 0 when strict
+// s_t = H(h_t - v_threshold): h - v_th >= 0, or > 0 when strict. Written as mask logic rather than a choice
+// between two comparisons, so that a run-time `strict` keeps GCC's loops vectorised (the CPU backward takes it
+// at run time: half the template instances); the same value for every d, -0 and NaN included.
 SNNK_INLINE bool leaky_fire(float h, float v_threshold, bool strict) {
   const float d = sub_rn(h, v_threshold);
-  return strict ? d > 0.0f : d >= 0.0f;
+  return (d > 0.0f) | (!strict & (d == 0.0f));
 }
 
 // v_t: h * (1 - s) + v_reset * s (hard), or h - v_threshold * s (soft), as the eager reference (and
@@ -31,7 +33,7 @@ SNNK_INLINE float leaky_reset(float h, bool spike, float v_threshold, float v_re
 // dL/dh_t = dL/ds_t * sg_t + dL/dv_t * dv_t/dh_t, with
 //   dv_t/dh_t = (1 - s_t) + (v_reset - h_t) * sg_t   (hard reset; the second term dropped when detached)
 //             = 1 - v_threshold * sg_t               (soft reset; likewise)
-// SG_ID: the surrogate id (0..3), or -1 to switch on `sg_id` at run time.
+// SG_ID: the surrogate id (0..7), or -1 to switch on `sg_id` at run time.
 template <int SG_ID>
 SNNK_INLINE float leaky_grad_h(float h, float grad_s, float grad_v, float v_threshold, float v_reset,
                                float sg_param, int sg_id, bool hard_reset, bool strict, bool detach_reset) {
@@ -42,7 +44,7 @@ SNNK_INLINE float leaky_grad_h(float h, float grad_s, float grad_v, float v_thre
   } else {
     sg = surrogate_derivative<SG_ID>(x, sg_param);
   }
-  const bool spike = strict ? x > 0.0f : x >= 0.0f;
+  const bool spike = (x > 0.0f) | (!strict & (x == 0.0f));  // leaky_fire's form
   float dv_dh;
   if (hard_reset) {
     const float keep = spike ? 0.0f : 1.0f;

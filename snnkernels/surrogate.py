@@ -108,19 +108,24 @@ class Surrogate:
         return hash((type(self).__name__, self.param))
 
 
-class ATan(Surrogate):
-    """Arc-tangent surrogate, SpikingJelly's ``ATan(alpha)``."""
+class _AlphaSurrogate(Surrogate):
+    """A surrogate whose one parameter SpikingJelly calls ``alpha`` (its default: ``default_param``)."""
 
-    id = 0
     param_name = "alpha"
-    default_param = 2.0
 
-    def __init__(self, alpha: float = 2.0) -> None:
+    def __init__(self, alpha: float | None = None) -> None:
         super().__init__(alpha)
 
     @property
     def alpha(self) -> float:
         return self.param
+
+
+class ATan(_AlphaSurrogate):
+    """Arc-tangent surrogate, SpikingJelly's ``ATan(alpha=2)``."""
+
+    id = 0
+    default_param = 2.0
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         return (self.param / 2) / (1 + (math.pi / 2 * self.param * x) ** 2)
@@ -129,19 +134,11 @@ class ATan(Surrogate):
         return torch.atan(math.pi / 2 * self.param * x) / math.pi + 0.5
 
 
-class Sigmoid(Surrogate):
-    """Logistic surrogate, SpikingJelly's ``Sigmoid(alpha)``."""
+class Sigmoid(_AlphaSurrogate):
+    """Logistic surrogate, SpikingJelly's ``Sigmoid(alpha=4)``."""
 
     id = 1
-    param_name = "alpha"
     default_param = 4.0
-
-    def __init__(self, alpha: float = 4.0) -> None:
-        super().__init__(alpha)
-
-    @property
-    def alpha(self) -> float:
-        return self.param
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         sig = torch.sigmoid(self.param * x)
@@ -198,19 +195,11 @@ class Rectangle(Surrogate):
         return torch.clamp(x / self.param + 0.5, 0.0, 1.0)
 
 
-class PiecewiseExp(Surrogate):
-    """Two-sided exponential surrogate, SpikingJelly's ``PiecewiseExp(alpha)``: ``(a/2) exp(-a |x|)``."""
+class PiecewiseExp(_AlphaSurrogate):
+    """Two-sided exponential surrogate, SpikingJelly's ``PiecewiseExp(alpha=1)``: ``(a/2) exp(-a |x|)``."""
 
     id = 4
-    param_name = "alpha"
     default_param = 1.0
-
-    def __init__(self, alpha: float = 1.0) -> None:
-        super().__init__(alpha)
-
-    @property
-    def alpha(self) -> float:
-        return self.param
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         return (self.param * 0.5) * torch.exp(-(self.param * x.abs()))
@@ -220,19 +209,11 @@ class PiecewiseExp(Surrogate):
         return torch.where(x < 0, half, 1 - half)
 
 
-class SoftSign(Surrogate):
-    """Soft-sign surrogate, SpikingJelly's ``SoftSign(alpha)``: ``(a/2) / (1 + a |x|)^2``."""
+class SoftSign(_AlphaSurrogate):
+    """Soft-sign surrogate, SpikingJelly's ``SoftSign(alpha=2)``: ``(a/2) / (1 + a |x|)^2``."""
 
     id = 5
-    param_name = "alpha"
     default_param = 2.0
-
-    def __init__(self, alpha: float = 2.0) -> None:
-        super().__init__(alpha)
-
-    @property
-    def alpha(self) -> float:
-        return self.param
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         z = 1 + self.param * x.abs()
@@ -243,20 +224,12 @@ class SoftSign(Surrogate):
         return (z / (1 + z.abs()) + 1) / 2
 
 
-class SuperSpike(Surrogate):
-    """SuperSpike (Zenke & Ganguli), SpikingJelly's ``SuperSpike(alpha)``: ``a / (1 + |x|)^2``. Its area is
+class SuperSpike(_AlphaSurrogate):
+    """SuperSpike (Zenke & Ganguli), SpikingJelly's ``SuperSpike(alpha=1)``: ``a / (1 + |x|)^2``. Its area is
     2a, not 1, as in SpikingJelly."""
 
     id = 6
-    param_name = "alpha"
     default_param = 1.0
-
-    def __init__(self, alpha: float = 1.0) -> None:
-        super().__init__(alpha)
-
-    @property
-    def alpha(self) -> float:
-        return self.param
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         z = 1 + x.abs()
@@ -266,19 +239,11 @@ class SuperSpike(Surrogate):
         return self.param * x / (1 + x.abs())
 
 
-class Erf(Surrogate):
-    """Gaussian-error surrogate, SpikingJelly's ``Erf(alpha)``: ``(a / sqrt(pi)) exp(-(a x)^2)``."""
+class Erf(_AlphaSurrogate):
+    """Gaussian-error surrogate, SpikingJelly's ``Erf(alpha=2)``: ``(a / sqrt(pi)) exp(-(a x)^2)``."""
 
     id = 7
-    param_name = "alpha"
     default_param = 2.0
-
-    def __init__(self, alpha: float = 2.0) -> None:
-        super().__init__(alpha)
-
-    @property
-    def alpha(self) -> float:
-        return self.param
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         z = self.param * x

@@ -46,6 +46,10 @@ def _ddp_worker(rank: int, world: int, port: int, state: dict, out: dict) -> Non
     nn.functional.cross_entropy(ddp(x[:, shard]), y[shard]).backward()
     if rank == 0:
         out.update({k: v.clone() for k, v in _grads(model).items()})
+    # both ranks tear down together: a rank that destroyed its group while the other still held the
+    # connection aborted once in CI ("terminate called without an active exception" from gloo's worker
+    # threads; teardown aborts of that kind: pytorch/pytorch#179291)
+    dist.barrier()
     dist.destroy_process_group()
 
 

@@ -258,6 +258,12 @@ SURROGATE_IDS: dict[int, type[Surrogate]] = {
 }
 
 
+# SpikingJelly's surrogates that have our name and formula, with the same `alpha`
+_SPIKINGJELLY_SAME_NAME: dict[str, type[Surrogate]] = {
+    cls.__name__: cls for cls in (ATan, Sigmoid, PiecewiseExp, SoftSign, SuperSpike, Erf)
+}
+
+
 def by_id(surrogate_id: int, param: float) -> Surrogate:
     """Rebuild a surrogate from the (id, param) pair that the ops carry."""
     try:
@@ -280,15 +286,10 @@ def coerce_surrogate(obj: Any) -> Surrogate:
         if getattr(obj, "spiking", True) is False:
             raise ValueError(f"SpikingJelly surrogate {name} with spiking=False is not a spiking neuron; unsupported")
         alpha = getattr(obj, "alpha", None)
-        if name == "ATan" and alpha is not None:
-            return ATan(alpha)
-        if name == "Sigmoid" and alpha is not None:
-            return Sigmoid(alpha)
+        if name in _SPIKINGJELLY_SAME_NAME and alpha is not None:
+            return _SPIKINGJELLY_SAME_NAME[name](alpha)
         if name == "PiecewiseQuadratic" and alpha is not None:
             return Triangle(1.0 / float(alpha))
-        same_name = {cls.__name__: cls for cls in (PiecewiseExp, SoftSign, SuperSpike, Erf)}
-        if name in same_name and alpha is not None:
-            return same_name[name](alpha)
     raise TypeError(
         f"unsupported surrogate_function {obj!r}; use one of snnkernels.surrogate's "
         f"{', '.join(cls.__name__ for cls in SURROGATE_IDS.values())} (SpikingJelly's ATan, Sigmoid, "

@@ -99,18 +99,20 @@ SNNK_INLINE void load_piece(const Params& p, int64_t n0, int64_t len, float* a, 
   }
 }
 
-// One forward step of len neurons: h = a v + b x + c, fire, reset; with WRITE the spikes are stored.
-template <typename scalar_t, bool HARD, bool STRICT, bool WRITE>
+// One forward step of len neurons: h = a v + b x + c, fire, reset; with WRITE the spikes are stored. `strict`
+// is a compile-time constant in the forward (fwd_blocks' template flag, folded once this is inlined) and a
+// run-time one in the backward's advance to a stash piece.
+template <typename scalar_t, bool HARD, bool WRITE>
 SNNK_INLINE void fwd_step(const typename CpuElem<scalar_t>::storage* __restrict__ x,
                           typename CpuElem<scalar_t>::storage* __restrict__ s, const float* __restrict__ a,
                           const float* __restrict__ b, const float* __restrict__ c, float* __restrict__ v, int64_t len,
-                          float v_threshold, float v_reset, typename CpuElem<scalar_t>::storage one,
+                          float v_threshold, float v_reset, bool strict, typename CpuElem<scalar_t>::storage one,
                           typename CpuElem<scalar_t>::storage zero) {
   using E = CpuElem<scalar_t>;
 #pragma omp simd
   for (int64_t i = 0; i < len; ++i) {
     const float h = leaky_charge(a[i], v[i], b[i], E::load(x[i]), c[i]);
-    const bool spike = leaky_fire(h, v_threshold, STRICT);
+    const bool spike = leaky_fire(h, v_threshold, strict);
     if constexpr (WRITE) s[i] = spike ? one : zero;
     v[i] = leaky_reset(h, spike, v_threshold, v_reset, HARD);
   }
@@ -183,8 +185,8 @@ SNNK_INLINE void fwd_tile_steps(const LeakyFwdParams& p, int64_t n, int64_t tail
     if (p.training && t > 0 && t % p.chunk == 0) copy_f32(v, len, p.checkpoints + (t / p.chunk - 1) * N + n);
     prefetch_ahead<W>(x + t * N, false);
     prefetch_ahead<W>(spikes + t * N, true);
-    fwd_step<scalar_t, HARD, STRICT, true>(x + t * N, spikes + t * N, a, b, c, v, len, p.v_threshold, p.v_reset,
-                                           one, zero);
+    fwd_step<scalar_t, HARD, true>(x + t * N, spikes + t * N, a, b, c, v, len, p.v_threshold, p.v_reset, STRICT,
+                                   one, zero);
   }
 }
 
@@ -244,11 +246,7 @@ SNNK_INLINE void bwd_tile_chunk(const LeakyBwdParams& p, int64_t n, int64_t tail
     const int64_t slen = min_i64(stash, t0 + clen - s0);
     copy_f32(v_chunk, len, v);
     for (int64_t t = t0; t < s0; ++t) {  // only when chunk > stash: advance to the piece's start
-      if (strict) {
-        fwd_step<scalar_t, HARD, true, false>(x + t * N, nullptr, a, b, c, v, len, v_th, v_reset, 0, 0);
-      } else {
-        fwd_step<scalar_t, HARD, false, false>(x + t * N, nullptr, a, b, c, v, len, v_th, v_reset, 0, 0);
-      }
+      fwd_step<scalar_t, HARD, false>(x + t * N, nullptr, a, b, c, v, len, v_th, v_reset, strict, 0, 0);
     }
     // Rebuild the piece's pre-reset potentials exactly as the forward did.
     for (int64_t k = 0; k < slen; ++k) {

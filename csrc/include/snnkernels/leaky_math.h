@@ -14,12 +14,14 @@ SNNK_INLINE float leaky_charge(float a, float v, float b, float x, float c) {
   return add_rn(add_rn(mul_rn(a, v), mul_rn(b, x)), c);
 }
 
-// s_t = H(h_t - v_threshold): h - v_th >= 0, or > 0 when strict. Written as mask logic rather than a choice
+// H(d) at d = h - v_threshold: d >= 0, or d > 0 when strict. Written as mask logic rather than a choice
 // between two comparisons, so that a run-time `strict` keeps GCC's loops vectorised (the CPU backward takes it
 // at run time: half the template instances); the same value for every d, -0 and NaN included.
+SNNK_INLINE bool leaky_fires(float d, bool strict) { return (d > 0.0f) | (!strict & (d == 0.0f)); }
+
+// s_t = H(h_t - v_threshold)
 SNNK_INLINE bool leaky_fire(float h, float v_threshold, bool strict) {
-  const float d = sub_rn(h, v_threshold);
-  return (d > 0.0f) | (!strict & (d == 0.0f));
+  return leaky_fires(sub_rn(h, v_threshold), strict);
 }
 
 // v_t: h * (1 - s) + v_reset * s (hard), or h - v_threshold * s (soft), as the eager reference (and
@@ -44,7 +46,7 @@ SNNK_INLINE float leaky_grad_h(float h, float grad_s, float grad_v, float v_thre
   } else {
     sg = surrogate_derivative<SG_ID>(x, sg_param);
   }
-  const bool spike = (x > 0.0f) | (!strict & (x == 0.0f));  // leaky_fire's form
+  const bool spike = leaky_fires(x, strict);
   float dv_dh;
   if (hard_reset) {
     const float keep = spike ? 0.0f : 1.0f;

@@ -138,7 +138,31 @@ class _SpikingNeuron(nn.Module):
         )
 
 
-class LIFNode(_SpikingNeuron):
+class _SpikingJellyNode(_SpikingNeuron):
+    """SpikingJelly's ``BaseNode`` rules, shared by ``IFNode``, ``LIFNode`` and ``ParametricLIFNode``: its
+    keywords and defaults, fire on ``h >= v_threshold``, and a state that starts at ``v_reset`` (0 for soft
+    reset)."""
+
+    def __init__(
+        self,
+        v_threshold: float = 1.0,
+        v_reset: float | None = 0.0,
+        surrogate_function: Surrogate = Sigmoid(),
+        detach_reset: bool = False,
+        step_mode: str = "s",
+        store_v_seq: bool = False,
+        *,
+        backend: str = "auto",
+        stateful: bool = False,
+    ) -> None:
+        super().__init__(
+            v_threshold=v_threshold, v_reset=v_reset, strict_threshold=False, detach_reset=detach_reset,
+            surrogate_function=surrogate_function, step_mode=step_mode, backend=backend, store_v_seq=store_v_seq,
+            stateful=stateful, v_init_value=0.0 if v_reset is None else float(v_reset),
+        )
+
+
+class LIFNode(_SpikingJellyNode):
     """SpikingJelly's ``LIFNode`` (same keywords and defaults), fused over time.
 
     ``h = v + (x - (v - v_reset)) / tau`` (``decay_input``) or ``h = v - (v - v_reset) / tau + x``; fire on
@@ -162,11 +186,8 @@ class LIFNode(_SpikingNeuron):
     ) -> None:
         if not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau > 0):
             raise ValueError(f"tau must be a positive finite float, got {tau!r}")
-        super().__init__(
-            v_threshold=v_threshold, v_reset=v_reset, strict_threshold=False, detach_reset=detach_reset,
-            surrogate_function=surrogate_function, step_mode=step_mode, backend=backend, store_v_seq=store_v_seq,
-            stateful=stateful, v_init_value=0.0 if v_reset is None else float(v_reset),
-        )
+        super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode, store_v_seq,
+                         backend=backend, stateful=stateful)
         self.tau = float(tau)
         self.decay_input = decay_input
 
@@ -177,7 +198,7 @@ class LIFNode(_SpikingNeuron):
         return f"tau={self.tau}, decay_input={self.decay_input}, " + super().extra_repr()
 
 
-class IFNode(_SpikingNeuron):
+class IFNode(_SpikingJellyNode):
     """SpikingJelly's ``IFNode`` (same keywords and defaults): the integrate-and-fire neuron, fused over time.
 
     ``h = v + x`` (the leaky neuron with decay 1, input gain 1, no bias); fire on ``h >= v_threshold``; hard
@@ -185,30 +206,12 @@ class IFNode(_SpikingNeuron):
     reset). Input ``[T, ...]`` in step mode ``'m'``, ``[...]`` in ``'s'``.
     """
 
-    def __init__(
-        self,
-        v_threshold: float = 1.0,
-        v_reset: float | None = 0.0,
-        surrogate_function: Surrogate = Sigmoid(),
-        detach_reset: bool = False,
-        step_mode: str = "s",
-        store_v_seq: bool = False,
-        *,
-        backend: str = "auto",
-        stateful: bool = False,
-    ) -> None:
-        super().__init__(
-            v_threshold=v_threshold, v_reset=v_reset, strict_threshold=False, detach_reset=detach_reset,
-            surrogate_function=surrogate_function, step_mode=step_mode, backend=backend, store_v_seq=store_v_seq,
-            stateful=stateful, v_init_value=0.0 if v_reset is None else float(v_reset),
-        )
-
     def coefficients(self) -> tuple[Number, Number, Number]:
         # 1 * v + 1 * x + 0 is v + x exactly (up to the sign of a zero sum), so the spikes are SpikingJelly's
         return 1.0, 1.0, 0.0
 
 
-class ParametricLIFNode(_SpikingNeuron):
+class ParametricLIFNode(_SpikingJellyNode):
     """SpikingJelly's ``ParametricLIFNode`` (PLIF): LIF whose leak rate ``1/tau = sigmoid(w)`` is learned.
 
     ``w`` is a 0-d parameter initialised to ``-log(init_tau - 1)`` (so ``tau = init_tau``), as in
@@ -231,11 +234,8 @@ class ParametricLIFNode(_SpikingNeuron):
     ) -> None:
         if not (isinstance(init_tau, (int, float)) and init_tau > 1):
             raise ValueError(f"init_tau must be > 1 (the rate sigmoid(w) lies in (0, 1)), got {init_tau!r}")
-        super().__init__(
-            v_threshold=v_threshold, v_reset=v_reset, strict_threshold=False, detach_reset=detach_reset,
-            surrogate_function=surrogate_function, step_mode=step_mode, backend=backend, store_v_seq=store_v_seq,
-            stateful=stateful, v_init_value=0.0 if v_reset is None else float(v_reset),
-        )
+        super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode, store_v_seq,
+                         backend=backend, stateful=stateful)
         self.decay_input = decay_input
         self.w = nn.Parameter(torch.as_tensor(-math.log(init_tau - 1.0)))
 

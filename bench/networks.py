@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             dataset = TRAIN_SAMPLES[name][0]
             rows.append(_row(case, provider, device, mode="train-step", ms_p50=timing.p50_ms, ms_p20=timing.p20_ms,
                              ms_p80=timing.p80_ms, peak_mem_MB=peak_memory_mb(step, device), reps=timing.reps,
+                             faults_per_call=timing.faults_per_call,
                              epoch_s=epoch_seconds(name, shape[0], timing.p50_ms), dataset=dataset,
                              status="ok", note=None, **{"GB/s": 0.0}, fraction_of_copy_bw=0.0))
         except Exception as exc:  # noqa: BLE001 - recorded, the run goes on

@@ -42,7 +42,7 @@ PARAM_TOL = (1e-4, 1e-4)  # fp32 gradients of per-channel coefficients: sums ove
 MAX_FLIP_RATE = 1e-3
 CSV_FIELDS = ["op", "provider", "mode", "dtype", "T", "shape", "N", "ms_p50", "ms_p20", "ms_p80", "GB/s",
               "fraction_of_copy_bw", "peak_mem_MB", "speedup_vs_eager", "schedule", "MB_moved", "floor_GB/s",
-              "reps", "status", "note", "device"]
+              "reps", "faults_per_call", "status", "note", "device"]
 
 
 def _progress(iterable, total, desc):
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                 case, provider, device, mode=mode, ms_p50=timing.p50_ms, ms_p20=timing.p20_ms, ms_p80=timing.p80_ms,
                 schedule=schedule, MB_moved=nbytes / 1e6, **{"GB/s": gbps, "floor_GB/s": floor / seconds / 1e9},
                 fraction_of_copy_bw=gbps / meta["copy_bandwidth_GBps"], peak_mem_MB=peak, reps=timing.reps,
-                status="ok", note=None,
+                faults_per_call=timing.faults_per_call, status="ok", note=None,
             ))
         del fn
         if device == "cuda":
@@ -366,16 +366,19 @@ def _fmt(v, spec: str) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    lines = ["| op | shape | dtype | mode | T | provider | ms p50 [p20, p80] | GB/s | of copy BW | vs eager "
-             "| peak MB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     ok = sorted((r for r in rows if r["status"] == "ok"),
                 key=lambda r: (r["op"], r["shape"].split("x", 1)[1], r["dtype"], r["mode"], r["T"]))
+    # the CPU's page faults per call: a row that faulted was slowed by the allocator, not by its kernel
+    faults = any(r.get("faults_per_call") is not None for r in ok)
+    lines = ["| op | shape | dtype | mode | T | provider | ms p50 [p20, p80] | GB/s | of copy BW | vs eager "
+             "| peak MB |" + (" faults/call |" if faults else ""),
+             "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if faults else "")]
     for r in ok:
         lines.append(
             f"| {r['op']} | {r['shape']} | {r['dtype']} | {r['mode']} | {r['T']} | {r['provider']} | "
             f"{r['ms_p50']:.3f} [{r['ms_p20']:.3f}, {r['ms_p80']:.3f}] | {r['GB/s']:.1f} | "
             f"{100 * r['fraction_of_copy_bw']:.0f}% | {_fmt(r.get('speedup_vs_eager'), '.2f')}x | "
-            f"{_fmt(r.get('peak_mem_MB'), '.0f')} |")
+            f"{_fmt(r.get('peak_mem_MB'), '.0f')} |" + (f" {_fmt(r.get('faults_per_call'), '.0f')} |" if faults else ""))
     other = [r for r in rows if r["status"] != "ok"]
     if other:
         lines += ["", "| provider | op | dtype | T | status | reason |", "|---|---|---|---|---|---|"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -27,6 +28,9 @@ class Timing:
     p20_ms: float
     p80_ms: float
     reps: int | None = None
+    # CPU only: minor page faults per timed call (a fresh tensor faulted in page by page; bench/NOTES.md,
+    # "CPU page faults"), so that a slow row shows whether the allocator, not the kernel, cost the time
+    faults_per_call: float | None = None
 
 
 def synchronize(device: str) -> None:
@@ -52,15 +56,18 @@ def time_fn(fn: Callable[[], object], device: str, *, warmup_ms: float = 25, rep
     for _ in range(2):
         fn()
     samples: list[float] = []
+    faults = 0
     started = time.perf_counter()
     while len(samples) < max_reps and (len(samples) < min_reps or time.perf_counter() - started < min_time_s):
         for t in grad_to_none or ():
             t.grad = None
+        minflt = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - start) * 1e3)
+        faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - minflt
     q = statistics.quantiles(samples, n=10, method="inclusive")  # deciles: q[1] = p20, q[7] = p80
-    return Timing(statistics.median(samples), q[1], q[7], len(samples))
+    return Timing(statistics.median(samples), q[1], q[7], len(samples), faults / len(samples))
 
 
 def copy_bandwidth_gbps(device: str, nbytes: int | None = None) -> float:

@@ -24,3 +24,30 @@ def test_api_reference_builds(tmp_path):
     nn_page = (tmp_path / "snnkernels" / "nn.html").read_text()
     for name in ("LIFNode", "ParametricLIFNode", "TCJA", "DTA"):
         assert f'id="{name}"' in nn_page, name
+
+
+def test_exported_names_agree():
+    """Each module's ``__all__`` names only what it has, and a package re-exports a name only where the module
+    that defines it exports it too (``from snnkernels.nn.neuron import *`` must give what ``snnkernels.nn``
+    gives from it)."""
+    import importlib
+    import pkgutil
+    import sys
+
+    import snnkernels
+
+    missing, unexported = [], []
+    for info in pkgutil.walk_packages(snnkernels.__path__, "snnkernels."):
+        if ".kernels." in info.name:  # device code; imports Triton
+            continue
+        module = importlib.import_module(info.name)
+        names = getattr(module, "__all__", ())
+        missing += [f"{info.name}.{name}" for name in names if not hasattr(module, name)]
+        if not info.ispkg:
+            continue
+        for name in names:
+            home = sys.modules.get(getattr(getattr(module, name, None), "__module__", None) or "")
+            if home is not None and home is not module and hasattr(home, "__all__") and name not in home.__all__:
+                unexported.append(f"{home.__name__}.{name}")
+    assert not missing, missing
+    assert not unexported, unexported

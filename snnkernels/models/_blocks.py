@@ -34,6 +34,7 @@ __all__ = [
     "StepBatchNorm",
     "SharedMaskDropout",
     "VotingLayer",
+    "GatedPoolSequential",
     "resolved_backends",
 ]
 

@@ -1,6 +1,6 @@
 """Neuron modules: parameter ownership and state handling only; the math is in ``snnkernels.functional``.
 
-``LIFNode`` and ``ParametricLIFNode`` take SpikingJelly's keyword names and defaults, so swapping the
+``IFNode``, ``LIFNode`` and ``ParametricLIFNode`` take SpikingJelly's keyword names and defaults, so swapping the
 import is enough. Differences a user may notice, all deliberate:
 
 - ``step_mode='m'`` is stateless by default: each call starts from the resting state, exactly what a
@@ -29,7 +29,7 @@ from ..functional import _leaky
 from ..neuron_models import ATT_RES_LIF, MA_SNN_LIF, TET_LIF, NeuronPreset, Number, rate_coefficients
 from ..surrogate import ATan, Sigmoid, Surrogate, coerce_surrogate
 
-__all__ = ["LIFNode", "ParametricLIFNode", "LeakyNode", "TETLIFNode", "MASNNLIFNode", "AttResLIFNode"]
+__all__ = ["IFNode", "LIFNode", "ParametricLIFNode", "LeakyNode", "TETLIFNode", "MASNNLIFNode", "AttResLIFNode"]
 
 
 def in_recompute() -> bool:

@@ -168,6 +168,106 @@ SNNK_INLINE void accumulate(float* __restrict__ acc, const float* __restrict__ g
   }
 }
 
+// Whether neurons n .. n + len - 1 share one value of each coefficient: no per-channel tensor, or all in one
+// channel (one run of S neurons). Such a tile may take the register-blocked paths below.
+template <typename Params>
+SNNK_INLINE bool uniform_coefficients(const Params& p, int64_t n, int64_t len) {
+  if (p.decay_t == nullptr && p.gain_t == nullptr && p.bias_t == nullptr) return true;
+  return n / p.S == (n + len - 1) / p.S;
+}
+
+#ifndef SNNK_UNROLL_STEPS  // (this file is included once per instruction set)
+#if defined(__GNUC__) && !defined(__clang__)
+#define SNNK_UNROLL_STEPS _Pragma("GCC unroll 16")
+#else
+#define SNNK_UNROLL_STEPS
+#endif
+#endif
+
+// Register-blocked steps: the whole group of K = kLeakyCpuGroup steps inside one vectorised loop over a full
+// tile's neurons, with the state (and in the backward the chunk's h_t) in registers and the coefficients as
+// scalars. The per-step loops above keep them in the piece's arrays and reload them every step; a constant trip
+// count is what lets the compiler hold them in registers (a run-time one de-vectorised these loops in a test).
+// Same functions, same order, so the same bits as the per-step path (bench/NOTES.md, "CPU register blocking").
+constexpr int64_t kRegisterSteps = kLeakyCpuGroup;
+constexpr int64_t kRegisterLanes = 8;
+
+// Steps [t0, t0 + kRegisterSteps) of a full forward tile (W neurons from n) with uniform coefficients a, b, c;
+// v: the tile's state, read and written back once.
+template <typename scalar_t, bool HARD, bool STRICT, int64_t W>
+SNNK_INLINE void fwd_tile_group_registers(const LeakyFwdParams& p, int64_t n, int64_t t0, float a, float b, float c,
+                                          float* __restrict__ v) {
+  using E = CpuElem<scalar_t>;
+  using storage = typename E::storage;
+  constexpr int64_t K = kRegisterSteps;
+  const int64_t N = p.N;
+  const storage* __restrict__ x = static_cast<const storage*>(p.x) + t0 * N + n;
+  storage* __restrict__ spikes = static_cast<storage*>(p.spikes) + t0 * N + n;
+  const storage one = E::store(1.0f), zero = E::store(0.0f);
+  const float v_th = p.v_threshold, v_reset = p.v_reset;
+  for (int64_t k = 0; k < K; ++k) {
+    prefetch_ahead<W>(x + k * N, false);
+    prefetch_ahead<W>(spikes + k * N, true);
+  }
+#pragma omp simd
+  for (int64_t i = 0; i < W; ++i) {
+    float vi = v[i];
+    SNNK_UNROLL_STEPS
+    for (int64_t k = 0; k < K; ++k) {
+      const float h = leaky_charge(a, vi, b, E::load(x[k * N + i]), c);
+      const bool spike = leaky_fire(h, v_th, STRICT);
+      spikes[k * N + i] = spike ? one : zero;
+      vi = leaky_reset(h, spike, v_th, v_reset, HARD);
+    }
+    v[i] = vi;
+  }
+}
+
+// The backward of a full chunk of kRegisterSteps steps from t0 for a full tile (W neurons from n) with uniform
+// coefficients and no coefficient gradient: rebuild h_t from the state entering the chunk (v_start), then walk
+// back. grad_v: the tile's carried dL/dv, read and written back once. In runs of kRegisterLanes neurons (one AVX2
+// vector), so that a chunk's h_t fit in registers.
+template <typename scalar_t, bool HARD, bool DETACH, int SG, int64_t W>
+SNNK_INLINE void bwd_tile_chunk_registers(const LeakyBwdParams& p, int64_t n, int64_t t0, float a, float b, float c,
+                                          const float* __restrict__ v_start, float* __restrict__ grad_v) {
+  using E = CpuElem<scalar_t>;
+  using storage = typename E::storage;
+  constexpr int64_t K = kRegisterSteps;
+  const int64_t N = p.N;
+  const storage* __restrict__ x = static_cast<const storage*>(p.x) + t0 * N + n;
+  const storage* __restrict__ grad_s = static_cast<const storage*>(p.grad_spikes) + t0 * N + n;
+  storage* __restrict__ grad_x = static_cast<storage*>(p.grad_x) + t0 * N + n;
+  const float v_th = p.v_threshold, v_reset = p.v_reset, sg_param = p.surrogate_param;
+  const bool strict = p.strict;
+  for (int64_t k = 0; k < K; ++k) {
+    prefetch_ahead<W>(x + k * N, false);
+    prefetch_ahead<W>(grad_s + k * N, false);
+    prefetch_ahead<W>(grad_x + k * N, true);
+  }
+  static_assert(W % kRegisterLanes == 0, "a tile is a whole number of lane runs");
+  for (int64_t j = 0; j < W; j += kRegisterLanes) {
+#pragma omp simd
+    for (int64_t i = j; i < j + kRegisterLanes; ++i) {
+      float h[K];
+      float vi = v_start[i];
+      SNNK_UNROLL_STEPS
+      for (int64_t k = 0; k < K; ++k) {
+        h[k] = leaky_charge(a, vi, b, E::load(x[k * N + i]), c);
+        vi = leaky_reset(h[k], leaky_fire(h[k], v_th, strict), v_th, v_reset, HARD);
+      }
+      float gv = grad_v[i];
+      SNNK_UNROLL_STEPS
+      for (int64_t k = K - 1; k >= 0; --k) {
+        const float gh = leaky_grad_h<SG>(h[k], E::load(grad_s[k * N + i]), gv, v_th, v_reset, sg_param, SG, HARD,
+                                          strict, DETACH);
+        grad_x[k * N + i] = E::store(mul_rn(gh, b));
+        gv = mul_rn(gh, a);
+      }
+      grad_v[i] = gv;
+    }
+  }
+}
+
 // Steps [t0, t1) of one forward tile: neurons n .. n + len - 1, len <= W, whose coefficients and state are
 // at a, b, c, v (the piece's arrays). FULL: len == W, a constant trip count for every loop (no remainders).
 template <typename scalar_t, bool HARD, bool STRICT, int64_t W, bool FULL>
@@ -204,7 +304,18 @@ void fwd_blocks(const LeakyFwdParams& p, int64_t block_begin, int64_t block_end)
     load_piece(p, n0, len, a, b, c, v);
     for (int64_t t0 = 0; t0 < p.T; t0 += G) {
       const int64_t t1 = min_i64(p.T, t0 + G);
+      // a whole group whose checkpoints (if any) fall on its first step can run register-blocked
+      const bool whole_group = t1 - t0 == kRegisterSteps && (!p.training || p.chunk % kRegisterSteps == 0);
       for_tiles<W>(len, [&](auto full, int64_t i, int64_t w) {
+        if constexpr (decltype(full)::value && G == kRegisterSteps) {
+          if (whole_group && uniform_coefficients(p, n0 + i, W)) {
+            if (p.training && t0 > 0 && t0 % p.chunk == 0) {
+              copy_f32(v + i, W, p.checkpoints + (t0 / p.chunk - 1) * p.N + n0 + i);
+            }
+            fwd_tile_group_registers<scalar_t, HARD, STRICT, W>(p, n0 + i, t0, a[i], b[i], c[i], v + i);
+            return;
+          }
+        }
         fwd_tile_steps<scalar_t, HARD, STRICT, W, decltype(full)::value>(p, n0 + i, w, t0, t1, a + i, b + i, c + i,
                                                                          v + i);
       });
@@ -300,8 +411,20 @@ void bwd_blocks(const LeakyBwdParams& p, int64_t block_begin, int64_t block_end)
     fill_f32(0.0f, len, acc_decay);
     fill_f32(0.0f, len, acc_gain);
     fill_f32(0.0f, len, acc_bias);
+    const bool no_coefficient_grads = !(p.need_grad_decay || p.need_grad_gain || p.need_grad_bias);
     for (int64_t ci = ceil_div(p.T, p.chunk) - 1; ci >= 0; --ci) {
+      const int64_t t0 = ci * p.chunk;
+      const bool whole_chunk = min_i64(p.chunk, p.T - t0) == kRegisterSteps && no_coefficient_grads;
       for_tiles<W>(len, [&](auto full, int64_t i, int64_t w) {
+        // fp32 only: for the 16-bit types it doubled the backward files' compile time
+        if constexpr (decltype(full)::value && std::is_same<scalar_t, float>::value) {
+          if (whole_chunk && uniform_coefficients(p, n0 + i, W)) {
+            const float* v_start = ci > 0 ? p.checkpoints + (ci - 1) * p.N + n0 + i : v0 + i;
+            bwd_tile_chunk_registers<scalar_t, HARD, DETACH, SG, W>(p, n0 + i, t0, a[i], b[i], c[i], v_start,
+                                                                    grad_v + i);
+            return;
+          }
+        }
         bwd_tile_chunk<scalar_t, HARD, DETACH, SG, W, decltype(full)::value>(
             p, n0 + i, w, ci, a + i, b + i, c + i, v0 + i, grad_v + i, acc_decay + i, acc_gain + i, acc_bias + i);
       });

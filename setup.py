@@ -67,7 +67,9 @@ def native_extensions() -> tuple[list, dict]:
         and bool(cuda_sources)
     )
     if with_cuda:
-        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+        # machine code for A100 / H100, plus sm_90 PTX that the driver compiles for newer GPUs (without it,
+        # backend="native" fails there with "no kernel image")
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
         nvcc = ["-O0", "-G"] + SOURCES.NVCC_FLAGS[1:-1] if debug else list(SOURCES.NVCC_FLAGS)
         ext = cpp_extension.CUDAExtension(
             "snnkernels._C", cpu_sources + cuda_sources, include_dirs=include_dirs,

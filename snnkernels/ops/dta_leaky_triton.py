@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ..kernels.triton.dta_leaky import dta_leaky_bwd_kernel, dta_leaky_fwd_kernel
+from ._device import on_device_of
 from .gated_leaky_triton import NeuronSettings, _checkpoints, _counts, _geometry, _grid, needs_training
 from .leaky import match_layout
 from .leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, _f32
@@ -41,12 +42,13 @@ def dta_leaky_fwd(x: torch.Tensor, na: torch.Tensor, a: torch.Tensor, b: torch.T
         return y, ckpt, counts.zero_()
     grid, block_r, block_s, warps = _grid(x)
     partial = x.new_empty((grid[1], *x.shape[:3]) if count else (0,), dtype=torch.int32)
-    dta_leaky_fwd_kernel[grid](
-        x, na, a, b, a if na_bias is None else na_bias, y, ckpt if training else y, partial if count else y,
-        *_geometry(x), *na_strides(na), *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
-        NA_RESIDUAL=na_bias is not None, HARD_RESET=hard_reset, STRICT=strict, TRAINING=training, COUNT=count,
-        CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS,
-    )
+    with on_device_of(x):
+        dta_leaky_fwd_kernel[grid](
+            x, na, a, b, a if na_bias is None else na_bias, y, ckpt if training else y, partial if count else y,
+            *_geometry(x), *na_strides(na), *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
+            NA_RESIDUAL=na_bias is not None, HARD_RESET=hard_reset, STRICT=strict, TRAINING=training, COUNT=count,
+            CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS,
+        )
     return y, ckpt, partial.sum(dim=0, dtype=torch.int32) if count else counts
 
 
@@ -77,13 +79,14 @@ def dta_leaky_bwd(grad_y: torch.Tensor, x: torch.Tensor, na: torch.Tensor, a: to
     if x.numel() == 0:
         partials.zero_()
     else:
-        dta_leaky_bwd_kernel[grid](
-            grad_y, x, na, a, b, na_bias if residual else a, checkpoints, grad_x, grad_na,
-            partials[0], partials[1], partials[2] if residual else partials[0], *_geometry(x), *na_strides(na),
-            *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
-            NA_RESIDUAL=residual, HARD_RESET=hard_reset, STRICT=strict, DETACH_RESET=detach_reset,
-            SG_ID=surrogate_id, CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS,
-        )
+        with on_device_of(x):
+            dta_leaky_bwd_kernel[grid](
+                grad_y, x, na, a, b, na_bias if residual else a, checkpoints, grad_x, grad_na,
+                partials[0], partials[1], partials[2] if residual else partials[0], *_geometry(x), *na_strides(na),
+                *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
+                NA_RESIDUAL=residual, HARD_RESET=hard_reset, STRICT=strict, DETACH_RESET=detach_reset,
+                SG_ID=surrogate_id, CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS,
+            )
     return grad_x, grad_na, partials.sum(dim=1)
 
 

@@ -17,6 +17,7 @@ import triton
 
 from ..backends import triton_interpreter_enabled
 from ..kernels.triton.gated_leaky import gated_leaky_bwd_kernel, gated_leaky_fwd_kernel
+from ._device import on_device_of
 from .leaky import match_layout, num_checkpoints
 from .leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, _f32
 from .rowwise_triton import _per_row, rows_layout
@@ -70,12 +71,13 @@ def gated_leaky_fwd(x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor 
         return spikes, ckpt, counts.zero_()
     grid, block_r, block_s, warps = _grid(x)
     partial = x.new_empty((grid[1], *x.shape[:3]) if count else (0,), dtype=torch.int32)
-    gated_leaky_fwd_kernel[grid](
-        x, scale, scale if spatial is None else spatial, spikes, ckpt if training else spikes,
-        partial if count else spikes, *_geometry(x), *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
-        RELU=relu, HAS_MAP=spatial is not None, HARD_RESET=hard_reset, STRICT=strict, TRAINING=training,
-        COUNT=count, CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS,
-    )
+    with on_device_of(x):
+        gated_leaky_fwd_kernel[grid](
+            x, scale, scale if spatial is None else spatial, spikes, ckpt if training else spikes,
+            partial if count else spikes, *_geometry(x), *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
+            RELU=relu, HAS_MAP=spatial is not None, HARD_RESET=hard_reset, STRICT=strict, TRAINING=training,
+            COUNT=count, CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS,
+        )
     return spikes, ckpt, partial.sum(dim=0, dtype=torch.int32) if count else counts
 
 
@@ -113,14 +115,15 @@ def gated_leaky_bwd(grad_spikes: torch.Tensor, x: torch.Tensor, scale: torch.Ten
     if x.numel() == 0:
         grad_scale.zero_(), grad_map.zero_()
     else:
-        gated_leaky_bwd_kernel[grid](
-            grad_spikes, x, scale, scale if spatial is None else spatial, checkpoints, grad_x, grad_scale,
-            grad_scale if spatial is None else grad_map, *_geometry(x),
-            *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
-            RELU=relu, HAS_MAP=spatial is not None, HARD_RESET=hard_reset, STRICT=strict,
-            DETACH_RESET=detach_reset, SG_ID=surrogate_id, CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s,
-            num_warps=warps, **COMPILE_OPTIONS,
-        )
+        with on_device_of(x):
+            gated_leaky_bwd_kernel[grid](
+                grad_spikes, x, scale, scale if spatial is None else spatial, checkpoints, grad_x, grad_scale,
+                grad_scale if spatial is None else grad_map, *_geometry(x),
+                *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
+                RELU=relu, HAS_MAP=spatial is not None, HARD_RESET=hard_reset, STRICT=strict,
+                DETACH_RESET=detach_reset, SG_ID=surrogate_id, CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s,
+                num_warps=warps, **COMPILE_OPTIONS,
+            )
     grad_map = grad_map.sum(dim=1) if spatial is not None else grad_map
     return grad_x, grad_scale.sum(dim=0), grad_map
 

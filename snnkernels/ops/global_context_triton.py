@@ -11,6 +11,7 @@ import torch
 
 from ..kernels.triton.global_context import gc_context_bwd_kernel, gc_context_fwd_kernel
 from ..reference.staa import GCParams, global_context_fusion, global_context_transform_reference
+from ._device import on_device_of
 from .leaky_triton import COMPILE_OPTIONS
 from .rowwise_triton import channel_tiles
 
@@ -39,8 +40,9 @@ def gc_context_fwd(x: torch.Tensor, key_weight: torch.Tensor) -> tuple[torch.Ten
     stats = x.new_empty((*x.shape[:-3], 2), dtype=torch.float32)
     if N:
         block_c, block_p, warps = _tiles(C, S)
-        gc_context_fwd_kernel[(N,)](x, key_weight.float().contiguous(), ctx, stats, C, S,
-                                    BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps, **COMPILE_OPTIONS)
+        with on_device_of(x):
+            gc_context_fwd_kernel[(N,)](x, key_weight.float().contiguous(), ctx, stats, C, S,
+                                        BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps, **COMPILE_OPTIONS)
     return ctx, stats
 
 
@@ -60,9 +62,10 @@ def gc_context_bwd(grad_ctx: torch.Tensor, x: torch.Tensor, key_weight: torch.Te
     partial = x.new_empty((N, C), dtype=torch.float32)
     if N:
         block_c, block_p, warps = _tiles(C, S)
-        gc_context_bwd_kernel[(N,)](x, key_weight.float().contiguous(), stats, grad_ctx, dot, dx, partial,
-                                    C, S, BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps,
-                                    **COMPILE_OPTIONS)
+        with on_device_of(x):
+            gc_context_bwd_kernel[(N,)](x, key_weight.float().contiguous(), stats, grad_ctx, dot, dx, partial,
+                                        C, S, BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps,
+                                        **COMPILE_OPTIONS)
     return dx, partial.sum(0)
 
 

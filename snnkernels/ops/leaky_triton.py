@@ -16,6 +16,7 @@ import triton
 
 from ..backends import triton_interpreter_enabled
 from ..kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_counted_kernel, leaky_fwd_kernel
+from ._device import on_device_of
 from .leaky import (CHECKPOINT_CHUNK, COUNTED_FWD_SCHEMA, channel_stride, define_leaky_ops, fake_fwd_counted,
                     neurons_per_step, new_bwd_outputs, new_fwd_outputs, register_forward_autograd)
 
@@ -98,17 +99,19 @@ def _launch_fwd(kernel, cfg: LaunchConfig, extra_ptrs: tuple, extra_constexprs: 
         return
     spatial, channels = _channel_dims(x, decay_t, gain_t, bias_t)
     dummy = spikes  # stands in for absent optional pointers; never dereferenced (constexpr-guarded)
-    kernel[(triton.cdiv(n, cfg.block),)](
-        x, dummy if v_init is None else v_init,
-        dummy if decay_t is None else decay_t, dummy if gain_t is None else gain_t, dummy if bias_t is None else bias_t,
-        spikes, v_final if store_final_state else dummy, ckpt if training else dummy, *extra_ptrs,
-        T, n, spatial, channels,
-        *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
-        HAS_V_INIT=v_init is not None,
-        DECAY_T=decay_t is not None, GAIN_T=gain_t is not None, BIAS_T=bias_t is not None,
-        HARD_RESET=hard_reset, STRICT=strict, TRAINING=training, STORE_FINAL=store_final_state, **extra_constexprs,
-        CHUNK=chunk, BLOCK=cfg.block, num_warps=cfg.num_warps, **COMPILE_OPTIONS,
-    )
+    with on_device_of(x):
+        kernel[(triton.cdiv(n, cfg.block),)](
+            x, dummy if v_init is None else v_init,
+            dummy if decay_t is None else decay_t, dummy if gain_t is None else gain_t,
+            dummy if bias_t is None else bias_t,
+            spikes, v_final if store_final_state else dummy, ckpt if training else dummy, *extra_ptrs,
+            T, n, spatial, channels,
+            *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
+            HAS_V_INIT=v_init is not None,
+            DECAY_T=decay_t is not None, GAIN_T=gain_t is not None, BIAS_T=bias_t is not None,
+            HARD_RESET=hard_reset, STRICT=strict, TRAINING=training, STORE_FINAL=store_final_state, **extra_constexprs,
+            CHUNK=chunk, BLOCK=cfg.block, num_warps=cfg.num_warps, **COMPILE_OPTIONS,
+        )
 
 
 def _bwd_impl(grad_spikes, grad_v_final, x, v_init, checkpoints, decay_t, gain_t, bias_t, decay, gain, bias,
@@ -121,21 +124,23 @@ def _bwd_impl(grad_spikes, grad_v_final, x, v_init, checkpoints, decay_t, gain_t
     spatial, channels = _channel_dims(x, decay_t, gain_t, bias_t)
     cfg = launch_config(n, backward=True)
     dummy = grad_x
-    leaky_bwd_kernel[(triton.cdiv(n, cfg.block),)](
-        grad_spikes, dummy if grad_v_final is None else grad_v_final, x,
-        dummy if v_init is None else v_init, checkpoints,
-        dummy if decay_t is None else decay_t, dummy if gain_t is None else gain_t, dummy if bias_t is None else bias_t,
-        grad_x, grad_v_init if need_grad_v_init else dummy,
-        *[p if p.numel() else dummy for p in partials],
-        T, n, spatial, channels,
-        *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
-        HAS_V_INIT=v_init is not None,
-        HAS_GRAD_V_FINAL=grad_v_final is not None, STORE_GRAD_V_INIT=need_grad_v_init,
-        DECAY_T=decay_t is not None, GAIN_T=gain_t is not None, BIAS_T=bias_t is not None,
-        NEED_GRAD_DECAY=need_grad_decay, NEED_GRAD_GAIN=need_grad_gain, NEED_GRAD_BIAS=need_grad_bias,
-        HARD_RESET=hard_reset, STRICT=strict, DETACH_RESET=detach_reset, SG_ID=surrogate_id,
-        CHUNK=chunk, BLOCK=cfg.block, num_warps=cfg.num_warps, **COMPILE_OPTIONS,
-    )
+    with on_device_of(x):
+        leaky_bwd_kernel[(triton.cdiv(n, cfg.block),)](
+            grad_spikes, dummy if grad_v_final is None else grad_v_final, x,
+            dummy if v_init is None else v_init, checkpoints,
+            dummy if decay_t is None else decay_t, dummy if gain_t is None else gain_t,
+            dummy if bias_t is None else bias_t,
+            grad_x, grad_v_init if need_grad_v_init else dummy,
+            *[p if p.numel() else dummy for p in partials],
+            T, n, spatial, channels,
+            *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
+            HAS_V_INIT=v_init is not None,
+            HAS_GRAD_V_FINAL=grad_v_final is not None, STORE_GRAD_V_INIT=need_grad_v_init,
+            DECAY_T=decay_t is not None, GAIN_T=gain_t is not None, BIAS_T=bias_t is not None,
+            NEED_GRAD_DECAY=need_grad_decay, NEED_GRAD_GAIN=need_grad_gain, NEED_GRAD_BIAS=need_grad_bias,
+            HARD_RESET=hard_reset, STRICT=strict, DETACH_RESET=detach_reset, SG_ID=surrogate_id,
+            CHUNK=chunk, BLOCK=cfg.block, num_warps=cfg.num_warps, **COMPILE_OPTIONS,
+        )
     return grad_x, grad_v_init, *partials
 
 

@@ -11,6 +11,7 @@ import triton
 
 from ..backends import triton_interpreter_enabled
 from ..kernels.triton import ma_snn as K
+from ._device import on_device_of
 from .leaky_triton import COMPILE_OPTIONS
 from .rowwise_triton import _launch, _per_row
 
@@ -35,12 +36,13 @@ def _pixel_grid(B: int, S: int, rows: int) -> tuple[int, int, int, int]:
 def _launch_pixels(kernel, x: torch.Tensor, *tensors, extra=(), **constexprs) -> None:
     T, B, C, H, W = x.shape
     S = H * W
-    block_p, n_pblk, split, per_split = _pixel_grid(B, S, T * C)
-    if x.numel() == 0:
+    if x.numel() == 0:  # before the grid: T * C = 0 would divide by zero there
         return
-    kernel[(B * n_pblk, split)](*tensors, T, B, C, S, x.stride(0), x.stride(1), x.stride(2), per_split, *extra,
-                                **constexprs, BLOCK_P=block_p, num_warps=4 if block_p >= 128 else 1,
-                                **COMPILE_OPTIONS)
+    block_p, n_pblk, split, per_split = _pixel_grid(B, S, T * C)
+    with on_device_of(x):
+        kernel[(B * n_pblk, split)](*tensors, T, B, C, S, x.stride(0), x.stride(1), x.stride(2), per_split, *extra,
+                                    **constexprs, BLOCK_P=block_p, num_warps=4 if block_p >= 128 else 1,
+                                    **COMPILE_OPTIONS)
 
 
 def _rows(x):

@@ -17,6 +17,7 @@ import triton
 
 from ..backends import triton_interpreter_enabled
 from ..kernels.triton import rowwise as K
+from ._device import on_device_of
 from .leaky_triton import COMPILE_OPTIONS
 
 __all__ = ["rows_layout", "row_sums", "row_map_fwd", "row_map_bwd", "dta_fwd", "dta_bwd", "GATE", "CROSS"]
@@ -75,10 +76,11 @@ def _launch(kernel, x: torch.Tensor, *tensors, **constexprs) -> None:
     if R == 0 or S == 0:
         return
     block_r, block_s, warps = _tiles(R, S)
-    kernel[(triton.cdiv(R, block_r),)](
-        *tensors, R, S, B, C, st, sb, sc, **constexprs,
-        BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS,
-    )
+    with on_device_of(x):
+        kernel[(triton.cdiv(R, block_r),)](
+            *tensors, R, S, B, C, st, sb, sc, **constexprs,
+            BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS,
+        )
 
 
 def na_strides(na: torch.Tensor) -> tuple[int, int, int]:

@@ -22,6 +22,7 @@ from ..backends import triton_interpreter_enabled
 from ..kernels.triton.staa_loop import SCALED_LOGITS, SIGMOID, SOFTMAX, staa_loop_bwd_kernel, staa_loop_fwd_kernel
 from ..reference.staa import SAParams
 from ..surrogate import Surrogate
+from ._device import on_device_of
 from .leaky_triton import COMPILE_OPTIONS, _f32
 from .rowwise_triton import half_tiles, row_sums
 
@@ -75,12 +76,13 @@ def staa_loop_fwd(y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, w1: torch.T
     if w1 is not None:
         torch.div(row_sums(y, None)[0], S, out=mean_y)
     hsum = y.new_empty((B, C))
-    staa_loop_fwd_kernel[(B,)](
-        y, mean_y if w1 is not None else a, a, b, a if w1 is None else w1, a if w2 is None else w2,
-        a if drop is None else drop, spikes, states, ga, gb, hidden if w1 is not None else a, mean_h, hsum,
-        T, B, C, S, max(hid, 1), states.shape[0], *_f32(alpha, v_threshold, v_reset),
-        HAS_SA=w1 is not None, GATE=gate, HAS_DROP=drop is not None, **_blocks(C, S, hid), **COMPILE_OPTIONS,
-    )
+    with on_device_of(y):
+        staa_loop_fwd_kernel[(B,)](
+            y, mean_y if w1 is not None else a, a, b, a if w1 is None else w1, a if w2 is None else w2,
+            a if drop is None else drop, spikes, states, ga, gb, hidden if w1 is not None else a, mean_h, hsum,
+            T, B, C, S, max(hid, 1), states.shape[0], *_f32(alpha, v_threshold, v_reset),
+            HAS_SA=w1 is not None, GATE=gate, HAS_DROP=drop is not None, **_blocks(C, S, hid), **COMPILE_OPTIONS,
+        )
     return out
 
 
@@ -114,15 +116,17 @@ def staa_loop_bwd(grad_spikes: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b
     da_parts, db_parts = torch.zeros((2 * T, B, C), **f32), torch.zeros((2 * T, B, C), **f32)
     dw1_parts = torch.empty((T, B, hid, C) if has_sa else (0,), **f32)
     dw2_parts = torch.empty((T, B, 2 * C, hid) if has_sa else (0,), **f32)
-    staa_loop_bwd_kernel[(B,)](
-        grad_spikes.contiguous(), y, mean_y if has_sa else a, a, b, a if w1 is None else w1, a if w2 is None else w2,
-        a if drop is None else drop, states, ga, gb, hidden if has_sa else a, mean_h, dy,
-        torch.empty((B, C, S), **f32), torch.empty((B, C, S), **f32), torch.zeros((4, B, C), **f32),
-        da_parts, db_parts, dw1_parts if has_sa else a, dw2_parts if has_sa else a,
-        T, B, C, S, max(hid, 1), *_f32(alpha, v_threshold, v_reset, surrogate_param),
-        HAS_SA=has_sa, GATE=gate, HAS_DROP=drop is not None, DETACH_RESET=detach_reset, SG_ID=surrogate_id,
-        **_blocks(C, S, hid), **COMPILE_OPTIONS,
-    )
+    with on_device_of(y):
+        staa_loop_bwd_kernel[(B,)](
+            grad_spikes.contiguous(), y, mean_y if has_sa else a, a, b, a if w1 is None else w1,
+            a if w2 is None else w2,
+            a if drop is None else drop, states, ga, gb, hidden if has_sa else a, mean_h, dy,
+            torch.empty((B, C, S), **f32), torch.empty((B, C, S), **f32), torch.zeros((4, B, C), **f32),
+            da_parts, db_parts, dw1_parts if has_sa else a, dw2_parts if has_sa else a,
+            T, B, C, S, max(hid, 1), *_f32(alpha, v_threshold, v_reset, surrogate_param),
+            HAS_SA=has_sa, GATE=gate, HAS_DROP=drop is not None, DETACH_RESET=detach_reset, SG_ID=surrogate_id,
+            **_blocks(C, S, hid), **COMPILE_OPTIONS,
+        )
     da.copy_(da_parts.sum(dim=(0, 1)))
     db.copy_(db_parts.sum(dim=(0, 1)))
     if has_sa:

@@ -27,6 +27,7 @@ from ..kernels.triton.staa_step import staa_step_bwd_kernel, staa_step_fwd_kerne
 from ..reference.staa import (LOOP_KERNELS, SAParams, _check_drop_mask, check_option, position_encoding_reference,
                               staa_coefficients, step_attention_gates)
 from ..surrogate import Surrogate
+from ._device import on_device_of
 from .global_context_triton import global_context_fused
 from .leaky_triton import COMPILE_OPTIONS, _f32
 from .pooled_attention import pooled_mean
@@ -40,8 +41,9 @@ def _launch(kernel, R: int, S: int, *args, **constexprs) -> None:
     if R == 0 or S == 0:
         return
     block_r, block_s, warps = half_tiles(R, S)
-    kernel[(triton.cdiv(R, block_r),)](*args, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps,
-                                       **constexprs, **COMPILE_OPTIONS)
+    with on_device_of(next(a for a in args if isinstance(a, torch.Tensor))):
+        kernel[(triton.cdiv(R, block_r),)](*args, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps,
+                                           **constexprs, **COMPILE_OPTIONS)
 
 
 def _geometry(h: torch.Tensor) -> tuple[int, int, int]:

@@ -184,22 +184,28 @@ SNNK_INLINE bool uniform_coefficients(const Params& p, int64_t n, int64_t len) {
 #endif
 #endif
 
-// Register-blocked steps: the whole group of K = kLeakyCpuGroup steps inside one vectorised loop over a full
-// tile's neurons, with the state (and in the backward the chunk's h_t) in registers and the coefficients as
-// scalars. The per-step loops above keep them in the piece's arrays and reload them every step; a constant trip
-// count is what lets the compiler hold them in registers (a run-time one de-vectorised these loops in a test).
-// Same functions, same order, so the same bits as the per-step path (bench/NOTES.md, "CPU register blocking").
+// The forward's register-blocked steps: a whole group of K steps (K = kLeakyCpuGroup, or 4: T = 4 and the last
+// 4 steps of T = 12, 20, 60, ...) inside one vectorised loop over a full tile's neurons, with the state in a
+// register and the coefficients as scalars. The per-step loops above keep them in the piece's arrays and reload
+// them every step; a constant trip count is what lets the compiler hold them in registers (a run-time one
+// de-vectorised these loops in a test). Same functions, same order, so the same bits as the per-step path. The
+// same for the backward (the chunk's h_t in registers) measured no faster and slower at T = 4 (bench/NOTES.md,
+// "CPU register blocking").
 constexpr int64_t kRegisterSteps = kLeakyCpuGroup;
-constexpr int64_t kRegisterLanes = 8;
+constexpr int64_t kRegisterStepsShort = 4;
 
-// Steps [t0, t0 + kRegisterSteps) of a full forward tile (W neurons from n) with uniform coefficients a, b, c;
-// v: the tile's state, read and written back once.
-template <typename scalar_t, bool HARD, bool STRICT, int64_t W>
+// The register-blocked step count for `steps` steps, or 0 where the per-step path runs.
+SNNK_INLINE int64_t register_steps(int64_t steps) {
+  return steps == kRegisterSteps || steps == kRegisterStepsShort ? steps : 0;
+}
+
+// Steps [t0, t0 + K) of a full forward tile (W neurons from n) with uniform coefficients a, b, c; v: the tile's
+// state, read and written back once.
+template <typename scalar_t, bool HARD, bool STRICT, int64_t W, int64_t K>
 SNNK_INLINE void fwd_tile_group_registers(const LeakyFwdParams& p, int64_t n, int64_t t0, float a, float b, float c,
                                           float* __restrict__ v) {
   using E = CpuElem<scalar_t>;
   using storage = typename E::storage;
-  constexpr int64_t K = kRegisterSteps;
   const int64_t N = p.N;
   const storage* __restrict__ x = static_cast<const storage*>(p.x) + t0 * N + n;
   storage* __restrict__ spikes = static_cast<storage*>(p.spikes) + t0 * N + n;
@@ -220,51 +226,6 @@ SNNK_INLINE void fwd_tile_group_registers(const LeakyFwdParams& p, int64_t n, in
       vi = leaky_reset(h, spike, v_th, v_reset, HARD);
     }
     v[i] = vi;
-  }
-}
-
-// The backward of a full chunk of kRegisterSteps steps from t0 for a full tile (W neurons from n) with uniform
-// coefficients and no coefficient gradient: rebuild h_t from the state entering the chunk (v_start), then walk
-// back. grad_v: the tile's carried dL/dv, read and written back once. In runs of kRegisterLanes neurons (one AVX2
-// vector), so that a chunk's h_t fit in registers.
-template <typename scalar_t, bool HARD, bool DETACH, int SG, int64_t W>
-SNNK_INLINE void bwd_tile_chunk_registers(const LeakyBwdParams& p, int64_t n, int64_t t0, float a, float b, float c,
-                                          const float* __restrict__ v_start, float* __restrict__ grad_v) {
-  using E = CpuElem<scalar_t>;
-  using storage = typename E::storage;
-  constexpr int64_t K = kRegisterSteps;
-  const int64_t N = p.N;
-  const storage* __restrict__ x = static_cast<const storage*>(p.x) + t0 * N + n;
-  const storage* __restrict__ grad_s = static_cast<const storage*>(p.grad_spikes) + t0 * N + n;
-  storage* __restrict__ grad_x = static_cast<storage*>(p.grad_x) + t0 * N + n;
-  const float v_th = p.v_threshold, v_reset = p.v_reset, sg_param = p.surrogate_param;
-  const bool strict = p.strict;
-  for (int64_t k = 0; k < K; ++k) {
-    prefetch_ahead<W>(x + k * N, false);
-    prefetch_ahead<W>(grad_s + k * N, false);
-    prefetch_ahead<W>(grad_x + k * N, true);
-  }
-  static_assert(W % kRegisterLanes == 0, "a tile is a whole number of lane runs");
-  for (int64_t j = 0; j < W; j += kRegisterLanes) {
-#pragma omp simd
-    for (int64_t i = j; i < j + kRegisterLanes; ++i) {
-      float h[K];
-      float vi = v_start[i];
-      SNNK_UNROLL_STEPS
-      for (int64_t k = 0; k < K; ++k) {
-        h[k] = leaky_charge(a, vi, b, E::load(x[k * N + i]), c);
-        vi = leaky_reset(h[k], leaky_fire(h[k], v_th, strict), v_th, v_reset, HARD);
-      }
-      float gv = grad_v[i];
-      SNNK_UNROLL_STEPS
-      for (int64_t k = K - 1; k >= 0; --k) {
-        const float gh = leaky_grad_h<SG>(h[k], E::load(grad_s[k * N + i]), gv, v_th, v_reset, sg_param, SG, HARD,
-                                          strict, DETACH);
-        grad_x[k * N + i] = E::store(mul_rn(gh, b));
-        gv = mul_rn(gh, a);
-      }
-      grad_v[i] = gv;
-    }
   }
 }
 
@@ -304,15 +265,21 @@ void fwd_blocks(const LeakyFwdParams& p, int64_t block_begin, int64_t block_end)
     load_piece(p, n0, len, a, b, c, v);
     for (int64_t t0 = 0; t0 < p.T; t0 += G) {
       const int64_t t1 = min_i64(p.T, t0 + G);
-      // a whole group whose checkpoints (if any) fall on its first step can run register-blocked
-      const bool whole_group = t1 - t0 == kRegisterSteps && (!p.training || p.chunk % kRegisterSteps == 0);
+      // a group whose checkpoints (if any) fall on its first step can run register-blocked
+      const int64_t k_steps = !p.training || p.chunk % kRegisterSteps == 0 ? register_steps(t1 - t0) : 0;
       for_tiles<W>(len, [&](auto full, int64_t i, int64_t w) {
         if constexpr (decltype(full)::value && G == kRegisterSteps) {
-          if (whole_group && uniform_coefficients(p, n0 + i, W)) {
+          if (k_steps && uniform_coefficients(p, n0 + i, W)) {
             if (p.training && t0 > 0 && t0 % p.chunk == 0) {
               copy_f32(v + i, W, p.checkpoints + (t0 / p.chunk - 1) * p.N + n0 + i);
             }
-            fwd_tile_group_registers<scalar_t, HARD, STRICT, W>(p, n0 + i, t0, a[i], b[i], c[i], v + i);
+            if (k_steps == kRegisterSteps) {
+              fwd_tile_group_registers<scalar_t, HARD, STRICT, W, kRegisterSteps>(p, n0 + i, t0, a[i], b[i], c[i],
+                                                                                  v + i);
+            } else {
+              fwd_tile_group_registers<scalar_t, HARD, STRICT, W, kRegisterStepsShort>(p, n0 + i, t0, a[i], b[i],
+                                                                                       c[i], v + i);
+            }
             return;
           }
         }
@@ -411,20 +378,8 @@ void bwd_blocks(const LeakyBwdParams& p, int64_t block_begin, int64_t block_end)
     fill_f32(0.0f, len, acc_decay);
     fill_f32(0.0f, len, acc_gain);
     fill_f32(0.0f, len, acc_bias);
-    const bool no_coefficient_grads = !(p.need_grad_decay || p.need_grad_gain || p.need_grad_bias);
     for (int64_t ci = ceil_div(p.T, p.chunk) - 1; ci >= 0; --ci) {
-      const int64_t t0 = ci * p.chunk;
-      const bool whole_chunk = min_i64(p.chunk, p.T - t0) == kRegisterSteps && no_coefficient_grads;
       for_tiles<W>(len, [&](auto full, int64_t i, int64_t w) {
-        // fp32 only: for the 16-bit types it doubled the backward files' compile time
-        if constexpr (decltype(full)::value && std::is_same<scalar_t, float>::value) {
-          if (whole_chunk && uniform_coefficients(p, n0 + i, W)) {
-            const float* v_start = ci > 0 ? p.checkpoints + (ci - 1) * p.N + n0 + i : v0 + i;
-            bwd_tile_chunk_registers<scalar_t, HARD, DETACH, SG, W>(p, n0 + i, t0, a[i], b[i], c[i], v_start,
-                                                                    grad_v + i);
-            return;
-          }
-        }
         bwd_tile_chunk<scalar_t, HARD, DETACH, SG, W, decltype(full)::value>(
             p, n0 + i, w, ci, a + i, b + i, c + i, v0 + i, grad_v + i, acc_decay + i, acc_gain + i, acc_bias + i);
       });

@@ -439,7 +439,8 @@ def main(argv: list[str] | None = None) -> int:
                 ms_p80=timing.p80_ms, schedule="two-sweep floor", MB_moved=(nbytes or 0) / 1e6,
                 **{"GB/s": gbps or 0.0, "floor_GB/s": gbps or 0.0},
                 fraction_of_copy_bw=(gbps or 0.0) / meta["copy_bandwidth_GBps"], peak_mem_MB=peak,
-                reps=timing.reps, faults_per_call=timing.faults_per_call, status="ok", note=None if nbytes else "no byte floor (dense convolutions)",
+                reps=timing.reps, faults_per_call=timing.faults_per_call, status="ok",
+                note=None if nbytes else "no byte floor (dense convolutions)",
             ))
         meta["wall_s"] = round(time.time() - started, 1)
         _speedups(rows)

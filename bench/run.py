@@ -370,6 +370,7 @@ def markdown_table(rows: list[dict]) -> str:
                 key=lambda r: (r["op"], r["shape"].split("x", 1)[1], r["dtype"], r["mode"], r["T"]))
     # the CPU's page faults per call: a row that faulted was slowed by the allocator, not by its kernel
     faults = any(r.get("faults_per_call") is not None for r in ok)
+    fault_cell = (lambda r: f" {_fmt(r.get('faults_per_call'), '.0f')} |") if faults else (lambda r: "")
     lines = ["| op | shape | dtype | mode | T | provider | ms p50 [p20, p80] | GB/s | of copy BW | vs eager "
              "| peak MB |" + (" faults/call |" if faults else ""),
              "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if faults else "")]
@@ -378,7 +379,7 @@ def markdown_table(rows: list[dict]) -> str:
             f"| {r['op']} | {r['shape']} | {r['dtype']} | {r['mode']} | {r['T']} | {r['provider']} | "
             f"{r['ms_p50']:.3f} [{r['ms_p20']:.3f}, {r['ms_p80']:.3f}] | {r['GB/s']:.1f} | "
             f"{100 * r['fraction_of_copy_bw']:.0f}% | {_fmt(r.get('speedup_vs_eager'), '.2f')}x | "
-            f"{_fmt(r.get('peak_mem_MB'), '.0f')} |" + (f" {_fmt(r.get('faults_per_call'), '.0f')} |" if faults else ""))
+            f"{_fmt(r.get('peak_mem_MB'), '.0f')} |" + fault_cell(r))
     other = [r for r in rows if r["status"] != "ok"]
     if other:
         lines += ["", "| provider | op | dtype | T | status | reason |", "|---|---|---|---|---|---|"]

@@ -168,6 +168,12 @@ SNNK_INLINE void accumulate(float* __restrict__ acc, const float* __restrict__ g
   }
 }
 
+// The forward's checkpoint: the state entering step t (v of neurons n .. n + len - 1), stored when t starts a
+// chunk after the first.
+SNNK_INLINE void store_checkpoint_if_due(const LeakyFwdParams& p, int64_t t, const float* v, int64_t n, int64_t len) {
+  if (p.training && t > 0 && t % p.chunk == 0) copy_f32(v, len, p.checkpoints + (t / p.chunk - 1) * p.N + n);
+}
+
 // Whether neurons n .. n + len - 1 share one value of each coefficient: no per-channel tensor, or all in one
 // channel (one run of S neurons). Such a tile may take the register-blocked paths below.
 template <typename Params>
@@ -242,8 +248,7 @@ SNNK_INLINE void fwd_tile_steps(const LeakyFwdParams& p, int64_t n, int64_t tail
   storage* spikes = static_cast<storage*>(p.spikes) + n;
   const storage one = E::store(1.0f), zero = E::store(0.0f);
   for (int64_t t = t0; t < t1; ++t) {
-    // the state entering each chunk after the first is the chunk's checkpoint
-    if (p.training && t > 0 && t % p.chunk == 0) copy_f32(v, len, p.checkpoints + (t / p.chunk - 1) * N + n);
+    store_checkpoint_if_due(p, t, v, n, len);
     prefetch_ahead<W>(x + t * N, false);
     prefetch_ahead<W>(spikes + t * N, true);
     fwd_step<scalar_t, HARD, true>(x + t * N, spikes + t * N, a, b, c, v, len, p.v_threshold, p.v_reset, STRICT,
@@ -270,9 +275,7 @@ void fwd_blocks(const LeakyFwdParams& p, int64_t block_begin, int64_t block_end)
       for_tiles<W>(len, [&](auto full, int64_t i, int64_t w) {
         if constexpr (decltype(full)::value && G == kRegisterSteps) {
           if (k_steps && uniform_coefficients(p, n0 + i, W)) {
-            if (p.training && t0 > 0 && t0 % p.chunk == 0) {
-              copy_f32(v + i, W, p.checkpoints + (t0 / p.chunk - 1) * p.N + n0 + i);
-            }
+            store_checkpoint_if_due(p, t0, v + i, n0 + i, W);
             if (k_steps == kRegisterSteps) {
               fwd_tile_group_registers<scalar_t, HARD, STRICT, W, kRegisterSteps>(p, n0 + i, t0, a[i], b[i], c[i],
                                                                                   v + i);

@@ -19,10 +19,10 @@ class TinyNet(nn.Module):
         super().__init__()
         attention_backend = backend if backend in ("auto", "torch", "triton") else "auto"  # TCJA: Triton only
         self.conv1 = nn.Conv2d(2, C, 3, padding=1)
-        self.lif1 = LIFNode(tau=2.0, step_mode="m", backend=backend)
+        self.lif1 = LIFNode(tau=2.0, step_mode="m", stateful=False, backend=backend)
         self.tcja = TCJA(2, 3, T, C, backend=attention_backend)
         self.conv2 = nn.Conv2d(C, C, 3, padding=1)
-        self.lif2 = ParametricLIFNode(init_tau=2.0, step_mode="m", backend=backend)
+        self.lif2 = ParametricLIFNode(init_tau=2.0, step_mode="m", stateful=False, backend=backend)
         self.fc = nn.Linear(C, 3)
         for conv, std in ((self.conv1, 0.6), (self.conv2, 1.5)):
             nn.init.normal_(conv.weight, std=std)

@@ -8,16 +8,16 @@ import torch
 from .neuron_models import Number
 
 
-def check_sequence(x_seq: object, name: str = "x_seq") -> torch.Tensor:
+def check_sequence(x_seq: object, name: str = "x_seq", min_dim: int = 2) -> torch.Tensor:
+    """A floating [T, ...] tensor with T >= 1 and at least ``min_dim`` dimensions (the modules take [T])."""
     if not isinstance(x_seq, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x_seq).__name__}")
     if not x_seq.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor (fp32, fp16, bf16 or fp64), got {x_seq.dtype}")
-    if x_seq.dim() < 2:
-        raise ValueError(
-            f"{name} must have shape [T, ...] with at least one neuron dimension, got shape {tuple(x_seq.shape)} "
-            "(for a single neuron use x_seq[:, None])"
-        )
+    if x_seq.dim() < min_dim:
+        neurons = " with at least one neuron dimension" if min_dim > 1 else ""
+        hint = " (for a single neuron use x_seq[:, None])" if min_dim > 1 else ""
+        raise ValueError(f"{name} must have shape [T, ...]{neurons}, got shape {tuple(x_seq.shape)}{hint}")
     if x_seq.shape[0] == 0:
         raise ValueError(f"{name} has T = 0 time steps (shape {tuple(x_seq.shape)}); T must be at least 1")
     return x_seq

@@ -31,9 +31,10 @@ Definitions (MA-SNN, Yao et al., "Attention Spiking Neural Networks", Sec. 4; ``
   ISSCC 2014): ``E_MAC = 4.6 pJ``, ``E_AC = 0.9 pJ``.
 
 Samples and steps: per-sample figures divide by the samples seen, the batch size (dim 1 of a multi-step
-input [T, B, ...], dim 0 of a step-mode input [B, ...]) summed over sequences. A stateful neuron (step mode
-``'s'``, or ``stateful=True``) continues its sequence from call to call until its state is reset
-(``v is None``, e.g. by ``reset()``): its calls then count as later steps of the same samples.
+input [T, B, ...], dim 0 of a step-mode input [B, ...]) summed over sequences. A neuron that carries its state
+(step mode ``'s'``, or multi-step with ``stateful=True``, SpikingJelly's default) continues its sequence from call
+to call until its state is reset (``v`` is its resting float again, e.g. after ``reset()``): its calls then
+count as later steps of the same samples.
 """
 from __future__ import annotations
 
@@ -253,7 +254,7 @@ class FiringStats:
                 return
             # a stateless call, or a stateful one from a reset state, starts a sequence (and its samples);
             # a stateful call that carries a state continues it, at the next step index
-            if not module.stateful or module.v is None or name not in self._next_step:
+            if not module.carries_state or not isinstance(module.v, torch.Tensor) or name not in self._next_step:
                 self._next_step[name] = 0
                 layer.samples += _batch(args[0], module.step_mode)
             module.spike_counts = None  # so that a forward that did not count adds nothing stale

@@ -273,23 +273,50 @@ def by_id(surrogate_id: int, param: float) -> Surrogate:
     return cls(param)
 
 
+def _spikingjelly_surrogate_parent(cls: type) -> type | None:
+    """The first class in ``cls``'s MRO that SpikingJelly's surrogate module defines, if any."""
+    for parent in cls.__mro__:
+        if parent.__module__.startswith("spikingjelly.") and parent.__name__ != "Module":
+            return parent
+    return None
+
+
 def coerce_surrogate(obj: Any) -> Surrogate:
-    """Accept one of ours, or SpikingJelly's ATan / Sigmoid / PiecewiseQuadratic / PiecewiseExp / SoftSign /
-    SuperSpike / Erf (so a model that passes SpikingJelly surrogates keeps working after swapping the neuron
-    import). Anything else is an error: silently substituting a different surrogate would change the
+    """The kernels' surrogate for ``obj``: one of ours, or SpikingJelly's ATan / Sigmoid / PiecewiseQuadratic /
+    PiecewiseExp / SoftSign / SuperSpike / Erf converted with its *current* ``alpha`` (modules keep the
+    SpikingJelly object and convert it at every call, so a later change of its alpha takes effect).
+
+    Rule (docs/spikingjelly.md, "Surrogates"): a surrogate is accepted when its class is exactly one of these. A
+    subclass is refused, ours or SpikingJelly's, since it may override the formula and the kernels compute the
+    parent's; anything else is refused too: silently substituting a different surrogate would change the
     gradients."""
-    if isinstance(obj, Surrogate):
+    if type(obj) in SURROGATE_IDS.values():
         return obj
-    name = type(obj).__name__
-    module = type(obj).__module__ or ""
-    if "spikingjelly" in module:
-        if getattr(obj, "spiking", True) is False:
+    if isinstance(obj, Surrogate):
+        parent = next((c for c in type(obj).__mro__ if c in SURROGATE_IDS.values()), Surrogate)
+        raise TypeError(
+            f"surrogate_function of type {type(obj).__name__} subclasses snnkernels' {parent.__name__}: "
+            "subclasses are refused because the kernels compute the parent's formula, not an override. Use "
+            f"one of {', '.join(cls.__name__ for cls in SURROGATE_IDS.values())} as it is"
+        )
+    cls = type(obj)
+    parent = _spikingjelly_surrogate_parent(cls)
+    if parent is not None:
+        name = cls.__name__
+        exact = cls is parent and cls.__module__ == "spikingjelly.activation_based.surrogate"
+        if exact and getattr(obj, "spiking", True) is False:
             raise ValueError(f"SpikingJelly surrogate {name} with spiking=False is not a spiking neuron; unsupported")
         alpha = getattr(obj, "alpha", None)
-        if name in _SPIKINGJELLY_SAME_NAME and alpha is not None:
+        if exact and alpha is not None and name in _SPIKINGJELLY_SAME_NAME:
             return _SPIKINGJELLY_SAME_NAME[name](alpha)
-        if name == "PiecewiseQuadratic" and alpha is not None:
+        if exact and alpha is not None and name == "PiecewiseQuadratic":
             return Triangle(1.0 / float(alpha))
+        if not exact and parent.__name__ in (*_SPIKINGJELLY_SAME_NAME, "PiecewiseQuadratic"):
+            raise TypeError(
+                f"surrogate_function of type {name} subclasses SpikingJelly's {parent.__name__}: subclasses are "
+                "refused because the kernels compute the parent's formula, not an override. Pass SpikingJelly's "
+                f"{parent.__name__} itself, or one of snnkernels.surrogate's classes"
+            )
     raise TypeError(
         f"unsupported surrogate_function {obj!r}; use one of snnkernels.surrogate's "
         f"{', '.join(cls.__name__ for cls in SURROGATE_IDS.values())} (SpikingJelly's ATan, Sigmoid, "

@@ -33,6 +33,7 @@ from ..backends import HAS_TRITON, resolve_backend, resolve_triton_op_backend
 from ..functional import dta_on_neuron_fused
 from ..reference.ma_snn import check_attention_weights
 from ..reference.tcja import check_tcja_arguments
+from ..surrogate import coerce_surrogate
 from .attention import DTA, _check_t_c, _TCJAFamily, _to_tb
 from .ma_snn import MultiDimensionalAttention
 from .neuron import _SpikingNeuron
@@ -84,7 +85,7 @@ def neuron_settings(neuron: nn.Module) -> tuple:
         raise ValueError(f"{type(neuron).__name__} has learnable coefficients; the gated kernel takes scalars")
     decay, gain, bias = (float(c) for c in coefficients)
     hard = neuron.v_reset is not None
-    sg = neuron.surrogate_function
+    sg = coerce_surrogate(neuron.surrogate_function)  # a SpikingJelly surrogate as its current (id, param)
     return (decay, gain, bias, neuron.v_threshold, neuron.v_reset if hard else 0.0, float(neuron.v_init_value),
             hard, neuron.strict_threshold, neuron.detach_reset, sg.id, sg.param)
 

@@ -1,17 +1,29 @@
 """Neuron modules: parameter ownership and state handling only; the math is in ``snnkernels.functional``.
 
-``IFNode``, ``LIFNode`` and ``ParametricLIFNode`` take SpikingJelly's keyword names and defaults, so swapping the
-import is enough. Differences a user may notice, all deliberate:
+``IFNode``, ``LIFNode`` and ``ParametricLIFNode`` take SpikingJelly's keyword names and defaults and follow its
+module contract (``snnkernels.nn.memory.MemoryModule``, docs/spikingjelly.md), so swapping the import is
+enough:
 
-- ``step_mode='m'`` is stateless by default: each call starts from the resting state, exactly what a
-  SpikingJelly model computes when ``functional.reset_net`` is called between batches. Pass
-  ``stateful=True`` to carry the state across calls (streaming, chunked T); ``reset()`` clears it and
-  SpikingJelly's ``reset_net`` calls it. ``step_mode='s'`` is stateful, as in SpikingJelly.
-- ``store_v_seq=True`` is refused: the fused kernels never materialise the membrane sequence.
-- Under activation checkpointing (``torch.utils.checkpoint``) the recompute in the backward pass is side-effect
-  free: it neither updates the carried state nor adds spike counts. A stateful neuron that still carries the
-  state of the forward being recomputed raises instead of silently recomputing from the wrong state (the
-  forward replaced it); stateless multi-step neurons, the default, checkpoint without restrictions.
+- the membrane potential is the memory ``v``: ``v_reset`` (0.0 for soft reset) after construction and after
+  ``reset()`` (SpikingJelly's ``functional.reset_net`` calls it), the final state after a forward;
+- both step modes carry ``v`` from call to call, as in SpikingJelly; a carried state of another shape (a new
+  batch size) restarts from ``v_reset``, a float ``v`` is broadcast to the input's shape;
+- ``functional_forward``, ``detach()``, ``store_v_seq`` (``v_seq`` after each forward), ``step_mode``
+  switched after construction, SpikingJelly surrogate objects used live.
+
+``stateful=False`` makes multi-step calls start from the resting state each time and keep no final state:
+what a SpikingJelly model computes when ``reset_net`` is called between batches, without storing v_T. It is the
+default of the paper presets and ``LeakyNode`` (their papers' code starts every forward from rest) and what
+the fused attention + neuron paths and activation checkpointing need. Step mode ``'s'`` always carries ``v``.
+
+Deliberate differences from SpikingJelly are listed in docs/spikingjelly.md ("Deliberate differences"): the
+state is fp32 for fp16 / bf16 input (SpikingJelly keeps the input's dtype), and the charge is computed as
+``decay * v + input_gain * x + bias``, which can flip a spike whose potential lies within an ulp of the
+threshold.
+
+Under activation checkpointing (``torch.utils.checkpoint``) the recompute in the backward pass is side-effect
+free: it neither updates the carried state nor adds spike counts. A neuron that carries a state left by an
+earlier forward raises there instead of silently recomputing from the wrong state.
 
 Firing statistics: set ``record_spike_counts = True`` on a neuron (or use ``snnkernels.firing.record``) and
 each forward leaves ``spike_counts``, the spikes per step (int64 [T], [1] in step mode ``'s'``, detached).
@@ -21,13 +33,18 @@ others they are summed from the spikes afterwards. The spikes themselves are the
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
+from .. import _checks
+from ..backends import BACKENDS, check_backend_name
 from ..functional import _leaky
 from ..neuron_models import ATT_RES_LIF, MA_SNN_LIF, TET_LIF, NeuronPreset, Number, rate_coefficients
+from ..reference.neuron import state_dtype
 from ..surrogate import ATan, Sigmoid, Surrogate, coerce_surrogate
+from .memory import MemoryModule
 
 __all__ = ["IFNode", "LIFNode", "ParametricLIFNode", "LeakyNode", "TETLIFNode", "MASNNLIFNode", "AttResLIFNode"]
 
@@ -40,8 +57,8 @@ def in_recompute() -> bool:
     return torch.is_grad_enabled() and torch._C._current_graph_task_id() != -1
 
 
-class _SpikingNeuron(nn.Module):
-    """Shared forward: fire-and-reset settings, step modes and optional state."""
+class _SpikingNeuron(MemoryModule):
+    """Shared forward of the leaky neurons: fire-and-reset settings, step modes and the memory ``v``."""
 
     def __init__(
         self,
@@ -50,7 +67,7 @@ class _SpikingNeuron(nn.Module):
         v_reset: float | None,
         strict_threshold: bool,
         detach_reset: bool,
-        surrogate_function: Surrogate,
+        surrogate_function: Any,
         step_mode: str,
         backend: str,
         store_v_seq: bool,
@@ -58,83 +75,164 @@ class _SpikingNeuron(nn.Module):
         v_init_value: float = 0.0,
     ) -> None:
         super().__init__()
-        if step_mode not in ("m", "s"):
-            raise ValueError(f"step_mode must be 'm' (input [T, ...]) or 's' (one step [...]), got {step_mode!r}")
-        if store_v_seq:
-            raise ValueError(
-                "store_v_seq=True is not supported: the fused kernels never materialise the membrane sequence. "
-                "Use snnkernels.reference.multistep_leaky_reference step by step if you need it."
-            )
-        self.v_threshold = float(v_threshold)
-        self.v_reset = None if v_reset is None else float(v_reset)
-        self.strict_threshold = strict_threshold
-        self.detach_reset = detach_reset
-        self.surrogate_function = coerce_surrogate(surrogate_function)
+        self.v_init_value = float(_checks.check_scalar(v_init_value, "v_init_value"))
+        self.register_memory("v", self.v_init_value)
+        self.v_threshold = _checks.check_scalar(v_threshold, "v_threshold")
+        self.v_reset = _checks.check_scalar(v_reset, "v_reset", allow_none=True)
+        self.strict_threshold = bool(strict_threshold)
+        self.detach_reset = bool(detach_reset)
+        coerce_surrogate(surrogate_function)  # refuse an unsupported surrogate now, not at the first forward
+        # kept as given: a SpikingJelly surrogate stays a live submodule (a later change of its alpha applies)
+        self.surrogate_function = surrogate_function
         self.step_mode = step_mode
-        self.backend = backend
-        self.stateful = stateful or step_mode == "s"
-        self.v_init_value = v_init_value
-        self.v: torch.Tensor | None = None
+        self.backend = check_backend_name(backend, type(self).__name__, BACKENDS)
+        self.stateful = bool(stateful)
+        self.store_v_seq = store_v_seq
         # firing statistics (see the module docstring); plain attributes, not part of the state dict
         self.record_spike_counts = False
         self.spike_counts: torch.Tensor | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "surrogate_function" and not isinstance(value, nn.Module) and name in self.__dict__.get(
+                "_modules", {}):
+            del self._modules[name]  # a SpikingJelly surrogate (a submodule) replaced by a plain object
+        super().__setattr__(name, value)
+
+    @property
+    def store_v_seq(self) -> bool:
+        """Keep the membrane sequence of each forward in ``v_seq`` (post-reset states, [T, ...], fp32); the
+        kernels write it only when this is set. Setting it clears ``v_seq``."""
+        return self._store_v_seq
+
+    @store_v_seq.setter
+    def store_v_seq(self, value: bool) -> None:
+        self._store_v_seq = bool(value)
+        self.v_seq: torch.Tensor | None = None
+
+    @property
+    def carries_state(self) -> bool:
+        """Whether a call in the current step mode starts from ``v`` and leaves its final state there."""
+        return self.stateful or self.step_mode == "s"
 
     def coefficients(self) -> tuple[Number, Number, Number]:
         """(decay, input_gain, bias) of the charge ``h = decay * v + input_gain * x + bias``."""
         raise NotImplementedError
 
     def reset(self) -> None:
-        """Forget the carried state (SpikingJelly's ``reset_net`` calls this)."""
-        self.v = None
+        """``v`` back to its resting value and ``v_seq`` cleared (SpikingJelly's ``reset_net`` calls this)."""
+        super().reset()
+        self.v_seq = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_seq = x.unsqueeze(0) if self.step_mode == "s" else x
+    def detach(self) -> None:
+        super().detach()
+        if isinstance(self.v_seq, torch.Tensor):
+            self.v_seq = self.v_seq.detach()
+
+    # -- the state -------------------------------------------------------------------------------------
+    def _state_for(self, v: Any, x0: torch.Tensor) -> float | torch.Tensor:
+        """The state a call on input step ``x0`` starts from, by SpikingJelly's rules: a float is broadcast,
+        a tensor of another shape (a new batch size) restarts from rest, a tensor of the right shape is
+        moved to x0's device and the state dtype (fp32; fp64 for fp64 input)."""
+        if isinstance(v, bool) or not isinstance(v, (int, float, torch.Tensor)):
+            raise TypeError(f"{type(self).__name__}.v must be a float or a tensor, got {type(v).__name__}")
+        if not isinstance(v, torch.Tensor):
+            return float(v)
+        if v.shape != x0.shape:
+            return self.v_init_value
+        return v.to(device=x0.device, dtype=state_dtype(x0.dtype))
+
+    def materialize_states(self, inputs: tuple, states: tuple, step_mode: str) -> tuple:
+        """``functional_forward``'s states as tensors of one input step's shape (see ``_state_for``)."""
+        x0 = inputs[0][0] if step_mode == "m" else inputs[0]
+        v = self._state_for(states[0], x0)
+        if not isinstance(v, torch.Tensor):
+            v = torch.full(x0.shape, v, dtype=state_dtype(x0.dtype), device=x0.device)
+        return (v, *states[1:])
+
+    # -- forward ---------------------------------------------------------------------------------------
+    def single_step_functional_forward(self, inputs: tuple, states: tuple, **kwargs: Any) -> tuple[tuple, tuple]:
+        spikes, v_final, _, _ = self._run(inputs[0].unsqueeze(0), states[0], final_state=True)
+        return (spikes[0],), (v_final, *states[1:])
+
+    def multi_step_functional_forward(self, inputs: tuple, states: tuple, **kwargs: Any) -> tuple[tuple, tuple]:
+        spikes, v_final, _, _ = self._run(inputs[0], states[0], final_state=True)
+        return (spikes,), (v_final, *states[1:])
+
+    def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_seq = x.unsqueeze(0) if isinstance(x, torch.Tensor) else x
+        return self._forward(x_seq, carry=True, single_step=True)[0]
+
+    def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        return self._forward(x_seq, carry=self.stateful, single_step=False)
+
+    def _forward(self, x_seq: torch.Tensor, *, carry: bool, single_step: bool) -> torch.Tensor:
+        x_seq = _checks.check_sequence(x_seq, "input", min_dim=1)
         recompute = in_recompute()
-        if recompute and self.stateful and self.v is not None:
+        if recompute and carry and isinstance(self.v, torch.Tensor):
             raise RuntimeError(
-                f"{type(self).__name__}: activation checkpointing recomputes this stateful neuron (stateful=True "
-                "or step_mode='s') in the backward pass, but its state is the one its forward left, not the one "
-                "that forward started from, so the recompute would differ. Checkpoint stateless multi-step neurons "
-                "(step_mode='m', stateful=False), or reset() the neurons between the forward and the backward "
-                "when each forward starts from the resting state"
+                f"{type(self).__name__}: activation checkpointing recomputes this neuron, which carries its state "
+                "(stateful=True or step_mode='s'), in the backward pass, but its state is the one its forward left, "
+                "not the one that forward started from, so the recompute would differ. Checkpoint stateless "
+                "multi-step neurons (step_mode='m', stateful=False), or reset() the neurons between the forward "
+                "and the backward when each forward starts from the resting state"
             )
-        v_init = self.v if self.stateful else None
-        if v_init is not None and v_init.shape != x_seq.shape[1:]:
-            raise ValueError(
-                f"{type(self).__name__}: carried state has shape {tuple(v_init.shape)} but this input's neurons "
-                f"have shape {tuple(x_seq.shape[1:])}; call reset() between sequences of different shapes"
-            )
+        v = self._state_for(self.v, x_seq[0]) if carry else self.v_init_value
+        v_seq_wanted = self.store_v_seq and not recompute
+        count = self.record_spike_counts and not recompute
+        spikes, v_final, v_seq, counts = self._run(x_seq, v, final_state=carry, v_seq=v_seq_wanted, count=count)
+        if not recompute:  # the recompute leaves the state as the forward left it
+            if carry:
+                self.v = v_final
+            if v_seq_wanted:
+                self._keep_v_seq(v_seq, single_step)
+            if count:
+                self.spike_counts = counts
+        return spikes
+
+    def _keep_v_seq(self, v_seq: torch.Tensor, single_step: bool) -> None:
+        """Multi-step: this call's sequence. Single step: appended to the sequence so far, restarted when the
+        shape, device or dtype changes (SpikingJelly's rule)."""
+        old = self.v_seq
+        if single_step and isinstance(old, torch.Tensor) and old.shape[1:] == v_seq.shape[1:] and (
+                old.device == v_seq.device and old.dtype == v_seq.dtype):
+            v_seq = torch.cat((old, v_seq))
+        self.v_seq = v_seq
+
+    def _run(self, x_seq: torch.Tensor, v: float | torch.Tensor, *, final_state: bool, v_seq: bool = False,
+             count: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, Any]:
+        """The fused neuron on ``x_seq`` [T, ...] from state ``v`` (a float fills every neuron): (spikes,
+        v_T or None, v_seq or None, spike counts or None). A [T] input (one neuron) runs as [T, 1]."""
+        one_neuron = x_seq.dim() == 1
+        if one_neuron:
+            x_seq = x_seq.unsqueeze(1)
+            v = v.unsqueeze(0) if isinstance(v, torch.Tensor) else v
+        v_init, v_init_value = (v, self.v_init_value) if isinstance(v, torch.Tensor) else (None, v)
         decay, gain, bias = self.coefficients()
         out = _leaky(
-            x_seq,
-            v_init,
-            decay=decay,
-            input_gain=gain,
-            bias=bias,
-            v_threshold=self.v_threshold,
-            v_reset=self.v_reset,
-            strict_threshold=self.strict_threshold,
-            detach_reset=self.detach_reset,
-            surrogate_function=self.surrogate_function,
-            backend=self.backend,
-            return_final_state=self.stateful,
-            v_init_value=self.v_init_value,
-            count_spikes=self.record_spike_counts and not recompute,
+            x_seq, v_init, decay=decay, input_gain=gain, bias=bias, v_threshold=self.v_threshold,
+            v_reset=self.v_reset, strict_threshold=self.strict_threshold, detach_reset=self.detach_reset,
+            surrogate_function=self.surrogate_function, backend=self.backend, return_final_state=final_state,
+            v_init_value=v_init_value, count_spikes=count, **({"return_v_seq": True} if v_seq else {}),
         )
-        if self.record_spike_counts and not recompute:
-            out, self.spike_counts = out
-        if self.stateful:
-            out, v_final = out
-            if not recompute:  # the recompute leaves the state as the forward left it
-                self.v = v_final
-        return out[0] if self.step_mode == "s" else out
+        counts = None
+        if count:
+            out, counts = out
+        out = list(out) if isinstance(out, tuple) else [out]
+        spikes = out.pop(0)
+        v_final = out.pop(0) if final_state else None
+        seq = out.pop(0) if v_seq else None
+        if one_neuron:
+            spikes = spikes.squeeze(1)
+            v_final = None if v_final is None else v_final.squeeze(0)
+            seq = None if seq is None else seq.squeeze(1)
+        return spikes, v_final, seq, counts
 
     def extra_repr(self) -> str:
         reset = "soft" if self.v_reset is None else f"v_reset={self.v_reset}"
         return (
             f"v_threshold={self.v_threshold}, {reset}, strict_threshold={self.strict_threshold}, "
-            f"detach_reset={self.detach_reset}, surrogate_function={self.surrogate_function}, "
-            f"step_mode={self.step_mode!r}, backend={self.backend!r}, stateful={self.stateful}"
+            f"detach_reset={self.detach_reset}, step_mode={self.step_mode!r}, backend={self.backend!r}, "
+            f"stateful={self.stateful}"
         )
 
 
@@ -153,7 +251,7 @@ class _SpikingJellyNode(_SpikingNeuron):
         store_v_seq: bool = False,
         *,
         backend: str = "auto",
-        stateful: bool = False,
+        stateful: bool = True,
     ) -> None:
         super().__init__(
             v_threshold=v_threshold, v_reset=v_reset, strict_threshold=False, detach_reset=detach_reset,
@@ -182,10 +280,11 @@ class LIFNode(_SpikingJellyNode):
         store_v_seq: bool = False,
         *,
         backend: str = "auto",
-        stateful: bool = False,
+        stateful: bool = True,
     ) -> None:
-        if not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau > 0):
-            raise ValueError(f"tau must be a positive finite float, got {tau!r}")
+        if isinstance(tau, bool) or not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau > 1):
+            # SpikingJelly's LIFNode asserts tau > 1 too: tau <= 1 makes the decay 1 - 1/tau <= 0
+            raise ValueError(f"tau must be a finite float > 1, got {tau!r}")
         super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode, store_v_seq,
                          backend=backend, stateful=stateful)
         self.tau = float(tau)
@@ -230,9 +329,10 @@ class ParametricLIFNode(_SpikingJellyNode):
         store_v_seq: bool = False,
         *,
         backend: str = "auto",
-        stateful: bool = False,
+        stateful: bool = True,
     ) -> None:
-        if not (isinstance(init_tau, (int, float)) and init_tau > 1):
+        if isinstance(init_tau, bool) or not (isinstance(init_tau, (int, float)) and math.isfinite(init_tau)
+                                              and init_tau > 1):
             raise ValueError(f"init_tau must be > 1 (the rate sigmoid(w) lies in (0, 1)), got {init_tau!r}")
         super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode, store_v_seq,
                          backend=backend, stateful=stateful)
@@ -252,7 +352,7 @@ class LeakyNode(_SpikingNeuron):
 
     With ``channels=C`` and ``learnable=True``, ``decay`` and ``input_gain`` become [C] parameters applied
     along dim 2 of ``[T, B, C, ...]`` (STAA's per-channel M and N); their gradients are reduced
-    deterministically. The state starts at 0.
+    deterministically. The state starts at 0. Multi-step calls are stateless unless ``stateful=True``.
     """
 
     def __init__(
@@ -271,10 +371,11 @@ class LeakyNode(_SpikingNeuron):
         step_mode: str = "m",
         backend: str = "auto",
         stateful: bool = False,
+        store_v_seq: bool = False,
     ) -> None:
         super().__init__(
             v_threshold=v_threshold, v_reset=v_reset, strict_threshold=strict_threshold, detach_reset=detach_reset,
-            surrogate_function=surrogate_function, step_mode=step_mode, backend=backend, store_v_seq=False,
+            surrogate_function=surrogate_function, step_mode=step_mode, backend=backend, store_v_seq=store_v_seq,
             stateful=stateful,
         )
         if learnable:
@@ -310,12 +411,12 @@ class LeakyNode(_SpikingNeuron):
 def _preset_node(preset: NeuronPreset, doc: str):
     class PresetNode(LeakyNode):
         def __init__(self, *, surrogate_function: Surrogate | None = None, step_mode: str = "m",
-                     backend: str = "auto", stateful: bool = False) -> None:
+                     backend: str = "auto", stateful: bool = False, store_v_seq: bool = False) -> None:
             super().__init__(
                 decay=preset.decay, v_threshold=preset.v_threshold, v_reset=preset.v_reset,
                 strict_threshold=preset.strict_threshold, detach_reset=preset.detach_reset,
                 surrogate_function=preset.surrogate if surrogate_function is None else surrogate_function,
-                step_mode=step_mode, backend=backend, stateful=stateful,
+                step_mode=step_mode, backend=backend, stateful=stateful, store_v_seq=store_v_seq,
             )
 
     PresetNode.__doc__ = doc

@@ -228,3 +228,29 @@ def test_deepcopy_and_pickle_of_a_stateful_node_after_forward(backend):
     loaded = torch.load(buffer, weights_only=False)
     torch.testing.assert_close(loaded.v, node.v.detach())
     assert torch.equal(twin(x), node(x))
+
+
+# -- deliberate differences (docs/spikingjelly.md, "Deliberate differences"): each pinned here ---------------
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_difference_state_is_fp32_for_16_bit_input(backend, dtype):
+    if backend_problem(backend, torch.zeros(2, 2, dtype=dtype)) is not None:
+        pytest.skip(backend_problem(backend, torch.zeros(2, 2, dtype=dtype)))
+    ours, theirs = snn.LIFNode(step_mode="m", backend=backend), sj_neuron.LIFNode(step_mode="m")
+    x = torch.randn(3, 2, 4).to(dtype)
+    assert ours(x).dtype == theirs(x).dtype == dtype
+    assert ours.v.dtype == torch.float32 and theirs.v.dtype == dtype
+
+
+def test_difference_tau_at_most_one_raises_value_error():
+    with pytest.raises(AssertionError):
+        sj_neuron.LIFNode(tau=1.0)
+    with pytest.raises(ValueError, match="tau must be a finite float > 1"):
+        snn.LIFNode(tau=1.0)
+
+
+def test_difference_not_a_spikingjelly_base_node():
+    # one fused op per call: SpikingJelly's per-op hooks (neuronal_charge / fire / reset) and the op counters
+    # that look for them do not see inside; snnkernels.firing counts spikes, SOPs and energy instead
+    node = snn.LIFNode()
+    assert isinstance(node, sj_base.MemoryModule) and not isinstance(node, sj_neuron.BaseNode)
+    assert not hasattr(node, "neuronal_charge")

@@ -42,6 +42,10 @@ def check_state(v_init: object, x_seq: torch.Tensor, name: str = "v_init") -> to
 def check_scalar(value: object, name: str, allow_none: bool = False) -> float | None:
     if value is None and allow_none:
         return None
+    if torch.compiler.is_compiling() and isinstance(value, (int, float, torch.SymFloat, torch.SymInt)):
+        # torch.compile(dynamic=True) traces Python numbers as symbols: finiteness cannot be asked of one
+        # without specialising the graph on its value, so the compiled path takes numbers as given
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a float, got {type(value).__name__}")
     value = float(value)

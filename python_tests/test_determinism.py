@@ -32,8 +32,8 @@ class _Pair(nn.Module):
 
 
 MODULES: dict[str, Callable[[], nn.Module]] = {
-    "lif": lambda: LIFNode(tau=2.0, step_mode="m"),
-    "plif": lambda: ParametricLIFNode(init_tau=2.0, step_mode="m"),
+    "lif": lambda: LIFNode(tau=2.0, step_mode="m", stateful=False),
+    "plif": lambda: ParametricLIFNode(init_tau=2.0, step_mode="m", stateful=False),
     "leaky-per-channel": lambda: LeakyNode(channels=C, learnable=True, v_reset=None),
     "tcja": lambda: TCJA(2, 3, T, C),
     "txa": lambda: TXA(T, C),
@@ -41,8 +41,8 @@ MODULES: dict[str, Callable[[], nn.Module]] = {
     "tcsa-lif": lambda: TCSALIFNode(T, C, 2, 2),
     "staa-lif": lambda: STAALIFNode(T, C, H, H, drop_prob=0.0),
     "gated-neuron": lambda: _Pair(attention_neuron, MultiDimensionalAttention(T, C, 2, 2), TETLIFNode()),
-    "neuron-tcja-pool": lambda: _Pair(neuron_tcja_pool, LIFNode(tau=2.0, step_mode="m"), TCJA(2, 3, T, C),
-                                      SeqToANN(nn.MaxPool2d(2))),
+    "neuron-tcja-pool": lambda: _Pair(neuron_tcja_pool, LIFNode(tau=2.0, step_mode="m", stateful=False),
+                                      TCJA(2, 3, T, C), SeqToANN(nn.MaxPool2d(2))),
     "neuron-dta": lambda: _Pair(neuron_dta, TETLIFNode(), DTA(T, C)),
 }
 

@@ -142,7 +142,8 @@ def test_op_without_gradients_keeps_nothing():
 T, B, C, H, W = 4, 2, 8, 5, 3
 NEURON_MODULES = {
     "tet": lambda: TETLIFNode(step_mode="m", backend="triton"),
-    "lif-soft": lambda: LIFNode(tau=1.5, v_reset=None, surrogate_function=sg.ATan(), step_mode="m", backend="triton"),
+    "lif-soft": lambda: LIFNode(tau=1.5, v_reset=None, surrogate_function=sg.ATan(), step_mode="m", stateful=False,
+                                 backend="triton"),
 }
 
 
@@ -186,7 +187,7 @@ def test_module_pair_matches_unfused(neuron):
 def test_blockers_name_the_reason_and_fall_back_to_the_pair():
     neu, dta = module_pair("tet")
     x = torch.randn(T, B, C, H, W, device=DEVICE) * 1.5
-    plif = ParametricLIFNode(step_mode="m", backend="triton")
+    plif = ParametricLIFNode(step_mode="m", stateful=False, backend="triton")
     assert "learnable" in dta_fusion_blocker(plif, dta, x)
     check_against_unfused(plif, dta, x, lambda x: neuron_dta(plif, dta, x))  # the same numbers, unfused
     handle = neu.register_forward_hook(lambda m, args, out: None)

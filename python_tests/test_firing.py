@@ -271,7 +271,7 @@ def test_module_recording_keeps_gradients_and_state(backend):
 @pytest.mark.triton
 def test_module_recording_compiles_fullgraph():
     torch._dynamo.reset()
-    node = snn.LIFNode(tau=2.0, step_mode="m", backend="triton")
+    node = snn.LIFNode(tau=2.0, step_mode="m", stateful=False, backend="triton")
     node.record_spike_counts = True
     x = torch.randn(5, 2, 6, device=DEVICE) * 2.0
     eager = node(x)
@@ -292,7 +292,7 @@ def _network(backend: str) -> nn.Sequential:
         SeqToANN(nn.Conv2d(2, 3, 3, padding=1)),
         snn.LeakyNode(decay=0.5, backend=backend),
         SeqToANN(nn.Conv2d(3, 4, 3, stride=2, padding=1)),
-        snn.LIFNode(tau=2.0, step_mode="m", backend=backend),
+        snn.LIFNode(tau=2.0, step_mode="m", stateful=False, backend=backend),
         nn.Flatten(2),
         nn.Linear(16, 5),
         snn.TETLIFNode(backend=backend),
@@ -370,7 +370,8 @@ def test_record_step_mode_matches_multi_step():
     """Step mode 's': calls continue the sequence until reset(), so per-step counts and samples equal those of
     the same neuron in mode 'm'."""
     x = torch.randn(6, 3, 7, device=DEVICE) * 2.0
-    multi, single = snn.LIFNode(step_mode="m", backend="torch"), snn.LIFNode(step_mode="s", backend="torch")
+    multi = snn.LIFNode(step_mode="m", stateful=False, backend="torch")
+    single = snn.LIFNode(step_mode="s", backend="torch")
     with firing.record(multi) as stats_m, firing.record(single) as stats_s:
         for _ in range(2):  # two sequences
             multi(x)

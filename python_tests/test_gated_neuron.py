@@ -138,8 +138,10 @@ ATTENTIONS = {"tcja": tcja, "tla": lambda: tcja(TLA), "cla": lambda: tcja(CLA),
               **{f"ma-{d}": (lambda d=d: ma(d)) for d in pick(["T", "C", "S", "TC", "TS", "CS", "TCS"], ["CS", "TCS"])}}
 NEURON_MODULES = {
     # thresholds below the default so that the gated inputs (every gate < 1) make them fire
-    "lif": lambda: LIFNode(tau=2.0, v_threshold=0.5, detach_reset=True, step_mode="m", backend="triton"),
-    "lif-soft": lambda: LIFNode(tau=1.5, v_reset=None, surrogate_function=sg.ATan(), step_mode="m", backend="triton"),
+    "lif": lambda: LIFNode(tau=2.0, v_threshold=0.5, detach_reset=True, step_mode="m", stateful=False,
+                            backend="triton"),
+    "lif-soft": lambda: LIFNode(tau=1.5, v_reset=None, surrogate_function=sg.ATan(), step_mode="m", stateful=False,
+                                 backend="triton"),
     "ma-snn": lambda: MASNNLIFNode(backend="triton"),
 }
 
@@ -212,7 +214,7 @@ def test_unfusable_pairs_run_unfused(case):
         "not-attention": "no gated-neuron path", "4d-input": "[T, B, C, H, W]",
     }[case]
     if case == "plif":
-        neu = ParametricLIFNode(step_mode="m", backend="triton")
+        neu = ParametricLIFNode(step_mode="m", stateful=False, backend="triton")
     elif case == "stateful":
         neu = LIFNode(step_mode="m", backend="triton", stateful=True)
     elif case == "single-step":
@@ -222,7 +224,7 @@ def test_unfusable_pairs_run_unfused(case):
     elif case == "torch-attention":
         att = TCJA(3, 2, T, C, backend="torch")
     elif case == "torch-neuron":
-        neu = LIFNode(step_mode="m", backend="torch")
+        neu = LIFNode(step_mode="m", stateful=False, backend="torch")
     elif case == "not-attention":
         att = torch.nn.ReLU()
     else:
@@ -298,7 +300,8 @@ def test_gate_after_pool_matches_the_plain_sequence(pool, neuron):
     from snnkernels.models import GatedPoolSequential, SeqToANN, resolved_backends
 
     layer = torch.nn.MaxPool2d(2, 2) if pool == "max" else torch.nn.AvgPool2d(2, 2)
-    first = NEURON_MODULES["lif"]() if neuron == "lif" else ParametricLIFNode(step_mode="m", backend="triton")
+    first = NEURON_MODULES["lif"]() if neuron == "lif" else ParametricLIFNode(step_mode="m", stateful=False,
+                                                                                  backend="triton")
     seq = GatedPoolSequential(first, tcja(), SeqToANN(layer))
     randomize(seq[1])
     x = torch.randn(T, B, C, 6, 8, device=DEVICE) * 3

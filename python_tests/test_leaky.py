@@ -446,7 +446,7 @@ def test_module_determinism(backend, module):
 
     def make(b):
         if module == "plif":
-            return snn.ParametricLIFNode(init_tau=2.5, v_reset=None, step_mode="m", backend=b,
+            return snn.ParametricLIFNode(init_tau=2.5, v_reset=None, step_mode="m", stateful=False, backend=b,
                                          surrogate_function=sg.ATan()).to(DEVICE)
         node = snn.LeakyNode(decay=0.6, input_gain=0.8, bias=0.02, channels=C, learnable=True, backend=b)
         with torch.no_grad():

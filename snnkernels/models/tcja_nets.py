@@ -70,8 +70,8 @@ PRESETS: dict[str, TCJANetPreset] = {"dvs128_gesture": DVS128_GESTURE, "cifar10_
 def _conv_bn_lif(cin: int, cout: int, bias: bool, preset: TCJANetPreset, backend: str) -> list[nn.Module]:
     return [
         SeqToANN(nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=bias), nn.BatchNorm2d(cout)),
-        LIFNode(tau=preset.tau, surrogate_function=preset.surrogate, detach_reset=True, step_mode="m", stateful=False,
-                backend=backend),
+        LIFNode(tau=preset.tau, surrogate_function=preset.surrogate, detach_reset=True, step_mode="m",
+                stateful=False, backend=backend),
     ]
 
 
@@ -135,12 +135,12 @@ class TCJA_DVS128(nn.Module):
             nn.Flatten(2),
             SharedMaskDropout(dropout),
             SeqToANN(nn.Linear(channels * 4 * 4, channels * 2 * 2, bias=False)),
-            LIFNode(tau=p.tau, surrogate_function=p.surrogate, detach_reset=True, step_mode="m", stateful=False,
-                    backend=neuron_backend),
+            LIFNode(tau=p.tau, surrogate_function=p.surrogate, detach_reset=True, step_mode="m",
+                    stateful=False, backend=neuron_backend),
             SharedMaskDropout(dropout),
             SeqToANN(nn.Linear(channels * 2 * 2, num_classes * voters, bias=False)),
-            LIFNode(tau=p.tau, surrogate_function=p.surrogate, detach_reset=True, step_mode="m", stateful=False,
-                    backend=neuron_backend),
+            LIFNode(tau=p.tau, surrogate_function=p.surrogate, detach_reset=True, step_mode="m",
+                    stateful=False, backend=neuron_backend),
         )
         self.vote = VotingLayer(voters)
 

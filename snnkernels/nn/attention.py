@@ -81,6 +81,39 @@ def _shape(x_tb: torch.Tensor, layout: str) -> list[int]:
     return list(_from_tb(x_tb, layout).shape)
 
 
+def _parameter_dtype(module: nn.Module) -> torch.dtype | None:
+    return next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
+
+
+def _dtype_mismatch(module: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``x`` breaks the attention layers' dtype rule (docs/tcja_dta.md, "Empty input and dtypes"):
+    outside autocast, the input has the parameters' dtype, as for torch's own layers."""
+    dtype = _parameter_dtype(module)
+    return dtype is not None and x.dtype != dtype and not torch.is_autocast_enabled(x.device.type)
+
+
+def _check_dtype(owner: str, module: nn.Module, x: torch.Tensor, name: str = "input") -> None:
+    """One ``TypeError`` on every backend for an input whose dtype is not the parameters' (outside autocast)."""
+    if _dtype_mismatch(module, x):
+        dtype = _parameter_dtype(module)
+        raise TypeError(f"{owner}: the {name} is {x.dtype} but the parameters are {dtype}; outside torch.autocast "
+                        f"they must match, as for torch's own layers: cast the module (module.to({x.dtype})) or "
+                        f"the {name} (.to({dtype}))")
+
+
+def _empty_output(x: torch.Tensor, module: nn.Module, *inputs: torch.Tensor,
+                  shape: tuple[int, ...] | None = None) -> torch.Tensor:
+    """The output for an empty input (docs/tcja_dta.md, "Empty input and dtypes"): zeros of x's shape (or
+    ``shape``) and dtype, computed without any backend, and tied to x, the other inputs and the parameters so
+    that a backward gives each of them a zero gradient (an empty one to x), as a computation over no element
+    would."""
+    out = torch.zeros_like(x) if shape is None else x.new_zeros(shape)
+    for t in (x, *inputs, *module.parameters()):
+        if t.requires_grad:
+            out = out + (t.sum() * 0).to(out.dtype)
+    return out
+
+
 class _TCJAFamily(nn.Module):
     """TCJA and its single-branch ablations: the same constructor, a subset of the two convs."""
 
@@ -129,6 +162,9 @@ class _TCJAFamily(nn.Module):
         owner = type(self).__name__
         x = _to_tb(owner, x_seq, self.layout)
         _check_t_c(owner, x, self.T, self.channel, self.layout)
+        _check_dtype(owner, self, x)
+        if x.numel() == 0:
+            return _empty_output(x_seq, self)
         y = SF.tcja(x, *self._weights(), mode=self.mode, backend=self.backend)
         return _from_tb(y, self.layout)
 
@@ -138,6 +174,12 @@ class _TCJAFamily(nn.Module):
         owner = type(self).__name__
         x = _to_tb(owner, x_seq, self.layout)
         _check_t_c(owner, x, self.T, self.channel, self.layout)
+        _check_dtype(owner, self, x)
+        if x.shape[1] > 0 and x.shape[3] * x.shape[4] == 0:
+            raise ValueError(f"{owner}.gate: the gate of an empty H x W plane is a mean over no pixel, undefined "
+                             f"(input shape {list(x_seq.shape)}); forward returns the empty output")
+        if x.numel() == 0:
+            return _from_tb(_empty_output(x, self, shape=tuple(x.shape[:3])), self.layout)
         return _from_tb(SF.tcja_gate(x, *self._weights(), mode=self.mode, backend=self.backend), self.layout)
 
     def extra_repr(self) -> str:
@@ -219,6 +261,9 @@ class TXA(nn.Module):
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         x = _to_tb("TXA", x_seq, self.layout)
         _check_t_c("TXA", x, self.T, self.C, self.layout)
+        _check_dtype("TXA", self, x)
+        if x.numel() == 0:
+            return _empty_output(x_seq, self)
         y = SF.txa(x, self.conv_t.weight, self.conv_c.weight, self.scale_t, self.scale_c, backend=self.backend)
         return _from_tb(y, self.layout)
 
@@ -306,6 +351,9 @@ class TNA(nn.Module):
                     f"TNA was built for in_planes = {self.in_planes} but the fused [B, T*C, H, W] input has "
                     f"{x.shape[1]} at dim 1 (shape {list(x.shape)})"
                 )
+            _check_dtype("TNA", self, x)
+            if x.numel() == 0:
+                return _empty_output(x, self)
             if resolve_triton_op_backend(self.backend, x, "TNA") == "triton":
                 return tna_fused(x, self.params(), **options)
             return tna_fused_reference(x, self.params(), **options)
@@ -316,6 +364,9 @@ class TNA(nn.Module):
                 f"TNA was built for in_planes = T * C = {self.in_planes} but the input (layout={self.layout!r}, "
                 f"shape {list(x.shape)}) has T * C = {T} * {C} = {T * C}"
             )
+        _check_dtype("TNA", self, x_tb)
+        if x_tb.numel() == 0:
+            return _empty_output(x, self)
         return _from_tb(SF.tna(x_tb, self.params(), **options, backend=self.backend), self.layout)
 
     def extra_repr(self) -> str:
@@ -359,6 +410,9 @@ class DTA(nn.Module):
         _check_t_c("DTA", x, self.T, self.out_channels, self.layout, "x_seq")
         if s.shape != x.shape:
             raise ValueError(f"DTA: spikes must have the shape of x_seq {list(x_seq.shape)}, got {list(spikes.shape)}")
+        _check_dtype("DTA", self, x, "x_seq")
+        if x.numel() == 0:
+            return _empty_output(x_seq, self, spikes)
         xa, na = self.T_XA, self.T_NA
         y = SF.dta(x, s, xa.conv_t.weight, xa.conv_c.weight, xa.scale_t, xa.scale_c, na.params(),
                    dilation=na.tca.dilation, attn_shortcut=na.attn_shortcut, backend=self.backend)

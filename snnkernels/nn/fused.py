@@ -34,7 +34,7 @@ from ..functional import dta_on_neuron_fused
 from ..reference.ma_snn import check_attention_weights
 from ..reference.tcja import check_tcja_arguments
 from ..surrogate import coerce_surrogate
-from .attention import DTA, _check_t_c, _TCJAFamily, _to_tb
+from .attention import DTA, _check_t_c, _dtype_mismatch, _TCJAFamily, _to_tb
 from .ma_snn import MultiDimensionalAttention
 from .neuron import _SpikingNeuron
 
@@ -107,6 +107,11 @@ def _pair_blocker(attention: nn.Module, neuron: nn.Module, x: torch.Tensor) -> s
         return f"the attention ({name}) takes the [B, T] layout; the neuron's [T, ...] input needs layout='TB'"
     if not isinstance(x, torch.Tensor) or x.dim() != 5:
         return "the input is not [T, B, C, H, W]"
+    # the unfused pair applies the modules' own rules (docs/tcja_dta.md, "Empty input and dtypes")
+    if x.numel() == 0:
+        return "the input is empty"
+    if _dtype_mismatch(attention, x):
+        return f"the input is {x.dtype} and the attention's parameters are not (the attention raises)"
     try:
         neuron_settings(neuron)
     except ValueError as reason:

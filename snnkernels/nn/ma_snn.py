@@ -8,7 +8,9 @@ The other modules are eager only (``"auto"`` / ``"torch"``); ``"native"`` and ``
 
 - ``MultiDimensionalAttention``: the RELEASED attention (BICLab/MA-SNN ``TCSA`` / ``TCA`` / ``CSA`` / ``TSA``
   / ``TA`` / ``CA`` / ``SA``, SpikingJelly ``MultiDimensionalAttention``), any subset of T, C, S, then ReLU.
-- ``TemporalAttentionFC``: the released TA of the fully connected layers (official ``TA(..., fc=True)``).
+- ``TemporalAttentionFC``: the released TA of the fully connected layers (official ``TA(..., fc=True)``), ReLU
+  included.
+- ``TemporalWiseAttention``: SpikingJelly's TA (``g_t * X``, no ReLU), its keys and constructor.
 - ``TCSALIFNode``: the PAPER's in-loop TCSA-LIF (Eq. 14), not in the released code; INFERRED parameters.
 - ``AttResBlock``: the released Att-Res-SNN-1 residual block (``Att_Res_SNN/models/resnet_2.py``
   ``BasicBlock``), CSA on the residual branch before the add.
@@ -32,15 +34,16 @@ from ..reference.ma_snn import (
     check_dims,
     multi_dimensional_attention_reference,
     tcsa_lif_paper_reference,
+    time_attention_reference,
 )
 from ..surrogate import Rectangle, Surrogate, coerce_surrogate
-from .attention import LAYOUTS, _check_t_c, _from_tb, _positive_int, _to_tb
+from .attention import LAYOUTS, _check_dtype, _check_t_c, _empty_output, _from_tb, _positive_int, _to_tb
 from .neuron import AttResLIFNode
 
 if HAS_TRITON:
     from ..ops import tcsa_paper_triton
 
-__all__ = ["MultiDimensionalAttention", "TemporalAttentionFC", "TCSALIFNode", "AttResBlock"]
+__all__ = ["MultiDimensionalAttention", "TemporalAttentionFC", "TemporalWiseAttention", "TCSALIFNode", "AttResBlock"]
 
 BACKENDS = ("auto", "torch")
 KERNEL_SIZES = (3, 7)
@@ -52,15 +55,28 @@ def _check_options(owner: str, layout: str, backend: str, available: tuple[str, 
     check_backend_name(backend, owner, available)
 
 
+# SpikingJelly's pooling submodules, per convolution type: adaptive pools to one element (no parameters)
+_POOLS = {
+    nn.Conv3d: (nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d),
+    nn.Conv1d: (nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d),
+}
+
+
 class _SharedMLP(nn.Module):
     """One attention's shared MLP under the official name ``sharedMLP`` (entries 0 and 2 hold weights).
 
     1x1 convolutions as in the official code (``nn.Conv3d``; ``nn.Conv1d`` for the FC layers' TA), so the
-    weights have the official shapes [n // ratio, n, 1, ...] and the official initialisation.
+    weights have the official shapes [n // ratio, n, 1, ...] and the official initialisation. ``avg_pool`` /
+    ``max_pool`` are SpikingJelly's pooling submodules and ``forward`` its gate on the batch-first layout
+    (docs/ma_snn.md, "SpikingJelly's submodules"); the attention's own forward does not call them.
     """
 
-    def __init__(self, planes: int, ratio: int, conv: type[nn.Module] = nn.Conv3d) -> None:
+    def __init__(self, planes: int, ratio: int, conv: type[nn.Module] = nn.Conv3d, axis: int = 1) -> None:
         super().__init__()
+        self.axis = axis  # the gated axis of the batch-first input: 1 (T) or 2 (C)
+        avg_pool, max_pool = _POOLS[conv]
+        self.avg_pool = avg_pool(1)
+        self.max_pool = max_pool(1)
         self.sharedMLP = nn.Sequential(
             conv(planes, planes // ratio, 1, bias=False), nn.ReLU(), conv(planes // ratio, planes, 1, bias=False)
         )
@@ -69,13 +85,58 @@ class _SharedMLP(nn.Module):
         """(w0 [hidden, n], w1 [n, hidden]): the 1x1 conv weights without their trailing ones (views)."""
         return self.sharedMLP[0].weight.flatten(1), self.sharedMLP[2].weight.flatten(1)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The gate of batch-first ``x`` ([B, T, C, H, W], or [B, T, L] for the FC layers' TA), shaped to
+        broadcast against it: [B, T, 1, 1, 1] for TA, [B, 1, C, 1, 1] for CA."""
+        moved = x.transpose(1, self.axis)  # the gated axis becomes the pools' channel axis
+        mlp = self.sharedMLP
+        return torch.sigmoid(mlp(self.avg_pool(moved)) + mlp(self.max_pool(moved))).transpose(1, self.axis)
+
 
 class _SpatialConv(nn.Module):
-    """SA's 2 -> 1 conv under the official name ``conv`` (input channels [mean; max], no bias)."""
+    """SA's 2 -> 1 conv under the official name ``conv`` (input channels [mean; max], no bias); ``forward`` is
+    SpikingJelly's SA gate on the batch-first layout (not called by the attention's own forward)."""
 
     def __init__(self, kernel_size: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=(kernel_size - 1) // 2, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The map of batch-first ``x`` [B, T, C, H, W] as [B, 1, 1, H, W]: pooled over (T, C)."""
+        planes = x.flatten(1, 2)
+        pooled = torch.cat([planes.mean(dim=1, keepdim=True), planes.max(dim=1, keepdim=True).values], dim=1)
+        return torch.sigmoid(self.conv(pooled)).unsqueeze(1)
+
+
+_FLAGS = ("use_temporal", "use_channel", "use_spatial")
+
+
+def _flag(value: object, name: str) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f"MultiDimensionalAttention: {name} must be a bool, got {value!r}")
+    return value
+
+
+def _dims_from_flags(dims: object, use_temporal: object = None, use_channel: object = None,
+                    use_spatial: object = None) -> str:
+    """The chain of ``MultiDimensionalAttention`` from our ``dims`` and SpikingJelly's flags (docs/ma_snn.md,
+    "SpikingJelly's flags"): a flag left None counts as True, as SpikingJelly's default; given both, they must
+    name the same chain."""
+    if isinstance(dims, bool):  # SpikingJelly's flags passed positionally land here
+        raise TypeError("MultiDimensionalAttention: dims takes a string such as 'TCS', got a bool; pass SpikingJelly's "
+                        "use_temporal / use_channel / use_spatial by keyword")
+    flags = [_flag(value, name) for value, name in zip((use_temporal, use_channel, use_spatial), _FLAGS)]
+    if all(f is None for f in flags):
+        return check_dims("TCS" if dims is None else dims)
+    if not any(f is None or f for f in flags):
+        raise ValueError("MultiDimensionalAttention: at least one of use_temporal, use_channel and use_spatial "
+                         "must be True")
+    chain = "".join(key for key, f in zip("TCS", flags) if f is None or f)
+    if dims is not None and dims != chain:
+        given = ", ".join(f"{n}={f}" for n, f in zip(_FLAGS, flags) if f is not None)
+        raise ValueError(f"MultiDimensionalAttention: dims={dims!r} and {given} name different chains "
+                         f"({dims!r} against {chain!r}); pass one or the other")
+    return chain
 
 
 def _reduction(planes: int | None, reduction: object, name: str, planes_name: str) -> int:
@@ -107,20 +168,18 @@ class _Gates(nn.Module):
         self.layout = layout
         self.backend = backend
         # Created in SpikingJelly's order (ta, ca, sa), so one seed gives its initial weights. BICLab's TCSA /
-        # TCA create ca before ta: their checkpoints load (by name), their seeded init differs.
-        if "T" in self.dims:
-            self.ta = _SharedMLP(self.T, self.reduction_t)
-        if "C" in self.dims:
-            self.ca = _SharedMLP(self.C, self.reduction_c)
-        if "S" in self.dims:
-            self.sa = _SpatialConv(kernel_size)
+        # TCA create ca before ta: their checkpoints load (by name), their seeded init differs. A gate not in
+        # dims is None, as in SpikingJelly.
+        self.ta = _SharedMLP(self.T, self.reduction_t) if "T" in self.dims else None
+        self.ca = _SharedMLP(self.C, self.reduction_c, axis=2) if "C" in self.dims else None
+        self.sa = _SpatialConv(kernel_size) if "S" in self.dims else None
 
     def weights(self) -> tuple[MLPWeights | None, MLPWeights | None, torch.Tensor | None]:
         """(ta, ca, sa) as the references take them; None for a gate not in ``dims``."""
         return (
-            self.ta.matrices() if "T" in self.dims else None,
-            self.ca.matrices() if "C" in self.dims else None,
-            self.sa.conv.weight if "S" in self.dims else None,
+            None if self.ta is None else self.ta.matrices(),
+            None if self.ca is None else self.ca.matrices(),
+            None if self.sa is None else self.sa.conv.weight,
         )
 
     def _input(self, x_seq: torch.Tensor) -> torch.Tensor:
@@ -153,8 +212,12 @@ class MultiDimensionalAttention(_Gates):
     State-dict keys (official names and shapes): ``ta.sharedMLP.0.weight`` [T // reduction_t, T, 1, 1, 1],
     ``ta.sharedMLP.2.weight`` [T, T // reduction_t, 1, 1, 1], ``ca.sharedMLP.0.weight`` [C // reduction_c, C,
     1, 1, 1], ``ca.sharedMLP.2.weight`` [C, C // reduction_c, 1, 1, 1], ``sa.conv.weight`` [1, 2, k, k].
-    Same constructor and creation order as SpikingJelly's ``MultiDimensionalAttention``; BICLab's classes take
-    ``(timeWindows, channels, stride, c_ratio, t_ratio)`` and fix k = 3.
+    Same constructor, flags and creation order as SpikingJelly's ``MultiDimensionalAttention``; BICLab's
+    classes take ``(timeWindows, channels, stride, c_ratio, t_ratio)`` and fix k = 3.
+
+    SpikingJelly's submodules answer as there: ``ta`` / ``ca`` / ``sa`` (None for a gate not used), their
+    ``sharedMLP`` / ``conv``, the parameter-free pools ``ta.avg_pool`` / ``ta.max_pool`` / ``ca.avg_pool`` /
+    ``ca.max_pool`` on the batch-first layout, and each gate as ``ta(x)`` / ``ca(x)`` / ``sa(x)``.
 
     Args:
         T (int, Optional): time steps of the input. May be None when ``dims`` has no ``'T'`` (the gates then
@@ -164,7 +227,13 @@ class MultiDimensionalAttention(_Gates):
             use 5 for DVS Gesture and 2 for Gait and CIFAR10-DVS).
         reduction_c (int): CA's MLP reduction, at most C. Default: ``16`` (MA-SNN configs: 8).
         kernel_size (int): SA's conv size, 3 or 7. Default: ``3`` (all released code; the paper says 7).
-        dims (str): one of ``"T"``, ``"C"``, ``"S"``, ``"TC"``, ``"TS"``, ``"CS"``, ``"TCS"``. Default: ``"TCS"``.
+        dims (str, Optional): one of ``"T"``, ``"C"``, ``"S"``, ``"TC"``, ``"TS"``, ``"CS"``, ``"TCS"``.
+            Default: ``None`` (``"TCS"``, or the chain the flags name).
+        use_temporal (bool, Optional): SpikingJelly's flag for TA (keyword only). Default: ``None`` (True).
+        use_channel (bool, Optional): SpikingJelly's flag for CA (keyword only). Default: ``None`` (True).
+        use_spatial (bool, Optional): SpikingJelly's flag for SA (keyword only). Default: ``None`` (True).
+            The flags give the chain of the gates they leave on (all False: ``ValueError``, as in
+            SpikingJelly); with ``dims`` also given, both must name the same chain (``ValueError`` otherwise).
         layout (str): ``"TB"`` for [T, B, C, H, W] input and output, ``"BT"`` for [B, T, C, H, W].
             Default: ``"TB"``.
         backend (str): ``"auto"`` (fused Triton sweeps on CUDA, else the eager reference), ``"torch"`` or
@@ -178,19 +247,41 @@ class MultiDimensionalAttention(_Gates):
         reduction_t: int = 16,
         reduction_c: int = 16,
         kernel_size: int = 3,
-        dims: str = "TCS",
+        dims: str | None = None,
         *,
+        use_temporal: bool | None = None,
+        use_channel: bool | None = None,
+        use_spatial: bool | None = None,
         layout: str = "TB",
         backend: str = "auto",
     ) -> None:
         super().__init__()
+        dims = _dims_from_flags(dims, use_temporal, use_channel, use_spatial)
         self._build("MultiDimensionalAttention", T, C, reduction_t, reduction_c, kernel_size, dims, layout, backend,
                     ("auto", "torch", "triton"))
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         x = self._input(x_seq)
+        _check_dtype("MultiDimensionalAttention", self, x)
+        if x.numel() == 0:
+            return _empty_output(x_seq, self)
         return _from_tb(SF.multi_dimensional_attention(x, self.dims, *self.weights(), backend=self.backend),
                         self.layout)
+
+
+def _time_major_input(owner: str, x_seq: object, rank: int, T: int, layout: str) -> torch.Tensor:
+    """``x_seq`` as [T, B, ...] (a view) after checking its rank and T."""
+    if not isinstance(x_seq, torch.Tensor):
+        raise TypeError(f"{owner}: input must be a torch.Tensor, got {type(x_seq).__name__}")
+    if x_seq.dim() != rank:
+        rest = ", L" if rank == 3 else ", C, H, W"
+        expected = f"[T, B{rest}]" if layout == "TB" else f"[B, T{rest}]"
+        raise ValueError(f"{owner}: input must have shape {expected} (layout={layout!r}), got {list(x_seq.shape)}")
+    x = x_seq if layout == "TB" else x_seq.transpose(0, 1)
+    if x.shape[0] != T:
+        raise ValueError(f"{owner} was built for T = {T} time steps but the input has {x.shape[0]} at dim "
+                         f"{0 if layout == 'TB' else 1} (layout={layout!r}, shape {list(x_seq.shape)})")
+    return x
 
 
 class TemporalAttentionFC(nn.Module):
@@ -199,8 +290,9 @@ class TemporalAttentionFC(nn.Module):
     ``g_t`` [B, T] = sigmoid(MLP(mean_L X) + MLP(max_L X)), shared MLP T -> T // reduction_t -> T without
     bias. Parameters as the official ``TA(T, channels, t_ratio=reduction_t, fc=True)`` (the attention of
     ``AttLIF``): ``ta.sharedMLP.0.weight`` [T // reduction_t, T, 1] and ``ta.sharedMLP.2.weight``
-    [T, T // reduction_t, 1] (``nn.Conv1d``). SpikingJelly's ``TemporalWiseAttention(dimension=2)`` computes
-    the same with ``nn.Linear`` weights under other keys (``sharedMLP.0.weight`` [T // r, T]).
+    [T, T // reduction_t, 1] (``nn.Conv1d``). The ReLU is MA-SNN's: SpikingJelly's
+    ``TemporalWiseAttention(dimension=2)`` has none (``g_t * X``, negative values kept) and keeps its
+    ``nn.Linear`` weights under other keys; ``TemporalWiseAttention`` here is that form.
 
     Args:
         T (int): time steps of the input.
@@ -219,23 +311,64 @@ class TemporalAttentionFC(nn.Module):
         self.ta = _SharedMLP(self.T, self.reduction_t, nn.Conv1d)
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        owner = "TemporalAttentionFC"
-        if not isinstance(x_seq, torch.Tensor):
-            raise TypeError(f"{owner}: input must be a torch.Tensor, got {type(x_seq).__name__}")
-        if x_seq.dim() != 3:
-            expected = "[T, B, L]" if self.layout == "TB" else "[B, T, L]"
-            raise ValueError(f"{owner}: input must have shape {expected} (layout={self.layout!r}), "
-                             f"got {list(x_seq.shape)}")
-        x = x_seq if self.layout == "TB" else x_seq.transpose(0, 1)
-        if x.shape[0] != self.T:
-            t_dim = 0 if self.layout == "TB" else 1
-            raise ValueError(f"{owner} was built for T = {self.T} time steps but the input has {x.shape[0]} at "
-                             f"dim {t_dim} (layout={self.layout!r}, shape {list(x_seq.shape)})")
+        x = _time_major_input("TemporalAttentionFC", x_seq, 3, self.T, self.layout)
+        _check_dtype("TemporalAttentionFC", self, x)
+        if x.numel() == 0:
+            return _empty_output(x_seq, self)
         y = multi_dimensional_attention_reference(x, "T", ta=self.ta.matrices())
         return _from_tb(y, self.layout)
 
     def extra_repr(self) -> str:
         return f"T={self.T}, reduction_t={self.reduction_t}, layout={self.layout!r}, backend={self.backend!r}"
+
+
+class TemporalWiseAttention(nn.Module):
+    """SpikingJelly's ``TemporalWiseAttention`` (TA-SNN, Yao et al. 2021): ``Y = g_t * X``, no ReLU.
+
+    ``g_t`` [B, T] = sigmoid(MLP(mean X[t, b]) + MLP(max X[t, b])), pooled over everything after (T, B), with
+    the shared MLP T -> T // reduction -> T (``nn.Linear``, no bias). Unlike ``TemporalAttentionFC`` (MA-SNN's
+    TA) the output is not rectified. Same constructor, keys and shapes as SpikingJelly's, so its state dicts
+    load: ``sharedMLP.0.weight`` [T // reduction, T], ``sharedMLP.2.weight`` [T, T // reduction]; one seed
+    gives its initial weights. ``avg_pool`` / ``max_pool`` are its parameter-free pooling submodules.
+
+    Args:
+        T (int): time steps of the input.
+        reduction (int): the MLP reduction, at most T. Default: ``16``.
+        dimension (int): ``4`` for [T, B, C, H, W] input, ``2`` for [T, B, L]. Default: ``4``.
+        layout (str): ``"TB"`` ([T, B, ...], SpikingJelly's) or ``"BT"``. Default: ``"TB"``.
+        backend (str): ``"auto"`` or ``"torch"`` (eager). Default: ``"auto"``.
+    """
+
+    step_mode = "m"  # SpikingJelly's multi-step module
+
+    def __init__(self, T: int, reduction: int = 16, dimension: int = 4, *, layout: str = "TB",
+                 backend: str = "auto") -> None:
+        super().__init__()
+        _check_options("TemporalWiseAttention", layout, backend)
+        if dimension not in (2, 4) or isinstance(dimension, bool):
+            raise ValueError(f"TemporalWiseAttention: dimension must be 4 ([T, B, C, H, W]) or 2 ([T, B, L]), "
+                             f"got {dimension!r}")
+        self.T = _positive_int(T, "T")
+        self.reduction = _reduction(self.T, reduction, "reduction", "T")
+        self.dimension = dimension
+        self.layout = layout
+        self.backend = backend
+        avg_pool, max_pool = _POOLS[nn.Conv3d if dimension == 4 else nn.Conv1d]
+        self.avg_pool = avg_pool(1)
+        self.max_pool = max_pool(1)
+        self.sharedMLP = nn.Sequential(nn.Linear(T, T // self.reduction, bias=False), nn.ReLU(),
+                                       nn.Linear(T // self.reduction, T, bias=False))
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        x = _time_major_input("TemporalWiseAttention", x_seq, self.dimension + 1, self.T, self.layout)
+        _check_dtype("TemporalWiseAttention", self, x)
+        if x.numel() == 0:
+            return _empty_output(x_seq, self)
+        return _from_tb(time_attention_reference(x, self.sharedMLP[0].weight, self.sharedMLP[2].weight), self.layout)
+
+    def extra_repr(self) -> str:
+        return (f"T={self.T}, reduction={self.reduction}, dimension={self.dimension}, layout={self.layout!r}, "
+                f"backend={self.backend!r}")
 
 
 class TCSALIFNode(_Gates):
@@ -299,6 +432,8 @@ class TCSALIFNode(_Gates):
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         x = self._input(x_seq)
+        if x.numel() == 0:
+            return _empty_output(x_seq, self)
         neuron = dict(beta=self.beta, u_th=self.u_th, v_reset=self.v_reset,
                       surrogate_function=self.surrogate_function, detach_reset=self.detach_reset)
         if resolve_triton_op_backend(self.backend, x, "TCSALIFNode") == "triton":
@@ -440,6 +575,10 @@ class AttResBlock(nn.Module):
         if self.stride == 2 and (x.shape[3] % 2 or x.shape[4] % 2):
             # the strided conv gives ceil(H / 2) rows, the 2 x 2 average pool floor(H / 2)
             raise ValueError(f"AttResBlock with stride 2 needs an even H and W, got H = {x.shape[3]}, W = {x.shape[4]}")
+        _check_dtype("AttResBlock", self, x)
+        if x.numel() == 0:  # the batch norms' running statistics stay as they are
+            shape = (x.shape[0], x.shape[1], self.planes, x.shape[3] // self.stride, x.shape[4] // self.stride)
+            return _from_tb(_empty_output(x, self, shape=shape), self.layout)
         return _from_tb(self.residual_function(x) + self.shortcut(x), self.layout)
 
     def extra_repr(self) -> str:

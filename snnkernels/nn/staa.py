@@ -46,7 +46,7 @@ from ..reference.staa import (
 )
 from ..reference.neuron import state_dtype
 from ..surrogate import Rectangle, Surrogate, coerce_surrogate
-from .attention import LAYOUTS, _check_t_c, _from_tb, _positive_int, _to_tb
+from .attention import LAYOUTS, _check_dtype, _check_t_c, _empty_output, _from_tb, _positive_int, _to_tb
 from .neuron import in_recompute
 
 if HAS_TRITON:
@@ -127,6 +127,9 @@ class PositionEncoding(nn.Module):
         x = _to_tb("PositionEncoding", x_seq, self.layout)
         _check_t_c("PositionEncoding", x, self.T, self.C, self.layout)
         _check_hw("PositionEncoding", x, self.H, self.W, self.layout)
+        _check_dtype("PositionEncoding", self, x)
+        if x.numel() == 0:
+            return _empty_output(x_seq, self)
         return _from_tb(position_encoding_reference(x, self.weight), self.layout)
 
     def extra_repr(self) -> str:
@@ -221,6 +224,9 @@ class GlobalContextBlock(nn.Module):
         if x.dim() not in (4, 5) or x.shape[-3] != self.C:
             raise ValueError(f"GlobalContextBlock was built for C = {self.C}: the input must have shape "
                              f"[N, C, H, W] or [T, B, C, H, W] with C = {self.C} at dim -3, got {list(x.shape)}")
+        _check_dtype("GlobalContextBlock", self, x)
+        if x.numel() == 0:
+            return _empty_output(x, self)
         if resolve_triton_op_backend(self.backend, x, "GlobalContextBlock") == "triton":
             return global_context_fused(x, self.params(), fusion=self.fusion, layer_norm=self.layer_norm,
                                         ln_eps=self.ln_eps)
@@ -435,6 +441,8 @@ class STAALIFNode(nn.Module):
             drop_mask = self.draw_drop_mask(x.shape[1], x.device)
         if not recompute:  # the recompute leaves the record of the forward's mask alone
             self.last_drop_mask = drop_mask.detach() if isinstance(drop_mask, torch.Tensor) else None
+        if x.numel() == 0:  # after the draw, so that the RNG advances as for any other input
+            return _empty_output(x_seq, self)
         params = self.params()
         if resolve_triton_op_backend(self.backend, x, owner) == "triton":
             if self.coefficient_shape != "CHW":

@@ -110,9 +110,20 @@ def _cupy_problem(device: str, dtype: torch.dtype) -> str | None:
 _PROBES = {"triton": _triton_problem, "native": _native_problem, "cupy": _cupy_problem}
 
 
+def _problem(backend: str, device: str, dtype: torch.dtype) -> str | None:
+    """A probe that fails is a reason too: "auto" moves past it, an explicit request raises it."""
+    if backend == "torch":
+        return None
+    probe = _PROBES[backend]
+    try:
+        return probe(device, dtype)
+    except Exception as exc:  # noqa: BLE001 - whatever a broken install raises
+        return f"checking the {backend} backend failed: {type(exc).__name__}: {exc}"
+
+
 def backend_problem(backend: str, x: torch.Tensor) -> str | None:
     """Why ``backend`` cannot run an op on ``x``, or None when it can."""
-    return None if backend == "torch" else _PROBES[backend](x.device.type, x.dtype)
+    return _problem(backend, x.device.type, x.dtype)
 
 
 def _requested(backend: str) -> str:
@@ -130,10 +141,10 @@ def _resolve(backend: str, device: str, dtype: torch.dtype) -> str:
     requested = _requested(backend)
     if requested == "auto":
         for candidate in AUTO_ORDER.get(device, ()):
-            if _PROBES[candidate](device, dtype) is None:
+            if _problem(candidate, device, dtype) is None:
                 return candidate
         return "torch"
-    problem = None if requested == "torch" else _PROBES[requested](device, dtype)
+    problem = _problem(requested, device, dtype)
     if problem is not None:
         raise BackendUnavailableError(f"backend={requested!r} cannot run: {problem}")
     return requested

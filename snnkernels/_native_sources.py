@@ -31,5 +31,10 @@ def cuda_sources(root: str) -> list[str]:
     return [p for p in _find(root, "**/*.cu") + _find(root, "**/*_cuda.cpp") if f"{os.sep}tests{os.sep}" not in p]
 
 
-CXX_FLAGS = ["-O3", "-std=c++17", "-ffp-contract=off", "-fopenmp"]
-NVCC_FLAGS = ["-O3", "-std=c++17", "-fmad=false", "--expt-relaxed-constexpr", "-lineinfo"]
+# No -std: torch.utils.cpp_extension adds the C++ standard that the installed torch's headers need (C++17
+# for torch 2.11, C++20 for 2.13 and 2.14, whose headers refuse C++17), for the host compiler and nvcc
+# alike, in setup.py's build and in the JIT build. A pinned standard breaks the build on one side of that line.
+CXX_FLAGS = ["-O3", "-ffp-contract=off", "-fopenmp"]
+NVCC_FLAGS = ["-O3", "-fmad=false", "--expt-relaxed-constexpr", "-lineinfo"]
+CXX_DEBUG_FLAGS = ["-O0", "-g", "-ffp-contract=off", "-fopenmp"]
+NVCC_DEBUG_FLAGS = ["-O0", "-G", "-fmad=false", "--expt-relaxed-constexpr"]

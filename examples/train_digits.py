@@ -180,11 +180,19 @@ def _nudge_one_ulp(model: nn.Module) -> None:
             p.copy_(torch.nextafter(p, torch.full_like(p, math.inf)))
 
 
+def _progress_bar(epochs: range, run: str, off: bool) -> tuple[Any, Any]:
+    """(the epochs, a line printer): a tqdm bar and tqdm.write, or without a bar the plain range and print,
+    so that --no-progress runs without tqdm installed."""
+    if off:
+        return epochs, print
+    from tqdm import tqdm
+
+    return tqdm(epochs, desc=run, leave=False), tqdm.write
+
+
 def train_one(args: argparse.Namespace, run: str) -> dict[str, Any]:
     """One full training run (``run``: a backend, or the control); everything seeded from ``args.seed``."""
     backend = "torch" if run == CONTROL else run
-    from tqdm import tqdm
-
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     data = load_data(args.seed, args.T, args.encoding, args.model, args.subset)
@@ -205,7 +213,7 @@ def train_one(args: argparse.Namespace, run: str) -> dict[str, Any]:
     epochs, step_losses, step_ms = [], [], []
     saved_bytes = None
     t_start = time.perf_counter()
-    bar = tqdm(range(args.epochs), desc=run, disable=args.no_progress, leave=False)
+    bar, write = _progress_bar(range(args.epochs), run, args.no_progress)
     for epoch in bar:
         perm = torch.randperm(len(y_train), generator=shuffle)
         loss_sum, correct = 0.0, 0
@@ -235,10 +243,11 @@ def train_one(args: argparse.Namespace, run: str) -> dict[str, Any]:
         row = dict(epoch=epoch + 1, train_loss=loss_sum / len(perm), train_acc=correct / len(perm),
                    test_loss=test_loss, test_acc=test_acc)
         epochs.append(row)
-        bar.set_postfix(loss=f"{row['train_loss']:.4f}", test_acc=f"{test_acc:.3f}")
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{row['train_loss']:.4f}", test_acc=f"{test_acc:.3f}")
         if not args.quiet:
-            tqdm.write(f"  [{run}] epoch {epoch + 1:3d}/{args.epochs}  train loss {row['train_loss']:.5f}  "
-                       f"train acc {row['train_acc']:.4f}  test loss {test_loss:.5f}  test acc {test_acc:.4f}")
+            write(f"  [{run}] epoch {epoch + 1:3d}/{args.epochs}  train loss {row['train_loss']:.5f}  "
+                  f"train acc {row['train_acc']:.4f}  test loss {test_loss:.5f}  test acc {test_acc:.4f}")
     train_s = time.perf_counter() - t_start
     warm = step_ms[3:] if len(step_ms) > 6 else step_ms
     if device.type == "cuda":
@@ -426,7 +435,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "shared 2-core machine OpenMP threads that wait for each other make the timing erratic)")
     p.add_argument("--no-isolate", dest="isolate", action="store_false",
                    help="run both backends in this process (faster start; the CPU memory numbers then mix)")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar (tqdm is then not needed)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     p.add_argument("--synthetic-cifar", action="store_true",
                    help="time DTA_SNN_18 at CIFAR shape on random data instead of training on digits")

@@ -68,6 +68,14 @@ def test_an_unrunnable_request_is_shown_not_raised():
     assert "CANNOT RUN" in text and rows[0].reason in text
 
 
+def test_a_bad_backend_variable_is_reported(monkeypatch):
+    monkeypatch.setenv("SNNKERNELS_BACKEND", "bogus")
+    model = nn.Sequential(snn.LIFNode(step_mode="m"))
+    text = diagnostics.report(model, file=io.StringIO())
+    assert "SNNKERNELS_BACKEND=bogus" in text and "CANNOT RUN" in text
+    assert "SNNKERNELS_BACKEND must be one of" in text
+
+
 def test_dtype_and_device_come_from_the_model():
     model = nn.Sequential(nn.Linear(3, 3), snn.LIFNode(step_mode="m")).to(torch.float64)
     (row,) = diagnostics.layer_backends(model)

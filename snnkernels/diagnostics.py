@@ -126,7 +126,7 @@ def layer_backends(model: nn.Module, x: torch.Tensor | None = None) -> list[Laye
         resolve, order = found
         try:
             resolved, reason = resolve(probe), None
-        except backends.BackendUnavailableError as exc:
+        except (backends.BackendUnavailableError, ValueError) as exc:  # ValueError: a bad SNNKERNELS_BACKEND
             resolved, reason = None, str(exc)
         if resolved is not None and module.backend == "auto":
             reason = _why_auto(resolved, order.get(probe.device.type, ()), probe)

@@ -33,6 +33,13 @@ def rows_layout(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous()
 
 
+def fresh_float(value: float) -> float:
+    """``value`` itself (``* 1.0`` is exact for every float, -0.0, inf and NaN included), as a new value: under
+    ``torch.compile(dynamic=True)`` a module's float settings are symbolic, and dynamo fails when one
+    symbolic float enters several autograd.Functions (a time loop's steps), but not when each gets its own."""
+    return value * 1.0
+
+
 def _tiles(R: int, S: int) -> tuple[int, int, int]:
     """(BLOCK_R, BLOCK_S, num_warps). On the GPU a tile holds 2048 values (16 per thread of 4 warps), whole
     rows when S <= 1024 so short rows do not waste lanes; the interpreter gets one large tile per program."""

@@ -31,7 +31,7 @@ from ._device import on_device_of
 from .global_context_triton import global_context_fused
 from .leaky_triton import COMPILE_OPTIONS, _f32
 from .pooled_attention import pooled_mean
-from .rowwise_triton import half_tiles
+from .rowwise_triton import fresh_float, half_tiles
 from .staa_loop_triton import staa_loop_persistent
 
 __all__ = ["staa_step", "staa_loop_fused", "staa_features_fused", "staa_lif_fused"]
@@ -99,10 +99,11 @@ def _(grad_spikes, grad_h_next, grad_h_sum, h, y, a, b, ga, gb, v_threshold, v_r
 
 class _STAAStepFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, h, y, a, b, ga, gb, v_threshold, v_reset, detach_reset, surrogate, spike_dtype):
+    def forward(ctx: Any, h, y, a, b, ga, gb, v_threshold, v_reset, detach_reset, surrogate_id, surrogate_param,
+                spike_dtype):
         spikes, h_next, h_sum = staa_step_fwd(h, y, a, b, ga, gb, v_threshold, v_reset, spike_dtype)
         ctx.save_for_backward(h, y, a, b, ga, gb)
-        ctx.settings = (v_threshold, v_reset, detach_reset, surrogate.id, surrogate.param)
+        ctx.settings = (v_threshold, v_reset, detach_reset, surrogate_id, surrogate_param)
         return spikes, h_next, h_sum
 
     @staticmethod
@@ -112,7 +113,7 @@ class _STAAStepFunction(torch.autograd.Function):
         B, C = h.shape[:2]
         grad_ga, grad_gb, part_a, part_b = sums.view(4, B, C)
         grad_a, grad_b = part_a.sum(0), part_b.sum(0)  # per channel, over the batch (a fixed order)
-        return dh, dy, grad_a, grad_b, grad_ga.reshape(-1), grad_gb.reshape(-1), None, None, None, None, None
+        return dh, dy, grad_a, grad_b, grad_ga.reshape(-1), grad_gb.reshape(-1), None, None, None, None, None, None
 
 
 def staa_step(h: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, ga: torch.Tensor,
@@ -121,8 +122,8 @@ def staa_step(h: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor
     """(spikes, next state, its sums over H * W [B, C]) of one step: h, y fp32 [B, C, H, W]; a, b fp32 [C];
     ga, gb fp32 [B, C]. All three outputs are differentiable (the sums feed the next step's pooling)."""
     return _STAAStepFunction.apply(h.contiguous(), y.contiguous(), a, b, ga.reshape(-1).contiguous(),
-                                   gb.reshape(-1).contiguous(), v_threshold, v_reset, detach_reset, surrogate,
-                                   spike_dtype)
+                                   gb.reshape(-1).contiguous(), fresh_float(v_threshold), fresh_float(v_reset),
+                                   detach_reset, surrogate.id, fresh_float(surrogate.param), spike_dtype)
 
 
 def staa_loop_fused(y_seq: torch.Tensor, a: torch.Tensor, b: torch.Tensor, sa: SAParams | None,

@@ -18,7 +18,7 @@ from ..surrogate import Surrogate
 from ._device import on_device_of
 from .leaky_triton import COMPILE_OPTIONS, _f32
 from .ma_snn_attention import ma_gates_fused
-from .rowwise_triton import channel_tiles
+from .rowwise_triton import channel_tiles, fresh_float
 
 __all__ = ["tcsa_step", "tcsa_lif_paper_fused"]
 
@@ -83,10 +83,11 @@ def _(grad_spikes, grad_h, v, sc, gs, u_th, v_reset, beta, detach_reset, surroga
 
 class _TCSAStepFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, v, sc, gs, x_next, u_th, v_reset, beta, detach_reset, surrogate, spike_dtype):
+    def forward(ctx: Any, v, sc, gs, x_next, u_th, v_reset, beta, detach_reset, surrogate_id, surrogate_param,
+                spike_dtype):
         spikes, h = tcsa_step_fwd(v, sc, gs, x_next, u_th, v_reset, beta, spike_dtype)
         ctx.save_for_backward(v, sc, gs)
-        ctx.settings = (u_th, v_reset, beta, detach_reset, surrogate.id, surrogate.param)
+        ctx.settings = (u_th, v_reset, beta, detach_reset, surrogate_id, surrogate_param)
         return spikes, h
 
     @staticmethod
@@ -95,7 +96,7 @@ class _TCSAStepFunction(torch.autograd.Function):
         dv, dsc, dgs = tcsa_step_bwd(grad_spikes, grad_h, v, sc, gs, *ctx.settings)
         # V' = H' + x_next: x_next's gradient is dL/dV' itself
         grad_x_next = grad_h if ctx.needs_input_grad[3] else None
-        return dv, dsc, dgs, grad_x_next, None, None, None, None, None, None
+        return dv, dsc, dgs, grad_x_next, None, None, None, None, None, None, None
 
 
 def tcsa_step(v: torch.Tensor, sc: torch.Tensor, gs: torch.Tensor, *, u_th: float, v_reset: float, beta: float,
@@ -103,8 +104,9 @@ def tcsa_step(v: torch.Tensor, sc: torch.Tensor, gs: torch.Tensor, *, u_th: floa
               x_next: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(spikes, next state) of one step from V fp32 [B, C, H, W], sc fp32 [B, C], gs fp32 [B, H * W]; with
     ``x_next`` (the next step's input) the second output is the next step's V = H' + x_next instead."""
-    return _TCSAStepFunction.apply(v.contiguous(), sc.contiguous(), gs.contiguous(), x_next, u_th, v_reset, beta,
-                                   detach_reset, surrogate, spike_dtype)
+    floats = (fresh_float(u_th), fresh_float(v_reset), fresh_float(beta))
+    return _TCSAStepFunction.apply(v.contiguous(), sc.contiguous(), gs.contiguous(), x_next, *floats, detach_reset,
+                                   surrogate.id, fresh_float(surrogate.param), spike_dtype)
 
 
 def tcsa_lif_paper_fused(x: torch.Tensor, dims: str, ta: tuple[torch.Tensor, torch.Tensor] | None,

@@ -136,7 +136,9 @@ def spatial_gate_reference(x: torch.Tensor, weight: torch.Tensor) -> torch.Tenso
     _check_5d(x, "spatial attention")
     weight = _check_spatial_weight(weight)
     planes = x.transpose(0, 1).flatten(1, 2)  # [B, T*C, H, W]
-    maps = torch.stack([planes.mean(dim=1), planes.max(dim=1).values], dim=1)  # [B, 2, H, W]
+    # concatenated rather than stacked: the same values, in a layout whose conv backward Inductor compiles
+    # with symbolic H and W (docs/tcja_dta.md, "torch.compile with dynamic shapes")
+    maps = torch.cat([planes.mean(dim=1, keepdim=True), planes.max(dim=1, keepdim=True).values], dim=1)
     k = weight.shape[-1]
     return torch.sigmoid(F.conv2d(maps, weight, padding=(k - 1) // 2))[:, 0]
 

@@ -144,9 +144,20 @@ def _check_shape(t: object, shape: tuple[int, ...], name: str) -> None:
         raise ValueError(f"{name} must have shape {list(shape)}, got {list(t.shape)}")
 
 
+def _has_one_of_shapes(t: object, shapes: list[tuple]) -> bool:
+    """Whether tensor ``t`` has one of ``shapes``, dimension by dimension: torch.compile traces this with
+    symbolic sizes, where a tuple's ``in`` test of a list of shapes goes wrong."""
+    if not isinstance(t, torch.Tensor):
+        return False
+    for shape in shapes:
+        if t.dim() == len(shape) and all(a == b for a, b in zip(t.shape, shape)):
+            return True
+    return False
+
+
 def _check_position(position: torch.Tensor, T: int, C: int, H: int, W: int) -> None:
     allowed = [(T, C, H, W), (T, C, 1, 1), (T, 1, 1, 1)]
-    if not isinstance(position, torch.Tensor) or tuple(position.shape) not in allowed:
+    if not _has_one_of_shapes(position, allowed):
         got = list(position.shape) if isinstance(position, torch.Tensor) else type(position).__name__
         raise ValueError(f"position must have shape [T, C, H, W], [T, C, 1, 1] or [T, 1, 1, 1] = one of "
                          f"{[list(s) for s in allowed]} for x of shape [T, B, C, H, W] = {[T, '*', C, H, W]}, "
@@ -183,7 +194,7 @@ def _check_sa(sa: object, C: int) -> SAParams:
 
 def _check_coefficient(value: object, name: str, C: int, H: int, W: int) -> None:
     shapes = [(C,), (C, H, W), (), (1,)]
-    if not isinstance(value, torch.Tensor) or tuple(value.shape) not in shapes:
+    if not _has_one_of_shapes(value, shapes):
         got = list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
         raise ValueError(f"{name} must be a tensor of shape [C] = [{C}], [C, H, W] = [{C}, {H}, {W}] or a "
                          f"scalar ([] or [1]), got {got}")
@@ -433,7 +444,9 @@ def staa_lif_reference(
                                  (tsrd_scope, TSRD_SCOPES, "tsrd_scope"),
                                  (tsrd_granularity, TSRD_GRANULARITIES, "tsrd_granularity")):
         check_option(value, allowed, name)
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
+    # abs(alpha) < inf rather than math.isfinite: the same test, which torch.compile also traces for a float it
+    # keeps symbolic (dynamic=True)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not abs(alpha) < math.inf:
         raise ValueError(f"alpha must be a finite float, got {alpha!r}")
     drop_prob = _check_probability(drop_prob)
     T, B, C, H, W = x.shape

@@ -52,6 +52,14 @@ def _lif(backend: str) -> nn.Module:
     return snn.LIFNode(step_mode="m", backend=backend)
 
 
+def _mda(backend: str) -> nn.Module:
+    return snn.MultiDimensionalAttention(T, C, 2, 2, backend=backend)
+
+
+def _tcja(backend: str) -> nn.Module:
+    return snn.TCJA(2, 1, T, C, backend=backend)
+
+
 def _five(B: int) -> tuple:
     return (T, B, C, H, W)
 
@@ -62,7 +70,7 @@ def _eager(backend: str) -> str:
 
 BOTH_NEURON = {"torch": NEURON, "triton": NEURON}
 CASES = {
-    "MultiDimensionalAttention": Case(lambda b: snn.MultiDimensionalAttention(T, C, 2, 2, backend=b), _five),
+    "MultiDimensionalAttention": Case(_mda, _five),
     "MultiDimensionalAttention-CS-BT": Case(lambda b: snn.MultiDimensionalAttention(None, C, 2, 2, 7, "CS", layout="BT",
                                                                                     backend=b),
                                             lambda B: (B, T, C, H, W)),
@@ -71,7 +79,7 @@ CASES = {
     "TCSALIFNode": Case(lambda b: snn.TCSALIFNode(T, C, 2, 2, backend=b), _five, spikes=True,
                         blocked={"torch": SURROGATE}),
     "AttResBlock": Case(lambda b: snn.AttResBlock(C, C, c_ratio=2, backend=b), _five, blocked=BOTH_NEURON),
-    "TCJA": Case(lambda b: snn.TCJA(2, 1, T, C, backend=b), _five),
+    "TCJA": Case(_tcja, _five),
     "TLA-BT": Case(lambda b: snn.TLA(2, 3, T, C, layout="BT", backend=b), lambda B: (B, T, C, H, W)),
     "CLA": Case(lambda b: snn.CLA(3, 1, T, C, backend=b), _five),
     "TXA": Case(lambda b: snn.TXA(T, C, backend=b), _five),
@@ -84,10 +92,11 @@ CASES = {
                                    _five, spikes=True, blocked={"torch": SURROGATE}),
     "GlobalContextBlock": Case(lambda b: snn.GlobalContextBlock(C, 2, backend=b), _five),
     "PositionEncoding": Case(lambda b: snn.PositionEncoding(T, C, H, W), _five),
-    "AttentionNeuron-MDA": Case(lambda b: AttentionNeuron(snn.MultiDimensionalAttention(T, C, 2, 2, backend=b), _lif(b)),
-                                _five, spikes=True, blocked=BOTH_NEURON),
+    "AttentionNeuron-MDA": Case(lambda b: AttentionNeuron(_mda(b), _lif(b)), _five, spikes=True, blocked=BOTH_NEURON),
+    "AttentionNeuron-TCJA": Case(lambda b: AttentionNeuron(_tcja(b), _lif(b)), _five, spikes=True,
+                                 blocked=BOTH_NEURON),
     "neuron_tcja_pool": Case(lambda b: _Pair(lambda n, a, x: neuron_tcja_pool(n, a, nn.Identity(), x), _lif(b),
-                                             snn.TCJA(2, 1, T, C, backend=b)), _five, spikes=True, blocked=BOTH_NEURON),
+                                             _tcja(b)), _five, spikes=True, blocked=BOTH_NEURON),
     "neuron_dta": Case(lambda b: _Pair(neuron_dta, _lif(b), snn.DTA(T, C, backend=b)), _five, blocked=BOTH_NEURON),
 }
 

@@ -59,18 +59,20 @@ def heaviside(x: torch.Tensor, strict: bool = False) -> torch.Tensor:
 
 
 class _SpikeFunction(torch.autograd.Function):
-    """Heaviside forward, surrogate derivative backward."""
+    """Heaviside forward; backward: the incoming gradient times the surrogate derivative, which the caller
+    forms outside the Function (``Surrogate.spike``) so that the Function holds no reference to the
+    surrogate object: torch.compile(dynamic=True) may make its parameter a symbol, which a traced
+    autograd.Function cannot capture."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, surrogate: Surrogate, strict: bool) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        ctx.surrogate = surrogate
+    def forward(ctx: Any, x: torch.Tensor, derivative: torch.Tensor | None, strict: bool) -> torch.Tensor:
+        ctx.save_for_backward(derivative)
         return heaviside(x, strict)
 
     @staticmethod
     def backward(ctx: Any, grad_spike: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        (x,) = ctx.saved_tensors
-        return grad_spike * ctx.surrogate.derivative(x), None, None
+        (derivative,) = ctx.saved_tensors
+        return grad_spike * derivative, None, None
 
 
 class Surrogate:
@@ -94,7 +96,8 @@ class Surrogate:
 
     def spike(self, x: torch.Tensor, strict: bool = False) -> torch.Tensor:
         """Heaviside step of ``x`` whose gradient is ``self.derivative``."""
-        return _SpikeFunction.apply(x, self, strict)
+        needs_grad = torch.is_grad_enabled() and x.requires_grad
+        return _SpikeFunction.apply(x, self.derivative(x.detach()) if needs_grad else None, strict)
 
     __call__ = spike
 

@@ -2,14 +2,16 @@
 official constructors' arguments and parameter names for the papers' attention modules."""
 from .attention import CLA, DTA, TCJA, TLA, TNA, TXA
 from .fused import AttentionNeuron, attention_neuron
+from .memory import MemoryModule, detach_net, reset_net
 from .neuron import AttResLIFNode, IFNode, LeakyNode, LIFNode, MASNNLIFNode, ParametricLIFNode, TETLIFNode
-from .ma_snn import AttResBlock, MultiDimensionalAttention, TCSALIFNode, TemporalAttentionFC
+from .ma_snn import AttResBlock, MultiDimensionalAttention, TCSALIFNode, TemporalAttentionFC, TemporalWiseAttention
 from .staa import GlobalContextBlock, PositionEncoding, STAALIFNode
 
 __all__ = [
     "IFNode", "LIFNode", "ParametricLIFNode", "LeakyNode", "TETLIFNode", "MASNNLIFNode", "AttResLIFNode",
     "TCJA", "TLA", "CLA", "TXA", "TNA", "DTA",
-    "MultiDimensionalAttention", "TemporalAttentionFC", "TCSALIFNode", "AttResBlock",
+    "MultiDimensionalAttention", "TemporalAttentionFC", "TemporalWiseAttention", "TCSALIFNode", "AttResBlock",
     "STAALIFNode", "GlobalContextBlock", "PositionEncoding",
     "AttentionNeuron", "attention_neuron",
+    "MemoryModule", "reset_net", "detach_net",
 ]

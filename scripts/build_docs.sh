@@ -15,7 +15,7 @@ if ! "$PYTHON" -c "import pdoc, markdown2" 2>/dev/null; then
     exit 1
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-# pdoc follows the package's __all__; snnkernels.diagnostics (python -m snnkernels) is named as well
-"$PYTHON" -m pdoc snnkernels snnkernels.diagnostics -o "$OUT/api" --docformat google
+# pdoc follows the package's __all__
+"$PYTHON" -m pdoc snnkernels -o "$OUT/api" --docformat google
 "$PYTHON" scripts/docs_pages.py docs "$OUT"
 echo "documentation in $OUT/index.html (API reference: $OUT/api/index.html)"

@@ -25,13 +25,15 @@ TORCH_LIBRARY_FRAGMENT(snnkernels, m) {
       "(Tensor x, Tensor? v_init, Tensor? decay_t, Tensor? gain_t, Tensor? bias_t, "
       "float decay, float gain, float bias, float v_threshold, float v_reset, float v_init_value, "
       "bool hard_reset, bool strict, bool detach_reset, int surrogate_id, float surrogate_param, "
-      "bool training, bool store_final_state, int chunk) -> (Tensor spikes, Tensor v_final, Tensor checkpoints)");
+      "bool training, bool store_final_state, int chunk, bool store_v_seq=False) "
+      "-> (Tensor spikes, Tensor v_final, Tensor checkpoints, Tensor v_seq)");
   m.def(
       "leaky_bwd_native"
       "(Tensor grad_spikes, Tensor? grad_v_final, Tensor x, Tensor? v_init, Tensor checkpoints, "
       "Tensor? decay_t, Tensor? gain_t, Tensor? bias_t, "
       "float decay, float gain, float bias, float v_threshold, float v_reset, float v_init_value, "
       "bool hard_reset, bool strict, bool detach_reset, int surrogate_id, float surrogate_param, int chunk, "
-      "bool need_grad_v_init, bool need_grad_decay, bool need_grad_gain, bool need_grad_bias) "
+      "bool need_grad_v_init, bool need_grad_decay, bool need_grad_gain, bool need_grad_bias, "
+      "Tensor? grad_v_seq=None) "
       "-> (Tensor grad_x, Tensor grad_v_init, Tensor grad_decay, Tensor grad_gain, Tensor grad_bias)");
 }

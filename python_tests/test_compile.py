@@ -83,7 +83,7 @@ def test_opcheck_backward():
     from snnkernels.ops import leaky_triton
 
     x, v0, decay, gain = (t.detach() for t in _inputs())
-    spikes, v_final, ckpt = leaky_triton.leaky_fwd_triton(*_fwd_args(x, v0, decay, gain, True))
+    spikes, v_final, ckpt, _ = leaky_triton.leaky_fwd_triton(*_fwd_args(x, v0, decay, gain, True))
     args = (torch.randn_like(spikes), torch.randn_like(v_final), x, v0, ckpt, decay, gain, None,
             0.5, 1.0, 0.1, 1.0, 0.0, 0.0, True, True, False, Triangle.id, 1.0, 2, True, True, True, False)
     torch.library.opcheck(leaky_triton.leaky_bwd_triton, args)

@@ -96,7 +96,7 @@ def test_counted_op_counts_and_matches_plain(poisoned_counts, T, shape, chunk, d
         grads = torch.autograd.grad([outs[0], outs[1]], [x, v, decay], [grad_s, grad_v])
         results.append((outs, grads))
     (counted, grads_c), (plain, grads_p) = results
-    spikes, v_final, ckpt, counts = counted
+    spikes, v_final, ckpt, _v_seq, counts = counted
     assert counts.dtype == torch.int64 and counts.shape == (T,) and not counts.requires_grad
     assert torch.equal(counts, _per_step(spikes)), (counts, _per_step(spikes))
     if spikes.numel() >= 50:
@@ -116,7 +116,7 @@ def test_counted_op_many_programs_masked_tail(monkeypatch, poisoned_counts, bloc
     ops = _ops()
     monkeypatch.setattr(ops, "launch_config", lambda n, backward: ops.LaunchConfig(block, warps))
     x = torch.randn(11, 2, 3, 101, device=DEVICE) * 2.0 - 1.0
-    spikes, _, _, counts = ops.leaky_fwd_counted_triton(*_fwd_args(x, None, None, training, 4, bias=1.2))
+    spikes, *_, counts = ops.leaky_fwd_counted_triton(*_fwd_args(x, None, None, training, 4, bias=1.2))
     assert torch.equal(counts, _per_step(spikes))
     assert torch.equal(spikes, ops.leaky_fwd_triton(*_fwd_args(x, None, None, training, 4, bias=1.2))[0])
 
@@ -125,7 +125,7 @@ def test_counted_op_many_programs_masked_tail(monkeypatch, poisoned_counts, bloc
 def test_counted_op_zero_neurons_and_long_chunk():
     ops = _ops()
     x = torch.randn(4, 0, 3, device=DEVICE)
-    assert torch.equal(ops.leaky_fwd_counted_triton(*_fwd_args(x, None, None, False, 8))[3],
+    assert torch.equal(ops.leaky_fwd_counted_triton(*_fwd_args(x, None, None, False, 8))[-1],
                        torch.zeros(4, dtype=torch.int64))
     with pytest.raises(ValueError, match="chunk <= 32"):
         ops.leaky_fwd_counted_triton(*_fwd_args(torch.randn(4, 5, device=DEVICE), None, None, False, 33))
@@ -189,7 +189,7 @@ from snnkernels.ops.leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, _counted
 
 cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
 cfg = _counted_launch_config(1 << 22)
-flags = ("HAS_V_INIT", "DECAY_T", "GAIN_T", "BIAS_T", "HARD_RESET", "STRICT", "TRAINING", "STORE_FINAL")
+flags = ("HAS_V_INIT", "DECAY_T", "GAIN_T", "BIAS_T", "HARD_RESET", "STRICT", "TRAINING", "STORE_FINAL", "STORE_V_SEQ")
 for arch in (80, 90):
     for dtype, on in (("fp32", True), ("fp32", False), ("bf16", True), ("fp16", False)):
         constexprs = dict({f: on if i % 2 else not on for i, f in enumerate(flags)}, STEPS=DEFAULT_CHUNK,

@@ -138,7 +138,7 @@ def test_chunk_override_takes_effect(monkeypatch, backend, chunk):
 
     def spy(*args):
         out = op(*args)
-        seen.append((args[-1], tuple(out[2].shape)))
+        seen.append((args[18], tuple(out[2].shape)))  # chunk: the 19th argument (FWD_SCHEMA)
         return out
 
     monkeypatch.setattr(leaky_triton, "leaky_fwd_triton", spy)
@@ -430,7 +430,7 @@ def test_inference_op_refuses_backward():
 
     x = rand((5, 3, 4))
     args = (x, None, None, None, None, 0.5, 1.0, 0.0, 1.0, 0.0, 0.0, True, False, False, 0, 2.0, False, True, 8)
-    spikes, v_final, ckpt = leaky_triton.leaky_fwd_triton(*args)
+    spikes, v_final, ckpt, _ = leaky_triton.leaky_fwd_triton(*args)
     assert ckpt.numel() == 0
     with pytest.raises(RuntimeError, match="training=False"):
         torch.autograd.grad(spikes.sum() + v_final.sum(), x)
@@ -511,9 +511,9 @@ def test_nan_poisoning_is_active():
     from snnkernels.ops.leaky import new_bwd_outputs, new_fwd_outputs
 
     x = torch.randn(17, 3, 5)
-    spikes, v_final, ckpt = new_fwd_outputs(x, True, True, 4)
-    assert spikes.shape == x.shape and v_final.shape == (3, 5) and ckpt.shape == (4, 15)
-    for t in (spikes, v_final, ckpt, *new_bwd_outputs(x, True, True, True, True)):
+    spikes, v_final, ckpt, v_seq = new_fwd_outputs(x, True, True, 4, True)
+    assert spikes.shape == x.shape and v_final.shape == (3, 5) and ckpt.shape == (4, 15) and v_seq.shape == x.shape
+    for t in (spikes, v_final, ckpt, v_seq, *new_bwd_outputs(x, True, True, True, True)):
         assert t.numel() > 0 and torch.isnan(t).all()
     with FakeTensorMode():
         fake = torch.empty(3, 4)
@@ -784,3 +784,164 @@ def test_compare_spikes_budget():
         compare_spikes(far, ref, h, 1.0, eps=1e-5)
     # a margin tensor can be passed directly
     assert compare_spikes(test, ref, (h - 1.0).abs(), eps=1e-5).flips == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The membrane sequence (return_v_seq): v_1 .. v_T written by the kernels, differentiable
+
+
+def run_v_seq(fn, backend, x, v_init=None, *, grad_on=("spikes", "final", "v_seq"), **kwargs):
+    """``fn`` with ``backend`` and with the reference, both returning (spikes, v_T, v_seq); the same random grad
+    outputs backpropagated through the outputs named in ``grad_on``. Returns ``{backend: (outputs, grads)}``."""
+    leaves = {"x": x, "v_init": v_init, **{k: v for k, v in kwargs.items() if isinstance(v, torch.Tensor)}}
+    leaves = {k: v for k, v in leaves.items() if isinstance(v, torch.Tensor) and v.requires_grad}
+    gen = torch.Generator().manual_seed(int(torch.randint(0, 2**31, ())))
+    results, grad_outs = {}, None
+    for b in (backend, "torch"):
+        outs = fn(x, v_init, backend=b, return_final_state=True, return_v_seq=True, **kwargs)
+        if grad_outs is None:
+            grad_outs = [random_like_layout(o.shape, o.dtype, o.device, "contiguous", gen) for o in outs]
+        chosen = [(o, g) for o, g, n in zip(outs, grad_outs, ("spikes", "final", "v_seq")) if n in grad_on]
+        grads = torch.autograd.grad([o for o, _ in chosen], list(leaves.values()), [g for _, g in chosen])
+        results[b] = (outs, dict(zip(leaves, grads)))
+    return results
+
+
+def check_v_seq(results, backend, x):
+    """Spikes, v_T and v_seq bit-exact against the reference (v_seq[-1] is v_T), every gradient within the
+    tolerance of its dtype."""
+    (outs, grads), (outs_ref, grads_ref) = results[backend], results["torch"]
+    spikes, v_final, v_seq = outs
+    assert v_seq.shape == x.shape and v_seq.dtype == outs_ref[2].dtype, (v_seq.shape, v_seq.dtype)
+    assert not v_seq.isnan().any(), "NaN in v_seq: an element was never written"
+    for name, got, want in zip(("spikes", "final state", "v_seq"), outs, outs_ref):
+        assert_equal_verbose(got, want, name)
+    assert_equal_verbose(v_seq[-1], v_final, "v_seq[-1] vs v_T")
+    if spikes.numel() >= 200:
+        assert 0.01 < spikes.float().mean().item() < 0.99, "inputs do not exercise the neuron"
+    assert grads.keys() == grads_ref.keys()
+    for name in grads:
+        assert not grads[name].isnan().any(), f"NaN in grad {name}"
+        assert_grad_close(grads[name], grads_ref[name], name, reduced=name in ("decay", "input_gain", "bias", "tau"))
+
+
+@pytest.mark.parametrize("backend", FUSED)
+@pytest.mark.parametrize("chunk", pick([1, 3, 8], [3]), indirect=True)
+@pytest.mark.parametrize("T", pick([1, 5, 13], [5, 13]))
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("reset", ["hard-0.3", "soft"])
+def test_v_seq_matches_reference(backend, chunk, T, dtype, reset):
+    """v_seq with every gradient (x, v_init, per-channel decay / gain / bias) flowing through the spikes, v_T and
+    v_seq together, across chunk boundaries and partial chunks, odd shapes, every input dtype."""
+    C = 3
+    x = rand((T, 2, C, 5, 7), dtype)
+    v0 = rand((2, C, 5, 7), dtype, scale=0.5, shift=0.0)
+    coeffs = dict(decay=coefficient("channel", 0.6, C), input_gain=coefficient("channel", 0.9, C),
+                  bias=coefficient("channel", 0.05, C, spread=0.05))
+    res = run_v_seq(F.multistep_leaky, backend, x, v0, v_threshold=0.9, v_reset=RESETS[reset],
+                    surrogate_function=sg.ATan(), **coeffs)
+    check_v_seq(res, backend, x)
+
+
+@pytest.mark.parametrize("backend", FUSED)
+@pytest.mark.parametrize("grad_on", [("v_seq",), ("spikes", "v_seq"), ("final", "v_seq")], ids="+".join)
+@pytest.mark.parametrize("surrogate", [sg.Sigmoid(), sg.Triangle(), sg.Erf()], ids=repr)
+@pytest.mark.parametrize("detach_reset", [False, True], ids=["attached", "detached"])
+def test_v_seq_gradient_paths(backend, grad_on, surrogate, detach_reset):
+    """dL/dv_seq alone (no gradient on the spikes) and with one other output, every surrogate kind of code path
+    (the native backward given dL/dv_seq runs its own instances), attached and detached reset."""
+    C = 4
+    x = rand((11, 3, C, 9))
+    tau = (2.0 + 3.0 * torch.rand(C, device=DEVICE)).requires_grad_()
+    res = run_v_seq(F.multistep_lif, backend, x, grad_on=grad_on, tau=tau, v_reset=0.0, detach_reset=detach_reset,
+                    surrogate_function=surrogate)
+    check_v_seq(res, backend, x)
+
+
+@pytest.mark.parametrize("backend", [pytest.param("torch", id="torch")] + FUSED)
+def test_v_seq_output_convention(backend):
+    """spikes, then v_T if asked, then v_seq; the state dtype (fp32 for 16-bit input, fp64 for fp64 input on the
+    torch path); v_seq[t] is the state after step t's reset; channels-last steps keep their layout."""
+    x = rand((6, 2, 3, 4, 5), torch.bfloat16)
+    s = F.multistep_lif(x, tau=2.0, backend=backend)
+    s2, v_seq = F.multistep_lif(x, tau=2.0, backend=backend, return_v_seq=True)
+    s3, v_final, v_seq3 = F.multistep_lif(x, tau=2.0, backend=backend, return_final_state=True, return_v_seq=True)
+    assert torch.equal(s, s2) and torch.equal(s, s3) and torch.equal(v_seq, v_seq3)
+    assert v_seq.dtype == torch.float32 and v_seq.shape == x.shape
+    assert torch.equal(v_seq[-1], v_final)
+    for t in range(x.shape[0]):  # each row is the final state of the sequence cut after step t
+        _, v_t = F.multistep_lif(x[: t + 1], tau=2.0, backend=backend, return_final_state=True)
+        assert_equal_verbose(v_seq[t], v_t, f"v_seq[{t}]")
+    base = torch.randn((12, 3, 4, 5), device=DEVICE).contiguous(memory_format=torch.channels_last)
+    xc = base.view(6, 2, 3, 4, 5)
+    _, v_seq_c = F.multistep_lif(xc, tau=2.0, backend=backend, return_v_seq=True)
+    if backend != "torch":
+        assert v_seq_c.stride() == xc.stride(), "v_seq follows x's layout"
+    assert_equal_verbose(v_seq_c, F.multistep_lif(xc.contiguous(), tau=2.0, backend="torch", return_v_seq=True)[1],
+                         "channels-last v_seq")
+    if backend == "torch":
+        x64 = x.double()
+        assert F.multistep_lif(x64, tau=2.0, backend=backend, return_v_seq=True)[1].dtype == torch.float64
+
+
+@pytest.mark.parametrize("backend", [pytest.param("torch", id="torch")] + FUSED)
+@pytest.mark.parametrize("final", [False, True], ids=["spikes", "spikes-final"])
+def test_v_seq_with_spike_counts(backend, final):
+    """The counted forward (firing statistics) with v_seq: the same outputs as without counting, the counts equal
+    to the spikes' per-step sums; on Triton the kernel counts and stores v_seq in one pass."""
+    from snnkernels.functional import _leaky
+
+    x = rand((9, 2, 3, 11))
+    kwargs = dict(decay=0.7, input_gain=1.0, bias=0.0, v_threshold=1.0, v_reset=0.0, strict_threshold=False,
+                  detach_reset=False, surrogate_function=sg.ATan(), backend=backend, return_final_state=final,
+                  v_init_value=0.0, return_v_seq=True)
+    out, counts = _leaky(x, None, count_spikes=True, **kwargs)
+    plain = _leaky(x, None, **kwargs)
+    assert len(out) == len(plain) == 2 + final
+    for a, b in zip(out, plain):
+        assert_equal_verbose(a, b, "counted vs plain")
+    assert torch.equal(counts, out[0].detach().reshape(9, -1).sum(1).to(torch.int64))
+    g = torch.randn_like(out[-1])
+    (gx,) = torch.autograd.grad(out[-1], x, g)
+    (gx_plain,) = torch.autograd.grad(plain[-1], x, g)
+    assert torch.equal(gx, gx_plain)
+
+
+@pytest.mark.parametrize("backend", FUSED)
+@pytest.mark.parametrize("mode", ["no_grad", "training"])
+def test_v_seq_absent_unless_asked(backend, mode):
+    """Without return_v_seq the op's v_seq output is a 0-element tensor (nothing written), with or without
+    gradients; asked for, it equals the reference in inference too."""
+    from snnkernels.functional import _fused_forward
+
+    x = rand((5, 3, 7), requires_grad=mode == "training")
+    op, chunk = _fused_forward(backend)
+    args = (x, None, None, None, None, 0.6, 1.0, 0.0, 1.0, 0.0, 0.0, True, False, False, 0, 2.0, mode == "training",
+            False, chunk)
+    assert op(*args)[3].numel() == 0 and op(*args, False)[3].numel() == 0
+    with torch.no_grad():
+        v_seq = op(*args, True)[3]
+        assert_equal_verbose(v_seq, F.multistep_leaky(x, decay=0.6, backend="torch", return_v_seq=True)[1], "v_seq")
+
+
+@pytest.mark.parametrize("backend", FUSED)
+def test_v_seq_against_fp64_reference(backend):
+    """fp32 kernels against the reference run in fp64 on the same input: the same spikes (no potential within
+    rounding of the threshold here), v_seq and every gradient within fp32 rounding of the fp64 truth."""
+    C = 3
+    x = rand((10, 2, C, 13))
+    v0 = rand((2, C, 13), scale=0.5, shift=0.0)
+    decay = coefficient("channel", 0.7, C)
+    outs = F.multistep_leaky(x, v0, decay=decay, input_gain=0.8, v_reset=None, backend=backend,
+                             return_final_state=True, return_v_seq=True)
+    x64, v064, d64 = (t.detach().double().requires_grad_() for t in (x, v0, decay))
+    outs64 = F.multistep_leaky(x64, v064, decay=d64, input_gain=0.8, v_reset=None, backend="torch",
+                               return_final_state=True, return_v_seq=True)
+    assert torch.equal(outs[0].double(), outs64[0]), "spikes differ from the fp64 reference"
+    assert_close_verbose(outs[2], outs64[2], 1e-6, 1e-6, "v_seq vs fp64")
+    grad_outs = [torch.randn(o.shape, dtype=torch.float64, device=DEVICE) for o in outs64]
+    grads = torch.autograd.grad(outs, (x, v0, decay), [g.float() for g in grad_outs])
+    grads64 = torch.autograd.grad(outs64, (x64, v064, d64), grad_outs)
+    for name, g, g64 in zip(("x", "v_init", "decay"), grads, grads64):
+        scale = 1.0 + (g64.abs().max().item() if name == "decay" else 0.0)
+        assert_close_verbose(g, g64, 1e-5 * scale, 1e-5, f"grad {name} vs fp64")

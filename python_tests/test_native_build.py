@@ -109,6 +109,7 @@ def test_cupy_kernels_compile_with_nvrtc(arch):
         wide = 16 // torch.empty(0, dtype=dtype).element_size()
         fwd = flag["hard_reset"] | flag["training"] | flag["store_final"] | flag["vectorized"]
         names.append(leaky_cupy.kernel_name(False, dtype, fwd, wide))
+        names.append(leaky_cupy.kernel_name(False, dtype, fwd | flag["store_v_seq"], wide))  # the membrane sequence
         names.append(leaky_cupy.kernel_name(False, dtype, flag["has_v_init"] | flag["decay_t"] | flag["strict"]
                                             | flag["vectorized"], 1))
     everything = sum(flag.values())

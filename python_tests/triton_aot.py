@@ -195,10 +195,11 @@ def signature(fn, dtype: str, constexprs: dict, data_ptrs: set[str] = DATA_PTRS)
 
 
 def fwd_variants():
-    flags = ("HAS_V_INIT", "DECAY_T", "GAIN_T", "BIAS_T", "HARD_RESET", "STRICT", "TRAINING", "STORE_FINAL")
+    flags = ("HAS_V_INIT", "DECAY_T", "GAIN_T", "BIAS_T", "HARD_RESET", "STRICT", "TRAINING", "STORE_FINAL",
+             "STORE_V_SEQ")
     # every flag both ways at least once, across the three dtypes
-    rows = [(True,) * 8, (False,) * 8, (True, False, True, False, True, False, True, False),
-            (False, True, False, True, False, True, False, True)]
+    rows = [(True,) * 9, (False,) * 9, (True, False, True, False, True, False, True, False, False),
+            (False, True, False, True, False, True, False, True, True)]
     for dtype, row in itertools.product(DTYPES, rows):
         yield dtype, dict(zip(flags, row))
 
@@ -212,14 +213,14 @@ def bwd_variants():
         yield "fp32", dict(
             HAS_V_INIT=all_on, HAS_GRAD_V_FINAL=not all_on, STORE_GRAD_V_INIT=all_on,
             DECAY_T=True, GAIN_T=all_on, BIAS_T=not all_on,
-            NEED_GRAD_DECAY=True, NEED_GRAD_GAIN=all_on, NEED_GRAD_BIAS=not all_on,
+            NEED_GRAD_DECAY=True, NEED_GRAD_GAIN=all_on, NEED_GRAD_BIAS=not all_on, HAS_GRAD_V_SEQ=sg % 3 == 1,
             HARD_RESET=hard, STRICT=not hard, DETACH_RESET=detach, SG_ID=sg,
         )
     for dtype in ("fp16", "bf16"):
         yield dtype, dict(
             HAS_V_INIT=True, HAS_GRAD_V_FINAL=True, STORE_GRAD_V_INIT=True, DECAY_T=True, GAIN_T=True, BIAS_T=True,
-            NEED_GRAD_DECAY=True, NEED_GRAD_GAIN=True, NEED_GRAD_BIAS=True, HARD_RESET=True, STRICT=False,
-            DETACH_RESET=False, SG_ID=1,
+            NEED_GRAD_DECAY=True, NEED_GRAD_GAIN=True, NEED_GRAD_BIAS=True, HAS_GRAD_V_SEQ=True, HARD_RESET=True,
+            STRICT=False, DETACH_RESET=False, SG_ID=1,
         )
 
 

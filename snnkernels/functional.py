@@ -43,7 +43,8 @@ def multistep_leaky(
     surrogate_function: Surrogate = ATan(),
     backend: str = "auto",
     return_final_state: bool = False,
-) -> Output:
+    return_v_seq: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, ...]:
     """The general leaky neuron, fused over time.
 
     For t = 1..T: ``h_t = decay * v_{t-1} + input_gain * x_t + bias``; spike ``s_t = H(h_t - v_threshold)``
@@ -66,14 +67,17 @@ def multistep_leaky(
         backend (str): ``"auto"``, ``"torch"``, ``"triton"``, ``"native"`` or ``"cupy"`` (see
             ``snnkernels.backends``). Default: ``"auto"``.
         return_final_state (bool): also return v_T (fp32). Default: False.
+        return_v_seq (bool): also return the membrane sequence v_1 .. v_T (the post-reset states, [T, ...] in
+            the state dtype and x_seq's layout; differentiable). Default: False.
 
     Returns:
-        spikes (Tensor) of x_seq's shape and dtype, and v_T when ``return_final_state``.
+        spikes (Tensor) of x_seq's shape and dtype; then v_T when ``return_final_state``; then v_seq when
+        ``return_v_seq`` (a tuple whenever more than the spikes are returned).
     """
     return _leaky(
         x_seq, v_init, decay=decay, input_gain=input_gain, bias=bias, v_threshold=v_threshold, v_reset=v_reset,
         strict_threshold=strict_threshold, detach_reset=detach_reset, surrogate_function=surrogate_function,
-        backend=backend, return_final_state=return_final_state, v_init_value=0.0,
+        backend=backend, return_final_state=return_final_state, v_init_value=0.0, return_v_seq=return_v_seq,
     )
 
 
@@ -89,7 +93,8 @@ def multistep_lif(
     surrogate_function: Surrogate = ATan(),
     backend: str = "auto",
     return_final_state: bool = False,
-) -> Output:
+    return_v_seq: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, ...]:
     """SpikingJelly's multi-step LIF neuron (``LIFNode(step_mode='m')``), fused over time.
 
     ``h_t = v_{t-1} + (x_t - (v_{t-1} - v_reset)) / tau`` (or ``v_{t-1} - (v_{t-1} - v_reset) / tau + x_t``
@@ -110,14 +115,15 @@ def multistep_lif(
         x_seq, v_init, decay=decay, input_gain=gain, bias=bias, v_threshold=v_threshold, v_reset=v_reset,
         strict_threshold=False, detach_reset=detach_reset, surrogate_function=surrogate_function,
         backend=backend, return_final_state=return_final_state,
-        v_init_value=0.0 if v_reset is None else v_reset,
+        v_init_value=0.0 if v_reset is None else v_reset, return_v_seq=return_v_seq,
     )
 
 
 def _leaky(x_seq, v_init, *, decay, input_gain, bias, v_threshold, v_reset, strict_threshold, detach_reset,
-           surrogate_function, backend, return_final_state, v_init_value,
-           count_spikes: bool = False) -> Output | tuple[Output, torch.Tensor]:
-    """The leaky neuron on a resolved backend. With ``count_spikes`` it returns ``(output, spike_counts)``,
+           surrogate_function, backend, return_final_state, v_init_value, count_spikes: bool = False,
+           return_v_seq: bool = False) -> torch.Tensor | tuple:
+    """The leaky neuron on a resolved backend: spikes, then v_T if ``return_final_state``, then v_seq if
+    ``return_v_seq`` (the spikes alone when neither). With ``count_spikes`` it returns ``(output, spike_counts)``,
     ``spike_counts`` the spikes per step (int64 [T], no gradient): on "triton" counted inside the forward
     kernel (``leaky_fwd_counted_triton``), on the other backends by a second pass over the spikes. Either
     way ``output`` is exactly what the call without counting returns."""
@@ -136,8 +142,9 @@ def _leaky(x_seq, v_init, *, decay, input_gain, bias, v_threshold, v_reset, stri
             x_seq, v_init, decay=decay, input_gain=input_gain, bias=bias, v_threshold=v_threshold,
             v_reset=v_reset, strict_threshold=strict_threshold, detach_reset=detach_reset,
             surrogate_function=surrogate_function, v_init_value=v_init_value, return_final_state=return_final_state,
+            return_v_seq=return_v_seq,
         )
-        return _with_counts(out, return_final_state) if count_spikes else out
+        return _with_counts(out) if count_spikes else out
 
     x = time_major_dense(x_seq)
     if v_init is not None:
@@ -149,21 +156,22 @@ def _leaky(x_seq, v_init, *, decay, input_gain, bias, v_threshold, v_reset, stri
     )
     counted_in_kernel = count_spikes and backend == "triton"
     forward_op, chunk = _fused_forward(backend, counted_in_kernel)
-    spikes, v_final, _, *counts = forward_op(
+    spikes, v_final, _, v_seq, *counts = forward_op(
         x, v_init, *tensors, *scalars, v_threshold, 0.0 if v_reset is None else v_reset, v_init_value,
         v_reset is not None, strict_threshold, detach_reset, surrogate_function.id, surrogate_function.param,
-        training, return_final_state, chunk,
+        training, return_final_state, chunk, return_v_seq,
     )
-    out = (spikes, v_final) if return_final_state else spikes
+    out = (spikes,) + ((v_final,) if return_final_state else ()) + ((v_seq,) if return_v_seq else ())
+    out = out if len(out) > 1 else spikes
     if counted_in_kernel:
         return out, counts[0]
-    return _with_counts(out, return_final_state) if count_spikes else out
+    return _with_counts(out) if count_spikes else out
 
 
-def _with_counts(out: Output, return_final_state: bool) -> tuple[Output, torch.Tensor]:
-    """``(out, spikes per step)`` counted from the spikes: a second pass, for backends whose kernels do not
-    count (reads the spikes once more; exact, since every spike is 0 or 1)."""
-    spikes = out[0] if return_final_state else out
+def _with_counts(out: torch.Tensor | tuple) -> tuple[torch.Tensor | tuple, torch.Tensor]:
+    """``(out, spikes per step)`` counted from the spikes (``out``'s first tensor): a second pass, for backends
+    whose kernels do not count (reads the spikes once more; exact, since every spike is 0 or 1)."""
+    spikes = out[0] if isinstance(out, tuple) else out
     return out, spikes.detach().reshape(spikes.shape[0], -1).sum(1, dtype=torch.int64)
 
 

@@ -132,7 +132,7 @@ FwdCall prepare_fwd(const at::Tensor& x, const OptTensor& v_init, const OptTenso
                     const OptTensor& bias_t, double decay, double gain, double bias, double v_threshold,
                     double v_reset, double v_init_value, bool hard_reset, bool strict, bool /*detach_reset*/,
                     int64_t surrogate_id, double /*surrogate_param*/, bool training, bool store_final_state,
-                    int64_t chunk) {
+                    int64_t chunk, bool store_v_seq) {
   check_input(x);
   check_options(chunk, surrogate_id);
   const int64_t T = x.size(0), N = neurons_per_step(x);
@@ -149,6 +149,8 @@ FwdCall prepare_fwd(const at::Tensor& x, const OptTensor& v_init, const OptTenso
   call.v_final = store_final_state ? make_output(at::empty_like(x[0], f32), step, at::kFloat)
                                    : Output{at::empty({0}, f32), at::Tensor()};
   call.checkpoints = training ? at::empty({leaky_num_checkpoints(T, chunk), N}, f32) : at::empty({0}, f32);
+  call.v_seq = store_v_seq ? make_output(at::empty_like(x, f32), xd, at::kFloat)
+                           : Output{at::empty({0}, f32), at::Tensor()};
 
   LeakyFwdParams& p = call.p;
   if (v_init.has_value()) {
@@ -163,6 +165,7 @@ FwdCall prepare_fwd(const at::Tensor& x, const OptTensor& v_init, const OptTenso
   p.spikes = call.spikes.buffer.data_ptr();
   p.v_final = store_final_state ? call.v_final.buffer.data_ptr<float>() : nullptr;
   p.checkpoints = training ? call.checkpoints.data_ptr<float>() : nullptr;
+  p.v_seq = store_v_seq ? call.v_seq.buffer.data_ptr<float>() : nullptr;
   p.T = T;
   p.N = N;
   p.S = co.S;
@@ -178,6 +181,7 @@ FwdCall prepare_fwd(const at::Tensor& x, const OptTensor& v_init, const OptTenso
   p.strict = strict;
   p.training = training;
   p.store_final_state = store_final_state;
+  p.store_v_seq = store_v_seq;
   p.dtype = element_type(x.scalar_type());
   return call;
 }
@@ -187,7 +191,8 @@ BwdCall prepare_bwd(const at::Tensor& grad_spikes, const OptTensor& grad_v_final
                     const OptTensor& gain_t, const OptTensor& bias_t, double decay, double gain, double bias,
                     double v_threshold, double v_reset, double v_init_value, bool hard_reset, bool strict,
                     bool detach_reset, int64_t surrogate_id, double surrogate_param, int64_t chunk,
-                    bool need_grad_v_init, bool need_grad_decay, bool need_grad_gain, bool need_grad_bias) {
+                    bool need_grad_v_init, bool need_grad_decay, bool need_grad_gain, bool need_grad_bias,
+                    const OptTensor& grad_v_seq) {
   check_input(x);
   check_options(chunk, surrogate_id);
   const int64_t T = x.size(0), N = neurons_per_step(x);
@@ -233,6 +238,15 @@ BwdCall prepare_bwd(const at::Tensor& grad_spikes, const OptTensor& grad_v_final
   if (v_init.has_value()) {
     p.v_init = prepare_state(*v_init, x, step, "v_init", call.keep_alive).data_ptr<float>();
     p.has_v_init = true;
+  }
+  if (grad_v_seq.has_value()) {
+    CHECK_DEVICE(*grad_v_seq, x.device(), "grad_v_seq");
+    CHECK_FLOATING(*grad_v_seq, "grad_v_seq");
+    CHECK_SHAPE(*grad_v_seq, x.sizes(), "grad_v_seq");
+    const at::Tensor gvs = as_layout(*grad_v_seq, xd, at::kFloat);  // fp32, walked as x's [T, N]
+    call.keep_alive.push_back(gvs);
+    p.grad_v_seq = gvs.data_ptr<float>();
+    p.has_grad_v_seq = true;
   }
   const Coefficients co = prepare_coefficients(x, xd, decay_t, gain_t, bias_t, call.keep_alive);
   p.grad_spikes = gs.data_ptr();
@@ -281,15 +295,15 @@ int64_t block_grain(int64_t T) {
   return std::max<int64_t>(1, kMinParallelWork / std::max<int64_t>(1, T * kLeakyCpuBlock));
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> leaky_fwd_native_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> leaky_fwd_native_cpu(
     const at::Tensor& x, const api::OptTensor& v_init, const api::OptTensor& decay_t, const api::OptTensor& gain_t,
     const api::OptTensor& bias_t, double decay, double gain, double bias, double v_threshold, double v_reset,
     double v_init_value, bool hard_reset, bool strict, bool detach_reset, int64_t surrogate_id,
-    double surrogate_param, bool training, bool store_final_state, int64_t chunk) {
+    double surrogate_param, bool training, bool store_final_state, int64_t chunk, bool store_v_seq) {
   TORCH_CHECK(x.device().is_cpu(), "snnkernels: leaky_fwd_native's CPU kernel got x on ", x.device());
   api::FwdCall call = api::prepare_fwd(x, v_init, decay_t, gain_t, bias_t, decay, gain, bias, v_threshold, v_reset,
                                        v_init_value, hard_reset, strict, detach_reset, surrogate_id, surrogate_param,
-                                       training, store_final_state, chunk);
+                                       training, store_final_state, chunk, store_v_seq);
   const LeakyFwdParams& p = call.p;
   if (p.N > 0) {
     at::parallel_for(0, leaky_cpu_num_blocks(p.N), block_grain(p.T),
@@ -305,12 +319,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> leaky_bwd
     const api::OptTensor& gain_t, const api::OptTensor& bias_t, double decay, double gain, double bias,
     double v_threshold, double v_reset, double v_init_value, bool hard_reset, bool strict, bool detach_reset,
     int64_t surrogate_id, double surrogate_param, int64_t chunk, bool need_grad_v_init, bool need_grad_decay,
-    bool need_grad_gain, bool need_grad_bias) {
+    bool need_grad_gain, bool need_grad_bias, const api::OptTensor& grad_v_seq) {
   TORCH_CHECK(x.device().is_cpu(), "snnkernels: leaky_bwd_native's CPU kernel got x on ", x.device());
   api::BwdCall call = api::prepare_bwd(grad_spikes, grad_v_final, x, v_init, checkpoints, decay_t, gain_t, bias_t,
                                        decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict,
                                        detach_reset, surrogate_id, surrogate_param, chunk, need_grad_v_init,
-                                       need_grad_decay, need_grad_gain, need_grad_bias);
+                                       need_grad_decay, need_grad_gain, need_grad_bias, grad_v_seq);
   const LeakyBwdParams& p = call.p;
   if (p.N > 0) {
     at::parallel_for(0, leaky_cpu_num_blocks(p.N), block_grain(p.T),

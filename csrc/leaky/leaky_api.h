@@ -28,15 +28,16 @@ struct Output {
 
 struct FwdCall {
   LeakyFwdParams p;
-  Output spikes, v_final;
+  Output spikes, v_final, v_seq;
   at::Tensor checkpoints;
   std::vector<at::Tensor> keep_alive;  // converted inputs the params point into
   void finish() {
     spikes.finish();
     v_final.finish();
+    v_seq.finish();
   }
-  std::tuple<at::Tensor, at::Tensor, at::Tensor> outputs() const {
-    return {spikes.out, v_final.out, checkpoints};
+  std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> outputs() const {
+    return {spikes.out, v_final.out, checkpoints, v_seq.out};
   }
 };
 
@@ -59,14 +60,15 @@ FwdCall prepare_fwd(const at::Tensor& x, const OptTensor& v_init, const OptTenso
                     const OptTensor& bias_t, double decay, double gain, double bias, double v_threshold,
                     double v_reset, double v_init_value, bool hard_reset, bool strict, bool detach_reset,
                     int64_t surrogate_id, double surrogate_param, bool training, bool store_final_state,
-                    int64_t chunk);
+                    int64_t chunk, bool store_v_seq);
 
 BwdCall prepare_bwd(const at::Tensor& grad_spikes, const OptTensor& grad_v_final, const at::Tensor& x,
                     const OptTensor& v_init, const at::Tensor& checkpoints, const OptTensor& decay_t,
                     const OptTensor& gain_t, const OptTensor& bias_t, double decay, double gain, double bias,
                     double v_threshold, double v_reset, double v_init_value, bool hard_reset, bool strict,
                     bool detach_reset, int64_t surrogate_id, double surrogate_param, int64_t chunk,
-                    bool need_grad_v_init, bool need_grad_decay, bool need_grad_gain, bool need_grad_bias);
+                    bool need_grad_v_init, bool need_grad_decay, bool need_grad_gain, bool need_grad_bias,
+                    const OptTensor& grad_v_seq);
 
 }  // namespace api
 }  // namespace snnk

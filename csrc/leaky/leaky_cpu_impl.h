@@ -237,7 +237,8 @@ SNNK_INLINE void fwd_tile_group_registers(const LeakyFwdParams& p, int64_t n, in
 
 // Steps [t0, t1) of one forward tile: neurons n .. n + len - 1, len <= W, whose coefficients and state are
 // at a, b, c, v (the piece's arrays). FULL: len == W, a constant trip count for every loop (no remainders).
-template <typename scalar_t, bool HARD, bool STRICT, int64_t W, bool FULL>
+// VSEQ: also store each step's post-reset state into v_seq (a template flag: the default instance has no store).
+template <typename scalar_t, bool HARD, bool STRICT, int64_t W, bool FULL, bool VSEQ>
 SNNK_INLINE void fwd_tile_steps(const LeakyFwdParams& p, int64_t n, int64_t tail_len, int64_t t0, int64_t t1,
                                 const float* a, const float* b, const float* c, float* v) {
   using E = CpuElem<scalar_t>;
@@ -253,13 +254,15 @@ SNNK_INLINE void fwd_tile_steps(const LeakyFwdParams& p, int64_t n, int64_t tail
     prefetch_ahead<W>(spikes + t * N, true);
     fwd_step<scalar_t, HARD, true>(x + t * N, spikes + t * N, a, b, c, v, len, p.v_threshold, p.v_reset, STRICT,
                                    one, zero);
+    if constexpr (VSEQ) copy_f32(v, len, p.v_seq + t * N + n);
   }
 }
 
 // Blocks [block_begin, block_end), in pieces of BK neurons: per piece, groups of G steps; per group, tile by
 // tile, so that at most 2 G rows stream at a time whatever T is. BK: kLeakyCpuPiece when one group covers T;
-// with several, the whole block, so that each group reads longer runs of each row (fwd_dispatch).
-template <typename scalar_t, bool HARD, bool STRICT, int64_t BK, int64_t W = kLeakyCpuFwdTile,
+// with several, the whole block, so that each group reads longer runs of each row (fwd_dispatch). VSEQ: the
+// membrane sequence is stored too (per-step path only).
+template <typename scalar_t, bool HARD, bool STRICT, int64_t BK, bool VSEQ = false, int64_t W = kLeakyCpuFwdTile,
           int64_t G = kLeakyCpuGroup>
 void fwd_blocks(const LeakyFwdParams& p, int64_t block_begin, int64_t block_end) {
   static_assert(BK % W == 0 && kLeakyCpuBlock % BK == 0, "a block is a whole number of pieces and tiles");
@@ -273,7 +276,7 @@ void fwd_blocks(const LeakyFwdParams& p, int64_t block_begin, int64_t block_end)
       // a group whose checkpoints (if any) fall on its first step can run register-blocked
       const int64_t k_steps = !p.training || p.chunk % kRegisterSteps == 0 ? register_steps(t1 - t0) : 0;
       for_tiles<W>(len, [&](auto full, int64_t i, int64_t w) {
-        if constexpr (decltype(full)::value && G == kRegisterSteps) {
+        if constexpr (decltype(full)::value && G == kRegisterSteps && !VSEQ) {
           if (k_steps && uniform_coefficients(p, n0 + i, W)) {
             store_checkpoint_if_due(p, t0, v + i, n0 + i, W);
             if (k_steps == kRegisterSteps) {
@@ -286,8 +289,8 @@ void fwd_blocks(const LeakyFwdParams& p, int64_t block_begin, int64_t block_end)
             return;
           }
         }
-        fwd_tile_steps<scalar_t, HARD, STRICT, W, decltype(full)::value>(p, n0 + i, w, t0, t1, a + i, b + i, c + i,
-                                                                         v + i);
+        fwd_tile_steps<scalar_t, HARD, STRICT, W, decltype(full)::value, VSEQ>(p, n0 + i, w, t0, t1, a + i, b + i,
+                                                                               c + i, v + i);
       });
     }
     if (p.store_final_state) copy_f32(v, len, p.v_final + n0);
@@ -296,8 +299,9 @@ void fwd_blocks(const LeakyFwdParams& p, int64_t block_begin, int64_t block_end)
 
 // The backward of chunk ci for one tile: neurons n .. n + len - 1, len <= W (FULL as in fwd_tile_steps),
 // whose coefficients, initial state, carried dL/dv and coefficient sums are at a, b, c, v0, grad_v, acc_* (the
-// piece's arrays).
-template <typename scalar_t, bool HARD, bool DETACH, int SG, int64_t W, bool FULL>
+// piece's arrays). VSEQ: dL/dv_seq[t] is added to dL/dv_t before step t is walked (a template flag: the default
+// instances keep their code).
+template <typename scalar_t, bool HARD, bool DETACH, int SG, int64_t W, bool FULL, bool VSEQ>
 SNNK_INLINE void bwd_tile_chunk(const LeakyBwdParams& p, int64_t n, int64_t tail_len, int64_t ci, const float* a,
                                 const float* b, const float* c, const float* v0, float* grad_v, float* acc_decay,
                                 float* acc_gain, float* acc_bias) {
@@ -346,6 +350,7 @@ SNNK_INLINE void bwd_tile_chunk(const LeakyBwdParams& p, int64_t n, int64_t tail
       storage* gxr = grad_x + (s0 + k) * N;
       prefetch_ahead<W>(gr, false);
       prefetch_ahead<W>(gxr, true);
+      if constexpr (VSEQ) accumulate(grad_v, p.grad_v_seq + (s0 + k) * N + n, nullptr, len);  // dL/dv_t
       if (keep_gh) {
         walk_step<scalar_t, HARD, DETACH, SG, true>(hs + k * W, gr, gxr, a, b, grad_v, grad_h, len, v_th, v_reset,
                                                     sg_param, strict);
@@ -363,8 +368,8 @@ SNNK_INLINE void bwd_tile_chunk(const LeakyBwdParams& p, int64_t n, int64_t tail
 // Blocks [block_begin, block_end), in pieces of kLeakyCpuPiece neurons: per piece, chunks last to first; per
 // chunk, tile by tile (at most 3 CHUNK rows stream at a time). The strict threshold is a run-time flag here (a
 // template one would double the 2 x 2 x 8 instances per element type and instruction set, and measured no
-// faster: bench/NOTES.md, "Eight surrogates").
-template <typename scalar_t, bool HARD, bool DETACH, int SG, int64_t W = kLeakyCpuBwdTile>
+// faster: bench/NOTES.md, "Eight surrogates"). VSEQ: the backward given dL/dv_seq (bwd_tile_chunk).
+template <typename scalar_t, bool HARD, bool DETACH, int SG, bool VSEQ = false, int64_t W = kLeakyCpuBwdTile>
 void bwd_blocks(const LeakyBwdParams& p, int64_t block_begin, int64_t block_end) {
   constexpr int64_t BK = kLeakyCpuPiece;
   static_assert(BK % W == 0 && kLeakyCpuBlock % BK == 0, "a block is a whole number of pieces and tiles");
@@ -383,7 +388,7 @@ void bwd_blocks(const LeakyBwdParams& p, int64_t block_begin, int64_t block_end)
     fill_f32(0.0f, len, acc_bias);
     for (int64_t ci = ceil_div(p.T, p.chunk) - 1; ci >= 0; --ci) {
       for_tiles<W>(len, [&](auto full, int64_t i, int64_t w) {
-        bwd_tile_chunk<scalar_t, HARD, DETACH, SG, W, decltype(full)::value>(
+        bwd_tile_chunk<scalar_t, HARD, DETACH, SG, W, decltype(full)::value, VSEQ>(
             p, n0 + i, w, ci, a + i, b + i, c + i, v0 + i, grad_v + i, acc_decay + i, acc_gain + i, acc_bias + i);
       });
     }
@@ -398,11 +403,13 @@ template <typename scalar_t>
 void fwd_dispatch(const LeakyFwdParams& p, int64_t block_begin, int64_t block_end) {
   SNNK_BOOL_SWITCH(p.hard_reset, HARD, [&] {
     SNNK_BOOL_SWITCH(p.strict, STRICT, [&] {
-      if (p.T > kLeakyCpuGroup) {
-        fwd_blocks<scalar_t, HARD, STRICT, kLeakyCpuBlock>(p, block_begin, block_end);
-      } else {
-        fwd_blocks<scalar_t, HARD, STRICT, kLeakyCpuPiece>(p, block_begin, block_end);
-      }
+      SNNK_BOOL_SWITCH(p.store_v_seq, VSEQ, [&] {
+        if (p.T > kLeakyCpuGroup) {
+          fwd_blocks<scalar_t, HARD, STRICT, kLeakyCpuBlock, VSEQ>(p, block_begin, block_end);
+        } else {
+          fwd_blocks<scalar_t, HARD, STRICT, kLeakyCpuPiece, VSEQ>(p, block_begin, block_end);
+        }
+      });
     });
   });
 }
@@ -412,7 +419,8 @@ void bwd_dispatch(const LeakyBwdParams& p, int64_t block_begin, int64_t block_en
   SNNK_BOOL_SWITCH(p.hard_reset, HARD, [&] {
     SNNK_BOOL_SWITCH(p.detach_reset, DETACH, [&] {
       SNNK_SURROGATE_SWITCH(p.surrogate_id, SG, [&] {
-        bwd_blocks<scalar_t, HARD, DETACH, SG>(p, block_begin, block_end);
+        SNNK_BOOL_SWITCH(p.has_grad_v_seq, VSEQ,
+                         [&] { bwd_blocks<scalar_t, HARD, DETACH, SG, VSEQ>(p, block_begin, block_end); });
       });
     });
   });

@@ -4,9 +4,9 @@
 // Semantics: snnkernels/ops/leaky.py (schemas, checkpoint contract) and docs/neuron.md; the kernels do
 // what snnkernels/kernels/triton/leaky.py does, operation for operation.
 //
-// Layout: x / spikes / grad_spikes / grad_x are [T, N] (element (t, n) at t * N + n); per-neuron arrays
-// are [N]; checkpoints are [cdiv(T, chunk) - 1, N] fp32, row i = the state entering step (i + 1) * chunk.
-// A neuron's channel is (n / S) % C. All states and accumulations are fp32.
+// Layout: x / spikes / grad_spikes / grad_x / v_seq / grad_v_seq are [T, N] (element (t, n) at t * N + n);
+// per-neuron arrays are [N]; checkpoints are [cdiv(T, chunk) - 1, N] fp32, row i = the state entering step
+// (i + 1) * chunk. A neuron's channel is (n / S) % C. All states and accumulations are fp32.
 //
 // Threads: one thread owns VEC consecutive neurons and walks the whole time axis with their state in
 // registers. With kVectorized set (N % VEC == 0 and all pointers 16-byte aligned) each row access is one
@@ -28,7 +28,8 @@
 //   mod = cupy.RawModule(code='#include "leaky/leaky_kernel.cuh"\n',
 //                        options=('-I<repo>/csrc/include', '-I<repo>/csrc', '--std=c++17', '-fmad=false'),
 //                        name_expressions=['snnk::leaky_fwd_kernel<float, 8, 4, 0x7fffu, 0x4050u>'])
-//   (mask 0x7fff: every option fixed; 0x4050 = kHardReset | kTraining | kVectorized)
+//   (mask 0x7fff: options 0..14 fixed; 0x4050 = kHardReset | kTraining | kVectorized; bits 15 and 16, kStoreVSeq
+//   and kHasGradVSeq, then come from `flags`)
 //   k = mod.get_function('snnk::leaky_fwd_kernel<float, 8, 4, 0x7fffu, 0x4050u>')
 // Pass scalars with their exact C types (numpy.float32, numpy.int64 for `long long`, numpy.uint32 for
 // flags, numpy.int32 for sg_id): CuPy sends a Python float as a double. Null pointers for absent
@@ -133,7 +134,8 @@ __device__ __forceinline__ long long min_ll(long long a, long long b) { return a
 
 }  // namespace leaky_detail
 
-// Forward. Writes spikes (scalar_t, exactly 0 or 1), and when asked the final state and the checkpoints.
+// Forward. Writes spikes (scalar_t, exactly 0 or 1), and when asked the final state, the checkpoints and the
+// membrane sequence (kStoreVSeq: v_seq[t] = the state after step t's reset).
 template <typename scalar_t, int CHUNK, int VEC, unsigned int STATIC_MASK, unsigned int STATIC_FLAGS>
 __global__ void __launch_bounds__(kLeakyMaxThreads)
 leaky_fwd_kernel(const scalar_t* __restrict__ x,    // [T, N]
@@ -144,6 +146,7 @@ leaky_fwd_kernel(const scalar_t* __restrict__ x,    // [T, N]
                  scalar_t* __restrict__ spikes,      // [T, N] out
                  float* __restrict__ v_final,        // [N] out if kStoreFinal
                  float* __restrict__ checkpoints,    // [cdiv(T, chunk) - 1, N] out if kTraining
+                 float* __restrict__ v_seq,          // [T, N] out if kStoreVSeq
                  long long T, long long N, long long S, long long C,
                  float decay, float gain, float bias, float v_threshold, float v_reset, float v_init_value,
                  long long chunk, unsigned int flags) {
@@ -199,6 +202,7 @@ leaky_fwd_kernel(const scalar_t* __restrict__ x,    // [T, N]
             v[j] = leaky_reset(h, spike, v_threshold, v_reset, hard_reset);
           }
           store_pack<scalar_t, VEC>(spikes + (t + k) * N, base, N, vectorized, s);
+          if (SNNK_FLAG(kStoreVSeq)) store_f32<VEC>(v_seq + (t + k) * N, base, N, vectorized, v);
         }
       }
     }
@@ -210,7 +214,8 @@ leaky_fwd_kernel(const scalar_t* __restrict__ x,    // [T, N]
 // Backward. Rebuilds each chunk's h_t from its checkpoint (chunk 0 from v_init) exactly as the forward
 // computed it, then walks the chunk backwards:
 //   dL/dh_t = dL/ds_t * sg_t + dL/dv_t * dv_t/dh_t;   dL/dv_{t-1} = a * dL/dh_t;   dL/dx_t = b * dL/dh_t
-// and sums dL/dh_t * v_{t-1}, dL/dh_t * x_t and dL/dh_t per neuron for the coefficient gradients.
+// and sums dL/dh_t * v_{t-1}, dL/dh_t * x_t and dL/dh_t per neuron for the coefficient gradients. With
+// kHasGradVSeq, dL/dv_t also receives grad_v_seq[t] before step t is walked.
 template <typename scalar_t, int SG_ID, int CHUNK, int VEC, unsigned int STATIC_MASK, unsigned int STATIC_FLAGS>
 __global__ void __launch_bounds__(kLeakyMaxThreads)
 leaky_bwd_kernel(const scalar_t* __restrict__ grad_spikes,  // [T, N] dL/ds
@@ -226,6 +231,7 @@ leaky_bwd_kernel(const scalar_t* __restrict__ grad_spikes,  // [T, N] dL/ds
                  float* __restrict__ grad_decay,            // [N] out if kNeedGradDecay
                  float* __restrict__ grad_gain,             // [N] out if kNeedGradGain
                  float* __restrict__ grad_bias,             // [N] out if kNeedGradBias
+                 const float* __restrict__ grad_v_seq,      // [T, N] dL/dv_seq if kHasGradVSeq
                  long long T, long long N, long long S, long long C,
                  float decay, float gain, float bias, float v_threshold, float v_reset, float v_init_value,
                  float sg_param, int sg_id, long long chunk, unsigned int flags) {
@@ -325,6 +331,12 @@ leaky_bwd_kernel(const scalar_t* __restrict__ grad_spikes,  // [T, N] dL/ds
 #pragma unroll
       for (int k = CHUNK - 1; k >= 0; --k) {
         if (k < s_len) {
+          if (SNNK_FLAG(kHasGradVSeq)) {  // dL/dv_t = a dL/dh_{t+1} (+ dL/dv_T) + dL/dv_seq[t]
+            float gvs[VEC];
+            load_f32<VEC>(grad_v_seq + (s0 + k) * N, base, N, vectorized, gvs);
+#pragma unroll
+            for (int j = 0; j < VEC; ++j) grad_v[j] = add_rn(grad_v[j], gvs[j]);
+          }
           Pack<scalar_t, VEC> gx;
 #pragma unroll
           for (int j = 0; j < VEC; ++j) {

@@ -85,13 +85,14 @@ struct Config {
   int64_t chunk;
   bool hard, strict, detach, has_v0, per_channel, has_gvf;
   bool coefficient_grads = true;  // false: the backward skips the coefficient sums (their own code path)
+  bool vseq = false;              // the forward stores v_seq, the backward gets dL/dv_seq
   int sg;
 };
 
 struct Problem {
   Config cfg;
   int64_t N;
-  std::vector<float> x, v0, gs, gvf, decay, gain, bias;  // decay/gain/bias: [C] or [1]
+  std::vector<float> x, v0, gs, gvf, gvs, decay, gain, bias;  // decay/gain/bias: [C] or [1]; gvs: dL/dv_seq
   float vth = 1.0f, vreset = -0.1f, v_init_value = 0.2f, sg_param = 1.0f;
 };
 
@@ -111,6 +112,8 @@ Problem make_problem(const Config& cfg, uint32_t seed) {
   for (auto& v : pr.gs) v = nd(rng);
   pr.gvf.resize(pr.N);
   for (auto& v : pr.gvf) v = nd(rng);
+  pr.gvs.resize(cfg.T * pr.N);
+  for (auto& v : pr.gvs) v = nd(rng);
   const int64_t c = cfg.per_channel ? cfg.C : 1;
   for (int64_t i = 0; i < c; ++i) {
     pr.decay.push_back(cfg.per_channel ? 0.4f + 0.5f * ud(rng) : 0.5f);
@@ -125,7 +128,7 @@ Problem make_problem(const Config& cfg, uint32_t seed) {
 
 struct RefResult {
   std::vector<float> spikes, v_final, grad_x, grad_v0, g_decay, g_gain, g_bias;
-  std::vector<float> states;  // [T + 1, N]: v entering each step
+  std::vector<float> states;  // [T + 1, N]: v entering each step (v_seq: rows 1 .. T)
 };
 
 RefResult reference(const Problem& pr) {
@@ -160,6 +163,7 @@ RefResult reference(const Problem& pr) {
     const float a = coef(pr.decay, n), b = coef(pr.gain, n);
     float gv = c.has_gvf ? pr.gvf[n] : 0.0f;
     for (int64_t t = T - 1; t >= 0; --t) {
+      if (c.vseq) gv = gv + pr.gvs[t * N + n];  // dL/dv_t = a dL/dh_{t+1} (+ dL/dv_T) + dL/dv_seq[t]
       const float ht = h[t * N + n];
       const float sg = sg_ref(c.sg, ht - pr.vth, pr.sg_param);
       const float s = r.spikes[t * N + n];
@@ -185,7 +189,7 @@ RefResult reference(const Problem& pr) {
 // ---------------- the CPU core ----------------
 
 struct CoreResult {
-  std::vector<float> spikes, v_final, ckpt, grad_x, grad_v0, g_decay, g_gain, g_bias;
+  std::vector<float> spikes, v_final, ckpt, v_seq, grad_x, grad_v0, g_decay, g_gain, g_bias;
 };
 
 CoreResult run_core(const Problem& pr, bool parallel_driver) {
@@ -195,6 +199,7 @@ CoreResult run_core(const Problem& pr, bool parallel_driver) {
   r.spikes.assign(T * N, -7.0f);
   r.v_final.assign(N, -7.0f);
   r.ckpt.assign(snnk::leaky_num_checkpoints(T, c.chunk) * N, -7.0f);
+  r.v_seq.assign(c.vseq ? T * N : 0, -7.0f);
   snnk::LeakyFwdParams f;
   f.x = pr.x.data();
   f.v_init = c.has_v0 ? pr.v0.data() : nullptr;
@@ -223,6 +228,8 @@ CoreResult run_core(const Problem& pr, bool parallel_driver) {
   f.strict = c.strict;
   f.training = true;
   f.store_final_state = true;
+  f.store_v_seq = c.vseq;
+  f.v_seq = c.vseq ? r.v_seq.data() : nullptr;
   if (parallel_driver) {
     snnk::leaky_fwd_cpu(f);
   } else {
@@ -269,6 +276,8 @@ CoreResult run_core(const Problem& pr, bool parallel_driver) {
   b.detach_reset = c.detach;
   b.need_grad_v_init = true;
   b.need_grad_decay = b.need_grad_gain = b.need_grad_bias = c.coefficient_grads;
+  b.has_grad_v_seq = c.vseq;
+  b.grad_v_seq = c.vseq ? pr.gvs.data() : nullptr;
   if (parallel_driver) {
     snnk::leaky_bwd_cpu(b);
   } else {
@@ -316,6 +325,7 @@ void test_leaky() {
           c.per_channel = flags & 16;
           c.has_gvf = flags & 32;
           c.coefficient_grads = seed % 3 != 0;
+          c.vseq = seed % 4 == 1;
           const Problem pr = make_problem(c, seed++);
           const RefResult ref = reference(pr);
           snnk::leaky_cpu_set_isa(snnk::LeakyCpuIsa::kAuto);
@@ -325,13 +335,13 @@ void test_leaky() {
           const CoreResult base = run_core(pr, seed % 2 == 1);
           snnk::leaky_cpu_set_isa(snnk::LeakyCpuIsa::kAuto);
           EXPECT(same_bits(got.spikes, base.spikes) && same_bits(got.ckpt, base.ckpt) &&
-                     same_bits(got.grad_x, base.grad_x) && same_bits(got.grad_v0, base.grad_v0) &&
-                     same_bits(got.g_decay, base.g_decay) && same_bits(got.g_gain, base.g_gain) &&
-                     same_bits(got.g_bias, base.g_bias),
+                     same_bits(got.v_seq, base.v_seq) && same_bits(got.grad_x, base.grad_x) &&
+                     same_bits(got.grad_v0, base.grad_v0) && same_bits(got.g_decay, base.g_decay) &&
+                     same_bits(got.g_gain, base.g_gain) && same_bits(got.g_bias, base.g_bias),
                  "T" + std::to_string(T) + " chunk" + std::to_string(chunk) + ": " + snnk::leaky_cpu_isa_name() +
                      " and baseline results differ");
           const std::string name = "T" + std::to_string(T) + " chunk" + std::to_string(chunk) + " sg" +
-                                   std::to_string(sg) + " flags" + std::to_string(flags);
+                                   std::to_string(sg) + " flags" + std::to_string(flags) + (c.vseq ? " v_seq" : "");
           EXPECT(same_bits(got.spikes, ref.spikes), name + ": spikes differ from the reference");
           EXPECT(same_bits(got.v_final, ref.v_final), name + ": v_final differs from the reference");
           std::vector<float> want_ckpt;
@@ -339,6 +349,9 @@ void test_leaky() {
             want_ckpt.insert(want_ckpt.end(), ref.states.begin() + i * chunk * pr.N,
                              ref.states.begin() + (i * chunk + 1) * pr.N);
           EXPECT(same_bits(got.ckpt, want_ckpt), name + ": checkpoints differ from the reference states");
+          const std::vector<float> want_v_seq =
+              c.vseq ? std::vector<float>(ref.states.begin() + pr.N, ref.states.end()) : std::vector<float>();
+          EXPECT(same_bits(got.v_seq, want_v_seq), name + ": v_seq differs from the reference states");
           // the coefficient gradients are compared where they were asked for (zeros otherwise)
           const bool coef = c.coefficient_grads;
           const bool bwd_same = same_bits(got.grad_x, ref.grad_x) && same_bits(got.grad_v0, ref.grad_v0) &&

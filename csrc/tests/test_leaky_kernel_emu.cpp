@@ -5,7 +5,8 @@
 // backward bit for bit too (same per-element functions; on the host both use the same exp), for the
 // launch configurations of leaky_launch_impl.cuh (wide VEC and one neuron per thread, the ahead-of-time
 // static flags) and for fully static / fully run-time flags, surrogate id at run time, and chunk lengths
-// longer than the kernel's CHUNK (walked in pieces).
+// longer than the kernel's CHUNK (walked in pieces); with and without the membrane sequence (v_seq out,
+// dL/dv_seq in: the launcher's run-time-surrogate instances).
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -69,6 +70,7 @@ struct Case {
   int64_t T, B, C, S, chunk;
   bool hard, strict, detach, has_v0, per_channel, has_gvf;
   int sg;
+  bool vseq = false;
 };
 
 // Which template configuration runs the kernel.
@@ -79,7 +81,7 @@ void run_fwd(const Case& c, const snnk::LeakyFwdParams& p, unsigned flags) {
   launch(p.N, VEC, 64, [&] {
     snnk::leaky_fwd_kernel<scalar_t, CHUNK, VEC, MASK, FLAGS>(
         static_cast<const scalar_t*>(p.x), p.v_init, p.decay_t, p.gain_t, p.bias_t, static_cast<scalar_t*>(p.spikes),
-        p.v_final, p.checkpoints, p.T, p.N, p.S, p.C, p.decay, p.gain, p.bias, p.v_threshold, p.v_reset,
+        p.v_final, p.checkpoints, p.v_seq, p.T, p.N, p.S, p.C, p.decay, p.gain, p.bias, p.v_threshold, p.v_reset,
         p.v_init_value, p.chunk, flags);
   });
   (void)c;
@@ -91,8 +93,8 @@ void run_bwd(const snnk::LeakyBwdParams& p, unsigned flags) {
     snnk::leaky_bwd_kernel<scalar_t, SG, CHUNK, VEC, MASK, FLAGS>(
         static_cast<const scalar_t*>(p.grad_spikes), p.grad_v_final, static_cast<const scalar_t*>(p.x), p.v_init,
         p.checkpoints, p.decay_t, p.gain_t, p.bias_t, static_cast<scalar_t*>(p.grad_x), p.grad_v_init, p.grad_decay,
-        p.grad_gain, p.grad_bias, p.T, p.N, p.S, p.C, p.decay, p.gain, p.bias, p.v_threshold, p.v_reset,
-        p.v_init_value, p.surrogate_param, p.surrogate_id, p.chunk, flags);
+        p.grad_gain, p.grad_bias, p.grad_v_seq, p.T, p.N, p.S, p.C, p.decay, p.gain, p.bias, p.v_threshold,
+        p.v_reset, p.v_init_value, p.surrogate_param, p.surrogate_id, p.chunk, flags);
   });
 }
 
@@ -101,8 +103,9 @@ void check_case(const Case& c, uint32_t seed, Mode mode, bool wide) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.45f, 1.2f);
   std::uniform_real_distribution<float> ud(0.0f, 1.0f);
-  Buf x(T * N), gs(T * N), v0(N), gvf(N), decay(c.C), gain(c.C), bias(c.C);
+  Buf x(T * N), gs(T * N), v0(N), gvf(N), gvs(T * N), decay(c.C), gain(c.C), bias(c.C);
   for (size_t i = 0; i < x.n; ++i) x.p[i] = i < 9 ? 1.0f : nd(rng);
+  for (size_t i = 0; i < gvs.n; ++i) gvs.p[i] = nd(rng);
   for (size_t i = 0; i < gs.n; ++i) gs.p[i] = nd(rng);
   for (size_t i = 0; i < v0.n; ++i) v0.p[i] = 0.5f * (ud(rng) - 0.5f);
   for (size_t i = 0; i < gvf.n; ++i) gvf.p[i] = nd(rng);
@@ -139,31 +142,35 @@ void check_case(const Case& c, uint32_t seed, Mode mode, bool wide) {
   f.strict = c.strict;
   f.training = true;
   f.store_final_state = true;
+  f.store_v_seq = c.vseq;
 
   // CPU core (reference for this test)
-  Buf s_ref(T * N, -7.f), vf_ref(N, -7.f), ck_ref(n_ckpt * N, -7.f);
+  Buf s_ref(T * N, -7.f), vf_ref(N, -7.f), ck_ref(n_ckpt * N, -7.f), vs_ref(c.vseq ? T * N : 0, -7.f);
   snnk::LeakyFwdParams fr = f;
   fr.spikes = s_ref.p;
   fr.v_final = vf_ref.p;
   fr.checkpoints = ck_ref.p;
+  fr.v_seq = c.vseq ? vs_ref.p : nullptr;
   snnk::leaky_fwd_cpu(fr);
 
-  Buf s(T * N, -7.f), vf(N, -7.f), ck(n_ckpt * N, -7.f);
+  Buf s(T * N, -7.f), vf(N, -7.f), ck(n_ckpt * N, -7.f), vs(c.vseq ? T * N : 0, -7.f);
   snnk::LeakyFwdParams fk = f;
   fk.spikes = s.p;
   fk.v_final = vf.p;
   fk.checkpoints = ck.p;
+  fk.v_seq = c.vseq ? vs.p : nullptr;
   const unsigned fflags = f.flags() | snnk::kVectorized;
   using namespace snnk;
   if (mode == Mode::kAot) {
-    constexpr unsigned M = kHardReset | kVectorized;
-    if (wide) {
-      if (c.hard) run_fwd<8, 4, M, kHardReset | kVectorized>(c, fk, fflags);
-      else run_fwd<8, 4, M, kVectorized>(c, fk, fflags);
-    } else {
-      if (c.hard) run_fwd<8, 1, M, kHardReset | kVectorized>(c, fk, fflags);
-      else run_fwd<8, 1, M, kVectorized>(c, fk, fflags);
-    }
+    // as leaky_launch_impl.cuh: hard_reset, store_v_seq and the width fixed
+    constexpr unsigned M = kHardReset | kVectorized | kStoreVSeq;
+    SNNK_BOOL_SWITCH(c.hard, HARD, [&] {
+      SNNK_BOOL_SWITCH(c.vseq, VSEQ, [&] {
+        constexpr unsigned F = (HARD ? kHardReset : 0u) | kVectorized | (VSEQ ? kStoreVSeq : 0u);
+        if (wide) run_fwd<8, 4, M, F>(c, fk, fflags);
+        else run_fwd<8, 1, M, F>(c, fk, fflags);
+      });
+    });
   } else if (mode == Mode::kAllRuntime) {
     // nothing static, not even the vector width's fast path: per-element bound checks
     run_fwd<3, 4, 0u, 0u>(c, fk, f.flags());
@@ -172,7 +179,7 @@ void check_case(const Case& c, uint32_t seed, Mode mode, bool wide) {
     if (!(c.hard && c.has_v0 && c.per_channel && !c.strict) || !wide) return;
     constexpr unsigned M = 0x7fffu;
     constexpr unsigned F = kHasVInit | kDecayT | kGainT | kBiasT | kHardReset | kTraining | kStoreFinal | kVectorized;
-    run_fwd<4, 2, M, F>(c, fk, 0u);
+    run_fwd<4, 2, M, F>(c, fk, c.vseq ? kStoreVSeq : 0u);  // bits 15-16 stay run-time flags
   }
   const std::string name = "T" + std::to_string(T) + " chunk" + std::to_string(c.chunk) + " sg" + std::to_string(c.sg) +
                            (c.hard ? " hard" : " soft") + (c.strict ? " strict" : "") + (c.detach ? " detach" : "") +
@@ -182,6 +189,7 @@ void check_case(const Case& c, uint32_t seed, Mode mode, bool wide) {
   EXPECT(s.same(s_ref), name + ": kernel spikes differ from the CPU core");
   EXPECT(vf.same(vf_ref), name + ": kernel v_final differs");
   EXPECT(ck.same(ck_ref), name + ": kernel checkpoints differ");
+  EXPECT(vs.same(vs_ref), name + ": kernel v_seq differs");
 
   // backward from the same checkpoints
   snnk::LeakyBwdParams b;
@@ -212,6 +220,8 @@ void check_case(const Case& c, uint32_t seed, Mode mode, bool wide) {
   b.strict = c.strict;
   b.detach_reset = c.detach;
   b.need_grad_v_init = b.need_grad_decay = b.need_grad_gain = b.need_grad_bias = true;
+  b.has_grad_v_seq = c.vseq;
+  b.grad_v_seq = c.vseq ? gvs.p : nullptr;
   Buf gx_ref(T * N, -7.f), gv_ref(N, -7.f), gd_ref(N, -7.f), gg_ref(N, -7.f), gb_ref(N, -7.f);
   snnk::LeakyBwdParams br = b;
   br.grad_x = gx_ref.p;
@@ -228,8 +238,18 @@ void check_case(const Case& c, uint32_t seed, Mode mode, bool wide) {
   bk.grad_gain = gg.p;
   bk.grad_bias = gb.p;
   const unsigned bflags = b.flags() | kVectorized;
-  if (mode == Mode::kAot) {
-    constexpr unsigned M = kHardReset | kDetachReset | kVectorized;
+  if (mode == Mode::kAot && c.vseq) {
+    // as leaky_launch_impl.cuh: dL/dv_seq runs the run-time-surrogate instances
+    constexpr unsigned M = kHardReset | kDetachReset | kVectorized | kHasGradVSeq;
+    SNNK_BOOL_SWITCH(c.hard, HARD, [&] {
+      SNNK_BOOL_SWITCH(c.detach, DETACH, [&] {
+        constexpr unsigned F = (HARD ? kHardReset : 0u) | (DETACH ? kDetachReset : 0u) | kVectorized | kHasGradVSeq;
+        if (wide) run_bwd<-1, 8, 2, M, F>(bk, bflags);
+        else run_bwd<-1, 8, 1, M, F>(bk, bflags);
+      });
+    });
+  } else if (mode == Mode::kAot) {
+    constexpr unsigned M = kHardReset | kDetachReset | kVectorized | kHasGradVSeq;
     SNNK_SURROGATE_SWITCH(c.sg, SG, [&] {
       SNNK_BOOL_SWITCH(c.hard, HARD, [&] {
         SNNK_BOOL_SWITCH(c.detach, DETACH, [&] {
@@ -246,7 +266,7 @@ void check_case(const Case& c, uint32_t seed, Mode mode, bool wide) {
     constexpr unsigned F = kHasVInit | kDecayT | kGainT | kBiasT | kHardReset | kStoreGradVInit | kNeedGradDecay |
                            kNeedGradGain | kNeedGradBias | kVectorized;
     if (c.has_gvf || c.detach) return;
-    SNNK_SURROGATE_SWITCH(c.sg, SG, [&] { run_bwd<SG, 4, 2, M, F>(bk, 0u); });
+    SNNK_SURROGATE_SWITCH(c.sg, SG, [&] { run_bwd<SG, 4, 2, M, F>(bk, c.vseq ? kHasGradVSeq : 0u); });
   }
   EXPECT(gx.same(gx_ref), name + ": kernel grad_x differs from the CPU core");
   EXPECT(gv.same(gv_ref), name + ": kernel grad_v_init differs");
@@ -353,7 +373,7 @@ int main() {
       for (int sg = 0; sg < snnk::kNumSurrogates; ++sg) {
         for (int flags = 0; flags < 64; flags += 3 + seed % 5) {
           Case c{T, 2, 3, 28, chunk, bool(flags & 1), bool(flags & 2), bool(flags & 4), bool(flags & 8),
-                 bool(flags & 16), bool(flags & 32), sg};  // N = 168: divisible by 4 (wide path)
+                 bool(flags & 16), bool(flags & 32), sg, seed % 3 == 1};  // N = 168: divisible by 4 (wide path)
           for (Mode m : {Mode::kAot, Mode::kAllStatic, Mode::kAllRuntime}) {
             check_case(c, seed, m, true);
             check_case(c, seed, m, false);

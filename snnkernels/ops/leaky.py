@@ -12,6 +12,10 @@ from ``v_init``). Coefficient tensors (``decay_t`` etc.) are fp32 of shape [C'] 
 channel count C = x.shape[2]; their gradients come back from the backward as per-neuron partial sums
 [N] (fp32), reduced here with plain torch sums so the result is deterministic (no float atomics).
 
+Membrane sequence: with ``store_v_seq`` the forward also writes ``v_seq`` [T, ...] (fp32, x's layout), the
+post-reset state of every step; without it ``v_seq`` is a 0-element tensor and the kernels compile without
+its stores. It is differentiable: the backward takes ``grad_v_seq`` and adds row t to dL/dv_t as it walks.
+
 Firing statistics: a backend may add a counted forward (COUNTED_FWD_SCHEMA: one more output, the spikes
 per step) that reuses its backward op; ``register_forward_autograd`` wires it like the plain forward.
 """
@@ -26,26 +30,28 @@ FWD_SCHEMA = (
     "(Tensor x, Tensor? v_init, Tensor? decay_t, Tensor? gain_t, Tensor? bias_t, "
     "float decay, float gain, float bias, float v_threshold, float v_reset, float v_init_value, "
     "bool hard_reset, bool strict, bool detach_reset, int surrogate_id, float surrogate_param, "
-    "bool training, bool store_final_state, int chunk) -> (Tensor spikes, Tensor v_final, Tensor checkpoints)"
+    "bool training, bool store_final_state, int chunk, bool store_v_seq=False) "
+    "-> (Tensor spikes, Tensor v_final, Tensor checkpoints, Tensor v_seq)"
 )
 BWD_SCHEMA = (
     "(Tensor grad_spikes, Tensor? grad_v_final, Tensor x, Tensor? v_init, Tensor checkpoints, "
     "Tensor? decay_t, Tensor? gain_t, Tensor? bias_t, "
     "float decay, float gain, float bias, float v_threshold, float v_reset, float v_init_value, "
     "bool hard_reset, bool strict, bool detach_reset, int surrogate_id, float surrogate_param, int chunk, "
-    "bool need_grad_v_init, bool need_grad_decay, bool need_grad_gain, bool need_grad_bias) "
+    "bool need_grad_v_init, bool need_grad_decay, bool need_grad_gain, bool need_grad_bias, "
+    "Tensor? grad_v_seq=None) "
     "-> (Tensor grad_x, Tensor grad_v_init, Tensor grad_decay, Tensor grad_gain, Tensor grad_bias)"
 )
 
 # A forward that also counts spikes (Triton only): FWD_SCHEMA's arguments and outputs plus ``spike_counts``,
 # int64 [T], the number of spikes at each step. The extra output is an integer, hence non-differentiable, so
-# the same setup_context / backward serve it (they only look at the first three outputs).
+# the same setup_context / backward serve it (they only look at the first four outputs).
 COUNTED_FWD_SCHEMA = FWD_SCHEMA.removesuffix(")") + ", Tensor spike_counts)"
 
 # Positions of the forward's arguments, used by setup_context / backward.
 _FWD_ARGS = (
     "x v_init decay_t gain_t bias_t decay gain bias v_threshold v_reset v_init_value "
-    "hard_reset strict detach_reset surrogate_id surrogate_param training store_final_state chunk"
+    "hard_reset strict detach_reset surrogate_id surrogate_param training store_final_state chunk store_v_seq"
 ).split()
 
 
@@ -91,8 +97,9 @@ def channel_stride(x: torch.Tensor, channels: int) -> int:
 
 
 def fake_fwd(x, v_init, decay_t, gain_t, bias_t, decay, gain, bias, v_threshold, v_reset, v_init_value,
-             hard_reset, strict, detach_reset, surrogate_id, surrogate_param, training, store_final_state, chunk):
-    return new_fwd_outputs(x, training, store_final_state, chunk)
+             hard_reset, strict, detach_reset, surrogate_id, surrogate_param, training, store_final_state, chunk,
+             store_v_seq=False):
+    return new_fwd_outputs(x, training, store_final_state, chunk, store_v_seq)
 
 
 def fake_fwd_counted(x, *args):
@@ -104,17 +111,19 @@ def new_spike_counts(x: torch.Tensor) -> torch.Tensor:
     return x.new_empty((x.shape[0],), dtype=torch.int64)
 
 
-def new_fwd_outputs(x: torch.Tensor, training: bool, store_final_state: bool, chunk: int):
-    """Uninitialised (spikes, v_final, checkpoints); states follow the memory layout of x[0]."""
+def new_fwd_outputs(x: torch.Tensor, training: bool, store_final_state: bool, chunk: int, store_v_seq: bool = False):
+    """Uninitialised (spikes, v_final, checkpoints, v_seq); states follow the memory layout of x[0], v_seq
+    that of x."""
     spikes = torch.empty_like(x)
     v_final = torch.empty_like(x[0], dtype=torch.float32) if store_final_state else x.new_empty((0,), dtype=torch.float32)
     ckpt = x.new_empty((num_checkpoints(x.shape[0], chunk), neurons_per_step(x)) if training else (0,), dtype=torch.float32)
-    return spikes, v_final, ckpt
+    v_seq = torch.empty_like(x, dtype=torch.float32) if store_v_seq else x.new_empty((0,), dtype=torch.float32)
+    return spikes, v_final, ckpt, v_seq
 
 
 def fake_bwd(grad_spikes, grad_v_final, x, v_init, checkpoints, decay_t, gain_t, bias_t, decay, gain, bias,
              v_threshold, v_reset, v_init_value, hard_reset, strict, detach_reset, surrogate_id, surrogate_param,
-             chunk, need_grad_v_init, need_grad_decay, need_grad_gain, need_grad_bias):
+             chunk, need_grad_v_init, need_grad_decay, need_grad_gain, need_grad_bias, grad_v_seq=None):
     return new_bwd_outputs(x, need_grad_v_init, need_grad_decay, need_grad_gain, need_grad_bias)
 
 
@@ -153,8 +162,9 @@ def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
 def make_backward(bwd_op: Any):
     """The autograd backward of a forward op, calling its backend's ``bwd_op``."""
 
-    # *_extra: the gradients of outputs past the checkpoints (spike counts): integers, never differentiated
-    def backward(ctx: Any, grad_spikes: torch.Tensor, grad_v_final: torch.Tensor | None, _grad_ckpt: Any, *_extra: Any):
+    # *_extra: the gradients of outputs past v_seq (spike counts): integers, never differentiated
+    def backward(ctx: Any, grad_spikes: torch.Tensor, grad_v_final: torch.Tensor | None, _grad_ckpt: Any,
+                 grad_v_seq: torch.Tensor | None, *_extra: Any):
         if ctx.inference_only:
             raise RuntimeError(
                 "snnkernels: this leaky-neuron forward ran with training=False (no checkpoints saved), so it "
@@ -162,8 +172,7 @@ def make_backward(bwd_op: Any):
             )
         x, v_init, ckpt, decay_t, gain_t, bias_t = ctx.saved_tensors
         s = ctx.scalars
-        if grad_v_final is not None and grad_v_final.numel() == 0:
-            grad_v_final = None
+        grad_v_final, grad_v_seq = _present(grad_v_final), _present(grad_v_seq)
         needs = ctx.needs_input_grad
         need_v_init = v_init is not None and needs[1]
         need = [t is not None and needs[i] for i, t in ((2, decay_t), (3, gain_t), (4, bias_t))]
@@ -173,7 +182,7 @@ def make_backward(bwd_op: Any):
             x, v_init, ckpt, decay_t, gain_t, bias_t,
             s["decay"], s["gain"], s["bias"], s["v_threshold"], s["v_reset"], s["v_init_value"],
             s["hard_reset"], s["strict"], s["detach_reset"], s["surrogate_id"], s["surrogate_param"], s["chunk"],
-            need_v_init, *need,
+            need_v_init, *need, None if grad_v_seq is None else match_layout(grad_v_seq.float(), x),
         )
         coefficient_grads = [
             reduce_partial(g, t, x) if n else None for g, t, n in zip((g_decay, g_gain, g_bias), (decay_t, gain_t, bias_t), need)
@@ -185,6 +194,11 @@ def make_backward(bwd_op: Any):
         ) + (None,) * (len(_FWD_ARGS) - 5)
 
     return backward
+
+
+def _present(grad: torch.Tensor | None) -> torch.Tensor | None:
+    """A gradient of an optional output, or None where the output was absent (0 elements) or got none."""
+    return None if grad is None or grad.numel() == 0 else grad
 
 
 def define_leaky_ops(backend: str, fwd_impl: Any, bwd_impl: Any, dispatch_keys: tuple[str, ...]) -> tuple[Any, Any]:

@@ -43,8 +43,10 @@ def multistep_leaky_reference(
     surrogate_function: Surrogate = ATan(),
     v_init_value: float = 0.0,
     return_final_state: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Leaky neuron over ``x_seq`` of shape [T, ...]; returns spikes (x's dtype) [, final state]."""
+    return_v_seq: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """Leaky neuron over ``x_seq`` of shape [T, ...]; returns spikes (x's dtype) [, final state] [, v_seq: the
+    post-reset states v_1 .. v_T stacked, [T, ...] in the state dtype]."""
     dtype = state_dtype(x_seq.dtype)
     x = x_seq.to(dtype)
     a = _as_channel_coefficient(decay, x_seq, dtype)
@@ -54,7 +56,7 @@ def multistep_leaky_reference(
         v = torch.full_like(x[0], v_init_value)
     else:
         v = v_init.to(dtype)
-    spikes = []
+    spikes, states = [], []
     for t in range(x.shape[0]):
         h = a * v + b * x[t] + c
         s = surrogate_function.spike(h - v_threshold, strict_threshold)
@@ -64,8 +66,14 @@ def multistep_leaky_reference(
         else:
             v = h * (1.0 - s_reset) + v_reset * s_reset
         spikes.append(s)
-    out = torch.stack(spikes).to(x_seq.dtype)
-    return (out, v) if return_final_state else out
+        if return_v_seq:
+            states.append(v)
+    out = (torch.stack(spikes).to(x_seq.dtype),)
+    if return_final_state:
+        out += (v,)
+    if return_v_seq:
+        out += (torch.stack(states),)
+    return out if len(out) > 1 else out[0]
 
 
 def multistep_lif_reference(
@@ -79,7 +87,8 @@ def multistep_lif_reference(
     detach_reset: bool = False,
     surrogate_function: Surrogate = ATan(),
     return_final_state: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    return_v_seq: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, ...]:
     """SpikingJelly's multi-step LIF (see ``lif_coefficients``); v starts at v_reset (0 for soft reset)."""
     decay, gain, bias = lif_coefficients(tau, decay_input, v_reset)
     return multistep_leaky_reference(
@@ -95,4 +104,5 @@ def multistep_lif_reference(
         surrogate_function=surrogate_function,
         v_init_value=0.0 if v_reset is None else v_reset,
         return_final_state=return_final_state,
+        return_v_seq=return_v_seq,
     )

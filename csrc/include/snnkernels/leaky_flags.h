@@ -27,6 +27,8 @@ enum LeakyFlag : unsigned int {
   kNeedGradGain = 1u << 12,    // backward: write per-neuron sums of dL/dh_t * x_t
   kNeedGradBias = 1u << 13,    // backward: write per-neuron sums of dL/dh_t
   kVectorized = 1u << 14,      // CUDA: N % VEC == 0 and every pointer 16-byte aligned (wide accesses)
+  kStoreVSeq = 1u << 15,       // forward: write v_seq, the post-reset state of every step
+  kHasGradVSeq = 1u << 16,     // backward: dL/dv_seq given (added to dL/dv_t at step t)
 };
 
 // Whether option F is on: the compile-time value when F is in STATIC_MASK, else the run-time bit.

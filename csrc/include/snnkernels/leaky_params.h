@@ -4,8 +4,8 @@
 //
 // Memory is walked as [T, N]: element (t, n) of x / spikes / grad_spikes / grad_x is at t * N + n; the
 // per-neuron arrays (v_init, v_final, grad_v_final, grad_v_init, partial sums) are [N] in the same neuron
-// order (the layout of x[0]); checkpoints are [cdiv(T, chunk) - 1, N]. A neuron's channel is
-// (n / S) % C; the coefficient tensors hold C fp32 values (C = 1 for per-tensor coefficients).
+// order (the layout of x[0]); checkpoints are [cdiv(T, chunk) - 1, N]; v_seq and grad_v_seq are [T, N] fp32. A
+// neuron's channel is (n / S) % C; the coefficient tensors hold C fp32 values (C = 1 for per-tensor coefficients).
 #pragma once
 
 #include <cstdint>
@@ -52,11 +52,14 @@ struct LeakyFwdParams {
   bool training = false;
   bool store_final_state = false;
   ElementType dtype = ElementType::kFloat32;
+  // membrane sequence (after the fields above, whose offsets the compiled default instances keep)
+  float* v_seq = nullptr;            // [T, N] fp32 out, if store_v_seq: v_t after the reset of step t
+  bool store_v_seq = false;
 
   unsigned int flags() const {
     return (has_v_init ? kHasVInit : 0u) | (decay_t ? kDecayT : 0u) | (gain_t ? kGainT : 0u) |
            (bias_t ? kBiasT : 0u) | (hard_reset ? kHardReset : 0u) | (strict ? kStrict : 0u) |
-           (training ? kTraining : 0u) | (store_final_state ? kStoreFinal : 0u);
+           (training ? kTraining : 0u) | (store_final_state ? kStoreFinal : 0u) | (store_v_seq ? kStoreVSeq : 0u);
   }
 };
 
@@ -94,13 +97,17 @@ struct LeakyBwdParams {
   bool need_grad_gain = false;
   bool need_grad_bias = false;
   ElementType dtype = ElementType::kFloat32;
+  // membrane sequence (after the fields above, whose offsets the compiled default instances keep)
+  const float* grad_v_seq = nullptr;   // [T, N] fp32 dL/dv_t of the forward's v_seq, if has_grad_v_seq
+  bool has_grad_v_seq = false;
 
   unsigned int flags() const {
     return (has_v_init ? kHasVInit : 0u) | (decay_t ? kDecayT : 0u) | (gain_t ? kGainT : 0u) |
            (bias_t ? kBiasT : 0u) | (hard_reset ? kHardReset : 0u) | (strict ? kStrict : 0u) |
            (detach_reset ? kDetachReset : 0u) | (has_grad_v_final ? kHasGradVFinal : 0u) |
            (need_grad_v_init ? kStoreGradVInit : 0u) | (need_grad_decay ? kNeedGradDecay : 0u) |
-           (need_grad_gain ? kNeedGradGain : 0u) | (need_grad_bias ? kNeedGradBias : 0u);
+           (need_grad_gain ? kNeedGradGain : 0u) | (need_grad_bias ? kNeedGradBias : 0u) |
+           (has_grad_v_seq ? kHasGradVSeq : 0u);
   }
 };
 

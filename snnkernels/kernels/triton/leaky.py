@@ -18,6 +18,11 @@ Spike counts (firing statistics): ``leaky_fwd_counted_kernel`` runs the same bod
 also writes, per step, partial spike counts of each program's neurons ([T, n_programs * GROUPS] int32; the
 host sums them), reduced in registers once per chunk. ``leaky_fwd_kernel`` passes ``COUNT=False``, so its
 instructions are those of the body alone (checked against the previous kernel's PTX).
+
+Membrane sequence: with ``STORE_V_SEQ`` the forward also stores each step's post-reset state (fp32 [T, N]); with
+``HAS_GRAD_V_SEQ`` the backward adds dL/dv_seq[t] to the carried dL/dv_t before step t's walk. Both are
+constexprs, so a launch without them compiles to the kernel without those loads and stores
+(python_tests/test_leaky_kernel_code.py counts them).
 """
 import triton
 import triton.language as tl
@@ -74,12 +79,12 @@ def _store_chunk_counts(counts_ptr, fired, mask, t0, T, CHUNK: tl.constexpr, STE
 
 
 @triton.jit
-def _leaky_fwd(x_ptr, v_init_ptr, decay_ptr, gain_ptr, bias_ptr, spikes_ptr, v_final_ptr, ckpt_ptr, counts_ptr,
-               T, N, S, C, decay, gain, bias, v_threshold, v_reset, v_init_value,
+def _leaky_fwd(x_ptr, v_init_ptr, decay_ptr, gain_ptr, bias_ptr, spikes_ptr, v_final_ptr, ckpt_ptr, v_seq_ptr,
+               counts_ptr, T, N, S, C, decay, gain, bias, v_threshold, v_reset, v_init_value,
                HAS_V_INIT: tl.constexpr, DECAY_T: tl.constexpr, GAIN_T: tl.constexpr, BIAS_T: tl.constexpr,
                HARD_RESET: tl.constexpr, STRICT: tl.constexpr, TRAINING: tl.constexpr, STORE_FINAL: tl.constexpr,
-               COUNT: tl.constexpr, STEPS: tl.constexpr, GROUPS: tl.constexpr, CHUNK: tl.constexpr,
-               BLOCK: tl.constexpr):
+               STORE_V_SEQ: tl.constexpr, COUNT: tl.constexpr, STEPS: tl.constexpr, GROUPS: tl.constexpr,
+               CHUNK: tl.constexpr, BLOCK: tl.constexpr):
     """The forward's body, shared by both entry points (arguments as in ``leaky_fwd_counted_kernel``)."""
     offs, mask, n_row, a, b, c, v = _neuron_block(N, S, C, decay_ptr, gain_ptr, bias_ptr, decay, gain, bias,
                                                   v_init_ptr, v_init_value, DECAY_T, GAIN_T, BIAS_T, HAS_V_INIT,
@@ -100,6 +105,8 @@ def _leaky_fwd(x_ptr, v_init_ptr, decay_ptr, gain_ptr, bias_ptr, spikes_ptr, v_f
             # bool -> fp32 -> storage type (Triton 3.6's interpreter miscasts bool straight to bf16)
             s_out = tl.where(spike, 1.0, 0.0).to(spikes_ptr.dtype.element_ty)
             tl.store(spikes_ptr + row + offs, s_out, mask=mask & valid)
+            if STORE_V_SEQ:
+                tl.store(v_seq_ptr + row + offs, v, mask=mask & valid)
             if COUNT:
                 fired = fired | (spike.to(tl.int32) << k)
         if COUNT:
@@ -118,6 +125,7 @@ def leaky_fwd_kernel(
     spikes_ptr,  # [T, N] out, x's dtype
     v_final_ptr,  # [N] out, fp32, if STORE_FINAL
     ckpt_ptr,  # [cdiv(T, CHUNK) - 1, N] out, fp32, if TRAINING: v entering chunks 1, 2, ...
+    v_seq_ptr,  # [T, N] out, fp32, if STORE_V_SEQ: the post-reset state of every step
     T,
     N,
     S,
@@ -136,19 +144,20 @@ def leaky_fwd_kernel(
     STRICT: tl.constexpr,
     TRAINING: tl.constexpr,
     STORE_FINAL: tl.constexpr,
+    STORE_V_SEQ: tl.constexpr,
     CHUNK: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     # COUNT=False: the counting code is never emitted, so this compiles exactly as the body alone
-    _leaky_fwd(x_ptr, v_init_ptr, decay_ptr, gain_ptr, bias_ptr, spikes_ptr, v_final_ptr, ckpt_ptr, ckpt_ptr,
-               T, N, S, C, decay, gain, bias, v_threshold, v_reset, v_init_value,
-               HAS_V_INIT, DECAY_T, GAIN_T, BIAS_T, HARD_RESET, STRICT, TRAINING, STORE_FINAL,
+    _leaky_fwd(x_ptr, v_init_ptr, decay_ptr, gain_ptr, bias_ptr, spikes_ptr, v_final_ptr, ckpt_ptr, v_seq_ptr,
+               ckpt_ptr, T, N, S, C, decay, gain, bias, v_threshold, v_reset, v_init_value,
+               HAS_V_INIT, DECAY_T, GAIN_T, BIAS_T, HARD_RESET, STRICT, TRAINING, STORE_FINAL, STORE_V_SEQ,
                False, 1, 1, CHUNK, BLOCK)
 
 
 @triton.jit(do_not_specialize=["T"])
 def leaky_fwd_counted_kernel(
-    x_ptr, v_init_ptr, decay_ptr, gain_ptr, bias_ptr, spikes_ptr, v_final_ptr, ckpt_ptr,  # as leaky_fwd_kernel
+    x_ptr, v_init_ptr, decay_ptr, gain_ptr, bias_ptr, spikes_ptr, v_final_ptr, ckpt_ptr, v_seq_ptr,  # as the plain one
     counts_ptr,  # [T, n_programs * GROUPS] out, int32: spikes at each step, GROUPS partial counts per program
     T, N, S, C, decay, gain, bias, v_threshold, v_reset, v_init_value,
     HAS_V_INIT: tl.constexpr,
@@ -159,6 +168,7 @@ def leaky_fwd_counted_kernel(
     STRICT: tl.constexpr,
     TRAINING: tl.constexpr,
     STORE_FINAL: tl.constexpr,
+    STORE_V_SEQ: tl.constexpr,
     STEPS: tl.constexpr,  # CHUNK rounded up to a power of two; CHUNK <= 32 (a chunk's spikes are int32 bits)
     GROUPS: tl.constexpr,  # partial counts per program and step: num_warps, so that each lies in one warp
     CHUNK: tl.constexpr,
@@ -167,9 +177,9 @@ def leaky_fwd_counted_kernel(
     """``leaky_fwd_kernel`` that also counts spikes: the chunk's spikes are kept as bits per neuron and
     summed once per chunk into this program's own slots of ``counts_ptr`` (no atomics: the host's integer
     sum over the slots is exact and deterministic). BLOCK must be a multiple of 32 * GROUPS."""
-    _leaky_fwd(x_ptr, v_init_ptr, decay_ptr, gain_ptr, bias_ptr, spikes_ptr, v_final_ptr, ckpt_ptr, counts_ptr,
-               T, N, S, C, decay, gain, bias, v_threshold, v_reset, v_init_value,
-               HAS_V_INIT, DECAY_T, GAIN_T, BIAS_T, HARD_RESET, STRICT, TRAINING, STORE_FINAL,
+    _leaky_fwd(x_ptr, v_init_ptr, decay_ptr, gain_ptr, bias_ptr, spikes_ptr, v_final_ptr, ckpt_ptr, v_seq_ptr,
+               counts_ptr, T, N, S, C, decay, gain, bias, v_threshold, v_reset, v_init_value,
+               HAS_V_INIT, DECAY_T, GAIN_T, BIAS_T, HARD_RESET, STRICT, TRAINING, STORE_FINAL, STORE_V_SEQ,
                True, STEPS, GROUPS, CHUNK, BLOCK)
 
 
@@ -188,6 +198,7 @@ def leaky_bwd_kernel(
     grad_decay_ptr,  # [N] out, fp32 per-neuron sum over t of dL/dh_t * v_{t-1}, if NEED_GRAD_DECAY
     grad_gain_ptr,  # [N] out, fp32 per-neuron sum of dL/dh_t * x_t, if NEED_GRAD_GAIN
     grad_bias_ptr,  # [N] out, fp32 per-neuron sum of dL/dh_t, if NEED_GRAD_BIAS
+    grad_v_seq_ptr,  # [T, N] dL/dv_t of the forward's v_seq, fp32, if HAS_GRAD_V_SEQ
     T,
     N,
     S,
@@ -208,6 +219,7 @@ def leaky_bwd_kernel(
     NEED_GRAD_DECAY: tl.constexpr,
     NEED_GRAD_GAIN: tl.constexpr,
     NEED_GRAD_BIAS: tl.constexpr,
+    HAS_GRAD_V_SEQ: tl.constexpr,
     HARD_RESET: tl.constexpr,
     STRICT: tl.constexpr,
     DETACH_RESET: tl.constexpr,
@@ -248,6 +260,10 @@ def leaky_bwd_kernel(
             row = (t0 + k) * n_row
             h = hs[k]
             grad_s = tl.load(grad_spikes_ptr + row + offs, mask=mask & valid, other=0.0).to(tl.float32)
+            if HAS_GRAD_V_SEQ:
+                # dL/dv_t = a dL/dh_{t+1} (+ dL/dv_T) + dL/dv_seq[t]
+                grad_v_t = tl.load(grad_v_seq_ptr + row + offs, mask=mask & valid, other=0.0)
+                grad_v = tl.where(valid, grad_v + grad_v_t, grad_v)
             grad_h, grad_v = _walk_step(grad_s, grad_v, h, a, valid, v_threshold, v_reset, sg_param, HARD_RESET,
                                         STRICT, DETACH_RESET, SG_ID)
             tl.store(grad_x_ptr + row + offs, (grad_h * b).to(grad_x_ptr.dtype.element_ty), mask=mask & valid)

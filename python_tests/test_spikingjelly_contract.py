@@ -254,3 +254,34 @@ def test_difference_not_a_spikingjelly_base_node():
     node = snn.LIFNode()
     assert isinstance(node, sj_base.MemoryModule) and not isinstance(node, sj_neuron.BaseNode)
     assert not hasattr(node, "neuronal_charge")
+
+
+@pytest.mark.parametrize("when", ["constructor", "later"])
+def test_store_v_seq_as_spikingjelly(backend, when):
+    x = (torch.randn(5, 2, 4) * 0.8 + 0.3).requires_grad_()
+    ours = snn.IFNode(step_mode="m", store_v_seq=when == "constructor", backend=backend)
+    theirs = sj_neuron.IFNode(step_mode="m", store_v_seq=True)
+    ours.store_v_seq = True
+    s_ours, s_theirs = ours(x), theirs(x)
+    assert torch.equal(s_ours, s_theirs)
+    assert ours.v_seq.shape == theirs.v_seq.shape == x.shape
+    torch.testing.assert_close(ours.v_seq, theirs.v_seq)
+    # the sequence is differentiable: a loss on the membrane reaches the input through it
+    (g_ours,) = _grads(torch.stack((ours.v_seq, s_ours)), (x,))
+    (g_theirs,) = _grads(torch.stack((theirs.v_seq, s_theirs)), (x,))
+    torch.testing.assert_close(g_ours, g_theirs, rtol=1e-5, atol=1e-6)
+    ours.store_v_seq = False
+    assert ours.v_seq is None
+    ours(x)
+    assert ours.v_seq is None
+
+
+def test_store_v_seq_in_single_steps_appends(backend):
+    x = torch.randn(4, 3) * 0.8 + 0.3
+    ours = snn.IFNode(store_v_seq=True, backend=backend)
+    theirs = sj_neuron.IFNode(store_v_seq=True)
+    for x_t in x:
+        ours(x_t), theirs(x_t)
+    torch.testing.assert_close(ours.v_seq, theirs.v_seq)
+    ours.reset()
+    assert ours.v_seq is None and ours.v == 0.0

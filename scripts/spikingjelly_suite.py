@@ -17,6 +17,7 @@ The Triton backend runs on the CPU under ``TRITON_INTERPRET=1``.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import shutil
@@ -28,15 +29,22 @@ from pathlib import Path
 
 SWAP_ENV = "SNNKERNELS_SJ_SWAP_BACKEND"
 RECORD_ENV = "SNNKERNELS_SJ_SWAP_RECORD"
+# every file of SpikingJelly's test/activation_based (master, 2026-08) that builds IFNode, LIFNode,
+# ParametricLIFNode or MultiDimensionalAttention and runs on a CPU; some do not import against the 2.0.0 release
 DEFAULT_FILES = (
-    "test_memory.py",
-    "test_functional.py",
-    "test_functional_neuron.py",
-    "test_encoding_attention.py",
-    "test_checkpointing.py",
-    "test_neuron_variants.py",
+    "test_memory.py", "test_functional.py", "test_functional_neuron.py", "test_encoding_attention.py",
+    "test_neuron_variants.py", "test_noisy_and_misc.py", "test_checkpointing.py", "test_compile_compat.py",
+    "test_roofline.py", "test_spikformer_model.py", "test_neuron_kernel_surrogate_contract.py", "test_profiler.py",
+    "test_ac.py", "test_online_learning.py", "test_inductor_cache.py", "test_learning.py", "test_pipeline.py",
+    "test_activation_aware_ifnode.py", "test_ilif_node.py", "test_triton_neuron.py", "test_precision_conversion.py",
+    "test_op_counter_neuron_state.py", "test_op_counter_snn_energy.py", "test_op_counter_spikesim_event_energy.py",
+    "test_op_counter_neuromc_runtime.py",
 )
 NEURONS = ("IFNode", "LIFNode", "ParametricLIFNode")
+# test files whose failures on our classes are deliberate differences (docs/spikingjelly.md, "Deliberate
+# differences"): SpikingJelly's op counters and energy estimators count the eager ops inside its own BaseNode
+# classes, and our neurons run one fused op
+DELIBERATE = {"test_op_counter_": "op counters and energy estimators see inside SpikingJelly's BaseNode only"}
 
 # -- the pytest plugin (active only when SWAP_ENV is set) ---------------------------------------------------
 _BUILT: Counter = Counter()
@@ -141,13 +149,25 @@ def summarize(results: dict[str, dict]) -> dict:
         relevant = {k: v for k, v in outcomes.items() if v["built"]}
         regressions = {k: v["error"] for k, v in relevant.items()
                        if v["outcome"] != "passed" and reference.get(k, {}).get("outcome") == "passed"}
+        deliberate = {k: e for k, e in regressions.items() if _deliberate(k)}
         summary[backend] = {
             "tests_building_our_classes": len(relevant),
             "passed": sum(v["outcome"] == "passed" for v in relevant.values()),
             "passed_on_spikingjelly": sum(reference.get(k, {}).get("outcome") == "passed" for k in relevant),
-            "fail_where_spikingjelly_passes": regressions,
+            "fail_where_spikingjelly_passes": {k: e for k, e in regressions.items() if k not in deliberate},
+            "deliberate_differences": deliberate,
         }
     return summary
+
+
+def _deliberate(nodeid: str) -> str | None:
+    name = nodeid.split("::")[0].rsplit("/", 1)[-1]
+    return next((why for prefix, why in DELIBERATE.items() if name.startswith(prefix)), None)
+
+
+def _git_commit() -> str | None:
+    run = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
+    return run.stdout.strip() or None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", nargs="+", default=["torch", "native", "triton"])
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per pytest process")
     parser.add_argument("--out", type=Path, help="write the outcomes and the summary here (JSON)")
+    parser.add_argument("--tests-commit", help="the commit of SpikingJelly's repository the tests come from")
     args = parser.parse_args(argv)
     files = [f for f in args.files if (args.tests / f).exists()]
     results = {"spikingjelly": _run(args.tests, files, None, args.timeout)}
@@ -165,11 +186,21 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(results)
     for backend, row in summary.items():
         print(f"{backend}: {row['passed']} of {row['tests_building_our_classes']} tests that build our classes "
-              f"pass ({row['passed_on_spikingjelly']} pass on SpikingJelly itself)")
+              f"pass ({row['passed_on_spikingjelly']} pass on SpikingJelly itself; "
+              f"{len(row['deliberate_differences'])} fail by a deliberate difference)")
         for nodeid, error in row["fail_where_spikingjelly_passes"].items():
             print(f"  FAIL {nodeid}: {error}")
+        for nodeid in row["deliberate_differences"]:
+            print(f"  deliberate ({_deliberate(nodeid)}): {nodeid}")
     if args.out:
-        args.out.write_text(json.dumps({"files": files, "summary": summary, "outcomes": results}, indent=1))
+        import spikingjelly
+        import torch
+
+        meta = {"date": datetime.date.today().isoformat(), "commit": _git_commit(), "device": "cpu",
+                "torch": torch.__version__, "spikingjelly": getattr(spikingjelly, "__version__", None),
+                "tests": str(args.tests), "tests_commit": args.tests_commit}
+        args.out.write_text(json.dumps({"meta": meta, "files": files, "summary": summary, "outcomes": results},
+                                       indent=1))
     return 0 if all(not row["fail_where_spikingjelly_passes"] for row in summary.values()) else 1
 
 

@@ -112,7 +112,8 @@ def _run(test_dir: Path, files: list[str], backend: str | None, timeout: int) ->
     """{nodeid: {"outcome", "built", "error"}} of one pytest process over ``files``."""
     with tempfile.TemporaryDirectory() as tmp:
         record = Path(tmp) / "outcomes.json"
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+        path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
+        env = dict(os.environ, PYTHONPATH=path)
         env[RECORD_ENV] = str(record)
         env.pop(SWAP_ENV, None)
         if backend is not None:
@@ -127,7 +128,8 @@ def _run(test_dir: Path, files: list[str], backend: str | None, timeout: int) ->
         copy = Path(tmp) / "tests"
         shutil.copytree(test_dir, copy)
         cmd = [sys.executable, "-m", "pytest", "-q", "-c", str(ini), "-p", "spikingjelly_suite",
-               "-p", "no:cacheprovider", "--continue-on-collection-errors", "--rootdir", tmp, *[str(copy / f) for f in files]]
+               "-p", "no:cacheprovider", "--continue-on-collection-errors", "--rootdir", tmp,
+               *[str(copy / f) for f in files]]
         run = subprocess.run(cmd, env=env, cwd=tmp, timeout=timeout, capture_output=True, text=True)
         outcomes = json.loads(record.read_text()) if record.exists() else {}
         if len(outcomes) <= 1:

@@ -5,6 +5,8 @@ the interpreter):
   stores of the kernel before it existed (spikes each step, a checkpoint per chunk, the final state) and the
   backward without ``HAS_GRAD_V_SEQ`` exactly its loads; with them, one more store / load per step. A run-time
   branch instead of a constexpr would leave the extra store in the default kernel and fail here.
+- the charge keeps its ``v - v`` term (docs/neuron.md, "Non-finite values"): a compiler that folded it to 0
+  would silently give +-inf where the other backends give NaN.
 """
 from __future__ import annotations
 
@@ -40,7 +42,10 @@ def compile_kernel(fn, constexprs, warps):
 
 def counts(compiled):
     ttir = compiled.asm["ttir"]
-    return {"stores": len(re.findall(r"\btt\.store\b", ttir)), "loads": len(re.findall(r"\btt\.load\b", ttir))}
+    # v - v: a subtraction of a register from itself (the charge's NaN term)
+    self_sub = re.findall(r"sub(?:\.rn)?\.f32\s+%\w+,\s*(%\w+),\s*\1;", compiled.asm["ptx"])
+    return {"stores": len(re.findall(r"\btt\.store\b", ttir)), "loads": len(re.findall(r"\btt\.load\b", ttir)),
+            "self_sub": len(self_sub)}
 
 
 fwd = dict(HAS_V_INIT=False, DECAY_T=False, GAIN_T=False, BIAS_T=False, HARD_RESET=True, STRICT=False,
@@ -84,3 +89,9 @@ def test_backward_without_grad_v_seq_has_no_extra_load(kernel_code):
     assert kernel_code[("bwd", True)]["loads"] == 3 * DEFAULT_CHUNK + 1
     assert kernel_code[("bwd", True)]["stores"] == kernel_code[("bwd", False)]["stores"]
 
+
+def test_charge_keeps_its_nan_term(kernel_code):
+    """Every charge (each step of the forward; each recompute, and each v_{t-1} rebuilt, in the backward) keeps
+    the subtraction v - v in the PTX."""
+    for key, row in kernel_code.items():
+        assert row["self_sub"] > 0, (key, row)

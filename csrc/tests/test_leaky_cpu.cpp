@@ -144,12 +144,14 @@ RefResult reference(const Problem& pr) {
     const float a = coef(pr.decay, n), b = coef(pr.gain, n), cc = coef(pr.bias, n);
     for (int64_t t = 0; t < T; ++t) {
       r.states[t * N + n] = v;
-      const float ht = a * v + b * pr.x[t * N + n] + cc;
+      // an infinite state of a leaking neuron charges to NaN (docs/neuron.md, "Non-finite values")
+      const float charge = a * v + b * pr.x[t * N + n] + cc;
+      const float ht = a != 1.0f ? charge - (v - v) : charge;
       h[t * N + n] = ht;
       const float d = ht - pr.vth;
       const bool s = c.strict ? d > 0.0f : d >= 0.0f;
       r.spikes[t * N + n] = s ? 1.0f : 0.0f;
-      v = c.hard ? (s ? pr.vreset : ht) : ht - pr.vth * (s ? 1.0f : 0.0f);
+      v = c.hard ? ht * (s ? 0.0f : 1.0f) + pr.vreset * (s ? 1.0f : 0.0f) : ht - pr.vth * (s ? 1.0f : 0.0f);
     }
     r.states[T * N + n] = v;
   }
@@ -379,6 +381,60 @@ void test_leaky() {
               snnk::leaky_cpu_isa_name(), cases, bwd_exact);
 }
 
+// Equal values, NaN counting as equal to NaN (the payload of a NaN is not part of the contract).
+bool same_values(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (!(bits(a[i]) == bits(b[i]) || (std::isnan(a[i]) && std::isnan(b[i])))) return false;
+  return true;
+}
+
+// +inf / -inf / NaN inputs at several steps, on the register-blocked forward (whole tiles, one decay value: its
+// run without the NaN term and the rerun with it), the per-step forward (per-channel coefficients) and the
+// backward, IF (decay 1) and leaking neurons: the scalar reference's values, NaN where it has NaN.
+void test_nonfinite() {
+  int cases = 0;
+  uint32_t seed = 1000;
+  for (int64_t T : {4, 8, 13}) {
+    for (int flags = 0; flags < 32; ++flags) {
+      Config c;
+      c.T = T;
+      c.B = 2;
+      c.C = 3;
+      c.S = 40;  // N = 240: 15 whole tiles of 16
+      c.chunk = 8;
+      c.sg = flags % 3;
+      c.hard = flags & 1;
+      c.strict = false;
+      c.detach = flags & 2;
+      c.has_v0 = flags & 4;
+      c.per_channel = flags & 8;
+      c.has_gvf = true;
+      Problem pr = make_problem(c, seed++);
+      if (flags & 16) {  // IF
+        for (auto& d : pr.decay) d = 1.0f;
+      }
+      const float values[3] = {INFINITY, -INFINITY, NAN};
+      for (int64_t n = 0; n < pr.N; n += 7) pr.x[((n / 7) % T) * pr.N + n] = values[(n / 7) % 3];
+      const RefResult ref = reference(pr);
+      for (snnk::LeakyCpuIsa isa : {snnk::LeakyCpuIsa::kAuto, snnk::LeakyCpuIsa::kBaseline}) {
+        snnk::leaky_cpu_set_isa(isa);
+        const CoreResult got = run_core(pr, true);
+        const std::string name = "non-finite T" + std::to_string(T) + " flags" + std::to_string(flags);
+        EXPECT(same_values(got.spikes, ref.spikes), name + ": spikes differ from the reference");
+        EXPECT(same_values(got.v_final, ref.v_final), name + ": v_final differs from the reference");
+        bool nan_pattern = got.grad_x.size() == ref.grad_x.size();
+        for (size_t i = 0; nan_pattern && i < got.grad_x.size(); ++i)
+          nan_pattern = std::isnan(got.grad_x[i]) == std::isnan(ref.grad_x[i]);
+        EXPECT(nan_pattern, name + ": grad_x NaN elsewhere than the reference's");
+      }
+      snnk::leaky_cpu_set_isa(snnk::LeakyCpuIsa::kAuto);
+      ++cases;
+    }
+  }
+  std::printf("non-finite inputs: %d cases\n", cases);
+}
+
 // fp16: every half bit pattern converts to the float _Float16 gives and back; random floats round like it.
 void test_half() {
   for (uint32_t h = 0; h < 65536; ++h) {
@@ -453,6 +509,7 @@ void test_exp() {
 
 int main() {
   test_leaky();
+  test_nonfinite();
   test_half();
   test_bf16();
   test_exp();

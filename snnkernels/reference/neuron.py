@@ -3,6 +3,9 @@
 This is the ground truth the kernels are tested against and the ``backend="torch"`` path. It follows
 the equations in ``snnkernels.neuron_models`` literally, in fp32 (fp64 for fp64 input), in the same
 op order as the kernels' charge so that fp32 spikes agree bit for bit. Never edit it to match a kernel.
+
+Non-finite values (docs/neuron.md, "Non-finite values"): a leaking neuron (decay != 1) charges an infinite
+membrane to NaN, as SpikingJelly's ``v + (x - (v - v_reset)) / tau`` does; IF (decay = 1) keeps +-inf.
 """
 from __future__ import annotations
 
@@ -17,6 +20,27 @@ __all__ = ["multistep_leaky_reference", "multistep_lif_reference", "state_dtype"
 def state_dtype(dtype: torch.dtype) -> torch.dtype:
     """The membrane state is fp32 for fp32/fp16/bf16 input and fp64 for fp64 input."""
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _leak_term(a: Number, dtype: torch.dtype) -> torch.Tensor | bool | None:
+    """Where the neuron leaks: True (a float decay != 1 in the state dtype, as the charge uses it), None (exactly 1:
+    IF), or a bool tensor shaped like the coefficient (per channel)."""
+    if isinstance(a, torch.Tensor):
+        return a.detach() != 1.0
+    return True if torch.tensor(a, dtype=dtype).item() != 1.0 else None
+
+
+def _charge(a: Number, v: torch.Tensor, b: Number, x: torch.Tensor, c: Number,
+            leaks: torch.Tensor | bool | None) -> torch.Tensor:
+    """h = a v + b x + c, minus (v - v) where the neuron leaks: v - v is +0 for a finite v and h - 0 is h bit for
+    bit, so finite states keep their bits; an infinite v gives NaN. Detached: it adds no gradient term."""
+    h = a * v + b * x + c
+    if leaks is None:
+        return h
+    zero_or_nan = v.detach() - v.detach()
+    if leaks is not True:
+        zero_or_nan = torch.where(leaks, zero_or_nan, 0.0)
+    return h - zero_or_nan
 
 
 def _as_channel_coefficient(value: Number, x_seq: torch.Tensor, dtype: torch.dtype) -> Number:
@@ -56,9 +80,10 @@ def multistep_leaky_reference(
         v = torch.full_like(x[0], v_init_value)
     else:
         v = v_init.to(dtype)
+    leaks = _leak_term(a, dtype)
     spikes, states = [], []
     for t in range(x.shape[0]):
-        h = a * v + b * x[t] + c
+        h = _charge(a, v, b, x[t], c, leaks)
         s = surrogate_function.spike(h - v_threshold, strict_threshold)
         s_reset = s.detach() if detach_reset else s
         if v_reset is None:

@@ -9,9 +9,13 @@
 
 namespace snnk {
 
-// h_t = a * v_{t-1} + b * x_t + c
+// h_t = a * v_{t-1} + b * x_t + c, minus (v - v) where the neuron leaks (a != 1): v - v is +0 for a finite v and
+// h - 0 is h bit for bit (-0 included), so finite states keep their bits; for v = +-inf it is NaN, as SpikingJelly's
+// v + (x - (v - v_reset)) / tau gives, while IF (a = 1) keeps +-inf like SpikingJelly's v + x (docs/neuron.md,
+// "Non-finite values"). The same function in the forward and in the backward's recompute.
 SNNK_INLINE float leaky_charge(float a, float v, float b, float x, float c) {
-  return add_rn(add_rn(mul_rn(a, v), mul_rn(b, x)), c);
+  const float h = add_rn(add_rn(mul_rn(a, v), mul_rn(b, x)), c);
+  return sub_rn(h, a != 1.0f ? sub_rn(v, v) : 0.0f);
 }
 
 // H(d) at d = h - v_threshold: d >= 0, or d > 0 when strict. Written as mask logic rather than a choice

@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 
 from .gated_leaky import _gate_of_step, _gated_tile, _store_row_counts
-from .neuron_step import _chunk_start, _fire, _state_after, _step, _store_checkpoint, _walk_step
+from .neuron_step import _charge, _chunk_start, _fire, _state_after, _step, _store_checkpoint, _walk_step
 from .rowwise import _na_value, _sigmoid, _tile_rows
 
 
@@ -130,7 +130,7 @@ def dta_leaky_bwd_kernel(
         for k in tl.static_range(CHUNK):
             t = t0 + k
             x = tl.load(x_ptr + offs + t.to(tl.int64) * st, mask=mask & (t < T), other=0.0).to(tl.float32)
-            h = decay * v + gain * x + bias
+            h = _charge(v, x, decay, gain, bias)
             hs = hs + (h,)
             xs = xs + (x,)
             v = _state_after(h, v_threshold, v_reset, STRICT, HARD_RESET)

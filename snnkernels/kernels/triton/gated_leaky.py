@@ -21,7 +21,7 @@ eager reference.
 import triton
 import triton.language as tl
 
-from .neuron_step import _chunk_start, _state_after, _step, _store_checkpoint, _walk_step
+from .neuron_step import _charge, _chunk_start, _state_after, _step, _store_checkpoint, _walk_step
 from .rowwise import _tile_rows
 
 
@@ -169,8 +169,8 @@ def gated_leaky_bwd_kernel(
             t = t0 + k
             valid = t < T
             x = tl.load(x_ptr + offs + t.to(tl.int64) * st, mask=mask & valid, other=0.0).to(tl.float32)
-            h = decay * v + gain * _gated_input(x, _gate_of_step(scale_ptr, t, rows, rmask & valid, R1), m, RELU,
-                                                x_ptr) + bias
+            h = _charge(v, _gated_input(x, _gate_of_step(scale_ptr, t, rows, rmask & valid, R1), m, RELU, x_ptr), decay,
+                        gain, bias)
             hs = hs + (h,)
             xs = xs + (_pre(x, RELU),)
             v = _state_after(h, v_threshold, v_reset, STRICT, HARD_RESET)

@@ -27,7 +27,7 @@ constexprs, so a launch without them compiles to the kernel without those loads 
 import triton
 import triton.language as tl
 
-from .neuron_step import _chunk_start, _state_after, _step, _store_checkpoint, _walk_step
+from .neuron_step import _charge, _chunk_start, _state_after, _step, _store_checkpoint, _walk_step
 
 
 @triton.jit
@@ -250,7 +250,7 @@ def leaky_bwd_kernel(
         for k in tl.static_range(CHUNK):
             valid = t0 + k < T
             x = tl.load(x_ptr + (t0 + k) * n_row + offs, mask=mask & valid, other=0.0).to(tl.float32)
-            h = a * v + b * x + c
+            h = _charge(v, x, a, b, c)
             hs = hs + (h,)
             xs = xs + (x,)  # kept only when NEED_GRAD_GAIN (dead code otherwise)
             v = _state_after(h, v_threshold, v_reset, STRICT, HARD_RESET)

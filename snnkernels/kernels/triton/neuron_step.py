@@ -5,6 +5,8 @@ steps use the fire and gradient rules), so the neuron's math is written once.
 One step (``snnkernels.neuron_models``): ``h = a v + b x + c``, ``s = fire(h)``, ``v' = reset(h, s)``, rounded
 op by op (every kernel launches with ``enable_fp_fusion=False``, so no multiply-add is contracted and the
 spikes equal the eager reference's). Backward: ``dL/dh = dL/ds sg + dL/dv' dv'/dh`` and ``dL/dv = a dL/dh``.
+The charge is ``_charge`` in the forward and in every backward's recompute alike (docs/neuron.md, "Non-finite
+values": an infinite membrane of a leaking neuron charges to NaN, as SpikingJelly's charge does).
 
 Recompute schedule: the forward stores fp32 checkpoints of v entering chunks 1, 2, ... (CHUNK steps each);
 the backward rebuilds a chunk's pre-reset potentials from its checkpoint, then walks the chunk backwards.
@@ -36,9 +38,18 @@ def _reset(h, spike, v_threshold, v_reset, HARD_RESET: tl.constexpr):
 
 
 @triton.jit
+def _charge(v, x, a, b, c):
+    """h = a v + b x + c, minus (v - v) where the neuron leaks (a != 1): v - v is +0 for a finite v, and h - 0 is h
+    bit for bit (-0 included), so finite states keep their bits; for v = +-inf it is NaN, as SpikingJelly's
+    v + (x - (v - v_reset)) / tau gives, while IF (a = 1) keeps +-inf (SpikingJelly's v + x)."""
+    h = a * v + b * x + c
+    return h - tl.where(a != 1.0, v - v, 0.0)
+
+
+@triton.jit
 def _step(v, x, a, b, c, valid, v_threshold, v_reset, STRICT: tl.constexpr, HARD_RESET: tl.constexpr):
     """One forward step: the charge h, its spike, and the state after (v itself where not valid: past T)."""
-    h = a * v + b * x + c
+    h = _charge(v, x, a, b, c)
     spike = _fire(h, v_threshold, STRICT)
     return h, spike, tl.where(valid, _reset(h, spike, v_threshold, v_reset, HARD_RESET), v)
 

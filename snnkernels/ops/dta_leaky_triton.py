@@ -19,6 +19,7 @@ import torch
 
 from ..kernels.triton.dta_leaky import dta_leaky_bwd_kernel, dta_leaky_fwd_kernel
 from ._device import on_device_of
+from ._double_backward import refuse_double_backward
 from .gated_leaky_triton import NeuronSettings, _checkpoints, _counts, _geometry, _grid, needs_training
 from .leaky import match_layout
 from .leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, _f32
@@ -96,6 +97,9 @@ def _(grad_y, x, na, a, b, na_bias, checkpoints, decay, gain, bias, v_threshold,
     residual = na_bias is not None
     return (torch.empty_like(x, dtype=torch.float32), torch.empty_like(na),
             x.new_empty((3 if residual else 2, *x.shape[:3]), dtype=torch.float32))
+
+
+refuse_double_backward("snnkernels::dta_leaky_bwd", "Compute dta(x, neuron(x)) unfused on backend='torch'.")
 
 
 def _bias_rows(na_bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:

@@ -18,6 +18,7 @@ import triton
 from ..backends import triton_interpreter_enabled
 from ..kernels.triton.gated_leaky import gated_leaky_bwd_kernel, gated_leaky_fwd_kernel
 from ._device import on_device_of
+from ._double_backward import refuse_double_backward
 from .leaky import match_layout, num_checkpoints
 from .leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, _f32
 from .rowwise_triton import _per_row, rows_layout
@@ -135,6 +136,9 @@ def _(grad_spikes, x, scale, spatial, checkpoints, relu, decay, gain, bias, v_th
     has_map = spatial is not None
     return (torch.empty_like(x), x.new_empty((T, B, C), dtype=torch.float32),
             x.new_empty((B, H * W) if has_map else (0,), dtype=torch.float32))
+
+
+refuse_double_backward("snnkernels::gated_leaky_bwd", "Run the attention and the neuron unfused on backend='torch'.")
 
 
 def needs_training(*tensors: torch.Tensor | None) -> bool:

@@ -18,6 +18,10 @@ its stores. It is differentiable: the backward takes ``grad_v_seq`` and adds row
 
 Firing statistics: a backend may add a counted forward (COUNTED_FWD_SCHEMA: one more output, the spikes
 per step) that reuses its backward op; ``register_forward_autograd`` wires it like the plain forward.
+
+Second derivatives: the backward op's own autograd formula raises (``refuse_double_backward``), so a
+double backward through the fused neuron fails loudly instead of returning zeros; first-order gradients
+taken with ``create_graph=True`` are unaffected.
 """
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ import math
 from typing import Any
 
 import torch
+
+from ._double_backward import refuse_double_backward
 
 FWD_SCHEMA = (
     "(Tensor x, Tensor? v_init, Tensor? decay_t, Tensor? gain_t, Tensor? bias_t, "
@@ -213,8 +219,10 @@ def define_leaky_ops(backend: str, fwd_impl: Any, bwd_impl: Any, dispatch_keys: 
 
 
 def register_leaky_autograd(fwd_name: str, bwd_name: str) -> tuple[Any, Any]:
-    """Fakes and autograd for an op pair whose schemas are FWD_SCHEMA / BWD_SCHEMA (also C++-defined ones)."""
+    """Fakes and autograd for an op pair whose schemas are FWD_SCHEMA / BWD_SCHEMA (also C++-defined ones); the
+    backward op refuses to be differentiated again."""
     torch.library.register_fake(bwd_name)(fake_bwd)
+    refuse_double_backward(bwd_name)
     bwd_op = _op(bwd_name)
     return register_forward_autograd(fwd_name, bwd_op, fake_fwd), bwd_op
 

@@ -27,6 +27,9 @@ def _leak_term(a: Number, dtype: torch.dtype) -> torch.Tensor | bool | None:
     IF), or a bool tensor shaped like the coefficient (per channel)."""
     if isinstance(a, torch.Tensor):
         return a.detach() != 1.0
+    if torch.compiler.is_compiling():
+        # torch.compile(dynamic=True) may trace a as a symbol: compare as a 0-d tensor instead of guarding on it
+        return torch.full((), a, dtype=dtype) != 1.0
     return True if torch.tensor(a, dtype=dtype).item() != 1.0 else None
 
 

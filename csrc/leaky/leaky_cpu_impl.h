@@ -101,8 +101,8 @@ SNNK_INLINE void load_piece(const Params& p, int64_t n0, int64_t len, float* a, 
 
 // One forward step of len neurons: h = a v + b x + c, fire, reset; with WRITE the spikes are stored. `strict`
 // is a compile-time constant in the forward (fwd_blocks' template flag, folded once this is inlined) and a
-// run-time one in the backward's advance to a stash piece.
-template <typename scalar_t, bool HARD, bool WRITE>
+// run-time one in the backward's advance to a stash piece. L: the charge's leak term (leaky_math.h).
+template <typename scalar_t, bool HARD, bool WRITE, LeakTerm L = LeakTerm::kPerNeuron>
 SNNK_INLINE void fwd_step(const typename CpuElem<scalar_t>::storage* __restrict__ x,
                           typename CpuElem<scalar_t>::storage* __restrict__ s, const float* __restrict__ a,
                           const float* __restrict__ b, const float* __restrict__ c, float* __restrict__ v, int64_t len,
@@ -111,7 +111,7 @@ SNNK_INLINE void fwd_step(const typename CpuElem<scalar_t>::storage* __restrict_
   using E = CpuElem<scalar_t>;
 #pragma omp simd
   for (int64_t i = 0; i < len; ++i) {
-    const float h = leaky_charge(a[i], v[i], b[i], E::load(x[i]), c[i]);
+    const float h = leaky_charge_as<L>(a[i], v[i], b[i], E::load(x[i]), c[i]);
     const bool spike = leaky_fire(h, v_threshold, strict);
     if constexpr (WRITE) s[i] = spike ? one : zero;
     v[i] = leaky_reset(h, spike, v_threshold, v_reset, HARD);
@@ -175,11 +175,21 @@ SNNK_INLINE void store_checkpoint_if_due(const LeakyFwdParams& p, int64_t t, con
 }
 
 // Whether neurons n .. n + len - 1 share one value of each coefficient: no per-channel tensor, or all in one
-// channel (one run of S neurons). Such a tile may take the register-blocked paths below.
+// channel (one run of S neurons).
 template <typename Params>
 SNNK_INLINE bool uniform_coefficients(const Params& p, int64_t n, int64_t len) {
   if (p.decay_t == nullptr && p.gain_t == nullptr && p.bias_t == nullptr) return true;
   return n / p.S == (n + len - 1) / p.S;
+}
+
+// The end of the run of whole W-neuron tiles from i (an offset in the piece at n0; whole: the end of its whole
+// tiles) whose neurons share one value of each coefficient: all of them without per-channel tensors, else those
+// inside the run of S neurons that holds neuron n0 + i; i itself where the tile at i reaches past that run.
+template <typename Params>
+SNNK_INLINE int64_t uniform_run_end(const Params& p, int64_t n0, int64_t i, int64_t whole, int64_t W) {
+  if (p.decay_t == nullptr && p.gain_t == nullptr && p.bias_t == nullptr) return whole;
+  const int64_t run_end = ((n0 + i) / p.S + 1) * p.S - n0;
+  return i + (min_i64(run_end, whole) - i) / W * W;
 }
 
 #ifndef SNNK_UNROLL_STEPS  // (this file is included once per instruction set)
@@ -187,6 +197,13 @@ SNNK_INLINE bool uniform_coefficients(const Params& p, int64_t n, int64_t len) {
 #define SNNK_UNROLL_STEPS _Pragma("GCC unroll 16")
 #else
 #define SNNK_UNROLL_STEPS
+#endif
+#if defined(__GNUC__) || defined(__clang__)
+#define SNNK_NOINLINE __attribute__((noinline))
+#define SNNK_LAMBDA_INLINE __attribute__((always_inline))
+#else
+#define SNNK_NOINLINE
+#define SNNK_LAMBDA_INLINE
 #endif
 #endif
 
@@ -205,40 +222,82 @@ SNNK_INLINE int64_t register_steps(int64_t steps) {
   return steps == kRegisterSteps || steps == kRegisterStepsShort ? steps : 0;
 }
 
-// Steps [t0, t0 + K) of a full forward tile (W neurons from n) with uniform coefficients a, b, c; v: the tile's
-// state, read and written back once.
-template <typename scalar_t, bool HARD, bool STRICT, int64_t W, int64_t K>
-SNNK_INLINE void fwd_tile_group_registers(const LeakyFwdParams& p, int64_t n, int64_t t0, float a, float b, float c,
-                                          float* __restrict__ v) {
+// Lanes of a tile whose steps the register-blocked forward interleaves: the chain of one neuron's K steps is
+// serial (each charge waits for the last reset), so two independent vectors per step keep the core busy. GCC
+// runs a 16-neuron fp32 tile as two 8-lane AVX2 vectors one after the other; written as two halves stepped
+// together it interleaves them. fp16 / bf16 tiles already run as one 16-lane pair and got slower split
+// (bench/NOTES.md, "The non-finite charge's forward cost, decided per tile").
+template <typename scalar_t>
+constexpr int64_t kRegisterChains = std::is_same<scalar_t, float>::value ? 2 : 1;
+
+// Steps [t0, t0 + K) of the whole tiles of neurons n0 + i_begin .. n0 + i_end - 1 (i_end - i_begin a multiple
+// of W), which share the coefficients a, b, c; v: the state of the piece at n0, read and written back once per
+// tile. The charge's leak term L is fixed for the run (leaky_math.h). Out of line, one call per run: inlined
+// into fwd_blocks, GCC stopped unrolling the tile's vectors once the charge had its (v - v) and reloaded row
+// pointers at every step.
+template <typename scalar_t, bool HARD, bool STRICT, int64_t W, int64_t K, LeakTerm L>
+SNNK_NOINLINE void fwd_run_registers(const LeakyFwdParams& p, int64_t n0, int64_t i_begin, int64_t i_end, int64_t t0,
+                                     float a, float b, float c, float* __restrict__ v) {
   using E = CpuElem<scalar_t>;
   using storage = typename E::storage;
+  constexpr int64_t M = kRegisterChains<scalar_t>, Q = W / M;
+  static_assert(W % M == 0, "a tile is a whole number of chains");
   const int64_t N = p.N;
-  const storage* __restrict__ x = static_cast<const storage*>(p.x) + t0 * N + n;
-  storage* __restrict__ spikes = static_cast<storage*>(p.spikes) + t0 * N + n;
+  const storage* __restrict__ x = static_cast<const storage*>(p.x) + t0 * N + n0;
+  storage* __restrict__ spikes = static_cast<storage*>(p.spikes) + t0 * N + n0;
   const storage one = E::store(1.0f), zero = E::store(0.0f);
   const float v_th = p.v_threshold, v_reset = p.v_reset;
-  for (int64_t k = 0; k < K; ++k) {
-    prefetch_ahead<W>(x + k * N, false);
-    prefetch_ahead<W>(spikes + k * N, true);
-  }
-#pragma omp simd
-  for (int64_t i = 0; i < W; ++i) {
-    float vi = v[i];
-    SNNK_UNROLL_STEPS
+  for (int64_t j = i_begin; j < i_end; j += W) {
     for (int64_t k = 0; k < K; ++k) {
-      const float h = leaky_charge(a, vi, b, E::load(x[k * N + i]), c);
-      const bool spike = leaky_fire(h, v_th, STRICT);
-      spikes[k * N + i] = spike ? one : zero;
-      vi = leaky_reset(h, spike, v_th, v_reset, HARD);
+      prefetch_ahead<W>(x + k * N + j, false);
+      prefetch_ahead<W>(spikes + k * N + j, true);
     }
-    v[i] = vi;
+#pragma omp simd
+    for (int64_t i = j; i < j + Q; ++i) {
+      float vi[M];
+      for (int64_t m = 0; m < M; ++m) vi[m] = v[i + m * Q];
+      SNNK_UNROLL_STEPS
+      for (int64_t k = 0; k < K; ++k) {
+        for (int64_t m = 0; m < M; ++m) {
+          const int64_t e = k * N + i + m * Q;
+          const float h = leaky_charge_as<L>(a, vi[m], b, E::load(x[e]), c);
+          const bool spike = leaky_fire(h, v_th, STRICT);
+          spikes[e] = spike ? one : zero;
+          vi[m] = leaky_reset(h, spike, v_th, v_reset, HARD);
+        }
+      }
+      for (int64_t m = 0; m < M; ++m) v[i + m * Q] = vi[m];
+    }
+  }
+}
+
+// fwd_run_registers with the group's K and the run's leak term.
+template <typename scalar_t, bool HARD, bool STRICT, int64_t W>
+SNNK_INLINE void fwd_run(const LeakyFwdParams& p, int64_t n0, int64_t i_begin, int64_t i_end, int64_t t0,
+                         int64_t k_steps, float a, float b, float c, float* v) {
+  constexpr int64_t K8 = kRegisterSteps, K4 = kRegisterStepsShort;
+  constexpr LeakTerm kAlways = LeakTerm::kAlways, kNever = LeakTerm::kNever;
+  const bool leaks = leak_term_of(a) == kAlways;
+  if (k_steps == K8) {
+    if (leaks) {
+      fwd_run_registers<scalar_t, HARD, STRICT, W, K8, kAlways>(p, n0, i_begin, i_end, t0, a, b, c, v);
+    } else {
+      fwd_run_registers<scalar_t, HARD, STRICT, W, K8, kNever>(p, n0, i_begin, i_end, t0, a, b, c, v);
+    }
+  } else {
+    if (leaks) {
+      fwd_run_registers<scalar_t, HARD, STRICT, W, K4, kAlways>(p, n0, i_begin, i_end, t0, a, b, c, v);
+    } else {
+      fwd_run_registers<scalar_t, HARD, STRICT, W, K4, kNever>(p, n0, i_begin, i_end, t0, a, b, c, v);
+    }
   }
 }
 
 // Steps [t0, t1) of one forward tile: neurons n .. n + len - 1, len <= W, whose coefficients and state are
 // at a, b, c, v (the piece's arrays). FULL: len == W, a constant trip count for every loop (no remainders).
 // VSEQ: also store each step's post-reset state into v_seq (a template flag: the default instance has no store).
-template <typename scalar_t, bool HARD, bool STRICT, int64_t W, bool FULL, bool VSEQ>
+// L: the charge's leak term.
+template <typename scalar_t, bool HARD, bool STRICT, int64_t W, bool FULL, bool VSEQ, LeakTerm L>
 SNNK_INLINE void fwd_tile_steps(const LeakyFwdParams& p, int64_t n, int64_t tail_len, int64_t t0, int64_t t1,
                                 const float* a, const float* b, const float* c, float* v) {
   using E = CpuElem<scalar_t>;
@@ -252,16 +311,37 @@ SNNK_INLINE void fwd_tile_steps(const LeakyFwdParams& p, int64_t n, int64_t tail
     store_checkpoint_if_due(p, t, v, n, len);
     prefetch_ahead<W>(x + t * N, false);
     prefetch_ahead<W>(spikes + t * N, true);
-    fwd_step<scalar_t, HARD, true>(x + t * N, spikes + t * N, a, b, c, v, len, p.v_threshold, p.v_reset, STRICT,
-                                   one, zero);
+    fwd_step<scalar_t, HARD, true, L>(x + t * N, spikes + t * N, a, b, c, v, len, p.v_threshold, p.v_reset, STRICT,
+                                      one, zero);
     if constexpr (VSEQ) copy_f32(v, len, p.v_seq + t * N + n);
   }
+}
+
+// fwd_tile_steps with the leak term fixed where a whole tile's neurons share a decay (every whole tile without a
+// decay tensor), per neuron in a tile of several channels and in the ragged last tile (one a call: not worth
+// another copy of the loops).
+template <typename scalar_t, bool HARD, bool STRICT, int64_t W, bool FULL, bool VSEQ>
+SNNK_INLINE void fwd_tile_steps_leak(const LeakyFwdParams& p, int64_t n, int64_t tail_len, int64_t t0, int64_t t1,
+                                     const float* a, const float* b, const float* c, float* v) {
+  if constexpr (FULL) {
+    if (uniform_coefficients(p, n, W)) {
+      if (leak_term_of(a[0]) == LeakTerm::kAlways) {
+        fwd_tile_steps<scalar_t, HARD, STRICT, W, true, VSEQ, LeakTerm::kAlways>(p, n, W, t0, t1, a, b, c, v);
+      } else {
+        fwd_tile_steps<scalar_t, HARD, STRICT, W, true, VSEQ, LeakTerm::kNever>(p, n, W, t0, t1, a, b, c, v);
+      }
+      return;
+    }
+  }
+  fwd_tile_steps<scalar_t, HARD, STRICT, W, FULL, VSEQ, LeakTerm::kPerNeuron>(p, n, tail_len, t0, t1, a, b, c, v);
 }
 
 // Blocks [block_begin, block_end), in pieces of BK neurons: per piece, groups of G steps; per group, tile by
 // tile, so that at most 2 G rows stream at a time whatever T is. BK: kLeakyCpuPiece when one group covers T;
 // with several, the whole block, so that each group reads longer runs of each row (fwd_dispatch). VSEQ: the
-// membrane sequence is stored too (per-step path only).
+// membrane sequence is stored too (per-step path only). The leak term is fixed per run of register-blocked tiles
+// and per tile of the per-step path wherever the tile's neurons share a decay: only a tile of several channels
+// decides it per neuron.
 template <typename scalar_t, bool HARD, bool STRICT, int64_t BK, bool VSEQ = false, int64_t W = kLeakyCpuFwdTile,
           int64_t G = kLeakyCpuGroup>
 void fwd_blocks(const LeakyFwdParams& p, int64_t block_begin, int64_t block_end) {
@@ -270,28 +350,33 @@ void fwd_blocks(const LeakyFwdParams& p, int64_t block_begin, int64_t block_end)
   const int64_t end = min_i64(block_end * kLeakyCpuBlock, p.N);
   for (int64_t n0 = block_begin * kLeakyCpuBlock; n0 < end; n0 += BK) {
     const int64_t len = min_i64(BK, end - n0);
+    const int64_t whole = len - len % W;
     load_piece(p, n0, len, a, b, c, v);
     for (int64_t t0 = 0; t0 < p.T; t0 += G) {
       const int64_t t1 = min_i64(p.T, t0 + G);
-      // a group whose checkpoints (if any) fall on its first step can run register-blocked
-      const int64_t k_steps = !p.training || p.chunk % kRegisterSteps == 0 ? register_steps(t1 - t0) : 0;
-      for_tiles<W>(len, [&](auto full, int64_t i, int64_t w) {
-        if constexpr (decltype(full)::value && G == kRegisterSteps && !VSEQ) {
-          if (k_steps && uniform_coefficients(p, n0 + i, W)) {
-            store_checkpoint_if_due(p, t0, v + i, n0 + i, W);
-            if (k_steps == kRegisterSteps) {
-              fwd_tile_group_registers<scalar_t, HARD, STRICT, W, kRegisterSteps>(p, n0 + i, t0, a[i], b[i], c[i],
-                                                                                  v + i);
-            } else {
-              fwd_tile_group_registers<scalar_t, HARD, STRICT, W, kRegisterStepsShort>(p, n0 + i, t0, a[i], b[i],
-                                                                                       c[i], v + i);
-            }
-            return;
+      // inlined: a call per tile and group measured 10 % on the per-step path
+      const auto steps = [&](auto full, int64_t i, int64_t w) SNNK_LAMBDA_INLINE {
+        fwd_tile_steps_leak<scalar_t, HARD, STRICT, W, decltype(full)::value, VSEQ>(p, n0 + i, w, t0, t1, a + i,
+                                                                                    b + i, c + i, v + i);
+      };
+      int64_t i = 0;
+      if constexpr (G == kRegisterSteps && !VSEQ) {
+        // a group whose checkpoints (if any) fall on its first step runs register-blocked on its runs of tiles
+        // that share the coefficients
+        const int64_t k_steps = !p.training || p.chunk % kRegisterSteps == 0 ? register_steps(t1 - t0) : 0;
+        while (k_steps && i < whole) {
+          const int64_t run_end = uniform_run_end(p, n0, i, whole, W);
+          if (run_end == i) {
+            steps(std::true_type{}, i, W);
+            i += W;
+            continue;
           }
+          store_checkpoint_if_due(p, t0, v + i, n0 + i, run_end - i);
+          fwd_run<scalar_t, HARD, STRICT, W>(p, n0, i, run_end, t0, k_steps, a[i], b[i], c[i], v);
+          i = run_end;
         }
-        fwd_tile_steps<scalar_t, HARD, STRICT, W, decltype(full)::value, VSEQ>(p, n0 + i, w, t0, t1, a + i, b + i,
-                                                                               c + i, v + i);
-      });
+      }
+      for_tiles<W>(len - i, [&](auto full, int64_t j, int64_t w) { steps(full, i + j, w); });
     }
     if (p.store_final_state) copy_f32(v, len, p.v_final + n0);
   }

@@ -389,14 +389,16 @@ bool same_values(const std::vector<float>& a, const std::vector<float>& b) {
   return true;
 }
 
-// +inf / -inf / NaN inputs at several steps, on the register-blocked forward (whole tiles, one decay value: its
-// run without the NaN term and the rerun with it), the per-step forward (per-channel coefficients) and the
-// backward, IF (decay 1) and leaking neurons: the scalar reference's values, NaN where it has NaN.
+// +inf / -inf / NaN inputs at several steps, on the register-blocked forward (runs of whole tiles that share a
+// decay, groups of 8 and 4 steps), the per-step forward (tiles across channels, T = 13's last 5 steps) and the
+// backward, IF (decay 1) and leaking neurons, and per-channel decays of both kinds in one call (runs with and
+// without the (v - v) term side by side): the scalar reference's values, NaN where it has NaN.
 void test_nonfinite() {
   int cases = 0;
   uint32_t seed = 1000;
-  for (int64_t T : {4, 8, 13}) {
-    for (int flags = 0; flags < 32; ++flags) {
+  for (int64_t T : {4, 8, 12, 13}) {
+    for (int flags = 0; flags < 64; ++flags) {
+      if ((flags & 32) && (!(flags & 8) || (flags & 16))) continue;  // mixed channels: per-channel, not all IF
       Config c;
       c.T = T;
       c.B = 2;
@@ -414,6 +416,7 @@ void test_nonfinite() {
       if (flags & 16) {  // IF
         for (auto& d : pr.decay) d = 1.0f;
       }
+      if (flags & 32) pr.decay[1] = 1.0f;  // channel 1 IF, the others leaking
       const float values[3] = {INFINITY, -INFINITY, NAN};
       for (int64_t n = 0; n < pr.N; n += 7) pr.x[((n / 7) % T) * pr.N + n] = values[(n / 7) % 3];
       const RefResult ref = reference(pr);

@@ -9,13 +9,32 @@
 
 namespace snnk {
 
+// Where the charge below subtracts (v - v): kPerNeuron decides per element (a != 1); a caller that knows the
+// answer for all its neurons fixes it at compile time, kAlways where every a != 1 (NaN included), kNever where
+// every a == 1. The same bits as kPerNeuron: it would subtract (v - v) there, or h - 0, which is h.
+enum class LeakTerm : int { kNever = 0, kAlways = 1, kPerNeuron = 2 };
+
+// The fixed choice for neurons whose decay is a.
+SNNK_INLINE LeakTerm leak_term_of(float a) { return a != 1.0f ? LeakTerm::kAlways : LeakTerm::kNever; }
+
 // h_t = a * v_{t-1} + b * x_t + c, minus (v - v) where the neuron leaks (a != 1): v - v is +0 for a finite v and
 // h - 0 is h bit for bit (-0 included), so finite states keep their bits; for v = +-inf it is NaN, as SpikingJelly's
 // v + (x - (v - v_reset)) / tau gives, while IF (a = 1) keeps +-inf like SpikingJelly's v + x (docs/neuron.md,
 // "Non-finite values"). The same function in the forward and in the backward's recompute.
-SNNK_INLINE float leaky_charge(float a, float v, float b, float x, float c) {
+template <LeakTerm L>
+SNNK_INLINE float leaky_charge_as(float a, float v, float b, float x, float c) {
   const float h = add_rn(add_rn(mul_rn(a, v), mul_rn(b, x)), c);
-  return sub_rn(h, a != 1.0f ? sub_rn(v, v) : 0.0f);
+  if constexpr (L == LeakTerm::kNever) {
+    return h;
+  } else if constexpr (L == LeakTerm::kAlways) {
+    return sub_rn(h, sub_rn(v, v));
+  } else {
+    return sub_rn(h, a != 1.0f ? sub_rn(v, v) : 0.0f);
+  }
+}
+
+SNNK_INLINE float leaky_charge(float a, float v, float b, float x, float c) {
+  return leaky_charge_as<LeakTerm::kPerNeuron>(a, v, b, x, c);
 }
 
 // H(d) at d = h - v_threshold: d >= 0, or d > 0 when strict. Written as mask logic rather than a choice

@@ -24,7 +24,6 @@ from snnkernels.nn.ma_snn import TemporalWiseAttention
 T, C, H, W, L = 4, 8, 5, 6, 7
 ON_CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if ON_CUDA else "cpu"
-NEURON = "the spiking neuron (nn/neuron.py, functional._leaky) does not trace with dynamic=True"
 
 
 @dataclass
@@ -33,7 +32,6 @@ class Case:
     shape: Callable[[int], tuple]
     call: Callable[[nn.Module, torch.Tensor], torch.Tensor] = lambda m, x: m(x)
     spikes: bool = False  # binary output: compared exactly
-    blocked: dict[str, str] | None = None  # backend -> why it cannot compile yet
     # CPU Inductor (torch 2.13) cannot order the strides of a convolution whose H, W are symbols ("cannot
     # determine truth value of Relational"): such modules compile with aot_eager on the CPU, Inductor on CUDA
     cpu_inductor: bool = True
@@ -68,7 +66,6 @@ def _eager(backend: str) -> str:
     return "torch" if backend == "triton" else backend
 
 
-BOTH_NEURON = {"torch": NEURON, "triton": NEURON}
 CASES = {
     "MultiDimensionalAttention": Case(_mda, _five),
     "MultiDimensionalAttention-CS-BT": Case(lambda b: snn.MultiDimensionalAttention(None, C, 2, 2, 7, "CS", layout="BT",
@@ -77,7 +74,7 @@ CASES = {
     "TemporalAttentionFC": Case(lambda b: snn.TemporalAttentionFC(T, 2, backend=_eager(b)), lambda B: (T, B, L)),
     "TemporalWiseAttention": Case(lambda b: TemporalWiseAttention(T, 2, 4, backend=_eager(b)), _five),
     "TCSALIFNode": Case(lambda b: snn.TCSALIFNode(T, C, 2, 2, backend=b), _five, spikes=True, cpu_inductor=False),
-    "AttResBlock": Case(lambda b: snn.AttResBlock(C, C, c_ratio=2, backend=b), _five, blocked=BOTH_NEURON),
+    "AttResBlock": Case(lambda b: snn.AttResBlock(C, C, c_ratio=2, backend=b), _five),
     "TCJA": Case(_tcja, _five),
     "TLA-BT": Case(lambda b: snn.TLA(2, 3, T, C, layout="BT", backend=b), lambda B: (B, T, C, H, W)),
     "CLA": Case(lambda b: snn.CLA(3, 1, T, C, backend=b), _five),
@@ -90,12 +87,11 @@ CASES = {
                                    _five, spikes=True),
     "GlobalContextBlock": Case(lambda b: snn.GlobalContextBlock(C, 2, backend=b), _five),
     "PositionEncoding": Case(lambda b: snn.PositionEncoding(T, C, H, W), _five),
-    "AttentionNeuron-MDA": Case(lambda b: AttentionNeuron(_mda(b), _lif(b)), _five, spikes=True, blocked=BOTH_NEURON),
-    "AttentionNeuron-TCJA": Case(lambda b: AttentionNeuron(_tcja(b), _lif(b)), _five, spikes=True,
-                                 blocked=BOTH_NEURON),
+    "AttentionNeuron-MDA": Case(lambda b: AttentionNeuron(_mda(b), _lif(b)), _five, spikes=True),
+    "AttentionNeuron-TCJA": Case(lambda b: AttentionNeuron(_tcja(b), _lif(b)), _five, spikes=True),
     "neuron_tcja_pool": Case(lambda b: _Pair(lambda n, a, x: neuron_tcja_pool(n, a, nn.Identity(), x), _lif(b),
-                                             _tcja(b)), _five, spikes=True, blocked=BOTH_NEURON),
-    "neuron_dta": Case(lambda b: _Pair(neuron_dta, _lif(b), snn.DTA(T, C, backend=b)), _five, blocked=BOTH_NEURON),
+                                             _tcja(b)), _five, spikes=True),
+    "neuron_dta": Case(lambda b: _Pair(neuron_dta, _lif(b), snn.DTA(T, C, backend=b)), _five),
 }
 
 
@@ -104,9 +100,6 @@ def _params():
     for name, case in CASES.items():
         for backend in ("torch", "triton"):
             marks = [pytest.mark.triton] if backend == "triton" else []
-            reason = (case.blocked or {}).get(backend)
-            if reason is not None:
-                marks.append(pytest.mark.xfail(strict=True, reason=reason))
             out.append(pytest.param(name, backend, marks=marks, id=f"{name}-{backend}"))
     return out
 

@@ -459,6 +459,18 @@ class _StepConv2d(nn.Conv2d):
         return y.reshape((T, B) + y.shape[1:])
 
 
+class _ContiguousGrad(torch.autograd.Function):
+    """The identity, whose backward hands on its gradient in contiguous memory (see ``_TimeBatchNorm``)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.clone(memory_format=torch.contiguous_format)
+
+
 class _TimeBatchNorm(nn.Module):
     """BatchNorm3d over (B, T, H, W) per channel of [T, B, C, H, W] under the official name ``bn``.
 
@@ -472,7 +484,12 @@ class _TimeBatchNorm(nn.Module):
         nn.init.constant_(self.bn.weight, weight_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(x.permute(1, 2, 0, 3, 4)).permute(2, 0, 1, 3, 4)
+        # CPU BatchNorm returns its output and its input gradient contiguous, but its fake kernels keep the
+        # permuted input's strides: a trace (dynamic shapes, aot_eager) planned views and the neuron's memory
+        # walk on layouts the real tensors lack. Both copies are ones eager makes anyway (the neuron's dense
+        # copy, the conv backward's reshape) and they change no number.
+        x = _ContiguousGrad.apply(x) if x.requires_grad else x
+        return self.bn(x.permute(1, 2, 0, 3, 4)).contiguous().permute(2, 0, 1, 3, 4)
 
 
 class _AttentionCell(nn.Module):

@@ -24,7 +24,7 @@ from .gated_leaky_triton import NeuronSettings, _checkpoints, _counts, _geometry
 from .leaky import match_layout
 from .leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, _f32
 from .pooled_attention import _as_tensor, _cross_grads, _distinct, _plane_size, _pooled_mean, _TXAGates
-from .rowwise_triton import _per_row, na_strides, rows_layout
+from .rowwise_triton import _per_row, fresh_settings, na_strides, rows_layout
 
 __all__ = ["dta_leaky", "dta_leaky_fwd", "dta_leaky_bwd"]
 
@@ -153,5 +153,5 @@ def dta_leaky(x: torch.Tensor, na: torch.Tensor, conv_t_weight: torch.Tensor, co
     """
     x = rows_layout(x)
     tensors = _distinct(x, na, conv_t_weight, conv_c_weight, _as_tensor(scale_t, x), _as_tensor(scale_c, x), na_bias)
-    y, counts = _DTALeakyFunction.apply(*tensors, tuple(neuron), chunk, needs_training(*tensors), count_spikes)
+    y, counts = _DTALeakyFunction.apply(*tensors, fresh_settings(neuron), chunk, needs_training(*tensors), count_spikes)
     return (y, counts) if count_spikes else y

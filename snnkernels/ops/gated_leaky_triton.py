@@ -21,7 +21,7 @@ from ._device import on_device_of
 from ._double_backward import refuse_double_backward
 from .leaky import match_layout, num_checkpoints
 from .leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, _f32
-from .rowwise_triton import _per_row, rows_layout
+from .rowwise_triton import _per_row, fresh_settings, rows_layout
 
 __all__ = ["gated_leaky", "gated_leaky_fwd", "gated_leaky_bwd", "needs_training", "NeuronSettings"]
 
@@ -182,6 +182,6 @@ def gated_leaky(x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor | No
     (exact, deterministic: per-column-tile partials summed here).
     """
     training = needs_training(x, scale, spatial)
-    spikes, counts = _GatedLeakyFunction.apply(rows_layout(x), scale, spatial, relu, tuple(neuron), chunk, training,
+    spikes, counts = _GatedLeakyFunction.apply(rows_layout(x), scale, spatial, relu, fresh_settings(neuron), chunk, training,
                                                count_spikes)
     return (spikes, counts) if count_spikes else spikes

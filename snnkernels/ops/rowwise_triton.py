@@ -40,6 +40,11 @@ def fresh_float(value: float) -> float:
     return value * 1.0
 
 
+def fresh_settings(settings) -> tuple:
+    """A neuron's settings as a tuple, each float through ``fresh_float`` (the others as they are)."""
+    return tuple(fresh_float(v) if isinstance(v, float) else v for v in settings)
+
+
 def _tiles(R: int, S: int) -> tuple[int, int, int]:
     """(BLOCK_R, BLOCK_S, num_warps). On the GPU a tile holds 2048 values (16 per thread of 4 warps), whole
     rows when S <= 1024 so short rows do not waste lanes; the interpreter gets one large tile per program."""

@@ -151,7 +151,8 @@ def _tcja_block(case: Case, device: str, backend: str):
     key = (case.shape, case.dtype, device, backend)
     if key not in _TCJA_BLOCKS:
         torch.manual_seed(0)
-        lif = LIFNode(tau=p.tau, surrogate_function=p.surrogate, detach_reset=True, step_mode="m", backend=backend)
+        lif = LIFNode(tau=p.tau, surrogate_function=p.surrogate, detach_reset=True, step_mode="m", stateful=False,
+                      backend=backend)
         tcja = TCJA(p.kernel_size_t, p.kernel_size_c, case.T, case.shape[2], backend=backend)
         _TCJA_BLOCKS[key] = (lif, tcja.to(device=device, dtype=case.dtype), SeqToANN(torch.nn.MaxPool2d(2, 2)))
     return _TCJA_BLOCKS[key]

@@ -74,7 +74,7 @@ class SmallTCJANet(nn.Module):
     def __init__(self, T: int, num_classes: int = 10, *, backend: str = "auto") -> None:
         super().__init__()
         self.T = T
-        lif = lambda: LIFNode(tau=2.0, surrogate_function=ATan(), detach_reset=True, step_mode="m",  # noqa: E731
+        lif = lambda: LIFNode(tau=2.0, surrogate_function=ATan(), detach_reset=True, step_mode="m", stateful=False,  # noqa: E731
                               backend=backend)
         self.features = nn.Sequential(
             SeqToANN(nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32)), lif(),

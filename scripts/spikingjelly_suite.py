@@ -28,6 +28,16 @@ from collections import Counter
 from pathlib import Path
 
 SWAP_ENV = "SNNKERNELS_SJ_SWAP_BACKEND"
+
+
+def _installed_version() -> str | None:
+    """The installed SpikingJelly's distribution version (the package has no ``__version__``)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("spikingjelly")
+    except metadata.PackageNotFoundError:
+        return None
 RECORD_ENV = "SNNKERNELS_SJ_SWAP_RECORD"
 # every file of SpikingJelly's test/activation_based (master, 2026-08) that builds IFNode, LIFNode,
 # ParametricLIFNode or MultiDimensionalAttention and runs on a CPU; some do not import against the 2.0.0 release
@@ -102,7 +112,7 @@ def pytest_unconfigure(config) -> None:
     if path:
         import spikingjelly
 
-        _OUTCOMES["__spikingjelly__"] = {"version": getattr(spikingjelly, "__version__", None),
+        _OUTCOMES["__spikingjelly__"] = {"version": _installed_version(),
                                          "file": spikingjelly.__file__}
         Path(path).write_text(json.dumps(_OUTCOMES, indent=1))
 
@@ -195,11 +205,10 @@ def main(argv: list[str] | None = None) -> int:
         for nodeid in row["deliberate_differences"]:
             print(f"  deliberate ({_deliberate(nodeid)}): {nodeid}")
     if args.out:
-        import spikingjelly
         import torch
 
         meta = {"date": datetime.date.today().isoformat(), "commit": _git_commit(), "device": "cpu",
-                "torch": torch.__version__, "spikingjelly": getattr(spikingjelly, "__version__", None),
+                "torch": torch.__version__, "spikingjelly": _installed_version(),
                 "tests": str(args.tests), "tests_commit": args.tests_commit}
         args.out.write_text(json.dumps({"meta": meta, "files": files, "summary": summary, "outcomes": results},
                                        indent=1))

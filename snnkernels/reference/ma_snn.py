@@ -1,18 +1,21 @@
-"""Eager references of MA-SNN's multi-dimensional attention (TA, CA, SA and their chains), spec section 3.
+"""Eager references of MA-SNN's multi-dimensional attention (TA, CA, SA and their chains).
+
+The math: docs/ma_snn.md.
 
 Plain torch, autograd does the backward. Ground truth for the fused kernels and, until a module is switched
 to them, the implementation behind ``snnkernels.nn.ma_snn``. Never edit it to match a kernel.
 
 Two variants, kept apart on purpose:
 
-- **Released code** (spec 3.2; BICLab/MA-SNN ``MA_SNN/module/Attention.py``, SpikingJelly's
+- **Released code** (docs/ma_snn.md "Released attention"; BICLab/MA-SNN ``MA_SNN/module/Attention.py``, SpikingJelly's
   ``MultiDimensionalAttention``): the attention runs once on the whole sequence, before the neuron loop.
   TA pools over (C, H, W) for each (b, t), CA over (T, H, W) for each (b, c), SA over (T, C) for each
   pixel; the chain ends in a ReLU. Functions: ``time_attention_reference``, ``channel_attention_reference``,
   ``spatial_attention_reference``, ``multi_dimensional_attention_reference`` (and the ``*_gate_reference``
   gates they multiply by).
-- **Paper only** (spec 3.5, the paper's Eq. 14; no official code): ``tcsa_lif_paper_reference``, TA on the
-  sequence, then CA and SA on the membrane potential inside the time loop, per step. Its neuron parameters
+- **Paper only** (the paper's Eq. 14, docs/ma_snn.md "Paper variant: TCSA-LIF"; no official code):
+  ``tcsa_lif_paper_reference``, TA on the sequence, then CA and SA on the membrane potential inside the time loop,
+  per step. Its neuron parameters
   are INFERRED (the paper gives none; the defaults are the released code's values).
 
 Layout: the library's [T, B, C, H, W] (the official code is [B, T, C, H, W]; the math does not depend on
@@ -137,7 +140,7 @@ def spatial_gate_reference(x: torch.Tensor, weight: torch.Tensor) -> torch.Tenso
     weight = _check_spatial_weight(weight)
     planes = x.transpose(0, 1).flatten(1, 2)  # [B, T*C, H, W]
     # concatenated rather than stacked: the same values, in a layout whose conv backward Inductor compiles
-    # with symbolic H and W (docs/tcja_dta.md, "torch.compile with dynamic shapes")
+    # with symbolic H and W (docs/tcja_dta.md "torch.compile with dynamic shapes")
     maps = torch.cat([planes.mean(dim=1, keepdim=True), planes.max(dim=1, keepdim=True).values], dim=1)
     k = weight.shape[-1]
     return torch.sigmoid(F.conv2d(maps, weight, padding=(k - 1) // 2))[:, 0]
@@ -174,7 +177,7 @@ def multi_dimensional_attention_reference(
     ca: MLPWeights | None = None,
     sa: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """MA-SNN's released attention (spec 3.2): the chosen gates in the order T, C, S, then a ReLU.
+    """MA-SNN's released attention: the chosen gates in the order T, C, S, then a ReLU.
 
     ``X1 = g_t(X) X``, ``X2 = g_c(X1) X1``, ``X3 = g_s(X2) X2``, ``Y = relu(X3)``, skipping the gates not in
     ``dims``. Each gate pools the output of the previous one. Every gate is > 0, so
@@ -218,7 +221,7 @@ def tcsa_lif_paper_reference(
     surrogate_function: Surrogate = Rectangle(0.5),
     detach_reset: bool = False,
 ) -> torch.Tensor:
-    """The PAPER's TCSA-LIF (its Eq. 14, spec 3.5), NOT the released code; neuron parameters INFERRED.
+    """The PAPER's TCSA-LIF (its Eq. 14), NOT the released code; neuron parameters INFERRED.
 
     TA "Conv-POST" on the whole sequence, then CA and SA "Activate-PRE" on the integrated membrane
     potential, per time step with shared weights, then fire::

@@ -9,7 +9,7 @@ time loop; ours runs the two gate sweeps, then the gated neuron applies the gate
 X, so the attention's output is never stored: ``snnkernels.nn.fused``). ``ma_tcsa``'s floor is 4 passes
 forward (row stats, pixel stats, apply: read + write) and 6 backward (3 sweeps: dY + X, X, dY + X + dX).
 ``tcja_maxpool`` is TCJA followed by a 2x2 max pool: eager and torch.compile gate the full tensor, ours
-pools first and applies ``tcja_gate`` to the pooled quarter (exact, spec 1.6). ``lif_tcja_maxpool`` is the tail of
+pools first and applies ``tcja_gate`` to the pooled quarter (exact). ``lif_tcja_maxpool`` is the tail of
 a TCJA-SNN DVS128 Gesture block, its LIF (tau 2, ATan(2), detached reset), TCJA and 2x2 max pool, at the
 blocks' 16 x 16 and 8 x 8 planes (T = 20, C = 128, batch 16): eager and torch.compile run the three modules,
 ours ``nn.fused.neuron_tcja_pool`` (the neuron counts its spikes per row as it fires, which is TCJA's mean,
@@ -25,7 +25,7 @@ step's gating, fire and reset as one kernel each way. ``dta_lif`` is DTA-SNN's e
 (``nn.fused.neuron_dta``), so the spikes are never stored: compare with the ``dta`` row (DTA on given
 spikes) plus the neuron benchmark's. Sizes are the papers'
 placements: TCJA at C = 128, T = 20 on 32 x 32 and at C = 512, T = 10 (16 x 16,
-our choice: the spec names C and T only), batch 16; T-XA, DTA's output product and the whole DTA module at
+our choice: the paper names C and T only), batch 16; T-XA, DTA's output product and the whole DTA module at
 C = 64, T = 4 and 6, 32 x 32, batch 64 (the DTA-SNN CIFAR stem). On the CPU (``--device cpu``) the
 shapes shrink and only eager and torch.compile run: the fused sweeps are Triton, which needs CUDA.
 
@@ -34,11 +34,11 @@ Providers: ``torch-eager`` (the module / function with ``backend="torch"``), ``t
 ``snnkernels-triton``. Every provider is first checked against eager on the same inputs (output and every
 gradient, relative to the largest entry: 1e-4 fp32, 2e-2 half) and never timed if that fails.
 
-Byte model (``GB/s``, ``fraction_of_copy_bw``): the two-sweep floor of the issue, per element of X in
-the storage dtype: forward reads X twice and writes Y (3 passes); backward reads dY and X for the row
-sums, then dY (and X for T-XA) and writes dX (TCJA 4, T-XA 5 passes); DTA's product adds NA and S
-reads and the dNA / dS writes. The whole DTA module has no floor (T-NA's dense convolutions): its rows
-carry times and speedups only. Results: ``<out>/<date>_<device>_attention.{csv,json}`` (+ plots).
+Byte model (``GB/s``, ``fraction_of_copy_bw``): the two-sweep floor (docs/tcja_dta.md "The two-sweep floor"), per
+element of X in the storage dtype: forward reads X twice and writes Y (3 passes); backward reads dY and X for the row
+sums, then dY (and X for T-XA) and writes dX (TCJA 4, T-XA 5 passes); DTA's product adds NA and S reads and the dNA / dS
+writes. The whole DTA module has no floor (T-NA's dense convolutions): its rows carry times and speedups only. Results:
+``<out>/<date>_<device>_attention.{csv,json}`` (+ plots).
 """
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ PASSES = {"tcja": (3, 4), "tcja_maxpool": (None, None), "lif_tcja_maxpool": (Non
           "staa_lif_persistent": (None, None)}
 # ops whose eager and torch.compile rows are another op's (same computation, only ours differs)
 SAME_BASELINE = {"staa_lif_persistent": "staa_lif"}
-# MA-SNN reduction ratios (t_ratio, c_ratio) per placement T (spec 3.3 Config.py): Gesture T = 60: 5 / 8;
+# MA-SNN reduction ratios (t_ratio, c_ratio) per placement T (the official Config.py): Gesture T = 60: 5 / 8;
 # CIFAR10-DVS T = 20: 2 / 8
 MA_RATIOS = {60: (5, 8), 20: (2, 8)}
 VERIFY_RTOL = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 2e-2}
@@ -133,7 +133,8 @@ def _maxpool2(y: torch.Tensor) -> torch.Tensor:
 
 def _tcja_maxpool(backend: str):
     """TCJA then a 2x2 max pool (the TCJA-SNN VGG placement). Eager / compile gate the full tensor first;
-    ours pools first and applies tcja_gate to the pooled quarter (exact: spec 1.6)."""
+    ours pools first and applies tcja_gate to the pooled quarter
+    (exact: docs/tcja_dta.md "Gate after pooling, spike counts")."""
     if backend == "torch":
         return lambda x, wt, wc: _maxpool2(SF.tcja(x, wt, wc, backend="torch"))
     return lambda x, wt, wc: _maxpool2(x) * SF.tcja_gate(x, wt, wc, backend=backend)[..., None, None].to(x.dtype)

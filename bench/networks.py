@@ -1,4 +1,4 @@
-"""Whole-network training-step benchmark (issue 6): eager vs torch.compile vs ours, time per step and peak memory.
+"""Whole-network training-step benchmark: eager vs torch.compile vs ours, time per step and peak memory.
 
     python -m bench.networks [--device auto|cpu|cuda] [--quick] [--out bench/results] [--max-minutes M]
 

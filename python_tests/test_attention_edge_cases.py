@@ -1,5 +1,5 @@
 """Every attention module of ``snnkernels.nn`` on empty input and on fp16 input into an fp32 module, on every
-backend: one behaviour everywhere (docs/tcja_dta.md, "Empty input and dtypes").
+backend: one behaviour everywhere (docs/tcja_dta.md "Empty input and dtypes").
 
 - Empty input (B = 0, H = W = 0, W = 0; L = 0 for the FC layers): an empty output of the right shape and the
   input's dtype, and a backward that gives the input an empty gradient and every parameter a zero one.

@@ -1,4 +1,4 @@
-"""Second derivatives through the fused neurons (docs/neuron.md, "Second derivatives").
+"""Second derivatives through the fused neurons (docs/neuron.md "Second derivatives").
 
 The fused backward ops have no derivative of their own. A double backward through one must raise a RuntimeError
 that names the op and the way out, instead of returning zeros (the leaky ops did, with only a PyTorch warning) or

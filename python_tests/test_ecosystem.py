@@ -1,4 +1,4 @@
-"""The library's layers inside the PyTorch ecosystem (issue 6 item 4), on a small network built from them:
+"""The library's layers inside the PyTorch ecosystem, on a small network built from them:
 DistributedDataParallel (two CPU processes, gloo), autocast, torch.compile of a whole network, and
 pickle-free state-dict round trips. The model zoo's networks get the same checks in test_models.py."""
 from __future__ import annotations

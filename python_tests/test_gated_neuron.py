@@ -189,7 +189,7 @@ def test_module_half_precision():
     while the gated kernel rounds to nearest in bits, as the GPU does both.)"""
     att, neu = ma("TCS"), NEURON_MODULES["ma-snn"]()
     randomize(att)
-    att.half()  # an fp32 attention refuses fp16 input outside autocast (docs/tcja_dta.md, "Empty input and dtypes")
+    att.half()  # an fp32 attention refuses fp16 input outside autocast (docs/tcja_dta.md "Empty input and dtypes")
     x = (torch.randn(T, B, C, H, W, device=DEVICE) * 2).to(torch.float16)
     assert fusion_blocker(att, neu, x) is None
     assert_equal_verbose(attention_neuron(att, neu, x), neu(att(x)), "spikes")

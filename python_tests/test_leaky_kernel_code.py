@@ -5,7 +5,7 @@ the interpreter):
   stores of the kernel before it existed (spikes each step, a checkpoint per chunk, the final state) and the
   backward without ``HAS_GRAD_V_SEQ`` exactly its loads; with them, one more store / load per step. A run-time
   branch instead of a constexpr would leave the extra store in the default kernel and fail here.
-- the charge keeps its ``v - v`` term (docs/neuron.md, "Non-finite values"): a compiler that folded it to 0
+- the charge keeps its ``v - v`` term (docs/neuron.md "Non-finite values"): a compiler that folded it to 0
   would silently give +-inf where the other backends give NaN.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Non-finite values in the leaky neuron family (docs/neuron.md, "Non-finite values"), on every backend.
+"""Non-finite values in the leaky neuron family (docs/neuron.md "Non-finite values"), on every backend.
 
 - Inputs +inf / -inf / NaN at several steps: spikes and v_T equal to SpikingJelly 2.0's own modules (LIFNode, IFNode,
   ParametricLIFNode, step_mode='m'), NaN positions included, and the input (and PLIF weight) gradients NaN exactly

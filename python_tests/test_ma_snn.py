@@ -1,7 +1,7 @@
 """MA-SNN attention modules and references against independent re-implementations of the official code.
 
-The ``OfficialStyle*`` classes below are written from the spec (reference_spec.md sections 0.1, 3.2, 3.4,
-3.5), in the official layout [B, T, C, H, W] (Att-Res-SNN's block: [T, B, C, H, W]), with the official
+The ``OfficialStyle*`` classes below are written from docs/ma_snn.md and docs/neuron.md, in the official
+layout [B, T, C, H, W] (Att-Res-SNN's block: [T, B, C, H, W]), with the official
 parameter names, and with PyTorch's own ``nn.AdaptiveAvgPool3d`` / ``nn.AdaptiveMaxPool3d`` / 1x1
 ``nn.Conv3d`` doing the pooling and the MLPs, so the references' flattened reductions and matrix products
 are checked against them. Every comparison loads the official-style state dict into ours (strict), then
@@ -43,7 +43,7 @@ assert ALL_DIMS == ["T", "C", "S", "TC", "TS", "CS", "TCS"]
 
 
 # ---------------------------------------------------------------------------------------------------
-# Official-style re-implementations (spec 3.2: MA_SNN/module/Attention.py and SpikingJelly's layout)
+# Official-style re-implementations (MA_SNN/module/Attention.py and SpikingJelly's layout)
 
 
 class OfficialStyleTimeAttention(nn.Module):
@@ -171,7 +171,7 @@ def tb_to_bt(t: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------
-# released attention (spec 3.2)
+# released attention (docs/ma_snn.md "Released attention")
 
 
 @pytest.mark.parametrize("kernel_size", [3, 7])
@@ -236,7 +236,7 @@ def test_max_pool_ties_send_the_gradient_to_one_element(dims):
 
 
 # ---------------------------------------------------------------------------------------------------
-# paper variant (spec 3.5): an independent per-step loop
+# paper variant (docs/ma_snn.md "Paper variant: TCSA-LIF"): an independent per-step loop
 
 
 class RectangleSpike(torch.autograd.Function):
@@ -342,7 +342,7 @@ def test_tcsa_lif_paper_reference_keeps_low_precision_state_in_fp32():
 
 
 # ---------------------------------------------------------------------------------------------------
-# Att-Res-SNN-1 block (spec 3.4; official Att_Res_SNN/models/resnet_2.py BasicBlock), layout [T, B, C, H, W]
+# Att-Res-SNN-1 block (official Att_Res_SNN/models/resnet_2.py BasicBlock), layout [T, B, C, H, W]
 
 
 class OfficialStyleMemUpdate(nn.Module):

@@ -272,7 +272,7 @@ def test_state_dict_round_trip_weights_only(make, x):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# the official ConvAttLIF / AttLIF order and neuron, written out (spec 0.1 LIF-MA, 3.3)
+# the official ConvAttLIF / AttLIF order and neuron, written out (docs/neuron.md "The papers' neurons in this form")
 
 
 def _lif_ma(x):  # official IFCell / ConvIFCell, mode "spike": alpha 0.3, beta 0, Vthres 0.3

@@ -1,7 +1,7 @@
 """The networks of snnkernels.models: official state-dict keys and shapes, layouts, backends, errors, and a
 smoke run of examples/train_digits.py.
 
-The "official-style" modules below are written here from the spec (sections 2.2-2.6) and the official
+The "official-style" modules below are written here from docs/tcja_dta.md "DTA" and the official
 attribute names (MnJnKIM/DTA-SNN models/layers.py, DTA.py, TXA.py, TNA.py), independently of
 snnkernels.models: their keys, shapes and forward are what an official checkpoint and the official
 forward give. The key counts of the whole networks (414 for DTA_SNN_18, 777 for DTA_SNN_34, 36 and 62
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Official-style DTA-SNN pieces (from the spec; attribute names as the official code)
+# Official-style DTA-SNN pieces (from docs/tcja_dta.md; attribute names as the official code)
 
 
 class _OffPerStep(nn.Module):  # SeqToANNContainer with one layer: key prefix "module."
@@ -65,7 +65,7 @@ class _OffTd(nn.Module):  # tdLayer
         return x if self.bn is None else self.bn(x)
 
 
-def _tet_lif(x):  # LIF-TET over dim 1 of [B, T, ...]: m = 0.5 m + x, fire on m > 1, hard reset (spec 0.1)
+def _tet_lif(x):  # LIF-TET over dim 1 of [B, T, ...]: m = 0.5 m + x, fire on m > 1, hard reset
     m, out = 0.0, []
     for t in range(x.shape[1]):
         m = 0.5 * m + x[:, t]
@@ -83,7 +83,7 @@ class _OffTXA(nn.Module):
         self.scale_t = nn.Parameter(torch.tensor(1.0))
         self.scale_c = nn.Parameter(torch.tensor(1.0))
 
-    def forward(self, x):  # [B, T, C, H, W] (spec 2.3)
+    def forward(self, x):  # [B, T, C, H, W]
         z = x.mean((3, 4))
         at = torch.sigmoid(self.conv_t(z))[..., None, None]
         ac = torch.sigmoid(self.conv_c(z.transpose(1, 2)).transpose(1, 2))[..., None, None]
@@ -91,7 +91,7 @@ class _OffTXA(nn.Module):
 
 
 class _OffTCA(nn.Module):
-    def __init__(self, d):  # kernel_size 7, dilation 3: DW 5x5 -> DW 1x1 -> PW 1x1 (spec 2.4)
+    def __init__(self, d):  # kernel_size 7, dilation 3: DW 5x5 -> DW 1x1 -> PW 1x1
         super().__init__()
         self.LTCA = nn.Sequential(nn.Conv2d(d, d, 5, padding=2, groups=d), nn.Conv2d(d, d, 1, groups=d),
                                   nn.Conv2d(d, d, 1))
@@ -120,7 +120,7 @@ class _OffDTA(nn.Module):
         self.T_NA = _OffTNA(T * C)
         self.T_XA = _OffTXA(T)
 
-    def forward(self, x, s):  # [B, T, C, H, W], t-major fusion j = t * C + c (spec 2.4-2.5)
+    def forward(self, x, s):  # [B, T, C, H, W], t-major fusion j = t * C + c
         na = self.T_NA(x.flatten(1, 2)).unflatten(1, x.shape[1:3])
         return torch.sigmoid(na * self.T_XA(x)) * s
 

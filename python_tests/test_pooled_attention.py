@@ -179,7 +179,7 @@ def test_runs_are_deterministic():
 
 
 # ---------------------------------------------------------------------------------------------------------
-# modules on backend="triton", loaded with official weights (issue 4's acceptance: fp32 rounding)
+# modules on backend="triton", loaded with official weights (acceptance: fp32 rounding)
 
 
 def fp32_run(module, inputs, grad_out):
@@ -334,7 +334,7 @@ def test_one_tensor_passed_twice():
 @pytest.mark.parametrize("pool", ["max", "avg"])
 @pytest.mark.parametrize("mode", ["both", "tla", "cla"])
 def test_gate_after_pooling_equals_tcja_then_pooling(mode, pool):
-    """tcja_gate applied after a 2x2 pool (spec 1.6) against TCJA then the pool, both in fp64 reference
+    """tcja_gate applied after a 2x2 pool against TCJA then the pool, both in fp64 reference
     terms: forward and every gradient."""
     T, B, C, H, W = 4, 2, 5, 6, 4
     pool_fn = torch.nn.functional.max_pool2d if pool == "max" else torch.nn.functional.avg_pool2d

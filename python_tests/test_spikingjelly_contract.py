@@ -230,7 +230,7 @@ def test_deepcopy_and_pickle_of_a_stateful_node_after_forward(backend):
     assert torch.equal(twin(x), node(x))
 
 
-# -- deliberate differences (docs/spikingjelly.md, "Deliberate differences"): each pinned here ---------------
+# -- deliberate differences (docs/spikingjelly.md "Deliberate differences"): each pinned here ---------------
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_difference_state_is_fp32_for_16_bit_input(backend, dtype):
     if backend_problem(backend, torch.zeros(2, 2, dtype=dtype)) is not None:

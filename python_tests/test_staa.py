@@ -1,7 +1,8 @@
-"""STAA-LIF (spec section 4, RECONSTRUCTED): the reference against an independent per-step loop, and the modules.
+"""STAA-LIF (RECONSTRUCTED, docs/staa.md): the reference against an independent per-step loop, and the modules.
 
-There is no official code to compare with, so the ground truth here is ``loop_staa`` below: the spec's
-inferred equations (4.2) and each option's equation written out per (t, b) with hand-made softmax,
+There is no official code to compare with, so the ground truth here is ``loop_staa`` below: the
+inferred equations (docs/staa.md "What is computed (inferred design)") and each option's equation written out
+per (t, b) with hand-made softmax,
 LayerNorm, sigmoid and rectangle-surrogate spike, sharing no code with snnkernels. Every comparison runs
 in float64 on shapes with T, B, C, H, W all different and checks the spikes, the final state and the
 gradient of every input and parameter. The other tests pin the properties the prose does fix: the step

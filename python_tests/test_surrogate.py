@@ -39,7 +39,7 @@ def grid(s: sg.Surrogate, lo: float = -4.0, hi: float = 4.0, n: int = 16001) -> 
     return x
 
 
-# The spec's table, written out independently of snnkernels.surrogate (x = u - V_th).
+# The table of docs/neuron.md "Surrogates", written out independently of snnkernels.surrogate (x = u - V_th).
 def spec_derivative(s: sg.Surrogate, x: torch.Tensor) -> torch.Tensor:
     p = s.param
     if isinstance(s, sg.ATan):

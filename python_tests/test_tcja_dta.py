@@ -1,6 +1,6 @@
 """TCJA and DTA modules and references against independent re-implementations of the official modules.
 
-The ``OfficialStyle*`` classes below are written from the spec (reference_spec.md sections 1, 2, 5), in
+The ``OfficialStyle*`` classes below are written from docs/tcja_dta.md, in
 the official layouts (TCJA [T, B, C, H, W], TCJA-TET and DTA [B, T, C, H, W]), with the official
 parameter names and with ``nn.Conv1d(padding='same')`` / ``nn.Conv2d`` doing the convolutions, so the
 explicit padding of the references is checked against PyTorch's own rule. Every comparison loads the
@@ -33,7 +33,7 @@ DTA_C, DTA_B, DTA_H, DTA_W = 64, 2, 5, 3  # the official T-XA hard-codes C = 64
 
 
 # ---------------------------------------------------------------------------------------------------
-# Official-style re-implementations (spec sections 1.2, 1.3, 2.3 to 2.5; official names and layouts)
+# Official-style re-implementations (official names and layouts)
 
 
 class OfficialStyleTCJA(nn.Module):
@@ -108,7 +108,7 @@ class OfficialStyleTCA(nn.Module):
     def __init__(self, dim, kernel_size, dilation=3, reduction=16):
         super().__init__()
         d_k = 2 * dilation - 1
-        dd_k = kernel_size // dilation + ((kernel_size // dilation) % 2 - 1)  # spec 2.4 bookkeeping
+        dd_k = kernel_size // dilation + ((kernel_size // dilation) % 2 - 1)  # the official TCA bookkeeping
         self.LTCA = nn.Sequential(
             nn.Conv2d(dim, dim, d_k, padding=(d_k - 1) // 2, groups=dim),
             nn.Conv2d(dim, dim, dd_k, padding=dilation * (dd_k - 1) // 2, groups=dim, dilation=dilation),
@@ -239,7 +239,7 @@ def test_tcja_tet_checkpoint_loads_into_bt_layout(kernel_size_t, kernel_size_c):
 
 
 def spec_tcja_loop(x, w_tla, w_cla, mode):
-    """Spec 1.2 written as the explicit sums, with left = floor((K - 1) / 2) and zeros outside the axis."""
+    """TCJA written as the explicit sums, with left = floor((K - 1) / 2) and zeros outside the axis."""
     T, B, C = x.shape[:3]
     z = x.mean(dim=(3, 4))
     tla = torch.zeros(T, B, C, **F64)
@@ -331,7 +331,7 @@ def test_dta_reference_pieces_compose():
 
 
 def test_dta_parameter_count():
-    # spec 2.5: T-NA 212,736 (three dense 256 x 256 1x1 convs, depth-wise 5x5 and 1x1, MLP 256-16-256)
+    # T-NA 212,736 (three dense 256 x 256 1x1 convs, depth-wise 5x5 and 1x1, MLP 256-16-256)
     # + T-XA 24,626 (conv_t 4*4*3, conv_c 64*64*6, two scales)
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     dta = DTA(4, 64)

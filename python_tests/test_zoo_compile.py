@@ -1,5 +1,5 @@
-"""Every network of the zoo traces under torch.compile with zero graph breaks on the fused backend (issue 6
-item 4: "ours inside, compiled around"), at the smoke sizes of bench.networks, and the compiled training
+"""Every network of the zoo traces under torch.compile with zero graph breaks on the fused backend ("ours
+inside, compiled around"), at the smoke sizes of bench.networks, and the compiled training
 step gives eager's loss and gradients."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Run SpikingJelly's own tests with its neurons and attention replaced by snnkernels' (docs/spikingjelly.md,
+"""Run SpikingJelly's own tests with its neurons and attention replaced by snnkernels' (docs/spikingjelly.md
 "SpikingJelly's own tests").
 
 Usage (SpikingJelly's tests are not part of its PyPI package: point at a checkout of its repository)::
@@ -51,7 +51,7 @@ DEFAULT_FILES = (
     "test_op_counter_neuromc_runtime.py",
 )
 NEURONS = ("IFNode", "LIFNode", "ParametricLIFNode")
-# test files whose failures on our classes are deliberate differences (docs/spikingjelly.md, "Deliberate
+# test files whose failures on our classes are deliberate differences (docs/spikingjelly.md "Deliberate
 # differences"): SpikingJelly's op counters and energy estimators count the eager ops inside its own BaseNode
 # classes, and our neurons run one fused op
 DELIBERATE = {"test_op_counter_": "op counters and energy estimators see inside SpikingJelly's BaseNode only"}

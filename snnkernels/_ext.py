@@ -1,7 +1,10 @@
 """The compiled extension ``snnkernels._C`` (native CPU / CUDA kernels, csrc/).
 
-Loading it is cheap (a shared library; no compilation), so it is tried once when snnkernels is imported,
-and the failure is kept, to be shown when the native backend is asked for. The just-in-time build
+Importing ``snnkernels`` does not load it. It is loaded lazily (``load_native``), on first need: when a
+backend resolution considers ``"native"`` (an explicit ``backend="native"``, or ``"auto"`` reaching it in
+``backends.AUTO_ORDER``, e.g. for a CPU tensor) or when ``python -m snnkernels`` reports what runs. Loading is
+cheap (a shared library; no compilation). A failed import is not cached: a later probe tries again, and the
+last error is kept for ``native_status()``'s message, shown when the native backend is asked for. The just-in-time build
 (``snnkernels._jit``, ninja) runs only when asked: ``SNNKERNELS_JIT=1`` with the native backend requested
 (explicitly or by ``"auto"``), or a direct call of ``snnkernels._jit.build()``. A JIT build that fails is
 remembered and not retried in the same process: the native backend is then unavailable with that reason

@@ -17,7 +17,7 @@ backends the neuron sums its spikes after the forward (a second pass). The spike
 outputs, are the same with and without recording. Counts stay on the device until a statistic is asked
 for (one transfer then), and accumulate over forwards until ``reset()``.
 
-Definitions (MA-SNN, Yao et al., "Attention Spiking Neural Networks", Sec. 4; ``shared/papers``):
+Definitions (MA-SNN, Yao et al., "Attention Spiking Neural Networks", TPAMI 2023, Sec. 4):
 
 - NSAR at step t: the spikes of all recorded neurons at step t over the number of those neurons;
 - NASAR (network average spiking activity rate): the mean of NSAR over the T steps. With the same neuron

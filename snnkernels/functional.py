@@ -430,7 +430,8 @@ def dta_on_neuron_fused(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# MA-SNN's released multi-dimensional attention (spec 3.2). Math: snnkernels.reference.ma_snn.
+# MA-SNN's released multi-dimensional attention (docs/ma_snn.md "Released attention").
+# Math: snnkernels.reference.ma_snn.
 
 
 def multi_dimensional_attention(

@@ -10,8 +10,8 @@ Every neuron of the library is the *leaky neuron*: for t = 1..T, with state v_0 
 with the reset's spike detached from the graph when ``detach_reset``. ``decay`` and ``input_gain``
 may be tensors of shape [C] broadcast along dim 2 of ``[T, B, C, ...]`` (learnable per channel).
 
-This module holds the mappings from each paper's neuron to those coefficients (spec section 0.1), so
-the reference, the functional API and the modules share one definition.
+This module holds the mappings from each paper's neuron to those coefficients (docs/neuron.md "The papers'
+neurons in this form"), so the reference, the functional API and the modules share one definition.
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def rate_coefficients(rate: Number, decay_input: bool, v_reset: float | None) ->
 
 @dataclass(frozen=True)
 class NeuronPreset:
-    """A paper's neuron as leaky-neuron settings (spec section 0.1)."""
+    """A paper's neuron as leaky-neuron settings (docs/neuron.md "The papers' neurons in this form")."""
 
     name: str
     decay: float

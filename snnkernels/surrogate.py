@@ -289,7 +289,7 @@ def coerce_surrogate(obj: Any) -> Surrogate:
     PiecewiseExp / SoftSign / SuperSpike / Erf converted with its *current* ``alpha`` (modules keep the
     SpikingJelly object and convert it at every call, so a later change of its alpha takes effect).
 
-    Rule (docs/spikingjelly.md, "Surrogates"): a surrogate is accepted when its class is exactly one of these. A
+    Rule (docs/spikingjelly.md "Surrogates"): a surrogate is accepted when its class is exactly one of these. A
     subclass is refused, ours or SpikingJelly's, since it may override the formula and the kernels compute the
     parent's; anything else is refused too: silently substituting a different surrogate would change the
     gradients."""

@@ -144,7 +144,7 @@ RefResult reference(const Problem& pr) {
     const float a = coef(pr.decay, n), b = coef(pr.gain, n), cc = coef(pr.bias, n);
     for (int64_t t = 0; t < T; ++t) {
       r.states[t * N + n] = v;
-      // an infinite state of a leaking neuron charges to NaN (docs/neuron.md, "Non-finite values")
+      // an infinite state of a leaking neuron charges to NaN (docs/neuron.md "Non-finite values")
       const float charge = a * v + b * pr.x[t * N + n] + cc;
       const float ht = a != 1.0f ? charge - (v - v) : charge;
       h[t * N + n] = ht;

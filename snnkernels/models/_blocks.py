@@ -136,9 +136,10 @@ class GatedPoolSequential(nn.Sequential):
     ``SeqToANN(AvgPool2d)`` and the attention runs on Triton for the input, the pair computes
     ``pool(x) * F`` with F = ``attention.gate(x)``: F > 0 is constant over (h, w), so this equals
     ``pool(attention(x))``, exactly for a max pool and to the rounding of the mean for an average pool
-    (spec 1.6). TCJA then costs one reduction sweep over x and a multiply on the pooled quarter, instead
-    of two full passes. When a leaky neuron that the gated kernel runs (``nn.fused.fusion_blocker``) comes
-    right before the TCJA, even that sweep goes: the neuron kernel counts its spikes per (t, b, c), which
+    (docs/tcja_dta.md "Gate after pooling, spike counts"). TCJA then costs one reduction sweep over x and a
+    multiply on the pooled quarter, instead of two full passes. When a leaky neuron that the gated kernel runs
+    (``nn.fused.fusion_blocker``) comes right before the TCJA, even that sweep goes: the neuron kernel counts its
+    spikes per (t, b, c), which
     is TCJA's mean times H * W (``nn.fused.neuron_tcja_pool``). Keys are those of the plain
     ``nn.Sequential``. ``gate_after_pool=False`` turns both off.
     """

@@ -1,4 +1,6 @@
-"""DTA-SNN's MS-ResNets (MnJnKIM/DTA-SNN, models/DTA_SNN.py and models/layers.py; spec section 2.6).
+"""DTA-SNN's MS-ResNets (MnJnKIM/DTA-SNN, models/DTA_SNN.py and models/layers.py).
+
+docs/models.md "DTA-SNN: DTA_SNN_18, DTA_SNN_34, MSResNet".
 
 The network: an input conv3x3 (no bias) + BatchNorm over the T * B samples gives X; S = LIF(X); DTA(X, S)
 in the encoding slot; MS-ResNet basic blocks (``out = conv-BN(LIF(conv-BN(LIF(x)))) + shortcut(x)``);

@@ -1,4 +1,4 @@
-"""MA-SNN's networks (BICLab/MA-SNN at ad80e7b; spec sections 0.1, 3.3 and 3.4).
+"""MA-SNN's networks (BICLab/MA-SNN at ad80e7b; docs/models.md "MA-SNN: MASNN*, AttResSNN*").
 
 Two families, both from the released code:
 
@@ -99,7 +99,7 @@ def _check_dims_or_none(owner: str, dims: str | None) -> str | None:
 
 
 class ConvAttLIF(nn.Module):
-    """One official ``ConvAttLIF`` layer on [T, B, C, H, W] (spec 3.3).
+    """One official ``ConvAttLIF`` layer on [T, B, C, H, W] (docs/ma_snn.md "Released attention").
 
     ``conv2d`` (3x3, padding 1, bias) and ``BNLayer`` (BatchNorm2d over the T * B samples) per step, then
     ``pooling`` (AvgPool2d, only when ``pooling_kernel_size > 1``), then ``attention``
@@ -164,7 +164,9 @@ class AttLIF(nn.Module):
 
 
 class MASNN(nn.Module):
-    """MA-SNN's plain conv net (official ``Att_SNN.py`` ``Net``), any widths; spec 3.3.
+    """MA-SNN's plain conv net (official ``Att_SNN.py`` ``Net``), any widths.
+
+    docs/models.md "MA-SNN: MASNN*, AttResSNN*".
 
     ``ConvAttLIF`` layers ``convAttLIF0, convAttLIF1, ...`` (3x3 convs, stride 1, padding 1, each followed
     by its AvgPool2d), then ``FC0 = AttLIF(C_last * h * w, hidden)`` and ``FC1 = AttLIF(hidden,
@@ -288,7 +290,9 @@ def MASNN_DVSGait(dims: str | None = "TCS", *, T: int = MASNN_DVS_GAIT.T,
 
 
 class AttResSNN(nn.Module):
-    """Att-Res-SNN-1 (official ``ResNet_origin`` of ``Att_Res_SNN/models/resnet_2.py``; spec 3.4).
+    """Att-Res-SNN-1 (official ``ResNet_origin`` of ``Att_Res_SNN/models/resnet_2.py``).
+
+    Its block: docs/ma_snn.md "Att-Res-SNN-1 block".
 
     Stem ``conv1`` = conv7x7 stride 2 (no bias) + BatchNorm3d over (B, T, H, W) (weight 0.5); no max-pool
     (the official one is defined but unused, and has no parameters); stages ``conv2_x`` ... of

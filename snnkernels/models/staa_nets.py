@@ -1,4 +1,4 @@
-"""STAA-SNN's CIFAR ResNet-20 with STAA-LIF neurons (spec section 4). RECONSTRUCTED: no official code.
+"""STAA-SNN's CIFAR ResNet-20 with STAA-LIF neurons (docs/staa.md). RECONSTRUCTED: no official code.
 
 The STAA paper (CVPR 2025) uses STAA-LIF as a drop-in replacement for the LIF of ResNet-19/20 backbones
 and gives no network code. The ResNet-20 here is the one of the STAA authors' sibling repository,

@@ -1,9 +1,9 @@
-"""TCJA-SNN's VGG-style networks (ridgerchu/TCJA at 5f21162, src/dvs128.py and src/cifar10dvs.py; spec 1.3-1.4).
+"""TCJA-SNN's VGG-style networks (ridgerchu/TCJA at 5f21162, src/dvs128.py and src/cifar10dvs.py).
 
-Placement (spec 1.4): ``Conv2d -> BatchNorm2d -> LIF -> TCJA -> pooling``, so TCJA gates the spikes of
-the LIF before it. The neuron is SpikingJelly's multi-step LIF (tau 2, V_th 1, hard reset to 0,
-``decay_input``, ``detach_reset``), with ATan(2) for DVS128 Gesture and PiecewiseQuadratic(1) (=
-``Triangle(1)``) for CIFAR10-DVS.
+Placement (docs/models.md "TCJA-SNN: TCJA_DVS128, TCJA_CIFAR10DVS"): ``Conv2d -> BatchNorm2d -> LIF -> TCJA ->
+pooling``, so TCJA gates the spikes of the LIF before it. The neuron is SpikingJelly's multi-step LIF (tau 2,
+V_th 1, hard reset to 0, ``decay_input``, ``detach_reset``), with ATan(2) for DVS128 Gesture and
+PiecewiseQuadratic(1) (= ``Triangle(1)``) for CIFAR10-DVS.
 
 Each network keeps the official ``nn.Sequential`` indices and SpikingJelly's ``SeqToANNContainer``
 (an ``nn.Sequential``), so the keys are the official ones (``conv.0.0.weight``, ``conv.11.conv.weight``,
@@ -35,7 +35,7 @@ __all__ = ["TCJANetPreset", "DVS128_GESTURE", "CIFAR10_DVS", "PRESETS", "TCJA_DV
 
 @dataclass(frozen=True)
 class TCJANetPreset:
-    """The settings of one official TCJA-SNN network (spec 1.3-1.4).
+    """The settings of one official TCJA-SNN network (docs/models.md "TCJA-SNN: TCJA_DVS128, TCJA_CIFAR10DVS").
 
     ``kernel_size_t`` / ``kernel_size_c`` follow the official TCJA constructor: ``kernel_size_t`` is the
     conv over the T steps sliding along channels (the paper's K_C), ``kernel_size_c`` the conv over the C

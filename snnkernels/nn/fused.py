@@ -5,7 +5,8 @@ over (h, w) or (t, c): ``Y = X * F[t, b, c]`` and ``Y = relu(X) * sc[t, b, c] * 
 gate takes reduction sweeps over X; applying it is elementwise. When the neuron right after the attention
 runs on the Triton kernels, the gate is applied as the neuron loads its input (``ops.gated_leaky_triton``),
 so Y is neither written nor read back nor kept for the backward: TCJA + LIF costs one reduction sweep plus
-the neuron's own pass forward (spec 1.6), MA-SNN's TCSA + LIF two sweeps plus the neuron's (spec 3.7).
+the neuron's own pass forward (docs/tcja_dta.md "Gate after pooling, spike counts"),
+MA-SNN's TCSA + LIF two sweeps plus the neuron's (docs/ma_snn.md "Gates inside the neuron").
 
 The numbers are the unfused composition's: the gated input is rounded to X's dtype before the charge,
 exactly as the attention's output would be stored, so the spikes are the same in every dtype; gradients
@@ -107,7 +108,7 @@ def _pair_blocker(attention: nn.Module, neuron: nn.Module, x: torch.Tensor) -> s
         return f"the attention ({name}) takes the [B, T] layout; the neuron's [T, ...] input needs layout='TB'"
     if not isinstance(x, torch.Tensor) or x.dim() != 5:
         return "the input is not [T, B, C, H, W]"
-    # the unfused pair applies the modules' own rules (docs/tcja_dta.md, "Empty input and dtypes")
+    # the unfused pair applies the modules' own rules (docs/tcja_dta.md "Empty input and dtypes")
     if x.numel() == 0:
         return "the input is empty"
     if _dtype_mismatch(attention, x):
@@ -171,8 +172,9 @@ def neuron_tcja_pool(neuron: nn.Module, attention: nn.Module, pool: nn.Module, x
     """``pool(attention(neuron(x)))`` for a TCJA (or TLA / CLA) on a neuron's spikes followed by a max or
     average pool (the TCJA-SNN placement), when ``fusion_blocker(attention, neuron, x)`` finds nothing
     against the pair: the neuron kernel counts its spikes per (t, b, c) as it fires, which is TCJA's mean
-    Z times H * W (spec 1.6's popcount), and the gate multiplies the pooled spikes. TCJA then makes no pass
-    over the spikes at all; the result is the unfused path's (exactly, for a max pool). Otherwise it runs
+    Z times H * W (docs/tcja_dta.md "Gate after pooling, spike counts"), and the gate multiplies the pooled
+    spikes. TCJA then makes no pass over the spikes at all; the result is the unfused path's (exactly, for a max
+    pool). Otherwise it runs
     the three modules one after the other."""
     if fusion_blocker(attention, neuron, x) is not None:
         return pool(attention(neuron(x)))

@@ -1,4 +1,4 @@
-"""MA-SNN attention modules (spec section 3): parameter ownership, layout and shape checks only.
+"""MA-SNN attention modules (docs/ma_snn.md): parameter ownership, layout and shape checks only.
 
 The math is in ``snnkernels.reference.ma_snn``. ``MultiDimensionalAttention`` runs through
 ``snnkernels.functional.multi_dimensional_attention``: ``backend`` ``"auto"`` (fused Triton sweeps on CUDA,
@@ -68,7 +68,7 @@ class _SharedMLP(nn.Module):
     1x1 convolutions as in the official code (``nn.Conv3d``; ``nn.Conv1d`` for the FC layers' TA), so the
     weights have the official shapes [n // ratio, n, 1, ...] and the official initialisation. ``avg_pool`` /
     ``max_pool`` are SpikingJelly's pooling submodules and ``forward`` its gate on the batch-first layout
-    (docs/ma_snn.md, "SpikingJelly's submodules"); the attention's own forward does not call them.
+    (docs/ma_snn.md "SpikingJelly's submodules"); the attention's own forward does not call them.
     """
 
     def __init__(self, planes: int, ratio: int, conv: type[nn.Module] = nn.Conv3d, axis: int = 1) -> None:
@@ -119,7 +119,7 @@ def _flag(value: object, name: str) -> bool | None:
 
 def _dims_from_flags(dims: object, use_temporal: object = None, use_channel: object = None,
                     use_spatial: object = None) -> str:
-    """The chain of ``MultiDimensionalAttention`` from our ``dims`` and SpikingJelly's flags (docs/ma_snn.md,
+    """The chain of ``MultiDimensionalAttention`` from our ``dims`` and SpikingJelly's flags (docs/ma_snn.md
     "SpikingJelly's flags"): a flag left None counts as True, as SpikingJelly's default; given both, they must
     name the same chain."""
     if isinstance(dims, bool):  # SpikingJelly's flags passed positionally land here
@@ -199,7 +199,7 @@ class _Gates(nn.Module):
 class MultiDimensionalAttention(_Gates):
     """MA-SNN's released multi-dimensional attention: ``Y = relu(g_s * g_c * g_t * X)``, on the whole sequence.
 
-    Gates, applied in the order T, C, S, each on the previous one's output (spec 3.2):
+    Gates, applied in the order T, C, S, each on the previous one's output (docs/ma_snn.md "Released attention"):
 
     - TA ``g_t`` [B, T]: mean and max over (C, H, W), shared MLP over T (T -> T // reduction_t -> T), sigmoid;
     - CA ``g_c`` [B, C]: mean and max over (T, H, W), shared MLP over C, sigmoid: one gate per (b, c), all t;
@@ -285,7 +285,9 @@ def _time_major_input(owner: str, x_seq: object, rank: int, T: int, layout: str)
 
 
 class TemporalAttentionFC(nn.Module):
-    """MA-SNN's released TA of the fully connected layers: ``Y = relu(g_t * X)`` on [T, B, L] (spec 3.2).
+    """MA-SNN's released TA of the fully connected layers: ``Y = relu(g_t * X)`` on [T, B, L].
+
+    docs/ma_snn.md "Released attention".
 
     ``g_t`` [B, T] = sigmoid(MLP(mean_L X) + MLP(max_L X)), shared MLP T -> T // reduction_t -> T without
     bias. Parameters as the official ``TA(T, channels, t_ratio=reduction_t, fc=True)`` (the attention of
@@ -372,7 +374,9 @@ class TemporalWiseAttention(nn.Module):
 
 
 class TCSALIFNode(_Gates):
-    """The PAPER's TCSA-LIF neuron layer (MA-SNN Eq. 14, spec 3.5): NOT the released code; INFERRED parameters.
+    """The PAPER's TCSA-LIF neuron layer (MA-SNN Eq. 14): NOT the released code; INFERRED parameters.
+
+    docs/ma_snn.md "Paper variant: TCSA-LIF".
 
     TA on the whole input sequence (as released), then per time step CA and SA on the integrated membrane
     potential V_t, CA pooling over (H, W) only and SA over C only, then fire and reset::
@@ -504,7 +508,7 @@ class _AttentionCell(nn.Module):
 
 
 class AttResBlock(nn.Module):
-    """Att-Res-SNN-1 residual block (released ImageNet code, MS-ResNet backbone; spec 3.4).
+    """Att-Res-SNN-1 residual block (released ImageNet code, MS-ResNet backbone; docs/ma_snn.md "Att-Res-SNN-1 block").
 
     On x [T, B, C, H, W] (membrane-potential-like)::
 

@@ -16,7 +16,7 @@ what a SpikingJelly model computes when ``reset_net`` is called between batches,
 default of the paper presets and ``LeakyNode`` (their papers' code starts every forward from rest) and what
 the fused attention + neuron paths and activation checkpointing need. Step mode ``'s'`` always carries ``v``.
 
-Deliberate differences from SpikingJelly are listed in docs/spikingjelly.md ("Deliberate differences"): the
+Deliberate differences from SpikingJelly are listed in docs/spikingjelly.md "Deliberate differences": the
 state is fp32 for fp16 / bf16 input (SpikingJelly keeps the input's dtype), and the charge is computed as
 ``decay * v + input_gain * x + bias``, which can flip a spike whose potential lies within an ulp of the
 threshold.

@@ -1,7 +1,8 @@
-"""STAA-SNN modules (spec section 4): parameter ownership, options, layout and shape checks only.
+"""STAA-SNN modules (docs/staa.md): parameter ownership, options, layout and shape checks only.
 
 RECONSTRUCTED from the paper's prose: no official code exists and the paper's equations are lost, so the
-structure is the spec's inferred design and every open choice is a constructor option (``docs/staa.md``).
+structure is one inferred design (docs/staa.md "What is computed (inferred design)") and every open choice is
+a constructor option.
 The math is in ``snnkernels.reference.staa``; ``STAALIFNode.forward`` is one call to
 ``staa_lif_reference`` so that a fused backend can replace it in one place. ``backend="triton"`` runs the
 global-context block's pooling (the attention-weighted context of every frame) as one fused sweep each
@@ -262,7 +263,8 @@ class STAALIFNode(nn.Module):
 
     Returns the spikes S. At initialisation (P = 0, GC's last conv = 0, ``fc2`` = 0) it is the adaptive LIF
     ``U = M H + N X`` with M = 2, N = 0.1. The paper's equations are lost, so every option marked INFERRED is
-    a reading of its prose; the defaults are the spec's recommendation (reference_spec.md 4.2).
+    a reading of its prose; the defaults are the recommended reading (docs/staa.md "What is computed (inferred
+    design)").
 
     TSRD (time-step random dropout): in training, each step's step attention is replaced by plain addition
     with probability ``drop_prob``. The mask is drawn from the module's own CPU ``torch.Generator`` seeded

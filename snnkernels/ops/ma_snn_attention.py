@@ -1,4 +1,6 @@
-"""Autograd of MA-SNN's released multi-dimensional attention on the Triton sweeps (spec 3.2, 3.7).
+"""Autograd of MA-SNN's released multi-dimensional attention on the Triton sweeps.
+
+The passes and the backward: docs/ma_snn.md "Sweeps and backward".
 
 Y = relu(g_s * g_c * g_t * X) = g_s[b, p] * sc[t, b, c] * relu(X) with sc = g_t * g_c (every gate > 0):
 
@@ -181,9 +183,9 @@ class _MAGatesFunction(torch.autograd.Function):
 
 
 class _MAGatedNeuronFunction(torch.autograd.Function):
-    """The gates' two sweeps, then the gated neuron applies relu(X) * sc * g_s in its time loop (spec 3.7
-    pass 3 with the LIF). Backward: the gated neuron's sweep (the apply pass's dX share and dL/dsc,
-    dL/dg_s), then ONE pooled-paths sweep that also adds that share: no separate sum of two dX tensors."""
+    """The gates' two sweeps, then the gated neuron applies relu(X) * sc * g_s in its time loop
+    (docs/ma_snn.md "Gates inside the neuron"). Backward: the gated neuron's sweep (the apply pass's dX share
+    and dL/dsc, dL/dg_s), then ONE pooled-paths sweep that also adds that share: no separate sum of two dX tensors."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, dims: str, ta_w0, ta_w1, ca_w0, ca_w1, sa_weight, neuron: tuple,

@@ -1,6 +1,6 @@
 """Autograd of the fused pooled attentions (TCJA and its ablations, T-XA, DTA's output product).
 
-Each op is two sweeps over the full tensor each way (the spec's "two-sweep floor"):
+Each op is two sweeps over the full tensor each way (docs/tcja_dta.md "The two-sweep floor"):
 
     forward:  Z = mean_hw X (sweep 1)  ->  tiny stage on [T, B, C]  ->  Y = map(X, gates) (sweep 2)
     backward: row sums of dL/dY against X (sweep 1)  ->  tiny stage backward  ->  dL/dX (sweep 2)
@@ -271,9 +271,9 @@ class _CountMeanFunction(torch.autograd.Function):
 
 def tcja_gate_from_counts(spikes: torch.Tensor, counts: torch.Tensor, weight_t: torch.Tensor | None,
                           weight_c: torch.Tensor | None, mode: str) -> torch.Tensor:
-    """TCJA's gate F [T, B, C] of binary ``spikes`` from their counts per (t, b, c) (spec 1.6: the popcount
-    of binary input); equal to ``tcja_gate_fused(spikes, ...)`` bit for bit (both means are exact sums
-    divided once), differentiable in the spikes and the weights."""
+    """TCJA's gate F [T, B, C] of binary ``spikes`` from their counts per (t, b, c)
+    (docs/tcja_dta.md "Gate after pooling, spike counts"); equal to ``tcja_gate_fused(spikes, ...)`` bit for
+    bit (both means are exact sums divided once), differentiable in the spikes and the weights."""
     return _tcja_gate_stage(_CountMeanFunction.apply(spikes, counts), weight_t, weight_c, mode)[2]
 
 

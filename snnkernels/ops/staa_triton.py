@@ -1,4 +1,4 @@
-"""STAA-LIF's time loop on Triton (spec 4.4, inferred design): per step one fused sweep for the gated
+"""STAA-LIF's time loop on Triton (docs/staa.md "For a fused kernel"): per step one fused sweep for the gated
 aggregation, fire and reset, which also sums the new state for the next step's pooling.
 
 ``staa_loop_fused`` computes what the loop of ``reference.staa.staa_lif_reference`` computes, from the

@@ -1,4 +1,6 @@
-"""The MA-SNN paper's in-loop TCSA-LIF (spec 3.5, ``reference.ma_snn.tcsa_lif_paper_reference``) on Triton.
+"""The MA-SNN paper's in-loop TCSA-LIF (``reference.ma_snn.tcsa_lif_paper_reference``) on Triton.
+
+docs/ma_snn.md "Paper variant: TCSA-LIF".
 
 Per step: the channel and spatial gates' statistics of V_t = H_{t-1} + X_TA[t] on the released attention's
 sweeps (``ma_gates_fused`` on a one-step sequence: CA pools over (H, W), SA over C); then ``tcsa_step``

@@ -1,4 +1,4 @@
-"""DTA's T-NA with its elementwise work fused around the dense convolutions (spec 2.8).
+"""DTA's T-NA with its elementwise work fused around the dense convolutions (docs/tcja_dta.md "DTA backward").
 
 The three D x D 1x1 convolutions and the depth-wise 5x5 run on cuDNN / cuBLAS through ``F.conv2d``; what
 surrounds them is fused:

@@ -1,4 +1,4 @@
-"""Eager reference of DTA (dual temporal-channel-wise attention, DTA-SNN), spec sections 2.3 to 2.5.
+"""Eager reference of DTA (dual temporal-channel-wise attention, DTA-SNN), docs/tcja_dta.md "DTA".
 
 Plain torch, autograd does the backward. Ground truth for the future fused kernels and, until they
 exist, the implementation behind ``snnkernels.nn.TXA`` / ``TNA`` / ``DTA``. Never edit it to match a kernel.
@@ -67,7 +67,7 @@ def txa_reference(
     scale_t: torch.Tensor | float,
     scale_c: torch.Tensor | float,
 ) -> torch.Tensor:
-    """T-XA on ``x`` [T, B, C, H, W] (spec 2.3): ``XA = (X + scale_t * sig(Qt)) * (X + scale_c * sig(Qc))``.
+    """T-XA on ``x`` [T, B, C, H, W]: ``XA = (X + scale_t * sig(Qt)) * (X + scale_c * sig(Qc))``.
 
     Args:
         x (torch.Tensor): [T, B, C, H, W], DTA's real-valued conv+BN output.
@@ -99,7 +99,7 @@ def tna_fused_reference(
     dilation: int = 3,
     attn_shortcut: bool = True,
 ) -> torch.Tensor:
-    """T-NA on the fused tensor ``x2`` [B, D, H, W] (the official ``T_NA`` input), spec 2.4.
+    """T-NA on the fused tensor ``x2`` [B, D, H, W] (the official ``T_NA`` input).
 
     Args:
         x2 (torch.Tensor): [B, D, H, W], D = T * C with the t-major channel index t * C + c.
@@ -162,7 +162,7 @@ def dta_reference(
     dilation: int = 3,
     attn_shortcut: bool = True,
 ) -> torch.Tensor:
-    """DTA (spec 2.5): ``Y = sig(NA * XA) * S`` on the library layout [T, B, C, H, W].
+    """DTA: ``Y = sig(NA * XA) * S`` on the library layout [T, B, C, H, W].
 
     Args:
         x (torch.Tensor): [T, B, C, H, W], the conv+BN output X.

@@ -1,25 +1,30 @@
-"""Eager references of MA-SNN's multi-dimensional attention (TA, CA, SA and their chains), spec section 3.
+"""Eager references of MA-SNN's multi-dimensional attention (TA, CA, SA and their chains).
 
-Plain torch, autograd does the backward. Ground truth for the fused kernels and, until a module is switched
-to them, the implementation behind ``snnkernels.nn.ma_snn``. Never edit it to match a kernel.
+The math: docs/ma_snn.md. Plain torch, autograd does the backward. Ground truth for the fused Triton paths
+(``ops.ma_snn_attention``, ``ops.tcsa_paper_triton``) and the implementation behind ``backend="torch"`` of the
+modules in ``snnkernels.nn.ma_snn`` (the only one of ``TemporalAttentionFC`` and ``TemporalWiseAttention``,
+which are eager only). Never edit it to match a kernel.
 
 Two variants, kept apart on purpose:
 
-- **Released code** (spec 3.2; BICLab/MA-SNN ``MA_SNN/module/Attention.py``, SpikingJelly's
-  ``MultiDimensionalAttention``): the attention runs once on the whole sequence, before the neuron loop.
-  TA pools over (C, H, W) for each (b, t), CA over (T, H, W) for each (b, c), SA over (T, C) for each
-  pixel; the chain ends in a ReLU. Functions: ``time_attention_reference``, ``channel_attention_reference``,
-  ``spatial_attention_reference``, ``multi_dimensional_attention_reference`` (and the ``*_gate_reference``
-  gates they multiply by).
-- **Paper only** (spec 3.5, the paper's Eq. 14; no official code): ``tcsa_lif_paper_reference``, TA on the
-  sequence, then CA and SA on the membrane potential inside the time loop, per step. Its neuron parameters
-  are INFERRED (the paper gives none; the defaults are the released code's values).
+- **Released code** (docs/ma_snn.md "Released attention"; BICLab/MA-SNN ``MA_SNN/module/Attention.py``,
+  SpikingJelly's ``MultiDimensionalAttention``): the attention runs once on the whole sequence, before the
+  neuron loop. TA pools over everything after (t, b) (C, H, W, or L in the FC layers), CA over (T, H, W) for
+  each (b, c), SA over (T, C) for each pixel; the chain ends in a ReLU. Functions:
+  ``time_attention_reference``, ``channel_attention_reference``, ``spatial_attention_reference`` (``g * x``,
+  no ReLU), ``multi_dimensional_attention_reference`` (the chain and its ReLU) and the ``*_gate_reference``
+  gates they multiply by.
+- **Paper only** (the paper's Eq. 14, docs/ma_snn.md "Paper variant: TCSA-LIF"; no official code):
+  ``tcsa_lif_paper_reference``, TA on the sequence, then CA and SA on the membrane potential inside the time
+  loop, per step, and the paper's reset to ``v_reset``. Its neuron parameters are INFERRED: the paper gives
+  none, so the defaults are the released neuron's decay 0.3, threshold 0.3 and rectangle width 0.5 (the DVS
+  Gesture / Gait setting) with ``v_reset`` 0 (the released neuron instead resets to the threshold, then decays).
 
-Layout: the library's [T, B, C, H, W] (the official code is [B, T, C, H, W]; the math does not depend on
-it). The shared MLPs take 2-D matrices, ``w0`` [hidden, n] and ``w1`` [n, hidden], n = T (TA) or C (CA):
-the official 1x1 conv weights [out, in, 1, 1, 1] with the trailing ones flattened away. SA's conv weight
-keeps its official shape [1, 2, k, k], input channel 0 = mean, 1 = max. Max pooling sends its gradient to
-the one element ``torch.max`` returns, as the official adaptive max pools do.
+Layout: the library's [T, B, C, H, W] (TA also [T, B, L]); the official code is [B, T, C, H, W], and the math
+does not depend on it. The shared MLPs take 2-D matrices, ``w0`` [hidden, n] and ``w1`` [n, hidden], n = T (TA)
+or C (CA): the official 1x1 conv weights [out, in, 1, 1, 1] with the trailing ones flattened away. SA's conv
+weight keeps its official shape [1, 2, k, k] (k odd), input channel 0 = mean, 1 = max. Max pooling sends its
+gradient to the one element ``torch.max`` returns, as the official adaptive max pools do.
 """
 from __future__ import annotations
 
@@ -137,7 +142,7 @@ def spatial_gate_reference(x: torch.Tensor, weight: torch.Tensor) -> torch.Tenso
     weight = _check_spatial_weight(weight)
     planes = x.transpose(0, 1).flatten(1, 2)  # [B, T*C, H, W]
     # concatenated rather than stacked: the same values, in a layout whose conv backward Inductor compiles
-    # with symbolic H and W (docs/tcja_dta.md, "torch.compile with dynamic shapes")
+    # with symbolic H and W (docs/tcja_dta.md "torch.compile with dynamic shapes")
     maps = torch.cat([planes.mean(dim=1, keepdim=True), planes.max(dim=1, keepdim=True).values], dim=1)
     k = weight.shape[-1]
     return torch.sigmoid(F.conv2d(maps, weight, padding=(k - 1) // 2))[:, 0]
@@ -174,7 +179,7 @@ def multi_dimensional_attention_reference(
     ca: MLPWeights | None = None,
     sa: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """MA-SNN's released attention (spec 3.2): the chosen gates in the order T, C, S, then a ReLU.
+    """MA-SNN's released attention: the chosen gates in the order T, C, S, then a ReLU.
 
     ``X1 = g_t(X) X``, ``X2 = g_c(X1) X1``, ``X3 = g_s(X2) X2``, ``Y = relu(X3)``, skipping the gates not in
     ``dims``. Each gate pools the output of the previous one. Every gate is > 0, so
@@ -218,7 +223,7 @@ def tcsa_lif_paper_reference(
     surrogate_function: Surrogate = Rectangle(0.5),
     detach_reset: bool = False,
 ) -> torch.Tensor:
-    """The PAPER's TCSA-LIF (its Eq. 14, spec 3.5), NOT the released code; neuron parameters INFERRED.
+    """The PAPER's TCSA-LIF (its Eq. 14), NOT the released code; neuron parameters INFERRED.
 
     TA "Conv-POST" on the whole sequence, then CA and SA "Activate-PRE" on the integrated membrane
     potential, per time step with shared weights, then fire::

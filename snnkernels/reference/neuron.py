@@ -4,7 +4,7 @@ This is the ground truth the kernels are tested against and the ``backend="torch
 the equations in ``snnkernels.neuron_models`` literally, in fp32 (fp64 for fp64 input), in the same
 op order as the kernels' charge so that fp32 spikes agree bit for bit. Never edit it to match a kernel.
 
-Non-finite values (docs/neuron.md, "Non-finite values"): a leaking neuron (decay != 1) charges an infinite
+Non-finite values (docs/neuron.md "Non-finite values"): a leaking neuron (decay != 1) charges an infinite
 membrane to NaN, as SpikingJelly's ``v + (x - (v - v_reset)) / tau`` does; IF (decay = 1) keeps +-inf.
 """
 from __future__ import annotations

@@ -1,10 +1,11 @@
-"""Eager reference of STAA-LIF (STAA-SNN, CVPR 2025), spec section 4. RECONSTRUCTED, not the authors' model.
+"""Eager reference of STAA-LIF (STAA-SNN, CVPR 2025). RECONSTRUCTED, not the authors' model.
 
 No official code exists and the available paper text has lost its equations (Eqs. 1-3 and 6-14): only the
-prose and the hyper-parameters survive. Everything below is the spec's INFERRED design (reference_spec.md
-4.2), and every choice the prose leaves open (4.3, 4.3a) is a keyword argument whose default is the spec's
-recommendation. ``docs/staa.md`` lists them. Plain torch, autograd does the backward; ground truth for
-future fused kernels and the implementation behind ``snnkernels.nn.staa``. Never edit it to match a kernel.
+prose and the hyper-parameters survive. Everything below is an INFERRED design (docs/staa.md "What is computed
+(inferred design)"), and every choice the prose leaves open (docs/staa.md "Open questions") is a keyword argument
+whose default is the recommended reading; docs/staa.md "Options (every INFERRED choice is one)" lists them.
+Plain torch, autograd does the backward; ground truth for future fused kernels and the implementation behind
+``snnkernels.nn.staa``. Never edit it to match a kernel.
 
 Per layer, on the conv + BN output X [T, B, C, H, W] (H_0 = 0)::
 
@@ -280,7 +281,7 @@ def step_attention_reference(a: torch.Tensor, b: torch.Tensor, sa: SAParams, *, 
 
     ``z = Ws2 relu(Ws1 mean_hw(A + B))`` [B, 2C] = (z_a, z_b), then by ``gate``:
 
-    - ``"sigmoid"``: ``alpha sig(z_a) A + alpha sig(z_b) B`` (spec 4.2; alpha on the gate and alpha on the
+    - ``"sigmoid"``: ``alpha sig(z_a) A + alpha sig(z_b) B`` (the inferred design; alpha on the gate and alpha on the
       output are the same thing here);
     - ``"softmax"``: the two branches compete per (b, c): ``alpha (w_a A + w_b B)``, (w_a, w_b) =
       softmax(z_a, z_b);
@@ -396,7 +397,7 @@ def staa_lif_reference(
     return_final_state: bool = False,
     features: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """STAA-LIF over T steps (spec 4.2, INFERRED design; see the module docstring for the equations).
+    """STAA-LIF over T steps (INFERRED design; see the module docstring for the equations).
 
     PE and GC do not depend on the recurrence, so they run on the whole sequence first; the loop then
     aggregates, fires and resets step by step. The state is fp32 for fp32 / fp16 / bf16 input and fp64 for

@@ -1,10 +1,10 @@
-"""Eager reference of TCJA (temporal-channel joint attention, TCJA-SNN), spec section 1.
+"""Eager reference of TCJA (temporal-channel joint attention, TCJA-SNN), docs/tcja_dta.md "TCJA".
 
 Plain torch, autograd does the backward. This is the ground truth the fused kernels will be tested
 against and, until they exist, the implementation behind ``snnkernels.nn.TCJA``. Never edit it to
 match a kernel.
 
-Symbols follow the paper and the spec: the TLA conv slides along TIME (kernel length K_T, the C channels
+Symbols follow the paper: the TLA conv slides along TIME (kernel length K_T, the C channels
 are its conv-channels) and the CLA conv slides along CHANNELS (kernel length K_C, the T steps are its
 conv-channels). The official module's constructor names these two lengths the other way round (see
 ``snnkernels.nn.TCJA``); this file uses the paper's names only.
@@ -64,7 +64,7 @@ def tcja_reference(
     kernel_size_c: int | None = None,
     mode: str = "both",
 ) -> torch.Tensor:
-    """TCJA on ``x`` [T, B, C, H, W]: ``Y = X * sig(TLA * CLA)`` (spec 1.2), or an ablation.
+    """TCJA on ``x`` [T, B, C, H, W]: ``Y = X * sig(TLA * CLA)``, or an ablation.
 
     Args:
         x (torch.Tensor): [T, B, C, H, W], in TCJA-SNN the spikes of the preceding LIF.
@@ -95,7 +95,8 @@ def tcja_gate_reference(
     """TCJA's gate ``F = sig(TLA(Z) * CLA(Z))`` [T, B, C] (arguments as ``tcja_reference``).
 
     F > 0 is constant over (h, w), so ``MaxPool(X * F) = F * MaxPool(X)`` and ``AvgPool(X * F) =
-    F * AvgPool(X)`` (spec 1.6): a caller may apply it after the pooling that follows TCJA.
+    F * AvgPool(X)`` (docs/tcja_dta.md "Gate after pooling, spike counts"): a caller may apply it after the
+    pooling that follows TCJA.
     """
     check_tcja_arguments(x, weight_t, weight_c, kernel_size_t, kernel_size_c, mode)
     # Z[t, b, c] = mean over the H*W positions

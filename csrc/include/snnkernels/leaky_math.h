@@ -19,7 +19,7 @@ SNNK_INLINE LeakTerm leak_term_of(float a) { return a != 1.0f ? LeakTerm::kAlway
 
 // h_t = a * v_{t-1} + b * x_t + c, minus (v - v) where the neuron leaks (a != 1): v - v is +0 for a finite v and
 // h - 0 is h bit for bit (-0 included), so finite states keep their bits; for v = +-inf it is NaN, as SpikingJelly's
-// v + (x - (v - v_reset)) / tau gives, while IF (a = 1) keeps +-inf like SpikingJelly's v + x (docs/neuron.md,
+// v + (x - (v - v_reset)) / tau gives, while IF (a = 1) keeps +-inf like SpikingJelly's v + x (docs/neuron.md
 // "Non-finite values"). The same function in the forward and in the backward's recompute.
 template <LeakTerm L>
 SNNK_INLINE float leaky_charge_as(float a, float v, float b, float x, float c) {

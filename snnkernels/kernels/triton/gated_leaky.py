@@ -1,8 +1,8 @@
 """Triton kernels of the gated leaky neuron: an attention gate applied inside the neuron's time loop.
 
 The neuron's input at step t is ``y_t = pre(X_t) * scale[t, b, c] (* map[b, p])`` with pre = ReLU (MA-SNN's
-released attention, spec 3.7 pass 3) or the identity (TCJA's gate, spec 1.6), so the gated tensor Y is
-never written nor read back: the attention costs its reduction sweeps only.
+released attention, docs/ma_snn.md "Gates inside the neuron") or the identity (TCJA's gate), so the gated
+tensor Y is never written nor read back: the attention costs its reduction sweeps only.
 
 Layout as ``rowwise``: X [T, B, C, H, W] is walked as R1 = B * C rows of S = H * W contiguous values per
 step; row (b, c) of step t starts at ``t * st + b * sb + c * sc``. A program owns a tile of BLOCK_R rows x
@@ -125,7 +125,8 @@ def gated_leaky_fwd_kernel(
             tl.store(spikes_ptr + at, tl.where(spike, 1.0, 0.0).to(spikes_ptr.dtype.element_ty), mask=mask & valid)
             if COUNT:
                 # spikes per (t, b, c) without a second pass (exact int32): the firing statistics, and for
-                # binary input to a TCJA the pooled mean Z = count / HW (its popcount, spec 1.6)
+                # binary input to a TCJA the pooled mean Z = count / HW
+                # (docs/tcja_dta.md "Gate after pooling, spike counts")
                 _store_row_counts(counts_ptr, count_row, t, R1, spike, mask, rmask & valid)
 
 

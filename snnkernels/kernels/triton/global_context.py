@@ -1,4 +1,4 @@
-"""Triton sweeps of the global-context pooling of GCNet / STAA (spec 4.4 pass 1): one pass each way.
+"""Triton sweeps of the global-context pooling of GCNet / STAA (docs/staa.md "For a fused kernel"): one pass each way.
 
 Per frame n (= one (t, b)) of X [N, C, S] (S = H * W, each frame's C x S values contiguous):
 

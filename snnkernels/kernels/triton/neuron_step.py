@@ -5,7 +5,7 @@ steps use the fire and gradient rules), so the neuron's math is written once.
 One step (``snnkernels.neuron_models``): ``h = a v + b x + c``, ``s = fire(h)``, ``v' = reset(h, s)``, rounded
 op by op (every kernel launches with ``enable_fp_fusion=False``, so no multiply-add is contracted and the
 spikes equal the eager reference's). Backward: ``dL/dh = dL/ds sg + dL/dv' dv'/dh`` and ``dL/dv = a dL/dh``.
-The charge is ``_charge`` in the forward and in every backward's recompute alike (docs/neuron.md, "Non-finite
+The charge is ``_charge`` in the forward and in every backward's recompute alike (docs/neuron.md "Non-finite
 values": an infinite membrane of a leaking neuron charges to NaN, as SpikingJelly's charge does).
 
 Recompute schedule: the forward stores fp32 checkpoints of v entering chunks 1, 2, ... (CHUNK steps each);

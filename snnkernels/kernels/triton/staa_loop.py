@@ -1,4 +1,4 @@
-"""Triton kernels of STAA-LIF's whole time loop, one persistent program per sample (spec 4.4, inferred design).
+"""Triton kernels of STAA-LIF's whole time loop, one persistent program per sample (docs/staa.md "For a fused kernel").
 
 The step attention's gates at step t need the pooled state of step t - 1 over ALL channels and pixels of a
 sample, and its MLP mixes the sample's channels; nothing crosses samples. So one program per sample b can

@@ -1,4 +1,4 @@
-"""Triton kernels of one STAA-LIF step (spec 4.4, inferred design): the gated aggregation, fire and reset.
+"""Triton kernels of one STAA-LIF step (docs/staa.md "For a fused kernel"): the gated aggregation, fire and reset.
 
 One step on [B, C, H, W] seen as R = B * C rows of S = H * W contiguous values (h, y, spikes and their
 gradients all dense in that order), with per-row gates ga, gb (fp32 [R]: the step attention's, or 1 for a

@@ -1,5 +1,5 @@
-"""Triton kernels of one step of the MA-SNN paper's in-loop TCSA-LIF (spec 3.5): the channel and spatial
-gates applied to the membrane potential, fire and reset, in one sweep each way.
+"""Triton kernels of one step of the MA-SNN paper's in-loop TCSA-LIF: the channel and spatial gates applied to
+the membrane potential, fire and reset, in one sweep each way (docs/ma_snn.md "Paper variant: TCSA-LIF").
 
 One step on V [B, C, H, W] (dense; S = H * W), with the channel gate sc [B, C] and the spatial map gs [B, S]
 (fp32, from the attention's statistics sweeps):

@@ -39,6 +39,7 @@ CSRC = Path(__file__).resolve().parents[1] / "csrc"
 REGISTRATION = CSRC / "registration.cpp"
 FLAGS_H = CSRC / "include" / "snnkernels" / "leaky_flags.h"
 PARAMS_H = CSRC / "include" / "snnkernels" / "leaky_params.h"
+NEURON_DOC = CSRC.parent / "docs" / "neuron.md"
 COUNTED_OUTPUTS = (*FWD_OUTPUTS, "spike_counts")
 # op pass -> (its arguments, its outputs, its params struct)
 PASSES = {"fwd": (FWD_ARGS, FWD_OUTPUTS, "LeakyFwdParams"), "bwd": (BWD_ARGS, BWD_OUTPUTS, "LeakyBwdParams")}
@@ -173,6 +174,15 @@ def parameter_lists(source: str, function: str) -> list[list[str]]:
     return lists
 
 
+def docs_table_mismatches(markdown: str) -> list[str]:
+    """docs/neuron.md's settings table against NEURON_SETTINGS: per row, in order, name, type, default (``-``:
+    required), read by and flag (``-``: none)."""
+    section = markdown.split("## The neuron's settings", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(\w+)` \| `([^`]+)` \| ([^|]+?) \| ([^|]+?) \| ([^|]+?) \|", section, re.MULTILINE)
+    want = [(a.name, a.type, a.default or "-", ", ".join(a.reads), a.flag or "-") for a in NEURON_SETTINGS]
+    return [] if rows == want else [f"rows {rows} != {want}"]
+
+
 def signature_mismatches(fn, args: tuple[Arg, ...]) -> list[str]:
     """A Python function's parameters against the op's arguments: names, order, defaults."""
     params = list(inspect.signature(fn).parameters.values())
@@ -266,6 +276,10 @@ def test_cxx_entry_points(kernel):
             lists = parameter_lists(source, function)
             assert lists, f"{function} not found in {file}"
             assert all(got == want for got in lists), (file, function, lists)
+
+
+def test_docs_table():
+    assert docs_table_mismatches(NEURON_DOC.read_text()) == []
 
 
 def _python_copies():
@@ -373,6 +387,18 @@ def test_entry_point_comparison_rejects_a_mutation():
     for kernel, function in (("fwd", "prepare_fwd"), ("bwd", "prepare_bwd")):
         assert parameter_lists(source, function) and parameter_lists(mutated, function)
         assert all(got != list(names(PASSES[kernel][0])) for got in parameter_lists(mutated, function))
+
+
+@pytest.mark.parametrize("mutation", [
+    lambda d: _swap(d, "| `gain` | `float`", "| `bias` | `float`"),  # order
+    lambda d: d.replace("| `store_v_seq` | `bool` | False |", "| `store_v_seq` | `bool` | - |"),  # default
+    lambda d: d.replace("| `detach_reset` | `bool` | - | bwd |", "| `detach_reset` | `bool` | - | fwd, bwd |"),
+    lambda d: d.replace("| `chunk` | `int` |", "| `chunk` | `float` |"),  # type
+])
+def test_docs_table_comparison_rejects_a_mutation(mutation):
+    source = NEURON_DOC.read_text()
+    mutated = mutation(source)
+    assert mutated != source and docs_table_mismatches(mutated)
 
 
 def test_signature_comparison_rejects_a_mutation():

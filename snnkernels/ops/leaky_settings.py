@@ -44,8 +44,7 @@ X = Arg("x", "Tensor", "input x_t, [T, ...] fp32 / fp16 / bf16")
 V_INIT = Arg("v_init", "Tensor?", "initial state v_0, fp32 [x.shape[1:]]; None: v_init_value everywhere",
              flag="has_v_init")
 COEFFICIENT_TENSORS = tuple(
-    Arg(f"{name}_t", "Tensor?", f"{name} as a fp32 tensor [C'] (C' = 1 or channels, dim 2); None: the float {name}",
-        flag=f"{name}_t")
+    Arg(f"{name}_t", "Tensor?", f"{name}, fp32 [C'] (C' = 1 or C, dim 2); None: the float {name}", flag=f"{name}_t")
     for name in ("decay", "gain", "bias")
 )
 
@@ -60,7 +59,7 @@ SCALAR_SETTINGS = (
     Arg("hard_reset", "bool", "v = v_reset after a spike; False: soft reset, v = h - v_threshold", flag="hard_reset"),
     Arg("strict", "bool", "fire on h > v_threshold; False: on h >= v_threshold", flag="strict"),
     Arg("detach_reset", "bool", "no gradient through the reset", flag="detach_reset", reads=(BWD,)),
-    Arg("surrogate_id", "int", "surrogate derivative of the spike (snnkernels.surrogate, Surrogate.id)", reads=(BWD,)),
+    Arg("surrogate_id", "int", "the spike's surrogate derivative (Surrogate.id, snnkernels.surrogate)", reads=(BWD,)),
     Arg("surrogate_param", "float", "the surrogate's parameter (alpha, gamma or width)", reads=(BWD,)),
 )
 

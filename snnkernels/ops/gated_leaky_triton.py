@@ -26,7 +26,8 @@ from .rowwise_triton import _per_row, fresh_settings, rows_layout
 __all__ = ["gated_leaky", "gated_leaky_fwd", "gated_leaky_bwd", "needs_training", "NeuronSettings"]
 
 # (decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, detach_reset, surrogate_id,
-#  surrogate_param): the scalar settings of a leaky neuron, as ``nn.fused.neuron_settings`` makes them
+#  surrogate_param): the scalar settings of a leaky neuron (ops/leaky_settings.SCALAR_SETTINGS), as
+#  ``nn.fused.neuron_settings`` makes them
 NeuronSettings = tuple
 
 

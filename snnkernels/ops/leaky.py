@@ -31,34 +31,21 @@ from typing import Any
 import torch
 
 from ._double_backward import refuse_double_backward
+from .leaky_settings import BWD_ARGS, BWD_OUTPUTS, FWD_ARGS, FWD_OUTPUTS, names, op_schema
 
-FWD_SCHEMA = (
-    "(Tensor x, Tensor? v_init, Tensor? decay_t, Tensor? gain_t, Tensor? bias_t, "
-    "float decay, float gain, float bias, float v_threshold, float v_reset, float v_init_value, "
-    "bool hard_reset, bool strict, bool detach_reset, int surrogate_id, float surrogate_param, "
-    "bool training, bool store_final_state, int chunk, bool store_v_seq=False) "
-    "-> (Tensor spikes, Tensor v_final, Tensor checkpoints, Tensor v_seq)"
-)
-BWD_SCHEMA = (
-    "(Tensor grad_spikes, Tensor? grad_v_final, Tensor x, Tensor? v_init, Tensor checkpoints, "
-    "Tensor? decay_t, Tensor? gain_t, Tensor? bias_t, "
-    "float decay, float gain, float bias, float v_threshold, float v_reset, float v_init_value, "
-    "bool hard_reset, bool strict, bool detach_reset, int surrogate_id, float surrogate_param, int chunk, "
-    "bool need_grad_v_init, bool need_grad_decay, bool need_grad_gain, bool need_grad_bias, "
-    "Tensor? grad_v_seq=None) "
-    "-> (Tensor grad_x, Tensor grad_v_init, Tensor grad_decay, Tensor grad_gain, Tensor grad_bias)"
-)
+# Generated from the one definition of the arguments (ops/leaky_settings.py); csrc/registration.cpp holds a
+# verbatim copy, compared by python_tests/test_neuron_settings.py.
+FWD_SCHEMA = op_schema(FWD_ARGS, FWD_OUTPUTS)
+BWD_SCHEMA = op_schema(BWD_ARGS, BWD_OUTPUTS)
 
 # A forward that also counts spikes (Triton only): FWD_SCHEMA's arguments and outputs plus ``spike_counts``,
 # int64 [T], the number of spikes at each step. The extra output is an integer, hence non-differentiable, so
 # the same setup_context / backward serve it (they only look at the first four outputs).
 COUNTED_FWD_SCHEMA = FWD_SCHEMA.removesuffix(")") + ", Tensor spike_counts)"
 
-# Positions of the forward's arguments, used by setup_context / backward.
-_FWD_ARGS = (
-    "x v_init decay_t gain_t bias_t decay gain bias v_threshold v_reset v_init_value "
-    "hard_reset strict detach_reset surrogate_id surrogate_param training store_final_state chunk store_v_seq"
-).split()
+# Positions of the ops' arguments, used by setup_context / backward.
+_FWD_ARGS = list(names(FWD_ARGS))
+_BWD_ARGS = names(BWD_ARGS)
 
 
 # Steps per checkpoint chunk that every backend uses by default (each backend module exposes its own
@@ -177,19 +164,20 @@ def make_backward(bwd_op: Any):
                 "cannot be differentiated; call it with gradients enabled"
             )
         x, v_init, ckpt, decay_t, gain_t, bias_t = ctx.saved_tensors
-        s = ctx.scalars
         grad_v_final, grad_v_seq = _present(grad_v_final), _present(grad_v_seq)
         needs = ctx.needs_input_grad
         need_v_init = v_init is not None and needs[1]
         need = [t is not None and needs[i] for i, t in ((2, decay_t), (3, gain_t), (4, bias_t))]
-        grad_x, grad_v_init, g_decay, g_gain, g_bias = bwd_op(
-            match_layout(grad_spikes, x),
-            None if grad_v_final is None else match_layout(grad_v_final, x[0]),
-            x, v_init, ckpt, decay_t, gain_t, bias_t,
-            s["decay"], s["gain"], s["bias"], s["v_threshold"], s["v_reset"], s["v_init_value"],
-            s["hard_reset"], s["strict"], s["detach_reset"], s["surrogate_id"], s["surrogate_param"], s["chunk"],
-            need_v_init, *need, None if grad_v_seq is None else match_layout(grad_v_seq.float(), x),
-        )
+        values = {  # the backward op's arguments by name, passed in BWD_ARGS' order
+            **ctx.scalars,
+            "grad_spikes": match_layout(grad_spikes, x),
+            "grad_v_final": None if grad_v_final is None else match_layout(grad_v_final, x[0]),
+            "x": x, "v_init": v_init, "checkpoints": ckpt, "decay_t": decay_t, "gain_t": gain_t, "bias_t": bias_t,
+            "need_grad_v_init": need_v_init,
+            **{f"need_grad_{name}": n for name, n in zip(("decay", "gain", "bias"), need)},
+            "grad_v_seq": None if grad_v_seq is None else match_layout(grad_v_seq.float(), x),
+        }
+        grad_x, grad_v_init, g_decay, g_gain, g_bias = bwd_op(*(values[name] for name in _BWD_ARGS))
         coefficient_grads = [
             reduce_partial(g, t, x) if n else None for g, t, n in zip((g_decay, g_gain, g_bias), (decay_t, gain_t, bias_t), need)
         ]

@@ -14,6 +14,7 @@ import torch
 
 from .. import _native_sources
 from .leaky import CHECKPOINT_CHUNK, define_leaky_ops, match_layout, neurons_per_step, new_bwd_outputs, new_fwd_outputs
+from .leaky_settings import ALL_FLAGS, BWD_ARGS, FLAG, FWD_ARGS, flag_word
 
 __all__ = ["DEFAULT_CHUNK", "availability_problem", "forward_op", "kernel_name", "nvrtc_options"]
 
@@ -21,15 +22,6 @@ DEFAULT_CHUNK = CHECKPOINT_CHUNK  # recompute granularity of the backward (ops/l
 THREADS = 256  # csrc: kLeakyMaxThreads
 _ELEMENT = {torch.float32: "float", torch.float16: "snnk::half_t", torch.bfloat16: "snnk::bf16_t"}
 _ELEMENT_BYTES = {torch.float32: 4, torch.float16: 2, torch.bfloat16: 2}
-# csrc/include/snnkernels/leaky_flags.h
-FLAG = {
-    "has_v_init": 1 << 0, "decay_t": 1 << 1, "gain_t": 1 << 2, "bias_t": 1 << 3, "hard_reset": 1 << 4,
-    "strict": 1 << 5, "training": 1 << 6, "store_final": 1 << 7, "detach_reset": 1 << 8,
-    "has_grad_v_final": 1 << 9, "store_grad_v_init": 1 << 10, "need_grad_decay": 1 << 11,
-    "need_grad_gain": 1 << 12, "need_grad_bias": 1 << 13, "vectorized": 1 << 14, "store_v_seq": 1 << 15,
-    "has_grad_v_seq": 1 << 16,
-}
-ALL_FLAGS = (1 << 17) - 1
 _CACHE: dict[tuple[int, str], object] = {}
 
 
@@ -112,14 +104,11 @@ def _f32(*values: float) -> list[np.float32]:
 def _fwd_impl(x, v_init, decay_t, gain_t, bias_t, decay, gain, bias, v_threshold, v_reset, v_init_value,
               hard_reset, strict, detach_reset, surrogate_id, surrogate_param, training, store_final_state, chunk,
               store_v_seq=False):
+    flags = flag_word(FWD_ARGS, "fwd", locals()) | FLAG["vectorized"]  # locals(): so far, the op's arguments
     n = neurons_per_step(x)
     spikes, v_final, ckpt, v_seq = outputs = new_fwd_outputs(x, training, store_final_state, chunk, store_v_seq)
     if n == 0:
         return outputs
-    flags = (FLAG["has_v_init"] * (v_init is not None) | FLAG["decay_t"] * (decay_t is not None)
-             | FLAG["gain_t"] * (gain_t is not None) | FLAG["bias_t"] * (bias_t is not None)
-             | FLAG["hard_reset"] * hard_reset | FLAG["strict"] * strict | FLAG["training"] * training
-             | FLAG["store_final"] * store_final_state | FLAG["store_v_seq"] * store_v_seq | FLAG["vectorized"])
     vec = _vec(n, [x, spikes, v_init, v_final, ckpt, v_seq], 16 // _ELEMENT_BYTES[x.dtype])
     sizes, chunk_arg = _sizes(x, decay_t, gain_t, bias_t, chunk)
     args = [_ptr(x), _ptr(v_init), _ptr(decay_t), _ptr(gain_t), _ptr(bias_t), _ptr(spikes), _ptr(v_final),
@@ -132,6 +121,7 @@ def _fwd_impl(x, v_init, decay_t, gain_t, bias_t, decay, gain, bias, v_threshold
 def _bwd_impl(grad_spikes, grad_v_final, x, v_init, checkpoints, decay_t, gain_t, bias_t, decay, gain, bias,
               v_threshold, v_reset, v_init_value, hard_reset, strict, detach_reset, surrogate_id, surrogate_param,
               chunk, need_grad_v_init, need_grad_decay, need_grad_gain, need_grad_bias, grad_v_seq=None):
+    flags = flag_word(BWD_ARGS, "bwd", locals()) | FLAG["vectorized"]  # locals(): so far, the op's arguments
     n = neurons_per_step(x)
     if grad_v_seq is not None:
         grad_v_seq = match_layout(grad_v_seq.to(torch.float32), x)  # walked as x's [T, N]
@@ -139,13 +129,6 @@ def _bwd_impl(grad_spikes, grad_v_final, x, v_init, checkpoints, decay_t, gain_t
         x, need_grad_v_init, need_grad_decay, need_grad_gain, need_grad_bias)
     if n == 0:
         return grad_x, grad_v_init, g_decay, g_gain, g_bias
-    flags = (FLAG["has_v_init"] * (v_init is not None) | FLAG["decay_t"] * (decay_t is not None)
-             | FLAG["gain_t"] * (gain_t is not None) | FLAG["bias_t"] * (bias_t is not None)
-             | FLAG["hard_reset"] * hard_reset | FLAG["strict"] * strict | FLAG["detach_reset"] * detach_reset
-             | FLAG["has_grad_v_final"] * (grad_v_final is not None) | FLAG["store_grad_v_init"] * need_grad_v_init
-             | FLAG["need_grad_decay"] * need_grad_decay | FLAG["need_grad_gain"] * need_grad_gain
-             | FLAG["need_grad_bias"] * need_grad_bias | FLAG["has_grad_v_seq"] * (grad_v_seq is not None)
-             | FLAG["vectorized"])
     vec = _vec(n, [grad_spikes, grad_v_final, x, v_init, checkpoints, grad_x, grad_v_init, g_decay, g_gain, g_bias,
                    grad_v_seq], 2)
     sizes, chunk_arg = _sizes(x, decay_t, gain_t, bias_t, chunk)

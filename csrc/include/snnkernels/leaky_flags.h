@@ -5,6 +5,9 @@
 // other option is read from the kernel's run-time `flags` argument. The ahead-of-time build fixes only
 // the options that shape the inner loop (see leaky_launch_impl.cuh); a run-time compiler (CuPy/NVRTC) can
 // fix them all, as the Triton kernels do with their constexpr parameters.
+//
+// The bits are FLAG_BITS of snnkernels/ops/leaky_settings.py, in the same order (CuPy builds its template words
+// from that list); python_tests/test_neuron_settings.py compares the two.
 #pragma once
 
 #include "snnkernels/arith.h"

@@ -1,0 +1,125 @@
+"""The multi-step leaky neuron's settings and op arguments, defined once.
+
+Every argument of ``snnkernels::leaky_fwd_<backend>`` / ``leaky_bwd_<backend>`` is an ``Arg`` here: its name,
+schema type, schema default, meaning, the option bit the kernels read it through (``leaky_flags.h``) and the
+passes whose kernels read it. ``ops/leaky.py`` builds FWD_SCHEMA / BWD_SCHEMA from these tuples and CuPy's flag
+table and flag words come from ``FLAG_BITS`` / ``flag_word``. The copies that stay hand-written (the schemas in
+csrc/registration.cpp, the C++ entry points' parameter lists, the params structs and their ``flags()``, the
+enum of leaky_flags.h, the launchers' and fakes' Python signatures, the gated / DTA ops' scalar settings) are
+compared with this module by python_tests/test_neuron_settings.py. See docs/neuron.md, "The neuron's settings".
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["ALL_FLAGS", "BWD_ARGS", "BWD_OUTPUTS", "FLAG", "FLAG_BITS", "FWD_ARGS", "FWD_OUTPUTS", "LAUNCH_FLAGS",
+           "NEURON_SETTINGS", "SCALAR_SETTINGS", "Arg", "flag_word", "names", "op_schema"]
+
+FWD, BWD = "fwd", "bwd"
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of the leaky ops. ``reads``: the passes whose kernels read it, so whose params struct
+    (C++ ``LeakyFwdParams`` / ``LeakyBwdParams``) carries a member of this name; the forward op also takes
+    the backward-only settings, which autograd saves for the backward."""
+
+    name: str
+    type: str  # as the schema writes it: "Tensor", "Tensor?", "float", "bool", "int"
+    meaning: str
+    default: str | None = None  # as the schema writes it ("False", "None"); None: required
+    flag: str | None = None  # the option bit (FLAG_BITS) that carries it into the kernels: a present tensor or True
+    reads: tuple[str, ...] = (FWD, BWD)
+
+    @property
+    def is_tensor(self) -> bool:
+        return self.type.startswith("Tensor")
+
+    def schema(self) -> str:
+        return f"{self.type} {self.name}" + ("" if self.default is None else f"={self.default}")
+
+
+X = Arg("x", "Tensor", "input x_t, [T, ...] fp32 / fp16 / bf16")
+V_INIT = Arg("v_init", "Tensor?", "initial state v_0, fp32 [x.shape[1:]]; None: v_init_value everywhere",
+             flag="has_v_init")
+COEFFICIENT_TENSORS = tuple(
+    Arg(f"{name}_t", "Tensor?", f"{name}, fp32 [C'] (C' = 1 or C, dim 2); None: the float {name}", flag=f"{name}_t")
+    for name in ("decay", "gain", "bias")
+)
+
+# The scalar settings, in the order of the gated / DTA kernels' settings tuple (nn.fused.neuron_settings).
+SCALAR_SETTINGS = (
+    Arg("decay", "float", "factor on v_{t-1} in the charge (0.0 when decay_t is given)"),
+    Arg("gain", "float", "factor on x_t in the charge (input_gain; 0.0 when gain_t is given)"),
+    Arg("bias", "float", "constant added to the charge each step (0.0 when bias_t is given)"),
+    Arg("v_threshold", "float", "firing threshold"),
+    Arg("v_reset", "float", "value after a spike with hard reset (0.0 with soft reset)"),
+    Arg("v_init_value", "float", "v_0 of every neuron when v_init is None"),
+    Arg("hard_reset", "bool", "v = v_reset after a spike; False: soft reset, v = h - v_threshold", flag="hard_reset"),
+    Arg("strict", "bool", "fire on h > v_threshold; False: on h >= v_threshold", flag="strict"),
+    Arg("detach_reset", "bool", "no gradient through the reset", flag="detach_reset", reads=(BWD,)),
+    Arg("surrogate_id", "int", "the spike's surrogate derivative (Surrogate.id, snnkernels.surrogate)", reads=(BWD,)),
+    Arg("surrogate_param", "float", "the surrogate's parameter (alpha, gamma or width)", reads=(BWD,)),
+)
+
+TRAINING = Arg("training", "bool", "write the checkpoints the backward recomputes from", flag="training",
+               reads=(FWD,))
+STORE_FINAL_STATE = Arg("store_final_state", "bool", "write v_final, the state v_T", flag="store_final",
+                        reads=(FWD,))
+CHUNK = Arg("chunk", "int", "steps per checkpoint (the backward's recompute granularity)")
+STORE_V_SEQ = Arg("store_v_seq", "bool", "write v_seq, the post-reset state of every step", default="False",
+                  flag="store_v_seq", reads=(FWD,))
+
+# The neuron's settings: the forward's arguments after x.
+NEURON_SETTINGS = (V_INIT, *COEFFICIENT_TENSORS, *SCALAR_SETTINGS, TRAINING, STORE_FINAL_STATE, CHUNK, STORE_V_SEQ)
+
+FWD_ARGS = (X, *NEURON_SETTINGS)
+FWD_OUTPUTS = ("spikes", "v_final", "checkpoints", "v_seq")
+
+BWD_ARGS = (
+    Arg("grad_spikes", "Tensor", "dL/dspikes, x's shape", reads=(BWD,)),
+    Arg("grad_v_final", "Tensor?", "dL/dv_T, fp32 [x.shape[1:]], or None", flag="has_grad_v_final", reads=(BWD,)),
+    X,
+    V_INIT,
+    Arg("checkpoints", "Tensor", "the training forward's checkpoints, fp32 [cdiv(T, chunk) - 1, N]", reads=(BWD,)),
+    *COEFFICIENT_TENSORS,
+    *SCALAR_SETTINGS,
+    CHUNK,
+    Arg("need_grad_v_init", "bool", "write dL/dv_0", flag="store_grad_v_init", reads=(BWD,)),
+    *(Arg(f"need_grad_{name}", "bool", f"write the per-neuron partial sums of dL/d{name}", flag=f"need_grad_{name}",
+          reads=(BWD,)) for name in ("decay", "gain", "bias")),
+    Arg("grad_v_seq", "Tensor?", "dL/dv_seq, x's shape, or None", default="None", flag="has_grad_v_seq",
+        reads=(BWD,)),
+)
+BWD_OUTPUTS = ("grad_x", "grad_v_init", "grad_decay", "grad_gain", "grad_bias")
+
+# Option bits of the kernels, bit i = FLAG_BITS[i]: the order is the ABI of csrc/include/snnkernels/leaky_flags.h.
+FLAG_BITS = (
+    "has_v_init", "decay_t", "gain_t", "bias_t", "hard_reset", "strict", "training", "store_final", "detach_reset",
+    "has_grad_v_final", "store_grad_v_init", "need_grad_decay", "need_grad_gain", "need_grad_bias", "vectorized",
+    "store_v_seq", "has_grad_v_seq",
+)
+LAUNCH_FLAGS = ("vectorized",)  # bits set by the launcher (memory alignment), not by an argument
+FLAG = {name: 1 << bit for bit, name in enumerate(FLAG_BITS)}
+ALL_FLAGS = (1 << len(FLAG_BITS)) - 1
+
+
+def names(args: tuple[Arg, ...]) -> tuple[str, ...]:
+    return tuple(a.name for a in args)
+
+
+def op_schema(args: tuple[Arg, ...], outputs: tuple[str, ...]) -> str:
+    """The torch.library schema (without the op's name) of an op taking ``args`` and returning ``outputs``."""
+    return "(" + ", ".join(a.schema() for a in args) + ") -> (" + ", ".join(f"Tensor {o}" for o in outputs) + ")"
+
+
+def flag_word(args: tuple[Arg, ...], kernel: str, values: Mapping[str, object]) -> int:
+    """The option bits of pass ``kernel`` (``"fwd"`` / ``"bwd"``) for the arguments ``values`` (by name): a
+    flagged argument that the pass reads sets its bit when it is a present tensor or True."""
+    word = 0
+    for a in args:
+        if a.flag is not None and kernel in a.reads:
+            value = values[a.name]
+            word |= FLAG[a.flag] if (value is not None if a.is_tensor else bool(value)) else 0
+    return word

@@ -4,7 +4,7 @@ CPU only, no kernel runs. The copies: the schemas in csrc/registration.cpp (pars
 torch.library registered (Triton, native, CuPy ops), the C++ entry points' parameter lists (leaky_api.h,
 leaky_api.cpp, leaky_api_cuda.cpp), the params structs and their flags() (leaky_params.h), the option bits of
 leaky_flags.h, the Python launchers' and fakes' signatures, and the gated / DTA ops' scalar settings. Each
-comparison is also run on a mutated copy of what it parses, which it must reject (docs/neuron.md, "The
+comparison is also run on a mutated copy of what it parses, which it must reject (docs/neuron.md "The
 neuron's settings").
 """
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import DEVICE
+from torch._library.custom_ops import OPDEFS
 
 from snnkernels.ops import registry
 from snnkernels.ops.registry import CAPABILITIES, REGISTRY, TARGETS, OpEntry
@@ -60,6 +61,18 @@ def test_entries_are_well_formed():
         assert set(entry.opcheck_exempt) <= set(DEFAULT_UTILS), entry.name
         assert all(entry.opcheck_exempt.values()) and all(entry.aot_exempt.values()), "an exemption says why"
         assert set(entry.aot_exempt) <= set(entry.kernels), entry.name
+
+
+def _has_autograd_formula(entry: OpEntry) -> bool:
+    opdef = OPDEFS.get(entry.qualname)
+    if opdef is not None:  # torch.library.custom_op: it always has an Autograd kernel, a formula or not
+        return opdef._backward_fn is not None
+    return torch._C._dispatch_has_kernel_for_dispatch_key(entry.qualname, "Autograd")
+
+
+def test_autograd_flags_match_the_dispatcher(unloaded):
+    wrong = [e.name for e in REGISTRY if e.module not in unloaded and _has_autograd_formula(e) != e.autograd]
+    assert not wrong, f"entries whose autograd flag is wrong: {wrong}"
 
 
 def _triton_marked(entry: OpEntry):

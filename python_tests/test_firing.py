@@ -131,16 +131,6 @@ def test_counted_op_zero_neurons_and_long_chunk():
         ops.leaky_fwd_counted_triton(*_fwd_args(torch.randn(4, 5, device=DEVICE), None, None, False, 33))
 
 
-@pytest.mark.triton
-@pytest.mark.parametrize("training", [True, False])
-def test_counted_op_opcheck(training):
-    ops = _ops()
-    x = torch.randn(5, 2, 3, 4, device=DEVICE, requires_grad=training)
-    v0 = torch.randn(2, 3, 4, device=DEVICE, requires_grad=training)
-    decay = torch.full((3,), 0.6, device=DEVICE, requires_grad=training)
-    torch.library.opcheck(ops.leaky_fwd_counted_triton, _fwd_args(x, v0, decay, training, 2))
-
-
 def _counted_lif(x, decay):
     (spikes, v), counts = _leaky(x, None, decay=decay, input_gain=1.0, bias=0.0, v_threshold=1.0, v_reset=0.0,
                                  strict_threshold=False, detach_reset=False, surrogate_function=Sigmoid(),

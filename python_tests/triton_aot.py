@@ -240,24 +240,32 @@ def compile_one(fn, arch: int, dtype: str, constexprs: dict, num_warps: int, dat
             "contracted_fma": bool(re.search(r"\bfma\.rn\.f32\b", compiled.asm["ptx"]))}
 
 
+def leaky_cases():
+    """The leaky neuron's forward and backward variants at the launchers' tile for a large layer."""
+    for kernel, backward, variants in ((leaky_fwd_kernel, False, fwd_variants()),
+                                       (leaky_bwd_kernel, True, bwd_variants())):
+        cfg = launch_config(1 << 22, backward=backward)
+        for dtype, flags in variants:
+            yield kernel, DATA_PTRS, dtype, dict(flags, CHUNK=DEFAULT_CHUNK, BLOCK=cfg.block), cfg.num_warps
+
+
+def all_cases():
+    """(kernel, data pointers, dtype, constexprs, num_warps) of every variant ``main`` compiles."""
+    yield from leaky_cases()
+    yield from ((fn, DATA_PTRS, dtype, constexprs, warps) for fn, dtype, constexprs, warps in gated_cases())
+    for cases in (dta_leaky_cases, staa_cases, staa_loop_cases, tcsa_cases, gc_cases, rowwise_cases):
+        yield from cases()
+
+
 def main(archs: list[int]) -> None:
     os.environ.pop("TRITON_INTERPRET", None)
-    cases = [(leaky_fwd_kernel, False, d, c) for d, c in fwd_variants()]
-    cases += [(leaky_bwd_kernel, True, d, c) for d, c in bwd_variants()]
     for arch in archs:
-        for fn, backward, dtype, flags in cases:
-            cfg = launch_config(1 << 22, backward=backward)
-            constexprs = dict(flags, CHUNK=DEFAULT_CHUNK, BLOCK=cfg.block)
-            usage = compile_one(fn, arch, dtype, constexprs, cfg.num_warps)
-            print(json.dumps({"kernel": fn.__name__, "arch": arch, "dtype": dtype, "flags": flags, **usage}), flush=True)
-        for fn, dtype, constexprs, warps in gated_cases():
-            usage = compile_one(fn, arch, dtype, constexprs, warps)
-            print(json.dumps({"kernel": fn.__name__, "arch": arch, "dtype": dtype, "flags": constexprs, **usage}),
-                  flush=True)
-        cases = [*dta_leaky_cases(), *staa_cases(), *staa_loop_cases(), *tcsa_cases(), *gc_cases(), *rowwise_cases()]
-        for fn, data_ptrs, dtype, constexprs, warps in cases:
+        for fn, data_ptrs, dtype, constexprs, warps in all_cases():
             usage = compile_one(fn, arch, dtype, constexprs, warps, data_ptrs)
-            print(json.dumps({"kernel": fn.__name__, "arch": arch, "dtype": dtype, "flags": constexprs, **usage}),
+            # the leaky rows report the variant's flags without the tile (as they always have)
+            leaky = fn in (leaky_fwd_kernel, leaky_bwd_kernel)
+            flags = {k: v for k, v in constexprs.items() if k not in ("CHUNK", "BLOCK")} if leaky else constexprs
+            print(json.dumps({"kernel": fn.__name__, "arch": arch, "dtype": dtype, "flags": flags, **usage}),
                   flush=True)
 
 

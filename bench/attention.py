@@ -50,9 +50,9 @@ if __name__ == "__main__":  # compiled kernels persist across runs (git-ignored)
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(__file__).resolve().parent / ".inductor-cache"))
 
 import argparse  # noqa: E402
+import math  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
-import math  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -144,9 +144,9 @@ _TCJA_BLOCKS: dict = {}
 
 def _tcja_block(case: Case, device: str, backend: str):
     """(LIF, TCJA, max pool) of a TCJA-SNN DVS128 Gesture block, the same weights for every provider."""
+    from snnkernels.models._blocks import SeqToANN
     from snnkernels.models.tcja_nets import DVS128_GESTURE as p
     from snnkernels.nn import TCJA, LIFNode
-    from snnkernels.models._blocks import SeqToANN
 
     key = (case.shape, case.dtype, device, backend)
     if key not in _TCJA_BLOCKS:

@@ -10,9 +10,19 @@ import pytest
 import torch
 from torch import nn
 
-from snnkernels.nn import (DTA, TCJA, TXA, LeakyNode, LIFNode, MultiDimensionalAttention, ParametricLIFNode,
-                           STAALIFNode, TCSALIFNode, TETLIFNode)
 from snnkernels.models import SeqToANN
+from snnkernels.nn import (
+    DTA,
+    TCJA,
+    TXA,
+    LeakyNode,
+    LIFNode,
+    MultiDimensionalAttention,
+    ParametricLIFNode,
+    STAALIFNode,
+    TCSALIFNode,
+    TETLIFNode,
+)
 from snnkernels.nn.fused import attention_neuron, neuron_dta, neuron_tcja_pool
 
 from conftest import DEVICE

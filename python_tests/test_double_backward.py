@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import DEVICE
-from test_leaky import FUSED, coefficient, rand
 
 from snnkernels import functional as F
 from snnkernels import surrogate as sg
+
+from conftest import DEVICE
+from test_leaky import FUSED, coefficient, rand
 
 MESSAGE = r"second derivative was requested through snnkernels::{op}.*backend='torch'"
 

@@ -14,6 +14,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from snnkernels.nn import DTA, TCJA, ParametricLIFNode, TETLIFNode
+
 from tiny_net import C, T, TinyNet
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DEVICE
 from torch import nn
 
 from snnkernels import firing
@@ -25,6 +24,8 @@ from snnkernels.functional import _leaky
 from snnkernels.models._blocks import SeqToANN
 from snnkernels.nn.neuron import _SpikingNeuron
 from snnkernels.surrogate import ATan, Sigmoid, Triangle
+
+from conftest import DEVICE
 
 ROOT = Path(__file__).resolve().parents[1]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]

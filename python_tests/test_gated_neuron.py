@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from snnkernels import surrogate as sg
-from snnkernels.nn import CLA, TCJA, TLA, LIFNode, MASNNLIFNode, MultiDimensionalAttention, ParametricLIFNode
 from snnkernels.models import SeqToANN
+from snnkernels.nn import CLA, TCJA, TLA, LIFNode, MASNNLIFNode, MultiDimensionalAttention, ParametricLIFNode
 from snnkernels.nn.fused import AttentionNeuron, attention_neuron, fusion_blocker, neuron_settings, neuron_tcja_pool
 from snnkernels.ops.gated_leaky_triton import gated_leaky
 from snnkernels.reference.neuron import multistep_leaky_reference

@@ -15,15 +15,26 @@ import math
 
 import pytest
 import torch
-from conftest import DEVICE, ON_GPU, pick
-from utils import (FLIP_EPS, MAX_FLIP_RATE, assert_close_verbose, assert_equal_verbose, assert_grad_close,
-                   check_both, compare_spikes, make_coefficient, random_like_layout, run_both)
 
 from snnkernels import functional as F
 from snnkernels import neuron_models as nm
 from snnkernels import nn as snn
 from snnkernels import surrogate as sg
 from snnkernels.backends import backend_problem
+
+from conftest import DEVICE, ON_GPU, pick
+from utils import (
+    FLIP_EPS,
+    MAX_FLIP_RATE,
+    assert_close_verbose,
+    assert_equal_verbose,
+    assert_grad_close,
+    check_both,
+    compare_spikes,
+    make_coefficient,
+    random_like_layout,
+    run_both,
+)
 
 SURROGATES = [sg.ATan(), sg.Sigmoid(), sg.Triangle(), sg.Rectangle(), sg.PiecewiseExp(), sg.SoftSign(), sg.SuperSpike(),
               sg.Erf()]

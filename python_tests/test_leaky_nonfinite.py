@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import DEVICE
-from utils import assert_equal_verbose
 
 from snnkernels import functional as F
 from snnkernels import surrogate as sg
 from snnkernels.backends import backend_problem
 from snnkernels.functional import _leaky
 from snnkernels.neuron_models import rate_coefficients
+
+from conftest import DEVICE
+from utils import assert_equal_verbose
 
 sj_neuron = pytest.importorskip("spikingjelly.activation_based.neuron", reason="spikingjelly 2.x not installed")
 

@@ -145,6 +145,7 @@ def test_tcsa_lif_paper_on_triton(dims):
     rate is capped, and the gradients are compared on the samples without one (all of them when none)."""
     from snnkernels.nn.ma_snn import TCSALIFNode
     from snnkernels.reference.ma_snn import tcsa_lif_paper_reference
+
     from utils import GRAD_TOL, MAX_FLIP_RATE
 
     T, B, C, H, W = 5, 4, 8, 5, 6
@@ -182,6 +183,7 @@ def test_tcsa_step_kernel_is_the_reference_update(detach_reset):
     expression (fp32 sums in another order)."""
     from snnkernels.ops.tcsa_paper_triton import tcsa_step
     from snnkernels.surrogate import Rectangle
+
     from utils import GRAD_TOL
 
     B, C, H, W = 3, 5, 4, 6

@@ -13,8 +13,17 @@ import pytest
 import torch
 
 from snnkernels.models.ma_snn_nets import (
-    MASNN, MASNN_CIFAR10_DVS, MASNN_DVS_GAIT, MASNN_DVS_GESTURE, MASNN_PRESETS, AttResSNN, AttResSNN18,
-    AttResSNN34, MASNN_CIFAR10DVS, MASNN_DVSGait, MASNN_DVSGesture,
+    MASNN,
+    MASNN_CIFAR10_DVS,
+    MASNN_CIFAR10DVS,
+    MASNN_DVS_GAIT,
+    MASNN_DVS_GESTURE,
+    MASNN_PRESETS,
+    AttResSNN,
+    AttResSNN18,
+    AttResSNN34,
+    MASNN_DVSGait,
+    MASNN_DVSGesture,
 )
 
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from snnkernels.nn.ma_snn import MultiDimensionalAttention, TemporalAttentionFC, TemporalWiseAttention
+
 from utils import assert_close_verbose
 
 sj_attention = pytest.importorskip("spikingjelly.activation_based.layer.attention",

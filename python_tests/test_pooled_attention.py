@@ -21,13 +21,21 @@ import torch
 
 from snnkernels import functional as SF
 from snnkernels.backends import BackendUnavailableError
+from snnkernels.nn import DTA, TCJA, TXA
 from snnkernels.reference.dta import dta_product_reference, txa_reference
 from snnkernels.reference.tcja import tcja_reference
 
 from conftest import DEVICE, ON_GPU, pick
-from test_tcja_dta import (DTA_C, F64, OfficialStyleDTA, OfficialStyleTCJA, OfficialStyleTXA, loaded, randomized,
-                           tb_to_bt)
-from snnkernels.nn import DTA, TCJA, TXA
+from test_tcja_dta import (
+    DTA_C,
+    F64,
+    OfficialStyleDTA,
+    OfficialStyleTCJA,
+    OfficialStyleTXA,
+    loaded,
+    randomized,
+    tb_to_bt,
+)
 from utils import assert_close_verbose
 
 pytestmark = [pytest.mark.triton,
@@ -456,8 +464,9 @@ def test_dta_matches_reference(shortcut, layout):
 
 @pytest.mark.parametrize("kernel_size", [7, 21])
 def test_tna_module_on_triton_matches_official(kernel_size):
-    from test_tcja_dta import OfficialStyleTNA
     from snnkernels.nn import TNA
+
+    from test_tcja_dta import OfficialStyleTNA
 
     T, B, C, H, W = 4, 2, 6, 5, 3
     official = fp32_valued(randomized(OfficialStyleTNA(T * C, kernel_size)))

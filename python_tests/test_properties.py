@@ -8,13 +8,14 @@ from unittest import mock
 
 import pytest
 import torch
-from conftest import DEVICE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from utils import check_both, make_coefficient, random_like_layout, run_both
 
 from snnkernels import functional as F
 from snnkernels import surrogate as sg
+
+from conftest import DEVICE
+from utils import check_both, make_coefficient, random_like_layout, run_both
 
 pytestmark = pytest.mark.triton
 

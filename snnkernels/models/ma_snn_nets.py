@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..nn.ma_snn import AttResBlock, MultiDimensionalAttention, TemporalAttentionFC, _StepConv2d, _TimeBatchNorm
 from ..nn.fused import attention_neuron
+from ..nn.ma_snn import AttResBlock, MultiDimensionalAttention, TemporalAttentionFC, _StepConv2d, _TimeBatchNorm
 from ..nn.neuron import AttResLIFNode, MASNNLIFNode
 from ..reference.ma_snn import check_dims
 from ..surrogate import Rectangle

@@ -17,8 +17,18 @@ import triton
 from ..backends import triton_interpreter_enabled
 from ..kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_counted_kernel, leaky_fwd_kernel
 from ._device import on_device_of
-from .leaky import (CHECKPOINT_CHUNK, COUNTED_FWD_SCHEMA, channel_stride, define_leaky_ops, fake_fwd_counted,
-                    match_layout, neurons_per_step, new_bwd_outputs, new_fwd_outputs, register_forward_autograd)
+from .leaky import (
+    CHECKPOINT_CHUNK,
+    COUNTED_FWD_SCHEMA,
+    channel_stride,
+    define_leaky_ops,
+    fake_fwd_counted,
+    match_layout,
+    neurons_per_step,
+    new_bwd_outputs,
+    new_fwd_outputs,
+    register_forward_autograd,
+)
 
 __all__ = ["leaky_fwd_triton", "leaky_bwd_triton", "leaky_fwd_counted_triton", "LaunchConfig", "launch_config",
            "DEFAULT_CHUNK", "COMPILE_OPTIONS"]

@@ -315,7 +315,7 @@ def verify(provider: str, case: Case, device: str) -> str | None:
     # a gradient that is 0 analytically (a bias in front of a LayerNorm or a softmax: STAA's GC block) is
     # rounding noise on both sides: compare every tensor relative to at least 1e-4 of the largest gradient
     floor = 1e-4 * max((g.double().abs().max().item() for g in want[1:]), default=0.0)
-    for i, (a, b) in enumerate(zip(got, want)):
+    for i, (a, b) in enumerate(zip(got, want, strict=True)):
         scale = max(b.double().abs().max().item(), floor if i else 0.0) or 1.0
         err = (a.double() - b.double()).abs().max().item() / scale
         if not err <= VERIFY_RTOL[case.dtype]:

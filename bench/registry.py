@@ -175,7 +175,8 @@ def _spikingjelly(impl: str, op: Op, case: Case, device: str):
         from spikingjelly.activation_based import neuron, surrogate
         from spikingjelly.activation_based.functional.neuron import lif_multi_step, neuron_implementation
     except ImportError as exc:
-        raise Unavailable(f"spikingjelly 2.x is not importable ({exc}); bench/fetch_peers.sh fetches its wheel")
+        raise Unavailable(f"spikingjelly 2.x is not importable ({exc}); "
+                          "bench/fetch_peers.sh fetches its wheel") from exc
     if (impl == "cpu") != (device == "cpu"):
         raise Unavailable(f"SpikingJelly's {impl} path does not run on {device}")
     if device == "cuda":

@@ -82,5 +82,5 @@ def test_deterministic_algorithms(name, monkeypatch):
         torch.use_deterministic_algorithms(previous)
     assert len(first) == len(second) >= 2
     assert first[0].abs().sum() > 0 and first[1].abs().sum() > 0, "nothing reached the output"
-    for i, (a, b) in enumerate(zip(first, second)):
+    for i, (a, b) in enumerate(zip(first, second, strict=True)):
         assert torch.equal(a, b), f"{name}: tensor {i} differs between two identical runs"

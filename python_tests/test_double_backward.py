@@ -32,7 +32,7 @@ def test_leaky_double_backward_raises(backend):
     g_outs = [torch.randn_like(o) for o in outs]
     grads = torch.autograd.grad(outs, (x, decay), g_outs, create_graph=True)
     plain = torch.autograd.grad(_lif(x, decay, backend), (x, decay), g_outs)
-    for g, p in zip(grads, plain):  # first-order gradients: the same with create_graph
+    for g, p in zip(grads, plain, strict=True):  # first-order gradients: the same with create_graph
         assert torch.equal(g, p)
     with pytest.raises(RuntimeError, match=MESSAGE.format(op=f"leaky_bwd_{backend}")):
         torch.autograd.grad(grads[0].square().sum(), x)

@@ -85,7 +85,7 @@ def compare(name, fused_inputs, fused_fn, ref_fn, grad_out, n_data, summed=()):
     assert out.dtype == dtype and out.shape == out_ref.shape
     assert_close_verbose(out, out_ref, OUT_ATOL[dtype], OUT_RTOL[dtype], f"{name} output")
     with_grad = [i for i, t in enumerate(fused_inputs) if t.requires_grad]
-    for i, g, g_ref in zip(with_grad, grads, grads_ref):
+    for i, g, g_ref in zip(with_grad, grads, grads_ref, strict=True):
         assert g.dtype == fused_inputs[i].dtype and g.shape == fused_inputs[i].shape
         if i < n_data and i not in summed:
             assert_close_verbose(g, g_ref, OUT_ATOL[dtype], OUT_RTOL[dtype], f"{name} grad of input {i}")
@@ -182,7 +182,7 @@ def test_runs_are_deterministic():
     wt, wc = leaves(torch.randn(C, C, 3, device=DEVICE), torch.randn(T, T, 2, device=DEVICE))
     grad_out = torch.randn(SHAPE, device=DEVICE)
     runs = [run(lambda *a: SF.tcja(*a, backend="triton"), [x, wt, wc], grad_out) for _ in range(2)]
-    for a, b in zip([runs[0][0], *runs[0][1]], [runs[1][0], *runs[1][1]]):
+    for a, b in zip([runs[0][0], *runs[0][1]], [runs[1][0], *runs[1][1]], strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
@@ -392,7 +392,7 @@ def no_worse_than_eager(name, inputs, fused_fn, ref_fn, grad_out, factor=3.0, sk
     out_e, grads_e = run(ref_fn, leaves(*inputs), grad_out)
     out_r, grads_r = run(ref_fn, ref64, grad_out.double())
     for i, (what, a, e, r) in enumerate(zip(["output"] + [f"grad {i}" for i in range(len(grads))], [out, *grads],
-                                            [out_e, *grads_e], [out_r, *grads_r])):
+                                            [out_e, *grads_e], [out_r, *grads_r], strict=True)):
         if i - 1 in skip:
             continue
         err = (a.double() - r).abs().max().item()

@@ -39,7 +39,8 @@ def multistep_leaky(
     v_reset: float | None = 0.0,
     strict_threshold: bool = False,
     detach_reset: bool = False,
-    surrogate_function: Surrogate = ATan(),
+    # B008: one shared default surrogate, as in SpikingJelly's signatures (surrogates are never mutated)
+    surrogate_function: Surrogate = ATan(),  # noqa: B008
     backend: str = "auto",
     return_final_state: bool = False,
     return_v_seq: bool = False,
@@ -89,7 +90,7 @@ def multistep_lif(
     v_threshold: float = 1.0,
     v_reset: float | None = 0.0,
     detach_reset: bool = False,
-    surrogate_function: Surrogate = ATan(),
+    surrogate_function: Surrogate = ATan(),  # noqa: B008
     backend: str = "auto",
     return_final_state: bool = False,
     return_v_seq: bool = False,

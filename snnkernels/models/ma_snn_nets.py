@@ -231,7 +231,7 @@ class MASNN(nn.Module):
         kw = dict(t_ratio=t_ratio, surrogate_width=surrogate_width, neuron_backend=neuron_backend,
                   attention_backend=attention_backend)
         cin = self.in_channels
-        for i, (cout, p) in enumerate(zip(channels, pools)):
+        for i, (cout, p) in enumerate(zip(channels, pools, strict=True)):
             setattr(self, f"convAttLIF{i}", ConvAttLIF(cin, cout, self.T, self.dims, pooling_kernel_size=p,
                                                        c_ratio=c_ratio, **kw))
             cin = cout
@@ -345,7 +345,7 @@ class AttResSNN(nn.Module):
         self.mem_update = AttResLIFNode(backend=neuron_backend)
         self._stage_names = []
         planes_in = stem_channels
-        for i, (blocks, width, stride) in enumerate(zip(layers, widths, strides)):
+        for i, (blocks, width, stride) in enumerate(zip(layers, widths, strides, strict=True)):
             check_positive(owner, blocks, "blocks per stage")
             stage = []
             for s in [stride] + [1] * (blocks - 1):

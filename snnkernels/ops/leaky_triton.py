@@ -135,7 +135,8 @@ def _bwd_impl(grad_spikes, grad_v_final, x, v_init, checkpoints, decay_t, gain_t
     T, n = x.shape[0], neurons_per_step(x)
     if grad_v_seq is not None:
         grad_v_seq = match_layout(grad_v_seq.to(torch.float32), x)  # walked as x's [T, N]
-    grad_x, grad_v_init, *partials = new_bwd_outputs(x, need_grad_v_init, need_grad_decay, need_grad_gain, need_grad_bias)
+    grad_x, grad_v_init, *partials = new_bwd_outputs(x, need_grad_v_init, need_grad_decay, need_grad_gain,
+                                                     need_grad_bias)
     if n == 0:
         return grad_x, grad_v_init, *partials
     spatial, channels = _channel_dims(x, decay_t, gain_t, bias_t)

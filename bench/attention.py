@@ -50,9 +50,9 @@ if __name__ == "__main__":  # compiled kernels persist across runs (git-ignored)
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(__file__).resolve().parent / ".inductor-cache"))
 
 import argparse  # noqa: E402
+import math  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
-import math  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -145,9 +145,9 @@ _TCJA_BLOCKS: dict = {}
 
 def _tcja_block(case: Case, device: str, backend: str):
     """(LIF, TCJA, max pool) of a TCJA-SNN DVS128 Gesture block, the same weights for every provider."""
+    from snnkernels.models._blocks import SeqToANN
     from snnkernels.models.tcja_nets import DVS128_GESTURE as p
     from snnkernels.nn import TCJA, LIFNode
-    from snnkernels.models._blocks import SeqToANN
 
     key = (case.shape, case.dtype, device, backend)
     if key not in _TCJA_BLOCKS:
@@ -316,7 +316,7 @@ def verify(provider: str, case: Case, device: str) -> str | None:
     # a gradient that is 0 analytically (a bias in front of a LayerNorm or a softmax: STAA's GC block) is
     # rounding noise on both sides: compare every tensor relative to at least 1e-4 of the largest gradient
     floor = 1e-4 * max((g.double().abs().max().item() for g in want[1:]), default=0.0)
-    for i, (a, b) in enumerate(zip(got, want)):
+    for i, (a, b) in enumerate(zip(got, want, strict=True)):
         scale = max(b.double().abs().max().item(), floor if i else 0.0) or 1.0
         err = (a.double() - b.double()).abs().max().item() / scale
         if not err <= VERIFY_RTOL[case.dtype]:

@@ -127,6 +127,7 @@ CPU_QUICK_CASES = [Case("lif", (T, 16, 4096), torch.float32) for T in (4, 8)] + 
     Case("leaky_channel", (8, 4, 16, 32, 32), torch.float32)]
 CPU_TABLE_CASES = [Case("lif", (8, 1000, 1000), torch.float32)]  # T = 8, N = 1e6: eager vs torch.compile
 from snnkernels.ops.leaky import CHECKPOINT_CHUNK as CHUNK  # noqa: E402
+
 # Verification: T = CHUNK + 1 crosses a checkpoint and ends inside a partial chunk
 VERIFY_SHAPE = {"lif": (CHUNK + 1, 3, 4, 7, 9), "leaky_channel": (CHUNK + 1, 3, 4, 7, 9)}
 
@@ -174,7 +175,8 @@ def _spikingjelly(impl: str, op: Op, case: Case, device: str):
         from spikingjelly.activation_based import neuron, surrogate
         from spikingjelly.activation_based.functional.neuron import lif_multi_step, neuron_implementation
     except ImportError as exc:
-        raise Unavailable(f"spikingjelly 2.x is not importable ({exc}); bench/fetch_peers.sh fetches its wheel")
+        raise Unavailable(f"spikingjelly 2.x is not importable ({exc}); "
+                          "bench/fetch_peers.sh fetches its wheel") from exc
     if (impl == "cpu") != (device == "cpu"):
         raise Unavailable(f"SpikingJelly's {impl} path does not run on {device}")
     if device == "cuda":

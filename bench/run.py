@@ -175,7 +175,7 @@ def verify(provider: str, op: str, dtype: torch.dtype, device: str) -> tuple[str
                 return "FAILED", f"{kind} input: dL/dx differs, max abs err {_max_err(gx, rx):.2e}"
             errs = [_max_err(gx, rx)]
             if not flips:
-                for i, (gp, rp) in enumerate(zip(grads[1:], ref_grads[1:])):
+                for i, (gp, rp) in enumerate(zip(grads[1:], ref_grads[1:], strict=True)):
                     if not torch.allclose(gp.double(), rp.double(), rtol=PARAM_TOL[0], atol=PARAM_TOL[1]):
                         return "FAILED", f"{kind} input: gradient of param {i} differs, max abs err " \
                                          f"{_max_err(gp, rp):.2e}"

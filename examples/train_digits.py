@@ -136,7 +136,7 @@ class SavedBytes:
         self._saved.append(weakref.ref(t))
         return t
 
-    def __enter__(self) -> "SavedBytes":
+    def __enter__(self) -> SavedBytes:
         self._ctx = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
         self._ctx.__enter__()
         return self
@@ -360,14 +360,14 @@ def _machine() -> dict[str, Any]:
 
 
 def _curve_diffs(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
-    pairs = list(zip(a["step_losses"], b["step_losses"]))
+    pairs = list(zip(a["step_losses"], b["step_losses"], strict=True))
     diffs = {"max_abs_diff_step_loss": max((abs(x - y) for x, y in pairs), default=0.0),
              # how long the two runs stay bit for bit equal before rounding differences start to drift
              "steps_bit_identical": next((i for i, (x, y) in enumerate(pairs) if x != y), len(pairs))}
     if "epochs" in a:
         for key in ("train_loss", "test_loss", "train_acc", "test_acc"):
             diffs[f"max_abs_diff_epoch_{key}"] = max(
-                (abs(x[key] - y[key]) for x, y in zip(a["epochs"], b["epochs"])), default=0.0)
+                (abs(x[key] - y[key]) for x, y in zip(a["epochs"], b["epochs"], strict=True)), default=0.0)
     return diffs
 
 

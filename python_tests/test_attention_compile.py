@@ -97,7 +97,7 @@ CASES = {
 
 def _params():
     out = []
-    for name, case in CASES.items():
+    for name in CASES:
         for backend in ("torch", "triton"):
             marks = [pytest.mark.triton] if backend == "triton" else []
             out.append(pytest.param(name, backend, marks=marks, id=f"{name}-{backend}"))
@@ -138,7 +138,7 @@ def test_compiles_with_dynamic_shapes_without_recompiling(name, backend):
         want, want_grads = _run(lambda t: case.call(module, t), module, x, grad_out)
         tol = dict(rtol=0, atol=0) if case.spikes else dict(rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(got, want, **tol)
-        for i, (g, g_want) in enumerate(zip(got_grads, want_grads)):
+        for i, (g, g_want) in enumerate(zip(got_grads, want_grads, strict=True)):
             assert (g is None) == (g_want is None), i
             if g_want is not None:
                 # Inductor sums in another order: a parameter's gradient (a sum over the batch and the pixels)

@@ -55,7 +55,7 @@ def test_compiled_matches_eager(fn, args):
     out_compiled = compiled(*leaves)
     grads_compiled = torch.autograd.grad(out_compiled.square().sum(), leaves)
     torch.testing.assert_close(out_compiled, out_eager, rtol=0, atol=0)
-    for g_c, g_e in zip(grads_compiled, grads_eager):
+    for g_c, g_e in zip(grads_compiled, grads_eager, strict=True):
         torch.testing.assert_close(g_c, g_e, rtol=1e-6, atol=1e-6)
 
 
@@ -77,8 +77,10 @@ def _attention_inputs():
     from snnkernels.nn import TNA
 
     _TNA["params"] = TNA(T * C).to(dev).params()
-    _TNA["ma"] = ((torch.randn(2, T, device=dev, requires_grad=True), torch.randn(T, 2, device=dev, requires_grad=True)),
-                  (torch.randn(3, C, device=dev, requires_grad=True), torch.randn(C, 3, device=dev, requires_grad=True)),
+    _TNA["ma"] = ((torch.randn(2, T, device=dev, requires_grad=True),
+                   torch.randn(T, 2, device=dev, requires_grad=True)),
+                  (torch.randn(3, C, device=dev, requires_grad=True),
+                   torch.randn(C, 3, device=dev, requires_grad=True)),
                   torch.randn(1, 2, 3, 3, device=dev, requires_grad=True))
     return x, na, s, w_tla, w_cla, conv_t, conv_c, scale
 
@@ -133,7 +135,7 @@ def test_attention_compiled_matches_eager(fn):
     out_compiled = compiled(*inputs)
     grads_compiled = torch.autograd.grad(out_compiled.square().sum(), leaves, allow_unused=True)
     torch.testing.assert_close(out_compiled, out_eager, rtol=1e-6, atol=1e-6)
-    for g_c, g_e in zip(grads_compiled, grads_eager):
+    for g_c, g_e in zip(grads_compiled, grads_eager, strict=True):
         assert (g_c is None) == (g_e is None)
         if g_e is not None:
             torch.testing.assert_close(g_c, g_e, rtol=1e-5, atol=1e-5)

@@ -12,9 +12,19 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from snnkernels.nn import (DTA, TCJA, TXA, LeakyNode, LIFNode, MultiDimensionalAttention, ParametricLIFNode,
-                           STAALIFNode, TCSALIFNode, TETLIFNode)
 from snnkernels.models import SeqToANN
+from snnkernels.nn import (
+    DTA,
+    TCJA,
+    TXA,
+    LeakyNode,
+    LIFNode,
+    MultiDimensionalAttention,
+    ParametricLIFNode,
+    STAALIFNode,
+    TCSALIFNode,
+    TETLIFNode,
+)
 from snnkernels.nn.fused import attention_neuron, neuron_dta, neuron_tcja_pool
 from snnkernels.ops import registry
 
@@ -91,7 +101,7 @@ def _runs_twice_alike(name: str, monkeypatch) -> None:
         torch.use_deterministic_algorithms(previous)
     assert len(first) == len(second) >= 2
     assert first[0].abs().sum() > 0 and first[1].abs().sum() > 0, "nothing reached the output"
-    for i, (a, b) in enumerate(zip(first, second)):
+    for i, (a, b) in enumerate(zip(first, second, strict=True)):
         assert torch.equal(a, b), f"{name}: tensor {i} differs between two identical runs"
 
 

@@ -10,8 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import build_dist
 import pytest
+
+import build_dist
 
 pytest.importorskip("pdoc")
 ROOT = Path(__file__).resolve().parents[1]

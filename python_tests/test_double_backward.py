@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import DEVICE
-from test_leaky import FUSED, coefficient, rand
 
 from snnkernels import functional as F
 from snnkernels import surrogate as sg
+
+from conftest import DEVICE
+from test_leaky import FUSED, coefficient, rand
 
 MESSAGE = r"second derivative was requested through snnkernels::{op}.*backend='torch'"
 
@@ -31,7 +32,7 @@ def test_leaky_double_backward_raises(backend):
     g_outs = [torch.randn_like(o) for o in outs]
     grads = torch.autograd.grad(outs, (x, decay), g_outs, create_graph=True)
     plain = torch.autograd.grad(_lif(x, decay, backend), (x, decay), g_outs)
-    for g, p in zip(grads, plain):  # first-order gradients: the same with create_graph
+    for g, p in zip(grads, plain, strict=True):  # first-order gradients: the same with create_graph
         assert torch.equal(g, p)
     with pytest.raises(RuntimeError, match=MESSAGE.format(op=f"leaky_bwd_{backend}")):
         torch.autograd.grad(grads[0].square().sum(), x)

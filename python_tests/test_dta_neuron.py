@@ -167,7 +167,7 @@ def check_against_unfused(neu, dta, x, out_fn):
     grads_ref = torch.autograd.grad(want, [x_ref] + params, grad_out)
     top = grads_ref[0].abs().max().item()
     assert_close_verbose(grads[0], grads_ref[0], SUM_RTOL * top, SUM_RTOL, "grad x")
-    for i, (g, g_ref) in enumerate(zip(grads[1:], grads_ref[1:])):
+    for i, (g, g_ref) in enumerate(zip(grads[1:], grads_ref[1:], strict=True)):
         top = g_ref.abs().max().item()
         assert top > 0, f"grad of parameter {i} is zero: the test cannot fail"
         assert_close_verbose(g, g_ref, SUM_RTOL * top, SUM_RTOL, f"grad of parameter {i}")
@@ -242,6 +242,6 @@ def test_dta_snn_runs_the_fused_encoding():
     assert_close_verbose(out, want, 1e-5, 1e-5, "logits")
     grads = torch.autograd.grad(out.sum(), list(net.encoding.parameters()))
     grads_ref = torch.autograd.grad(want.sum(), list(net.encoding.parameters()))
-    for i, (g, g_ref) in enumerate(zip(grads, grads_ref)):
+    for i, (g, g_ref) in enumerate(zip(grads, grads_ref, strict=True)):
         top = g_ref.abs().max().item()
         assert_close_verbose(g, g_ref, 1e-4 * max(top, 1e-12), 1e-4, f"grad of encoding parameter {i}")

@@ -14,6 +14,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from snnkernels.nn import DTA, TCJA, ParametricLIFNode, TETLIFNode
+
 from tiny_net import C, T, TinyNet
 
 
@@ -121,6 +122,6 @@ def test_state_dict_round_trip_without_pickle(make):
     loaded = torch.load(buffer, weights_only=True)
     fresh = make()
     fresh.load_state_dict(loaded)
-    for (k, a), (k2, b) in zip(module.state_dict().items(), fresh.state_dict().items()):
+    for (k, a), (k2, b) in zip(module.state_dict().items(), fresh.state_dict().items(), strict=True):
         assert k == k2
         torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DEVICE
 from torch import nn
 
 from snnkernels import firing
@@ -25,6 +24,8 @@ from snnkernels.functional import _leaky
 from snnkernels.models._blocks import SeqToANN
 from snnkernels.nn.neuron import _SpikingNeuron
 from snnkernels.surrogate import ATan, Sigmoid, Triangle
+
+from conftest import DEVICE
 
 ROOT = Path(__file__).resolve().parents[1]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
@@ -101,9 +102,9 @@ def test_counted_op_counts_and_matches_plain(poisoned_counts, T, shape, chunk, d
     assert torch.equal(counts, _per_step(spikes)), (counts, _per_step(spikes))
     if spikes.numel() >= 50:
         assert 0 < counts.sum() < spikes.numel(), "the data must exercise both firing and silence"
-    for name, a, b in zip(("spikes", "v_final", "checkpoints"), (spikes, v_final, ckpt), plain):
+    for name, a, b in zip(("spikes", "v_final", "checkpoints"), (spikes, v_final, ckpt), plain[:3], strict=True):
         assert torch.equal(a, b), name
-    for name, a, b in zip(("x", "v_init", "decay"), grads_c, grads_p):
+    for name, a, b in zip(("x", "v_init", "decay"), grads_c, grads_p, strict=True):
         assert torch.equal(a, b), f"grad {name}"
 
 
@@ -152,7 +153,7 @@ def test_counted_forward_compiles_fullgraph():
     grads_c = torch.autograd.grad(out_c.square().sum(), (x, decay))
     assert torch.equal(counts_c, counts_e) and counts_c.dtype == torch.int64
     torch.testing.assert_close(out_c, out_e, rtol=0, atol=0)
-    for g_c, g_e in zip(grads_c, grads_e):
+    for g_c, g_e in zip(grads_c, grads_e, strict=True):
         torch.testing.assert_close(g_c, g_e, rtol=1e-6, atol=1e-6)
 
 
@@ -248,9 +249,9 @@ def test_module_recording_keeps_gradients_and_state(backend):
         s = node(x)
         g = torch.autograd.grad((s * torch.arange(s.numel()).view_as(s)).sum(), (x, node.w))
         outs[record] = (s, node.v, g)
-    for a, b in zip(outs[False][:2], outs[True][:2]):
+    for a, b in zip(outs[False][:2], outs[True][:2], strict=True):
         assert torch.equal(a, b)
-    for a, b in zip(outs[False][2], outs[True][2]):
+    for a, b in zip(outs[False][2], outs[True][2], strict=True):
         assert torch.equal(a, b)
     step = snn.LIFNode(backend=backend)
     step.record_spike_counts = True

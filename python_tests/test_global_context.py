@@ -128,7 +128,7 @@ def test_block_matches_reference(fusion, layer_norm, bias):
 
     def params(ts):
         full = [None] * len(weights)
-        for i, t in zip(present, ts[1:]):
+        for i, t in zip(present, ts[1:], strict=True):
             full[i] = t
         return GCParams(*full)
 
@@ -148,7 +148,7 @@ def test_block_matches_reference(fusion, layer_norm, bias):
         v = global_context_transform_reference(ctx, p64, layer_norm=layer_norm)
         return (global_context_fusion(ref[0].detach(), v, fusion) * grad.double()).sum()
 
-    for i, (g, g_ref) in enumerate(zip(grads[1:], grads_ref[1:])):
+    for i, (g, g_ref) in enumerate(zip(grads[1:], grads_ref[1:], strict=True)):
         if present[i] == 1:  # the key bias: exactly 0 here, rounding noise in the reference
             assert torch.equal(g, torch.zeros_like(g)) and g_ref.abs().max() < 1e-9
             continue
@@ -219,7 +219,7 @@ def test_staa_input_port_matches_reference(gc_fusion):
         v = global_context_transform_reference(ctx, p64)
         return (global_context_fusion(feat64, v, gc_fusion) * grad.double()).sum()
 
-    for name, g, g_ref in zip(names, grads, grads_ref):
+    for name, g, g_ref in zip(names, grads, grads_ref, strict=True):
         if name == "gc.1":
             assert torch.equal(g, torch.zeros_like(g))
             continue

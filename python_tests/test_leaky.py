@@ -15,15 +15,26 @@ import math
 
 import pytest
 import torch
-from conftest import DEVICE, ON_GPU, pick
-from utils import (FLIP_EPS, MAX_FLIP_RATE, assert_close_verbose, assert_equal_verbose, assert_grad_close,
-                   check_both, compare_spikes, make_coefficient, random_like_layout, run_both)
 
 from snnkernels import functional as F
 from snnkernels import neuron_models as nm
 from snnkernels import nn as snn
 from snnkernels import surrogate as sg
 from snnkernels.backends import backend_problem
+
+from conftest import DEVICE, ON_GPU, pick
+from utils import (
+    FLIP_EPS,
+    MAX_FLIP_RATE,
+    assert_close_verbose,
+    assert_equal_verbose,
+    assert_grad_close,
+    check_both,
+    compare_spikes,
+    make_coefficient,
+    random_like_layout,
+    run_both,
+)
 
 SURROGATES = [sg.ATan(), sg.Sigmoid(), sg.Triangle(), sg.Rectangle(), sg.PiecewiseExp(), sg.SoftSign(), sg.SuperSpike(),
               sg.Erf()]
@@ -179,12 +190,12 @@ def test_coefficient_kinds(backend, kinds, x_grad):
     and without a gradient for x (a coefficient alone can make the forward a training one)."""
     C = 5
     x = rand((6, 3, C, 4, 3), requires_grad=x_grad)
-    decay, gain, bias = (coefficient(k, v, C) for k, v in zip(kinds, (0.55, 0.9, 0.04)))
+    decay, gain, bias = (coefficient(k, v, C) for k, v in zip(kinds, (0.55, 0.9, 0.04), strict=True))
     res = run_both(F.multistep_leaky, backend, x, decay=decay, input_gain=gain, bias=bias, v_reset=None,
                    surrogate_function=sg.Triangle(1.0), return_final_state=True)
     check_both(res, backend, x)
     expected = {"x"} if x_grad else set()
-    expected |= {n for n, t in zip(("decay", "input_gain", "bias"), (decay, gain, bias))
+    expected |= {n for n, t in zip(("decay", "input_gain", "bias"), (decay, gain, bias), strict=True)
                  if isinstance(t, torch.Tensor) and t.requires_grad}
     assert set(res[backend][1]) == expected
 
@@ -466,13 +477,13 @@ def test_module_determinism(backend, module):
     (s1, g1), (s2, g2) = runs
     assert 0.01 < s1.float().mean().item() < 0.99, "inputs do not exercise the neuron"
     assert torch.equal(s1, s2)
-    for a, b in zip(g1, g2):
+    for a, b in zip(g1, g2, strict=True):
         assert torch.equal(a, b), "gradients differ between two identical runs"
     s_ref = ref_node(x)
     g_ref = torch.autograd.grad(s_ref, [x, *ref_node.parameters()], grad_out)
     assert_equal_verbose(s1, s_ref, "spikes vs reference module")
     assert_grad_close(g1[0], g_ref[0], "x")
-    for name, a, b in zip([n for n, _ in ref_node.named_parameters()], g1[1:], g_ref[1:]):
+    for name, a, b in zip([n for n, _ in ref_node.named_parameters()], g1[1:], g_ref[1:], strict=True):
         assert_grad_close(a, b, name, reduced=True)
 
 
@@ -733,7 +744,7 @@ def test_lif_matches_spikingjelly_formula(precision, data, tau, decay_input, v_r
     g_v = torch.randn(v.shape, dtype=torch.float64).to(DEVICE, dtype) * keep
     grads = torch.autograd.grad((s, v), leaves, (g_s, g_v))
     grads_sj = torch.autograd.grad((s_sj, v_sj), leaves, (g_s, g_v))
-    for name, g, g_ref in zip(("x", "tau"), grads, grads_sj):
+    for name, g, g_ref in zip(("x", "tau"), grads, grads_sj, strict=False):  # no "tau" gradient for a float tau
         if dtype == torch.float64:
             assert_grad_close(g, g_ref, name, reduced=name == "tau")
         else:
@@ -801,9 +812,9 @@ def run_v_seq(fn, backend, x, v_init=None, *, grad_on=("spikes", "final", "v_seq
         outs = fn(x, v_init, backend=b, return_final_state=True, return_v_seq=True, **kwargs)
         if grad_outs is None:
             grad_outs = [random_like_layout(o.shape, o.dtype, o.device, "contiguous", gen) for o in outs]
-        chosen = [(o, g) for o, g, n in zip(outs, grad_outs, ("spikes", "final", "v_seq")) if n in grad_on]
+        chosen = [(o, g) for o, g, n in zip(outs, grad_outs, ("spikes", "final", "v_seq"), strict=True) if n in grad_on]
         grads = torch.autograd.grad([o for o, _ in chosen], list(leaves.values()), [g for _, g in chosen])
-        results[b] = (outs, dict(zip(leaves, grads)))
+        results[b] = (outs, dict(zip(leaves, grads, strict=True)))
     return results
 
 
@@ -814,7 +825,7 @@ def check_v_seq(results, backend, x):
     spikes, v_final, v_seq = outs
     assert v_seq.shape == x.shape and v_seq.dtype == outs_ref[2].dtype, (v_seq.shape, v_seq.dtype)
     assert not v_seq.isnan().any(), "NaN in v_seq: an element was never written"
-    for name, got, want in zip(("spikes", "final state", "v_seq"), outs, outs_ref):
+    for name, got, want in zip(("spikes", "final state", "v_seq"), outs, outs_ref, strict=True):
         assert_equal_verbose(got, want, name)
     assert_equal_verbose(v_seq[-1], v_final, "v_seq[-1] vs v_T")
     if spikes.numel() >= 200:
@@ -898,7 +909,7 @@ def test_v_seq_with_spike_counts(backend, final):
     out, counts = _leaky(x, None, count_spikes=True, **kwargs)
     plain = _leaky(x, None, **kwargs)
     assert len(out) == len(plain) == 2 + final
-    for a, b in zip(out, plain):
+    for a, b in zip(out, plain, strict=True):
         assert_equal_verbose(a, b, "counted vs plain")
     assert torch.equal(counts, out[0].detach().reshape(9, -1).sum(1).to(torch.int64))
     g = torch.randn_like(out[-1])
@@ -942,6 +953,6 @@ def test_v_seq_against_fp64_reference(backend):
     grad_outs = [torch.randn(o.shape, dtype=torch.float64, device=DEVICE) for o in outs64]
     grads = torch.autograd.grad(outs, (x, v0, decay), [g.float() for g in grad_outs])
     grads64 = torch.autograd.grad(outs64, (x64, v064, d64), grad_outs)
-    for name, g, g64 in zip(("x", "v_init", "decay"), grads, grads64):
+    for name, g, g64 in zip(("x", "v_init", "decay"), grads, grads64, strict=True):
         scale = 1.0 + (g64.abs().max().item() if name == "decay" else 0.0)
         assert_close_verbose(g, g64, 1e-5 * scale, 1e-5, f"grad {name} vs fp64")

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import DEVICE
-from utils import assert_equal_verbose
 
 from snnkernels import functional as F
 from snnkernels import surrogate as sg
 from snnkernels.backends import backend_problem
 from snnkernels.functional import _leaky
 from snnkernels.neuron_models import rate_coefficients
+
+from conftest import DEVICE
+from utils import assert_equal_verbose
 
 sj_neuron = pytest.importorskip("spikingjelly.activation_based.neuron", reason="spikingjelly 2.x not installed")
 
@@ -88,7 +89,7 @@ def check_pair(results) -> None:
     same_values(s, s_sj, "spikes")
     same_values(v, v_sj, "v_T")
     assert v.isnan().any() and v[1].isfinite().all(), "the events must reach the final state, batch 1 stays finite"
-    for i, (g, g_sj) in enumerate(zip(grads, grads_sj)):
+    for i, (g, g_sj) in enumerate(zip(grads, grads_sj, strict=True)):
         same_nan_pattern(g, g_sj, f"grad {i}")
 
 
@@ -217,11 +218,11 @@ def check_identical(run, grads_like_reference: bool = True) -> dict:
     values_ref, grads_ref = outs["torch"]
     fused = [name for name in outs if name != "torch"]
     for name, (values, grads) in outs.items():
-        for i, (a, b) in enumerate(zip(values, values_ref)):
+        for i, (a, b) in enumerate(zip(values, values_ref, strict=True)):
             same_values(a, b, f"{name} output {i}")
         pivot = grads_ref if grads_like_reference or not fused else outs[fused[0]][1]
         if name != "torch" or grads_like_reference:
-            for i, (a, b) in enumerate(zip(grads, pivot)):
+            for i, (a, b) in enumerate(zip(grads, pivot, strict=True)):
                 same_nan_pattern(a, b, f"{name} grad {i}")
     return outs
 

@@ -20,7 +20,6 @@ from torch import nn
 from snnkernels.backends import BackendUnavailableError
 from snnkernels.nn.ma_snn import AttResBlock, MultiDimensionalAttention, TCSALIFNode, TemporalAttentionFC
 from snnkernels.nn.neuron import AttResLIFNode
-from test_tcja_dta import loaded  # float64 copy with the official module's state dict (strict)
 from snnkernels.reference.ma_snn import (
     MA_DIMS,
     channel_attention_reference,
@@ -31,6 +30,8 @@ from snnkernels.reference.ma_snn import (
 )
 from snnkernels.reference.neuron import multistep_leaky_reference
 from snnkernels.surrogate import Rectangle
+
+from test_tcja_dta import loaded  # float64 copy with the official module's state dict (strict)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 F64 = dict(dtype=torch.float64, device=DEVICE)

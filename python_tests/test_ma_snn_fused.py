@@ -27,8 +27,10 @@ ALL_DIMS = ["T", "C", "S", "TC", "TS", "CS", "TCS"]
 def make_weights(T: int, C: int, dims: str, reduction_t: int = 2, reduction_c: int = 2, kernel_size: int = 3):
     """(ta, ca, sa) as the reference takes them, None where a branch is absent."""
     ht, hc = max(T // reduction_t, 1), max(C // reduction_c, 1)
-    ta = (torch.randn(ht, T, device=DEVICE) / T ** 0.5, torch.randn(T, ht, device=DEVICE) / ht ** 0.5) if "T" in dims else None
-    ca = (torch.randn(hc, C, device=DEVICE) / C ** 0.5, torch.randn(C, hc, device=DEVICE) / hc ** 0.5) if "C" in dims else None
+    ta = ((torch.randn(ht, T, device=DEVICE) / T ** 0.5, torch.randn(T, ht, device=DEVICE) / ht ** 0.5)
+          if "T" in dims else None)
+    ca = ((torch.randn(hc, C, device=DEVICE) / C ** 0.5, torch.randn(C, hc, device=DEVICE) / hc ** 0.5)
+          if "C" in dims else None)
     sa = torch.randn(1, 2, kernel_size, kernel_size, device=DEVICE) / kernel_size if "S" in dims else None
     return ta, ca, sa
 
@@ -61,7 +63,7 @@ def check(dims, x, weights, grad_out):
     assert out.dtype == dtype
     assert_close_verbose(out, want, OUT_ATOL[dtype], OUT_RTOL[dtype], f"{dims} output")
     assert_close_verbose(grads[0], want_grads[0], OUT_ATOL[dtype], OUT_RTOL[dtype], f"{dims} grad x")
-    for i, (g, g_ref) in enumerate(zip(grads[1:], want_grads[1:])):
+    for i, (g, g_ref) in enumerate(zip(grads[1:], want_grads[1:], strict=True)):
         assert_close_verbose(g, g_ref, SUM_RTOL * g_ref.abs().max().item(), SUM_RTOL, f"{dims} grad weight {i}")
 
 
@@ -99,7 +101,7 @@ def test_deterministic():
     grad_out = torch.randn_like(x)
     runs = [run(lambda x, *w: SF.multi_dimensional_attention(x, "TCS", *unflat("TCS", w), backend="triton"),
                 leaves(x, *weights), grad_out) for _ in range(2)]
-    for a, b in zip([runs[0][0], *runs[0][1]], [runs[1][0], *runs[1][1]]):
+    for a, b in zip([runs[0][0], *runs[0][1]], [runs[1][0], *runs[1][1]], strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
@@ -133,8 +135,9 @@ def test_module_on_triton_matches_torch(dims, layout):
         results.append([leaf.grad] + [p.grad for p in module.parameters()])
         out = module(x)
         results[-1].insert(0, out.detach())
-    for i, (a, b) in enumerate(zip(*results)):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item() + 1e-7, msg=lambda m, i=i: f"{i}: {m}")
+    for i, (a, b) in enumerate(zip(*results, strict=True)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item() + 1e-7,
+                                   msg=lambda m, i=i: f"{i}: {m}")
 
 
 # --- the paper's in-loop TCSA-LIF with the gates' statistics on the sweeps ---------------------------------
@@ -145,6 +148,7 @@ def test_tcsa_lif_paper_on_triton(dims):
     rate is capped, and the gradients are compared on the samples without one (all of them when none)."""
     from snnkernels.nn.ma_snn import TCSALIFNode
     from snnkernels.reference.ma_snn import tcsa_lif_paper_reference
+
     from utils import GRAD_TOL, MAX_FLIP_RATE
 
     T, B, C, H, W = 5, 4, 8, 5, 6
@@ -171,7 +175,7 @@ def test_tcsa_lif_paper_on_triton(dims):
     top = grads_ref[0][:, keep].abs().max().item()
     assert_close_verbose(grads[0][:, keep], grads_ref[0][:, keep], atol + SUM_RTOL * top, rtol, "grad x")
     if not flipped.any():
-        for i, (g, g_ref) in enumerate(zip(grads[1:], grads_ref[1:])):
+        for i, (g, g_ref) in enumerate(zip(grads[1:], grads_ref[1:], strict=True)):
             scale = g_ref.abs().max().item()
             assert_close_verbose(g, g_ref.reshape(g.shape), SUM_RTOL * scale, SUM_RTOL, f"grad weight {i}")
 
@@ -182,6 +186,7 @@ def test_tcsa_step_kernel_is_the_reference_update(detach_reset):
     expression (fp32 sums in another order)."""
     from snnkernels.ops.tcsa_paper_triton import tcsa_step
     from snnkernels.surrogate import Rectangle
+
     from utils import GRAD_TOL
 
     B, C, H, W = 3, 5, 4, 6
@@ -206,7 +211,7 @@ def test_tcsa_step_kernel_is_the_reference_update(detach_reset):
     grads_ref = torch.autograd.grad((s_ref * g_s).sum() + (h_ref * g_h).sum(), ref)
     atol, rtol = GRAD_TOL[torch.float32]
     assert_close_verbose(grads[0], grads_ref[0], atol, rtol, "grad V")
-    for name, g, g_ref in zip(("sc", "gs"), grads[1:], grads_ref[1:]):
+    for name, g, g_ref in zip(("sc", "gs"), grads[1:], grads_ref[1:], strict=True):
         assert_close_verbose(g, g_ref, SUM_RTOL * g_ref.abs().max().item(), SUM_RTOL, f"grad {name}")
 
 

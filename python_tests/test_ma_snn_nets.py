@@ -13,8 +13,17 @@ import pytest
 import torch
 
 from snnkernels.models.ma_snn_nets import (
-    MASNN, MASNN_CIFAR10_DVS, MASNN_DVS_GAIT, MASNN_DVS_GESTURE, MASNN_PRESETS, AttResSNN, AttResSNN18,
-    AttResSNN34, MASNN_CIFAR10DVS, MASNN_DVSGait, MASNN_DVSGesture,
+    MASNN,
+    MASNN_CIFAR10_DVS,
+    MASNN_CIFAR10DVS,
+    MASNN_DVS_GAIT,
+    MASNN_DVS_GESTURE,
+    MASNN_PRESETS,
+    AttResSNN,
+    AttResSNN18,
+    AttResSNN34,
+    MASNN_DVSGait,
+    MASNN_DVSGesture,
 )
 
 
@@ -188,21 +197,21 @@ def _compare_backends(make, x):
     auto = make("auto")
     auto.load_state_dict(ref.state_dict())
     xs = [x.clone().requires_grad_(True) for _ in range(2)]
-    outs = [m(xi) for m, xi in zip((ref, auto), xs)]
+    outs = [m(xi) for m, xi in zip((ref, auto), xs, strict=True)]
     torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
     w = torch.randn_like(outs[0])
     for o in outs:
         (o * w).sum().backward()
     torch.testing.assert_close(xs[1].grad, xs[0].grad, rtol=1e-4, atol=1e-5)
     scale = max(p.grad.abs().max().item() for p in ref.parameters())
-    for (n, p), (_, q) in zip(ref.named_parameters(), auto.named_parameters()):
+    for (n, p), (_, q) in zip(ref.named_parameters(), auto.named_parameters(), strict=True):
         if n.endswith((".conv2d.bias", ".linear.bias")):
             # a bias right before a BatchNorm gets zero gradient in exact arithmetic: both are rounding noise
             assert p.grad.abs().max() < 1e-5 * scale and q.grad.abs().max() < 1e-5 * scale, n
             continue
         atol = 1e-6 * max(1.0, p.grad.abs().max().item())
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=atol, msg=n)
-    for (n, b), (_, c) in zip(ref.named_buffers(), auto.named_buffers()):
+    for (n, b), (_, c) in zip(ref.named_buffers(), auto.named_buffers(), strict=True):
         torch.testing.assert_close(c, b, msg=n)
 
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from snnkernels.nn.ma_snn import MultiDimensionalAttention, TemporalAttentionFC, TemporalWiseAttention
+
 from utils import assert_close_verbose
 
 sj_attention = pytest.importorskip("spikingjelly.activation_based.layer.attention",
@@ -27,7 +28,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 T, B, C, H, W = 4, 3, 6, 5, 7
 BACKENDS = ["torch", pytest.param("triton", marks=pytest.mark.triton)]
 FLAGS = [f for f in itertools.product((True, False), repeat=3) if any(f)]
-FLAG_IDS = ["".join(k for k, on in zip("TCS", f) if on) for f in FLAGS]
+FLAG_IDS = ["".join(k for k, on in zip("TCS", f, strict=True) if on) for f in FLAGS]
 SJ_TAKES_FLAGS = "use_temporal" in inspect.signature(sj_attention.MultiDimensionalAttention.__init__).parameters
 # fp32 on both sides, the same sums in another order (flattened reductions against adaptive pools, fused sweeps)
 OUT_TOL = dict(atol=1e-6, rtol=1e-5)
@@ -110,7 +111,7 @@ def test_flags_give_spikingjelly_module(flags, backend):
     theirs = randomized(spikingjelly_mda(flags))
     ours = ours_with_flags(flags, backend).to(DEVICE)
     ours.load_state_dict(theirs.state_dict())  # strict: the same keys and shapes
-    assert ours.dims == "".join(k for k, on in zip("TCS", flags) if on)
+    assert ours.dims == "".join(k for k, on in zip("TCS", flags, strict=True) if on)
     x = torch.randn(T, B, C, H, W, device=DEVICE)
     out = assert_same_run(ours, theirs, x)
     assert (out == 0).any() and (out > 0).any()  # the ReLU cuts
@@ -123,7 +124,7 @@ def test_flags_give_spikingjelly_initial_weights(flags):
     torch.manual_seed(7)
     ours = ours_with_flags(flags)
     assert list(ours.state_dict()) == list(theirs.state_dict())
-    for (name, p), q in zip(ours.state_dict().items(), theirs.state_dict().values()):
+    for (name, p), q in zip(ours.state_dict().items(), theirs.state_dict().values(), strict=True):
         assert torch.equal(p, q), name
 
 
@@ -235,7 +236,7 @@ def test_temporal_wise_attention_initial_weights_and_submodules(dimension):
     torch.manual_seed(3)
     ours = TemporalWiseAttention(8, 2, dimension)
     assert list(ours.state_dict()) == ["sharedMLP.0.weight", "sharedMLP.2.weight"]
-    for p, q in zip(ours.state_dict().values(), theirs.state_dict().values()):
+    for p, q in zip(ours.state_dict().values(), theirs.state_dict().values(), strict=True):
         assert torch.equal(p, q)
     assert type(ours.avg_pool) is type(theirs.avg_pool) and type(ours.max_pool) is type(theirs.max_pool)
     assert ours.step_mode == "m"

@@ -23,7 +23,14 @@ from torch import nn
 
 from snnkernels.backends import BackendUnavailableError
 from snnkernels.models import (
-    CIFAR10_DVS, DTA_SNN_18, DTA_SNN_34, DVS128_GESTURE, PRESETS, TCJA_CIFAR10DVS, TCJA_DVS128, MSResNet,
+    CIFAR10_DVS,
+    DTA_SNN_18,
+    DTA_SNN_34,
+    DVS128_GESTURE,
+    PRESETS,
+    TCJA_CIFAR10DVS,
+    TCJA_DVS128,
+    MSResNet,
     resolved_backends,
 )
 from snnkernels.surrogate import ATan, Triangle

@@ -46,7 +46,7 @@ def test_cuda_sources_compile_for_sm80_and_sm90(tmp_path):
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         results = list(pool.map(compile_one, sources))
-    failures = [(s.name, r.stderr[-3000:]) for s, r in zip(sources, results) if r.returncode != 0]
+    failures = [(s.name, r.stderr[-3000:]) for s, r in zip(sources, results, strict=True) if r.returncode != 0]
     assert not failures, failures
     for src in sources:
         cubins = subprocess.run(["cuobjdump", "-lelf", str(tmp_path / (src.name + ".o"))], capture_output=True,

@@ -55,7 +55,7 @@ def _check(fn: Callable[[torch.Tensor], object], make_input: Callable[[int], tor
         leaf = x.detach().clone().requires_grad_(True)
         want = _outputs(fn(leaf))
         assert torch.equal(got[0], want[0]), "spikes"
-        for g, w in zip(got[1:], want[1:]):
+        for g, w in zip(got[1:], want[1:], strict=True):
             torch.testing.assert_close(g, w, rtol=1e-6, atol=1e-6)
     # dynamo may restart its analysis once on the first call (a float it then specializes); none after
     assert frames[0] >= 1 and frames[1] == frames[0], frames

@@ -12,8 +12,9 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-import build_dist
 import pytest
+
+import build_dist
 
 ROOT = Path(__file__).resolve().parents[1]
 

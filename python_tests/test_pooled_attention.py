@@ -21,13 +21,21 @@ import torch
 
 from snnkernels import functional as SF
 from snnkernels.backends import BackendUnavailableError
+from snnkernels.nn import DTA, TCJA, TXA
 from snnkernels.reference.dta import dta_product_reference, txa_reference
 from snnkernels.reference.tcja import tcja_reference
 
 from conftest import DEVICE, ON_GPU, pick
-from test_tcja_dta import (DTA_C, F64, OfficialStyleDTA, OfficialStyleTCJA, OfficialStyleTXA, loaded, randomized,
-                           tb_to_bt)
-from snnkernels.nn import DTA, TCJA, TXA
+from test_tcja_dta import (
+    DTA_C,
+    F64,
+    OfficialStyleDTA,
+    OfficialStyleTCJA,
+    OfficialStyleTXA,
+    loaded,
+    randomized,
+    tb_to_bt,
+)
 from utils import assert_close_verbose
 
 pytestmark = [pytest.mark.triton,
@@ -77,7 +85,7 @@ def compare(name, fused_inputs, fused_fn, ref_fn, grad_out, n_data, summed=()):
     assert out.dtype == dtype and out.shape == out_ref.shape
     assert_close_verbose(out, out_ref, OUT_ATOL[dtype], OUT_RTOL[dtype], f"{name} output")
     with_grad = [i for i, t in enumerate(fused_inputs) if t.requires_grad]
-    for i, g, g_ref in zip(with_grad, grads, grads_ref):
+    for i, g, g_ref in zip(with_grad, grads, grads_ref, strict=True):
         assert g.dtype == fused_inputs[i].dtype and g.shape == fused_inputs[i].shape
         if i < n_data and i not in summed:
             assert_close_verbose(g, g_ref, OUT_ATOL[dtype], OUT_RTOL[dtype], f"{name} grad of input {i}")
@@ -174,7 +182,7 @@ def test_runs_are_deterministic():
     wt, wc = leaves(torch.randn(C, C, 3, device=DEVICE), torch.randn(T, T, 2, device=DEVICE))
     grad_out = torch.randn(SHAPE, device=DEVICE)
     runs = [run(lambda *a: SF.tcja(*a, backend="triton"), [x, wt, wc], grad_out) for _ in range(2)]
-    for a, b in zip([runs[0][0], *runs[0][1]], [runs[1][0], *runs[1][1]]):
+    for a, b in zip([runs[0][0], *runs[0][1]], [runs[1][0], *runs[1][1]], strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
@@ -384,7 +392,7 @@ def no_worse_than_eager(name, inputs, fused_fn, ref_fn, grad_out, factor=3.0, sk
     out_e, grads_e = run(ref_fn, leaves(*inputs), grad_out)
     out_r, grads_r = run(ref_fn, ref64, grad_out.double())
     for i, (what, a, e, r) in enumerate(zip(["output"] + [f"grad {i}" for i in range(len(grads))], [out, *grads],
-                                            [out_e, *grads_e], [out_r, *grads_r])):
+                                            [out_e, *grads_e], [out_r, *grads_r], strict=True)):
         if i - 1 in skip:
             continue
         err = (a.double() - r).abs().max().item()
@@ -456,8 +464,9 @@ def test_dta_matches_reference(shortcut, layout):
 
 @pytest.mark.parametrize("kernel_size", [7, 21])
 def test_tna_module_on_triton_matches_official(kernel_size):
-    from test_tcja_dta import OfficialStyleTNA
     from snnkernels.nn import TNA
+
+    from test_tcja_dta import OfficialStyleTNA
 
     T, B, C, H, W = 4, 2, 6, 5, 3
     official = fp32_valued(randomized(OfficialStyleTNA(T * C, kernel_size)))

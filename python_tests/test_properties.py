@@ -8,13 +8,14 @@ from unittest import mock
 
 import pytest
 import torch
-from conftest import DEVICE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from utils import check_both, make_coefficient, random_like_layout, run_both
 
 from snnkernels import functional as F
 from snnkernels import surrogate as sg
+
+from conftest import DEVICE
+from utils import check_both, make_coefficient, random_like_layout, run_both
 
 pytestmark = pytest.mark.triton
 
@@ -89,7 +90,8 @@ def test_leaky_triton_matches_reference(case, data):
     strict = data.draw(st.booleans(), label="strict")
     v_threshold = data.draw(st.floats(0.2, 1.5), label="v_threshold")
     torch.manual_seed(case["seed"] + 1)
-    decay, gain, bias = (make_coefficient(k, v, C, 0.05, torch.float32, DEVICE) for k, v in zip(kinds, values))
+    decay, gain, bias = (make_coefficient(k, v, C, 0.05, torch.float32, DEVICE)
+                         for k, v in zip(kinds, values, strict=True))
     _run(F.multistep_leaky, case, decay=decay, input_gain=gain, bias=bias, v_threshold=v_threshold,
          strict_threshold=strict)
 

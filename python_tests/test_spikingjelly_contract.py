@@ -97,7 +97,7 @@ def test_multi_step_node_switched_to_single_step_carries_state(backend, switch):
     assert 0 < out_ours.mean() < 1, "the input must make some neurons fire"
     assert torch.equal(out_ours, out_theirs)
     torch.testing.assert_close(ours.v, theirs.v)
-    for g_ours, g_theirs in zip(_grads(out_ours, (x,)), _grads(out_theirs, (x,))):
+    for g_ours, g_theirs in zip(_grads(out_ours, (x,)), _grads(out_theirs, (x,)), strict=True):
         torch.testing.assert_close(g_ours, g_theirs, rtol=1e-5, atol=1e-6)
 
 

@@ -49,12 +49,13 @@ def _compare(ours, theirs, x, grads_ours, grads_theirs, h_sj, v_threshold):
     assert flip_rate <= MAX_FLIP_RATE, f"flip rate {flip_rate:.2e} above {MAX_FLIP_RATE}"
     keep = ~flipped_neurons
     assert torch.equal(flat(ours)[:, keep], flat(theirs)[:, keep])
-    for name, g_o, g_t in zip(("x",) + tuple(f"param{i}" for i in range(len(grads_ours) - 1)), grads_ours, grads_theirs):
+    names = ("x",) + tuple(f"param{i}" for i in range(len(grads_ours) - 1))
+    for name, g_o, g_t in zip(names, grads_ours, grads_theirs, strict=True):
         if g_o.dim() == x.dim():
             g_o, g_t = flat(g_o)[:, keep], flat(g_t)[:, keep]
         elif flipped_neurons.any():
             continue  # a parameter's gradient sums over every neuron, flipped ones included
-        torch.testing.assert_close(g_o, g_t, rtol=2e-5, atol=2e-6, msg=lambda m: f"grad {name}: {m}")
+        torch.testing.assert_close(g_o, g_t, rtol=2e-5, atol=2e-6, msg=lambda m, name=name: f"grad {name}: {m}")
     return flip_rate
 
 
@@ -102,7 +103,8 @@ def test_if_node_matches_spikingjelly(make_surrogate, v_reset, detach_reset):
         ours = snn.IFNode(**kwargs, backend=backend)(x)
         (g_ours,) = torch.autograd.grad(ours, x, grad_out)
         assert torch.equal(ours, theirs), backend
-        torch.testing.assert_close(g_ours, g_theirs, rtol=2e-5, atol=2e-6, msg=lambda m: f"{backend}: {m}")
+        torch.testing.assert_close(g_ours, g_theirs, rtol=2e-5, atol=2e-6,
+                                   msg=lambda m, backend=backend: f"{backend}: {m}")
 
 
 @pytest.mark.parametrize("decay_input", [True, False])
@@ -134,7 +136,7 @@ def test_defaults_and_positional_order_match_spikingjelly():
         p_theirs = [p for p in inspect.signature(theirs.__init__).parameters.values()
                     if p.kind is p.POSITIONAL_OR_KEYWORD]
         assert [p.name for p in p_ours] == [p.name for p in p_theirs]
-        for a, b in zip(p_ours[1:], p_theirs[1:]):
+        for a, b in zip(p_ours[1:], p_theirs[1:], strict=True):
             if b.name == "surrogate_function":
                 assert type(a.default).__name__ == type(b.default).__name__ and a.default.param == b.default.alpha
             else:

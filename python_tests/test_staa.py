@@ -192,7 +192,7 @@ def grads_of(out, state, inputs: dict, seed_tensors):
     loss = (out * gs).sum() + (state * gh).sum()
     names = list(inputs)
     values = torch.autograd.grad(loss, [inputs[k] for k in names], allow_unused=True)
-    return {k: (torch.zeros_like(inputs[k]) if g is None else g) for k, g in zip(names, values)}
+    return {k: (torch.zeros_like(inputs[k]) if g is None else g) for k, g in zip(names, values, strict=True)}
 
 
 def run_reference(x, p, opts, **param_kw):
@@ -340,7 +340,7 @@ def test_plain_path_is_the_library_leaky_neuron():
     assert torch.equal(s, s_lif) and torch.equal(h, h_lif)
     g = torch.autograd.grad(s.sum() + h.sum(), [x, p["M"], p["N"]])
     g_lif = torch.autograd.grad(s_lif.sum() + h_lif.sum(), [x, p["M"], p["N"]])
-    for a, b in zip(g, g_lif):
+    for a, b in zip(g, g_lif, strict=True):
         torch.testing.assert_close(a, b, **TOL)
 
 
@@ -474,7 +474,7 @@ def test_same_seed_same_mask_and_output_different_seed_differs():
         outs[name] = [(module(x), module.last_drop_mask.clone()) for _ in range(4)]
     masks_a = torch.stack([m for _, m in outs["a"]])
     masks_c = torch.stack([m for _, m in outs["c"]])
-    for (ya, ma), (yb, mb) in zip(outs["a"], outs["b"]):
+    for (ya, ma), (yb, mb) in zip(outs["a"], outs["b"], strict=True):
         assert torch.equal(ma, mb) and torch.equal(ya, yb)
     assert not torch.equal(masks_a, masks_c)
     assert len({tuple(m.tolist()) for m in masks_a}) > 1  # each call draws afresh
@@ -645,7 +645,7 @@ def test_bt_layout_equals_tb_layout(granularity):
     y_tb.backward(g)
     y_bt.backward(g.transpose(0, 1))
     torch.testing.assert_close(x_bt.grad.transpose(0, 1), x.grad, **TOL)
-    for (name, a), (_, b) in zip(tb.named_parameters(), bt.named_parameters()):
+    for (name, a), (_, b) in zip(tb.named_parameters(), bt.named_parameters(), strict=True):
         torch.testing.assert_close(a.grad, b.grad, **TOL, msg=lambda m, n=name: f"{n}: {m}")
     pe = PositionEncoding(T_, C_, H_, W_, layout="BT").to(**F64)
     with torch.no_grad():

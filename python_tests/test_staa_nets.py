@@ -294,13 +294,13 @@ def test_tsrd_seeded_reproducible_in_training():
     c(x)  # draws its own masks
     torch.testing.assert_close(yb, ya, rtol=0, atol=0)
     ma, mb, mc = _masks(a), _masks(b), _masks(c)
-    assert all(torch.equal(p, q) for p, q in zip(ma, mb))
-    assert any(not torch.equal(p, q) for p, q in zip(ma, mc))  # another seed, other masks
+    assert all(torch.equal(p, q) for p, q in zip(ma, mb, strict=True))
+    assert any(not torch.equal(p, q) for p, q in zip(ma, mc, strict=True))  # another seed, other masks
     assert len({tuple(m.tolist()) for m in ma}) > 1  # layer i has seed + i: the layers do not share one mask
     assert [layer.seed for _, layer in _staa_layers(a)] == list(range(3, 3 + 7))
     a.manual_seed(3)  # restarts every layer's generator: the first draw again
     torch.testing.assert_close(a(x), ya, rtol=0, atol=0)
-    assert all(torch.equal(p, q) for p, q in zip(_masks(a), ma))
+    assert all(torch.equal(p, q) for p, q in zip(_masks(a), ma, strict=True))
 
 
 def test_tsrd_global_rng_without_seed():
@@ -312,7 +312,7 @@ def test_tsrd_global_rng_without_seed():
         torch.manual_seed(11)
         outs.append((m(x), _masks(m)))
     torch.testing.assert_close(outs[1][0], outs[0][0], rtol=0, atol=0)
-    assert all(torch.equal(p, q) for p, q in zip(outs[0][1], outs[1][1]))
+    assert all(torch.equal(p, q) for p, q in zip(outs[0][1], outs[1][1], strict=True))
 
 
 def test_tsrd_off_in_eval():

@@ -9,10 +9,11 @@ import types
 import numpy as np
 import pytest
 import torch
-from conftest import DEVICE
-from utils import assert_close_verbose
 
 from snnkernels import surrogate as sg
+
+from conftest import DEVICE
+from utils import assert_close_verbose
 
 ALL = [sg.ATan(), sg.ATan(3.5), sg.ATan(0.7), sg.Sigmoid(), sg.Sigmoid(1.5), sg.Sigmoid(9.0), sg.Triangle(),
        sg.Triangle(0.4), sg.Triangle(2.5), sg.Rectangle(), sg.Rectangle(0.5), sg.Rectangle(1.7),

@@ -20,8 +20,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import build_dist
 import pytest
+
+import build_dist
 import torch_envs
 
 ROOT = Path(__file__).resolve().parents[1]

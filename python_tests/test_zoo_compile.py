@@ -37,7 +37,7 @@ def test_compiled_training_step_matches_eager(name):
     out = compiled(x)
     grads = torch.autograd.grad(out.square().sum(), list(model.parameters()))
     torch.testing.assert_close(out, out_eager, rtol=0, atol=0)
-    for g, g_e in zip(grads, grads_eager):
+    for g, g_e in zip(grads, grads_eager, strict=True):
         torch.testing.assert_close(g, g_e, rtol=1e-5, atol=1e-6)
 
 
@@ -94,6 +94,6 @@ def test_network_compiles_with_dynamic_shapes_without_recompiling(name, backend)
         grads_eager = torch.autograd.grad(out_eager.square().sum(), params)
         tol = dict(rtol=1e-5, atol=1e-6) if device == "cuda" else dict(rtol=0, atol=0)
         torch.testing.assert_close(out, out_eager, **tol)
-        for i, (g, g_e) in enumerate(zip(grads, grads_eager)):
+        for i, (g, g_e) in enumerate(zip(grads, grads_eager, strict=True)):
             torch.testing.assert_close(g, g_e, rtol=1e-5, atol=1e-6, msg=lambda m, i=i: f"grad {i}: {m}")
     assert frames[0] >= 1 and frames[1] == frames[0], f"graphs compiled after each call: {frames}"

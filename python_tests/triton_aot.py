@@ -23,8 +23,8 @@ from triton.compiler import ASTSource
 from snnkernels.kernels.triton import ma_snn, rowwise, tna
 from snnkernels.kernels.triton.dta_leaky import dta_leaky_bwd_kernel, dta_leaky_fwd_kernel
 from snnkernels.kernels.triton.gated_leaky import gated_leaky_bwd_kernel, gated_leaky_fwd_kernel
-from snnkernels.kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_kernel
 from snnkernels.kernels.triton.global_context import gc_context_bwd_kernel, gc_context_fwd_kernel
+from snnkernels.kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_kernel
 from snnkernels.kernels.triton.staa_loop import staa_loop_bwd_kernel, staa_loop_fwd_kernel
 from snnkernels.kernels.triton.staa_step import staa_step_bwd_kernel, staa_step_fwd_kernel
 from snnkernels.kernels.triton.tcsa_step import tcsa_step_bwd_kernel, tcsa_step_fwd_kernel
@@ -147,7 +147,7 @@ def staa_cases():
     tile = dict(BLOCK_R=block_r, BLOCK_S=block_s)
     for dtype in DTYPES:
         yield staa_step_fwd_kernel, {"s_ptr"}, dtype, tile, warps
-    for dtype, sg in zip(("fp32", "fp16", "bf16", "fp32"), range(4)):
+    for dtype, sg in zip(("fp32", "fp16", "bf16", "fp32"), range(4), strict=True):
         yield (staa_step_bwd_kernel, {"ds_ptr"}, dtype,
                dict(tile, HAS_DH=sg != 2, HAS_DSUM=sg != 1, DETACH_RESET=sg % 2 == 1, SG_ID=sg), warps)
 
@@ -201,7 +201,7 @@ def fwd_variants():
     rows = [(True,) * 9, (False,) * 9, (True, False, True, False, True, False, True, False, False),
             (False, True, False, True, False, True, False, True, True)]
     for dtype, row in itertools.product(DTYPES, rows):
-        yield dtype, dict(zip(flags, row))
+        yield dtype, dict(zip(flags, row, strict=True))
 
 
 def bwd_variants():
@@ -235,7 +235,8 @@ def resource_usage(cubin: bytes) -> dict:
 
 def compile_one(fn, arch: int, dtype: str, constexprs: dict, num_warps: int, data_ptrs: set[str] = DATA_PTRS) -> dict:
     src = ASTSource(fn, signature=signature(fn, dtype, constexprs, data_ptrs), constexprs=constexprs)
-    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=dict(COMPILE_OPTIONS, num_warps=num_warps))
+    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
+                              options=dict(COMPILE_OPTIONS, num_warps=num_warps))
     return {**resource_usage(compiled.asm["cubin"]),
             "contracted_fma": bool(re.search(r"\bfma\.rn\.f32\b", compiled.asm["ptx"]))}
 

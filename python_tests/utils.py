@@ -219,12 +219,12 @@ def run_both(fn, backend, x, v_init=None, *, grad_on=("spikes", "final"), grad_l
             if grad_mask is not None:
                 grad_outs = [g * grad_mask.to(g.dtype) for g in grad_outs]
         names = ("spikes", "final")[: len(outs)]
-        chosen = [(o, g) for o, g, n in zip(outs, grad_outs, names) if n in grad_on]
+        chosen = [(o, g) for o, g, n in zip(outs, grad_outs, names, strict=True) if n in grad_on]
         grads = {}
         if leaves and chosen and torch.is_grad_enabled():
             gs = torch.autograd.grad([o for o, _ in chosen], list(leaves.values()), [g for _, g in chosen],
                                      allow_unused=True)
-            grads = dict(zip(leaves, gs))
+            grads = dict(zip(leaves, gs, strict=True))
         results[b] = (outs, grads)
     return results
 

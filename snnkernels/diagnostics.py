@@ -169,8 +169,10 @@ def report(model: nn.Module | None = None, x: torch.Tensor | None = None, file: 
         lines += ["", f"backends for {device} tensors (fp32):"]
         for name, problem in available_backends(device).items():
             lines.append(f"  {name:<7} {'available' if problem is None else 'unavailable: ' + problem}")
-        lines.append(f"  auto -> neurons: {_auto(lambda: backends.resolve_backend('auto', probe))}, "
-                     f"attention: {_auto(lambda: backends.resolve_triton_op_backend('auto', probe, 'attention'))}")
+        # the lambdas run at once inside _auto; binding probe keeps them tied to this iteration's device
+        neurons = _auto(lambda probe=probe: backends.resolve_backend("auto", probe))
+        attention = _auto(lambda probe=probe: backends.resolve_triton_op_backend("auto", probe, "attention"))
+        lines.append(f"  auto -> neurons: {neurons}, attention: {attention}")
     if model is not None:
         rows = layer_backends(model, x)
         probe = _probe_of(model) if x is None else x

@@ -173,7 +173,7 @@ class FiringStats:
         rows = [layer.spikes_per_step for layer in ran.values()]
         width = max(r.numel() for r in rows)
         table = torch.stack([nn.functional.pad(r.to(rows[0].device), (0, width - r.numel())) for r in rows]).tolist()
-        return {name: row[: len(layer.neurons_per_step)] for (name, layer), row in zip(ran.items(), table)}
+        return {name: row[: len(layer.neurons_per_step)] for (name, layer), row in zip(ran.items(), table, strict=True)}
 
     def firing_rates(self) -> dict[str, float]:
         """Each layer's spikes over its neuron-steps."""
@@ -187,10 +187,10 @@ class FiringStats:
         steps = max(len(c) for c in counts.values())
         spikes, neurons = [0] * steps, [0] * steps
         for name, row in counts.items():
-            for t, (s, n) in enumerate(zip(row, self.layers[name].neurons_per_step)):
+            for t, (s, n) in enumerate(zip(row, self.layers[name].neurons_per_step, strict=True)):
                 spikes[t] += s
                 neurons[t] += n
-        return [s / n for s, n in zip(spikes, neurons) if n]
+        return [s / n for s, n in zip(spikes, neurons, strict=True) if n]
 
     def nasar(self) -> float:
         """Network average spiking activity rate: the mean of ``nsar()`` over the steps (MA-SNN Sec. 4)."""

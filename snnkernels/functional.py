@@ -11,14 +11,13 @@ import torch
 from . import _checks
 from .backends import HAS_TRITON, resolve_backend, resolve_triton_op_backend
 from .neuron_models import Number, lif_coefficients
+from .ops import leaky_cupy, leaky_native
+from .ops.leaky import match_layout, time_major_dense
 from .reference.dta import TNAParams, dta_product_reference, dta_reference, tna_reference, txa_reference
 from .reference.ma_snn import check_attention_weights, check_dims, multi_dimensional_attention_reference
 from .reference.neuron import multistep_leaky_reference, state_dtype
 from .reference.tcja import check_tcja_arguments, tcja_gate_reference, tcja_reference
 from .surrogate import ATan, Surrogate, coerce_surrogate
-
-from .ops import leaky_cupy, leaky_native
-from .ops.leaky import match_layout, time_major_dense
 
 if HAS_TRITON:
     from .ops import dta_leaky_triton, leaky_triton, ma_snn_attention, pooled_attention, tna_fused
@@ -40,7 +39,8 @@ def multistep_leaky(
     v_reset: float | None = 0.0,
     strict_threshold: bool = False,
     detach_reset: bool = False,
-    surrogate_function: Surrogate = ATan(),
+    # B008: one shared default surrogate, as in SpikingJelly's signatures (surrogates are never mutated)
+    surrogate_function: Surrogate = ATan(),  # noqa: B008
     backend: str = "auto",
     return_final_state: bool = False,
     return_v_seq: bool = False,
@@ -90,7 +90,7 @@ def multistep_lif(
     v_threshold: float = 1.0,
     v_reset: float | None = 0.0,
     detach_reset: bool = False,
-    surrogate_function: Surrogate = ATan(),
+    surrogate_function: Surrogate = ATan(),  # noqa: B008
     backend: str = "auto",
     return_final_state: bool = False,
     return_v_seq: bool = False,

@@ -14,18 +14,18 @@ as its gradient, like SpikingJelly's surrogate modules.
 
 Formulas (x = u - V_th), each with unit area where bounded:
 
-====================  ======================================================  ====================
-class                 ds/dx                                                   matches
-====================  ======================================================  ====================
-``ATan(alpha=2)``     ``(alpha/2) / (1 + (pi/2 * alpha * x)^2)``              SJ ``ATan``
-``Sigmoid(alpha=4)``  ``alpha * sig(alpha x) * (1 - sig(alpha x))``           SJ ``Sigmoid``
-``Triangle(gamma=1)`` ``max(0, gamma - |x|) / gamma^2``                       SJ ``PiecewiseQuadratic(1/gamma)``, TET/DTA
-``Rectangle(width=1)````1[|x| < width/2] / width``                            MA-SNN, Att-Res, STAA
-``PiecewiseExp(a=1)`` ``(a/2) exp(-a |x|)``                                   SJ ``PiecewiseExp``
-``SoftSign(a=2)``     ``(a/2) / (1 + a |x|)^2``                               SJ ``SoftSign``
-``SuperSpike(a=1)``   ``a / (1 + |x|)^2`` (area 2a, as SpikingJelly's)        SJ ``SuperSpike``
-``Erf(a=2)``          ``(a / sqrt(pi)) exp(-(a x)^2)``                        SJ ``Erf``
-====================  ======================================================  ====================
+======================  ==================================================  ====================
+class                   ds/dx                                               matches
+======================  ==================================================  ====================
+``ATan(alpha=2)``       ``(alpha/2) / (1 + (pi/2 * alpha * x)^2)``          SJ ``ATan``
+``Sigmoid(alpha=4)``    ``alpha * sig(alpha x) * (1 - sig(alpha x))``       SJ ``Sigmoid``
+``Triangle(gamma=1)``   ``max(0, gamma - |x|) / gamma^2``                   SJ ``PiecewiseQuadratic(1/gamma)``, TET/DTA
+``Rectangle(width=1)``  ``1[|x| < width/2] / width``                        MA-SNN, Att-Res, STAA
+``PiecewiseExp(a=1)``   ``(a/2) exp(-a |x|)``                               SJ ``PiecewiseExp``
+``SoftSign(a=2)``       ``(a/2) / (1 + a |x|)^2``                           SJ ``SoftSign``
+``SuperSpike(a=1)``     ``a / (1 + |x|)^2`` (area 2a, as SpikingJelly's)    SJ ``SuperSpike``
+``Erf(a=2)``            ``(a / sqrt(pi)) exp(-(a x)^2)``                    SJ ``Erf``
+======================  ==================================================  ====================
 
 The last four complete SpikingJelly's Triton set (Sigmoid, ATan, PiecewiseQuadratic, PiecewiseExp,
 SoftSign, SuperSpike, Erf), so a model using any of them runs on every backend here.
@@ -85,7 +85,8 @@ class Surrogate:
     def __init__(self, param: float | None = None) -> None:
         value = self.default_param if param is None else float(param)
         if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{type(self).__name__}: {self.param_name} must be a positive finite number, got {param!r}")
+            raise ValueError(f"{type(self).__name__}: {self.param_name} must be a positive finite number, "
+                             f"got {param!r}")
         self.param = value
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ from .dta_snn import DTA_SNN_18, DTA_SNN_34, MSBlock, MSResNet
 from .ma_snn_nets import (
     MASNN,
     MASNN_CIFAR10_DVS,
+    MASNN_CIFAR10DVS,
     MASNN_DVS_GAIT,
     MASNN_DVS_GESTURE,
     MASNN_PRESETS,
@@ -28,7 +29,6 @@ from .ma_snn_nets import (
     AttResSNN18,
     AttResSNN34,
     ConvAttLIF,
-    MASNN_CIFAR10DVS,
     MASNN_DVSGait,
     MASNN_DVSGesture,
     MASNNPreset,

@@ -155,7 +155,7 @@ class MSResNet(nn.Module):
             self.conv1_s = StepLayer(self.conv1, self.bn1)
             self._stem_name, first_stage, self._fc_name = "conv1_s", 0, "fc1_s"
         self._stage_names = []
-        for i, (blocks, width, stride) in enumerate(zip(layers, widths, strides)):
+        for i, (blocks, width, stride) in enumerate(zip(layers, widths, strides, strict=True)):
             name = f"layer{first_stage + i}"
             setattr(self, name, self._make_layer(width, blocks, stride))
             self._stage_names.append(name)

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..nn.ma_snn import AttResBlock, MultiDimensionalAttention, TemporalAttentionFC, _StepConv2d, _TimeBatchNorm
 from ..nn.fused import attention_neuron
+from ..nn.ma_snn import AttResBlock, MultiDimensionalAttention, TemporalAttentionFC, _StepConv2d, _TimeBatchNorm
 from ..nn.neuron import AttResLIFNode, MASNNLIFNode
 from ..reference.ma_snn import check_dims
 from ..surrogate import Rectangle
@@ -233,7 +233,7 @@ class MASNN(nn.Module):
         kw = dict(t_ratio=t_ratio, surrogate_width=surrogate_width, neuron_backend=neuron_backend,
                   attention_backend=attention_backend)
         cin = self.in_channels
-        for i, (cout, p) in enumerate(zip(channels, pools)):
+        for i, (cout, p) in enumerate(zip(channels, pools, strict=True)):
             setattr(self, f"convAttLIF{i}", ConvAttLIF(cin, cout, self.T, self.dims, pooling_kernel_size=p,
                                                        c_ratio=c_ratio, **kw))
             cin = cout
@@ -349,7 +349,7 @@ class AttResSNN(nn.Module):
         self.mem_update = AttResLIFNode(backend=neuron_backend)
         self._stage_names = []
         planes_in = stem_channels
-        for i, (blocks, width, stride) in enumerate(zip(layers, widths, strides)):
+        for i, (blocks, width, stride) in enumerate(zip(layers, widths, strides, strict=True)):
             check_positive(owner, blocks, "blocks per stage")
             stage = []
             for s in [stride] + [1] * (blocks - 1):

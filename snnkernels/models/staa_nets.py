@@ -228,7 +228,7 @@ class STAAResNet(nn.Module):
         self.avgpool = SeqToANN(nn.AvgPool2d(2))
         size = (size[0] // 2, size[1] // 2)
         inplanes, self._stage_names = stem_channels, []
-        for i, (blocks, width, stride) in enumerate(zip(layers, widths, strides)):
+        for i, (blocks, width, stride) in enumerate(zip(layers, widths, strides, strict=True)):
             size = _strided(size, stride)
             stage = []
             for s in [stride] + [1] * (blocks - 1):

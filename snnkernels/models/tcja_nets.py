@@ -27,8 +27,15 @@ from torch import nn
 from ..nn.attention import TCJA
 from ..nn.neuron import LIFNode
 from ..surrogate import ATan, Surrogate, Triangle
-from ._blocks import (GatedPoolSequential, SeqToANN, SharedMaskDropout, VotingLayer, from_time_major, network_options,
-                      to_time_major)
+from ._blocks import (
+    GatedPoolSequential,
+    SeqToANN,
+    SharedMaskDropout,
+    VotingLayer,
+    from_time_major,
+    network_options,
+    to_time_major,
+)
 
 __all__ = ["TCJANetPreset", "DVS128_GESTURE", "CIFAR10_DVS", "PRESETS", "TCJA_DVS128", "TCJA_CIFAR10DVS"]
 

@@ -2,9 +2,9 @@
 official constructors' arguments and parameter names for the papers' attention modules."""
 from .attention import CLA, DTA, TCJA, TLA, TNA, TXA
 from .fused import AttentionNeuron, attention_neuron
+from .ma_snn import AttResBlock, MultiDimensionalAttention, TCSALIFNode, TemporalAttentionFC, TemporalWiseAttention
 from .memory import MemoryModule, detach_net, reset_net
 from .neuron import AttResLIFNode, IFNode, LeakyNode, LIFNode, MASNNLIFNode, ParametricLIFNode, TETLIFNode
-from .ma_snn import AttResBlock, MultiDimensionalAttention, TCSALIFNode, TemporalAttentionFC, TemporalWiseAttention
 from .staa import GlobalContextBlock, PositionEncoding, STAALIFNode
 
 __all__ = [

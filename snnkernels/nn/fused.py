@@ -42,7 +42,7 @@ from .neuron import _SpikingNeuron
 if HAS_TRITON:
     from ..ops.gated_leaky_triton import gated_leaky
     from ..ops.ma_snn_attention import ma_gated_neuron_fused
-    from ..ops.pooled_attention import tcja_gate_fused, tcja_gate_from_counts
+    from ..ops.pooled_attention import tcja_gate_from_counts, tcja_gate_fused
 
 __all__ = ["AttentionNeuron", "attention_neuron", "neuron_tcja_pool", "neuron_dta", "fusion_blocker",
            "dta_fusion_blocker", "neuron_settings", "observe_fusion", "notify_fusion", "observer_hook"]

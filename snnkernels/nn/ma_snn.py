@@ -125,15 +125,15 @@ def _dims_from_flags(dims: object, use_temporal: object = None, use_channel: obj
     if isinstance(dims, bool):  # SpikingJelly's flags passed positionally land here
         raise TypeError("MultiDimensionalAttention: dims takes a string such as 'TCS', got a bool; pass SpikingJelly's "
                         "use_temporal / use_channel / use_spatial by keyword")
-    flags = [_flag(value, name) for value, name in zip((use_temporal, use_channel, use_spatial), _FLAGS)]
+    flags = [_flag(value, name) for value, name in zip((use_temporal, use_channel, use_spatial), _FLAGS, strict=True)]
     if all(f is None for f in flags):
         return check_dims("TCS" if dims is None else dims)
     if not any(f is None or f for f in flags):
         raise ValueError("MultiDimensionalAttention: at least one of use_temporal, use_channel and use_spatial "
                          "must be True")
-    chain = "".join(key for key, f in zip("TCS", flags) if f is None or f)
+    chain = "".join(key for key, f in zip("TCS", flags, strict=True) if f is None or f)
     if dims is not None and dims != chain:
-        given = ", ".join(f"{n}={f}" for n, f in zip(_FLAGS, flags) if f is not None)
+        given = ", ".join(f"{n}={f}" for n, f in zip(_FLAGS, flags, strict=True) if f is not None)
         raise ValueError(f"MultiDimensionalAttention: dims={dims!r} and {given} name different chains "
                          f"({dims!r} against {chain!r}); pass one or the other")
     return chain
@@ -420,7 +420,8 @@ class TCSALIFNode(_Gates):
         beta: float = 0.3,
         u_th: float = 0.3,
         v_reset: float = 0.0,
-        surrogate_function: Surrogate = Rectangle(0.5),
+        # B008: one shared default surrogate, as in SpikingJelly's signatures (surrogates are never mutated)
+        surrogate_function: Surrogate = Rectangle(0.5),  # noqa: B008
         detach_reset: bool = False,
         layout: str = "TB",
         backend: str = "auto",

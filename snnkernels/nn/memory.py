@@ -174,7 +174,7 @@ class MemoryModule(*SPIKINGJELLY_BASES, nn.Module):  # type: ignore[misc]
         for t in range(inputs[0].shape[0]):
             outputs, states = self.single_step_functional_forward(tuple(x[t] for x in inputs), states, **kwargs)
             steps.append(outputs)
-        return tuple(torch.stack(seq) for seq in zip(*steps)), states
+        return tuple(torch.stack(seq) for seq in zip(*steps, strict=True)), states
 
     def functional_forward(self, inputs: tuple, states: tuple, **kwargs: Any) -> tuple[tuple, tuple]:
         """``(outputs, new_states)`` of ``inputs`` from ``states``, in the current step mode; the module's own
@@ -193,7 +193,7 @@ class MemoryModule(*SPIKINGJELLY_BASES, nn.Module):  # type: ignore[misc]
     def _stateful_call(self, step: Any, step_mode: str, inputs: tuple, kwargs: dict) -> Any:
         states = self.materialize_states(inputs, tuple(self._memories.values()), step_mode)
         outputs, states = step(inputs, states, **kwargs)
-        for name, value in zip(list(self._memories), states):
+        for name, value in zip(list(self._memories), states, strict=True):
             self._memories[name] = value
         return outputs[0] if len(outputs) == 1 else outputs
 

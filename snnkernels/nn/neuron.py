@@ -245,7 +245,8 @@ class _SpikingJellyNode(_SpikingNeuron):
         self,
         v_threshold: float = 1.0,
         v_reset: float | None = 0.0,
-        surrogate_function: Surrogate = Sigmoid(),
+        # B008: one shared default surrogate, as in SpikingJelly's signatures (surrogates are never mutated)
+        surrogate_function: Surrogate = Sigmoid(),  # noqa: B008
         detach_reset: bool = False,
         step_mode: str = "s",
         store_v_seq: bool = False,
@@ -274,7 +275,7 @@ class LIFNode(_SpikingJellyNode):
         decay_input: bool = True,
         v_threshold: float = 1.0,
         v_reset: float | None = 0.0,
-        surrogate_function: Surrogate = Sigmoid(),
+        surrogate_function: Surrogate = Sigmoid(),  # noqa: B008
         detach_reset: bool = False,
         step_mode: str = "s",
         store_v_seq: bool = False,
@@ -323,7 +324,7 @@ class ParametricLIFNode(_SpikingJellyNode):
         decay_input: bool = True,
         v_threshold: float = 1.0,
         v_reset: float | None = 0.0,
-        surrogate_function: Surrogate = Sigmoid(),
+        surrogate_function: Surrogate = Sigmoid(),  # noqa: B008
         detach_reset: bool = False,
         step_mode: str = "s",
         store_v_seq: bool = False,
@@ -364,7 +365,7 @@ class LeakyNode(_SpikingNeuron):
         v_reset: float | None = 0.0,
         strict_threshold: bool = False,
         detach_reset: bool = False,
-        surrogate_function: Surrogate = ATan(),
+        surrogate_function: Surrogate = ATan(),  # noqa: B008
         *,
         channels: int | None = None,
         learnable: bool = False,
@@ -390,7 +391,7 @@ class LeakyNode(_SpikingNeuron):
         self.bias = float(bias)
 
     @classmethod
-    def from_preset(cls, preset: NeuronPreset, **overrides) -> "LeakyNode":
+    def from_preset(cls, preset: NeuronPreset, **overrides) -> LeakyNode:
         settings = dict(
             decay=preset.decay, v_threshold=preset.v_threshold, v_reset=preset.v_reset,
             strict_threshold=preset.strict_threshold, detach_reset=preset.detach_reset,

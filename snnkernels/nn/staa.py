@@ -7,8 +7,8 @@ The math is in ``snnkernels.reference.staa``; ``STAALIFNode.forward`` is one cal
 ``staa_lif_reference`` so that a fused backend can replace it in one place. ``backend="triton"`` runs the
 global-context block's pooling (the attention-weighted context of every frame) as one fused sweep each
 way (``snnkernels.ops.global_context_triton``) and the step-attention time loop on step kernels
-(``snnkernels.ops.staa_triton``); the position encoding and the tiny MLPs stay torch. ``"auto"`` picks it on CUDA; ``"native"`` and
-``"cupy"`` raise ``BackendUnavailableError``.
+(``snnkernels.ops.staa_triton``); the position encoding and the tiny MLPs stay torch. ``"auto"`` picks it on
+CUDA; ``"native"`` and ``"cupy"`` raise ``BackendUnavailableError``.
 
 - ``STAALIFNode``: the STAA-LIF neuron layer, a drop-in replacement for a LIF after conv + BN.
 - ``GlobalContextBlock``: the GC block alone (GCNet's ``ContextBlock`` names, so its weights load).
@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..backends import HAS_TRITON, check_backend_name, resolve_triton_op_backend
+from ..reference.neuron import state_dtype
 from ..reference.staa import (
     COEFFICIENT_MAPS,
     COEFFICIENT_SHAPES,
@@ -45,7 +46,6 @@ from ..reference.staa import (
     position_encoding_reference,
     staa_lif_reference,
 )
-from ..reference.neuron import state_dtype
 from ..surrogate import Rectangle, Surrogate, coerce_surrogate
 from .attention import LAYOUTS, _check_dtype, _check_t_c, _empty_output, _from_tb, _positive_int, _to_tb
 from .neuron import in_recompute
@@ -349,7 +349,8 @@ class STAALIFNode(nn.Module):
         v_threshold: float = 1.0,
         v_reset: float = 0.0,
         detach_reset: bool = False,
-        surrogate_function: Surrogate = Rectangle(1.0),
+        # B008: one shared default surrogate, as in SpikingJelly's signatures (surrogates are never mutated)
+        surrogate_function: Surrogate = Rectangle(1.0),  # noqa: B008
         seed: int | None = None,
         layout: str = "TB",
         backend: str = "auto",

@@ -8,14 +8,14 @@ kernels on device 0 against device 1's memory. The native CUDA ops (``CUDAGuard`
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager
+from contextlib import AbstractContextManager
 
 import torch
 
 __all__ = ["on_device_of"]
 
 
-def on_device_of(t: torch.Tensor) -> ContextManager:
+def on_device_of(t: torch.Tensor) -> AbstractContextManager:
     """Makes ``t``'s CUDA device the current one for the block (and its current stream Triton's); a no-op
     for CPU tensors (the interpreter)."""
     return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()

@@ -70,8 +70,8 @@ def dta_leaky_bwd(grad_y: torch.Tensor, x: torch.Tensor, na: torch.Tensor, a: to
                   v_threshold: float, v_reset: float, v_init_value: float, hard_reset: bool, strict: bool,
                   detach_reset: bool, surrogate_id: int, surrogate_param: float, chunk: int
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dL/dx without T-XA's pooled path, fp32; dL/dna with na's strides; the row sums [2 or 3, T, B, C] fp32: sum_hw dxa,
-    sum_hw dxa * x and, with ``na_bias``, sum_hw dna). The programs' partial sums are added here in a fixed
+    """(dL/dx without T-XA's pooled path, fp32; dL/dna with na's strides; the row sums [2 or 3, T, B, C] fp32:
+    sum_hw dxa, sum_hw dxa * x and, with ``na_bias``, sum_hw dna). The programs' partial sums are added here in a fixed
     order."""
     a, b, na_bias = _per_row(a), _per_row(b), _per_row(na_bias)
     residual = na_bias is not None

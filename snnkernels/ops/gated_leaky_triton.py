@@ -167,7 +167,8 @@ class _GatedLeakyFunction(torch.autograd.Function):
                                                        ctx.relu, *ctx.neuron, ctx.chunk)
         needs = ctx.needs_input_grad
         return (grad_x if needs[0] else None, grad_scale.to(scale.dtype) if needs[1] else None,
-                grad_map.to(spatial.dtype) if (spatial is not None and needs[2]) else None, None, None, None, None, None)
+                grad_map.to(spatial.dtype) if (spatial is not None and needs[2]) else None,
+                None, None, None, None, None)
 
 
 def gated_leaky(x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor | None, *, relu: bool,
@@ -183,6 +184,6 @@ def gated_leaky(x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor | No
     (exact, deterministic: per-column-tile partials summed here).
     """
     training = needs_training(x, scale, spatial)
-    spikes, counts = _GatedLeakyFunction.apply(rows_layout(x), scale, spatial, relu, fresh_settings(neuron), chunk, training,
-                                               count_spikes)
+    spikes, counts = _GatedLeakyFunction.apply(rows_layout(x), scale, spatial, relu, fresh_settings(neuron), chunk,
+                                               training, count_spikes)
     return (spikes, counts) if count_spikes else spikes

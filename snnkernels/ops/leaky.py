@@ -108,8 +108,10 @@ def new_fwd_outputs(x: torch.Tensor, training: bool, store_final_state: bool, ch
     """Uninitialised (spikes, v_final, checkpoints, v_seq); states follow the memory layout of x[0], v_seq
     that of x."""
     spikes = torch.empty_like(x)
-    v_final = torch.empty_like(x[0], dtype=torch.float32) if store_final_state else x.new_empty((0,), dtype=torch.float32)
-    ckpt = x.new_empty((num_checkpoints(x.shape[0], chunk), neurons_per_step(x)) if training else (0,), dtype=torch.float32)
+    v_final = (torch.empty_like(x[0], dtype=torch.float32) if store_final_state
+               else x.new_empty((0,), dtype=torch.float32))
+    ckpt = x.new_empty((num_checkpoints(x.shape[0], chunk), neurons_per_step(x)) if training else (0,),
+                       dtype=torch.float32)
     v_seq = torch.empty_like(x, dtype=torch.float32) if store_v_seq else x.new_empty((0,), dtype=torch.float32)
     return spikes, v_final, ckpt, v_seq
 
@@ -143,7 +145,7 @@ def reduce_partial(partial: torch.Tensor, coefficient: torch.Tensor, x: torch.Te
 
 
 def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
-    args = dict(zip(_FWD_ARGS, inputs))
+    args = dict(zip(_FWD_ARGS, inputs, strict=True))
     if not args["training"]:
         ctx.inference_only = True
         return
@@ -179,7 +181,8 @@ def make_backward(bwd_op: Any):
         }
         grad_x, grad_v_init, g_decay, g_gain, g_bias = bwd_op(*(values[name] for name in _BWD_ARGS))
         coefficient_grads = [
-            reduce_partial(g, t, x) if n else None for g, t, n in zip((g_decay, g_gain, g_bias), (decay_t, gain_t, bias_t), need)
+            reduce_partial(g, t, x) if n else None
+            for g, t, n in zip((g_decay, g_gain, g_bias), (decay_t, gain_t, bias_t), need, strict=True)
         ]
         return (
             grad_x,

@@ -71,7 +71,8 @@ def _kernel(name: str, device: torch.device):
 def _launch(name: str, n: int, vec: int, device: torch.device, args: list) -> None:
     import cupy
 
-    grid = -(-(-(-n // vec)) // THREADS)
+    vectors = -(-n // vec)  # ceil(n / vec): each thread handles vec neurons
+    grid = -(-vectors // THREADS)  # ceil(vectors / THREADS)
     stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream, device.index)
     with cupy.cuda.Device(device.index):
         _kernel(name, device)((grid,), (THREADS,), tuple(args), stream=stream)

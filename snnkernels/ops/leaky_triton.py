@@ -17,8 +17,18 @@ import triton
 from ..backends import triton_interpreter_enabled
 from ..kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_counted_kernel, leaky_fwd_kernel
 from ._device import on_device_of
-from .leaky import (CHECKPOINT_CHUNK, COUNTED_FWD_SCHEMA, channel_stride, define_leaky_ops, fake_fwd_counted,
-                    match_layout, neurons_per_step, new_bwd_outputs, new_fwd_outputs, register_forward_autograd)
+from .leaky import (
+    CHECKPOINT_CHUNK,
+    COUNTED_FWD_SCHEMA,
+    channel_stride,
+    define_leaky_ops,
+    fake_fwd_counted,
+    match_layout,
+    neurons_per_step,
+    new_bwd_outputs,
+    new_fwd_outputs,
+    register_forward_autograd,
+)
 
 __all__ = ["leaky_fwd_triton", "leaky_bwd_triton", "leaky_fwd_counted_triton", "LaunchConfig", "launch_config",
            "DEFAULT_CHUNK", "COMPILE_OPTIONS"]
@@ -125,7 +135,8 @@ def _bwd_impl(grad_spikes, grad_v_final, x, v_init, checkpoints, decay_t, gain_t
     T, n = x.shape[0], neurons_per_step(x)
     if grad_v_seq is not None:
         grad_v_seq = match_layout(grad_v_seq.to(torch.float32), x)  # walked as x's [T, N]
-    grad_x, grad_v_init, *partials = new_bwd_outputs(x, need_grad_v_init, need_grad_decay, need_grad_gain, need_grad_bias)
+    grad_x, grad_v_init, *partials = new_bwd_outputs(x, need_grad_v_init, need_grad_decay, need_grad_gain,
+                                                     need_grad_bias)
     if n == 0:
         return grad_x, grad_v_init, *partials
     spatial, channels = _channel_dims(x, decay_t, gain_t, bias_t)

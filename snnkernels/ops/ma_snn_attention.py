@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from ..reference.ma_snn import mlp_gate
-from .leaky import match_layout
 from .gated_leaky_triton import DEFAULT_CHUNK, gated_leaky_bwd, gated_leaky_fwd, needs_training
+from .leaky import match_layout
 from .ma_snn_triton import apply_gates, bwd_input, bwd_pixel_sums, pixel_stats, row_dot_map, row_stats
 from .rowwise_triton import rows_layout
 

@@ -7,8 +7,8 @@ Each op is one pass over full-size [T, B, C, H, W] tensors (kernels in
 interpreter (tests).
 
 Layout contract: every full-size tensor passed to one call has the strides of the first one (DTA's NA
-may have its own: T-NA's [B, T] output is read in place), and each H * W plane is contiguous (``rows_layout`` / ``match_layout`` make it so); per-row tensors are dense fp32
-[T, B, C].
+may have its own: T-NA's [B, T] output is read in place), and each H * W plane is contiguous (``rows_layout`` /
+``match_layout`` make it so); per-row tensors are dense fp32 [T, B, C].
 """
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def na_strides(na: torch.Tensor) -> tuple[int, int, int]:
 
 
 def _na_kwargs(na: torch.Tensor) -> dict[str, int]:
-    return dict(zip(("nst", "nsb", "nsc"), na_strides(na)))
+    return dict(zip(("nst", "nsb", "nsc"), na_strides(na), strict=True))
 
 
 def _per_row(v: torch.Tensor | None) -> torch.Tensor | None:

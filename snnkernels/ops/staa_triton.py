@@ -24,8 +24,15 @@ import torch
 import triton
 
 from ..kernels.triton.staa_step import staa_step_bwd_kernel, staa_step_fwd_kernel
-from ..reference.staa import (LOOP_KERNELS, SAParams, _check_drop_mask, check_option, position_encoding_reference,
-                              staa_coefficients, step_attention_gates)
+from ..reference.staa import (
+    LOOP_KERNELS,
+    SAParams,
+    _check_drop_mask,
+    check_option,
+    position_encoding_reference,
+    staa_coefficients,
+    step_attention_gates,
+)
 from ..surrogate import Surrogate
 from ._device import on_device_of
 from .global_context_triton import global_context_fused

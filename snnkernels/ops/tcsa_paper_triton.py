@@ -5,8 +5,8 @@ docs/ma_snn.md "Paper variant: TCSA-LIF".
 Per step: the channel and spatial gates' statistics of V_t = H_{t-1} + X_TA[t] on the released attention's
 sweeps (``ma_gates_fused`` on a one-step sequence: CA pools over (H, W), SA over C); then ``tcsa_step``
 (``kernels.triton.tcsa_step``): gates applied, fire and reset in one sweep, which also writes the next
-step's V (adding X_TA[t + 1]), and one sweep back that also reduces the gates' gradients. TA runs once on the whole sequence
-(its gate from the same sweeps). Autograd chains the steps (BPTT); V_t is kept for the backward.
+step's V (adding X_TA[t + 1]), and one sweep back that also reduces the gates' gradients. TA runs once on the
+whole sequence (its gate from the same sweeps). Autograd chains the steps (BPTT); V_t is kept for the backward.
 """
 from __future__ import annotations
 

@@ -220,7 +220,8 @@ def tcsa_lif_paper_reference(
     beta: float = 0.3,
     u_th: float = 0.3,
     v_reset: float = 0.0,
-    surrogate_function: Surrogate = Rectangle(0.5),
+    # B008: one shared default surrogate, as in SpikingJelly's signatures (surrogates are never mutated)
+    surrogate_function: Surrogate = Rectangle(0.5),  # noqa: B008
     detach_reset: bool = False,
 ) -> torch.Tensor:
     """The PAPER's TCSA-LIF (its Eq. 14), NOT the released code; neuron parameters INFERRED.

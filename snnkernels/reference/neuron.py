@@ -67,7 +67,8 @@ def multistep_leaky_reference(
     v_reset: float | None = 0.0,
     strict_threshold: bool = False,
     detach_reset: bool = False,
-    surrogate_function: Surrogate = ATan(),
+    # B008: one shared default surrogate, as in SpikingJelly's signatures (surrogates are never mutated)
+    surrogate_function: Surrogate = ATan(),  # noqa: B008
     v_init_value: float = 0.0,
     return_final_state: bool = False,
     return_v_seq: bool = False,
@@ -113,7 +114,7 @@ def multistep_lif_reference(
     v_threshold: float = 1.0,
     v_reset: float | None = 0.0,
     detach_reset: bool = False,
-    surrogate_function: Surrogate = ATan(),
+    surrogate_function: Surrogate = ATan(),  # noqa: B008
     return_final_state: bool = False,
     return_v_seq: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, ...]:

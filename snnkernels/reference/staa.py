@@ -151,7 +151,7 @@ def _has_one_of_shapes(t: object, shapes: list[tuple]) -> bool:
     if not isinstance(t, torch.Tensor):
         return False
     for shape in shapes:
-        if t.dim() == len(shape) and all(a == b for a, b in zip(t.shape, shape)):
+        if t.dim() == len(shape) and all(a == b for a, b in zip(t.shape, shape, strict=True)):
             return True
     return False
 
@@ -392,7 +392,8 @@ def staa_lif_reference(
     v_threshold: float = 1.0,
     v_reset: float = 0.0,
     detach_reset: bool = False,
-    surrogate_function: Surrogate = Rectangle(1.0),
+    # B008: one shared default surrogate, as in SpikingJelly's signatures (surrogates are never mutated)
+    surrogate_function: Surrogate = Rectangle(1.0),  # noqa: B008
     v_init: torch.Tensor | None = None,
     return_final_state: bool = False,
     features: torch.Tensor | None = None,

@@ -18,9 +18,9 @@ dL/dX holding the neuron's, T-XA's elementwise and the residual's shares (the po
 needs those row sums first and is added by the caller).
 
 Layout and tiling as ``gated_leaky`` (NA and dL/dNA with NA's own strides: T-NA's [B, T, ...] output is
-read and its gradient written in place, whatever X's layout): R1 = B * C rows of S = H * W contiguous values per step; a program
-owns BLOCK_R rows x BLOCK_S columns for all T steps; row partial sums go to [n_col_tiles, T, R1] and are
-summed in a fixed order by torch (deterministic, no atomics). fp32 arithmetic, op by op.
+read and its gradient written in place, whatever X's layout): R1 = B * C rows of S = H * W contiguous values
+per step; a program owns BLOCK_R rows x BLOCK_S columns for all T steps; row partial sums go to
+[n_col_tiles, T, R1] and are summed in a fixed order by torch (deterministic, no atomics). fp32 arithmetic, op by op.
 """
 import triton
 import triton.language as tl

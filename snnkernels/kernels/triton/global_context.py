@@ -52,7 +52,7 @@ def gc_context_fwd_kernel(x_ptr, wk_ptr, ctx_ptr, stats_ptr, C, S,
     wk = tl.load(wk_ptr + ch, mask=ch < C, other=0.0)
     # 0-d fp32 tensors from the start: loop-carried values must keep one type
     m = tl.max(tl.full([BLOCK_P], float("-inf"), tl.float32), axis=0)
-    l = tl.sum(tl.zeros([BLOCK_P], tl.float32), axis=0)
+    denom = tl.sum(tl.zeros([BLOCK_P], tl.float32), axis=0)
     acc = tl.zeros([BLOCK_C], tl.float32)
     for p0 in range(0, S, BLOCK_P):
         x, _, _, pmask = _frame_tile(x_ptr, n, p0, C, S, BLOCK_C, BLOCK_P)
@@ -60,12 +60,12 @@ def gc_context_fwd_kernel(x_ptr, wk_ptr, ctx_ptr, stats_ptr, C, S,
         m_new = tl.maximum(m, tl.max(kappa, axis=0))
         rescale = tl.exp(m - m_new)
         e = tl.exp(kappa - m_new)  # 0 on the padding
-        l = l * rescale + tl.sum(e, axis=0)
+        denom = denom * rescale + tl.sum(e, axis=0)
         acc = acc * rescale + tl.sum(x * e[None, :], axis=1)
         m = m_new
-    tl.store(ctx_ptr + n.to(tl.int64) * C + ch, acc / l, mask=ch < C)
+    tl.store(ctx_ptr + n.to(tl.int64) * C + ch, acc / denom, mask=ch < C)
     tl.store(stats_ptr + 2 * n, m)
-    tl.store(stats_ptr + 2 * n + 1, l)
+    tl.store(stats_ptr + 2 * n + 1, denom)
 
 
 @triton.jit
@@ -78,12 +78,12 @@ def gc_context_bwd_kernel(x_ptr, wk_ptr, stats_ptr, dctx_ptr, dot_ptr, dx_ptr, d
     wk = tl.load(wk_ptr + ch, mask=cmask, other=0.0)
     dctx = tl.load(dctx_ptr + n.to(tl.int64) * C + ch, mask=cmask, other=0.0)
     m = tl.load(stats_ptr + 2 * n)
-    l = tl.load(stats_ptr + 2 * n + 1)
+    denom = tl.load(stats_ptr + 2 * n + 1)
     dot = tl.load(dot_ptr + n)
     acc_wk = tl.zeros([BLOCK_C], tl.float32)
     for p0 in range(0, S, BLOCK_P):
         x, offs, mask, pmask = _frame_tile(x_ptr, n, p0, C, S, BLOCK_C, BLOCK_P)
-        att = tl.exp(_logits(x, wk, pmask) - m) / l
+        att = tl.exp(_logits(x, wk, pmask) - m) / denom
         datt = tl.sum(x * dctx[:, None], axis=0)
         dkappa = att * (datt - dot)
         dx = att[None, :] * dctx[:, None] + wk[:, None] * dkappa[None, :]

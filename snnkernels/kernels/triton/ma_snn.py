@@ -57,7 +57,7 @@ def _row_base(j, b, B, C, st, sb, sc):
     return (j // C).to(tl.int64) * st + b.to(tl.int64) * sb + (j % C).to(tl.int64) * sc
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T"])
 def pixel_stats_kernel(x_ptr, scale_ptr, sum_ptr, max_ptr, arg_ptr, T, B, C, S, st, sb, sc, rows_per_split,
                        BLOCK_P: tl.constexpr):
     """Per pixel of sample b over this slice of (t, c): sum and max (first (t, c) index) of scale * X,
@@ -97,7 +97,7 @@ def apply_kernel(x_ptr, scale_ptr, map_ptr, y_ptr, R, S, B, C, st, sb, sc, HAS_M
         tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T"])
 def bwd_pixel_sums_kernel(gy_ptr, x_ptr, scale_ptr, map_ptr, dmap_ptr, dscale_ptr, T, B, C, S, st, sb, sc,
                           rows_per_split, n_pblk, HAS_MAP: tl.constexpr, BLOCK_P: tl.constexpr):
     """Backward sweep 1, with GR = dY * relu(X): per pixel dmap = sum_(t,c) GR * scale ([SPLIT, B, S]

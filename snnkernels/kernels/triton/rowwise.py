@@ -3,7 +3,8 @@
 Layout: a tensor [T, B, C, H, W] is R = T * B * C rows of S = H * W contiguous values. Row r = (t * B + b)
 * C + c starts at ``t * st + b * sb + c * sc``, so both the library layout and the transposed [B, T, ...]
 storage of DTA-SNN are walked in place. Every full-size tensor a kernel touches has the same strides (the
-launcher makes it so), except DTA's NA and its gradient, which keep T-NA's own; per-row values (the gates, the row sums) are dense [R] fp32 vectors.
+launcher makes it so), except DTA's NA and its gradient, which keep T-NA's own; per-row values (the gates,
+the row sums) are dense [R] fp32 vectors.
 
 A program owns a tile of BLOCK_R rows x BLOCK_S columns and walks the row in BLOCK_S steps. Row sums
 accumulate a [BLOCK_R, BLOCK_S] fp32 tile and reduce it once at the end: a fixed order, so results are

@@ -118,7 +118,7 @@ def _row(ptr, base, rows, rmask):
     return tl.load(ptr + base + rows, mask=rmask, other=0.0)[:, None]
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T"])
 def staa_loop_fwd_kernel(
     y_ptr,  # [T, B, C, S] fp32: the aggregation's input per step
     mean_y_ptr,  # [T, B, C] fp32: its means over S (HAS_SA)
@@ -191,7 +191,7 @@ def staa_loop_fwd_kernel(
         tl.debug_barrier()  # H_t and its row sums are complete before step t + 1 reads them
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T"])
 def staa_loop_bwd_kernel(
     ds_ptr,  # [T, B, C, S] dL/ds
     y_ptr, mean_y_ptr, a_ptr, b_ptr, w1_ptr, w2_ptr, drop_ptr,

@@ -57,9 +57,9 @@ def gated_product_fwd_kernel(l_ptr, e_ptr, g_ptr, a_ptr, R, S, B, C, st, sb, sc,
     g = tl.load(g_ptr + rows, mask=rmask, other=0.0)[:, None]
     for s0 in range(0, S, BLOCK_S):
         offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
-        l = tl.load(l_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        lmap = tl.load(l_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         e = tl.load(e_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-        tl.store(a_ptr + offs, ((g * l) * e).to(a_ptr.dtype.element_ty), mask=mask)
+        tl.store(a_ptr + offs, ((g * lmap) * e).to(a_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -72,10 +72,10 @@ def gated_product_bwd_kernel(da_ptr, l_ptr, e_ptr, g_ptr, dl_ptr, de_ptr, dot_pt
     for s0 in range(0, S, BLOCK_S):
         offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
         da = tl.load(da_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-        l = tl.load(l_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        lmap = tl.load(l_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         e = tl.load(e_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         dge = da * e
         tl.store(dl_ptr + offs, (dge * g).to(dl_ptr.dtype.element_ty), mask=mask)
-        tl.store(de_ptr + offs, ((da * g) * l).to(de_ptr.dtype.element_ty), mask=mask)
-        acc += dge * l
+        tl.store(de_ptr + offs, ((da * g) * lmap).to(de_ptr.dtype.element_ty), mask=mask)
+        acc += dge * lmap
     tl.store(dot_ptr + rows, tl.sum(acc, axis=1), mask=rmask)

@@ -75,7 +75,7 @@ def schema_mismatches(schema: str, args: tuple[Arg, ...], outputs: tuple[str, ..
     got_args, got_outputs = parse_schema(schema)
     want_args = [(a.type, a.name, a.default) for a in args]
     problems = [f"argument {i}: {got} != {want} (type, name, default)"
-                for i, (got, want) in enumerate(zip(got_args, want_args)) if got != want]
+                for i, (got, want) in enumerate(zip(got_args, want_args, strict=False)) if got != want]
     if len(got_args) != len(want_args):
         problems.append(f"{len(got_args)} arguments, the definition has {len(want_args)}")
     if got_outputs != [("Tensor", o) for o in outputs]:
@@ -190,7 +190,7 @@ def signature_mismatches(fn, args: tuple[Arg, ...]) -> list[str]:
     if got != list(names(args)):
         return [f"{fn.__qualname__} takes {got}, the op {list(names(args))}"]
     return [f"{fn.__qualname__}: {p.name}'s default {p.default!r} != {a.default}"
-            for p, a in zip(params, args)
+            for p, a in zip(params, args, strict=True)
             if (p.default is inspect.Parameter.empty) != (a.default is None)
             or (a.default is not None and repr(p.default) != a.default)]
 

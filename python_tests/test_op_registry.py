@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import DEVICE
 from torch._library.custom_ops import OPDEFS
 
 from snnkernels.ops import registry
 from snnkernels.ops.registry import CAPABILITIES, REGISTRY, TARGETS, OpEntry
+
+from conftest import DEVICE
 
 DEFAULT_UTILS = ("test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic")
 

@@ -176,7 +176,7 @@ def make_backward(bwd_op: Any):
             "grad_v_final": None if grad_v_final is None else match_layout(grad_v_final, x[0]),
             "x": x, "v_init": v_init, "checkpoints": ckpt, "decay_t": decay_t, "gain_t": gain_t, "bias_t": bias_t,
             "need_grad_v_init": need_v_init,
-            **{f"need_grad_{name}": n for name, n in zip(("decay", "gain", "bias"), need)},
+            **{f"need_grad_{name}": n for name, n in zip(("decay", "gain", "bias"), need, strict=True)},
             "grad_v_seq": None if grad_v_seq is None else match_layout(grad_v_seq.float(), x),
         }
         grad_x, grad_v_init, g_decay, g_gain, g_bias = bwd_op(*(values[name] for name in _BWD_ARGS))

@@ -3,7 +3,8 @@
 RECONSTRUCTED from the paper's prose: no official code exists and the paper's equations are lost, so the
 structure is the spec's inferred design and every open choice is a constructor option (``docs/staa.md``).
 The math is in ``snnkernels.reference.staa``; ``STAALIFNode.forward`` is one call to
-``staa_lif_reference`` so that a fused backend can replace it in one place. ``backend="triton"`` runs the
+``snnkernels.functional.staa_lif`` (``GlobalContextBlock``'s to ``functional.global_context``), which picks the
+backend: the eager reference or the fused ops. ``backend="triton"`` runs the
 global-context block's pooling (the attention-weighted context of every frame) as one fused sweep each
 way (``snnkernels.ops.global_context_triton``) and the step-attention time loop on step kernels
 (``snnkernels.ops.staa_triton``); the position encoding and the tiny MLPs stay torch. ``"auto"`` picks it on CUDA; ``"native"`` and

@@ -220,11 +220,11 @@ def resolved_backend(backend: str, x: torch.Tensor, *, owner: str | None = None)
 # neuron loads its input (docs/tcja_dta.md, docs/ma_snn.md). ``neuron`` is the scalar settings tuple of a
 # leaky neuron, ``nn.fused.neuron_settings(module)``.
 
-NEURON_SETTINGS_LENGTH = 11  # see ops.gated_leaky_triton.NeuronSettings
+_NEURON_SETTINGS_LENGTH = 11  # see ops.gated_leaky_triton.NeuronSettings
 
 
 def _check_neuron_settings(neuron: object) -> tuple:
-    if not isinstance(neuron, (tuple, list)) or len(neuron) != NEURON_SETTINGS_LENGTH:
+    if not isinstance(neuron, (tuple, list)) or len(neuron) != _NEURON_SETTINGS_LENGTH:
         raise ValueError("neuron must be the 11 scalar settings (decay, gain, bias, v_threshold, v_reset, "
                          "v_init_value, hard_reset, strict, detach_reset, surrogate_id, surrogate_param) of "
                          f"nn.fused.neuron_settings, got {neuron!r}")

@@ -13,17 +13,49 @@ from .backends import HAS_TRITON, resolve_backend, resolve_triton_op_backend
 from .neuron_models import Number, lif_coefficients
 from .ops import leaky_cupy, leaky_native
 from .ops.leaky import match_layout, time_major_dense
-from .reference.dta import TNAParams, dta_product_reference, dta_reference, tna_reference, txa_reference
-from .reference.ma_snn import check_attention_weights, check_dims, multi_dimensional_attention_reference
+from .reference.dta import (
+    TNAParams,
+    dta_product_reference,
+    dta_reference,
+    tna_fused_reference,
+    tna_reference,
+    txa_reference,
+)
+from .reference.ma_snn import (
+    check_attention_weights,
+    check_dims,
+    multi_dimensional_attention_reference,
+    tcsa_lif_paper_reference,
+)
 from .reference.neuron import multistep_leaky_reference, state_dtype
+from .reference.staa import (
+    LOOP_KERNELS,
+    GCParams,
+    STAAParams,
+    check_option,
+    global_context_reference,
+    staa_lif_reference,
+)
 from .reference.tcja import check_tcja_arguments, tcja_gate_reference, tcja_reference
-from .surrogate import ATan, Surrogate, coerce_surrogate
+from .surrogate import ATan, Rectangle, Surrogate, by_id, coerce_surrogate
 
 if HAS_TRITON:
-    from .ops import dta_leaky_triton, leaky_triton, ma_snn_attention, pooled_attention, tna_fused
+    from .ops import (
+        dta_leaky_triton,
+        gated_leaky_triton,
+        global_context_triton,
+        leaky_triton,
+        ma_snn_attention,
+        pooled_attention,
+        staa_triton,
+        tcsa_paper_triton,
+        tna_fused,
+    )
 
-__all__ = ["multistep_leaky", "multistep_lif", "tcja", "tcja_gate", "txa", "dta_product", "tna", "dta",
-           "dta_on_neuron_fused", "multi_dimensional_attention"]
+__all__ = ["multistep_leaky", "multistep_lif", "gated_leaky", "tcja", "tcja_gate", "tcja_gate_from_counts", "txa",
+           "dta_product", "tna", "dta", "dta_on_neuron_fused", "multi_dimensional_attention",
+           "multi_dimensional_attention_gated_leaky", "tcsa_lif_paper", "global_context", "staa_lif",
+           "resolved_backend"]
 
 Output = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -196,6 +228,87 @@ def _split_coefficients(coefficients: list[Number]) -> tuple[list[float], list[t
     return scalars, tensors
 
 
+def resolved_backend(backend: str, x: torch.Tensor, *, owner: str | None = None) -> str:
+    """The backend that an op on ``x`` runs for this ``backend`` argument, by the rule the entries here
+    apply: a leaky neuron's (``owner=None``: "torch", "triton", "native" or "cupy"), or, with ``owner`` naming
+    an op or module that has Triton kernels only, "torch" or "triton" (errors name ``owner``). Raises as the
+    op would when an explicit backend cannot run. For callers that decide on it without running an op:
+    whether an attention and a neuron can fuse (``nn.fused``), what a network reports
+    (``models.resolved_backends``)."""
+    if owner is None:
+        return resolve_backend(backend, x)
+    return resolve_triton_op_backend(backend, x, owner)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The gated neuron: a leaky neuron whose input is an attention's gated output, the gate applied as the
+# neuron loads its input (docs/tcja_dta.md, docs/ma_snn.md). ``neuron`` is the scalar settings tuple of a
+# leaky neuron, ``nn.fused.neuron_settings(module)``.
+
+_NEURON_SETTINGS_LENGTH = 11  # see ops.gated_leaky_triton.NeuronSettings
+
+
+def _check_neuron_settings(neuron: object) -> tuple:
+    if not isinstance(neuron, (tuple, list)) or len(neuron) != _NEURON_SETTINGS_LENGTH:
+        raise ValueError("neuron must be the 11 scalar settings (decay, gain, bias, v_threshold, v_reset, "
+                         "v_init_value, hard_reset, strict, detach_reset, surrogate_id, surrogate_param) of "
+                         f"nn.fused.neuron_settings, got {neuron!r}")
+    return tuple(neuron)
+
+
+def _leaky_of_settings(y: torch.Tensor, neuron: tuple, count_spikes: bool) -> Output:
+    """The eager leaky neuron with scalar ``neuron`` settings on y [T, B, C, H, W] from its settings' rest
+    value; with ``count_spikes`` also the spikes per (t, b, c), int32 [T, B, C]."""
+    decay, gain, bias, v_threshold, v_reset, v_init_value, hard, strict, detach, sg_id, sg_param = neuron
+    spikes = multistep_leaky_reference(
+        y, decay=decay, input_gain=gain, bias=bias, v_threshold=v_threshold, v_reset=v_reset if hard else None,
+        strict_threshold=strict, detach_reset=detach, surrogate_function=by_id(sg_id, sg_param),
+        v_init_value=v_init_value)
+    if not count_spikes:
+        return spikes
+    return spikes, spikes.detach().sum(dim=(3, 4), dtype=torch.int32)
+
+
+def gated_leaky(
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    spatial: torch.Tensor | None = None,
+    *,
+    relu: bool = False,
+    neuron: tuple,
+    count_spikes: bool = False,
+    backend: str = "auto",
+) -> Output:
+    """Spikes of the leaky neuron driven by ``y = pre(x) * scale[t, b, c] (* spatial[b, h * W + w])``, pre =
+    ReLU (``relu``) or the identity, y rounded to x's dtype as an attention would store it; from rest.
+
+    Args:
+        x (Tensor): [T, B, C, H, W].
+        scale (Tensor): [T, B, C], the attention's gate per (t, b, c) (fp32 from its reduction sweeps).
+        spatial (Tensor, Optional): [B, H * W], a gate per pixel (MA-SNN's SA). Default: None.
+        relu (bool): ReLU before the gates (MA-SNN's attention). Default: False.
+        neuron (tuple): the neuron's scalar settings, ``nn.fused.neuron_settings(module)``.
+        count_spikes (bool): also return the spikes per (t, b, c), int32 [T, B, C]. Default: False.
+        backend (str): ``'auto'``, ``'torch'`` or ``'triton'`` (``ops.gated_leaky_triton``: y never stored).
+            Default: ``'auto'``.
+    """
+    x = _check_attention_input(x)
+    neuron = _check_neuron_settings(neuron)
+    T, B, C, H, W = x.shape
+    if not isinstance(scale, torch.Tensor) or tuple(scale.shape) != (T, B, C):
+        raise ValueError(f"scale must have shape [T, B, C] = {[T, B, C]}, got "
+                         f"{list(scale.shape) if isinstance(scale, torch.Tensor) else type(scale).__name__}")
+    if spatial is not None and (not isinstance(spatial, torch.Tensor) or tuple(spatial.shape) != (B, H * W)):
+        raise ValueError(f"spatial must have shape [B, H * W] = {[B, H * W]}, got "
+                         f"{list(spatial.shape) if isinstance(spatial, torch.Tensor) else type(spatial).__name__}")
+    if resolve_triton_op_backend(backend, x, "gated_leaky") == "torch":
+        y = (x.float().clamp_min(0) if relu else x.float()) * scale.float()[..., None, None]
+        if spatial is not None:
+            y = y * spatial.float().view(1, B, 1, H, W)
+        return _leaky_of_settings(y.to(x.dtype), neuron, count_spikes)
+    return gated_leaky_triton.gated_leaky(x, scale, spatial, relu=relu, neuron=neuron, count_spikes=count_spikes)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Pooled attentions (TCJA-SNN, DTA-SNN) on [T, B, C, H, W]. Math: snnkernels.reference.tcja / .dta.
 # "triton" runs two fused sweeps each way (snnkernels.ops.pooled_attention); "auto" picks it on CUDA.
@@ -256,6 +369,29 @@ def tcja_gate(
     if resolve_triton_op_backend(backend, x, "tcja_gate") == "torch":
         return tcja_gate_reference(x, weight_t, weight_c, mode=mode)
     return pooled_attention.tcja_gate_fused(x, weight_t, weight_c, mode)
+
+
+def tcja_gate_from_counts(
+    spikes: torch.Tensor,
+    counts: torch.Tensor,
+    weight_t: torch.Tensor | None,
+    weight_c: torch.Tensor | None,
+    *,
+    mode: str = "both",
+    backend: str = "auto",
+) -> torch.Tensor:
+    """``tcja_gate`` of binary ``spikes`` [T, B, C, H, W] given their counts per (t, b, c) (int [T, B, C], as
+    the neuron kernel counts them with ``count_spikes``): ``"triton"`` takes TCJA's mean from the counts and
+    makes no pass over the spikes (equal bit for bit to the mean's sweep); ``"torch"`` is ``tcja_gate``'s
+    reference on the spikes. Differentiable in the spikes and the weights."""
+    spikes = _check_attention_input(spikes, "spikes")
+    check_tcja_arguments(spikes, weight_t, weight_c, None, None, mode)
+    if not isinstance(counts, torch.Tensor) or counts.shape != spikes.shape[:3]:
+        raise ValueError(f"counts must have shape [T, B, C] = {list(spikes.shape[:3])}, got "
+                         f"{list(counts.shape) if isinstance(counts, torch.Tensor) else type(counts).__name__}")
+    if resolve_triton_op_backend(backend, spikes, "tcja_gate_from_counts") == "torch":
+        return tcja_gate_reference(spikes, weight_t, weight_c, mode=mode)
+    return pooled_attention.tcja_gate_from_counts(spikes, counts, weight_t, weight_c, mode)
 
 
 def _check_txa_weights(x: torch.Tensor, conv_t_weight: torch.Tensor, conv_c_weight: torch.Tensor) -> None:
@@ -335,6 +471,16 @@ def _check_tna_input(x: torch.Tensor, params: TNAParams) -> torch.Tensor:
     return x
 
 
+def _check_fused_tna_input(x2: torch.Tensor, params: TNAParams) -> torch.Tensor:
+    if not x2.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor (fp32, fp16, bf16 or fp64), got {x2.dtype}")
+    D = params.encoding_weight.shape[0]
+    if x2.shape[1] != D:
+        raise ValueError(f"T-NA weights are for D = T * C = {D} channels, the fused [B, T * C, H, W] input "
+                         f"{list(x2.shape)} has {x2.shape[1]}")
+    return x2
+
+
 def tna(
     x: torch.Tensor,
     params: TNAParams,
@@ -343,8 +489,15 @@ def tna(
     attn_shortcut: bool = True,
     backend: str = "auto",
 ) -> torch.Tensor:
-    """DTA's T-NA on x [T, B, C, H, W] (see ``reference.dta.tna_reference``). ``"triton"`` keeps the dense
-    convolutions on cuDNN / cuBLAS and fuses the elementwise work around them (``ops/tna_fused.py``)."""
+    """DTA's T-NA on x [T, B, C, H, W] (see ``reference.dta.tna_reference``), or on the official fused input
+    [B, T * C, H, W] (t-major channels, ``reference.dta.tna_fused_reference``), returned in its shape.
+    ``"triton"`` keeps the dense convolutions on cuDNN / cuBLAS and fuses the elementwise work around them
+    (``ops/tna_fused.py``)."""
+    if isinstance(x, torch.Tensor) and x.dim() == 4:
+        x2 = _check_fused_tna_input(x, params)
+        if resolve_triton_op_backend(backend, x2, "tna") == "torch":
+            return tna_fused_reference(x2, params, dilation=dilation, attn_shortcut=attn_shortcut)
+        return tna_fused.tna_fused(x2, params, dilation=dilation, attn_shortcut=attn_shortcut)
     x = _check_tna_input(x, params)
     if resolve_triton_op_backend(backend, x, "tna") == "torch":
         return tna_reference(x, params, dilation=dilation, attn_shortcut=attn_shortcut)
@@ -460,3 +613,127 @@ def multi_dimensional_attention(
         raise ValueError(f"backend='triton' takes x of shape [T, B, C, H, W], got {list(x.shape)}; the FC "
                          "layers' [T, B, L] time attention runs on backend='torch'")
     return ma_snn_attention.ma_attention_fused(x, dims, *check_attention_weights(x, dims, ta, ca, sa))
+
+
+def multi_dimensional_attention_gated_leaky(
+    x: torch.Tensor,
+    dims: str = "TCS",
+    ta: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ca: tuple[torch.Tensor, torch.Tensor] | None = None,
+    sa: torch.Tensor | None = None,
+    *,
+    neuron: tuple,
+    count_spikes: bool = False,
+    backend: str = "auto",
+) -> Output:
+    """Spikes of the leaky neuron (scalar ``neuron`` settings, see ``gated_leaky``) on MA-SNN's attention
+    ``multi_dimensional_attention(x, dims, ta, ca, sa)``, x [T, B, C, H, W]; with ``count_spikes`` also the
+    spikes per (t, b, c), int32 [T, B, C]. ``"triton"``: the gates' sweeps, then the gates applied inside the
+    neuron's kernel, so the attention's output is never formed (``ops.ma_snn_attention.ma_gated_neuron_fused``);
+    ``"torch"``: the eager attention, then the eager neuron."""
+    x = _check_attention_input(x)
+    dims = check_dims(dims)
+    neuron = _check_neuron_settings(neuron)
+    weights = check_attention_weights(x, dims, ta, ca, sa)
+    if resolve_triton_op_backend(backend, x, "multi_dimensional_attention_gated_leaky") == "torch":
+        return _leaky_of_settings(multi_dimensional_attention_reference(x, dims, ta, ca, sa), neuron, count_spikes)
+    return ma_snn_attention.ma_gated_neuron_fused(x, dims, *weights, neuron=neuron, count_spikes=count_spikes)
+
+
+def tcsa_lif_paper(
+    x: torch.Tensor,
+    dims: str = "TCS",
+    ta: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ca: tuple[torch.Tensor, torch.Tensor] | None = None,
+    sa: torch.Tensor | None = None,
+    *,
+    beta: float = 0.3,
+    u_th: float = 0.3,
+    v_reset: float = 0.0,
+    surrogate_function: Surrogate = Rectangle(0.5),  # noqa: B008
+    detach_reset: bool = False,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """The PAPER's TCSA-LIF neuron layer (MA-SNN Eq. 14, ``reference.ma_snn.tcsa_lif_paper_reference``) on x
+    [T, B, C, H, W] with the gates in ``dims`` (weights as ``multi_dimensional_attention``); spikes in x's
+    dtype. ``"triton"``: every gate's statistics on the fused sweeps (TA's once, CA's and SA's per step), each
+    step's gating, fire and reset one kernel each way (``ops.tcsa_paper_triton``)."""
+    x = _check_attention_input(x)
+    dims = check_dims(dims)
+    weights = check_attention_weights(x, dims, ta, ca, sa)
+    neuron = dict(beta=beta, u_th=u_th, v_reset=v_reset, surrogate_function=surrogate_function,
+                  detach_reset=detach_reset)
+    if resolve_triton_op_backend(backend, x, "tcsa_lif_paper") == "torch":
+        return tcsa_lif_paper_reference(x, *weights, **neuron)
+    return tcsa_paper_triton.tcsa_lif_paper_fused(x, dims, *weights, **neuron)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# STAA-SNN (docs/staa.md). Math: snnkernels.reference.staa.
+
+
+def global_context(
+    x: torch.Tensor,
+    params: GCParams,
+    *,
+    fusion: str = "add",
+    layer_norm: bool = True,
+    ln_eps: float = 1e-5,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """GCNet's global context block on each [C, H, W] frame of x [..., C, H, W] (at least 4-D), as STAA uses
+    it (``reference.staa.global_context_reference``: ``x + v`` or ``x * sig(v)``). ``"triton"``: the
+    attention-weighted pooling of every frame as one fused sweep each way, the tiny transform in torch
+    (``ops.global_context_triton``)."""
+    x = _checks.check_sequence(x, "x", min_dim=4)
+    if not isinstance(params, GCParams):
+        raise TypeError(f"params must be a GCParams, got {type(params).__name__}")
+    if resolve_triton_op_backend(backend, x, "global_context") == "torch":
+        return global_context_reference(x, params, fusion=fusion, layer_norm=layer_norm, ln_eps=ln_eps)
+    return global_context_triton.global_context_fused(x, params, fusion=fusion, layer_norm=layer_norm, ln_eps=ln_eps)
+
+
+def staa_lif(
+    x: torch.Tensor,
+    params: STAAParams,
+    *,
+    drop_mask: torch.Tensor | None = None,
+    alpha: float = 2.0,
+    sa_gate: str = "sigmoid",
+    gc_fusion: str = "add",
+    gc_layer_norm: bool = True,
+    ln_eps: float = 1e-5,
+    coefficient_map: str = "raw",
+    tsrd_scope: str = "step_attention",
+    tsrd_granularity: str = "step",
+    v_threshold: float = 1.0,
+    v_reset: float = 0.0,
+    detach_reset: bool = False,
+    surrogate_function: Surrogate = Rectangle(1.0),  # noqa: B008
+    loop_kernel: str = "steps",
+    backend: str = "auto",
+) -> torch.Tensor:
+    """STAA-LIF (``reference.staa.staa_lif_reference``, whose arguments these are) on x [T, B, C, H, W] from
+    rest, with an explicit TSRD ``drop_mask`` (bool [T] or [T, B], True = dropped) or none; spikes in x's dtype.
+
+    ``"triton"``: PE in torch, the GC block's pooling on its fused sweep, and the time loop on per-step
+    kernels (``loop_kernel="steps"``, ``ops.staa_triton``) or as one persistent kernel each way
+    (``"persistent"``, ``ops.staa_loop_triton``); with per-pixel coefficients (M, N of shape [C, H, W]) the
+    loop stays eager. ``loop_kernel`` has no effect on ``"torch"``.
+    """
+    x = _check_attention_input(x)
+    if not isinstance(params, STAAParams):
+        raise TypeError(f"params must be an STAAParams, got {type(params).__name__}")
+    check_option(loop_kernel, LOOP_KERNELS, "loop_kernel")
+    options = dict(alpha=alpha, sa_gate=sa_gate, gc_fusion=gc_fusion, gc_layer_norm=gc_layer_norm, ln_eps=ln_eps,
+                   coefficient_map=coefficient_map, tsrd_scope=tsrd_scope, tsrd_granularity=tsrd_granularity,
+                   v_threshold=v_threshold, v_reset=v_reset, detach_reset=detach_reset,
+                   surrogate_function=surrogate_function)
+    if resolve_triton_op_backend(backend, x, "staa_lif") == "torch":
+        return staa_lif_reference(x, params, drop_mask=drop_mask, **options)
+    if params.m.dim() < 3 and params.n.dim() < 3:
+        return staa_triton.staa_lif_fused(x, params, drop_mask=drop_mask, loop_kernel=loop_kernel, **options)
+    # per-pixel M, N: PE + GC fused, the loop eager
+    features = staa_triton.staa_features_fused(x.to(state_dtype(x.dtype)), params, gc_fusion=gc_fusion,
+                                               gc_layer_norm=gc_layer_norm, ln_eps=ln_eps)
+    return staa_lif_reference(x, params, drop_mask=drop_mask, features=features, **options)

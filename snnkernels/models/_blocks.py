@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..backends import resolve_backend, resolve_triton_op_backend
+from .. import functional as SF
 from ..nn.attention import _TCJAFamily
 from ..nn.fused import fusion_blocker, neuron_tcja_pool, notify_fusion
 from ..nn.neuron import _SpikingNeuron
@@ -168,7 +168,7 @@ class GatedPoolSequential(nn.Sequential):
         return (self.gate_after_pool and isinstance(att, _TCJAFamily) and att.layout == "TB"
                 and isinstance(pool, SeqToANN) and len(pool) == 1
                 and isinstance(pool[0], (nn.MaxPool2d, nn.AvgPool2d)) and x.dim() == 5
-                and resolve_triton_op_backend(att.backend, x, type(att).__name__) == "triton")
+                and SF.resolved_backend(att.backend, x, owner=type(att).__name__) == "triton")
 
     def _neuron_gate_pool(self, neuron: nn.Module, att: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool:
         """neuron -> TCJA -> pool, all on Triton: the neuron's spike counts give TCJA its mean for free."""
@@ -261,7 +261,7 @@ class VotingLayer(nn.Module):
 
 def _staa_backend(module: nn.Module, x: torch.Tensor) -> str:
     """STAA-LIF on "triton": the GC pooling sweep and the step kernels, or the eager loop for per-pixel M, N."""
-    if resolve_triton_op_backend(module.backend, x, "STAALIFNode") != "triton":
+    if SF.resolved_backend(module.backend, x, owner="STAALIFNode") != "triton":
         return "torch"
     return "triton" if module.coefficient_shape != "CHW" else "triton (GC pooling; loop eager)"
 
@@ -300,11 +300,11 @@ def resolved_backends(model: nn.Module, *inputs: torch.Tensor) -> dict[str, str]
 
     for name, module in model.named_modules():
         if isinstance(module, _SpikingNeuron):
-            resolve = lambda m, x: resolve_backend(m.backend, x)  # noqa: E731
+            resolve = lambda m, x: SF.resolved_backend(m.backend, x)  # noqa: E731
         elif isinstance(module, STAALIFNode):
             resolve = _staa_backend
         elif isinstance(module, attention):
-            resolve = lambda m, x: resolve_triton_op_backend(m.backend, x, type(m).__name__)  # noqa: E731
+            resolve = lambda m, x: SF.resolved_backend(m.backend, x, owner=type(m).__name__)  # noqa: E731
         else:
             continue
 

@@ -20,11 +20,8 @@ import torch
 from torch import nn
 
 from .. import functional as SF
-from ..backends import HAS_TRITON, check_backend_name, resolve_triton_op_backend
-from ..reference.dta import TNAParams, tna_fused_reference
-
-if HAS_TRITON:
-    from ..ops.tna_fused import tna_fused
+from ..backends import check_backend_name
+from ..reference.dta import TNAParams
 
 __all__ = ["TCJA", "TLA", "CLA", "TXA", "TNA", "DTA"]
 
@@ -354,9 +351,7 @@ class TNA(nn.Module):
             _check_dtype("TNA", self, x)
             if x.numel() == 0:
                 return _empty_output(x, self)
-            if resolve_triton_op_backend(self.backend, x, "TNA") == "triton":
-                return tna_fused(x, self.params(), **options)
-            return tna_fused_reference(x, self.params(), **options)
+            return SF.tna(x, self.params(), **options, backend=self.backend)
         x_tb = _to_tb("TNA", x, self.layout)
         T, C = x_tb.shape[0], x_tb.shape[2]
         if T * C != self.in_planes:

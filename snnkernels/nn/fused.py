@@ -30,19 +30,11 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from ..backends import HAS_TRITON, resolve_backend, resolve_triton_op_backend
-from ..functional import dta_on_neuron_fused
-from ..reference.ma_snn import check_attention_weights
-from ..reference.tcja import check_tcja_arguments
+from .. import functional as SF
 from ..surrogate import coerce_surrogate
 from .attention import DTA, _check_t_c, _dtype_mismatch, _TCJAFamily, _to_tb
 from .ma_snn import MultiDimensionalAttention
 from .neuron import _SpikingNeuron
-
-if HAS_TRITON:
-    from ..ops.gated_leaky_triton import gated_leaky
-    from ..ops.ma_snn_attention import ma_gated_neuron_fused
-    from ..ops.pooled_attention import tcja_gate_from_counts, tcja_gate_fused
 
 __all__ = ["AttentionNeuron", "attention_neuron", "neuron_tcja_pool", "neuron_dta", "fusion_blocker",
            "dta_fusion_blocker", "neuron_settings", "observe_fusion", "notify_fusion", "observer_hook"]
@@ -117,28 +109,29 @@ def _pair_blocker(attention: nn.Module, neuron: nn.Module, x: torch.Tensor) -> s
         neuron_settings(neuron)
     except ValueError as reason:
         return str(reason)
-    if resolve_triton_op_backend(attention.backend, x, name) != "triton":
+    if SF.resolved_backend(attention.backend, x, owner=name) != "triton":
         return f"the attention runs on 'torch' here ({name}, backend={attention.backend!r}, {x.device.type} tensor)"
-    if resolve_backend(neuron.backend, x) != "triton":
-        return f"the neuron runs on {resolve_backend(neuron.backend, x)!r} here (backend={neuron.backend!r})"
+    if SF.resolved_backend(neuron.backend, x) != "triton":
+        return f"the neuron runs on {SF.resolved_backend(neuron.backend, x)!r} here (backend={neuron.backend!r})"
     return None
 
 
 def _gated_run(attention: nn.Module, x: torch.Tensor, settings: tuple) -> Callable[[bool], object]:
     """The fused call of the pair on x [T, B, C, H, W], as a function of ``count_spikes``: MA-SNN's gates
     and neuron as one autograd op (one pooled-paths sweep adds the neuron's dX share); TCJA's gate by its
-    sweep (its backward a broadcast view), then the gated neuron."""
+    sweep (its backward a broadcast view), then the gated neuron. ``_pair_blocker`` found both modules on
+    Triton, hence ``backend="triton"``."""
     owner = type(attention).__name__
     if isinstance(attention, MultiDimensionalAttention):
         x = attention._input(x)
-        weights = check_attention_weights(x, attention.dims, *attention.weights())
-        return lambda count: ma_gated_neuron_fused(x, attention.dims, *weights, neuron=settings, count_spikes=count)
+        dims, weights = attention.dims, attention.weights()
+        return lambda count: SF.multi_dimensional_attention_gated_leaky(x, dims, *weights, neuron=settings,
+                                                                        count_spikes=count, backend="triton")
     x = _to_tb(owner, x, "TB")
     _check_t_c(owner, x, attention.T, attention.channel, "TB")
-    weight_t, weight_c = attention._weights()
-    check_tcja_arguments(x, weight_t, weight_c, None, None, attention.mode)
-    gate = tcja_gate_fused(x, weight_t, weight_c, attention.mode)
-    return lambda count: gated_leaky(x, gate, None, relu=False, neuron=settings, count_spikes=count)
+    gate = SF.tcja_gate(x, *attention._weights(), mode=attention.mode, backend="triton")
+    return lambda count: SF.gated_leaky(x, gate, None, relu=False, neuron=settings, count_spikes=count,
+                                        backend="triton")
 
 
 def attention_neuron(attention: nn.Module, neuron: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -184,10 +177,11 @@ def neuron_tcja_pool(neuron: nn.Module, attention: nn.Module, pool: nn.Module, x
     ones = x.new_ones(x.shape[:3], dtype=torch.float32)
     settings = neuron_settings(neuron)
     spikes, counts = _gated_neuron_call(
-        neuron, x, lambda count: gated_leaky(x, ones, None, relu=False, neuron=settings, count_spikes=count),
+        neuron, x, lambda count: SF.gated_leaky(x, ones, None, relu=False, neuron=settings, count_spikes=count,
+                                                backend="triton"),
         need_counts=True)
     _call_pre_hooks(attention, spikes)
-    gate = tcja_gate_from_counts(spikes, counts, *attention._weights(), attention.mode)
+    gate = SF.tcja_gate_from_counts(spikes, counts, *attention._weights(), mode=attention.mode, backend="triton")
     return pool(spikes) * gate[..., None, None].to(spikes.dtype)
 
 
@@ -229,7 +223,7 @@ def neuron_dta(neuron: nn.Module, dta: nn.Module, x: torch.Tensor) -> torch.Tens
     xa, na, settings = dta.T_XA, dta.T_NA, neuron_settings(neuron)
 
     def run(count: bool):
-        return dta_on_neuron_fused(x, xa.conv_t.weight, xa.conv_c.weight, xa.scale_t, xa.scale_c, na.params(),
+        return SF.dta_on_neuron_fused(x, xa.conv_t.weight, xa.conv_c.weight, xa.scale_t, xa.scale_c, na.params(),
                                    neuron=settings, dilation=na.tca.dilation, attn_shortcut=na.attn_shortcut,
                                    count_spikes=count)
 

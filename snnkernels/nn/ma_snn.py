@@ -2,7 +2,7 @@
 
 The math is in ``snnkernels.reference.ma_snn``. ``MultiDimensionalAttention`` runs through
 ``snnkernels.functional.multi_dimensional_attention``: ``backend`` ``"auto"`` (fused Triton sweeps on CUDA,
-the eager reference elsewhere), ``"torch"`` or ``"triton"``; so does ``TCSALIFNode`` (``ops.tcsa_paper_triton``).
+the eager reference elsewhere), ``"torch"`` or ``"triton"``; so does ``TCSALIFNode`` (``functional.tcsa_lif_paper``).
 The other modules are eager only (``"auto"`` / ``"torch"``); ``"native"`` and ``"cupy"`` raise
 ``BackendUnavailableError`` everywhere.
 
@@ -27,21 +27,16 @@ from torch import nn
 
 from .. import functional as SF
 from ..backends import BACKENDS as BACKEND_NAMES
-from ..backends import HAS_TRITON, check_backend_name, resolve_triton_op_backend
+from ..backends import check_backend_name
 from ..reference.ma_snn import (
     MLPWeights,
-    check_attention_weights,
     check_dims,
     multi_dimensional_attention_reference,
-    tcsa_lif_paper_reference,
     time_attention_reference,
 )
 from ..surrogate import Rectangle, Surrogate, coerce_surrogate
 from .attention import LAYOUTS, _check_dtype, _check_t_c, _empty_output, _from_tb, _positive_int, _to_tb
 from .neuron import AttResLIFNode
-
-if HAS_TRITON:
-    from ..ops import tcsa_paper_triton
 
 __all__ = ["MultiDimensionalAttention", "TemporalAttentionFC", "TemporalWiseAttention", "TCSALIFNode", "AttResBlock"]
 
@@ -441,12 +436,7 @@ class TCSALIFNode(_Gates):
             return _empty_output(x_seq, self)
         neuron = dict(beta=self.beta, u_th=self.u_th, v_reset=self.v_reset,
                       surrogate_function=self.surrogate_function, detach_reset=self.detach_reset)
-        if resolve_triton_op_backend(self.backend, x, "TCSALIFNode") == "triton":
-            weights = check_attention_weights(x, self.dims, *self.weights())
-            spikes = tcsa_paper_triton.tcsa_lif_paper_fused(x, self.dims, *weights, **neuron)
-        else:
-            spikes = tcsa_lif_paper_reference(x, *self.weights(), **neuron)
-        return _from_tb(spikes, self.layout)
+        return _from_tb(SF.tcsa_lif_paper(x, self.dims, *self.weights(), **neuron, backend=self.backend), self.layout)
 
     def extra_repr(self) -> str:
         return (

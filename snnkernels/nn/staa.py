@@ -4,7 +4,8 @@ RECONSTRUCTED from the paper's prose: no official code exists and the paper's eq
 structure is one inferred design (docs/staa.md "What is computed (inferred design)") and every open choice is
 a constructor option.
 The math is in ``snnkernels.reference.staa``; ``STAALIFNode.forward`` is one call to
-``staa_lif_reference`` so that a fused backend can replace it in one place. ``backend="triton"`` runs the
+``snnkernels.functional.staa_lif`` (``GlobalContextBlock``'s to ``functional.global_context``), which picks the
+backend: the eager reference or the fused ops. ``backend="triton"`` runs the
 global-context block's pooling (the attention-weighted context of every frame) as one fused sweep each
 way (``snnkernels.ops.global_context_triton``) and the step-attention time loop on step kernels
 (``snnkernels.ops.staa_triton``); the position encoding and the tiny MLPs stay torch. ``"auto"`` picks it on
@@ -25,8 +26,8 @@ import math
 import torch
 from torch import nn
 
-from ..backends import HAS_TRITON, check_backend_name, resolve_triton_op_backend
-from ..reference.neuron import state_dtype
+from .. import functional as SF
+from ..backends import check_backend_name
 from ..reference.staa import (
     COEFFICIENT_MAPS,
     COEFFICIENT_SHAPES,
@@ -42,17 +43,11 @@ from ..reference.staa import (
     _check_probability,
     check_option,
     draw_drop_mask,
-    global_context_reference,
     position_encoding_reference,
-    staa_lif_reference,
 )
 from ..surrogate import Rectangle, Surrogate, coerce_surrogate
 from .attention import LAYOUTS, _check_dtype, _check_t_c, _empty_output, _from_tb, _positive_int, _to_tb
 from .neuron import in_recompute
-
-if HAS_TRITON:
-    from ..ops.global_context_triton import global_context_fused
-    from ..ops.staa_triton import staa_features_fused, staa_lif_fused
 
 __all__ = ["STAALIFNode", "GlobalContextBlock", "PositionEncoding"]
 
@@ -228,11 +223,8 @@ class GlobalContextBlock(nn.Module):
         _check_dtype("GlobalContextBlock", self, x)
         if x.numel() == 0:
             return _empty_output(x, self)
-        if resolve_triton_op_backend(self.backend, x, "GlobalContextBlock") == "triton":
-            return global_context_fused(x, self.params(), fusion=self.fusion, layer_norm=self.layer_norm,
-                                        ln_eps=self.ln_eps)
-        return global_context_reference(x, self.params(), fusion=self.fusion, layer_norm=self.layer_norm,
-                                        ln_eps=self.ln_eps)
+        return SF.global_context(x, self.params(), fusion=self.fusion, layer_norm=self.layer_norm, ln_eps=self.ln_eps,
+                                 backend=self.backend)
 
     def extra_repr(self) -> str:
         return (f"C={self.C}, reduction={self.reduction}, fusion={self.fusion!r}, layer_norm={self.layer_norm}, "
@@ -446,19 +438,8 @@ class STAALIFNode(nn.Module):
             self.last_drop_mask = drop_mask.detach() if isinstance(drop_mask, torch.Tensor) else None
         if x.numel() == 0:  # after the draw, so that the RNG advances as for any other input
             return _empty_output(x_seq, self)
-        params = self.params()
-        if resolve_triton_op_backend(self.backend, x, owner) == "triton":
-            if self.coefficient_shape != "CHW":
-                # GC pooling on its fused sweep, the loop on the step kernels (ops/staa_triton.py)
-                spikes = staa_lif_fused(x, params, drop_mask=drop_mask, loop_kernel=self.loop_kernel,
-                                        **self.options())
-                return _from_tb(spikes, self.layout)
-            # per-pixel M, N: PE + GC fused, the loop eager
-            features = staa_features_fused(x.to(state_dtype(x.dtype)), params, gc_fusion=self.gc.fusion,
-                                           gc_layer_norm=self.gc.layer_norm, ln_eps=self.gc.ln_eps)
-            spikes = staa_lif_reference(x, params, drop_mask=drop_mask, features=features, **self.options())
-            return _from_tb(spikes, self.layout)
-        spikes = staa_lif_reference(x, params, drop_mask=drop_mask, **self.options())
+        spikes = SF.staa_lif(x, self.params(), drop_mask=drop_mask, loop_kernel=self.loop_kernel, backend=self.backend,
+                             **self.options())
         return _from_tb(spikes, self.layout)
 
     def extra_repr(self) -> str:

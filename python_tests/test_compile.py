@@ -170,7 +170,7 @@ def test_attention_compiled_matches_eager(fn):
 
 
 def test_attention_opchecks():
-    from snnkernels.ops import rowwise_triton as R
+    from snnkernels.ops import pooled_attention_triton as R
 
     x, na, s, *_ = (t.detach() if isinstance(t, torch.Tensor) else t for t in _attention_inputs())
     rows = torch.rand(x.shape[:3], device=x.device)

@@ -24,7 +24,7 @@ from .gated_leaky_triton import NeuronSettings, _checkpoints, _counts, _geometry
 from .leaky import match_layout
 from .leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, _f32
 from .pooled_attention import _as_tensor, _cross_grads, _distinct, _plane_size, _pooled_mean, _TXAGates
-from .rowwise_triton import _per_row, fresh_settings, na_strides, rows_layout
+from .pooled_attention_triton import _per_row, fresh_settings, na_strides, rows_layout
 
 __all__ = ["dta_leaky", "dta_leaky_fwd", "dta_leaky_bwd"]
 

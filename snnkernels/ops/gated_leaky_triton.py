@@ -21,7 +21,7 @@ from ._device import on_device_of
 from ._double_backward import refuse_double_backward
 from .leaky import match_layout, num_checkpoints
 from .leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, _f32
-from .rowwise_triton import _per_row, fresh_settings, rows_layout
+from .pooled_attention_triton import _per_row, fresh_settings, rows_layout
 
 __all__ = ["gated_leaky", "gated_leaky_fwd", "gated_leaky_bwd", "needs_training", "NeuronSettings"]
 

@@ -13,7 +13,7 @@ from ..backends import triton_interpreter_enabled
 from ..kernels.triton import ma_snn as K
 from ._device import on_device_of
 from .leaky_triton import COMPILE_OPTIONS
-from .rowwise_triton import _launch, _per_row
+from .pooled_attention_triton import _launch, _per_row
 
 __all__ = ["row_stats", "pixel_stats", "apply_gates", "bwd_pixel_sums", "row_dot_map", "bwd_input"]
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..reference.tcja import conv1d_same
 from .leaky import match_layout
-from .rowwise_triton import CROSS, GATE, dta_bwd, dta_fwd, row_map_bwd, row_map_fwd, row_sums, rows_layout
+from .pooled_attention_triton import CROSS, GATE, dta_bwd, dta_fwd, row_map_bwd, row_map_fwd, row_sums, rows_layout
 
 __all__ = ["tcja_fused", "tcja_gate_fused", "tcja_gate_from_counts", "txa_fused", "dta_product_fused",
            "conv1d_same_vjp", "pooled_mean"]

@@ -24,7 +24,7 @@ from ..reference.staa import SAParams
 from ..surrogate import Surrogate
 from ._device import on_device_of
 from .leaky_triton import COMPILE_OPTIONS, _f32
-from .rowwise_triton import half_tiles, row_sums
+from .pooled_attention_triton import half_tiles, row_sums
 
 __all__ = ["staa_loop_persistent", "staa_loop_fwd", "staa_loop_bwd", "GATE_IDS"]
 

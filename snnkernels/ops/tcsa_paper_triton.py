@@ -18,7 +18,7 @@ from ..surrogate import Surrogate
 from ._device import on_device_of
 from .leaky_triton import COMPILE_OPTIONS, _f32
 from .ma_snn_attention import ma_gates_fused
-from .rowwise_triton import channel_tiles, fresh_float
+from .pooled_attention_triton import channel_tiles, fresh_float
 
 __all__ = ["tcsa_step", "tcsa_lif_paper_fused"]
 

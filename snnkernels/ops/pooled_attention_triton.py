@@ -16,7 +16,7 @@ import torch
 import triton
 
 from ..backends import triton_interpreter_enabled
-from ..kernels.triton import rowwise as K
+from ..kernels.triton import pooled_attention as K
 from ._device import on_device_of
 from .leaky_triton import COMPILE_OPTIONS
 

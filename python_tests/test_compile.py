@@ -179,7 +179,7 @@ def test_attention_opchecks():
     for mode in (R.GATE, R.CROSS):
         torch.library.opcheck(R.row_map_fwd, (x, rows, rows * 2, mode))
         torch.library.opcheck(R.row_map_bwd, (na, x, rows, rows * 2, rows / 3, mode))
-    from snnkernels.ops import tna_fused as N
+    from snnkernels.ops import tna_triton as N
 
     plane = x[0]  # a [B, D, H, W] tensor
     g = torch.rand(plane.shape[:2], device=x.device)

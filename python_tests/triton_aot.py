@@ -29,7 +29,7 @@ from snnkernels.kernels.triton.global_context import gc_context_bwd_kernel, gc_c
 from snnkernels.kernels.triton.staa_loop import staa_loop_bwd_kernel, staa_loop_fwd_kernel
 from snnkernels.kernels.triton.staa_step import staa_step_bwd_kernel, staa_step_fwd_kernel
 from snnkernels.kernels.triton.tcsa_step import tcsa_step_bwd_kernel, tcsa_step_fwd_kernel
-from snnkernels.ops import gated_leaky_triton, global_context_triton, staa_loop_triton, tcsa_paper_triton
+from snnkernels.ops import gated_leaky_triton, global_context_triton, staa_loop_triton, tcsa_step_triton
 from snnkernels.ops.leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, launch_config
 from snnkernels.ops.pooled_attention_triton import _tiles, half_tiles
 from snnkernels.surrogate import SURROGATE_IDS
@@ -170,7 +170,7 @@ def staa_loop_cases():
 def tcsa_cases():
     """The paper TCSA-LIF's step kernels: C = 64 at 32 x 32 (spikes in every dtype), C = 512 at 8 x 8."""
     for C, S, dtypes in ((64, 1024, tuple(DTYPES)), (512, 64, ("fp32",))):
-        block_c, block_s, warps = tcsa_paper_triton._tiles(C, S)
+        block_c, block_s, warps = tcsa_step_triton._tiles(C, S)
         tile = dict(BLOCK_C=block_c, BLOCK_S=block_s)
         for i, dtype in enumerate(dtypes):
             yield tcsa_step_fwd_kernel, {"s_ptr"}, dtype, dict(tile, HAS_NEXT=i % 2 == 0), warps

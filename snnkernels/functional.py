@@ -21,7 +21,7 @@ from .ops import leaky_cupy, leaky_native
 from .ops.leaky import match_layout, time_major_dense
 
 if HAS_TRITON:
-    from .ops import dta_leaky_triton, leaky_triton, ma_snn_attention, pooled_attention, tna_fused
+    from .ops import dta_leaky_triton, leaky_triton, ma_snn, pooled_attention, tna_triton
 
 __all__ = ["multistep_leaky", "multistep_lif", "tcja", "tcja_gate", "txa", "dta_product", "tna", "dta",
            "dta_on_neuron_fused", "multi_dimensional_attention"]
@@ -349,7 +349,7 @@ def tna(
     if resolve_triton_op_backend(backend, x, "tna") == "torch":
         return tna_reference(x, params, dilation=dilation, attn_shortcut=attn_shortcut)
     T, B, C, H, W = x.shape
-    na = tna_fused.tna_fused(_fuse_time_channels(x), params, dilation=dilation, attn_shortcut=attn_shortcut)
+    na = tna_triton.tna_fused(_fuse_time_channels(x), params, dilation=dilation, attn_shortcut=attn_shortcut)
     return na.view(B, T, C, H, W).transpose(0, 1)
 
 
@@ -390,7 +390,7 @@ def _tna_for_output_sweep(x: torch.Tensor, tna_params: TNAParams, dilation: int,
     decoding bias that DTA's output sweep adds together with the residual X (None without the residual:
     then the bias is added here)."""
     T, B, C, H, W = x.shape
-    decoded = tna_fused.tna_decoded(_fuse_time_channels(x), tna_params, dilation=dilation)
+    decoded = tna_triton.tna_decoded(_fuse_time_channels(x), tna_params, dilation=dilation)
     na = decoded.view(B, T, C, H, W).transpose(0, 1)
     bias = tna_params.decoding_bias
     if not attn_shortcut:
@@ -458,4 +458,4 @@ def multi_dimensional_attention(
     if x.dim() != 5:
         raise ValueError(f"backend='triton' takes x of shape [T, B, C, H, W], got {list(x.shape)}; the FC "
                          "layers' [T, B, L] time attention runs on backend='torch'")
-    return ma_snn_attention.ma_attention_fused(x, dims, *check_attention_weights(x, dims, ta, ca, sa))
+    return ma_snn.ma_attention_fused(x, dims, *check_attention_weights(x, dims, ta, ca, sa))

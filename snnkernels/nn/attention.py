@@ -24,7 +24,7 @@ from ..backends import HAS_TRITON, check_backend_name, resolve_triton_op_backend
 from ..reference.dta import TNAParams, tna_fused_reference
 
 if HAS_TRITON:
-    from ..ops.tna_fused import tna_fused
+    from ..ops.tna_triton import tna_fused
 
 __all__ = ["TCJA", "TLA", "CLA", "TXA", "TNA", "DTA"]
 

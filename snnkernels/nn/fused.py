@@ -40,7 +40,7 @@ from .neuron import _SpikingNeuron
 
 if HAS_TRITON:
     from ..ops.gated_leaky_triton import gated_leaky
-    from ..ops.ma_snn_attention import ma_gated_neuron_fused
+    from ..ops.ma_snn import ma_gated_neuron_fused
     from ..ops.pooled_attention import tcja_gate_fused, tcja_gate_from_counts
 
 __all__ = ["AttentionNeuron", "attention_neuron", "neuron_tcja_pool", "neuron_dta", "fusion_blocker",

@@ -41,7 +41,7 @@ from .attention import LAYOUTS, _check_dtype, _check_t_c, _empty_output, _from_t
 from .neuron import AttResLIFNode
 
 if HAS_TRITON:
-    from ..ops import tcsa_paper_triton
+    from ..ops import tcsa_step_triton
 
 __all__ = ["MultiDimensionalAttention", "TemporalAttentionFC", "TemporalWiseAttention", "TCSALIFNode", "AttResBlock"]
 
@@ -438,7 +438,7 @@ class TCSALIFNode(_Gates):
                       surrogate_function=self.surrogate_function, detach_reset=self.detach_reset)
         if resolve_triton_op_backend(self.backend, x, "TCSALIFNode") == "triton":
             weights = check_attention_weights(x, self.dims, *self.weights())
-            spikes = tcsa_paper_triton.tcsa_lif_paper_fused(x, self.dims, *weights, **neuron)
+            spikes = tcsa_step_triton.tcsa_lif_paper_fused(x, self.dims, *weights, **neuron)
         else:
             spikes = tcsa_lif_paper_reference(x, *self.weights(), **neuron)
         return _from_tb(spikes, self.layout)

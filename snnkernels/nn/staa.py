@@ -51,7 +51,7 @@ from .neuron import in_recompute
 
 if HAS_TRITON:
     from ..ops.global_context_triton import global_context_fused
-    from ..ops.staa_triton import staa_features_fused, staa_lif_fused
+    from ..ops.staa_step_triton import staa_features_fused, staa_lif_fused
 
 __all__ = ["STAALIFNode", "GlobalContextBlock", "PositionEncoding"]
 

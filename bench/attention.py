@@ -186,7 +186,7 @@ def _ma_tcsa(backend: str, with_lif: bool):
     if with_lif and backend == "triton":
         # the gates' two sweeps, then the neuron applies them in its time loop (nn.fused)
         from snnkernels.nn.fused import neuron_settings
-        from snnkernels.ops.ma_snn_attention import ma_gated_neuron_fused
+        from snnkernels.ops.ma_snn import ma_gated_neuron_fused
 
         settings = neuron_settings(lif)
         return lambda x, ta0, ta1, ca0, ca1, sa: ma_gated_neuron_fused(x, "TCS", (ta0, ta1), (ca0, ca1), sa,

@@ -85,7 +85,7 @@ build() {
 
 # the files that hold what only a GPU can show first (native CUDA and CuPy, the kernels whose block barriers or
 # thread layouts the interpreter cannot exercise), so that a time limit cuts the CPU-proven rest
-GPU_FIRST="test_leaky.py test_staa_fused.py test_dta_neuron.py test_gated_neuron.py test_ma_snn_fused.py
+GPU_FIRST="test_leaky.py test_staa_loop.py test_dta_leaky.py test_gated_leaky.py test_ma_snn_fused.py
     test_global_context.py test_pooled_attention.py test_spikingjelly_parity.py"
 
 # files whose subject the CPU CI proves in full (compilers, the JIT build, docs, this script): skipped here, so

@@ -184,7 +184,7 @@ def test_tcsa_lif_paper_on_triton(dims):
 def test_tcsa_step_kernel_is_the_reference_update(detach_reset):
     """One step with given gates: spikes and next state bit for bit; dV, dsc, dgs as autograd of the same
     expression (fp32 sums in another order)."""
-    from snnkernels.ops.tcsa_paper_triton import tcsa_step
+    from snnkernels.ops.tcsa_step_triton import tcsa_step
     from snnkernels.surrogate import Rectangle
 
     from utils import GRAD_TOL
@@ -218,7 +218,7 @@ def test_tcsa_step_kernel_is_the_reference_update(detach_reset):
 def test_tcsa_step_writes_the_next_membrane_potential():
     """With the next step's input the kernel writes V' = H' + x_next (the add done in the kernel); x_next's
     gradient is dL/dV', and V's gradient is that of the plain step."""
-    from snnkernels.ops.tcsa_paper_triton import tcsa_step
+    from snnkernels.ops.tcsa_step_triton import tcsa_step
     from snnkernels.surrogate import Rectangle
 
     B, C, H, W = 2, 3, 4, 5

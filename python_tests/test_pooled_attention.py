@@ -169,7 +169,7 @@ def test_long_rows_loop_over_tiles(op):
 def test_fp32_gate_path_is_bitwise_the_reference_map():
     """With the gate computed the same way, the fused GATE map is the reference's x * gate bit for bit (no
     contraction, same rounding): the forward's only fp32 difference is the pooled mean's summation order."""
-    from snnkernels.ops.rowwise_triton import GATE, row_map_fwd
+    from snnkernels.ops.pooled_attention_triton import GATE, row_map_fwd
 
     x = make_x(SHAPE, torch.float32, "BT")
     gate = torch.rand(SHAPE[:3], device=DEVICE)

@@ -20,7 +20,8 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from snnkernels.kernels.triton import ma_snn, rowwise, tna
+from snnkernels.kernels.triton import ma_snn, tna
+from snnkernels.kernels.triton import pooled_attention as pa
 from snnkernels.kernels.triton.dta_leaky import dta_leaky_bwd_kernel, dta_leaky_fwd_kernel
 from snnkernels.kernels.triton.gated_leaky import gated_leaky_bwd_kernel, gated_leaky_fwd_kernel
 from snnkernels.kernels.triton.global_context import gc_context_bwd_kernel, gc_context_fwd_kernel
@@ -28,9 +29,9 @@ from snnkernels.kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_kernel
 from snnkernels.kernels.triton.staa_loop import staa_loop_bwd_kernel, staa_loop_fwd_kernel
 from snnkernels.kernels.triton.staa_step import staa_step_bwd_kernel, staa_step_fwd_kernel
 from snnkernels.kernels.triton.tcsa_step import tcsa_step_bwd_kernel, tcsa_step_fwd_kernel
-from snnkernels.ops import gated_leaky_triton, global_context_triton, staa_loop_triton, tcsa_paper_triton
+from snnkernels.ops import gated_leaky_triton, global_context_triton, staa_loop_triton, tcsa_step_triton
 from snnkernels.ops.leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, launch_config
-from snnkernels.ops.rowwise_triton import _tiles, half_tiles
+from snnkernels.ops.pooled_attention_triton import _tiles, half_tiles
 from snnkernels.surrogate import SURROGATE_IDS
 
 INT_ARGS = {"T", "N", "S", "C", "R", "R1", "B", "st", "sb", "sc", "nst", "nsb", "nsc", "rows_per_split", "n_pblk",
@@ -45,11 +46,11 @@ CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia",
 
 # The pooled-attention sweeps: (kernel, its pointers that carry the input dtype, constexpr variants).
 ROWWISE = [
-    (rowwise.row_sums_kernel, {"a_ptr", "b_ptr"}, [dict(HAS_B=True), dict(HAS_B=False)]),
-    (rowwise.row_map_fwd_kernel, {"x_ptr", "y_ptr"}, [dict(MODE=rowwise.GATE), dict(MODE=rowwise.CROSS)]),
-    (rowwise.row_map_bwd_kernel, {"gy_ptr", "x_ptr", "dx_ptr"}, [dict(MODE=rowwise.GATE), dict(MODE=rowwise.CROSS)]),
-    (rowwise.dta_fwd_kernel, {"x_ptr", "na_ptr", "s_ptr", "y_ptr"}, [dict(NA_RESIDUAL=True), dict(NA_RESIDUAL=False)]),
-    (rowwise.dta_bwd_kernel, {"gy_ptr", "x_ptr", "na_ptr", "s_ptr", "dna_ptr", "ds_ptr"},
+    (pa.row_sums_kernel, {"a_ptr", "b_ptr"}, [dict(HAS_B=True), dict(HAS_B=False)]),
+    (pa.row_map_fwd_kernel, {"x_ptr", "y_ptr"}, [dict(MODE=pa.GATE), dict(MODE=pa.CROSS)]),
+    (pa.row_map_bwd_kernel, {"gy_ptr", "x_ptr", "dx_ptr"}, [dict(MODE=pa.GATE), dict(MODE=pa.CROSS)]),
+    (pa.dta_fwd_kernel, {"x_ptr", "na_ptr", "s_ptr", "y_ptr"}, [dict(NA_RESIDUAL=True), dict(NA_RESIDUAL=False)]),
+    (pa.dta_bwd_kernel, {"gy_ptr", "x_ptr", "na_ptr", "s_ptr", "dna_ptr", "ds_ptr"},
      [dict(NEED_DS=True, NA_RESIDUAL=True), dict(NEED_DS=False, NA_RESIDUAL=False)]),
     (tna.gelu_rows_kernel, {"pre_ptr", "e_ptr"}, [{}]),
     (tna.gelu_bwd_kernel, {"de_ptr", "pre_ptr", "dpre_ptr"}, [{}]),
@@ -169,7 +170,7 @@ def staa_loop_cases():
 def tcsa_cases():
     """The paper TCSA-LIF's step kernels: C = 64 at 32 x 32 (spikes in every dtype), C = 512 at 8 x 8."""
     for C, S, dtypes in ((64, 1024, tuple(DTYPES)), (512, 64, ("fp32",))):
-        block_c, block_s, warps = tcsa_paper_triton._tiles(C, S)
+        block_c, block_s, warps = tcsa_step_triton._tiles(C, S)
         tile = dict(BLOCK_C=block_c, BLOCK_S=block_s)
         for i, dtype in enumerate(dtypes):
             yield tcsa_step_fwd_kernel, {"s_ptr"}, dtype, dict(tile, HAS_NEXT=i % 2 == 0), warps

@@ -45,11 +45,11 @@ if HAS_TRITON:
         gated_leaky_triton,
         global_context_triton,
         leaky_triton,
-        ma_snn_attention,
+        ma_snn,
         pooled_attention,
-        staa_triton,
-        tcsa_paper_triton,
-        tna_fused,
+        staa_step_triton,
+        tcsa_step_triton,
+        tna_triton,
     )
 
 __all__ = ["multistep_leaky", "multistep_lif", "gated_leaky", "tcja", "tcja_gate", "tcja_gate_from_counts", "txa",
@@ -492,17 +492,17 @@ def tna(
     """DTA's T-NA on x [T, B, C, H, W] (see ``reference.dta.tna_reference``), or on the official fused input
     [B, T * C, H, W] (t-major channels, ``reference.dta.tna_fused_reference``), returned in its shape.
     ``"triton"`` keeps the dense convolutions on cuDNN / cuBLAS and fuses the elementwise work around them
-    (``ops/tna_fused.py``)."""
+    (``ops/tna_triton.py``)."""
     if isinstance(x, torch.Tensor) and x.dim() == 4:
         x2 = _check_fused_tna_input(x, params)
         if resolve_triton_op_backend(backend, x2, "tna") == "torch":
             return tna_fused_reference(x2, params, dilation=dilation, attn_shortcut=attn_shortcut)
-        return tna_fused.tna_fused(x2, params, dilation=dilation, attn_shortcut=attn_shortcut)
+        return tna_triton.tna_fused(x2, params, dilation=dilation, attn_shortcut=attn_shortcut)
     x = _check_tna_input(x, params)
     if resolve_triton_op_backend(backend, x, "tna") == "torch":
         return tna_reference(x, params, dilation=dilation, attn_shortcut=attn_shortcut)
     T, B, C, H, W = x.shape
-    na = tna_fused.tna_fused(_fuse_time_channels(x), params, dilation=dilation, attn_shortcut=attn_shortcut)
+    na = tna_triton.tna_fused(_fuse_time_channels(x), params, dilation=dilation, attn_shortcut=attn_shortcut)
     return na.view(B, T, C, H, W).transpose(0, 1)
 
 
@@ -543,7 +543,7 @@ def _tna_for_output_sweep(x: torch.Tensor, tna_params: TNAParams, dilation: int,
     decoding bias that DTA's output sweep adds together with the residual X (None without the residual:
     then the bias is added here)."""
     T, B, C, H, W = x.shape
-    decoded = tna_fused.tna_decoded(_fuse_time_channels(x), tna_params, dilation=dilation)
+    decoded = tna_triton.tna_decoded(_fuse_time_channels(x), tna_params, dilation=dilation)
     na = decoded.view(B, T, C, H, W).transpose(0, 1)
     bias = tna_params.decoding_bias
     if not attn_shortcut:
@@ -612,7 +612,7 @@ def multi_dimensional_attention(
     if x.dim() != 5:
         raise ValueError(f"backend='triton' takes x of shape [T, B, C, H, W], got {list(x.shape)}; the FC "
                          "layers' [T, B, L] time attention runs on backend='torch'")
-    return ma_snn_attention.ma_attention_fused(x, dims, *check_attention_weights(x, dims, ta, ca, sa))
+    return ma_snn.ma_attention_fused(x, dims, *check_attention_weights(x, dims, ta, ca, sa))
 
 
 def multi_dimensional_attention_gated_leaky(
@@ -629,7 +629,7 @@ def multi_dimensional_attention_gated_leaky(
     """Spikes of the leaky neuron (scalar ``neuron`` settings, see ``gated_leaky``) on MA-SNN's attention
     ``multi_dimensional_attention(x, dims, ta, ca, sa)``, x [T, B, C, H, W]; with ``count_spikes`` also the
     spikes per (t, b, c), int32 [T, B, C]. ``"triton"``: the gates' sweeps, then the gates applied inside the
-    neuron's kernel, so the attention's output is never formed (``ops.ma_snn_attention.ma_gated_neuron_fused``);
+    neuron's kernel, so the attention's output is never formed (``ops.ma_snn.ma_gated_neuron_fused``);
     ``"torch"``: the eager attention, then the eager neuron."""
     x = _check_attention_input(x)
     dims = check_dims(dims)
@@ -637,7 +637,7 @@ def multi_dimensional_attention_gated_leaky(
     weights = check_attention_weights(x, dims, ta, ca, sa)
     if resolve_triton_op_backend(backend, x, "multi_dimensional_attention_gated_leaky") == "torch":
         return _leaky_of_settings(multi_dimensional_attention_reference(x, dims, ta, ca, sa), neuron, count_spikes)
-    return ma_snn_attention.ma_gated_neuron_fused(x, dims, *weights, neuron=neuron, count_spikes=count_spikes)
+    return ma_snn.ma_gated_neuron_fused(x, dims, *weights, neuron=neuron, count_spikes=count_spikes)
 
 
 def tcsa_lif_paper(
@@ -657,7 +657,7 @@ def tcsa_lif_paper(
     """The PAPER's TCSA-LIF neuron layer (MA-SNN Eq. 14, ``reference.ma_snn.tcsa_lif_paper_reference``) on x
     [T, B, C, H, W] with the gates in ``dims`` (weights as ``multi_dimensional_attention``); spikes in x's
     dtype. ``"triton"``: every gate's statistics on the fused sweeps (TA's once, CA's and SA's per step), each
-    step's gating, fire and reset one kernel each way (``ops.tcsa_paper_triton``)."""
+    step's gating, fire and reset one kernel each way (``ops.tcsa_step_triton``)."""
     x = _check_attention_input(x)
     dims = check_dims(dims)
     weights = check_attention_weights(x, dims, ta, ca, sa)
@@ -665,7 +665,7 @@ def tcsa_lif_paper(
                   detach_reset=detach_reset)
     if resolve_triton_op_backend(backend, x, "tcsa_lif_paper") == "torch":
         return tcsa_lif_paper_reference(x, *weights, **neuron)
-    return tcsa_paper_triton.tcsa_lif_paper_fused(x, dims, *weights, **neuron)
+    return tcsa_step_triton.tcsa_lif_paper_fused(x, dims, *weights, **neuron)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -717,7 +717,7 @@ def staa_lif(
     rest, with an explicit TSRD ``drop_mask`` (bool [T] or [T, B], True = dropped) or none; spikes in x's dtype.
 
     ``"triton"``: PE in torch, the GC block's pooling on its fused sweep, and the time loop on per-step
-    kernels (``loop_kernel="steps"``, ``ops.staa_triton``) or as one persistent kernel each way
+    kernels (``loop_kernel="steps"``, ``ops.staa_step_triton``) or as one persistent kernel each way
     (``"persistent"``, ``ops.staa_loop_triton``); with per-pixel coefficients (M, N of shape [C, H, W]) the
     loop stays eager. ``loop_kernel`` has no effect on ``"torch"``.
     """
@@ -732,8 +732,8 @@ def staa_lif(
     if resolve_triton_op_backend(backend, x, "staa_lif") == "torch":
         return staa_lif_reference(x, params, drop_mask=drop_mask, **options)
     if params.m.dim() < 3 and params.n.dim() < 3:
-        return staa_triton.staa_lif_fused(x, params, drop_mask=drop_mask, loop_kernel=loop_kernel, **options)
+        return staa_step_triton.staa_lif_fused(x, params, drop_mask=drop_mask, loop_kernel=loop_kernel, **options)
     # per-pixel M, N: PE + GC fused, the loop eager
-    features = staa_triton.staa_features_fused(x.to(state_dtype(x.dtype)), params, gc_fusion=gc_fusion,
+    features = staa_step_triton.staa_features_fused(x.to(state_dtype(x.dtype)), params, gc_fusion=gc_fusion,
                                                gc_layer_norm=gc_layer_norm, ln_eps=ln_eps)
     return staa_lif_reference(x, params, drop_mask=drop_mask, features=features, **options)

@@ -8,7 +8,7 @@ The math is in ``snnkernels.reference.staa``; ``STAALIFNode.forward`` is one cal
 backend: the eager reference or the fused ops. ``backend="triton"`` runs the
 global-context block's pooling (the attention-weighted context of every frame) as one fused sweep each
 way (``snnkernels.ops.global_context_triton``) and the step-attention time loop on step kernels
-(``snnkernels.ops.staa_triton``); the position encoding and the tiny MLPs stay torch. ``"auto"`` picks it on
+(``snnkernels.ops.staa_step_triton``); the position encoding and the tiny MLPs stay torch. ``"auto"`` picks it on
 CUDA; ``"native"`` and ``"cupy"`` raise ``BackendUnavailableError``.
 
 - ``STAALIFNode``: the STAA-LIF neuron layer, a drop-in replacement for a LIF after conv + BN.

@@ -9,7 +9,7 @@ whole dL/dX but T-XA's pooled path (a broadcast add afterwards, as in ``dta_prod
 
 The neuron's settings are the gated kernel's (scalar coefficients, zero-state multi-step neuron; see
 ``ops.gated_leaky_triton.gated_leaky`` and ``nn.fused.neuron_settings``). Layout contract as
-``rowwise_triton`` (contiguous H * W planes; NA brought to X's strides; per-row terms dense fp32).
+``pooled_attention_triton`` (contiguous H * W planes; NA brought to X's strides; per-row terms dense fp32).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from .gated_leaky_triton import NeuronSettings, _checkpoints, _counts, _geometry
 from .leaky import match_layout
 from .leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, _f32
 from .pooled_attention import _as_tensor, _cross_grads, _distinct, _plane_size, _pooled_mean, _TXAGates
-from .rowwise_triton import _per_row, fresh_settings, na_strides, rows_layout
+from .pooled_attention_triton import _per_row, fresh_settings, na_strides, rows_layout
 
 __all__ = ["dta_leaky", "dta_leaky_fwd", "dta_leaky_bwd"]
 

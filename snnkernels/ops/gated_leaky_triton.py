@@ -5,7 +5,7 @@
 differentiable in ``x`` (the gate's own path: dL/dy * scale * spatial * pre'(x)), ``scale`` and ``spatial``,
 so an attention whose gates are computed by its own reduction sweeps (TCJA's ``tcja_gate_fused``, MA-SNN's
 ``ma_gates_fused``) composes with it under autograd: the gates' backward adds its pooled paths to x's
-gradient, and Y itself is never stored. Same layout contract as ``rowwise_triton`` (contiguous H * W
+gradient, and Y itself is never stored. Same layout contract as ``pooled_attention_triton`` (contiguous H * W
 planes; gates dense fp32).
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ._device import on_device_of
 from ._double_backward import refuse_double_backward
 from .leaky import match_layout, num_checkpoints
 from .leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, _f32
-from .rowwise_triton import _per_row, fresh_settings, rows_layout
+from .pooled_attention_triton import _per_row, fresh_settings, rows_layout
 
 __all__ = ["gated_leaky", "gated_leaky_fwd", "gated_leaky_bwd", "needs_training", "NeuronSettings"]
 

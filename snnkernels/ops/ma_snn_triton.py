@@ -1,6 +1,6 @@
 """MA-SNN attention sweeps (``snnkernels.kernels.triton.ma_snn``) as ``torch.library`` ops with fakes.
 
-Same layout contract as ``rowwise_triton``: every full-size tensor of one call has X's strides with
+Same layout contract as ``pooled_attention_triton``: every full-size tensor of one call has X's strides with
 contiguous H * W planes; per-row tensors are dense fp32 [T, B, C]; per-pixel maps dense fp32 [B, H * W].
 Partial results of the pixel programs are combined here in a fixed order (deterministic).
 """
@@ -13,7 +13,7 @@ from ..backends import triton_interpreter_enabled
 from ..kernels.triton import ma_snn as K
 from ._device import on_device_of
 from .leaky_triton import COMPILE_OPTIONS
-from .rowwise_triton import _launch, _per_row
+from .pooled_attention_triton import _launch, _per_row
 
 __all__ = ["row_stats", "pixel_stats", "apply_gates", "bwd_pixel_sums", "row_dot_map", "bwd_input"]
 

@@ -5,7 +5,7 @@ Each op is two sweeps over the full tensor each way (docs/tcja_dta.md "The two-s
     forward:  Z = mean_hw X (sweep 1)  ->  tiny stage on [T, B, C]  ->  Y = map(X, gates) (sweep 2)
     backward: row sums of dL/dY against X (sweep 1)  ->  tiny stage backward  ->  dL/dX (sweep 2)
 
-The sweeps are the Triton ops of ``rowwise_triton``. The tiny stage (1-D convolutions over T or C,
+The sweeps are the Triton ops of ``pooled_attention_triton``. The tiny stage (1-D convolutions over T or C,
 products, sigmoids: a few thousand values) is plain fp32 torch here, with its backward written out so
 that the whole op is traceable by ``torch.compile`` (no ``torch.autograd.grad`` inside a backward).
 The equations are those of ``snnkernels.reference.tcja`` / ``snnkernels.reference.dta``.
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..reference.tcja import conv1d_same
 from .leaky import match_layout
-from .rowwise_triton import CROSS, GATE, dta_bwd, dta_fwd, row_map_bwd, row_map_fwd, row_sums, rows_layout
+from .pooled_attention_triton import CROSS, GATE, dta_bwd, dta_fwd, row_map_bwd, row_map_fwd, row_sums, rows_layout
 
 __all__ = ["tcja_fused", "tcja_gate_fused", "tcja_gate_from_counts", "txa_fused", "dta_product_fused",
            "conv1d_same_vjp", "pooled_mean"]

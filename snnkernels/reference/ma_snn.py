@@ -1,7 +1,7 @@
 """Eager references of MA-SNN's multi-dimensional attention (TA, CA, SA and their chains).
 
 The math: docs/ma_snn.md. Plain torch, autograd does the backward. Ground truth for the fused Triton paths
-(``ops.ma_snn_attention``, ``ops.tcsa_paper_triton``) and the implementation behind ``backend="torch"`` of the
+(``ops.ma_snn``, ``ops.tcsa_step_triton``) and the implementation behind ``backend="torch"`` of the
 modules in ``snnkernels.nn.ma_snn`` (the only one of ``TemporalAttentionFC`` and ``TemporalWiseAttention``,
 which are eager only). Never edit it to match a kernel.
 

@@ -27,7 +27,7 @@ import triton.language as tl
 
 from .gated_leaky import _gate_of_step, _gated_tile, _store_row_counts
 from .neuron_step import _charge, _chunk_start, _fire, _state_after, _step, _store_checkpoint, _walk_step
-from .rowwise import _na_value, _sigmoid, _tile_rows
+from .pooled_attention import _na_value, _sigmoid, _tile_rows
 
 
 @triton.jit

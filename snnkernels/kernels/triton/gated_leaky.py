@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 
 from .neuron_step import _charge, _chunk_start, _state_after, _step, _store_checkpoint, _walk_step
-from .rowwise import _tile_rows
+from .pooled_attention import _tile_rows
 
 
 @triton.jit

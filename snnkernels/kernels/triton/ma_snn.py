@@ -16,7 +16,7 @@ Maxima keep the first index on ties (strict >), as torch's max pooling does. Ari
 import triton
 import triton.language as tl
 
-from .rowwise import _tile, _tile_rows
+from .pooled_attention import _tile, _tile_rows
 
 
 @triton.jit

@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from .neuron_step import _fire, _grad_charge
-from .rowwise import _tile
+from .pooled_attention import _tile
 from .surrogate import surrogate_derivative
 
 

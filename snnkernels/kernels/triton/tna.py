@@ -6,7 +6,7 @@ dense fp32 [B, D]. Arithmetic fp32, exact (erf) GELU as the reference.
 import triton
 import triton.language as tl
 
-from .rowwise import _tile, _tile_rows
+from .pooled_attention import _tile, _tile_rows
 
 INV_SQRT2 = tl.constexpr(0.7071067811865476)
 INV_SQRT_2PI = tl.constexpr(0.3989422804014327)

@@ -19,8 +19,8 @@ from ..kernels.triton.tcsa_step import tcsa_step_bwd_kernel, tcsa_step_fwd_kerne
 from ..surrogate import Surrogate
 from ._device import on_device_of
 from .leaky_triton import COMPILE_OPTIONS, _f32
-from .ma_snn_attention import ma_gates_fused
-from .rowwise_triton import channel_tiles, fresh_float
+from .ma_snn import ma_gates_fused
+from .pooled_attention_triton import channel_tiles, fresh_float
 
 __all__ = ["tcsa_step", "tcsa_lif_paper_fused"]
 

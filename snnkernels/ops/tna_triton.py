@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from ..kernels.triton import tna as K
 from ..reference.dta import TNAParams
 from .leaky import match_layout
-from .rowwise_triton import _launch, _per_row
+from .pooled_attention_triton import _launch, _per_row
 
 __all__ = ["tna_decoded", "tna_fused"]
 

@@ -1,4 +1,4 @@
-"""STAA-LIF's time loop on Triton, on the step kernels (``ops.staa_triton``) and as one persistent kernel per
+"""STAA-LIF's time loop on Triton, on the step kernels (``ops.staa_step_triton``) and as one persistent kernel per
 direction (``ops.staa_loop_triton``), against the eager loop.
 
 Ground truth: ``staa_lif_reference`` in float64, started from the same PE + GC features (``features=``), so
@@ -19,7 +19,7 @@ import triton
 from snnkernels import surrogate as sg
 from snnkernels.ops import staa_loop_triton
 from snnkernels.ops.staa_loop_triton import staa_loop_persistent
-from snnkernels.ops.staa_triton import staa_loop_fused, staa_step
+from snnkernels.ops.staa_step_triton import staa_loop_fused, staa_step
 from snnkernels.reference.staa import SAParams, STAAParams, staa_coefficients, staa_lif_reference
 
 from conftest import DEVICE, pick
@@ -144,11 +144,11 @@ def test_step_kernel_is_the_reference_update():
 
 def test_module_on_triton_runs_the_step_kernels(monkeypatch):
     from snnkernels.nn import STAALIFNode
-    from snnkernels.ops import staa_triton
+    from snnkernels.ops import staa_step_triton
 
     calls = []
-    real = staa_triton.staa_step_fwd
-    monkeypatch.setattr(staa_triton, "staa_step_fwd", lambda *a: calls.append(1) or real(*a))
+    real = staa_step_triton.staa_step_fwd
+    monkeypatch.setattr(staa_step_triton, "staa_step_fwd", lambda *a: calls.append(1) or real(*a))
     node = STAALIFNode(T, C, H, W, m_init=0.5, n_init=1.0, backend="triton").to(DEVICE).eval()
     node(torch.randn(T, B, C, H, W, device=DEVICE))
     assert len(calls) == T

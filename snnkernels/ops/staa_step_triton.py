@@ -38,7 +38,7 @@ from ._device import on_device_of
 from .global_context_triton import global_context_fused
 from .leaky_triton import COMPILE_OPTIONS, _f32
 from .pooled_attention import pooled_mean
-from .rowwise_triton import fresh_float, half_tiles
+from .pooled_attention_triton import fresh_float, half_tiles
 from .staa_loop_triton import staa_loop_persistent
 
 __all__ = ["staa_step", "staa_loop_fused", "staa_features_fused", "staa_lif_fused"]

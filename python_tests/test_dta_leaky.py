@@ -26,7 +26,7 @@ from snnkernels.reference.dta import dta_product_reference
 from snnkernels.reference.neuron import multistep_leaky_reference
 
 from conftest import DEVICE, pick
-from test_gated_neuron import NEURONS, settings
+from test_gated_leaky import NEURONS, settings
 from test_pooled_attention import OUT_ATOL, OUT_RTOL, SUM_RTOL, leaves, make_x, no_worse_than_eager
 from utils import assert_close_verbose, assert_equal_verbose
 

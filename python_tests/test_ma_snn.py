@@ -29,7 +29,7 @@ from snnkernels.reference.ma_snn import (
     tcsa_lif_paper_reference,
     time_attention_reference,
 )
-from snnkernels.reference.neuron import multistep_leaky_reference
+from snnkernels.reference.leaky import multistep_leaky_reference
 from snnkernels.surrogate import Rectangle
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

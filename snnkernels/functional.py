@@ -13,7 +13,7 @@ from .backends import HAS_TRITON, resolve_backend, resolve_triton_op_backend
 from .neuron_models import Number, lif_coefficients
 from .reference.dta import TNAParams, dta_product_reference, dta_reference, tna_reference, txa_reference
 from .reference.ma_snn import check_attention_weights, check_dims, multi_dimensional_attention_reference
-from .reference.neuron import multistep_leaky_reference, state_dtype
+from .reference.leaky import multistep_leaky_reference, state_dtype
 from .reference.tcja import check_tcja_arguments, tcja_gate_reference, tcja_reference
 from .surrogate import ATan, Surrogate, coerce_surrogate
 

@@ -44,7 +44,7 @@ from ..reference.staa import (
     position_encoding_reference,
     staa_lif_reference,
 )
-from ..reference.neuron import state_dtype
+from ..reference.leaky import state_dtype
 from ..surrogate import Rectangle, Surrogate, coerce_surrogate
 from .attention import LAYOUTS, _check_dtype, _check_t_c, _empty_output, _from_tb, _positive_int, _to_tb
 from .neuron import in_recompute

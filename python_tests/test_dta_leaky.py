@@ -23,7 +23,7 @@ from snnkernels.nn import DTA, LIFNode, ParametricLIFNode, TETLIFNode
 from snnkernels.nn.fused import dta_fusion_blocker, neuron_dta, observer_hook
 from snnkernels.ops.dta_leaky_triton import dta_leaky
 from snnkernels.reference.dta import dta_product_reference
-from snnkernels.reference.neuron import multistep_leaky_reference
+from snnkernels.reference.leaky import multistep_leaky_reference
 
 from conftest import DEVICE, pick
 from test_gated_leaky import NEURONS, settings

@@ -22,7 +22,7 @@ from snnkernels.models import SeqToANN
 from snnkernels.nn import CLA, TCJA, TLA, LIFNode, MASNNLIFNode, MultiDimensionalAttention, ParametricLIFNode
 from snnkernels.nn.fused import AttentionNeuron, attention_neuron, fusion_blocker, neuron_settings, neuron_tcja_pool
 from snnkernels.ops.gated_leaky_triton import gated_leaky
-from snnkernels.reference.neuron import multistep_leaky_reference
+from snnkernels.reference.leaky import multistep_leaky_reference
 
 from conftest import DEVICE, pick
 from test_pooled_attention import OUT_ATOL, OUT_RTOL, SUM_RTOL, leaves

@@ -20,6 +20,7 @@ from torch import nn
 from snnkernels.backends import BackendUnavailableError
 from snnkernels.nn.ma_snn import AttResBlock, MultiDimensionalAttention, TCSALIFNode, TemporalAttentionFC
 from snnkernels.nn.neuron import AttResLIFNode
+from snnkernels.reference.leaky import multistep_leaky_reference
 from snnkernels.reference.ma_snn import (
     MA_DIMS,
     channel_attention_reference,
@@ -28,7 +29,6 @@ from snnkernels.reference.ma_snn import (
     tcsa_lif_paper_reference,
     time_attention_reference,
 )
-from snnkernels.reference.neuron import multistep_leaky_reference
 from snnkernels.surrogate import Rectangle
 
 from test_tcja_dta import loaded  # float64 copy with the official module's state dict (strict)

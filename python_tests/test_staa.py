@@ -19,7 +19,7 @@ import torch
 
 from snnkernels.backends import BackendUnavailableError
 from snnkernels.nn.staa import GlobalContextBlock, PositionEncoding, STAALIFNode
-from snnkernels.reference.neuron import multistep_leaky_reference
+from snnkernels.reference.leaky import multistep_leaky_reference
 from snnkernels.reference.staa import (
     GCParams,
     SAParams,

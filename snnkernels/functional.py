@@ -21,13 +21,13 @@ from .reference.dta import (
     tna_reference,
     txa_reference,
 )
+from .reference.leaky import multistep_leaky_reference, state_dtype
 from .reference.ma_snn import (
     check_attention_weights,
     check_dims,
     multi_dimensional_attention_reference,
     tcsa_lif_paper_reference,
 )
-from .reference.neuron import multistep_leaky_reference, state_dtype
 from .reference.staa import (
     LOOP_KERNELS,
     GCParams,

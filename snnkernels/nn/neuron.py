@@ -42,7 +42,7 @@ from .. import _checks
 from ..backends import BACKENDS, check_backend_name
 from ..functional import _leaky
 from ..neuron_models import ATT_RES_LIF, MA_SNN_LIF, TET_LIF, NeuronPreset, Number, rate_coefficients
-from ..reference.neuron import state_dtype
+from ..reference.leaky import state_dtype
 from ..surrogate import ATan, Sigmoid, Surrogate, coerce_surrogate
 from .memory import MemoryModule
 

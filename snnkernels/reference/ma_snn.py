@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..surrogate import Rectangle, Surrogate
-from .neuron import state_dtype
+from .leaky import state_dtype
 
 __all__ = [
     "MA_DIMS",

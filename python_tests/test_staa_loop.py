@@ -1,4 +1,4 @@
-"""STAA-LIF's time loop on Triton, on the step kernels (``ops.staa_triton``) and as one persistent kernel per
+"""STAA-LIF's time loop on Triton, on the step kernels (``ops.staa_step_triton``) and as one persistent kernel per
 direction (``ops.staa_loop_triton``), against the eager loop.
 
 Ground truth: ``staa_lif_reference`` in float64, started from the same PE + GC features (``features=``), so

@@ -344,7 +344,7 @@ def tna(
     backend: str = "auto",
 ) -> torch.Tensor:
     """DTA's T-NA on x [T, B, C, H, W] (see ``reference.dta.tna_reference``). ``"triton"`` keeps the dense
-    convolutions on cuDNN / cuBLAS and fuses the elementwise work around them (``ops/tna_fused.py``)."""
+    convolutions on cuDNN / cuBLAS and fuses the elementwise work around them (``ops/tna_triton.py``)."""
     x = _check_tna_input(x, params)
     if resolve_triton_op_backend(backend, x, "tna") == "torch":
         return tna_reference(x, params, dilation=dilation, attn_shortcut=attn_shortcut)

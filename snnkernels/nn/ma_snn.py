@@ -2,7 +2,7 @@
 
 The math is in ``snnkernels.reference.ma_snn``. ``MultiDimensionalAttention`` runs through
 ``snnkernels.functional.multi_dimensional_attention``: ``backend`` ``"auto"`` (fused Triton sweeps on CUDA,
-the eager reference elsewhere), ``"torch"`` or ``"triton"``; so does ``TCSALIFNode`` (``ops.tcsa_paper_triton``).
+the eager reference elsewhere), ``"torch"`` or ``"triton"``; so does ``TCSALIFNode`` (``ops.tcsa_step_triton``).
 The other modules are eager only (``"auto"`` / ``"torch"``); ``"native"`` and ``"cupy"`` raise
 ``BackendUnavailableError`` everywhere.
 

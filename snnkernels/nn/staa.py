@@ -6,7 +6,7 @@ The math is in ``snnkernels.reference.staa``; ``STAALIFNode.forward`` is one cal
 ``staa_lif_reference`` so that a fused backend can replace it in one place. ``backend="triton"`` runs the
 global-context block's pooling (the attention-weighted context of every frame) as one fused sweep each
 way (``snnkernels.ops.global_context_triton``) and the step-attention time loop on step kernels
-(``snnkernels.ops.staa_triton``); the position encoding and the tiny MLPs stay torch. ``"auto"`` picks it on CUDA; ``"native"`` and
+(``snnkernels.ops.staa_step_triton``); the position encoding and the tiny MLPs stay torch. ``"auto"`` picks it on CUDA; ``"native"`` and
 ``"cupy"`` raise ``BackendUnavailableError``.
 
 - ``STAALIFNode``: the STAA-LIF neuron layer, a drop-in replacement for a LIF after conv + BN.
@@ -446,7 +446,7 @@ class STAALIFNode(nn.Module):
         params = self.params()
         if resolve_triton_op_backend(self.backend, x, owner) == "triton":
             if self.coefficient_shape != "CHW":
-                # GC pooling on its fused sweep, the loop on the step kernels (ops/staa_triton.py)
+                # GC pooling on its fused sweep, the loop on the step kernels (ops/staa_step_triton.py)
                 spikes = staa_lif_fused(x, params, drop_mask=drop_mask, loop_kernel=self.loop_kernel,
                                         **self.options())
                 return _from_tb(spikes, self.layout)

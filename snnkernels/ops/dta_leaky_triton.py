@@ -9,7 +9,7 @@ whole dL/dX but T-XA's pooled path (a broadcast add afterwards, as in ``dta_prod
 
 The neuron's settings are the gated kernel's (scalar coefficients, zero-state multi-step neuron; see
 ``ops.gated_leaky_triton.gated_leaky`` and ``nn.fused.neuron_settings``). Layout contract as
-``rowwise_triton`` (contiguous H * W planes; NA brought to X's strides; per-row terms dense fp32).
+``pooled_attention_triton`` (contiguous H * W planes; NA brought to X's strides; per-row terms dense fp32).
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@
 differentiable in ``x`` (the gate's own path: dL/dy * scale * spatial * pre'(x)), ``scale`` and ``spatial``,
 so an attention whose gates are computed by its own reduction sweeps (TCJA's ``tcja_gate_fused``, MA-SNN's
 ``ma_gates_fused``) composes with it under autograd: the gates' backward adds its pooled paths to x's
-gradient, and Y itself is never stored. Same layout contract as ``rowwise_triton`` (contiguous H * W
+gradient, and Y itself is never stored. Same layout contract as ``pooled_attention_triton`` (contiguous H * W
 planes; gates dense fp32).
 """
 from __future__ import annotations

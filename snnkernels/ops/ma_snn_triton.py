@@ -1,6 +1,6 @@
 """MA-SNN attention sweeps (``snnkernels.kernels.triton.ma_snn``) as ``torch.library`` ops with fakes.
 
-Same layout contract as ``rowwise_triton``: every full-size tensor of one call has X's strides with
+Same layout contract as ``pooled_attention_triton``: every full-size tensor of one call has X's strides with
 contiguous H * W planes; per-row tensors are dense fp32 [T, B, C]; per-pixel maps dense fp32 [B, H * W].
 Partial results of the pixel programs are combined here in a fixed order (deterministic).
 """

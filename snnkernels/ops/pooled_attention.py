@@ -5,7 +5,7 @@ Each op is two sweeps over the full tensor each way (the spec's "two-sweep floor
     forward:  Z = mean_hw X (sweep 1)  ->  tiny stage on [T, B, C]  ->  Y = map(X, gates) (sweep 2)
     backward: row sums of dL/dY against X (sweep 1)  ->  tiny stage backward  ->  dL/dX (sweep 2)
 
-The sweeps are the Triton ops of ``rowwise_triton``. The tiny stage (1-D convolutions over T or C,
+The sweeps are the Triton ops of ``pooled_attention_triton``. The tiny stage (1-D convolutions over T or C,
 products, sigmoids: a few thousand values) is plain fp32 torch here, with its backward written out so
 that the whole op is traceable by ``torch.compile`` (no ``torch.autograd.grad`` inside a backward).
 The equations are those of ``snnkernels.reference.tcja`` / ``snnkernels.reference.dta``.

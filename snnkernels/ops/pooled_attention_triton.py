@@ -1,7 +1,7 @@
 """Triton sweeps of the pooled attentions as ``torch.library`` ops (``snnkernels::rowwise_*``).
 
 Each op is one pass over full-size [T, B, C, H, W] tensors (kernels in
-``snnkernels.kernels.triton.rowwise``); the tiny per-(t, b, c) stages between them are plain torch in
+``snnkernels.kernels.triton.pooled_attention``); the tiny per-(t, b, c) stages between them are plain torch in
 ``snnkernels.ops.pooled_attention``, which also owns the autograd. The ops have fake implementations so
 ``torch.compile`` traces through them, and run on CUDA tensors, or on CPU tensors under Triton's
 interpreter (tests).

@@ -1,6 +1,6 @@
 """STAA-LIF's whole time loop as one persistent kernel per direction (``kernels.triton.staa_loop``).
 
-``staa_loop_persistent`` computes what ``staa_triton.staa_loop_fused`` computes (the loop of
+``staa_loop_persistent`` computes what ``staa_step_triton.staa_loop_fused`` computes (the loop of
 ``reference.staa.staa_lif_reference`` from the PE + GC features, zero initial state, spikes only), with
 one program per sample walking all T steps: the gates' MLP, the gated fire-and-reset sweep and the next
 step's pooling inside one launch, and one launch back. The sums run in another order than the step
@@ -33,7 +33,7 @@ GATE_IDS = {"sigmoid": SIGMOID, "softmax": SOFTMAX, "scaled_logits": SCALED_LOGI
 
 def _blocks(C: int, S: int, hid: int) -> dict:
     """The sweep's tile and the MLP's chunk (all hidden units x BLOCK_K channels). GPU: one program holds an
-    SM alone, so 8 warps, and the step kernels' 1024-value tile (``rowwise_triton.half_tiles``: the backward
+    SM alone, so 8 warps, and the step kernels' 1024-value tile (``pooled_attention_triton.half_tiles``: the backward
     keeps four row accumulators) with 4 values a thread; MLP chunks of at most 2048 weights (two chunks of
     W2 live at once). These keep every variant free of spills at ResNet-20 sizes (python_tests/triton_aot.py)."""
     block_r, block_s, warps = half_tiles(C, S)
@@ -162,7 +162,7 @@ def staa_loop_persistent(y_seq: torch.Tensor, a: torch.Tensor, b: torch.Tensor, 
                          mask: torch.Tensor | None, *, alpha: float, sa_gate: str, v_threshold: float,
                          v_reset: float, detach_reset: bool, surrogate: Surrogate,
                          spike_dtype: torch.dtype) -> torch.Tensor:
-    """Spikes of the loop of ``staa_lif_reference`` from zero state, as ``staa_triton.staa_loop_fused``
+    """Spikes of the loop of ``staa_lif_reference`` from zero state, as ``staa_step_triton.staa_loop_fused``
     (same arguments but ``v_init``), on one persistent program per sample: ``y_seq`` fp32 [T, B, C, H, W],
     ``a``, ``b`` [C] or one value, ``mask`` bool [T, B] (True = drop) or None."""
     C = y_seq.shape[2]

@@ -7,7 +7,7 @@
 - The entries that the modules call: each equals its module's output and gradients exactly, on "torch" and
   on "triton" (the module now calls the entry, so anything else is a wiring mistake), and the "triton" entry
   agrees with the eager reference within the tolerances of that op's own tests (test_global_context.py,
-  test_staa_fused.py, test_ma_snn_fused.py, test_pooled_attention.py, test_gated_neuron.py).
+  test_staa_loop.py, test_ma_snn_fused.py, test_pooled_attention.py, test_gated_leaky.py).
 """
 from __future__ import annotations
 
@@ -318,7 +318,7 @@ def test_tna_on_the_fused_input_on_triton_matches_reference(shortcut):
             torch.randn(2, 6, 3, 5, device=DEVICE), n_data=1, summed=(0,))
 
 
-# test_gated_neuron's ground truth: spikes equal in every dtype, gradients as its check_op / check_gradients
+# test_gated_leaky's ground truth: spikes equal in every dtype, gradients as its check_op / check_gradients
 GATE_SUM_RTOL = {torch.float32: SUM_RTOL, torch.float16: 2.0**-9, torch.bfloat16: 2.0**-6}
 
 

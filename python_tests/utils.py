@@ -181,7 +181,7 @@ def random_like_layout(shape, dtype, device, layout: str = "contiguous", generat
     raise ValueError(f"layout {layout!r} for shape {shape}")
 
 
-# Kernel-vs-reference harness (shared by test_leaky and test_properties)
+# Kernel-vs-reference harness (shared by test_leaky and test_leaky_properties)
 
 
 def make_coefficient(kind: str, value: float, C: int, spread: float = 0.1, dtype=torch.float32, device="cpu"):

@@ -9,7 +9,7 @@ each step as it fires, so the spikes are never written, read back or kept for th
 
 (``a``, ``b`` are T-XA's per-row terms, computed beforehand from the pooled mean of X; with NA_RESIDUAL the
 given tensor is T-NA's bias-free decoding conv and its bias and residual are added here, as the
-``rowwise`` DTA sweep does).
+``pooled_attention`` DTA sweep does).
 
 The backward walks time in reverse with the leaky kernel's checkpoint-and-recompute schedule. At each step
 it forms the product's gradients (dL/dNA, stored for T-NA's backward; dL/ds = dY * sig, kept in fp32 and
@@ -144,7 +144,7 @@ def dta_leaky_bwd_kernel(
             na, a, b, na_at = _step_terms(na_ptr, a_ptr, b_ptr, bias_ptr, x, t, na_offs, nst, rows, rmask & valid,
                                           mask & valid, R1, NA_RESIDUAL)
             gy = tl.load(grad_y_ptr + at, mask=mask & valid, other=0.0).to(tl.float32)
-            # the product Y = sig(NA * XA) * s, as the rowwise DTA backward
+            # the product Y = sig(NA * XA) * s, as the pooled-attention DTA backward
             xa = (x + a) * (x + b)
             sig = _sigmoid(na * xa)
             dp = gy * s * (sig * (1.0 - sig))

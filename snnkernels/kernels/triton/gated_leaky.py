@@ -4,7 +4,7 @@ The neuron's input at step t is ``y_t = pre(X_t) * scale[t, b, c] (* map[b, p])`
 released attention, docs/ma_snn.md "Gates inside the neuron") or the identity (TCJA's gate), so the gated
 tensor Y is never written nor read back: the attention costs its reduction sweeps only.
 
-Layout as ``rowwise``: X [T, B, C, H, W] is walked as R1 = B * C rows of S = H * W contiguous values per
+Layout as ``pooled_attention``: X [T, B, C, H, W] is walked as R1 = B * C rows of S = H * W contiguous values per
 step; row (b, c) of step t starts at ``t * st + b * sb + c * sc``. A program owns a tile of BLOCK_R rows x
 BLOCK_S columns (grid: row tiles x column tiles) and walks the whole time axis with the state in
 registers, so the backward can also reduce the gate's gradients over its tile:

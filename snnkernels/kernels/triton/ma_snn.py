@@ -1,6 +1,6 @@
 """Triton sweeps of MA-SNN's released multi-dimensional attention (docs/ma_snn.md "Sweeps and backward").
 
-Layout as ``rowwise``: X [T, B, C, H, W] is R = T * B * C rows of S = H * W contiguous values, row
+Layout as ``pooled_attention``: X [T, B, C, H, W] is R = T * B * C rows of S = H * W contiguous values, row
 r = (t * B + b) * C + c at ``t * st + b * sb + c * sc``; per-row vectors are dense fp32 [T, B, C] and
 per-pixel maps dense fp32 [B, S]. Two kinds of program:
 

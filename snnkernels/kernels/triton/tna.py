@@ -1,6 +1,6 @@
 """Triton sweeps of DTA's T-NA around its dense 1x1 convolutions (which stay on cuBLAS / cuDNN).
 
-Tensors are T-NA's [B, D, H, W] seen as [1, B, D, H, W] rows (layout of ``rowwise``), per-row vectors
+Tensors are T-NA's [B, D, H, W] seen as [1, B, D, H, W] rows (layout of ``pooled_attention``), per-row vectors
 dense fp32 [B, D]. Arithmetic fp32, exact (erf) GELU as the reference.
 """
 import triton

@@ -1,0 +1,98 @@
+"""One stem per op in every layer (CONTRIBUTING.md, "Where things go"): the @triton.jit kernels of op family
+<stem> in ``snnkernels/kernels/triton/<stem>.py``, their launchers in ``snnkernels/ops/<stem>_triton.py``, the
+backend-independent part (if any) in ``snnkernels/ops/<stem>.py``, the tests in ``python_tests/test_<stem>*.py``.
+
+The check reads file names only, so that whoever knows an op's name finds every layer of it by that name; the
+few exceptions are listed below with their reason, and a synthetic tree proves the check can fail.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BACKENDS = ("triton", "native", "cupy")
+
+# @triton.jit helpers called by several op families: device code with no op of its own
+SHARED_KERNEL_MODULES = {
+    "neuron_step": "the neuron's step, backward step and recompute schedule, run by every kernel with a neuron",
+    "surrogate": "the surrogate gradients' device code, called by every kernel that fires",
+}
+# op families whose tests share a file named after another stem: (that file, why)
+TESTED_IN = {
+    "staa_step": ("test_staa_loop.py", "STAA-LIF's loop is tested on its step kernels and its persistent kernel alike"),
+    "tcsa_step": ("test_ma_snn_fused.py", "TCSA-LIF's step runs on MA-SNN's attention sweeps and is tested with them"),
+    "tna": ("test_pooled_attention.py", "T-NA is DTA's attention, tested beside DTA's product sweeps"),
+}
+# ops/<stem>_triton.py without a kernels/triton/<stem>.py: (why); none today
+TRITON_OPS_WITHOUT_KERNELS: dict[str, str] = {}
+
+
+def naming_problems(kernel_modules: set[str], ops_modules: set[str], test_files: set[str]) -> list[str]:
+    """What breaks the one-stem rule, given the module names (no ``.py``) under kernels/triton/ and ops/ and
+    the test file names; package and private modules (``__init__``, ``_device``) are skipped."""
+    kernels = {m for m in kernel_modules if not m.startswith("_")} - set(SHARED_KERNEL_MODULES)
+    ops = {m for m in ops_modules if not m.startswith("_")}
+    problems = []
+    for stem in sorted(kernels):
+        if f"{stem}_triton" not in ops:
+            problems.append(f"kernels/triton/{stem}.py has no ops/{stem}_triton.py")
+        if stem in TESTED_IN:
+            if TESTED_IN[stem][0] not in test_files:
+                problems.append(f"kernels/triton/{stem}.py: its tests' file {TESTED_IN[stem][0]} is gone")
+        elif not any(t.startswith(f"test_{stem}") and t.endswith(".py") for t in test_files):
+            problems.append(f"kernels/triton/{stem}.py has no python_tests/test_{stem}*.py")
+    for module in sorted(ops):
+        stem, _, backend = module.rpartition("_")
+        if backend == "triton":
+            if stem not in kernels and stem not in TRITON_OPS_WITHOUT_KERNELS:
+                problems.append(f"ops/{module}.py has no kernels/triton/{stem}.py")
+        elif (backend not in BACKENDS or not stem) and not any(f"{module}_{b}" in ops for b in BACKENDS):
+            # a backend-independent part serves at least one backend of its op
+            problems.append(f"ops/{module}.py names no op: no ops/{module}_<backend>.py beside it")
+    return problems
+
+
+def _modules(folder: str) -> set[str]:
+    return {p.stem for p in (ROOT / folder).glob("*.py")}
+
+
+def test_every_op_has_one_stem_in_every_layer():
+    tests = {p.name for p in (ROOT / "python_tests").glob("test_*.py")}
+    problems = naming_problems(_modules("snnkernels/kernels/triton"), _modules("snnkernels/ops"), tests)
+    assert not problems, problems
+
+
+def test_the_exceptions_are_current():
+    kernels = _modules("snnkernels/kernels/triton")
+    assert set(SHARED_KERNEL_MODULES) <= kernels, "a shared helper module listed here is gone"
+    for stem, (test_file, _) in TESTED_IN.items():
+        assert stem in kernels, stem
+        assert stem in (ROOT / "python_tests" / test_file).read_text(), f"{test_file} does not test {stem}"
+        assert not list((ROOT / "python_tests").glob(f"test_{stem}*.py")), f"{stem} has its own test file now"
+    for stem in TRITON_OPS_WITHOUT_KERNELS:
+        assert stem not in kernels, stem
+
+
+def test_the_check_fails_on_a_tree_that_breaks_the_rule():
+    kernels = {"__init__", "leaky", "neuron_step", "orphan", "untested", "tna"}
+    ops = {"__init__", "_device", "leaky", "leaky_triton", "leaky_native", "untested_triton", "stray_triton",
+           "lonely", "orphan_helpers", "tna_triton"}
+    tests = {"test_leaky.py", "test_orphan_sweeps.py"}
+    assert naming_problems(kernels, ops, tests) == [
+        "kernels/triton/orphan.py has no ops/orphan_triton.py",
+        "kernels/triton/tna.py: its tests' file test_pooled_attention.py is gone",
+        "kernels/triton/untested.py has no python_tests/test_untested*.py",
+        "ops/lonely.py names no op: no ops/lonely_<backend>.py beside it",
+        "ops/orphan_helpers.py names no op: no ops/orphan_helpers_<backend>.py beside it",
+        "ops/stray_triton.py has no kernels/triton/stray.py",
+    ]
+    # the rule holds on the same tree once the missing files are there
+    assert naming_problems(kernels | {"stray"}, ops | {"orphan_triton", "lonely_native", "orphan_helpers_cupy"},
+                           tests | {"test_untested.py", "test_stray.py", "test_pooled_attention.py"}) == []
+
+
+def test_the_former_reference_path_gives_the_same_functions():
+    from snnkernels.reference import leaky, neuron
+
+    for name in neuron.__all__:
+        assert getattr(neuron, name) is getattr(leaky, name), name

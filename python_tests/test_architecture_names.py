@@ -17,6 +17,11 @@ SHARED_KERNEL_MODULES = {
     "neuron_step": "the neuron's step, backward step and recompute schedule, run by every kernel with a neuron",
     "surrogate": "the surrogate gradients' device code, called by every kernel that fires",
 }
+# modules of ops/ that serve every op rather than being one: (why)
+SHARED_OPS_MODULES = {
+    "registry": "the op registry and capability table: one entry per op of every family",
+    "leaky_settings": "the leaky op's arguments, defined once for leaky.py and every backend's launcher",
+}
 # op families whose tests share a file named after another stem: (that file, why)
 TESTED_IN = {
     "staa_step": ("test_staa_loop.py", "STAA-LIF's loop is tested on its step kernels and its persistent kernel alike"),
@@ -31,7 +36,7 @@ def naming_problems(kernel_modules: set[str], ops_modules: set[str], test_files:
     """What breaks the one-stem rule, given the module names (no ``.py``) under kernels/triton/ and ops/ and
     the test file names; package and private modules (``__init__``, ``_device``) are skipped."""
     kernels = {m for m in kernel_modules if not m.startswith("_")} - set(SHARED_KERNEL_MODULES)
-    ops = {m for m in ops_modules if not m.startswith("_")}
+    ops = {m for m in ops_modules if not m.startswith("_")} - set(SHARED_OPS_MODULES)
     problems = []
     for stem in sorted(kernels):
         if f"{stem}_triton" not in ops:
@@ -69,6 +74,7 @@ def test_the_exceptions_are_current():
         assert stem in kernels, stem
         assert stem in (ROOT / "python_tests" / test_file).read_text(), f"{test_file} does not test {stem}"
         assert not list((ROOT / "python_tests").glob(f"test_{stem}*.py")), f"{stem} has its own test file now"
+    assert set(SHARED_OPS_MODULES) <= _modules("snnkernels/ops"), "a shared ops module listed here is gone"
     for stem in TRITON_OPS_WITHOUT_KERNELS:
         assert stem not in kernels, stem
 

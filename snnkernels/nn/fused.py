@@ -34,9 +34,10 @@ from ..functional import dta_on_neuron_fused
 from ..reference.ma_snn import check_attention_weights
 from ..reference.tcja import check_tcja_arguments
 from ..surrogate import coerce_surrogate
-from .attention import DTA, _check_t_c, _dtype_mismatch, _TCJAFamily, _to_tb
+from .attention import DTA, TCJAFamily
+from .attention_inputs import check_t_c, dtype_mismatch, to_tb
 from .ma_snn import MultiDimensionalAttention
-from .neuron import _SpikingNeuron
+from .neuron import SpikingNeuron
 
 if HAS_TRITON:
     from ..ops.gated_leaky_triton import gated_leaky
@@ -46,7 +47,7 @@ if HAS_TRITON:
 __all__ = ["AttentionNeuron", "attention_neuron", "neuron_tcja_pool", "neuron_dta", "fusion_blocker",
            "dta_fusion_blocker", "neuron_settings", "observe_fusion", "notify_fusion", "observer_hook"]
 
-FUSABLE_ATTENTIONS = (_TCJAFamily, MultiDimensionalAttention)
+FUSABLE_ATTENTIONS = (TCJAFamily, MultiDimensionalAttention)
 # callbacks (attention, partner, x, how) run by every fused call; see observe_fusion
 Observer = Callable[[nn.Module, nn.Module, torch.Tensor, str], None]
 _OBSERVERS: list[Observer] = []
@@ -76,7 +77,7 @@ def observe_fusion(callback: Observer) -> Iterator[None]:
 def neuron_settings(neuron: nn.Module) -> tuple:
     """The gated kernel's scalar settings of ``neuron`` (see ``ops.gated_leaky_triton.gated_leaky``);
     ``ValueError`` naming the reason when the neuron is not one the gated kernel computes."""
-    if not isinstance(neuron, _SpikingNeuron):
+    if not isinstance(neuron, SpikingNeuron):
         raise ValueError(f"the gated kernel runs snnkernels' leaky neurons, got {type(neuron).__name__}")
     if neuron.step_mode != "m" or neuron.stateful:
         raise ValueError("the gated kernel runs a stateless multi-step neuron (step_mode='m', stateful=False)")
@@ -110,7 +111,7 @@ def _pair_blocker(attention: nn.Module, neuron: nn.Module, x: torch.Tensor) -> s
     # the unfused pair applies the modules' own rules (docs/tcja_dta.md, "Empty input and dtypes")
     if x.numel() == 0:
         return "the input is empty"
-    if _dtype_mismatch(attention, x):
+    if dtype_mismatch(attention, x):
         return f"the input is {x.dtype} and the attention's parameters are not (the attention raises)"
     try:
         neuron_settings(neuron)
@@ -132,8 +133,8 @@ def _gated_run(attention: nn.Module, x: torch.Tensor, settings: tuple) -> Callab
         x = attention._input(x)
         weights = check_attention_weights(x, attention.dims, *attention.weights())
         return lambda count: ma_gated_neuron_fused(x, attention.dims, *weights, neuron=settings, count_spikes=count)
-    x = _to_tb(owner, x, "TB")
-    _check_t_c(owner, x, attention.T, attention.channel, "TB")
+    x = to_tb(owner, x, "TB")
+    check_t_c(owner, x, attention.T, attention.channel, "TB")
     weight_t, weight_c = attention._weights()
     check_tcja_arguments(x, weight_t, weight_c, None, None, attention.mode)
     gate = tcja_gate_fused(x, weight_t, weight_c, attention.mode)
@@ -177,7 +178,7 @@ def neuron_tcja_pool(neuron: nn.Module, attention: nn.Module, pool: nn.Module, x
     if fusion_blocker(attention, neuron, x) is not None:
         return pool(attention(neuron(x)))
     owner = type(attention).__name__
-    _check_t_c(owner, _to_tb(owner, x, "TB"), attention.T, attention.channel, "TB")
+    check_t_c(owner, to_tb(owner, x, "TB"), attention.T, attention.channel, "TB")
     notify_fusion(attention, neuron, x, "neuron-pool")
     ones = x.new_ones(x.shape[:3], dtype=torch.float32)
     settings = neuron_settings(neuron)
@@ -223,7 +224,7 @@ def neuron_dta(neuron: nn.Module, dta: nn.Module, x: torch.Tensor) -> torch.Tens
     if dta_fusion_blocker(neuron, dta, x) is not None:
         return dta(x, neuron(x))
     notify_fusion(dta, neuron, x, "neuron-dta")
-    _check_t_c("DTA", x, dta.T, dta.out_channels, "TB", "x_seq")
+    check_t_c("DTA", x, dta.T, dta.out_channels, "TB", "x_seq")
     xa, na, settings = dta.T_XA, dta.T_NA, neuron_settings(neuron)
 
     def run(count: bool):

@@ -52,11 +52,11 @@ def _dims(y: torch.Tensor, w1: torch.Tensor | None) -> tuple[int, int, int, int,
 def _fwd_outputs(y: torch.Tensor, has_sa: bool, hid: int, spike_dtype: torch.dtype, training: bool):
     T, B, C = y.shape[:3]
     slots = T if training else min(T, 2)
-    f32 = dict(dtype=torch.float32, device=y.device)
-    return (torch.empty(y.shape, dtype=spike_dtype, device=y.device), torch.empty((slots, *y.shape[1:]), **f32),
-            torch.empty((T, B, C), **f32), torch.empty((T, B, C), **f32),
-            torch.empty((T, B, hid) if has_sa else (0,), **f32), torch.empty((T, B, C), **f32),
-            torch.empty((T, B, C) if has_sa else (0,), **f32))
+    fp32 = dict(dtype=torch.float32, device=y.device)
+    return (torch.empty(y.shape, dtype=spike_dtype, device=y.device), torch.empty((slots, *y.shape[1:]), **fp32),
+            torch.empty((T, B, C), **fp32), torch.empty((T, B, C), **fp32),
+            torch.empty((T, B, hid) if has_sa else (0,), **fp32), torch.empty((T, B, C), **fp32),
+            torch.empty((T, B, C) if has_sa else (0,), **fp32))
 
 
 @torch.library.custom_op("snnkernels::staa_loop_fwd", mutates_args=(), device_types=("cpu", "cuda"))
@@ -111,17 +111,17 @@ def staa_loop_bwd(grad_spikes: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b
     dy, da, db, dw1, dw2 = _bwd_outputs(y, a, w1, w2)
     if y.numel() == 0:
         return dy, da.zero_(), db.zero_(), dw1.zero_(), dw2.zero_()
-    f32 = dict(dtype=torch.float32, device=y.device)
+    fp32 = dict(dtype=torch.float32, device=y.device)
     has_sa = w1 is not None
-    da_parts, db_parts = torch.zeros((2 * T, B, C), **f32), torch.zeros((2 * T, B, C), **f32)
-    dw1_parts = torch.empty((T, B, hid, C) if has_sa else (0,), **f32)
-    dw2_parts = torch.empty((T, B, 2 * C, hid) if has_sa else (0,), **f32)
+    da_parts, db_parts = torch.zeros((2 * T, B, C), **fp32), torch.zeros((2 * T, B, C), **fp32)
+    dw1_parts = torch.empty((T, B, hid, C) if has_sa else (0,), **fp32)
+    dw2_parts = torch.empty((T, B, 2 * C, hid) if has_sa else (0,), **fp32)
     with on_device_of(y):
         staa_loop_bwd_kernel[(B,)](
             grad_spikes.contiguous(), y, mean_y if has_sa else a, a, b, a if w1 is None else w1,
             a if w2 is None else w2,
             a if drop is None else drop, states, ga, gb, hidden if has_sa else a, mean_h, dy,
-            torch.empty((B, C, S), **f32), torch.empty((B, C, S), **f32), torch.zeros((4, B, C), **f32),
+            torch.empty((B, C, S), **fp32), torch.empty((B, C, S), **fp32), torch.zeros((4, B, C), **fp32),
             da_parts, db_parts, dw1_parts if has_sa else a, dw2_parts if has_sa else a,
             T, B, C, S, max(hid, 1), *f32(alpha, v_threshold, v_reset, surrogate_param),
             HAS_SA=has_sa, GATE=gate, HAS_DROP=drop is not None, DETACH_RESET=detach_reset, SG_ID=surrogate_id,

@@ -77,7 +77,7 @@ class TCJAFamily(nn.Module):
             state_dict[prefix + "conv.weight"] = state_dict.pop(tet_key)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def _weights(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def weights(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(TLA weight, CLA weight) as ``functional.tcja`` takes them; None for an absent branch."""
         return self.conv_c.weight if self.mode != "cla" else None, self.conv.weight if self.mode != "tla" else None
 
@@ -88,7 +88,7 @@ class TCJAFamily(nn.Module):
         check_dtype(owner, self, x)
         if x.numel() == 0:
             return empty_output(x_seq, self)
-        y = SF.tcja(x, *self._weights(), mode=self.mode, backend=self.backend)
+        y = SF.tcja(x, *self.weights(), mode=self.mode, backend=self.backend)
         return from_tb(y, self.layout)
 
     def gate(self, x_seq: torch.Tensor) -> torch.Tensor:
@@ -103,7 +103,7 @@ class TCJAFamily(nn.Module):
                              f"(input shape {list(x_seq.shape)}); forward returns the empty output")
         if x.numel() == 0:
             return from_tb(empty_output(x, self, shape=tuple(x.shape[:3])), self.layout)
-        return from_tb(SF.tcja_gate(x, *self._weights(), mode=self.mode, backend=self.backend), self.layout)
+        return from_tb(SF.tcja_gate(x, *self.weights(), mode=self.mode, backend=self.backend), self.layout)
 
     def extra_repr(self) -> str:
         return (

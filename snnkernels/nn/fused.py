@@ -130,12 +130,12 @@ def _gated_run(attention: nn.Module, x: torch.Tensor, settings: tuple) -> Callab
     sweep (its backward a broadcast view), then the gated neuron."""
     owner = type(attention).__name__
     if isinstance(attention, MultiDimensionalAttention):
-        x = attention._input(x)
+        x = attention.checked_input(x)
         weights = check_attention_weights(x, attention.dims, *attention.weights())
         return lambda count: ma_gated_neuron_fused(x, attention.dims, *weights, neuron=settings, count_spikes=count)
     x = to_tb(owner, x, "TB")
     check_t_c(owner, x, attention.T, attention.channel, "TB")
-    weight_t, weight_c = attention._weights()
+    weight_t, weight_c = attention.weights()
     check_tcja_arguments(x, weight_t, weight_c, None, None, attention.mode)
     gate = tcja_gate_fused(x, weight_t, weight_c, attention.mode)
     return lambda count: gated_leaky(x, gate, None, relu=False, neuron=settings, count_spikes=count)
@@ -186,7 +186,7 @@ def neuron_tcja_pool(neuron: nn.Module, attention: nn.Module, pool: nn.Module, x
         neuron, x, lambda count: gated_leaky(x, ones, None, relu=False, neuron=settings, count_spikes=count),
         need_counts=True)
     _call_pre_hooks(attention, spikes)
-    gate = tcja_gate_from_counts(spikes, counts, *attention._weights(), attention.mode)
+    gate = tcja_gate_from_counts(spikes, counts, *attention.weights(), attention.mode)
     return pool(spikes) * gate[..., None, None].to(spikes.dtype)
 
 

@@ -182,7 +182,8 @@ class _Gates(nn.Module):
             None if self.sa is None else self.sa.conv.weight,
         )
 
-    def _input(self, x_seq: torch.Tensor) -> torch.Tensor:
+    def checked_input(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """``x_seq`` as a [T, B, ...] view, its T and C checked against the constructor's."""
         owner = type(self).__name__
         x = to_tb(owner, x_seq, self.layout)
         # without a TA the gates do not depend on T: any T runs (the [B, T] order is still checked by C)
@@ -261,7 +262,7 @@ class MultiDimensionalAttention(_Gates):
                     ("auto", "torch", "triton"))
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        x = self._input(x_seq)
+        x = self.checked_input(x_seq)
         check_dtype("MultiDimensionalAttention", self, x)
         if x.numel() == 0:
             return empty_output(x_seq, self)
@@ -431,7 +432,7 @@ class TCSALIFNode(_Gates):
         self.detach_reset = bool(detach_reset)
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        x = self._input(x_seq)
+        x = self.checked_input(x_seq)
         if x.numel() == 0:
             return empty_output(x_seq, self)
         neuron = dict(beta=self.beta, u_th=self.u_th, v_reset=self.v_reset,

@@ -27,8 +27,6 @@ if HAS_TRITON:
 __all__ = ["multistep_leaky", "multistep_lif", "tcja", "tcja_gate", "txa", "dta_product", "tna", "dta",
            "dta_on_neuron_fused", "multi_dimensional_attention"]
 
-Output = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
-
 
 def multistep_leaky(
     x_seq: torch.Tensor,

@@ -28,11 +28,6 @@ from .triton_launch import launch_rows, per_row
 __all__ = ["tna_decoded", "tna_fused"]
 
 
-def _as_rows(t: torch.Tensor) -> torch.Tensor:
-    """[B, D, H, W] -> the [1, B, D, H, W] row view (contiguous planes)."""
-    return (t if t.is_contiguous() else t.contiguous()).unsqueeze(0)
-
-
 def _per_bd(t: torch.Tensor) -> torch.Tensor:
     return torch.empty(t.shape[:2], dtype=torch.float32, device=t.device)
 

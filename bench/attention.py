@@ -60,7 +60,7 @@ from snnkernels import functional as SF  # noqa: E402
 from snnkernels.nn import DTA  # noqa: E402
 
 from .registry import Case  # noqa: E402  (op, shape [T, B, C, H, W], dtype)
-from .run import DTYPES, ELEM, _progress, _row, markdown_table, metadata, write_results  # noqa: E402
+from .run import DTYPES, ELEM, markdown_table, metadata, progress, result_row, write_results  # noqa: E402
 from .utils import copy_bandwidth_gbps, peak_memory_mb, time_fn  # noqa: E402
 
 PROVIDERS = ("torch-eager", "torch-compile", "snnkernels-triton")
@@ -145,7 +145,7 @@ _TCJA_BLOCKS: dict = {}
 
 def _tcja_block(case: Case, device: str, backend: str):
     """(LIF, TCJA, max pool) of a TCJA-SNN DVS128 Gesture block, the same weights for every provider."""
-    from snnkernels.models._blocks import SeqToANN
+    from snnkernels.models import SeqToANN
     from snnkernels.models.tcja_nets import DVS128_GESTURE as p
     from snnkernels.nn import TCJA, LIFNode
 
@@ -411,9 +411,10 @@ def main(argv: list[str] | None = None) -> int:
     # budget cuts compile rows, not ours
     jobs.sort(key=lambda job: job[1] == "torch-compile")
     rows, verified = [], {}
-    for case, provider in _progress(jobs, len(jobs), "attention"):
+    for case, provider in progress(jobs, len(jobs), "attention"):
         if args.max_minutes is not None and time.time() - started > 60 * args.max_minutes:
-            rows.append(_row(case, provider, device, status="not run", note=f"time budget ({args.max_minutes} min)"))
+            rows.append(result_row(case, provider, device, status="not run",
+                                   note=f"time budget ({args.max_minutes} min)"))
             continue
         backend = "triton" if provider == "snnkernels-triton" else "torch"
         try:
@@ -423,20 +424,20 @@ def main(argv: list[str] | None = None) -> int:
             if key not in verified:
                 verified[key] = verify(provider, case, device)
             if verified[key] is not None:
-                rows.append(_row(case, provider, device, status="FAILED", note=f"verification: {verified[key]}"))
+                rows.append(result_row(case, provider, device, status="FAILED", note=f"verification: {verified[key]}"))
                 continue
             measured = time_one(build(provider, case, device), case, device, backend)
         except Exception as exc:  # noqa: BLE001 - recorded, and the run goes on
             status = "unavailable" if str(exc).startswith("unavailable") else "FAILED"
             if status == "FAILED":
                 traceback.print_exc()
-            rows.append(_row(case, provider, device, status=status, note=str(exc).splitlines()[0][:300]))
+            rows.append(result_row(case, provider, device, status=status, note=str(exc).splitlines()[0][:300]))
             continue
         for mode, (timing, peak) in measured.items():
             nbytes = floor_bytes(case, mode)
             seconds = timing.p50_ms * 1e-3
             gbps = nbytes / seconds / 1e9 if nbytes else None
-            rows.append(_row(
+            rows.append(result_row(
                 case, provider, device, mode=mode, ms_p50=timing.p50_ms, ms_p20=timing.p20_ms,
                 ms_p80=timing.p80_ms, schedule="two-sweep floor", MB_moved=(nbytes or 0) / 1e6,
                 **{"GB/s": gbps or 0.0, "floor_GB/s": gbps or 0.0},

@@ -36,7 +36,7 @@ from torch import nn
 from snnkernels import models
 
 from .registry import Case
-from .run import _progress, _row, markdown_table, metadata, write_results
+from .run import markdown_table, metadata, progress, result_row, write_results
 from .utils import peak_memory_mb, time_fn
 
 PROVIDERS = ("torch-eager", "torch-compile", "snnkernels")
@@ -123,9 +123,10 @@ def main(argv: list[str] | None = None) -> int:
                 sizes="smoke sizes (CPU)" if small else "paper sizes")
     started, rows, first_loss = time.time(), [], {}
     jobs = [(n, p) for n in names for p in args.providers]
-    for name, provider in _progress(jobs, len(jobs), "networks"):
+    for name, provider in progress(jobs, len(jobs), "networks"):
         if args.max_minutes is not None and time.time() - started > 60 * args.max_minutes:
-            rows.append(_row(Case(name, (0,), torch.float32), provider, device, status="not run", note="time budget"))
+            rows.append(result_row(Case(name, (0,), torch.float32), provider, device, status="not run",
+                                   note="time budget"))
             continue
         try:
             model, step, shape = build(provider, name, device, small)
@@ -134,19 +135,20 @@ def main(argv: list[str] | None = None) -> int:
             loss = step().item()  # warm-up, compilation, and the verification loss of the first step
             base = first_loss.setdefault(name, loss) if provider == "torch-eager" else first_loss.get(name)
             if base is not None and abs(loss - base) > LOSS_RTOL * abs(base):
-                rows.append(_row(case, provider, device, status="FAILED",
+                rows.append(result_row(case, provider, device, status="FAILED",
                                  note=f"first-step loss {loss:.6g} vs eager {base:.6g}"))
                 continue
             model.load_state_dict(state)
             timing = time_fn(step, device, min_reps=3, min_time_s=0.5, max_reps=50)
             dataset = TRAIN_SAMPLES[name][0]
-            rows.append(_row(case, provider, device, mode="train-step", ms_p50=timing.p50_ms, ms_p20=timing.p20_ms,
-                             ms_p80=timing.p80_ms, peak_mem_MB=peak_memory_mb(step, device), reps=timing.reps,
-                             faults_per_call=timing.faults_per_call,
-                             epoch_s=epoch_seconds(name, shape[0], timing.p50_ms), dataset=dataset,
-                             status="ok", note=None, **{"GB/s": 0.0}, fraction_of_copy_bw=0.0))
+            rows.append(result_row(case, provider, device, mode="train-step", ms_p50=timing.p50_ms,
+                                   ms_p20=timing.p20_ms,
+                                   ms_p80=timing.p80_ms, peak_mem_MB=peak_memory_mb(step, device), reps=timing.reps,
+                                   faults_per_call=timing.faults_per_call,
+                                   epoch_s=epoch_seconds(name, shape[0], timing.p50_ms), dataset=dataset,
+                                   status="ok", note=None, **{"GB/s": 0.0}, fraction_of_copy_bw=0.0))
         except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
-            rows.append(_row(Case(name, (0,), torch.float32), provider, device, status="FAILED",
+            rows.append(result_row(Case(name, (0,), torch.float32), provider, device, status="FAILED",
                              note=f"{type(exc).__name__}: {exc}".splitlines()[0][:300]))
         eager = {r["op"]: r["ms_p50"] for r in rows if r["status"] == "ok" and r["provider"] == "torch-eager"}
         for r in rows:

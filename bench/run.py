@@ -53,7 +53,8 @@ CSV_FIELDS = ["op", "provider", "mode", "dtype", "T", "shape", "N", "ms_p50", "m
               "reps", "faults_per_call", "status", "note", "device"]
 
 
-def _progress(iterable, total, desc):
+def progress(iterable, total, desc):
+    """``iterable`` with a tqdm progress bar on stderr when tqdm is installed."""
     try:
         from tqdm import tqdm
 
@@ -214,7 +215,8 @@ def time_case(fn, case: registry.Case, device: str, modes=MODES) -> dict[str, tu
     return out
 
 
-def _row(case: registry.Case, provider: str, device: str, **kw) -> dict:
+def result_row(case: registry.Case, provider: str, device: str, **kw) -> dict:
+    """One results row (CSV_FIELDS) of ``case`` on ``provider``; ``kw`` adds or overrides fields."""
     row = dict(op=case.op, provider=provider, dtype=case.dtype_name, T=case.T, shape="x".join(map(str, case.shape)),
                N=case.N, device=device)
     row.update(kw)
@@ -277,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"verify {provider:20s} {op:14s} {str(dtype)[6:]:9s}: {state} ({detail})", file=sys.stderr)
             if state not in ("ok", "unverified"):
                 first = next(c for c in cases if (c.op, c.dtype) == (op, dtype))
-                rows.append(_row(first, provider, device, T=None, shape=None, N=None, mode=None,
+                rows.append(result_row(first, provider, device, T=None, shape=None, N=None, mode=None,
                                  status=state, note=detail))
     meta["verification"] = [{"provider": p, "op": o, "dtype": str(d)[6:], "status": s, "detail": t}
                             for (p, o, d), (s, t) in status.items()]
@@ -286,23 +288,24 @@ def main(argv: list[str] | None = None) -> int:
     # torch.compile's compilation dominates a GPU run: its cases go last, so a time budget cuts them rather
     # than the fused kernels' cases (each list stays in the registry's priority order)
     jobs.sort(key=lambda job: job[1] == "torch-compile")
-    for case, provider in _progress(jobs, len(jobs), "benchmark"):
+    for case, provider in progress(jobs, len(jobs), "benchmark"):
         if args.max_minutes is not None and time.time() - started > 60 * args.max_minutes:
-            rows.append(_row(case, provider, device, status="not run", note=f"time budget ({args.max_minutes} min)"))
+            rows.append(result_row(case, provider, device, status="not run",
+                                   note=f"time budget ({args.max_minutes} min)"))
             continue
         try:
             fn, schedule = registry.build(provider, case.op, case, device)
             measured = time_case(fn, case, device, args.modes)
         except registry.Unavailable as exc:
-            rows.append(_row(case, provider, device, status="unavailable", note=str(exc)))
+            rows.append(result_row(case, provider, device, status="unavailable", note=str(exc)))
             continue
         except torch.OutOfMemoryError:
-            rows.append(_row(case, provider, device, status="FAILED", note="out of memory"))
+            rows.append(result_row(case, provider, device, status="FAILED", note="out of memory"))
             torch.cuda.empty_cache()
             continue
         except Exception as exc:  # noqa: BLE001 - recorded, and the run goes on
             traceback.print_exc()
-            rows.append(_row(case, provider, device, status="FAILED",
+            rows.append(result_row(case, provider, device, status="FAILED",
                              note=f"{type(exc).__name__}: {exc}".splitlines()[0][:300]))
             continue
         elem, learned = ELEM[case.dtype], registry.OPS[case.op].learned
@@ -311,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
             floor = lif_bytes("floor", mode, case.T, case.N, elem)
             seconds = timing.p50_ms * 1e-3
             gbps = nbytes / seconds / 1e9
-            rows.append(_row(
+            rows.append(result_row(
                 case, provider, device, mode=mode, ms_p50=timing.p50_ms, ms_p20=timing.p20_ms, ms_p80=timing.p80_ms,
                 schedule=schedule, MB_moved=nbytes / 1e6, **{"GB/s": gbps, "floor_GB/s": floor / seconds / 1e9},
                 fraction_of_copy_bw=gbps / meta["copy_bandwidth_GBps"], peak_mem_MB=peak, reps=timing.reps,

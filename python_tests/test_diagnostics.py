@@ -14,7 +14,7 @@ from torch import nn
 
 from snnkernels import backends, diagnostics, models
 from snnkernels import nn as snn
-from snnkernels.nn.neuron import _SpikingNeuron
+from snnkernels.nn.neuron import SpikingNeuron
 
 
 def test_report_names_versions_and_each_backends_reason():
@@ -40,7 +40,7 @@ def test_layers_resolve_as_their_ops_do():
     assert rows and all(r.name in modules for r in rows)
     for row in rows:
         module = modules[row.name]
-        if isinstance(module, _SpikingNeuron):
+        if isinstance(module, SpikingNeuron):
             assert row.resolved == backends.resolve_backend(module.backend, probe), row
         else:
             assert row.resolved == backends.resolve_triton_op_backend(module.backend, probe, row.kind), row
@@ -48,7 +48,7 @@ def test_layers_resolve_as_their_ops_do():
     assert {"TETLIFNode", "DTA", "TNA", "TXA"} <= kinds, kinds
     assert type(model).__name__ not in kinds, "the network's own backend switch is not a layer"
     assert len([r for r in rows if r.kind == "TETLIFNode"]) == sum(
-        isinstance(m, _SpikingNeuron) for m in model.modules())
+        isinstance(m, SpikingNeuron) for m in model.modules())
 
 
 def test_auto_says_why_it_skipped_a_backend(monkeypatch):

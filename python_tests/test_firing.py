@@ -20,9 +20,9 @@ from torch import nn
 
 from snnkernels import firing
 from snnkernels import nn as snn
-from snnkernels.functional import _leaky
+from snnkernels.functional import leaky_neuron
 from snnkernels.models._blocks import SeqToANN
-from snnkernels.nn.neuron import _SpikingNeuron
+from snnkernels.nn.neuron import SpikingNeuron
 from snnkernels.surrogate import ATan, Sigmoid, Triangle
 
 from conftest import DEVICE
@@ -133,7 +133,7 @@ def test_counted_op_zero_neurons_and_long_chunk():
 
 
 def _counted_lif(x, decay):
-    (spikes, v), counts = _leaky(x, None, decay=decay, input_gain=1.0, bias=0.0, v_threshold=1.0, v_reset=0.0,
+    (spikes, v), counts = leaky_neuron(x, None, decay=decay, input_gain=1.0, bias=0.0, v_threshold=1.0, v_reset=0.0,
                                  strict_threshold=False, detach_reset=False, surrogate_function=Sigmoid(),
                                  backend="triton", return_final_state=True, v_init_value=0.0, count_spikes=True)
     return spikes.sum(0) + v, counts
@@ -294,7 +294,7 @@ def _spy(model: nn.Module) -> dict[str, list[torch.Tensor]]:
     """The spikes of every neuron module, captured independently of the recording."""
     seen: dict[str, list[torch.Tensor]] = {}
     for name, m in model.named_modules():
-        if isinstance(m, _SpikingNeuron):
+        if isinstance(m, SpikingNeuron):
             m.register_forward_hook(lambda mod, args, out, name=name: seen.setdefault(name, []).append(out.detach()))
     return seen
 

@@ -900,14 +900,14 @@ def test_v_seq_output_convention(backend):
 def test_v_seq_with_spike_counts(backend, final):
     """The counted forward (firing statistics) with v_seq: the same outputs as without counting, the counts equal
     to the spikes' per-step sums; on Triton the kernel counts and stores v_seq in one pass."""
-    from snnkernels.functional import _leaky
+    from snnkernels.functional import leaky_neuron
 
     x = rand((9, 2, 3, 11))
     kwargs = dict(decay=0.7, input_gain=1.0, bias=0.0, v_threshold=1.0, v_reset=0.0, strict_threshold=False,
                   detach_reset=False, surrogate_function=sg.ATan(), backend=backend, return_final_state=final,
                   v_init_value=0.0, return_v_seq=True)
-    out, counts = _leaky(x, None, count_spikes=True, **kwargs)
-    plain = _leaky(x, None, **kwargs)
+    out, counts = leaky_neuron(x, None, count_spikes=True, **kwargs)
+    plain = leaky_neuron(x, None, **kwargs)
     assert len(out) == len(plain) == 2 + final
     for a, b in zip(out, plain, strict=True):
         assert_equal_verbose(a, b, "counted vs plain")

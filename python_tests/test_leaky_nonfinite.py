@@ -18,7 +18,7 @@ import torch
 from snnkernels import functional as F
 from snnkernels import surrogate as sg
 from snnkernels.backends import backend_problem
-from snnkernels.functional import _leaky
+from snnkernels.functional import leaky_neuron
 from snnkernels.neuron_models import rate_coefficients
 
 from conftest import DEVICE
@@ -127,7 +127,7 @@ def test_lif_matches_spikingjelly(backend, v_reset, decay_input, detach_reset, s
 def test_if_matches_spikingjelly(backend, v_reset, detach_reset):
     """IF (decay 1) keeps +-inf membranes, as SpikingJelly's v + x does."""
     def ours(x):
-        return *_leaky(x, None, decay=1.0, input_gain=1.0, bias=0.0, v_threshold=1.0, v_reset=v_reset,
+        return *leaky_neuron(x, None, decay=1.0, input_gain=1.0, bias=0.0, v_threshold=1.0, v_reset=v_reset,
                        strict_threshold=False, detach_reset=detach_reset, surrogate_function=sg.Sigmoid(4.0),
                        backend=backend, return_final_state=True, v_init_value=0.0 if v_reset is None else v_reset), ()
 
@@ -147,7 +147,7 @@ def test_plif_matches_spikingjelly(backend, v_reset, decay_input):
     """PLIF's rate sigmoid(w) = 1/2 (init_tau = 2): the input gradient and the weight's NaN where SpikingJelly's."""
     def ours(x, w):
         decay, gain, bias = rate_coefficients(torch.sigmoid(w), decay_input, v_reset)
-        return *_leaky(x, None, decay=decay, input_gain=gain, bias=bias, v_threshold=1.0, v_reset=v_reset,
+        return *leaky_neuron(x, None, decay=decay, input_gain=gain, bias=bias, v_threshold=1.0, v_reset=v_reset,
                        strict_threshold=False, detach_reset=False, surrogate_function=sg.Sigmoid(4.0), backend=backend,
                        return_final_state=True, v_init_value=0.0 if v_reset is None else v_reset), (w,)
 
@@ -170,7 +170,7 @@ def test_per_channel_learnable_decay(backend, v_reset):
 
     def ours(x, k):
         decay, gain, bias = rate_coefficients(k, True, v_reset)
-        return *_leaky(x, None, decay=decay, input_gain=gain, bias=bias, v_threshold=1.0, v_reset=v_reset,
+        return *leaky_neuron(x, None, decay=decay, input_gain=gain, bias=bias, v_threshold=1.0, v_reset=v_reset,
                        strict_threshold=False, detach_reset=False, surrogate_function=sg.Sigmoid(4.0), backend=backend,
                        return_final_state=True, v_init_value=0.0 if v_reset is None else v_reset), (k,)
 

@@ -29,9 +29,9 @@ from snnkernels.kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_kernel
 from snnkernels.kernels.triton.staa_loop import staa_loop_bwd_kernel, staa_loop_fwd_kernel
 from snnkernels.kernels.triton.staa_step import staa_step_bwd_kernel, staa_step_fwd_kernel
 from snnkernels.kernels.triton.tcsa_step import tcsa_step_bwd_kernel, tcsa_step_fwd_kernel
-from snnkernels.ops import gated_leaky_triton, global_context_triton, staa_loop_triton, tcsa_step_triton
+from snnkernels.ops import global_context_triton, staa_loop_triton, tcsa_step_triton
 from snnkernels.ops.leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, launch_config
-from snnkernels.ops.pooled_attention_triton import _tiles, half_tiles
+from snnkernels.ops.triton_launch import half_tiles, neuron_tiles, row_tiles
 from snnkernels.surrogate import SURROGATE_IDS
 
 INT_ARGS = {"T", "N", "S", "C", "R", "R1", "B", "st", "sb", "sc", "nst", "nsb", "nsc", "rows_per_split", "n_pblk",
@@ -75,7 +75,7 @@ def rowwise_cases():
     many-rows tile of 8 x 8 planes."""
     for fn, data_ptrs, variants in ROWWISE:
         for plane, dtypes in ((1024, DTYPES), (64, ("fp32",))):
-            block_r, block_s, warps = _tiles(1 << 20, plane)
+            block_r, block_s, warps = row_tiles(1 << 20, plane)
             for dtype, flags in itertools.product(dtypes, variants):
                 yield fn, data_ptrs, dtype, dict(flags, BLOCK_R=block_r, BLOCK_S=block_s), warps
     for fn, data_ptrs, variants in PIXEL:
@@ -88,7 +88,7 @@ def gated_cases():
     dtype with 32 x 32 planes, the backward across surrogates and reset modes in fp32, and 8 x 8 planes
     (many rows per tile) once each way."""
     def tile(plane):
-        block_r, block_s, warps = gated_leaky_triton._tiles(1 << 16, plane)
+        block_r, block_s, warps = neuron_tiles(1 << 16, plane)
         return dict(CHUNK=DEFAULT_CHUNK, BLOCK_R=block_r, BLOCK_S=block_s), warps
 
     def fwd(relu, training):
@@ -114,7 +114,7 @@ def dta_leaky_cases():
     data = {"x_ptr", "na_ptr", "y_ptr", "grad_y_ptr", "grad_na_ptr"}
 
     def tile(plane):
-        block_r, block_s, warps = gated_leaky_triton._tiles(1 << 16, plane)
+        block_r, block_s, warps = neuron_tiles(1 << 16, plane)
         return dict(CHUNK=DEFAULT_CHUNK, BLOCK_R=block_r, BLOCK_S=block_s), warps
 
     def fwd(i):

@@ -101,9 +101,9 @@ def _probe_of(model: nn.Module) -> torch.Tensor:
 def _resolver(module: nn.Module):
     """The resolution function the module's op calls, or None for modules that are not snnkernels layers
     (a network's own ``backend`` attribute only passes the switch to its layers)."""
-    from .nn.neuron import _SpikingNeuron
+    from .nn.neuron import SpikingNeuron
 
-    if isinstance(module, _SpikingNeuron):
+    if isinstance(module, SpikingNeuron):
         return lambda x: backends.resolve_backend(module.backend, x), backends.AUTO_ORDER
     if type(module).__module__.startswith("snnkernels.nn."):
         owner = type(module).__name__

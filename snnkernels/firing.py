@@ -10,7 +10,7 @@ operations and the MA-SNN paper's energy estimate.
     stats.nasar(), stats.synaptic_operations(), stats.energy(macs=encoder_macs)
 
 ``record`` turns on ``record_spike_counts`` on every snnkernels neuron module of the model (the
-``_SpikingNeuron`` family: ``LIFNode``, ``ParametricLIFNode``, ``LeakyNode`` and the paper presets),
+``SpikingNeuron`` family: ``LIFNode``, ``ParametricLIFNode``, ``LeakyNode`` and the paper presets),
 collects each forward's spikes per step, and restores the flags on exit. On the Triton backend the forward
 kernel counts the spikes as it fires them, so recording costs no second pass over the spikes; on the other
 backends the neuron sums its spikes after the forward (a second pass). The spikes, and hence the model's
@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from .nn.fused import observer_hook
-from .nn.neuron import _SpikingNeuron, in_recompute
+from .nn.neuron import SpikingNeuron, in_recompute
 
 __all__ = ["E_AC", "E_MAC", "LayerStats", "FiringStats", "record", "fan_out", "dense_macs", "energy",
            "default_consumers"]
@@ -107,7 +107,7 @@ def default_consumers(model: nn.Module) -> dict[str, str | None]:
     consumers: dict[str, str | None] = {}
     waiting: list[str] = []
     for name, module in model.named_modules():
-        if isinstance(module, _SpikingNeuron):
+        if isinstance(module, SpikingNeuron):
             waiting.append(name)
         elif isinstance(module, (nn.Linear, *_CONVS)):
             consumers.update({n: name for n in waiting})
@@ -249,7 +249,7 @@ class FiringStats:
         """(pre-hook, hook) that feed one neuron module's counts into ``self.layers[name]``."""
         layer = self.layers[name]
 
-        def pre(module: _SpikingNeuron, args: tuple) -> None:
+        def pre(module: SpikingNeuron, args: tuple) -> None:
             if in_recompute():  # activation checkpointing's second run of a forward already counted
                 return
             # a stateless call, or a stateful one from a reset state, starts a sequence (and its samples);
@@ -259,7 +259,7 @@ class FiringStats:
                 layer.samples += _batch(args[0], module.step_mode)
             module.spike_counts = None  # so that a forward that did not count adds nothing stale
 
-        def post(module: _SpikingNeuron, args: tuple, output: object) -> None:
+        def post(module: SpikingNeuron, args: tuple, output: object) -> None:
             counts = module.spike_counts
             if counts is None or in_recompute():
                 return
@@ -290,10 +290,10 @@ def _ratio(spikes: int, neuron_steps: int) -> float:
     return spikes / neuron_steps if neuron_steps else float("nan")
 
 
-def _neurons(model: nn.Module) -> dict[str, _SpikingNeuron]:
+def _neurons(model: nn.Module) -> dict[str, SpikingNeuron]:
     if not isinstance(model, nn.Module):
         raise TypeError(f"record: model must be a torch.nn.Module, got {type(model).__name__}")
-    found = {name: m for name, m in model.named_modules() if isinstance(m, _SpikingNeuron)}
+    found = {name: m for name, m in model.named_modules() if isinstance(m, SpikingNeuron)}
     if not found:
         raise ValueError(
             f"record: {type(model).__name__} has no snnkernels neuron modules (LIFNode, ParametricLIFNode, "
@@ -302,7 +302,7 @@ def _neurons(model: nn.Module) -> dict[str, _SpikingNeuron]:
     return found
 
 
-def _resolve_consumers(model: nn.Module, neurons: dict[str, _SpikingNeuron],
+def _resolve_consumers(model: nn.Module, neurons: dict[str, SpikingNeuron],
                        consumers: Mapping[str, Consumer] | None) -> dict[str, tuple[str | None, float | None]]:
     """name -> (consumer description, fan-out): the heuristic, overridden by ``consumers`` entry by entry."""
     if consumers is not None and not isinstance(consumers, Mapping):
@@ -337,7 +337,7 @@ def record(model: nn.Module, consumers: Mapping[str, Consumer] | None = None) ->
     """Record the spikes of every snnkernels neuron module of ``model`` while the block runs.
 
     Args:
-        model (nn.Module): the network; its ``_SpikingNeuron`` modules (all snnkernels leaky neuron
+        model (nn.Module): the network; its ``SpikingNeuron`` modules (all snnkernels leaky neuron
             modules, also when an attention's gate runs inside them: ``nn.fused``, whose kernel counts too)
             are recorded under their ``named_modules`` names.
         consumers (Mapping, Optional): ``{neuron_name: module | fan-out | None}``, the layer fed by each

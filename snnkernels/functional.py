@@ -12,7 +12,8 @@ from . import _checks
 from .backends import HAS_TRITON, resolve_backend, resolve_triton_op_backend
 from .neuron_models import Number, lif_coefficients
 from .ops import leaky_cupy, leaky_native
-from .ops.leaky import match_layout, time_major_dense
+from .ops.layout import match_layout
+from .ops.leaky import time_major_dense
 from .reference.dta import (
     TNAParams,
     dta_product_reference,
@@ -106,7 +107,7 @@ def multistep_leaky(
         spikes (Tensor) of x_seq's shape and dtype; then v_T when ``return_final_state``; then v_seq when
         ``return_v_seq`` (a tuple whenever more than the spikes are returned).
     """
-    return _leaky(
+    return leaky_neuron(
         x_seq, v_init, decay=decay, input_gain=input_gain, bias=bias, v_threshold=v_threshold, v_reset=v_reset,
         strict_threshold=strict_threshold, detach_reset=detach_reset, surrogate_function=surrogate_function,
         backend=backend, return_final_state=return_final_state, v_init_value=0.0, return_v_seq=return_v_seq,
@@ -143,7 +144,7 @@ def multistep_lif(
         raise ValueError(f"tau must be positive, got {tau.detach().cpu().tolist()}")
     v_reset = _checks.check_scalar(v_reset, "v_reset", allow_none=True)
     decay, gain, bias = lif_coefficients(tau, decay_input, v_reset)
-    return _leaky(
+    return leaky_neuron(
         x_seq, v_init, decay=decay, input_gain=gain, bias=bias, v_threshold=v_threshold, v_reset=v_reset,
         strict_threshold=False, detach_reset=detach_reset, surrogate_function=surrogate_function,
         backend=backend, return_final_state=return_final_state,
@@ -151,9 +152,9 @@ def multistep_lif(
     )
 
 
-def _leaky(x_seq, v_init, *, decay, input_gain, bias, v_threshold, v_reset, strict_threshold, detach_reset,
-           surrogate_function, backend, return_final_state, v_init_value, count_spikes: bool = False,
-           return_v_seq: bool = False) -> torch.Tensor | tuple:
+def leaky_neuron(x_seq, v_init, *, decay, input_gain, bias, v_threshold, v_reset, strict_threshold, detach_reset,
+                 surrogate_function, backend, return_final_state, v_init_value, count_spikes: bool = False,
+                 return_v_seq: bool = False) -> torch.Tensor | tuple:
     """The leaky neuron on a resolved backend: spikes, then v_T if ``return_final_state``, then v_seq if
     ``return_v_seq`` (the spikes alone when neither). With ``count_spikes`` it returns ``(output, spike_counts)``,
     ``spike_counts`` the spikes per step (int64 [T], no gradient): on "triton" counted inside the forward

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from .. import functional as SF
-from ..nn.attention import _TCJAFamily
+from ..nn.attention import TCJAFamily
 from ..nn.fused import fusion_blocker, neuron_tcja_pool, notify_fusion
-from ..nn.neuron import _SpikingNeuron
+from ..nn.neuron import SpikingNeuron
 
 __all__ = [
     "LAYOUTS",
@@ -165,14 +165,14 @@ class GatedPoolSequential(nn.Sequential):
         return x
 
     def _gate_then_pool(self, att: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool:
-        return (self.gate_after_pool and isinstance(att, _TCJAFamily) and att.layout == "TB"
+        return (self.gate_after_pool and isinstance(att, TCJAFamily) and att.layout == "TB"
                 and isinstance(pool, SeqToANN) and len(pool) == 1
                 and isinstance(pool[0], (nn.MaxPool2d, nn.AvgPool2d)) and x.dim() == 5
                 and SF.resolved_backend(att.backend, x, owner=type(att).__name__) == "triton")
 
     def _neuron_gate_pool(self, neuron: nn.Module, att: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool:
         """neuron -> TCJA -> pool, all on Triton: the neuron's spike counts give TCJA its mean for free."""
-        return (isinstance(neuron, _SpikingNeuron) and self._gate_then_pool(att, pool, x)
+        return (isinstance(neuron, SpikingNeuron) and self._gate_then_pool(att, pool, x)
                 and fusion_blocker(att, neuron, x) is None)
 
 
@@ -299,7 +299,7 @@ def resolved_backends(model: nn.Module, *inputs: torch.Tensor) -> dict[str, str]
         found.setdefault(names.get(partner) or type(partner).__name__, "triton (gated by the attention)")
 
     for name, module in model.named_modules():
-        if isinstance(module, _SpikingNeuron):
+        if isinstance(module, SpikingNeuron):
             resolve = lambda m, x: SF.resolved_backend(m.backend, x)  # noqa: E731
         elif isinstance(module, STAALIFNode):
             resolve = _staa_backend

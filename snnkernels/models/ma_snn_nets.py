@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..nn.fused import attention_neuron
-from ..nn.ma_snn import AttResBlock, MultiDimensionalAttention, TemporalAttentionFC, _StepConv2d, _TimeBatchNorm
+from ..nn.ma_snn import AttResBlock, MultiDimensionalAttention, StepConv2d, TemporalAttentionFC, TimeBatchNorm
 from ..nn.neuron import AttResLIFNode, MASNNLIFNode
 from ..reference.ma_snn import check_dims
 from ..surrogate import Rectangle
@@ -343,8 +343,8 @@ class AttResSNN(nn.Module):
                              f"{list(layers)}, {list(widths)}, {list(strides)}")
         # created in the official order (conv1, [pool], [mem_update], stages, fc, dropout)
         self.conv1 = nn.Sequential(
-            _StepConv2d(self.in_channels, stem_channels, kernel_size=7, padding=3, bias=False, stride=2),
-            _TimeBatchNorm(stem_channels, 0.5),
+            StepConv2d(self.in_channels, stem_channels, kernel_size=7, padding=3, bias=False, stride=2),
+            TimeBatchNorm(stem_channels, 0.5),
         )
         self.mem_update = AttResLIFNode(backend=neuron_backend)
         self._stage_names = []

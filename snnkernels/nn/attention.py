@@ -22,16 +22,9 @@ from torch import nn
 from .. import functional as SF
 from ..backends import check_backend_name
 from ..reference.dta import TNAParams
+from .attention_inputs import LAYOUTS, check_dtype, check_t_c, empty_output, from_tb, positive_int, to_tb
 
 __all__ = ["TCJA", "TLA", "CLA", "TXA", "TNA", "DTA"]
-
-LAYOUTS = ("TB", "BT")
-
-
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def _check_options(owner: str, layout: str, backend: str) -> None:
@@ -41,77 +34,7 @@ def _check_options(owner: str, layout: str, backend: str) -> None:
     check_backend_name(backend, owner)
 
 
-def _to_tb(owner: str, x: torch.Tensor, layout: str, name: str = "input") -> torch.Tensor:
-    """``x`` in the [T, B, C, H, W] layout (a view), after checking it is 5-D."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{owner}: {name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 5:
-        expected = "[T, B, C, H, W]" if layout == "TB" else "[B, T, C, H, W]"
-        raise ValueError(f"{owner}: {name} must have shape {expected} (layout={layout!r}), got {list(x.shape)}")
-    return x if layout == "TB" else x.transpose(0, 1)
-
-
-def _from_tb(y: torch.Tensor, layout: str) -> torch.Tensor:
-    return y if layout == "TB" else y.transpose(0, 1)
-
-
-def _check_t_c(owner: str, x_tb: torch.Tensor, T: int, C: int, layout: str, name: str = "input") -> None:
-    """T and C of the [T, B, C, H, W] view must be the constructor's (they are conv channel counts)."""
-    t_dim = 0 if layout == "TB" else 1
-    got_t, got_c = x_tb.shape[0], x_tb.shape[2]
-    if got_t != T:
-        hint = ""
-        if x_tb.shape[1] == T:
-            hint = f"; dim {1 - t_dim} has {T}: is the input in the other layout (layout={LAYOUTS[1 - t_dim]!r})?"
-        raise ValueError(
-            f"{owner} was built for T = {T} time steps but the {name} has {got_t} at dim {t_dim} "
-            f"(layout={layout!r}, shape {_shape(x_tb, layout)}){hint}"
-        )
-    if got_c != C:
-        raise ValueError(
-            f"{owner} was built for C = {C} channels but the {name} has {got_c} at dim 2 "
-            f"(layout={layout!r}, shape {_shape(x_tb, layout)})"
-        )
-
-
-def _shape(x_tb: torch.Tensor, layout: str) -> list[int]:
-    return list(_from_tb(x_tb, layout).shape)
-
-
-def _parameter_dtype(module: nn.Module) -> torch.dtype | None:
-    return next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
-
-
-def _dtype_mismatch(module: nn.Module, x: torch.Tensor) -> bool:
-    """Whether ``x`` breaks the attention layers' dtype rule (docs/tcja_dta.md "Empty input and dtypes"):
-    outside autocast, the input has the parameters' dtype, as for torch's own layers."""
-    dtype = _parameter_dtype(module)
-    return dtype is not None and x.dtype != dtype and not torch.is_autocast_enabled(x.device.type)
-
-
-def _check_dtype(owner: str, module: nn.Module, x: torch.Tensor, name: str = "input") -> None:
-    """One ``TypeError`` on every backend for an input whose dtype is not the parameters' (outside autocast)."""
-    if _dtype_mismatch(module, x):
-        dtype = _parameter_dtype(module)
-        raise TypeError(f"{owner}: the {name} is {x.dtype} but the parameters are {dtype}; outside torch.autocast "
-                        f"they must match, as for torch's own layers: cast the module (module.to({x.dtype})) or "
-                        f"the {name} (.to({dtype}))")
-
-
-def _empty_output(x: torch.Tensor, module: nn.Module, *inputs: torch.Tensor,
-                  shape: tuple[int, ...] | None = None) -> torch.Tensor:
-    """The output for an empty input (docs/tcja_dta.md "Empty input and dtypes"): zeros of x's shape (or
-    ``shape``) and dtype, computed without any backend, and tied to x, the other inputs and the parameters so
-    that a backward gives each of them a zero gradient (an empty one to x), as a computation over no element
-    would."""
-    out = torch.zeros_like(x) if shape is None else x.new_zeros(shape)
-    for t in (x, *inputs, *module.parameters()):
-        if t.requires_grad:
-            out = out + (t.sum() * 0).to(out.dtype)
-    return out
-
-
-class _TCJAFamily(nn.Module):
+class TCJAFamily(nn.Module):
     """TCJA and its single-branch ablations: the same constructor, a subset of the two convs."""
 
     mode = "both"
@@ -129,10 +52,10 @@ class _TCJAFamily(nn.Module):
         super().__init__()
         owner = type(self).__name__
         _check_options(owner, layout, backend)
-        self.kernel_size_t = _positive_int(kernel_size_t, "kernel_size_t")
-        self.kernel_size_c = _positive_int(kernel_size_c, "kernel_size_c")
-        self.T = _positive_int(T, "T")
-        self.channel = _positive_int(channel, "channel")
+        self.kernel_size_t = positive_int(kernel_size_t, "kernel_size_t")
+        self.kernel_size_c = positive_int(kernel_size_c, "kernel_size_c")
+        self.T = positive_int(T, "T")
+        self.channel = positive_int(channel, "channel")
         self.layout = layout
         self.backend = backend
         # Created in the official order (conv, then conv_c) so one seed gives the official initial weights.
@@ -151,33 +74,33 @@ class _TCJAFamily(nn.Module):
             state_dict[prefix + "conv.weight"] = state_dict.pop(tet_key)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def _weights(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def weights(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(TLA weight, CLA weight) as ``functional.tcja`` takes them; None for an absent branch."""
         return self.conv_c.weight if self.mode != "cla" else None, self.conv.weight if self.mode != "tla" else None
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         owner = type(self).__name__
-        x = _to_tb(owner, x_seq, self.layout)
-        _check_t_c(owner, x, self.T, self.channel, self.layout)
-        _check_dtype(owner, self, x)
+        x = to_tb(owner, x_seq, self.layout)
+        check_t_c(owner, x, self.T, self.channel, self.layout)
+        check_dtype(owner, self, x)
         if x.numel() == 0:
-            return _empty_output(x_seq, self)
-        y = SF.tcja(x, *self._weights(), mode=self.mode, backend=self.backend)
-        return _from_tb(y, self.layout)
+            return empty_output(x_seq, self)
+        y = SF.tcja(x, *self.weights(), mode=self.mode, backend=self.backend)
+        return from_tb(y, self.layout)
 
     def gate(self, x_seq: torch.Tensor) -> torch.Tensor:
         """The gate F (> 0, one per (t, b, c)) that ``forward`` multiplies x by, without applying it:
         [T, B, C] for ``layout="TB"``, [B, T, C] for ``"BT"`` (``functional.tcja_gate``)."""
         owner = type(self).__name__
-        x = _to_tb(owner, x_seq, self.layout)
-        _check_t_c(owner, x, self.T, self.channel, self.layout)
-        _check_dtype(owner, self, x)
+        x = to_tb(owner, x_seq, self.layout)
+        check_t_c(owner, x, self.T, self.channel, self.layout)
+        check_dtype(owner, self, x)
         if x.shape[1] > 0 and x.shape[3] * x.shape[4] == 0:
             raise ValueError(f"{owner}.gate: the gate of an empty H x W plane is a mean over no pixel, undefined "
                              f"(input shape {list(x_seq.shape)}); forward returns the empty output")
         if x.numel() == 0:
-            return _from_tb(_empty_output(x, self, shape=tuple(x.shape[:3])), self.layout)
-        return _from_tb(SF.tcja_gate(x, *self._weights(), mode=self.mode, backend=self.backend), self.layout)
+            return from_tb(empty_output(x, self, shape=tuple(x.shape[:3])), self.layout)
+        return from_tb(SF.tcja_gate(x, *self.weights(), mode=self.mode, backend=self.backend), self.layout)
 
     def extra_repr(self) -> str:
         return (
@@ -186,7 +109,7 @@ class _TCJAFamily(nn.Module):
         )
 
 
-class TCJA(_TCJAFamily):
+class TCJA(TCJAFamily):
     """Temporal-channel joint attention (TCJA-SNN): ``Y = X * sig(TLA(Z) * CLA(Z))``, Z = mean_hw X.
 
     Same constructor, parameter names and shapes as the official ``TCJA`` (ridgerchu/TCJA, src/layers.py);
@@ -209,7 +132,7 @@ class TCJA(_TCJAFamily):
     """
 
 
-class TLA(_TCJAFamily):
+class TLA(TCJAFamily):
     """TCJA ablation with the temporal branch only: ``Y = X * sig(TLA(Z))``.
 
     Official ``TLA``: same constructor as ``TCJA``; owns only ``conv_c`` (weight [channel, channel,
@@ -219,7 +142,7 @@ class TLA(_TCJAFamily):
     mode = "tla"
 
 
-class CLA(_TCJAFamily):
+class CLA(TCJAFamily):
     """TCJA ablation with the channel branch only: ``Y = X * sig(CLA(Z))``.
 
     Official ``CLA``: same constructor as ``TCJA``; owns only ``conv`` (weight [T, T, kernel_size_t], slides
@@ -246,8 +169,8 @@ class TXA(nn.Module):
     def __init__(self, T: int, C: int = 64, *, layout: str = "TB", backend: str = "auto") -> None:
         super().__init__()
         _check_options("TXA", layout, backend)
-        self.T = _positive_int(T, "T")
-        self.C = _positive_int(C, "C")
+        self.T = positive_int(T, "T")
+        self.C = positive_int(C, "C")
         self.layout = layout
         self.backend = backend
         self.conv_t = nn.Conv1d(T, T, 3, padding="same", bias=False)
@@ -256,13 +179,13 @@ class TXA(nn.Module):
         self.scale_c = nn.Parameter(torch.tensor(1.0))
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        x = _to_tb("TXA", x_seq, self.layout)
-        _check_t_c("TXA", x, self.T, self.C, self.layout)
-        _check_dtype("TXA", self, x)
+        x = to_tb("TXA", x_seq, self.layout)
+        check_t_c("TXA", x, self.T, self.C, self.layout)
+        check_dtype("TXA", self, x)
         if x.numel() == 0:
-            return _empty_output(x_seq, self)
+            return empty_output(x_seq, self)
         y = SF.txa(x, self.conv_t.weight, self.conv_c.weight, self.scale_t, self.scale_c, backend=self.backend)
-        return _from_tb(y, self.layout)
+        return from_tb(y, self.layout)
 
     def extra_repr(self) -> str:
         return f"T={self.T}, C={self.C}, layout={self.layout!r}, backend={self.backend!r}"
@@ -323,8 +246,8 @@ class TNA(nn.Module):
     ) -> None:
         super().__init__()
         _check_options("TNA", layout, backend)
-        self.in_planes = _positive_int(in_planes, "in_planes")
-        self.kernel_size = _positive_int(kernel_size, "kernel_size")
+        self.in_planes = positive_int(in_planes, "in_planes")
+        self.kernel_size = positive_int(kernel_size, "kernel_size")
         self.attn_shortcut = bool(attn_shortcut)
         self.layout = layout
         self.backend = backend
@@ -348,21 +271,21 @@ class TNA(nn.Module):
                     f"TNA was built for in_planes = {self.in_planes} but the fused [B, T*C, H, W] input has "
                     f"{x.shape[1]} at dim 1 (shape {list(x.shape)})"
                 )
-            _check_dtype("TNA", self, x)
+            check_dtype("TNA", self, x)
             if x.numel() == 0:
-                return _empty_output(x, self)
+                return empty_output(x, self)
             return SF.tna(x, self.params(), **options, backend=self.backend)
-        x_tb = _to_tb("TNA", x, self.layout)
+        x_tb = to_tb("TNA", x, self.layout)
         T, C = x_tb.shape[0], x_tb.shape[2]
         if T * C != self.in_planes:
             raise ValueError(
                 f"TNA was built for in_planes = T * C = {self.in_planes} but the input (layout={self.layout!r}, "
                 f"shape {list(x.shape)}) has T * C = {T} * {C} = {T * C}"
             )
-        _check_dtype("TNA", self, x_tb)
+        check_dtype("TNA", self, x_tb)
         if x_tb.numel() == 0:
-            return _empty_output(x, self)
-        return _from_tb(SF.tna(x_tb, self.params(), **options, backend=self.backend), self.layout)
+            return empty_output(x, self)
+        return from_tb(SF.tna(x_tb, self.params(), **options, backend=self.backend), self.layout)
 
     def extra_repr(self) -> str:
         return (
@@ -391,8 +314,8 @@ class DTA(nn.Module):
     def __init__(self, T: int, out_channels: int, *, layout: str = "TB", backend: str = "auto") -> None:
         super().__init__()
         _check_options("DTA", layout, backend)
-        self.T = _positive_int(T, "T")
-        self.out_channels = _positive_int(out_channels, "out_channels")
+        self.T = positive_int(T, "T")
+        self.out_channels = positive_int(out_channels, "out_channels")
         self.layout = layout
         self.backend = backend
         # official creation order (T_NA, then T_XA): one seed gives the official initial weights
@@ -400,18 +323,18 @@ class DTA(nn.Module):
         self.T_XA = TXA(T, out_channels, layout=layout, backend=backend)
 
     def forward(self, x_seq: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:
-        x = _to_tb("DTA", x_seq, self.layout, "x_seq")
-        s = _to_tb("DTA", spikes, self.layout, "spikes")
-        _check_t_c("DTA", x, self.T, self.out_channels, self.layout, "x_seq")
+        x = to_tb("DTA", x_seq, self.layout, "x_seq")
+        s = to_tb("DTA", spikes, self.layout, "spikes")
+        check_t_c("DTA", x, self.T, self.out_channels, self.layout, "x_seq")
         if s.shape != x.shape:
             raise ValueError(f"DTA: spikes must have the shape of x_seq {list(x_seq.shape)}, got {list(spikes.shape)}")
-        _check_dtype("DTA", self, x, "x_seq")
+        check_dtype("DTA", self, x, "x_seq")
         if x.numel() == 0:
-            return _empty_output(x_seq, self, spikes)
+            return empty_output(x_seq, self, spikes)
         xa, na = self.T_XA, self.T_NA
         y = SF.dta(x, s, xa.conv_t.weight, xa.conv_c.weight, xa.scale_t, xa.scale_c, na.params(),
                    dilation=na.tca.dilation, attn_shortcut=na.attn_shortcut, backend=self.backend)
-        return _from_tb(y, self.layout)
+        return from_tb(y, self.layout)
 
     def extra_repr(self) -> str:
         return f"T={self.T}, out_channels={self.out_channels}, layout={self.layout!r}, backend={self.backend!r}"

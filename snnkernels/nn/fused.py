@@ -32,14 +32,15 @@ from torch import nn
 
 from .. import functional as SF
 from ..surrogate import coerce_surrogate
-from .attention import DTA, _check_t_c, _dtype_mismatch, _TCJAFamily, _to_tb
+from .attention import DTA, TCJAFamily
+from .attention_inputs import check_t_c, dtype_mismatch, to_tb
 from .ma_snn import MultiDimensionalAttention
-from .neuron import _SpikingNeuron
+from .neuron import SpikingNeuron
 
 __all__ = ["AttentionNeuron", "attention_neuron", "neuron_tcja_pool", "neuron_dta", "fusion_blocker",
            "dta_fusion_blocker", "neuron_settings", "observe_fusion", "notify_fusion", "observer_hook"]
 
-FUSABLE_ATTENTIONS = (_TCJAFamily, MultiDimensionalAttention)
+FUSABLE_ATTENTIONS = (TCJAFamily, MultiDimensionalAttention)
 # callbacks (attention, partner, x, how) run by every fused call; see observe_fusion
 Observer = Callable[[nn.Module, nn.Module, torch.Tensor, str], None]
 _OBSERVERS: list[Observer] = []
@@ -69,7 +70,7 @@ def observe_fusion(callback: Observer) -> Iterator[None]:
 def neuron_settings(neuron: nn.Module) -> tuple:
     """The gated kernel's scalar settings of ``neuron`` (see ``ops.gated_leaky_triton.gated_leaky``);
     ``ValueError`` naming the reason when the neuron is not one the gated kernel computes."""
-    if not isinstance(neuron, _SpikingNeuron):
+    if not isinstance(neuron, SpikingNeuron):
         raise ValueError(f"the gated kernel runs snnkernels' leaky neurons, got {type(neuron).__name__}")
     if neuron.step_mode != "m" or neuron.stateful:
         raise ValueError("the gated kernel runs a stateless multi-step neuron (step_mode='m', stateful=False)")
@@ -103,7 +104,7 @@ def _pair_blocker(attention: nn.Module, neuron: nn.Module, x: torch.Tensor) -> s
     # the unfused pair applies the modules' own rules (docs/tcja_dta.md "Empty input and dtypes")
     if x.numel() == 0:
         return "the input is empty"
-    if _dtype_mismatch(attention, x):
+    if dtype_mismatch(attention, x):
         return f"the input is {x.dtype} and the attention's parameters are not (the attention raises)"
     try:
         neuron_settings(neuron)
@@ -123,13 +124,13 @@ def _gated_run(attention: nn.Module, x: torch.Tensor, settings: tuple) -> Callab
     Triton, hence ``backend="triton"``."""
     owner = type(attention).__name__
     if isinstance(attention, MultiDimensionalAttention):
-        x = attention._input(x)
+        x = attention.checked_input(x)
         dims, weights = attention.dims, attention.weights()
         return lambda count: SF.multi_dimensional_attention_gated_leaky(x, dims, *weights, neuron=settings,
                                                                         count_spikes=count, backend="triton")
-    x = _to_tb(owner, x, "TB")
-    _check_t_c(owner, x, attention.T, attention.channel, "TB")
-    gate = SF.tcja_gate(x, *attention._weights(), mode=attention.mode, backend="triton")
+    x = to_tb(owner, x, "TB")
+    check_t_c(owner, x, attention.T, attention.channel, "TB")
+    gate = SF.tcja_gate(x, *attention.weights(), mode=attention.mode, backend="triton")
     return lambda count: SF.gated_leaky(x, gate, None, relu=False, neuron=settings, count_spikes=count,
                                         backend="triton")
 
@@ -172,7 +173,7 @@ def neuron_tcja_pool(neuron: nn.Module, attention: nn.Module, pool: nn.Module, x
     if fusion_blocker(attention, neuron, x) is not None:
         return pool(attention(neuron(x)))
     owner = type(attention).__name__
-    _check_t_c(owner, _to_tb(owner, x, "TB"), attention.T, attention.channel, "TB")
+    check_t_c(owner, to_tb(owner, x, "TB"), attention.T, attention.channel, "TB")
     notify_fusion(attention, neuron, x, "neuron-pool")
     ones = x.new_ones(x.shape[:3], dtype=torch.float32)
     settings = neuron_settings(neuron)
@@ -181,7 +182,7 @@ def neuron_tcja_pool(neuron: nn.Module, attention: nn.Module, pool: nn.Module, x
                                                 backend="triton"),
         need_counts=True)
     _call_pre_hooks(attention, spikes)
-    gate = SF.tcja_gate_from_counts(spikes, counts, *attention._weights(), mode=attention.mode, backend="triton")
+    gate = SF.tcja_gate_from_counts(spikes, counts, *attention.weights(), mode=attention.mode, backend="triton")
     return pool(spikes) * gate[..., None, None].to(spikes.dtype)
 
 
@@ -219,7 +220,7 @@ def neuron_dta(neuron: nn.Module, dta: nn.Module, x: torch.Tensor) -> torch.Tens
     if dta_fusion_blocker(neuron, dta, x) is not None:
         return dta(x, neuron(x))
     notify_fusion(dta, neuron, x, "neuron-dta")
-    _check_t_c("DTA", x, dta.T, dta.out_channels, "TB", "x_seq")
+    check_t_c("DTA", x, dta.T, dta.out_channels, "TB", "x_seq")
     xa, na, settings = dta.T_XA, dta.T_NA, neuron_settings(neuron)
 
     def run(count: bool):

@@ -35,7 +35,7 @@ from ..reference.ma_snn import (
     time_attention_reference,
 )
 from ..surrogate import Rectangle, Surrogate, coerce_surrogate
-from .attention import LAYOUTS, _check_dtype, _check_t_c, _empty_output, _from_tb, _positive_int, _to_tb
+from .attention_inputs import LAYOUTS, check_dtype, check_t_c, empty_output, from_tb, positive_int, to_tb
 from .neuron import AttResLIFNode
 
 __all__ = ["MultiDimensionalAttention", "TemporalAttentionFC", "TemporalWiseAttention", "TCSALIFNode", "AttResBlock"]
@@ -135,7 +135,7 @@ def _dims_from_flags(dims: object, use_temporal: object = None, use_channel: obj
 
 
 def _reduction(planes: int | None, reduction: object, name: str, planes_name: str) -> int:
-    reduction = _positive_int(reduction, name)
+    reduction = positive_int(reduction, name)
     if planes is not None and planes < reduction:
         # the official MLP would have planes // reduction = 0 hidden units
         raise ValueError(f"{name} ({reduction}) cannot be greater than {planes_name} ({planes}): the shared MLP's "
@@ -152,8 +152,8 @@ class _Gates(nn.Module):
         self.dims = check_dims(dims)
         if T is None and "T" in self.dims:
             raise ValueError(f"{owner}: T is required when dims contains 'T' (it is the MLP's width)")
-        self.T = None if T is None else _positive_int(T, "T")
-        self.C = _positive_int(C, "C")
+        self.T = None if T is None else positive_int(T, "T")
+        self.C = positive_int(C, "C")
         self.reduction_t = _reduction(self.T if "T" in self.dims else None, reduction_t, "reduction_t", "T")
         self.reduction_c = _reduction(self.C if "C" in self.dims else None, reduction_c, "reduction_c", "C")
         if type(kernel_size) is not int or kernel_size not in KERNEL_SIZES:
@@ -177,11 +177,12 @@ class _Gates(nn.Module):
             None if self.sa is None else self.sa.conv.weight,
         )
 
-    def _input(self, x_seq: torch.Tensor) -> torch.Tensor:
+    def checked_input(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """``x_seq`` as a [T, B, ...] view, its T and C checked against the constructor's."""
         owner = type(self).__name__
-        x = _to_tb(owner, x_seq, self.layout)
+        x = to_tb(owner, x_seq, self.layout)
         # without a TA the gates do not depend on T: any T runs (the [B, T] order is still checked by C)
-        _check_t_c(owner, x, self.T if self.T is not None else x.shape[0], self.C, self.layout)
+        check_t_c(owner, x, self.T if self.T is not None else x.shape[0], self.C, self.layout)
         return x
 
     def extra_repr(self) -> str:
@@ -256,11 +257,11 @@ class MultiDimensionalAttention(_Gates):
                     ("auto", "torch", "triton"))
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        x = self._input(x_seq)
-        _check_dtype("MultiDimensionalAttention", self, x)
+        x = self.checked_input(x_seq)
+        check_dtype("MultiDimensionalAttention", self, x)
         if x.numel() == 0:
-            return _empty_output(x_seq, self)
-        return _from_tb(SF.multi_dimensional_attention(x, self.dims, *self.weights(), backend=self.backend),
+            return empty_output(x_seq, self)
+        return from_tb(SF.multi_dimensional_attention(x, self.dims, *self.weights(), backend=self.backend),
                         self.layout)
 
 
@@ -301,7 +302,7 @@ class TemporalAttentionFC(nn.Module):
     def __init__(self, T: int, reduction_t: int = 16, *, layout: str = "TB", backend: str = "auto") -> None:
         super().__init__()
         _check_options("TemporalAttentionFC", layout, backend)
-        self.T = _positive_int(T, "T")
+        self.T = positive_int(T, "T")
         self.reduction_t = _reduction(self.T, reduction_t, "reduction_t", "T")
         self.layout = layout
         self.backend = backend
@@ -309,11 +310,11 @@ class TemporalAttentionFC(nn.Module):
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         x = _time_major_input("TemporalAttentionFC", x_seq, 3, self.T, self.layout)
-        _check_dtype("TemporalAttentionFC", self, x)
+        check_dtype("TemporalAttentionFC", self, x)
         if x.numel() == 0:
-            return _empty_output(x_seq, self)
+            return empty_output(x_seq, self)
         y = multi_dimensional_attention_reference(x, "T", ta=self.ta.matrices())
-        return _from_tb(y, self.layout)
+        return from_tb(y, self.layout)
 
     def extra_repr(self) -> str:
         return f"T={self.T}, reduction_t={self.reduction_t}, layout={self.layout!r}, backend={self.backend!r}"
@@ -345,7 +346,7 @@ class TemporalWiseAttention(nn.Module):
         if dimension not in (2, 4) or isinstance(dimension, bool):
             raise ValueError(f"TemporalWiseAttention: dimension must be 4 ([T, B, C, H, W]) or 2 ([T, B, L]), "
                              f"got {dimension!r}")
-        self.T = _positive_int(T, "T")
+        self.T = positive_int(T, "T")
         self.reduction = _reduction(self.T, reduction, "reduction", "T")
         self.dimension = dimension
         self.layout = layout
@@ -358,10 +359,10 @@ class TemporalWiseAttention(nn.Module):
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         x = _time_major_input("TemporalWiseAttention", x_seq, self.dimension + 1, self.T, self.layout)
-        _check_dtype("TemporalWiseAttention", self, x)
+        check_dtype("TemporalWiseAttention", self, x)
         if x.numel() == 0:
-            return _empty_output(x_seq, self)
-        return _from_tb(time_attention_reference(x, self.sharedMLP[0].weight, self.sharedMLP[2].weight), self.layout)
+            return empty_output(x_seq, self)
+        return from_tb(time_attention_reference(x, self.sharedMLP[0].weight, self.sharedMLP[2].weight), self.layout)
 
     def extra_repr(self) -> str:
         return (f"T={self.T}, reduction={self.reduction}, dimension={self.dimension}, layout={self.layout!r}, "
@@ -431,12 +432,12 @@ class TCSALIFNode(_Gates):
         self.detach_reset = bool(detach_reset)
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        x = self._input(x_seq)
+        x = self.checked_input(x_seq)
         if x.numel() == 0:
-            return _empty_output(x_seq, self)
+            return empty_output(x_seq, self)
         neuron = dict(beta=self.beta, u_th=self.u_th, v_reset=self.v_reset,
                       surrogate_function=self.surrogate_function, detach_reset=self.detach_reset)
-        return _from_tb(SF.tcsa_lif_paper(x, self.dims, *self.weights(), **neuron, backend=self.backend), self.layout)
+        return from_tb(SF.tcsa_lif_paper(x, self.dims, *self.weights(), **neuron, backend=self.backend), self.layout)
 
     def extra_repr(self) -> str:
         return (
@@ -445,7 +446,7 @@ class TCSALIFNode(_Gates):
         )
 
 
-class _StepConv2d(nn.Conv2d):
+class StepConv2d(nn.Conv2d):
     """A 2-D convolution applied to every time step of [T, B, C, H, W] (the official ``Snn_Conv2d``)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -455,7 +456,7 @@ class _StepConv2d(nn.Conv2d):
 
 
 class _ContiguousGrad(torch.autograd.Function):
-    """The identity, whose backward hands on its gradient in contiguous memory (see ``_TimeBatchNorm``)."""
+    """The identity, whose backward hands on its gradient in contiguous memory (see ``TimeBatchNorm``)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
@@ -466,7 +467,7 @@ class _ContiguousGrad(torch.autograd.Function):
         return grad.clone(memory_format=torch.contiguous_format)
 
 
-class _TimeBatchNorm(nn.Module):
+class TimeBatchNorm(nn.Module):
     """BatchNorm3d over (B, T, H, W) per channel of [T, B, C, H, W] under the official name ``bn``.
 
     The official ``batch_norm_2d`` / ``batch_norm_2d1`` permute to [B, C, T, H, W] for an ``nn.BatchNorm3d``
@@ -552,8 +553,8 @@ class AttResBlock(nn.Module):
         if layout not in LAYOUTS:
             raise ValueError(f"AttResBlock: layout must be 'TB' or 'BT', got {layout!r}")
         check_backend_name(backend, "AttResBlock", BACKEND_NAMES)  # the neurons' backends
-        self.in_planes = _positive_int(in_planes, "in_planes")
-        self.planes = _positive_int(planes, "planes")
+        self.in_planes = positive_int(in_planes, "in_planes")
+        self.planes = positive_int(planes, "planes")
         if stride not in (1, 2) or isinstance(stride, bool):
             raise ValueError(f"AttResBlock: stride must be 1 or 2 (the shortcut pools 2 x 2), got {stride!r}")
         self.stride = stride
@@ -563,11 +564,11 @@ class AttResBlock(nn.Module):
         attention_backend = backend if backend in ("torch", "triton") else "auto"
         self.residual_function = nn.Sequential(
             AttResLIFNode(backend=backend),
-            _StepConv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False),
-            _TimeBatchNorm(planes, 0.5),
+            StepConv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False),
+            TimeBatchNorm(planes, 0.5),
             AttResLIFNode(backend=backend),
-            _StepConv2d(planes, planes, 3, padding=1, bias=False),
-            _TimeBatchNorm(planes, 0.1),
+            StepConv2d(planes, planes, 3, padding=1, bias=False),
+            TimeBatchNorm(planes, 0.1),
             _AttentionCell(MultiDimensionalAttention(None, planes, reduction_c=c_ratio, kernel_size=kernel_size,
                                                      dims="CS", backend=attention_backend)),
         )
@@ -575,23 +576,23 @@ class AttResBlock(nn.Module):
         if stride != 1 or in_planes != planes:
             self.shortcut = nn.Sequential(
                 nn.AvgPool3d((1, 2, 2), stride=(1, 2, 2)) if stride == 2 else nn.Identity(),
-                _StepConv2d(in_planes, planes, 1, bias=False),
-                _TimeBatchNorm(planes, 0.5),
+                StepConv2d(in_planes, planes, 1, bias=False),
+                TimeBatchNorm(planes, 0.5),
             )
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        x = _to_tb("AttResBlock", x_seq, self.layout)
+        x = to_tb("AttResBlock", x_seq, self.layout)
         if x.shape[2] != self.in_planes:
             raise ValueError(f"AttResBlock was built for in_planes = {self.in_planes} channels but the input has "
                              f"{x.shape[2]} at dim 2 (layout={self.layout!r}, shape {list(x_seq.shape)})")
         if self.stride == 2 and (x.shape[3] % 2 or x.shape[4] % 2):
             # the strided conv gives ceil(H / 2) rows, the 2 x 2 average pool floor(H / 2)
             raise ValueError(f"AttResBlock with stride 2 needs an even H and W, got H = {x.shape[3]}, W = {x.shape[4]}")
-        _check_dtype("AttResBlock", self, x)
+        check_dtype("AttResBlock", self, x)
         if x.numel() == 0:  # the batch norms' running statistics stay as they are
             shape = (x.shape[0], x.shape[1], self.planes, x.shape[3] // self.stride, x.shape[4] // self.stride)
-            return _from_tb(_empty_output(x, self, shape=shape), self.layout)
-        return _from_tb(self.residual_function(x) + self.shortcut(x), self.layout)
+            return from_tb(empty_output(x, self, shape=shape), self.layout)
+        return from_tb(self.residual_function(x) + self.shortcut(x), self.layout)
 
     def extra_repr(self) -> str:
         return (f"in_planes={self.in_planes}, planes={self.planes}, stride={self.stride}, "

@@ -40,7 +40,7 @@ from torch import nn
 
 from .. import _checks
 from ..backends import BACKENDS, check_backend_name
-from ..functional import _leaky
+from ..functional import leaky_neuron
 from ..neuron_models import ATT_RES_LIF, MA_SNN_LIF, TET_LIF, NeuronPreset, Number, rate_coefficients
 from ..reference.leaky import state_dtype
 from ..surrogate import ATan, Sigmoid, Surrogate, coerce_surrogate
@@ -57,7 +57,7 @@ def in_recompute() -> bool:
     return torch.is_grad_enabled() and torch._C._current_graph_task_id() != -1
 
 
-class _SpikingNeuron(MemoryModule):
+class SpikingNeuron(MemoryModule):
     """Shared forward of the leaky neurons: fire-and-reset settings, step modes and the memory ``v``."""
 
     def __init__(
@@ -208,7 +208,7 @@ class _SpikingNeuron(MemoryModule):
             v = v.unsqueeze(0) if isinstance(v, torch.Tensor) else v
         v_init, v_init_value = (v, self.v_init_value) if isinstance(v, torch.Tensor) else (None, v)
         decay, gain, bias = self.coefficients()
-        out = _leaky(
+        out = leaky_neuron(
             x_seq, v_init, decay=decay, input_gain=gain, bias=bias, v_threshold=self.v_threshold,
             v_reset=self.v_reset, strict_threshold=self.strict_threshold, detach_reset=self.detach_reset,
             surrogate_function=self.surrogate_function, backend=self.backend, return_final_state=final_state,
@@ -236,7 +236,7 @@ class _SpikingNeuron(MemoryModule):
         )
 
 
-class _SpikingJellyNode(_SpikingNeuron):
+class _SpikingJellyNode(SpikingNeuron):
     """SpikingJelly's ``BaseNode`` rules, shared by ``IFNode``, ``LIFNode`` and ``ParametricLIFNode``: its
     keywords and defaults, fire on ``h >= v_threshold``, and a state that starts at ``v_reset`` (0 for soft
     reset)."""
@@ -348,7 +348,7 @@ class ParametricLIFNode(_SpikingJellyNode):
         return f"tau={tau:.4g}, decay_input={self.decay_input}, " + super().extra_repr()
 
 
-class LeakyNode(_SpikingNeuron):
+class LeakyNode(SpikingNeuron):
     """The general leaky neuron ``h = decay * v + input_gain * x + bias`` as a module.
 
     With ``channels=C`` and ``learnable=True``, ``decay`` and ``input_gain`` become [C] parameters applied

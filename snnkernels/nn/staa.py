@@ -40,13 +40,13 @@ from ..reference.staa import (
     GCParams,
     SAParams,
     STAAParams,
-    _check_probability,
     check_option,
+    check_probability,
     draw_drop_mask,
     position_encoding_reference,
 )
 from ..surrogate import Rectangle, Surrogate, coerce_surrogate
-from .attention import LAYOUTS, _check_dtype, _check_t_c, _empty_output, _from_tb, _positive_int, _to_tb
+from .attention_inputs import LAYOUTS, check_dtype, check_t_c, empty_output, from_tb, positive_int, to_tb
 from .neuron import in_recompute
 
 __all__ = ["STAALIFNode", "GlobalContextBlock", "PositionEncoding"]
@@ -69,7 +69,7 @@ def _finite(value: object, name: str, positive: bool = False) -> float:
 
 
 def _hidden(C: int, reduction: object, name: str) -> int:
-    reduction = _positive_int(reduction, name)
+    reduction = positive_int(reduction, name)
     if C // reduction < 1:
         raise ValueError(f"{name} ({reduction}) cannot be greater than C ({C}): the hidden layer would have "
                          f"C // {name} = 0 units")
@@ -77,14 +77,14 @@ def _hidden(C: int, reduction: object, name: str) -> int:
 
 
 def _optional_size(value: object, name: str) -> int | None:
-    return None if value is None else _positive_int(value, name)
+    return None if value is None else positive_int(value, name)
 
 
 def _check_hw(owner: str, x_tb: torch.Tensor, H: int | None, W: int | None, layout: str) -> None:
     for dim, want, name in ((3, H, "H"), (4, W, "W")):
         if want is not None and x_tb.shape[dim] != want:
             raise ValueError(f"{owner} was built for {name} = {want} but the input has {x_tb.shape[dim]} at dim "
-                             f"{dim} (layout={layout!r}, shape {list(_from_tb(x_tb, layout).shape)})")
+                             f"{dim} (layout={layout!r}, shape {list(from_tb(x_tb, layout).shape)})")
 
 
 class PositionEncoding(nn.Module):
@@ -108,8 +108,8 @@ class PositionEncoding(nn.Module):
                  layout: str = "TB") -> None:
         super().__init__()
         _check_layout("PositionEncoding", layout)
-        self.T = _positive_int(T, "T")
-        self.C = _positive_int(C, "C")
+        self.T = positive_int(T, "T")
+        self.C = positive_int(C, "C")
         self.H = _optional_size(H, "H")
         self.W = _optional_size(W, "W")
         self.shape = check_option(shape, PE_SHAPES, "pe_shape")
@@ -120,13 +120,13 @@ class PositionEncoding(nn.Module):
         self.weight = nn.Parameter(torch.zeros(size))
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        x = _to_tb("PositionEncoding", x_seq, self.layout)
-        _check_t_c("PositionEncoding", x, self.T, self.C, self.layout)
+        x = to_tb("PositionEncoding", x_seq, self.layout)
+        check_t_c("PositionEncoding", x, self.T, self.C, self.layout)
         _check_hw("PositionEncoding", x, self.H, self.W, self.layout)
-        _check_dtype("PositionEncoding", self, x)
+        check_dtype("PositionEncoding", self, x)
         if x.numel() == 0:
-            return _empty_output(x_seq, self)
-        return _from_tb(position_encoding_reference(x, self.weight), self.layout)
+            return empty_output(x_seq, self)
+        return from_tb(position_encoding_reference(x, self.weight), self.layout)
 
     def extra_repr(self) -> str:
         return f"T={self.T}, C={self.C}, H={self.H}, W={self.W}, shape={self.shape!r}, layout={self.layout!r}"
@@ -167,8 +167,8 @@ class GlobalContextBlock(nn.Module):
                  bias: bool = True, backend: str = "auto") -> None:
         super().__init__()
         self.backend = check_backend_name(backend, "GlobalContextBlock", BACKENDS)
-        self.C = _positive_int(C, "C")
-        self.reduction = _positive_int(reduction, "reduction")
+        self.C = positive_int(C, "C")
+        self.reduction = positive_int(reduction, "reduction")
         hidden = _hidden(self.C, reduction, "reduction")
         self.fusion = check_option(fusion, GC_FUSIONS, "gc_fusion")
         self.layer_norm = bool(layer_norm)
@@ -220,9 +220,9 @@ class GlobalContextBlock(nn.Module):
         if x.dim() not in (4, 5) or x.shape[-3] != self.C:
             raise ValueError(f"GlobalContextBlock was built for C = {self.C}: the input must have shape "
                              f"[N, C, H, W] or [T, B, C, H, W] with C = {self.C} at dim -3, got {list(x.shape)}")
-        _check_dtype("GlobalContextBlock", self, x)
+        check_dtype("GlobalContextBlock", self, x)
         if x.numel() == 0:
-            return _empty_output(x, self)
+            return empty_output(x, self)
         return SF.global_context(x, self.params(), fusion=self.fusion, layer_norm=self.layer_norm, ln_eps=self.ln_eps,
                                  backend=self.backend)
 
@@ -353,14 +353,14 @@ class STAALIFNode(nn.Module):
         _check_layout(owner, layout)
         self.backend = check_backend_name(backend, owner, BACKENDS)
         self.layout = layout
-        self.T = _positive_int(T, "T")
-        self.C = _positive_int(C, "C")
+        self.T = positive_int(T, "T")
+        self.C = positive_int(C, "C")
         self.H = _optional_size(H, "H")
         self.W = _optional_size(W, "W")
-        self.sa_reduction = _positive_int(sa_reduction, "sa_reduction")
+        self.sa_reduction = positive_int(sa_reduction, "sa_reduction")
         sa_hidden = _hidden(self.C, sa_reduction, "sa_reduction")
         self.alpha = _finite(alpha, "alpha", positive=True)
-        self.drop_prob = _check_probability(drop_prob)
+        self.drop_prob = check_probability(drop_prob)
         self.sa_gate = check_option(sa_gate, SA_GATES, "sa_gate")
         self.coefficient_map = check_option(coefficient_map, COEFFICIENT_MAPS, "coefficient_map")
         self.coefficient_shape = check_option(coefficient_shape, COEFFICIENT_SHAPES, "coefficient_shape")
@@ -421,8 +421,8 @@ class STAALIFNode(nn.Module):
         """Spikes of ``x_seq`` (in ``layout``); ``drop_mask``: an explicit TSRD mask, bool [T] or [T, B]
         (time first in either layout, True = drop), used instead of a draw."""
         owner = "STAALIFNode"
-        x = _to_tb(owner, x_seq, self.layout)
-        _check_t_c(owner, x, self.T, self.C, self.layout)
+        x = to_tb(owner, x_seq, self.layout)
+        check_t_c(owner, x, self.T, self.C, self.layout)
         _check_hw(owner, x, self.H, self.W, self.layout)
         recompute = in_recompute()
         if drop_mask is None and self.training and self.drop_prob > 0:
@@ -437,10 +437,10 @@ class STAALIFNode(nn.Module):
         if not recompute:  # the recompute leaves the record of the forward's mask alone
             self.last_drop_mask = drop_mask.detach() if isinstance(drop_mask, torch.Tensor) else None
         if x.numel() == 0:  # after the draw, so that the RNG advances as for any other input
-            return _empty_output(x_seq, self)
+            return empty_output(x_seq, self)
         spikes = SF.staa_lif(x, self.params(), drop_mask=drop_mask, loop_kernel=self.loop_kernel, backend=self.backend,
                              **self.options())
-        return _from_tb(spikes, self.layout)
+        return from_tb(spikes, self.layout)
 
     def extra_repr(self) -> str:
         return (

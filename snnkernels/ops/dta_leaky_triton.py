@@ -20,11 +20,12 @@ import torch
 from ..kernels.triton.dta_leaky import dta_leaky_bwd_kernel, dta_leaky_fwd_kernel
 from ._device import on_device_of
 from ._double_backward import refuse_double_backward
-from .gated_leaky_triton import NeuronSettings, _checkpoints, _counts, _geometry, _grid, needs_training
-from .leaky import match_layout
-from .leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, _f32
-from .pooled_attention import _as_tensor, _cross_grads, _distinct, _plane_size, _pooled_mean, _TXAGates
-from .pooled_attention_triton import _per_row, fresh_settings, na_strides, rows_layout
+from .autograd_helpers import as_tensor, distinct, fresh_settings, needs_training
+from .gated_leaky_triton import NeuronSettings, new_checkpoints, new_counts
+from .layout import match_layout, na_strides, plane_size, rows_layout
+from .leaky_triton import DEFAULT_CHUNK
+from .pooled_attention import TXAGates, cross_grads, plane_means
+from .triton_launch import COMPILE_OPTIONS, f32, neuron_geometry, neuron_grid, per_row
 
 __all__ = ["dta_leaky", "dta_leaky_fwd", "dta_leaky_bwd"]
 
@@ -37,16 +38,16 @@ def dta_leaky_fwd(x: torch.Tensor, na: torch.Tensor, a: torch.Tensor, b: torch.T
     """(Y in x's layout and dtype, fp32 checkpoints [cdiv(T, chunk) - 1, B * C * H * W] if training, int32
     spikes per (t, b, c) [T, B, C] if count, else empty). ``na`` has contiguous H * W planes, any order of
     (t, b, c) (``rows_layout``); ``a``, ``b``, ``na_bias`` are per-row [T, B, C]."""
-    a, b, na_bias = _per_row(a), _per_row(b), _per_row(na_bias)
-    y, ckpt, counts = torch.empty_like(x), _checkpoints(x, training, chunk), _counts(x, count)
+    a, b, na_bias = per_row(a), per_row(b), per_row(na_bias)
+    y, ckpt, counts = torch.empty_like(x), new_checkpoints(x, training, chunk), new_counts(x, count)
     if x.numel() == 0:
         return y, ckpt, counts.zero_()
-    grid, block_r, block_s, warps = _grid(x)
+    grid, block_r, block_s, warps = neuron_grid(x)
     partial = x.new_empty((grid[1], *x.shape[:3]) if count else (0,), dtype=torch.int32)
     with on_device_of(x):
         dta_leaky_fwd_kernel[grid](
             x, na, a, b, a if na_bias is None else na_bias, y, ckpt if training else y, partial if count else y,
-            *_geometry(x), *na_strides(na), *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
+            *neuron_geometry(x), *na_strides(na), *f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
             NA_RESIDUAL=na_bias is not None, HARD_RESET=hard_reset, STRICT=strict, TRAINING=training, COUNT=count,
             CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS,
         )
@@ -56,7 +57,7 @@ def dta_leaky_fwd(x: torch.Tensor, na: torch.Tensor, a: torch.Tensor, b: torch.T
 @dta_leaky_fwd.register_fake
 def _(x, na, a, b, na_bias, decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, training,
       chunk, count):
-    return torch.empty_like(x), _checkpoints(x, training, chunk), _counts(x, count)
+    return torch.empty_like(x), new_checkpoints(x, training, chunk), new_counts(x, count)
 
 
 def _bwd_outputs(x: torch.Tensor, na: torch.Tensor, residual: bool, column_tiles: int) -> tuple[torch.Tensor, ...]:
@@ -73,9 +74,9 @@ def dta_leaky_bwd(grad_y: torch.Tensor, x: torch.Tensor, na: torch.Tensor, a: to
     """(dL/dx without T-XA's pooled path, fp32; dL/dna with na's strides; the row sums [2 or 3, T, B, C] fp32:
     sum_hw dxa, sum_hw dxa * x and, with ``na_bias``, sum_hw dna). The programs' partial sums are added here in a fixed
     order."""
-    a, b, na_bias = _per_row(a), _per_row(b), _per_row(na_bias)
+    a, b, na_bias = per_row(a), per_row(b), per_row(na_bias)
     residual = na_bias is not None
-    grid, block_r, block_s, warps = _grid(x)
+    grid, block_r, block_s, warps = neuron_grid(x)
     grad_x, grad_na, partials = _bwd_outputs(x, na, residual, grid[1])
     if x.numel() == 0:
         partials.zero_()
@@ -83,8 +84,9 @@ def dta_leaky_bwd(grad_y: torch.Tensor, x: torch.Tensor, na: torch.Tensor, a: to
         with on_device_of(x):
             dta_leaky_bwd_kernel[grid](
                 grad_y, x, na, a, b, na_bias if residual else a, checkpoints, grad_x, grad_na,
-                partials[0], partials[1], partials[2] if residual else partials[0], *_geometry(x), *na_strides(na),
-                *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
+                partials[0], partials[1], partials[2] if residual else partials[0], *neuron_geometry(x),
+                *na_strides(na),
+                *f32(decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
                 NA_RESIDUAL=residual, HARD_RESET=hard_reset, STRICT=strict, DETACH_RESET=detach_reset,
                 SG_ID=surrogate_id, CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS,
             )
@@ -114,8 +116,8 @@ class _DTALeakyFunction(torch.autograd.Function):
                 chunk: int, training: bool, count: bool):
         na = rows_layout(na)  # read in place in either storage order: no copy to x's strides
         decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, *_ = neuron
-        z = _pooled_mean(x)
-        g = _TXAGates(z, conv_t_weight, conv_c_weight, scale_t, scale_c)
+        z = plane_means(x)
+        g = TXAGates(z, conv_t_weight, conv_c_weight, scale_t, scale_c)
         y, ckpt, counts = dta_leaky_fwd(x, na, g.a, g.b, _bias_rows(na_bias, x), decay, gain, bias, v_threshold,
                                         v_reset, v_init_value, hard_reset, strict, training, chunk, count)
         ctx.neuron, ctx.chunk = neuron, chunk
@@ -130,9 +132,9 @@ class _DTALeakyFunction(torch.autograd.Function):
         needs = ctx.needs_input_grad
         grad_x32, grad_na, row_sums = dta_leaky_bwd(match_layout(grad_y, x), x, na, a, b, _bias_rows(na_bias, x),
                                                     ckpt, *ctx.neuron, ctx.chunk)
-        grad_a, grad_b = _cross_grads(row_sums[0], row_sums[1], a, b)
-        dz, *param_grads = _TXAGates.backward(z, sig_t, sig_c, a, b, wt, wc, st, sc, grad_a, grad_b, needs[2:6])
-        grad_x = grad_x32.add_((dz / _plane_size(x))[:, :, :, None, None]).to(x.dtype) if needs[0] else None
+        grad_a, grad_b = cross_grads(row_sums[0], row_sums[1], a, b)
+        dz, *param_grads = TXAGates.backward(z, sig_t, sig_c, a, b, wt, wc, st, sc, grad_a, grad_b, needs[2:6])
+        grad_x = grad_x32.add_((dz / plane_size(x))[:, :, :, None, None]).to(x.dtype) if needs[0] else None
         grad_bias = None
         if na_bias is not None and needs[6]:
             grad_bias = row_sums[2].sum(dim=1).reshape(na_bias.shape).to(na_bias.dtype)
@@ -152,6 +154,6 @@ def dta_leaky(x: torch.Tensor, na: torch.Tensor, conv_t_weight: torch.Tensor, co
     [T, B, C], counted as it fires.
     """
     x = rows_layout(x)
-    tensors = _distinct(x, na, conv_t_weight, conv_c_weight, _as_tensor(scale_t, x), _as_tensor(scale_c, x), na_bias)
+    tensors = distinct(x, na, conv_t_weight, conv_c_weight, as_tensor(scale_t, x), as_tensor(scale_c, x), na_bias)
     y, counts = _DTALeakyFunction.apply(*tensors, fresh_settings(neuron), chunk, needs_training(*tensors), count_spikes)
     return (y, counts) if count_spikes else y

@@ -13,15 +13,15 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import triton
 
-from ..backends import triton_interpreter_enabled
 from ..kernels.triton.gated_leaky import gated_leaky_bwd_kernel, gated_leaky_fwd_kernel
 from ._device import on_device_of
 from ._double_backward import refuse_double_backward
-from .leaky import match_layout, num_checkpoints
-from .leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, _f32
-from .pooled_attention_triton import _per_row, fresh_settings, rows_layout
+from .autograd_helpers import fresh_settings, needs_training
+from .layout import match_layout, rows_layout
+from .leaky import num_checkpoints
+from .leaky_triton import DEFAULT_CHUNK
+from .triton_launch import COMPILE_OPTIONS, f32, neuron_geometry, neuron_grid, per_row
 
 __all__ = ["gated_leaky", "gated_leaky_fwd", "gated_leaky_bwd", "needs_training", "NeuronSettings"]
 
@@ -31,30 +31,8 @@ __all__ = ["gated_leaky", "gated_leaky_fwd", "gated_leaky_bwd", "needs_training"
 NeuronSettings = tuple
 
 
-def _tiles(R1: int, S: int) -> tuple[int, int, int]:
-    """(BLOCK_R, BLOCK_S, num_warps). GPU: 512 values per program forward (4 per thread), 256 backward-sized
-    tiles keep the chunk's stashed potentials in registers; whole short rows so small planes waste no lanes.
-    The interpreter takes one large tile."""
-    if triton_interpreter_enabled():
-        block_s = min(triton.next_power_of_2(max(S, 1)), 4096)
-        return min(max(8192 // block_s, 1), triton.next_power_of_2(max(R1, 1))), block_s, 1
-    block_s = min(max(triton.next_power_of_2(S), 16), 256)
-    return max(256 // block_s, 1), block_s, 4
-
-
-def _geometry(x: torch.Tensor) -> tuple[int, int, int, int, int, int, int, int]:
-    T, B, C, H, W = x.shape
-    assert x.stride(4) == 1 and (H == 1 or x.stride(3) == W), "rows must be contiguous H * W planes"
-    return T, B * C, H * W, B, C, x.stride(0), x.stride(1), x.stride(2)
-
-
-def _grid(x: torch.Tensor) -> tuple[tuple[int, int], int, int, int]:
-    _, R1, S, *_ = _geometry(x)
-    block_r, block_s, warps = _tiles(R1, S)
-    return (triton.cdiv(R1, block_r), triton.cdiv(S, block_s)), block_r, block_s, warps
-
-
-def _checkpoints(x: torch.Tensor, training: bool, chunk: int) -> torch.Tensor:
+def new_checkpoints(x: torch.Tensor, training: bool, chunk: int) -> torch.Tensor:
+    """The fp32 checkpoints a neuron kernel over ``x`` writes when training (empty otherwise)."""
     T, B, C, H, W = x.shape
     rows = num_checkpoints(T, chunk) if training else 0
     return x.new_empty((rows, B * C * H * W) if training else (0,), dtype=torch.float32)
@@ -67,30 +45,32 @@ def gated_leaky_fwd(x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor 
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(spikes in x's layout and dtype, fp32 checkpoints [cdiv(T, chunk) - 1, B * C * H * W] if training,
     int32 spikes per (t, b, c) [T, B, C] if count, else empty)."""
-    scale, spatial = _per_row(scale), _per_row(spatial)
-    spikes, ckpt, counts = torch.empty_like(x), _checkpoints(x, training, chunk), _counts(x, count)
+    scale, spatial = per_row(scale), per_row(spatial)
+    spikes, ckpt, counts = torch.empty_like(x), new_checkpoints(x, training, chunk), new_counts(x, count)
     if x.numel() == 0:
         return spikes, ckpt, counts.zero_()
-    grid, block_r, block_s, warps = _grid(x)
+    grid, block_r, block_s, warps = neuron_grid(x)
     partial = x.new_empty((grid[1], *x.shape[:3]) if count else (0,), dtype=torch.int32)
     with on_device_of(x):
         gated_leaky_fwd_kernel[grid](
             x, scale, scale if spatial is None else spatial, spikes, ckpt if training else spikes,
-            partial if count else spikes, *_geometry(x), *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
+            partial if count else spikes, *neuron_geometry(x),
+            *f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
             RELU=relu, HAS_MAP=spatial is not None, HARD_RESET=hard_reset, STRICT=strict, TRAINING=training,
             COUNT=count, CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS,
         )
     return spikes, ckpt, partial.sum(dim=0, dtype=torch.int32) if count else counts
 
 
-def _counts(x: torch.Tensor, count: bool) -> torch.Tensor:
+def new_counts(x: torch.Tensor, count: bool) -> torch.Tensor:
+    """The int32 spikes per (t, b, c) of a neuron kernel over ``x`` when counted (empty otherwise)."""
     return x.new_empty(x.shape[:3] if count else (0,), dtype=torch.int32)
 
 
 @gated_leaky_fwd.register_fake
 def _(x, scale, spatial, relu, decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, training,
       chunk, count):
-    return torch.empty_like(x), _checkpoints(x, training, chunk), _counts(x, count)
+    return torch.empty_like(x), new_checkpoints(x, training, chunk), new_counts(x, count)
 
 
 def _bwd_outputs(x: torch.Tensor, has_map: bool, column_tiles: int) -> tuple[torch.Tensor, ...]:
@@ -110,9 +90,9 @@ def gated_leaky_bwd(grad_spikes: torch.Tensor, x: torch.Tensor, scale: torch.Ten
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dL/dx of the gate's path in x's layout, dL/dscale fp32 [T, B, C], dL/dspatial fp32 [B, H * W] or
     empty). The partial sums of the programs are added here in a fixed order."""
-    scale, spatial = _per_row(scale), _per_row(spatial)
+    scale, spatial = per_row(scale), per_row(spatial)
     T, B, C, H, W = x.shape
-    grid, block_r, block_s, warps = _grid(x)
+    grid, block_r, block_s, warps = neuron_grid(x)
     grad_x, grad_scale, grad_map = _bwd_outputs(x, spatial is not None, grid[1])
     if x.numel() == 0:
         grad_scale.zero_(), grad_map.zero_()
@@ -120,8 +100,8 @@ def gated_leaky_bwd(grad_spikes: torch.Tensor, x: torch.Tensor, scale: torch.Ten
         with on_device_of(x):
             gated_leaky_bwd_kernel[grid](
                 grad_spikes, x, scale, scale if spatial is None else spatial, checkpoints, grad_x, grad_scale,
-                grad_scale if spatial is None else grad_map, *_geometry(x),
-                *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
+                grad_scale if spatial is None else grad_map, *neuron_geometry(x),
+                *f32(decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
                 RELU=relu, HAS_MAP=spatial is not None, HARD_RESET=hard_reset, STRICT=strict,
                 DETACH_RESET=detach_reset, SG_ID=surrogate_id, CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s,
                 num_warps=warps, **COMPILE_OPTIONS,
@@ -140,12 +120,6 @@ def _(grad_spikes, x, scale, spatial, checkpoints, relu, decay, gain, bias, v_th
 
 
 refuse_double_backward("snnkernels::gated_leaky_bwd", "Run the attention and the neuron unfused on backend='torch'.")
-
-
-def needs_training(*tensors: torch.Tensor | None) -> bool:
-    """Whether a forward must keep what its backward needs. Decided before ``Function.apply``:
-    ``autograd.Function.forward`` runs with gradients disabled."""
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 class _GatedLeakyFunction(torch.autograd.Function):

@@ -12,8 +12,7 @@ import torch
 from ..kernels.triton.global_context import gc_context_bwd_kernel, gc_context_fwd_kernel
 from ..reference.staa import GCParams, global_context_fusion, global_context_transform_reference
 from ._device import on_device_of
-from .leaky_triton import COMPILE_OPTIONS
-from .pooled_attention_triton import channel_tiles
+from .triton_launch import COMPILE_OPTIONS, channel_tiles
 
 __all__ = ["gc_context", "global_context_fused", "gc_context_fwd", "gc_context_bwd", "MAX_CHANNELS"]
 

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from ._double_backward import refuse_double_backward
+from .layout import match_layout
 from .leaky_settings import BWD_ARGS, BWD_OUTPUTS, FWD_ARGS, FWD_OUTPUTS, names, op_schema
 
 # Generated from the one definition of the arguments (ops/leaky_settings.py); csrc/registration.cpp holds a
@@ -73,15 +74,6 @@ def time_major_dense(x: torch.Tensor) -> torch.Tensor:
     if fmt is not None and x.stride(0) == neurons_per_step(x) and x[0].is_contiguous(memory_format=fmt):
         return x
     return x.contiguous()
-
-
-def match_layout(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``t`` with the strides of ``like`` (same shape), copying only when they differ."""
-    if t.stride() == like.stride():
-        return t
-    # empty_strided, not empty_like(like): the copy overwrites every element, and the test suite's NaN
-    # poisoning wraps empty_like in a function torch.compile cannot trace inside an autograd.Function
-    return torch.empty_strided(like.shape, like.stride(), dtype=t.dtype, device=t.device).copy_(t)
 
 
 def channel_stride(x: torch.Tensor, channels: int) -> int:

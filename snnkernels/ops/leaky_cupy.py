@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from .. import _native_sources
-from .leaky import CHECKPOINT_CHUNK, define_leaky_ops, match_layout, neurons_per_step, new_bwd_outputs, new_fwd_outputs
+from .layout import match_layout
+from .leaky import CHECKPOINT_CHUNK, define_leaky_ops, neurons_per_step, new_bwd_outputs, new_fwd_outputs
 from .leaky_settings import ALL_FLAGS, BWD_ARGS, FLAG, FWD_ARGS, flag_word
 
 __all__ = ["DEFAULT_CHUNK", "availability_problem", "forward_op", "kernel_name", "nvrtc_options"]

@@ -10,35 +10,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import triton
 
 from ..backends import triton_interpreter_enabled
 from ..kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_counted_kernel, leaky_fwd_kernel
 from ._device import on_device_of
+from .layout import match_layout
 from .leaky import (
     CHECKPOINT_CHUNK,
     COUNTED_FWD_SCHEMA,
     channel_stride,
     define_leaky_ops,
     fake_fwd_counted,
-    match_layout,
     neurons_per_step,
     new_bwd_outputs,
     new_fwd_outputs,
     register_forward_autograd,
 )
+from .triton_launch import COMPILE_OPTIONS, f32
 
 __all__ = ["leaky_fwd_triton", "leaky_bwd_triton", "leaky_fwd_counted_triton", "LaunchConfig", "launch_config",
            "DEFAULT_CHUNK", "COMPILE_OPTIONS"]
 
 DEFAULT_CHUNK = CHECKPOINT_CHUNK  # recompute granularity of the backward (ops/leaky.py)
-
-
-# Round the charge op by op, like the eager reference and the backward's recompute: a contracted
-# multiply-add would move h by an ulp and could flip a spike sitting at the threshold.
-COMPILE_OPTIONS = {"enable_fp_fusion": False}
 
 
 @dataclass(frozen=True)
@@ -54,12 +49,6 @@ def launch_config(n: int, backward: bool) -> LaunchConfig:
     if triton_interpreter_enabled():
         return LaunchConfig(block=min(max(triton.next_power_of_2(n), 16), 8192), num_warps=1)
     return LaunchConfig(block=256 if backward else 512, num_warps=4)
-
-
-def _f32(*values: float) -> list[float]:
-    """Scalars rounded to fp32, as the compiled kernels receive them. Triton's interpreter would otherwise
-    keep a Python float that fp32 cannot hold (e.g. 1e-40) in fp64 and compute differently."""
-    return [float(np.float32(v)) for v in values]
 
 
 def _channel_dims(x: torch.Tensor, *coefficients: torch.Tensor | None) -> tuple[int, int]:
@@ -120,7 +109,7 @@ def _launch_fwd(kernel, cfg: LaunchConfig, extra_ptrs: tuple, extra_constexprs: 
             spikes, v_final if store_final_state else dummy, ckpt if training else dummy,
             v_seq if store_v_seq else dummy, *extra_ptrs,
             T, n, spatial, channels,
-            *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
+            *f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
             HAS_V_INIT=v_init is not None,
             DECAY_T=decay_t is not None, GAIN_T=gain_t is not None, BIAS_T=bias_t is not None,
             HARD_RESET=hard_reset, STRICT=strict, TRAINING=training, STORE_FINAL=store_final_state,
@@ -151,7 +140,7 @@ def _bwd_impl(grad_spikes, grad_v_final, x, v_init, checkpoints, decay_t, gain_t
             grad_x, grad_v_init if need_grad_v_init else dummy,
             *[p if p.numel() else dummy for p in partials], dummy if grad_v_seq is None else grad_v_seq,
             T, n, spatial, channels,
-            *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
+            *f32(decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
             HAS_V_INIT=v_init is not None,
             HAS_GRAD_V_FINAL=grad_v_final is not None, STORE_GRAD_V_INIT=need_grad_v_init,
             DECAY_T=decay_t is not None, GAIN_T=gain_t is not None, BIAS_T=bias_t is not None,

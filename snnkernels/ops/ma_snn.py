@@ -24,10 +24,11 @@ import torch
 import torch.nn.functional as F
 
 from ..reference.ma_snn import mlp_gate
-from .gated_leaky_triton import DEFAULT_CHUNK, gated_leaky_bwd, gated_leaky_fwd, needs_training
-from .leaky import match_layout
+from .autograd_helpers import needs_training
+from .gated_leaky_triton import gated_leaky_bwd, gated_leaky_fwd
+from .layout import match_layout, rows_layout
+from .leaky_triton import DEFAULT_CHUNK
 from .ma_snn_triton import apply_gates, bwd_input, bwd_pixel_sums, pixel_stats, row_dot_map, row_stats
-from .pooled_attention_triton import rows_layout
 
 __all__ = ["ma_attention_fused", "ma_gates_fused", "ma_gated_neuron_fused", "time_gate", "channel_gate",
            "spatial_gate"]

@@ -12,8 +12,7 @@ import triton
 from ..backends import triton_interpreter_enabled
 from ..kernels.triton import ma_snn as K
 from ._device import on_device_of
-from .leaky_triton import COMPILE_OPTIONS
-from .pooled_attention_triton import _launch, _per_row
+from .triton_launch import COMPILE_OPTIONS, launch_rows, per_row
 
 __all__ = ["row_stats", "pixel_stats", "apply_gates", "bwd_pixel_sums", "row_dot_map", "bwd_input"]
 
@@ -62,7 +61,7 @@ def _empty(x):
 def row_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per (t, b, c): sum over H * W, max, and the max's first position (int32)."""
     sums, maxima, at = _rows(x), _rows(x), torch.empty(x.shape[:3], dtype=torch.int32, device=x.device)
-    _launch(K.row_sum_max_kernel, x, x, sums, maxima, at)
+    launch_rows(K.row_sum_max_kernel, x, x, sums, maxima, at)
     return sums, maxima, at
 
 
@@ -75,7 +74,7 @@ def _(x):
 def pixel_stats(x: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per (b, pixel) over all (t, c): sum and max of scale[t, b, c] * X, and the max's first (t, c) index
     j = t * C + c (int32). [B, H * W] each."""
-    scale = _per_row(scale)
+    scale = per_row(scale)
     T, B, C, H, W = x.shape
     _, _, split, _ = _pixel_grid(B, H * W, T * C)
     sums, maxima = _plane(x, lead=split), _plane(x, lead=split)
@@ -95,9 +94,9 @@ def _(x, scale):
 @torch.library.custom_op("snnkernels::ma_apply", mutates_args=(), device_types=("cpu", "cuda"))
 def apply_gates(x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor | None) -> torch.Tensor:
     """relu(X) * scale[t, b, c] (* spatial[b, p]) in X's layout and dtype."""
-    scale, spatial = _per_row(scale), _per_row(spatial)
+    scale, spatial = per_row(scale), per_row(spatial)
     y = torch.empty_like(x)
-    _launch(K.apply_kernel, x, x, scale, scale if spatial is None else spatial, y, HAS_MAP=spatial is not None)
+    launch_rows(K.apply_kernel, x, x, scale, scale if spatial is None else spatial, y, HAS_MAP=spatial is not None)
     return y
 
 
@@ -111,7 +110,7 @@ def bwd_pixel_sums(grad_y: torch.Tensor, x: torch.Tensor, scale: torch.Tensor,
                    spatial: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """With GR = dY * relu(X): (sum_(t,c) GR * scale per pixel [B, H * W] (empty without ``spatial``),
     sum_p GR * spatial per (t, b, c))."""
-    scale, spatial = _per_row(scale), _per_row(spatial)
+    scale, spatial = per_row(scale), per_row(spatial)
     T, B, C, H, W = x.shape
     _, n_pblk, split, _ = _pixel_grid(B, H * W, T * C)
     dmap = _plane(x, lead=split) if spatial is not None else _empty(x)
@@ -130,7 +129,7 @@ def _(grad_y, x, scale, spatial):
 def row_dot_map(x: torch.Tensor, spatial: torch.Tensor) -> torch.Tensor:
     """sum_p X[t, b, c, p] * spatial[b, p], fp32 [T, B, C]."""
     out = _rows(x)
-    _launch(K.row_dot_map_kernel, x, x, _per_row(spatial), out)
+    launch_rows(K.row_dot_map_kernel, x, x, per_row(spatial), out)
     return out
 
 
@@ -147,12 +146,12 @@ def bwd_input(grad_y: torch.Tensor | None, x: torch.Tensor, scale: torch.Tensor,
     """dX of the whole attention (see ``bwd_input_kernel``), in X's layout and dtype; without ``grad_y``
     the poolings' paths only, plus ``grad_x_part`` (X's layout) when given: the apply pass's share that
     the gated neuron's backward computed."""
-    scale, spatial, avg_map, max_map = _per_row(scale), _per_row(spatial), _per_row(avg_map), _per_row(max_map)
-    row_add, row_max_grad = _per_row(row_add), _per_row(row_max_grad)
+    scale, spatial, avg_map, max_map = per_row(scale), per_row(spatial), per_row(avg_map), per_row(max_map)
+    row_add, row_max_grad = per_row(row_add), per_row(row_max_grad)
     has_map = spatial is not None
     dx = torch.empty_like(x)
     gy = grad_y if grad_y is not None else (grad_x_part if grad_x_part is not None else x)
-    _launch(K.bwd_input_kernel, x, gy, x, scale, spatial if has_map else scale, avg_map if has_map else scale,
+    launch_rows(K.bwd_input_kernel, x, gy, x, scale, spatial if has_map else scale, avg_map if has_map else scale,
             max_map if has_map else scale, max_at.contiguous() if has_map else row_at, row_add, row_max_grad,
             row_at.contiguous(), dx, HAS_MAP=has_map, HAS_DIRECT=grad_y is not None,
             ADD_PART=grad_y is None and grad_x_part is not None)

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from ..reference.tcja import conv1d_same
-from .leaky import match_layout
-from .pooled_attention_triton import CROSS, GATE, dta_bwd, dta_fwd, row_map_bwd, row_map_fwd, row_sums, rows_layout
+from .autograd_helpers import as_tensor, distinct
+from .layout import match_layout, plane_size, rows_layout
+from .pooled_attention_triton import CROSS, GATE, dta_bwd, dta_fwd, row_map_bwd, row_map_fwd, row_sums
 
 __all__ = ["tcja_fused", "tcja_gate_fused", "tcja_gate_from_counts", "txa_fused", "dta_product_fused",
            "conv1d_same_vjp", "pooled_mean"]
@@ -60,14 +61,11 @@ def _sigmoid_vjp(grad: torch.Tensor, sig: torch.Tensor) -> torch.Tensor:
     return grad * (sig * (1.0 - sig))
 
 
-def _plane_size(x: torch.Tensor) -> int:
-    return x.shape[3] * x.shape[4]
-
-
-def _pooled_mean(x: torch.Tensor) -> torch.Tensor:
-    """Z = mean over H, W in fp32, [T, B, C] (sweep 1 of every forward)."""
+def plane_means(x: torch.Tensor) -> torch.Tensor:
+    """Z = mean over H, W in fp32, [T, B, C] (sweep 1 of every forward); not differentiable (``pooled_mean``
+    is)."""
     sums, _ = row_sums(x, None)
-    return sums / _plane_size(x)
+    return sums / plane_size(x)
 
 
 def _cast_like(grad: torch.Tensor | None, like: torch.Tensor | None, needed: bool) -> torch.Tensor | None:
@@ -80,8 +78,8 @@ class _PooledMeanFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        ctx.shape, ctx.dtype, ctx.plane = x.shape, x.dtype, _plane_size(x)
-        return _pooled_mean(x)
+        ctx.shape, ctx.dtype, ctx.plane = x.shape, x.dtype, plane_size(x)
+        return plane_means(x)
 
     @staticmethod
     def backward(ctx: Any, grad_z: torch.Tensor):
@@ -107,7 +105,7 @@ class _TCJAFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight_t: torch.Tensor | None, weight_c: torch.Tensor | None,
                 mode: str) -> torch.Tensor:
-        z = _pooled_mean(x)
+        z = plane_means(x)
         tla, cla, gate = _tcja_gate_stage(z, weight_t, weight_c, mode)
         ctx.mode = mode
         ctx.save_for_backward(x, z, gate, tla, cla, weight_t, weight_c)
@@ -131,12 +129,12 @@ class _TCJAFunction(torch.autograd.Function):
             grad_z = grad_z + dz
         grad_x = None
         if ctx.needs_input_grad[0]:
-            grad_x = row_map_bwd(grad_y, x, gate, None, grad_z / _plane_size(x), GATE)
+            grad_x = row_map_bwd(grad_y, x, gate, None, grad_z / plane_size(x), GATE)
         return (grad_x, _cast_like(grad_wt, weight_t, ctx.needs_input_grad[1]),
                 _cast_like(grad_wc, weight_c, ctx.needs_input_grad[2]), None)
 
 
-class _TXAGates:
+class TXAGates:
     """T-XA's per-row terms a = scale_t * sig(Qt), b = scale_c * sig(Qc) with Qt = conv of Z along
     channels (conv_t [T, T, 3]) and Qc = conv of Z along time (conv_c [C, C, 6]), and their backward."""
 
@@ -160,7 +158,7 @@ class _TXAGates:
                 _cast_like(grad_scale_t, scale_t, needs[2]), _cast_like(grad_scale_c, scale_c, needs[3]))
 
 
-def _cross_grads(sums: torch.Tensor, dots: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
+def cross_grads(sums: torch.Tensor, dots: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
     """dL/da = sum_hw g (x + b) = dots + b sums and dL/db = dots + a sums, for the product (x + a)(x + b)."""
     return dots + b * sums, dots + a * sums
 
@@ -168,8 +166,8 @@ def _cross_grads(sums: torch.Tensor, dots: torch.Tensor, a: torch.Tensor, b: tor
 class _TXAFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x, conv_t_weight, conv_c_weight, scale_t, scale_c):
-        z = _pooled_mean(x)
-        g = _TXAGates(z, conv_t_weight, conv_c_weight, scale_t, scale_c)
+        z = plane_means(x)
+        g = TXAGates(z, conv_t_weight, conv_c_weight, scale_t, scale_c)
         ctx.save_for_backward(x, z, g.sig_t, g.sig_c, g.a, g.b, conv_t_weight, conv_c_weight, scale_t, scale_c)
         return row_map_fwd(x, g.a, g.b, CROSS)
 
@@ -178,12 +176,12 @@ class _TXAFunction(torch.autograd.Function):
         x, z, sig_t, sig_c, a, b, wt, wc, st, sc = ctx.saved_tensors
         grad_y = match_layout(grad_y, x)
         sums, dots = row_sums(grad_y, x)
-        grad_a, grad_b = _cross_grads(sums, dots, a, b)
-        dz, *param_grads = _TXAGates.backward(z, sig_t, sig_c, a, b, wt, wc, st, sc, grad_a, grad_b,
+        grad_a, grad_b = cross_grads(sums, dots, a, b)
+        dz, *param_grads = TXAGates.backward(z, sig_t, sig_c, a, b, wt, wc, st, sc, grad_a, grad_b,
                                               ctx.needs_input_grad[1:5])
         grad_x = None
         if ctx.needs_input_grad[0]:
-            grad_x = row_map_bwd(grad_y, x, a, b, dz / _plane_size(x), CROSS)
+            grad_x = row_map_bwd(grad_y, x, a, b, dz / plane_size(x), CROSS)
         return grad_x, *param_grads
 
 
@@ -196,8 +194,8 @@ class _DTAProductFunction(torch.autograd.Function):
     def forward(ctx, x, na, spikes, conv_t_weight, conv_c_weight, scale_t, scale_c, na_bias):
         na, spikes = rows_layout(na), match_layout(spikes, x)  # NA read in place in T-NA's [B, T] storage
         T, B, C = x.shape[:3]
-        z = _pooled_mean(x)
-        g = _TXAGates(z, conv_t_weight, conv_c_weight, scale_t, scale_c)
+        z = plane_means(x)
+        g = TXAGates(z, conv_t_weight, conv_c_weight, scale_t, scale_c)
         bias_rows = None if na_bias is None else na_bias.float().view(T, 1, C).expand(T, B, C)
         ctx.save_for_backward(x, na, spikes, z, g.sig_t, g.sig_c, g.a, g.b, conv_t_weight, conv_c_weight,
                               scale_t, scale_c, na_bias)
@@ -211,12 +209,12 @@ class _DTAProductFunction(torch.autograd.Function):
         bias_rows = None if na_bias is None else na_bias.float().view(T, 1, C).expand(T, B, C)
         grad_x32, grad_na, grad_s, sums, dots, na_sums = dta_bwd(grad_y, x, na, spikes, a, b, bias_rows,
                                                                  ctx.needs_input_grad[2])
-        grad_a, grad_b = _cross_grads(sums, dots, a, b)
-        dz, *param_grads = _TXAGates.backward(z, sig_t, sig_c, a, b, wt, wc, st, sc, grad_a, grad_b,
+        grad_a, grad_b = cross_grads(sums, dots, a, b)
+        dz, *param_grads = TXAGates.backward(z, sig_t, sig_c, a, b, wt, wc, st, sc, grad_a, grad_b,
                                               ctx.needs_input_grad[3:7])
         grad_x = None
         if ctx.needs_input_grad[0]:
-            grad_x = grad_x32.add_((dz / _plane_size(x))[:, :, :, None, None]).to(x.dtype)
+            grad_x = grad_x32.add_((dz / plane_size(x))[:, :, :, None, None]).to(x.dtype)
         grad_bias = None
         if na_bias is not None and ctx.needs_input_grad[7]:
             grad_bias = na_sums.sum(dim=1).reshape(na_bias.shape).to(na_bias.dtype)
@@ -224,29 +222,10 @@ class _DTAProductFunction(torch.autograd.Function):
                 grad_s if ctx.needs_input_grad[2] else None, *param_grads, grad_bias)
 
 
-def _distinct(*args):
-    """The arguments with a repeated tensor replaced by a view of it: torch.compile cannot trace an
-    autograd.Function that gets one tensor twice (e.g. a shared scale), and a view carries the same
-    gradient back."""
-    seen: list[torch.Tensor] = []
-    out = []
-    for a in args:
-        if isinstance(a, torch.Tensor) and any(a is b for b in seen):
-            a = a.view_as(a)
-        if isinstance(a, torch.Tensor):
-            seen.append(a)
-        out.append(a)
-    return out
-
-
-def _as_tensor(scale: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
-    return scale if isinstance(scale, torch.Tensor) else torch.tensor(float(scale), device=like.device)
-
-
 def tcja_fused(x: torch.Tensor, weight_t: torch.Tensor | None, weight_c: torch.Tensor | None,
                mode: str) -> torch.Tensor:
     """Fused ``tcja_reference`` (checked arguments, Triton-capable x)."""
-    return _TCJAFunction.apply(*_distinct(rows_layout(x), weight_t, weight_c), mode)
+    return _TCJAFunction.apply(*distinct(rows_layout(x), weight_t, weight_c), mode)
 
 
 def tcja_gate_fused(x: torch.Tensor, weight_t: torch.Tensor | None, weight_c: torch.Tensor | None,
@@ -261,7 +240,7 @@ class _CountMeanFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, spikes: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-        ctx.shape, ctx.dtype, ctx.plane = spikes.shape, spikes.dtype, _plane_size(spikes)
+        ctx.shape, ctx.dtype, ctx.plane = spikes.shape, spikes.dtype, plane_size(spikes)
         return counts.float() / ctx.plane
 
     @staticmethod
@@ -280,8 +259,8 @@ def tcja_gate_from_counts(spikes: torch.Tensor, counts: torch.Tensor, weight_t: 
 def txa_fused(x: torch.Tensor, conv_t_weight: torch.Tensor, conv_c_weight: torch.Tensor,
               scale_t: torch.Tensor | float, scale_c: torch.Tensor | float) -> torch.Tensor:
     """Fused ``txa_reference``."""
-    return _TXAFunction.apply(*_distinct(rows_layout(x), conv_t_weight, conv_c_weight, _as_tensor(scale_t, x),
-                                        _as_tensor(scale_c, x)))
+    return _TXAFunction.apply(*distinct(rows_layout(x), conv_t_weight, conv_c_weight, as_tensor(scale_t, x),
+                                        as_tensor(scale_c, x)))
 
 
 def dta_product_fused(x: torch.Tensor, na: torch.Tensor, spikes: torch.Tensor, conv_t_weight: torch.Tensor,
@@ -289,5 +268,5 @@ def dta_product_fused(x: torch.Tensor, na: torch.Tensor, spikes: torch.Tensor, c
                       scale_c: torch.Tensor | float, na_bias: torch.Tensor | None = None) -> torch.Tensor:
     """Fused ``sig(NA * txa_reference(x, ...)) * spikes`` with NA = ``na``, or ``na + na_bias + x`` when
     ``na_bias`` ([T * C], t-major) is given."""
-    return _DTAProductFunction.apply(*_distinct(rows_layout(x), na, spikes, conv_t_weight, conv_c_weight,
-                                                _as_tensor(scale_t, x), _as_tensor(scale_c, x), na_bias))
+    return _DTAProductFunction.apply(*distinct(rows_layout(x), na, spikes, conv_t_weight, conv_c_weight,
+                                                as_tensor(scale_t, x), as_tensor(scale_c, x), na_bias))

@@ -23,8 +23,8 @@ from ..kernels.triton.staa_loop import SCALED_LOGITS, SIGMOID, SOFTMAX, staa_loo
 from ..reference.staa import SAParams
 from ..surrogate import Surrogate
 from ._device import on_device_of
-from .leaky_triton import COMPILE_OPTIONS, _f32
-from .pooled_attention_triton import half_tiles, row_sums
+from .pooled_attention_triton import row_sums
+from .triton_launch import COMPILE_OPTIONS, f32, half_tiles
 
 __all__ = ["staa_loop_persistent", "staa_loop_fwd", "staa_loop_bwd", "GATE_IDS"]
 
@@ -33,7 +33,7 @@ GATE_IDS = {"sigmoid": SIGMOID, "softmax": SOFTMAX, "scaled_logits": SCALED_LOGI
 
 def _blocks(C: int, S: int, hid: int) -> dict:
     """The sweep's tile and the MLP's chunk (all hidden units x BLOCK_K channels). GPU: one program holds an
-    SM alone, so 8 warps, and the step kernels' 1024-value tile (``pooled_attention_triton.half_tiles``: the backward
+    SM alone, so 8 warps, and the step kernels' 1024-value tile (``triton_launch.half_tiles``: the backward
     keeps four row accumulators) with 4 values a thread; MLP chunks of at most 2048 weights (two chunks of
     W2 live at once). These keep every variant free of spills at ResNet-20 sizes (python_tests/triton_aot.py)."""
     block_r, block_s, warps = half_tiles(C, S)
@@ -52,11 +52,11 @@ def _dims(y: torch.Tensor, w1: torch.Tensor | None) -> tuple[int, int, int, int,
 def _fwd_outputs(y: torch.Tensor, has_sa: bool, hid: int, spike_dtype: torch.dtype, training: bool):
     T, B, C = y.shape[:3]
     slots = T if training else min(T, 2)
-    f32 = dict(dtype=torch.float32, device=y.device)
-    return (torch.empty(y.shape, dtype=spike_dtype, device=y.device), torch.empty((slots, *y.shape[1:]), **f32),
-            torch.empty((T, B, C), **f32), torch.empty((T, B, C), **f32),
-            torch.empty((T, B, hid) if has_sa else (0,), **f32), torch.empty((T, B, C), **f32),
-            torch.empty((T, B, C) if has_sa else (0,), **f32))
+    fp32 = dict(dtype=torch.float32, device=y.device)
+    return (torch.empty(y.shape, dtype=spike_dtype, device=y.device), torch.empty((slots, *y.shape[1:]), **fp32),
+            torch.empty((T, B, C), **fp32), torch.empty((T, B, C), **fp32),
+            torch.empty((T, B, hid) if has_sa else (0,), **fp32), torch.empty((T, B, C), **fp32),
+            torch.empty((T, B, C) if has_sa else (0,), **fp32))
 
 
 @torch.library.custom_op("snnkernels::staa_loop_fwd", mutates_args=(), device_types=("cpu", "cuda"))
@@ -80,7 +80,7 @@ def staa_loop_fwd(y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, w1: torch.T
         staa_loop_fwd_kernel[(B,)](
             y, mean_y if w1 is not None else a, a, b, a if w1 is None else w1, a if w2 is None else w2,
             a if drop is None else drop, spikes, states, ga, gb, hidden if w1 is not None else a, mean_h, hsum,
-            T, B, C, S, max(hid, 1), states.shape[0], *_f32(alpha, v_threshold, v_reset),
+            T, B, C, S, max(hid, 1), states.shape[0], *f32(alpha, v_threshold, v_reset),
             HAS_SA=w1 is not None, GATE=gate, HAS_DROP=drop is not None, **_blocks(C, S, hid), **COMPILE_OPTIONS,
         )
     return out
@@ -111,19 +111,19 @@ def staa_loop_bwd(grad_spikes: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b
     dy, da, db, dw1, dw2 = _bwd_outputs(y, a, w1, w2)
     if y.numel() == 0:
         return dy, da.zero_(), db.zero_(), dw1.zero_(), dw2.zero_()
-    f32 = dict(dtype=torch.float32, device=y.device)
+    fp32 = dict(dtype=torch.float32, device=y.device)
     has_sa = w1 is not None
-    da_parts, db_parts = torch.zeros((2 * T, B, C), **f32), torch.zeros((2 * T, B, C), **f32)
-    dw1_parts = torch.empty((T, B, hid, C) if has_sa else (0,), **f32)
-    dw2_parts = torch.empty((T, B, 2 * C, hid) if has_sa else (0,), **f32)
+    da_parts, db_parts = torch.zeros((2 * T, B, C), **fp32), torch.zeros((2 * T, B, C), **fp32)
+    dw1_parts = torch.empty((T, B, hid, C) if has_sa else (0,), **fp32)
+    dw2_parts = torch.empty((T, B, 2 * C, hid) if has_sa else (0,), **fp32)
     with on_device_of(y):
         staa_loop_bwd_kernel[(B,)](
             grad_spikes.contiguous(), y, mean_y if has_sa else a, a, b, a if w1 is None else w1,
             a if w2 is None else w2,
             a if drop is None else drop, states, ga, gb, hidden if has_sa else a, mean_h, dy,
-            torch.empty((B, C, S), **f32), torch.empty((B, C, S), **f32), torch.zeros((4, B, C), **f32),
+            torch.empty((B, C, S), **fp32), torch.empty((B, C, S), **fp32), torch.zeros((4, B, C), **fp32),
             da_parts, db_parts, dw1_parts if has_sa else a, dw2_parts if has_sa else a,
-            T, B, C, S, max(hid, 1), *_f32(alpha, v_threshold, v_reset, surrogate_param),
+            T, B, C, S, max(hid, 1), *f32(alpha, v_threshold, v_reset, surrogate_param),
             HAS_SA=has_sa, GATE=gate, HAS_DROP=drop is not None, DETACH_RESET=detach_reset, SG_ID=surrogate_id,
             **_blocks(C, S, hid), **COMPILE_OPTIONS,
         )

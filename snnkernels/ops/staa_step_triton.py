@@ -27,7 +27,7 @@ from ..kernels.triton.staa_step import staa_step_bwd_kernel, staa_step_fwd_kerne
 from ..reference.staa import (
     LOOP_KERNELS,
     SAParams,
-    _check_drop_mask,
+    check_drop_mask,
     check_option,
     position_encoding_reference,
     staa_coefficients,
@@ -35,11 +35,11 @@ from ..reference.staa import (
 )
 from ..surrogate import Surrogate
 from ._device import on_device_of
+from .autograd_helpers import fresh_float
 from .global_context_triton import global_context_fused
-from .leaky_triton import COMPILE_OPTIONS, _f32
 from .pooled_attention import pooled_mean
-from .pooled_attention_triton import fresh_float, half_tiles
 from .staa_loop_triton import staa_loop_persistent
+from .triton_launch import COMPILE_OPTIONS, f32, half_tiles
 
 __all__ = ["staa_step", "staa_loop_fused", "staa_features_fused", "staa_lif_fused"]
 
@@ -69,7 +69,7 @@ def staa_step_fwd(h: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Te
     if S == 0:
         h_sum.zero_()
     _launch(staa_step_fwd_kernel, R, S, h, y, a, b, ga, gb, spikes, h_next, h_sum, R, S, C,
-            *_f32(v_threshold, v_reset))
+            *f32(v_threshold, v_reset))
     return spikes, h_next, h_sum
 
 
@@ -93,7 +93,7 @@ def staa_step_bwd(grad_spikes: torch.Tensor, grad_h_next: torch.Tensor | None, g
     _launch(staa_step_bwd_kernel, R, S, h, y, a, b, ga, gb, grad_spikes.contiguous(),
             h if grad_h_next is None else grad_h_next.contiguous(),
             a if grad_h_sum is None else grad_h_sum.contiguous(), dh, dy, sums, R, S, C,
-            *_f32(v_threshold, v_reset, surrogate_param), HAS_DH=grad_h_next is not None,
+            *f32(v_threshold, v_reset, surrogate_param), HAS_DH=grad_h_next is not None,
             HAS_DSUM=grad_h_sum is not None, DETACH_RESET=detach_reset, SG_ID=surrogate_id)
     return dh, dy, sums
 
@@ -190,7 +190,7 @@ def staa_lif_fused(x: torch.Tensor, params: Any, *, drop_mask: torch.Tensor | No
     feat = staa_features_fused(xs, params, gc_fusion=gc_fusion, gc_layer_norm=gc_layer_norm, ln_eps=ln_eps)
     mask = None
     if drop_mask is not None:
-        mask = _check_drop_mask(drop_mask, T, B, x.device).reshape(T, -1).expand(T, B)
+        mask = check_drop_mask(drop_mask, T, B, x.device).reshape(T, -1).expand(T, B)
         if tsrd_scope == "all":  # a dropped step also skips PE and GC
             feat = torch.where(mask[:, :, None, None, None], xs, feat)
     a, b = staa_coefficients(params.m.float(), params.n.float(), coefficient_map)

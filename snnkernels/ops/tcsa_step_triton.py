@@ -18,9 +18,9 @@ import triton
 from ..kernels.triton.tcsa_step import tcsa_step_bwd_kernel, tcsa_step_fwd_kernel
 from ..surrogate import Surrogate
 from ._device import on_device_of
-from .leaky_triton import COMPILE_OPTIONS, _f32
+from .autograd_helpers import fresh_float
 from .ma_snn import ma_gates_fused
-from .pooled_attention_triton import channel_tiles, fresh_float
+from .triton_launch import COMPILE_OPTIONS, channel_tiles, f32
 
 __all__ = ["tcsa_step", "tcsa_lif_paper_fused"]
 
@@ -46,7 +46,7 @@ def tcsa_step_fwd(v: torch.Tensor, sc: torch.Tensor, gs: torch.Tensor, x_next: t
         grid, block_c, block_s, warps = _grid(v)
         with on_device_of(v):
             tcsa_step_fwd_kernel[grid](v, sc, gs, v if x_next is None else x_next.contiguous(), spikes, h, v.shape[1],
-                                       v.shape[2] * v.shape[3], *_f32(u_th, v_reset, beta), HAS_NEXT=x_next is not None,
+                                       v.shape[2] * v.shape[3], *f32(u_th, v_reset, beta), HAS_NEXT=x_next is not None,
                                        BLOCK_C=block_c, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS)
     return spikes, h
 
@@ -69,7 +69,7 @@ def tcsa_step_bwd(grad_spikes: torch.Tensor, grad_h: torch.Tensor | None, v: tor
         with on_device_of(v):
             tcsa_step_bwd_kernel[grid](
                 v, sc, gs, grad_spikes.contiguous(), v if grad_h is None else grad_h.contiguous(),
-                dv, dsc, dgs, B, C, H * W, *_f32(u_th, v_reset, beta, surrogate_param),
+                dv, dsc, dgs, B, C, H * W, *f32(u_th, v_reset, beta, surrogate_param),
                 HAS_DH=grad_h is not None, DETACH_RESET=detach_reset, SG_ID=surrogate_id,
                 BLOCK_C=block_c, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS)
     else:

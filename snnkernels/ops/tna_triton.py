@@ -22,15 +22,10 @@ import torch.nn.functional as F
 
 from ..kernels.triton import tna as K
 from ..reference.dta import TNAParams
-from .leaky import match_layout
-from .pooled_attention_triton import _launch, _per_row
+from .layout import match_layout
+from .triton_launch import launch_rows, per_row
 
 __all__ = ["tna_decoded", "tna_fused"]
-
-
-def _as_rows(t: torch.Tensor) -> torch.Tensor:
-    """[B, D, H, W] -> the [1, B, D, H, W] row view (contiguous planes)."""
-    return (t if t.is_contiguous() else t.contiguous()).unsqueeze(0)
 
 
 def _per_bd(t: torch.Tensor) -> torch.Tensor:
@@ -42,7 +37,7 @@ def gelu_rows(pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(gelu(pre), sum_hw gelu(pre) [B, D] fp32)."""
     pre = pre.contiguous()
     e, sums = torch.empty_like(pre), _per_bd(pre)
-    _launch(K.gelu_rows_kernel, pre.unsqueeze(0), pre, e, sums)
+    launch_rows(K.gelu_rows_kernel, pre.unsqueeze(0), pre, e, sums)
     return e, sums
 
 
@@ -57,7 +52,7 @@ def gelu_bwd(grad_e: torch.Tensor, pre: torch.Tensor, grad_sum: torch.Tensor) ->
     pre = pre.contiguous()
     grad_e = match_layout(grad_e, pre)
     out = torch.empty_like(pre)
-    _launch(K.gelu_bwd_kernel, pre.unsqueeze(0), grad_e, pre, _per_row(grad_sum), out)
+    launch_rows(K.gelu_bwd_kernel, pre.unsqueeze(0), grad_e, pre, per_row(grad_sum), out)
     return out
 
 
@@ -72,7 +67,7 @@ def gated_fwd(local: torch.Tensor, e: torch.Tensor, g: torch.Tensor) -> torch.Te
     e = e.contiguous()
     local = match_layout(local, e)
     out = torch.empty_like(e)
-    _launch(K.gated_product_fwd_kernel, e.unsqueeze(0), local, e, _per_row(g), out)
+    launch_rows(K.gated_product_fwd_kernel, e.unsqueeze(0), local, e, per_row(g), out)
     return out
 
 
@@ -88,7 +83,7 @@ def gated_bwd(grad_a: torch.Tensor, local: torch.Tensor, e: torch.Tensor,
     e = e.contiguous()
     local, grad_a = match_layout(local, e), match_layout(grad_a, e)
     d_local, d_e, dots = torch.empty_like(e), torch.empty_like(e), _per_bd(e)
-    _launch(K.gated_product_bwd_kernel, e.unsqueeze(0), grad_a, local, e, _per_row(g), d_local, d_e, dots)
+    launch_rows(K.gated_product_bwd_kernel, e.unsqueeze(0), grad_a, local, e, per_row(g), d_local, d_e, dots)
     return d_local, d_e, dots
 
 

@@ -334,7 +334,7 @@ def draw_drop_mask(T: int, B: int, drop_prob: float, *, granularity: str = "step
     otherwise the global RNG of ``device``.
     """
     check_option(granularity, TSRD_GRANULARITIES, "tsrd_granularity")
-    drop_prob = _check_probability(drop_prob)
+    drop_prob = check_probability(drop_prob)
     shape = (T,) if granularity == "step" else (T, B)
     if generator is not None:
         u = torch.rand(shape, generator=generator, device=generator.device)
@@ -343,13 +343,13 @@ def draw_drop_mask(T: int, B: int, drop_prob: float, *, granularity: str = "step
     return (u < drop_prob).to(device) if device is not None else u < drop_prob
 
 
-def _check_probability(p: object) -> float:
+def check_probability(p: object) -> float:
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not (0.0 <= float(p) <= 1.0):
         raise ValueError(f"drop_prob must be a probability in [0, 1], got {p!r}")
     return float(p)
 
 
-def _check_drop_mask(mask: object, T: int, B: int, device: torch.device) -> torch.Tensor:
+def check_drop_mask(mask: object, T: int, B: int, device: torch.device) -> torch.Tensor:
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"drop_mask must be a bool tensor of shape [T] or [T, B], got {type(mask).__name__}")
     if mask.dtype != torch.bool:
@@ -450,7 +450,7 @@ def staa_lif_reference(
     # keeps symbolic (dynamic=True)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not abs(alpha) < math.inf:
         raise ValueError(f"alpha must be a finite float, got {alpha!r}")
-    drop_prob = _check_probability(drop_prob)
+    drop_prob = check_probability(drop_prob)
     T, B, C, H, W = x.shape
     if params.position is not None:
         _check_position(params.position, T, C, H, W)
@@ -483,7 +483,7 @@ def staa_lif_reference(
     if drop_mask is None and drop_prob > 0:
         drop_mask = draw_drop_mask(T, B, drop_prob, granularity=tsrd_granularity, generator=generator,
                                    device=x.device)
-    mask = None if drop_mask is None else _check_drop_mask(drop_mask, T, B, x.device)
+    mask = None if drop_mask is None else check_drop_mask(drop_mask, T, B, x.device)
 
     h = torch.zeros_like(xs[0]) if v_init is None else v_init.to(dtype)
     spikes = []

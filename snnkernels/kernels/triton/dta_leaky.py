@@ -25,16 +25,16 @@ per step; a program owns BLOCK_R rows x BLOCK_S columns for all T steps; row par
 import triton
 import triton.language as tl
 
-from .gated_leaky import _gate_of_step, _gated_tile, _store_row_counts
-from .neuron_step import _charge, _chunk_start, _fire, _state_after, _step, _store_checkpoint, _walk_step
-from .pooled_attention import _na_value, _sigmoid, _tile_rows
+from .dta_terms import na_value, sigmoid
+from .neuron_step import charge, chunk_start, fire, state_after, step, store_checkpoint, walk_step
+from .row_tiles import row_values_at, step_tile, store_row_counts, tile_rows
 
 
 @triton.jit
 def _na_offsets(R1, B, C, nst, nsb, nsc, cols, BLOCK_R: tl.constexpr):
     """Offsets of the tile's elements in NA at step 0: NA keeps its own strides (T-NA's output is
     [B, T * C, H, W], i.e. the [B, T] storage, whatever X's is), so it is never copied to X's layout."""
-    _, _, base = _tile_rows(R1, B, C, nst, nsb, nsc, BLOCK_R)
+    _, _, base = tile_rows(R1, B, C, nst, nsb, nsc, BLOCK_R)
     return base[:, None] + cols[None, :]
 
 
@@ -43,14 +43,14 @@ def _step_terms(na_ptr, a_ptr, b_ptr, bias_ptr, x, t, na_offs, nst, rows, rmask,
                 NA_RESIDUAL: tl.constexpr):
     """Step t's NA (with T-NA's decoding bias and residual if NA_RESIDUAL), T-XA's a and b of the tile's
     rows ([BLOCK_R, 1]), and NA's offsets at step t (dL/dNA is written there)."""
-    a = _gate_of_step(a_ptr, t, rows, rmask, R1)
-    b = _gate_of_step(b_ptr, t, rows, rmask, R1)
+    a = row_values_at(a_ptr, t, rows, rmask, R1)
+    b = row_values_at(b_ptr, t, rows, rmask, R1)
     if NA_RESIDUAL:
-        na_bias = _gate_of_step(bias_ptr, t, rows, rmask, R1)
+        na_bias = row_values_at(bias_ptr, t, rows, rmask, R1)
     else:
         na_bias = 0.0
     na_at = na_offs + t.to(tl.int64) * nst
-    return _na_value(na_ptr, na_bias, x, na_at, mask, NA_RESIDUAL), a, b, na_at
+    return na_value(na_ptr, na_bias, x, na_at, mask, NA_RESIDUAL), a, b, na_at
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -73,7 +73,7 @@ def dta_leaky_fwd_kernel(
     BLOCK_R: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    rows, rmask, cols, offs, mask, dense = _gated_tile(R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S)
+    rows, rmask, cols, offs, mask, dense = step_tile(R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S)
     na_offs = _na_offsets(R1, B, C, nst, nsb, nsc, cols, BLOCK_R)
     n_state = tl.cast(R1, tl.int64) * S
     count_row = tl.program_id(1).to(tl.int64) * T * R1 + rows
@@ -81,19 +81,19 @@ def dta_leaky_fwd_kernel(
     for ci in range(tl.cdiv(T, CHUNK)):
         t0 = ci * CHUNK
         if TRAINING:
-            _store_checkpoint(ckpt_ptr, ci, n_state, dense, mask, v)
+            store_checkpoint(ckpt_ptr, ci, n_state, dense, mask, v)
         for k in tl.static_range(CHUNK):
             t = t0 + k
             valid = t < T
             at = offs + t.to(tl.int64) * st
             x = tl.load(x_ptr + at, mask=mask & valid, other=0.0).to(tl.float32)
-            _h, spike, v = _step(v, x, decay, gain, bias, valid, v_threshold, v_reset, STRICT, HARD_RESET)
+            _h, spike, v = step(v, x, decay, gain, bias, valid, v_threshold, v_reset, STRICT, HARD_RESET)
             na, a, b, _unused = _step_terms(na_ptr, a_ptr, b_ptr, bias_ptr, x, t, na_offs, nst, rows, rmask & valid,
                                            mask & valid, R1, NA_RESIDUAL)
-            y = _sigmoid(na * ((x + a) * (x + b))) * tl.where(spike, 1.0, 0.0)
+            y = sigmoid(na * ((x + a) * (x + b))) * tl.where(spike, 1.0, 0.0)
             tl.store(y_ptr + at, y.to(y_ptr.dtype.element_ty), mask=mask & valid)
             if COUNT:  # the neuron's firing statistics, without its spikes ever being stored
-                _store_row_counts(counts_ptr, count_row, t, R1, spike, mask, rmask & valid)
+                store_row_counts(counts_ptr, count_row, t, R1, spike, mask, rmask & valid)
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -114,7 +114,7 @@ def dta_leaky_bwd_kernel(
     BLOCK_R: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    rows, rmask, cols, offs, mask, dense = _gated_tile(R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S)
+    rows, rmask, cols, offs, mask, dense = step_tile(R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S)
     na_offs = _na_offsets(R1, B, C, nst, nsb, nsc, cols, BLOCK_R)
     n_state = tl.cast(R1, tl.int64) * S
     partial_row = tl.program_id(1).to(tl.int64) * T * R1 + rows
@@ -124,29 +124,29 @@ def dta_leaky_bwd_kernel(
         ci = n_chunks - 1 - j
         t0 = ci * CHUNK
         # Rebuild the chunk's pre-reset potentials from its checkpoint, exactly as the forward did.
-        v = _chunk_start(ckpt_ptr, ci, n_state, dense, mask, v_init)
+        v = chunk_start(ckpt_ptr, ci, n_state, dense, mask, v_init)
         hs = ()
         xs = ()
         for k in tl.static_range(CHUNK):
             t = t0 + k
             x = tl.load(x_ptr + offs + t.to(tl.int64) * st, mask=mask & (t < T), other=0.0).to(tl.float32)
-            h = _charge(v, x, decay, gain, bias)
+            h = charge(v, x, decay, gain, bias)
             hs = hs + (h,)
             xs = xs + (x,)
-            v = _state_after(h, v_threshold, v_reset, STRICT, HARD_RESET)
+            v = state_after(h, v_threshold, v_reset, STRICT, HARD_RESET)
         for k in tl.static_range(CHUNK - 1, -1, -1):
             t = t0 + k
             valid = t < T
             at = offs + t.to(tl.int64) * st
             h = hs[k]
             x = xs[k]
-            s = tl.where(_fire(h, v_threshold, STRICT), 1.0, 0.0)
+            s = tl.where(fire(h, v_threshold, STRICT), 1.0, 0.0)
             na, a, b, na_at = _step_terms(na_ptr, a_ptr, b_ptr, bias_ptr, x, t, na_offs, nst, rows, rmask & valid,
                                           mask & valid, R1, NA_RESIDUAL)
             gy = tl.load(grad_y_ptr + at, mask=mask & valid, other=0.0).to(tl.float32)
             # the product Y = sig(NA * XA) * s, as the pooled-attention DTA backward
             xa = (x + a) * (x + b)
-            sig = _sigmoid(na * xa)
+            sig = sigmoid(na * xa)
             dp = gy * s * (sig * (1.0 - sig))
             dxa = dp * na
             dna = dp * xa
@@ -158,6 +158,6 @@ def dta_leaky_bwd_kernel(
             tl.store(sum_ptr + partial_row + t * R1, tl.sum(dxa, axis=1), mask=rmask & valid)
             tl.store(dot_ptr + partial_row + t * R1, tl.sum(dxa * x, axis=1), mask=rmask & valid)
             # the neuron, driven by dL/ds = dY * sig (the spikes' only consumer is the product)
-            grad_h, grad_v = _walk_step(gy * sig, grad_v, h, decay, mask & valid, v_threshold, v_reset, sg_param,
+            grad_h, grad_v = walk_step(gy * sig, grad_v, h, decay, mask & valid, v_threshold, v_reset, sg_param,
                                         HARD_RESET, STRICT, DETACH_RESET, SG_ID)
             tl.store(grad_x_ptr + at, dx + grad_h * gain, mask=mask & valid)

@@ -21,19 +21,8 @@ eager reference.
 import triton
 import triton.language as tl
 
-from .neuron_step import _charge, _chunk_start, _state_after, _step, _store_checkpoint, _walk_step
-from .pooled_attention import _tile_rows
-
-
-@triton.jit
-def _gated_tile(R1, S, B, C, st, sb, sc, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
-    """This program's rows, columns, offsets in X (step 0), mask, and offsets in the dense state."""
-    rows, rmask, base = _tile_rows(R1, B, C, st, sb, sc, BLOCK_R)
-    cols = tl.program_id(1) * BLOCK_S + tl.arange(0, BLOCK_S)
-    offs = base[:, None] + cols[None, :]
-    mask = rmask[:, None] & (cols < S)[None, :]
-    dense = rows.to(tl.int64)[:, None] * S + cols[None, :]
-    return rows, rmask, cols, offs, mask, dense
+from .neuron_step import charge, chunk_start, state_after, step, store_checkpoint, walk_step
+from .row_tiles import row_values_at, step_tile, store_row_counts
 
 
 @triton.jit
@@ -66,24 +55,12 @@ def _gated_input(x, g, m, RELU: tl.constexpr, x_ptr):
 
 
 @triton.jit
-def _gate_of_step(scale_ptr, t, rows, rmask, R1):
-    """scale[t, b, c] of the tile's rows as a [BLOCK_R, 1] column."""
-    return tl.load(scale_ptr + t * R1 + rows, mask=rmask, other=0.0)[:, None]
-
-
-@triton.jit
 def _spatial_map(map_ptr, rows, cols, mask, S, C, HAS_MAP: tl.constexpr):
     """map[b, p] of the tile's elements (ones without a map)."""
     if HAS_MAP:
         return tl.load(map_ptr + (rows // C).to(tl.int64)[:, None] * S + cols[None, :], mask=mask, other=0.0)
     else:
         return 1.0
-
-
-@triton.jit
-def _store_row_counts(counts_ptr, count_row, t, R1, spike, mask, row_mask):
-    """The tile's spikes at step t per row (int32, over this program's columns), in its own partial slot."""
-    tl.store(counts_ptr + count_row + t * R1, tl.sum(tl.where(spike & mask, 1, 0), axis=1), mask=row_mask)
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -106,7 +83,7 @@ def gated_leaky_fwd_kernel(
     BLOCK_R: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    rows, rmask, cols, offs, mask, dense = _gated_tile(R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S)
+    rows, rmask, cols, offs, mask, dense = step_tile(R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S)
     m = _spatial_map(map_ptr, rows, cols, mask, S, C, HAS_MAP)
     n_state = tl.cast(R1, tl.int64) * S
     count_row = tl.program_id(1).to(tl.int64) * T * R1 + rows
@@ -114,20 +91,20 @@ def gated_leaky_fwd_kernel(
     for ci in range(tl.cdiv(T, CHUNK)):
         t0 = ci * CHUNK
         if TRAINING:
-            _store_checkpoint(ckpt_ptr, ci, n_state, dense, mask, v)
+            store_checkpoint(ckpt_ptr, ci, n_state, dense, mask, v)
         for k in tl.static_range(CHUNK):
             t = t0 + k
             valid = t < T
             at = offs + t.to(tl.int64) * st
             x = tl.load(x_ptr + at, mask=mask & valid, other=0.0).to(tl.float32)
-            y = _gated_input(x, _gate_of_step(scale_ptr, t, rows, rmask & valid, R1), m, RELU, x_ptr)
-            _h, spike, v = _step(v, y, decay, gain, bias, valid, v_threshold, v_reset, STRICT, HARD_RESET)
+            y = _gated_input(x, row_values_at(scale_ptr, t, rows, rmask & valid, R1), m, RELU, x_ptr)
+            _h, spike, v = step(v, y, decay, gain, bias, valid, v_threshold, v_reset, STRICT, HARD_RESET)
             tl.store(spikes_ptr + at, tl.where(spike, 1.0, 0.0).to(spikes_ptr.dtype.element_ty), mask=mask & valid)
             if COUNT:
                 # spikes per (t, b, c) without a second pass (exact int32): the firing statistics, and for
                 # binary input to a TCJA the pooled mean Z = count / HW
                 # (docs/tcja_dta.md "Gate after pooling, spike counts")
-                _store_row_counts(counts_ptr, count_row, t, R1, spike, mask, rmask & valid)
+                store_row_counts(counts_ptr, count_row, t, R1, spike, mask, rmask & valid)
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -152,7 +129,7 @@ def gated_leaky_bwd_kernel(
     BLOCK_R: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    rows, rmask, cols, offs, mask, dense = _gated_tile(R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S)
+    rows, rmask, cols, offs, mask, dense = step_tile(R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S)
     m = _spatial_map(map_ptr, rows, cols, mask, S, C, HAS_MAP)
     n_state = tl.cast(R1, tl.int64) * S
     partial_row = tl.program_id(1).to(tl.int64) * T * R1 + rows
@@ -163,28 +140,28 @@ def gated_leaky_bwd_kernel(
         ci = n_chunks - 1 - j
         t0 = ci * CHUNK
         # Rebuild the chunk's pre-reset potentials from its checkpoint, exactly as the forward did.
-        v = _chunk_start(ckpt_ptr, ci, n_state, dense, mask, v_init)
+        v = chunk_start(ckpt_ptr, ci, n_state, dense, mask, v_init)
         hs = ()
         xs = ()
         for k in tl.static_range(CHUNK):
             t = t0 + k
             valid = t < T
             x = tl.load(x_ptr + offs + t.to(tl.int64) * st, mask=mask & valid, other=0.0).to(tl.float32)
-            h = _charge(v, _gated_input(x, _gate_of_step(scale_ptr, t, rows, rmask & valid, R1), m, RELU, x_ptr), decay,
+            h = charge(v, _gated_input(x, row_values_at(scale_ptr, t, rows, rmask & valid, R1), m, RELU, x_ptr), decay,
                         gain, bias)
             hs = hs + (h,)
             xs = xs + (_pre(x, RELU),)
-            v = _state_after(h, v_threshold, v_reset, STRICT, HARD_RESET)
+            v = state_after(h, v_threshold, v_reset, STRICT, HARD_RESET)
         for k in tl.static_range(CHUNK - 1, -1, -1):
             t = t0 + k
             valid = t < T
             at = offs + t.to(tl.int64) * st
             h = hs[k]
             grad_s = tl.load(grad_spikes_ptr + at, mask=mask & valid, other=0.0).to(tl.float32)
-            grad_h, grad_v = _walk_step(grad_s, grad_v, h, decay, mask & valid, v_threshold, v_reset, sg_param,
+            grad_h, grad_v = walk_step(grad_s, grad_v, h, decay, mask & valid, v_threshold, v_reset, sg_param,
                                         HARD_RESET, STRICT, DETACH_RESET, SG_ID)
             grad_y = grad_h * gain
-            g = _gate_of_step(scale_ptr, t, rows, rmask & valid, R1)
+            g = row_values_at(scale_ptr, t, rows, rmask & valid, R1)
             x = xs[k]
             grad_x = grad_y * g * m
             if RELU:

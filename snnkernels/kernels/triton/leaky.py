@@ -27,7 +27,7 @@ constexprs, so a launch without them compiles to the kernel without those loads 
 import triton
 import triton.language as tl
 
-from .neuron_step import _charge, _chunk_start, _state_after, _step, _store_checkpoint, _walk_step
+from .neuron_step import charge, chunk_start, state_after, step, store_checkpoint, walk_step
 
 
 @triton.jit
@@ -95,13 +95,13 @@ def _leaky_fwd(x_ptr, v_init_ptr, decay_ptr, gain_ptr, bias_ptr, spikes_ptr, v_f
         t0 = ci * CHUNK
         if TRAINING:
             # chunk 0 restarts from v_init, so its state is not stored
-            _store_checkpoint(ckpt_ptr, ci, n_row, offs, mask, v)
+            store_checkpoint(ckpt_ptr, ci, n_row, offs, mask, v)
         fired = tl.zeros([BLOCK], dtype=tl.int32)  # bit k: the neuron fired at step t0 + k (if COUNT)
         for k in tl.static_range(CHUNK):
             valid = t0 + k < T
             row = (t0 + k) * n_row
             x = tl.load(x_ptr + row + offs, mask=mask & valid, other=0.0).to(tl.float32)
-            _h, spike, v = _step(v, x, a, b, c, valid, v_threshold, v_reset, STRICT, HARD_RESET)
+            _h, spike, v = step(v, x, a, b, c, valid, v_threshold, v_reset, STRICT, HARD_RESET)
             # bool -> fp32 -> storage type (Triton 3.6's interpreter miscasts bool straight to bf16)
             s_out = tl.where(spike, 1.0, 0.0).to(spikes_ptr.dtype.element_ty)
             tl.store(spikes_ptr + row + offs, s_out, mask=mask & valid)
@@ -243,17 +243,17 @@ def leaky_bwd_kernel(
         ci = n_chunks - 1 - j
         t0 = ci * CHUNK
         # Rebuild the chunk's pre-reset potentials from its checkpoint, exactly as the forward did.
-        v_start = _chunk_start(ckpt_ptr, ci, n_row, offs, mask, v_init)
+        v_start = chunk_start(ckpt_ptr, ci, n_row, offs, mask, v_init)
         v = v_start
         hs = ()
         xs = ()
         for k in tl.static_range(CHUNK):
             valid = t0 + k < T
             x = tl.load(x_ptr + (t0 + k) * n_row + offs, mask=mask & valid, other=0.0).to(tl.float32)
-            h = _charge(v, x, a, b, c)
+            h = charge(v, x, a, b, c)
             hs = hs + (h,)
             xs = xs + (x,)  # kept only when NEED_GRAD_GAIN (dead code otherwise)
-            v = _state_after(h, v_threshold, v_reset, STRICT, HARD_RESET)
+            v = state_after(h, v_threshold, v_reset, STRICT, HARD_RESET)
         # Walk the chunk backwards: dL/dh_t = dL/ds_t * sg_t + dL/dv_t * dv_t/dh_t; dL/dv_{t-1} = a * dL/dh_t.
         for k in tl.static_range(CHUNK - 1, -1, -1):
             valid = t0 + k < T
@@ -264,7 +264,7 @@ def leaky_bwd_kernel(
                 # dL/dv_t = a dL/dh_{t+1} (+ dL/dv_T) + dL/dv_seq[t]
                 grad_v_t = tl.load(grad_v_seq_ptr + row + offs, mask=mask & valid, other=0.0)
                 grad_v = tl.where(valid, grad_v + grad_v_t, grad_v)
-            grad_h, grad_v = _walk_step(grad_s, grad_v, h, a, valid, v_threshold, v_reset, sg_param, HARD_RESET,
+            grad_h, grad_v = walk_step(grad_s, grad_v, h, a, valid, v_threshold, v_reset, sg_param, HARD_RESET,
                                         STRICT, DETACH_RESET, SG_ID)
             tl.store(grad_x_ptr + row + offs, (grad_h * b).to(grad_x_ptr.dtype.element_ty), mask=mask & valid)
             if NEED_GRAD_DECAY:
@@ -272,7 +272,7 @@ def leaky_bwd_kernel(
                 if k == 0:
                     v_prev = v_start
                 else:
-                    v_prev = _state_after(hs[k - 1], v_threshold, v_reset, STRICT, HARD_RESET)
+                    v_prev = state_after(hs[k - 1], v_threshold, v_reset, STRICT, HARD_RESET)
                 acc_decay += grad_h * v_prev
             if NEED_GRAD_GAIN:
                 acc_gain += grad_h * xs[k]

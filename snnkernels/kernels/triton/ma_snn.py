@@ -16,19 +16,19 @@ Maxima keep the first index on ties (strict >), as torch's max pooling does. Ari
 import triton
 import triton.language as tl
 
-from .pooled_attention import _tile, _tile_rows
+from .row_tiles import tile, tile_rows
 
 
 @triton.jit
 def row_sum_max_kernel(x_ptr, sum_ptr, max_ptr, arg_ptr, R, S, B, C, st, sb, sc,
                        BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
     """Per row: sum, max and the first position of the max over H * W (pass 1)."""
-    rows, rmask, base = _tile_rows(R, B, C, st, sb, sc, BLOCK_R)
+    rows, rmask, base = tile_rows(R, B, C, st, sb, sc, BLOCK_R)
     acc = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
     best = tl.full([BLOCK_R], float("-inf"), tl.float32)
     best_at = tl.zeros([BLOCK_R], tl.int32)
     for s0 in range(0, S, BLOCK_S):
-        offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
+        offs, mask = tile(base, rmask, s0, S, BLOCK_S)
         x = tl.load(x_ptr + offs, mask=mask, other=float("-inf")).to(tl.float32)
         acc += tl.where(mask, x, 0.0)
         tile_best = tl.max(x, axis=1)
@@ -84,11 +84,11 @@ def pixel_stats_kernel(x_ptr, scale_ptr, sum_ptr, max_ptr, arg_ptr, T, B, C, S, 
 def apply_kernel(x_ptr, scale_ptr, map_ptr, y_ptr, R, S, B, C, st, sb, sc, HAS_MAP: tl.constexpr,
                  BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
     """Y = relu(X) * scale[t, b, c] (* map[b, p]): every gate is positive, so the ReLU commutes (pass 3)."""
-    rows, rmask, base = _tile_rows(R, B, C, st, sb, sc, BLOCK_R)
+    rows, rmask, base = tile_rows(R, B, C, st, sb, sc, BLOCK_R)
     g = tl.load(scale_ptr + rows, mask=rmask, other=0.0)[:, None]
     b = ((rows // C) % B)[:, None]
     for s0 in range(0, S, BLOCK_S):
-        offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
+        offs, mask = tile(base, rmask, s0, S, BLOCK_S)
         cols = s0 + tl.arange(0, BLOCK_S)[None, :]
         x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         y = tl.maximum(x, 0.0) * g
@@ -127,11 +127,11 @@ def bwd_pixel_sums_kernel(gy_ptr, x_ptr, scale_ptr, map_ptr, dmap_ptr, dscale_pt
 def row_dot_map_kernel(x_ptr, map_ptr, out_ptr, R, S, B, C, st, sb, sc, BLOCK_R: tl.constexpr,
                        BLOCK_S: tl.constexpr):
     """Backward sweep 2: out[t, b, c] = sum_p X[t, b, c, p] * map[b, p]."""
-    rows, rmask, base = _tile_rows(R, B, C, st, sb, sc, BLOCK_R)
+    rows, rmask, base = tile_rows(R, B, C, st, sb, sc, BLOCK_R)
     b = ((rows // C) % B)[:, None]
     acc = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
     for s0 in range(0, S, BLOCK_S):
-        offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
+        offs, mask = tile(base, rmask, s0, S, BLOCK_S)
         cols = s0 + tl.arange(0, BLOCK_S)[None, :]
         x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         acc += x * tl.load(map_ptr + b * S + cols, mask=mask, other=0.0)
@@ -149,7 +149,7 @@ def bwd_input_kernel(gy_ptr, x_ptr, scale_ptr, map_ptr, avg_map_ptr, max_map_ptr
       + (avg_map[b, p] + max_map[b, p] * [(t, c) is p's argmax]) * scale   the spatial pooling (HAS_MAP)
       + row_add[t, b, c] + row_max_grad[t, b, c] * [p is the row's argmax]  the row pooling of pass 1
     (avg_map and row_add already carry their 1 / count)."""
-    rows, rmask, base = _tile_rows(R, B, C, st, sb, sc, BLOCK_R)
+    rows, rmask, base = tile_rows(R, B, C, st, sb, sc, BLOCK_R)
     g = tl.load(scale_ptr + rows, mask=rmask, other=0.0)[:, None]
     b = ((rows // C) % B)[:, None]
     tc = ((rows // (B * C)) * C + rows % C)[:, None]  # j = t * C + c of each row
@@ -157,7 +157,7 @@ def bwd_input_kernel(gy_ptr, x_ptr, scale_ptr, map_ptr, avg_map_ptr, max_map_ptr
     row_grad = tl.load(row_max_grad_ptr + rows, mask=rmask, other=0.0)[:, None]
     row_at = tl.load(row_arg_ptr + rows, mask=rmask, other=-1)[:, None]
     for s0 in range(0, S, BLOCK_S):
-        offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
+        offs, mask = tile(base, rmask, s0, S, BLOCK_S)
         cols = s0 + tl.arange(0, BLOCK_S)[None, :]
         if HAS_DIRECT:
             gy = tl.load(gy_ptr + offs, mask=mask, other=0.0).to(tl.float32)

@@ -5,7 +5,7 @@ steps use the fire and gradient rules), so the neuron's math is written once.
 One step (``snnkernels.neuron_models``): ``h = a v + b x + c``, ``s = fire(h)``, ``v' = reset(h, s)``, rounded
 op by op (every kernel launches with ``enable_fp_fusion=False``, so no multiply-add is contracted and the
 spikes equal the eager reference's). Backward: ``dL/dh = dL/ds sg + dL/dv' dv'/dh`` and ``dL/dv = a dL/dh``.
-The charge is ``_charge`` in the forward and in every backward's recompute alike (docs/neuron.md "Non-finite
+The charge is ``charge`` in the forward and in every backward's recompute alike (docs/neuron.md "Non-finite
 values": an infinite membrane of a leaking neuron charges to NaN, as SpikingJelly's charge does).
 
 Recompute schedule: the forward stores fp32 checkpoints of v entering chunks 1, 2, ... (CHUNK steps each);
@@ -18,7 +18,7 @@ from .surrogate import surrogate_derivative
 
 
 @triton.jit
-def _fire(h, v_threshold, STRICT: tl.constexpr):
+def fire(h, v_threshold, STRICT: tl.constexpr):
     d = h - v_threshold
     if STRICT:
         return d > 0.0
@@ -38,7 +38,7 @@ def _reset(h, spike, v_threshold, v_reset, HARD_RESET: tl.constexpr):
 
 
 @triton.jit
-def _charge(v, x, a, b, c):
+def charge(v, x, a, b, c):
     """h = a v + b x + c, minus (v - v) where the neuron leaks (a != 1): v - v is +0 for a finite v, and h - 0 is h
     bit for bit (-0 included), so finite states keep their bits; for v = +-inf it is NaN, as SpikingJelly's
     v + (x - (v - v_reset)) / tau gives, while IF (a = 1) keeps +-inf (SpikingJelly's v + x)."""
@@ -47,26 +47,26 @@ def _charge(v, x, a, b, c):
 
 
 @triton.jit
-def _step(v, x, a, b, c, valid, v_threshold, v_reset, STRICT: tl.constexpr, HARD_RESET: tl.constexpr):
+def step(v, x, a, b, c, valid, v_threshold, v_reset, STRICT: tl.constexpr, HARD_RESET: tl.constexpr):
     """One forward step: the charge h, its spike, and the state after (v itself where not valid: past T)."""
-    h = _charge(v, x, a, b, c)
-    spike = _fire(h, v_threshold, STRICT)
+    h = charge(v, x, a, b, c)
+    spike = fire(h, v_threshold, STRICT)
     return h, spike, tl.where(valid, _reset(h, spike, v_threshold, v_reset, HARD_RESET), v)
 
 
 @triton.jit
-def _state_after(h, v_threshold, v_reset, STRICT: tl.constexpr, HARD_RESET: tl.constexpr):
+def state_after(h, v_threshold, v_reset, STRICT: tl.constexpr, HARD_RESET: tl.constexpr):
     """The state after a rebuilt charge h (the backward's recompute), as the forward computed it."""
-    return _reset(h, _fire(h, v_threshold, STRICT), v_threshold, v_reset, HARD_RESET)
+    return _reset(h, fire(h, v_threshold, STRICT), v_threshold, v_reset, HARD_RESET)
 
 
 @triton.jit
-def _grad_charge(grad_s, grad_v, h, v_threshold, v_reset, sg_param, HARD_RESET: tl.constexpr,
+def grad_charge(grad_s, grad_v, h, v_threshold, v_reset, sg_param, HARD_RESET: tl.constexpr,
                  STRICT: tl.constexpr, DETACH_RESET: tl.constexpr, SG_ID: tl.constexpr):
     """dL/dh_t = dL/ds_t * sg_t + dL/dv_t * dv_t/dh_t (v_t the post-reset state)."""
     sg = surrogate_derivative(h - v_threshold, SG_ID, sg_param)
     if HARD_RESET:
-        dv_dh = tl.where(_fire(h, v_threshold, STRICT), 0.0, 1.0)
+        dv_dh = tl.where(fire(h, v_threshold, STRICT), 0.0, 1.0)
         if not DETACH_RESET:
             dv_dh = dv_dh + (v_reset - h) * sg
     else:
@@ -77,23 +77,23 @@ def _grad_charge(grad_s, grad_v, h, v_threshold, v_reset, sg_param, HARD_RESET: 
 
 
 @triton.jit
-def _walk_step(grad_s, grad_v, h, a, keep, v_threshold, v_reset, sg_param, HARD_RESET: tl.constexpr,
+def walk_step(grad_s, grad_v, h, a, keep, v_threshold, v_reset, sg_param, HARD_RESET: tl.constexpr,
                STRICT: tl.constexpr, DETACH_RESET: tl.constexpr, SG_ID: tl.constexpr):
     """One step of the backward walk: dL/dh_t (zero where not keep: past T, or outside the tile) and
     dL/dv_{t-1} = a dL/dh_t (grad_v itself where not keep)."""
-    grad_h = tl.where(keep, _grad_charge(grad_s, grad_v, h, v_threshold, v_reset, sg_param, HARD_RESET, STRICT,
+    grad_h = tl.where(keep, grad_charge(grad_s, grad_v, h, v_threshold, v_reset, sg_param, HARD_RESET, STRICT,
                                          DETACH_RESET, SG_ID), 0.0)
     return grad_h, tl.where(keep, grad_h * a, grad_v)
 
 
 @triton.jit
-def _store_checkpoint(ckpt_ptr, ci, n_state, offs, mask, v):
+def store_checkpoint(ckpt_ptr, ci, n_state, offs, mask, v):
     """The recompute schedule: chunk ci > 0 starts from an fp32 checkpoint of v (row ci - 1)."""
     tl.store(ckpt_ptr + (ci - 1) * n_state + offs, v, mask=mask & (ci > 0))
 
 
 @triton.jit
-def _chunk_start(ckpt_ptr, ci, n_state, offs, mask, v_init):
+def chunk_start(ckpt_ptr, ci, n_state, offs, mask, v_init):
     """The state entering chunk ci, as the forward had it: its checkpoint, or v_init for chunk 0."""
     v = tl.load(ckpt_ptr + (ci - 1) * n_state + offs, mask=mask & (ci > 0), other=0.0)
     return tl.where(ci > 0, v, v_init)

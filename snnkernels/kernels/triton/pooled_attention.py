@@ -17,39 +17,23 @@ the same gate.
 import triton
 import triton.language as tl
 
+from .dta_terms import na_value, sigmoid
+from .row_tiles import tile, tile_rows
+
 # which elementwise map a sweep applies, per row r with per-row values a_r, b_r
 GATE = 0  # y = x * a_r                 (TCJA and its ablations)
 CROSS = 1  # y = (x + a_r) * (x + b_r)  (T-XA)
 
 
 @triton.jit
-def _tile_rows(R, B, C, st, sb, sc, BLOCK_R: tl.constexpr):
-    """Rows of this program, their mask and the int64 offset of each row's first element."""
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
-    rmask = rows < R
-    c = rows % C
-    tb = rows // C
-    base = (tb // B).to(tl.int64) * st + (tb % B).to(tl.int64) * sb + c.to(tl.int64) * sc
-    return rows, rmask, base
-
-
-@triton.jit
-def _tile(base, rmask, s0, S, BLOCK_S: tl.constexpr):
-    cols = s0 + tl.arange(0, BLOCK_S)
-    offs = base[:, None] + cols[None, :]
-    mask = rmask[:, None] & (cols < S)[None, :]
-    return offs, mask
-
-
-@triton.jit
 def row_sums_kernel(a_ptr, b_ptr, sum_ptr, dot_ptr, R, S, B, C, st, sb, sc,
                     HAS_B: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
     """sum_ptr[r] = sum_s a[r, s]; with HAS_B also dot_ptr[r] = sum_s a[r, s] * b[r, s]."""
-    rows, rmask, base = _tile_rows(R, B, C, st, sb, sc, BLOCK_R)
+    rows, rmask, base = tile_rows(R, B, C, st, sb, sc, BLOCK_R)
     acc = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
     acc_dot = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
     for s0 in range(0, S, BLOCK_S):
-        offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
+        offs, mask = tile(base, rmask, s0, S, BLOCK_S)
         a = tl.load(a_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         acc += a
         if HAS_B:
@@ -74,10 +58,10 @@ def _row_values(a_ptr, b_ptr, rows, rmask, MODE: tl.constexpr):
 def row_map_fwd_kernel(x_ptr, a_ptr, b_ptr, y_ptr, R, S, B, C, st, sb, sc,
                        MODE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
     """y = x * a_r (GATE) or (x + a_r) * (x + b_r) (CROSS)."""
-    rows, rmask, base = _tile_rows(R, B, C, st, sb, sc, BLOCK_R)
+    rows, rmask, base = tile_rows(R, B, C, st, sb, sc, BLOCK_R)
     a, b = _row_values(a_ptr, b_ptr, rows, rmask, MODE)
     for s0 in range(0, S, BLOCK_S):
-        offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
+        offs, mask = tile(base, rmask, s0, S, BLOCK_S)
         x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         if MODE == 0:
             y = x * a
@@ -90,11 +74,11 @@ def row_map_fwd_kernel(x_ptr, a_ptr, b_ptr, y_ptr, R, S, B, C, st, sb, sc,
 def row_map_bwd_kernel(gy_ptr, x_ptr, a_ptr, b_ptr, dz_ptr, dx_ptr, R, S, B, C, st, sb, sc,
                        MODE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
     """dx = d(map)/dx * gy + dz_r: the map's own derivative plus the pooled path (dz_r = dL/dZ_r / S)."""
-    rows, rmask, base = _tile_rows(R, B, C, st, sb, sc, BLOCK_R)
+    rows, rmask, base = tile_rows(R, B, C, st, sb, sc, BLOCK_R)
     a, b = _row_values(a_ptr, b_ptr, rows, rmask, MODE)
     dz = tl.load(dz_ptr + rows, mask=rmask, other=0.0)[:, None]
     for s0 in range(0, S, BLOCK_S):
-        offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
+        offs, mask = tile(base, rmask, s0, S, BLOCK_S)
         gy = tl.load(gy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         if MODE == 0:
             dx = gy * a
@@ -106,11 +90,6 @@ def row_map_bwd_kernel(gy_ptr, x_ptr, a_ptr, b_ptr, dz_ptr, dx_ptr, R, S, B, C, 
 
 
 @triton.jit
-def _sigmoid(p):
-    return 1.0 / (1.0 + tl.exp(-p))
-
-
-@triton.jit
 def _row_bias(bias_ptr, rows, rmask, NA_RESIDUAL: tl.constexpr):
     if NA_RESIDUAL:
         return tl.load(bias_ptr + rows, mask=rmask, other=0.0)[:, None]
@@ -119,31 +98,22 @@ def _row_bias(bias_ptr, rows, rmask, NA_RESIDUAL: tl.constexpr):
 
 
 @triton.jit
-def _na_value(na_ptr, bias, x, offs, mask, NA_RESIDUAL: tl.constexpr):
-    """T-NA's output: as given, or the decoding conv's bias-free output plus its bias and the residual X."""
-    na = tl.load(na_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    if NA_RESIDUAL:
-        na = (na + bias) + x
-    return na
-
-
-@triton.jit
 def dta_fwd_kernel(x_ptr, na_ptr, s_ptr, a_ptr, b_ptr, bias_ptr, y_ptr, R, S, B, C, st, sb, sc, nst, nsb, nsc,
                    NA_RESIDUAL: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
     """DTA's output y = sig(na * xa) * s with T-XA's xa = (x + a_r) * (x + b_r) formed on the fly; with
     NA_RESIDUAL the given na is T-NA's decoding conv without bias, and na + bias_r + x is formed here too.
     na keeps its own strides (nst, nsb, nsc): T-NA's output is [B, T] storage whatever x's is."""
-    rows, rmask, base = _tile_rows(R, B, C, st, sb, sc, BLOCK_R)
-    na_base = _tile_rows(R, B, C, nst, nsb, nsc, BLOCK_R)[2]
+    rows, rmask, base = tile_rows(R, B, C, st, sb, sc, BLOCK_R)
+    na_base = tile_rows(R, B, C, nst, nsb, nsc, BLOCK_R)[2]
     a, b = _row_values(a_ptr, b_ptr, rows, rmask, 1)
     bias = _row_bias(bias_ptr, rows, rmask, NA_RESIDUAL)
     for s0 in range(0, S, BLOCK_S):
-        offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
-        na_offs = _tile(na_base, rmask, s0, S, BLOCK_S)[0]
+        offs, mask = tile(base, rmask, s0, S, BLOCK_S)
+        na_offs = tile(na_base, rmask, s0, S, BLOCK_S)[0]
         x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-        na = _na_value(na_ptr, bias, x, na_offs, mask, NA_RESIDUAL)
+        na = na_value(na_ptr, bias, x, na_offs, mask, NA_RESIDUAL)
         s = tl.load(s_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-        y = _sigmoid(na * ((x + a) * (x + b))) * s
+        y = sigmoid(na * ((x + a) * (x + b))) * s
         tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
@@ -155,22 +125,22 @@ def dta_bwd_kernel(gy_ptr, x_ptr, na_ptr, s_ptr, a_ptr, b_ptr, bias_ptr, dx_ptr,
     these row sums first), and the row sums sum_s dxa and sum_s dxa * x that give the gates' gradients.
     With NA_RESIDUAL also the residual's dna in dx and sum_s dna (the bias gradient, per row). na and dna
     with na's strides."""
-    rows, rmask, base = _tile_rows(R, B, C, st, sb, sc, BLOCK_R)
-    na_base = _tile_rows(R, B, C, nst, nsb, nsc, BLOCK_R)[2]
+    rows, rmask, base = tile_rows(R, B, C, st, sb, sc, BLOCK_R)
+    na_base = tile_rows(R, B, C, nst, nsb, nsc, BLOCK_R)[2]
     a, b = _row_values(a_ptr, b_ptr, rows, rmask, 1)
     bias = _row_bias(bias_ptr, rows, rmask, NA_RESIDUAL)
     acc = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
     acc_dot = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
     acc_na = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
     for s0 in range(0, S, BLOCK_S):
-        offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
-        na_offs = _tile(na_base, rmask, s0, S, BLOCK_S)[0]
+        offs, mask = tile(base, rmask, s0, S, BLOCK_S)
+        na_offs = tile(na_base, rmask, s0, S, BLOCK_S)[0]
         gy = tl.load(gy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-        na = _na_value(na_ptr, bias, x, na_offs, mask, NA_RESIDUAL)
+        na = na_value(na_ptr, bias, x, na_offs, mask, NA_RESIDUAL)
         s = tl.load(s_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         xa = (x + a) * (x + b)
-        sig = _sigmoid(na * xa)
+        sig = sigmoid(na * xa)
         dp = gy * s * (sig * (1.0 - sig))
         dxa = dp * na
         dna = dp * xa

@@ -24,7 +24,7 @@ bench/NOTES.md; ``staa_lif_fused(loop_kernel=...)`` selects.
 import triton
 import triton.language as tl
 
-from .neuron_step import _fire, _grad_charge
+from .neuron_step import fire, grad_charge
 
 SIGMOID, SOFTMAX, SCALED_LOGITS = 0, 1, 2  # the gate forms of reference.staa.step_attention_gates
 
@@ -182,7 +182,7 @@ def staa_loop_fwd_kernel(
                 h = tl.load(h_ptr + h_in + offs, mask=mask & (t > 0), other=0.0)
                 y = tl.load(y_ptr + y_base + offs, mask=mask, other=0.0)
                 u = ga * (a * h) + gb * (b * y)
-                spike = tl.where(_fire(u, v_threshold, False), 1.0, 0.0)
+                spike = tl.where(fire(u, v_threshold, False), 1.0, 0.0)
                 tl.store(s_ptr + y_base + offs, spike.to(s_ptr.dtype.element_ty), mask=mask)
                 h_next = u * (1.0 - spike) + v_reset * spike
                 tl.store(h_ptr + h_out + offs, h_next, mask=mask)
@@ -237,7 +237,7 @@ def staa_loop_bwd_kernel(
                 grad_s = tl.load(ds_ptr + y_base + offs, mask=mask, other=0.0).to(tl.float32)
                 grad_h_next = tl.load(g_ptr + carried + offs, mask=mask & (t < T - 1), other=0.0) + d_sum
                 # the leaky family's chain: hard reset to v_reset, firing on U >= threshold
-                grad_u = _grad_charge(grad_s, grad_h_next, u, v_threshold, v_reset, sg_param, True, False,
+                grad_u = grad_charge(grad_s, grad_h_next, u, v_threshold, v_reset, sg_param, True, False,
                                       DETACH_RESET, SG_ID)
                 grad_u = tl.where(mask, grad_u, 0.0)
                 tl.store(gu_ptr + carried + offs, grad_u, mask=mask)

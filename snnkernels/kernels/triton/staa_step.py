@@ -15,8 +15,8 @@ dL/da-part = sum_p dA h and dL/db-part = sum_p dB y.
 import triton
 import triton.language as tl
 
-from .neuron_step import _fire, _grad_charge
-from .pooled_attention import _tile
+from .neuron_step import fire, grad_charge
+from .row_tiles import tile
 from .surrogate import surrogate_derivative
 
 
@@ -53,9 +53,9 @@ def staa_step_fwd_kernel(h_ptr, y_ptr, a_ptr, b_ptr, ga_ptr, gb_ptr, s_ptr, h_ou
     rows, rmask, base, a, b, ga, gb = _row_factors(a_ptr, b_ptr, ga_ptr, gb_ptr, R, C, S, BLOCK_R)
     acc = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
     for s0 in range(0, S, BLOCK_S):
-        offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
+        offs, mask = tile(base, rmask, s0, S, BLOCK_S)
         _, _, _, _, u = _charge(h_ptr, y_ptr, offs, mask, a, b, ga, gb)
-        spike = tl.where(_fire(u, v_threshold, False), 1.0, 0.0)
+        spike = tl.where(fire(u, v_threshold, False), 1.0, 0.0)
         tl.store(s_ptr + offs, spike.to(s_ptr.dtype.element_ty), mask=mask)
         h_next = u * (1.0 - spike) + v_reset * spike
         tl.store(h_out_ptr + offs, h_next, mask=mask)
@@ -78,7 +78,7 @@ def staa_step_bwd_kernel(h_ptr, y_ptr, a_ptr, b_ptr, ga_ptr, gb_ptr, ds_ptr, dh_
     acc_a = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
     acc_b = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
     for s0 in range(0, S, BLOCK_S):
-        offs, mask = _tile(base, rmask, s0, S, BLOCK_S)
+        offs, mask = tile(base, rmask, s0, S, BLOCK_S)
         h, y, big_a, big_b, u = _charge(h_ptr, y_ptr, offs, mask, a, b, ga, gb)
         grad_s = tl.load(ds_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         if HAS_DH or HAS_DSUM:
@@ -89,7 +89,7 @@ def staa_step_bwd_kernel(h_ptr, y_ptr, a_ptr, b_ptr, ga_ptr, gb_ptr, ds_ptr, dh_
             else:
                 grad_h_next = tl.zeros([BLOCK_R, BLOCK_S], tl.float32) + d_sum
             # the leaky family's chain: hard reset to v_reset, firing on U >= threshold
-            grad_u = _grad_charge(grad_s, grad_h_next, u, v_threshold, v_reset, sg_param, True, False,
+            grad_u = grad_charge(grad_s, grad_h_next, u, v_threshold, v_reset, sg_param, True, False,
                                   DETACH_RESET, SG_ID)
         else:
             grad_u = grad_s * surrogate_derivative(u - v_threshold, SG_ID, sg_param)

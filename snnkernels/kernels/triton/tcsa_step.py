@@ -18,7 +18,7 @@ The per-pixel-block partials of dsc are summed by the host in a fixed order: det
 import triton
 import triton.language as tl
 
-from .neuron_step import _fire
+from .neuron_step import fire
 from .surrogate import surrogate_derivative
 
 
@@ -44,7 +44,7 @@ def tcsa_step_fwd_kernel(v_ptr, sc_ptr, gs_ptr, x_next_ptr, s_ptr, h_ptr, C, S, 
     mask = cmask[:, None] & pmask[None, :]
     v = tl.load(v_ptr + offs, mask=mask, other=0.0)
     u = gs * (sc * v)
-    spike = tl.where(_fire(u, u_th, False), 1.0, 0.0)
+    spike = tl.where(fire(u, u_th, False), 1.0, 0.0)
     tl.store(s_ptr + offs, spike.to(s_ptr.dtype.element_ty), mask=mask)
     h = v_reset * spike + beta * u * (1.0 - spike)
     if HAS_NEXT:
@@ -65,7 +65,7 @@ def tcsa_step_bwd_kernel(v_ptr, sc_ptr, gs_ptr, ds_ptr, dh_ptr, dv_ptr, dsc_ptr,
     sg = surrogate_derivative(u - u_th, SG_ID, sg_param)
     grad_u = tl.load(ds_ptr + offs, mask=mask, other=0.0).to(tl.float32) * sg
     if HAS_DH:
-        spike = tl.where(_fire(u, u_th, False), 1.0, 0.0)
+        spike = tl.where(fire(u, u_th, False), 1.0, 0.0)
         dh_du = beta * (1.0 - spike)
         if not DETACH_RESET:
             dh_du = dh_du + (v_reset - beta * u) * sg

@@ -173,7 +173,7 @@ def test_tcja_gated_leaky_equals_the_fused_pair(backend):
     randomize(att, 0.7)
     x = torch.randn(T_, B_, C_, H_, W_, device=DEVICE) * 4
     assert_same_run(lambda x: attention_neuron(att, neu, x),
-                    lambda x: SF.gated_leaky(x, SF.tcja_gate(x, *att._weights(), mode=att.mode, backend=backend),
+                    lambda x: SF.gated_leaky(x, SF.tcja_gate(x, *att.weights(), mode=att.mode, backend=backend),
                                              neuron=neuron_settings(neu), backend=backend),
                     x, list(att.parameters()))
 
@@ -202,7 +202,7 @@ def test_tcja_gate_from_counts_equals_the_fused_neuron_tcja_pool():
     def entries(x):
         ones = x.new_ones(x.shape[:3], dtype=torch.float32)
         spikes, counts = SF.gated_leaky(x, ones, neuron=neuron_settings(neu), count_spikes=True, backend="triton")
-        gate = SF.tcja_gate_from_counts(spikes, counts, *att._weights(), mode=att.mode, backend="triton")
+        gate = SF.tcja_gate_from_counts(spikes, counts, *att.weights(), mode=att.mode, backend="triton")
         return pool(spikes) * gate[..., None, None].to(spikes.dtype)
 
     assert_same_run(lambda x: neuron_tcja_pool(neu, att, pool, x), entries, x, list(att.parameters()))

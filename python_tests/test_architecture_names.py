@@ -16,11 +16,16 @@ BACKENDS = ("triton", "native", "cupy")
 SHARED_KERNEL_MODULES = {
     "neuron_step": "the neuron's step, backward step and recompute schedule, run by every kernel with a neuron",
     "surrogate": "the surrogate gradients' device code, called by every kernel that fires",
+    "row_tiles": "tiles over rows of H * W planes, walked by the attention and neuron kernels",
+    "dta_terms": "DTA's gate terms, shared by the pooled-attention DTA sweeps and the DTA neuron",
 }
 # modules of ops/ that serve every op rather than being one: (why)
 SHARED_OPS_MODULES = {
     "registry": "the op registry and capability table: one entry per op of every family",
     "leaky_settings": "the leaky op's arguments, defined once for leaky.py and every backend's launcher",
+    "triton_launch": "compile options, tiles and grids of every Triton launch",
+    "layout": "strides and layouts every op's launcher brings its tensors to",
+    "autograd_helpers": "arguments of the ops' autograd.Functions (distinct tensors, fresh floats)",
 }
 # op families whose tests share a file named after another stem: (that file, why)
 TESTED_IN = {

@@ -110,8 +110,9 @@ def _cupy_problem(device: str, dtype: torch.dtype) -> str | None:
 _PROBES = {"triton": _triton_problem, "native": _native_problem, "cupy": _cupy_problem}
 
 
-def _problem(backend: str, device: str, dtype: torch.dtype) -> str | None:
-    """A probe that fails is a reason too: "auto" moves past it, an explicit request raises it."""
+def problem_on(backend: str, device: str, dtype: torch.dtype) -> str | None:
+    """Why ``backend`` cannot run an op on ``device`` / ``dtype``, or None when it can. A probe that fails is a
+    reason too: "auto" moves past it, an explicit request raises it."""
     if backend == "torch":
         return None
     probe = _PROBES[backend]
@@ -123,7 +124,7 @@ def _problem(backend: str, device: str, dtype: torch.dtype) -> str | None:
 
 def backend_problem(backend: str, x: torch.Tensor) -> str | None:
     """Why ``backend`` cannot run an op on ``x``, or None when it can."""
-    return _problem(backend, x.device.type, x.dtype)
+    return problem_on(backend, x.device.type, x.dtype)
 
 
 def _requested(backend: str) -> str:
@@ -141,10 +142,10 @@ def _resolve(backend: str, device: str, dtype: torch.dtype) -> str:
     requested = _requested(backend)
     if requested == "auto":
         for candidate in AUTO_ORDER.get(device, ()):
-            if _problem(candidate, device, dtype) is None:
+            if problem_on(candidate, device, dtype) is None:
                 return candidate
         return "torch"
-    problem = _problem(requested, device, dtype)
+    problem = problem_on(requested, device, dtype)
     if problem is not None:
         raise BackendUnavailableError(f"backend={requested!r} cannot run: {problem}")
     return requested

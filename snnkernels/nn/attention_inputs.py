@@ -58,7 +58,7 @@ def _parameter_dtype(module: nn.Module) -> torch.dtype | None:
 
 
 def dtype_mismatch(module: nn.Module, x: torch.Tensor) -> bool:
-    """Whether ``x`` breaks the attention layers' dtype rule (docs/tcja_dta.md, "Empty input and dtypes"):
+    """Whether ``x`` breaks the attention layers' dtype rule (docs/tcja_dta.md "Empty input and dtypes"):
     outside autocast, the input has the parameters' dtype, as for torch's own layers."""
     dtype = _parameter_dtype(module)
     return dtype is not None and x.dtype != dtype and not torch.is_autocast_enabled(x.device.type)
@@ -75,7 +75,7 @@ def check_dtype(owner: str, module: nn.Module, x: torch.Tensor, name: str = "inp
 
 def empty_output(x: torch.Tensor, module: nn.Module, *inputs: torch.Tensor,
                   shape: tuple[int, ...] | None = None) -> torch.Tensor:
-    """The output for an empty input (docs/tcja_dta.md, "Empty input and dtypes"): zeros of x's shape (or
+    """The output for an empty input (docs/tcja_dta.md "Empty input and dtypes"): zeros of x's shape (or
     ``shape``) and dtype, computed without any backend, and tied to x, the other inputs and the parameters so
     that a backward gives each of them a zero gradient (an empty one to x), as a computation over no element
     would."""

@@ -359,9 +359,9 @@ def capability(name: str, backend: str, device: str, dtype: torch.dtype = torch.
     reason = CAPABILITIES[name].get((backend, device), f"{backend} does not run on {device}")
     if reason is not None:
         return reason
-    from ..backends import _problem
+    from ..backends import problem_on
 
-    return _problem(backend, device, dtype)
+    return problem_on(backend, device, dtype)
 
 
 def load(entries: tuple[OpEntry, ...] = REGISTRY) -> dict[str, str]:

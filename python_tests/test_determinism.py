@@ -1,8 +1,9 @@
 """Every fused op under ``torch.use_deterministic_algorithms(True)``: it must neither raise (no op without a
 deterministic implementation on the path) nor change a bit between two identical runs. The kernels reduce
 in fixed orders (per-tile partials summed by torch, no atomics); on a GPU this is what the test proves, and
-on the CPU it guards against a nondeterministic op slipping into a fused path. The cases must run every op that
-snnkernels/ops/registry.py calls deterministic (recorded, on each backend that runs here)."""
+on the CPU it guards against a nondeterministic op slipping into a fused path. Two layers: every op that
+snnkernels/ops/registry.py calls deterministic, on its registry samples (a new op is covered by its entry), and
+the modules below, whose forward and backward run the ops as training does."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -10,7 +11,6 @@ from collections.abc import Callable
 import pytest
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from snnkernels.models import SeqToANN
 from snnkernels.nn import (
@@ -105,35 +105,45 @@ def _runs_twice_alike(name: str, monkeypatch) -> None:
         assert torch.equal(a, b), f"{name}: tensor {i} differs between two identical runs"
 
 
-class _OpsSeen(TorchDispatchMode):
-    """Names of the snnkernels ops called (those called inside another op's implementation excepted)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.names: set[str] = set()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        namespace, _, name = func._schema.name.partition("::")
-        if namespace == registry.NAMESPACE:
-            self.names.add(name)
-        return func(*args, **(kwargs or {}))
+def _flat(out) -> list[torch.Tensor]:
+    """The tensors of an op's output (a tensor, or a tuple with tensors and Nones)."""
+    items = out if isinstance(out, (tuple, list)) else (out,)
+    return [t for t in items if isinstance(t, torch.Tensor)]
 
 
-@pytest.mark.parametrize("backend", [pytest.param("triton", marks=pytest.mark.triton), "native", "cupy"])
-def test_cases_reach_every_deterministic_op(backend, monkeypatch):
-    """Every registered op of ``backend`` that the registry calls deterministic runs (twice alike) in some
-    case above, with ``backend`` chosen for "auto" (``SNNKERNELS_BACKEND``; on "native" / "cupy" the attentions
-    stay on "auto")."""
-    problems = registry.load()
-    expected = {e.name for e in registry.REGISTRY if e.backend == backend and e.deterministic and DEVICE in e.devices}
-    if not expected:
-        pytest.skip(f"no {backend} op runs on {DEVICE}")
-    reason = registry.capability(min(expected), backend, DEVICE)
-    if reason is not None or any(registry.ENTRIES[n].module in problems for n in expected):
-        pytest.skip(reason or f"{backend}'s ops did not load: {problems}")
-    monkeypatch.setenv("SNNKERNELS_BACKEND", backend)
-    seen = _OpsSeen()
-    with seen:
-        for name in MODULES:
-            _runs_twice_alike(name, monkeypatch)
-    assert expected <= seen.names, f"no case runs {sorted(expected - seen.names)}: add one to MODULES"
+def _deterministic_entries():
+    return [pytest.param(e, id=e.name, marks=[pytest.mark.triton] if e.backend == "triton" else [])
+            for e in registry.REGISTRY if e.deterministic]
+
+
+@pytest.fixture(scope="module")
+def unloaded() -> dict[str, str]:
+    return registry.load()
+
+
+@pytest.mark.parametrize("entry", _deterministic_entries())
+def test_every_deterministic_op_reruns_bit_identically(entry, unloaded, monkeypatch):
+    """Every op the registry calls deterministic, on its registry samples (so a new op is covered by its
+    entry alone): no error under ``torch.use_deterministic_algorithms(True)`` and the same bits twice."""
+    if entry.module in unloaded:
+        pytest.skip(f"{entry.module} did not load: {unloaded[entry.module]}")
+    if DEVICE not in entry.devices:
+        pytest.skip(f"{entry.name} has no {DEVICE} kernel")
+    reason = registry.capability(entry.name, entry.backend, DEVICE)
+    if reason is not None:
+        pytest.skip(reason)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.manual_seed(0)
+    samples = entry.samples(DEVICE)
+    assert samples, f"{entry.name}: no samples"
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        with torch.no_grad():
+            for k, args in enumerate(samples):
+                first, second = _flat(entry.op()(*args)), _flat(entry.op()(*args))
+                assert len(first) == len(second) >= 1
+                for i, (a, b) in enumerate(zip(first, second, strict=True)):
+                    assert torch.equal(a, b), f"{entry.name}, sample {k}: output {i} differs between two runs"
+    finally:
+        torch.use_deterministic_algorithms(previous)

@@ -20,7 +20,7 @@ import torch
 from ..kernels.triton.dta_leaky import dta_leaky_bwd_kernel, dta_leaky_fwd_kernel
 from ._device import on_device_of
 from ._double_backward import refuse_double_backward
-from .gated_leaky_triton import NeuronSettings, _checkpoints, _counts, _geometry, _grid, needs_training
+from .gated_leaky_triton import NeuronSettings, _checkpoints, _counts, _geometry, _grid, _launch_fwd, needs_training
 from .leaky import match_layout
 from .leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, _f32
 from .pooled_attention import _as_tensor, _cross_grads, _distinct, _plane_size, _pooled_mean, _TXAGates
@@ -38,19 +38,9 @@ def dta_leaky_fwd(x: torch.Tensor, na: torch.Tensor, a: torch.Tensor, b: torch.T
     spikes per (t, b, c) [T, B, C] if count, else empty). ``na`` has contiguous H * W planes, any order of
     (t, b, c) (``rows_layout``); ``a``, ``b``, ``na_bias`` are per-row [T, B, C]."""
     a, b, na_bias = _per_row(a), _per_row(b), _per_row(na_bias)
-    y, ckpt, counts = torch.empty_like(x), _checkpoints(x, training, chunk), _counts(x, count)
-    if x.numel() == 0:
-        return y, ckpt, counts.zero_()
-    grid, block_r, block_s, warps = _grid(x)
-    partial = x.new_empty((grid[1], *x.shape[:3]) if count else (0,), dtype=torch.int32)
-    with on_device_of(x):
-        dta_leaky_fwd_kernel[grid](
-            x, na, a, b, a if na_bias is None else na_bias, y, ckpt if training else y, partial if count else y,
-            *_geometry(x), *na_strides(na), *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
-            NA_RESIDUAL=na_bias is not None, HARD_RESET=hard_reset, STRICT=strict, TRAINING=training, COUNT=count,
-            CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS,
-        )
-    return y, ckpt, partial.sum(dim=0, dtype=torch.int32) if count else counts
+    return _launch_fwd(dta_leaky_fwd_kernel, x, (x, na, a, b, a if na_bias is None else na_bias),
+                       (decay, gain, bias, v_threshold, v_reset, v_init_value), training, chunk, count,
+                       lambda: na_strides(na), NA_RESIDUAL=na_bias is not None, HARD_RESET=hard_reset, STRICT=strict)
 
 
 @dta_leaky_fwd.register_fake

@@ -21,7 +21,7 @@ eager reference.
 import triton
 import triton.language as tl
 
-from .neuron_step import _charge, _chunk_start, _state_after, _step, _store_checkpoint, _walk_step
+from .neuron_step import _forward_chunks, _recompute_chunk, _step, _walk_step
 from .rowwise import _tile_rows
 
 
@@ -34,6 +34,40 @@ def _gated_tile(R1, S, B, C, st, sb, sc, BLOCK_R: tl.constexpr, BLOCK_S: tl.cons
     mask = rmask[:, None] & (cols < S)[None, :]
     dense = rows.to(tl.int64)[:, None] * S + cols[None, :]
     return rows, rmask, cols, offs, mask, dense
+
+
+@triton.jit
+def _tile_setup(T, R1, S, B, C, st, sb, sc, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+    """``_gated_tile``, the dense state's size (the checkpoints' row stride) and the first slot of each of
+    the tile's rows in this program's [T, R1] partials (per-row counts or sums of step t at + t * R1)."""
+    rows, rmask, cols, offs, mask, dense = _gated_tile(R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S)
+    n_state = tl.cast(R1, tl.int64) * S
+    partial_row = tl.program_id(1).to(tl.int64) * T * R1 + rows
+    return rows, rmask, cols, offs, mask, dense, n_state, partial_row
+
+
+@triton.jit
+def _load_step(ptr, offs, st, t, T, mask):
+    """Step t of a tensor in X's layout: (t < T, the tile's offsets at step t, its values in fp32, zero past T)."""
+    valid = t < T
+    at = offs + t.to(tl.int64) * st
+    return valid, at, tl.load(ptr + at, mask=mask & valid, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _x_of_step(x_ptr, offs, st, t, T, mask):
+    """X at step t for the backward's recompute (zero past T)."""
+    return tl.load(x_ptr + offs + t.to(tl.int64) * st, mask=mask & (t < T), other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _store_step(out_ptr, at, out, spike, valid, mask, rmask, counts_ptr, partial_row, t, R1, COUNT: tl.constexpr):
+    """A forward step's output (in out_ptr's dtype) and, with COUNT, the tile's spikes per row."""
+    tl.store(out_ptr + at, out.to(out_ptr.dtype.element_ty), mask=mask & valid)
+    if COUNT:
+        # spikes per (t, b, c) without a second pass (exact int32): the firing statistics, and for
+        # binary input to a TCJA the pooled mean Z = count / HW (its popcount)
+        _store_row_counts(counts_ptr, partial_row, t, R1, spike, mask, rmask & valid)
 
 
 @triton.jit
@@ -86,6 +120,39 @@ def _store_row_counts(counts_ptr, count_row, t, R1, spike, mask, row_mask):
     tl.store(counts_ptr + count_row + t * R1, tl.sum(tl.where(spike & mask, 1, 0), axis=1), mask=row_mask)
 
 
+@triton.jit
+def _fwd_step(v, t, T, args, FLAGS: tl.constexpr):
+    """Step t of the gated forward (``_forward_chunks``' step): y_t = pre(X_t) * scale * map drives the neuron."""
+    (x_ptr, scale_ptr, spikes_ptr, counts_ptr, offs, st, rows, rmask, mask, m, partial_row, R1, decay, gain, bias,
+     v_threshold, v_reset) = args
+    RELU: tl.constexpr = FLAGS[0]
+    HAS_MAP: tl.constexpr = FLAGS[1]
+    HARD_RESET: tl.constexpr = FLAGS[2]
+    STRICT: tl.constexpr = FLAGS[3]
+    COUNT: tl.constexpr = FLAGS[4]
+    if not HAS_MAP:
+        m = 1.0  # the tuple carried it as a run-time 1.0
+    valid, at, x = _load_step(x_ptr, offs, st, t, T, mask)
+    y = _gated_input(x, _gate_of_step(scale_ptr, t, rows, rmask & valid, R1), m, RELU, x_ptr)
+    _h, spike, v = _step(v, y, decay, gain, bias, valid, v_threshold, v_reset, STRICT, HARD_RESET)
+    _store_step(spikes_ptr, at, tl.where(spike, 1.0, 0.0), spike, valid, mask, rmask, counts_ptr, partial_row, t, R1,
+                COUNT)
+    return v
+
+
+@triton.jit
+def _input_of_step(t, T, args, FLAGS: tl.constexpr):
+    """Step t's (pre(X_t), the neuron's input y_t) for the backward's recompute."""
+    x_ptr, scale_ptr, offs, st, rows, rmask, mask, m, R1 = args
+    RELU: tl.constexpr = FLAGS[0]
+    HAS_MAP: tl.constexpr = FLAGS[1]
+    if not HAS_MAP:
+        m = 1.0  # the tuple carried it as a run-time 1.0
+    x = _x_of_step(x_ptr, offs, st, t, T, mask)
+    y = _gated_input(x, _gate_of_step(scale_ptr, t, rows, rmask & (t < T), R1), m, RELU, x_ptr)
+    return _pre(x, RELU), y
+
+
 @triton.jit(do_not_specialize=["T"])
 def gated_leaky_fwd_kernel(
     x_ptr,  # [T, B, C, H, W] the attention's input, fp32/fp16/bf16
@@ -106,27 +173,14 @@ def gated_leaky_fwd_kernel(
     BLOCK_R: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    rows, rmask, cols, offs, mask, dense = _gated_tile(R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S)
+    rows, rmask, cols, offs, mask, dense, n_state, count_row = _tile_setup(T, R1, S, B, C, st, sb, sc, BLOCK_R,
+                                                                           BLOCK_S)
     m = _spatial_map(map_ptr, rows, cols, mask, S, C, HAS_MAP)
-    n_state = tl.cast(R1, tl.int64) * S
-    count_row = tl.program_id(1).to(tl.int64) * T * R1 + rows
     v = tl.zeros([BLOCK_R, BLOCK_S], dtype=tl.float32) + v_init
-    for ci in range(tl.cdiv(T, CHUNK)):
-        t0 = ci * CHUNK
-        if TRAINING:
-            _store_checkpoint(ckpt_ptr, ci, n_state, dense, mask, v)
-        for k in tl.static_range(CHUNK):
-            t = t0 + k
-            valid = t < T
-            at = offs + t.to(tl.int64) * st
-            x = tl.load(x_ptr + at, mask=mask & valid, other=0.0).to(tl.float32)
-            y = _gated_input(x, _gate_of_step(scale_ptr, t, rows, rmask & valid, R1), m, RELU, x_ptr)
-            _h, spike, v = _step(v, y, decay, gain, bias, valid, v_threshold, v_reset, STRICT, HARD_RESET)
-            tl.store(spikes_ptr + at, tl.where(spike, 1.0, 0.0).to(spikes_ptr.dtype.element_ty), mask=mask & valid)
-            if COUNT:
-                # spikes per (t, b, c) without a second pass (exact int32): the firing statistics, and for
-                # binary input to a TCJA the pooled mean Z = count / HW (its popcount, spec 1.6)
-                _store_row_counts(counts_ptr, count_row, t, R1, spike, mask, rmask & valid)
+    args = (x_ptr, scale_ptr, spikes_ptr, counts_ptr, offs, st, rows, rmask, mask, m, count_row, R1, decay, gain, bias,
+            v_threshold, v_reset)
+    _forward_chunks(v, T, ckpt_ptr, n_state, dense, mask, _fwd_step, args, (RELU, HAS_MAP, HARD_RESET, STRICT, COUNT),
+                    TRAINING, CHUNK)
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -151,35 +205,22 @@ def gated_leaky_bwd_kernel(
     BLOCK_R: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    rows, rmask, cols, offs, mask, dense = _gated_tile(R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S)
+    rows, rmask, cols, offs, mask, dense, n_state, partial_row = _tile_setup(T, R1, S, B, C, st, sb, sc, BLOCK_R,
+                                                                             BLOCK_S)
     m = _spatial_map(map_ptr, rows, cols, mask, S, C, HAS_MAP)
-    n_state = tl.cast(R1, tl.int64) * S
-    partial_row = tl.program_id(1).to(tl.int64) * T * R1 + rows
     grad_v = tl.zeros([BLOCK_R, BLOCK_S], dtype=tl.float32)
     acc_map = tl.zeros([BLOCK_R, BLOCK_S], dtype=tl.float32)
     n_chunks = tl.cdiv(T, CHUNK)
     for j in range(n_chunks):
-        ci = n_chunks - 1 - j
-        t0 = ci * CHUNK
-        # Rebuild the chunk's pre-reset potentials from its checkpoint, exactly as the forward did.
-        v = _chunk_start(ckpt_ptr, ci, n_state, dense, mask, v_init)
-        hs = ()
-        xs = ()
-        for k in tl.static_range(CHUNK):
-            t = t0 + k
-            valid = t < T
-            x = tl.load(x_ptr + offs + t.to(tl.int64) * st, mask=mask & valid, other=0.0).to(tl.float32)
-            h = _charge(v, _gated_input(x, _gate_of_step(scale_ptr, t, rows, rmask & valid, R1), m, RELU, x_ptr), decay,
-                        gain, bias)
-            hs = hs + (h,)
-            xs = xs + (_pre(x, RELU),)
-            v = _state_after(h, v_threshold, v_reset, STRICT, HARD_RESET)
+        inputs = (x_ptr, scale_ptr, offs, st, rows, rmask, mask, m, R1)
+        t0, _v, hs, xs = _recompute_chunk(n_chunks - 1 - j, ckpt_ptr, n_state, dense, mask, v_init, T, _input_of_step,
+                                          inputs, (RELU, HAS_MAP), decay, gain, bias, v_threshold, v_reset, STRICT,
+                                          HARD_RESET, CHUNK)
+        # The walk back stays in each kernel: its carried sums and per-step stores are the kernel's own.
         for k in tl.static_range(CHUNK - 1, -1, -1):
             t = t0 + k
-            valid = t < T
-            at = offs + t.to(tl.int64) * st
             h = hs[k]
-            grad_s = tl.load(grad_spikes_ptr + at, mask=mask & valid, other=0.0).to(tl.float32)
+            valid, at, grad_s = _load_step(grad_spikes_ptr, offs, st, t, T, mask)
             grad_h, grad_v = _walk_step(grad_s, grad_v, h, decay, mask & valid, v_threshold, v_reset, sg_param,
                                         HARD_RESET, STRICT, DETACH_RESET, SG_ID)
             grad_y = grad_h * gain

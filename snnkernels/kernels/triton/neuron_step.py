@@ -10,6 +10,10 @@ values": an infinite membrane of a leaking neuron charges to NaN, as SpikingJell
 
 Recompute schedule: the forward stores fp32 checkpoints of v entering chunks 1, 2, ... (CHUNK steps each);
 the backward rebuilds a chunk's pre-reset potentials from its checkpoint, then walks the chunk backwards.
+
+Time loop: ``_forward_chunks`` (the gated and DTA forwards) and ``_recompute_chunk`` (all three backwards) take
+the kernel's own step as a jit function argument, inlined at compile time. The leaky forward keeps its loop (it
+also carries each chunk's spike bits), and every backward keeps its walk back (each carries its own sums).
 """
 import triton
 import triton.language as tl

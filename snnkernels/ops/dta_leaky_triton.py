@@ -21,7 +21,7 @@ from ..kernels.triton.dta_leaky import dta_leaky_bwd_kernel, dta_leaky_fwd_kerne
 from ._device import on_device_of
 from ._double_backward import refuse_double_backward
 from .autograd_helpers import as_tensor, distinct, fresh_settings, needs_training
-from .gated_leaky_triton import NeuronSettings, new_checkpoints, new_counts
+from .gated_leaky_triton import NeuronSettings, launch_neuron_fwd, new_checkpoints, new_counts
 from .layout import match_layout, na_strides, plane_size, rows_layout
 from .leaky_triton import DEFAULT_CHUNK
 from .pooled_attention import TXAGates, cross_grads, plane_means
@@ -39,19 +39,9 @@ def dta_leaky_fwd(x: torch.Tensor, na: torch.Tensor, a: torch.Tensor, b: torch.T
     spikes per (t, b, c) [T, B, C] if count, else empty). ``na`` has contiguous H * W planes, any order of
     (t, b, c) (``rows_layout``); ``a``, ``b``, ``na_bias`` are per-row [T, B, C]."""
     a, b, na_bias = per_row(a), per_row(b), per_row(na_bias)
-    y, ckpt, counts = torch.empty_like(x), new_checkpoints(x, training, chunk), new_counts(x, count)
-    if x.numel() == 0:
-        return y, ckpt, counts.zero_()
-    grid, block_r, block_s, warps = neuron_grid(x)
-    partial = x.new_empty((grid[1], *x.shape[:3]) if count else (0,), dtype=torch.int32)
-    with on_device_of(x):
-        dta_leaky_fwd_kernel[grid](
-            x, na, a, b, a if na_bias is None else na_bias, y, ckpt if training else y, partial if count else y,
-            *neuron_geometry(x), *na_strides(na), *f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
-            NA_RESIDUAL=na_bias is not None, HARD_RESET=hard_reset, STRICT=strict, TRAINING=training, COUNT=count,
-            CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS,
-        )
-    return y, ckpt, partial.sum(dim=0, dtype=torch.int32) if count else counts
+    return launch_neuron_fwd(dta_leaky_fwd_kernel, x, (x, na, a, b, a if na_bias is None else na_bias),
+                       (decay, gain, bias, v_threshold, v_reset, v_init_value), training, chunk, count,
+                       lambda: na_strides(na), NA_RESIDUAL=na_bias is not None, HARD_RESET=hard_reset, STRICT=strict)
 
 
 @dta_leaky_fwd.register_fake

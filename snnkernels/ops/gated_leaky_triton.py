@@ -46,20 +46,29 @@ def gated_leaky_fwd(x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor 
     """(spikes in x's layout and dtype, fp32 checkpoints [cdiv(T, chunk) - 1, B * C * H * W] if training,
     int32 spikes per (t, b, c) [T, B, C] if count, else empty)."""
     scale, spatial = per_row(scale), per_row(spatial)
-    spikes, ckpt, counts = torch.empty_like(x), new_checkpoints(x, training, chunk), new_counts(x, count)
+    return launch_neuron_fwd(gated_leaky_fwd_kernel, x, (x, scale, scale if spatial is None else spatial),
+                       (decay, gain, bias, v_threshold, v_reset, v_init_value), training, chunk, count,
+                       RELU=relu, HAS_MAP=spatial is not None, HARD_RESET=hard_reset, STRICT=strict)
+
+
+def launch_neuron_fwd(kernel: Any, x: torch.Tensor, inputs: tuple, scalars: tuple, training: bool, chunk: int,
+                      count: bool, strides: Any = tuple,
+                      **flags: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run a neuron forward over x's tiles (the gated and DTA kernels): (its output in x's layout and dtype, fp32
+    checkpoints if training, int32 spikes per (t, b, c) if count, else empty). The kernel's arguments are
+    ``inputs``, the output, checkpoints and counts, x's geometry, ``strides()``, ``scalars`` in fp32, ``flags``."""
+    out, ckpt, counts = torch.empty_like(x), new_checkpoints(x, training, chunk), new_counts(x, count)
     if x.numel() == 0:
-        return spikes, ckpt, counts.zero_()
+        return out, ckpt, counts.zero_()
     grid, block_r, block_s, warps = neuron_grid(x)
     partial = x.new_empty((grid[1], *x.shape[:3]) if count else (0,), dtype=torch.int32)
     with on_device_of(x):
-        gated_leaky_fwd_kernel[grid](
-            x, scale, scale if spatial is None else spatial, spikes, ckpt if training else spikes,
-            partial if count else spikes, *neuron_geometry(x),
-            *f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
-            RELU=relu, HAS_MAP=spatial is not None, HARD_RESET=hard_reset, STRICT=strict, TRAINING=training,
-            COUNT=count, CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS,
+        kernel[grid](
+            *inputs, out, ckpt if training else out, partial if count else out, *neuron_geometry(x), *strides(),
+            *f32(*scalars), **flags, TRAINING=training, COUNT=count, CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s,
+            num_warps=warps, **COMPILE_OPTIONS,
         )
-    return spikes, ckpt, partial.sum(dim=0, dtype=torch.int32) if count else counts
+    return out, ckpt, partial.sum(dim=0, dtype=torch.int32) if count else counts
 
 
 def new_counts(x: torch.Tensor, count: bool) -> torch.Tensor:

@@ -26,8 +26,8 @@ import triton
 import triton.language as tl
 
 from .dta_terms import na_value, sigmoid
-from .neuron_step import charge, chunk_start, fire, state_after, step, store_checkpoint, walk_step
-from .row_tiles import row_values_at, step_tile, store_row_counts, tile_rows
+from .neuron_step import fire, forward_chunks, recompute_chunk, step, walk_step
+from .row_tiles import load_step, row_values_at, store_step, tile_rows, tile_setup, x_of_step
 
 
 @triton.jit
@@ -53,6 +53,33 @@ def _step_terms(na_ptr, a_ptr, b_ptr, bias_ptr, x, t, na_offs, nst, rows, rmask,
     return na_value(na_ptr, na_bias, x, na_at, mask, NA_RESIDUAL), a, b, na_at
 
 
+@triton.jit
+def _fwd_step(v, t, T, args, FLAGS: tl.constexpr):
+    """Step t of the forward (``forward_chunks``' step): the neuron fires on X_t and Y_t is formed from its spikes."""
+    (x_ptr, na_ptr, a_ptr, b_ptr, bias_ptr, y_ptr, counts_ptr, offs, st, na_offs, nst, rows, rmask, mask, count_row,
+     R1, decay, gain, bias, v_threshold, v_reset) = args
+    NA_RESIDUAL: tl.constexpr = FLAGS[0]
+    HARD_RESET: tl.constexpr = FLAGS[1]
+    STRICT: tl.constexpr = FLAGS[2]
+    COUNT: tl.constexpr = FLAGS[3]
+    valid, at, x = load_step(x_ptr, offs, st, t, T, mask)
+    _h, spike, v = step(v, x, decay, gain, bias, valid, v_threshold, v_reset, STRICT, HARD_RESET)
+    na, a, b, _unused = _step_terms(na_ptr, a_ptr, b_ptr, bias_ptr, x, t, na_offs, nst, rows, rmask & valid,
+                                   mask & valid, R1, NA_RESIDUAL)
+    y = sigmoid(na * ((x + a) * (x + b))) * tl.where(spike, 1.0, 0.0)
+    # with COUNT: the neuron's firing statistics, without its spikes ever being stored
+    store_step(y_ptr, at, y, spike, valid, mask, rmask, counts_ptr, count_row, t, R1, COUNT)
+    return v
+
+
+@triton.jit
+def _input_of_step(t, T, args, FLAGS: tl.constexpr):
+    """Step t's X, kept for the walk back and the neuron's input alike (the backward's recompute)."""
+    x_ptr, offs, st, mask = args
+    x = x_of_step(x_ptr, offs, st, t, T, mask)
+    return x, x
+
+
 @triton.jit(do_not_specialize=["T"])
 def dta_leaky_fwd_kernel(
     x_ptr,  # [T, B, C, H, W] the conv + BN output, fp32/fp16/bf16
@@ -73,27 +100,14 @@ def dta_leaky_fwd_kernel(
     BLOCK_R: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    rows, rmask, cols, offs, mask, dense = step_tile(R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S)
+    rows, rmask, cols, offs, mask, dense, n_state, count_row = tile_setup(T, R1, S, B, C, st, sb, sc, BLOCK_R,
+                                                                           BLOCK_S)
     na_offs = _na_offsets(R1, B, C, nst, nsb, nsc, cols, BLOCK_R)
-    n_state = tl.cast(R1, tl.int64) * S
-    count_row = tl.program_id(1).to(tl.int64) * T * R1 + rows
     v = tl.zeros([BLOCK_R, BLOCK_S], dtype=tl.float32) + v_init
-    for ci in range(tl.cdiv(T, CHUNK)):
-        t0 = ci * CHUNK
-        if TRAINING:
-            store_checkpoint(ckpt_ptr, ci, n_state, dense, mask, v)
-        for k in tl.static_range(CHUNK):
-            t = t0 + k
-            valid = t < T
-            at = offs + t.to(tl.int64) * st
-            x = tl.load(x_ptr + at, mask=mask & valid, other=0.0).to(tl.float32)
-            _h, spike, v = step(v, x, decay, gain, bias, valid, v_threshold, v_reset, STRICT, HARD_RESET)
-            na, a, b, _unused = _step_terms(na_ptr, a_ptr, b_ptr, bias_ptr, x, t, na_offs, nst, rows, rmask & valid,
-                                           mask & valid, R1, NA_RESIDUAL)
-            y = sigmoid(na * ((x + a) * (x + b))) * tl.where(spike, 1.0, 0.0)
-            tl.store(y_ptr + at, y.to(y_ptr.dtype.element_ty), mask=mask & valid)
-            if COUNT:  # the neuron's firing statistics, without its spikes ever being stored
-                store_row_counts(counts_ptr, count_row, t, R1, spike, mask, rmask & valid)
+    args = (x_ptr, na_ptr, a_ptr, b_ptr, bias_ptr, y_ptr, counts_ptr, offs, st, na_offs, nst, rows, rmask, mask,
+            count_row, R1, decay, gain, bias, v_threshold, v_reset)
+    forward_chunks(v, T, ckpt_ptr, n_state, dense, mask, _fwd_step, args, (NA_RESIDUAL, HARD_RESET, STRICT, COUNT),
+                    TRAINING, CHUNK)
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -114,26 +128,16 @@ def dta_leaky_bwd_kernel(
     BLOCK_R: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    rows, rmask, cols, offs, mask, dense = step_tile(R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S)
+    rows, rmask, cols, offs, mask, dense, n_state, partial_row = tile_setup(T, R1, S, B, C, st, sb, sc, BLOCK_R,
+                                                                             BLOCK_S)
     na_offs = _na_offsets(R1, B, C, nst, nsb, nsc, cols, BLOCK_R)
-    n_state = tl.cast(R1, tl.int64) * S
-    partial_row = tl.program_id(1).to(tl.int64) * T * R1 + rows
     grad_v = tl.zeros([BLOCK_R, BLOCK_S], dtype=tl.float32)
     n_chunks = tl.cdiv(T, CHUNK)
     for j in range(n_chunks):
-        ci = n_chunks - 1 - j
-        t0 = ci * CHUNK
-        # Rebuild the chunk's pre-reset potentials from its checkpoint, exactly as the forward did.
-        v = chunk_start(ckpt_ptr, ci, n_state, dense, mask, v_init)
-        hs = ()
-        xs = ()
-        for k in tl.static_range(CHUNK):
-            t = t0 + k
-            x = tl.load(x_ptr + offs + t.to(tl.int64) * st, mask=mask & (t < T), other=0.0).to(tl.float32)
-            h = charge(v, x, decay, gain, bias)
-            hs = hs + (h,)
-            xs = xs + (x,)
-            v = state_after(h, v_threshold, v_reset, STRICT, HARD_RESET)
+        t0, _v, hs, xs = recompute_chunk(n_chunks - 1 - j, ckpt_ptr, n_state, dense, mask, v_init, T, _input_of_step,
+                                          (x_ptr, offs, st, mask), (), decay, gain, bias, v_threshold, v_reset, STRICT,
+                                          HARD_RESET, CHUNK)
+        # The walk back stays in each kernel: its carried sums and per-step stores are the kernel's own.
         for k in tl.static_range(CHUNK - 1, -1, -1):
             t = t0 + k
             valid = t < T

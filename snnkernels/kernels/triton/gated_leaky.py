@@ -21,8 +21,8 @@ eager reference.
 import triton
 import triton.language as tl
 
-from .neuron_step import charge, chunk_start, state_after, step, store_checkpoint, walk_step
-from .row_tiles import row_values_at, step_tile, store_row_counts
+from .neuron_step import forward_chunks, recompute_chunk, step, walk_step
+from .row_tiles import load_step, row_values_at, store_step, tile_setup, x_of_step
 
 
 @triton.jit
@@ -63,6 +63,39 @@ def _spatial_map(map_ptr, rows, cols, mask, S, C, HAS_MAP: tl.constexpr):
         return 1.0
 
 
+@triton.jit
+def _fwd_step(v, t, T, args, FLAGS: tl.constexpr):
+    """Step t of the gated forward (``forward_chunks``' step): y_t = pre(X_t) * scale * map drives the neuron."""
+    (x_ptr, scale_ptr, spikes_ptr, counts_ptr, offs, st, rows, rmask, mask, m, partial_row, R1, decay, gain, bias,
+     v_threshold, v_reset) = args
+    RELU: tl.constexpr = FLAGS[0]
+    HAS_MAP: tl.constexpr = FLAGS[1]
+    HARD_RESET: tl.constexpr = FLAGS[2]
+    STRICT: tl.constexpr = FLAGS[3]
+    COUNT: tl.constexpr = FLAGS[4]
+    if not HAS_MAP:
+        m = 1.0  # the tuple carried it as a run-time 1.0
+    valid, at, x = load_step(x_ptr, offs, st, t, T, mask)
+    y = _gated_input(x, row_values_at(scale_ptr, t, rows, rmask & valid, R1), m, RELU, x_ptr)
+    _h, spike, v = step(v, y, decay, gain, bias, valid, v_threshold, v_reset, STRICT, HARD_RESET)
+    store_step(spikes_ptr, at, tl.where(spike, 1.0, 0.0), spike, valid, mask, rmask, counts_ptr, partial_row, t, R1,
+                COUNT)
+    return v
+
+
+@triton.jit
+def _input_of_step(t, T, args, FLAGS: tl.constexpr):
+    """Step t's (pre(X_t), the neuron's input y_t) for the backward's recompute."""
+    x_ptr, scale_ptr, offs, st, rows, rmask, mask, m, R1 = args
+    RELU: tl.constexpr = FLAGS[0]
+    HAS_MAP: tl.constexpr = FLAGS[1]
+    if not HAS_MAP:
+        m = 1.0  # the tuple carried it as a run-time 1.0
+    x = x_of_step(x_ptr, offs, st, t, T, mask)
+    y = _gated_input(x, row_values_at(scale_ptr, t, rows, rmask & (t < T), R1), m, RELU, x_ptr)
+    return _pre(x, RELU), y
+
+
 @triton.jit(do_not_specialize=["T"])
 def gated_leaky_fwd_kernel(
     x_ptr,  # [T, B, C, H, W] the attention's input, fp32/fp16/bf16
@@ -83,28 +116,14 @@ def gated_leaky_fwd_kernel(
     BLOCK_R: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    rows, rmask, cols, offs, mask, dense = step_tile(R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S)
+    rows, rmask, cols, offs, mask, dense, n_state, count_row = tile_setup(T, R1, S, B, C, st, sb, sc, BLOCK_R,
+                                                                           BLOCK_S)
     m = _spatial_map(map_ptr, rows, cols, mask, S, C, HAS_MAP)
-    n_state = tl.cast(R1, tl.int64) * S
-    count_row = tl.program_id(1).to(tl.int64) * T * R1 + rows
     v = tl.zeros([BLOCK_R, BLOCK_S], dtype=tl.float32) + v_init
-    for ci in range(tl.cdiv(T, CHUNK)):
-        t0 = ci * CHUNK
-        if TRAINING:
-            store_checkpoint(ckpt_ptr, ci, n_state, dense, mask, v)
-        for k in tl.static_range(CHUNK):
-            t = t0 + k
-            valid = t < T
-            at = offs + t.to(tl.int64) * st
-            x = tl.load(x_ptr + at, mask=mask & valid, other=0.0).to(tl.float32)
-            y = _gated_input(x, row_values_at(scale_ptr, t, rows, rmask & valid, R1), m, RELU, x_ptr)
-            _h, spike, v = step(v, y, decay, gain, bias, valid, v_threshold, v_reset, STRICT, HARD_RESET)
-            tl.store(spikes_ptr + at, tl.where(spike, 1.0, 0.0).to(spikes_ptr.dtype.element_ty), mask=mask & valid)
-            if COUNT:
-                # spikes per (t, b, c) without a second pass (exact int32): the firing statistics, and for
-                # binary input to a TCJA the pooled mean Z = count / HW
-                # (docs/tcja_dta.md "Gate after pooling, spike counts")
-                store_row_counts(counts_ptr, count_row, t, R1, spike, mask, rmask & valid)
+    args = (x_ptr, scale_ptr, spikes_ptr, counts_ptr, offs, st, rows, rmask, mask, m, count_row, R1, decay, gain, bias,
+            v_threshold, v_reset)
+    forward_chunks(v, T, ckpt_ptr, n_state, dense, mask, _fwd_step, args, (RELU, HAS_MAP, HARD_RESET, STRICT, COUNT),
+                    TRAINING, CHUNK)
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -129,35 +148,22 @@ def gated_leaky_bwd_kernel(
     BLOCK_R: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    rows, rmask, cols, offs, mask, dense = step_tile(R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S)
+    rows, rmask, cols, offs, mask, dense, n_state, partial_row = tile_setup(T, R1, S, B, C, st, sb, sc, BLOCK_R,
+                                                                             BLOCK_S)
     m = _spatial_map(map_ptr, rows, cols, mask, S, C, HAS_MAP)
-    n_state = tl.cast(R1, tl.int64) * S
-    partial_row = tl.program_id(1).to(tl.int64) * T * R1 + rows
     grad_v = tl.zeros([BLOCK_R, BLOCK_S], dtype=tl.float32)
     acc_map = tl.zeros([BLOCK_R, BLOCK_S], dtype=tl.float32)
     n_chunks = tl.cdiv(T, CHUNK)
     for j in range(n_chunks):
-        ci = n_chunks - 1 - j
-        t0 = ci * CHUNK
-        # Rebuild the chunk's pre-reset potentials from its checkpoint, exactly as the forward did.
-        v = chunk_start(ckpt_ptr, ci, n_state, dense, mask, v_init)
-        hs = ()
-        xs = ()
-        for k in tl.static_range(CHUNK):
-            t = t0 + k
-            valid = t < T
-            x = tl.load(x_ptr + offs + t.to(tl.int64) * st, mask=mask & valid, other=0.0).to(tl.float32)
-            h = charge(v, _gated_input(x, row_values_at(scale_ptr, t, rows, rmask & valid, R1), m, RELU, x_ptr), decay,
-                        gain, bias)
-            hs = hs + (h,)
-            xs = xs + (_pre(x, RELU),)
-            v = state_after(h, v_threshold, v_reset, STRICT, HARD_RESET)
+        inputs = (x_ptr, scale_ptr, offs, st, rows, rmask, mask, m, R1)
+        t0, _v, hs, xs = recompute_chunk(n_chunks - 1 - j, ckpt_ptr, n_state, dense, mask, v_init, T, _input_of_step,
+                                          inputs, (RELU, HAS_MAP), decay, gain, bias, v_threshold, v_reset, STRICT,
+                                          HARD_RESET, CHUNK)
+        # The walk back stays in each kernel: its carried sums and per-step stores are the kernel's own.
         for k in tl.static_range(CHUNK - 1, -1, -1):
             t = t0 + k
-            valid = t < T
-            at = offs + t.to(tl.int64) * st
             h = hs[k]
-            grad_s = tl.load(grad_spikes_ptr + at, mask=mask & valid, other=0.0).to(tl.float32)
+            valid, at, grad_s = load_step(grad_spikes_ptr, offs, st, t, T, mask)
             grad_h, grad_v = walk_step(grad_s, grad_v, h, decay, mask & valid, v_threshold, v_reset, sg_param,
                                         HARD_RESET, STRICT, DETACH_RESET, SG_ID)
             grad_y = grad_h * gain

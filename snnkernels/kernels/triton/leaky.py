@@ -27,7 +27,7 @@ constexprs, so a launch without them compiles to the kernel without those loads 
 import triton
 import triton.language as tl
 
-from .neuron_step import charge, chunk_start, state_after, step, store_checkpoint, walk_step
+from .neuron_step import recompute_chunk, state_after, step, store_checkpoint, walk_step
 
 
 @triton.jit
@@ -56,6 +56,15 @@ def _neuron_block(N, S, C, decay_ptr, gain_ptr, bias_ptr, decay, gain, bias, v_i
     else:
         v_init = tl.zeros([BLOCK], dtype=tl.float32) + v_init_value
     return offs, mask, n_row, a, b, c, v_init
+
+
+@triton.jit
+def _input_of_step(t, T, args, FLAGS: tl.constexpr):
+    """Step t's input x[t] of this program's neurons, fp32 (zero past T): the value the backward keeps and the
+    neuron's input alike."""
+    x_ptr, n_row, offs, mask = args
+    x = tl.load(x_ptr + t * n_row + offs, mask=mask & (t < T), other=0.0).to(tl.float32)
+    return x, x
 
 
 @triton.jit
@@ -90,6 +99,7 @@ def _leaky_fwd(x_ptr, v_init_ptr, decay_ptr, gain_ptr, bias_ptr, spikes_ptr, v_f
                                                   v_init_ptr, v_init_value, DECAY_T, GAIN_T, BIAS_T, HAS_V_INIT,
                                                   BLOCK)
 
+    # Not ``forward_chunks``: this loop also carries each chunk's spike bits (COUNT), counted once per chunk.
     n_chunks = tl.cdiv(T, CHUNK)
     for ci in range(n_chunks):
         t0 = ci * CHUNK
@@ -240,20 +250,11 @@ def leaky_bwd_kernel(
 
     n_chunks = tl.cdiv(T, CHUNK)
     for j in range(n_chunks):
-        ci = n_chunks - 1 - j
-        t0 = ci * CHUNK
-        # Rebuild the chunk's pre-reset potentials from its checkpoint, exactly as the forward did.
-        v_start = chunk_start(ckpt_ptr, ci, n_row, offs, mask, v_init)
-        v = v_start
-        hs = ()
-        xs = ()
-        for k in tl.static_range(CHUNK):
-            valid = t0 + k < T
-            x = tl.load(x_ptr + (t0 + k) * n_row + offs, mask=mask & valid, other=0.0).to(tl.float32)
-            h = charge(v, x, a, b, c)
-            hs = hs + (h,)
-            xs = xs + (x,)  # kept only when NEED_GRAD_GAIN (dead code otherwise)
-            v = state_after(h, v_threshold, v_reset, STRICT, HARD_RESET)
+        # Rebuild the chunk's pre-reset potentials from its checkpoint (xs kept only when NEED_GRAD_GAIN: dead code
+        # otherwise)
+        t0, v_start, hs, xs = recompute_chunk(n_chunks - 1 - j, ckpt_ptr, n_row, offs, mask, v_init, T,
+                                               _input_of_step, (x_ptr, n_row, offs, mask), (), a, b, c, v_threshold,
+                                               v_reset, STRICT, HARD_RESET, CHUNK)
         # Walk the chunk backwards: dL/dh_t = dL/ds_t * sg_t + dL/dv_t * dv_t/dh_t; dL/dv_{t-1} = a * dL/dh_t.
         for k in tl.static_range(CHUNK - 1, -1, -1):
             valid = t0 + k < T

@@ -10,6 +10,10 @@ values": an infinite membrane of a leaking neuron charges to NaN, as SpikingJell
 
 Recompute schedule: the forward stores fp32 checkpoints of v entering chunks 1, 2, ... (CHUNK steps each);
 the backward rebuilds a chunk's pre-reset potentials from its checkpoint, then walks the chunk backwards.
+
+Time loop: ``forward_chunks`` (the gated and DTA forwards) and ``recompute_chunk`` (all three backwards) take
+the kernel's own step as a jit function argument, inlined at compile time. The leaky forward keeps its loop (it
+also carries each chunk's spike bits), and every backward keeps its walk back (each carries its own sums).
 """
 import triton
 import triton.language as tl
@@ -97,3 +101,43 @@ def chunk_start(ckpt_ptr, ci, n_state, offs, mask, v_init):
     """The state entering chunk ci, as the forward had it: its checkpoint, or v_init for chunk 0."""
     v = tl.load(ckpt_ptr + (ci - 1) * n_state + offs, mask=mask & (ci > 0), other=0.0)
     return tl.where(ci > 0, v, v_init)
+
+
+
+@triton.jit
+def forward_chunks(v, T, ckpt_ptr, n_state, state_offs, mask, step, args, FLAGS: tl.constexpr,
+                    TRAINING: tl.constexpr, CHUNK: tl.constexpr):
+    """The forward's time loop: chunks of CHUNK unrolled steps (their loads issued together), T a run-time bound;
+    with TRAINING the state entering each chunk is checkpointed. ``step(v, t, T, args, FLAGS)``, a jit function
+    (inlined), runs step t (masked past T) and returns the state after it. ``args`` is a tuple of run-time values;
+    the step's constexprs travel apart in ``FLAGS`` (Triton passes a tuple's constexprs on as run-time values), read
+    back as ``NAME: tl.constexpr = FLAGS[i]`` (unpacking them would make run-time values too)."""
+    for ci in range(tl.cdiv(T, CHUNK)):
+        t0 = ci * CHUNK
+        if TRAINING:
+            # chunk 0 restarts from v_init, so its state is not stored
+            store_checkpoint(ckpt_ptr, ci, n_state, state_offs, mask, v)
+        for k in tl.static_range(CHUNK):
+            v = step(v, t0 + k, T, args, FLAGS)
+    return v
+
+
+@triton.jit
+def recompute_chunk(ci, ckpt_ptr, n_state, state_offs, mask, v_init, T, step_input, args, FLAGS: tl.constexpr, a,
+                     b, c, v_threshold, v_reset, STRICT: tl.constexpr, HARD_RESET: tl.constexpr, CHUNK: tl.constexpr):
+    """The backward's recompute of chunk ci: (its first step t0, the state entering it, the pre-reset potentials hs
+    rebuilt from that state exactly as the forward computed them, xs: what the walk back keeps of each step's
+    input). ``step_input(t, T, args, FLAGS)`` (a jit function; arguments as ``forward_chunks``') gives step t's
+    (kept value, neuron input)."""
+    t0 = ci * CHUNK
+    v_start = chunk_start(ckpt_ptr, ci, n_state, state_offs, mask, v_init)
+    v = v_start
+    hs = ()
+    xs = ()
+    for k in tl.static_range(CHUNK):
+        x, y = step_input(t0 + k, T, args, FLAGS)
+        h = charge(v, y, a, b, c)
+        hs = hs + (h,)
+        xs = xs + (x,)
+        v = state_after(h, v_threshold, v_reset, STRICT, HARD_RESET)
+    return t0, v_start, hs, xs

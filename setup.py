@@ -17,6 +17,7 @@ otherwise installs the pure-Python package with a warning; ``1`` makes a missing
 compiler's errors and the ways out: a failed build never leaves a silent pure-Python install.
 ``SNNKERNELS_BUILD_CUDA=0`` builds the CPU part only. ``MAX_JOBS`` and ``DEBUG=1`` are honoured.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -41,8 +42,15 @@ def _say(*lines: str) -> None:
 
 def _banner(lines: list[str]) -> str:
     rule = "=" * 100
-    return "\n".join(["", rule, *(f"snnkernels setup: {line}" if i == 0 else f"    {line}" for i, line in
-                                  enumerate(lines)), rule, ""])
+    return "\n".join(
+        [
+            "",
+            rule,
+            *(f"snnkernels setup: {line}" if i == 0 else f"    {line}" for i, line in enumerate(lines)),
+            rule,
+            "",
+        ]
+    )
 
 
 def _skip(reason: str, fixes: list[str]) -> tuple[list, dict]:
@@ -50,8 +58,17 @@ def _skip(reason: str, fixes: list[str]) -> tuple[list, dict]:
     lines = [f"the native extension snnkernels._C is NOT built: {reason}.", "To build it:", *fixes]
     if BUILD_NATIVE == "1":
         raise SystemExit(_banner(lines + ["(SNNKERNELS_BUILD_NATIVE=1 makes this an error.)"]))
-    print(_banner(lines + ["Installing the pure-Python package (Triton / eager backends only); "
-                           "`python -m snnkernels` shows what runs."]), file=sys.stderr, flush=True)
+    print(
+        _banner(
+            lines
+            + [
+                "Installing the pure-Python package (Triton / eager backends only); "
+                "`python -m snnkernels` shows what runs."
+            ]
+        ),
+        file=sys.stderr,
+        flush=True,
+    )
     return [], {}
 
 
@@ -75,12 +92,16 @@ def native_extensions() -> tuple[list, dict]:
         import torch
         from torch.utils import cpp_extension
     except ImportError as exc:
-        return _skip(f"torch is not importable at build time ({exc}); pip's build isolation hides an installed "
-                     "torch", ["pip install --no-build-isolation [-e] .   (builds against the torch you run)"])
+        return _skip(
+            f"torch is not importable at build time ({exc}); pip's build isolation hides an installed torch",
+            ["pip install --no-build-isolation [-e] .   (builds against the torch you run)"],
+        )
     compiler = os.environ.get("CXX", "c++").split()[0]
     if shutil.which(compiler) is None:
-        return _skip(f"no C++ compiler: {compiler!r} (CXX, default c++) is not on PATH",
-                     ["install g++ or clang++ (or set CXX), then reinstall"])
+        return _skip(
+            f"no C++ compiler: {compiler!r} (CXX, default c++) is not on PATH",
+            ["install g++ or clang++ (or set CXX), then reinstall"],
+        )
 
     csrc = os.path.join(ROOT, "csrc")
     cpu_sources = [os.path.relpath(p, ROOT) for p in SOURCES.cpu_sources(csrc)]
@@ -102,15 +123,20 @@ def native_extensions() -> tuple[list, dict]:
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
         nvcc = SOURCES.NVCC_DEBUG_FLAGS if debug else SOURCES.NVCC_FLAGS
         ext = cpp_extension.CUDAExtension(
-            "snnkernels._C", cpu_sources + cuda_sources, include_dirs=include_dirs,
+            "snnkernels._C",
+            cpu_sources + cuda_sources,
+            include_dirs=include_dirs,
             extra_compile_args={"cxx": cxx + ["-DSNNKERNELS_WITH_CUDA=1"], "nvcc": nvcc + ["-DSNNKERNELS_WITH_CUDA=1"]},
             extra_link_args=["-fopenmp"],
         )
         what = f"CPU and CUDA kernels for {os.environ['TORCH_CUDA_ARCH_LIST']}"
     else:
         ext = cpp_extension.CppExtension(
-            "snnkernels._C", cpu_sources, include_dirs=include_dirs,
-            extra_compile_args={"cxx": list(cxx)}, extra_link_args=["-fopenmp"],
+            "snnkernels._C",
+            cpu_sources,
+            include_dirs=include_dirs,
+            extra_compile_args={"cxx": list(cxx)},
+            extra_link_args=["-fopenmp"],
         )
         what = "CPU kernels only (no CUDA torch build, no CUDA_HOME, or SNNKERNELS_BUILD_CUDA=0)"
     return [ext], {"build_ext": _loud_build_ext(cpp_extension.BuildExtension, torch.__version__, with_cuda, what)}

@@ -40,6 +40,7 @@ sums, then dY (and X for T-XA) and writes dX (TCJA 4, T-XA 5 passes); DTA's prod
 writes. The whole DTA module has no floor (T-NA's dense convolutions): its rows carry times and speedups only. Results:
 ``<out>/<date>_<device>_attention.{csv,json}`` (+ plots).
 """
+
 from __future__ import annotations
 
 import os
@@ -65,10 +66,20 @@ from .utils import copy_bandwidth_gbps, peak_memory_mb, time_fn  # noqa: E402
 
 PROVIDERS = ("torch-eager", "torch-compile", "snnkernels-triton")
 # passes over one [T, B, C, H, W] tensor in the storage dtype: (forward, backward) at the floor
-PASSES = {"tcja": (3, 4), "tcja_maxpool": (None, None), "lif_tcja_maxpool": (None, None), "txa": (3, 5),
-          "dta_product": (5, 9), "dta": (None, None), "ma_tcsa": (4, 6), "ma_tcsa_lif": (None, None),
-          "staa_lif": (None, None), "ma_tcsa_paper": (None, None), "dta_lif": (None, None),
-          "staa_lif_persistent": (None, None)}
+PASSES = {
+    "tcja": (3, 4),
+    "tcja_maxpool": (None, None),
+    "lif_tcja_maxpool": (None, None),
+    "txa": (3, 5),
+    "dta_product": (5, 9),
+    "dta": (None, None),
+    "ma_tcsa": (4, 6),
+    "ma_tcsa_lif": (None, None),
+    "staa_lif": (None, None),
+    "ma_tcsa_paper": (None, None),
+    "dta_lif": (None, None),
+    "staa_lif_persistent": (None, None),
+}
 # ops whose eager and torch.compile rows are another op's (same computation, only ours differs)
 SAME_BASELINE = {"staa_lif_persistent": "staa_lif"}
 # MA-SNN reduction ratios (t_ratio, c_ratio) per placement T (the official Config.py): Gesture T = 60: 5 / 8;
@@ -95,9 +106,12 @@ def make_inputs(case: Case, device: str, seed: int = 0):
     if case.op in ("tcja", "tcja_maxpool"):
         params = [rnd(C, C, 4, scale=0.25).requires_grad_(), rnd(T, T, 3, scale=0.3).requires_grad_()]
         return [x, *params], [x, *params], grad_out
-    txa_params = [rnd(T, T, 3, scale=0.3).requires_grad_(), rnd(C, C, 6, scale=0.2).requires_grad_(),
-                  torch.tensor(1.0, device=device, requires_grad=True),
-                  torch.tensor(1.0, device=device, requires_grad=True)]
+    txa_params = [
+        rnd(T, T, 3, scale=0.3).requires_grad_(),
+        rnd(C, C, 6, scale=0.2).requires_grad_(),
+        torch.tensor(1.0, device=device, requires_grad=True),
+        torch.tensor(1.0, device=device, requires_grad=True),
+    ]
     if case.op == "txa":
         return [x, *txa_params], [x, *txa_params], grad_out
     spikes = (torch.rand(case.shape, generator=gen, device=device) > 0.8).to(case.dtype)
@@ -107,8 +121,13 @@ def make_inputs(case: Case, device: str, seed: int = 0):
     if case.op in ("ma_tcsa", "ma_tcsa_lif"):
         rt, rc = MA_RATIOS.get(T, (2, 8))
         ht, hc = max(T // rt, 1), max(C // rc, 1)
-        weights = [rnd(ht, T, scale=T ** -0.5), rnd(T, ht, scale=ht ** -0.5), rnd(hc, C, scale=C ** -0.5),
-                   rnd(C, hc, scale=hc ** -0.5), rnd(1, 2, 3, 3, scale=1 / 3)]
+        weights = [
+            rnd(ht, T, scale=T**-0.5),
+            rnd(T, ht, scale=ht**-0.5),
+            rnd(hc, C, scale=C**-0.5),
+            rnd(C, hc, scale=hc**-0.5),
+            rnd(1, 2, 3, 3, scale=1 / 3),
+        ]
         weights = [w.requires_grad_() for w in weights]
         return [x, *weights], [x, *weights], grad_out
     if case.op in ("staa_lif", "staa_lif_persistent", "ma_tcsa_paper", "dta_lif", "lif_tcja_maxpool"):
@@ -152,8 +171,9 @@ def _tcja_block(case: Case, device: str, backend: str):
     key = (case.shape, case.dtype, device, backend)
     if key not in _TCJA_BLOCKS:
         torch.manual_seed(0)
-        lif = LIFNode(tau=p.tau, surrogate_function=p.surrogate, detach_reset=True, step_mode="m", stateful=False,
-                      backend=backend)
+        lif = LIFNode(
+            tau=p.tau, surrogate_function=p.surrogate, detach_reset=True, step_mode="m", stateful=False, backend=backend
+        )
         tcja = TCJA(p.kernel_size_t, p.kernel_size_c, case.T, case.shape[2], backend=backend)
         _TCJA_BLOCKS[key] = (lif, tcja.to(device=device, dtype=case.dtype), SeqToANN(torch.nn.MaxPool2d(2, 2)))
     return _TCJA_BLOCKS[key]
@@ -189,8 +209,9 @@ def _ma_tcsa(backend: str, with_lif: bool):
         from snnkernels.ops.ma_snn import ma_gated_neuron_fused
 
         settings = neuron_settings(lif)
-        return lambda x, ta0, ta1, ca0, ca1, sa: ma_gated_neuron_fused(x, "TCS", (ta0, ta1), (ca0, ca1), sa,
-                                                                       neuron=settings)
+        return lambda x, ta0, ta1, ca0, ca1, sa: ma_gated_neuron_fused(
+            x, "TCS", (ta0, ta1), (ca0, ca1), sa, neuron=settings
+        )
 
     def run(x, ta0, ta1, ca0, ca1, sa):
         y = SF.multi_dimensional_attention(x, "TCS", (ta0, ta1), (ca0, ca1), sa, backend=backend)
@@ -326,36 +347,54 @@ def verify(provider: str, case: Case, device: str) -> str | None:
 
 def cases(device: str, quick: bool, ops: list[str], dtypes: list[torch.dtype]) -> list[Case]:
     if device == "cuda":
-        shapes = {"tcja": [(20, 16, 128, 32, 32), (10, 16, 512, 16, 16)], "tcja_maxpool": [(20, 16, 128, 32, 32)],
-                  "txa": [(4, 64, 64, 32, 32), (6, 64, 64, 32, 32)],
-                  "dta_product": [(4, 64, 64, 32, 32), (6, 64, 64, 32, 32)],
-                  "dta": [(4, 64, 64, 32, 32), (6, 64, 64, 32, 32)],
-                  "dta_lif": [(4, 64, 64, 32, 32), (6, 64, 64, 32, 32)],
-                  # MA-SNN: Gesture net layers at T = 60 (after their pools), CIFAR10-DVS layers at T = 20
-                  "ma_tcsa": [(60, 16, 64, 32, 32), (60, 16, 128, 8, 8), (20, 16, 128, 16, 16)],
-                  "ma_tcsa_lif": [(60, 16, 64, 32, 32), (20, 16, 128, 16, 16)],
-                  # STAA ResNet-20 (docs/models.md) at T = 4, CIFAR batch 64: the stem and stage-1 / 2 layers
-                  "staa_lif": [(4, 64, 64, 32, 32), (4, 64, 64, 16, 16), (4, 64, 128, 8, 8)],
-                  "staa_lif_persistent": [(4, 64, 64, 32, 32), (4, 64, 64, 16, 16), (4, 64, 128, 8, 8)],
-                  # the paper's in-loop TCSA-LIF at a CIFAR10-DVS layer
-                  "ma_tcsa_paper": [(20, 16, 128, 16, 16)],
-                  # TCJA-SNN's DVS128 Gesture blocks 4 and 5 (TCJA on 16 x 16 and 8 x 8 planes)
-                  "lif_tcja_maxpool": [(20, 16, 128, 16, 16), (20, 16, 128, 8, 8)]}
+        shapes = {
+            "tcja": [(20, 16, 128, 32, 32), (10, 16, 512, 16, 16)],
+            "tcja_maxpool": [(20, 16, 128, 32, 32)],
+            "txa": [(4, 64, 64, 32, 32), (6, 64, 64, 32, 32)],
+            "dta_product": [(4, 64, 64, 32, 32), (6, 64, 64, 32, 32)],
+            "dta": [(4, 64, 64, 32, 32), (6, 64, 64, 32, 32)],
+            "dta_lif": [(4, 64, 64, 32, 32), (6, 64, 64, 32, 32)],
+            # MA-SNN: Gesture net layers at T = 60 (after their pools), CIFAR10-DVS layers at T = 20
+            "ma_tcsa": [(60, 16, 64, 32, 32), (60, 16, 128, 8, 8), (20, 16, 128, 16, 16)],
+            "ma_tcsa_lif": [(60, 16, 64, 32, 32), (20, 16, 128, 16, 16)],
+            # STAA ResNet-20 (docs/models.md) at T = 4, CIFAR batch 64: the stem and stage-1 / 2 layers
+            "staa_lif": [(4, 64, 64, 32, 32), (4, 64, 64, 16, 16), (4, 64, 128, 8, 8)],
+            "staa_lif_persistent": [(4, 64, 64, 32, 32), (4, 64, 64, 16, 16), (4, 64, 128, 8, 8)],
+            # the paper's in-loop TCSA-LIF at a CIFAR10-DVS layer
+            "ma_tcsa_paper": [(20, 16, 128, 16, 16)],
+            # TCJA-SNN's DVS128 Gesture blocks 4 and 5 (TCJA on 16 x 16 and 8 x 8 planes)
+            "lif_tcja_maxpool": [(20, 16, 128, 16, 16), (20, 16, 128, 8, 8)],
+        }
     else:
-        shapes = {"tcja": [(20, 2, 128, 16, 16)], "tcja_maxpool": [(20, 2, 128, 16, 16)], "txa": [(4, 4, 64, 16, 16)],
-                  "dta_product": [(4, 4, 64, 16, 16)], "dta": [(4, 2, 64, 16, 16)], "dta_lif": [(4, 2, 64, 16, 16)],
-                  "ma_tcsa": [(20, 2, 32, 16, 16)], "ma_tcsa_lif": [(20, 2, 32, 16, 16)],
-                  "staa_lif": [(4, 4, 32, 16, 16)], "staa_lif_persistent": [(4, 4, 32, 16, 16)],
-                  "ma_tcsa_paper": [(8, 2, 16, 8, 8)], "lif_tcja_maxpool": [(20, 2, 32, 16, 16)]}
+        shapes = {
+            "tcja": [(20, 2, 128, 16, 16)],
+            "tcja_maxpool": [(20, 2, 128, 16, 16)],
+            "txa": [(4, 4, 64, 16, 16)],
+            "dta_product": [(4, 4, 64, 16, 16)],
+            "dta": [(4, 2, 64, 16, 16)],
+            "dta_lif": [(4, 2, 64, 16, 16)],
+            "ma_tcsa": [(20, 2, 32, 16, 16)],
+            "ma_tcsa_lif": [(20, 2, 32, 16, 16)],
+            "staa_lif": [(4, 4, 32, 16, 16)],
+            "staa_lif_persistent": [(4, 4, 32, 16, 16)],
+            "ma_tcsa_paper": [(8, 2, 16, 8, 8)],
+            "lif_tcja_maxpool": [(20, 2, 32, 16, 16)],
+        }
     if quick:
         shapes = {k: v[:1] for k, v in shapes.items()}
         dtypes = dtypes[:1]
     # with a neuron behind it, half precision may flip a spike that sits within an ulp of the threshold, and
     # the verification compares outputs exactly enough to call that a failure: that op runs in fp32 only
-    return [Case(op, s, dt) for dt in dtypes for op in ops for s in shapes[op]
-            if not (op in ("ma_tcsa_lif", "staa_lif", "staa_lif_persistent", "ma_tcsa_paper", "dta_lif",
-                           "lif_tcja_maxpool")
-                    and dt != torch.float32)]
+    return [
+        Case(op, s, dt)
+        for dt in dtypes
+        for op in ops
+        for s in shapes[op]
+        if not (
+            op in ("ma_tcsa_lif", "staa_lif", "staa_lif_persistent", "ma_tcsa_paper", "dta_lif", "lif_tcja_maxpool")
+            and dt != torch.float32
+        )
+    ]
 
 
 def floor_bytes(case: Case, mode: str) -> int | None:
@@ -399,22 +438,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-plot", action="store_true")
     args = ap.parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    dtypes = [DTYPES[d] for d in args.dtypes] if args.dtypes else (
-        [torch.float32, torch.bfloat16] if device == "cuda" else [torch.float32])
+    dtypes = (
+        [DTYPES[d] for d in args.dtypes]
+        if args.dtypes
+        else ([torch.float32, torch.bfloat16] if device == "cuda" else [torch.float32])
+    )
     started = time.time()
     meta = metadata(device)
     meta["byte_model"] = "bench/attention.py PASSES: the two-sweep floor per element of X"
     meta["copy_bandwidth_GBps"] = copy_bandwidth_gbps(device)
-    jobs = [(c, p) for c in cases(device, args.quick, args.ops, dtypes) for p in args.providers
-            if c.op not in SAME_BASELINE or p == "snnkernels-triton" or SAME_BASELINE[c.op] not in args.ops]
+    jobs = [
+        (c, p)
+        for c in cases(device, args.quick, args.ops, dtypes)
+        for p in args.providers
+        if c.op not in SAME_BASELINE or p == "snnkernels-triton" or SAME_BASELINE[c.op] not in args.ops
+    ]
     # torch.compile compiles each case for tens of seconds: time every eager and fused row first, so a time
     # budget cuts compile rows, not ours
     jobs.sort(key=lambda job: job[1] == "torch-compile")
     rows, verified = [], {}
     for case, provider in progress(jobs, len(jobs), "attention"):
         if args.max_minutes is not None and time.time() - started > 60 * args.max_minutes:
-            rows.append(result_row(case, provider, device, status="not run",
-                                   note=f"time budget ({args.max_minutes} min)"))
+            rows.append(
+                result_row(case, provider, device, status="not run", note=f"time budget ({args.max_minutes} min)")
+            )
             continue
         backend = "triton" if provider == "snnkernels-triton" else "torch"
         try:
@@ -437,14 +484,26 @@ def main(argv: list[str] | None = None) -> int:
             nbytes = floor_bytes(case, mode)
             seconds = timing.p50_ms * 1e-3
             gbps = nbytes / seconds / 1e9 if nbytes else None
-            rows.append(result_row(
-                case, provider, device, mode=mode, ms_p50=timing.p50_ms, ms_p20=timing.p20_ms,
-                ms_p80=timing.p80_ms, schedule="two-sweep floor", MB_moved=(nbytes or 0) / 1e6,
-                **{"GB/s": gbps or 0.0, "floor_GB/s": gbps or 0.0},
-                fraction_of_copy_bw=(gbps or 0.0) / meta["copy_bandwidth_GBps"], peak_mem_MB=peak,
-                reps=timing.reps, faults_per_call=timing.faults_per_call, status="ok",
-                note=None if nbytes else "no byte floor (dense convolutions)",
-            ))
+            rows.append(
+                result_row(
+                    case,
+                    provider,
+                    device,
+                    mode=mode,
+                    ms_p50=timing.p50_ms,
+                    ms_p20=timing.p20_ms,
+                    ms_p80=timing.p80_ms,
+                    schedule="two-sweep floor",
+                    MB_moved=(nbytes or 0) / 1e6,
+                    **{"GB/s": gbps or 0.0, "floor_GB/s": gbps or 0.0},
+                    fraction_of_copy_bw=(gbps or 0.0) / meta["copy_bandwidth_GBps"],
+                    peak_mem_MB=peak,
+                    reps=timing.reps,
+                    faults_per_call=timing.faults_per_call,
+                    status="ok",
+                    note=None if nbytes else "no byte floor (dense convolutions)",
+                )
+            )
         meta["wall_s"] = round(time.time() - started, 1)
         _speedups(rows)
         write_results(rows, meta, Path(args.out), "attention", plot=False)

@@ -22,6 +22,7 @@ loss must equal eager's within 1e-3 relative (a spike within rounding of its thr
 implementations, so gradients are not compared here; test_models.py does).
 Results: ``<out>/<date>_<device>_networks.{csv,json}``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,12 @@ from .utils import peak_memory_mb, time_fn
 PROVIDERS = ("torch-eager", "torch-compile", "snnkernels")
 NETWORKS = ("dta_snn_18", "tcja_dvs128", "masnn_gesture", "staa_resnet20")
 # training samples of each network's dataset (the official splits): time per epoch = steps x time per step
-TRAIN_SAMPLES = {"dta_snn_18": ("CIFAR-10", 50000), "tcja_dvs128": ("DVS128 Gesture", 1176),
-                 "masnn_gesture": ("DVS128 Gesture", 1176), "staa_resnet20": ("CIFAR-10", 50000)}
+TRAIN_SAMPLES = {
+    "dta_snn_18": ("CIFAR-10", 50000),
+    "tcja_dvs128": ("DVS128 Gesture", 1176),
+    "masnn_gesture": ("DVS128 Gesture", 1176),
+    "staa_resnet20": ("CIFAR-10", 50000),
+}
 
 
 def epoch_seconds(name: str, batch: int, ms_per_step: float) -> float:
@@ -51,6 +56,8 @@ def epoch_seconds(name: str, batch: int, ms_per_step: float) -> float:
     (data loading and evaluation excluded)."""
     samples = TRAIN_SAMPLES[name][1]
     return -(-samples // batch) * ms_per_step / 1000.0
+
+
 LOSS_RTOL = 1e-3
 
 
@@ -59,8 +66,9 @@ def _net(name: str, device: str, small: bool, backend: str) -> tuple[nn.Module, 
     torch.manual_seed(0)  # the same weights for every provider
     if name == "dta_snn_18":
         if small:
-            model = models.MSResNet(layers=(1, 1, 1), num_classes=10, time_step=2, widths=(16, 16, 16),
-                                    stem_channels=16, backend=backend)
+            model = models.MSResNet(
+                layers=(1, 1, 1), num_classes=10, time_step=2, widths=(16, 16, 16), stem_channels=16, backend=backend
+            )
             return model.to(device), (4, 3, 16, 16), 10
         return models.DTA_SNN_18(num_classes=10, time_step=4, backend=backend).to(device), (64, 3, 32, 32), 10
     if name == "masnn_gesture":
@@ -70,8 +78,17 @@ def _net(name: str, device: str, small: bool, backend: str) -> tuple[nn.Module, 
     if name == "staa_resnet20":
         options = {"m_init": 0.5, "n_init": 1.0}  # the paper's M = 2, N = 0.1 start is silent (docs/models.md)
         if small:
-            model = models.STAAResNet((1, 1, 1, 1), 10, 2, staa_options=options, input_size=16, stem_channels=8,
-                                      widths=(8, 8, 8, 8), seed=0, backend=backend)
+            model = models.STAAResNet(
+                (1, 1, 1, 1),
+                10,
+                2,
+                staa_options=options,
+                input_size=16,
+                stem_channels=8,
+                widths=(8, 8, 8, 8),
+                seed=0,
+                backend=backend,
+            )
             return model.to(device), (2, 3, 16, 16), 10
         model = models.STAA_ResNet20(10, 4, staa_options=options, seed=0, backend=backend)
         return model.to(device), (64, 3, 32, 32), 10
@@ -119,14 +136,18 @@ def main(argv: list[str] | None = None) -> int:
     small = device != "cuda"
     names = ["dta_snn_18"] if args.quick else list(NETWORKS)
     meta = metadata(device)
-    meta.update(byte_model="none (whole networks: time per step and peak memory only)", copy_bandwidth_GBps=None,
-                sizes="smoke sizes (CPU)" if small else "paper sizes")
+    meta.update(
+        byte_model="none (whole networks: time per step and peak memory only)",
+        copy_bandwidth_GBps=None,
+        sizes="smoke sizes (CPU)" if small else "paper sizes",
+    )
     started, rows, first_loss = time.time(), [], {}
     jobs = [(n, p) for n in names for p in args.providers]
     for name, provider in progress(jobs, len(jobs), "networks"):
         if args.max_minutes is not None and time.time() - started > 60 * args.max_minutes:
-            rows.append(result_row(Case(name, (0,), torch.float32), provider, device, status="not run",
-                                   note="time budget"))
+            rows.append(
+                result_row(Case(name, (0,), torch.float32), provider, device, status="not run", note="time budget")
+            )
             continue
         try:
             model, step, shape = build(provider, name, device, small)
@@ -135,21 +156,45 @@ def main(argv: list[str] | None = None) -> int:
             loss = step().item()  # warm-up, compilation, and the verification loss of the first step
             base = first_loss.setdefault(name, loss) if provider == "torch-eager" else first_loss.get(name)
             if base is not None and abs(loss - base) > LOSS_RTOL * abs(base):
-                rows.append(result_row(case, provider, device, status="FAILED",
-                                 note=f"first-step loss {loss:.6g} vs eager {base:.6g}"))
+                rows.append(
+                    result_row(
+                        case, provider, device, status="FAILED", note=f"first-step loss {loss:.6g} vs eager {base:.6g}"
+                    )
+                )
                 continue
             model.load_state_dict(state)
             timing = time_fn(step, device, min_reps=3, min_time_s=0.5, max_reps=50)
             dataset = TRAIN_SAMPLES[name][0]
-            rows.append(result_row(case, provider, device, mode="train-step", ms_p50=timing.p50_ms,
-                                   ms_p20=timing.p20_ms,
-                                   ms_p80=timing.p80_ms, peak_mem_MB=peak_memory_mb(step, device), reps=timing.reps,
-                                   faults_per_call=timing.faults_per_call,
-                                   epoch_s=epoch_seconds(name, shape[0], timing.p50_ms), dataset=dataset,
-                                   status="ok", note=None, **{"GB/s": 0.0}, fraction_of_copy_bw=0.0))
+            rows.append(
+                result_row(
+                    case,
+                    provider,
+                    device,
+                    mode="train-step",
+                    ms_p50=timing.p50_ms,
+                    ms_p20=timing.p20_ms,
+                    ms_p80=timing.p80_ms,
+                    peak_mem_MB=peak_memory_mb(step, device),
+                    reps=timing.reps,
+                    faults_per_call=timing.faults_per_call,
+                    epoch_s=epoch_seconds(name, shape[0], timing.p50_ms),
+                    dataset=dataset,
+                    status="ok",
+                    note=None,
+                    **{"GB/s": 0.0},
+                    fraction_of_copy_bw=0.0,
+                )
+            )
         except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
-            rows.append(result_row(Case(name, (0,), torch.float32), provider, device, status="FAILED",
-                             note=f"{type(exc).__name__}: {exc}".splitlines()[0][:300]))
+            rows.append(
+                result_row(
+                    Case(name, (0,), torch.float32),
+                    provider,
+                    device,
+                    status="FAILED",
+                    note=f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
+                )
+            )
         eager = {r["op"]: r["ms_p50"] for r in rows if r["status"] == "ok" and r["provider"] == "torch-eager"}
         for r in rows:
             if r["status"] == "ok" and r["op"] in eager:

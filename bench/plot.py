@@ -4,6 +4,7 @@ pair per (op, shape, dtype). Saved next to the JSON as ``<stem>_<mode>.png``.
 
     python -m bench.plot bench/results/<file>.json [...]
 """
+
 from __future__ import annotations
 
 import json
@@ -40,16 +41,30 @@ def plot(results_json: Path) -> list[Path]:
         for i, (op, shape, dtype) in enumerate(groups):
             ax_t, ax_b = axes[2 * (i // ncols)][i % ncols], axes[2 * (i // ncols) + 1][i % ncols]
             for provider in providers:
-                pts = sorted((r["T"], r["ms_p50"], r["ms_p20"], r["ms_p80"], r["fraction_of_copy_bw"]) for r in rows
-                             if _group(r) == (op, shape, dtype) and r["provider"] == provider)
+                pts = sorted(
+                    (r["T"], r["ms_p50"], r["ms_p20"], r["ms_p80"], r["fraction_of_copy_bw"])
+                    for r in rows
+                    if _group(r) == (op, shape, dtype) and r["provider"] == provider
+                )
                 if not pts:
                     continue
                 T = [p[0] for p in pts]
-                ax_t.errorbar(T, [p[1] for p in pts], yerr=[[p[1] - p[2] for p in pts], [p[3] - p[1] for p in pts]],
-                              marker="o", ms=4, capsize=2, label=provider, color=colors[provider])
+                ax_t.errorbar(
+                    T,
+                    [p[1] for p in pts],
+                    yerr=[[p[1] - p[2] for p in pts], [p[3] - p[1] for p in pts]],
+                    marker="o",
+                    ms=4,
+                    capsize=2,
+                    label=provider,
+                    color=colors[provider],
+                )
                 ax_b.plot(T, [100 * p[4] for p in pts], marker="o", ms=4, label=provider, color=colors[provider])
-            ax_t.set(title=f"{op} [T, {shape.replace('x', ', ')}] {dtype}: {mode}", ylabel="ms (median, p20-p80)",
-                     yscale="log")
+            ax_t.set(
+                title=f"{op} [T, {shape.replace('x', ', ')}] {dtype}: {mode}",
+                ylabel="ms (median, p20-p80)",
+                yscale="log",
+            )
             ax_b.set(xlabel="T", ylabel="% of copy bandwidth (own byte model)")
             ax_b.axhline(100, color="grey", linestyle="--", linewidth=0.8)
             ax_b.set_ylim(bottom=0)
@@ -63,9 +78,12 @@ def plot(results_json: Path) -> list[Path]:
         for j in range(len(groups), nrows * ncols):
             axes[2 * (j // ncols)][j % ncols].axis("off")
             axes[2 * (j // ncols) + 1][j % ncols].axis("off")
-        fig.suptitle(f"{meta['device_name']} | torch {meta['torch']} | triton {meta['triton']} | "
-                     f"spikingjelly {meta.get('spikingjelly')} | {meta['date']} | commit {meta['commit'][:10]} | "
-                     f"copy BW {meta['copy_bandwidth_GBps']:.0f} GB/s", fontsize=8)
+        fig.suptitle(
+            f"{meta['device_name']} | torch {meta['torch']} | triton {meta['triton']} | "
+            f"spikingjelly {meta.get('spikingjelly')} | {meta['date']} | commit {meta['commit'][:10]} | "
+            f"copy BW {meta['copy_bandwidth_GBps']:.0f} GB/s",
+            fontsize=8,
+        )
         fig.tight_layout()
         out = Path(results_json).with_name(f"{Path(results_json).stem}_{mode.replace('+', '-')}.png")
         fig.savefig(out, dpi=100)

@@ -20,6 +20,7 @@ Providers:
   (``spikingjelly._ops.lif._selection``) and checks the choice with the public
   ``functional.neuron_implementation``.
 """
+
 from __future__ import annotations
 
 import math
@@ -72,8 +73,7 @@ class Op:
 
 
 def _lif(x, params, backend):
-    return F.multistep_lif(x, tau=2.0, v_reset=0.0, detach_reset=False, surrogate_function=ATan(2.0),
-                           backend=backend)
+    return F.multistep_lif(x, tau=2.0, v_reset=0.0, detach_reset=False, surrogate_function=ATan(2.0), backend=backend)
 
 
 def _leaky_channel_params(case: Case, device: str, dyadic: bool = False) -> list[torch.Tensor]:
@@ -88,14 +88,20 @@ def _leaky_channel_params(case: Case, device: str, dyadic: bool = False) -> list
 
 def _leaky_channel(x, params, backend):
     decay, gain = params
-    return F.multistep_leaky(x, decay=decay, input_gain=gain, v_reset=None, surrogate_function=ATan(2.0),
-                             backend=backend)
+    return F.multistep_leaky(
+        x, decay=decay, input_gain=gain, v_reset=None, surrogate_function=ATan(2.0), backend=backend
+    )
 
 
 OPS = {
     "lif": Op("lif", "multistep_lif: tau=2, hard reset to 0, ATan(2), reset not detached", _lif),
-    "leaky_channel": Op("leaky_channel", "multistep_leaky: learnable per-channel decay and input gain [C], "
-                        "soft reset, ATan(2)", _leaky_channel, _leaky_channel_params, learned=2),
+    "leaky_channel": Op(
+        "leaky_channel",
+        "multistep_leaky: learnable per-channel decay and input gain [C], soft reset, ATan(2)",
+        _leaky_channel,
+        _leaky_channel_params,
+        learned=2,
+    ),
 }
 
 # Shape sets ([T, B, C, ...]; the leaky op's channels are dim 2). GPU: N = 2^22 neurons per step, as in
@@ -119,22 +125,39 @@ def _gpu_cases() -> list[Case]:
 
 
 GPU_CASES = _gpu_cases()
-GPU_QUICK_CASES = ([Case("lif", (T, *_SJ_SHAPE), dt) for dt in (torch.float32, torch.bfloat16) for T in GPU_T]
-                   + [Case("leaky_channel", (T, *_CONV_SHAPE), torch.float32) for T in GPU_T])
-CPU_CASES = ([Case("lif", (T, 16, 4096), torch.float32) for T in (4, 8, 16, 32)]
-             + [Case("leaky_channel", (T, 4, 16, 32, 32), torch.float32) for T in (4, 8, 16, 32)])
+GPU_QUICK_CASES = [Case("lif", (T, *_SJ_SHAPE), dt) for dt in (torch.float32, torch.bfloat16) for T in GPU_T] + [
+    Case("leaky_channel", (T, *_CONV_SHAPE), torch.float32) for T in GPU_T
+]
+CPU_CASES = [Case("lif", (T, 16, 4096), torch.float32) for T in (4, 8, 16, 32)] + [
+    Case("leaky_channel", (T, 4, 16, 32, 32), torch.float32) for T in (4, 8, 16, 32)
+]
 CPU_QUICK_CASES = [Case("lif", (T, 16, 4096), torch.float32) for T in (4, 8)] + [
-    Case("leaky_channel", (8, 4, 16, 32, 32), torch.float32)]
+    Case("leaky_channel", (8, 4, 16, 32, 32), torch.float32)
+]
 CPU_TABLE_CASES = [Case("lif", (8, 1000, 1000), torch.float32)]  # T = 8, N = 1e6: eager vs torch.compile
 from snnkernels.ops.leaky import CHECKPOINT_CHUNK as CHUNK  # noqa: E402
 
 # Verification: T = CHUNK + 1 crosses a checkpoint and ends inside a partial chunk
 VERIFY_SHAPE = {"lif": (CHUNK + 1, 3, 4, 7, 9), "leaky_channel": (CHUNK + 1, 3, 4, 7, 9)}
 
-PROVIDERS = ("torch-eager", "torch-compile", "snnkernels-triton", "snnkernels-native", "snnkernels-cupy",
-             "spikingjelly-torch", "spikingjelly-triton", "spikingjelly-cuda", "spikingjelly-cpu")
-SCHEDULES = {"snnkernels-triton": "recompute", "snnkernels-native": "recompute", "snnkernels-cupy": "recompute",
-             "spikingjelly-triton": "save_h", "spikingjelly-cuda": "save_h"}
+PROVIDERS = (
+    "torch-eager",
+    "torch-compile",
+    "snnkernels-triton",
+    "snnkernels-native",
+    "snnkernels-cupy",
+    "spikingjelly-torch",
+    "spikingjelly-triton",
+    "spikingjelly-cuda",
+    "spikingjelly-cpu",
+)
+SCHEDULES = {
+    "snnkernels-triton": "recompute",
+    "snnkernels-native": "recompute",
+    "snnkernels-cupy": "recompute",
+    "spikingjelly-triton": "save_h",
+    "spikingjelly-cuda": "save_h",
+}
 # Providers that claim bit-exact spikes against the eager reference (same charge, same rounding). The
 # others (a compiler free to reorder, SpikingJelly's v + (x - v) / tau) must match exactly only on inputs
 # whose arithmetic is exact; elsewhere a spike may flip within rounding of the threshold.
@@ -168,15 +191,17 @@ def spikingjelly_version() -> str | None:
 
 def _spikingjelly(impl: str, op: Op, case: Case, device: str):
     if op.name != "lif":
-        raise Unavailable("SpikingJelly has no neuron with a learnable per-channel decay (its ParametricLIFNode "
-                          "learns one scalar)")
+        raise Unavailable(
+            "SpikingJelly has no neuron with a learnable per-channel decay (its ParametricLIFNode learns one scalar)"
+        )
     try:
         import spikingjelly._ops.lif as sj_lif
         from spikingjelly.activation_based import neuron, surrogate
         from spikingjelly.activation_based.functional.neuron import lif_multi_step, neuron_implementation
     except ImportError as exc:
-        raise Unavailable(f"spikingjelly 2.x is not importable ({exc}); "
-                          "bench/fetch_peers.sh fetches its wheel") from exc
+        raise Unavailable(
+            f"spikingjelly 2.x is not importable ({exc}); bench/fetch_peers.sh fetches its wheel"
+        ) from exc
     if (impl == "cpu") != (device == "cpu"):
         raise Unavailable(f"SpikingJelly's {impl} path does not run on {device}")
     if device == "cuda":
@@ -189,12 +214,20 @@ def _spikingjelly(impl: str, op: Op, case: Case, device: str):
         except Exception as exc:  # noqa: BLE001 - its own availability error, e.g. no native build
             raise Unavailable(f"SpikingJelly {impl}: {exc}") from None
         if chosen["implementation"] != impl:
-            raise Unavailable(f"SpikingJelly selected {chosen['implementation']} instead of {impl}: "
-                              f"{chosen['unavailable']}")
+            raise Unavailable(
+                f"SpikingJelly selected {chosen['implementation']} instead of {impl}: {chosen['unavailable']}"
+            )
     sg = surrogate.ATan(alpha=2.0)
     if case.dtype == torch.float32:
-        node = neuron.LIFNode(tau=2.0, decay_input=True, v_threshold=1.0, v_reset=0.0, surrogate_function=sg,
-                              detach_reset=False, step_mode="m").to(device)
+        node = neuron.LIFNode(
+            tau=2.0,
+            decay_input=True,
+            v_threshold=1.0,
+            v_reset=0.0,
+            surrogate_function=sg,
+            detach_reset=False,
+            step_mode="m",
+        ).to(device)
 
         def run(x, params):
             node.reset()
@@ -222,8 +255,9 @@ def build(provider: str, op_name: str, case: Case, device: str):
         return _compiled(op, case, device), schedule
     if provider.startswith("snnkernels-"):
         if provider == "snnkernels-triton" and device != "cuda":
-            raise Unavailable("the Triton kernels need CUDA here (Triton's CPU interpreter is a test tool, "
-                              "not a fast path)")
+            raise Unavailable(
+                "the Triton kernels need CUDA here (Triton's CPU interpreter is a test tool, not a fast path)"
+            )
         return _snnkernels(provider.removeprefix("snnkernels-"), op, case, device), schedule
     if provider.startswith("spikingjelly-"):
         return _spikingjelly(provider.removeprefix("spikingjelly-"), op, case, device), schedule

@@ -9,6 +9,7 @@ versions, commit, copy bandwidth, verification) and the plots, and prints a mark
 verification is reported as FAILED and never timed; an unavailable one is listed with its reason; a case
 that raises while being timed is a FAILED row. Exit status 1 when anything FAILED (results still written).
 """
+
 from __future__ import annotations
 
 import os
@@ -48,9 +49,30 @@ PARAM_TOL = (1e-4, 1e-4)
 # first flips per neuron-step, and the tests also require each flip to lie within FLIP_EPS of the threshold,
 # which this check does not.
 MAX_FLIP_RATE = 1e-3
-CSV_FIELDS = ["op", "provider", "mode", "dtype", "T", "shape", "N", "ms_p50", "ms_p20", "ms_p80", "GB/s",
-              "fraction_of_copy_bw", "peak_mem_MB", "speedup_vs_eager", "schedule", "MB_moved", "floor_GB/s",
-              "reps", "faults_per_call", "status", "note", "device"]
+CSV_FIELDS = [
+    "op",
+    "provider",
+    "mode",
+    "dtype",
+    "T",
+    "shape",
+    "N",
+    "ms_p50",
+    "ms_p20",
+    "ms_p80",
+    "GB/s",
+    "fraction_of_copy_bw",
+    "peak_mem_MB",
+    "speedup_vs_eager",
+    "schedule",
+    "MB_moved",
+    "floor_GB/s",
+    "reps",
+    "faults_per_call",
+    "status",
+    "note",
+    "device",
+]
 
 
 def progress(iterable, total, desc):
@@ -97,15 +119,25 @@ def metadata(device: str) -> dict:
     slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
     return {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "device": device, "device_name": name,
+        "device": device,
+        "device_name": name,
         "device_slug": slug if device == "cuda" else f"cpu-{slug}",
-        "cpu_threads": torch.get_num_threads(), "host_cpus": os.cpu_count(),
-        "torch": torch.__version__, "cuda": torch.version.cuda, "triton": _version("triton"),
-        "python": platform.python_version(), "snnkernels": snnkernels.__version__,
-        "spikingjelly": registry.spikingjelly_version(), "cupy": _version("cupy") if device == "cuda" else None,
-        "commit": commit + ("-dirty" if dirty else ""), "chunk": registry.CHUNK,
-        "timing": ("triton.testing.do_bench(warmup=25 ms, rep=100 ms), quantiles 0.5/0.2/0.8" if device == "cuda"
-                   else "time.perf_counter, 2 warm-up calls, >= 5 runs and >= 0.2 s, median and p20/p80"),
+        "cpu_threads": torch.get_num_threads(),
+        "host_cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "triton": _version("triton"),
+        "python": platform.python_version(),
+        "snnkernels": snnkernels.__version__,
+        "spikingjelly": registry.spikingjelly_version(),
+        "cupy": _version("cupy") if device == "cuda" else None,
+        "commit": commit + ("-dirty" if dirty else ""),
+        "chunk": registry.CHUNK,
+        "timing": (
+            "triton.testing.do_bench(warmup=25 ms, rep=100 ms), quantiles 0.5/0.2/0.8"
+            if device == "cuda"
+            else "time.perf_counter, 2 warm-up calls, >= 5 runs and >= 0.2 s, median and p20/p80"
+        ),
         "byte_model": "bench/utils.py lif_bytes (GB/s uses the provider's schedule; floor_GB/s the floor)",
         "argv": sys.argv[1:],
         "load_avg_1min_at_start": round(os.getloadavg()[0], 2),  # CPU timings on a busy host are noise
@@ -160,8 +192,9 @@ def verify(provider: str, op: str, dtype: torch.dtype, device: str) -> tuple[str
             (out, grads, inference), (ref, ref_grads, _) = runs
             for name, o in (("training", out), ("inference", inference)):
                 if o.shape != ref.shape or o.dtype != ref.dtype:
-                    return "FAILED", (f"{kind} {name}: output {tuple(o.shape)} {o.dtype} != "
-                                      f"{tuple(ref.shape)} {ref.dtype}")
+                    return "FAILED", (
+                        f"{kind} {name}: output {tuple(o.shape)} {o.dtype} != {tuple(ref.shape)} {ref.dtype}"
+                    )
                 diff = (o != ref).sum().item()
                 if diff and (dyadic or provider in registry.BIT_EXACT):
                     return "FAILED", f"{kind} input, {name} forward: {diff} of {ref.numel()} spikes differ"
@@ -178,8 +211,10 @@ def verify(provider: str, op: str, dtype: torch.dtype, device: str) -> tuple[str
             if not flips:
                 for i, (gp, rp) in enumerate(zip(grads[1:], ref_grads[1:], strict=True)):
                     if not torch.allclose(gp.double(), rp.double(), rtol=PARAM_TOL[0], atol=PARAM_TOL[1]):
-                        return "FAILED", f"{kind} input: gradient of param {i} differs, max abs err " \
-                                         f"{_max_err(gp, rp):.2e}"
+                        return (
+                            "FAILED",
+                            f"{kind} input: gradient of param {i} differs, max abs err {_max_err(gp, rp):.2e}",
+                        )
                     errs.append(_max_err(gp, rp))
             details.append(f"{kind}: {flips} flips, max grad err {max(errs):.1e}")
     except Exception as exc:  # noqa: BLE001 - a crash is a failed verification
@@ -217,8 +252,15 @@ def time_case(fn, case: registry.Case, device: str, modes=MODES) -> dict[str, tu
 
 def result_row(case: registry.Case, provider: str, device: str, **kw) -> dict:
     """One results row (CSV_FIELDS) of ``case`` on ``provider``; ``kw`` adds or overrides fields."""
-    row = dict(op=case.op, provider=provider, dtype=case.dtype_name, T=case.T, shape="x".join(map(str, case.shape)),
-               N=case.N, device=device)
+    row = dict(
+        op=case.op,
+        provider=provider,
+        dtype=case.dtype_name,
+        T=case.T,
+        shape="x".join(map(str, case.shape)),
+        N=case.N,
+        device=device,
+    )
     row.update(kw)
     return row
 
@@ -228,8 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--quick", action="store_true", help="fewer cases (GPU: LIF fp32/bf16 and leaky fp32)")
-    ap.add_argument("--cpu-table", action="store_true",
-                    help="CPU: only the table case, LIF T=8, N=1e6 fp32 (eager vs torch.compile vs peers)")
+    ap.add_argument(
+        "--cpu-table",
+        action="store_true",
+        help="CPU: only the table case, LIF T=8, N=1e6 fp32 (eager vs torch.compile vs peers)",
+    )
     ap.add_argument("--ops", nargs="*", default=list(registry.OPS), choices=list(registry.OPS))
     ap.add_argument("--providers", nargs="*", default=list(registry.PROVIDERS))
     ap.add_argument("--dtypes", nargs="*", default=None, choices=list(DTYPES))
@@ -237,8 +282,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     ap.add_argument("--no-verify", action="store_true", help="time without checking against the reference")
     ap.add_argument("--no-plot", action="store_true")
-    ap.add_argument("--max-minutes", type=float, default=None,
-                    help="start no new case after this many minutes since launch (the rest is listed as not run)")
+    ap.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="start no new case after this many minutes since launch (the rest is listed as not run)",
+    )
     args = ap.parse_args(argv)
     unknown = set(args.providers) - set(registry.PROVIDERS)
     if unknown:
@@ -253,8 +302,11 @@ def main(argv: list[str] | None = None) -> int:
             setattr(dynamo.config, name, max(getattr(dynamo.config, name), 64))
 
     meta = metadata(device)
-    print(f"device: {meta['device_name']} ({device}); torch {meta['torch']}, triton {meta['triton']}, "
-          f"spikingjelly {meta['spikingjelly']}, commit {meta['commit'][:12]}", file=sys.stderr)
+    print(
+        f"device: {meta['device_name']} ({device}); torch {meta['torch']}, triton {meta['triton']}, "
+        f"spikingjelly {meta['spikingjelly']}, commit {meta['commit'][:12]}",
+        file=sys.stderr,
+    )
     meta["copy_bandwidth_GBps"] = copy_bandwidth_gbps(device, None if device == "cuda" else 1 << 27)
     print(f"measured copy bandwidth: {meta['copy_bandwidth_GBps']:.1f} GB/s (read + write)", file=sys.stderr)
 
@@ -279,10 +331,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"verify {provider:20s} {op:14s} {str(dtype)[6:]:9s}: {state} ({detail})", file=sys.stderr)
             if state not in ("ok", "unverified"):
                 first = next(c for c in cases if (c.op, c.dtype) == (op, dtype))
-                rows.append(result_row(first, provider, device, T=None, shape=None, N=None, mode=None,
-                                 status=state, note=detail))
-    meta["verification"] = [{"provider": p, "op": o, "dtype": str(d)[6:], "status": s, "detail": t}
-                            for (p, o, d), (s, t) in status.items()]
+                rows.append(
+                    result_row(
+                        first, provider, device, T=None, shape=None, N=None, mode=None, status=state, note=detail
+                    )
+                )
+    meta["verification"] = [
+        {"provider": p, "op": o, "dtype": str(d)[6:], "status": s, "detail": t} for (p, o, d), (s, t) in status.items()
+    ]
 
     jobs = [(c, p) for c in cases for p in args.providers if status[(p, c.op, c.dtype)][0] in ("ok", "unverified")]
     # torch.compile's compilation dominates a GPU run: its cases go last, so a time budget cuts them rather
@@ -290,8 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     jobs.sort(key=lambda job: job[1] == "torch-compile")
     for case, provider in progress(jobs, len(jobs), "benchmark"):
         if args.max_minutes is not None and time.time() - started > 60 * args.max_minutes:
-            rows.append(result_row(case, provider, device, status="not run",
-                                   note=f"time budget ({args.max_minutes} min)"))
+            rows.append(
+                result_row(case, provider, device, status="not run", note=f"time budget ({args.max_minutes} min)")
+            )
             continue
         try:
             fn, schedule = registry.build(provider, case.op, case, device)
@@ -305,8 +362,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         except Exception as exc:  # noqa: BLE001 - recorded, and the run goes on
             traceback.print_exc()
-            rows.append(result_row(case, provider, device, status="FAILED",
-                             note=f"{type(exc).__name__}: {exc}".splitlines()[0][:300]))
+            rows.append(
+                result_row(
+                    case, provider, device, status="FAILED", note=f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+                )
+            )
             continue
         elem, learned = ELEM[case.dtype], registry.OPS[case.op].learned
         for mode, (timing, peak) in measured.items():
@@ -314,12 +374,26 @@ def main(argv: list[str] | None = None) -> int:
             floor = lif_bytes("floor", mode, case.T, case.N, elem)
             seconds = timing.p50_ms * 1e-3
             gbps = nbytes / seconds / 1e9
-            rows.append(result_row(
-                case, provider, device, mode=mode, ms_p50=timing.p50_ms, ms_p20=timing.p20_ms, ms_p80=timing.p80_ms,
-                schedule=schedule, MB_moved=nbytes / 1e6, **{"GB/s": gbps, "floor_GB/s": floor / seconds / 1e9},
-                fraction_of_copy_bw=gbps / meta["copy_bandwidth_GBps"], peak_mem_MB=peak, reps=timing.reps,
-                faults_per_call=timing.faults_per_call, status="ok", note=None,
-            ))
+            rows.append(
+                result_row(
+                    case,
+                    provider,
+                    device,
+                    mode=mode,
+                    ms_p50=timing.p50_ms,
+                    ms_p20=timing.p20_ms,
+                    ms_p80=timing.p80_ms,
+                    schedule=schedule,
+                    MB_moved=nbytes / 1e6,
+                    **{"GB/s": gbps, "floor_GB/s": floor / seconds / 1e9},
+                    fraction_of_copy_bw=gbps / meta["copy_bandwidth_GBps"],
+                    peak_mem_MB=peak,
+                    reps=timing.reps,
+                    faults_per_call=timing.faults_per_call,
+                    status="ok",
+                    note=None,
+                )
+            )
         del fn
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -337,8 +411,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {p}", file=sys.stderr)
     failed = [r for r in rows if r["status"] == "FAILED"]
     for r in failed:
-        print(f"FAILED: {r['provider']} {r['op']} {r['dtype']} T={r.get('T')} {r.get('mode') or ''}: {r['note']}",
-              file=sys.stderr)
+        print(
+            f"FAILED: {r['provider']} {r['op']} {r['dtype']} T={r.get('T')} {r.get('mode') or ''}: {r['note']}",
+            file=sys.stderr,
+        )
     return 1 if failed else 0
 
 
@@ -377,25 +453,33 @@ def _fmt(v, spec: str) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    ok = sorted((r for r in rows if r["status"] == "ok"),
-                key=lambda r: (r["op"], r["shape"].split("x", 1)[1], r["dtype"], r["mode"], r["T"]))
+    ok = sorted(
+        (r for r in rows if r["status"] == "ok"),
+        key=lambda r: (r["op"], r["shape"].split("x", 1)[1], r["dtype"], r["mode"], r["T"]),
+    )
     # the CPU's page faults per call: a row that faulted was slowed by the allocator, not by its kernel
     faults = any(r.get("faults_per_call") is not None for r in ok)
     fault_cell = (lambda r: f" {_fmt(r.get('faults_per_call'), '.0f')} |") if faults else (lambda r: "")
-    lines = ["| op | shape | dtype | mode | T | provider | ms p50 [p20, p80] | GB/s | of copy BW | vs eager "
-             "| peak MB |" + (" faults/call |" if faults else ""),
-             "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if faults else "")]
+    lines = [
+        "| op | shape | dtype | mode | T | provider | ms p50 [p20, p80] | GB/s | of copy BW | vs eager "
+        "| peak MB |" + (" faults/call |" if faults else ""),
+        "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if faults else ""),
+    ]
     for r in ok:
         lines.append(
             f"| {r['op']} | {r['shape']} | {r['dtype']} | {r['mode']} | {r['T']} | {r['provider']} | "
             f"{r['ms_p50']:.3f} [{r['ms_p20']:.3f}, {r['ms_p80']:.3f}] | {r['GB/s']:.1f} | "
             f"{100 * r['fraction_of_copy_bw']:.0f}% | {_fmt(r.get('speedup_vs_eager'), '.2f')}x | "
-            f"{_fmt(r.get('peak_mem_MB'), '.0f')} |" + fault_cell(r))
+            f"{_fmt(r.get('peak_mem_MB'), '.0f')} |" + fault_cell(r)
+        )
     other = [r for r in rows if r["status"] != "ok"]
     if other:
         lines += ["", "| provider | op | dtype | T | status | reason |", "|---|---|---|---|---|---|"]
-        lines += [f"| {r['provider']} | {r['op']} | {r['dtype']} | {r.get('T') or ''} | {r['status']} | "
-                  f"{(r.get('note') or '').replace('|', '/')} |" for r in other]
+        lines += [
+            f"| {r['provider']} | {r['op']} | {r['dtype']} | {r.get('T') or ''} | {r['status']} | "
+            f"{(r.get('note') or '').replace('|', '/')} |"
+            for r in other
+        ]
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ Not part of the test suite (pytest's testpaths is python_tests/, and ``pytest py
 here). A provider is timed only after ``bench.run.verify`` passed for its (op, dtype), exactly as in the
 command-line report; an unavailable provider is a skip with its reason.
 """
+
 from __future__ import annotations
 
 import functools
@@ -58,6 +59,13 @@ def test_neuron(benchmark, case, provider, mode):
         sync()
 
     step()  # compilation and autotuning outside the timing
-    benchmark.extra_info.update(op=case.op, provider=provider, mode=mode, dtype=case.dtype_name, T=case.T,
-                                shape="x".join(map(str, case.shape)), N=case.N)
+    benchmark.extra_info.update(
+        op=case.op,
+        provider=provider,
+        mode=mode,
+        dtype=case.dtype_name,
+        T=case.T,
+        shape="x".join(map(str, case.shape)),
+        N=case.N,
+    )
     benchmark(step)

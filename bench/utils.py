@@ -6,6 +6,7 @@ run after warm-up, at least ``min_reps`` runs and ``min_time_s`` seconds, median
 Bandwidth is reported against the measured device-to-device copy bandwidth (bytes read + written per
 second of a large ``copy_``, median), the practical ceiling for these memory-bound ops.
 """
+
 from __future__ import annotations
 
 import functools
@@ -38,9 +39,17 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_fn(fn: Callable[[], object], device: str, *, warmup_ms: float = 25, rep_ms: float = 100,
-            min_reps: int = 5, min_time_s: float = 0.2, max_reps: int = 200,
-            grad_to_none: list[torch.Tensor] | None = None) -> Timing:
+def time_fn(
+    fn: Callable[[], object],
+    device: str,
+    *,
+    warmup_ms: float = 25,
+    rep_ms: float = 100,
+    min_reps: int = 5,
+    min_time_s: float = 0.2,
+    max_reps: int = 200,
+    grad_to_none: list[torch.Tensor] | None = None,
+) -> Timing:
     """Median / p20 / p80 time of ``fn()`` in milliseconds.
 
     CUDA: ``do_bench(fn, warmup_ms, rep_ms)``. CPU: two warm-up calls, then runs until both ``min_reps``
@@ -50,8 +59,9 @@ def time_fn(fn: Callable[[], object], device: str, *, warmup_ms: float = 25, rep
     if device == "cuda":
         import triton.testing
 
-        p50, p20, p80 = triton.testing.do_bench(fn, warmup=warmup_ms, rep=rep_ms, grad_to_none=grad_to_none,
-                                                quantiles=[0.5, 0.2, 0.8])
+        p50, p20, p80 = triton.testing.do_bench(
+            fn, warmup=warmup_ms, rep=rep_ms, grad_to_none=grad_to_none, quantiles=[0.5, 0.2, 0.8]
+        )
         return Timing(p50, p20, p80)
     for _ in range(2):
         fn()

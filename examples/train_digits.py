@@ -30,6 +30,7 @@ on random data instead (for a GPU; on a CPU use a tiny ``--image-size`` / ``--ba
     python examples/train_digits.py --encoding events --model tcja          # < 1 min
     python examples/train_digits.py --device cuda --synthetic-cifar
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,13 +75,26 @@ class SmallTCJANet(nn.Module):
     def __init__(self, T: int, num_classes: int = 10, *, backend: str = "auto") -> None:
         super().__init__()
         self.T = T
-        lif = lambda: LIFNode(tau=2.0, surrogate_function=ATan(), detach_reset=True, step_mode="m", stateful=False,  # noqa: E731
-                              backend=backend)
+
+        def lif() -> LIFNode:
+            return LIFNode(
+                tau=2.0,
+                surrogate_function=ATan(),
+                detach_reset=True,
+                step_mode="m",
+                stateful=False,
+                backend=backend,
+            )
+
         self.features = nn.Sequential(
-            SeqToANN(nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32)), lif(),
-            TCJA(2, 2, T, 32, backend=backend), SeqToANN(nn.MaxPool2d(2)),
-            SeqToANN(nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64)), lif(),
-            TCJA(2, 2, T, 64, backend=backend), SeqToANN(nn.MaxPool2d(2)),
+            SeqToANN(nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32)),
+            lif(),
+            TCJA(2, 2, T, 32, backend=backend),
+            SeqToANN(nn.MaxPool2d(2)),
+            SeqToANN(nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64)),
+            lif(),
+            TCJA(2, 2, T, 64, backend=backend),
+            SeqToANN(nn.MaxPool2d(2)),
         )
         self.fc = SeqToANN(nn.Flatten(), nn.Linear(64 * 2 * 2, num_classes))
 
@@ -91,8 +105,18 @@ class SmallTCJANet(nn.Module):
 def build_model(name: str, T: int, events: bool, backend: str) -> nn.Module:
     if name == "dta":
         # DTA-SNN's layout at 1/4 width and 2 stages; 8x8 input -> 4x4 after the stride-2 stage
-        return MSResNet((1, 1), 10, T, True, events, in_channels=1, stem_channels=16, widths=(32, 64),
-                        strides=(1, 2), backend=backend)
+        return MSResNet(
+            (1, 1),
+            10,
+            T,
+            True,
+            events,
+            in_channels=1,
+            stem_channels=16,
+            widths=(32, 64),
+            strides=(1, 2),
+            backend=backend,
+        )
     if name == "tcja":
         return SmallTCJANet(T, backend=backend)
     raise ValueError(f"unknown model {name!r}")
@@ -166,7 +190,7 @@ def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, de
     loss_sum, correct = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(y), batch):
-            xb, yb = x[i:i + batch].to(device), y[i:i + batch].to(device)
+            xb, yb = x[i : i + batch].to(device), y[i : i + batch].to(device)
             logits = model(xb).mean(1)  # [B, T, classes] -> mean over T
             loss_sum += F.cross_entropy(logits, yb, reduction="sum").item()
             correct += (logits.argmax(1) == yb).sum().item()
@@ -218,7 +242,7 @@ def train_one(args: argparse.Namespace, run: str) -> dict[str, Any]:
         perm = torch.randperm(len(y_train), generator=shuffle)
         loss_sum, correct = 0.0, 0
         for i in range(0, len(perm), args.batch_size):
-            idx = perm[i:i + args.batch_size]
+            idx = perm[i : i + args.batch_size]
             xb, yb = x_train[idx].to(device), y_train[idx].to(device)
             _sync(device)
             t0 = time.perf_counter()
@@ -240,27 +264,38 @@ def train_one(args: argparse.Namespace, run: str) -> dict[str, Any]:
             correct += (logits.argmax(1) == yb).sum().item()
         sched.step()
         test_loss, test_acc = _evaluate(model, data["x_test"], data["y_test"], 256, device)
-        row = dict(epoch=epoch + 1, train_loss=loss_sum / len(perm), train_acc=correct / len(perm),
-                   test_loss=test_loss, test_acc=test_acc)
+        row = dict(
+            epoch=epoch + 1,
+            train_loss=loss_sum / len(perm),
+            train_acc=correct / len(perm),
+            test_loss=test_loss,
+            test_acc=test_acc,
+        )
         epochs.append(row)
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{row['train_loss']:.4f}", test_acc=f"{test_acc:.3f}")
         if not args.quiet:
-            write(f"  [{run}] epoch {epoch + 1:3d}/{args.epochs}  train loss {row['train_loss']:.5f}  "
-                  f"train acc {row['train_acc']:.4f}  test loss {test_loss:.5f}  test acc {test_acc:.4f}")
+            write(
+                f"  [{run}] epoch {epoch + 1:3d}/{args.epochs}  train loss {row['train_loss']:.5f}  "
+                f"train acc {row['train_acc']:.4f}  test loss {test_loss:.5f}  test acc {test_acc:.4f}"
+            )
     train_s = time.perf_counter() - t_start
     warm = step_ms[3:] if len(step_ms) > 6 else step_ms
     if device.type == "cuda":
-        memory = {"peak_mib": torch.cuda.max_memory_allocated(device) / 2**20,
-                  "peak_growth_mib": (torch.cuda.max_memory_allocated(device) - mem_before) / 2**20,
-                  "method": "torch.cuda.max_memory_allocated (peak during training, and minus the allocation "
-                            "before it)"}
+        memory = {
+            "peak_mib": torch.cuda.max_memory_allocated(device) / 2**20,
+            "peak_growth_mib": (torch.cuda.max_memory_allocated(device) - mem_before) / 2**20,
+            "method": "torch.cuda.max_memory_allocated (peak during training, and minus the allocation before it)",
+        }
     else:
-        memory = {"peak_rss_mib": _max_rss_mib(), "peak_growth_mib": _max_rss_mib() - rss_before,
-                  "method": "resource.getrusage(RUSAGE_SELF).ru_maxrss: the process's max RSS, and its growth "
-                            "during training (maxrss delta)" + ("" if args.isolated else
-                                                                "; NOT isolated (earlier runs share the process)"),
-                  "isolated_process": bool(args.isolated)}
+        memory = {
+            "peak_rss_mib": _max_rss_mib(),
+            "peak_growth_mib": _max_rss_mib() - rss_before,
+            "method": "resource.getrusage(RUSAGE_SELF).ru_maxrss: the process's max RSS, and its growth "
+            "during training (maxrss delta)"
+            + ("" if args.isolated else "; NOT isolated (earlier runs share the process)"),
+            "isolated_process": bool(args.isolated),
+        }
     return {
         "backend": backend,
         "initial_weights": "official init moved up by one ulp" if run == CONTROL else "seeded init",
@@ -310,14 +345,25 @@ def synthetic_cifar_one(args: argparse.Namespace, backend: str) -> dict[str, Any
         if i >= args.synthetic_warmup:
             step_ms.append(1000.0 * (time.perf_counter() - t0))
         losses.append(loss.item())
-    memory = ({"peak_mib": torch.cuda.max_memory_allocated(device) / 2**20, "method": "torch.cuda.max_memory_allocated"}
-              if device.type == "cuda" else
-              {"peak_growth_mib": _max_rss_mib() - rss_before, "method": "ru_maxrss delta",
-               "isolated_process": bool(args.isolated)})
-    return {"backend": backend, "resolved_backends": resolved, "step_losses": losses,
-            "ms_per_step_median": statistics.median(step_ms), "ms_per_step_mean": statistics.fmean(step_ms),
-            "steps_timed": len(step_ms), "memory": memory,
-            "saved_for_backward_mib_one_step": saved_bytes / 2**20}
+    memory = (
+        {"peak_mib": torch.cuda.max_memory_allocated(device) / 2**20, "method": "torch.cuda.max_memory_allocated"}
+        if device.type == "cuda"
+        else {
+            "peak_growth_mib": _max_rss_mib() - rss_before,
+            "method": "ru_maxrss delta",
+            "isolated_process": bool(args.isolated),
+        }
+    )
+    return {
+        "backend": backend,
+        "resolved_backends": resolved,
+        "step_losses": losses,
+        "ms_per_step_median": statistics.median(step_ms),
+        "ms_per_step_mean": statistics.fmean(step_ms),
+        "steps_timed": len(step_ms),
+        "memory": memory,
+        "saved_for_backward_mib_one_step": saved_bytes / 2**20,
+    }
 
 
 def _run_backend(args: argparse.Namespace, argv: list[str], backend: str) -> dict[str, Any]:
@@ -344,14 +390,22 @@ def _machine() -> dict[str, Any]:
     except OSError:
         pass
     try:
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         commit = None
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": cpu, "host_cpus": os.cpu_count(), "platform": platform.platform(),
-        "python": platform.python_version(), "torch": torch.__version__, "snnkernels": snnkernels.__version__,
+        "cpu": cpu,
+        "host_cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "snnkernels": snnkernels.__version__,
         "commit": commit,
     }
     if torch.cuda.is_available():
@@ -361,13 +415,16 @@ def _machine() -> dict[str, Any]:
 
 def _curve_diffs(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
     pairs = list(zip(a["step_losses"], b["step_losses"], strict=True))
-    diffs = {"max_abs_diff_step_loss": max((abs(x - y) for x, y in pairs), default=0.0),
-             # how long the two runs stay bit for bit equal before rounding differences start to drift
-             "steps_bit_identical": next((i for i, (x, y) in enumerate(pairs) if x != y), len(pairs))}
+    diffs = {
+        "max_abs_diff_step_loss": max((abs(x - y) for x, y in pairs), default=0.0),
+        # how long the two runs stay bit for bit equal before rounding differences start to drift
+        "steps_bit_identical": next((i for i, (x, y) in enumerate(pairs) if x != y), len(pairs)),
+    }
     if "epochs" in a:
         for key in ("train_loss", "test_loss", "train_acc", "test_acc"):
             diffs[f"max_abs_diff_epoch_{key}"] = max(
-                (abs(x[key] - y[key]) for x, y in zip(a["epochs"], b["epochs"], strict=True)), default=0.0)
+                (abs(x[key] - y[key]) for x, y in zip(a["epochs"], b["epochs"], strict=True)), default=0.0
+            )
     return diffs
 
 
@@ -378,14 +435,18 @@ def _plot(runs: dict[str, dict[str, Any]], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax_loss, ax_step, ax_acc) = plt.subplots(1, 3, figsize=(15, 4.2))
-    styles = {"torch": dict(color="tab:blue", lw=2.5, alpha=0.6), "auto": dict(color="tab:red", lw=1.2, ls="--"),
-              CONTROL: dict(color="tab:gray", lw=0.8, alpha=0.8)}
+    styles = {
+        "torch": dict(color="tab:blue", lw=2.5, alpha=0.6),
+        "auto": dict(color="tab:red", lw=1.2, ls="--"),
+        CONTROL: dict(color="tab:gray", lw=0.8, alpha=0.8),
+    }
     for backend, run in runs.items():
         label = "torch, weights +1 ulp" if backend == CONTROL else f"backend={backend!r}"
         ep = [r["epoch"] for r in run["epochs"]]
         ax_loss.plot(ep, [r["train_loss"] for r in run["epochs"]], label=f"{label} train", **styles[backend])
-        ax_loss.plot(ep, [r["test_loss"] for r in run["epochs"]], label=f"{label} test", marker="o", ms=3,
-                     **styles[backend])
+        ax_loss.plot(
+            ep, [r["test_loss"] for r in run["epochs"]], label=f"{label} test", marker="o", ms=3, **styles[backend]
+        )
         ax_step.plot(run["step_losses"], label=label, **styles[backend])
         ax_acc.plot(ep, [r["test_acc"] for r in run["epochs"]], label=f"{label} test", **styles[backend])
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss per epoch", yscale="log")
@@ -401,8 +462,9 @@ def _plot(runs: dict[str, dict[str, Any]], path: Path, title: str) -> None:
 
 
 def _table(runs: dict[str, dict[str, Any]], synthetic: bool) -> str:
-    head = ("| backend | resolved (layers) | final test acc | ms/step (median) | peak mem growth MiB | "
-            "saved for bwd MiB |")
+    head = (
+        "| backend | resolved (layers) | final test acc | ms/step (median) | peak mem growth MiB | saved for bwd MiB |"
+    )
     if synthetic:
         head = head.replace("final test acc", "last loss")
     lines = [head, "|" + "---|" * 6]
@@ -413,8 +475,10 @@ def _table(runs: dict[str, dict[str, Any]], synthetic: bool) -> str:
         resolved = ", ".join(f"{k} x{v}" for k, v in sorted(counts.items()))
         first = run["step_losses"][-1] if synthetic else run["final_test_acc"]
         memory = run["memory"].get("peak_growth_mib", run["memory"].get("peak_mib"))
-        lines.append(f"| {backend} | {resolved} | {first:.4f} | {run['ms_per_step_median']:.2f} | {memory:.1f} | "
-                     f"{run['saved_for_backward_mib_one_step']:.2f} |")
+        lines.append(
+            f"| {backend} | {resolved} | {first:.4f} | {run['ms_per_step_median']:.2f} | {memory:.1f} | "
+            f"{run['saved_for_backward_mib_one_step']:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -430,21 +494,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=None, help="default 64 (also for --synthetic-cifar, as DTA-SNN)")
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate, cosine schedule (digits)")
     p.add_argument("--subset", type=int, default=None, help="use only this many training images (smoke runs)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: at these sizes a second thread gains little, and on a\n"
-                        "shared 2-core machine OpenMP threads that wait for each other make the timing erratic)")
-    p.add_argument("--no-isolate", dest="isolate", action="store_false",
-                   help="run both backends in this process (faster start; the CPU memory numbers then mix)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: at these sizes a second thread gains little, and on a\n"
+        "shared 2-core machine OpenMP threads that wait for each other make the timing erratic)",
+    )
+    p.add_argument(
+        "--no-isolate",
+        dest="isolate",
+        action="store_false",
+        help="run both backends in this process (faster start; the CPU memory numbers then mix)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar (tqdm is then not needed)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
-    p.add_argument("--synthetic-cifar", action="store_true",
-                   help="time DTA_SNN_18 at CIFAR shape on random data instead of training on digits")
+    p.add_argument(
+        "--synthetic-cifar",
+        action="store_true",
+        help="time DTA_SNN_18 at CIFAR shape on random data instead of training on digits",
+    )
     p.add_argument("--image-size", type=int, default=32, help="synthetic CIFAR image size (default 32)")
     p.add_argument("--synthetic-steps", type=int, default=20, help="timed steps per backend (default 20)")
     p.add_argument("--synthetic-warmup", type=int, default=3, help="untimed warm-up steps (default 3)")
-    p.add_argument("--rounding-control", action="store_true",
-                   help="also train the eager run with every initial weight moved by one ulp: the drift that\n"
-                        "float rounding alone causes, to compare the torch-vs-auto difference with")
+    p.add_argument(
+        "--rounding-control",
+        action="store_true",
+        help="also train the eager run with every initial weight moved by one ulp: the drift that\n"
+        "float rounding alone causes, to compare the torch-vs-auto difference with",
+    )
     p.add_argument("--_worker", choices=BACKENDS + (CONTROL,), default=None, help=argparse.SUPPRESS)
     p.add_argument("--_worker-json", dest="worker_json", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -470,22 +548,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runs = {}
     for backend in BACKENDS + ((CONTROL,) if args.rounding_control and not args.synthetic_cifar else ()):
         what = "eager run, initial weights +1 ulp (rounding control)" if backend == CONTROL else f"backend={backend!r}"
-        print(f"== {what}: {'synthetic CIFAR timing' if args.synthetic_cifar else 'training'} "
-              f"({'fresh process' if args.isolate else 'in process'})", flush=True)
+        print(
+            f"== {what}: {'synthetic CIFAR timing' if args.synthetic_cifar else 'training'} "
+            f"({'fresh process' if args.isolate else 'in process'})",
+            flush=True,
+        )
         runs[backend] = _run_backend(args, argv, backend)
         print(f"   layers resolved to: {runs[backend]['resolved_backends']}", flush=True)
     wall = time.perf_counter() - t0
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = (f"synthetic_cifar_{args.device}_T{args.T}_b{args.batch_size}_{args.image_size}px" if args.synthetic_cifar
-            else f"digits_{args.model}_{args.encoding}_T{args.T}")
+    stem = (
+        f"synthetic_cifar_{args.device}_T{args.T}_b{args.batch_size}_{args.image_size}px"
+        if args.synthetic_cifar
+        else f"digits_{args.model}_{args.encoding}_T{args.T}"
+    )
     comparison = _curve_diffs(runs["torch"], runs["auto"])
     if CONTROL in runs:
         comparison.update({f"control_{k}": v for k, v in _curve_diffs(runs["torch"], runs[CONTROL]).items()})
     results = {
-        "what": ("DTA_SNN_18 training steps on random CIFAR-shaped data" if args.synthetic_cifar else
-                 f"train a small SNN ({args.model}) on sklearn digits, {args.encoding} encoding"),
+        "what": (
+            "DTA_SNN_18 training steps on random CIFAR-shaped data"
+            if args.synthetic_cifar
+            else f"train a small SNN ({args.model}) on sklearn digits, {args.encoding} encoding"
+        ),
         "machine": _machine(),
         "args": {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "worker_json"},
         "wall_seconds": wall,
@@ -501,10 +588,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             writer.writerow(["backend", "epoch", "train_loss", "train_acc", "test_loss", "test_acc"])
             for backend, run in runs.items():
                 for r in run["epochs"]:
-                    writer.writerow([backend, r["epoch"], r["train_loss"], r["train_acc"], r["test_loss"],
-                                     r["test_acc"]])
-        title = (f"{results['what']}, T={args.T}, seed {args.seed}: backend='torch' vs 'auto', max |step-loss diff| "
-                 f"{comparison['max_abs_diff_step_loss']:.2e}")
+                    writer.writerow(
+                        [backend, r["epoch"], r["train_loss"], r["train_acc"], r["test_loss"], r["test_acc"]]
+                    )
+        title = (
+            f"{results['what']}, T={args.T}, seed {args.seed}: backend='torch' vs 'auto', max |step-loss diff| "
+            f"{comparison['max_abs_diff_step_loss']:.2e}"
+        )
         if CONTROL in runs:
             control = comparison["control_max_abs_diff_step_loss"]
             title += f" (rounding control, eager with weights +1 ulp: {control:.2e})"

@@ -13,6 +13,7 @@
 - ``--quick`` shrinks the parameter lists (``pick(full, quick)``); ``DEVICE`` / the ``device`` fixture is
   "cuda" where a GPU exists, else "cpu"; ``ON_GPU`` lets tests use bigger shapes on a real GPU.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,8 +48,9 @@ def pick(full: list, quick: list) -> list:
 
 
 def pytest_addoption(parser):
-    parser.addoption("--quick", action="store_true", default=False,
-                     help="shrink the shape / option lists of the snnkernels tests")
+    parser.addoption(
+        "--quick", action="store_true", default=False, help="shrink the shape / option lists of the snnkernels tests"
+    )
 
 
 def pytest_configure(config):
@@ -65,8 +67,10 @@ def triton_skip_reason() -> str | None:
         return f"triton is not importable ({_TRITON_ERROR})"
     if HAS_CUDA or INTERPRET:
         return None
-    return ("the Triton kernels need a CUDA GPU, or TRITON_INTERPRET=1 set before import to run them on the CPU "
-            "through Triton's interpreter")
+    return (
+        "the Triton kernels need a CUDA GPU, or TRITON_INTERPRET=1 set before import to run them on the CPU "
+        "through Triton's interpreter"
+    )
 
 
 def pytest_collection_modifyitems(config, items):

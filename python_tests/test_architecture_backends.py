@@ -9,6 +9,7 @@
   agrees with the eager reference within the tolerances of that op's own tests (test_global_context.py,
   test_staa_loop.py, test_ma_snn_fused.py, test_pooled_attention.py, test_gated_leaky.py).
 """
+
 from __future__ import annotations
 
 import ast
@@ -63,8 +64,10 @@ def test_only_the_functional_layer_resolves_backends():
         rel = path.relative_to(PACKAGE).as_posix()
         if rel not in ALLOWED:
             offenders += [f"snnkernels/{rel}:{use}" for use in resolver_uses(path)]
-    assert not offenders, ("backend resolution outside snnkernels.functional (call a functional entry with the "
-                           "module's backend, or functional.resolved_backend):\n" + "\n".join(offenders))
+    assert not offenders, (
+        "backend resolution outside snnkernels.functional (call a functional entry with the "
+        "module's backend, or functional.resolved_backend):\n" + "\n".join(offenders)
+    )
 
 
 def test_the_scan_sees_resolver_calls():
@@ -107,10 +110,14 @@ def test_global_context_equals_the_module(fusion, shape, backend):
     block = GlobalContextBlock(5, 2, fusion=fusion, backend=backend).to(DEVICE)
     randomize(block)
     x = torch.randn(shape, device=DEVICE)
-    assert_same_run(block, lambda x: SF.global_context(x, block.params(), fusion=block.fusion,
-                                                       layer_norm=block.layer_norm, ln_eps=block.ln_eps,
-                                                       backend=backend),
-                    x, list(block.parameters()))
+    assert_same_run(
+        block,
+        lambda x: SF.global_context(
+            x, block.params(), fusion=block.fusion, layer_norm=block.layer_norm, ln_eps=block.ln_eps, backend=backend
+        ),
+        x,
+        list(block.parameters()),
+    )
 
 
 STAA_CASES = {"steps": ("C", "steps"), "persistent-scalar": ("scalar", "persistent"), "per-pixel": ("CHW", "steps")}
@@ -121,17 +128,30 @@ STAA_CASES = {"steps": ("C", "steps"), "persistent-scalar": ("scalar", "persiste
 def test_staa_lif_equals_the_module(case, backend):
     coefficient_shape, loop_kernel = STAA_CASES[case]
     T, B, C, H, W = 3, 2, 4, 3, 5
-    node = STAALIFNode(T, C, H, W, reduction=2, sa_reduction=2, coefficient_shape=coefficient_shape,
-                       loop_kernel=loop_kernel, backend=backend).to(DEVICE)
+    node = STAALIFNode(
+        T,
+        C,
+        H,
+        W,
+        reduction=2,
+        sa_reduction=2,
+        coefficient_shape=coefficient_shape,
+        loop_kernel=loop_kernel,
+        backend=backend,
+    ).to(DEVICE)
     randomize(node, 0.3)
     with torch.no_grad():
         node.M.fill_(0.8), node.N.fill_(1.0)
     mask = torch.tensor([False, True, False])  # one dropped step (TSRD), the others attended
     x = torch.randn(T, B, C, H, W, device=DEVICE) * 2
-    assert_same_run(lambda x: node(x, mask),
-                    lambda x: SF.staa_lif(x, node.params(), drop_mask=mask, loop_kernel=node.loop_kernel,
-                                          backend=backend, **node.options()),
-                    x, list(node.parameters()))
+    assert_same_run(
+        lambda x: node(x, mask),
+        lambda x: SF.staa_lif(
+            x, node.params(), drop_mask=mask, loop_kernel=node.loop_kernel, backend=backend, **node.options()
+        ),
+        x,
+        list(node.parameters()),
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -141,10 +161,22 @@ def test_tcsa_lif_paper_equals_the_module(dims, backend):
     node = TCSALIFNode(T, C, 2, 2, 3, dims, backend=backend).to(DEVICE)
     randomize(node, small=("sa.",))
     x = torch.randn(T, B, C, H, W, device=DEVICE) * 1.5
-    assert_same_run(node, lambda x: SF.tcsa_lif_paper(
-        x, node.dims, *node.weights(), beta=node.beta, u_th=node.u_th, v_reset=node.v_reset,
-        surrogate_function=node.surrogate_function, detach_reset=node.detach_reset, backend=backend),
-        x, list(node.parameters()))
+    assert_same_run(
+        node,
+        lambda x: SF.tcsa_lif_paper(
+            x,
+            node.dims,
+            *node.weights(),
+            beta=node.beta,
+            u_th=node.u_th,
+            v_reset=node.v_reset,
+            surrogate_function=node.surrogate_function,
+            detach_reset=node.detach_reset,
+            backend=backend,
+        ),
+        x,
+        list(node.parameters()),
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -153,9 +185,14 @@ def test_tna_on_the_fused_input_equals_the_module(shortcut, backend):
     module = TNA(6, attn_shortcut=shortcut, backend=backend).to(DEVICE)
     randomize(module)
     x = torch.randn(2, 6, 3, 5, device=DEVICE)  # the official [B, T * C, H, W]
-    assert_same_run(module, lambda x: SF.tna(x, module.params(), dilation=module.tca.dilation,
-                                             attn_shortcut=module.attn_shortcut, backend=backend),
-                    x, list(module.parameters()))
+    assert_same_run(
+        module,
+        lambda x: SF.tna(
+            x, module.params(), dilation=module.tca.dilation, attn_shortcut=module.attn_shortcut, backend=backend
+        ),
+        x,
+        list(module.parameters()),
+    )
 
 
 T_, B_, C_, H_, W_ = 4, 2, 6, 3, 5
@@ -172,10 +209,17 @@ def test_tcja_gated_leaky_equals_the_fused_pair(backend):
     att, neu = TCJA(3, 2, T_, C_, backend=backend).to(DEVICE), lif(backend)
     randomize(att, 0.7)
     x = torch.randn(T_, B_, C_, H_, W_, device=DEVICE) * 4
-    assert_same_run(lambda x: attention_neuron(att, neu, x),
-                    lambda x: SF.gated_leaky(x, SF.tcja_gate(x, *att.weights(), mode=att.mode, backend=backend),
-                                             neuron=neuron_settings(neu), backend=backend),
-                    x, list(att.parameters()))
+    assert_same_run(
+        lambda x: attention_neuron(att, neu, x),
+        lambda x: SF.gated_leaky(
+            x,
+            SF.tcja_gate(x, *att.weights(), mode=att.mode, backend=backend),
+            neuron=neuron_settings(neu),
+            backend=backend,
+        ),
+        x,
+        list(att.parameters()),
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -185,10 +229,14 @@ def test_multi_dimensional_attention_gated_leaky_equals_the_fused_pair(dims, bac
     neu = lif(backend)
     randomize(att, 0.7, small=("sa.",))
     x = torch.randn(T_, B_, C_, H_, W_, device=DEVICE) * 4
-    assert_same_run(lambda x: attention_neuron(att, neu, x),
-                    lambda x: SF.multi_dimensional_attention_gated_leaky(
-                        x, att.dims, *att.weights(), neuron=neuron_settings(neu), backend=backend),
-                    x, list(att.parameters()))
+    assert_same_run(
+        lambda x: attention_neuron(att, neu, x),
+        lambda x: SF.multi_dimensional_attention_gated_leaky(
+            x, att.dims, *att.weights(), neuron=neuron_settings(neu), backend=backend
+        ),
+        x,
+        list(att.parameters()),
+    )
 
 
 @pytest.mark.triton
@@ -209,6 +257,7 @@ def test_tcja_gate_from_counts_equals_the_fused_neuron_tcja_pool():
 
 
 # --- the "triton" entries against the eager reference ---------------------------------------------------
+
 
 @pytest.mark.triton
 @pytest.mark.parametrize("fusion", ["add", "mul"])
@@ -312,10 +361,15 @@ def test_tna_on_the_fused_input_on_triton_matches_reference(shortcut):
     inputs = leaves(x, *[p.detach() for p in module.params()])
     params = type(module.params())
 
-    compare("tna [B, T * C, H, W]", inputs,
-            lambda x, *w: SF.tna(x, params(*w), attn_shortcut=shortcut, backend="triton"),
-            lambda x, *w: SF.tna(x, params(*w), attn_shortcut=shortcut, backend="torch"),
-            torch.randn(2, 6, 3, 5, device=DEVICE), n_data=1, summed=(0,))
+    compare(
+        "tna [B, T * C, H, W]",
+        inputs,
+        lambda x, *w: SF.tna(x, params(*w), attn_shortcut=shortcut, backend="triton"),
+        lambda x, *w: SF.tna(x, params(*w), attn_shortcut=shortcut, backend="torch"),
+        torch.randn(2, 6, 3, 5, device=DEVICE),
+        n_data=1,
+        summed=(0,),
+    )
 
 
 # test_gated_leaky's ground truth: spikes equal in every dtype, gradients as its check_op / check_gradients
@@ -384,7 +438,11 @@ def test_tcja_gate_from_counts_on_triton_matches_reference():
     spikes = (torch.rand(T, B, C, H, W, device=DEVICE) < 0.3).float()
     counts = spikes.sum(dim=(3, 4), dtype=torch.int32)
     inputs = leaves(spikes, torch.randn(C, C, 3, device=DEVICE) / 3, torch.randn(T, T, 2, device=DEVICE) / 2)
-    compare("tcja_gate_from_counts", inputs,
-            lambda s, wt, wc: SF.tcja_gate_from_counts(s, counts, wt, wc, backend="triton"),
-            lambda s, wt, wc: SF.tcja_gate_from_counts(s, counts, wt, wc, backend="torch"),
-            torch.randn(T, B, C, device=DEVICE), n_data=1)
+    compare(
+        "tcja_gate_from_counts",
+        inputs,
+        lambda s, wt, wc: SF.tcja_gate_from_counts(s, counts, wt, wc, backend="triton"),
+        lambda s, wt, wc: SF.tcja_gate_from_counts(s, counts, wt, wc, backend="torch"),
+        torch.randn(T, B, C, device=DEVICE),
+        n_data=1,
+    )

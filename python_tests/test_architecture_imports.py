@@ -17,6 +17,7 @@ The rule, checked by parsing (``ast``) every module under ``snnkernels/``, ``ben
 
 Each violation is reported as ``file:line``. The synthetic sources below prove the check fails where it should.
 """
+
 from __future__ import annotations
 
 import ast
@@ -76,8 +77,11 @@ def _is_module(module: str, root: Path) -> bool:
     """Whether the dotted name is a module of the tree (a file, a package or a compiled submodule)."""
     parent, _, name = module.rpartition(".")
     base = root.joinpath(*module.split("."))
-    return (base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
-            or (bool(parent) and _is_submodule(parent, name, root)))
+    return (
+        base.with_suffix(".py").is_file()
+        or (base / "__init__.py").is_file()
+        or (bool(parent) and _is_submodule(parent, name, root))
+    )
 
 
 def _dotted(node: ast.expr) -> str | None:
@@ -98,7 +102,7 @@ def _private_module_violation(importer: str, module: str) -> str | None:
     parts = module.split(".")
     for i, part in enumerate(parts):
         if _private(part) and not _inside(importer, ".".join(parts[:i])):
-            return ".".join(parts[:i + 1])
+            return ".".join(parts[: i + 1])
     return None
 
 
@@ -106,7 +110,7 @@ def _resolve(node: ast.ImportFrom, importer: str, is_package: bool) -> str:
     if not node.level:
         return node.module or ""
     package = importer.split(".") if is_package else importer.split(".")[:-1]
-    base = package[:len(package) - (node.level - 1)]
+    base = package[: len(package) - (node.level - 1)]
     return ".".join(base + ([node.module] if node.module else []))
 
 
@@ -175,35 +179,75 @@ def test_no_private_name_is_imported_from_another_module():
     assert not found, "private names imported across modules (give the helper a public home):\n" + "\n".join(found)
 
 
-@pytest.mark.parametrize("source, importer, line", [
-    ("from snnkernels.ops.pooled_attention_triton import launch_rows, _na_kwargs\n", "snnkernels.ops.tna_triton", 1),
-    ("import torch\nfrom .pooled_attention_triton import _na_kwargs\n", "snnkernels.ops.tna_triton", 2),
-    ("from ..ops.pooled_attention_triton import _na_kwargs\n", "snnkernels.nn.fused", 1),
-    ("def f():\n    from snnkernels.models._blocks import SeqToANN\n", "bench.attention", 2),
-    ("import snnkernels.ops._device\n", "bench.run", 1),
-    ("from snnkernels.ops import _device\n", "snnkernels.nn.fused", 1),
-    ("from snnkernels.ops import pooled_attention_triton as R\n\nR._na_kwargs(None)\n", "snnkernels.ops.tna_triton", 3),
-    ("import snnkernels.ops.pooled_attention_triton\n\nsnnkernels.ops.pooled_attention_triton._na_kwargs(None)\n",
-     "bench.run", 3),
-    ("from snnkernels.kernels.triton import neuron_step\nneuron_step._reset\n", "snnkernels.kernels.triton.leaky", 2),
-], ids=["absolute", "relative", "parent-relative", "private-module-outside", "import-private-module",
-        "private-module-of-a-sibling-package", "module-attribute", "dotted-attribute", "kernel-helper"])
+@pytest.mark.parametrize(
+    "source, importer, line",
+    [
+        (
+            "from snnkernels.ops.pooled_attention_triton import launch_rows, _na_kwargs\n",
+            "snnkernels.ops.tna_triton",
+            1,
+        ),
+        ("import torch\nfrom .pooled_attention_triton import _na_kwargs\n", "snnkernels.ops.tna_triton", 2),
+        ("from ..ops.pooled_attention_triton import _na_kwargs\n", "snnkernels.nn.fused", 1),
+        ("def f():\n    from snnkernels.models._blocks import SeqToANN\n", "bench.attention", 2),
+        ("import snnkernels.ops._device\n", "bench.run", 1),
+        ("from snnkernels.ops import _device\n", "snnkernels.nn.fused", 1),
+        (
+            "from snnkernels.ops import pooled_attention_triton as R\n\nR._na_kwargs(None)\n",
+            "snnkernels.ops.tna_triton",
+            3,
+        ),
+        (
+            "import snnkernels.ops.pooled_attention_triton\n\n"
+            "snnkernels.ops.pooled_attention_triton._na_kwargs(None)\n",
+            "bench.run",
+            3,
+        ),
+        (
+            "from snnkernels.kernels.triton import neuron_step\nneuron_step._reset\n",
+            "snnkernels.kernels.triton.leaky",
+            2,
+        ),
+    ],
+    ids=[
+        "absolute",
+        "relative",
+        "parent-relative",
+        "private-module-outside",
+        "import-private-module",
+        "private-module-of-a-sibling-package",
+        "module-attribute",
+        "dotted-attribute",
+        "kernel-helper",
+    ],
+)
 def test_a_private_import_is_reported(source, importer, line):
     """Synthetic sources: each takes one private name or module it may not, and is reported at its line."""
     found = violations(source, importer)
     assert [n for n, _ in found] == [line], found
 
 
-@pytest.mark.parametrize("source, importer", [
-    ("from snnkernels import _checks\n", "snnkernels.functional"),
-    ("from . import _checks\n\n_checks.check_sequence\n", "snnkernels.nn.neuron"),
-    ("from snnkernels import _C\n", "snnkernels._ext"),
-    ("from ._blocks import SeqToANN\n", "snnkernels.models.dta_snn"),
-    ("from ._device import on_device_of\n", "snnkernels.ops.tna_triton"),
-    ("from snnkernels._version import __version__\n", "snnkernels.diagnostics"),
-    ("from snnkernels.models import SeqToANN\nfrom torch import _C\n", "bench.attention"),
-], ids=["private-module-in-its-package", "relative-private-module", "compiled-extension", "models-private-module",
-        "ops-private-module", "dunder", "public-and-third-party"])
+@pytest.mark.parametrize(
+    "source, importer",
+    [
+        ("from snnkernels import _checks\n", "snnkernels.functional"),
+        ("from . import _checks\n\n_checks.check_sequence\n", "snnkernels.nn.neuron"),
+        ("from snnkernels import _C\n", "snnkernels._ext"),
+        ("from ._blocks import SeqToANN\n", "snnkernels.models.dta_snn"),
+        ("from ._device import on_device_of\n", "snnkernels.ops.tna_triton"),
+        ("from snnkernels._version import __version__\n", "snnkernels.diagnostics"),
+        ("from snnkernels.models import SeqToANN\nfrom torch import _C\n", "bench.attention"),
+    ],
+    ids=[
+        "private-module-in-its-package",
+        "relative-private-module",
+        "compiled-extension",
+        "models-private-module",
+        "ops-private-module",
+        "dunder",
+        "public-and-third-party",
+    ],
+)
 def test_what_is_allowed_is_not_reported(source, importer):
     assert violations(source, importer) == []
 
@@ -217,4 +261,5 @@ def test_the_report_names_file_and_line(tmp_path):
     (pkg / "ops" / "helpers.py").write_text("def _tile():\n    return 1\n")
     (pkg / "ops" / "user.py").write_text('"""doc"""\nfrom .helpers import _tile\n')
     assert project_violations(tmp_path) == [
-        "snnkernels/ops/user.py:2: from snnkernels.ops.helpers import _tile: a private name of snnkernels.ops.helpers"]
+        "snnkernels/ops/user.py:2: from snnkernels.ops.helpers import _tile: a private name of snnkernels.ops.helpers"
+    ]

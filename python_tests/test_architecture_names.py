@@ -5,6 +5,7 @@ backend-independent part (if any) in ``snnkernels/ops/<stem>.py``, the tests in 
 The check reads file names only, so that whoever knows an op's name finds every layer of it by that name; the
 few exceptions are listed below with their reason, and a synthetic tree proves the check can fail.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -86,8 +87,18 @@ def test_the_exceptions_are_current():
 
 def test_the_check_fails_on_a_tree_that_breaks_the_rule():
     kernels = {"__init__", "leaky", "neuron_step", "orphan", "untested", "tna"}
-    ops = {"__init__", "_device", "leaky", "leaky_triton", "leaky_native", "untested_triton", "stray_triton",
-           "lonely", "orphan_helpers", "tna_triton"}
+    ops = {
+        "__init__",
+        "_device",
+        "leaky",
+        "leaky_triton",
+        "leaky_native",
+        "untested_triton",
+        "stray_triton",
+        "lonely",
+        "orphan_helpers",
+        "tna_triton",
+    }
     tests = {"test_leaky.py", "test_orphan_sweeps.py"}
     assert naming_problems(kernels, ops, tests) == [
         "kernels/triton/orphan.py has no ops/orphan_triton.py",
@@ -98,8 +109,14 @@ def test_the_check_fails_on_a_tree_that_breaks_the_rule():
         "ops/stray_triton.py has no kernels/triton/stray.py",
     ]
     # the rule holds on the same tree once the missing files are there
-    assert naming_problems(kernels | {"stray"}, ops | {"orphan_triton", "lonely_native", "orphan_helpers_cupy"},
-                           tests | {"test_untested.py", "test_stray.py", "test_pooled_attention.py"}) == []
+    assert (
+        naming_problems(
+            kernels | {"stray"},
+            ops | {"orphan_triton", "lonely_native", "orphan_helpers_cupy"},
+            tests | {"test_untested.py", "test_stray.py", "test_pooled_attention.py"},
+        )
+        == []
+    )
 
 
 def test_the_former_reference_path_gives_the_same_functions():

@@ -7,6 +7,7 @@ breaks and ``error_on_recompile`` fails the second batch size if it recompiles. 
 compilation. Cases that fail inside the spiking neuron's own code (``snnkernels/nn/neuron.py``, the leaky op, the
 surrogate spike's autograd.Function) are marked xfail(strict) with the reason: they pass once that code compiles.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -68,9 +69,10 @@ def _eager(backend: str) -> str:
 
 CASES = {
     "MultiDimensionalAttention": Case(_mda, _five),
-    "MultiDimensionalAttention-CS-BT": Case(lambda b: snn.MultiDimensionalAttention(None, C, 2, 2, 7, "CS", layout="BT",
-                                                                                    backend=b),
-                                            lambda B: (B, T, C, H, W)),
+    "MultiDimensionalAttention-CS-BT": Case(
+        lambda b: snn.MultiDimensionalAttention(None, C, 2, 2, 7, "CS", layout="BT", backend=b),
+        lambda B: (B, T, C, H, W),
+    ),
     "TemporalAttentionFC": Case(lambda b: snn.TemporalAttentionFC(T, 2, backend=_eager(b)), lambda B: (T, B, L)),
     "TemporalWiseAttention": Case(lambda b: TemporalWiseAttention(T, 2, 4, backend=_eager(b)), _five),
     "TCSALIFNode": Case(lambda b: snn.TCSALIFNode(T, C, 2, 2, backend=b), _five, spikes=True, cpu_inductor=False),
@@ -83,14 +85,16 @@ CASES = {
     "TNA-fused-4d": Case(lambda b: snn.TNA(T * C, backend=b), lambda B: (B, T * C, H, W)),
     "DTA": Case(lambda b: snn.DTA(T, C, backend=b), _five, call=lambda m, x: m(x, (x.detach() > 0).to(x.dtype))),
     "STAALIFNode": Case(lambda b: snn.STAALIFNode(T, C, pe_shape="TC", backend=b).eval(), _five, spikes=True),
-    "STAALIFNode-persistent": Case(lambda b: snn.STAALIFNode(T, C, H, W, backend=b, loop_kernel="persistent").eval(),
-                                   _five, spikes=True),
+    "STAALIFNode-persistent": Case(
+        lambda b: snn.STAALIFNode(T, C, H, W, backend=b, loop_kernel="persistent").eval(), _five, spikes=True
+    ),
     "GlobalContextBlock": Case(lambda b: snn.GlobalContextBlock(C, 2, backend=b), _five),
     "PositionEncoding": Case(lambda b: snn.PositionEncoding(T, C, H, W), _five),
     "AttentionNeuron-MDA": Case(lambda b: AttentionNeuron(_mda(b), _lif(b)), _five, spikes=True),
     "AttentionNeuron-TCJA": Case(lambda b: AttentionNeuron(_tcja(b), _lif(b)), _five, spikes=True),
-    "neuron_tcja_pool": Case(lambda b: _Pair(lambda n, a, x: neuron_tcja_pool(n, a, nn.Identity(), x), _lif(b),
-                                             _tcja(b)), _five, spikes=True),
+    "neuron_tcja_pool": Case(
+        lambda b: _Pair(lambda n, a, x: neuron_tcja_pool(n, a, nn.Identity(), x), _lif(b), _tcja(b)), _five, spikes=True
+    ),
     "neuron_dta": Case(lambda b: _Pair(neuron_dta, _lif(b), snn.DTA(T, C, backend=b)), _five),
 }
 

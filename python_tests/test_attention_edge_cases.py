@@ -7,6 +7,7 @@ backend: one behaviour everywhere (docs/tcja_dta.md "Empty input and dtypes").
   dtypes (torch's own layers refuse the mix too); the neuron layers (``TCSALIFNode``, ``STAALIFNode``) run
   their fp32 state on the fp16 values and return fp16 spikes, the fp32 run's spikes on those values.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -64,15 +65,18 @@ def _eager(backend: str) -> str:
 
 CASES = {
     "MultiDimensionalAttention": Case(_mda),
-    "MultiDimensionalAttention-CS-BT": Case(lambda b: snn.MultiDimensionalAttention(None, C, 2, 2, 7, "CS",
-                                                                                    layout="BT", backend=b)),
+    "MultiDimensionalAttention-CS-BT": Case(
+        lambda b: snn.MultiDimensionalAttention(None, C, 2, 2, 7, "CS", layout="BT", backend=b)
+    ),
     "TemporalAttentionFC": Case(lambda b: snn.TemporalAttentionFC(T, 2, backend=_eager(b)), rank=3),
     "TemporalWiseAttention-2": Case(lambda b: TemporalWiseAttention(T, 2, 2, backend=_eager(b)), rank=3),
     "TemporalWiseAttention-4": Case(lambda b: TemporalWiseAttention(T, 2, 4, backend=_eager(b))),
     "TCSALIFNode": Case(lambda b: snn.TCSALIFNode(T, C, 2, 2, backend=b), neuron=True),
     "AttResBlock": Case(lambda b: snn.AttResBlock(C, C, c_ratio=2, backend=b)),
-    "AttResBlock-stride2": Case(lambda b: snn.AttResBlock(C, 2 * C, 2, c_ratio=2, backend=b),
-                                out_shape=lambda s: (s[0], s[1], 2 * C, s[3] // 2, s[4] // 2)),
+    "AttResBlock-stride2": Case(
+        lambda b: snn.AttResBlock(C, 2 * C, 2, c_ratio=2, backend=b),
+        out_shape=lambda s: (s[0], s[1], 2 * C, s[3] // 2, s[4] // 2),
+    ),
     "TCJA": Case(_tcja),
     "TLA": Case(lambda b: snn.TLA(2, 3, T, C, backend=b)),
     "CLA-BT": Case(lambda b: snn.CLA(3, 1, T, C, layout="BT", backend=b)),
@@ -81,14 +85,16 @@ CASES = {
     "TNA-fused-4d": Case(lambda b: snn.TNA(T * C, backend=b), rank=4),
     "DTA": Case(lambda b: snn.DTA(T, C, backend=b), call=lambda m, x: m(x, (x.detach() > 0).to(x.dtype))),
     "STAALIFNode": Case(lambda b: snn.STAALIFNode(T, C, pe_shape="TC", backend=b).eval(), neuron=True),
-    "STAALIFNode-persistent": Case(lambda b: snn.STAALIFNode(T, C, pe_shape="T", backend=b,
-                                                             loop_kernel="persistent").eval(), neuron=True),
+    "STAALIFNode-persistent": Case(
+        lambda b: snn.STAALIFNode(T, C, pe_shape="T", backend=b, loop_kernel="persistent").eval(), neuron=True
+    ),
     "GlobalContextBlock": Case(lambda b: snn.GlobalContextBlock(C, 2, backend=b)),
     "PositionEncoding": Case(lambda b: snn.PositionEncoding(T, C, shape="TC")),
     "AttentionNeuron-MDA": Case(lambda b: AttentionNeuron(_mda(b), _lif(b))),
     "AttentionNeuron-TCJA": Case(lambda b: AttentionNeuron(_tcja(b), _lif(b))),
-    "neuron_tcja_pool": Case(lambda b: _Pair(lambda n, a, x: neuron_tcja_pool(n, a, nn.Identity(), x), _lif(b),
-                                             _tcja(b))),
+    "neuron_tcja_pool": Case(
+        lambda b: _Pair(lambda n, a, x: neuron_tcja_pool(n, a, nn.Identity(), x), _lif(b), _tcja(b))
+    ),
     "neuron_dta": Case(lambda b: _Pair(neuron_dta, _lif(b), snn.DTA(T, C, backend=b))),
 }
 EMPTY = {

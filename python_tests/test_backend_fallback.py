@@ -6,6 +6,7 @@ The case that broke this: ``SNNKERNELS_JIT=1`` where the just-in-time build cann
 no ninja). It runs in a fresh process with the ahead-of-time extension hidden, as on a machine that never
 built it; the failed build is remembered, not retried on every call.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,7 @@ from snnkernels import backends
 from snnkernels import functional as F
 from snnkernels.backends import BackendUnavailableError
 
-_CHECK = '''
+_CHECK = """
 import importlib.abc, os, sys
 class _NoAOT(importlib.abc.MetaPathFinder):  # as if snnkernels._C had never been built
     def find_spec(self, name, path, target=None):
@@ -56,7 +57,7 @@ except BackendUnavailableError as exc:
 else:
     raise AssertionError("backend='native' ran without an extension")
 print("fallback ok:", problem)
-'''
+"""
 
 
 def _failing_compiler(tmp_path) -> tuple[str, str]:
@@ -71,8 +72,9 @@ def _failing_compiler(tmp_path) -> tuple[str, str]:
 @pytest.mark.parametrize("mode", ["broken-compiler", "no-ninja"])
 def test_auto_survives_a_jit_that_cannot_build(tmp_path, mode):
     compiler, calls = _failing_compiler(tmp_path)
-    env = dict(os.environ, SNNKERNELS_JIT="1", TORCH_EXTENSIONS_DIR=str(tmp_path / "ext"), MODE=mode, CXX=compiler,
-               CALLS=calls)
+    env = dict(
+        os.environ, SNNKERNELS_JIT="1", TORCH_EXTENSIONS_DIR=str(tmp_path / "ext"), MODE=mode, CXX=compiler, CALLS=calls
+    )
     env.pop("SNNKERNELS_BACKEND", None)
     env.pop("TRITON_INTERPRET", None)
     out = subprocess.run([sys.executable, "-c", _CHECK], capture_output=True, text=True, env=env, timeout=300)

@@ -1,5 +1,6 @@
 """The attention benchmark's own machinery: its verification accepts the fused ops and rejects a wrong
 one, and a CPU run writes its results (no timing claims here; the numbers come from bench/results)."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,9 @@ from bench import attention as A
 def test_verification_accepts_the_fused_ops(op):
     # STAA's GC LayerNorm runs over C // 4 features (C = 6 would leave one, a degenerate norm); the paper TCSA
     # takes C >= its CA reduction 8
-    case = A.Case(op, (4, 2, 16 if op in ("staa_lif", "staa_lif_persistent", "ma_tcsa_paper") else 6, 5, 3),
-                  torch.float32)
+    case = A.Case(
+        op, (4, 2, 16 if op in ("staa_lif", "staa_lif_persistent", "ma_tcsa_paper") else 6, 5, 3), torch.float32
+    )
     assert A.verify("snnkernels-triton", case, "cpu" if not torch.cuda.is_available() else "cuda") is None
 
 
@@ -34,8 +36,21 @@ def test_verification_rejects_a_wrong_provider(monkeypatch):
 
 
 def test_cpu_run_writes_results(tmp_path):
-    rc = A.main(["--device", "cpu", "--quick", "--ops", "tcja", "--providers", "torch-eager", "snnkernels-triton",
-                 "--out", str(tmp_path), "--no-plot"])
+    rc = A.main(
+        [
+            "--device",
+            "cpu",
+            "--quick",
+            "--ops",
+            "tcja",
+            "--providers",
+            "torch-eager",
+            "snnkernels-triton",
+            "--out",
+            str(tmp_path),
+            "--no-plot",
+        ]
+    )
     assert rc == 0
     (result,) = tmp_path.glob("*_attention.json")
     rows = json.loads(result.read_text())["rows"]

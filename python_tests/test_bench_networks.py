@@ -1,5 +1,6 @@
 """The whole-network benchmark's machinery on CPU smoke sizes (no timing claims): it verifies the first-step
 loss against eager, times, and writes its results; a provider whose loss differs is FAILED, not timed."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,9 @@ def test_cpu_smoke_run_writes_results(tmp_path):
     (result,) = tmp_path.glob("*_networks.json")
     rows = json.loads(result.read_text())["rows"]
     assert {(r["op"], r["provider"], r["status"]) for r in rows} == {
-        ("dta_snn_18", "torch-eager", "ok"), ("dta_snn_18", "snnkernels", "ok")}
+        ("dta_snn_18", "torch-eager", "ok"),
+        ("dta_snn_18", "snnkernels", "ok"),
+    }
     assert all(r["ms_p50"] > 0 and r["mode"] == "train-step" for r in rows)
     # CIFAR-10's 50000 training images at the smoke run's batch of 4: 12500 steps of the median step
     assert all(abs(r["epoch_s"] - 12500 * r["ms_p50"] / 1000) < 1e-9 * r["epoch_s"] for r in rows)

@@ -1,5 +1,6 @@
 """The benchmark's CPU timer counts page faults per call: a fresh mapping touched page by page must show
 up, a call that touches nothing new must not (bench/NOTES.md, "CPU page faults")."""
+
 from __future__ import annotations
 
 import mmap

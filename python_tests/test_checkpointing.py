@@ -2,6 +2,7 @@
 the library's layers: the recompute in the backward pass must give the plain run's gradients exactly, add
 nothing to the firing statistics, and leave the neurons' state alone; a stateful neuron whose state the
 recompute cannot restore raises instead of returning wrong gradients."""
+
 from __future__ import annotations
 
 import pytest
@@ -107,8 +108,9 @@ def test_stateful_neuron_under_checkpoint(backend):
     torch.testing.assert_close(got, lin.weight.grad, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("backend", [pytest.param("torch", id="torch"),
-                                     pytest.param("triton", marks=pytest.mark.triton, id="triton")])
+@pytest.mark.parametrize(
+    "backend", [pytest.param("torch", id="torch"), pytest.param("triton", marks=pytest.mark.triton, id="triton")]
+)
 def test_staa_time_step_dropout_under_checkpoint(backend):
     """STAA-LIF in training draws a TSRD mask per call. From the global RNG (seed=None), which checkpointing
     restores, the recompute draws the same mask: the plain run's gradients. From the module's own seeded
@@ -130,8 +132,14 @@ def test_staa_time_step_dropout_under_checkpoint(backend):
         mask = layer.last_drop_mask.clone()
         (out * weights).sum().backward()
         assert torch.equal(layer.last_drop_mask, mask)  # the recompute did not overwrite the record
-        runs.append((out.detach(), mask, xg.grad, {n: p.grad.clone() for n, p in layer.named_parameters()
-                                                   if p.grad is not None}))
+        runs.append(
+            (
+                out.detach(),
+                mask,
+                xg.grad,
+                {n: p.grad.clone() for n, p in layer.named_parameters() if p.grad is not None},
+            )
+        )
     (out, mask, gx, grads), (out_c, mask_c, gx_c, grads_c) = runs
     assert mask.any() and not mask.all()  # some steps dropped, some not
     torch.testing.assert_close(out_c, out, rtol=0, atol=0)

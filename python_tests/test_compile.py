@@ -1,5 +1,6 @@
 """torch.compile contract: the registered ops trace with zero graph breaks and compiled forward/backward equal
 eager (opcheck of every registered op: test_op_registry.py)."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,8 +22,9 @@ def _lif(x, v0):
 
 
 def _plif_channels(x, decay, gain):
-    return F.multistep_leaky(x, decay=decay, input_gain=gain, bias=0.05, v_reset=None, surrogate_function=Sigmoid(),
-                             backend="triton").mean(0)
+    return F.multistep_leaky(
+        x, decay=decay, input_gain=gain, bias=0.05, v_reset=None, surrogate_function=Sigmoid(), backend="triton"
+    ).mean(0)
 
 
 def _inputs():
@@ -77,11 +79,11 @@ def _attention_inputs():
     from snnkernels.nn import TNA
 
     _TNA["params"] = TNA(T * C).to(dev).params()
-    _TNA["ma"] = ((torch.randn(2, T, device=dev, requires_grad=True),
-                   torch.randn(T, 2, device=dev, requires_grad=True)),
-                  (torch.randn(3, C, device=dev, requires_grad=True),
-                   torch.randn(C, 3, device=dev, requires_grad=True)),
-                  torch.randn(1, 2, 3, 3, device=dev, requires_grad=True))
+    _TNA["ma"] = (
+        (torch.randn(2, T, device=dev, requires_grad=True), torch.randn(T, 2, device=dev, requires_grad=True)),
+        (torch.randn(3, C, device=dev, requires_grad=True), torch.randn(C, 3, device=dev, requires_grad=True)),
+        torch.randn(1, 2, 3, 3, device=dev, requires_grad=True),
+    )
     return x, na, s, w_tla, w_cla, conv_t, conv_c, scale
 
 

@@ -4,6 +4,7 @@ in fixed orders (per-tile partials summed by torch, no atomics); on a GPU this i
 on the CPU it guards against a nondeterministic op slipping into a fused path. Two layers: every op that
 snnkernels/ops/registry.py calls deterministic, on its registry samples (a new op is covered by its entry), and
 the modules below, whose forward and backward run the ops as training does."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -66,8 +67,9 @@ MODULES: dict[str, Callable[[], nn.Module]] = {
     "staa-lif-persistent": lambda: STAALIFNode(T, C, H, H, drop_prob=0.0, loop_kernel="persistent"),
     "dta": lambda: _Pair(_unfused_dta, TETLIFNode(), DTA(T, C)),
     "gated-neuron": lambda: _Pair(attention_neuron, MultiDimensionalAttention(T, C, 2, 2), TETLIFNode()),
-    "neuron-tcja-pool": lambda: _Pair(neuron_tcja_pool, LIFNode(tau=2.0, step_mode="m", stateful=False),
-                                      TCJA(2, 3, T, C), SeqToANN(nn.MaxPool2d(2))),
+    "neuron-tcja-pool": lambda: _Pair(
+        neuron_tcja_pool, LIFNode(tau=2.0, step_mode="m", stateful=False), TCJA(2, 3, T, C), SeqToANN(nn.MaxPool2d(2))
+    ),
     "neuron-dta": lambda: _Pair(neuron_dta, TETLIFNode(), DTA(T, C)),
 }
 
@@ -112,8 +114,11 @@ def _flat(out) -> list[torch.Tensor]:
 
 
 def _deterministic_entries():
-    return [pytest.param(e, id=e.name, marks=[pytest.mark.triton] if e.backend == "triton" else [])
-            for e in registry.REGISTRY if e.deterministic]
+    return [
+        pytest.param(e, id=e.name, marks=[pytest.mark.triton] if e.backend == "triton" else [])
+        for e in registry.REGISTRY
+        if e.deterministic
+    ]
 
 
 @pytest.fixture(scope="module")

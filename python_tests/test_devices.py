@@ -1,6 +1,7 @@
 """Every Triton launch runs on its tensors' CUDA device: Triton launches on the current device, so each launch
 site enters ``on_device_of`` (snnkernels/ops/_device.py). Checked here on the CPU by reading the launchers (a
 launch outside the guard fails the test) and, on a machine with two GPUs, by running on the second one."""
+
 from __future__ import annotations
 
 import ast
@@ -17,10 +18,14 @@ OPS = Path(__file__).resolve().parents[1] / "snnkernels" / "ops"
 
 def _launches(tree: ast.AST) -> list[ast.Call]:
     """Calls of the form ``name[grid](...)`` whose name is a kernel (``kernel`` or ``*_kernel``)."""
-    return [node for node in ast.walk(tree)
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Subscript)
-            and isinstance(node.func.value, ast.Name)
-            and (node.func.value.id == "kernel" or node.func.value.id.endswith("_kernel"))]
+    return [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Subscript)
+        and isinstance(node.func.value, ast.Name)
+        and (node.func.value.id == "kernel" or node.func.value.id.endswith("_kernel"))
+    ]
 
 
 def _guarded(tree: ast.AST) -> set[int]:
@@ -28,8 +33,9 @@ def _guarded(tree: ast.AST) -> set[int]:
     inside = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.With) and any(
-                isinstance(item.context_expr, ast.Call) and getattr(item.context_expr.func, "id", "") == "on_device_of"
-                for item in node.items):
+            isinstance(item.context_expr, ast.Call) and getattr(item.context_expr.func, "id", "") == "on_device_of"
+            for item in node.items
+        ):
             inside |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
     return inside
 
@@ -54,8 +60,7 @@ def test_guard_selects_the_tensors_device():
     assert isinstance(cuda1, torch.cuda.device) and cuda1.idx == 1
 
 
-@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2,
-                    reason="needs two CUDA devices")
+@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2, reason="needs two CUDA devices")
 def test_triton_lif_on_a_second_gpu_while_the_first_is_current():
     from snnkernels.functional import multistep_lif
 

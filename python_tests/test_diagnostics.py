@@ -1,6 +1,7 @@
 """``snnkernels.diagnostics`` and ``python -m snnkernels``: versions, the backends this machine can run (with
 the probes' own reasons), and the backend each layer of a model resolves to, by the resolution functions
 the ops call."""
+
 from __future__ import annotations
 
 import io
@@ -21,8 +22,7 @@ def test_report_names_versions_and_each_backends_reason():
     out = io.StringIO()
     text = diagnostics.report(file=out)
     assert out.getvalue() == text
-    for key in ("snnkernels", "python", "torch", "triton", "CUDA devices", "C++ compiler", "nvcc",
-                "native extension"):
+    for key in ("snnkernels", "python", "torch", "triton", "CUDA devices", "C++ compiler", "nvcc", "native extension"):
         assert f"  {key}: " in text, key
     assert torch.__version__ in text
     probe = torch.empty(0)
@@ -48,7 +48,8 @@ def test_layers_resolve_as_their_ops_do():
     assert {"TETLIFNode", "DTA", "TNA", "TXA"} <= kinds, kinds
     assert type(model).__name__ not in kinds, "the network's own backend switch is not a layer"
     assert len([r for r in rows if r.kind == "TETLIFNode"]) == sum(
-        isinstance(m, SpikingNeuron) for m in model.modules())
+        isinstance(m, SpikingNeuron) for m in model.modules()
+    )
 
 
 def test_auto_says_why_it_skipped_a_backend(monkeypatch):
@@ -84,8 +85,9 @@ def test_dtype_and_device_come_from_the_model():
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "SNNKERNELS_BACKEND"}
-    return subprocess.run([sys.executable, "-m", "snnkernels", *args], capture_output=True, text=True, env=env,
-                          timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "snnkernels", *args], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
 
 
 def test_cli_help():
@@ -102,8 +104,14 @@ def test_cli_prints_a_zoo_networks_layers():
     assert "versions:" in out.stdout and "backends for cpu tensors" in out.stdout
 
 
-@pytest.mark.parametrize("args", [["--model", "snnkernels.models"], ["--model", "snnkernels.models:Nope"],
-                                  ["--model", "snnkernels.models:DTA_SNN_18", "--arg", "num_classes"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--model", "snnkernels.models"],
+        ["--model", "snnkernels.models:Nope"],
+        ["--model", "snnkernels.models:DTA_SNN_18", "--arg", "num_classes"],
+    ],
+)
 def test_cli_refuses_a_bad_model(args):
     out = _cli(*args)
     assert out.returncode == 2 and "cannot build --model" in out.stderr, (out.returncode, out.stderr)

@@ -2,6 +2,7 @@
 dev venv: the API reference from the docstrings (pdoc) covers the public API, every public module gets a page
 that names its public functions and classes, and every hand-written page of docs/ is in the site, linked
 from its index."""
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,15 @@ def site(tmp_path_factory) -> Path:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "PYTHONPATH", "VIRTUAL_ENV")}
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
     assert not (tree / ".venv").exists()
-    proc = subprocess.run(["bash", str(tree / "scripts" / "build_docs.sh"), str(out)], capture_output=True,
-                          text=True, timeout=300, env=env, cwd=tmp_path_factory.mktemp("elsewhere"), check=False)
+    proc = subprocess.run(
+        ["bash", str(tree / "scripts" / "build_docs.sh"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path_factory.mktemp("elsewhere"),
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 

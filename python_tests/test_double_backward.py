@@ -5,6 +5,7 @@ that names the op and the way out, instead of returning zeros (the leaky ops did
 PyTorch's generic message; first-order gradients taken with ``create_graph=True``, and second derivatives that only
 pass through the neuron's forward, keep working.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -20,8 +21,9 @@ MESSAGE = r"second derivative was requested through snnkernels::{op}.*backend='t
 
 
 def _lif(x, decay, backend):
-    return F.multistep_leaky(x, decay=decay, surrogate_function=sg.ATan(), backend=backend, return_final_state=True,
-                             return_v_seq=True)
+    return F.multistep_leaky(
+        x, decay=decay, surrogate_function=sg.ATan(), backend=backend, return_final_state=True, return_v_seq=True
+    )
 
 
 @pytest.mark.parametrize("backend", FUSED)
@@ -73,10 +75,16 @@ def test_gated_and_dta_neurons_refuse_clearly():
     x = (torch.randn(T, B, C, 4, 4, device=DEVICE) * 1.5).requires_grad_()
     scale = (torch.rand(T, B, C, device=DEVICE) + 0.5).requires_grad_()
     na = torch.randn(T, B, C, 4, 4, device=DEVICE).requires_grad_()
-    txa = [torch.randn(T, T, 3, device=DEVICE) / 3, torch.randn(C, C, 6, device=DEVICE) / 6,
-           torch.tensor(0.7, device=DEVICE), torch.tensor(0.9, device=DEVICE)]
-    cases = (("gated_leaky_bwd", lambda: gated_leaky(x, scale, None, relu=False, neuron=neuron)),
-             ("dta_leaky_bwd", lambda: dta_leaky(x, na, *txa, None, neuron=neuron)))
+    txa = [
+        torch.randn(T, T, 3, device=DEVICE) / 3,
+        torch.randn(C, C, 6, device=DEVICE) / 6,
+        torch.tensor(0.7, device=DEVICE),
+        torch.tensor(0.9, device=DEVICE),
+    ]
+    cases = (
+        ("gated_leaky_bwd", lambda: gated_leaky(x, scale, None, relu=False, neuron=neuron)),
+        ("dta_leaky_bwd", lambda: dta_leaky(x, na, *txa, None, neuron=neuron)),
+    )
     for op, run in cases:
         out = run()
         (g,) = torch.autograd.grad((out * torch.randn_like(out)).sum(), x, create_graph=True)

@@ -11,6 +11,7 @@ Ground truths:
 - the modules: ``dta(x, neuron(x))`` on the Triton backends (each tested against its own reference
   elsewhere): the spikes are the same, so the output and every gradient agree to fp32 noise.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -38,17 +39,30 @@ DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
 def neuron_reference(x, neuron, surrogate):
     decay, gain, bias, v_th, v_reset, v_init, hard, strict, detach, _, _ = neuron
-    return multistep_leaky_reference(x, decay=decay, input_gain=gain, bias=bias, v_threshold=v_th,
-                                     v_reset=v_reset if hard else None, strict_threshold=strict,
-                                     detach_reset=detach, surrogate_function=surrogate, v_init_value=v_init)
+    return multistep_leaky_reference(
+        x,
+        decay=decay,
+        input_gain=gain,
+        bias=bias,
+        v_threshold=v_th,
+        v_reset=v_reset if hard else None,
+        strict_threshold=strict,
+        detach_reset=detach,
+        surrogate_function=surrogate,
+        v_init_value=v_init,
+    )
 
 
 def make_inputs(shape, dtype, layout, residual, na_layout="TB"):
     T, B, C, H, W = shape
     x = make_x(shape, dtype, layout) * 1.5
     na = make_x(shape, dtype, na_layout)
-    txa = [torch.randn(T, T, 3, device=DEVICE) / 3, torch.randn(C, C, 6, device=DEVICE) / 6,
-           0.5 + torch.rand((), device=DEVICE), 0.5 + torch.rand((), device=DEVICE)]
+    txa = [
+        torch.randn(T, T, 3, device=DEVICE) / 3,
+        torch.randn(C, C, 6, device=DEVICE) / 6,
+        0.5 + torch.rand((), device=DEVICE),
+        0.5 + torch.rand((), device=DEVICE),
+    ]
     bias = [torch.randn(T * C, device=DEVICE)] if residual else []
     return [x, na, *[p.to(dtype) for p in txa + bias]]  # weights in x's dtype, as a model.half() has them
 
@@ -74,8 +88,7 @@ def check_op(shape, dtype, neuron, surrogate, chunk, layout="TB", residual=True,
     (against float64): DTA's sigmoid saturates, and the 1 - sig of its derivative cancels in fp32 for the
     eager code as for the kernel, so an element-wise tolerance would measure the conditioning, not us."""
     inputs = leaves(*make_inputs(shape, dtype, layout, residual, na_layout))
-    y, counts = dta_leaky(*inputs[:6], inputs[6] if residual else None, neuron=neuron, chunk=chunk,
-                          count_spikes=True)
+    y, counts = dta_leaky(*inputs[:6], inputs[6] if residual else None, neuron=neuron, chunk=chunk, count_spikes=True)
     reference = composition(dtype, neuron, surrogate, residual)
     with torch.no_grad():
         spikes = neuron_reference(inputs[0], neuron, surrogate)
@@ -84,9 +97,13 @@ def check_op(shape, dtype, neuron, surrogate, chunk, layout="TB", residual=True,
     assert 0.05 < spikes.float().mean().item() < 0.9, "the inputs should make the neurons fire sometimes"
     assert y.dtype == dtype and y.shape == want.shape
     assert_close_verbose(y, want, OUT_ATOL[dtype], OUT_RTOL[dtype], "output")
-    no_worse_than_eager("dta_leaky", inputs,
-                        lambda *a: dta_leaky(*a[:6], a[6] if residual else None, neuron=neuron, chunk=chunk),
-                        reference, torch.randn(shape, device=DEVICE).to(dtype))
+    no_worse_than_eager(
+        "dta_leaky",
+        inputs,
+        lambda *a: dta_leaky(*a[:6], a[6] if residual else None, neuron=neuron, chunk=chunk),
+        reference,
+        torch.randn(shape, device=DEVICE).to(dtype),
+    )
 
 
 @pytest.mark.parametrize("surrogate", [sg.ATan(), sg.Sigmoid(), sg.Triangle(), sg.Rectangle()], ids=repr)
@@ -99,15 +116,24 @@ def test_op_matches_reference(neuron, surrogate):
     check_op((7, 2, 3, 5, 3), torch.float32, settings(neuron, surrogate, strict, detach), surrogate, 3)
 
 
-@pytest.mark.parametrize("layout, na_layout", [("TB", "BT"), ("BT", "TB"), ("BT", "BT"), ("strided", "BT"),
-                                               ("TB", "strided")])
+@pytest.mark.parametrize(
+    "layout, na_layout", [("TB", "BT"), ("BT", "TB"), ("BT", "BT"), ("strided", "BT"), ("TB", "strided")]
+)
 @pytest.mark.parametrize("residual", [True, False])
 def test_op_layouts_and_residual(layout, na_layout, residual):
     """X and NA each in the [T, B] or the [B, T] storage (T-NA's output is [B, T]; DTA-SNN's X is [T, B]),
     both walked in place, NA's gradient written in NA's layout; strided tensors copied once; NA as given
     (no residual)."""
-    check_op((4, 3, 5, 4, 3), torch.float32, settings("lif-hard", sg.Triangle()), sg.Triangle(), 2, layout, residual,
-             na_layout)
+    check_op(
+        (4, 3, 5, 4, 3),
+        torch.float32,
+        settings("lif-hard", sg.Triangle()),
+        sg.Triangle(),
+        2,
+        layout,
+        residual,
+        na_layout,
+    )
 
 
 def test_na_is_read_and_its_gradient_written_in_its_own_layout():
@@ -142,8 +168,9 @@ def test_op_without_gradients_keeps_nothing():
 T, B, C, H, W = 4, 2, 8, 5, 3
 NEURON_MODULES = {
     "tet": lambda: TETLIFNode(step_mode="m", backend="triton"),
-    "lif-soft": lambda: LIFNode(tau=1.5, v_reset=None, surrogate_function=sg.ATan(), step_mode="m", stateful=False,
-                                 backend="triton"),
+    "lif-soft": lambda: LIFNode(
+        tau=1.5, v_reset=None, surrogate_function=sg.ATan(), step_mode="m", stateful=False, backend="triton"
+    ),
 }
 
 

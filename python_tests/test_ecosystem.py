@@ -1,6 +1,7 @@
 """The library's layers inside the PyTorch ecosystem, on a small network built from them:
 DistributedDataParallel (two CPU processes, gloo), autocast, torch.compile of a whole network, and
 pickle-free state-dict round trips. The model zoo's networks get the same checks in test_models.py."""
+
 from __future__ import annotations
 
 import io
@@ -105,10 +106,17 @@ def test_whole_network_compiles_without_graph_breaks():
     assert explanation.graph_break_count == 0, explanation.break_reasons
 
 
-@pytest.mark.parametrize("make", [
-    lambda: TinyNet(), lambda: DTA(4, 8), lambda: TCJA(2, 3, T, C), lambda: ParametricLIFNode(init_tau=3.0),
-    lambda: TETLIFNode(),
-], ids=["tinynet", "dta", "tcja", "plif", "tet-lif"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: TinyNet(),
+        lambda: DTA(4, 8),
+        lambda: TCJA(2, 3, T, C),
+        lambda: ParametricLIFNode(init_tau=3.0),
+        lambda: TETLIFNode(),
+    ],
+    ids=["tinynet", "dta", "tcja", "plif", "tet-lif"],
+)
 def test_state_dict_round_trip_without_pickle(make):
     """torch.save of a state dict loads with weights_only=True (no pickled code) into a fresh module."""
     torch.manual_seed(3)

@@ -5,6 +5,7 @@ The counted op must return exactly ``spikes.sum`` per step and leave spikes, sta
 to the plain op; recording must not change a model's outputs; the utility's figures must equal a hand
 computation from the recorded spikes. Tiny sizes: the kernels run under Triton's interpreter on the CPU.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,27 @@ def _ops():
 def _fwd_args(x, v0, decay_t, training, chunk, *, bias=0.1, hard=True, strict=False):
     # (x, v_init, decay_t, gain_t, bias_t, decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset,
     #  strict, detach_reset, surrogate_id, surrogate_param, training, store_final_state, chunk)
-    return (x, v0, decay_t, None, None, 0.6, 1.0, bias, 1.0, 0.0, 0.0, hard, strict, False, Triangle.id, 1.0,
-            training, True, chunk)
+    return (
+        x,
+        v0,
+        decay_t,
+        None,
+        None,
+        0.6,
+        1.0,
+        bias,
+        1.0,
+        0.0,
+        0.0,
+        hard,
+        strict,
+        False,
+        Triangle.id,
+        1.0,
+        training,
+        True,
+        chunk,
+    )
 
 
 def _per_step(spikes: torch.Tensor) -> torch.Tensor:
@@ -126,16 +146,30 @@ def test_counted_op_many_programs_masked_tail(monkeypatch, poisoned_counts, bloc
 def test_counted_op_zero_neurons_and_long_chunk():
     ops = _ops()
     x = torch.randn(4, 0, 3, device=DEVICE)
-    assert torch.equal(ops.leaky_fwd_counted_triton(*_fwd_args(x, None, None, False, 8))[-1],
-                       torch.zeros(4, dtype=torch.int64))
+    assert torch.equal(
+        ops.leaky_fwd_counted_triton(*_fwd_args(x, None, None, False, 8))[-1], torch.zeros(4, dtype=torch.int64)
+    )
     with pytest.raises(ValueError, match="chunk <= 32"):
         ops.leaky_fwd_counted_triton(*_fwd_args(torch.randn(4, 5, device=DEVICE), None, None, False, 33))
 
 
 def _counted_lif(x, decay):
-    (spikes, v), counts = leaky_neuron(x, None, decay=decay, input_gain=1.0, bias=0.0, v_threshold=1.0, v_reset=0.0,
-                                 strict_threshold=False, detach_reset=False, surrogate_function=Sigmoid(),
-                                 backend="triton", return_final_state=True, v_init_value=0.0, count_spikes=True)
+    (spikes, v), counts = leaky_neuron(
+        x,
+        None,
+        decay=decay,
+        input_gain=1.0,
+        bias=0.0,
+        v_threshold=1.0,
+        v_reset=0.0,
+        strict_threshold=False,
+        detach_reset=False,
+        surrogate_function=Sigmoid(),
+        backend="triton",
+        return_final_state=True,
+        v_init_value=0.0,
+        count_spikes=True,
+    )
     return spikes.sum(0) + v, counts
 
 

@@ -10,6 +10,7 @@ Ground truths:
   eager reference elsewhere): the same gate values reach the same charge, so the spikes agree exactly, and
   all gradients (x, every attention weight) within fp32 noise.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -36,14 +37,29 @@ DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 # to the largest entry, as every reduced gradient in the suite.
 GATE_SUM_RTOL = {torch.float32: SUM_RTOL, torch.float16: 2.0**-9, torch.bfloat16: 2.0**-6}
 # (decay, gain, bias, v_threshold, v_reset or None for soft reset, v_init_value)
-NEURONS = {"lif-hard": (0.5, 0.5, 0.0, 1.0, 0.0, 0.0), "soft-bias": (0.8, 1.0, 0.05, 0.6, None, 0.0),
-           "ma-snn": (0.3, 1.0, 0.0, 0.3, 0.3, 0.0), "offset-start": (0.6, 0.9, 0.0, 1.0, -0.2, -0.2)}
+NEURONS = {
+    "lif-hard": (0.5, 0.5, 0.0, 1.0, 0.0, 0.0),
+    "soft-bias": (0.8, 1.0, 0.05, 0.6, None, 0.0),
+    "ma-snn": (0.3, 1.0, 0.0, 0.3, 0.3, 0.0),
+    "offset-start": (0.6, 0.9, 0.0, 1.0, -0.2, -0.2),
+}
 
 
 def settings(name: str, surrogate: sg.Surrogate, strict: bool = False, detach: bool = False) -> tuple:
     decay, gain, bias, v_th, v_reset, v_init = NEURONS[name]
-    return (decay, gain, bias, v_th, 0.0 if v_reset is None else v_reset, v_init, v_reset is not None, strict, detach,
-            surrogate.id, surrogate.param)
+    return (
+        decay,
+        gain,
+        bias,
+        v_th,
+        0.0 if v_reset is None else v_reset,
+        v_init,
+        v_reset is not None,
+        strict,
+        detach,
+        surrogate.id,
+        surrogate.param,
+    )
 
 
 def reference(x, scale, spatial, relu, neuron, surrogate):
@@ -53,9 +69,18 @@ def reference(x, scale, spatial, relu, neuron, surrogate):
     y = (x.float().clamp_min(0) if relu else x.float()) * scale.float()[..., None, None]
     if spatial is not None:
         y = y * spatial.float().view(1, B, 1, H, W)
-    return multistep_leaky_reference(y.to(x.dtype), decay=decay, input_gain=gain, bias=bias, v_threshold=v_th,
-                                     v_reset=v_reset if hard else None, strict_threshold=strict, detach_reset=detach,
-                                     surrogate_function=surrogate, v_init_value=v_init)
+    return multistep_leaky_reference(
+        y.to(x.dtype),
+        decay=decay,
+        input_gain=gain,
+        bias=bias,
+        v_threshold=v_th,
+        v_reset=v_reset if hard else None,
+        strict_threshold=strict,
+        detach_reset=detach,
+        surrogate_function=surrogate,
+        v_init_value=v_init,
+    )
 
 
 def make_inputs(shape, dtype, has_map, spread=2.0):
@@ -107,8 +132,9 @@ def test_op_half_precision(dtype, relu, has_map):
     check_op((5, 2, 4, 3, 6), dtype, relu, has_map, settings("lif-hard", sg.Sigmoid()), sg.Sigmoid(), 2)
 
 
-@pytest.mark.parametrize("shape", pick([(3, 3, 5, 1, 1), (9, 1, 2, 40, 30), (2, 4, 33, 2, 3)], [(9, 1, 2, 40, 30)]),
-                         ids=str)
+@pytest.mark.parametrize(
+    "shape", pick([(3, 3, 5, 1, 1), (9, 1, 2, 40, 30), (2, 4, 33, 2, 3)], [(9, 1, 2, 40, 30)]), ids=str
+)
 def test_op_shapes(shape):
     """1 x 1 planes (many rows per tile), planes longer than one interpreted tile (1200 > 1024 wide x 8
     rows), many channels; default chunk."""
@@ -135,14 +161,20 @@ def ma(dims="TCS"):
     return MultiDimensionalAttention(T, C, reduction_t=2, reduction_c=2, dims=dims, backend="triton")
 
 
-ATTENTIONS = {"tcja": tcja, "tla": lambda: tcja(TLA), "cla": lambda: tcja(CLA),
-              **{f"ma-{d}": (lambda d=d: ma(d)) for d in pick(["T", "C", "S", "TC", "TS", "CS", "TCS"], ["CS", "TCS"])}}
+ATTENTIONS = {
+    "tcja": tcja,
+    "tla": lambda: tcja(TLA),
+    "cla": lambda: tcja(CLA),
+    **{f"ma-{d}": (lambda d=d: ma(d)) for d in pick(["T", "C", "S", "TC", "TS", "CS", "TCS"], ["CS", "TCS"])},
+}
 NEURON_MODULES = {
     # thresholds below the default so that the gated inputs (every gate < 1) make them fire
-    "lif": lambda: LIFNode(tau=2.0, v_threshold=0.5, detach_reset=True, step_mode="m", stateful=False,
-                            backend="triton"),
-    "lif-soft": lambda: LIFNode(tau=1.5, v_reset=None, surrogate_function=sg.ATan(), step_mode="m", stateful=False,
-                                 backend="triton"),
+    "lif": lambda: LIFNode(
+        tau=2.0, v_threshold=0.5, detach_reset=True, step_mode="m", stateful=False, backend="triton"
+    ),
+    "lif-soft": lambda: LIFNode(
+        tau=1.5, v_reset=None, surrogate_function=sg.ATan(), step_mode="m", stateful=False, backend="triton"
+    ),
     "ma-snn": lambda: MASNNLIFNode(backend="triton"),
 }
 
@@ -205,16 +237,23 @@ def test_container_keys_and_forward():
     assert_equal_verbose(pair(x), plain(x), "spikes")
 
 
-@pytest.mark.parametrize("case", ["plif", "stateful", "single-step", "layout-bt", "torch-attention", "torch-neuron",
-                                  "not-attention", "4d-input"])
+@pytest.mark.parametrize(
+    "case",
+    ["plif", "stateful", "single-step", "layout-bt", "torch-attention", "torch-neuron", "not-attention", "4d-input"],
+)
 def test_unfusable_pairs_run_unfused(case):
     """Each obstacle is named by fusion_blocker, and the pair still computes neuron(attention(x))."""
     att, neu = tcja(), NEURON_MODULES["lif"]()
     x = torch.randn(T, B, C, H, W, device=DEVICE)
     expected_reason = {
-        "plif": "learnable", "stateful": "stateless", "single-step": "stateless", "layout-bt": "layout",
-        "torch-attention": "attention runs on 'torch'", "torch-neuron": "neuron runs on 'torch'",
-        "not-attention": "no gated-neuron path", "4d-input": "[T, B, C, H, W]",
+        "plif": "learnable",
+        "stateful": "stateless",
+        "single-step": "stateless",
+        "layout-bt": "layout",
+        "torch-attention": "attention runs on 'torch'",
+        "torch-neuron": "neuron runs on 'torch'",
+        "not-attention": "no gated-neuron path",
+        "4d-input": "[T, B, C, H, W]",
     }[case]
     if case == "plif":
         neu = ParametricLIFNode(step_mode="m", stateful=False, backend="triton")
@@ -303,8 +342,11 @@ def test_gate_after_pool_matches_the_plain_sequence(pool, neuron):
     from snnkernels.models import GatedPoolSequential, SeqToANN, resolved_backends
 
     layer = torch.nn.MaxPool2d(2, 2) if pool == "max" else torch.nn.AvgPool2d(2, 2)
-    first = NEURON_MODULES["lif"]() if neuron == "lif" else ParametricLIFNode(step_mode="m", stateful=False,
-                                                                                  backend="triton")
+    first = (
+        NEURON_MODULES["lif"]()
+        if neuron == "lif"
+        else ParametricLIFNode(step_mode="m", stateful=False, backend="triton")
+    )
     seq = GatedPoolSequential(first, tcja(), SeqToANN(layer))
     randomize(seq[1])
     x = torch.randn(T, B, C, 6, 8, device=DEVICE) * 3

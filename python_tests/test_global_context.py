@@ -9,6 +9,7 @@ two parts: its spatial input port (PE + GC) against the reference's, every gradi
 against ``backend="torch"`` with the spike-flip budget (a context that differs in its last bit may move a
 potential sitting at the threshold).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -39,8 +40,9 @@ def context_reference(x, wk, bk):
 
 # (T, B, C, H, W): odd planes; C = 1; more pixels than one interpreted tile (32768 / 64 = 512 < 1600),
 # so the online softmax rescales across tiles; a 4-D [N, C, H, W] input
-SHAPES = pick([(3, 2, 5, 7, 9), (2, 3, 1, 3, 3), (1, 2, 64, 40, 40), (4, 6, 5, 5)],
-              [(3, 2, 5, 7, 9), (1, 2, 64, 40, 40)])
+SHAPES = pick(
+    [(3, 2, 5, 7, 9), (2, 3, 1, 3, 3), (1, 2, 64, 40, 40), (4, 6, 5, 5)], [(3, 2, 5, 7, 9), (1, 2, 64, 40, 40)]
+)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -104,17 +106,26 @@ def assert_within(actual: torch.Tensor, expected: torch.Tensor, bound: torch.Ten
     err = (actual.detach().double() - expected.detach().double()).abs()
     assert bound.max() < expected.abs().max(), f"{name}: the bound {bound.max():.2e} would accept anything"
     bad = err > bound
-    assert not bad.any(), (f"{name}: {int(bad.sum())} / {bad.numel()} entries beyond the fp32 bound; worst "
-                           f"{(err / bound).max():.2f}x the bound, max error {err.max():.3e}")
+    assert not bad.any(), (
+        f"{name}: {int(bad.sum())} / {bad.numel()} entries beyond the fp32 bound; worst "
+        f"{(err / bound).max():.2f}x the bound, max error {err.max():.3e}"
+    )
 
 
 def gc_weights(C: int, hidden: int, bias: bool, layer_norm: bool) -> GCParams:
     def r(*shape, scale=0.5):
         return torch.randn(*shape, device=DEVICE) * scale
 
-    return GCParams(r(C), r(()) if bias else None, r(hidden, C), r(hidden) if bias else None,
-                    (1 + r(hidden, scale=0.1)) if layer_norm else None, r(hidden, scale=0.1) if layer_norm else None,
-                    r(C, hidden), r(C) if bias else None)
+    return GCParams(
+        r(C),
+        r(()) if bias else None,
+        r(hidden, C),
+        r(hidden) if bias else None,
+        (1 + r(hidden, scale=0.1)) if layer_norm else None,
+        r(hidden, scale=0.1) if layer_norm else None,
+        r(C, hidden),
+        r(C) if bias else None,
+    )
 
 
 @pytest.mark.parametrize("fusion, layer_norm, bias", [("add", True, True), ("mul", False, False), ("mul", True, True)])

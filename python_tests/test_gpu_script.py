@@ -1,6 +1,7 @@
 """The GPU script's plumbing, checked without a GPU (GPU_CHECK_DRY_RUN=1): a GPU session is too scarce to
 lose to a shell typo. The dry run goes through every phase (environment, a small test file, both
 benchmarks eager-only on the CPU, plots, the copy to $OUT) and must exit 0 with results in $OUT."""
+
 from __future__ import annotations
 
 import json
@@ -17,10 +18,17 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.skipif(sys.platform != "linux", reason="bash script for the Linux GPU machine")
 def test_gpu_script_dry_run(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "SNNKERNELS_BACKEND")}
-    env.update(GPU_CHECK_DRY_RUN="1", OUT=str(tmp_path), PYTHON=sys.executable, GPU_CHECK_SECONDS="400",
-               TEST_SECONDS="120")
-    proc = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), "all"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    env.update(
+        GPU_CHECK_DRY_RUN="1", OUT=str(tmp_path), PYTHON=sys.executable, GPU_CHECK_SECONDS="400", TEST_SECONDS="120"
+    )
+    proc = subprocess.run(
+        ["bash", str(ROOT / "bench" / "gpu_check.sh"), "all"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     assert "all phases passed" in log

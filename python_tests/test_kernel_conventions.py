@@ -8,6 +8,7 @@
 
 Each check returns its offenders as ``file:line: what``; the synthetic sources below prove that each can fail.
 """
+
 from __future__ import annotations
 
 import ast
@@ -22,7 +23,8 @@ def _is_jit(decorator: ast.expr) -> bool:
     """``@triton.jit``, ``@jit``, or either called with options."""
     target = decorator.func if isinstance(decorator, ast.Call) else decorator
     return (isinstance(target, ast.Attribute) and target.attr == "jit") or (
-        isinstance(target, ast.Name) and target.id == "jit")
+        isinstance(target, ast.Name) and target.id == "jit"
+    )
 
 
 def _do_not_specialize(decorator: ast.expr, arg_names: list[str]) -> set[str]:
@@ -53,15 +55,22 @@ def unspecialized_t_offenders(source: str, filename: str) -> list[str]:
             continue
         arg_names = [a.arg for a in node.args.posonlyargs + node.args.args]
         if "T" in arg_names and not any("T" in _do_not_specialize(d, arg_names) for d in jits):
-            offenders.append(f"{filename}:{node.lineno}: {node.name} takes T without do_not_specialize=[\"T\"]")
+            offenders.append(f'{filename}:{node.lineno}: {node.name} takes T without do_not_specialize=["T"]')
     return offenders
 
 
 def _spreads_compile_options(call: ast.Call) -> bool:
-    return any(kw.arg is None and any(isinstance(n, ast.Name) and n.id == "COMPILE_OPTIONS"
-                                      or isinstance(n, ast.Attribute) and n.attr == "COMPILE_OPTIONS"
-                                      for n in ast.walk(kw.value))
-               for kw in call.keywords)
+    return any(
+        kw.arg is None
+        and any(
+            isinstance(n, ast.Name)
+            and n.id == "COMPILE_OPTIONS"
+            or isinstance(n, ast.Attribute)
+            and n.attr == "COMPILE_OPTIONS"
+            for n in ast.walk(kw.value)
+        )
+        for kw in call.keywords
+    )
 
 
 def _launches(tree: ast.AST) -> list[ast.Call]:
@@ -71,8 +80,11 @@ def _launches(tree: ast.AST) -> list[ast.Call]:
 
 def launch_offenders(source: str, filename: str) -> list[str]:
     """Launches ``kernel[grid](...)`` without ``**COMPILE_OPTIONS``."""
-    return [f"{filename}:{node.lineno}: {ast.unparse(node.func)}(...) does not pass **COMPILE_OPTIONS"
-            for node in _launches(ast.parse(source, filename)) if not _spreads_compile_options(node)]
+    return [
+        f"{filename}:{node.lineno}: {ast.unparse(node.func)}(...) does not pass **COMPILE_OPTIONS"
+        for node in _launches(ast.parse(source, filename))
+        if not _spreads_compile_options(node)
+    ]
 
 
 def _scan(folder: Path, check) -> tuple[list[str], int]:
@@ -94,7 +106,7 @@ def test_triton_launches_pass_compile_options():
     assert not offenders, "Triton launches must pass **COMPILE_OPTIONS:\n" + "\n".join(offenders)
 
 
-_KERNELS_SOURCE = '''
+_KERNELS_SOURCE = """
 import triton
 import triton.language as tl
 from triton import jit
@@ -138,7 +150,7 @@ def _bad_private_kernel(x_ptr, T):
 @triton.jit
 def no_time_kernel(x_ptr, N):
     pass
-'''
+"""
 
 
 def test_do_not_specialize_check_finds_offenders():
@@ -149,7 +161,7 @@ def test_do_not_specialize_check_finds_offenders():
     ]
 
 
-_OPS_SOURCE = '''
+_OPS_SOURCE = """
 from .leaky_triton import COMPILE_OPTIONS
 from . import leaky_triton
 
@@ -159,7 +171,7 @@ def launch(x, grid, kernel, constexprs):
     kernel[grid](x, **constexprs, **leaky_triton.COMPILE_OPTIONS)
     kernel[grid](x, BLOCK=128, num_warps=4)
     kernel[(1,)](x, enable_fp_fusion=False, **constexprs)
-'''
+"""
 
 
 def test_compile_options_check_finds_offenders():

@@ -9,6 +9,7 @@ NaN-poisoned allocations (conftest), so an element a kernel forgets to write fai
 The reference itself is checked against hand-written loops of each paper's equations (TET/DTA, MA-SNN,
 Att-Res-SNN, SpikingJelly's LIF charge), written here independently of snnkernels.neuron_models.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,8 +37,16 @@ from utils import (
     run_both,
 )
 
-SURROGATES = [sg.ATan(), sg.Sigmoid(), sg.Triangle(), sg.Rectangle(), sg.PiecewiseExp(), sg.SoftSign(), sg.SuperSpike(),
-              sg.Erf()]
+SURROGATES = [
+    sg.ATan(),
+    sg.Sigmoid(),
+    sg.Triangle(),
+    sg.Rectangle(),
+    sg.PiecewiseExp(),
+    sg.SoftSign(),
+    sg.SuperSpike(),
+    sg.Erf(),
+]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 RESETS = {"hard0": 0.0, "hard-0.3": -0.3, "soft": None}
 
@@ -102,10 +111,24 @@ def test_options(backend, surrogate, reset, detach_reset, strict):
     shape = (13, 2, 3, 5, 7)
     x = rand(shape)
     v0 = rand(shape[1:], scale=0.5, shift=0.0)
-    coeffs = dict(decay=coefficient("channel", 0.6, 3), input_gain=coefficient("channel", 0.9, 3),
-                  bias=coefficient("channel", 0.05, 3, spread=0.05))
-    res = run_both(F.multistep_leaky, backend, x, v0, v_threshold=0.9, v_reset=RESETS[reset], strict_threshold=strict,
-                   detach_reset=detach_reset, surrogate_function=surrogate, return_final_state=True, **coeffs)
+    coeffs = dict(
+        decay=coefficient("channel", 0.6, 3),
+        input_gain=coefficient("channel", 0.9, 3),
+        bias=coefficient("channel", 0.05, 3, spread=0.05),
+    )
+    res = run_both(
+        F.multistep_leaky,
+        backend,
+        x,
+        v0,
+        v_threshold=0.9,
+        v_reset=RESETS[reset],
+        strict_threshold=strict,
+        detach_reset=detach_reset,
+        surrogate_function=surrogate,
+        return_final_state=True,
+        **coeffs,
+    )
     check_both(res, backend, x)
 
 
@@ -114,8 +137,17 @@ def test_options(backend, surrogate, reset, detach_reset, strict):
 @pytest.mark.parametrize("reset", ["hard0", "soft"])
 def test_surrogate_parameters(backend, surrogate, reset):
     x = rand((7, 3, 4, 6))
-    res = run_both(F.multistep_leaky, backend, x, decay=0.7, input_gain=1.2, bias=-0.05, v_reset=RESETS[reset],
-                   surrogate_function=surrogate, return_final_state=True)
+    res = run_both(
+        F.multistep_leaky,
+        backend,
+        x,
+        decay=0.7,
+        input_gain=1.2,
+        bias=-0.05,
+        v_reset=RESETS[reset],
+        surrogate_function=surrogate,
+        return_final_state=True,
+    )
     check_both(res, backend, x)
 
 
@@ -131,8 +163,17 @@ def test_lengths_and_chunks(backend, chunk, T, neurons):
     C = shape[2] if len(shape) > 2 else 1
     decay = coefficient("channel" if len(shape) > 2 else "1elem", 0.7, C)
     reset = None if T % 2 else 0.0
-    res = run_both(F.multistep_leaky, backend, x, v0, decay=decay, input_gain=1.1, v_reset=reset,
-                   surrogate_function=sg.Sigmoid(), return_final_state=True)
+    res = run_both(
+        F.multistep_leaky,
+        backend,
+        x,
+        v0,
+        decay=decay,
+        input_gain=1.1,
+        v_reset=reset,
+        surrogate_function=sg.Sigmoid(),
+        return_final_state=True,
+    )
     check_both(res, backend, x, min_activity=T > 1)
 
 
@@ -163,27 +204,49 @@ STATE_CASES = [(False, ("spikes",)), (True, ("spikes",)), (True, ("final",)), (T
 
 @pytest.mark.parametrize("backend", FUSED)
 @pytest.mark.parametrize("v_init", ["none", "learnable", "constant"])
-@pytest.mark.parametrize("final, grad_on", STATE_CASES, ids=["spikes", "final-out_grad-spikes", "grad-final-only",
-                                                             "grad-both"])
+@pytest.mark.parametrize(
+    "final, grad_on", STATE_CASES, ids=["spikes", "final-out_grad-spikes", "grad-final-only", "grad-both"]
+)
 @pytest.mark.parametrize("reset", ["hard0", "soft"])
 def test_state_in_and_out(backend, v_init, final, grad_on, reset):
     """v_init absent / learnable / constant, the final state returned or not, and gradients flowing through
     the spikes only, the final state only (no spike gradient) or both."""
     x = rand((10, 3, 4, 5))
     v0 = None if v_init == "none" else rand((3, 4, 5), scale=0.6, shift=0.1, requires_grad=v_init == "learnable")
-    res = run_both(F.multistep_leaky, backend, x, v0, grad_on=grad_on, decay=0.8, bias=0.02, v_reset=RESETS[reset],
-                   surrogate_function=sg.ATan(), return_final_state=final)
+    res = run_both(
+        F.multistep_leaky,
+        backend,
+        x,
+        v0,
+        grad_on=grad_on,
+        decay=0.8,
+        bias=0.02,
+        v_reset=RESETS[reset],
+        surrogate_function=sg.ATan(),
+        return_final_state=final,
+    )
     check_both(res, backend, x)
     assert ("v_init" in res[backend][1]) == (v_init == "learnable")
 
 
 @pytest.mark.parametrize("backend", FUSED)
-@pytest.mark.parametrize("kinds", [
-    ("float", "float", "float"), ("0d", "float", "float"), ("float", "1elem", "0d"), ("channel", "float", "float"),
-    ("float", "channel", "float"), ("float", "float", "channel"), ("channel", "channel", "channel"),
-    ("channel", "0d", "1elem"), ("0d", "0d", "0d"), ("channel-nograd", "channel", "0d-nograd"),
-    ("1elem-nograd", "channel-nograd", "float"),
-], ids="-".join)
+@pytest.mark.parametrize(
+    "kinds",
+    [
+        ("float", "float", "float"),
+        ("0d", "float", "float"),
+        ("float", "1elem", "0d"),
+        ("channel", "float", "float"),
+        ("float", "channel", "float"),
+        ("float", "float", "channel"),
+        ("channel", "channel", "channel"),
+        ("channel", "0d", "1elem"),
+        ("0d", "0d", "0d"),
+        ("channel-nograd", "channel", "0d-nograd"),
+        ("1elem-nograd", "channel-nograd", "float"),
+    ],
+    ids="-".join,
+)
 @pytest.mark.parametrize("x_grad", [True, False], ids=["x_grad", "x_const"])
 def test_coefficient_kinds(backend, kinds, x_grad):
     """decay / input_gain / bias as floats or tensors of shape [], [1] or [C], learnable or constant, mixed; with
@@ -191,12 +254,24 @@ def test_coefficient_kinds(backend, kinds, x_grad):
     C = 5
     x = rand((6, 3, C, 4, 3), requires_grad=x_grad)
     decay, gain, bias = (coefficient(k, v, C) for k, v in zip(kinds, (0.55, 0.9, 0.04), strict=True))
-    res = run_both(F.multistep_leaky, backend, x, decay=decay, input_gain=gain, bias=bias, v_reset=None,
-                   surrogate_function=sg.Triangle(1.0), return_final_state=True)
+    res = run_both(
+        F.multistep_leaky,
+        backend,
+        x,
+        decay=decay,
+        input_gain=gain,
+        bias=bias,
+        v_reset=None,
+        surrogate_function=sg.Triangle(1.0),
+        return_final_state=True,
+    )
     check_both(res, backend, x)
     expected = {"x"} if x_grad else set()
-    expected |= {n for n, t in zip(("decay", "input_gain", "bias"), (decay, gain, bias), strict=True)
-                 if isinstance(t, torch.Tensor) and t.requires_grad}
+    expected |= {
+        n
+        for n, t in zip(("decay", "input_gain", "bias"), (decay, gain, bias), strict=True)
+        if isinstance(t, torch.Tensor) and t.requires_grad
+    }
     assert set(res[backend][1]) == expected
 
 
@@ -223,18 +298,34 @@ def test_dtypes(backend, dtype, per_channel, reset):
     x = rand((9, 2, C, 11), dtype)
     v0 = rand((2, C, 11), dtype, scale=0.5, shift=0.0)
     kind = "channel" if per_channel else "float"
-    res = run_both(F.multistep_leaky, backend, x, v0, decay=coefficient(kind, 0.6, C),
-                   input_gain=coefficient(kind, 0.9, C), bias=coefficient(kind, 0.03, C, spread=0.02),
-                   v_reset=RESETS[reset], surrogate_function=sg.ATan(), return_final_state=True)
+    res = run_both(
+        F.multistep_leaky,
+        backend,
+        x,
+        v0,
+        decay=coefficient(kind, 0.6, C),
+        input_gain=coefficient(kind, 0.9, C),
+        bias=coefficient(kind, 0.03, C, spread=0.02),
+        v_reset=RESETS[reset],
+        surrogate_function=sg.ATan(),
+        return_final_state=True,
+    )
     check_both(res, backend, x)
     grads = res[backend][1]
     assert grads["x"].dtype == dtype and grads["v_init"].dtype == dtype
 
 
 @pytest.mark.parametrize("backend", FUSED)
-@pytest.mark.parametrize("x_dtype, v_dtype", [(torch.float32, torch.float16), (torch.float32, torch.float64),
-                                              (torch.float32, torch.bfloat16), (torch.bfloat16, torch.float32)],
-                         ids=str)
+@pytest.mark.parametrize(
+    "x_dtype, v_dtype",
+    [
+        (torch.float32, torch.float16),
+        (torch.float32, torch.float64),
+        (torch.float32, torch.bfloat16),
+        (torch.bfloat16, torch.float32),
+    ],
+    ids=str,
+)
 def test_v_init_of_another_float_dtype(backend, x_dtype, v_dtype):
     """v_init may be any float dtype (it is converted to the fp32 state); its gradient comes back in its dtype."""
     x = rand((6, 3, 8), x_dtype)
@@ -260,8 +351,17 @@ LIF_CASES = [(True, 0.0), (False, 0.0), (True, None), (False, None), (False, -0.
 def test_multistep_lif(backend, tau_kind, decay_input, v_reset, detach_reset):
     C = 3
     x = rand((7, 4, C, 5), scale=2.0, shift=0.8)
-    res = run_both(F.multistep_lif, backend, x, tau=TAU_KINDS[tau_kind](C), decay_input=decay_input, v_reset=v_reset,
-                   detach_reset=detach_reset, surrogate_function=sg.Sigmoid(), return_final_state=True)
+    res = run_both(
+        F.multistep_lif,
+        backend,
+        x,
+        tau=TAU_KINDS[tau_kind](C),
+        decay_input=decay_input,
+        v_reset=v_reset,
+        detach_reset=detach_reset,
+        surrogate_function=sg.Sigmoid(),
+        return_final_state=True,
+    )
     check_both(res, backend, x)
 
 
@@ -271,8 +371,17 @@ def test_multistep_lif_low_precision(backend, dtype):
     C = 3
     x = rand((8, 2, C, 9), dtype, scale=2.0, shift=0.8)
     v0 = rand((2, C, 9), dtype, scale=0.5, shift=0.0)
-    res = run_both(F.multistep_lif, backend, x, v0, tau=TAU_KINDS["channel"](C), decay_input=False, v_reset=None,
-                   surrogate_function=sg.ATan(), return_final_state=True)
+    res = run_both(
+        F.multistep_lif,
+        backend,
+        x,
+        v0,
+        tau=TAU_KINDS["channel"](C),
+        decay_input=False,
+        v_reset=None,
+        surrogate_function=sg.ATan(),
+        return_final_state=True,
+    )
     check_both(res, backend, x)
 
 
@@ -284,8 +393,7 @@ def test_lif_starts_at_v_reset(backend, decay_input):
     x = torch.zeros(4, 3, 2, device=DEVICE)
     s, v = F.multistep_lif(x, tau=2.0, v_reset=0.5, decay_input=decay_input, backend=backend, return_final_state=True)
     assert torch.equal(v, torch.full_like(v, 0.5)) and not s.any()
-    s, v = F.multistep_lif(x, tau=2.0, v_reset=None, decay_input=decay_input, backend=backend,
-                           return_final_state=True)
+    s, v = F.multistep_lif(x, tau=2.0, v_reset=None, decay_input=decay_input, backend=backend, return_final_state=True)
     assert torch.equal(v, torch.zeros_like(v)) and not s.any()
     # with input 2 * v_th * tau the first step fires: h_1 = v_reset + (x - 0) / tau (decay_input) >= 1
     x[0] = 2.0 * 2.0 if decay_input else 1.0
@@ -318,8 +426,17 @@ def test_exact_threshold_hits(backend, strict, surrogate, reset):
     hits = (h_exact == 1.0).sum().item()
     assert hits > 10 and ((h_exact - 1.0).abs() == 0.5).sum().item() > 10, "inputs do not hit the threshold"
     x = x0.float().to(DEVICE).requires_grad_()
-    res = run_both(F.multistep_leaky, backend, x, decay=0.5, v_threshold=1.0, v_reset=RESETS[reset],
-                   strict_threshold=strict, surrogate_function=surrogate, return_final_state=True)
+    res = run_both(
+        F.multistep_leaky,
+        backend,
+        x,
+        decay=0.5,
+        v_threshold=1.0,
+        v_reset=RESETS[reset],
+        strict_threshold=strict,
+        surrogate_function=surrogate,
+        return_final_state=True,
+    )
     check_both(res, backend, x)
     assert_equal_verbose(res[backend][0][0].double().cpu(), s_exact, "spikes vs exact loop")
 
@@ -342,10 +459,21 @@ def test_channels_last_input(backend, ndim, grad_layout):
     x = (base * 1.5 + 0.3).view(T, B, C, *spatial).detach().requires_grad_()
     assert not x.is_contiguous() and x[0].is_contiguous(memory_format=fmt)
     v0 = rand((B, C, *spatial), scale=0.5, shift=0.0)  # contiguous: another layout than x[0]
-    coeffs = dict(decay=coefficient("channel", 0.5, C, spread=0.2), input_gain=coefficient("channel", 1.0, C),
-                  bias=coefficient("channel", 0.0, C, spread=0.05))
-    res = run_both(F.multistep_leaky, backend, x, v0, grad_layout=grad_layout, return_final_state=True,
-                   surrogate_function=sg.Rectangle(), **coeffs)
+    coeffs = dict(
+        decay=coefficient("channel", 0.5, C, spread=0.2),
+        input_gain=coefficient("channel", 1.0, C),
+        bias=coefficient("channel", 0.0, C, spread=0.05),
+    )
+    res = run_both(
+        F.multistep_leaky,
+        backend,
+        x,
+        v0,
+        grad_layout=grad_layout,
+        return_final_state=True,
+        surrogate_function=sg.Rectangle(),
+        **coeffs,
+    )
     check_both(res, backend, x)
     spikes, v = res[backend][0]
     assert spikes.stride() == x.stride(), "spikes keep the input's layout"
@@ -361,8 +489,17 @@ def test_non_contiguous_tensors(backend, x_layout, grad_layout):
     x = rand((7, 3, C, 6), layout=x_layout)
     assert not x.is_contiguous()
     v0 = rand((3, C, 6), scale=0.5, shift=0.0, layout="transposed")
-    res = run_both(F.multistep_leaky, backend, x, v0, grad_layout=grad_layout, decay=coefficient("channel", 0.6, C),
-                   input_gain=coefficient("0d", 1.1, C), return_final_state=True, surrogate_function=sg.Sigmoid())
+    res = run_both(
+        F.multistep_leaky,
+        backend,
+        x,
+        v0,
+        grad_layout=grad_layout,
+        decay=coefficient("channel", 0.6, C),
+        input_gain=coefficient("0d", 1.1, C),
+        return_final_state=True,
+        surrogate_function=sg.Sigmoid(),
+    )
     check_both(res, backend, x)
 
 
@@ -382,9 +519,17 @@ def test_many_programs_and_masked_tail(monkeypatch, backend, block, chunk):
     monkeypatch.setattr(leaky_triton, "launch_config", lambda n, backward: leaky_triton.LaunchConfig(block, 1))
     x = rand((8, 2, 3, 5, 7))
     v0 = rand((2, 3, 5, 7), scale=0.5, shift=0.0)
-    res = run_both(F.multistep_leaky, backend, x, v0, decay=coefficient("channel", 0.6, 3),
-                   input_gain=coefficient("channel", 0.9, 3), bias=coefficient("0d", 0.02, 3), v_reset=None,
-                   return_final_state=True)
+    res = run_both(
+        F.multistep_leaky,
+        backend,
+        x,
+        v0,
+        decay=coefficient("channel", 0.6, 3),
+        input_gain=coefficient("channel", 0.9, 3),
+        bias=coefficient("0d", 0.02, 3),
+        v_reset=None,
+        return_final_state=True,
+    )
     check_both(res, backend, x)
 
 
@@ -457,8 +602,9 @@ def test_module_determinism(backend, module):
 
     def make(b):
         if module == "plif":
-            return snn.ParametricLIFNode(init_tau=2.5, v_reset=None, step_mode="m", stateful=False, backend=b,
-                                         surrogate_function=sg.ATan()).to(DEVICE)
+            return snn.ParametricLIFNode(
+                init_tau=2.5, v_reset=None, step_mode="m", stateful=False, backend=b, surrogate_function=sg.ATan()
+            ).to(DEVICE)
         node = snn.LeakyNode(decay=0.6, input_gain=0.8, bias=0.02, channels=C, learnable=True, backend=b)
         with torch.no_grad():
             node.decay.add_(0.1 * torch.randn(C))
@@ -540,8 +686,10 @@ def test_charge_overflow_matches_reference(backend):
     h (1 - s) + v_reset s gives NaN in the reference (inf * 0), and the kernels compute the same arithmetic,
     so the final state and the later spikes agree (NaN compares equal to NaN here)."""
     x = torch.tensor([[3e38, 0.5], [1.5, 0.2]], device=DEVICE)
-    outs = {b: F.multistep_leaky(x, decay=0.5, input_gain=2.0, backend=b, return_final_state=True)
-            for b in (backend, "torch")}
+    outs = {
+        b: F.multistep_leaky(x, decay=0.5, input_gain=2.0, backend=b, return_final_state=True)
+        for b in (backend, "torch")
+    }
     assert_equal_verbose(outs[backend][0], outs["torch"][0], "spikes")
     assert_equal_verbose(outs[backend][1], outs["torch"][1], "final state")
 
@@ -625,8 +773,14 @@ def _ma_final(v):
 PAPERS = {  # preset, surrogate override, loop, final-state map, random (scale, shift), grid of exact inputs
     "tet": (nm.TET_LIF, None, tet_loop, _same, (0.8, 0.4), lambda s: torch.randint(-4, 12, s) / 8),
     "ma_snn": (nm.MA_SNN_LIF, None, ma_snn_loop, _ma_final, (0.3, 0.1), lambda s: torch.randint(0, 5, s) * 0.1),
-    "ma_snn_w1": (nm.MA_SNN_LIF, sg.Rectangle(1.0), lambda x: ma_snn_loop(x, 1.0), _ma_final, (0.3, 0.1),
-                  lambda s: torch.randint(0, 5, s) * 0.1),
+    "ma_snn_w1": (
+        nm.MA_SNN_LIF,
+        sg.Rectangle(1.0),
+        lambda x: ma_snn_loop(x, 1.0),
+        _ma_final,
+        (0.3, 0.1),
+        lambda s: torch.randint(0, 5, s) * 0.1,
+    ),
     "att_res": (nm.ATT_RES_LIF, None, att_res_loop, _same, (0.5, 0.2), lambda s: torch.randint(-2, 7, s) / 8),
 }
 
@@ -640,10 +794,17 @@ def test_paper_presets_match_their_equations(backend, paper, data):
     preset, surrogate, loop, final, (scale, shift), grid = PAPERS[paper]
     shape = (11, 3, 4, 6)
     x = rand(shape, scale=scale, shift=shift) if data == "random" else grid(shape).float().to(DEVICE).requires_grad_()
-    s, v = F.multistep_leaky(x, decay=preset.decay, v_threshold=preset.v_threshold, v_reset=preset.v_reset,
-                             strict_threshold=preset.strict_threshold, detach_reset=preset.detach_reset,
-                             surrogate_function=surrogate or preset.surrogate, backend=backend,
-                             return_final_state=True)
+    s, v = F.multistep_leaky(
+        x,
+        decay=preset.decay,
+        v_threshold=preset.v_threshold,
+        v_reset=preset.v_reset,
+        strict_threshold=preset.strict_threshold,
+        detach_reset=preset.detach_reset,
+        surrogate_function=surrogate or preset.surrogate,
+        backend=backend,
+        return_final_state=True,
+    )
     s_loop, state_loop, pots = loop(x)
     rate = s.float().mean().item()
     assert 0.05 < rate < 0.95, f"spike rate {rate}: inputs do not exercise the neuron"
@@ -657,8 +818,9 @@ def test_paper_presets_match_their_equations(backend, paper, data):
     assert_grad_close(g, g_loop, "x")
 
 
-@pytest.mark.parametrize("paper, cls", [("tet", snn.TETLIFNode), ("ma_snn", snn.MASNNLIFNode),
-                                        ("att_res", snn.AttResLIFNode)])
+@pytest.mark.parametrize(
+    "paper, cls", [("tet", snn.TETLIFNode), ("ma_snn", snn.MASNNLIFNode), ("att_res", snn.AttResLIFNode)]
+)
 def test_preset_modules_use_the_presets(paper, cls):
     preset, loop = PAPERS[paper][0], PAPERS[paper][2]
     assert cls.preset is preset
@@ -704,14 +866,23 @@ def sj_lif_loop(x, tau, decay_input, v_reset, detach_reset, derivative, v_th=1.0
 
 
 SJ_CASES = [  # tau, decay_input, v_reset, detach_reset, surrogate
-    (2.0, True, 0.0, False, "atan"), (3.0, True, None, True, "sigmoid"), (2.5, False, -0.5, False, "atan"),
-    (7.0, False, 0.3, True, "sigmoid"), ("channel", True, 0.0, True, "atan"), ("channel", False, None, False, "atan"),
+    (2.0, True, 0.0, False, "atan"),
+    (3.0, True, None, True, "sigmoid"),
+    (2.5, False, -0.5, False, "atan"),
+    (7.0, False, 0.3, True, "sigmoid"),
+    ("channel", True, 0.0, True, "atan"),
+    ("channel", False, None, False, "atan"),
     (3.0, False, -0.5, False, "atan"),  # with grid inputs: many exact-threshold ties, so many real flips
 ]
 
 
-@pytest.mark.parametrize("precision", [pytest.param("fp64-torch", id="fp64-torch"),
-                                       pytest.param("fp32-triton", id="fp32-triton", marks=pytest.mark.triton)])
+@pytest.mark.parametrize(
+    "precision",
+    [
+        pytest.param("fp64-torch", id="fp64-torch"),
+        pytest.param("fp32-triton", id="fp32-triton", marks=pytest.mark.triton),
+    ],
+)
 @pytest.mark.parametrize("data", ["random", "grid"])
 @pytest.mark.parametrize("tau, decay_input, v_reset, detach_reset, surrogate", pick(SJ_CASES, SJ_CASES[::3]))
 def test_lif_matches_spikingjelly_formula(precision, data, tau, decay_input, v_reset, detach_reset, surrogate):
@@ -726,14 +897,24 @@ def test_lif_matches_spikingjelly_formula(precision, data, tau, decay_input, v_r
     else:
         x0 = torch.randint(-16, 40, (13, 5, C, 100)).double() / 8
     x = x0.to(DEVICE, dtype).requires_grad_()
-    tau_t = (2.0 + 3.0 * torch.rand(C, dtype=torch.float64)).to(DEVICE, dtype).requires_grad_() \
-        if tau == "channel" else tau
+    tau_t = (
+        (2.0 + 3.0 * torch.rand(C, dtype=torch.float64)).to(DEVICE, dtype).requires_grad_() if tau == "channel" else tau
+    )
     our_sg, derivative = SJ_SURROGATES[surrogate]
-    s, v = F.multistep_lif(x, tau=tau_t, decay_input=decay_input, v_reset=v_reset, detach_reset=detach_reset,
-                           surrogate_function=our_sg, backend=backend, return_final_state=True)
+    s, v = F.multistep_lif(
+        x,
+        tau=tau_t,
+        decay_input=decay_input,
+        v_reset=v_reset,
+        detach_reset=detach_reset,
+        surrogate_function=our_sg,
+        backend=backend,
+        return_final_state=True,
+    )
     s_sj, h_sj, v_sj = sj_lif_loop(x, tau_t, decay_input, v_reset, detach_reset, derivative)
-    cmp = compare_spikes(s, s_sj, h_sj, 1.0, eps=FLIP_EPS[dtype],
-                         max_flip_rate=MAX_FLIP_RATE if data == "random" else None)
+    cmp = compare_spikes(
+        s, s_sj, h_sj, 1.0, eps=FLIP_EPS[dtype], max_flip_rate=MAX_FLIP_RATE if data == "random" else None
+    )
     print(f"spike flip rate {cmp.flip_rate:.2e} ({cmp.flips} neurons flipped)")
     keep = cmp.neuron_mask
     # h differs by a few ulps between the formulas (measured <= 5e-7 in fp32), so the final state does too
@@ -768,8 +949,9 @@ def test_assert_close_verbose_reports_mismatches():
         assert_close_verbose(torch.tensor([1.0, 0.0]), torch.tensor([1.0, float("nan")]), 1.0, 1.0, "nan")
     with pytest.raises(AssertionError, match="inf mismatches 1"):
         assert_close_verbose(torch.tensor([float("inf")]), torch.tensor([float("-inf")]), 1.0, 1.0, "inf")
-    assert_close_verbose(torch.tensor([0.0, 5.0]), torch.tensor([1.0, 5.0]), 0, 0, "masked",
-                         mask=torch.tensor([False, True]))
+    assert_close_verbose(
+        torch.tensor([0.0, 5.0]), torch.tensor([1.0, 5.0]), 0, 0, "masked", mask=torch.tensor([False, True])
+    )
     with pytest.raises(AssertionError, match="shape"):
         assert_close_verbose(torch.zeros(2), torch.zeros(3), 0, 0)
 
@@ -847,10 +1029,21 @@ def test_v_seq_matches_reference(backend, chunk, T, dtype, reset):
     C = 3
     x = rand((T, 2, C, 5, 7), dtype)
     v0 = rand((2, C, 5, 7), dtype, scale=0.5, shift=0.0)
-    coeffs = dict(decay=coefficient("channel", 0.6, C), input_gain=coefficient("channel", 0.9, C),
-                  bias=coefficient("channel", 0.05, C, spread=0.05))
-    res = run_v_seq(F.multistep_leaky, backend, x, v0, v_threshold=0.9, v_reset=RESETS[reset],
-                    surrogate_function=sg.ATan(), **coeffs)
+    coeffs = dict(
+        decay=coefficient("channel", 0.6, C),
+        input_gain=coefficient("channel", 0.9, C),
+        bias=coefficient("channel", 0.05, C, spread=0.05),
+    )
+    res = run_v_seq(
+        F.multistep_leaky,
+        backend,
+        x,
+        v0,
+        v_threshold=0.9,
+        v_reset=RESETS[reset],
+        surrogate_function=sg.ATan(),
+        **coeffs,
+    )
     check_v_seq(res, backend, x)
 
 
@@ -864,8 +1057,16 @@ def test_v_seq_gradient_paths(backend, grad_on, surrogate, detach_reset):
     C = 4
     x = rand((11, 3, C, 9))
     tau = (2.0 + 3.0 * torch.rand(C, device=DEVICE)).requires_grad_()
-    res = run_v_seq(F.multistep_lif, backend, x, grad_on=grad_on, tau=tau, v_reset=0.0, detach_reset=detach_reset,
-                    surrogate_function=surrogate)
+    res = run_v_seq(
+        F.multistep_lif,
+        backend,
+        x,
+        grad_on=grad_on,
+        tau=tau,
+        v_reset=0.0,
+        detach_reset=detach_reset,
+        surrogate_function=surrogate,
+    )
     check_v_seq(res, backend, x)
 
 
@@ -888,8 +1089,9 @@ def test_v_seq_output_convention(backend):
     _, v_seq_c = F.multistep_lif(xc, tau=2.0, backend=backend, return_v_seq=True)
     if backend != "torch":
         assert v_seq_c.stride() == xc.stride(), "v_seq follows x's layout"
-    assert_equal_verbose(v_seq_c, F.multistep_lif(xc.contiguous(), tau=2.0, backend="torch", return_v_seq=True)[1],
-                         "channels-last v_seq")
+    assert_equal_verbose(
+        v_seq_c, F.multistep_lif(xc.contiguous(), tau=2.0, backend="torch", return_v_seq=True)[1], "channels-last v_seq"
+    )
     if backend == "torch":
         x64 = x.double()
         assert F.multistep_lif(x64, tau=2.0, backend=backend, return_v_seq=True)[1].dtype == torch.float64
@@ -903,9 +1105,20 @@ def test_v_seq_with_spike_counts(backend, final):
     from snnkernels.functional import leaky_neuron
 
     x = rand((9, 2, 3, 11))
-    kwargs = dict(decay=0.7, input_gain=1.0, bias=0.0, v_threshold=1.0, v_reset=0.0, strict_threshold=False,
-                  detach_reset=False, surrogate_function=sg.ATan(), backend=backend, return_final_state=final,
-                  v_init_value=0.0, return_v_seq=True)
+    kwargs = dict(
+        decay=0.7,
+        input_gain=1.0,
+        bias=0.0,
+        v_threshold=1.0,
+        v_reset=0.0,
+        strict_threshold=False,
+        detach_reset=False,
+        surrogate_function=sg.ATan(),
+        backend=backend,
+        return_final_state=final,
+        v_init_value=0.0,
+        return_v_seq=True,
+    )
     out, counts = leaky_neuron(x, None, count_spikes=True, **kwargs)
     plain = leaky_neuron(x, None, **kwargs)
     assert len(out) == len(plain) == 2 + final
@@ -927,8 +1140,27 @@ def test_v_seq_absent_unless_asked(backend, mode):
 
     x = rand((5, 3, 7), requires_grad=mode == "training")
     op, chunk = _fused_forward(backend)
-    args = (x, None, None, None, None, 0.6, 1.0, 0.0, 1.0, 0.0, 0.0, True, False, False, 0, 2.0, mode == "training",
-            False, chunk)
+    args = (
+        x,
+        None,
+        None,
+        None,
+        None,
+        0.6,
+        1.0,
+        0.0,
+        1.0,
+        0.0,
+        0.0,
+        True,
+        False,
+        False,
+        0,
+        2.0,
+        mode == "training",
+        False,
+        chunk,
+    )
     assert op(*args)[3].numel() == 0 and op(*args, False)[3].numel() == 0
     with torch.no_grad():
         v_seq = op(*args, True)[3]
@@ -943,11 +1175,13 @@ def test_v_seq_against_fp64_reference(backend):
     x = rand((10, 2, C, 13))
     v0 = rand((2, C, 13), scale=0.5, shift=0.0)
     decay = coefficient("channel", 0.7, C)
-    outs = F.multistep_leaky(x, v0, decay=decay, input_gain=0.8, v_reset=None, backend=backend,
-                             return_final_state=True, return_v_seq=True)
+    outs = F.multistep_leaky(
+        x, v0, decay=decay, input_gain=0.8, v_reset=None, backend=backend, return_final_state=True, return_v_seq=True
+    )
     x64, v064, d64 = (t.detach().double().requires_grad_() for t in (x, v0, decay))
-    outs64 = F.multistep_leaky(x64, v064, decay=d64, input_gain=0.8, v_reset=None, backend="torch",
-                               return_final_state=True, return_v_seq=True)
+    outs64 = F.multistep_leaky(
+        x64, v064, decay=d64, input_gain=0.8, v_reset=None, backend="torch", return_final_state=True, return_v_seq=True
+    )
     assert torch.equal(outs[0].double(), outs64[0]), "spikes differ from the fp64 reference"
     assert_close_verbose(outs[2], outs64[2], 1e-6, 1e-6, "v_seq vs fp64")
     grad_outs = [torch.randn(o.shape, dtype=torch.float64, device=DEVICE) for o in outs64]

@@ -6,6 +6,7 @@ test_attention_compile.py.
 ``backend="torch"`` and ``"native"`` compile with Inductor (CPU here); ``"triton"`` with Inductor on CUDA and
 ``aot_eager`` under Triton's CPU interpreter, which Inductor cannot launch.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -30,10 +31,12 @@ def _compiler(backend: str) -> str:
 
 FUNCTIONS: dict[str, Callable] = {
     "lif": lambda x, b: F.multistep_lif(x, tau=2.0, backend=b),
-    "lif-state-in-out": lambda x, b: F.multistep_lif(x, x[0].detach() * 0.3, tau=2.0, v_reset=None, backend=b,
-                                                     return_final_state=True),
-    "leaky-per-channel": lambda x, b: F.multistep_leaky(x, decay=torch.linspace(0.2, 0.9, C, device=x.device),
-                                                        input_gain=0.8, backend=b),
+    "lif-state-in-out": lambda x, b: F.multistep_lif(
+        x, x[0].detach() * 0.3, tau=2.0, v_reset=None, backend=b, return_final_state=True
+    ),
+    "leaky-per-channel": lambda x, b: F.multistep_leaky(
+        x, decay=torch.linspace(0.2, 0.9, C, device=x.device), input_gain=0.8, backend=b
+    ),
     "lif-v-seq": lambda x, b: F.multistep_lif(x, tau=3.0, backend=b, return_v_seq=True),
 }
 

@@ -8,6 +8,7 @@ the interpreter):
 - the charge keeps its ``v - v`` term (docs/neuron.md "Non-finite values"): a compiler that folded it to 0
   would silently give +-inf where the other backends give NaN.
 """
+
 from __future__ import annotations
 
 import json

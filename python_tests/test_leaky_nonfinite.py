@@ -10,6 +10,7 @@
 - Overflow (a tau so small that a * v or b * x overflows), NaN / inf / unstable (|decay| > 1) coefficient tensors:
   the documented result, bit-identical on every backend (NaN positions included) and equal to the reference.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -26,8 +27,10 @@ from utils import assert_equal_verbose
 
 sj_neuron = pytest.importorskip("spikingjelly.activation_based.neuron", reason="spikingjelly 2.x not installed")
 
-pytestmark = [pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning"),
-              pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning"),
+    pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),
+]
 
 INF, NAN = float("inf"), float("nan")
 T, B, C, L = 8, 2, 3, 12
@@ -46,8 +49,21 @@ def backends() -> list:
 BACKENDS = backends()
 # (step, neuron, value): each kind of non-finite value at the first, a middle and the last step, and a neuron that
 # sees +inf and later -inf
-EVENTS = [(0, 0, INF), (0, 1, -INF), (0, 2, NAN), (3, 3, INF), (3, 4, -INF), (3, 5, NAN), (T - 1, 6, INF),
-          (T - 1, 7, -INF), (T - 1, 8, NAN), (2, 9, INF), (5, 9, -INF), (1, 10, -INF), (4, 10, INF)]
+EVENTS = [
+    (0, 0, INF),
+    (0, 1, -INF),
+    (0, 2, NAN),
+    (3, 3, INF),
+    (3, 4, -INF),
+    (3, 5, NAN),
+    (T - 1, 6, INF),
+    (T - 1, 7, -INF),
+    (T - 1, 8, NAN),
+    (2, 9, INF),
+    (5, 9, -INF),
+    (1, 10, -INF),
+    (4, 10, INF),
+]
 
 
 def nonfinite_input() -> torch.Tensor:
@@ -109,13 +125,26 @@ def sj_surrogate(name: str):
 @pytest.mark.parametrize("surrogate", list(SJ_SURROGATES))
 def test_lif_matches_spikingjelly(backend, v_reset, decay_input, detach_reset, surrogate):
     def ours(x):
-        return *F.multistep_lif(x, tau=2.0, decay_input=decay_input, v_reset=v_reset, detach_reset=detach_reset,
-                                surrogate_function=SJ_SURROGATES[surrogate][1], backend=backend,
-                                return_final_state=True), ()
+        return *F.multistep_lif(
+            x,
+            tau=2.0,
+            decay_input=decay_input,
+            v_reset=v_reset,
+            detach_reset=detach_reset,
+            surrogate_function=SJ_SURROGATES[surrogate][1],
+            backend=backend,
+            return_final_state=True,
+        ), ()
 
     def theirs(x):
-        node = sj_neuron.LIFNode(tau=2.0, decay_input=decay_input, v_reset=v_reset, detach_reset=detach_reset,
-                                 surrogate_function=sj_surrogate(surrogate), step_mode="m")
+        node = sj_neuron.LIFNode(
+            tau=2.0,
+            decay_input=decay_input,
+            v_reset=v_reset,
+            detach_reset=detach_reset,
+            surrogate_function=sj_surrogate(surrogate),
+            step_mode="m",
+        )
         return node(x), node.v, ()
 
     check_pair(run_pair(ours, theirs, nonfinite_input()))
@@ -126,10 +155,23 @@ def test_lif_matches_spikingjelly(backend, v_reset, decay_input, detach_reset, s
 @pytest.mark.parametrize("detach_reset", [False, True], ids=["attached", "detached"])
 def test_if_matches_spikingjelly(backend, v_reset, detach_reset):
     """IF (decay 1) keeps +-inf membranes, as SpikingJelly's v + x does."""
+
     def ours(x):
-        return *leaky_neuron(x, None, decay=1.0, input_gain=1.0, bias=0.0, v_threshold=1.0, v_reset=v_reset,
-                       strict_threshold=False, detach_reset=detach_reset, surrogate_function=sg.Sigmoid(4.0),
-                       backend=backend, return_final_state=True, v_init_value=0.0 if v_reset is None else v_reset), ()
+        return *leaky_neuron(
+            x,
+            None,
+            decay=1.0,
+            input_gain=1.0,
+            bias=0.0,
+            v_threshold=1.0,
+            v_reset=v_reset,
+            strict_threshold=False,
+            detach_reset=detach_reset,
+            surrogate_function=sg.Sigmoid(4.0),
+            backend=backend,
+            return_final_state=True,
+            v_init_value=0.0 if v_reset is None else v_reset,
+        ), ()
 
     def theirs(x):
         node = sj_neuron.IFNode(v_reset=v_reset, detach_reset=detach_reset, step_mode="m")
@@ -145,11 +187,24 @@ def test_if_matches_spikingjelly(backend, v_reset, detach_reset):
 @pytest.mark.parametrize("decay_input", [True, False])
 def test_plif_matches_spikingjelly(backend, v_reset, decay_input):
     """PLIF's rate sigmoid(w) = 1/2 (init_tau = 2): the input gradient and the weight's NaN where SpikingJelly's."""
+
     def ours(x, w):
         decay, gain, bias = rate_coefficients(torch.sigmoid(w), decay_input, v_reset)
-        return *leaky_neuron(x, None, decay=decay, input_gain=gain, bias=bias, v_threshold=1.0, v_reset=v_reset,
-                       strict_threshold=False, detach_reset=False, surrogate_function=sg.Sigmoid(4.0), backend=backend,
-                       return_final_state=True, v_init_value=0.0 if v_reset is None else v_reset), (w,)
+        return *leaky_neuron(
+            x,
+            None,
+            decay=decay,
+            input_gain=gain,
+            bias=bias,
+            v_threshold=1.0,
+            v_reset=v_reset,
+            strict_threshold=False,
+            detach_reset=False,
+            surrogate_function=sg.Sigmoid(4.0),
+            backend=backend,
+            return_final_state=True,
+            v_init_value=0.0 if v_reset is None else v_reset,
+        ), (w,)
 
     def theirs(x, w):
         node = sj_neuron.ParametricLIFNode(init_tau=2.0, decay_input=decay_input, v_reset=v_reset, step_mode="m")
@@ -170,9 +225,21 @@ def test_per_channel_learnable_decay(backend, v_reset):
 
     def ours(x, k):
         decay, gain, bias = rate_coefficients(k, True, v_reset)
-        return *leaky_neuron(x, None, decay=decay, input_gain=gain, bias=bias, v_threshold=1.0, v_reset=v_reset,
-                       strict_threshold=False, detach_reset=False, surrogate_function=sg.Sigmoid(4.0), backend=backend,
-                       return_final_state=True, v_init_value=0.0 if v_reset is None else v_reset), (k,)
+        return *leaky_neuron(
+            x,
+            None,
+            decay=decay,
+            input_gain=gain,
+            bias=bias,
+            v_threshold=1.0,
+            v_reset=v_reset,
+            strict_threshold=False,
+            detach_reset=False,
+            surrogate_function=sg.Sigmoid(4.0),
+            backend=backend,
+            return_final_state=True,
+            v_init_value=0.0 if v_reset is None else v_reset,
+        ), (k,)
 
     def theirs(x, k):
         vr = 0.0 if v_reset is None else v_reset
@@ -236,8 +303,16 @@ def test_nonfinite_coefficients_identical_on_every_backend(case, v_reset):
     def run(backend):
         x = x0.clone().requires_grad_()
         coeffs = [t.clone().requires_grad_() for t in (decay, gain, bias)]
-        outs = F.multistep_leaky(x, decay=coeffs[0], input_gain=coeffs[1], bias=coeffs[2], v_reset=v_reset,
-                                 backend=backend, return_final_state=True, return_v_seq=True)
+        outs = F.multistep_leaky(
+            x,
+            decay=coeffs[0],
+            input_gain=coeffs[1],
+            bias=coeffs[2],
+            v_reset=v_reset,
+            backend=backend,
+            return_final_state=True,
+            return_v_seq=True,
+        )
         grads = torch.autograd.grad(outs, (x, *coeffs), [torch.ones_like(o) for o in outs])
         return [o.detach() for o in outs], grads
 
@@ -254,8 +329,7 @@ def test_overflow_identical_on_every_backend(tau, v_reset):
 
     def run(backend):
         x = x0.clone().requires_grad_()
-        outs = F.multistep_lif(x, tau=tau, v_reset=v_reset, backend=backend, return_final_state=True,
-                               return_v_seq=True)
+        outs = F.multistep_lif(x, tau=tau, v_reset=v_reset, backend=backend, return_final_state=True, return_v_seq=True)
         grads = torch.autograd.grad(outs, (x,), [torch.ones_like(o) for o in outs])
         return [o.detach() for o in outs], grads
 

@@ -2,6 +2,7 @@
 the Triton kernels must equal the eager reference (spikes and final state bit for bit, gradients to the
 dtype's rounding), exactly as in test_leaky but over combinations nobody wrote down. Derandomized, so CI
 sees the same examples every run."""
+
 from __future__ import annotations
 
 from unittest import mock
@@ -19,12 +20,30 @@ from utils import check_both, make_coefficient, random_like_layout, run_both
 
 pytestmark = pytest.mark.triton
 
-SETTINGS = settings(max_examples=25, deadline=None, derandomize=True, print_blob=True,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
-SURROGATES = st.sampled_from([sg.ATan(2.0), sg.ATan(5.0), sg.Sigmoid(4.0), sg.Sigmoid(1.0), sg.Triangle(1.0),
-                              sg.Triangle(0.3), sg.Rectangle(1.0), sg.Rectangle(0.5), sg.PiecewiseExp(1.0),
-                              sg.SoftSign(2.0), sg.SuperSpike(1.0), sg.Erf(2.0)])
+SURROGATES = st.sampled_from(
+    [
+        sg.ATan(2.0),
+        sg.ATan(5.0),
+        sg.Sigmoid(4.0),
+        sg.Sigmoid(1.0),
+        sg.Triangle(1.0),
+        sg.Triangle(0.3),
+        sg.Rectangle(1.0),
+        sg.Rectangle(0.5),
+        sg.PiecewiseExp(1.0),
+        sg.SoftSign(2.0),
+        sg.SuperSpike(1.0),
+        sg.Erf(2.0),
+    ]
+)
 COEFFICIENT_KINDS = st.sampled_from(["float", "0d", "1elem", "channel", "channel-nograd"])
 
 
@@ -74,9 +93,18 @@ def _run(fn, case, **kwargs):
 
     x, v0 = _inputs(case)
     with mock.patch.object(leaky_triton, "DEFAULT_CHUNK", case["chunk"]):
-        res = run_both(fn, "triton", x, v0, grad_layout=case["grad_layout"], v_reset=case["v_reset"],
-                       detach_reset=case["detach"], surrogate_function=case["surrogate"],
-                       return_final_state=case["final"], **kwargs)
+        res = run_both(
+            fn,
+            "triton",
+            x,
+            v0,
+            grad_layout=case["grad_layout"],
+            v_reset=case["v_reset"],
+            detach_reset=case["detach"],
+            surrogate_function=case["surrogate"],
+            return_final_state=case["final"],
+            **kwargs,
+        )
     check_both(res, "triton", x, min_activity=False)
 
 
@@ -85,15 +113,26 @@ def _run(fn, case, **kwargs):
 def test_leaky_triton_matches_reference(case, data):
     C = case["shape"][2]
     kinds = [data.draw(COEFFICIENT_KINDS, label=n) for n in ("decay kind", "gain kind", "bias kind")]
-    values = (data.draw(st.floats(0.0, 1.0), label="decay"), data.draw(st.floats(0.1, 2.0), label="gain"),
-              data.draw(st.floats(-0.2, 0.2), label="bias"))
+    values = (
+        data.draw(st.floats(0.0, 1.0), label="decay"),
+        data.draw(st.floats(0.1, 2.0), label="gain"),
+        data.draw(st.floats(-0.2, 0.2), label="bias"),
+    )
     strict = data.draw(st.booleans(), label="strict")
     v_threshold = data.draw(st.floats(0.2, 1.5), label="v_threshold")
     torch.manual_seed(case["seed"] + 1)
-    decay, gain, bias = (make_coefficient(k, v, C, 0.05, torch.float32, DEVICE)
-                         for k, v in zip(kinds, values, strict=True))
-    _run(F.multistep_leaky, case, decay=decay, input_gain=gain, bias=bias, v_threshold=v_threshold,
-         strict_threshold=strict)
+    decay, gain, bias = (
+        make_coefficient(k, v, C, 0.05, torch.float32, DEVICE) for k, v in zip(kinds, values, strict=True)
+    )
+    _run(
+        F.multistep_leaky,
+        case,
+        decay=decay,
+        input_gain=gain,
+        bias=bias,
+        v_threshold=v_threshold,
+        strict_threshold=strict,
+    )
 
 
 @SETTINGS

@@ -8,6 +8,7 @@ are checked against them. Every comparison loads the official-style state dict i
 checks the output and every gradient (input and each parameter) in float64 on shapes with T, B, C, H, W all
 different. Inputs are continuous, so max pools never tie and spikes never sit exactly on the threshold.
 """
+
 from __future__ import annotations
 
 import copy
@@ -220,8 +221,9 @@ def test_gate_functions_match_official_style():
         torch.testing.assert_close(tb_to_bt(channel_attention_reference(x_tb, *ca)), official.ca(x) * x, **TOL)
         torch.testing.assert_close(tb_to_bt(spatial_attention_reference(x_tb, sa)), official.sa(x) * x, **TOL)
         chain = spatial_attention_reference(channel_attention_reference(time_attention_reference(x_tb, *ta), *ca), sa)
-        torch.testing.assert_close(multi_dimensional_attention_reference(x_tb, "TCS", ta, ca, sa), chain.relu(),
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(
+            multi_dimensional_attention_reference(x_tb, "TCS", ta, ca, sa), chain.relu(), rtol=0, atol=0
+        )
 
 
 @pytest.mark.parametrize("dims", ["T", "C", "S", "TCS"])
@@ -297,18 +299,40 @@ PAPER_SETTINGS = [
 
 
 # every gate subset once; both kernel sizes and both settings with the full chain and with CS
-PAPER_CASES = [("TCS", 7, 0), ("TCS", 3, 1), ("CS", 7, 1), ("CS", 3, 0), ("TS", 3, 0), ("TC", 7, 1), ("T", 7, 1),
-               ("C", 3, 1), ("S", 7, 0)]
+PAPER_CASES = [
+    ("TCS", 7, 0),
+    ("TCS", 3, 1),
+    ("CS", 7, 1),
+    ("CS", 3, 0),
+    ("TS", 3, 0),
+    ("TC", 7, 1),
+    ("T", 7, 1),
+    ("C", 3, 1),
+    ("S", 7, 0),
+]
 
 
-@pytest.mark.parametrize("dims,kernel_size,settings", [(d, k, PAPER_SETTINGS[i]) for d, k, i in PAPER_CASES],
-                         ids=[f"{d}-k{k}-{['released-values', 'other-values'][i]}" for d, k, i in PAPER_CASES])
+@pytest.mark.parametrize(
+    "dims,kernel_size,settings",
+    [(d, k, PAPER_SETTINGS[i]) for d, k, i in PAPER_CASES],
+    ids=[f"{d}-k{k}-{['released-values', 'other-values'][i]}" for d, k, i in PAPER_CASES],
+)
 def test_tcsa_lif_paper_matches_per_step_loop(dims, kernel_size, settings):
     holder = randomized(OfficialStyleMDA(T_, C_, 2, 3, kernel_size, dims))
     official = PaperLoop(holder, **settings)
-    ours = TCSALIFNode(T_, C_, 2, 3, kernel_size, dims, beta=settings["beta"], u_th=settings["u_th"],
-                       v_reset=settings["v_reset"], surrogate_function=Rectangle(settings["width"]),
-                       detach_reset=settings["detach_reset"]).to(**F64)
+    ours = TCSALIFNode(
+        T_,
+        C_,
+        2,
+        3,
+        kernel_size,
+        dims,
+        beta=settings["beta"],
+        u_th=settings["u_th"],
+        v_reset=settings["v_reset"],
+        surrogate_function=Rectangle(settings["width"]),
+        detach_reset=settings["detach_reset"],
+    ).to(**F64)
     ours.load_state_dict(holder.state_dict())
     x = 2 * torch.randn(B_, T_, C_, H_, W_, **F64) + 1  # every gate is < 1: the potential shrinks
     out, grads = assert_same_run(ours, official, tb_to_bt(x), x, to_official=tb_to_bt)
@@ -454,8 +478,15 @@ def test_att_res_block_is_the_composition_of_the_pieces():
     rf, sc = block.residual_function, block.shortcut
 
     def lif(v):
-        return multistep_leaky_reference(v, decay=0.25, v_threshold=0.5, v_reset=0.0, strict_threshold=True,
-                                         detach_reset=True, surrogate_function=Rectangle(1.0))
+        return multistep_leaky_reference(
+            v,
+            decay=0.25,
+            v_threshold=0.5,
+            v_reset=0.0,
+            strict_threshold=True,
+            detach_reset=True,
+            surrogate_function=Rectangle(1.0),
+        )
 
     def conv(v, w, stride=1, padding=0):
         return torch.stack([F.conv2d(step, w, stride=stride, padding=padding) for step in v])
@@ -487,28 +518,55 @@ def test_att_res_block_stride_one_with_new_channels_projects_without_pooling():
 
 
 MDA_KEYS = {
-    "TCS": {"ta.sharedMLP.0.weight": [2, 5, 1, 1, 1], "ta.sharedMLP.2.weight": [5, 2, 1, 1, 1],
-            "ca.sharedMLP.0.weight": [2, 7, 1, 1, 1], "ca.sharedMLP.2.weight": [7, 2, 1, 1, 1],
-            "sa.conv.weight": [1, 2, 3, 3]},
-    "TC": {"ta.sharedMLP.0.weight": [2, 5, 1, 1, 1], "ta.sharedMLP.2.weight": [5, 2, 1, 1, 1],
-           "ca.sharedMLP.0.weight": [2, 7, 1, 1, 1], "ca.sharedMLP.2.weight": [7, 2, 1, 1, 1]},
-    "CS": {"ca.sharedMLP.0.weight": [2, 7, 1, 1, 1], "ca.sharedMLP.2.weight": [7, 2, 1, 1, 1],
-           "sa.conv.weight": [1, 2, 3, 3]},
-    "TS": {"ta.sharedMLP.0.weight": [2, 5, 1, 1, 1], "ta.sharedMLP.2.weight": [5, 2, 1, 1, 1],
-           "sa.conv.weight": [1, 2, 3, 3]},
+    "TCS": {
+        "ta.sharedMLP.0.weight": [2, 5, 1, 1, 1],
+        "ta.sharedMLP.2.weight": [5, 2, 1, 1, 1],
+        "ca.sharedMLP.0.weight": [2, 7, 1, 1, 1],
+        "ca.sharedMLP.2.weight": [7, 2, 1, 1, 1],
+        "sa.conv.weight": [1, 2, 3, 3],
+    },
+    "TC": {
+        "ta.sharedMLP.0.weight": [2, 5, 1, 1, 1],
+        "ta.sharedMLP.2.weight": [5, 2, 1, 1, 1],
+        "ca.sharedMLP.0.weight": [2, 7, 1, 1, 1],
+        "ca.sharedMLP.2.weight": [7, 2, 1, 1, 1],
+    },
+    "CS": {
+        "ca.sharedMLP.0.weight": [2, 7, 1, 1, 1],
+        "ca.sharedMLP.2.weight": [7, 2, 1, 1, 1],
+        "sa.conv.weight": [1, 2, 3, 3],
+    },
+    "TS": {
+        "ta.sharedMLP.0.weight": [2, 5, 1, 1, 1],
+        "ta.sharedMLP.2.weight": [5, 2, 1, 1, 1],
+        "sa.conv.weight": [1, 2, 3, 3],
+    },
     "T": {"ta.sharedMLP.0.weight": [2, 5, 1, 1, 1], "ta.sharedMLP.2.weight": [5, 2, 1, 1, 1]},
     "C": {"ca.sharedMLP.0.weight": [2, 7, 1, 1, 1], "ca.sharedMLP.2.weight": [7, 2, 1, 1, 1]},
     "S": {"sa.conv.weight": [1, 2, 3, 3]},
 }
-BN_KEYS = lambda p, c: {f"{p}.bn.weight": [c], f"{p}.bn.bias": [c], f"{p}.bn.running_mean": [c],  # noqa: E731
-                        f"{p}.bn.running_var": [c], f"{p}.bn.num_batches_tracked": []}
+
+
+def BN_KEYS(p, c):
+    return {
+        f"{p}.bn.weight": [c],
+        f"{p}.bn.bias": [c],
+        f"{p}.bn.running_mean": [c],
+        f"{p}.bn.running_var": [c],
+        f"{p}.bn.num_batches_tracked": [],
+    }
+
+
 BLOCK_KEYS = {
-    "residual_function.1.weight": [16, 8, 3, 3], **BN_KEYS("residual_function.2", 16),
-    "residual_function.4.weight": [16, 16, 3, 3], **BN_KEYS("residual_function.5", 16),
+    "residual_function.1.weight": [16, 8, 3, 3],
+    **BN_KEYS("residual_function.2", 16),
+    "residual_function.4.weight": [16, 16, 3, 3],
+    **BN_KEYS("residual_function.5", 16),
     "residual_function.6.attention.ca.sharedMLP.0.weight": [2, 16, 1, 1, 1],
     "residual_function.6.attention.ca.sharedMLP.2.weight": [16, 2, 1, 1, 1],
     "residual_function.6.attention.sa.conv.weight": [1, 2, 3, 3],
-    "shortcut.1.weight": [16, 8, 1, 1], **BN_KEYS("shortcut.2", 16),
+    "shortcut.1.weight": [16, 8, 1, 1],
+    **BN_KEYS("shortcut.2", 16),
 }
 
 
@@ -546,8 +604,13 @@ def test_block_neurons_and_initial_batch_norm_weights():
 
 
 SEEDED = {
-    **{f"mda-{d}": (lambda d=d: MultiDimensionalAttention(5, 7, 2, 3, 7, d),
-                    lambda d=d: OfficialStyleMDA(5, 7, 2, 3, 7, d)) for d in ALL_DIMS},
+    **{
+        f"mda-{d}": (
+            lambda d=d: MultiDimensionalAttention(5, 7, 2, 3, 7, d),
+            lambda d=d: OfficialStyleMDA(5, 7, 2, 3, 7, d),
+        )
+        for d in ALL_DIMS
+    },
     "fc": (lambda: TemporalAttentionFC(6, 2), lambda: OfficialStyleTAFC(6, 2)),
     "block-projection": (lambda: AttResBlock(8, 16, 2), lambda: OfficialStyleBasicBlock(8, 16, 2)),
     "block-identity": (lambda: AttResBlock(16, 16, 1), lambda: OfficialStyleBasicBlock(16, 16, 1)),

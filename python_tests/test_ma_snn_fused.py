@@ -7,6 +7,7 @@ noise (fp32) or 2 units in the last place (fp16 / bf16); parameter gradients, su
 terms, within 1e-5 of their largest entry. Inputs are continuous, so a max never ties (the only case in
 which the max pools' single-index gradient is ambiguous).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -27,10 +28,16 @@ ALL_DIMS = ["T", "C", "S", "TC", "TS", "CS", "TCS"]
 def make_weights(T: int, C: int, dims: str, reduction_t: int = 2, reduction_c: int = 2, kernel_size: int = 3):
     """(ta, ca, sa) as the reference takes them, None where a branch is absent."""
     ht, hc = max(T // reduction_t, 1), max(C // reduction_c, 1)
-    ta = ((torch.randn(ht, T, device=DEVICE) / T ** 0.5, torch.randn(T, ht, device=DEVICE) / ht ** 0.5)
-          if "T" in dims else None)
-    ca = ((torch.randn(hc, C, device=DEVICE) / C ** 0.5, torch.randn(C, hc, device=DEVICE) / hc ** 0.5)
-          if "C" in dims else None)
+    ta = (
+        (torch.randn(ht, T, device=DEVICE) / T**0.5, torch.randn(T, ht, device=DEVICE) / ht**0.5)
+        if "T" in dims
+        else None
+    )
+    ca = (
+        (torch.randn(hc, C, device=DEVICE) / C**0.5, torch.randn(C, hc, device=DEVICE) / hc**0.5)
+        if "C" in dims
+        else None
+    )
     sa = torch.randn(1, 2, kernel_size, kernel_size, device=DEVICE) / kernel_size if "S" in dims else None
     return ta, ca, sa
 
@@ -55,10 +62,12 @@ def run(fn, inputs, grad_out):
 def check(dims, x, weights, grad_out):
     inputs = leaves(x, *weights)
     ref_inputs = leaves(*[t.double() for t in inputs])
-    out, grads = run(lambda x, *w: SF.multi_dimensional_attention(x, dims, *unflat(dims, w), backend="triton"),
-                     inputs, grad_out)
-    want, want_grads = run(lambda x, *w: multi_dimensional_attention_reference(x, dims, *unflat(dims, w)),
-                           ref_inputs, grad_out.double())
+    out, grads = run(
+        lambda x, *w: SF.multi_dimensional_attention(x, dims, *unflat(dims, w), backend="triton"), inputs, grad_out
+    )
+    want, want_grads = run(
+        lambda x, *w: multi_dimensional_attention_reference(x, dims, *unflat(dims, w)), ref_inputs, grad_out.double()
+    )
     dtype = x.dtype
     assert out.dtype == dtype
     assert_close_verbose(out, want, OUT_ATOL[dtype], OUT_RTOL[dtype], f"{dims} output")
@@ -99,8 +108,14 @@ def test_deterministic():
     x = torch.randn(T, B, C, H, W, device=DEVICE)
     weights = flat(*make_weights(T, C, "TCS"))
     grad_out = torch.randn_like(x)
-    runs = [run(lambda x, *w: SF.multi_dimensional_attention(x, "TCS", *unflat("TCS", w), backend="triton"),
-                leaves(x, *weights), grad_out) for _ in range(2)]
+    runs = [
+        run(
+            lambda x, *w: SF.multi_dimensional_attention(x, "TCS", *unflat("TCS", w), backend="triton"),
+            leaves(x, *weights),
+            grad_out,
+        )
+        for _ in range(2)
+    ]
     for a, b in zip([runs[0][0], *runs[0][1]], [runs[1][0], *runs[1][1]], strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
@@ -136,8 +151,9 @@ def test_module_on_triton_matches_torch(dims, layout):
         out = module(x)
         results[-1].insert(0, out.detach())
     for i, (a, b) in enumerate(zip(*results, strict=True)):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item() + 1e-7,
-                                   msg=lambda m, i=i: f"{i}: {m}")
+        torch.testing.assert_close(
+            a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item() + 1e-7, msg=lambda m, i=i: f"{i}: {m}"
+        )
 
 
 # --- the paper's in-loop TCSA-LIF with the gates' statistics on the sweeps ---------------------------------
@@ -196,10 +212,26 @@ def test_tcsa_step_kernel_is_the_reference_update(detach_reset):
     ours = leaves(v, sc, gs)
     ref = leaves(v, sc, gs)
     # fp32 spikes here: an fp16 spike output would round dL/ds to fp16 on its way back
-    s, h = tcsa_step(*ours, u_th=0.3, v_reset=0.1, beta=0.3, detach_reset=detach_reset, surrogate=surrogate,
-                     spike_dtype=torch.float32)
-    s16, _ = tcsa_step(v, sc, gs, u_th=0.3, v_reset=0.1, beta=0.3, detach_reset=detach_reset, surrogate=surrogate,
-                       spike_dtype=torch.float16)
+    s, h = tcsa_step(
+        *ours,
+        u_th=0.3,
+        v_reset=0.1,
+        beta=0.3,
+        detach_reset=detach_reset,
+        surrogate=surrogate,
+        spike_dtype=torch.float32,
+    )
+    s16, _ = tcsa_step(
+        v,
+        sc,
+        gs,
+        u_th=0.3,
+        v_reset=0.1,
+        beta=0.3,
+        detach_reset=detach_reset,
+        surrogate=surrogate,
+        spike_dtype=torch.float16,
+    )
     assert s16.dtype == torch.float16 and torch.equal(s16.float(), s.detach())
     u = ref[2].view(B, 1, H, W) * (ref[1][..., None, None] * ref[0])
     s_ref = surrogate.spike(u - 0.3)
@@ -225,8 +257,9 @@ def test_tcsa_step_writes_the_next_membrane_potential():
     v = torch.randn(B, C, H, W, device=DEVICE)
     sc, gs = torch.rand(B, C, device=DEVICE) + 0.2, torch.rand(B, H * W, device=DEVICE) + 0.2
     x_next = torch.randn(B, C, H, W, device=DEVICE)
-    opts = dict(u_th=0.3, v_reset=0.0, beta=0.3, detach_reset=False, surrogate=Rectangle(0.5),
-                spike_dtype=torch.float32)
+    opts = dict(
+        u_th=0.3, v_reset=0.0, beta=0.3, detach_reset=False, surrogate=Rectangle(0.5), spike_dtype=torch.float32
+    )
     v1, xn = leaves(v, x_next)
     s, v_next = tcsa_step(v1, sc, gs, x_next=xn, **opts)
     v2 = leaves(v)[0]

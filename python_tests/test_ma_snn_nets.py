@@ -5,6 +5,7 @@ The key names and shapes below are written here from the official code (BICLab/M
 MA_SNN/module/LIF_Module.py ``ConvAttLIF`` / ``AttLIF``, MA_SNN/module/Attention.py, the two
 ``Networks/Att_SNN.py`` and ``Config.py``; Att_Res_SNN/models/resnet_2.py), independently of the module.
 """
+
 from __future__ import annotations
 
 import io
@@ -54,8 +55,7 @@ def _official_masnn_keys(n_conv, fc_ta=True, conv_att="TCSA"):
 
 
 def _tiny_masnn(**kw):
-    args = dict(T=4, num_classes=3, channels=(8, 8), pools=(1, 2), input_size=8, hidden=16, t_ratio=2,
-                c_ratio=4)
+    args = dict(T=4, num_classes=3, channels=(8, 8), pools=(1, 2), input_size=8, hidden=16, t_ratio=2, c_ratio=4)
     args.update(kw)
     return MASNN(**args)
 
@@ -76,12 +76,12 @@ def test_masnn_dvs_gesture_official_keys_and_shapes():
     assert sorted(s) == sorted(_official_masnn_keys(3))
     assert len(s) == 54
     assert s["convAttLIF0.conv2d.weight"] == (64, 2, 3, 3)
-    assert s["convAttLIF0.attention.ta.sharedMLP.0.weight"] == (12, 60, 1, 1, 1)   # 60 // t_ratio 5
+    assert s["convAttLIF0.attention.ta.sharedMLP.0.weight"] == (12, 60, 1, 1, 1)  # 60 // t_ratio 5
     assert s["convAttLIF1.attention.ca.sharedMLP.0.weight"] == (16, 128, 1, 1, 1)  # 128 // c_ratio 8
     assert s["convAttLIF2.attention.ca.sharedMLP.2.weight"] == (128, 16, 1, 1, 1)
     assert s["convAttLIF2.attention.sa.conv.weight"] == (1, 2, 3, 3)
     assert s["FC0.linear.weight"] == (256, 128 * 8 * 8)
-    assert s["FC0.attention.ta.sharedMLP.0.weight"] == (12, 60, 1)                 # Conv1d (TA fc=True)
+    assert s["FC0.attention.ta.sharedMLP.0.weight"] == (12, 60, 1)  # Conv1d (TA fc=True)
     assert s["FC1.linear.weight"] == (11, 256)
     assert s["FC1.BNLayer.running_var"] == (11,)
     assert repr(m.convAttLIF0.network.ConvIF.surrogate_function) == "Rectangle(width=0.5)"  # config.a
@@ -93,24 +93,35 @@ def test_masnn_cifar10dvs_official_keys_and_shapes():
     assert sorted(s) == sorted(_official_masnn_keys(5))
     assert len(s) == 78
     assert [s[f"convAttLIF{i}.conv2d.weight"][0] for i in range(5)] == [32, 64, 128, 256, 512]
-    assert s["convAttLIF0.attention.ta.sharedMLP.0.weight"] == (10, 20, 1, 1, 1)   # 20 // t_ratio 2
+    assert s["convAttLIF0.attention.ta.sharedMLP.0.weight"] == (10, 20, 1, 1, 1)  # 20 // t_ratio 2
     assert s["convAttLIF4.attention.ca.sharedMLP.0.weight"] == (64, 512, 1, 1, 1)
     assert s["FC0.linear.weight"] == (256, 512 * 2 * 2)
     assert s["FC1.linear.weight"] == (10, 256)
     assert [m.get_submodule(f"convAttLIF{i}").pooling.kernel_size for i in range(5)] == [2, 2, 2, 2, 4]
 
 
-@pytest.mark.parametrize("dims, official, fc_ta", [("CS", "CSA", False), ("TC", "TCA", True), ("S", "SA", False),
-                                                    (None, "no", False), ("no", "no", False),
-                                                    ("TSA", "TSA", True)])
+@pytest.mark.parametrize(
+    "dims, official, fc_ta",
+    [
+        ("CS", "CSA", False),
+        ("TC", "TCA", True),
+        ("S", "SA", False),
+        (None, "no", False),
+        ("no", "no", False),
+        ("TSA", "TSA", True),
+    ],
+)
 def test_masnn_attention_variants_keys(dims, official, fc_ta):
     m = _tiny_masnn(dims=dims)
     assert sorted(m.state_dict()) == sorted(_official_masnn_keys(2, fc_ta, official if official != "no" else ""))
 
 
 def test_masnn_presets():
-    assert MASNN_PRESETS == {"dvs_gesture": MASNN_DVS_GESTURE, "cifar10_dvs": MASNN_CIFAR10_DVS,
-                             "dvs_gait": MASNN_DVS_GAIT}
+    assert MASNN_PRESETS == {
+        "dvs_gesture": MASNN_DVS_GESTURE,
+        "cifar10_dvs": MASNN_CIFAR10_DVS,
+        "dvs_gait": MASNN_DVS_GAIT,
+    }
     gait = _shapes(MASNN_DVSGait())
     assert sorted(gait) == sorted(_official_masnn_keys(5)) and gait["FC1.linear.weight"] == (21, 256)
     assert gait["convAttLIF0.attention.ta.sharedMLP.0.weight"] == (4, 8, 1, 1, 1)
@@ -261,10 +272,13 @@ def test_attres_T_errors():
 # checkpoints
 
 
-@pytest.mark.parametrize("make, x", [
-    (lambda: _tiny_masnn(), torch.randn(2, 4, 2, 8, 8)),
-    (lambda: _tiny_attres(), torch.randn(2, 3, 16, 16)),
-])
+@pytest.mark.parametrize(
+    "make, x",
+    [
+        (lambda: _tiny_masnn(), torch.randn(2, 4, 2, 8, 8)),
+        (lambda: _tiny_attres(), torch.randn(2, 3, 16, 16)),
+    ],
+)
 def test_state_dict_round_trip_weights_only(make, x):
     torch.manual_seed(1)
     a = make()

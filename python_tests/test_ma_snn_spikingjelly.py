@@ -8,6 +8,7 @@ chained in its forward's order instead (its module with the flags does exactly t
 code reaches (``ta.sharedMLP``, ``ta.avg_pool``, ``ca.max_pool``, ``sa.conv``, the gates themselves) must answer
 on ours as on its.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -21,8 +22,9 @@ from snnkernels.nn.ma_snn import MultiDimensionalAttention, TemporalAttentionFC,
 
 from utils import assert_close_verbose
 
-sj_attention = pytest.importorskip("spikingjelly.activation_based.layer.attention",
-                                   reason="spikingjelly 2.x not installed")
+sj_attention = pytest.importorskip(
+    "spikingjelly.activation_based.layer.attention", reason="spikingjelly 2.x not installed"
+)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 T, B, C, H, W = 4, 3, 6, 5, 7
@@ -57,8 +59,9 @@ class SpikingJellyChain(nn.Module):
 def spikingjelly_mda(flags, reduction_t=2, reduction_c=3, kernel_size=3) -> nn.Module:
     if SJ_TAKES_FLAGS:
         use_t, use_c, use_s = flags
-        return sj_attention.MultiDimensionalAttention(T, C, reduction_t, reduction_c, kernel_size, use_temporal=use_t,
-                                                      use_channel=use_c, use_spatial=use_s)
+        return sj_attention.MultiDimensionalAttention(
+            T, C, reduction_t, reduction_c, kernel_size, use_temporal=use_t, use_channel=use_c, use_spatial=use_s
+        )
     if all(flags):
         return sj_attention.MultiDimensionalAttention(T, C, reduction_t, reduction_c, kernel_size)
     return SpikingJellyChain(reduction_t, reduction_c, kernel_size, flags)
@@ -66,8 +69,17 @@ def spikingjelly_mda(flags, reduction_t=2, reduction_c=3, kernel_size=3) -> nn.M
 
 def ours_with_flags(flags, backend="torch", reduction_t=2, reduction_c=3, kernel_size=3):
     use_t, use_c, use_s = flags
-    return MultiDimensionalAttention(T, C, reduction_t, reduction_c, kernel_size, use_temporal=use_t,
-                                     use_channel=use_c, use_spatial=use_s, backend=backend)
+    return MultiDimensionalAttention(
+        T,
+        C,
+        reduction_t,
+        reduction_c,
+        kernel_size,
+        use_temporal=use_t,
+        use_channel=use_c,
+        use_spatial=use_s,
+        backend=backend,
+    )
 
 
 def randomized(module: nn.Module) -> nn.Module:
@@ -140,8 +152,13 @@ def test_submodules_answer_as_spikingjelly():
     theirs = randomized(spikingjelly_mda((True, True, True)))
     ours = MultiDimensionalAttention(T, C, 2, 3, 3).to(DEVICE)
     ours.load_state_dict(theirs.state_dict())
-    assert set(ours.state_dict()) == {"ta.sharedMLP.0.weight", "ta.sharedMLP.2.weight", "ca.sharedMLP.0.weight",
-                                      "ca.sharedMLP.2.weight", "sa.conv.weight"}  # the pools own nothing
+    assert set(ours.state_dict()) == {
+        "ta.sharedMLP.0.weight",
+        "ta.sharedMLP.2.weight",
+        "ca.sharedMLP.0.weight",
+        "ca.sharedMLP.2.weight",
+        "sa.conv.weight",
+    }  # the pools own nothing
     batch_first = torch.randn(B, T, C, H, W, device=DEVICE)
     by_channel = batch_first.transpose(1, 2)
     for ours_gate, their_gate in ((ours.ta, theirs.ta), (ours.ca, theirs.ca)):
@@ -180,7 +197,7 @@ def test_constructor_takes_spikingjelly_arguments():
     ours = inspect.signature(MultiDimensionalAttention.__init__).parameters
     theirs = inspect.signature(sj_attention.MultiDimensionalAttention.__init__).parameters
     positional = [n for n, p in theirs.items() if n != "self" and not n.startswith("use_")]
-    assert list(ours)[1:len(positional) + 1] == positional
+    assert list(ours)[1 : len(positional) + 1] == positional
     for name in positional:
         assert ours[name].default == theirs[name].default, name
     for name in ("use_temporal", "use_channel", "use_spatial"):

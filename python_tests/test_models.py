@@ -8,6 +8,7 @@ forward give. The key counts of the whole networks (414 for DTA_SNN_18, 777 for 
 for the TCJA nets) were read off the official code run on CPU (torch 2.13), where the outputs of our
 networks also matched the official ones exactly for the same weights and input.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -100,8 +101,9 @@ class _OffTXA(nn.Module):
 class _OffTCA(nn.Module):
     def __init__(self, d):  # kernel_size 7, dilation 3: DW 5x5 -> DW 1x1 -> PW 1x1
         super().__init__()
-        self.LTCA = nn.Sequential(nn.Conv2d(d, d, 5, padding=2, groups=d), nn.Conv2d(d, d, 1, groups=d),
-                                  nn.Conv2d(d, d, 1))
+        self.LTCA = nn.Sequential(
+            nn.Conv2d(d, d, 5, padding=2, groups=d), nn.Conv2d(d, d, 1, groups=d), nn.Conv2d(d, d, 1)
+        )
         hidden = d // max(d // 16, 4)
         self.MLP_block = nn.Sequential(nn.Linear(d, hidden, bias=False), nn.ReLU(), nn.Linear(hidden, d, bias=False))
 
@@ -226,8 +228,9 @@ def test_tcja_nets_keys_and_shapes_match_official_scripts():
     assert dvs["conv.11.conv.weight"].shape == (20, 20, 4) and dvs["conv.15.conv_c.weight"].shape == (128, 128, 4)
     assert dvs["fc.2.0.weight"].shape == (512, 2048) and dvs["fc.5.0.weight"].shape == (110, 512)
     c10 = TCJA_CIFAR10DVS().state_dict()
-    assert list(c10) == _expected_tcja_keys([1, 3, 6, 8, 11, 13, 17, 19], [15, 21], True,
-                                            ["fc.1.0.weight", "fc.1.0.bias"])
+    assert list(c10) == _expected_tcja_keys(
+        [1, 3, 6, 8, 11, 13, 17, 19], [15, 21], True, ["fc.1.0.weight", "fc.1.0.bias"]
+    )
     assert c10["conv.21.conv.weight"].shape == (10, 10, 4) and c10["conv.15.conv_c.weight"].shape == (512, 512, 4)
     assert c10["conv.1.0.weight"].shape == (64, 2, 3, 3) and c10["fc.1.0.weight"].shape == (10, 4608)
     assert (len(dvs), len(c10)) == (36, 62)
@@ -248,8 +251,19 @@ def test_tcja_presets():
 def _small_dta(backend="auto", dvs=False, layout="BT", stages=2) -> MSResNet:
     """A shrunken DTA-SNN (same code as DTA_SNN_18): T = 3, 5 classes, 1-channel input."""
     layers, widths, strides = ((1, 1), (8, 16), (1, 2)) if stages == 2 else ((2, 1, 1), (8, 8, 16), (1, 1, 2))
-    return MSResNet(layers, 5, 3, True, dvs, in_channels=1, stem_channels=8, widths=widths, strides=strides,
-                    layout=layout, backend=backend)
+    return MSResNet(
+        layers,
+        5,
+        3,
+        True,
+        dvs,
+        in_channels=1,
+        stem_channels=8,
+        widths=widths,
+        strides=strides,
+        layout=layout,
+        backend=backend,
+    )
 
 
 def test_dta_snn_shapes_and_layouts():
@@ -307,14 +321,18 @@ def _assert_grads_close(a: dict, b: dict) -> None:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-4 * scale, msg=name)
 
 
-@pytest.mark.parametrize("make, shape", [
-    pytest.param(lambda b: _small_dta(b, stages=3), (2, 1, 8, 8), id="MSResNet-static"),
-    pytest.param(lambda b: _small_dta(b, dvs=True), (2, 3, 1, 8, 8), id="MSResNet-dvs"),
-    pytest.param(lambda b: TCJA_DVS128(channels=4, T=2, dropout=0.0, backend=b), (1, 2, 2, 128, 128),
-                 id="TCJA_DVS128"),
-])
+@pytest.mark.parametrize(
+    "make, shape",
+    [
+        pytest.param(lambda b: _small_dta(b, stages=3), (2, 1, 8, 8), id="MSResNet-static"),
+        pytest.param(lambda b: _small_dta(b, dvs=True), (2, 3, 1, 8, 8), id="MSResNet-dvs"),
+        pytest.param(
+            lambda b: TCJA_DVS128(channels=4, T=2, dropout=0.0, backend=b), (1, 2, 2, 128, 128), id="TCJA_DVS128"
+        ),
+    ],
+)
 def test_backend_torch_and_auto_agree(make, shape):
-    """"auto" (native C++ neurons on a CPU where snnkernels._C is built) changes the speed, not the numbers:
+    """ "auto" (native C++ neurons on a CPU where snnkernels._C is built) changes the speed, not the numbers:
     the same outputs and gradients in training mode."""
     torch.manual_seed(0)
     eager = make("torch")
@@ -366,10 +384,13 @@ def test_autocast_bf16_training_step():
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-@pytest.mark.parametrize("make, x", [
-    pytest.param(lambda: _small_dta(), torch.rand(2, 1, 8, 8), id="MSResNet"),
-    pytest.param(lambda: TCJA_DVS128(channels=4, T=2), torch.rand(1, 2, 2, 128, 128), id="TCJA_DVS128"),
-])
+@pytest.mark.parametrize(
+    "make, x",
+    [
+        pytest.param(lambda: _small_dta(), torch.rand(2, 1, 8, 8), id="MSResNet"),
+        pytest.param(lambda: TCJA_DVS128(channels=4, T=2), torch.rand(1, 2, 2, 128, 128), id="TCJA_DVS128"),
+    ],
+)
 def test_state_dict_round_trip(make, x):
     model = make()
     with torch.no_grad():
@@ -440,8 +461,23 @@ def test_train_digits_example_smoke(tmp_path):
     pytest.importorskip("sklearn")
     example = _load_example()
     threads = torch.get_num_threads()
-    results = example.main(["--epochs", "1", "--subset", "64", "--batch-size", "32", "--T", "2", "--no-isolate",
-                            "--no-progress", "--quiet", "--out", str(tmp_path)])
+    results = example.main(
+        [
+            "--epochs",
+            "1",
+            "--subset",
+            "64",
+            "--batch-size",
+            "32",
+            "--T",
+            "2",
+            "--no-isolate",
+            "--no-progress",
+            "--quiet",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert torch.get_num_threads() == threads
     stem = tmp_path / "digits_dta_static_T2"
     for suffix in (".json", ".csv", ".png"):
@@ -462,8 +498,23 @@ def test_train_digits_example_smoke(tmp_path):
 def test_train_digits_synthetic_cifar_code_path(tmp_path):
     """The GPU timing mode (--synthetic-cifar), at a tiny size: one backend, one step."""
     example = _load_example()
-    args = example.parse_args(["--synthetic-cifar", "--image-size", "4", "--batch-size", "2", "--T", "1",
-                               "--synthetic-steps", "1", "--synthetic-warmup", "0", "--out", str(tmp_path)])
+    args = example.parse_args(
+        [
+            "--synthetic-cifar",
+            "--image-size",
+            "4",
+            "--batch-size",
+            "2",
+            "--T",
+            "1",
+            "--synthetic-steps",
+            "1",
+            "--synthetic-warmup",
+            "0",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     args.isolated = False
     threads = torch.get_num_threads()
     try:

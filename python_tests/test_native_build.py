@@ -9,6 +9,7 @@
 Each test skips with the reason when its tool is missing; CI installs all three (nvcc is on the machine,
 NVRTC comes from the nvidia-cuda-nvrtc wheel, cmake and ninja are on the machine / in the venv).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -38,10 +39,25 @@ def test_cuda_sources_compile_for_sm80_and_sm90(tmp_path):
 
     def compile_one(src: Path) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [nvcc, "-c", "-std=c++17", "-O3", "-fmad=false", f"-I{CSRC / 'include'}", f"-I{CSRC}",
-             "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90",
-             str(src), "-o", str(tmp_path / (src.name + ".o"))],
-            capture_output=True, text=True, timeout=900,
+            [
+                nvcc,
+                "-c",
+                "-std=c++17",
+                "-O3",
+                "-fmad=false",
+                f"-I{CSRC / 'include'}",
+                f"-I{CSRC}",
+                "-gencode",
+                "arch=compute_80,code=sm_80",
+                "-gencode",
+                "arch=compute_90,code=sm_90",
+                str(src),
+                "-o",
+                str(tmp_path / (src.name + ".o")),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
         )
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
@@ -49,8 +65,11 @@ def test_cuda_sources_compile_for_sm80_and_sm90(tmp_path):
     failures = [(s.name, r.stderr[-3000:]) for s, r in zip(sources, results, strict=True) if r.returncode != 0]
     assert not failures, failures
     for src in sources:
-        cubins = subprocess.run(["cuobjdump", "-lelf", str(tmp_path / (src.name + ".o"))], capture_output=True,
-                                text=True) if shutil.which("cuobjdump") else None
+        cubins = (
+            subprocess.run(["cuobjdump", "-lelf", str(tmp_path / (src.name + ".o"))], capture_output=True, text=True)
+            if shutil.which("cuobjdump")
+            else None
+        )
         if cubins is not None and cubins.returncode == 0:
             assert "sm_80" in cubins.stdout and "sm_90" in cubins.stdout, cubins.stdout
 
@@ -110,8 +129,11 @@ def test_cupy_kernels_compile_with_nvrtc(arch):
         fwd = flag["hard_reset"] | flag["training"] | flag["store_final"] | flag["vectorized"]
         names.append(leaky_cupy.kernel_name(False, dtype, fwd, wide))
         names.append(leaky_cupy.kernel_name(False, dtype, fwd | flag["store_v_seq"], wide))  # the membrane sequence
-        names.append(leaky_cupy.kernel_name(False, dtype, flag["has_v_init"] | flag["decay_t"] | flag["strict"]
-                                            | flag["vectorized"], 1))
+        names.append(
+            leaky_cupy.kernel_name(
+                False, dtype, flag["has_v_init"] | flag["decay_t"] | flag["strict"] | flag["vectorized"], 1
+            )
+        )
     everything = sum(flag.values())
     for sg in sorted(SURROGATE_IDS):  # every surrogate through NVRTC, as CuPy compiles it
         bwd = flag["vectorized"] | (flag["hard_reset"] if sg % 2 else flag["detach_reset"])
@@ -129,8 +151,9 @@ def _has_ninja() -> bool:
 
 def _venv_env(**extra: str) -> dict[str, str]:
     """The environment with the venv's bin/ (cmake, ninja) first on PATH."""
-    return dict(os.environ, PATH=os.pathsep.join([os.path.join(sys.prefix, "bin"), os.environ.get("PATH", "")]),
-                **extra)
+    return dict(
+        os.environ, PATH=os.pathsep.join([os.path.join(sys.prefix, "bin"), os.environ.get("PATH", "")]), **extra
+    )
 
 
 def test_cpu_core_ctest(tmp_path):
@@ -151,7 +174,7 @@ def test_cpu_core_ctest(tmp_path):
     assert "100% tests passed" in out.stdout, out.stdout
 
 
-_JIT_CHECK = '''
+_JIT_CHECK = """
 import importlib.abc, sys
 class _NoAOT(importlib.abc.MetaPathFinder):  # as if snnkernels._C had never been built
     def find_spec(self, name, path, target=None):
@@ -181,7 +204,7 @@ g = torch.randn_like(got)
 (wx,) = torch.autograd.grad(want, x, g)
 torch.testing.assert_close(gx, wx, atol=1e-6, rtol=1e-5)
 print("jit ok")
-'''
+"""
 
 
 def test_jit_build_with_ninja(tmp_path):
@@ -195,8 +218,9 @@ def test_jit_build_with_ninja(tmp_path):
     env.pop("TRITON_INTERPRET", None)
     built = None
     for timeout in (1500, 600):  # the build, then a second process that must load the cached library
-        out = subprocess.run([sys.executable, "-c", _JIT_CHECK], capture_output=True, text=True, env=env,
-                             timeout=timeout)
+        out = subprocess.run(
+            [sys.executable, "-c", _JIT_CHECK], capture_output=True, text=True, env=env, timeout=timeout
+        )
         assert out.returncode == 0 and "jit ok" in out.stdout, f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
         (library,) = glob.glob(str(tmp_path / "snnkernels_jit" / "*.so"))
         if built is None:

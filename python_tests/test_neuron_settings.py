@@ -7,6 +7,7 @@ leaky_flags.h, the Python launchers' and fakes' signatures, and the gated / DTA 
 comparison is also run on a mutated copy of what it parses, which it must reject (docs/neuron.md "The
 neuron's settings").
 """
+
 from __future__ import annotations
 
 import inspect
@@ -45,15 +46,22 @@ COUNTED_OUTPUTS = (*FWD_OUTPUTS, "spike_counts")
 PASSES = {"fwd": (FWD_ARGS, FWD_OUTPUTS, "LeakyFwdParams"), "bwd": (BWD_ARGS, BWD_OUTPUTS, "LeakyBwdParams")}
 # C++ functions taking an op's arguments in schema order: declarations, definitions and calls
 CXX_ENTRY_POINTS = {
-    "fwd": {"leaky/leaky_api.h": ("prepare_fwd",), "leaky/leaky_api.cpp": ("prepare_fwd", "leaky_fwd_native_cpu"),
-            "leaky/leaky_api_cuda.cpp": ("prepare_fwd", "leaky_fwd_native_cuda")},
-    "bwd": {"leaky/leaky_api.h": ("prepare_bwd",), "leaky/leaky_api.cpp": ("prepare_bwd", "leaky_bwd_native_cpu"),
-            "leaky/leaky_api_cuda.cpp": ("prepare_bwd", "leaky_bwd_native_cuda")},
+    "fwd": {
+        "leaky/leaky_api.h": ("prepare_fwd",),
+        "leaky/leaky_api.cpp": ("prepare_fwd", "leaky_fwd_native_cpu"),
+        "leaky/leaky_api_cuda.cpp": ("prepare_fwd", "leaky_fwd_native_cuda"),
+    },
+    "bwd": {
+        "leaky/leaky_api.h": ("prepare_bwd",),
+        "leaky/leaky_api.cpp": ("prepare_bwd", "leaky_bwd_native_cpu"),
+        "leaky/leaky_api_cuda.cpp": ("prepare_bwd", "leaky_bwd_native_cuda"),
+    },
 }
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Parsers of the copies and comparisons with the definition; each comparison returns its mismatches.
+
 
 def parse_schema(schema: str) -> tuple[list[tuple[str, str, str | None]], list[tuple[str, str]]]:
     """``"(T a, T b=d) -> (T o)"`` -> ([(type, name, default)], [(type, name)])."""
@@ -74,8 +82,11 @@ def schema_mismatches(schema: str, args: tuple[Arg, ...], outputs: tuple[str, ..
     names of the (Tensor) outputs."""
     got_args, got_outputs = parse_schema(schema)
     want_args = [(a.type, a.name, a.default) for a in args]
-    problems = [f"argument {i}: {got} != {want} (type, name, default)"
-                for i, (got, want) in enumerate(zip(got_args, want_args, strict=False)) if got != want]
+    problems = [
+        f"argument {i}: {got} != {want} (type, name, default)"
+        for i, (got, want) in enumerate(zip(got_args, want_args, strict=False))
+        if got != want
+    ]
     if len(got_args) != len(want_args):
         problems.append(f"{len(got_args)} arguments, the definition has {len(want_args)}")
     if got_outputs != [("Tensor", o) for o in outputs]:
@@ -163,7 +174,7 @@ def parameter_lists(source: str, function: str) -> list[list[str]]:
         while depth:
             depth += {"(": 1, ")": -1}.get(source[i], 0)
             i += 1
-        items, depth, start, inner = [], 0, 0, source[m.end():i - 1]
+        items, depth, start, inner = [], 0, 0, source[m.end() : i - 1]
         for j, ch in enumerate(inner):
             depth += {"(": 1, "<": 1, ")": -1, ">": -1}.get(ch, 0)
             if ch == "," and depth == 0:
@@ -189,14 +200,17 @@ def signature_mismatches(fn, args: tuple[Arg, ...]) -> list[str]:
     got = [p.name for p in params]
     if got != list(names(args)):
         return [f"{fn.__qualname__} takes {got}, the op {list(names(args))}"]
-    return [f"{fn.__qualname__}: {p.name}'s default {p.default!r} != {a.default}"
-            for p, a in zip(params, args, strict=True)
-            if (p.default is inspect.Parameter.empty) != (a.default is None)
-            or (a.default is not None and repr(p.default) != a.default)]
+    return [
+        f"{fn.__qualname__}: {p.name}'s default {p.default!r} != {a.default}"
+        for p, a in zip(params, args, strict=True)
+        if (p.default is inspect.Parameter.empty) != (a.default is None)
+        or (a.default is not None and repr(p.default) != a.default)
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The comparisons on the real copies.
+
 
 def test_definition_is_consistent():
     assert len(set(names(FWD_ARGS))) == len(FWD_ARGS) and len(set(names(BWD_ARGS))) == len(BWD_ARGS)
@@ -231,8 +245,11 @@ def _registered(backend: str) -> dict[str, tuple[str, tuple[str, ...]]]:
         pytest.importorskip("triton")
         import snnkernels.ops.leaky_triton  # noqa: F401  (registers the ops)
 
-        return {"leaky_fwd_triton": ("fwd", FWD_OUTPUTS), "leaky_bwd_triton": ("bwd", BWD_OUTPUTS),
-                "leaky_fwd_counted_triton": ("fwd", COUNTED_OUTPUTS)}
+        return {
+            "leaky_fwd_triton": ("fwd", FWD_OUTPUTS),
+            "leaky_bwd_triton": ("bwd", BWD_OUTPUTS),
+            "leaky_fwd_counted_triton": ("fwd", COUNTED_OUTPUTS),
+        }
     if backend == "native" and not _ext.load_native():
         pytest.skip(f"the native extension is not loadable: {_ext.native_status()}")
     return {f"leaky_fwd_{backend}": ("fwd", FWD_OUTPUTS), f"leaky_bwd_{backend}": ("bwd", BWD_OUTPUTS)}
@@ -286,8 +303,10 @@ def _python_copies():
     pytest.importorskip("triton")
     from snnkernels.ops import leaky_triton
 
-    return {"fwd": [leaky.fake_fwd, leaky_triton._fwd_impl, leaky_triton._counted_fwd_impl, leaky_cupy._fwd_impl],
-            "bwd": [leaky.fake_bwd, leaky_triton._bwd_impl, leaky_cupy._bwd_impl]}
+    return {
+        "fwd": [leaky.fake_fwd, leaky_triton._fwd_impl, leaky_triton._counted_fwd_impl, leaky_cupy._fwd_impl],
+        "bwd": [leaky.fake_bwd, leaky_triton._bwd_impl, leaky_cupy._bwd_impl],
+    }
 
 
 @pytest.mark.parametrize("kernel", ["fwd", "bwd"])
@@ -315,7 +334,7 @@ def test_gated_and_dta_scalar_settings():
     for family in ("gated_leaky", "dta_leaky"):
         for kernel in ("fwd", "bwd"):
             got, want = _scalar_run(f"{family}_{kernel}"), run(kernel)
-            starts = [i for i in range(len(got)) if got[i:i + len(want)] == want]
+            starts = [i for i in range(len(got)) if got[i : i + len(want)] == want]
             assert starts, (family, kernel, got)
     settings = neuron_settings(MASNNLIFNode())
     assert [type(v).__name__ for v in settings] == [a.type for a in SCALAR_SETTINGS]
@@ -323,6 +342,7 @@ def test_gated_and_dta_scalar_settings():
 
 # ---------------------------------------------------------------------------------------------------------
 # Each comparison rejects a mutated copy.
+
 
 def _swap(text: str, a: str, b: str) -> str:
     assert a in text and b in text
@@ -345,8 +365,9 @@ SCHEMA_MUTATIONS = [
 def test_schema_comparison_rejects_a_mutated_registration(mutate):
     source = REGISTRATION.read_text()
     found = registration_schemas(SCHEMA_MUTATIONS[mutate](source))
-    problems = (schema_mismatches(found["leaky_fwd_native"], FWD_ARGS, FWD_OUTPUTS)
-                + schema_mismatches(found["leaky_bwd_native"], BWD_ARGS, BWD_OUTPUTS))
+    problems = schema_mismatches(found["leaky_fwd_native"], FWD_ARGS, FWD_OUTPUTS) + schema_mismatches(
+        found["leaky_bwd_native"], BWD_ARGS, BWD_OUTPUTS
+    )
     assert problems
 
 
@@ -356,24 +377,30 @@ def test_registered_schema_comparison_rejects_a_mutation():
     assert schema_mismatches(_swap(schema, "bool training", "bool store_final_state"), FWD_ARGS, FWD_OUTPUTS)
 
 
-@pytest.mark.parametrize("mutation", [
-    lambda h, t, n: (h.replace("1u << 16", "1u << 17"), t, n),  # a bit moved in the header
-    lambda h, t, n: (h.replace("kStrict", "kStrictly"), t, n),  # a bit renamed
-    lambda h, t, n: (h, {**t, "strict": 1 << 4}, n),  # the table's bit differs
-    lambda h, t, n: (h, t, n >> 1),  # ALL_FLAGS misses a bit
-])
+@pytest.mark.parametrize(
+    "mutation",
+    [
+        lambda h, t, n: (h.replace("1u << 16", "1u << 17"), t, n),  # a bit moved in the header
+        lambda h, t, n: (h.replace("kStrict", "kStrictly"), t, n),  # a bit renamed
+        lambda h, t, n: (h, {**t, "strict": 1 << 4}, n),  # the table's bit differs
+        lambda h, t, n: (h, t, n >> 1),  # ALL_FLAGS misses a bit
+    ],
+)
 def test_flag_comparison_rejects_a_mutation(mutation):
     header, table, all_flags = mutation(FLAGS_H.read_text(), dict(leaky_cupy.FLAG), leaky_cupy.ALL_FLAGS)
     assert flag_table_mismatches(header_flag_bits(header), table, all_flags)
 
 
-@pytest.mark.parametrize("kernel, mutation", [
-    ("fwd", lambda s: s.replace("  bool store_final_state = false;\n", "")),  # a member dropped
-    ("fwd", lambda s: s.replace("float v_threshold = 1.f, v_reset", "float v_threshold = 1.f, reset")),  # renamed
-    ("fwd", lambda s: s.replace(" | (store_v_seq ? kStoreVSeq : 0u)", "")),  # flags() misses a bit
-    ("bwd", lambda s: s.replace("int surrogate_id = 0;", "int surrogate = 0;")),
-    ("bwd", lambda s: s.replace("(detach_reset ? kDetachReset : 0u)", "(detach_reset ? kStrict : 0u)")),
-])
+@pytest.mark.parametrize(
+    "kernel, mutation",
+    [
+        ("fwd", lambda s: s.replace("  bool store_final_state = false;\n", "")),  # a member dropped
+        ("fwd", lambda s: s.replace("float v_threshold = 1.f, v_reset", "float v_threshold = 1.f, reset")),  # renamed
+        ("fwd", lambda s: s.replace(" | (store_v_seq ? kStoreVSeq : 0u)", "")),  # flags() misses a bit
+        ("bwd", lambda s: s.replace("int surrogate_id = 0;", "int surrogate = 0;")),
+        ("bwd", lambda s: s.replace("(detach_reset ? kDetachReset : 0u)", "(detach_reset ? kStrict : 0u)")),
+    ],
+)
 def test_params_comparison_rejects_a_mutation(kernel, mutation):
     source = PARAMS_H.read_text()
     mutated = mutation(source)
@@ -389,12 +416,15 @@ def test_entry_point_comparison_rejects_a_mutation():
         assert all(got != list(names(PASSES[kernel][0])) for got in parameter_lists(mutated, function))
 
 
-@pytest.mark.parametrize("mutation", [
-    lambda d: _swap(d, "| `gain` | `float`", "| `bias` | `float`"),  # order
-    lambda d: d.replace("| `store_v_seq` | `bool` | False |", "| `store_v_seq` | `bool` | - |"),  # default
-    lambda d: d.replace("| `detach_reset` | `bool` | - | bwd |", "| `detach_reset` | `bool` | - | fwd, bwd |"),
-    lambda d: d.replace("| `chunk` | `int` |", "| `chunk` | `float` |"),  # type
-])
+@pytest.mark.parametrize(
+    "mutation",
+    [
+        lambda d: _swap(d, "| `gain` | `float`", "| `bias` | `float`"),  # order
+        lambda d: d.replace("| `store_v_seq` | `bool` | False |", "| `store_v_seq` | `bool` | - |"),  # default
+        lambda d: d.replace("| `detach_reset` | `bool` | - | bwd |", "| `detach_reset` | `bool` | - | fwd, bwd |"),
+        lambda d: d.replace("| `chunk` | `int` |", "| `chunk` | `float` |"),  # type
+    ],
+)
 def test_docs_table_comparison_rejects_a_mutation(mutation):
     source = NEURON_DOC.read_text()
     mutated = mutation(source)
@@ -402,14 +432,52 @@ def test_docs_table_comparison_rejects_a_mutation(mutation):
 
 
 def test_signature_comparison_rejects_a_mutation():
-    def swapped(x, v_init, decay_t, gain_t, bias_t, decay, gain, bias, v_reset, v_threshold, v_init_value, hard_reset,
-                strict, detach_reset, surrogate_id, surrogate_param, training, store_final_state, chunk,
-                store_v_seq=False):
+    def swapped(
+        x,
+        v_init,
+        decay_t,
+        gain_t,
+        bias_t,
+        decay,
+        gain,
+        bias,
+        v_reset,
+        v_threshold,
+        v_init_value,
+        hard_reset,
+        strict,
+        detach_reset,
+        surrogate_id,
+        surrogate_param,
+        training,
+        store_final_state,
+        chunk,
+        store_v_seq=False,
+    ):
         pass
 
-    def no_default(x, v_init, decay_t, gain_t, bias_t, decay, gain, bias, v_threshold, v_reset, v_init_value,
-                   hard_reset, strict, detach_reset, surrogate_id, surrogate_param, training, store_final_state, chunk,
-                   store_v_seq):
+    def no_default(
+        x,
+        v_init,
+        decay_t,
+        gain_t,
+        bias_t,
+        decay,
+        gain,
+        bias,
+        v_threshold,
+        v_reset,
+        v_init_value,
+        hard_reset,
+        strict,
+        detach_reset,
+        surrogate_id,
+        surrogate_param,
+        training,
+        store_final_state,
+        chunk,
+        store_v_seq,
+    ):
         pass
 
     assert signature_mismatches(swapped, FWD_ARGS)
@@ -425,5 +493,5 @@ def test_scalar_run_comparison_rejects_a_mutation():
     mutated = [*got]
     i = mutated.index(("v_threshold", "float"))
     mutated[i], mutated[i + 1] = mutated[i + 1], mutated[i]
-    assert any(got[i:i + len(want)] == want for i in range(len(got)))
-    assert not any(mutated[i:i + len(want)] == want for i in range(len(mutated)))
+    assert any(got[i : i + len(want)] == want for i in range(len(got)))
+    assert not any(mutated[i : i + len(want)] == want for i in range(len(mutated)))

@@ -5,6 +5,7 @@ samples pass ``torch.library.opcheck`` (schema, autograd registration, fake tens
 test device, the Triton ops on the CPU under the interpreter. An op that cannot run here says why (its
 entry or this install's probe): nothing is skipped without a reason.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -42,8 +43,10 @@ def test_audit_catches_an_op_without_entry_and_an_entry_without_op():
         "the entry listed_only names no registered op in snnkernels_registry_probe",
     ]
     # a registered op with an entry passes
-    assert registry.audit((OpEntry("unlisted", "", "triton", lambda dev: []),),
-                          namespace="snnkernels_registry_probe") == []
+    assert (
+        registry.audit((OpEntry("unlisted", "", "triton", lambda dev: []),), namespace="snnkernels_registry_probe")
+        == []
+    )
 
 
 def test_capability_table_is_derived_from_the_entries():

@@ -1,6 +1,7 @@
 """What a release ships: the sdist carries everything setup.py compiles (it builds the extension: see
 test_torch_matrix.py, which installs from it), the wheel carries py.typed and the license, the extras
 install what the examples import, and tqdm is imported only where a progress bar is shown."""
+
 from __future__ import annotations
 
 import ast
@@ -23,10 +24,18 @@ def test_sdist_carries_the_native_sources(tmp_path):
     """Every C++ / CUDA source and header under csrc/, the license, the changelog and py.typed."""
     with tarfile.open(build_dist.build(tmp_path)) as tar:
         names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
-    wanted = {p.relative_to(ROOT).as_posix() for p in (ROOT / "csrc").rglob("*")
-              if p.suffix in (".cpp", ".cu", ".cuh", ".h")}
-    wanted |= {"LICENSE", "CHANGELOG.md", "snnkernels/py.typed", "setup.py", "pyproject.toml",
-               "snnkernels/_native_sources.py", "snnkernels/_build_log.py"}
+    wanted = {
+        p.relative_to(ROOT).as_posix() for p in (ROOT / "csrc").rglob("*") if p.suffix in (".cpp", ".cu", ".cuh", ".h")
+    }
+    wanted |= {
+        "LICENSE",
+        "CHANGELOG.md",
+        "snnkernels/py.typed",
+        "setup.py",
+        "pyproject.toml",
+        "snnkernels/_native_sources.py",
+        "snnkernels/_build_log.py",
+    }
     assert not wanted - names, sorted(wanted - names)
     assert not [n for n in names if n.endswith((".so", ".o", ".pyc"))], "compiled files in the sdist"
 
@@ -94,10 +103,26 @@ def test_example_trains_without_tqdm_when_no_bar_is_shown(tmp_path):
     """``--no-progress`` needs no tqdm: one epoch on a small subset, in one worker, with tqdm unimportable."""
     pytest.importorskip("sklearn")
     script = ROOT / "examples" / "train_digits.py"
-    args = ["--_worker", "torch", "--_worker-json", str(tmp_path / "run.json"), "--epochs", "1", "--subset", "64",
-            "--no-progress"]
+    args = [
+        "--_worker",
+        "torch",
+        "--_worker-json",
+        str(tmp_path / "run.json"),
+        "--epochs",
+        "1",
+        "--subset",
+        "64",
+        "--no-progress",
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SNNKERNELS_")}
-    out = subprocess.run([sys.executable, "-c", _WITHOUT_TQDM.format(script=str(script)), *args],
-                         capture_output=True, text=True, env=env, timeout=600, check=False, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TQDM.format(script=str(script)), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "epoch   1/1" in out.stdout and (tmp_path / "run.json").exists(), out.stdout[-2000:]

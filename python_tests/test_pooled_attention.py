@@ -12,6 +12,7 @@ inputs upcast), so the only differences are the kernel's own roundings:
   of n terms (n eps sum|terms|) with a margin, instead of per element where cancellation makes the
   relative error meaningless.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -38,8 +39,10 @@ from test_tcja_dta import (
 )
 from utils import assert_close_verbose
 
-pytestmark = [pytest.mark.triton,
-              pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths:UserWarning")]
+pytestmark = [
+    pytest.mark.triton,
+    pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths:UserWarning"),
+]
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 OUT_RTOL = {torch.float32: 2e-6, torch.float16: 2.0**-9, torch.bfloat16: 2.0**-6}
@@ -115,10 +118,14 @@ def test_tcja_matches_reference(mode, k_t, k_c, dtype, layout):
     def unpack(ws):
         return (ws[0], ws[1]) if mode == "both" else ((ws[0], None) if mode == "tla" else (None, ws[0]))
 
-    compare(f"tcja[{mode}]", inputs,
-            lambda x, *ws: SF.tcja(x, *unpack(ws), mode=mode, backend="triton"),
-            lambda x, *ws: tcja_reference(x, *unpack(ws), mode=mode),
-            grad_out.to(dtype), n_data=1)
+    compare(
+        f"tcja[{mode}]",
+        inputs,
+        lambda x, *ws: SF.tcja(x, *unpack(ws), mode=mode, backend="triton"),
+        lambda x, *ws: tcja_reference(x, *unpack(ws), mode=mode),
+        grad_out.to(dtype),
+        n_data=1,
+    )
 
 
 @pytest.mark.parametrize("layout", pick(["TB", "BT", "strided"], ["TB"]))
@@ -128,10 +135,14 @@ def test_txa_matches_reference(T, dtype, layout):
     shape = (T, 3, 9, 4, 5)
     C = shape[2]
     x = make_x(shape, dtype, layout)
-    inputs = leaves(x, torch.randn(T, T, 3, device=DEVICE) / 3, torch.randn(C, C, 6, device=DEVICE) / 6,
-                    0.5 + torch.rand((), device=DEVICE), 0.5 + torch.rand((), device=DEVICE))
-    compare("txa", inputs, lambda *a: SF.txa(*a, backend="triton"), txa_reference,
-            make_x(shape, dtype, "TB"), n_data=1)
+    inputs = leaves(
+        x,
+        torch.randn(T, T, 3, device=DEVICE) / 3,
+        torch.randn(C, C, 6, device=DEVICE) / 6,
+        0.5 + torch.rand((), device=DEVICE),
+        0.5 + torch.rand((), device=DEVICE),
+    )
+    compare("txa", inputs, lambda *a: SF.txa(*a, backend="triton"), txa_reference, make_x(shape, dtype, "TB"), n_data=1)
 
 
 @pytest.mark.parametrize("spike_grad", [True, False])
@@ -143,12 +154,25 @@ def test_dta_product_matches_reference(na_layout, dtype, spike_grad):
     x = make_x(shape, dtype, "TB")
     na = make_x(shape, dtype, na_layout)
     spikes = (torch.rand(shape, device=DEVICE) > 0.6).to(dtype)
-    inputs = leaves(x, na, spikes, torch.randn(T, T, 3, device=DEVICE) / 3, torch.randn(C, C, 6, device=DEVICE) / 6,
-                    0.5 + torch.rand((), device=DEVICE), 0.5 + torch.rand((), device=DEVICE))
+    inputs = leaves(
+        x,
+        na,
+        spikes,
+        torch.randn(T, T, 3, device=DEVICE) / 3,
+        torch.randn(C, C, 6, device=DEVICE) / 6,
+        0.5 + torch.rand((), device=DEVICE),
+        0.5 + torch.rand((), device=DEVICE),
+    )
     inputs[2].requires_grad_(spike_grad)
     n_data = 3 if spike_grad else 2
-    compare("dta_product", inputs, lambda *a: SF.dta_product(*a, backend="triton"),
-            dta_product_reference, make_x(shape, dtype, "TB"), n_data=n_data)
+    compare(
+        "dta_product",
+        inputs,
+        lambda *a: SF.dta_product(*a, backend="triton"),
+        dta_product_reference,
+        make_x(shape, dtype, "TB"),
+        n_data=n_data,
+    )
 
 
 @pytest.mark.parametrize("op", ["tcja", "txa"])
@@ -160,8 +184,13 @@ def test_long_rows_loop_over_tiles(op):
         inputs = leaves(x, torch.randn(C, C, 2, device=DEVICE), torch.randn(T, T, 3, device=DEVICE))
         fused, ref = (lambda *a: SF.tcja(*a, backend="triton")), tcja_reference
     else:
-        inputs = leaves(x, torch.randn(T, T, 3, device=DEVICE), torch.randn(C, C, 6, device=DEVICE),
-                        torch.tensor(0.7, device=DEVICE), torch.tensor(1.3, device=DEVICE))
+        inputs = leaves(
+            x,
+            torch.randn(T, T, 3, device=DEVICE),
+            torch.randn(C, C, 6, device=DEVICE),
+            torch.tensor(0.7, device=DEVICE),
+            torch.tensor(1.3, device=DEVICE),
+        )
         fused, ref = (lambda *a: SF.txa(*a, backend="triton")), txa_reference
     compare(op, inputs, fused, ref, torch.randn(LONG_ROW, device=DEVICE), n_data=1)
 
@@ -313,8 +342,13 @@ def test_official_placement_sizes_on_gpu(op):
         inputs = leaves(x, torch.randn(C, C, 4, device=DEVICE) / 4, torch.randn(T, T, 3, device=DEVICE) / 3)
         fused, ref = (lambda *a: SF.tcja(*a, backend="triton")), tcja_reference
     else:
-        inputs = leaves(x, torch.randn(T, T, 3, device=DEVICE) / 3, torch.randn(C, C, 6, device=DEVICE) / 6,
-                        torch.tensor(0.7, device=DEVICE), torch.tensor(1.3, device=DEVICE))
+        inputs = leaves(
+            x,
+            torch.randn(T, T, 3, device=DEVICE) / 3,
+            torch.randn(C, C, 6, device=DEVICE) / 6,
+            torch.tensor(0.7, device=DEVICE),
+            torch.tensor(1.3, device=DEVICE),
+        )
         fused, ref = (lambda *a: SF.txa(*a, backend="triton")), txa_reference
     compare(op, inputs, fused, ref, torch.randn(shape, device=DEVICE), n_data=1)
 
@@ -330,13 +364,21 @@ def test_one_tensor_passed_twice():
     like the summed parameter gradients."""
     shape = (4, 2, 6, 5, 3)
     T, C = shape[0], shape[2]
-    x, wt, wc, scale = leaves(torch.randn(shape, device=DEVICE), torch.randn(T, T, 3, device=DEVICE) / 3,
-                              torch.randn(C, C, 6, device=DEVICE) / 6, torch.tensor(0.9, device=DEVICE))
+    x, wt, wc, scale = leaves(
+        torch.randn(shape, device=DEVICE),
+        torch.randn(T, T, 3, device=DEVICE) / 3,
+        torch.randn(C, C, 6, device=DEVICE) / 6,
+        torch.tensor(0.9, device=DEVICE),
+    )
     spikes = (torch.rand(shape, device=DEVICE) > 0.5).float()
-    compare("dta_product(x, x, ...)", [x, spikes, wt, wc, scale],
-            lambda x, s, wt, wc, sc: SF.dta_product(x, x, s, wt, wc, sc, sc, backend="triton"),
-            lambda x, s, wt, wc, sc: dta_product_reference(x, x, s, wt, wc, sc, sc),
-            torch.randn(shape, device=DEVICE), n_data=0)
+    compare(
+        "dta_product(x, x, ...)",
+        [x, spikes, wt, wc, scale],
+        lambda x, s, wt, wc, sc: SF.dta_product(x, x, s, wt, wc, sc, sc, backend="triton"),
+        lambda x, s, wt, wc, sc: dta_product_reference(x, x, s, wt, wc, sc, sc),
+        torch.randn(shape, device=DEVICE),
+        n_data=0,
+    )
 
 
 @pytest.mark.parametrize("pool", ["max", "avg"])
@@ -354,8 +396,9 @@ def test_gate_after_pooling_equals_tcja_then_pooling(mode, pool):
     wt, wc = torch.randn(C, C, 3, device=DEVICE) / 3, torch.randn(T, T, 2, device=DEVICE) / 2
 
     def deferred(x, wt, wc):
-        gate = SF.tcja_gate(x, wt if mode != "cla" else None, wc if mode != "tla" else None, mode=mode,
-                            backend="triton")
+        gate = SF.tcja_gate(
+            x, wt if mode != "cla" else None, wc if mode != "tla" else None, mode=mode, backend="triton"
+        )
         return pooled(x) * gate[..., None, None].to(x.dtype)
 
     def reference(x, wt, wc):
@@ -391,15 +434,23 @@ def no_worse_than_eager(name, inputs, fused_fn, ref_fn, grad_out, factor=3.0, sk
     out, grads = run(fused_fn, inputs, grad_out)
     out_e, grads_e = run(ref_fn, leaves(*inputs), grad_out)
     out_r, grads_r = run(ref_fn, ref64, grad_out.double())
-    for i, (what, a, e, r) in enumerate(zip(["output"] + [f"grad {i}" for i in range(len(grads))], [out, *grads],
-                                            [out_e, *grads_e], [out_r, *grads_r], strict=True)):
+    for i, (what, a, e, r) in enumerate(
+        zip(
+            ["output"] + [f"grad {i}" for i in range(len(grads))],
+            [out, *grads],
+            [out_e, *grads_e],
+            [out_r, *grads_r],
+            strict=True,
+        )
+    ):
         if i - 1 in skip:
             continue
         err = (a.double() - r).abs().max().item()
         eager_err = (e.double() - r).abs().max().item()
         assert err <= factor * eager_err + 1e-6 * r.abs().max().item(), (
             f"{name} {what}: fused error {err:.3e} vs eager {a.dtype} error {eager_err:.3e} (largest entry "
-            f"{r.abs().max().item():.3e})")
+            f"{r.abs().max().item():.3e})"
+        )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -442,8 +493,12 @@ def test_dta_matches_reference(shortcut, layout):
     module = tna_params(T * C)
     x = make_x((T, B, C, H, W), torch.float32, layout)
     spikes = (torch.rand(T, B, C, H, W, device=DEVICE) > 0.6).float()
-    txa = [torch.randn(T, T, 3, device=DEVICE) / 3, torch.randn(C, C, 6, device=DEVICE) / 6,
-           0.5 + torch.rand((), device=DEVICE), 0.5 + torch.rand((), device=DEVICE)]
+    txa = [
+        torch.randn(T, T, 3, device=DEVICE) / 3,
+        torch.randn(C, C, 6, device=DEVICE) / 6,
+        0.5 + torch.rand((), device=DEVICE),
+        0.5 + torch.rand((), device=DEVICE),
+    ]
     weights = [p.detach() for p in module.params()]
     n = 2 + len(txa)
 
@@ -458,8 +513,15 @@ def test_dta_matches_reference(shortcut, layout):
         x, s, xa, p = split(args)
         return dta_reference(x, s, *xa, p, attn_shortcut=shortcut)
 
-    compare("dta", leaves(x, spikes, *txa, *weights), fused, reference, torch.randn(T, B, C, H, W, device=DEVICE),
-            n_data=2, summed=(0,))
+    compare(
+        "dta",
+        leaves(x, spikes, *txa, *weights),
+        fused,
+        reference,
+        torch.randn(T, B, C, H, W, device=DEVICE),
+        n_data=2,
+        summed=(0,),
+    )
 
 
 @pytest.mark.parametrize("kernel_size", [7, 21])

@@ -5,6 +5,7 @@ The one citation form is ``docs/<file>.md "<Heading>"``: the path (in backticks 
 and the comment's leader), then the heading's text in double quotes, backticks dropped (``docs/neuron.md
 "Charge, fire, reset"``). A bare ``docs/<file>.md`` cites the whole page. CPU only, no imports of snnkernels.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,8 +17,28 @@ ROOT = Path(__file__).resolve().parents[1]
 SCANNED_DIRS = ("snnkernels", "csrc", "bench", "scripts", "python_tests", "examples", "docs")
 SCANNED_FILES = ("README.md", "CONTRIBUTING.md")
 # Text files only: results (JSON, CSV) are data that may hold absolute paths of the machine that made them.
-SUFFIXES = {".py", ".pyi", ".md", ".rst", ".txt", ".cpp", ".cc", ".c", ".h", ".hpp", ".cu", ".cuh", ".sh", ".toml",
-            ".cfg", ".ini", ".yml", ".yaml", ".cmake", ".in"}
+SUFFIXES = {
+    ".py",
+    ".pyi",
+    ".md",
+    ".rst",
+    ".txt",
+    ".cpp",
+    ".cc",
+    ".c",
+    ".h",
+    ".hpp",
+    ".cu",
+    ".cuh",
+    ".sh",
+    ".toml",
+    ".cfg",
+    ".ini",
+    ".yml",
+    ".yaml",
+    ".cmake",
+    ".in",
+}
 SKIPPED_PARTS = {"__pycache__", "build", ".pytest_cache"}
 THIS_FILE = Path(__file__).resolve()
 
@@ -25,8 +46,12 @@ FORBIDDEN = [
     (re.compile(r"\bspec(?:'s)?\s+(?:sections?\s+)?\d", re.IGNORECASE), "a spec section"),
     (re.compile(r"\bthe spec\b|\bspec\.md\b|reference_spec|\bspec/", re.IGNORECASE), "the spec outside the repository"),
     (re.compile(r"\bissues?\s*#?\d|\bthe issue's\b", re.IGNORECASE), "an issue of a tracker"),
-    (re.compile(r"\.\./shared|/work/shared|\bshared/(?:spec|papers)\b|\buser_pain\b|\bpeers_and_floors\b",
-                re.IGNORECASE), "a path outside the repository"),
+    (
+        re.compile(
+            r"\.\./shared|/work/shared|\bshared/(?:spec|papers)\b|\buser_pain\b|\bpeers_and_floors\b", re.IGNORECASE
+        ),
+        "a path outside the repository",
+    ),
 ]
 
 PATH = re.compile(r"(?<![\w/.-])docs/([\w.-]+?\.md)\b`?")
@@ -76,7 +101,7 @@ def bad_section_citations(text: str, docs: dict[str, set[str]]) -> list[str]:
         if name not in docs:
             problems.append(f"{number}: no file docs/{name}")
             continue
-        rest = text[match.end():]
+        rest = text[match.end() :]
         gap = GAP.match(rest)
         quoted = QUOTED.match(rest, gap.end()) if gap else None
         if quoted:
@@ -91,15 +116,25 @@ def bad_section_citations(text: str, docs: dict[str, set[str]]) -> list[str]:
 def scanned_files(root: Path = ROOT) -> list[Path]:
     files = [root / name for name in SCANNED_FILES]
     for folder in SCANNED_DIRS:
-        files += [p for p in sorted((root / folder).rglob("*"))
-                  if p.is_file() and p.suffix in SUFFIXES and not SKIPPED_PARTS & set(p.relative_to(root).parts)]
+        files += [
+            p
+            for p in sorted((root / folder).rglob("*"))
+            if p.is_file() and p.suffix in SUFFIXES and not SKIPPED_PARTS & set(p.relative_to(root).parts)
+        ]
     return [p for p in files if p.resolve() != THIS_FILE]
 
 
 def test_the_scan_covers_the_tree():
     names = {p.relative_to(ROOT).as_posix() for p in scanned_files()}
-    for expected in ("README.md", "CONTRIBUTING.md", "csrc/README.md", "snnkernels/_ext.py", "bench/run.py",
-                     "docs/neuron.md", "snnkernels/reference/ma_snn.py"):
+    for expected in (
+        "README.md",
+        "CONTRIBUTING.md",
+        "csrc/README.md",
+        "snnkernels/_ext.py",
+        "bench/run.py",
+        "docs/neuron.md",
+        "snnkernels/reference/ma_snn.py",
+    ):
         assert expected in names, expected
     assert len(docs_headings()) >= 6
 
@@ -115,46 +150,80 @@ def test_docs_section_citations_exist():
     problems = []
     for path in scanned_files():
         rel = path.relative_to(ROOT).as_posix()
-        problems += [f"{rel}:{p}" for p in bad_section_citations(path.read_text(encoding="utf-8", errors="replace"),
-                                                                   docs)]
+        problems += [
+            f"{rel}:{p}" for p in bad_section_citations(path.read_text(encoding="utf-8", errors="replace"), docs)
+        ]
     assert not problems, "\n".join(problems)
 
 
 # The checks themselves, on synthetic text: each kind of bad citation is caught and the good forms pass.
 
-SYNTHETIC_DOCS = {"neuron.md": headings("# Top\n\n## Charge, fire, reset\n\n```\n## not a heading\n```\n"
-                                        "### `return_v_seq` and more\n")}
+SYNTHETIC_DOCS = {
+    "neuron.md": headings(
+        "# Top\n\n## Charge, fire, reset\n\n```\n## not a heading\n```\n### `return_v_seq` and more\n"
+    )
+}
 
 
-@pytest.mark.parametrize("text", [
-    "# the charge (spec 0.1)", "x = 1  # see spec section 3", "// spec's 4.3a", "written from the spec",
-    "see reference_spec.md", "(../shared/spec/reference_spec.md)", "/work/shared/papers/x.pdf", "``shared/papers``",
-    "# issue 16 item 6", "Issue 4's target", "the issue's targets", "fixes issue #12", "(user_pain item 5)",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "# the charge (spec 0.1)",
+        "x = 1  # see spec section 3",
+        "// spec's 4.3a",
+        "written from the spec",
+        "see reference_spec.md",
+        "(../shared/spec/reference_spec.md)",
+        "/work/shared/papers/x.pdf",
+        "``shared/papers``",
+        "# issue 16 item 6",
+        "Issue 4's target",
+        "the issue's targets",
+        "fixes issue #12",
+        "(user_pain item 5)",
+    ],
+)
 def test_forbidden_citations_are_caught(text):
     assert forbidden_citations("ok line\n" + text), text
 
 
-@pytest.mark.parametrize("text", [
-    "module_from_spec(spec)", "def resolve(spec: str)", "an issue number", "shared memory", "spec'd", "inspect 3",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "module_from_spec(spec)",
+        "def resolve(spec: str)",
+        "an issue number",
+        "shared memory",
+        "spec'd",
+        "inspect 3",
+    ],
+)
 def test_ordinary_words_pass(text):
     assert not forbidden_citations(text), text
 
 
-@pytest.mark.parametrize("text, expected", [
-    ('# docs/neuron.md "Charge, fire, reset"', []),
-    ('see `docs/neuron.md` "Charge, fire, reset".', []),
-    ('# the rule (docs/neuron.md\n# "Charge, fire,\n# reset")', []),
-    ('// docs/neuron.md "return_v_seq and more"', []),
-    ("# the whole page: docs/neuron.md.", []),
-    ('# docs/neuron.md "Charge and fire"', ['1: docs/neuron.md has no heading "Charge and fire"']),
-    ('# docs/neuron.md "not a heading"', ['1: docs/neuron.md has no heading "not a heading"']),
-    ("x\n# docs/nothing.md", ["2: no file docs/nothing.md"]),
-    ('# docs/neuron.md, "Charge, fire, reset"', ['1: cite a section of docs/neuron.md as docs/neuron.md "<Heading>"']),
-    ('# docs/neuron.md ("Charge, fire, reset")', ['1: cite a section of docs/neuron.md as docs/neuron.md "<Heading>"']),
-    ('# `docs/neuron.md`, "Top"', ['1: cite a section of docs/neuron.md as docs/neuron.md "<Heading>"']),
-    ("# out/docs/page.md is written, not cited", []),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('# docs/neuron.md "Charge, fire, reset"', []),
+        ('see `docs/neuron.md` "Charge, fire, reset".', []),
+        ('# the rule (docs/neuron.md\n# "Charge, fire,\n# reset")', []),
+        ('// docs/neuron.md "return_v_seq and more"', []),
+        ("# the whole page: docs/neuron.md.", []),
+        ('# docs/neuron.md "Charge and fire"', ['1: docs/neuron.md has no heading "Charge and fire"']),
+        ('# docs/neuron.md "not a heading"', ['1: docs/neuron.md has no heading "not a heading"']),
+        ("x\n# docs/nothing.md", ["2: no file docs/nothing.md"]),
+        (
+            '# docs/neuron.md, "Charge, fire, reset"',
+            ['1: cite a section of docs/neuron.md as docs/neuron.md "<Heading>"'],
+        ),
+        (
+            '# docs/neuron.md ("Charge, fire, reset")',
+            ['1: cite a section of docs/neuron.md as docs/neuron.md "<Heading>"'],
+        ),
+        ('# `docs/neuron.md`, "Top"', ['1: cite a section of docs/neuron.md as docs/neuron.md "<Heading>"']),
+        ("# out/docs/page.md is written, not cited", []),
+    ],
+)
 def test_section_citations_are_checked(text, expected):
     assert bad_section_citations(text, SYNTHETIC_DOCS) == expected

@@ -11,6 +11,7 @@ and fails it, so these tests take seconds.
 
 The real builds (torch 2.11 and 2.14, from an sdist) are in test_torch_matrix.py.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,9 +60,15 @@ def _source_copy(tmp_path: Path) -> Path:
 def _build_ext(folder: Path, env: dict[str, str], script: str = "setup.py") -> subprocess.CompletedProcess:
     env = dict(env, MAX_JOBS="1", SNNKERNELS_BUILD_CUDA="0")
     env.pop("TORCH_CUDA_ARCH_LIST", None)
-    return subprocess.run([sys.executable, script, "build_ext", "--build-lib", str(folder / "lib"),
-                           "--build-temp", str(folder / "tmp")],
-                          cwd=folder, capture_output=True, text=True, env=env, timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, script, "build_ext", "--build-lib", str(folder / "lib"), "--build-temp", str(folder / "tmp")],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
 
 
 def _std_flags(log: Path) -> set[str]:
@@ -69,8 +76,12 @@ def _std_flags(log: Path) -> set[str]:
 
 
 def test_flags_leave_the_standard_to_torch():
-    for flags in (_native_sources.CXX_FLAGS, _native_sources.NVCC_FLAGS, _native_sources.CXX_DEBUG_FLAGS,
-                  _native_sources.NVCC_DEBUG_FLAGS):
+    for flags in (
+        _native_sources.CXX_FLAGS,
+        _native_sources.NVCC_FLAGS,
+        _native_sources.CXX_DEBUG_FLAGS,
+        _native_sources.NVCC_DEBUG_FLAGS,
+    ):
         assert not [f for f in flags if "std=" in f], flags
 
 
@@ -109,10 +120,10 @@ def test_build_uses_torchs_cxx_standard(failed_build):
 def test_failed_build_fails_the_install_loudly(failed_build):
     out, _, torch_default = failed_build
     assert out.returncode != 0, "a failed native build let the install succeed"
-    tail = out.stderr[out.stderr.rfind("FAILED"):]
+    tail = out.stderr[out.stderr.rfind("FAILED") :]
     assert FAKE_ERROR in tail, out.stderr[-3000:]
     assert "SNNKERNELS_BUILD_NATIVE=0" in tail, tail
-    assert f"C++ standard (torch's choice): {next(iter(torch_default))[len('-std='):]}" in tail, tail
+    assert f"C++ standard (torch's choice): {next(iter(torch_default))[len('-std=') :]}" in tail, tail
 
 
 @pytest.mark.parametrize("mode", ["auto", "1"])

@@ -5,6 +5,7 @@ truncated BPTT, live SpikingJelly surrogates, carried state across batch sizes, 
 ``functional_forward``, copies and pickles. Each comparison runs SpikingJelly's own module on the same input.
 ``scripts/spikingjelly_suite.py`` runs SpikingJelly's own test files against our classes.
 """
+
 from __future__ import annotations
 
 import copy

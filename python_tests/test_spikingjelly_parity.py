@@ -7,6 +7,7 @@ rounding of the threshold. Such flips are the only allowed mismatch: each must s
 the threshold in SpikingJelly's own potential, the neuron is excluded from then on (its trajectories
 diverge), and the flip rate is capped.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -75,8 +76,15 @@ SURROGATES = [
 @pytest.mark.parametrize("v_reset, detach_reset", [(0.0, False), (0.0, True), (None, False), (-0.25, True)])
 def test_lif_node_matches_spikingjelly(make_surrogate, tau, decay_input, v_reset, detach_reset):
     x = (torch.randn(7, 3, 5, 9) * 1.5 + 0.4).requires_grad_()
-    kwargs = dict(tau=tau, decay_input=decay_input, v_threshold=1.0, v_reset=v_reset,
-                  surrogate_function=make_surrogate(), detach_reset=detach_reset, step_mode="m")
+    kwargs = dict(
+        tau=tau,
+        decay_input=decay_input,
+        v_threshold=1.0,
+        v_reset=v_reset,
+        surrogate_function=make_surrogate(),
+        detach_reset=detach_reset,
+        step_mode="m",
+    )
     theirs = sj_neuron.LIFNode(**kwargs)(x)
     grad_out = torch.randn_like(theirs)
     (g_theirs,) = torch.autograd.grad(theirs, x, grad_out)
@@ -93,8 +101,9 @@ def test_lif_node_matches_spikingjelly(make_surrogate, tau, decay_input, v_reset
 def test_if_node_matches_spikingjelly(make_surrogate, v_reset, detach_reset):
     # IF charges v + x on both sides (ours as 1 * v + 1 * x + 0: the same value), so no spike may flip
     x = (torch.randn(7, 3, 5, 9) * 0.8 + 0.2).requires_grad_()
-    kwargs = dict(v_threshold=1.0, v_reset=v_reset, surrogate_function=make_surrogate(), detach_reset=detach_reset,
-                  step_mode="m")
+    kwargs = dict(
+        v_threshold=1.0, v_reset=v_reset, surrogate_function=make_surrogate(), detach_reset=detach_reset, step_mode="m"
+    )
     theirs = sj_neuron.IFNode(**kwargs)(x)
     assert 0.02 < theirs.mean().item() < 0.5, "the test input must make the neurons fire, and not always"
     grad_out = torch.randn_like(theirs)
@@ -103,16 +112,18 @@ def test_if_node_matches_spikingjelly(make_surrogate, v_reset, detach_reset):
         ours = snn.IFNode(**kwargs, backend=backend)(x)
         (g_ours,) = torch.autograd.grad(ours, x, grad_out)
         assert torch.equal(ours, theirs), backend
-        torch.testing.assert_close(g_ours, g_theirs, rtol=2e-5, atol=2e-6,
-                                   msg=lambda m, backend=backend: f"{backend}: {m}")
+        torch.testing.assert_close(
+            g_ours, g_theirs, rtol=2e-5, atol=2e-6, msg=lambda m, backend=backend: f"{backend}: {m}"
+        )
 
 
 @pytest.mark.parametrize("decay_input", [True, False])
 @pytest.mark.parametrize("v_reset", [0.0, None])
 def test_parametric_lif_matches_spikingjelly(decay_input, v_reset):
     x = (torch.randn(6, 4, 3, 7) * 1.5 + 0.4).requires_grad_()
-    kwargs = dict(init_tau=3.0, decay_input=decay_input, v_reset=v_reset, step_mode="m",
-                  surrogate_function=sj_surrogate.ATan())
+    kwargs = dict(
+        init_tau=3.0, decay_input=decay_input, v_reset=v_reset, step_mode="m", surrogate_function=sj_surrogate.ATan()
+    )
     sj = sj_neuron.ParametricLIFNode(**kwargs)
     theirs = sj(x)
     grad_out = torch.randn_like(theirs)
@@ -130,11 +141,15 @@ def test_parametric_lif_matches_spikingjelly(decay_input, v_reset):
 def test_defaults_and_positional_order_match_spikingjelly():
     import inspect
 
-    for ours, theirs in ((snn.IFNode, sj_neuron.IFNode), (snn.LIFNode, sj_neuron.LIFNode),
-                         (snn.ParametricLIFNode, sj_neuron.ParametricLIFNode)):
+    for ours, theirs in (
+        (snn.IFNode, sj_neuron.IFNode),
+        (snn.LIFNode, sj_neuron.LIFNode),
+        (snn.ParametricLIFNode, sj_neuron.ParametricLIFNode),
+    ):
         p_ours = [p for p in inspect.signature(ours.__init__).parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
-        p_theirs = [p for p in inspect.signature(theirs.__init__).parameters.values()
-                    if p.kind is p.POSITIONAL_OR_KEYWORD]
+        p_theirs = [
+            p for p in inspect.signature(theirs.__init__).parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD
+        ]
         assert [p.name for p in p_ours] == [p.name for p in p_theirs]
         for a, b in zip(p_ours[1:], p_theirs[1:], strict=True):
             if b.name == "surrogate_function":

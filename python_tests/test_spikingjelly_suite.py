@@ -3,6 +3,7 @@ ours written the way SpikingJelly's are (SpikingJelly's own files are not in its
 them; the committed results file in bench/results/ holds that run): the swap reaches code that names
 ``neuron.LIFNode``, a test counts only when it builds one of our classes, a failure where SpikingJelly passes is
 reported, and a failure in an op-counter file is classed as a deliberate difference."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -16,7 +17,7 @@ pytest.importorskip("spikingjelly.activation_based.neuron", reason="spikingjelly
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "spikingjelly_suite.py"
 
-NEURON_TESTS = '''
+NEURON_TESTS = """
 import torch
 from spikingjelly.activation_based import functional, neuron
 
@@ -36,15 +37,15 @@ def test_only_spikingjelly_keeps_the_input_dtype():
 
 def test_builds_nothing_of_ours():
     assert torch.ones(2).sum() == 2
-'''
+"""
 
-OP_COUNTER_TESTS = '''
+OP_COUNTER_TESTS = """
 from spikingjelly.activation_based import neuron
 
 
 def test_is_a_base_node():
     assert isinstance(neuron.IFNode(), neuron.BaseNode)
-'''
+"""
 
 
 def _load_script():
@@ -61,8 +62,19 @@ def test_suite_runner_counts_reports_and_classes_failures(tmp_path):
     (tests / "test_op_counter_toy.py").write_text(textwrap.dedent(OP_COUNTER_TESTS))
     out = tmp_path / "results.json"
     suite = _load_script()
-    code = suite.main(["--tests", str(tests), "--files", "test_neurons.py", "test_op_counter_toy.py",
-                       "--backends", "torch", "--out", str(out)])
+    code = suite.main(
+        [
+            "--tests",
+            str(tests),
+            "--files",
+            "test_neurons.py",
+            "test_op_counter_toy.py",
+            "--backends",
+            "torch",
+            "--out",
+            str(out),
+        ]
+    )
     result = json.loads(out.read_text())
     row = result["summary"]["torch"]
     assert row["tests_building_our_classes"] == 3 and row["passed"] == 1 and row["passed_on_spikingjelly"] == 3

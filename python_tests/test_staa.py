@@ -9,6 +9,7 @@ gradient of every input and parameter. The other tests pin the properties the pr
 attention starts as plain addition, TSRD falls back to plain addition for the dropped steps only, eval
 never drops, the GC softmax runs over the pixels.
 """
+
 from __future__ import annotations
 
 import copy
@@ -38,7 +39,6 @@ TOL = dict(rtol=1e-9, atol=1e-11)  # float64, same math summed in another order
 
 T_, B_, C_, H_, W_ = 5, 3, 12, 4, 6  # all different
 GC_HIDDEN, SA_HIDDEN = 3, 2  # C // 4 and C // 6
-
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -77,8 +77,20 @@ def sig(z):
     return 1.0 / (1.0 + torch.exp(-z))
 
 
-def loop_staa(x, p, *, gc_fusion="add", gc_layer_norm=True, sa_gate="sigmoid", coefficient_map="raw",
-              tsrd_scope="step_attention", drop_mask=None, alpha=2.0, detach_reset=False, v_reset=0.0):
+def loop_staa(
+    x,
+    p,
+    *,
+    gc_fusion="add",
+    gc_layer_norm=True,
+    sa_gate="sigmoid",
+    coefficient_map="raw",
+    tsrd_scope="step_attention",
+    drop_mask=None,
+    alpha=2.0,
+    detach_reset=False,
+    v_reset=0.0,
+):
     """Spikes [T, B, C, H, W] and H_T, one (t, b) at a time. ``p``: dict of the parameters (None = absent)."""
     T, B, C, H, W = x.shape
     M, N = p["M"], p["N"]
@@ -155,6 +167,7 @@ COEF_SIZES = {"C": (C_,), "CHW": (C_, H_, W_), "scalar": ()}
 
 def make_params(pe_shape="TCHW", coefficient_shape="C", gc_bias=True, ws2_zero=False):
     """Random float64 leaves, every one off its init, so each takes part in the output."""
+
     def r(*shape, scale=0.5, shift=0.0):
         return (shift + scale * torch.randn(*shape, **F64)).requires_grad_(True)
 
@@ -162,12 +175,16 @@ def make_params(pe_shape="TCHW", coefficient_shape="C", gc_bias=True, ws2_zero=F
     C = C_
     return dict(
         P=r(*PE_SIZES[pe_shape], scale=0.3),
-        wk=r(C), bk=r(1, scale=1.0) if gc_bias else None,
-        W1=r(GC_HIDDEN, C), b1=r(GC_HIDDEN, scale=0.3) if gc_bias else None,
-        ln_w=r(GC_HIDDEN, scale=0.3, shift=1.0), ln_b=r(GC_HIDDEN, scale=0.3),
-        W2=r(C, GC_HIDDEN), b2=r(C, scale=0.3) if gc_bias else None,
-        Ws1=r(SA_HIDDEN, C), Ws2=torch.zeros(2 * C, SA_HIDDEN, **F64).requires_grad_(True) if ws2_zero
-        else r(2 * C, SA_HIDDEN),
+        wk=r(C),
+        bk=r(1, scale=1.0) if gc_bias else None,
+        W1=r(GC_HIDDEN, C),
+        b1=r(GC_HIDDEN, scale=0.3) if gc_bias else None,
+        ln_w=r(GC_HIDDEN, scale=0.3, shift=1.0),
+        ln_b=r(GC_HIDDEN, scale=0.3),
+        W2=r(C, GC_HIDDEN),
+        b2=r(C, scale=0.3) if gc_bias else None,
+        Ws1=r(SA_HIDDEN, C),
+        Ws2=torch.zeros(2 * C, SA_HIDDEN, **F64).requires_grad_(True) if ws2_zero else r(2 * C, SA_HIDDEN),
         M=(0.5 + 0.5 * torch.rand(coef, **F64)).requires_grad_(True),
         N=(0.8 + 0.4 * torch.rand(coef, **F64)).requires_grad_(True),
     )
@@ -175,8 +192,13 @@ def make_params(pe_shape="TCHW", coefficient_shape="C", gc_bias=True, ws2_zero=F
 
 def to_params(p, *, with_pe=True, with_gc=True, with_sa=True) -> STAAParams:
     gc = GCParams(p["wk"], p["bk"], p["W1"], p["b1"], p["ln_w"], p["ln_b"], p["W2"], p["b2"])
-    return STAAParams(p["P"] if with_pe else None, gc if with_gc else None,
-                      SAParams(p["Ws1"], p["Ws2"]) if with_sa else None, p["M"], p["N"])
+    return STAAParams(
+        p["P"] if with_pe else None,
+        gc if with_gc else None,
+        SAParams(p["Ws1"], p["Ws2"]) if with_sa else None,
+        p["M"],
+        p["N"],
+    )
 
 
 def leaves(p):
@@ -269,8 +291,11 @@ def baseline(name, p, opts):
     if name == "coefficient_shape_CHW":  # one value per neuron; a [C] M cannot vary over the pixels
         return dict(p, M=p["M"][:, 0, 0], N=p["N"][:, 0, 0]), {}, None
     if name == "coefficient_shape_scalar":  # one value for the layer == the same value for every channel
-        return (dict(p, M=p["M"] + 0.2 * torch.rand(C_, **F64), N=p["N"] + 0.2 * torch.rand(C_, **F64)), {},
-                (dict(p, M=p["M"].expand(C_), N=p["N"].expand(C_)), {}))
+        return (
+            dict(p, M=p["M"] + 0.2 * torch.rand(C_, **F64), N=p["N"] + 0.2 * torch.rand(C_, **F64)),
+            {},
+            (dict(p, M=p["M"].expand(C_), N=p["N"].expand(C_)), {}),
+        )
     if name == "tsrd_sample":  # per-sample draws vs one draw per step (sample 0's column)
         return p, dict(drop_mask=SAMPLE_MASK[:, 0].to(DEVICE)), None
     if name.startswith("tsrd_all"):  # scope "all" vs "step_attention" with the same mask
@@ -335,8 +360,9 @@ def test_plain_path_is_the_library_leaky_neuron():
     p = make_params()
     x = rand_x()
     s, h = staa_lif_reference(x, STAAParams(None, None, None, p["M"], p["N"]), return_final_state=True)
-    s_lif, h_lif = multistep_leaky_reference(x, decay=p["M"], input_gain=p["N"], surrogate_function=Rectangle(1.0),
-                                             return_final_state=True)
+    s_lif, h_lif = multistep_leaky_reference(
+        x, decay=p["M"], input_gain=p["N"], surrogate_function=Rectangle(1.0), return_final_state=True
+    )
     assert torch.equal(s, s_lif) and torch.equal(h, h_lif)
     g = torch.autograd.grad(s.sum() + h.sum(), [x, p["M"], p["N"]])
     g_lif = torch.autograd.grad(s_lif.sum() + h_lif.sum(), [x, p["M"], p["N"]])
@@ -377,8 +403,13 @@ def test_dropped_step_is_plain_addition_and_kept_steps_are_gated(scope, k):
     def part(lo, hi, plain, v_init):
         P = p["P"][lo:hi]
         keep = not (plain and scope == "all")  # scope "all" also drops PE and GC
-        params = STAAParams(P if keep else None, to_params(p).gc if keep else None,
-                            None if plain else SAParams(p["Ws1"], p["Ws2"]), p["M"], p["N"])
+        params = STAAParams(
+            P if keep else None,
+            to_params(p).gc if keep else None,
+            None if plain else SAParams(p["Ws1"], p["Ws2"]),
+            p["M"],
+            p["N"],
+        )
         return staa_lif_reference(x[lo:hi], params, v_init=v_init, return_final_state=True)
 
     pieces, state = [], None
@@ -401,9 +432,9 @@ def test_per_sample_mask_equals_per_sample_runs(scope):
     mask = SAMPLE_MASK.to(DEVICE)
     s, h = run_reference(x, p, dict(drop_mask=mask, tsrd_scope=scope))
     for b in range(B_):
-        s_b, h_b = run_reference(x[:, b:b + 1], p, dict(drop_mask=mask[:, b], tsrd_scope=scope))
-        assert torch.equal(s[:, b:b + 1], s_b)
-        torch.testing.assert_close(h[b:b + 1], h_b, **TOL)
+        s_b, h_b = run_reference(x[:, b : b + 1], p, dict(drop_mask=mask[:, b], tsrd_scope=scope))
+        assert torch.equal(s[:, b : b + 1], s_b)
+        torch.testing.assert_close(h[b : b + 1], h_b, **TOL)
 
 
 def test_all_or_no_steps_dropped():
@@ -416,10 +447,15 @@ def test_all_or_no_steps_dropped():
     s_gated, h_gated = run_reference(x, p, {})
     assert torch.equal(s_none, s_gated) and torch.equal(h_none, h_gated)
     # scope "all" with every step dropped is the plain neuron on the raw input
-    s_raw, _ = run_reference(x, p, dict(drop_mask=torch.ones(T_, dtype=torch.bool, device=DEVICE),
-                                        tsrd_scope="all"), with_pe=False, with_gc=False, with_sa=False)
-    s_all2, _ = run_reference(x, p, dict(drop_mask=torch.ones(T_, dtype=torch.bool, device=DEVICE),
-                                         tsrd_scope="all"))
+    s_raw, _ = run_reference(
+        x,
+        p,
+        dict(drop_mask=torch.ones(T_, dtype=torch.bool, device=DEVICE), tsrd_scope="all"),
+        with_pe=False,
+        with_gc=False,
+        with_sa=False,
+    )
+    s_all2, _ = run_reference(x, p, dict(drop_mask=torch.ones(T_, dtype=torch.bool, device=DEVICE), tsrd_scope="all"))
     assert torch.equal(s_all2, s_raw)
 
 
@@ -614,12 +650,19 @@ def test_state_dict_keys_and_shapes():
     module = STAALIFNode(T_, C_, H_, W_)
     shapes = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     assert shapes == {
-        "M": (C_,), "N": (C_,), "pe.weight": (T_, C_, H_, W_),
-        "gc.conv_mask.weight": (1, C_, 1, 1), "gc.conv_mask.bias": (1,),
-        "gc.channel_add_conv.0.weight": (3, C_, 1, 1), "gc.channel_add_conv.0.bias": (3,),
-        "gc.channel_add_conv.1.weight": (3, 1, 1), "gc.channel_add_conv.1.bias": (3, 1, 1),
-        "gc.channel_add_conv.3.weight": (C_, 3, 1, 1), "gc.channel_add_conv.3.bias": (C_,),
-        "sa.fc1.weight": (3, C_), "sa.fc2.weight": (2 * C_, 3),
+        "M": (C_,),
+        "N": (C_,),
+        "pe.weight": (T_, C_, H_, W_),
+        "gc.conv_mask.weight": (1, C_, 1, 1),
+        "gc.conv_mask.bias": (1,),
+        "gc.channel_add_conv.0.weight": (3, C_, 1, 1),
+        "gc.channel_add_conv.0.bias": (3,),
+        "gc.channel_add_conv.1.weight": (3, 1, 1),
+        "gc.channel_add_conv.1.bias": (3, 1, 1),
+        "gc.channel_add_conv.3.weight": (C_, 3, 1, 1),
+        "gc.channel_add_conv.3.bias": (C_,),
+        "sa.fc1.weight": (3, C_),
+        "sa.fc2.weight": (2 * C_, 3),
     }
     assert torch.all(module.M == 2.0) and torch.all(module.N == 0.1)
     assert not module.pe.weight.any() and not module.sa.fc2.weight.any()
@@ -683,8 +726,15 @@ def test_low_precision_input_keeps_fp32_state(dtype):
 
 def test_repr_names_the_options():
     text = repr(STAALIFNode(T_, C_, H_, W_, sa_gate="softmax", seed=3))
-    for piece in ("sa_gate='softmax'", "coefficient_map='raw'", "tsrd_scope='step_attention'", "seed=3",
-                  "drop_prob=0.1", "fusion='add'", "shape='TCHW'"):
+    for piece in (
+        "sa_gate='softmax'",
+        "coefficient_map='raw'",
+        "tsrd_scope='step_attention'",
+        "seed=3",
+        "drop_prob=0.1",
+        "fusion='add'",
+        "shape='TCHW'",
+    ):
         assert piece in text, piece
 
 
@@ -706,25 +756,28 @@ def test_backend_and_layout_arguments():
             cls_args[0](*cls_args[1], layout="TBCHW")
 
 
-@pytest.mark.parametrize("option,value,match", [
-    ("pe_shape", "HW", "pe_shape must be one of"),
-    ("gc_fusion", "concat", "gc_fusion must be one of"),
-    ("sa_gate", "tanh", "sa_gate must be one of"),
-    ("coefficient_map", "exp", "coefficient_map must be one of"),
-    ("coefficient_shape", "HW", "coefficient_shape must be one of"),
-    ("tsrd_scope", "gc", "tsrd_scope must be one of"),
-    ("tsrd_granularity", "layer", "tsrd_granularity must be one of"),
-    ("drop_prob", 1.5, r"drop_prob must be a probability in \[0, 1\]"),
-    ("drop_prob", -0.1, r"drop_prob must be a probability in \[0, 1\]"),
-    ("alpha", 0.0, "alpha must be positive"),
-    ("alpha", float("nan"), "alpha must be a finite float"),
-    ("reduction", 0, "reduction must be a positive int"),
-    ("reduction", 16, r"reduction \(16\) cannot be greater than C \(12\)"),
-    ("sa_reduction", 13, r"sa_reduction \(13\) cannot be greater than C \(12\)"),
-    ("v_threshold", float("inf"), "v_threshold must be a finite float"),
-    ("m_init", "2", "m_init must be a finite float"),
-    ("seed", "abc", "seed must be an int or None"),
-])
+@pytest.mark.parametrize(
+    "option,value,match",
+    [
+        ("pe_shape", "HW", "pe_shape must be one of"),
+        ("gc_fusion", "concat", "gc_fusion must be one of"),
+        ("sa_gate", "tanh", "sa_gate must be one of"),
+        ("coefficient_map", "exp", "coefficient_map must be one of"),
+        ("coefficient_shape", "HW", "coefficient_shape must be one of"),
+        ("tsrd_scope", "gc", "tsrd_scope must be one of"),
+        ("tsrd_granularity", "layer", "tsrd_granularity must be one of"),
+        ("drop_prob", 1.5, r"drop_prob must be a probability in \[0, 1\]"),
+        ("drop_prob", -0.1, r"drop_prob must be a probability in \[0, 1\]"),
+        ("alpha", 0.0, "alpha must be positive"),
+        ("alpha", float("nan"), "alpha must be a finite float"),
+        ("reduction", 0, "reduction must be a positive int"),
+        ("reduction", 16, r"reduction \(16\) cannot be greater than C \(12\)"),
+        ("sa_reduction", 13, r"sa_reduction \(13\) cannot be greater than C \(12\)"),
+        ("v_threshold", float("inf"), "v_threshold must be a finite float"),
+        ("m_init", "2", "m_init must be a finite float"),
+        ("seed", "abc", "seed must be an int or None"),
+    ],
+)
 def test_bad_option_values_raise(option, value, match):
     with pytest.raises(ValueError, match=match):
         STAALIFNode(T_, C_, H_, W_, **{option: value})

@@ -10,6 +10,7 @@ parameters' gradients when no sample flipped. Every option of the loop is covere
 TSRD per step and per sample with both scopes, raw and tanh coefficients, per-channel and scalar
 coefficients, detached reset, a non-zero reset value, each surrogate.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -49,20 +50,31 @@ def make(case: dict):
     n = torch.empty(m_shape, device=DEVICE).uniform_(0.8, 1.5)
     if case.get("coefficient_map") == "tanh":
         m, n = m + 0.3, n + 0.5  # tanh of them: (0.5, 0.9) and (0.85, 0.98)
-    sa = None if case.get("no_sa") else SAParams(torch.randn(HIDDEN, C, device=DEVICE) * 0.5,
-                                                 torch.randn(2 * C, HIDDEN, device=DEVICE) * 0.5)
+    sa = (
+        None
+        if case.get("no_sa")
+        else SAParams(torch.randn(HIDDEN, C, device=DEVICE) * 0.5, torch.randn(2 * C, HIDDEN, device=DEVICE) * 0.5)
+    )
     feat = torch.randn(T, B, C, H, W, device=DEVICE) * 1.5 + 0.3
     x = torch.randn(T, B, C, H, W, device=DEVICE) * 1.5 + 0.3
-    mask = {"step": torch.tensor([False, True, False, False, True], device=DEVICE),
-            "sample": torch.rand(T, B, device=DEVICE) < 0.4}.get(case.get("mask"))
+    mask = {
+        "step": torch.tensor([False, True, False, False, True], device=DEVICE),
+        "sample": torch.rand(T, B, device=DEVICE) < 0.4,
+    }.get(case.get("mask"))
     return x, feat, m, n, sa, mask
 
 
 def options(case: dict) -> dict:
-    return dict(alpha=2.0, sa_gate=case.get("sa_gate", "sigmoid"), coefficient_map=case.get("coefficient_map", "raw"),
-                tsrd_scope=case.get("tsrd_scope", "step_attention"), v_threshold=1.0, v_reset=case.get("v_reset", 0.0),
-                detach_reset=case.get("detach_reset", False),
-                surrogate_function=case.get("surrogate_function", sg.Rectangle(1.0)))
+    return dict(
+        alpha=2.0,
+        sa_gate=case.get("sa_gate", "sigmoid"),
+        coefficient_map=case.get("coefficient_map", "raw"),
+        tsrd_scope=case.get("tsrd_scope", "step_attention"),
+        v_threshold=1.0,
+        v_reset=case.get("v_reset", 0.0),
+        detach_reset=case.get("detach_reset", False),
+        surrogate_function=case.get("surrogate_function", sg.Rectangle(1.0)),
+    )
 
 
 LOOP_KERNELS = ["steps", "persistent"]
@@ -76,9 +88,15 @@ def fused(x, feat, m, n, sa, mask, opts, loop_kernel="steps"):
         if opts["tsrd_scope"] == "all":
             feat = torch.where(mask[:, :, None, None, None], x, feat)
     a, b = staa_coefficients(m, n, opts["coefficient_map"])
-    loop = dict(alpha=opts["alpha"], sa_gate=opts["sa_gate"], v_threshold=opts["v_threshold"],
-                v_reset=opts["v_reset"], detach_reset=opts["detach_reset"], surrogate=opts["surrogate_function"],
-                spike_dtype=x.dtype)
+    loop = dict(
+        alpha=opts["alpha"],
+        sa_gate=opts["sa_gate"],
+        v_threshold=opts["v_threshold"],
+        v_reset=opts["v_reset"],
+        detach_reset=opts["detach_reset"],
+        surrogate=opts["surrogate_function"],
+        spike_dtype=x.dtype,
+    )
     if loop_kernel == "persistent":
         return staa_loop_persistent(feat, a, b, sa, mask, **loop)
     spikes, _ = staa_loop_fused(feat, a, b, sa, mask, v_init=None, **loop)
@@ -133,8 +151,19 @@ def test_step_kernel_is_the_reference_update():
     y = torch.randn(B, C, H, W, device=DEVICE) * 2
     a, b = torch.rand(C, device=DEVICE) + 0.3, torch.rand(C, device=DEVICE) + 0.5
     ga, gb = torch.rand(B, C, device=DEVICE) * 2, torch.rand(B, C, device=DEVICE) * 2
-    s, h_next, h_sum = staa_step(h, y, a, b, ga, gb, v_threshold=1.0, v_reset=0.1, detach_reset=False,
-                          surrogate=sg.Rectangle(1.0), spike_dtype=torch.bfloat16)
+    s, h_next, h_sum = staa_step(
+        h,
+        y,
+        a,
+        b,
+        ga,
+        gb,
+        v_threshold=1.0,
+        v_reset=0.1,
+        detach_reset=False,
+        surrogate=sg.Rectangle(1.0),
+        spike_dtype=torch.bfloat16,
+    )
     u = ga[..., None, None] * (a[:, None, None] * h) + gb[..., None, None] * (b[:, None, None] * y)
     spike = (u - 1.0 >= 0).float()
     assert s.dtype == torch.bfloat16 and torch.equal(s.float(), spike)
@@ -179,8 +208,9 @@ def test_persistent_loop_with_small_tiles_equals_the_step_kernels(name, monkeypa
     steps_in, ours_in = leaves(*tensors), leaves(*tensors)
 
     def run(ts, loop_kernel):
-        return fused(ts[0], ts[1], ts[2], ts[3], None if sa is None else SAParams(ts[4], ts[5]), mask, opts,
-                     loop_kernel)
+        return fused(
+            ts[0], ts[1], ts[2], ts[3], None if sa is None else SAParams(ts[4], ts[5]), mask, opts, loop_kernel
+        )
 
     want, out = run(steps_in, "steps"), run(ours_in, "persistent")
     assert 0.02 < want.mean().item() < 0.8
@@ -202,12 +232,20 @@ def test_persistent_loop_without_gradients_keeps_two_states():
     """Inference: the states rotate through two slots; the spikes equal the training forward's."""
     x, feat, m, n, sa, mask = make(CASES["default"])
     a, b = staa_coefficients(m, n, "raw")
-    opts = dict(alpha=2.0, sa_gate="sigmoid", v_threshold=1.0, v_reset=0.0, detach_reset=False,
-                surrogate=sg.Rectangle(1.0), spike_dtype=torch.float32)
+    opts = dict(
+        alpha=2.0,
+        sa_gate="sigmoid",
+        v_threshold=1.0,
+        v_reset=0.0,
+        detach_reset=False,
+        surrogate=sg.Rectangle(1.0),
+        spike_dtype=torch.float32,
+    )
     with torch.no_grad():
         out = staa_loop_persistent(feat, a, b, sa, None, **opts)
-        states = staa_loop_triton.staa_loop_fwd(feat, a, b, sa.w1, sa.w2, None, 2.0, 0, 1.0, 0.0, torch.float32,
-                                                False)[1]
+        states = staa_loop_triton.staa_loop_fwd(feat, a, b, sa.w1, sa.w2, None, 2.0, 0, 1.0, 0.0, torch.float32, False)[
+            1
+        ]
     assert states.shape[0] == 2
     train = staa_loop_persistent(feat.requires_grad_(), a, b, sa, None, **opts)
     assert torch.equal(out, train.detach())

@@ -5,6 +5,7 @@ The architecture facts (channels, strides, the STAA layers' sizes) are written h
 sibling code (yukairong/FSTA-SNN @ ec456f5, models/resnet.py ``ResNet20``), independently of the module.
 CPU, float32, tiny shrunken nets (the full ResNet-20 is only built and run forward once).
 """
+
 from __future__ import annotations
 
 import io
@@ -24,8 +25,17 @@ ACTIVE = {"m_init": 0.5, "n_init": 1.0}
 
 
 def _tiny(**kw) -> STAAResNet:
-    args = dict(layers=(1, 1), num_classes=3, T=2, input_size=8, stem_channels=8, widths=(8, 16),
-                strides=(1, 2), staa_options=ACTIVE, backend="torch")
+    args = dict(
+        layers=(1, 1),
+        num_classes=3,
+        T=2,
+        input_size=8,
+        stem_channels=8,
+        widths=(8, 16),
+        strides=(1, 2),
+        staa_options=ACTIVE,
+        backend="torch",
+    )
     args.update(kw)
     return STAAResNet(**args)
 
@@ -48,8 +58,11 @@ def _randomise_step_attention(model, scale=2.0):
 def test_resnet20_architecture():
     m = STAA_ResNet20()  # T = 4, CIFAR 32x32
     sd = m.state_dict()
-    convs = {k: tuple(v.shape) for k, v in sd.items() if k.endswith("weight") and v.dim() == 4
-             and ".lif" not in k and not k.startswith("stem.1") and "gc." not in k}
+    convs = {
+        k: tuple(v.shape)
+        for k, v in sd.items()
+        if k.endswith("weight") and v.dim() == 4 and ".lif" not in k and not k.startswith("stem.1") and "gc." not in k
+    }
     assert convs["stem.0.0.weight"] == (64, 3, 3, 3)
     assert convs["stem.2.0.weight"] == convs["stem.4.0.weight"] == (64, 64, 3, 3)
     for stage, (cin, cout) in enumerate([(64, 64), (64, 128), (128, 256), (256, 512)], start=1):
@@ -231,8 +244,7 @@ def test_gradients_finite_with_default_options():
 
 def _outside(model, neurons):
     """Every module that is not a neuron or inside one, by name and type."""
-    return {n: type(m) for n, m in model.named_modules()
-            if not any(n == p or n.startswith(p + ".") for p in neurons)}
+    return {n: type(m) for n, m in model.named_modules() if not any(n == p or n.startswith(p + ".") for p in neurons)}
 
 
 def test_baseline_differs_only_in_the_neuron():

@@ -1,6 +1,7 @@
 """Surrogates: each derivative against autograd of its primitive (fp64) and against the formulas written out
 here, the Heaviside forward / surrogate backward of ``spike``, ``coerce_surrogate`` conversions and errors,
 and the Triton ``surrogate_derivative`` against the torch formula elementwise."""
+
 from __future__ import annotations
 
 import math
@@ -15,10 +16,32 @@ from snnkernels import surrogate as sg
 from conftest import DEVICE
 from utils import assert_close_verbose
 
-ALL = [sg.ATan(), sg.ATan(3.5), sg.ATan(0.7), sg.Sigmoid(), sg.Sigmoid(1.5), sg.Sigmoid(9.0), sg.Triangle(),
-       sg.Triangle(0.4), sg.Triangle(2.5), sg.Rectangle(), sg.Rectangle(0.5), sg.Rectangle(1.7),
-       sg.PiecewiseExp(), sg.PiecewiseExp(0.6), sg.PiecewiseExp(3.0), sg.SoftSign(), sg.SoftSign(0.5),
-       sg.SoftSign(5.0), sg.SuperSpike(), sg.SuperSpike(0.5), sg.SuperSpike(2.0), sg.Erf(), sg.Erf(0.8), sg.Erf(4.0)]
+ALL = [
+    sg.ATan(),
+    sg.ATan(3.5),
+    sg.ATan(0.7),
+    sg.Sigmoid(),
+    sg.Sigmoid(1.5),
+    sg.Sigmoid(9.0),
+    sg.Triangle(),
+    sg.Triangle(0.4),
+    sg.Triangle(2.5),
+    sg.Rectangle(),
+    sg.Rectangle(0.5),
+    sg.Rectangle(1.7),
+    sg.PiecewiseExp(),
+    sg.PiecewiseExp(0.6),
+    sg.PiecewiseExp(3.0),
+    sg.SoftSign(),
+    sg.SoftSign(0.5),
+    sg.SoftSign(5.0),
+    sg.SuperSpike(),
+    sg.SuperSpike(0.5),
+    sg.SuperSpike(2.0),
+    sg.Erf(),
+    sg.Erf(0.8),
+    sg.Erf(4.0),
+]
 IDS = [repr(s) for s in ALL]
 
 
@@ -98,8 +121,9 @@ def test_primitive_goes_from_0_to_1_with_unit_area(surrogate):
     p = surrogate.param
     low, high = (-p, p) if isinstance(surrogate, sg.SuperSpike) else (0.0, 1.0)
     far = torch.tensor([-1e7, 1e7], dtype=torch.float64)
-    assert_close_verbose(surrogate.primitive(far), torch.tensor([low, high], dtype=torch.float64), 1e-6, 0,
-                         "primitive limits")
+    assert_close_verbose(
+        surrogate.primitive(far), torch.tensor([low, high], dtype=torch.float64), 1e-6, 0, "primitive limits"
+    )
     L = 40.0
     x = torch.linspace(-L, L, 1_600_001, dtype=torch.float64)
     area = torch.trapezoid(surrogate.derivative(x), x).item()
@@ -107,8 +131,11 @@ def test_primitive_goes_from_0_to_1_with_unit_area(surrogate):
     # 2a L / (1 + L); the others hold all of it there (Sigmoid's and the exponentials' tails beyond 40 are
     # < e^-20). The trapezoid rule errs by up to dx * height at each jump of the Rectangle, and by O(dx^2)
     # elsewhere.
-    expected = {sg.ATan: 2 / math.pi * math.atan(math.pi * p * L / 2), sg.SoftSign: p * L / (1 + p * L),
-                sg.SuperSpike: 2 * p * L / (1 + L)}.get(type(surrogate), 1.0)
+    expected = {
+        sg.ATan: 2 / math.pi * math.atan(math.pi * p * L / 2),
+        sg.SoftSign: p * L / (1 + p * L),
+        sg.SuperSpike: 2 * p * L / (1 + L),
+    }.get(type(surrogate), 1.0)
     tol = 4 * (x[1] - x[0]).item() * peak(surrogate) + 1e-9
     assert abs(area - expected) < tol, (area, expected)
 
@@ -147,14 +174,26 @@ def test_formulas_at_hand_computed_points():
     assert_close_verbose(sg.ATan(2.0).derivative(x), expected, 0, 1e-15, "ATan(2)")
     # Sigmoid(4) at 0: 4 * 0.5 * 0.5 = 1
     assert sg.Sigmoid(4.0).derivative(torch.zeros(1, dtype=torch.float64)).item() == 1.0
-    assert_close_verbose(sg.Triangle(1.0).derivative(x), torch.tensor([1.0, 0.75, 0.3, 0.0], dtype=torch.float64),
-                         1e-15, 0, "Triangle(1)")
-    assert_close_verbose(sg.Triangle(0.5).derivative(x), torch.tensor([2.0, 1.0, 0.0, 0.0], dtype=torch.float64),
-                         1e-15, 0, "Triangle(0.5)")
-    assert_close_verbose(sg.Rectangle(1.0).derivative(x), torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=torch.float64),
-                         0, 0, "Rectangle(1)")
-    assert_close_verbose(sg.Rectangle(0.5).derivative(x), torch.tensor([2.0, 0.0, 0.0, 0.0], dtype=torch.float64),
-                         0, 0, "Rectangle(0.5)")
+    assert_close_verbose(
+        sg.Triangle(1.0).derivative(x),
+        torch.tensor([1.0, 0.75, 0.3, 0.0], dtype=torch.float64),
+        1e-15,
+        0,
+        "Triangle(1)",
+    )
+    assert_close_verbose(
+        sg.Triangle(0.5).derivative(x),
+        torch.tensor([2.0, 1.0, 0.0, 0.0], dtype=torch.float64),
+        1e-15,
+        0,
+        "Triangle(0.5)",
+    )
+    assert_close_verbose(
+        sg.Rectangle(1.0).derivative(x), torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=torch.float64), 0, 0, "Rectangle(1)"
+    )
+    assert_close_verbose(
+        sg.Rectangle(0.5).derivative(x), torch.tensor([2.0, 0.0, 0.0, 0.0], dtype=torch.float64), 0, 0, "Rectangle(0.5)"
+    )
     # Rectangle's window is open: |x| < width / 2
     edge = torch.tensor([-0.5, 0.5], dtype=torch.float64)
     assert torch.equal(sg.Rectangle(1.0).derivative(edge), torch.zeros(2, dtype=torch.float64))
@@ -201,26 +240,37 @@ def test_coerce_passes_ours_through():
         assert sg.coerce_surrogate(s) is s
 
 
-@pytest.mark.parametrize("name, alpha, expected", [
-    ("ATan", 3.0, sg.ATan(3.0)), ("Sigmoid", 5.0, sg.Sigmoid(5.0)), ("PiecewiseQuadratic", 2.0, sg.Triangle(0.5)),
-    ("PiecewiseQuadratic", 1.0, sg.Triangle(1.0)), ("PiecewiseExp", 2.0, sg.PiecewiseExp(2.0)),
-    ("SoftSign", 3.0, sg.SoftSign(3.0)), ("SuperSpike", 0.5, sg.SuperSpike(0.5)), ("Erf", 1.5, sg.Erf(1.5)),
-])
+@pytest.mark.parametrize(
+    "name, alpha, expected",
+    [
+        ("ATan", 3.0, sg.ATan(3.0)),
+        ("Sigmoid", 5.0, sg.Sigmoid(5.0)),
+        ("PiecewiseQuadratic", 2.0, sg.Triangle(0.5)),
+        ("PiecewiseQuadratic", 1.0, sg.Triangle(1.0)),
+        ("PiecewiseExp", 2.0, sg.PiecewiseExp(2.0)),
+        ("SoftSign", 3.0, sg.SoftSign(3.0)),
+        ("SuperSpike", 0.5, sg.SuperSpike(0.5)),
+        ("Erf", 1.5, sg.Erf(1.5)),
+    ],
+)
 def test_coerce_converts_spikingjelly_lookalikes(name, alpha, expected):
     out = sg.coerce_surrogate(_fake_sj(name, alpha=alpha, spiking=True))
     assert type(out) is type(expected) and out.param == expected.param
 
 
-@pytest.mark.parametrize("obj, error, match", [
-    (_fake_sj("ATan", alpha=2.0, spiking=False), ValueError, "spiking=False"),
-    (_fake_sj("PiecewiseLeakyReLU", alpha=2.0), TypeError, "unsupported surrogate_function"),
-    (_fake_sj("ATan"), TypeError, "unsupported surrogate_function"),  # no alpha
-    (torch.nn.ReLU(), TypeError, "unsupported surrogate_function"),
-    (torch.sigmoid, TypeError, "unsupported surrogate_function"),
-    ("atan", TypeError, "unsupported surrogate_function"),
-    (None, TypeError, "unsupported surrogate_function"),
-    (sg.Surrogate, TypeError, "unsupported surrogate_function"),  # the class, not an instance
-])
+@pytest.mark.parametrize(
+    "obj, error, match",
+    [
+        (_fake_sj("ATan", alpha=2.0, spiking=False), ValueError, "spiking=False"),
+        (_fake_sj("PiecewiseLeakyReLU", alpha=2.0), TypeError, "unsupported surrogate_function"),
+        (_fake_sj("ATan"), TypeError, "unsupported surrogate_function"),  # no alpha
+        (torch.nn.ReLU(), TypeError, "unsupported surrogate_function"),
+        (torch.sigmoid, TypeError, "unsupported surrogate_function"),
+        ("atan", TypeError, "unsupported surrogate_function"),
+        (None, TypeError, "unsupported surrogate_function"),
+        (sg.Surrogate, TypeError, "unsupported surrogate_function"),  # the class, not an instance
+    ],
+)
 def test_coerce_errors(obj, error, match):
     with pytest.raises(error, match=match):
         sg.coerce_surrogate(obj)
@@ -238,10 +288,15 @@ def test_coerce_real_spikingjelly_surrogates():
     # the converted surrogates have SpikingJelly's own gradients
     x = torch.linspace(-2, 2, 801, dtype=torch.float64)
     x = x[(x.abs() - 0.5).abs() > 1e-9].requires_grad_()
-    pairs = [(sj.PiecewiseQuadratic(alpha=2.0), sg.Triangle(0.5)), (sj.ATan(alpha=3.0), sg.ATan(3.0)),
-             (sj.Sigmoid(alpha=5.0), sg.Sigmoid(5.0))]
-    pairs += [(getattr(sj, cls.__name__)(alpha=a), cls(a))
-              for cls, a in ((sg.PiecewiseExp, 1.5), (sg.SoftSign, 3.0), (sg.SuperSpike, 0.7), (sg.Erf, 2.5))]
+    pairs = [
+        (sj.PiecewiseQuadratic(alpha=2.0), sg.Triangle(0.5)),
+        (sj.ATan(alpha=3.0), sg.ATan(3.0)),
+        (sj.Sigmoid(alpha=5.0), sg.Sigmoid(5.0)),
+    ]
+    pairs += [
+        (getattr(sj, cls.__name__)(alpha=a), cls(a))
+        for cls, a in ((sg.PiecewiseExp, 1.5), (sg.SoftSign, 3.0), (sg.SuperSpike, 0.7), (sg.Erf, 2.5))
+    ]
     for theirs, ours in pairs:
         assert sg.coerce_surrogate(theirs) == ours
         (g,) = torch.autograd.grad(theirs(x).sum(), x)
@@ -269,8 +324,14 @@ except ImportError:  # pragma: no cover
 def test_triton_derivative_matches_torch_formula(surrogate):
     param = float(np.float32(surrogate.param))  # what the launchers pass: the parameter rounded to fp32
     edges = [k for k in kinks(type(surrogate)(param))]  # exactly on Rectangle's edges: both must use |x| < w/2
-    x = torch.cat([torch.linspace(-4, 4, 4001), torch.randn(2000) * 2, torch.tensor([0.0, -0.0, 1e-30, -1e-30]),
-                   torch.tensor(edges, dtype=torch.float32)]).to(DEVICE)
+    x = torch.cat(
+        [
+            torch.linspace(-4, 4, 4001),
+            torch.randn(2000) * 2,
+            torch.tensor([0.0, -0.0, 1e-30, -1e-30]),
+            torch.tensor(edges, dtype=torch.float32),
+        ]
+    ).to(DEVICE)
     out = torch.full_like(x, float("nan"))
     _derivative_kernel[(triton.cdiv(x.numel(), 1024),)](x, out, x.numel(), param, SG_ID=surrogate.id, BLOCK=1024)
     expected = type(surrogate)(param).derivative(x)  # the torch formula, fp32

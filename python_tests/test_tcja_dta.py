@@ -7,6 +7,7 @@ explicit padding of the references is checked against PyTorch's own rule. Every 
 official-style module's state dict into ours (strict), then checks the output and every gradient (input,
 spikes, each parameter) in float64 on shapes with T, B, C, H, W all different.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -345,12 +346,18 @@ def test_dta_parameter_count():
 
 TCJA_KEYS = {"conv.weight": [T_, T_, 4], "conv_c.weight": [C_, C_, 3]}
 TNA_KEYS = {
-    "encoding.0.weight": [256, 256, 1, 1], "encoding.0.bias": [256],
-    "tca.LTCA.0.weight": [256, 1, 5, 5], "tca.LTCA.0.bias": [256],
-    "tca.LTCA.1.weight": [256, 1, 1, 1], "tca.LTCA.1.bias": [256],
-    "tca.LTCA.2.weight": [256, 256, 1, 1], "tca.LTCA.2.bias": [256],
-    "tca.MLP_block.0.weight": [16, 256], "tca.MLP_block.2.weight": [256, 16],
-    "decoding.weight": [256, 256, 1, 1], "decoding.bias": [256],
+    "encoding.0.weight": [256, 256, 1, 1],
+    "encoding.0.bias": [256],
+    "tca.LTCA.0.weight": [256, 1, 5, 5],
+    "tca.LTCA.0.bias": [256],
+    "tca.LTCA.1.weight": [256, 1, 1, 1],
+    "tca.LTCA.1.bias": [256],
+    "tca.LTCA.2.weight": [256, 256, 1, 1],
+    "tca.LTCA.2.bias": [256],
+    "tca.MLP_block.0.weight": [16, 256],
+    "tca.MLP_block.2.weight": [256, 16],
+    "decoding.weight": [256, 256, 1, 1],
+    "decoding.bias": [256],
 }
 TXA_KEYS = {"conv_t.weight": [4, 4, 3], "conv_c.weight": [64, 64, 6], "scale_t": [], "scale_c": []}
 DTA_KEYS = {**{f"T_NA.{k}": v for k, v in TNA_KEYS.items()}, **{f"T_XA.{k}": v for k, v in TXA_KEYS.items()}}
@@ -358,17 +365,24 @@ DTA_KEYS = {**{f"T_NA.{k}": v for k, v in TNA_KEYS.items()}, **{f"T_XA.{k}": v f
 # (ours, official-style, expected state-dict keys and shapes, input shape in the TB layout)
 MODULES = {
     "TCJA": (lambda **kw: TCJA(4, 3, T_, C_, **kw), lambda: OfficialStyleTCJA(4, 3, T_, C_), TCJA_KEYS),
-    "TLA": (lambda **kw: TLA(4, 3, T_, C_, **kw), lambda: OfficialStyleTLA(4, 3, T_, C_),
-            {"conv_c.weight": [C_, C_, 3]}),
-    "CLA": (lambda **kw: CLA(4, 3, T_, C_, **kw), lambda: OfficialStyleCLA(4, 3, T_, C_),
-            {"conv.weight": [T_, T_, 4]}),
+    "TLA": (
+        lambda **kw: TLA(4, 3, T_, C_, **kw),
+        lambda: OfficialStyleTLA(4, 3, T_, C_),
+        {"conv_c.weight": [C_, C_, 3]},
+    ),
+    "CLA": (lambda **kw: CLA(4, 3, T_, C_, **kw), lambda: OfficialStyleCLA(4, 3, T_, C_), {"conv.weight": [T_, T_, 4]}),
     "TXA": (lambda **kw: TXA(4, **kw), lambda: OfficialStyleTXA(4), TXA_KEYS),
     "TNA": (lambda **kw: TNA(256, **kw), lambda: OfficialStyleTNA(256, 7), TNA_KEYS),
     "DTA": (lambda **kw: DTA(4, 64, **kw), lambda: OfficialStyleDTA(4, 64), DTA_KEYS),
 }
-TB_SHAPES = {"TCJA": (T_, B_, C_, H_, W_), "TLA": (T_, B_, C_, H_, W_), "CLA": (T_, B_, C_, H_, W_),
-             "TXA": (4, DTA_B, 64, DTA_H, DTA_W), "TNA": (4, DTA_B, 64, DTA_H, DTA_W),
-             "DTA": (4, DTA_B, 64, DTA_H, DTA_W)}
+TB_SHAPES = {
+    "TCJA": (T_, B_, C_, H_, W_),
+    "TLA": (T_, B_, C_, H_, W_),
+    "CLA": (T_, B_, C_, H_, W_),
+    "TXA": (4, DTA_B, 64, DTA_H, DTA_W),
+    "TNA": (4, DTA_B, 64, DTA_H, DTA_W),
+    "DTA": (4, DTA_B, 64, DTA_H, DTA_W),
+}
 
 
 def call(name, module, x):

@@ -12,6 +12,7 @@ Measured on that machine, both versions: 2.0 min with the environments cached, 4
 
 Skipped, with pip's reason, only when a torch wheel cannot be obtained on this machine.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,12 @@ import build_dist
 import torch_envs
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILD_ENV = {"SNNKERNELS_BUILD_NATIVE": "1", "SNNKERNELS_BUILD_CUDA": "0", "DEBUG": "1",
-             "MAX_JOBS": str(os.cpu_count() or 2)}
+BUILD_ENV = {
+    "SNNKERNELS_BUILD_NATIVE": "1",
+    "SNNKERNELS_BUILD_CUDA": "0",
+    "DEBUG": "1",
+    "MAX_JOBS": str(os.cpu_count() or 2),
+}
 NATIVE_TESTS = ["python_tests/test_leaky.py", "-k", "native"]
 _CHECK = """
 import json, os, snnkernels, torch
@@ -68,8 +73,24 @@ def test_native_extension_against_torch(matrix, which, tmp_path):
         python = str(venv / "bin" / "python")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SNNKERNELS_", "TRITON_"))}
         env.update(BUILD_ENV)
-        out = _run([python, "-m", "pip", "install", "--disable-pip-version-check", "--no-build-isolation",
-                    "--no-deps", "--force-reinstall", "--no-cache-dir", "-v", str(source)], tmp_path, env, 2400)
+        out = _run(
+            [
+                python,
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-build-isolation",
+                "--no-deps",
+                "--force-reinstall",
+                "--no-cache-dir",
+                "-v",
+                str(source),
+            ],
+            tmp_path,
+            env,
+            2400,
+        )
         assert out.returncode == 0, f"the build against torch {wheel.version} failed:\n{out.stderr[-6000:]}"
 
         out = _run([python, "-c", _CHECK], tmp_path, env, 300)
@@ -81,8 +102,12 @@ def test_native_extension_against_torch(matrix, which, tmp_path):
         assert found["py.typed"], "py.typed is not installed"
 
         # the repository's tests, run outside the checkout so that `import snnkernels` is the installed sdist
-        out = _run([python, "-m", "pytest", str(ROOT / NATIVE_TESTS[0]), *NATIVE_TESTS[1:], "-q",
-                    "-p", "no:cacheprovider"], tmp_path, env, 1200)
+        out = _run(
+            [python, "-m", "pytest", str(ROOT / NATIVE_TESTS[0]), *NATIVE_TESTS[1:], "-q", "-p", "no:cacheprovider"],
+            tmp_path,
+            env,
+            1200,
+        )
         assert out.returncode == 0, f"native tests against torch {wheel.version}:\n{out.stdout[-6000:]}"
         assert " passed" in out.stdout and " failed" not in out.stdout, out.stdout[-3000:]
         print(f"torch {wheel.version}: {out.stdout.strip().splitlines()[-1]}")

@@ -1,5 +1,6 @@
 """Every Triton kernel variant compiles for sm_80 and sm_90 (no GPU needed), without spills and without
 contracted multiply-adds (the exactness contract of the charge; see snnkernels/kernels/triton/leaky.py)."""
+
 from __future__ import annotations
 
 import json
@@ -26,6 +27,7 @@ def _registered_kernels() -> set[str]:
 def test_aot_cases_cover_every_registered_kernel():
     """triton_aot.py's variants name exactly the registry's kernels (no compilation: runs everywhere)."""
     import triton_aot  # python_tests/ is on the path, as for conftest
+
     assert {fn.__name__ for fn, *_ in triton_aot.all_cases()} == _registered_kernels()
 
 
@@ -34,8 +36,13 @@ def compiled_variants() -> list[dict]:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     procs = [
-        subprocess.Popen([sys.executable, str(ROOT / "python_tests" / "triton_aot.py"), arch], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "python_tests" / "triton_aot.py"), arch],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for arch in ("80", "90")
     ]
     rows = []

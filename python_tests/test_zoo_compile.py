@@ -1,6 +1,7 @@
 """Every network of the zoo traces under torch.compile with zero graph breaks on the fused backend ("ours
 inside, compiled around"), at the smoke sizes of bench.networks, and the compiled training
 step gives eager's loss and gradients."""
+
 from __future__ import annotations
 
 import pytest
@@ -47,23 +48,59 @@ def _small_zoo() -> dict:
 
     staa = {"m_init": 0.5, "n_init": 1.0}
     return {
-        "MSResNet": (lambda b: M.MSResNet(layers=(1, 1, 1), num_classes=10, time_step=2, widths=(8, 8, 8),
-                                          stem_channels=8, backend=b), lambda B: (B, 3, 12, 12)),
-        "TCJA_DVS128": (lambda b: M.TCJA_DVS128(channels=8, T=4, num_classes=11, backend=b),
-                        lambda B: (B, 4, 2, 128, 128)),
-        "MASNN": (lambda b: M.MASNN(T=4, channels=(8, 8), pools=(2, 2), input_size=8, hidden=16, t_ratio=2,
-                                    c_ratio=2, num_classes=5, backend=b), lambda B: (B, 4, 2, 8, 8)),
-        "AttResSNN": (lambda b: M.AttResSNN((1, 1), num_classes=5, T=2, widths=(8, 8), stem_channels=8, c_ratio=2,
-                                            dropout=0.0, backend=b), lambda B: (2, B, 3, 16, 16)),
-        "STAAResNet": (lambda b: M.STAAResNet((1, 1, 1, 1), 10, 2, staa_options=staa, input_size=16, stem_channels=8,
-                                              widths=(8, 8, 8, 8), seed=0, backend=b), lambda B: (B, 3, 16, 16)),
+        "MSResNet": (
+            lambda b: M.MSResNet(
+                layers=(1, 1, 1), num_classes=10, time_step=2, widths=(8, 8, 8), stem_channels=8, backend=b
+            ),
+            lambda B: (B, 3, 12, 12),
+        ),
+        "TCJA_DVS128": (
+            lambda b: M.TCJA_DVS128(channels=8, T=4, num_classes=11, backend=b),
+            lambda B: (B, 4, 2, 128, 128),
+        ),
+        "MASNN": (
+            lambda b: M.MASNN(
+                T=4,
+                channels=(8, 8),
+                pools=(2, 2),
+                input_size=8,
+                hidden=16,
+                t_ratio=2,
+                c_ratio=2,
+                num_classes=5,
+                backend=b,
+            ),
+            lambda B: (B, 4, 2, 8, 8),
+        ),
+        "AttResSNN": (
+            lambda b: M.AttResSNN(
+                (1, 1), num_classes=5, T=2, widths=(8, 8), stem_channels=8, c_ratio=2, dropout=0.0, backend=b
+            ),
+            lambda B: (2, B, 3, 16, 16),
+        ),
+        "STAAResNet": (
+            lambda b: M.STAAResNet(
+                (1, 1, 1, 1),
+                10,
+                2,
+                staa_options=staa,
+                input_size=16,
+                stem_channels=8,
+                widths=(8, 8, 8, 8),
+                seed=0,
+                backend=b,
+            ),
+            lambda B: (B, 3, 16, 16),
+        ),
     }
 
 
 def _zoo_params():
-    return [pytest.param(name, backend, id=f"{name}-{backend}",
-                         marks=[pytest.mark.triton] if backend == "triton" else [])
-            for name in _small_zoo() for backend in ("torch", "triton")]
+    return [
+        pytest.param(name, backend, id=f"{name}-{backend}", marks=[pytest.mark.triton] if backend == "triton" else [])
+        for name in _small_zoo()
+        for backend in ("torch", "triton")
+    ]
 
 
 @pytest.mark.parametrize("name, backend", _zoo_params())

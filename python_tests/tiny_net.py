@@ -1,4 +1,5 @@
 """A small network built from the library's layers, shared by the ecosystem and checkpointing tests."""
+
 from __future__ import annotations
 
 import torch

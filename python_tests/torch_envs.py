@@ -10,6 +10,7 @@ Triton tests run in the main environment.
 The environments are kept in ``SNNKERNELS_TORCH_ENVS`` (default ``~/.cache/snnkernels/torch-envs``, ENVs.md),
 keyed by torch version and guarded by a file lock, so the downloads happen once per machine.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -84,8 +85,13 @@ def newest_minor_allowed(line: str) -> str:
 
 
 def _pip(python: str | Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
-    return subprocess.run([str(python), "-m", "pip", "--disable-pip-version-check", *args], capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [str(python), "-m", "pip", "--disable-pip-version-check", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _must(out: subprocess.CompletedProcess, what: str) -> None:
@@ -97,8 +103,18 @@ def resolve(spec: str) -> TorchWheel:
     """Which torch wheel pip picks for ``spec`` on this machine, with its requirements (nothing installed)."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
-        out = _pip(sys.executable, "install", "--dry-run", "--ignore-installed", "--no-deps", "--quiet",
-                   "--report", str(report), spec, timeout=600)
+        out = _pip(
+            sys.executable,
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--no-deps",
+            "--quiet",
+            "--report",
+            str(report),
+            spec,
+            timeout=600,
+        )
         if out.returncode != 0:
             raise TorchUnavailable(f"pip cannot obtain {spec}: {out.stderr.strip()[-1500:]}")
         (item,) = json.loads(report.read_text())["install"]
@@ -130,8 +146,13 @@ def _site_packages(venv: Path) -> Path:
 
 
 def _imports_torch(venv: Path, version: str) -> bool:
-    out = subprocess.run([str(venv / "bin" / "python"), "-c", "import torch; print(torch.__version__)"],
-                         capture_output=True, text=True, timeout=300, check=False)
+    out = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import torch; print(torch.__version__)"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     return out.returncode == 0 and out.stdout.strip().split("+")[0] == version
 
 
@@ -141,8 +162,10 @@ def _nvidia_stack(root: Path, wheel: TorchWheel) -> Path:
     if (target / ".ready").exists():
         return target
     shutil.rmtree(target, ignore_errors=True)
-    _must(_pip(sys.executable, "install", "--quiet", "--target", str(target), *wheel.split_requires()[1]),
-          f"installing the NVIDIA libraries of torch {wheel.version}")
+    _must(
+        _pip(sys.executable, "install", "--quiet", "--target", str(target), *wheel.split_requires()[1]),
+        f"installing the NVIDIA libraries of torch {wheel.version}",
+    )
     (target / ".ready").write_text(wheel.version)
     return target
 
@@ -156,15 +179,27 @@ def environment(wheel: TorchWheel, libraries_from: TorchWheel) -> Path:
     if (venv / ".ready").exists() and _imports_torch(venv, wheel.version):
         return venv
     shutil.rmtree(venv, ignore_errors=True)
-    _must(subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], capture_output=True,
-                         text=True, timeout=300, check=False), "creating the venv")
+    _must(
+        subprocess.run(
+            [sys.executable, "-m", "venv", "--without-pip", str(venv)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        ),
+        "creating the venv",
+    )
     # pip of the running interpreter installs into the new environment (--python), so no pip bootstrap
     python = str(venv / "bin" / "python")
-    _must(_pip(sys.executable, "--python", python, "install", "--quiet", "--no-deps", f"torch=={wheel.version}"),
-          f"installing torch {wheel.version}")
+    _must(
+        _pip(sys.executable, "--python", python, "install", "--quiet", "--no-deps", f"torch=={wheel.version}"),
+        f"installing torch {wheel.version}",
+    )
     python_requires, _ = wheel.split_requires()
-    _must(_pip(sys.executable, "--python", python, "install", "--quiet", *python_requires, *TOOLS, "pip"),
-          f"installing torch {wheel.version}'s requirements")
+    _must(
+        _pip(sys.executable, "--python", python, "install", "--quiet", *python_requires, *TOOLS, "pip"),
+        f"installing torch {wheel.version}'s requirements",
+    )
     source = libraries_from if libraries_from.cuda == wheel.cuda else wheel
     if source.split_requires()[1]:
         site = _site_packages(venv)

@@ -6,6 +6,7 @@ sm_80 and sm_90 here, with the launchers' own options. Prints one JSON line per 
 register count, spills (LOCAL/STACK bytes from cuobjdump) and whether the PTX contains a contracted
 fp32 multiply-add. Must run WITHOUT TRITON_INTERPRET (jit functions are interpreted objects under it).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -34,8 +35,25 @@ from snnkernels.ops.leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, launch_c
 from snnkernels.ops.triton_launch import half_tiles, neuron_tiles, row_tiles
 from snnkernels.surrogate import SURROGATE_IDS
 
-INT_ARGS = {"T", "N", "S", "C", "R", "R1", "B", "st", "sb", "sc", "nst", "nsb", "nsc", "rows_per_split", "n_pblk",
-            "HID", "n_slots"}
+INT_ARGS = {
+    "T",
+    "N",
+    "S",
+    "C",
+    "R",
+    "R1",
+    "B",
+    "st",
+    "sb",
+    "sc",
+    "nst",
+    "nsb",
+    "nsc",
+    "rows_per_split",
+    "n_pblk",
+    "HID",
+    "n_slots",
+}
 # pointers to int32 values (indices, counts, TSRD drop flags)
 INDEX_PTRS = {"arg_ptr", "max_arg_ptr", "row_arg_ptr", "counts_ptr", "drop_ptr"}
 DTYPES = {"fp32": "*fp32", "fp16": "*fp16", "bf16": "*bf16"}
@@ -50,8 +68,11 @@ ROWWISE = [
     (pa.row_map_fwd_kernel, {"x_ptr", "y_ptr"}, [dict(MODE=pa.GATE), dict(MODE=pa.CROSS)]),
     (pa.row_map_bwd_kernel, {"gy_ptr", "x_ptr", "dx_ptr"}, [dict(MODE=pa.GATE), dict(MODE=pa.CROSS)]),
     (pa.dta_fwd_kernel, {"x_ptr", "na_ptr", "s_ptr", "y_ptr"}, [dict(NA_RESIDUAL=True), dict(NA_RESIDUAL=False)]),
-    (pa.dta_bwd_kernel, {"gy_ptr", "x_ptr", "na_ptr", "s_ptr", "dna_ptr", "ds_ptr"},
-     [dict(NEED_DS=True, NA_RESIDUAL=True), dict(NEED_DS=False, NA_RESIDUAL=False)]),
+    (
+        pa.dta_bwd_kernel,
+        {"gy_ptr", "x_ptr", "na_ptr", "s_ptr", "dna_ptr", "ds_ptr"},
+        [dict(NEED_DS=True, NA_RESIDUAL=True), dict(NEED_DS=False, NA_RESIDUAL=False)],
+    ),
     (tna.gelu_rows_kernel, {"pre_ptr", "e_ptr"}, [{}]),
     (tna.gelu_bwd_kernel, {"de_ptr", "pre_ptr", "dpre_ptr"}, [{}]),
     (tna.gated_product_fwd_kernel, {"l_ptr", "e_ptr", "a_ptr"}, [{}]),
@@ -59,9 +80,16 @@ ROWWISE = [
     (ma_snn.row_sum_max_kernel, {"x_ptr"}, [{}]),
     (ma_snn.apply_kernel, {"x_ptr", "y_ptr"}, [dict(HAS_MAP=True), dict(HAS_MAP=False)]),
     (ma_snn.row_dot_map_kernel, {"x_ptr"}, [{}]),
-    (ma_snn.bwd_input_kernel, {"gy_ptr", "x_ptr", "dx_ptr"},
-     [dict(HAS_MAP=True, HAS_DIRECT=True, ADD_PART=False), dict(HAS_MAP=False, HAS_DIRECT=True, ADD_PART=False),
-      dict(HAS_MAP=True, HAS_DIRECT=False, ADD_PART=True), dict(HAS_MAP=False, HAS_DIRECT=False, ADD_PART=False)]),
+    (
+        ma_snn.bwd_input_kernel,
+        {"gy_ptr", "x_ptr", "dx_ptr"},
+        [
+            dict(HAS_MAP=True, HAS_DIRECT=True, ADD_PART=False),
+            dict(HAS_MAP=False, HAS_DIRECT=True, ADD_PART=False),
+            dict(HAS_MAP=True, HAS_DIRECT=False, ADD_PART=True),
+            dict(HAS_MAP=False, HAS_DIRECT=False, ADD_PART=False),
+        ],
+    ),
 ]
 # MA-SNN's pixel programs: (kernel, data pointers, variants); BLOCK_P as the launcher's largest
 PIXEL = [
@@ -87,6 +115,7 @@ def gated_cases():
     """The gated neuron, TCJA-style (identity pre, no map) and MA-SNN-style (ReLU and map): both in every
     dtype with 32 x 32 planes, the backward across surrogates and reset modes in fp32, and 8 x 8 planes
     (many rows per tile) once each way."""
+
     def tile(plane):
         block_r, block_s, warps = neuron_tiles(1 << 16, plane)
         return dict(CHUNK=DEFAULT_CHUNK, BLOCK_R=block_r, BLOCK_S=block_s), warps
@@ -149,8 +178,13 @@ def staa_cases():
     for dtype in DTYPES:
         yield staa_step_fwd_kernel, {"s_ptr"}, dtype, tile, warps
     for dtype, sg in zip(("fp32", "fp16", "bf16", "fp32"), range(4), strict=True):
-        yield (staa_step_bwd_kernel, {"ds_ptr"}, dtype,
-               dict(tile, HAS_DH=sg != 2, HAS_DSUM=sg != 1, DETACH_RESET=sg % 2 == 1, SG_ID=sg), warps)
+        yield (
+            staa_step_bwd_kernel,
+            {"ds_ptr"},
+            dtype,
+            dict(tile, HAS_DH=sg != 2, HAS_DSUM=sg != 1, DETACH_RESET=sg % 2 == 1, SG_ID=sg),
+            warps,
+        )
 
 
 def staa_loop_cases():
@@ -163,8 +197,7 @@ def staa_loop_cases():
         for i, dtype in enumerate(dtypes):
             flags = dict(blocks, HAS_SA=i != 1, GATE=i % 3, HAS_DROP=i != 2)
             yield staa_loop_fwd_kernel, {"s_ptr"}, dtype, flags, warps
-            yield (staa_loop_bwd_kernel, {"ds_ptr"}, dtype,
-                   dict(flags, DETACH_RESET=i == 0, SG_ID=3 - i), warps)
+            yield (staa_loop_bwd_kernel, {"ds_ptr"}, dtype, dict(flags, DETACH_RESET=i == 0, SG_ID=3 - i), warps)
 
 
 def tcsa_cases():
@@ -175,8 +208,13 @@ def tcsa_cases():
         for i, dtype in enumerate(dtypes):
             yield tcsa_step_fwd_kernel, {"s_ptr"}, dtype, dict(tile, HAS_NEXT=i % 2 == 0), warps
         for sg in (0, 3):
-            yield (tcsa_step_bwd_kernel, {"ds_ptr"}, dtypes[-1],
-                   dict(tile, HAS_DH=sg == 3, DETACH_RESET=sg == 0, SG_ID=sg), warps)
+            yield (
+                tcsa_step_bwd_kernel,
+                {"ds_ptr"},
+                dtypes[-1],
+                dict(tile, HAS_DH=sg == 3, DETACH_RESET=sg == 0, SG_ID=sg),
+                warps,
+            )
 
 
 def signature(fn, dtype: str, constexprs: dict, data_ptrs: set[str] = DATA_PTRS) -> dict:
@@ -196,11 +234,24 @@ def signature(fn, dtype: str, constexprs: dict, data_ptrs: set[str] = DATA_PTRS)
 
 
 def fwd_variants():
-    flags = ("HAS_V_INIT", "DECAY_T", "GAIN_T", "BIAS_T", "HARD_RESET", "STRICT", "TRAINING", "STORE_FINAL",
-             "STORE_V_SEQ")
+    flags = (
+        "HAS_V_INIT",
+        "DECAY_T",
+        "GAIN_T",
+        "BIAS_T",
+        "HARD_RESET",
+        "STRICT",
+        "TRAINING",
+        "STORE_FINAL",
+        "STORE_V_SEQ",
+    )
     # every flag both ways at least once, across the three dtypes
-    rows = [(True,) * 9, (False,) * 9, (True, False, True, False, True, False, True, False, False),
-            (False, True, False, True, False, True, False, True, True)]
+    rows = [
+        (True,) * 9,
+        (False,) * 9,
+        (True, False, True, False, True, False, True, False, False),
+        (False, True, False, True, False, True, False, True, True),
+    ]
     for dtype, row in itertools.product(DTYPES, rows):
         yield dtype, dict(zip(flags, row, strict=True))
 
@@ -211,17 +262,44 @@ def bwd_variants():
     combos += [(sg, sg % 2 == 0, sg // 2 % 2 == 0) for sg in range(4, len(SURROGATE_IDS))]
     for sg, hard, detach in combos:
         all_on = (sg + hard + detach) % 2 == 0
-        yield "fp32", dict(
-            HAS_V_INIT=all_on, HAS_GRAD_V_FINAL=not all_on, STORE_GRAD_V_INIT=all_on,
-            DECAY_T=True, GAIN_T=all_on, BIAS_T=not all_on,
-            NEED_GRAD_DECAY=True, NEED_GRAD_GAIN=all_on, NEED_GRAD_BIAS=not all_on, HAS_GRAD_V_SEQ=sg % 3 == 1,
-            HARD_RESET=hard, STRICT=not hard, DETACH_RESET=detach, SG_ID=sg,
+        yield (
+            "fp32",
+            dict(
+                HAS_V_INIT=all_on,
+                HAS_GRAD_V_FINAL=not all_on,
+                STORE_GRAD_V_INIT=all_on,
+                DECAY_T=True,
+                GAIN_T=all_on,
+                BIAS_T=not all_on,
+                NEED_GRAD_DECAY=True,
+                NEED_GRAD_GAIN=all_on,
+                NEED_GRAD_BIAS=not all_on,
+                HAS_GRAD_V_SEQ=sg % 3 == 1,
+                HARD_RESET=hard,
+                STRICT=not hard,
+                DETACH_RESET=detach,
+                SG_ID=sg,
+            ),
         )
     for dtype in ("fp16", "bf16"):
-        yield dtype, dict(
-            HAS_V_INIT=True, HAS_GRAD_V_FINAL=True, STORE_GRAD_V_INIT=True, DECAY_T=True, GAIN_T=True, BIAS_T=True,
-            NEED_GRAD_DECAY=True, NEED_GRAD_GAIN=True, NEED_GRAD_BIAS=True, HAS_GRAD_V_SEQ=True, HARD_RESET=True,
-            STRICT=False, DETACH_RESET=False, SG_ID=1,
+        yield (
+            dtype,
+            dict(
+                HAS_V_INIT=True,
+                HAS_GRAD_V_FINAL=True,
+                STORE_GRAD_V_INIT=True,
+                DECAY_T=True,
+                GAIN_T=True,
+                BIAS_T=True,
+                NEED_GRAD_DECAY=True,
+                NEED_GRAD_GAIN=True,
+                NEED_GRAD_BIAS=True,
+                HAS_GRAD_V_SEQ=True,
+                HARD_RESET=True,
+                STRICT=False,
+                DETACH_RESET=False,
+                SG_ID=1,
+            ),
         )
 
 
@@ -236,16 +314,21 @@ def resource_usage(cubin: bytes) -> dict:
 
 def compile_one(fn, arch: int, dtype: str, constexprs: dict, num_warps: int, data_ptrs: set[str] = DATA_PTRS) -> dict:
     src = ASTSource(fn, signature=signature(fn, dtype, constexprs, data_ptrs), constexprs=constexprs)
-    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
-                              options=dict(COMPILE_OPTIONS, num_warps=num_warps))
-    return {**resource_usage(compiled.asm["cubin"]),
-            "contracted_fma": bool(re.search(r"\bfma\.rn\.f32\b", compiled.asm["ptx"]))}
+    compiled = triton.compile(
+        src, target=GPUTarget("cuda", arch, 32), options=dict(COMPILE_OPTIONS, num_warps=num_warps)
+    )
+    return {
+        **resource_usage(compiled.asm["cubin"]),
+        "contracted_fma": bool(re.search(r"\bfma\.rn\.f32\b", compiled.asm["ptx"])),
+    }
 
 
 def leaky_cases():
     """The leaky neuron's forward and backward variants at the launchers' tile for a large layer."""
-    for kernel, backward, variants in ((leaky_fwd_kernel, False, fwd_variants()),
-                                       (leaky_bwd_kernel, True, bwd_variants())):
+    for kernel, backward, variants in (
+        (leaky_fwd_kernel, False, fwd_variants()),
+        (leaky_bwd_kernel, True, bwd_variants()),
+    ):
         cfg = launch_config(1 << 22, backward=backward)
         for dtype, flags in variants:
             yield kernel, DATA_PTRS, dtype, dict(flags, CHUNK=DEFAULT_CHUNK, BLOCK=cfg.block), cfg.num_warps
@@ -267,8 +350,9 @@ def main(archs: list[int]) -> None:
             # the leaky rows report the variant's flags without the tile (as they always have)
             leaky = fn in (leaky_fwd_kernel, leaky_bwd_kernel)
             flags = {k: v for k, v in constexprs.items() if k not in ("CHUNK", "BLOCK")} if leaky else constexprs
-            print(json.dumps({"kernel": fn.__name__, "arch": arch, "dtype": dtype, "flags": flags, **usage}),
-                  flush=True)
+            print(
+                json.dumps({"kernel": fn.__name__, "arch": arch, "dtype": dtype, "flags": flags, **usage}), flush=True
+            )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Comparison helpers: verbose closeness checks, per-dtype tolerances, and the spike-flip budget."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,8 +43,14 @@ def grad_tol(dtype: torch.dtype) -> tuple[float, float]:
     return GRAD_TOL[dtype]
 
 
-def assert_close_verbose(actual: torch.Tensor, expected: torch.Tensor, atol: float, rtol: float, name: str = "tensor",
-                         mask: torch.Tensor | None = None) -> None:
+def assert_close_verbose(
+    actual: torch.Tensor,
+    expected: torch.Tensor,
+    atol: float,
+    rtol: float,
+    name: str = "tensor",
+    mask: torch.Tensor | None = None,
+) -> None:
     """``|actual - expected| <= atol + rtol * |expected|`` elementwise (NaN equals NaN only at the same place).
 
     On failure the message gives the mismatch count, max abs / rel error, NaN and inf mismatches and the first
@@ -83,8 +90,15 @@ def assert_equal_verbose(actual: torch.Tensor, expected: torch.Tensor, name: str
     assert_close_verbose(actual, expected, 0.0, 0.0, name)
 
 
-def assert_grad_close(actual: torch.Tensor | None, expected: torch.Tensor | None, name: str, *, reduced: bool = False,
-                      mask: torch.Tensor | None = None, dtype: torch.dtype | None = None) -> None:
+def assert_grad_close(
+    actual: torch.Tensor | None,
+    expected: torch.Tensor | None,
+    name: str,
+    *,
+    reduced: bool = False,
+    mask: torch.Tensor | None = None,
+    dtype: torch.dtype | None = None,
+) -> None:
     """A gradient against the expected one with the tolerance of its dtype.
 
     ``reduced`` marks a gradient that is a sum over many neurons and steps (a shared coefficient's): both sides
@@ -114,9 +128,16 @@ class SpikeComparison:
         return self.flips > 0
 
 
-def compare_spikes(spk_test: torch.Tensor, spk_ref: torch.Tensor, h_ref_or_margin: torch.Tensor,
-                   v_threshold: float | None = None, *, eps: float, max_flip_rate: float | None = None,
-                   name: str = "spikes") -> SpikeComparison:
+def compare_spikes(
+    spk_test: torch.Tensor,
+    spk_ref: torch.Tensor,
+    h_ref_or_margin: torch.Tensor,
+    v_threshold: float | None = None,
+    *,
+    eps: float,
+    max_flip_rate: float | None = None,
+    name: str = "spikes",
+) -> SpikeComparison:
     """Spike trains that may differ only by flips at the threshold (the spike-flip budget).
 
     ``h_ref_or_margin`` is the reference's pre-reset potential h_t ([T, ...]); with ``v_threshold`` given the
@@ -127,7 +148,8 @@ def compare_spikes(spk_test: torch.Tensor, spk_ref: torch.Tensor, h_ref_or_margi
     (``neuron_mask``). The flip rate (first flips per neuron-step) must not exceed ``max_flip_rate``.
     """
     assert spk_test.shape == spk_ref.shape == h_ref_or_margin.shape, (
-        f"{name}: shapes {tuple(spk_test.shape)}, {tuple(spk_ref.shape)}, {tuple(h_ref_or_margin.shape)}")
+        f"{name}: shapes {tuple(spk_test.shape)}, {tuple(spk_ref.shape)}, {tuple(h_ref_or_margin.shape)}"
+    )
     T = spk_test.shape[0]
     s = spk_test.detach().reshape(T, -1).cpu().double()
     r = spk_ref.detach().reshape(T, -1).cpu().double()
@@ -154,8 +176,9 @@ def compare_spikes(spk_test: torch.Tensor, spk_ref: torch.Tensor, h_ref_or_margi
     return SpikeComparison(rate, flips, step_mask.to(spk_test.device), neuron_mask.to(spk_test.device))
 
 
-def random_like_layout(shape, dtype, device, layout: str = "contiguous", generator=None, scale: float = 1.0,
-                       shift: float = 0.0) -> torch.Tensor:
+def random_like_layout(
+    shape, dtype, device, layout: str = "contiguous", generator=None, scale: float = 1.0, shift: float = 0.0
+) -> torch.Tensor:
     """``randn * scale + shift`` of ``shape`` laid out as asked: "contiguous", "transposed" (last two dims swapped
     in memory), "expanded" (stride 0 along dim 0: every step the same values), "sliced" (every other element of
     a larger buffer), or "channels_last" (4-D, or 5-D [T, B, C, H, W] with each step channels-last)."""
@@ -201,8 +224,9 @@ def make_coefficient(kind: str, value: float, C: int, spread: float = 0.1, dtype
     return t.to(device, dtype).requires_grad_(grad)
 
 
-def run_both(fn, backend, x, v_init=None, *, grad_on=("spikes", "final"), grad_layout="contiguous",
-             grad_mask=None, **kwargs):
+def run_both(
+    fn, backend, x, v_init=None, *, grad_on=("spikes", "final"), grad_layout="contiguous", grad_mask=None, **kwargs
+):
     """Run ``fn`` with ``backend`` and with the reference on the same inputs, backprop the same random grad
     outputs (laid out as ``grad_layout``) through the outputs named in ``grad_on``. Returns
     ``{backend: (outputs, {leaf name: grad})}`` for the two backends."""
@@ -222,8 +246,9 @@ def run_both(fn, backend, x, v_init=None, *, grad_on=("spikes", "final"), grad_l
         chosen = [(o, g) for o, g, n in zip(outs, grad_outs, names, strict=True) if n in grad_on]
         grads = {}
         if leaves and chosen and torch.is_grad_enabled():
-            gs = torch.autograd.grad([o for o, _ in chosen], list(leaves.values()), [g for _, g in chosen],
-                                     allow_unused=True)
+            gs = torch.autograd.grad(
+                [o for o, _ in chosen], list(leaves.values()), [g for _, g in chosen], allow_unused=True
+            )
             grads = dict(zip(leaves, gs, strict=True))
         results[b] = (outs, grads)
     return results

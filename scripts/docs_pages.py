@@ -4,6 +4,7 @@ Usage: python scripts/docs_pages.py DOCS_DIR OUT_DIR. Writes OUT_DIR/docs/<page>
 DOCS_DIR/<page>.md and OUT_DIR/index.html, which links them and the API reference (OUT_DIR/api, pdoc's).
 Offline: markdown2 is pdoc's own Markdown converter, so wherever pdoc runs this does too.
 """
+
 from __future__ import annotations
 
 import html
@@ -34,6 +35,7 @@ def title_of(markdown: str, fallback: str) -> str:
 
 def link_pages(body: str, pages: set[str]) -> str:
     """Mentions of another page (`docs/neuron.md`) become links to it."""
+
     def link(match: re.Match) -> str:
         name = match.group(1)
         return f'<a href="{name}.html">{match.group(0)}</a>' if name in pages else match.group(0)
@@ -51,16 +53,23 @@ def build(docs: Path, out: Path) -> list[Path]:
         title = title_of(text, source.stem)
         body = link_pages(markdown2.markdown(text, extras=EXTRAS), pages)
         target = out / "docs" / f"{source.stem}.html"
-        target.write_text(PAGE.format(title=html.escape(title), home="../index.html", api="../api/index.html",
-                                      body=body), encoding="utf-8")
+        target.write_text(
+            PAGE.format(title=html.escape(title), home="../index.html", api="../api/index.html", body=body),
+            encoding="utf-8",
+        )
         written.append(target)
-        entries.append(f'<li><a href="docs/{source.stem}.html">{html.escape(title)}</a> '
-                       f"(<code>docs/{source.name}</code>)</li>")
-    index = ("<h1>snnkernels documentation</h1>\n<p><a href=\"api/index.html\">API reference</a> "
-             "(from the docstrings)</p>\n<h2>Guides: the math of each op, the networks</h2>\n<ul>\n"
-             + "\n".join(entries) + "\n</ul>")
-    (out / "index.html").write_text(PAGE.format(title="documentation", home="index.html", api="api/index.html",
-                                                body=index), encoding="utf-8")
+        entries.append(
+            f'<li><a href="docs/{source.stem}.html">{html.escape(title)}</a> (<code>docs/{source.name}</code>)</li>'
+        )
+    index = (
+        '<h1>snnkernels documentation</h1>\n<p><a href="api/index.html">API reference</a> '
+        "(from the docstrings)</p>\n<h2>Guides: the math of each op, the networks</h2>\n<ul>\n"
+        + "\n".join(entries)
+        + "\n</ul>"
+    )
+    (out / "index.html").write_text(
+        PAGE.format(title="documentation", home="index.html", api="api/index.html", body=index), encoding="utf-8"
+    )
     return written
 
 

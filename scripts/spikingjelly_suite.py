@@ -14,6 +14,7 @@ collected, and records for every test whether it built one of them. A test count
 built one of our classes; it must pass on every backend wherever it passes on SpikingJelly itself.
 The Triton backend runs on the CPU under ``TRITON_INTERPRET=1``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,16 +39,36 @@ def _installed_version() -> str | None:
         return metadata.version("spikingjelly")
     except metadata.PackageNotFoundError:
         return None
+
+
 RECORD_ENV = "SNNKERNELS_SJ_SWAP_RECORD"
 # every file of SpikingJelly's test/activation_based (master, 2026-08) that builds IFNode, LIFNode,
 # ParametricLIFNode or MultiDimensionalAttention and runs on a CPU; some do not import against the 2.0.0 release
 DEFAULT_FILES = (
-    "test_memory.py", "test_functional.py", "test_functional_neuron.py", "test_encoding_attention.py",
-    "test_neuron_variants.py", "test_noisy_and_misc.py", "test_checkpointing.py", "test_compile_compat.py",
-    "test_roofline.py", "test_spikformer_model.py", "test_neuron_kernel_surrogate_contract.py", "test_profiler.py",
-    "test_ac.py", "test_online_learning.py", "test_inductor_cache.py", "test_learning.py", "test_pipeline.py",
-    "test_activation_aware_ifnode.py", "test_ilif_node.py", "test_triton_neuron.py", "test_precision_conversion.py",
-    "test_op_counter_neuron_state.py", "test_op_counter_snn_energy.py", "test_op_counter_spikesim_event_energy.py",
+    "test_memory.py",
+    "test_functional.py",
+    "test_functional_neuron.py",
+    "test_encoding_attention.py",
+    "test_neuron_variants.py",
+    "test_noisy_and_misc.py",
+    "test_checkpointing.py",
+    "test_compile_compat.py",
+    "test_roofline.py",
+    "test_spikformer_model.py",
+    "test_neuron_kernel_surrogate_contract.py",
+    "test_profiler.py",
+    "test_ac.py",
+    "test_online_learning.py",
+    "test_inductor_cache.py",
+    "test_learning.py",
+    "test_pipeline.py",
+    "test_activation_aware_ifnode.py",
+    "test_ilif_node.py",
+    "test_triton_neuron.py",
+    "test_precision_conversion.py",
+    "test_op_counter_neuron_state.py",
+    "test_op_counter_snn_energy.py",
+    "test_op_counter_spikesim_event_energy.py",
     "test_op_counter_neuromc_runtime.py",
 )
 NEURONS = ("IFNode", "LIFNode", "ParametricLIFNode")
@@ -112,8 +133,7 @@ def pytest_unconfigure(config) -> None:
     if path:
         import spikingjelly
 
-        _OUTCOMES["__spikingjelly__"] = {"version": _installed_version(),
-                                         "file": spikingjelly.__file__}
+        _OUTCOMES["__spikingjelly__"] = {"version": _installed_version(), "file": spikingjelly.__file__}
         Path(path).write_text(json.dumps(_OUTCOMES, indent=1))
 
 
@@ -137,9 +157,22 @@ def _run(test_dir: Path, files: list[str], backend: str | None, timeout: int) ->
         # a copy of the test folder alone: the repository's conftest.py would also put its source tree first
         copy = Path(tmp) / "tests"
         shutil.copytree(test_dir, copy)
-        cmd = [sys.executable, "-m", "pytest", "-q", "-c", str(ini), "-p", "spikingjelly_suite",
-               "-p", "no:cacheprovider", "--continue-on-collection-errors", "--rootdir", tmp,
-               *[str(copy / f) for f in files]]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-c",
+            str(ini),
+            "-p",
+            "spikingjelly_suite",
+            "-p",
+            "no:cacheprovider",
+            "--continue-on-collection-errors",
+            "--rootdir",
+            tmp,
+            *[str(copy / f) for f in files],
+        ]
         run = subprocess.run(cmd, env=env, cwd=tmp, timeout=timeout, capture_output=True, text=True)
         outcomes = json.loads(record.read_text()) if record.exists() else {}
         if len(outcomes) <= 1:
@@ -159,8 +192,11 @@ def summarize(results: dict[str, dict]) -> dict:
         if backend == "spikingjelly":
             continue
         relevant = {k: v for k, v in outcomes.items() if v["built"]}
-        regressions = {k: v["error"] for k, v in relevant.items()
-                       if v["outcome"] != "passed" and reference.get(k, {}).get("outcome") == "passed"}
+        regressions = {
+            k: v["error"]
+            for k, v in relevant.items()
+            if v["outcome"] != "passed" and reference.get(k, {}).get("outcome") == "passed"
+        }
         deliberate = {k: e for k, e in regressions.items() if _deliberate(k)}
         summary[backend] = {
             "tests_building_our_classes": len(relevant),
@@ -197,9 +233,11 @@ def main(argv: list[str] | None = None) -> int:
         results[backend] = _run(args.tests, files, backend, args.timeout)
     summary = summarize(results)
     for backend, row in summary.items():
-        print(f"{backend}: {row['passed']} of {row['tests_building_our_classes']} tests that build our classes "
-              f"pass ({row['passed_on_spikingjelly']} pass on SpikingJelly itself; "
-              f"{len(row['deliberate_differences'])} fail by a deliberate difference)")
+        print(
+            f"{backend}: {row['passed']} of {row['tests_building_our_classes']} tests that build our classes "
+            f"pass ({row['passed_on_spikingjelly']} pass on SpikingJelly itself; "
+            f"{len(row['deliberate_differences'])} fail by a deliberate difference)"
+        )
         for nodeid, error in row["fail_where_spikingjelly_passes"].items():
             print(f"  FAIL {nodeid}: {error}")
         for nodeid in row["deliberate_differences"]:
@@ -207,11 +245,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         import torch
 
-        meta = {"date": datetime.date.today().isoformat(), "commit": _git_commit(), "device": "cpu",
-                "torch": torch.__version__, "spikingjelly": _installed_version(),
-                "tests": str(args.tests), "tests_commit": args.tests_commit}
-        args.out.write_text(json.dumps({"meta": meta, "files": files, "summary": summary, "outcomes": results},
-                                       indent=1))
+        meta = {
+            "date": datetime.date.today().isoformat(),
+            "commit": _git_commit(),
+            "device": "cpu",
+            "torch": torch.__version__,
+            "spikingjelly": _installed_version(),
+            "tests": str(args.tests),
+            "tests_commit": args.tests_commit,
+        }
+        args.out.write_text(
+            json.dumps({"meta": meta, "files": files, "summary": summary, "outcomes": results}, indent=1)
+        )
     return 0 if all(not row["fail_where_spikingjelly_passes"] for row in summary.values()) else 1
 
 

@@ -11,10 +11,19 @@ Layers of the package, each op in one predictable place:
 - ``snnkernels.firing``: firing statistics of a network's neurons (spike counts, NASAR, synaptic operations);
 - ``snnkernels.diagnostics``: what will run here (``python -m snnkernels``): versions, backends, per-layer choice.
 """
+
 from . import backends, diagnostics, firing, functional, models, neuron_models, nn, reference, surrogate
 from ._version import __version__
 
 __all__ = [
-    "__version__", "backends", "diagnostics", "firing", "functional", "models", "neuron_models", "nn", "reference",
+    "__version__",
+    "backends",
+    "diagnostics",
+    "firing",
+    "functional",
+    "models",
+    "neuron_models",
+    "nn",
+    "reference",
     "surrogate",
 ]

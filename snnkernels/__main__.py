@@ -1,4 +1,5 @@
 """``python -m snnkernels``: what will run on this machine (snnkernels.diagnostics.report)."""
+
 from __future__ import annotations
 
 import argparse
@@ -32,13 +33,25 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", metavar="MODULE:CALLABLE",
-                        help="a callable that returns an nn.Module, e.g. snnkernels.models:DTA_SNN_18")
-    parser.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
-                        help="a keyword argument for the callable, VALUE as a Python literal (repeatable)")
+    parser.add_argument(
+        "--model",
+        metavar="MODULE:CALLABLE",
+        help="a callable that returns an nn.Module, e.g. snnkernels.models:DTA_SNN_18",
+    )
+    parser.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a keyword argument for the callable, VALUE as a Python literal (repeatable)",
+    )
     parser.add_argument("--device", default="cpu", help="move the model to this device first (default: cpu)")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
-                        help="move the model to this dtype first (default: float32)")
+    parser.add_argument(
+        "--dtype",
+        choices=sorted(DTYPES),
+        default="float32",
+        help="move the model to this dtype first (default: float32)",
+    )
     return parser
 
 

@@ -1,5 +1,6 @@
 """The lines of a compiler / linker log that say what failed (setup.py's build and the JIT build).
 Torch-free and import-free, so setup.py can load it by path before anything is installed."""
+
 from __future__ import annotations
 
 import re

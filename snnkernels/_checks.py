@@ -1,4 +1,5 @@
 """Argument checks shared by the functional API: every bad input gets a message that says what to fix."""
+
 from __future__ import annotations
 
 import math

@@ -10,6 +10,7 @@ last error is kept for ``native_status()``'s message, shown when the native back
 remembered and not retried in the same process: the native backend is then unavailable with that reason
 (``"auto"`` moves on to the next backend, an explicit ``"native"`` raises it).
 """
+
 from __future__ import annotations
 
 import glob

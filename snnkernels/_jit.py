@@ -4,6 +4,7 @@ A developer convenience: used only when asked (``SNNKERNELS_JIT=1`` and the nati
 direct call), cached by torch under ``TORCH_EXTENSIONS_DIR``, never at import. It compiles the same
 ``csrc/`` files as setup.py, so the ops it registers are the same.
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,5 +1,6 @@
 """Where the native sources are and which files form the extension (shared by setup.py and the JIT build).
 Torch-free and import-free, so setup.py can load it by path before anything is installed."""
+
 from __future__ import annotations
 
 import glob

@@ -18,6 +18,7 @@ The attention ops (TCJA, T-XA, DTA) have Triton kernels only: for them "auto" is
 An explicit backend that cannot run raises ``BackendUnavailableError`` naming the reason (with the
 original import error where there is one): there is no silent fallback.
 """
+
 from __future__ import annotations
 
 import os
@@ -191,6 +192,6 @@ _resolve_triton_op._dynamo_marked_constant = True  # type: ignore[attr-defined]
 
 
 def resolve_triton_op_backend(backend: str, x: torch.Tensor, owner: str) -> str:
-    """"torch" or "triton" for an op that has Triton kernels only (see the module docstring)."""
+    """ "torch" or "triton" for an op that has Triton kernels only (see the module docstring)."""
     check_backend_name(backend, owner)
     return _resolve_triton_op(backend, x.device.type, x.dtype)

@@ -7,6 +7,7 @@ resolve with ``resolve_backend``, the Triton-only layers (attention, STAA-LIF, T
 the model; ``snnkernels.models.resolved_backends(model, x)`` runs one forward and also names fused pairs.
 As with the ops, asking about the native backend under ``SNNKERNELS_JIT=1`` builds it when it is not built.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -27,8 +28,7 @@ from ._version import __version__
 __all__ = ["LayerBackend", "available_backends", "layer_backends", "report", "versions"]
 
 KERNEL_BACKENDS = ("torch", "triton", "native", "cupy")
-ENV_VARS = ("SNNKERNELS_BACKEND", "SNNKERNELS_JIT", "TRITON_INTERPRET", "SNNKERNELS_BUILD_NATIVE", "CXX",
-            "CUDA_HOME")
+ENV_VARS = ("SNNKERNELS_BACKEND", "SNNKERNELS_JIT", "TRITON_INTERPRET", "SNNKERNELS_BUILD_NATIVE", "CXX", "CUDA_HOME")
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,11 @@ def versions() -> dict[str, str]:
         "snnkernels": __version__,
         "python": f"{platform.python_version()} ({sys.executable})",
         "torch": f"{torch.__version__} ({build})",
-        "triton": (importlib.metadata.version("triton") if backends.HAS_TRITON
-                   else f"not importable ({backends.TRITON_IMPORT_ERROR!r})"),
+        "triton": (
+            importlib.metadata.version("triton")
+            if backends.HAS_TRITON
+            else f"not importable ({backends.TRITON_IMPORT_ERROR!r})"
+        ),
     }
     if torch.cuda.is_available():
         found["CUDA devices"] = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
@@ -107,8 +110,10 @@ def _resolver(module: nn.Module):
         return lambda x: backends.resolve_backend(module.backend, x), backends.AUTO_ORDER
     if type(module).__module__.startswith("snnkernels.nn."):
         owner = type(module).__name__
-        return lambda x: backends.resolve_triton_op_backend(module.backend, x, owner), {"cpu": ("triton",),
-                                                                                          "cuda": ("triton",)}
+        return lambda x: backends.resolve_triton_op_backend(module.backend, x, owner), {
+            "cpu": ("triton",),
+            "cuda": ("triton",),
+        }
     return None
 
 

@@ -36,6 +36,7 @@ input [T, B, ...], dim 0 of a step-mode input [B, ...]) summed over sequences. A
 to call until its state is reset (``v`` is its resting float again, e.g. after ``reset()``): its calls then
 count as later steps of the same samples.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,8 +52,17 @@ from torch import nn
 from .nn.fused import observer_hook
 from .nn.neuron import SpikingNeuron, in_recompute
 
-__all__ = ["E_AC", "E_MAC", "LayerStats", "FiringStats", "record", "fan_out", "dense_macs", "energy",
-           "default_consumers"]
+__all__ = [
+    "E_AC",
+    "E_MAC",
+    "LayerStats",
+    "FiringStats",
+    "record",
+    "fan_out",
+    "dense_macs",
+    "energy",
+    "default_consumers",
+]
 
 # Energy per operation, 32-bit float in 45 nm CMOS, as MA-SNN Sec. 4 takes them (Horowitz, ISSCC 2014).
 E_AC = 0.9e-12  # J per accumulate
@@ -224,16 +234,20 @@ class FiringStats:
         """A per-layer table (spikes, neuron-steps, rate, consumer, fan-out, SOPs) and the network figures,
         from one read of the counts."""
         counts = self.spike_counts()
-        header = (f"{'layer':<28} {'spikes':>12} {'neuron-steps':>14} {'rate':>8}  {'consumer':<20} {'fan-out':>9} "
-                  f"{'SOPs':>14}")
+        header = (
+            f"{'layer':<28} {'spikes':>12} {'neuron-steps':>14} {'rate':>8}  {'consumer':<20} {'fan-out':>9} "
+            f"{'SOPs':>14}"
+        )
         lines = [header]
         for name, row in counts.items():
             layer = self.layers[name]
             spikes, steps = sum(row), sum(layer.neurons_per_step)
             fo = "-" if layer.fan_out is None else f"{layer.fan_out:.4g}"
             sops = "-" if layer.fan_out is None else f"{spikes * layer.fan_out:.6g}"
-            lines.append(f"{name:<28} {spikes:>12} {steps:>14} {_ratio(spikes, steps):>8.4f}  {layer.consumer!s:<20} "
-                         f"{fo:>9} {sops:>14}")
+            lines.append(
+                f"{name:<28} {spikes:>12} {steps:>14} {_ratio(spikes, steps):>8.4f}  {layer.consumer!s:<20} "
+                f"{fo:>9} {sops:>14}"
+            )
         lines.append(f"NASAR {self._nasar(counts):.4f}; samples {self.samples}; SOPs {self._sops(counts):.6g} in total")
         if self.unrecorded:
             lines.append(f"not recorded (no forward ran): {', '.join(self.unrecorded)}")
@@ -241,8 +255,10 @@ class FiringStats:
 
     def _samples(self) -> int:
         if self.samples == 0:
-            raise ValueError("firing statistics: no samples recorded, so there is no per-sample figure "
-                             "(run the model inside record(), or pass per_sample=False)")
+            raise ValueError(
+                "firing statistics: no samples recorded, so there is no per-sample figure "
+                "(run the model inside record(), or pass per_sample=False)"
+            )
         return self.samples
 
     def _hooks(self, name: str):
@@ -282,7 +298,8 @@ def _warn_unrecorded(stats: FiringStats) -> None:
     if missing and len(missing) < len(stats.layers):
         warnings.warn(
             f"firing.record: neuron layers {missing} ran no forward while recording, so their spikes are "
-            "missing from the statistics", stacklevel=3,
+            "missing from the statistics",
+            stacklevel=3,
         )
 
 
@@ -302,16 +319,21 @@ def _neurons(model: nn.Module) -> dict[str, SpikingNeuron]:
     return found
 
 
-def _resolve_consumers(model: nn.Module, neurons: dict[str, SpikingNeuron],
-                       consumers: Mapping[str, Consumer] | None) -> dict[str, tuple[str | None, float | None]]:
+def _resolve_consumers(
+    model: nn.Module, neurons: dict[str, SpikingNeuron], consumers: Mapping[str, Consumer] | None
+) -> dict[str, tuple[str | None, float | None]]:
     """name -> (consumer description, fan-out): the heuristic, overridden by ``consumers`` entry by entry."""
     if consumers is not None and not isinstance(consumers, Mapping):
-        raise TypeError(f"record: consumers must be a mapping {{neuron_name: module | number | None}}, "
-                        f"got {type(consumers).__name__}")
+        raise TypeError(
+            f"record: consumers must be a mapping {{neuron_name: module | number | None}}, "
+            f"got {type(consumers).__name__}"
+        )
     unknown = sorted(set(consumers or {}) - set(neurons))
     if unknown:
-        raise ValueError(f"record: consumers names {unknown} are not neuron modules of the model; "
-                         f"its neuron modules are {sorted(neurons)}")
+        raise ValueError(
+            f"record: consumers names {unknown} are not neuron modules of the model; "
+            f"its neuron modules are {sorted(neurons)}"
+        )
     modules = dict(model.named_modules())
     resolved = {n: (c, None if c is None else fan_out(modules[c])) for n, c in default_consumers(model).items()}
     for name, consumer in (consumers or {}).items():
@@ -323,8 +345,10 @@ def _explicit_consumer(name: str, consumer: Consumer) -> tuple[str | None, float
     if consumer is None:
         return None, None
     if isinstance(consumer, bool) or not isinstance(consumer, (nn.Module, Real)):
-        raise TypeError(f"record: consumers[{name!r}] must be an nn.Module, a number (the fan-out) or None, "
-                        f"got {type(consumer).__name__}")
+        raise TypeError(
+            f"record: consumers[{name!r}] must be an nn.Module, a number (the fan-out) or None, "
+            f"got {type(consumer).__name__}"
+        )
     if isinstance(consumer, nn.Module):
         return type(consumer).__name__, fan_out(consumer)
     if not (math.isfinite(consumer) and consumer >= 0):
@@ -359,8 +383,10 @@ def record(model: nn.Module, consumers: Mapping[str, Consumer] | None = None) ->
             pre, post = stats._hooks(name)
             # observers (they read the input and the counts only), so fused paths that never form the
             # spikes as a tensor (nn.fused.neuron_dta) still run and are recorded
-            handles += [module.register_forward_pre_hook(observer_hook(pre)),
-                        module.register_forward_hook(observer_hook(post))]
+            handles += [
+                module.register_forward_pre_hook(observer_hook(pre)),
+                module.register_forward_hook(observer_hook(post)),
+            ]
             module.record_spike_counts = True
         yield stats
         _warn_unrecorded(stats)

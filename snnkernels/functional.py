@@ -4,6 +4,7 @@ All functions take SpikingJelly-style multi-step input ``[T, ...]`` (``[T, B, C,
 coefficient is per channel) and return spikes of the same shape and dtype. The membrane state is fp32
 (fp64 for fp64 input) whatever the input dtype.
 """
+
 from __future__ import annotations
 
 import torch
@@ -53,10 +54,25 @@ if HAS_TRITON:
         tna_triton,
     )
 
-__all__ = ["multistep_leaky", "multistep_lif", "gated_leaky", "tcja", "tcja_gate", "tcja_gate_from_counts", "txa",
-           "dta_product", "tna", "dta", "dta_on_neuron_fused", "multi_dimensional_attention",
-           "multi_dimensional_attention_gated_leaky", "tcsa_lif_paper", "global_context", "staa_lif",
-           "resolved_backend"]
+__all__ = [
+    "multistep_leaky",
+    "multistep_lif",
+    "gated_leaky",
+    "tcja",
+    "tcja_gate",
+    "tcja_gate_from_counts",
+    "txa",
+    "dta_product",
+    "tna",
+    "dta",
+    "dta_on_neuron_fused",
+    "multi_dimensional_attention",
+    "multi_dimensional_attention_gated_leaky",
+    "tcsa_lif_paper",
+    "global_context",
+    "staa_lif",
+    "resolved_backend",
+]
 
 Output = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -108,9 +124,20 @@ def multistep_leaky(
         ``return_v_seq`` (a tuple whenever more than the spikes are returned).
     """
     return leaky_neuron(
-        x_seq, v_init, decay=decay, input_gain=input_gain, bias=bias, v_threshold=v_threshold, v_reset=v_reset,
-        strict_threshold=strict_threshold, detach_reset=detach_reset, surrogate_function=surrogate_function,
-        backend=backend, return_final_state=return_final_state, v_init_value=0.0, return_v_seq=return_v_seq,
+        x_seq,
+        v_init,
+        decay=decay,
+        input_gain=input_gain,
+        bias=bias,
+        v_threshold=v_threshold,
+        v_reset=v_reset,
+        strict_threshold=strict_threshold,
+        detach_reset=detach_reset,
+        surrogate_function=surrogate_function,
+        backend=backend,
+        return_final_state=return_final_state,
+        v_init_value=0.0,
+        return_v_seq=return_v_seq,
     )
 
 
@@ -145,16 +172,41 @@ def multistep_lif(
     v_reset = _checks.check_scalar(v_reset, "v_reset", allow_none=True)
     decay, gain, bias = lif_coefficients(tau, decay_input, v_reset)
     return leaky_neuron(
-        x_seq, v_init, decay=decay, input_gain=gain, bias=bias, v_threshold=v_threshold, v_reset=v_reset,
-        strict_threshold=False, detach_reset=detach_reset, surrogate_function=surrogate_function,
-        backend=backend, return_final_state=return_final_state,
-        v_init_value=0.0 if v_reset is None else v_reset, return_v_seq=return_v_seq,
+        x_seq,
+        v_init,
+        decay=decay,
+        input_gain=gain,
+        bias=bias,
+        v_threshold=v_threshold,
+        v_reset=v_reset,
+        strict_threshold=False,
+        detach_reset=detach_reset,
+        surrogate_function=surrogate_function,
+        backend=backend,
+        return_final_state=return_final_state,
+        v_init_value=0.0 if v_reset is None else v_reset,
+        return_v_seq=return_v_seq,
     )
 
 
-def leaky_neuron(x_seq, v_init, *, decay, input_gain, bias, v_threshold, v_reset, strict_threshold, detach_reset,
-                 surrogate_function, backend, return_final_state, v_init_value, count_spikes: bool = False,
-                 return_v_seq: bool = False) -> torch.Tensor | tuple:
+def leaky_neuron(
+    x_seq,
+    v_init,
+    *,
+    decay,
+    input_gain,
+    bias,
+    v_threshold,
+    v_reset,
+    strict_threshold,
+    detach_reset,
+    surrogate_function,
+    backend,
+    return_final_state,
+    v_init_value,
+    count_spikes: bool = False,
+    return_v_seq: bool = False,
+) -> torch.Tensor | tuple:
     """The leaky neuron on a resolved backend: spikes, then v_T if ``return_final_state``, then v_seq if
     ``return_v_seq`` (the spikes alone when neither). With ``count_spikes`` it returns ``(output, spike_counts)``,
     ``spike_counts`` the spikes per step (int64 [T], no gradient): on "triton" counted inside the forward
@@ -162,8 +214,10 @@ def leaky_neuron(x_seq, v_init, *, decay, input_gain, bias, v_threshold, v_reset
     way ``output`` is exactly what the call without counting returns."""
     x_seq = _checks.check_sequence(x_seq)
     v_init = _checks.check_state(v_init, x_seq)
-    coefficients = [_checks.check_coefficient(c, n, x_seq) for c, n in
-                    ((decay, "decay"), (input_gain, "input_gain"), (bias, "bias"))]
+    coefficients = [
+        _checks.check_coefficient(c, n, x_seq)
+        for c, n in ((decay, "decay"), (input_gain, "input_gain"), (bias, "bias"))
+    ]
     v_threshold = _checks.check_scalar(v_threshold, "v_threshold")
     v_reset = _checks.check_scalar(v_reset, "v_reset", allow_none=True)
     surrogate_function = coerce_surrogate(surrogate_function)
@@ -172,9 +226,18 @@ def leaky_neuron(x_seq, v_init, *, decay, input_gain, bias, v_threshold, v_reset
     if backend == "torch":
         decay, input_gain, bias = coefficients
         out = multistep_leaky_reference(
-            x_seq, v_init, decay=decay, input_gain=input_gain, bias=bias, v_threshold=v_threshold,
-            v_reset=v_reset, strict_threshold=strict_threshold, detach_reset=detach_reset,
-            surrogate_function=surrogate_function, v_init_value=v_init_value, return_final_state=return_final_state,
+            x_seq,
+            v_init,
+            decay=decay,
+            input_gain=input_gain,
+            bias=bias,
+            v_threshold=v_threshold,
+            v_reset=v_reset,
+            strict_threshold=strict_threshold,
+            detach_reset=detach_reset,
+            surrogate_function=surrogate_function,
+            v_init_value=v_init_value,
+            return_final_state=return_final_state,
             return_v_seq=return_v_seq,
         )
         return _with_counts(out) if count_spikes else out
@@ -184,15 +247,29 @@ def leaky_neuron(x_seq, v_init, *, decay, input_gain, bias, v_threshold, v_reset
         v_init = match_layout(v_init.to(state_dtype(x.dtype)), x[0])
     scalars, tensors = _split_coefficients(coefficients)
     training = torch.is_grad_enabled() and (
-        x.requires_grad or (v_init is not None and v_init.requires_grad) or any(
-            t is not None and t.requires_grad for t in tensors)
+        x.requires_grad
+        or (v_init is not None and v_init.requires_grad)
+        or any(t is not None and t.requires_grad for t in tensors)
     )
     counted_in_kernel = count_spikes and backend == "triton"
     forward_op, chunk = _fused_forward(backend, counted_in_kernel)
     spikes, v_final, _, v_seq, *counts = forward_op(
-        x, v_init, *tensors, *scalars, v_threshold, 0.0 if v_reset is None else v_reset, v_init_value,
-        v_reset is not None, strict_threshold, detach_reset, surrogate_function.id, surrogate_function.param,
-        training, return_final_state, chunk, return_v_seq,
+        x,
+        v_init,
+        *tensors,
+        *scalars,
+        v_threshold,
+        0.0 if v_reset is None else v_reset,
+        v_init_value,
+        v_reset is not None,
+        strict_threshold,
+        detach_reset,
+        surrogate_function.id,
+        surrogate_function.param,
+        training,
+        return_final_state,
+        chunk,
+        return_v_seq,
     )
     out = (spikes,) + ((v_final,) if return_final_state else ()) + ((v_seq,) if return_v_seq else ())
     out = out if len(out) > 1 else spikes
@@ -251,9 +328,11 @@ _NEURON_SETTINGS_LENGTH = 11  # see ops.gated_leaky_triton.NeuronSettings
 
 def _check_neuron_settings(neuron: object) -> tuple:
     if not isinstance(neuron, (tuple, list)) or len(neuron) != _NEURON_SETTINGS_LENGTH:
-        raise ValueError("neuron must be the 11 scalar settings (decay, gain, bias, v_threshold, v_reset, "
-                         "v_init_value, hard_reset, strict, detach_reset, surrogate_id, surrogate_param) of "
-                         f"nn.fused.neuron_settings, got {neuron!r}")
+        raise ValueError(
+            "neuron must be the 11 scalar settings (decay, gain, bias, v_threshold, v_reset, "
+            "v_init_value, hard_reset, strict, detach_reset, surrogate_id, surrogate_param) of "
+            f"nn.fused.neuron_settings, got {neuron!r}"
+        )
     return tuple(neuron)
 
 
@@ -262,9 +341,17 @@ def _leaky_of_settings(y: torch.Tensor, neuron: tuple, count_spikes: bool) -> Ou
     value; with ``count_spikes`` also the spikes per (t, b, c), int32 [T, B, C]."""
     decay, gain, bias, v_threshold, v_reset, v_init_value, hard, strict, detach, sg_id, sg_param = neuron
     spikes = multistep_leaky_reference(
-        y, decay=decay, input_gain=gain, bias=bias, v_threshold=v_threshold, v_reset=v_reset if hard else None,
-        strict_threshold=strict, detach_reset=detach, surrogate_function=by_id(sg_id, sg_param),
-        v_init_value=v_init_value)
+        y,
+        decay=decay,
+        input_gain=gain,
+        bias=bias,
+        v_threshold=v_threshold,
+        v_reset=v_reset if hard else None,
+        strict_threshold=strict,
+        detach_reset=detach,
+        surrogate_function=by_id(sg_id, sg_param),
+        v_init_value=v_init_value,
+    )
     if not count_spikes:
         return spikes
     return spikes, spikes.detach().sum(dim=(3, 4), dtype=torch.int32)
@@ -297,11 +384,15 @@ def gated_leaky(
     neuron = _check_neuron_settings(neuron)
     T, B, C, H, W = x.shape
     if not isinstance(scale, torch.Tensor) or tuple(scale.shape) != (T, B, C):
-        raise ValueError(f"scale must have shape [T, B, C] = {[T, B, C]}, got "
-                         f"{list(scale.shape) if isinstance(scale, torch.Tensor) else type(scale).__name__}")
+        raise ValueError(
+            f"scale must have shape [T, B, C] = {[T, B, C]}, got "
+            f"{list(scale.shape) if isinstance(scale, torch.Tensor) else type(scale).__name__}"
+        )
     if spatial is not None and (not isinstance(spatial, torch.Tensor) or tuple(spatial.shape) != (B, H * W)):
-        raise ValueError(f"spatial must have shape [B, H * W] = {[B, H * W]}, got "
-                         f"{list(spatial.shape) if isinstance(spatial, torch.Tensor) else type(spatial).__name__}")
+        raise ValueError(
+            f"spatial must have shape [B, H * W] = {[B, H * W]}, got "
+            f"{list(spatial.shape) if isinstance(spatial, torch.Tensor) else type(spatial).__name__}"
+        )
     if resolve_triton_op_backend(backend, x, "gated_leaky") == "torch":
         y = (x.float().clamp_min(0) if relu else x.float()) * scale.float()[..., None, None]
         if spatial is not None:
@@ -344,8 +435,9 @@ def tcja(
     check_tcja_arguments(x, weight_t, weight_c, None, None, mode)
     if resolve_triton_op_backend(backend, x, "tcja") == "torch":
         return tcja_reference(x, weight_t, weight_c, mode=mode)
-    return pooled_attention.tcja_fused(x, weight_t if mode != "cla" else None, weight_c if mode != "tla" else None,
-                                       mode)
+    return pooled_attention.tcja_fused(
+        x, weight_t if mode != "cla" else None, weight_c if mode != "tla" else None, mode
+    )
 
 
 def tcja_gate(
@@ -388,8 +480,10 @@ def tcja_gate_from_counts(
     spikes = _check_attention_input(spikes, "spikes")
     check_tcja_arguments(spikes, weight_t, weight_c, None, None, mode)
     if not isinstance(counts, torch.Tensor) or counts.shape != spikes.shape[:3]:
-        raise ValueError(f"counts must have shape [T, B, C] = {list(spikes.shape[:3])}, got "
-                         f"{list(counts.shape) if isinstance(counts, torch.Tensor) else type(counts).__name__}")
+        raise ValueError(
+            f"counts must have shape [T, B, C] = {list(spikes.shape[:3])}, got "
+            f"{list(counts.shape) if isinstance(counts, torch.Tensor) else type(counts).__name__}"
+        )
     if resolve_triton_op_backend(backend, spikes, "tcja_gate_from_counts") == "torch":
         return tcja_gate_reference(spikes, weight_t, weight_c, mode=mode)
     return pooled_attention.tcja_gate_from_counts(spikes, counts, weight_t, weight_c, mode)
@@ -467,8 +561,9 @@ def _check_tna_input(x: torch.Tensor, params: TNAParams) -> torch.Tensor:
     x = _check_attention_input(x)
     D = params.encoding_weight.shape[0]
     if x.shape[0] * x.shape[2] != D:
-        raise ValueError(f"T-NA weights are for D = T * C = {D} channels, x {list(x.shape)} has "
-                         f"T * C = {x.shape[0] * x.shape[2]}")
+        raise ValueError(
+            f"T-NA weights are for D = T * C = {D} channels, x {list(x.shape)} has T * C = {x.shape[0] * x.shape[2]}"
+        )
     return x
 
 
@@ -477,8 +572,10 @@ def _check_fused_tna_input(x2: torch.Tensor, params: TNAParams) -> torch.Tensor:
         raise TypeError(f"x must be a floating-point tensor (fp32, fp16, bf16 or fp64), got {x2.dtype}")
     D = params.encoding_weight.shape[0]
     if x2.shape[1] != D:
-        raise ValueError(f"T-NA weights are for D = T * C = {D} channels, the fused [B, T * C, H, W] input "
-                         f"{list(x2.shape)} has {x2.shape[1]}")
+        raise ValueError(
+            f"T-NA weights are for D = T * C = {D} channels, the fused [B, T * C, H, W] input "
+            f"{list(x2.shape)} has {x2.shape[1]}"
+        )
     return x2
 
 
@@ -532,14 +629,24 @@ def dta(
         raise ValueError(f"spikes must have the shape of x {list(x.shape)}, got {got}")
     _check_txa_weights(x, conv_t_weight, conv_c_weight)
     if resolve_triton_op_backend(backend, x, "dta") == "torch":
-        return dta_reference(x, spikes, conv_t_weight, conv_c_weight, scale_t, scale_c, tna_params,
-                             dilation=dilation, attn_shortcut=attn_shortcut)
+        return dta_reference(
+            x,
+            spikes,
+            conv_t_weight,
+            conv_c_weight,
+            scale_t,
+            scale_c,
+            tna_params,
+            dilation=dilation,
+            attn_shortcut=attn_shortcut,
+        )
     na, bias = _tna_for_output_sweep(x, tna_params, dilation, attn_shortcut)
     return pooled_attention.dta_product_fused(x, na, spikes, conv_t_weight, conv_c_weight, scale_t, scale_c, bias)
 
 
-def _tna_for_output_sweep(x: torch.Tensor, tna_params: TNAParams, dilation: int, attn_shortcut: bool
-                          ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _tna_for_output_sweep(
+    x: torch.Tensor, tna_params: TNAParams, dilation: int, attn_shortcut: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """T-NA of x [T, B, C, H, W] up to its bias-free decoding conv, in x's [T, B, ...] indexing, and the
     decoding bias that DTA's output sweep adds together with the residual X (None without the residual:
     then the bias is added here)."""
@@ -576,11 +683,14 @@ def dta_on_neuron_fused(
     x = _check_tna_input(x, tna_params)
     _check_txa_weights(x, conv_t_weight, conv_c_weight)
     if resolve_triton_op_backend("triton", x, "dta_on_neuron_fused") != "triton":  # raises with the reason
-        raise RuntimeError("dta_on_neuron_fused has no torch path (SNNKERNELS_BACKEND asks for 'torch'): "
-                           "compute dta(x, neuron(x)) instead")
+        raise RuntimeError(
+            "dta_on_neuron_fused has no torch path (SNNKERNELS_BACKEND asks for 'torch'): "
+            "compute dta(x, neuron(x)) instead"
+        )
     na, bias = _tna_for_output_sweep(x, tna_params, dilation, attn_shortcut)
-    return dta_leaky_triton.dta_leaky(x, na, conv_t_weight, conv_c_weight, scale_t, scale_c, bias, neuron=neuron,
-                                      count_spikes=count_spikes)
+    return dta_leaky_triton.dta_leaky(
+        x, na, conv_t_weight, conv_c_weight, scale_t, scale_c, bias, neuron=neuron, count_spikes=count_spikes
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -611,8 +721,10 @@ def multi_dimensional_attention(
     if resolve_triton_op_backend(backend, x, "multi_dimensional_attention") == "torch":
         return multi_dimensional_attention_reference(x, dims, ta, ca, sa)
     if x.dim() != 5:
-        raise ValueError(f"backend='triton' takes x of shape [T, B, C, H, W], got {list(x.shape)}; the FC "
-                         "layers' [T, B, L] time attention runs on backend='torch'")
+        raise ValueError(
+            f"backend='triton' takes x of shape [T, B, C, H, W], got {list(x.shape)}; the FC "
+            "layers' [T, B, L] time attention runs on backend='torch'"
+        )
     return ma_snn.ma_attention_fused(x, dims, *check_attention_weights(x, dims, ta, ca, sa))
 
 
@@ -662,8 +774,9 @@ def tcsa_lif_paper(
     x = _check_attention_input(x)
     dims = check_dims(dims)
     weights = check_attention_weights(x, dims, ta, ca, sa)
-    neuron = dict(beta=beta, u_th=u_th, v_reset=v_reset, surrogate_function=surrogate_function,
-                  detach_reset=detach_reset)
+    neuron = dict(
+        beta=beta, u_th=u_th, v_reset=v_reset, surrogate_function=surrogate_function, detach_reset=detach_reset
+    )
     if resolve_triton_op_backend(backend, x, "tcsa_lif_paper") == "torch":
         return tcsa_lif_paper_reference(x, *weights, **neuron)
     return tcsa_step_triton.tcsa_lif_paper_fused(x, dims, *weights, **neuron)
@@ -726,15 +839,26 @@ def staa_lif(
     if not isinstance(params, STAAParams):
         raise TypeError(f"params must be an STAAParams, got {type(params).__name__}")
     check_option(loop_kernel, LOOP_KERNELS, "loop_kernel")
-    options = dict(alpha=alpha, sa_gate=sa_gate, gc_fusion=gc_fusion, gc_layer_norm=gc_layer_norm, ln_eps=ln_eps,
-                   coefficient_map=coefficient_map, tsrd_scope=tsrd_scope, tsrd_granularity=tsrd_granularity,
-                   v_threshold=v_threshold, v_reset=v_reset, detach_reset=detach_reset,
-                   surrogate_function=surrogate_function)
+    options = dict(
+        alpha=alpha,
+        sa_gate=sa_gate,
+        gc_fusion=gc_fusion,
+        gc_layer_norm=gc_layer_norm,
+        ln_eps=ln_eps,
+        coefficient_map=coefficient_map,
+        tsrd_scope=tsrd_scope,
+        tsrd_granularity=tsrd_granularity,
+        v_threshold=v_threshold,
+        v_reset=v_reset,
+        detach_reset=detach_reset,
+        surrogate_function=surrogate_function,
+    )
     if resolve_triton_op_backend(backend, x, "staa_lif") == "torch":
         return staa_lif_reference(x, params, drop_mask=drop_mask, **options)
     if params.m.dim() < 3 and params.n.dim() < 3:
         return staa_step_triton.staa_lif_fused(x, params, drop_mask=drop_mask, loop_kernel=loop_kernel, **options)
     # per-pixel M, N: PE + GC fused, the loop eager
-    features = staa_step_triton.staa_features_fused(x.to(state_dtype(x.dtype)), params, gc_fusion=gc_fusion,
-                                               gc_layer_norm=gc_layer_norm, ln_eps=ln_eps)
+    features = staa_step_triton.staa_features_fused(
+        x.to(state_dtype(x.dtype)), params, gc_fusion=gc_fusion, gc_layer_norm=gc_layer_norm, ln_eps=ln_eps
+    )
     return staa_lif_reference(x, params, drop_mask=drop_mask, features=features, **options)

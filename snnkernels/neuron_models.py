@@ -13,6 +13,7 @@ may be tensors of shape [C] broadcast along dim 2 of ``[T, B, C, ...]`` (learnab
 This module holds the mappings from each paper's neuron to those coefficients (docs/neuron.md "The papers'
 neurons in this form"), so the reference, the functional API and the modules share one definition.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

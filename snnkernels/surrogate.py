@@ -30,6 +30,7 @@ class                   ds/dx                                               matc
 The last four complete SpikingJelly's Triton set (Sigmoid, ATan, PiecewiseQuadratic, PiecewiseExp,
 SoftSign, SuperSpike, Erf), so a model using any of them runs on every backend here.
 """
+
 from __future__ import annotations
 
 import math
@@ -85,8 +86,9 @@ class Surrogate:
     def __init__(self, param: float | None = None) -> None:
         value = self.default_param if param is None else float(param)
         if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{type(self).__name__}: {self.param_name} must be a positive finite number, "
-                             f"got {param!r}")
+            raise ValueError(
+                f"{type(self).__name__}: {self.param_name} must be a positive finite number, got {param!r}"
+            )
         self.param = value
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:

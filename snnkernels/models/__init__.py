@@ -15,6 +15,7 @@ runs. ``SeqToANN`` (SpikingJelly's ``SeqToANNContainer``), ``SharedMaskDropout``
 ``GatedPoolSequential`` (TCJA's gate applied after the following pool, on Triton) are the building blocks
 they share. See ``docs/models.md``.
 """
+
 from ._blocks import GatedPoolSequential, SeqToANN, SharedMaskDropout, VotingLayer, resolved_backends
 from .dta_snn import DTA_SNN_18, DTA_SNN_34, MSBlock, MSResNet
 from .ma_snn_nets import (
@@ -37,11 +38,36 @@ from .staa_nets import STAA_ResNet20, STAABasicBlock, STAAResNet
 from .tcja_nets import CIFAR10_DVS, DVS128_GESTURE, PRESETS, TCJA_CIFAR10DVS, TCJA_DVS128, TCJANetPreset
 
 __all__ = [
-    "DTA_SNN_18", "DTA_SNN_34", "MSResNet", "MSBlock",
-    "TCJA_DVS128", "TCJA_CIFAR10DVS", "TCJANetPreset", "PRESETS", "DVS128_GESTURE", "CIFAR10_DVS",
-    "MASNN", "MASNN_DVSGesture", "MASNN_CIFAR10DVS", "MASNN_DVSGait", "MASNNPreset", "MASNN_PRESETS",
-    "MASNN_DVS_GESTURE", "MASNN_CIFAR10_DVS", "MASNN_DVS_GAIT", "ConvAttLIF", "AttLIF",
-    "AttResSNN", "AttResSNN18", "AttResSNN34",
-    "STAA_ResNet20", "STAAResNet", "STAABasicBlock",
-    "SeqToANN", "SharedMaskDropout", "VotingLayer", "GatedPoolSequential", "resolved_backends",
+    "DTA_SNN_18",
+    "DTA_SNN_34",
+    "MSResNet",
+    "MSBlock",
+    "TCJA_DVS128",
+    "TCJA_CIFAR10DVS",
+    "TCJANetPreset",
+    "PRESETS",
+    "DVS128_GESTURE",
+    "CIFAR10_DVS",
+    "MASNN",
+    "MASNN_DVSGesture",
+    "MASNN_CIFAR10DVS",
+    "MASNN_DVSGait",
+    "MASNNPreset",
+    "MASNN_PRESETS",
+    "MASNN_DVS_GESTURE",
+    "MASNN_CIFAR10_DVS",
+    "MASNN_DVS_GAIT",
+    "ConvAttLIF",
+    "AttLIF",
+    "AttResSNN",
+    "AttResSNN18",
+    "AttResSNN34",
+    "STAA_ResNet20",
+    "STAAResNet",
+    "STAABasicBlock",
+    "SeqToANN",
+    "SharedMaskDropout",
+    "VotingLayer",
+    "GatedPoolSequential",
+    "resolved_backends",
 ]

@@ -10,6 +10,7 @@
   ``VotingLayer`` (TCJA-SNN's DVS128 read-out).
 - ``resolved_backends``: which implementation each snnkernels layer of a network runs on a given input.
 """
+
 from __future__ import annotations
 
 import torch
@@ -150,7 +151,7 @@ class GatedPoolSequential(nn.Sequential):
         layers = list(self)
         i = 0
         while i < len(layers):
-            if i + 2 < len(layers) and self._neuron_gate_pool(*layers[i:i + 3], x):
+            if i + 2 < len(layers) and self._neuron_gate_pool(*layers[i : i + 3], x):
                 x = neuron_tcja_pool(layers[i], layers[i + 1], layers[i + 2], x)
                 i += 3
                 continue
@@ -165,15 +166,24 @@ class GatedPoolSequential(nn.Sequential):
         return x
 
     def _gate_then_pool(self, att: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool:
-        return (self.gate_after_pool and isinstance(att, TCJAFamily) and att.layout == "TB"
-                and isinstance(pool, SeqToANN) and len(pool) == 1
-                and isinstance(pool[0], (nn.MaxPool2d, nn.AvgPool2d)) and x.dim() == 5
-                and SF.resolved_backend(att.backend, x, owner=type(att).__name__) == "triton")
+        return (
+            self.gate_after_pool
+            and isinstance(att, TCJAFamily)
+            and att.layout == "TB"
+            and isinstance(pool, SeqToANN)
+            and len(pool) == 1
+            and isinstance(pool[0], (nn.MaxPool2d, nn.AvgPool2d))
+            and x.dim() == 5
+            and SF.resolved_backend(att.backend, x, owner=type(att).__name__) == "triton"
+        )
 
     def _neuron_gate_pool(self, neuron: nn.Module, att: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool:
         """neuron -> TCJA -> pool, all on Triton: the neuron's spike counts give TCJA its mean for free."""
-        return (isinstance(neuron, SpikingNeuron) and self._gate_then_pool(att, pool, x)
-                and fusion_blocker(att, neuron, x) is None)
+        return (
+            isinstance(neuron, SpikingNeuron)
+            and self._gate_then_pool(att, pool, x)
+            and fusion_blocker(att, neuron, x) is None
+        )
 
 
 class StepContainer(nn.Module):
@@ -292,8 +302,10 @@ def resolved_backends(model: nn.Module, *inputs: torch.Tensor) -> dict[str, str]
             return
         if how == "neuron-pool":
             found.setdefault(names.get(partner) or type(partner).__name__, "triton (counts its spikes for the TCJA)")
-            found.setdefault(names.get(att) or type(att).__name__,
-                             "triton (mean from the neuron's spike counts; gate applied after the pool)")
+            found.setdefault(
+                names.get(att) or type(att).__name__,
+                "triton (mean from the neuron's spike counts; gate applied after the pool)",
+            )
             return
         found.setdefault(names.get(att) or type(att).__name__, "triton (gates applied in the neuron's loop)")
         found.setdefault(names.get(partner) or type(partner).__name__, "triton (gated by the attention)")

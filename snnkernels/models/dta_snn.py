@@ -27,6 +27,7 @@ Deliberate differences from the official code, none of which changes the numbers
 - ``DTA_SNN_34``'s released forward reads an undefined attribute (``self.GAC``) and cannot run; here it
   runs the intended path (DTA in the encoding slot when ``DTA_ON``, as in ``DTA_SNN_18``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -57,7 +58,12 @@ class MSBlock(nn.Module):
     expansion = 1
 
     def __init__(
-        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, *,
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        *,
         backend: str = "auto",
     ) -> None:
         super().__init__()
@@ -130,8 +136,10 @@ class MSResNet(nn.Module):
         owner = type(self).__name__
         neuron_backend, attention_backend = network_options(self, time_step, layout, backend, "time_step")
         if not (len(layers) == len(widths) == len(strides)) or len(layers) == 0:
-            raise ValueError(f"{owner}: layers, widths and strides need one entry per stage, got "
-                             f"{list(layers)}, {list(widths)}, {list(strides)}")
+            raise ValueError(
+                f"{owner}: layers, widths and strides need one entry per stage, got "
+                f"{list(layers)}, {list(widths)}, {list(strides)}"
+            )
         if stem not in ("cifar", "imagenet"):
             raise ValueError(f"{owner}: stem must be 'cifar' or 'imagenet', got {stem!r}")
         if stem == "imagenet" and dvs:
@@ -182,8 +190,10 @@ class MSResNet(nn.Module):
         if self.dvs:
             x_tb = to_time_major(owner, x, self.layout, self.T, 5, f"{self.in_channels}, H, W")
             if x_tb.shape[2] != self.in_channels:
-                raise ValueError(f"{owner} was built for {self.in_channels} input channels but the input has "
-                                 f"{x_tb.shape[2]} at dim 2 (shape {list(x.shape)})")
+                raise ValueError(
+                    f"{owner} was built for {self.in_channels} input channels but the input has "
+                    f"{x_tb.shape[2]} at dim 2 (shape {list(x.shape)})"
+                )
             return stem(x_tb)
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:
             got = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -207,8 +217,10 @@ class MSResNet(nn.Module):
         return from_time_major(getattr(self, self._fc_name)(x), self.layout)
 
     def extra_repr(self) -> str:
-        return (f"T={self.T}, dvs={self.dvs}, in_channels={self.in_channels}, stem={self.stem!r}, "
-                f"layout={self.layout!r}, backend={self.backend!r}")
+        return (
+            f"T={self.T}, dvs={self.dvs}, in_channels={self.in_channels}, stem={self.stem!r}, "
+            f"layout={self.layout!r}, backend={self.backend!r}"
+        )
 
 
 def DTA_SNN_18(
@@ -239,5 +251,15 @@ def DTA_SNN_34(
     (3, 4, 6, 3) blocks with 64, 128, 256, 512 channels, strides (1, 1, 2, 2); keys as the official
     ``MS_ResNet_34``. The released forward cannot run (it reads an undefined ``self.GAC``); this one
     runs DTA in the encoding slot, as ``DTA_SNN_18`` does. See ``MSResNet`` for the arguments."""
-    return MSResNet((3, 4, 6, 3), num_classes, time_step, DTA_ON, False, widths=(64, 128, 256, 512),
-                    strides=(1, 1, 2, 2), stem="imagenet", layout=layout, backend=backend)
+    return MSResNet(
+        (3, 4, 6, 3),
+        num_classes,
+        time_step,
+        DTA_ON,
+        False,
+        widths=(64, 128, 256, 512),
+        strides=(1, 1, 2, 2),
+        stem="imagenet",
+        layout=layout,
+        backend=backend,
+    )

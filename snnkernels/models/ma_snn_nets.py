@@ -17,6 +17,7 @@ Every module sits under its official attribute name (``convAttLIF0.conv2d``, ``c
 with the official shapes, so official state dicts (without the ``module.`` prefix of ``nn.DataParallel``)
 load with ``strict=True``. See ``docs/models.md`` for the remaining differences.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -34,14 +35,24 @@ from ..surrogate import Rectangle
 from ._blocks import check_positive, network_options, to_time_major
 
 __all__ = [
-    "MASNNPreset", "MASNN_DVS_GESTURE", "MASNN_CIFAR10_DVS", "MASNN_DVS_GAIT", "MASNN_PRESETS",
-    "ConvAttLIF", "AttLIF", "MASNN", "MASNN_DVSGesture", "MASNN_CIFAR10DVS", "MASNN_DVSGait",
-    "AttResSNN", "AttResSNN18", "AttResSNN34",
+    "MASNNPreset",
+    "MASNN_DVS_GESTURE",
+    "MASNN_CIFAR10_DVS",
+    "MASNN_DVS_GAIT",
+    "MASNN_PRESETS",
+    "ConvAttLIF",
+    "AttLIF",
+    "MASNN",
+    "MASNN_DVSGesture",
+    "MASNN_CIFAR10DVS",
+    "MASNN_DVSGait",
+    "AttResSNN",
+    "AttResSNN18",
+    "AttResSNN34",
 ]
 
 # official attention flag -> dims of MultiDimensionalAttention
-OFFICIAL_ATTENTION = {"TCSA": "TCS", "TCA": "TC", "TSA": "TS", "CSA": "CS", "TA": "T", "CA": "C", "SA": "S",
-                      "no": None}
+OFFICIAL_ATTENTION = {"TCSA": "TCS", "TCA": "TC", "TSA": "TS", "CSA": "CS", "TA": "T", "CA": "C", "SA": "S", "no": None}
 
 
 @dataclass(frozen=True)
@@ -67,23 +78,49 @@ class MASNNPreset:
 
 
 MASNN_DVS_GESTURE = MASNNPreset(
-    "DVS Gesture", T=60, t_ratio=5, c_ratio=8, surrogate_width=0.5, channels=(64, 128, 128), pools=(1, 2, 2),
-    input_size=32, hidden=256, num_classes=11,
+    "DVS Gesture",
+    T=60,
+    t_ratio=5,
+    c_ratio=8,
+    surrogate_width=0.5,
+    channels=(64, 128, 128),
+    pools=(1, 2, 2),
+    input_size=32,
+    hidden=256,
+    num_classes=11,
     source="BICLab/MA-SNN MA_SNN/DVSGestures/CNN/Networks/Att_SNN.py, CNN/Config.py (T 60, dt 25, ds 4, a 0.5)",
 )
 MASNN_CIFAR10_DVS = MASNNPreset(
-    "CIFAR10-DVS", T=20, t_ratio=2, c_ratio=8, surrogate_width=1.0, channels=(32, 64, 128, 256, 512),
-    pools=(2, 2, 2, 2, 4), input_size=128, hidden=256, num_classes=10,
+    "CIFAR10-DVS",
+    T=20,
+    t_ratio=2,
+    c_ratio=8,
+    surrogate_width=1.0,
+    channels=(32, 64, 128, 256, 512),
+    pools=(2, 2, 2, 2, 4),
+    input_size=128,
+    hidden=256,
+    num_classes=10,
     source="BICLab/MA-SNN MA_SNN/CIFAR10DVS/CNN/Networks/Att_SNN.py, CNN/Config.py (T 20, dt 10, ds 1, a 1)",
 )
 MASNN_DVS_GAIT = MASNNPreset(
-    "DVS Gait", T=8, t_ratio=2, c_ratio=8, surrogate_width=0.5, channels=(32, 64, 128, 256, 512),
-    pools=(2, 2, 2, 2, 4), input_size=128, hidden=256, num_classes=21,
+    "DVS Gait",
+    T=8,
+    t_ratio=2,
+    c_ratio=8,
+    surrogate_width=0.5,
+    channels=(32, 64, 128, 256, 512),
+    pools=(2, 2, 2, 2, 4),
+    input_size=128,
+    hidden=256,
+    num_classes=21,
     source="BICLab/MA-SNN MA_SNN/DVSGait/CNN/Networks/Att_SNN.py (= the CIFAR10-DVS net), CNN/Config.py "
-           "(T 8, dt 500, ds 1, a 0.5, 21 classes)",
+    "(T 8, dt 500, ds 1, a 0.5, 21 classes)",
 )
 MASNN_PRESETS: dict[str, MASNNPreset] = {
-    "dvs_gesture": MASNN_DVS_GESTURE, "cifar10_dvs": MASNN_CIFAR10_DVS, "dvs_gait": MASNN_DVS_GAIT,
+    "dvs_gesture": MASNN_DVS_GESTURE,
+    "cifar10_dvs": MASNN_CIFAR10_DVS,
+    "dvs_gait": MASNN_DVS_GAIT,
 }
 
 
@@ -110,9 +147,20 @@ class ConvAttLIF(nn.Module):
     ``attention.{ta,ca}.sharedMLP.{0,2}.weight``, ``attention.sa.conv.weight``.
     """
 
-    def __init__(self, in_planes: int, planes: int, T: int, dims: str | None, *, pooling_kernel_size: int = 1,
-                 t_ratio: int = 16, c_ratio: int = 16, surrogate_width: float = 0.5, neuron_backend: str = "auto",
-                 attention_backend: str = "auto") -> None:
+    def __init__(
+        self,
+        in_planes: int,
+        planes: int,
+        T: int,
+        dims: str | None,
+        *,
+        pooling_kernel_size: int = 1,
+        t_ratio: int = 16,
+        c_ratio: int = 16,
+        surrogate_width: float = 0.5,
+        neuron_backend: str = "auto",
+        attention_backend: str = "auto",
+    ) -> None:
         super().__init__()
         self.conv2d = nn.Conv2d(in_planes, planes, kernel_size=3, padding=1, bias=True)
         self.BNLayer = nn.BatchNorm2d(planes)
@@ -121,11 +169,19 @@ class ConvAttLIF(nn.Module):
             self.pooling = nn.AvgPool2d(self.pooling_kernel_size)
         self.dims = dims
         if dims is not None:
-            self.attention = MultiDimensionalAttention(T, planes, reduction_t=t_ratio, reduction_c=c_ratio,
-                                                       kernel_size=3, dims=dims, layout="TB",
-                                                       backend=attention_backend)
-        self.network = nn.Sequential(OrderedDict(
-            ConvIF=MASNNLIFNode(surrogate_function=Rectangle(surrogate_width), backend=neuron_backend)))
+            self.attention = MultiDimensionalAttention(
+                T,
+                planes,
+                reduction_t=t_ratio,
+                reduction_c=c_ratio,
+                kernel_size=3,
+                dims=dims,
+                layout="TB",
+                backend=attention_backend,
+            )
+        self.network = nn.Sequential(
+            OrderedDict(ConvIF=MASNNLIFNode(surrogate_function=Rectangle(surrogate_width), backend=neuron_backend))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.BNLayer(self.conv2d(x.flatten(0, 1)))
@@ -143,18 +199,29 @@ class AttLIF(nn.Module):
     step, ``attention`` (``TemporalAttentionFC``, keys ``attention.ta.sharedMLP.{0,2}.weight``) when
     ``temporal_attention``, then the MA-SNN LIF loop (``network.IF``)."""
 
-    def __init__(self, in_features: int, out_features: int, T: int, temporal_attention: bool, *,
-                 t_ratio: int = 16, surrogate_width: float = 0.5, neuron_backend: str = "auto",
-                 attention_backend: str = "auto") -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        T: int,
+        temporal_attention: bool,
+        *,
+        t_ratio: int = 16,
+        surrogate_width: float = 0.5,
+        neuron_backend: str = "auto",
+        attention_backend: str = "auto",
+    ) -> None:
         super().__init__()
         self.linear = nn.Linear(in_features, out_features, bias=True)
         self.BNLayer = nn.BatchNorm1d(out_features)
         self.temporal_attention = bool(temporal_attention)
         if self.temporal_attention:
-            self.attention = TemporalAttentionFC(T, t_ratio, layout="TB",
-                                                 backend="torch" if attention_backend == "torch" else "auto")
-        self.network = nn.Sequential(OrderedDict(
-            IF=MASNNLIFNode(surrogate_function=Rectangle(surrogate_width), backend=neuron_backend)))
+            self.attention = TemporalAttentionFC(
+                T, t_ratio, layout="TB", backend="torch" if attention_backend == "torch" else "auto"
+            )
+        self.network = nn.Sequential(
+            OrderedDict(IF=MASNNLIFNode(surrogate_function=Rectangle(surrogate_width), backend=neuron_backend))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.BNLayer(self.linear(x.flatten(0, 1))).unflatten(0, x.shape[:2])
@@ -230,12 +297,19 @@ class MASNN(nn.Module):
         if size < 1:
             raise ValueError(f"{owner}: input_size {input_size} is too small for the pools {pools}")
         self.num_convs = len(channels)
-        kw = dict(t_ratio=t_ratio, surrogate_width=surrogate_width, neuron_backend=neuron_backend,
-                  attention_backend=attention_backend)
+        kw = dict(
+            t_ratio=t_ratio,
+            surrogate_width=surrogate_width,
+            neuron_backend=neuron_backend,
+            attention_backend=attention_backend,
+        )
         cin = self.in_channels
         for i, (cout, p) in enumerate(zip(channels, pools, strict=True)):
-            setattr(self, f"convAttLIF{i}", ConvAttLIF(cin, cout, self.T, self.dims, pooling_kernel_size=p,
-                                                       c_ratio=c_ratio, **kw))
+            setattr(
+                self,
+                f"convAttLIF{i}",
+                ConvAttLIF(cin, cout, self.T, self.dims, pooling_kernel_size=p, c_ratio=c_ratio, **kw),
+            )
             cin = cout
         fc_ta = self.dims is not None and "T" in self.dims
         self.FC0 = AttLIF(cin * size * size, hidden, self.T, fc_ta, **kw)
@@ -246,44 +320,74 @@ class MASNN(nn.Module):
         s, c = self.input_size, self.in_channels
         x_tb = to_time_major(owner, x, self.layout, self.T, 5, f"{c}, {s}, {s}")
         if tuple(x_tb.shape[2:]) != (c, s, s):
-            raise ValueError(f"{owner} was built for frames [{c}, {s}, {s}] (the FC width depends on the size), "
-                             f"got {list(x.shape)} (layout={self.layout!r})")
+            raise ValueError(
+                f"{owner} was built for frames [{c}, {s}, {s}] (the FC width depends on the size), "
+                f"got {list(x.shape)} (layout={self.layout!r})"
+            )
         for i in range(self.num_convs):
             x_tb = getattr(self, f"convAttLIF{i}")(x_tb)
         return self.FC1(self.FC0(x_tb.flatten(2))).mean(0)
 
     def extra_repr(self) -> str:
-        return (f"T={self.T}, dims={self.dims!r}, input_size={self.input_size}, layout={self.layout!r}, "
-                f"backend={self.backend!r}")
+        return (
+            f"T={self.T}, dims={self.dims!r}, input_size={self.input_size}, layout={self.layout!r}, "
+            f"backend={self.backend!r}"
+        )
 
 
 def _from_preset(preset: MASNNPreset, dims, T, num_classes, layout, backend) -> MASNN:
-    return MASNN(dims, T=T, num_classes=num_classes, channels=preset.channels, pools=preset.pools,
-                 input_size=preset.input_size, hidden=preset.hidden, t_ratio=preset.t_ratio,
-                 c_ratio=preset.c_ratio, surrogate_width=preset.surrogate_width, layout=layout, backend=backend)
+    return MASNN(
+        dims,
+        T=T,
+        num_classes=num_classes,
+        channels=preset.channels,
+        pools=preset.pools,
+        input_size=preset.input_size,
+        hidden=preset.hidden,
+        t_ratio=preset.t_ratio,
+        c_ratio=preset.c_ratio,
+        surrogate_width=preset.surrogate_width,
+        layout=layout,
+        backend=backend,
+    )
 
 
-def MASNN_DVSGesture(dims: str | None = "TCS", *, T: int = MASNN_DVS_GESTURE.T,
-                     num_classes: int = MASNN_DVS_GESTURE.num_classes, layout: str = "BT",
-                     backend: str = "auto") -> MASNN:
+def MASNN_DVSGesture(
+    dims: str | None = "TCS",
+    *,
+    T: int = MASNN_DVS_GESTURE.T,
+    num_classes: int = MASNN_DVS_GESTURE.num_classes,
+    layout: str = "BT",
+    backend: str = "auto",
+) -> MASNN:
     """MA-SNN for DVS128 Gesture (``MASNN_DVS_GESTURE``): ConvAttLIF 2->64, 64->128 + AvgPool2,
     128->128 + AvgPool2 on 32x32 frames, AttLIF 128*8*8->256->11; t_ratio 5, c_ratio 8, surrogate width
     0.5, T = 60. Input [B, T, 2, 32, 32] (``"BT"``); output [B, 11] firing rates. See ``MASNN``."""
     return _from_preset(MASNN_DVS_GESTURE, dims, T, num_classes, layout, backend)
 
 
-def MASNN_CIFAR10DVS(dims: str | None = "TCS", *, T: int = MASNN_CIFAR10_DVS.T,
-                     num_classes: int = MASNN_CIFAR10_DVS.num_classes, layout: str = "BT",
-                     backend: str = "auto") -> MASNN:
+def MASNN_CIFAR10DVS(
+    dims: str | None = "TCS",
+    *,
+    T: int = MASNN_CIFAR10_DVS.T,
+    num_classes: int = MASNN_CIFAR10_DVS.num_classes,
+    layout: str = "BT",
+    backend: str = "auto",
+) -> MASNN:
     """MA-SNN for CIFAR10-DVS (``MASNN_CIFAR10_DVS``): ConvAttLIF 2->32->64->128->256->512 with AvgPools
     2, 2, 2, 2, 4 on 128x128 frames, AttLIF 512*2*2->256->10; t_ratio 2, c_ratio 8, surrogate width 1,
     T = 20. Input [B, T, 2, 128, 128] (``"BT"``); output [B, 10] firing rates. See ``MASNN``."""
     return _from_preset(MASNN_CIFAR10_DVS, dims, T, num_classes, layout, backend)
 
 
-def MASNN_DVSGait(dims: str | None = "TCS", *, T: int = MASNN_DVS_GAIT.T,
-                  num_classes: int = MASNN_DVS_GAIT.num_classes, layout: str = "BT",
-                  backend: str = "auto") -> MASNN:
+def MASNN_DVSGait(
+    dims: str | None = "TCS",
+    *,
+    T: int = MASNN_DVS_GAIT.T,
+    num_classes: int = MASNN_DVS_GAIT.num_classes,
+    layout: str = "BT",
+    backend: str = "auto",
+) -> MASNN:
     """MA-SNN for DVS Gait (``MASNN_DVS_GAIT``): the CIFAR10-DVS network on 128x128 frames, 21 classes;
     t_ratio 2, c_ratio 8, surrogate width 0.5, T = 8. See ``MASNN``."""
     return _from_preset(MASNN_DVS_GAIT, dims, T, num_classes, layout, backend)
@@ -339,8 +443,10 @@ class AttResSNN(nn.Module):
         self.in_channels = check_positive(owner, in_channels, "in_channels")
         strides = tuple(strides) if strides is not None else (2,) * len(layers)
         if not (len(layers) == len(widths) == len(strides)) or not layers:
-            raise ValueError(f"{owner}: layers, widths and strides need one entry per stage, got "
-                             f"{list(layers)}, {list(widths)}, {list(strides)}")
+            raise ValueError(
+                f"{owner}: layers, widths and strides need one entry per stage, got "
+                f"{list(layers)}, {list(widths)}, {list(strides)}"
+            )
         # created in the official order (conv1, [pool], [mem_update], stages, fc, dropout)
         self.conv1 = nn.Sequential(
             StepConv2d(self.in_channels, stem_channels, kernel_size=7, padding=3, bias=False, stride=2),
@@ -372,8 +478,9 @@ class AttResSNN(nn.Module):
             return bn(y.unsqueeze(0).expand(self.T, *y.shape))
         x_tb = to_time_major(owner, x, self.layout, self.T, 5, f"{self.in_channels}, H, W")
         if x_tb.shape[2] != self.in_channels:
-            raise ValueError(f"{owner} was built for {self.in_channels} input channels, got {list(x.shape)} "
-                             f"(layout={self.layout!r})")
+            raise ValueError(
+                f"{owner} was built for {self.in_channels} input channels, got {list(x.shape)} (layout={self.layout!r})"
+            )
         return bn(conv(x_tb))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

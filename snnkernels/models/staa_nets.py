@@ -26,6 +26,7 @@ the output is the mean over T of the per-step logits (as the sibling's forward).
 LIF ``U = M H + N X`` of the paper's Eq. 6 (``snnkernels.nn.LeakyNode``, learnable decay M and gain N,
 same constants). A fresh STAA network computes exactly what the baseline with the same weights computes.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -41,11 +42,21 @@ from ._blocks import SeqToANN, check_positive, network_options, to_time_major
 
 __all__ = ["STAABasicBlock", "STAAResNet", "STAA_ResNet20"]
 
-_STAA_PARAMS = {name: p.default for name, p in inspect.signature(STAALIFNode.__init__).parameters.items()
-                if p.kind is inspect.Parameter.KEYWORD_ONLY}
+_STAA_PARAMS = {
+    name: p.default
+    for name, p in inspect.signature(STAALIFNode.__init__).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY
+}
 # STAALIFNode arguments the network sets itself: the option names the right network argument instead
-_RESERVED = {"T": "T", "C": "widths", "H": "input_size", "W": "input_size", "layout": "layout",
-             "backend": "backend", "seed": "seed"}
+_RESERVED = {
+    "T": "T",
+    "C": "widths",
+    "H": "input_size",
+    "W": "input_size",
+    "layout": "layout",
+    "backend": "backend",
+    "seed": "seed",
+}
 STAA_OPTIONS = tuple(sorted(k for k in _STAA_PARAMS if k not in _RESERVED))
 
 Size = tuple[int, int]
@@ -59,8 +70,9 @@ def _check_staa_options(owner: str, options: Mapping[str, object] | None) -> dic
         raise TypeError(f"{owner}: staa_options must be a dict of STAALIFNode options, got {type(options).__name__}")
     for key in options:
         if key in _RESERVED:
-            raise ValueError(f"{owner}: staa_options may not set {key!r}: the network sets it (argument "
-                             f"{_RESERVED[key]!r})")
+            raise ValueError(
+                f"{owner}: staa_options may not set {key!r}: the network sets it (argument {_RESERVED[key]!r})"
+            )
         if key not in _STAA_PARAMS:
             raise ValueError(f"{owner}: unknown STAA option {key!r}; the options are {', '.join(STAA_OPTIONS)}")
     return dict(options)
@@ -70,20 +82,30 @@ def _baseline_neuron(owner: str, C: int, options: Mapping[str, object], backend:
     """STAA-LIF without PE, GC and step attention: ``U = M H + N X`` with learnable M, N (Eq. 6)."""
     opt = {**_STAA_PARAMS, **options}
     if opt["coefficient_map"] != "raw":
-        raise ValueError(f"{owner}: staa=False supports coefficient_map='raw' only (LeakyNode learns decay and "
-                         f"gain directly), got {opt['coefficient_map']!r}")
+        raise ValueError(
+            f"{owner}: staa=False supports coefficient_map='raw' only (LeakyNode learns decay and "
+            f"gain directly), got {opt['coefficient_map']!r}"
+        )
     if opt["coefficient_shape"] not in ("C", "scalar"):
-        raise ValueError(f"{owner}: staa=False supports coefficient_shape 'C' or 'scalar' (LeakyNode's decay is "
-                         f"per channel at most), got {opt['coefficient_shape']!r}")
+        raise ValueError(
+            f"{owner}: staa=False supports coefficient_shape 'C' or 'scalar' (LeakyNode's decay is "
+            f"per channel at most), got {opt['coefficient_shape']!r}"
+        )
     return LeakyNode(
-        decay=opt["m_init"], input_gain=opt["n_init"], v_threshold=opt["v_threshold"], v_reset=opt["v_reset"],
-        strict_threshold=False, detach_reset=opt["detach_reset"], surrogate_function=opt["surrogate_function"],
-        channels=C if opt["coefficient_shape"] == "C" else None, learnable=True, backend=backend,
+        decay=opt["m_init"],
+        input_gain=opt["n_init"],
+        v_threshold=opt["v_threshold"],
+        v_reset=opt["v_reset"],
+        strict_threshold=False,
+        detach_reset=opt["detach_reset"],
+        surrogate_function=opt["surrogate_function"],
+        channels=C if opt["coefficient_shape"] == "C" else None,
+        learnable=True,
+        backend=backend,
     )
 
 
-def _neuron_factory(owner: str, staa: bool, T: int, options: dict, seed: int | None,
-                    backend: str) -> NeuronFactory:
+def _neuron_factory(owner: str, staa: bool, T: int, options: dict, seed: int | None, backend: str) -> NeuronFactory:
     """``make(C, (H, W))`` builds the next neuron; STAA layer i gets TSRD seed ``seed + i``."""
     count = [0]
 
@@ -221,9 +243,12 @@ class STAAResNet(nn.Module):
         stem_channels = check_positive(owner, stem_channels, "stem_channels")
         size = self.input_size
         self.stem = nn.Sequential(
-            _conv_bn(self.in_channels, stem_channels), neuron(stem_channels, size),
-            _conv_bn(stem_channels, stem_channels), neuron(stem_channels, size),
-            _conv_bn(stem_channels, stem_channels), neuron(stem_channels, size),
+            _conv_bn(self.in_channels, stem_channels),
+            neuron(stem_channels, size),
+            _conv_bn(stem_channels, stem_channels),
+            neuron(stem_channels, size),
+            _conv_bn(stem_channels, stem_channels),
+            neuron(stem_channels, size),
         )
         self.avgpool = SeqToANN(nn.AvgPool2d(2))
         size = (size[0] // 2, size[1] // 2)
@@ -255,8 +280,10 @@ class STAAResNet(nn.Module):
     def _check_stages(owner: str, layers, widths, strides) -> tuple[tuple[int, ...], ...]:
         layers, widths, strides = tuple(layers), tuple(widths), tuple(strides)
         if not (len(layers) == len(widths) == len(strides)) or not layers:
-            raise ValueError(f"{owner}: layers, widths and strides need one entry per stage, got "
-                             f"{list(layers)}, {list(widths)}, {list(strides)}")
+            raise ValueError(
+                f"{owner}: layers, widths and strides need one entry per stage, got "
+                f"{list(layers)}, {list(widths)}, {list(strides)}"
+            )
         for values, name in ((layers, "each entry of layers"), (widths, "each width"), (strides, "each stride")):
             for v in values:
                 check_positive(owner, v, name)
@@ -275,15 +302,19 @@ class STAAResNet(nn.Module):
         first = self.stem[0]
         if isinstance(x, torch.Tensor) and x.dim() == 4:
             if tuple(x.shape[1:]) != (c, h, w):
-                raise ValueError(f"{owner} takes images [B, {c}, {h}, {w}] (repeated over T = {self.T}) or "
-                                 f"sequences, got {list(x.shape)}")
+                raise ValueError(
+                    f"{owner} takes images [B, {c}, {h}, {w}] (repeated over T = {self.T}) or "
+                    f"sequences, got {list(x.shape)}"
+                )
             # the T copies are identical before the BN: convolve once, then the BN sees all T * B samples
             y = first[0](x)
             return first[1](y.unsqueeze(0).expand(self.T, *y.shape).flatten(0, 1)).unflatten(0, (self.T, -1))
         x_tb = to_time_major(owner, x, self.layout, self.T, 5, f"{c}, {h}, {w}")
         if tuple(x_tb.shape[2:]) != (c, h, w):
-            raise ValueError(f"{owner} was built for frames [{c}, {h}, {w}] (input_size fixes the STAA layers' "
-                             f"sizes), got {list(x.shape)} (layout={self.layout!r})")
+            raise ValueError(
+                f"{owner} was built for frames [{c}, {h}, {w}] (input_size fixes the STAA layers' "
+                f"sizes), got {list(x.shape)} (layout={self.layout!r})"
+            )
         return first(x_tb)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -293,8 +324,10 @@ class STAAResNet(nn.Module):
         return self.fc(out.mean(dim=(3, 4))).mean(0)  # per-step logits [T, B, K], averaged over T
 
     def extra_repr(self) -> str:
-        return (f"T={self.T}, staa={self.staa}, input_size={self.input_size}, seed={self.seed}, "
-                f"layout={self.layout!r}, backend={self.backend!r}")
+        return (
+            f"T={self.T}, staa={self.staa}, input_size={self.input_size}, seed={self.seed}, "
+            f"layout={self.layout!r}, backend={self.backend!r}"
+        )
 
 
 def STAA_ResNet20(
@@ -314,5 +347,15 @@ def STAA_ResNet20(
     neurons; logits [B, num_classes]. Architecture from the authors' sibling code (yukairong/FSTA-SNN
     ``ResNet20``); RECONSTRUCTED. ``in_channels=2`` with ``input_size`` of the frames for DVS sequences.
     See ``STAAResNet`` for the arguments."""
-    return STAAResNet((2, 2, 2, 2), num_classes, T, staa=staa, staa_options=staa_options, seed=seed,
-                      input_size=input_size, in_channels=in_channels, layout=layout, backend=backend)
+    return STAAResNet(
+        (2, 2, 2, 2),
+        num_classes,
+        T,
+        staa=staa,
+        staa_options=staa_options,
+        seed=seed,
+        input_size=input_size,
+        in_channels=in_channels,
+        layout=layout,
+        backend=backend,
+    )

@@ -17,6 +17,7 @@ in the networks there; the scripts' ``-T`` flag defaults to 16 and the README pa
 CIFAR10-DVS, both of which would break the hard-coded T = 10: here T is one argument used everywhere and
 checked against the input).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -62,13 +63,27 @@ class TCJANetPreset:
 
 
 DVS128_GESTURE = TCJANetPreset(
-    "DVS128 Gesture", T=20, channels=128, num_classes=11, kernel_size_t=4, kernel_size_c=4, tau=2.0,
-    surrogate=ATan(2.0), conv_bias=False,
+    "DVS128 Gesture",
+    T=20,
+    channels=128,
+    num_classes=11,
+    kernel_size_t=4,
+    kernel_size_c=4,
+    tau=2.0,
+    surrogate=ATan(2.0),
+    conv_bias=False,
     source="ridgerchu/TCJA src/dvs128.py (CextNet; TCJA(4, 4, 20, 128); T = 20 from the README command)",
 )
 CIFAR10_DVS = TCJANetPreset(
-    "CIFAR10-DVS", T=10, channels=512, num_classes=10, kernel_size_t=4, kernel_size_c=4, tau=2.0,
-    surrogate=Triangle(1.0), conv_bias=True,
+    "CIFAR10-DVS",
+    T=10,
+    channels=512,
+    num_classes=10,
+    kernel_size_t=4,
+    kernel_size_c=4,
+    tau=2.0,
+    surrogate=Triangle(1.0),
+    conv_bias=True,
     source="ridgerchu/TCJA src/cifar10dvs.py (VGGNet; TCJA(4, 4, 10, 512), PiecewiseQuadratic(1))",
 )
 PRESETS: dict[str, TCJANetPreset] = {"dvs128_gesture": DVS128_GESTURE, "cifar10_dvs": CIFAR10_DVS}
@@ -77,8 +92,14 @@ PRESETS: dict[str, TCJANetPreset] = {"dvs128_gesture": DVS128_GESTURE, "cifar10_
 def _conv_bn_lif(cin: int, cout: int, bias: bool, preset: TCJANetPreset, backend: str) -> list[nn.Module]:
     return [
         SeqToANN(nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=bias), nn.BatchNorm2d(cout)),
-        LIFNode(tau=preset.tau, surrogate_function=preset.surrogate, detach_reset=True, step_mode="m",
-                stateful=False, backend=backend),
+        LIFNode(
+            tau=preset.tau,
+            surrogate_function=preset.surrogate,
+            detach_reset=True,
+            step_mode="m",
+            stateful=False,
+            backend=backend,
+        ),
     ]
 
 
@@ -142,12 +163,24 @@ class TCJA_DVS128(nn.Module):
             nn.Flatten(2),
             SharedMaskDropout(dropout),
             SeqToANN(nn.Linear(channels * 4 * 4, channels * 2 * 2, bias=False)),
-            LIFNode(tau=p.tau, surrogate_function=p.surrogate, detach_reset=True, step_mode="m",
-                    stateful=False, backend=neuron_backend),
+            LIFNode(
+                tau=p.tau,
+                surrogate_function=p.surrogate,
+                detach_reset=True,
+                step_mode="m",
+                stateful=False,
+                backend=neuron_backend,
+            ),
             SharedMaskDropout(dropout),
             SeqToANN(nn.Linear(channels * 2 * 2, num_classes * voters, bias=False)),
-            LIFNode(tau=p.tau, surrogate_function=p.surrogate, detach_reset=True, step_mode="m",
-                    stateful=False, backend=neuron_backend),
+            LIFNode(
+                tau=p.tau,
+                surrogate_function=p.surrogate,
+                detach_reset=True,
+                step_mode="m",
+                stateful=False,
+                backend=neuron_backend,
+            ),
         )
         self.vote = VotingLayer(voters)
 
@@ -155,8 +188,10 @@ class TCJA_DVS128(nn.Module):
         owner = type(self).__name__
         x_tb = _input(owner, x, self.layout, self.T)
         if x_tb.shape[-2:] != (128, 128):
-            raise ValueError(f"{owner} takes 128x128 frames (five 2x2 pools down to the 4x4 the first Linear "
-                             f"expects), got {list(x.shape)}")
+            raise ValueError(
+                f"{owner} takes 128x128 frames (five 2x2 pools down to the 4x4 the first Linear "
+                f"expects), got {list(x.shape)}"
+            )
         return self.vote(self.fc(self.conv(x_tb)).mean(0))
 
     def extra_repr(self) -> str:
@@ -199,8 +234,16 @@ class TCJA_CIFAR10DVS(nn.Module):
         p = self.preset
         conv: list[nn.Module] = [SeqToANN(nn.AdaptiveAvgPool2d(48))]
         # (in, out[, mark]) per conv: an AvgPool2d(2) follows every marked conv, TCJA comes before it on "tcja"
-        plan = [(2, 64), (64, 128, "pool"), (128, 256), (256, 256, "pool"), (256, 512), (512, 512, "tcja"),
-                (512, 512), (512, 512, "tcja")]
+        plan = [
+            (2, 64),
+            (64, 128, "pool"),
+            (128, 256),
+            (256, 256, "pool"),
+            (256, 512),
+            (512, 512, "tcja"),
+            (512, 512),
+            (512, 512, "tcja"),
+        ]
         for cin, cout, *after in plan:
             conv += _conv_bn_lif(cin, cout, p.conv_bias, p, neuron_backend)
             if "tcja" in after:

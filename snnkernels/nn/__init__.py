@@ -1,5 +1,6 @@
 """Thin ``nn.Module`` wrappers; SpikingJelly's keyword names where a SpikingJelly counterpart exists, the
 official constructors' arguments and parameter names for the papers' attention modules."""
+
 from .attention import CLA, DTA, TCJA, TLA, TNA, TXA
 from .fused import AttentionNeuron, attention_neuron
 from .ma_snn import AttResBlock, MultiDimensionalAttention, TCSALIFNode, TemporalAttentionFC, TemporalWiseAttention
@@ -8,10 +9,30 @@ from .neuron import AttResLIFNode, IFNode, LeakyNode, LIFNode, MASNNLIFNode, Par
 from .staa import GlobalContextBlock, PositionEncoding, STAALIFNode
 
 __all__ = [
-    "IFNode", "LIFNode", "ParametricLIFNode", "LeakyNode", "TETLIFNode", "MASNNLIFNode", "AttResLIFNode",
-    "TCJA", "TLA", "CLA", "TXA", "TNA", "DTA",
-    "MultiDimensionalAttention", "TemporalAttentionFC", "TemporalWiseAttention", "TCSALIFNode", "AttResBlock",
-    "STAALIFNode", "GlobalContextBlock", "PositionEncoding",
-    "AttentionNeuron", "attention_neuron",
-    "MemoryModule", "reset_net", "detach_net",
+    "IFNode",
+    "LIFNode",
+    "ParametricLIFNode",
+    "LeakyNode",
+    "TETLIFNode",
+    "MASNNLIFNode",
+    "AttResLIFNode",
+    "TCJA",
+    "TLA",
+    "CLA",
+    "TXA",
+    "TNA",
+    "DTA",
+    "MultiDimensionalAttention",
+    "TemporalAttentionFC",
+    "TemporalWiseAttention",
+    "TCSALIFNode",
+    "AttResBlock",
+    "STAALIFNode",
+    "GlobalContextBlock",
+    "PositionEncoding",
+    "AttentionNeuron",
+    "attention_neuron",
+    "MemoryModule",
+    "reset_net",
+    "detach_net",
 ]

@@ -14,6 +14,7 @@ gives the same initial weights. Differences a user may notice, all deliberate:
 - T and C are fixed at construction (they are conv channel counts); an input whose T or C differs
   raises a ``ValueError`` instead of failing inside a conv or, worse, running on swapped T and B.
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,8 +30,9 @@ __all__ = ["TCJA", "TLA", "CLA", "TXA", "TNA", "DTA"]
 
 def _check_options(owner: str, layout: str, backend: str) -> None:
     if layout not in LAYOUTS:
-        raise ValueError(f"{owner}: layout must be 'TB' (input [T, B, C, H, W]) or 'BT' ([B, T, C, H, W]), "
-                         f"got {layout!r}")
+        raise ValueError(
+            f"{owner}: layout must be 'TB' (input [T, B, C, H, W]) or 'BT' ([B, T, C, H, W]), got {layout!r}"
+        )
     check_backend_name(backend, owner)
 
 
@@ -96,8 +98,10 @@ class TCJAFamily(nn.Module):
         check_t_c(owner, x, self.T, self.channel, self.layout)
         check_dtype(owner, self, x)
         if x.shape[1] > 0 and x.shape[3] * x.shape[4] == 0:
-            raise ValueError(f"{owner}.gate: the gate of an empty H x W plane is a mean over no pixel, undefined "
-                             f"(input shape {list(x_seq.shape)}); forward returns the empty output")
+            raise ValueError(
+                f"{owner}.gate: the gate of an empty H x W plane is a mean over no pixel, undefined "
+                f"(input shape {list(x_seq.shape)}); forward returns the empty output"
+            )
         if x.numel() == 0:
             return from_tb(empty_output(x, self, shape=tuple(x.shape[:3])), self.layout)
         return from_tb(SF.tcja_gate(x, *self.weights(), mode=self.mode, backend=self.backend), self.layout)
@@ -259,8 +263,18 @@ class TNA(nn.Module):
         """The weights in the order ``snnkernels.reference.tna_reference`` takes them."""
         enc, (dw, dil, pw), (fc1, _, fc2) = self.encoding[0], self.tca.LTCA, self.tca.MLP_block
         return TNAParams(
-            enc.weight, enc.bias, dw.weight, dw.bias, dil.weight, dil.bias, pw.weight, pw.bias,
-            fc1.weight, fc2.weight, self.decoding.weight, self.decoding.bias,
+            enc.weight,
+            enc.bias,
+            dw.weight,
+            dw.bias,
+            dil.weight,
+            dil.bias,
+            pw.weight,
+            pw.bias,
+            fc1.weight,
+            fc2.weight,
+            self.decoding.weight,
+            self.decoding.bias,
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -332,8 +346,18 @@ class DTA(nn.Module):
         if x.numel() == 0:
             return empty_output(x_seq, self, spikes)
         xa, na = self.T_XA, self.T_NA
-        y = SF.dta(x, s, xa.conv_t.weight, xa.conv_c.weight, xa.scale_t, xa.scale_c, na.params(),
-                   dilation=na.tca.dilation, attn_shortcut=na.attn_shortcut, backend=self.backend)
+        y = SF.dta(
+            x,
+            s,
+            xa.conv_t.weight,
+            xa.conv_c.weight,
+            xa.scale_t,
+            xa.scale_c,
+            na.params(),
+            dilation=na.tca.dilation,
+            attn_shortcut=na.attn_shortcut,
+            backend=self.backend,
+        )
         return from_tb(y, self.layout)
 
     def extra_repr(self) -> str:

@@ -1,5 +1,6 @@
 """Inputs of the attention modules (``nn.attention``, ``nn.ma_snn``, ``nn.staa``, ``nn.fused``): layouts, shape and
 dtype checks, and the output for an empty input, so every module reports a bad input the same way."""
+
 from __future__ import annotations
 
 import torch
@@ -68,13 +69,16 @@ def check_dtype(owner: str, module: nn.Module, x: torch.Tensor, name: str = "inp
     """One ``TypeError`` on every backend for an input whose dtype is not the parameters' (outside autocast)."""
     if dtype_mismatch(module, x):
         dtype = _parameter_dtype(module)
-        raise TypeError(f"{owner}: the {name} is {x.dtype} but the parameters are {dtype}; outside torch.autocast "
-                        f"they must match, as for torch's own layers: cast the module (module.to({x.dtype})) or "
-                        f"the {name} (.to({dtype}))")
+        raise TypeError(
+            f"{owner}: the {name} is {x.dtype} but the parameters are {dtype}; outside torch.autocast "
+            f"they must match, as for torch's own layers: cast the module (module.to({x.dtype})) or "
+            f"the {name} (.to({dtype}))"
+        )
 
 
-def empty_output(x: torch.Tensor, module: nn.Module, *inputs: torch.Tensor,
-                  shape: tuple[int, ...] | None = None) -> torch.Tensor:
+def empty_output(
+    x: torch.Tensor, module: nn.Module, *inputs: torch.Tensor, shape: tuple[int, ...] | None = None
+) -> torch.Tensor:
     """The output for an empty input (docs/tcja_dta.md "Empty input and dtypes"): zeros of x's shape (or
     ``shape``) and dtype, computed without any backend, and tied to x, the other inputs and the parameters so
     that a backward gives each of them a zero gradient (an empty one to x), as a computation over no element

@@ -22,6 +22,7 @@ gate multiplies the pooled spikes. DTA-SNN's encoding block ``DTA(X, LIF(X))`` i
 neuron's time loop forms DTA's output as it fires, so its spikes never exist as a tensor. The fused calls
 run the modules' hooks themselves (observe-only), so ``firing.record`` and other observers see them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -37,8 +38,18 @@ from .attention_inputs import check_t_c, dtype_mismatch, to_tb
 from .ma_snn import MultiDimensionalAttention
 from .neuron import SpikingNeuron
 
-__all__ = ["AttentionNeuron", "attention_neuron", "neuron_tcja_pool", "neuron_dta", "fusion_blocker",
-           "dta_fusion_blocker", "neuron_settings", "observe_fusion", "notify_fusion", "observer_hook"]
+__all__ = [
+    "AttentionNeuron",
+    "attention_neuron",
+    "neuron_tcja_pool",
+    "neuron_dta",
+    "fusion_blocker",
+    "dta_fusion_blocker",
+    "neuron_settings",
+    "observe_fusion",
+    "notify_fusion",
+    "observer_hook",
+]
 
 FUSABLE_ATTENTIONS = (TCJAFamily, MultiDimensionalAttention)
 # callbacks (attention, partner, x, how) run by every fused call; see observe_fusion
@@ -80,8 +91,19 @@ def neuron_settings(neuron: nn.Module) -> tuple:
     decay, gain, bias = (float(c) for c in coefficients)
     hard = neuron.v_reset is not None
     sg = coerce_surrogate(neuron.surrogate_function)  # a SpikingJelly surrogate as its current (id, param)
-    return (decay, gain, bias, neuron.v_threshold, neuron.v_reset if hard else 0.0, float(neuron.v_init_value),
-            hard, neuron.strict_threshold, neuron.detach_reset, sg.id, sg.param)
+    return (
+        decay,
+        gain,
+        bias,
+        neuron.v_threshold,
+        neuron.v_reset if hard else 0.0,
+        float(neuron.v_init_value),
+        hard,
+        neuron.strict_threshold,
+        neuron.detach_reset,
+        sg.id,
+        sg.param,
+    )
 
 
 def fusion_blocker(attention: nn.Module, neuron: nn.Module, x: torch.Tensor) -> str | None:
@@ -126,13 +148,15 @@ def _gated_run(attention: nn.Module, x: torch.Tensor, settings: tuple) -> Callab
     if isinstance(attention, MultiDimensionalAttention):
         x = attention.checked_input(x)
         dims, weights = attention.dims, attention.weights()
-        return lambda count: SF.multi_dimensional_attention_gated_leaky(x, dims, *weights, neuron=settings,
-                                                                        count_spikes=count, backend="triton")
+        return lambda count: SF.multi_dimensional_attention_gated_leaky(
+            x, dims, *weights, neuron=settings, count_spikes=count, backend="triton"
+        )
     x = to_tb(owner, x, "TB")
     check_t_c(owner, x, attention.T, attention.channel, "TB")
     gate = SF.tcja_gate(x, *attention.weights(), mode=attention.mode, backend="triton")
-    return lambda count: SF.gated_leaky(x, gate, None, relu=False, neuron=settings, count_spikes=count,
-                                        backend="triton")
+    return lambda count: SF.gated_leaky(
+        x, gate, None, relu=False, neuron=settings, count_spikes=count, backend="triton"
+    )
 
 
 def attention_neuron(attention: nn.Module, neuron: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -146,8 +170,9 @@ def attention_neuron(attention: nn.Module, neuron: nn.Module, x: torch.Tensor) -
     return spikes
 
 
-def _gated_neuron_call(neuron: nn.Module, x: torch.Tensor, run: Callable[[bool], object],
-                       need_counts: bool, out_is_spikes: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _gated_neuron_call(
+    neuron: nn.Module, x: torch.Tensor, run: Callable[[bool], object], need_counts: bool, out_is_spikes: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``run(count_spikes)`` (a fused kernel call) in place of ``neuron(...)``: its hooks run, its firing
     statistics are recorded, and the spike counts per (t, b, c) come back when asked. ``out_is_spikes``
     False: the call returns something else (DTA's output formed from the spikes), so the neuron's forward
@@ -178,9 +203,11 @@ def neuron_tcja_pool(neuron: nn.Module, attention: nn.Module, pool: nn.Module, x
     ones = x.new_ones(x.shape[:3], dtype=torch.float32)
     settings = neuron_settings(neuron)
     spikes, counts = _gated_neuron_call(
-        neuron, x, lambda count: SF.gated_leaky(x, ones, None, relu=False, neuron=settings, count_spikes=count,
-                                                backend="triton"),
-        need_counts=True)
+        neuron,
+        x,
+        lambda count: SF.gated_leaky(x, ones, None, relu=False, neuron=settings, count_spikes=count, backend="triton"),
+        need_counts=True,
+    )
     _call_pre_hooks(attention, spikes)
     gate = SF.tcja_gate_from_counts(spikes, counts, *attention.weights(), mode=attention.mode, backend="triton")
     return pool(spikes) * gate[..., None, None].to(spikes.dtype)
@@ -224,9 +251,18 @@ def neuron_dta(neuron: nn.Module, dta: nn.Module, x: torch.Tensor) -> torch.Tens
     xa, na, settings = dta.T_XA, dta.T_NA, neuron_settings(neuron)
 
     def run(count: bool):
-        return SF.dta_on_neuron_fused(x, xa.conv_t.weight, xa.conv_c.weight, xa.scale_t, xa.scale_c, na.params(),
-                                   neuron=settings, dilation=na.tca.dilation, attn_shortcut=na.attn_shortcut,
-                                   count_spikes=count)
+        return SF.dta_on_neuron_fused(
+            x,
+            xa.conv_t.weight,
+            xa.conv_c.weight,
+            xa.scale_t,
+            xa.scale_c,
+            na.params(),
+            neuron=settings,
+            dilation=na.tca.dilation,
+            attn_shortcut=na.attn_shortcut,
+            count_spikes=count,
+        )
 
     y, _ = _gated_neuron_call(neuron, x, run, need_counts=False, out_is_spikes=False)
     _call_pre_hooks(dta, x)  # observers (dta_fusion_blocker): they see the call, the computation is done
@@ -242,8 +278,10 @@ def _call_pre_hooks(module: nn.Module, x: torch.Tensor) -> None:
         with_kwargs = key in module._forward_pre_hooks_with_kwargs
         result = hook(module, (x,), {}) if with_kwargs else hook(module, (x,))
         if result is not None:
-            raise RuntimeError(f"a forward pre-hook of {type(module).__name__} returned a value; the fused "
-                               "attention + neuron path cannot apply it (run the pair unfused)")
+            raise RuntimeError(
+                f"a forward pre-hook of {type(module).__name__} returned a value; the fused "
+                "attention + neuron path cannot apply it (run the pair unfused)"
+            )
 
 
 def _call_hooks(module: nn.Module, x: torch.Tensor, out: torch.Tensor) -> None:
@@ -251,8 +289,10 @@ def _call_hooks(module: nn.Module, x: torch.Tensor, out: torch.Tensor) -> None:
         with_kwargs = key in module._forward_hooks_with_kwargs
         result = hook(module, (x,), {}, out) if with_kwargs else hook(module, (x,), out)
         if result is not None:
-            raise RuntimeError(f"a forward hook of {type(module).__name__} returned a value; the fused "
-                               "attention + neuron path cannot apply it (run the pair unfused)")
+            raise RuntimeError(
+                f"a forward hook of {type(module).__name__} returned a value; the fused "
+                "attention + neuron path cannot apply it (run the pair unfused)"
+            )
 
 
 class AttentionNeuron(nn.Module):

@@ -20,6 +20,7 @@ Each module owns its parameters under the official names and shapes, so
 [T, B, C, H, W] by default; ``layout="BT"`` takes and returns [B, T, C, H, W] like the MA-SNN code. T and C
 are fixed at construction; an input whose T or C differs raises a ``ValueError``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -112,25 +113,31 @@ def _flag(value: object, name: str) -> bool | None:
     return value
 
 
-def _dims_from_flags(dims: object, use_temporal: object = None, use_channel: object = None,
-                    use_spatial: object = None) -> str:
+def _dims_from_flags(
+    dims: object, use_temporal: object = None, use_channel: object = None, use_spatial: object = None
+) -> str:
     """The chain of ``MultiDimensionalAttention`` from our ``dims`` and SpikingJelly's flags (docs/ma_snn.md
     "SpikingJelly's flags"): a flag left None counts as True, as SpikingJelly's default; given both, they must
     name the same chain."""
     if isinstance(dims, bool):  # SpikingJelly's flags passed positionally land here
-        raise TypeError("MultiDimensionalAttention: dims takes a string such as 'TCS', got a bool; pass SpikingJelly's "
-                        "use_temporal / use_channel / use_spatial by keyword")
+        raise TypeError(
+            "MultiDimensionalAttention: dims takes a string such as 'TCS', got a bool; pass SpikingJelly's "
+            "use_temporal / use_channel / use_spatial by keyword"
+        )
     flags = [_flag(value, name) for value, name in zip((use_temporal, use_channel, use_spatial), _FLAGS, strict=True)]
     if all(f is None for f in flags):
         return check_dims("TCS" if dims is None else dims)
     if not any(f is None or f for f in flags):
-        raise ValueError("MultiDimensionalAttention: at least one of use_temporal, use_channel and use_spatial "
-                         "must be True")
+        raise ValueError(
+            "MultiDimensionalAttention: at least one of use_temporal, use_channel and use_spatial must be True"
+        )
     chain = "".join(key for key, f in zip("TCS", flags, strict=True) if f is None or f)
     if dims is not None and dims != chain:
         given = ", ".join(f"{n}={f}" for n, f in zip(_FLAGS, flags, strict=True) if f is not None)
-        raise ValueError(f"MultiDimensionalAttention: dims={dims!r} and {given} name different chains "
-                         f"({dims!r} against {chain!r}); pass one or the other")
+        raise ValueError(
+            f"MultiDimensionalAttention: dims={dims!r} and {given} name different chains "
+            f"({dims!r} against {chain!r}); pass one or the other"
+        )
     return chain
 
 
@@ -138,16 +145,29 @@ def _reduction(planes: int | None, reduction: object, name: str, planes_name: st
     reduction = positive_int(reduction, name)
     if planes is not None and planes < reduction:
         # the official MLP would have planes // reduction = 0 hidden units
-        raise ValueError(f"{name} ({reduction}) cannot be greater than {planes_name} ({planes}): the shared MLP's "
-                         f"hidden layer would have {planes_name} // {name} = 0 units")
+        raise ValueError(
+            f"{name} ({reduction}) cannot be greater than {planes_name} ({planes}): the shared MLP's "
+            f"hidden layer would have {planes_name} // {name} = 0 units"
+        )
     return reduction
 
 
 class _Gates(nn.Module):
     """Builds ``ta`` / ``ca`` / ``sa`` for the gates in ``dims`` and hands them to the references."""
 
-    def _build(self, owner: str, T: int | None, C: int, reduction_t: int, reduction_c: int, kernel_size: int,
-               dims: str, layout: str, backend: str, available: tuple[str, ...] = BACKENDS) -> None:
+    def _build(
+        self,
+        owner: str,
+        T: int | None,
+        C: int,
+        reduction_t: int,
+        reduction_c: int,
+        kernel_size: int,
+        dims: str,
+        layout: str,
+        backend: str,
+        available: tuple[str, ...] = BACKENDS,
+    ) -> None:
         _check_options(owner, layout, backend, available)
         self.dims = check_dims(dims)
         if T is None and "T" in self.dims:
@@ -157,8 +177,9 @@ class _Gates(nn.Module):
         self.reduction_t = _reduction(self.T if "T" in self.dims else None, reduction_t, "reduction_t", "T")
         self.reduction_c = _reduction(self.C if "C" in self.dims else None, reduction_c, "reduction_c", "C")
         if type(kernel_size) is not int or kernel_size not in KERNEL_SIZES:
-            raise ValueError(f"{owner}: kernel_size must be 3 or 7 (as the official SpatialAttention asserts), "
-                             f"got {kernel_size!r}")
+            raise ValueError(
+                f"{owner}: kernel_size must be 3 or 7 (as the official SpatialAttention asserts), got {kernel_size!r}"
+            )
         self.kernel_size = kernel_size
         self.layout = layout
         self.backend = backend
@@ -253,16 +274,25 @@ class MultiDimensionalAttention(_Gates):
     ) -> None:
         super().__init__()
         dims = _dims_from_flags(dims, use_temporal, use_channel, use_spatial)
-        self._build("MultiDimensionalAttention", T, C, reduction_t, reduction_c, kernel_size, dims, layout, backend,
-                    ("auto", "torch", "triton"))
+        self._build(
+            "MultiDimensionalAttention",
+            T,
+            C,
+            reduction_t,
+            reduction_c,
+            kernel_size,
+            dims,
+            layout,
+            backend,
+            ("auto", "torch", "triton"),
+        )
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         x = self.checked_input(x_seq)
         check_dtype("MultiDimensionalAttention", self, x)
         if x.numel() == 0:
             return empty_output(x_seq, self)
-        return from_tb(SF.multi_dimensional_attention(x, self.dims, *self.weights(), backend=self.backend),
-                        self.layout)
+        return from_tb(SF.multi_dimensional_attention(x, self.dims, *self.weights(), backend=self.backend), self.layout)
 
 
 def _time_major_input(owner: str, x_seq: object, rank: int, T: int, layout: str) -> torch.Tensor:
@@ -275,8 +305,10 @@ def _time_major_input(owner: str, x_seq: object, rank: int, T: int, layout: str)
         raise ValueError(f"{owner}: input must have shape {expected} (layout={layout!r}), got {list(x_seq.shape)}")
     x = x_seq if layout == "TB" else x_seq.transpose(0, 1)
     if x.shape[0] != T:
-        raise ValueError(f"{owner} was built for T = {T} time steps but the input has {x.shape[0]} at dim "
-                         f"{0 if layout == 'TB' else 1} (layout={layout!r}, shape {list(x_seq.shape)})")
+        raise ValueError(
+            f"{owner} was built for T = {T} time steps but the input has {x.shape[0]} at dim "
+            f"{0 if layout == 'TB' else 1} (layout={layout!r}, shape {list(x_seq.shape)})"
+        )
     return x
 
 
@@ -339,13 +371,15 @@ class TemporalWiseAttention(nn.Module):
 
     step_mode = "m"  # SpikingJelly's multi-step module
 
-    def __init__(self, T: int, reduction: int = 16, dimension: int = 4, *, layout: str = "TB",
-                 backend: str = "auto") -> None:
+    def __init__(
+        self, T: int, reduction: int = 16, dimension: int = 4, *, layout: str = "TB", backend: str = "auto"
+    ) -> None:
         super().__init__()
         _check_options("TemporalWiseAttention", layout, backend)
         if dimension not in (2, 4) or isinstance(dimension, bool):
-            raise ValueError(f"TemporalWiseAttention: dimension must be 4 ([T, B, C, H, W]) or 2 ([T, B, L]), "
-                             f"got {dimension!r}")
+            raise ValueError(
+                f"TemporalWiseAttention: dimension must be 4 ([T, B, C, H, W]) or 2 ([T, B, L]), got {dimension!r}"
+            )
         self.T = positive_int(T, "T")
         self.reduction = _reduction(self.T, reduction, "reduction", "T")
         self.dimension = dimension
@@ -354,8 +388,9 @@ class TemporalWiseAttention(nn.Module):
         avg_pool, max_pool = _POOLS[nn.Conv3d if dimension == 4 else nn.Conv1d]
         self.avg_pool = avg_pool(1)
         self.max_pool = max_pool(1)
-        self.sharedMLP = nn.Sequential(nn.Linear(T, T // self.reduction, bias=False), nn.ReLU(),
-                                       nn.Linear(T // self.reduction, T, bias=False))
+        self.sharedMLP = nn.Sequential(
+            nn.Linear(T, T // self.reduction, bias=False), nn.ReLU(), nn.Linear(T // self.reduction, T, bias=False)
+        )
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         x = _time_major_input("TemporalWiseAttention", x_seq, self.dimension + 1, self.T, self.layout)
@@ -365,8 +400,10 @@ class TemporalWiseAttention(nn.Module):
         return from_tb(time_attention_reference(x, self.sharedMLP[0].weight, self.sharedMLP[2].weight), self.layout)
 
     def extra_repr(self) -> str:
-        return (f"T={self.T}, reduction={self.reduction}, dimension={self.dimension}, layout={self.layout!r}, "
-                f"backend={self.backend!r}")
+        return (
+            f"T={self.T}, reduction={self.reduction}, dimension={self.dimension}, layout={self.layout!r}, "
+            f"backend={self.backend!r}"
+        )
 
 
 class TCSALIFNode(_Gates):
@@ -423,8 +460,18 @@ class TCSALIFNode(_Gates):
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        self._build("TCSALIFNode", T, C, reduction_t, reduction_c, kernel_size, dims, layout, backend,
-                    ("auto", "torch", "triton"))
+        self._build(
+            "TCSALIFNode",
+            T,
+            C,
+            reduction_t,
+            reduction_c,
+            kernel_size,
+            dims,
+            layout,
+            backend,
+            ("auto", "torch", "triton"),
+        )
         self.beta = float(beta)
         self.u_th = float(u_th)
         self.v_reset = float(v_reset)
@@ -435,8 +482,13 @@ class TCSALIFNode(_Gates):
         x = self.checked_input(x_seq)
         if x.numel() == 0:
             return empty_output(x_seq, self)
-        neuron = dict(beta=self.beta, u_th=self.u_th, v_reset=self.v_reset,
-                      surrogate_function=self.surrogate_function, detach_reset=self.detach_reset)
+        neuron = dict(
+            beta=self.beta,
+            u_th=self.u_th,
+            v_reset=self.v_reset,
+            surrogate_function=self.surrogate_function,
+            detach_reset=self.detach_reset,
+        )
         return from_tb(SF.tcsa_lif_paper(x, self.dims, *self.weights(), **neuron, backend=self.backend), self.layout)
 
     def extra_repr(self) -> str:
@@ -569,8 +621,11 @@ class AttResBlock(nn.Module):
             AttResLIFNode(backend=backend),
             StepConv2d(planes, planes, 3, padding=1, bias=False),
             TimeBatchNorm(planes, 0.1),
-            _AttentionCell(MultiDimensionalAttention(None, planes, reduction_c=c_ratio, kernel_size=kernel_size,
-                                                     dims="CS", backend=attention_backend)),
+            _AttentionCell(
+                MultiDimensionalAttention(
+                    None, planes, reduction_c=c_ratio, kernel_size=kernel_size, dims="CS", backend=attention_backend
+                )
+            ),
         )
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
@@ -583,8 +638,10 @@ class AttResBlock(nn.Module):
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         x = to_tb("AttResBlock", x_seq, self.layout)
         if x.shape[2] != self.in_planes:
-            raise ValueError(f"AttResBlock was built for in_planes = {self.in_planes} channels but the input has "
-                             f"{x.shape[2]} at dim 2 (layout={self.layout!r}, shape {list(x_seq.shape)})")
+            raise ValueError(
+                f"AttResBlock was built for in_planes = {self.in_planes} channels but the input has "
+                f"{x.shape[2]} at dim 2 (layout={self.layout!r}, shape {list(x_seq.shape)})"
+            )
         if self.stride == 2 and (x.shape[3] % 2 or x.shape[4] % 2):
             # the strided conv gives ceil(H / 2) rows, the 2 x 2 average pool floor(H / 2)
             raise ValueError(f"AttResBlock with stride 2 needs an even H and W, got H = {x.shape[3]}, W = {x.shape[4]}")
@@ -595,5 +652,7 @@ class AttResBlock(nn.Module):
         return from_tb(self.residual_function(x) + self.shortcut(x), self.layout)
 
     def extra_repr(self) -> str:
-        return (f"in_planes={self.in_planes}, planes={self.planes}, stride={self.stride}, "
-                f"layout={self.layout!r}, backend={self.backend!r}")
+        return (
+            f"in_planes={self.in_planes}, planes={self.planes}, stride={self.stride}, "
+            f"layout={self.layout!r}, backend={self.backend!r}"
+        )

@@ -11,6 +11,7 @@ When SpikingJelly is installed, ``MemoryModule`` also derives from SpikingJelly'
 those tools take our neurons for theirs; every method is defined here, so the behaviour is the same with or
 without it, and SpikingJelly stays an optional package.
 """
+
 from __future__ import annotations
 
 import copy
@@ -87,8 +88,9 @@ class MemoryModule(*SPIKINGJELLY_BASES, nn.Module):  # type: ignore[misc]
     # -- memories ----------------------------------------------------------------------------------------
     def register_memory(self, name: str, value: Any) -> None:
         if hasattr(self, name):
-            raise AttributeError(f"{type(self).__name__}: {name!r} is already an attribute; cannot register it "
-                                 "as a memory")
+            raise AttributeError(
+                f"{type(self).__name__}: {name!r} is already an attribute; cannot register it as a memory"
+            )
         self._memories[name] = value
         self.set_reset_value(name, value)
 

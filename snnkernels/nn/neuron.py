@@ -30,6 +30,7 @@ each forward leaves ``spike_counts``, the spikes per step (int64 [T], [1] in ste
 On the Triton backend the forward kernel counts them as it fires (no second pass over the spikes); on the
 others they are summed from the spikes afterwards. The spikes themselves are the same either way.
 """
+
 from __future__ import annotations
 
 import math
@@ -93,8 +94,11 @@ class SpikingNeuron(MemoryModule):
         self.spike_counts: torch.Tensor | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name == "surrogate_function" and not isinstance(value, nn.Module) and name in self.__dict__.get(
-                "_modules", {}):
+        if (
+            name == "surrogate_function"
+            and not isinstance(value, nn.Module)
+            and name in self.__dict__.get("_modules", {})
+        ):
             del self._modules[name]  # a SpikingJelly surrogate (a submodule) replaced by a plain object
         super().__setattr__(name, value)
 
@@ -193,13 +197,24 @@ class SpikingNeuron(MemoryModule):
         """Multi-step: this call's sequence. Single step: appended to the sequence so far, restarted when the
         shape, device or dtype changes (SpikingJelly's rule)."""
         old = self.v_seq
-        if single_step and isinstance(old, torch.Tensor) and old.shape[1:] == v_seq.shape[1:] and (
-                old.device == v_seq.device and old.dtype == v_seq.dtype):
+        if (
+            single_step
+            and isinstance(old, torch.Tensor)
+            and old.shape[1:] == v_seq.shape[1:]
+            and (old.device == v_seq.device and old.dtype == v_seq.dtype)
+        ):
             v_seq = torch.cat((old, v_seq))
         self.v_seq = v_seq
 
-    def _run(self, x_seq: torch.Tensor, v: float | torch.Tensor, *, final_state: bool, v_seq: bool = False,
-             count: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, Any]:
+    def _run(
+        self,
+        x_seq: torch.Tensor,
+        v: float | torch.Tensor,
+        *,
+        final_state: bool,
+        v_seq: bool = False,
+        count: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, Any]:
         """The fused neuron on ``x_seq`` [T, ...] from state ``v`` (a float fills every neuron): (spikes,
         v_T or None, v_seq or None, spike counts or None). A [T] input (one neuron) runs as [T, 1]."""
         one_neuron = x_seq.dim() == 1
@@ -209,10 +224,21 @@ class SpikingNeuron(MemoryModule):
         v_init, v_init_value = (v, self.v_init_value) if isinstance(v, torch.Tensor) else (None, v)
         decay, gain, bias = self.coefficients()
         out = leaky_neuron(
-            x_seq, v_init, decay=decay, input_gain=gain, bias=bias, v_threshold=self.v_threshold,
-            v_reset=self.v_reset, strict_threshold=self.strict_threshold, detach_reset=self.detach_reset,
-            surrogate_function=self.surrogate_function, backend=self.backend, return_final_state=final_state,
-            v_init_value=v_init_value, count_spikes=count, **({"return_v_seq": True} if v_seq else {}),
+            x_seq,
+            v_init,
+            decay=decay,
+            input_gain=gain,
+            bias=bias,
+            v_threshold=self.v_threshold,
+            v_reset=self.v_reset,
+            strict_threshold=self.strict_threshold,
+            detach_reset=self.detach_reset,
+            surrogate_function=self.surrogate_function,
+            backend=self.backend,
+            return_final_state=final_state,
+            v_init_value=v_init_value,
+            count_spikes=count,
+            **({"return_v_seq": True} if v_seq else {}),
         )
         counts = None
         if count:
@@ -255,9 +281,16 @@ class _SpikingJellyNode(SpikingNeuron):
         stateful: bool = True,
     ) -> None:
         super().__init__(
-            v_threshold=v_threshold, v_reset=v_reset, strict_threshold=False, detach_reset=detach_reset,
-            surrogate_function=surrogate_function, step_mode=step_mode, backend=backend, store_v_seq=store_v_seq,
-            stateful=stateful, v_init_value=0.0 if v_reset is None else float(v_reset),
+            v_threshold=v_threshold,
+            v_reset=v_reset,
+            strict_threshold=False,
+            detach_reset=detach_reset,
+            surrogate_function=surrogate_function,
+            step_mode=step_mode,
+            backend=backend,
+            store_v_seq=store_v_seq,
+            stateful=stateful,
+            v_init_value=0.0 if v_reset is None else float(v_reset),
         )
 
 
@@ -286,8 +319,16 @@ class LIFNode(_SpikingJellyNode):
         if isinstance(tau, bool) or not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau > 1):
             # SpikingJelly's LIFNode asserts tau > 1 too: tau <= 1 makes the decay 1 - 1/tau <= 0
             raise ValueError(f"tau must be a finite float > 1, got {tau!r}")
-        super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode, store_v_seq,
-                         backend=backend, stateful=stateful)
+        super().__init__(
+            v_threshold,
+            v_reset,
+            surrogate_function,
+            detach_reset,
+            step_mode,
+            store_v_seq,
+            backend=backend,
+            stateful=stateful,
+        )
         self.tau = float(tau)
         self.decay_input = decay_input
 
@@ -332,11 +373,20 @@ class ParametricLIFNode(_SpikingJellyNode):
         backend: str = "auto",
         stateful: bool = True,
     ) -> None:
-        if isinstance(init_tau, bool) or not (isinstance(init_tau, (int, float)) and math.isfinite(init_tau)
-                                              and init_tau > 1):
+        if isinstance(init_tau, bool) or not (
+            isinstance(init_tau, (int, float)) and math.isfinite(init_tau) and init_tau > 1
+        ):
             raise ValueError(f"init_tau must be > 1 (the rate sigmoid(w) lies in (0, 1)), got {init_tau!r}")
-        super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode, store_v_seq,
-                         backend=backend, stateful=stateful)
+        super().__init__(
+            v_threshold,
+            v_reset,
+            surrogate_function,
+            detach_reset,
+            step_mode,
+            store_v_seq,
+            backend=backend,
+            stateful=stateful,
+        )
         self.decay_input = decay_input
         self.w = nn.Parameter(torch.as_tensor(-math.log(init_tau - 1.0)))
 
@@ -375,8 +425,14 @@ class LeakyNode(SpikingNeuron):
         store_v_seq: bool = False,
     ) -> None:
         super().__init__(
-            v_threshold=v_threshold, v_reset=v_reset, strict_threshold=strict_threshold, detach_reset=detach_reset,
-            surrogate_function=surrogate_function, step_mode=step_mode, backend=backend, store_v_seq=store_v_seq,
+            v_threshold=v_threshold,
+            v_reset=v_reset,
+            strict_threshold=strict_threshold,
+            detach_reset=detach_reset,
+            surrogate_function=surrogate_function,
+            step_mode=step_mode,
+            backend=backend,
+            store_v_seq=store_v_seq,
             stateful=stateful,
         )
         if learnable:
@@ -393,8 +449,11 @@ class LeakyNode(SpikingNeuron):
     @classmethod
     def from_preset(cls, preset: NeuronPreset, **overrides) -> LeakyNode:
         settings = dict(
-            decay=preset.decay, v_threshold=preset.v_threshold, v_reset=preset.v_reset,
-            strict_threshold=preset.strict_threshold, detach_reset=preset.detach_reset,
+            decay=preset.decay,
+            v_threshold=preset.v_threshold,
+            v_reset=preset.v_reset,
+            strict_threshold=preset.strict_threshold,
+            detach_reset=preset.detach_reset,
             surrogate_function=preset.surrogate,
         )
         settings.update(overrides)
@@ -411,13 +470,26 @@ class LeakyNode(SpikingNeuron):
 
 def _preset_node(preset: NeuronPreset, doc: str):
     class PresetNode(LeakyNode):
-        def __init__(self, *, surrogate_function: Surrogate | None = None, step_mode: str = "m",
-                     backend: str = "auto", stateful: bool = False, store_v_seq: bool = False) -> None:
+        def __init__(
+            self,
+            *,
+            surrogate_function: Surrogate | None = None,
+            step_mode: str = "m",
+            backend: str = "auto",
+            stateful: bool = False,
+            store_v_seq: bool = False,
+        ) -> None:
             super().__init__(
-                decay=preset.decay, v_threshold=preset.v_threshold, v_reset=preset.v_reset,
-                strict_threshold=preset.strict_threshold, detach_reset=preset.detach_reset,
+                decay=preset.decay,
+                v_threshold=preset.v_threshold,
+                v_reset=preset.v_reset,
+                strict_threshold=preset.strict_threshold,
+                detach_reset=preset.detach_reset,
                 surrogate_function=preset.surrogate if surrogate_function is None else surrogate_function,
-                step_mode=step_mode, backend=backend, stateful=stateful, store_v_seq=store_v_seq,
+                step_mode=step_mode,
+                backend=backend,
+                stateful=stateful,
+                store_v_seq=store_v_seq,
             )
 
     PresetNode.__doc__ = doc

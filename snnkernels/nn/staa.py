@@ -19,6 +19,7 @@ There is no official checkpoint, so the parameter names are ours: ``pe.weight`` 
 and ``gc.channel_add_conv.*`` / ``gc.channel_mul_conv.*`` (GCNet's names), ``sa.fc1.weight`` /
 ``sa.fc2.weight`` (the step attention's MLP), ``M`` and ``N``.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,8 +57,9 @@ BACKENDS = ("auto", "torch", "triton")
 
 def _check_layout(owner: str, layout: str) -> None:
     if layout not in LAYOUTS:
-        raise ValueError(f"{owner}: layout must be 'TB' (input [T, B, C, H, W]) or 'BT' ([B, T, C, H, W]), "
-                         f"got {layout!r}")
+        raise ValueError(
+            f"{owner}: layout must be 'TB' (input [T, B, C, H, W]) or 'BT' ([B, T, C, H, W]), got {layout!r}"
+        )
 
 
 def _finite(value: object, name: str, positive: bool = False) -> float:
@@ -71,8 +73,9 @@ def _finite(value: object, name: str, positive: bool = False) -> float:
 def _hidden(C: int, reduction: object, name: str) -> int:
     reduction = positive_int(reduction, name)
     if C // reduction < 1:
-        raise ValueError(f"{name} ({reduction}) cannot be greater than C ({C}): the hidden layer would have "
-                         f"C // {name} = 0 units")
+        raise ValueError(
+            f"{name} ({reduction}) cannot be greater than C ({C}): the hidden layer would have C // {name} = 0 units"
+        )
     return C // reduction
 
 
@@ -83,8 +86,10 @@ def _optional_size(value: object, name: str) -> int | None:
 def _check_hw(owner: str, x_tb: torch.Tensor, H: int | None, W: int | None, layout: str) -> None:
     for dim, want, name in ((3, H, "H"), (4, W, "W")):
         if want is not None and x_tb.shape[dim] != want:
-            raise ValueError(f"{owner} was built for {name} = {want} but the input has {x_tb.shape[dim]} at dim "
-                             f"{dim} (layout={layout!r}, shape {list(from_tb(x_tb, layout).shape)})")
+            raise ValueError(
+                f"{owner} was built for {name} = {want} but the input has {x_tb.shape[dim]} at dim "
+                f"{dim} (layout={layout!r}, shape {list(from_tb(x_tb, layout).shape)})"
+            )
 
 
 class PositionEncoding(nn.Module):
@@ -104,8 +109,9 @@ class PositionEncoding(nn.Module):
             Default: ``"TB"``.
     """
 
-    def __init__(self, T: int, C: int, H: int | None = None, W: int | None = None, *, shape: str = "TCHW",
-                 layout: str = "TB") -> None:
+    def __init__(
+        self, T: int, C: int, H: int | None = None, W: int | None = None, *, shape: str = "TCHW", layout: str = "TB"
+    ) -> None:
         super().__init__()
         _check_layout("PositionEncoding", layout)
         self.T = positive_int(T, "T")
@@ -163,8 +169,16 @@ class GlobalContextBlock(nn.Module):
             Default: ``"auto"``.
     """
 
-    def __init__(self, C: int, reduction: int = 4, *, fusion: str = "add", layer_norm: bool = True,
-                 bias: bool = True, backend: str = "auto") -> None:
+    def __init__(
+        self,
+        C: int,
+        reduction: int = 4,
+        *,
+        fusion: str = "add",
+        layer_norm: bool = True,
+        bias: bool = True,
+        backend: str = "auto",
+    ) -> None:
         super().__init__()
         self.backend = check_backend_name(backend, "GlobalContextBlock", BACKENDS)
         self.C = positive_int(C, "C")
@@ -218,17 +232,22 @@ class GlobalContextBlock(nn.Module):
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"GlobalContextBlock: input must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() not in (4, 5) or x.shape[-3] != self.C:
-            raise ValueError(f"GlobalContextBlock was built for C = {self.C}: the input must have shape "
-                             f"[N, C, H, W] or [T, B, C, H, W] with C = {self.C} at dim -3, got {list(x.shape)}")
+            raise ValueError(
+                f"GlobalContextBlock was built for C = {self.C}: the input must have shape "
+                f"[N, C, H, W] or [T, B, C, H, W] with C = {self.C} at dim -3, got {list(x.shape)}"
+            )
         check_dtype("GlobalContextBlock", self, x)
         if x.numel() == 0:
             return empty_output(x, self)
-        return SF.global_context(x, self.params(), fusion=self.fusion, layer_norm=self.layer_norm, ln_eps=self.ln_eps,
-                                 backend=self.backend)
+        return SF.global_context(
+            x, self.params(), fusion=self.fusion, layer_norm=self.layer_norm, ln_eps=self.ln_eps, backend=self.backend
+        )
 
     def extra_repr(self) -> str:
-        return (f"C={self.C}, reduction={self.reduction}, fusion={self.fusion!r}, layer_norm={self.layer_norm}, "
-                f"bias={self.bias}, backend={self.backend!r}")
+        return (
+            f"C={self.C}, reduction={self.reduction}, fusion={self.fusion!r}, layer_norm={self.layer_norm}, "
+            f"bias={self.bias}, backend={self.backend!r}"
+        )
 
 
 class _StepAttentionWeights(nn.Module):
@@ -374,12 +393,15 @@ class STAALIFNode(nn.Module):
         if coefficient_shape == "CHW" and (self.H is None or self.W is None):
             raise ValueError(f"{owner}: coefficient_shape='CHW' (M, N [C, H, W]) needs H and W")
         if pe_shape == "TCHW" and (self.H is None or self.W is None):
-            raise ValueError(f"{owner}: pe_shape='TCHW' (P [T, C, H, W], the default) needs H and W; pass them "
-                             "or choose pe_shape='TC' / 'T'")
+            raise ValueError(
+                f"{owner}: pe_shape='TCHW' (P [T, C, H, W], the default) needs H and W; pass them "
+                "or choose pe_shape='TC' / 'T'"
+            )
 
         self.pe = PositionEncoding(T, C, H, W, shape=pe_shape, layout=layout)
-        self.gc = GlobalContextBlock(C, reduction, fusion=gc_fusion, layer_norm=gc_layer_norm, bias=gc_bias,
-                                     backend=backend)
+        self.gc = GlobalContextBlock(
+            C, reduction, fusion=gc_fusion, layer_norm=gc_layer_norm, bias=gc_bias, backend=backend
+        )
         self.sa = _StepAttentionWeights(C, sa_hidden)
         size = {"C": (C,), "CHW": (C, H, W), "scalar": ()}[coefficient_shape]
         self.M = nn.Parameter(torch.full(size, _finite(m_init, "m_init")))
@@ -400,22 +422,37 @@ class STAALIFNode(nn.Module):
 
     def params(self) -> STAAParams:
         """The parameters as ``snnkernels.reference.staa.staa_lif_reference`` takes them."""
-        return STAAParams(self.pe.weight, self.gc.params(), SAParams(self.sa.fc1.weight, self.sa.fc2.weight),
-                          self.M, self.N)
+        return STAAParams(
+            self.pe.weight, self.gc.params(), SAParams(self.sa.fc1.weight, self.sa.fc2.weight), self.M, self.N
+        )
 
     def options(self) -> dict:
         """The keyword options of ``staa_lif_reference`` (everything but the TSRD mask)."""
         return dict(
-            alpha=self.alpha, sa_gate=self.sa_gate, gc_fusion=self.gc.fusion, gc_layer_norm=self.gc.layer_norm,
-            ln_eps=self.gc.ln_eps, coefficient_map=self.coefficient_map, tsrd_scope=self.tsrd_scope,
-            tsrd_granularity=self.tsrd_granularity, v_threshold=self.v_threshold, v_reset=self.v_reset,
-            detach_reset=self.detach_reset, surrogate_function=self.surrogate_function,
+            alpha=self.alpha,
+            sa_gate=self.sa_gate,
+            gc_fusion=self.gc.fusion,
+            gc_layer_norm=self.gc.layer_norm,
+            ln_eps=self.gc.ln_eps,
+            coefficient_map=self.coefficient_map,
+            tsrd_scope=self.tsrd_scope,
+            tsrd_granularity=self.tsrd_granularity,
+            v_threshold=self.v_threshold,
+            v_reset=self.v_reset,
+            detach_reset=self.detach_reset,
+            surrogate_function=self.surrogate_function,
         )
 
     def draw_drop_mask(self, batch_size: int, device: torch.device | str | None = None) -> torch.Tensor:
         """A fresh TSRD mask ([T] or [T, batch_size] by ``tsrd_granularity``) from the module's RNG."""
-        return draw_drop_mask(self.T, batch_size, self.drop_prob, granularity=self.tsrd_granularity,
-                              generator=self._generator, device=device)
+        return draw_drop_mask(
+            self.T,
+            batch_size,
+            self.drop_prob,
+            granularity=self.tsrd_granularity,
+            generator=self._generator,
+            device=device,
+        )
 
     def forward(self, x_seq: torch.Tensor, drop_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Spikes of ``x_seq`` (in ``layout``); ``drop_mask``: an explicit TSRD mask, bool [T] or [T, B]
@@ -438,8 +475,9 @@ class STAALIFNode(nn.Module):
             self.last_drop_mask = drop_mask.detach() if isinstance(drop_mask, torch.Tensor) else None
         if x.numel() == 0:  # after the draw, so that the RNG advances as for any other input
             return empty_output(x_seq, self)
-        spikes = SF.staa_lif(x, self.params(), drop_mask=drop_mask, loop_kernel=self.loop_kernel, backend=self.backend,
-                             **self.options())
+        spikes = SF.staa_lif(
+            x, self.params(), drop_mask=drop_mask, loop_kernel=self.loop_kernel, backend=self.backend, **self.options()
+        )
         return from_tb(spikes, self.layout)
 
     def extra_repr(self) -> str:

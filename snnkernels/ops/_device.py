@@ -5,6 +5,7 @@ tensors live on. A model moved with ``.to("cuda:1")`` while device 0 is current 
 kernels on device 0 against device 1's memory. The native CUDA ops (``CUDAGuard``) and the CuPy path
 (``cupy.cuda.Device``) set the device themselves; every Triton launch goes through ``on_device_of``.
 """
+
 from __future__ import annotations
 
 import contextlib

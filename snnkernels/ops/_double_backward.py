@@ -6,6 +6,7 @@ generic error (``torch.library.custom_op``). ``refuse_double_backward`` register
 naming the op and the way out: the op is recorded as usual under ``create_graph=True`` (first-order gradients are
 unaffected), and only differentiating its outputs again fails.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,8 +24,9 @@ def double_backward_message(op_name: str, fallback: str) -> str:
     )
 
 
-def refuse_double_backward(op_name: str, fallback: str = "Use backend='torch' (the eager reference), which supports "
-                           "it.") -> None:
+def refuse_double_backward(
+    op_name: str, fallback: str = "Use backend='torch' (the eager reference), which supports it."
+) -> None:
     """Give the backward op ``op_name`` ("namespace::name") an autograd formula that raises a RuntimeError
     naming it and ``fallback`` when a gradient flows into it."""
     message = double_backward_message(op_name, fallback)

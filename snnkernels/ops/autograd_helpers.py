@@ -1,4 +1,5 @@
 """Arguments of the ops' ``autograd.Function``s, prepared so that eager, ``torch.compile`` and autograd agree."""
+
 from __future__ import annotations
 
 import torch

@@ -11,6 +11,7 @@ The neuron's settings are the gated kernel's (scalar coefficients, zero-state mu
 ``ops.gated_leaky_triton.gated_leaky`` and ``nn.fused.neuron_settings``). Layout contract as
 ``pooled_attention_triton`` (contiguous H * W planes; NA brought to X's strides; per-row terms dense fp32).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -31,22 +32,62 @@ __all__ = ["dta_leaky", "dta_leaky_fwd", "dta_leaky_bwd"]
 
 
 @torch.library.custom_op("snnkernels::dta_leaky_fwd", mutates_args=(), device_types=("cpu", "cuda"))
-def dta_leaky_fwd(x: torch.Tensor, na: torch.Tensor, a: torch.Tensor, b: torch.Tensor, na_bias: torch.Tensor | None,
-                  decay: float, gain: float, bias: float, v_threshold: float, v_reset: float, v_init_value: float,
-                  hard_reset: bool, strict: bool, training: bool, chunk: int, count: bool
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def dta_leaky_fwd(
+    x: torch.Tensor,
+    na: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    na_bias: torch.Tensor | None,
+    decay: float,
+    gain: float,
+    bias: float,
+    v_threshold: float,
+    v_reset: float,
+    v_init_value: float,
+    hard_reset: bool,
+    strict: bool,
+    training: bool,
+    chunk: int,
+    count: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(Y in x's layout and dtype, fp32 checkpoints [cdiv(T, chunk) - 1, B * C * H * W] if training, int32
     spikes per (t, b, c) [T, B, C] if count, else empty). ``na`` has contiguous H * W planes, any order of
     (t, b, c) (``rows_layout``); ``a``, ``b``, ``na_bias`` are per-row [T, B, C]."""
     a, b, na_bias = per_row(a), per_row(b), per_row(na_bias)
-    return launch_neuron_fwd(dta_leaky_fwd_kernel, x, (x, na, a, b, a if na_bias is None else na_bias),
-                       (decay, gain, bias, v_threshold, v_reset, v_init_value), training, chunk, count,
-                       lambda: na_strides(na), NA_RESIDUAL=na_bias is not None, HARD_RESET=hard_reset, STRICT=strict)
+    return launch_neuron_fwd(
+        dta_leaky_fwd_kernel,
+        x,
+        (x, na, a, b, a if na_bias is None else na_bias),
+        (decay, gain, bias, v_threshold, v_reset, v_init_value),
+        training,
+        chunk,
+        count,
+        lambda: na_strides(na),
+        NA_RESIDUAL=na_bias is not None,
+        HARD_RESET=hard_reset,
+        STRICT=strict,
+    )
 
 
 @dta_leaky_fwd.register_fake
-def _(x, na, a, b, na_bias, decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, training,
-      chunk, count):
+def _(
+    x,
+    na,
+    a,
+    b,
+    na_bias,
+    decay,
+    gain,
+    bias,
+    v_threshold,
+    v_reset,
+    v_init_value,
+    hard_reset,
+    strict,
+    training,
+    chunk,
+    count,
+):
     return torch.empty_like(x), new_checkpoints(x, training, chunk), new_counts(x, count)
 
 
@@ -56,11 +97,27 @@ def _bwd_outputs(x: torch.Tensor, na: torch.Tensor, residual: bool, column_tiles
 
 
 @torch.library.custom_op("snnkernels::dta_leaky_bwd", mutates_args=(), device_types=("cpu", "cuda"))
-def dta_leaky_bwd(grad_y: torch.Tensor, x: torch.Tensor, na: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
-                  na_bias: torch.Tensor | None, checkpoints: torch.Tensor, decay: float, gain: float, bias: float,
-                  v_threshold: float, v_reset: float, v_init_value: float, hard_reset: bool, strict: bool,
-                  detach_reset: bool, surrogate_id: int, surrogate_param: float, chunk: int
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def dta_leaky_bwd(
+    grad_y: torch.Tensor,
+    x: torch.Tensor,
+    na: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    na_bias: torch.Tensor | None,
+    checkpoints: torch.Tensor,
+    decay: float,
+    gain: float,
+    bias: float,
+    v_threshold: float,
+    v_reset: float,
+    v_init_value: float,
+    hard_reset: bool,
+    strict: bool,
+    detach_reset: bool,
+    surrogate_id: int,
+    surrogate_param: float,
+    chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dL/dx without T-XA's pooled path, fp32; dL/dna with na's strides; the row sums [2 or 3, T, B, C] fp32:
     sum_hw dxa, sum_hw dxa * x and, with ``na_bias``, sum_hw dna). The programs' partial sums are added here in a fixed
     order."""
@@ -73,22 +130,63 @@ def dta_leaky_bwd(grad_y: torch.Tensor, x: torch.Tensor, na: torch.Tensor, a: to
     else:
         with on_device_of(x):
             dta_leaky_bwd_kernel[grid](
-                grad_y, x, na, a, b, na_bias if residual else a, checkpoints, grad_x, grad_na,
-                partials[0], partials[1], partials[2] if residual else partials[0], *neuron_geometry(x),
+                grad_y,
+                x,
+                na,
+                a,
+                b,
+                na_bias if residual else a,
+                checkpoints,
+                grad_x,
+                grad_na,
+                partials[0],
+                partials[1],
+                partials[2] if residual else partials[0],
+                *neuron_geometry(x),
                 *na_strides(na),
                 *f32(decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
-                NA_RESIDUAL=residual, HARD_RESET=hard_reset, STRICT=strict, DETACH_RESET=detach_reset,
-                SG_ID=surrogate_id, CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS,
+                NA_RESIDUAL=residual,
+                HARD_RESET=hard_reset,
+                STRICT=strict,
+                DETACH_RESET=detach_reset,
+                SG_ID=surrogate_id,
+                CHUNK=chunk,
+                BLOCK_R=block_r,
+                BLOCK_S=block_s,
+                num_warps=warps,
+                **COMPILE_OPTIONS,
             )
     return grad_x, grad_na, partials.sum(dim=1)
 
 
 @dta_leaky_bwd.register_fake
-def _(grad_y, x, na, a, b, na_bias, checkpoints, decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset,
-      strict, detach_reset, surrogate_id, surrogate_param, chunk):
+def _(
+    grad_y,
+    x,
+    na,
+    a,
+    b,
+    na_bias,
+    checkpoints,
+    decay,
+    gain,
+    bias,
+    v_threshold,
+    v_reset,
+    v_init_value,
+    hard_reset,
+    strict,
+    detach_reset,
+    surrogate_id,
+    surrogate_param,
+    chunk,
+):
     residual = na_bias is not None
-    return (torch.empty_like(x, dtype=torch.float32), torch.empty_like(na),
-            x.new_empty((3 if residual else 2, *x.shape[:3]), dtype=torch.float32))
+    return (
+        torch.empty_like(x, dtype=torch.float32),
+        torch.empty_like(na),
+        x.new_empty((3 if residual else 2, *x.shape[:3]), dtype=torch.float32),
+    )
 
 
 refuse_double_backward("snnkernels::dta_leaky_bwd", "Compute dta(x, neuron(x)) unfused on backend='torch'.")
@@ -102,17 +200,46 @@ def _bias_rows(na_bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | 
 
 class _DTALeakyFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x, na, conv_t_weight, conv_c_weight, scale_t, scale_c, na_bias, neuron: NeuronSettings,
-                chunk: int, training: bool, count: bool):
+    def forward(
+        ctx: Any,
+        x,
+        na,
+        conv_t_weight,
+        conv_c_weight,
+        scale_t,
+        scale_c,
+        na_bias,
+        neuron: NeuronSettings,
+        chunk: int,
+        training: bool,
+        count: bool,
+    ):
         na = rows_layout(na)  # read in place in either storage order: no copy to x's strides
         decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, *_ = neuron
         z = plane_means(x)
         g = TXAGates(z, conv_t_weight, conv_c_weight, scale_t, scale_c)
-        y, ckpt, counts = dta_leaky_fwd(x, na, g.a, g.b, _bias_rows(na_bias, x), decay, gain, bias, v_threshold,
-                                        v_reset, v_init_value, hard_reset, strict, training, chunk, count)
+        y, ckpt, counts = dta_leaky_fwd(
+            x,
+            na,
+            g.a,
+            g.b,
+            _bias_rows(na_bias, x),
+            decay,
+            gain,
+            bias,
+            v_threshold,
+            v_reset,
+            v_init_value,
+            hard_reset,
+            strict,
+            training,
+            chunk,
+            count,
+        )
         ctx.neuron, ctx.chunk = neuron, chunk
-        ctx.save_for_backward(x, na, ckpt, z, g.sig_t, g.sig_c, g.a, g.b, conv_t_weight, conv_c_weight, scale_t,
-                              scale_c, na_bias)
+        ctx.save_for_backward(
+            x, na, ckpt, z, g.sig_t, g.sig_c, g.a, g.b, conv_t_weight, conv_c_weight, scale_t, scale_c, na_bias
+        )
         ctx.mark_non_differentiable(counts)
         return y, counts
 
@@ -120,8 +247,9 @@ class _DTALeakyFunction(torch.autograd.Function):
     def backward(ctx: Any, grad_y: torch.Tensor, _grad_counts: Any):
         x, na, ckpt, z, sig_t, sig_c, a, b, wt, wc, st, sc, na_bias = ctx.saved_tensors
         needs = ctx.needs_input_grad
-        grad_x32, grad_na, row_sums = dta_leaky_bwd(match_layout(grad_y, x), x, na, a, b, _bias_rows(na_bias, x),
-                                                    ckpt, *ctx.neuron, ctx.chunk)
+        grad_x32, grad_na, row_sums = dta_leaky_bwd(
+            match_layout(grad_y, x), x, na, a, b, _bias_rows(na_bias, x), ckpt, *ctx.neuron, ctx.chunk
+        )
         grad_a, grad_b = cross_grads(row_sums[0], row_sums[1], a, b)
         dz, *param_grads = TXAGates.backward(z, sig_t, sig_c, a, b, wt, wc, st, sc, grad_a, grad_b, needs[2:6])
         grad_x = grad_x32.add_((dz / plane_size(x))[:, :, :, None, None]).to(x.dtype) if needs[0] else None
@@ -131,10 +259,19 @@ class _DTALeakyFunction(torch.autograd.Function):
         return (grad_x, grad_na if needs[1] else None, *param_grads, grad_bias, None, None, None, None)
 
 
-def dta_leaky(x: torch.Tensor, na: torch.Tensor, conv_t_weight: torch.Tensor, conv_c_weight: torch.Tensor,
-              scale_t: torch.Tensor | float, scale_c: torch.Tensor | float, na_bias: torch.Tensor | None = None, *,
-              neuron: NeuronSettings, chunk: int = DEFAULT_CHUNK, count_spikes: bool = False
-              ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+def dta_leaky(
+    x: torch.Tensor,
+    na: torch.Tensor,
+    conv_t_weight: torch.Tensor,
+    conv_c_weight: torch.Tensor,
+    scale_t: torch.Tensor | float,
+    scale_c: torch.Tensor | float,
+    na_bias: torch.Tensor | None = None,
+    *,
+    neuron: NeuronSettings,
+    chunk: int = DEFAULT_CHUNK,
+    count_spikes: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``sig(NA * txa_reference(x, ...)) * LIF(x)`` (Triton), with NA = ``na``, or ``na + na_bias + x`` when
     ``na_bias`` ([T * C], t-major: T-NA's decoding bias) is given, as ``dta_product_fused``.
 

@@ -8,6 +8,7 @@ so an attention whose gates are computed by its own reduction sweeps (TCJA's ``t
 gradient, and Y itself is never stored. Same layout contract as ``pooled_attention_triton`` (contiguous H * W
 planes; gates dense fp32).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -39,21 +40,52 @@ def new_checkpoints(x: torch.Tensor, training: bool, chunk: int) -> torch.Tensor
 
 
 @torch.library.custom_op("snnkernels::gated_leaky_fwd", mutates_args=(), device_types=("cpu", "cuda"))
-def gated_leaky_fwd(x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor | None, relu: bool,
-                    decay: float, gain: float, bias: float, v_threshold: float, v_reset: float, v_init_value: float,
-                    hard_reset: bool, strict: bool, training: bool, chunk: int, count: bool
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def gated_leaky_fwd(
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    spatial: torch.Tensor | None,
+    relu: bool,
+    decay: float,
+    gain: float,
+    bias: float,
+    v_threshold: float,
+    v_reset: float,
+    v_init_value: float,
+    hard_reset: bool,
+    strict: bool,
+    training: bool,
+    chunk: int,
+    count: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(spikes in x's layout and dtype, fp32 checkpoints [cdiv(T, chunk) - 1, B * C * H * W] if training,
     int32 spikes per (t, b, c) [T, B, C] if count, else empty)."""
     scale, spatial = per_row(scale), per_row(spatial)
-    return launch_neuron_fwd(gated_leaky_fwd_kernel, x, (x, scale, scale if spatial is None else spatial),
-                       (decay, gain, bias, v_threshold, v_reset, v_init_value), training, chunk, count,
-                       RELU=relu, HAS_MAP=spatial is not None, HARD_RESET=hard_reset, STRICT=strict)
+    return launch_neuron_fwd(
+        gated_leaky_fwd_kernel,
+        x,
+        (x, scale, scale if spatial is None else spatial),
+        (decay, gain, bias, v_threshold, v_reset, v_init_value),
+        training,
+        chunk,
+        count,
+        RELU=relu,
+        HAS_MAP=spatial is not None,
+        HARD_RESET=hard_reset,
+        STRICT=strict,
+    )
 
 
-def launch_neuron_fwd(kernel: Any, x: torch.Tensor, inputs: tuple, scalars: tuple, training: bool, chunk: int,
-                      count: bool, strides: Any = tuple,
-                      **flags: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def launch_neuron_fwd(
+    kernel: Any,
+    x: torch.Tensor,
+    inputs: tuple,
+    scalars: tuple,
+    training: bool,
+    chunk: int,
+    count: bool,
+    strides: Any = tuple,
+    **flags: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run a neuron forward over x's tiles (the gated and DTA kernels): (its output in x's layout and dtype, fp32
     checkpoints if training, int32 spikes per (t, b, c) if count, else empty). The kernel's arguments are
     ``inputs``, the output, checkpoints and counts, x's geometry, ``strides()``, ``scalars`` in fp32, ``flags``."""
@@ -64,9 +96,21 @@ def launch_neuron_fwd(kernel: Any, x: torch.Tensor, inputs: tuple, scalars: tupl
     partial = x.new_empty((grid[1], *x.shape[:3]) if count else (0,), dtype=torch.int32)
     with on_device_of(x):
         kernel[grid](
-            *inputs, out, ckpt if training else out, partial if count else out, *neuron_geometry(x), *strides(),
-            *f32(*scalars), **flags, TRAINING=training, COUNT=count, CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s,
-            num_warps=warps, **COMPILE_OPTIONS,
+            *inputs,
+            out,
+            ckpt if training else out,
+            partial if count else out,
+            *neuron_geometry(x),
+            *strides(),
+            *f32(*scalars),
+            **flags,
+            TRAINING=training,
+            COUNT=count,
+            CHUNK=chunk,
+            BLOCK_R=block_r,
+            BLOCK_S=block_s,
+            num_warps=warps,
+            **COMPILE_OPTIONS,
         )
     return out, ckpt, partial.sum(dim=0, dtype=torch.int32) if count else counts
 
@@ -77,8 +121,23 @@ def new_counts(x: torch.Tensor, count: bool) -> torch.Tensor:
 
 
 @gated_leaky_fwd.register_fake
-def _(x, scale, spatial, relu, decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, training,
-      chunk, count):
+def _(
+    x,
+    scale,
+    spatial,
+    relu,
+    decay,
+    gain,
+    bias,
+    v_threshold,
+    v_reset,
+    v_init_value,
+    hard_reset,
+    strict,
+    training,
+    chunk,
+    count,
+):
     return torch.empty_like(x), new_checkpoints(x, training, chunk), new_counts(x, count)
 
 
@@ -91,12 +150,26 @@ def _bwd_outputs(x: torch.Tensor, has_map: bool, column_tiles: int) -> tuple[tor
 
 
 @torch.library.custom_op("snnkernels::gated_leaky_bwd", mutates_args=(), device_types=("cpu", "cuda"))
-def gated_leaky_bwd(grad_spikes: torch.Tensor, x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor | None,
-                    checkpoints: torch.Tensor, relu: bool, decay: float, gain: float, bias: float,
-                    v_threshold: float, v_reset: float, v_init_value: float, hard_reset: bool, strict: bool,
-                    detach_reset: bool,
-                    surrogate_id: int, surrogate_param: float, chunk: int
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def gated_leaky_bwd(
+    grad_spikes: torch.Tensor,
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    spatial: torch.Tensor | None,
+    checkpoints: torch.Tensor,
+    relu: bool,
+    decay: float,
+    gain: float,
+    bias: float,
+    v_threshold: float,
+    v_reset: float,
+    v_init_value: float,
+    hard_reset: bool,
+    strict: bool,
+    detach_reset: bool,
+    surrogate_id: int,
+    surrogate_param: float,
+    chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dL/dx of the gate's path in x's layout, dL/dscale fp32 [T, B, C], dL/dspatial fp32 [B, H * W] or
     empty). The partial sums of the programs are added here in a fixed order."""
     scale, spatial = per_row(scale), per_row(spatial)
@@ -108,24 +181,60 @@ def gated_leaky_bwd(grad_spikes: torch.Tensor, x: torch.Tensor, scale: torch.Ten
     else:
         with on_device_of(x):
             gated_leaky_bwd_kernel[grid](
-                grad_spikes, x, scale, scale if spatial is None else spatial, checkpoints, grad_x, grad_scale,
-                grad_scale if spatial is None else grad_map, *neuron_geometry(x),
+                grad_spikes,
+                x,
+                scale,
+                scale if spatial is None else spatial,
+                checkpoints,
+                grad_x,
+                grad_scale,
+                grad_scale if spatial is None else grad_map,
+                *neuron_geometry(x),
                 *f32(decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
-                RELU=relu, HAS_MAP=spatial is not None, HARD_RESET=hard_reset, STRICT=strict,
-                DETACH_RESET=detach_reset, SG_ID=surrogate_id, CHUNK=chunk, BLOCK_R=block_r, BLOCK_S=block_s,
-                num_warps=warps, **COMPILE_OPTIONS,
+                RELU=relu,
+                HAS_MAP=spatial is not None,
+                HARD_RESET=hard_reset,
+                STRICT=strict,
+                DETACH_RESET=detach_reset,
+                SG_ID=surrogate_id,
+                CHUNK=chunk,
+                BLOCK_R=block_r,
+                BLOCK_S=block_s,
+                num_warps=warps,
+                **COMPILE_OPTIONS,
             )
     grad_map = grad_map.sum(dim=1) if spatial is not None else grad_map
     return grad_x, grad_scale.sum(dim=0), grad_map
 
 
 @gated_leaky_bwd.register_fake
-def _(grad_spikes, x, scale, spatial, checkpoints, relu, decay, gain, bias, v_threshold, v_reset, v_init_value,
-      hard_reset, strict, detach_reset, surrogate_id, surrogate_param, chunk):
+def _(
+    grad_spikes,
+    x,
+    scale,
+    spatial,
+    checkpoints,
+    relu,
+    decay,
+    gain,
+    bias,
+    v_threshold,
+    v_reset,
+    v_init_value,
+    hard_reset,
+    strict,
+    detach_reset,
+    surrogate_id,
+    surrogate_param,
+    chunk,
+):
     T, B, C, H, W = x.shape
     has_map = spatial is not None
-    return (torch.empty_like(x), x.new_empty((T, B, C), dtype=torch.float32),
-            x.new_empty((B, H * W) if has_map else (0,), dtype=torch.float32))
+    return (
+        torch.empty_like(x),
+        x.new_empty((T, B, C), dtype=torch.float32),
+        x.new_empty((B, H * W) if has_map else (0,), dtype=torch.float32),
+    )
 
 
 refuse_double_backward("snnkernels::gated_leaky_bwd", "Run the attention and the neuron unfused on backend='torch'.")
@@ -133,11 +242,35 @@ refuse_double_backward("snnkernels::gated_leaky_bwd", "Run the attention and the
 
 class _GatedLeakyFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor | None, relu: bool,
-                neuron: NeuronSettings, chunk: int, training: bool, count: bool):
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        scale: torch.Tensor,
+        spatial: torch.Tensor | None,
+        relu: bool,
+        neuron: NeuronSettings,
+        chunk: int,
+        training: bool,
+        count: bool,
+    ):
         decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, *_ = neuron
-        spikes, ckpt, counts = gated_leaky_fwd(x, scale, spatial, relu, decay, gain, bias, v_threshold, v_reset,
-                                               v_init_value, hard_reset, strict, training, chunk, count)
+        spikes, ckpt, counts = gated_leaky_fwd(
+            x,
+            scale,
+            spatial,
+            relu,
+            decay,
+            gain,
+            bias,
+            v_threshold,
+            v_reset,
+            v_init_value,
+            hard_reset,
+            strict,
+            training,
+            chunk,
+            count,
+        )
         ctx.relu, ctx.neuron, ctx.chunk = relu, neuron, chunk
         ctx.save_for_backward(x, scale, spatial, ckpt)
         ctx.mark_non_differentiable(counts)
@@ -146,17 +279,32 @@ class _GatedLeakyFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_spikes: torch.Tensor, _grad_counts: Any):
         x, scale, spatial, ckpt = ctx.saved_tensors
-        grad_x, grad_scale, grad_map = gated_leaky_bwd(match_layout(grad_spikes, x), x, scale, spatial, ckpt,
-                                                       ctx.relu, *ctx.neuron, ctx.chunk)
+        grad_x, grad_scale, grad_map = gated_leaky_bwd(
+            match_layout(grad_spikes, x), x, scale, spatial, ckpt, ctx.relu, *ctx.neuron, ctx.chunk
+        )
         needs = ctx.needs_input_grad
-        return (grad_x if needs[0] else None, grad_scale.to(scale.dtype) if needs[1] else None,
-                grad_map.to(spatial.dtype) if (spatial is not None and needs[2]) else None,
-                None, None, None, None, None)
+        return (
+            grad_x if needs[0] else None,
+            grad_scale.to(scale.dtype) if needs[1] else None,
+            grad_map.to(spatial.dtype) if (spatial is not None and needs[2]) else None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
 
 
-def gated_leaky(x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor | None, *, relu: bool,
-                neuron: NeuronSettings, chunk: int = DEFAULT_CHUNK, count_spikes: bool = False
-                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+def gated_leaky(
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    spatial: torch.Tensor | None,
+    *,
+    relu: bool,
+    neuron: NeuronSettings,
+    chunk: int = DEFAULT_CHUNK,
+    count_spikes: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Spikes of the leaky neuron driven by ``pre(x) * scale[t, b, c] (* spatial[b, p])`` (Triton).
 
     ``x`` [T, B, C, H, W]; ``scale`` [T, B, C] and ``spatial`` [B, H * W] are computed in fp32 by the
@@ -167,6 +315,7 @@ def gated_leaky(x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor | No
     (exact, deterministic: per-column-tile partials summed here).
     """
     training = needs_training(x, scale, spatial)
-    spikes, counts = _GatedLeakyFunction.apply(rows_layout(x), scale, spatial, relu, fresh_settings(neuron), chunk,
-                                               training, count_spikes)
+    spikes, counts = _GatedLeakyFunction.apply(
+        rows_layout(x), scale, spatial, relu, fresh_settings(neuron), chunk, training, count_spikes
+    )
     return (spikes, counts) if count_spikes else spikes

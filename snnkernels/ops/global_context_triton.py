@@ -3,6 +3,7 @@ autograd op: ``gc_context(x, key_weight, key_bias)`` = ``sum_p softmax_p(wk . x[
 frame, fp32 [..., C], one sweep over x each way. The transform of the context (two small linears and a
 LayerNorm) and the fusion with x stay in torch (tiny / one elementwise pass).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -40,8 +41,18 @@ def gc_context_fwd(x: torch.Tensor, key_weight: torch.Tensor) -> tuple[torch.Ten
     if N:
         block_c, block_p, warps = _tiles(C, S)
         with on_device_of(x):
-            gc_context_fwd_kernel[(N,)](x, key_weight.float().contiguous(), ctx, stats, C, S,
-                                        BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps, **COMPILE_OPTIONS)
+            gc_context_fwd_kernel[(N,)](
+                x,
+                key_weight.float().contiguous(),
+                ctx,
+                stats,
+                C,
+                S,
+                BLOCK_C=block_c,
+                BLOCK_P=block_p,
+                num_warps=warps,
+                **COMPILE_OPTIONS,
+            )
     return ctx, stats
 
 
@@ -51,8 +62,9 @@ def _(x, key_weight):
 
 
 @torch.library.custom_op("snnkernels::gc_context_bwd", mutates_args=(), device_types=("cpu", "cuda"))
-def gc_context_bwd(grad_ctx: torch.Tensor, x: torch.Tensor, key_weight: torch.Tensor, ctx: torch.Tensor,
-                   stats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def gc_context_bwd(
+    grad_ctx: torch.Tensor, x: torch.Tensor, key_weight: torch.Tensor, ctx: torch.Tensor, stats: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(dX in x's dtype, dwk fp32 [C] summed over the frames in a fixed order)."""
     N, C, S = _frames(x)
     grad_ctx = grad_ctx.float().contiguous()
@@ -62,9 +74,21 @@ def gc_context_bwd(grad_ctx: torch.Tensor, x: torch.Tensor, key_weight: torch.Te
     if N:
         block_c, block_p, warps = _tiles(C, S)
         with on_device_of(x):
-            gc_context_bwd_kernel[(N,)](x, key_weight.float().contiguous(), stats, grad_ctx, dot, dx, partial,
-                                        C, S, BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps,
-                                        **COMPILE_OPTIONS)
+            gc_context_bwd_kernel[(N,)](
+                x,
+                key_weight.float().contiguous(),
+                stats,
+                grad_ctx,
+                dot,
+                dx,
+                partial,
+                C,
+                S,
+                BLOCK_C=block_c,
+                BLOCK_P=block_p,
+                num_warps=warps,
+                **COMPILE_OPTIONS,
+            )
     return dx, partial.sum(0)
 
 
@@ -86,8 +110,11 @@ class _GCContextFunction(torch.autograd.Function):
         dx, dwk = gc_context_bwd(grad_ctx, x, key_weight, ctx, stats)
         needs = ctx_.needs_input_grad
         # the key bias shifts every logit of a frame alike: its gradient is exactly 0
-        return (dx if needs[0] else None, dwk.to(key_weight.dtype) if needs[1] else None,
-                torch.zeros_like(key_bias) if (key_bias is not None and needs[2]) else None)
+        return (
+            dx if needs[0] else None,
+            dwk.to(key_weight.dtype) if needs[1] else None,
+            torch.zeros_like(key_bias) if (key_bias is not None and needs[2]) else None,
+        )
 
 
 def gc_context(x: torch.Tensor, key_weight: torch.Tensor, key_bias: torch.Tensor | None) -> torch.Tensor:
@@ -98,13 +125,16 @@ def gc_context(x: torch.Tensor, key_weight: torch.Tensor, key_bias: torch.Tensor
     """
     C = x.shape[-3]
     if C > MAX_CHANNELS:
-        raise ValueError(f"the fused global-context sweep holds a frame's channels in one program: C <= "
-                         f"{MAX_CHANNELS}, got {C}; use backend='torch'")
+        raise ValueError(
+            f"the fused global-context sweep holds a frame's channels in one program: C <= "
+            f"{MAX_CHANNELS}, got {C}; use backend='torch'"
+        )
     return _GCContextFunction.apply(x.contiguous(), key_weight.reshape(C), key_bias)
 
 
-def global_context_fused(x: torch.Tensor, gc: GCParams, *, fusion: str = "add", layer_norm: bool = True,
-                         ln_eps: float = 1e-5) -> torch.Tensor:
+def global_context_fused(
+    x: torch.Tensor, gc: GCParams, *, fusion: str = "add", layer_norm: bool = True, ln_eps: float = 1e-5
+) -> torch.Tensor:
     """The GC block (``reference.staa.global_context_reference``) with its pooling on the fused sweep: the
     context's transform runs in fp32 torch on [..., C], the fusion with x is one elementwise pass."""
     ctx = gc_context(x, gc.key_weight, gc.key_bias)

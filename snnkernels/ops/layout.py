@@ -4,6 +4,7 @@ The neuron kernels walk ``x`` as [T, N]; the attention sweeps walk [T, B, C, H, 
 H * W planes in x's own order of (t, b, c) (the library's [T, B] or DTA-SNN's [B, T] storage). Gradients and
 other full-size inputs of one launch are brought to the strides of the tensor that sets the layout.
 """
+
 from __future__ import annotations
 
 import torch

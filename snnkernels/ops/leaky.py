@@ -23,6 +23,7 @@ Second derivatives: the backward op's own autograd formula raises (``refuse_doub
 double backward through the fused neuron fails loudly instead of returning zeros; first-order gradients
 taken with ``create_graph=True`` are unaffected.
 """
+
 from __future__ import annotations
 
 import math
@@ -81,9 +82,28 @@ def channel_stride(x: torch.Tensor, channels: int) -> int:
     return x.stride(2) if channels > 1 else 1
 
 
-def fake_fwd(x, v_init, decay_t, gain_t, bias_t, decay, gain, bias, v_threshold, v_reset, v_init_value,
-             hard_reset, strict, detach_reset, surrogate_id, surrogate_param, training, store_final_state, chunk,
-             store_v_seq=False):
+def fake_fwd(
+    x,
+    v_init,
+    decay_t,
+    gain_t,
+    bias_t,
+    decay,
+    gain,
+    bias,
+    v_threshold,
+    v_reset,
+    v_init_value,
+    hard_reset,
+    strict,
+    detach_reset,
+    surrogate_id,
+    surrogate_param,
+    training,
+    store_final_state,
+    chunk,
+    store_v_seq=False,
+):
     return new_fwd_outputs(x, training, store_final_state, chunk, store_v_seq)
 
 
@@ -100,17 +120,43 @@ def new_fwd_outputs(x: torch.Tensor, training: bool, store_final_state: bool, ch
     """Uninitialised (spikes, v_final, checkpoints, v_seq); states follow the memory layout of x[0], v_seq
     that of x."""
     spikes = torch.empty_like(x)
-    v_final = (torch.empty_like(x[0], dtype=torch.float32) if store_final_state
-               else x.new_empty((0,), dtype=torch.float32))
-    ckpt = x.new_empty((num_checkpoints(x.shape[0], chunk), neurons_per_step(x)) if training else (0,),
-                       dtype=torch.float32)
+    v_final = (
+        torch.empty_like(x[0], dtype=torch.float32) if store_final_state else x.new_empty((0,), dtype=torch.float32)
+    )
+    ckpt = x.new_empty(
+        (num_checkpoints(x.shape[0], chunk), neurons_per_step(x)) if training else (0,), dtype=torch.float32
+    )
     v_seq = torch.empty_like(x, dtype=torch.float32) if store_v_seq else x.new_empty((0,), dtype=torch.float32)
     return spikes, v_final, ckpt, v_seq
 
 
-def fake_bwd(grad_spikes, grad_v_final, x, v_init, checkpoints, decay_t, gain_t, bias_t, decay, gain, bias,
-             v_threshold, v_reset, v_init_value, hard_reset, strict, detach_reset, surrogate_id, surrogate_param,
-             chunk, need_grad_v_init, need_grad_decay, need_grad_gain, need_grad_bias, grad_v_seq=None):
+def fake_bwd(
+    grad_spikes,
+    grad_v_final,
+    x,
+    v_init,
+    checkpoints,
+    decay_t,
+    gain_t,
+    bias_t,
+    decay,
+    gain,
+    bias,
+    v_threshold,
+    v_reset,
+    v_init_value,
+    hard_reset,
+    strict,
+    detach_reset,
+    surrogate_id,
+    surrogate_param,
+    chunk,
+    need_grad_v_init,
+    need_grad_decay,
+    need_grad_gain,
+    need_grad_bias,
+    grad_v_seq=None,
+):
     return new_bwd_outputs(x, need_grad_v_init, need_grad_decay, need_grad_gain, need_grad_bias)
 
 
@@ -150,8 +196,14 @@ def make_backward(bwd_op: Any):
     """The autograd backward of a forward op, calling its backend's ``bwd_op``."""
 
     # *_extra: the gradients of outputs past v_seq (spike counts): integers, never differentiated
-    def backward(ctx: Any, grad_spikes: torch.Tensor, grad_v_final: torch.Tensor | None, _grad_ckpt: Any,
-                 grad_v_seq: torch.Tensor | None, *_extra: Any):
+    def backward(
+        ctx: Any,
+        grad_spikes: torch.Tensor,
+        grad_v_final: torch.Tensor | None,
+        _grad_ckpt: Any,
+        grad_v_seq: torch.Tensor | None,
+        *_extra: Any,
+    ):
         if ctx.inference_only:
             raise RuntimeError(
                 "snnkernels: this leaky-neuron forward ran with training=False (no checkpoints saved), so it "
@@ -166,7 +218,12 @@ def make_backward(bwd_op: Any):
             **ctx.scalars,
             "grad_spikes": match_layout(grad_spikes, x),
             "grad_v_final": None if grad_v_final is None else match_layout(grad_v_final, x[0]),
-            "x": x, "v_init": v_init, "checkpoints": ckpt, "decay_t": decay_t, "gain_t": gain_t, "bias_t": bias_t,
+            "x": x,
+            "v_init": v_init,
+            "checkpoints": ckpt,
+            "decay_t": decay_t,
+            "gain_t": gain_t,
+            "bias_t": bias_t,
             "need_grad_v_init": need_v_init,
             **{f"need_grad_{name}": n for name, n in zip(("decay", "gain", "bias"), need, strict=True)},
             "grad_v_seq": None if grad_v_seq is None else match_layout(grad_v_seq.float(), x),

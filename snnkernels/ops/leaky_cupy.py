@@ -7,6 +7,7 @@ are handed to the kernels by device pointer (zero copy: no CuPy array is made, s
 CuPy has no bf16 dtype), on torch's current stream. The charge is compiled with ``-fmad=false`` (and the
 kernel uses explicitly rounded ops) so the spikes equal the other backends' bit for bit.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -49,8 +50,9 @@ def nvrtc_options() -> tuple[str, ...]:
     return (f"-I{root}/include", f"-I{root}", "--std=c++17", "-fmad=false")
 
 
-def kernel_name(backward: bool, dtype: torch.dtype, flags: int, vec: int, surrogate_id: int = -1,
-                chunk: int = DEFAULT_CHUNK) -> str:
+def kernel_name(
+    backward: bool, dtype: torch.dtype, flags: int, vec: int, surrogate_id: int = -1, chunk: int = DEFAULT_CHUNK
+) -> str:
     """The C++ name expression of one instantiation (every option fixed: STATIC_MASK = all bits)."""
     if backward:
         return f"snnk::leaky_bwd_kernel<{_ELEMENT[dtype]}, {surrogate_id}, {chunk}, {vec}, {ALL_FLAGS}u, {flags}u>"
@@ -63,8 +65,9 @@ def _kernel(name: str, device: torch.device):
     key = (device.index, name)
     if key not in _CACHE:
         with cupy.cuda.Device(device.index):
-            module = cupy.RawModule(code='#include "leaky/leaky_kernel.cuh"\n', options=nvrtc_options(),
-                                    name_expressions=[name])
+            module = cupy.RawModule(
+                code='#include "leaky/leaky_kernel.cuh"\n', options=nvrtc_options(), name_expressions=[name]
+            )
             _CACHE[key] = module.get_function(name)
     return _CACHE[key]
 
@@ -103,9 +106,28 @@ def _f32(*values: float) -> list[np.float32]:
     return [np.float32(v) for v in values]
 
 
-def _fwd_impl(x, v_init, decay_t, gain_t, bias_t, decay, gain, bias, v_threshold, v_reset, v_init_value,
-              hard_reset, strict, detach_reset, surrogate_id, surrogate_param, training, store_final_state, chunk,
-              store_v_seq=False):
+def _fwd_impl(
+    x,
+    v_init,
+    decay_t,
+    gain_t,
+    bias_t,
+    decay,
+    gain,
+    bias,
+    v_threshold,
+    v_reset,
+    v_init_value,
+    hard_reset,
+    strict,
+    detach_reset,
+    surrogate_id,
+    surrogate_param,
+    training,
+    store_final_state,
+    chunk,
+    store_v_seq=False,
+):
     flags = flag_word(FWD_ARGS, "fwd", locals()) | FLAG["vectorized"]  # locals(): so far, the op's arguments
     n = neurons_per_step(x)
     spikes, v_final, ckpt, v_seq = outputs = new_fwd_outputs(x, training, store_final_state, chunk, store_v_seq)
@@ -113,31 +135,88 @@ def _fwd_impl(x, v_init, decay_t, gain_t, bias_t, decay, gain, bias, v_threshold
         return outputs
     vec = _vec(n, [x, spikes, v_init, v_final, ckpt, v_seq], 16 // _ELEMENT_BYTES[x.dtype])
     sizes, chunk_arg = _sizes(x, decay_t, gain_t, bias_t, chunk)
-    args = [_ptr(x), _ptr(v_init), _ptr(decay_t), _ptr(gain_t), _ptr(bias_t), _ptr(spikes), _ptr(v_final),
-            _ptr(ckpt), _ptr(v_seq), *sizes, *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value), chunk_arg,
-            np.uint32(flags)]
+    args = [
+        _ptr(x),
+        _ptr(v_init),
+        _ptr(decay_t),
+        _ptr(gain_t),
+        _ptr(bias_t),
+        _ptr(spikes),
+        _ptr(v_final),
+        _ptr(ckpt),
+        _ptr(v_seq),
+        *sizes,
+        *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
+        chunk_arg,
+        np.uint32(flags),
+    ]
     _launch(kernel_name(False, x.dtype, flags, vec), n, vec, x.device, args)
     return outputs
 
 
-def _bwd_impl(grad_spikes, grad_v_final, x, v_init, checkpoints, decay_t, gain_t, bias_t, decay, gain, bias,
-              v_threshold, v_reset, v_init_value, hard_reset, strict, detach_reset, surrogate_id, surrogate_param,
-              chunk, need_grad_v_init, need_grad_decay, need_grad_gain, need_grad_bias, grad_v_seq=None):
+def _bwd_impl(
+    grad_spikes,
+    grad_v_final,
+    x,
+    v_init,
+    checkpoints,
+    decay_t,
+    gain_t,
+    bias_t,
+    decay,
+    gain,
+    bias,
+    v_threshold,
+    v_reset,
+    v_init_value,
+    hard_reset,
+    strict,
+    detach_reset,
+    surrogate_id,
+    surrogate_param,
+    chunk,
+    need_grad_v_init,
+    need_grad_decay,
+    need_grad_gain,
+    need_grad_bias,
+    grad_v_seq=None,
+):
     flags = flag_word(BWD_ARGS, "bwd", locals()) | FLAG["vectorized"]  # locals(): so far, the op's arguments
     n = neurons_per_step(x)
     if grad_v_seq is not None:
         grad_v_seq = match_layout(grad_v_seq.to(torch.float32), x)  # walked as x's [T, N]
     grad_x, grad_v_init, g_decay, g_gain, g_bias = new_bwd_outputs(
-        x, need_grad_v_init, need_grad_decay, need_grad_gain, need_grad_bias)
+        x, need_grad_v_init, need_grad_decay, need_grad_gain, need_grad_bias
+    )
     if n == 0:
         return grad_x, grad_v_init, g_decay, g_gain, g_bias
-    vec = _vec(n, [grad_spikes, grad_v_final, x, v_init, checkpoints, grad_x, grad_v_init, g_decay, g_gain, g_bias,
-                   grad_v_seq], 2)
+    vec = _vec(
+        n,
+        [grad_spikes, grad_v_final, x, v_init, checkpoints, grad_x, grad_v_init, g_decay, g_gain, g_bias, grad_v_seq],
+        2,
+    )
     sizes, chunk_arg = _sizes(x, decay_t, gain_t, bias_t, chunk)
-    args = [_ptr(grad_spikes), _ptr(grad_v_final), _ptr(x), _ptr(v_init), _ptr(checkpoints), _ptr(decay_t),
-            _ptr(gain_t), _ptr(bias_t), _ptr(grad_x), _ptr(grad_v_init), _ptr(g_decay), _ptr(g_gain), _ptr(g_bias),
-            _ptr(grad_v_seq), *sizes, *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
-            np.int32(surrogate_id), chunk_arg, np.uint32(flags)]
+    args = [
+        _ptr(grad_spikes),
+        _ptr(grad_v_final),
+        _ptr(x),
+        _ptr(v_init),
+        _ptr(checkpoints),
+        _ptr(decay_t),
+        _ptr(gain_t),
+        _ptr(bias_t),
+        _ptr(grad_x),
+        _ptr(grad_v_init),
+        _ptr(g_decay),
+        _ptr(g_gain),
+        _ptr(g_bias),
+        _ptr(grad_v_seq),
+        *sizes,
+        *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
+        np.int32(surrogate_id),
+        chunk_arg,
+        np.uint32(flags),
+    ]
     _launch(kernel_name(True, x.dtype, flags, vec, surrogate_id), n, vec, x.device, args)
     return grad_x, grad_v_init, g_decay, g_gain, g_bias
 

@@ -4,6 +4,7 @@ The ops ``snnkernels::leaky_fwd_native`` / ``leaky_bwd_native`` are defined and 
 compiled extension ``snnkernels._C``; ``snnkernels._ext.load_native`` imports it and registers the
 shared fakes and autograd (``ops/leaky.py``). This module only names them for the dispatcher.
 """
+
 from __future__ import annotations
 
 import torch

@@ -8,13 +8,28 @@ csrc/registration.cpp, the C++ entry points' parameter lists, the params structs
 enum of leaky_flags.h, the launchers' and fakes' Python signatures, the gated / DTA ops' scalar settings) are
 compared with this module by python_tests/test_neuron_settings.py. See docs/neuron.md "The neuron's settings".
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["ALL_FLAGS", "BWD_ARGS", "BWD_OUTPUTS", "FLAG", "FLAG_BITS", "FWD_ARGS", "FWD_OUTPUTS", "LAUNCH_FLAGS",
-           "NEURON_SETTINGS", "SCALAR_SETTINGS", "Arg", "flag_word", "names", "op_schema"]
+__all__ = [
+    "ALL_FLAGS",
+    "BWD_ARGS",
+    "BWD_OUTPUTS",
+    "FLAG",
+    "FLAG_BITS",
+    "FWD_ARGS",
+    "FWD_OUTPUTS",
+    "LAUNCH_FLAGS",
+    "NEURON_SETTINGS",
+    "SCALAR_SETTINGS",
+    "Arg",
+    "flag_word",
+    "names",
+    "op_schema",
+]
 
 FWD, BWD = "fwd", "bwd"
 
@@ -41,8 +56,9 @@ class Arg:
 
 
 X = Arg("x", "Tensor", "input x_t, [T, ...] fp32 / fp16 / bf16")
-V_INIT = Arg("v_init", "Tensor?", "initial state v_0, fp32 [x.shape[1:]]; None: v_init_value everywhere",
-             flag="has_v_init")
+V_INIT = Arg(
+    "v_init", "Tensor?", "initial state v_0, fp32 [x.shape[1:]]; None: v_init_value everywhere", flag="has_v_init"
+)
 COEFFICIENT_TENSORS = tuple(
     Arg(f"{name}_t", "Tensor?", f"{name}, fp32 [C'] (C' = 1 or C, dim 2); None: the float {name}", flag=f"{name}_t")
     for name in ("decay", "gain", "bias")
@@ -63,13 +79,17 @@ SCALAR_SETTINGS = (
     Arg("surrogate_param", "float", "the surrogate's parameter (alpha, gamma or width)", reads=(BWD,)),
 )
 
-TRAINING = Arg("training", "bool", "write the checkpoints the backward recomputes from", flag="training",
-               reads=(FWD,))
-STORE_FINAL_STATE = Arg("store_final_state", "bool", "write v_final, the state v_T", flag="store_final",
-                        reads=(FWD,))
+TRAINING = Arg("training", "bool", "write the checkpoints the backward recomputes from", flag="training", reads=(FWD,))
+STORE_FINAL_STATE = Arg("store_final_state", "bool", "write v_final, the state v_T", flag="store_final", reads=(FWD,))
 CHUNK = Arg("chunk", "int", "steps per checkpoint (the backward's recompute granularity)")
-STORE_V_SEQ = Arg("store_v_seq", "bool", "write v_seq, the post-reset state of every step", default="False",
-                  flag="store_v_seq", reads=(FWD,))
+STORE_V_SEQ = Arg(
+    "store_v_seq",
+    "bool",
+    "write v_seq, the post-reset state of every step",
+    default="False",
+    flag="store_v_seq",
+    reads=(FWD,),
+)
 
 # The neuron's settings: the forward's arguments after x.
 NEURON_SETTINGS = (V_INIT, *COEFFICIENT_TENSORS, *SCALAR_SETTINGS, TRAINING, STORE_FINAL_STATE, CHUNK, STORE_V_SEQ)
@@ -87,18 +107,39 @@ BWD_ARGS = (
     *SCALAR_SETTINGS,
     CHUNK,
     Arg("need_grad_v_init", "bool", "write dL/dv_0", flag="store_grad_v_init", reads=(BWD,)),
-    *(Arg(f"need_grad_{name}", "bool", f"write the per-neuron partial sums of dL/d{name}", flag=f"need_grad_{name}",
-          reads=(BWD,)) for name in ("decay", "gain", "bias")),
-    Arg("grad_v_seq", "Tensor?", "dL/dv_seq, x's shape, or None", default="None", flag="has_grad_v_seq",
-        reads=(BWD,)),
+    *(
+        Arg(
+            f"need_grad_{name}",
+            "bool",
+            f"write the per-neuron partial sums of dL/d{name}",
+            flag=f"need_grad_{name}",
+            reads=(BWD,),
+        )
+        for name in ("decay", "gain", "bias")
+    ),
+    Arg("grad_v_seq", "Tensor?", "dL/dv_seq, x's shape, or None", default="None", flag="has_grad_v_seq", reads=(BWD,)),
 )
 BWD_OUTPUTS = ("grad_x", "grad_v_init", "grad_decay", "grad_gain", "grad_bias")
 
 # Option bits of the kernels, bit i = FLAG_BITS[i]: the order is the ABI of csrc/include/snnkernels/leaky_flags.h.
 FLAG_BITS = (
-    "has_v_init", "decay_t", "gain_t", "bias_t", "hard_reset", "strict", "training", "store_final", "detach_reset",
-    "has_grad_v_final", "store_grad_v_init", "need_grad_decay", "need_grad_gain", "need_grad_bias", "vectorized",
-    "store_v_seq", "has_grad_v_seq",
+    "has_v_init",
+    "decay_t",
+    "gain_t",
+    "bias_t",
+    "hard_reset",
+    "strict",
+    "training",
+    "store_final",
+    "detach_reset",
+    "has_grad_v_final",
+    "store_grad_v_init",
+    "need_grad_decay",
+    "need_grad_gain",
+    "need_grad_bias",
+    "vectorized",
+    "store_v_seq",
+    "has_grad_v_seq",
 )
 LAUNCH_FLAGS = ("vectorized",)  # bits set by the launcher (memory alignment), not by an argument
 FLAG = {name: 1 << bit for bit, name in enumerate(FLAG_BITS)}

@@ -16,6 +16,7 @@ and the max is max_t g_t m1 because g_t > 0 (exact: rounding is monotone). The t
 (MLPs, the SA conv) are torch; the backward differentiates them with ``torch.func.vjp`` on the saved
 statistics (X-sized work never goes through autograd), which ``torch.compile`` traces: no graph break.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,8 +31,7 @@ from .layout import match_layout, rows_layout
 from .leaky_triton import DEFAULT_CHUNK
 from .ma_snn_triton import apply_gates, bwd_input, bwd_pixel_sums, pixel_stats, row_dot_map, row_stats
 
-__all__ = ["ma_attention_fused", "ma_gates_fused", "ma_gated_neuron_fused", "time_gate", "channel_gate",
-           "spatial_gate"]
+__all__ = ["ma_attention_fused", "ma_gates_fused", "ma_gated_neuron_fused", "time_gate", "channel_gate", "spatial_gate"]
 
 
 def time_gate(sums: torch.Tensor, maxima: torch.Tensor, plane: int, w0: torch.Tensor, w1: torch.Tensor) -> torch.Tensor:
@@ -42,8 +42,9 @@ def time_gate(sums: torch.Tensor, maxima: torch.Tensor, plane: int, w0: torch.Te
     return mlp_gate(avg.t(), top.t(), w0, w1).t()
 
 
-def channel_gate(sums: torch.Tensor, maxima: torch.Tensor, plane: int, g_t: torch.Tensor | None,
-                 w0: torch.Tensor, w1: torch.Tensor) -> torch.Tensor:
+def channel_gate(
+    sums: torch.Tensor, maxima: torch.Tensor, plane: int, g_t: torch.Tensor | None, w0: torch.Tensor, w1: torch.Tensor
+) -> torch.Tensor:
     """g_c [B, C] of X1 = g_t * X (or X) from the row statistics: mean and max over (t, h, w)."""
     T = sums.shape[0]
     if g_t is not None:
@@ -95,14 +96,20 @@ def _gates_forward(x: torch.Tensor, dims: str, ta_w0, ta_w1, ca_w0, ca_w1, sa_we
 N_SAVED = 14  # tensors of _gates_forward's third result
 
 
-def _gates_backward(saved: tuple, dims: str, needs: tuple, grad_scale: torch.Tensor, grad_map: torch.Tensor | None,
-                    grad_y: torch.Tensor | None, grad_x_part: torch.Tensor | None = None) -> tuple:
+def _gates_backward(
+    saved: tuple,
+    dims: str,
+    needs: tuple,
+    grad_scale: torch.Tensor,
+    grad_map: torch.Tensor | None,
+    grad_y: torch.Tensor | None,
+    grad_x_part: torch.Tensor | None = None,
+) -> tuple:
     """The backward of the gates given dL/dsc and dL/dg_s: dX through the poolings, plus in the same sweep
     the apply pass dY * g_s * sc * [X > 0] (given ``grad_y``) or a dX share computed elsewhere
     (``grad_x_part``: the gated neuron's); and the weights' gradients. ``needs``: needs_input_grad of
     (x, dims, ta_w0, ta_w1, ca_w0, ca_w1, sa_weight)."""
-    (x, sums, maxima, row_at, scale, avg, top, pix_at, spatial,
-     ta_w0, ta_w1, ca_w0, ca_w1, sa_weight) = saved
+    (x, sums, maxima, row_at, scale, avg, top, pix_at, spatial, ta_w0, ta_w1, ca_w0, ca_w1, sa_weight) = saved
     T, B, C, H, W = x.shape
     plane = H * W
     grads = dict.fromkeys(("ta_w0", "ta_w1", "ca_w0", "ca_w1", "sa"))
@@ -138,14 +145,20 @@ def _gates_backward(saved: tuple, dims: str, needs: tuple, grad_scale: torch.Ten
         if "C" in dims:
             grads["ca_w0"], grads["ca_w1"] = rest[0], rest[1]
     # grad_sums is dL/d(sum over H * W): it reaches every element of the row as it is
-    grad_x = bwd_input(grad_y, x, scale, spatial, avg_map, top_map, pix_at, grad_sums, grad_maxima, row_at,
-                       grad_x_part)
+    grad_x = bwd_input(grad_y, x, scale, spatial, avg_map, top_map, pix_at, grad_sums, grad_maxima, row_at, grad_x_part)
 
     def cast(g, like, i):
         return g.to(like.dtype) if (needs[i] and g is not None and like is not None) else None
 
-    return (grad_x if needs[0] else None, None, cast(grads["ta_w0"], ta_w0, 2), cast(grads["ta_w1"], ta_w1, 3),
-            cast(grads["ca_w0"], ca_w0, 4), cast(grads["ca_w1"], ca_w1, 5), cast(grads["sa"], sa_weight, 6))
+    return (
+        grad_x if needs[0] else None,
+        None,
+        cast(grads["ta_w0"], ta_w0, 2),
+        cast(grads["ta_w1"], ta_w1, 3),
+        cast(grads["ca_w0"], ca_w0, 4),
+        cast(grads["ca_w1"], ca_w1, 5),
+        cast(grads["sa"], sa_weight, 6),
+    )
 
 
 class _MAAttentionFunction(torch.autograd.Function):
@@ -189,12 +202,39 @@ class _MAGatedNeuronFunction(torch.autograd.Function):
     and dL/dsc, dL/dg_s), then ONE pooled-paths sweep that also adds that share: no separate sum of two dX tensors."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, dims: str, ta_w0, ta_w1, ca_w0, ca_w1, sa_weight, neuron: tuple,
-                chunk: int, training: bool, count: bool):
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        dims: str,
+        ta_w0,
+        ta_w1,
+        ca_w0,
+        ca_w1,
+        sa_weight,
+        neuron: tuple,
+        chunk: int,
+        training: bool,
+        count: bool,
+    ):
         scale, spatial, saved = _gates_forward(x, dims, ta_w0, ta_w1, ca_w0, ca_w1, sa_weight)
         decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, *_ = neuron
-        spikes, ckpt, counts = gated_leaky_fwd(x, scale, spatial, True, decay, gain, bias, v_threshold, v_reset,
-                                               v_init_value, hard_reset, strict, training, chunk, count)
+        spikes, ckpt, counts = gated_leaky_fwd(
+            x,
+            scale,
+            spatial,
+            True,
+            decay,
+            gain,
+            bias,
+            v_threshold,
+            v_reset,
+            v_init_value,
+            hard_reset,
+            strict,
+            training,
+            chunk,
+            count,
+        )
         ctx.dims, ctx.neuron, ctx.chunk = dims, neuron, chunk
         ctx.save_for_backward(*saved, ckpt)
         ctx.mark_non_differentiable(counts)
@@ -205,46 +245,72 @@ class _MAGatedNeuronFunction(torch.autograd.Function):
         saved = ctx.saved_tensors
         gates, ckpt = saved[:N_SAVED], saved[N_SAVED]
         x, scale, spatial = gates[0], gates[4], gates[8]
-        grad_x_part, grad_scale, grad_map = gated_leaky_bwd(match_layout(grad_spikes, x), x, scale, spatial, ckpt,
-                                                            True, *ctx.neuron, ctx.chunk)
-        grads = _gates_backward(gates, ctx.dims, ctx.needs_input_grad, grad_scale,
-                                grad_map if spatial is not None else None, None, grad_x_part)
+        grad_x_part, grad_scale, grad_map = gated_leaky_bwd(
+            match_layout(grad_spikes, x), x, scale, spatial, ckpt, True, *ctx.neuron, ctx.chunk
+        )
+        grads = _gates_backward(
+            gates,
+            ctx.dims,
+            ctx.needs_input_grad,
+            grad_scale,
+            grad_map if spatial is not None else None,
+            None,
+            grad_x_part,
+        )
         return grads + (None,) * 4
 
 
-def _mlp_weights(ta: tuple[torch.Tensor, torch.Tensor] | None, ca: tuple[torch.Tensor, torch.Tensor] | None
-                 ) -> tuple[torch.Tensor | None, ...]:
+def _mlp_weights(
+    ta: tuple[torch.Tensor, torch.Tensor] | None, ca: tuple[torch.Tensor, torch.Tensor] | None
+) -> tuple[torch.Tensor | None, ...]:
     """(ta_w0, ta_w1, ca_w0, ca_w1), None for an absent gate: the autograd Functions take them one by one."""
     return (*(ta if ta is not None else (None, None)), *(ca if ca is not None else (None, None)))
 
 
-def ma_attention_fused(x: torch.Tensor, dims: str, ta: tuple[torch.Tensor, torch.Tensor] | None,
-                       ca: tuple[torch.Tensor, torch.Tensor] | None, sa: torch.Tensor | None) -> torch.Tensor:
+def ma_attention_fused(
+    x: torch.Tensor,
+    dims: str,
+    ta: tuple[torch.Tensor, torch.Tensor] | None,
+    ca: tuple[torch.Tensor, torch.Tensor] | None,
+    sa: torch.Tensor | None,
+) -> torch.Tensor:
     """relu of the released TA / CA / SA chain on x [T, B, C, H, W] (Triton sweeps). ``ta`` / ``ca`` are the
     shared MLPs' (w0 [hidden, in], w1 [in, hidden]) matrices, ``sa`` the [1, 2, k, k] conv weight."""
     ta_w0, ta_w1, ca_w0, ca_w1 = _mlp_weights(ta, ca)
     return _MAAttentionFunction.apply(rows_layout(x), dims, ta_w0, ta_w1, ca_w0, ca_w1, sa)
 
 
-def ma_gates_fused(x: torch.Tensor, dims: str, ta: tuple[torch.Tensor, torch.Tensor] | None,
-                   ca: tuple[torch.Tensor, torch.Tensor] | None, sa: torch.Tensor | None
-                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def ma_gates_fused(
+    x: torch.Tensor,
+    dims: str,
+    ta: tuple[torch.Tensor, torch.Tensor] | None,
+    ca: tuple[torch.Tensor, torch.Tensor] | None,
+    sa: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The attention's gates (sc = g_t * g_c fp32 [T, B, C], g_s fp32 [B, H * W] or None) by passes 1 and
     2, differentiable in x and the weights; ``relu(x) * sc * g_s`` is the attention's output."""
     ta_w0, ta_w1, ca_w0, ca_w1 = _mlp_weights(ta, ca)
     return _MAGatesFunction.apply(rows_layout(x), dims, ta_w0, ta_w1, ca_w0, ca_w1, sa)
 
 
-def ma_gated_neuron_fused(x: torch.Tensor, dims: str, ta: tuple[torch.Tensor, torch.Tensor] | None,
-                          ca: tuple[torch.Tensor, torch.Tensor] | None, sa: torch.Tensor | None, *, neuron: tuple,
-                          chunk: int = DEFAULT_CHUNK, count_spikes: bool = False
-                          ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+def ma_gated_neuron_fused(
+    x: torch.Tensor,
+    dims: str,
+    ta: tuple[torch.Tensor, torch.Tensor] | None,
+    ca: tuple[torch.Tensor, torch.Tensor] | None,
+    sa: torch.Tensor | None,
+    *,
+    neuron: tuple,
+    chunk: int = DEFAULT_CHUNK,
+    count_spikes: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Spikes of the leaky neuron (``neuron``: ``ops.gated_leaky_triton.gated_leaky``'s settings) driven by
     the attention's output relu(X) * sc * g_s, which is never formed; with ``count_spikes`` also the spikes
     per (t, b, c), int32 [T, B, C]."""
     ta_w0, ta_w1, ca_w0, ca_w1 = _mlp_weights(ta, ca)
     x = rows_layout(x)
     training = needs_training(x, ta_w0, ta_w1, ca_w0, ca_w1, sa)
-    spikes, counts = _MAGatedNeuronFunction.apply(x, dims, ta_w0, ta_w1, ca_w0, ca_w1, sa, tuple(neuron), chunk,
-                                                  training, count_spikes)
+    spikes, counts = _MAGatedNeuronFunction.apply(
+        x, dims, ta_w0, ta_w1, ca_w0, ca_w1, sa, tuple(neuron), chunk, training, count_spikes
+    )
     return (spikes, counts) if count_spikes else spikes

@@ -4,6 +4,7 @@ Same layout contract as ``pooled_attention_triton``: every full-size tensor of o
 contiguous H * W planes; per-row tensors are dense fp32 [T, B, C]; per-pixel maps dense fp32 [B, H * W].
 Partial results of the pixel programs are combined here in a fixed order (deterministic).
 """
+
 from __future__ import annotations
 
 import torch
@@ -39,9 +40,22 @@ def _launch_pixels(kernel, x: torch.Tensor, *tensors, extra=(), **constexprs) ->
         return
     block_p, n_pblk, split, per_split = _pixel_grid(B, S, T * C)
     with on_device_of(x):
-        kernel[(B * n_pblk, split)](*tensors, T, B, C, S, x.stride(0), x.stride(1), x.stride(2), per_split, *extra,
-                                    **constexprs, BLOCK_P=block_p, num_warps=4 if block_p >= 128 else 1,
-                                    **COMPILE_OPTIONS)
+        kernel[(B * n_pblk, split)](
+            *tensors,
+            T,
+            B,
+            C,
+            S,
+            x.stride(0),
+            x.stride(1),
+            x.stride(2),
+            per_split,
+            *extra,
+            **constexprs,
+            BLOCK_P=block_p,
+            num_warps=4 if block_p >= 128 else 1,
+            **COMPILE_OPTIONS,
+        )
 
 
 def _rows(x):
@@ -106,8 +120,9 @@ def _(x, scale, spatial):
 
 
 @torch.library.custom_op("snnkernels::ma_bwd_pixel_sums", mutates_args=(), device_types=("cpu", "cuda"))
-def bwd_pixel_sums(grad_y: torch.Tensor, x: torch.Tensor, scale: torch.Tensor,
-                   spatial: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def bwd_pixel_sums(
+    grad_y: torch.Tensor, x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """With GR = dY * relu(X): (sum_(t,c) GR * scale per pixel [B, H * W] (empty without ``spatial``),
     sum_p GR * spatial per (t, b, c))."""
     scale, spatial = per_row(scale), per_row(spatial)
@@ -115,8 +130,18 @@ def bwd_pixel_sums(grad_y: torch.Tensor, x: torch.Tensor, scale: torch.Tensor,
     _, n_pblk, split, _ = _pixel_grid(B, H * W, T * C)
     dmap = _plane(x, lead=split) if spatial is not None else _empty(x)
     dscale = torch.empty((n_pblk, T, B, C), dtype=torch.float32, device=x.device)
-    _launch_pixels(K.bwd_pixel_sums_kernel, x, grad_y, x, scale, scale if spatial is None else spatial,
-                   dmap if spatial is not None else dscale, dscale, extra=(n_pblk,), HAS_MAP=spatial is not None)
+    _launch_pixels(
+        K.bwd_pixel_sums_kernel,
+        x,
+        grad_y,
+        x,
+        scale,
+        scale if spatial is None else spatial,
+        dmap if spatial is not None else dscale,
+        dscale,
+        extra=(n_pblk,),
+        HAS_MAP=spatial is not None,
+    )
     return (dmap.sum(dim=0) if spatial is not None else dmap), dscale.sum(dim=0)
 
 
@@ -139,10 +164,19 @@ def _(x, spatial):
 
 
 @torch.library.custom_op("snnkernels::ma_bwd_input", mutates_args=(), device_types=("cpu", "cuda"))
-def bwd_input(grad_y: torch.Tensor | None, x: torch.Tensor, scale: torch.Tensor, spatial: torch.Tensor | None,
-              avg_map: torch.Tensor | None, max_map: torch.Tensor | None, max_at: torch.Tensor | None,
-              row_add: torch.Tensor, row_max_grad: torch.Tensor, row_at: torch.Tensor,
-              grad_x_part: torch.Tensor | None = None) -> torch.Tensor:
+def bwd_input(
+    grad_y: torch.Tensor | None,
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    spatial: torch.Tensor | None,
+    avg_map: torch.Tensor | None,
+    max_map: torch.Tensor | None,
+    max_at: torch.Tensor | None,
+    row_add: torch.Tensor,
+    row_max_grad: torch.Tensor,
+    row_at: torch.Tensor,
+    grad_x_part: torch.Tensor | None = None,
+) -> torch.Tensor:
     """dX of the whole attention (see ``bwd_input_kernel``), in X's layout and dtype; without ``grad_y``
     the poolings' paths only, plus ``grad_x_part`` (X's layout) when given: the apply pass's share that
     the gated neuron's backward computed."""
@@ -151,14 +185,27 @@ def bwd_input(grad_y: torch.Tensor | None, x: torch.Tensor, scale: torch.Tensor,
     has_map = spatial is not None
     dx = torch.empty_like(x)
     gy = grad_y if grad_y is not None else (grad_x_part if grad_x_part is not None else x)
-    launch_rows(K.bwd_input_kernel, x, gy, x, scale, spatial if has_map else scale, avg_map if has_map else scale,
-            max_map if has_map else scale, max_at.contiguous() if has_map else row_at, row_add, row_max_grad,
-            row_at.contiguous(), dx, HAS_MAP=has_map, HAS_DIRECT=grad_y is not None,
-            ADD_PART=grad_y is None and grad_x_part is not None)
+    launch_rows(
+        K.bwd_input_kernel,
+        x,
+        gy,
+        x,
+        scale,
+        spatial if has_map else scale,
+        avg_map if has_map else scale,
+        max_map if has_map else scale,
+        max_at.contiguous() if has_map else row_at,
+        row_add,
+        row_max_grad,
+        row_at.contiguous(),
+        dx,
+        HAS_MAP=has_map,
+        HAS_DIRECT=grad_y is not None,
+        ADD_PART=grad_y is None and grad_x_part is not None,
+    )
     return dx
 
 
 @bwd_input.register_fake
 def _(grad_y, x, scale, spatial, avg_map, max_map, max_at, row_add, row_max_grad, row_at, grad_x_part=None):
     return torch.empty_like(x)
-

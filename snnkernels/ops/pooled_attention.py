@@ -10,6 +10,7 @@ products, sigmoids: a few thousand values) is plain fp32 torch here, with its ba
 that the whole op is traceable by ``torch.compile`` (no ``torch.autograd.grad`` inside a backward).
 The equations are those of ``snnkernels.reference.tcja`` / ``snnkernels.reference.dta``.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -22,19 +23,27 @@ from .autograd_helpers import as_tensor, distinct
 from .layout import match_layout, plane_size, rows_layout
 from .pooled_attention_triton import CROSS, GATE, dta_bwd, dta_fwd, row_map_bwd, row_map_fwd, row_sums
 
-__all__ = ["tcja_fused", "tcja_gate_fused", "tcja_gate_from_counts", "txa_fused", "dta_product_fused",
-           "conv1d_same_vjp", "pooled_mean"]
+__all__ = [
+    "tcja_fused",
+    "tcja_gate_fused",
+    "tcja_gate_from_counts",
+    "txa_fused",
+    "dta_product_fused",
+    "conv1d_same_vjp",
+    "pooled_mean",
+]
 
 
-def conv1d_same_vjp(z: torch.Tensor, weight: torch.Tensor, grad_out: torch.Tensor,
-                    need_weight: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+def conv1d_same_vjp(
+    z: torch.Tensor, weight: torch.Tensor, grad_out: torch.Tensor, need_weight: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(dL/dz, dL/dweight) of ``conv1d_same(z, weight)`` given dL/dout; z [N, Cin, L]."""
     k = weight.shape[-1]
     left = (k - 1) // 2
     z_padded = F.pad(z, (left, k - 1 - left))
     grad_padded = torch.nn.grad.conv1d_input(z_padded.shape, weight, grad_out)
     grad_weight = torch.nn.grad.conv1d_weight(z_padded, weight.shape, grad_out) if need_weight else None
-    return grad_padded[..., left:left + z.shape[-1]], grad_weight
+    return grad_padded[..., left : left + z.shape[-1]], grad_weight
 
 
 # The two conv orientations on Z [T, B, C]: along time (the C channels are the conv-channels) and along
@@ -103,8 +112,9 @@ class _TCJAFunction(torch.autograd.Function):
     CLA along channels (weight_c [T, T, K_C])."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight_t: torch.Tensor | None, weight_c: torch.Tensor | None,
-                mode: str) -> torch.Tensor:
+    def forward(
+        ctx: Any, x: torch.Tensor, weight_t: torch.Tensor | None, weight_c: torch.Tensor | None, mode: str
+    ) -> torch.Tensor:
         z = plane_means(x)
         tla, cla, gate = _tcja_gate_stage(z, weight_t, weight_c, mode)
         ctx.mode = mode
@@ -130,16 +140,26 @@ class _TCJAFunction(torch.autograd.Function):
         grad_x = None
         if ctx.needs_input_grad[0]:
             grad_x = row_map_bwd(grad_y, x, gate, None, grad_z / plane_size(x), GATE)
-        return (grad_x, _cast_like(grad_wt, weight_t, ctx.needs_input_grad[1]),
-                _cast_like(grad_wc, weight_c, ctx.needs_input_grad[2]), None)
+        return (
+            grad_x,
+            _cast_like(grad_wt, weight_t, ctx.needs_input_grad[1]),
+            _cast_like(grad_wc, weight_c, ctx.needs_input_grad[2]),
+            None,
+        )
 
 
 class TXAGates:
     """T-XA's per-row terms a = scale_t * sig(Qt), b = scale_c * sig(Qc) with Qt = conv of Z along
     channels (conv_t [T, T, 3]) and Qc = conv of Z along time (conv_c [C, C, 6]), and their backward."""
 
-    def __init__(self, z: torch.Tensor, conv_t_weight: torch.Tensor, conv_c_weight: torch.Tensor,
-                 scale_t: torch.Tensor, scale_c: torch.Tensor) -> None:
+    def __init__(
+        self,
+        z: torch.Tensor,
+        conv_t_weight: torch.Tensor,
+        conv_c_weight: torch.Tensor,
+        scale_t: torch.Tensor,
+        scale_c: torch.Tensor,
+    ) -> None:
         self.sig_t = torch.sigmoid(_conv_along_channels(z, conv_t_weight.float()))
         self.sig_c = torch.sigmoid(_conv_along_time(z, conv_c_weight.float()))
         self.a = scale_t.float() * self.sig_t
@@ -154,8 +174,13 @@ class TXAGates:
         grad_qc = _sigmoid_vjp(grad_b * scale_c.float(), sig_c)
         dz_t, grad_wt = _conv_along_channels_vjp(z, conv_t_weight.float(), grad_qt, needs[0])
         dz_c, grad_wc = _conv_along_time_vjp(z, conv_c_weight.float(), grad_qc, needs[1])
-        return (dz_t + dz_c, _cast_like(grad_wt, conv_t_weight, needs[0]), _cast_like(grad_wc, conv_c_weight, needs[1]),
-                _cast_like(grad_scale_t, scale_t, needs[2]), _cast_like(grad_scale_c, scale_c, needs[3]))
+        return (
+            dz_t + dz_c,
+            _cast_like(grad_wt, conv_t_weight, needs[0]),
+            _cast_like(grad_wc, conv_c_weight, needs[1]),
+            _cast_like(grad_scale_t, scale_t, needs[2]),
+            _cast_like(grad_scale_c, scale_c, needs[3]),
+        )
 
 
 def cross_grads(sums: torch.Tensor, dots: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
@@ -177,8 +202,9 @@ class _TXAFunction(torch.autograd.Function):
         grad_y = match_layout(grad_y, x)
         sums, dots = row_sums(grad_y, x)
         grad_a, grad_b = cross_grads(sums, dots, a, b)
-        dz, *param_grads = TXAGates.backward(z, sig_t, sig_c, a, b, wt, wc, st, sc, grad_a, grad_b,
-                                              ctx.needs_input_grad[1:5])
+        dz, *param_grads = TXAGates.backward(
+            z, sig_t, sig_c, a, b, wt, wc, st, sc, grad_a, grad_b, ctx.needs_input_grad[1:5]
+        )
         grad_x = None
         if ctx.needs_input_grad[0]:
             grad_x = row_map_bwd(grad_y, x, a, b, dz / plane_size(x), CROSS)
@@ -197,8 +223,9 @@ class _DTAProductFunction(torch.autograd.Function):
         z = plane_means(x)
         g = TXAGates(z, conv_t_weight, conv_c_weight, scale_t, scale_c)
         bias_rows = None if na_bias is None else na_bias.float().view(T, 1, C).expand(T, B, C)
-        ctx.save_for_backward(x, na, spikes, z, g.sig_t, g.sig_c, g.a, g.b, conv_t_weight, conv_c_weight,
-                              scale_t, scale_c, na_bias)
+        ctx.save_for_backward(
+            x, na, spikes, z, g.sig_t, g.sig_c, g.a, g.b, conv_t_weight, conv_c_weight, scale_t, scale_c, na_bias
+        )
         return dta_fwd(x, na, spikes, g.a, g.b, bias_rows)
 
     @staticmethod
@@ -207,29 +234,38 @@ class _DTAProductFunction(torch.autograd.Function):
         T, B, C = x.shape[:3]
         grad_y = match_layout(grad_y, x)
         bias_rows = None if na_bias is None else na_bias.float().view(T, 1, C).expand(T, B, C)
-        grad_x32, grad_na, grad_s, sums, dots, na_sums = dta_bwd(grad_y, x, na, spikes, a, b, bias_rows,
-                                                                 ctx.needs_input_grad[2])
+        grad_x32, grad_na, grad_s, sums, dots, na_sums = dta_bwd(
+            grad_y, x, na, spikes, a, b, bias_rows, ctx.needs_input_grad[2]
+        )
         grad_a, grad_b = cross_grads(sums, dots, a, b)
-        dz, *param_grads = TXAGates.backward(z, sig_t, sig_c, a, b, wt, wc, st, sc, grad_a, grad_b,
-                                              ctx.needs_input_grad[3:7])
+        dz, *param_grads = TXAGates.backward(
+            z, sig_t, sig_c, a, b, wt, wc, st, sc, grad_a, grad_b, ctx.needs_input_grad[3:7]
+        )
         grad_x = None
         if ctx.needs_input_grad[0]:
             grad_x = grad_x32.add_((dz / plane_size(x))[:, :, :, None, None]).to(x.dtype)
         grad_bias = None
         if na_bias is not None and ctx.needs_input_grad[7]:
             grad_bias = na_sums.sum(dim=1).reshape(na_bias.shape).to(na_bias.dtype)
-        return (grad_x, grad_na if ctx.needs_input_grad[1] else None,
-                grad_s if ctx.needs_input_grad[2] else None, *param_grads, grad_bias)
+        return (
+            grad_x,
+            grad_na if ctx.needs_input_grad[1] else None,
+            grad_s if ctx.needs_input_grad[2] else None,
+            *param_grads,
+            grad_bias,
+        )
 
 
-def tcja_fused(x: torch.Tensor, weight_t: torch.Tensor | None, weight_c: torch.Tensor | None,
-               mode: str) -> torch.Tensor:
+def tcja_fused(
+    x: torch.Tensor, weight_t: torch.Tensor | None, weight_c: torch.Tensor | None, mode: str
+) -> torch.Tensor:
     """Fused ``tcja_reference`` (checked arguments, Triton-capable x)."""
     return _TCJAFunction.apply(*distinct(rows_layout(x), weight_t, weight_c), mode)
 
 
-def tcja_gate_fused(x: torch.Tensor, weight_t: torch.Tensor | None, weight_c: torch.Tensor | None,
-                    mode: str) -> torch.Tensor:
+def tcja_gate_fused(
+    x: torch.Tensor, weight_t: torch.Tensor | None, weight_c: torch.Tensor | None, mode: str
+) -> torch.Tensor:
     """``tcja_gate_reference`` with the mean by the Triton sweep; the tiny stage is torch autograd."""
     return _tcja_gate_stage(pooled_mean(x), weight_t, weight_c, mode)[2]
 
@@ -248,25 +284,49 @@ class _CountMeanFunction(torch.autograd.Function):
         return (grad_z / ctx.plane).to(ctx.dtype)[:, :, :, None, None].expand(ctx.shape), None
 
 
-def tcja_gate_from_counts(spikes: torch.Tensor, counts: torch.Tensor, weight_t: torch.Tensor | None,
-                          weight_c: torch.Tensor | None, mode: str) -> torch.Tensor:
+def tcja_gate_from_counts(
+    spikes: torch.Tensor, counts: torch.Tensor, weight_t: torch.Tensor | None, weight_c: torch.Tensor | None, mode: str
+) -> torch.Tensor:
     """TCJA's gate F [T, B, C] of binary ``spikes`` from their counts per (t, b, c)
     (docs/tcja_dta.md "Gate after pooling, spike counts"); equal to ``tcja_gate_fused(spikes, ...)`` bit for
     bit (both means are exact sums divided once), differentiable in the spikes and the weights."""
     return _tcja_gate_stage(_CountMeanFunction.apply(spikes, counts), weight_t, weight_c, mode)[2]
 
 
-def txa_fused(x: torch.Tensor, conv_t_weight: torch.Tensor, conv_c_weight: torch.Tensor,
-              scale_t: torch.Tensor | float, scale_c: torch.Tensor | float) -> torch.Tensor:
+def txa_fused(
+    x: torch.Tensor,
+    conv_t_weight: torch.Tensor,
+    conv_c_weight: torch.Tensor,
+    scale_t: torch.Tensor | float,
+    scale_c: torch.Tensor | float,
+) -> torch.Tensor:
     """Fused ``txa_reference``."""
-    return _TXAFunction.apply(*distinct(rows_layout(x), conv_t_weight, conv_c_weight, as_tensor(scale_t, x),
-                                        as_tensor(scale_c, x)))
+    return _TXAFunction.apply(
+        *distinct(rows_layout(x), conv_t_weight, conv_c_weight, as_tensor(scale_t, x), as_tensor(scale_c, x))
+    )
 
 
-def dta_product_fused(x: torch.Tensor, na: torch.Tensor, spikes: torch.Tensor, conv_t_weight: torch.Tensor,
-                      conv_c_weight: torch.Tensor, scale_t: torch.Tensor | float,
-                      scale_c: torch.Tensor | float, na_bias: torch.Tensor | None = None) -> torch.Tensor:
+def dta_product_fused(
+    x: torch.Tensor,
+    na: torch.Tensor,
+    spikes: torch.Tensor,
+    conv_t_weight: torch.Tensor,
+    conv_c_weight: torch.Tensor,
+    scale_t: torch.Tensor | float,
+    scale_c: torch.Tensor | float,
+    na_bias: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Fused ``sig(NA * txa_reference(x, ...)) * spikes`` with NA = ``na``, or ``na + na_bias + x`` when
     ``na_bias`` ([T * C], t-major) is given."""
-    return _DTAProductFunction.apply(*distinct(rows_layout(x), na, spikes, conv_t_weight, conv_c_weight,
-                                                as_tensor(scale_t, x), as_tensor(scale_c, x), na_bias))
+    return _DTAProductFunction.apply(
+        *distinct(
+            rows_layout(x),
+            na,
+            spikes,
+            conv_t_weight,
+            conv_c_weight,
+            as_tensor(scale_t, x),
+            as_tensor(scale_c, x),
+            na_bias,
+        )
+    )

@@ -10,6 +10,7 @@ Layout contract: every full-size tensor passed to one call has the strides of th
 may have its own: T-NA's [B, T] output is read in place), and each H * W plane is contiguous (``rows_layout`` /
 ``match_layout`` of ``snnkernels.ops.layout`` make it so); per-row tensors are dense fp32 [T, B, C].
 """
+
 from __future__ import annotations
 
 import torch
@@ -62,8 +63,9 @@ def _(x, a, b, mode):
 
 
 @torch.library.custom_op("snnkernels::rowwise_map_bwd", mutates_args=(), device_types=("cpu", "cuda"))
-def row_map_bwd(grad_y: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor | None,
-                dz: torch.Tensor, mode: int) -> torch.Tensor:
+def row_map_bwd(
+    grad_y: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor | None, dz: torch.Tensor, mode: int
+) -> torch.Tensor:
     """dL/dx of the map plus the pooled path's per-row ``dz`` (already divided by H * W)."""
     a, b, dz = per_row(a), per_row(b), per_row(dz)
     dx = torch.empty_like(x)
@@ -77,14 +79,26 @@ def _(grad_y, x, a, b, dz, mode):
 
 
 @torch.library.custom_op("snnkernels::rowwise_dta_fwd", mutates_args=(), device_types=("cpu", "cuda"))
-def dta_fwd(x: torch.Tensor, na: torch.Tensor, s: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
-            na_bias: torch.Tensor | None) -> torch.Tensor:
+def dta_fwd(
+    x: torch.Tensor, na: torch.Tensor, s: torch.Tensor, a: torch.Tensor, b: torch.Tensor, na_bias: torch.Tensor | None
+) -> torch.Tensor:
     """``sig(na * (x + a) * (x + b)) * s``, in x's layout and dtype; with ``na_bias`` (per row) the given
     ``na`` is T-NA's bias-free decoding output and ``na + na_bias + x`` is used."""
     a, b, na_bias = per_row(a), per_row(b), per_row(na_bias)
     y = torch.empty_like(x)
-    launch_rows(K.dta_fwd_kernel, x, x, na, s, a, b, a if na_bias is None else na_bias, y, **_na_kwargs(na),
-            NA_RESIDUAL=na_bias is not None)
+    launch_rows(
+        K.dta_fwd_kernel,
+        x,
+        x,
+        na,
+        s,
+        a,
+        b,
+        a if na_bias is None else na_bias,
+        y,
+        **_na_kwargs(na),
+        NA_RESIDUAL=na_bias is not None,
+    )
     return y
 
 
@@ -102,9 +116,16 @@ def _dta_bwd_outputs(x, na, s, need_grad_s, residual):
 
 
 @torch.library.custom_op("snnkernels::rowwise_dta_bwd", mutates_args=(), device_types=("cpu", "cuda"))
-def dta_bwd(grad_y: torch.Tensor, x: torch.Tensor, na: torch.Tensor, s: torch.Tensor, a: torch.Tensor,
-            b: torch.Tensor, na_bias: torch.Tensor | None, need_grad_s: bool
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def dta_bwd(
+    grad_y: torch.Tensor,
+    x: torch.Tensor,
+    na: torch.Tensor,
+    s: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    na_bias: torch.Tensor | None,
+    need_grad_s: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One sweep: (dx of the T-XA product (and of the residual with ``na_bias``) without the pooled path
     (fp32), dna, ds, sum_hw dxa, sum_hw dxa * x, sum_hw dna (with ``na_bias``, else empty))."""
     a, b, na_bias = per_row(a), per_row(b), per_row(na_bias)
@@ -112,9 +133,26 @@ def dta_bwd(grad_y: torch.Tensor, x: torch.Tensor, na: torch.Tensor, s: torch.Te
     dx, dna, ds, sums, dots, na_sums = _dta_bwd_outputs(x, na, s, need_grad_s, residual)
     if sums.numel() and x.shape[3] * x.shape[4] == 0:
         sums.zero_(), dots.zero_(), na_sums.zero_()
-    launch_rows(K.dta_bwd_kernel, x, grad_y, x, na, s, a, b, na_bias if residual else a, dx, dna,
-            ds if need_grad_s else dna, sums, dots, na_sums if residual else sums, **_na_kwargs(na),
-            NEED_DS=need_grad_s, NA_RESIDUAL=residual)
+    launch_rows(
+        K.dta_bwd_kernel,
+        x,
+        grad_y,
+        x,
+        na,
+        s,
+        a,
+        b,
+        na_bias if residual else a,
+        dx,
+        dna,
+        ds if need_grad_s else dna,
+        sums,
+        dots,
+        na_sums if residual else sums,
+        **_na_kwargs(na),
+        NEED_DS=need_grad_s,
+        NA_RESIDUAL=residual,
+    )
     return dx, dna, ds, sums, dots, na_sums
 
 

@@ -11,6 +11,7 @@ whose op is not registered), and runs opcheck on the entry's samples.
 
 Importing this module imports no op module; ``load()`` does (and loads the native extension).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -22,8 +23,18 @@ import torch
 
 from ..surrogate import Sigmoid, Triangle
 
-__all__ = ["CAPABILITIES", "ENTRIES", "NAMESPACE", "REGISTRY", "TARGETS", "OpEntry", "audit", "capability", "load",
-           "registered_ops"]
+__all__ = [
+    "CAPABILITIES",
+    "ENTRIES",
+    "NAMESPACE",
+    "REGISTRY",
+    "TARGETS",
+    "OpEntry",
+    "audit",
+    "capability",
+    "load",
+    "registered_ops",
+]
 
 NAMESPACE = "snnkernels"
 NATIVE_MODULE = "snnkernels._C"
@@ -82,33 +93,148 @@ def _leaky_fwd_samples(dev: str) -> list[tuple]:
     for training in (True, False):
         for per_channel in (True, False):
             x, v0 = _randn(dev, 5, 2, 3, 4, 5, grad=training), _randn(dev, 2, 3, 4, 5, grad=training)
-            coef = [torch.full((3,), c, device=dev, requires_grad=training) if per_channel else None
-                    for c in (0.6, 0.9)]
-            out.append((x, v0, *coef, None, 0.5, 1.0, 0.1, 1.0, 0.0, 0.0, True, True, False, Triangle.id, 1.0,
-                        training, True, 2))
+            coef = [
+                torch.full((3,), c, device=dev, requires_grad=training) if per_channel else None for c in (0.6, 0.9)
+            ]
+            out.append(
+                (
+                    x,
+                    v0,
+                    *coef,
+                    None,
+                    0.5,
+                    1.0,
+                    0.1,
+                    1.0,
+                    0.0,
+                    0.0,
+                    True,
+                    True,
+                    False,
+                    Triangle.id,
+                    1.0,
+                    training,
+                    True,
+                    2,
+                )
+            )
     bias_t = torch.full((3,), 0.2, device=dev, requires_grad=True)
-    out.append((_randn(dev, 4, 2, 3, grad=True), None, None, None, bias_t, 0.5, 1.0, 0.0, 1.0, 0.0, 0.0, False,
-                False, True, Sigmoid.id, 4.0, True, False, 3, True))
+    out.append(
+        (
+            _randn(dev, 4, 2, 3, grad=True),
+            None,
+            None,
+            None,
+            bias_t,
+            0.5,
+            1.0,
+            0.0,
+            1.0,
+            0.0,
+            0.0,
+            False,
+            False,
+            True,
+            Sigmoid.id,
+            4.0,
+            True,
+            False,
+            3,
+            True,
+        )
+    )
     return out
 
 
 def _leaky_bwd_samples(backend: str) -> Samples:
     """BWD_SCHEMA, from the same backend's forward: every coefficient gradient, and a soft reset with
     dL/dv_seq and no initial state."""
+
     def samples(dev: str) -> list[tuple]:
         fwd = _op(f"leaky_fwd_{backend}")
         x, v0 = _randn(dev, 5, 2, 3, 4, 5), _randn(dev, 2, 3, 4, 5)
         decay, gain = torch.full((3,), 0.6, device=dev), torch.full((3,), 0.9, device=dev)
-        spikes, v_final, ckpt, _ = fwd(x, v0, decay, gain, None, 0.5, 1.0, 0.1, 1.0, 0.0, 0.0, True, True, False,
-                                       Triangle.id, 1.0, True, True, 2)
-        first = (torch.randn_like(spikes), torch.randn_like(v_final), x, v0, ckpt, decay, gain, None,
-                 0.5, 1.0, 0.1, 1.0, 0.0, 0.0, True, True, False, Triangle.id, 1.0, 2, True, True, True, False)
+        spikes, v_final, ckpt, _ = fwd(
+            x, v0, decay, gain, None, 0.5, 1.0, 0.1, 1.0, 0.0, 0.0, True, True, False, Triangle.id, 1.0, True, True, 2
+        )
+        first = (
+            torch.randn_like(spikes),
+            torch.randn_like(v_final),
+            x,
+            v0,
+            ckpt,
+            decay,
+            gain,
+            None,
+            0.5,
+            1.0,
+            0.1,
+            1.0,
+            0.0,
+            0.0,
+            True,
+            True,
+            False,
+            Triangle.id,
+            1.0,
+            2,
+            True,
+            True,
+            True,
+            False,
+        )
         x2 = _randn(dev, 4, 2, 3)
-        spikes2, _, ckpt2, v_seq = fwd(x2, None, None, None, None, 0.5, 1.0, 0.0, 1.0, 0.0, 0.0, False, False,
-                                       True, Sigmoid.id, 4.0, True, False, 3, True)
-        second = (torch.randn_like(spikes2), None, x2, None, ckpt2, None, None, None, 0.5, 1.0, 0.0, 1.0, 0.0, 0.0,
-                  False, False, True, Sigmoid.id, 4.0, 3, False, False, False, False, torch.randn_like(v_seq))
+        spikes2, _, ckpt2, v_seq = fwd(
+            x2,
+            None,
+            None,
+            None,
+            None,
+            0.5,
+            1.0,
+            0.0,
+            1.0,
+            0.0,
+            0.0,
+            False,
+            False,
+            True,
+            Sigmoid.id,
+            4.0,
+            True,
+            False,
+            3,
+            True,
+        )
+        second = (
+            torch.randn_like(spikes2),
+            None,
+            x2,
+            None,
+            ckpt2,
+            None,
+            None,
+            None,
+            0.5,
+            1.0,
+            0.0,
+            1.0,
+            0.0,
+            0.0,
+            False,
+            False,
+            True,
+            Sigmoid.id,
+            4.0,
+            3,
+            False,
+            False,
+            False,
+            False,
+            torch.randn_like(v_seq),
+        )
         return [first, second]
+
     return samples
 
 
@@ -117,8 +243,29 @@ def _counted_fwd_samples(dev: str) -> list[tuple]:
     for training in (True, False):
         x, v0 = _randn(dev, 5, 2, 3, 4, grad=training), _randn(dev, 2, 3, 4, grad=training)
         decay = torch.full((3,), 0.6, device=dev, requires_grad=training)
-        out.append((x, v0, decay, None, None, 0.6, 1.0, 0.1, 1.0, 0.0, 0.0, True, False, False, Triangle.id, 1.0,
-                    training, True, 2))
+        out.append(
+            (
+                x,
+                v0,
+                decay,
+                None,
+                None,
+                0.6,
+                1.0,
+                0.1,
+                1.0,
+                0.0,
+                0.0,
+                True,
+                False,
+                False,
+                Triangle.id,
+                1.0,
+                training,
+                True,
+                2,
+            )
+        )
     return out
 
 
@@ -129,8 +276,10 @@ def _neuron(hard: bool, strict: bool) -> tuple:
 
 def _gated_fwd_samples(dev: str) -> list[tuple]:
     x, scale, spatial = 2 * _randn(dev, T, B, C, H, W), _rand(dev, T, B, C), _rand(dev, B, H * W)
-    return [(x, scale, None, False, *_neuron(True, False), True, 2, True),
-            (x, scale, spatial, True, *_neuron(False, True), False, 2, False)]
+    return [
+        (x, scale, None, False, *_neuron(True, False), True, 2, True),
+        (x, scale, spatial, True, *_neuron(False, True), False, 2, False),
+    ]
 
 
 def _gated_bwd_samples(dev: str) -> list[tuple]:
@@ -138,8 +287,7 @@ def _gated_bwd_samples(dev: str) -> list[tuple]:
     out = []
     for relu, gates, hard, sg in ((False, None, True, Triangle.id), (True, spatial, False, Sigmoid.id)):
         spikes, ckpt, _ = _op("gated_leaky_fwd")(x, scale, gates, relu, *_neuron(hard, False), True, 2, False)
-        out.append((torch.randn_like(spikes), x, scale, gates, ckpt, relu, *_neuron(hard, False), not hard, sg,
-                    1.0, 2))
+        out.append((torch.randn_like(spikes), x, scale, gates, ckpt, relu, *_neuron(hard, False), not hard, sg, 1.0, 2))
     return out
 
 
@@ -151,8 +299,10 @@ def _dta_inputs(dev: str) -> tuple:
 
 def _dta_leaky_fwd_samples(dev: str) -> list[tuple]:
     x, na, na_bt, a, b, na_bias = _dta_inputs(dev)
-    return [(x, na, a, b, None, *_neuron(True, False), True, 2, True),
-            (x, na_bt, a, b, na_bias, *_neuron(False, True), False, 2, False)]
+    return [
+        (x, na, a, b, None, *_neuron(True, False), True, 2, True),
+        (x, na_bt, a, b, na_bias, *_neuron(False, True), False, 2, False),
+    ]
 
 
 def _dta_leaky_bwd_samples(dev: str) -> list[tuple]:
@@ -166,14 +316,18 @@ def _dta_leaky_bwd_samples(dev: str) -> list[tuple]:
 
 def _tcsa_fwd_samples(dev: str) -> list[tuple]:
     v, sc, gs = _randn(dev, B, C, H, W), _rand(dev, B, C), _rand(dev, B, H * W)
-    return [(v, sc, gs, None, 1.0, 0.0, 0.5, torch.float32), (v, sc, gs, _randn(dev, B, C, H, W), 0.5, 0.0, 0.5,
-                                                              torch.float16)]
+    return [
+        (v, sc, gs, None, 1.0, 0.0, 0.5, torch.float32),
+        (v, sc, gs, _randn(dev, B, C, H, W), 0.5, 0.0, 0.5, torch.float16),
+    ]
 
 
 def _tcsa_bwd_samples(dev: str) -> list[tuple]:
     v, sc, gs = _randn(dev, B, C, H, W), _rand(dev, B, C), _rand(dev, B, H * W)
-    return [(_randn(dev, B, C, H, W), None, v, sc, gs, 1.0, 0.0, 0.5, False, Triangle.id, 1.0),
-            (_randn(dev, B, C, H, W), _randn(dev, B, C, H, W), v, sc, gs, 0.5, 0.0, 0.5, True, Sigmoid.id, 4.0)]
+    return [
+        (_randn(dev, B, C, H, W), None, v, sc, gs, 1.0, 0.0, 0.5, False, Triangle.id, 1.0),
+        (_randn(dev, B, C, H, W), _randn(dev, B, C, H, W), v, sc, gs, 0.5, 0.0, 0.5, True, Sigmoid.id, 4.0),
+    ]
 
 
 def _gc_fwd_samples(dev: str) -> list[tuple]:
@@ -214,8 +368,11 @@ def _dta_fwd_samples(dev: str) -> list[tuple]:
 
 def _dta_bwd_samples(dev: str) -> list[tuple]:
     x, na, s, r = _rows(dev)
-    return [(na, x, na, s, r, r * 2, None, True), (na, x, na, s, r, r * 2, r / 5, True),
-            (na, x, na, s, r, r * 2, None, False)]
+    return [
+        (na, x, na, s, r, r * 2, None, True),
+        (na, x, na, s, r, r * 2, r / 5, True),
+        (na, x, na, s, r, r * 2, None, False),
+    ]
 
 
 def _tna_inputs(dev: str) -> tuple:
@@ -232,20 +389,30 @@ def _ma_bwd_input_samples(dev: str) -> list[tuple]:
     _, _, row_at = _op("ma_row_stats")(x)
     _, _, pix_at = _op("ma_pixel_stats")(x, scale)
     avg, top, row_add, row_max = _rand(dev, B, H * W), _rand(dev, B, H * W), _randn(dev, T, B, C), _randn(dev, T, B, C)
-    return [(torch.randn_like(x), x, scale, spatial, avg, top, pix_at, row_add, row_max, row_at, None),
-            (None, x, scale, None, None, None, None, row_add, row_max, row_at, torch.randn_like(x))]
+    return [
+        (torch.randn_like(x), x, scale, spatial, avg, top, pix_at, row_add, row_max, row_at, None),
+        (None, x, scale, None, None, None, None, row_add, row_max, row_at, torch.randn_like(x)),
+    ]
 
 
 def _staa_step_inputs(dev: str) -> tuple:
     """(h, y [B, C, H, W], a, b [C], ga, gb [B * C])."""
-    return (_randn(dev, B, C, H, W), 2 * _rand(dev, B, C, H, W), _rand(dev, C), _rand(dev, C), _rand(dev, B * C),
-            _rand(dev, B * C))
+    return (
+        _randn(dev, B, C, H, W),
+        2 * _rand(dev, B, C, H, W),
+        _rand(dev, C),
+        _rand(dev, C),
+        _rand(dev, B * C),
+        _rand(dev, B * C),
+    )
 
 
 def _staa_step_bwd_samples(dev: str) -> list[tuple]:
     h, *rest = _staa_step_inputs(dev)
-    return [(torch.randn_like(h), None, None, h, *rest, 1.0, 0.0, False, Triangle.id, 1.0),
-            (torch.randn_like(h), torch.randn_like(h), _randn(dev, B, C), h, *rest, 1.0, 0.0, True, Sigmoid.id, 4.0)]
+    return [
+        (torch.randn_like(h), None, None, h, *rest, 1.0, 0.0, False, Triangle.id, 1.0),
+        (torch.randn_like(h), torch.randn_like(h), _randn(dev, B, C), h, *rest, 1.0, 0.0, True, Sigmoid.id, 4.0),
+    ]
 
 
 def _staa_loop_inputs(dev: str, attention: bool) -> tuple:
@@ -260,18 +427,38 @@ def _staa_loop_inputs(dev: str, attention: bool) -> tuple:
 
 def _staa_loop_fwd_samples(dev: str) -> list[tuple]:
     # gate: 0 sigmoid, 1 softmax, 2 scaled logits (kernels/triton/staa_loop.py)
-    return [(*_staa_loop_inputs(dev, True), 0.5, 1, 1.0, 0.0, torch.float32, True),
-            (*_staa_loop_inputs(dev, False), 0.5, 0, 1.0, 0.0, torch.float16, False)]
+    return [
+        (*_staa_loop_inputs(dev, True), 0.5, 1, 1.0, 0.0, torch.float32, True),
+        (*_staa_loop_inputs(dev, False), 0.5, 0, 1.0, 0.0, torch.float16, False),
+    ]
 
 
 def _staa_loop_bwd_samples(dev: str) -> list[tuple]:
     out = []
     for attention, gate, sg in ((True, 2, Triangle.id), (False, 0, Sigmoid.id)):
         inputs = _staa_loop_inputs(dev, attention)
-        spikes, states, ga, gb, hidden, mean_h, mean_y = _op("staa_loop_fwd")(*inputs, 0.5, gate, 1.0, 0.0,
-                                                                              torch.float32, True)
-        out.append((torch.randn_like(spikes), *inputs, states, ga, gb, hidden, mean_h, mean_y, 0.5, gate, 1.0, 0.0,
-                    attention, sg, 1.0))
+        spikes, states, ga, gb, hidden, mean_h, mean_y = _op("staa_loop_fwd")(
+            *inputs, 0.5, gate, 1.0, 0.0, torch.float32, True
+        )
+        out.append(
+            (
+                torch.randn_like(spikes),
+                *inputs,
+                states,
+                ga,
+                gb,
+                hidden,
+                mean_h,
+                mean_y,
+                0.5,
+                gate,
+                1.0,
+                0.0,
+                attention,
+                sg,
+                1.0,
+            )
+        )
     return out
 
 
@@ -284,10 +471,24 @@ _OPS = "snnkernels.ops."
 def _leaky_entries(backend: str, module: str, devices: tuple[str, ...]) -> list[OpEntry]:
     triton = backend == "triton"
     return [
-        OpEntry(f"leaky_fwd_{backend}", module, backend, _leaky_fwd_samples, devices,
-                ("leaky_fwd_kernel",) if triton else (), autograd=True),
-        OpEntry(f"leaky_bwd_{backend}", module, backend, _leaky_bwd_samples(backend), devices,
-                ("leaky_bwd_kernel",) if triton else (), autograd=True),
+        OpEntry(
+            f"leaky_fwd_{backend}",
+            module,
+            backend,
+            _leaky_fwd_samples,
+            devices,
+            ("leaky_fwd_kernel",) if triton else (),
+            autograd=True,
+        ),
+        OpEntry(
+            f"leaky_bwd_{backend}",
+            module,
+            backend,
+            _leaky_bwd_samples(backend),
+            devices,
+            ("leaky_bwd_kernel",) if triton else (),
+            autograd=True,
+        ),
     ]
 
 
@@ -297,9 +498,14 @@ def _triton(name: str, module: str, samples: Samples, *kernels: str, **flags: An
 
 REGISTRY: tuple[OpEntry, ...] = (
     *_leaky_entries("triton", _OPS + "leaky_triton", ("cpu", "cuda")),
-    _triton("leaky_fwd_counted_triton", "leaky_triton", _counted_fwd_samples, "leaky_fwd_counted_kernel",
-            autograd=True,
-            aot_exempt={"leaky_fwd_counted_kernel": "python_tests/test_firing.py compiles it with its own AOT script"}),
+    _triton(
+        "leaky_fwd_counted_triton",
+        "leaky_triton",
+        _counted_fwd_samples,
+        "leaky_fwd_counted_kernel",
+        autograd=True,
+        aot_exempt={"leaky_fwd_counted_kernel": "python_tests/test_firing.py compiles it with its own AOT script"},
+    ),
     *_leaky_entries("native", NATIVE_MODULE, ("cpu", "cuda")),
     *_leaky_entries("cupy", _OPS + "leaky_cupy", ("cuda",)),
     _triton("gated_leaky_fwd", "gated_leaky_triton", _gated_fwd_samples, "gated_leaky_fwd_kernel"),
@@ -318,19 +524,26 @@ REGISTRY: tuple[OpEntry, ...] = (
     _triton("ma_row_stats", "ma_snn_triton", lambda d: [_ma_inputs(d)[:1]], "row_sum_max_kernel"),
     _triton("ma_pixel_stats", "ma_snn_triton", lambda d: [_ma_inputs(d)[:2]], "pixel_stats_kernel"),
     _triton("ma_apply", "ma_snn_triton", lambda d: [(*_ma_inputs(d)[:2], None), _ma_inputs(d)], "apply_kernel"),
-    _triton("ma_bwd_pixel_sums", "ma_snn_triton",
-            lambda d: [(torch.randn_like(x), x, s, m) for x, s, g in [_ma_inputs(d)] for m in (g, None)],
-            "bwd_pixel_sums_kernel"),
+    _triton(
+        "ma_bwd_pixel_sums",
+        "ma_snn_triton",
+        lambda d: [(torch.randn_like(x), x, s, m) for x, s, g in [_ma_inputs(d)] for m in (g, None)],
+        "bwd_pixel_sums_kernel",
+    ),
     _triton("ma_row_dot_map", "ma_snn_triton", lambda d: [_ma_inputs(d)[::2]], "row_dot_map_kernel"),
     _triton("ma_bwd_input", "ma_snn_triton", _ma_bwd_input_samples, "bwd_input_kernel"),
     _triton("tna_gelu_rows", "tna_triton", lambda d: [_tna_inputs(d)[:1]], "gelu_rows_kernel"),
     _triton("tna_gelu_bwd", "tna_triton", lambda d: [_tna_inputs(d)], "gelu_bwd_kernel"),
     _triton("tna_gated_fwd", "tna_triton", lambda d: [_tna_inputs(d)], "gated_product_fwd_kernel"),
-    _triton("tna_gated_bwd", "tna_triton", lambda d: [(_randn(d, B, C, H, W), *_tna_inputs(d))],
-            "gated_product_bwd_kernel"),
-    _triton("staa_step_fwd", "staa_step_triton",
-            lambda d: [(*_staa_step_inputs(d), 1.0, 0.0, dt) for dt in (torch.float32, torch.bfloat16)],
-            "staa_step_fwd_kernel"),
+    _triton(
+        "tna_gated_bwd", "tna_triton", lambda d: [(_randn(d, B, C, H, W), *_tna_inputs(d))], "gated_product_bwd_kernel"
+    ),
+    _triton(
+        "staa_step_fwd",
+        "staa_step_triton",
+        lambda d: [(*_staa_step_inputs(d), 1.0, 0.0, dt) for dt in (torch.float32, torch.bfloat16)],
+        "staa_step_fwd_kernel",
+    ),
     _triton("staa_step_bwd", "staa_step_triton", _staa_step_bwd_samples, "staa_step_bwd_kernel"),
     _triton("staa_loop_fwd", "staa_loop_triton", _staa_loop_fwd_samples, "staa_loop_fwd_kernel"),
     _triton("staa_loop_bwd", "staa_loop_triton", _staa_loop_bwd_samples, "staa_loop_bwd_kernel"),
@@ -388,14 +601,20 @@ def registered_ops(namespace: str = NAMESPACE) -> set[str]:
     return {name.removeprefix(prefix) for name in torch._C._dispatch_get_all_op_names() if name.startswith(prefix)}
 
 
-def audit(entries: tuple[OpEntry, ...] = REGISTRY, namespace: str = NAMESPACE,
-          unloaded: tuple[str, ...] = ()) -> list[str]:
+def audit(
+    entries: tuple[OpEntry, ...] = REGISTRY, namespace: str = NAMESPACE, unloaded: tuple[str, ...] = ()
+) -> list[str]:
     """What disagrees between the dispatcher and ``entries``: registered ops without an entry, and entries
     whose op is not registered (except those of the ``unloaded`` modules)."""
     registered = registered_ops(namespace)
     names = {e.name for e in entries}
-    problems = [f"{namespace}::{n} is registered but has no entry in snnkernels/ops/registry.py"
-                for n in sorted(registered - names)]
-    problems += [f"the entry {e.name} names no registered op in {namespace}" for e in entries
-                 if e.name not in registered and e.module not in unloaded]
+    problems = [
+        f"{namespace}::{n} is registered but has no entry in snnkernels/ops/registry.py"
+        for n in sorted(registered - names)
+    ]
+    problems += [
+        f"the entry {e.name} names no registered op in {namespace}"
+        for e in entries
+        if e.name not in registered and e.module not in unloaded
+    ]
     return problems

@@ -11,6 +11,7 @@ Which loop is faster depends on the GPU and the layer (bench/NOTES.md): the step
 launch several kernels a step; this one launches once but runs B programs. ``staa_lif_fused`` takes
 ``loop_kernel="steps"`` (default) or ``"persistent"``.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -40,8 +41,9 @@ def _blocks(C: int, S: int, hid: int) -> dict:
     block_hid = triton.next_power_of_2(max(hid, 1))
     interpreted = triton_interpreter_enabled()
     block_k = max(min(triton.next_power_of_2(max(C, 1)), (1 << 15 if interpreted else 2048) // block_hid), 1)
-    return dict(BLOCK_R=block_r, BLOCK_S=block_s, BLOCK_K=block_k, BLOCK_HID=block_hid,
-                num_warps=warps if interpreted else 8)
+    return dict(
+        BLOCK_R=block_r, BLOCK_S=block_s, BLOCK_K=block_k, BLOCK_HID=block_hid, num_warps=warps if interpreted else 8
+    )
 
 
 def _dims(y: torch.Tensor, w1: torch.Tensor | None) -> tuple[int, int, int, int, int]:
@@ -53,18 +55,32 @@ def _fwd_outputs(y: torch.Tensor, has_sa: bool, hid: int, spike_dtype: torch.dty
     T, B, C = y.shape[:3]
     slots = T if training else min(T, 2)
     fp32 = dict(dtype=torch.float32, device=y.device)
-    return (torch.empty(y.shape, dtype=spike_dtype, device=y.device), torch.empty((slots, *y.shape[1:]), **fp32),
-            torch.empty((T, B, C), **fp32), torch.empty((T, B, C), **fp32),
-            torch.empty((T, B, hid) if has_sa else (0,), **fp32), torch.empty((T, B, C), **fp32),
-            torch.empty((T, B, C) if has_sa else (0,), **fp32))
+    return (
+        torch.empty(y.shape, dtype=spike_dtype, device=y.device),
+        torch.empty((slots, *y.shape[1:]), **fp32),
+        torch.empty((T, B, C), **fp32),
+        torch.empty((T, B, C), **fp32),
+        torch.empty((T, B, hid) if has_sa else (0,), **fp32),
+        torch.empty((T, B, C), **fp32),
+        torch.empty((T, B, C) if has_sa else (0,), **fp32),
+    )
 
 
 @torch.library.custom_op("snnkernels::staa_loop_fwd", mutates_args=(), device_types=("cpu", "cuda"))
-def staa_loop_fwd(y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, w1: torch.Tensor | None,
-                  w2: torch.Tensor | None, drop: torch.Tensor | None, alpha: float, gate: int, v_threshold: float,
-                  v_reset: float, spike_dtype: torch.dtype, training: bool
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
-                             torch.Tensor]:
+def staa_loop_fwd(
+    y: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    w1: torch.Tensor | None,
+    w2: torch.Tensor | None,
+    drop: torch.Tensor | None,
+    alpha: float,
+    gate: int,
+    v_threshold: float,
+    v_reset: float,
+    spike_dtype: torch.dtype,
+    training: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(spikes, states [T or 2, B, C, H, W] fp32 (every H_t when training), ga, gb [T, B, C], hidden units
     [T, B, HID], mean_hw(H_{t-1}) [T, B, C], mean_hw(Y_t) [T, B, C]); y fp32 contiguous [T, B, C, H, W], a, b
     fp32 [C], w1 [HID, C], w2 [2C, HID] fp32 or None (no step attention), drop int32 [T, B] or None."""
@@ -78,10 +94,32 @@ def staa_loop_fwd(y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, w1: torch.T
     hsum = y.new_empty((B, C))
     with on_device_of(y):
         staa_loop_fwd_kernel[(B,)](
-            y, mean_y if w1 is not None else a, a, b, a if w1 is None else w1, a if w2 is None else w2,
-            a if drop is None else drop, spikes, states, ga, gb, hidden if w1 is not None else a, mean_h, hsum,
-            T, B, C, S, max(hid, 1), states.shape[0], *f32(alpha, v_threshold, v_reset),
-            HAS_SA=w1 is not None, GATE=gate, HAS_DROP=drop is not None, **_blocks(C, S, hid), **COMPILE_OPTIONS,
+            y,
+            mean_y if w1 is not None else a,
+            a,
+            b,
+            a if w1 is None else w1,
+            a if w2 is None else w2,
+            a if drop is None else drop,
+            spikes,
+            states,
+            ga,
+            gb,
+            hidden if w1 is not None else a,
+            mean_h,
+            hsum,
+            T,
+            B,
+            C,
+            S,
+            max(hid, 1),
+            states.shape[0],
+            *f32(alpha, v_threshold, v_reset),
+            HAS_SA=w1 is not None,
+            GATE=gate,
+            HAS_DROP=drop is not None,
+            **_blocks(C, S, hid),
+            **COMPILE_OPTIONS,
         )
     return out
 
@@ -93,18 +131,38 @@ def _(y, a, b, w1, w2, drop, alpha, gate, v_threshold, v_reset, spike_dtype, tra
 
 
 def _bwd_outputs(y: torch.Tensor, a: torch.Tensor, w1: torch.Tensor | None, w2: torch.Tensor | None):
-    return (torch.empty_like(y), torch.empty_like(a), torch.empty_like(a),
-            torch.empty_like(w1) if w1 is not None else a.new_empty((0,)),
-            torch.empty_like(w2) if w2 is not None else a.new_empty((0,)))
+    return (
+        torch.empty_like(y),
+        torch.empty_like(a),
+        torch.empty_like(a),
+        torch.empty_like(w1) if w1 is not None else a.new_empty((0,)),
+        torch.empty_like(w2) if w2 is not None else a.new_empty((0,)),
+    )
 
 
 @torch.library.custom_op("snnkernels::staa_loop_bwd", mutates_args=(), device_types=("cpu", "cuda"))
-def staa_loop_bwd(grad_spikes: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
-                  w1: torch.Tensor | None, w2: torch.Tensor | None, drop: torch.Tensor | None, states: torch.Tensor,
-                  ga: torch.Tensor, gb: torch.Tensor, hidden: torch.Tensor, mean_h: torch.Tensor,
-                  mean_y: torch.Tensor, alpha: float, gate: int, v_threshold: float, v_reset: float,
-                  detach_reset: bool, surrogate_id: int, surrogate_param: float
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def staa_loop_bwd(
+    grad_spikes: torch.Tensor,
+    y: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    w1: torch.Tensor | None,
+    w2: torch.Tensor | None,
+    drop: torch.Tensor | None,
+    states: torch.Tensor,
+    ga: torch.Tensor,
+    gb: torch.Tensor,
+    hidden: torch.Tensor,
+    mean_h: torch.Tensor,
+    mean_y: torch.Tensor,
+    alpha: float,
+    gate: int,
+    v_threshold: float,
+    v_reset: float,
+    detach_reset: bool,
+    surrogate_id: int,
+    surrogate_param: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dL/dy fp32, dL/da [C], dL/db [C], dL/dw1, dL/dw2 (empty without step attention)) given dL/ds; the
     per-(t, b) partial gradients are summed here in a fixed order."""
     T, B, C, S, hid = _dims(y, w1)
@@ -118,14 +176,40 @@ def staa_loop_bwd(grad_spikes: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b
     dw2_parts = torch.empty((T, B, 2 * C, hid) if has_sa else (0,), **fp32)
     with on_device_of(y):
         staa_loop_bwd_kernel[(B,)](
-            grad_spikes.contiguous(), y, mean_y if has_sa else a, a, b, a if w1 is None else w1,
+            grad_spikes.contiguous(),
+            y,
+            mean_y if has_sa else a,
+            a,
+            b,
+            a if w1 is None else w1,
             a if w2 is None else w2,
-            a if drop is None else drop, states, ga, gb, hidden if has_sa else a, mean_h, dy,
-            torch.empty((B, C, S), **fp32), torch.empty((B, C, S), **fp32), torch.zeros((4, B, C), **fp32),
-            da_parts, db_parts, dw1_parts if has_sa else a, dw2_parts if has_sa else a,
-            T, B, C, S, max(hid, 1), *f32(alpha, v_threshold, v_reset, surrogate_param),
-            HAS_SA=has_sa, GATE=gate, HAS_DROP=drop is not None, DETACH_RESET=detach_reset, SG_ID=surrogate_id,
-            **_blocks(C, S, hid), **COMPILE_OPTIONS,
+            a if drop is None else drop,
+            states,
+            ga,
+            gb,
+            hidden if has_sa else a,
+            mean_h,
+            dy,
+            torch.empty((B, C, S), **fp32),
+            torch.empty((B, C, S), **fp32),
+            torch.zeros((4, B, C), **fp32),
+            da_parts,
+            db_parts,
+            dw1_parts if has_sa else a,
+            dw2_parts if has_sa else a,
+            T,
+            B,
+            C,
+            S,
+            max(hid, 1),
+            *f32(alpha, v_threshold, v_reset, surrogate_param),
+            HAS_SA=has_sa,
+            GATE=gate,
+            HAS_DROP=drop is not None,
+            DETACH_RESET=detach_reset,
+            SG_ID=surrogate_id,
+            **_blocks(C, S, hid),
+            **COMPILE_OPTIONS,
         )
     da.copy_(da_parts.sum(dim=(0, 1)))
     db.copy_(db_parts.sum(dim=(0, 1)))
@@ -136,17 +220,53 @@ def staa_loop_bwd(grad_spikes: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b
 
 
 @staa_loop_bwd.register_fake
-def _(grad_spikes, y, a, b, w1, w2, drop, states, ga, gb, hidden, mean_h, mean_y, alpha, gate, v_threshold,
-      v_reset, detach_reset, surrogate_id, surrogate_param):
+def _(
+    grad_spikes,
+    y,
+    a,
+    b,
+    w1,
+    w2,
+    drop,
+    states,
+    ga,
+    gb,
+    hidden,
+    mean_h,
+    mean_y,
+    alpha,
+    gate,
+    v_threshold,
+    v_reset,
+    detach_reset,
+    surrogate_id,
+    surrogate_param,
+):
     return _bwd_outputs(y, a, w1, w2)
 
 
 class _STAALoopFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, y, a, b, w1, w2, drop, alpha, gate, v_threshold, v_reset, detach_reset, surrogate,
-                spike_dtype, training):
-        spikes, states, ga, gb, hidden, mean_h, mean_y = staa_loop_fwd(y, a, b, w1, w2, drop, alpha, gate,
-                                                                        v_threshold, v_reset, spike_dtype, training)
+    def forward(
+        ctx: Any,
+        y,
+        a,
+        b,
+        w1,
+        w2,
+        drop,
+        alpha,
+        gate,
+        v_threshold,
+        v_reset,
+        detach_reset,
+        surrogate,
+        spike_dtype,
+        training,
+    ):
+        spikes, states, ga, gb, hidden, mean_h, mean_y = staa_loop_fwd(
+            y, a, b, w1, w2, drop, alpha, gate, v_threshold, v_reset, spike_dtype, training
+        )
         ctx.save_for_backward(y, a, b, w1, w2, drop, states, ga, gb, hidden, mean_h, mean_y)
         ctx.settings = (alpha, gate, v_threshold, v_reset, detach_reset, surrogate.id, surrogate.param)
         return spikes
@@ -158,10 +278,21 @@ class _STAALoopFunction(torch.autograd.Function):
         return (dy, da, db, dw1 if has_sa else None, dw2 if has_sa else None, *([None] * 9))
 
 
-def staa_loop_persistent(y_seq: torch.Tensor, a: torch.Tensor, b: torch.Tensor, sa: SAParams | None,
-                         mask: torch.Tensor | None, *, alpha: float, sa_gate: str, v_threshold: float,
-                         v_reset: float, detach_reset: bool, surrogate: Surrogate,
-                         spike_dtype: torch.dtype) -> torch.Tensor:
+def staa_loop_persistent(
+    y_seq: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    sa: SAParams | None,
+    mask: torch.Tensor | None,
+    *,
+    alpha: float,
+    sa_gate: str,
+    v_threshold: float,
+    v_reset: float,
+    detach_reset: bool,
+    surrogate: Surrogate,
+    spike_dtype: torch.dtype,
+) -> torch.Tensor:
     """Spikes of the loop of ``staa_lif_reference`` from zero state, as ``staa_step_triton.staa_loop_fused``
     (same arguments but ``v_init``), on one persistent program per sample: ``y_seq`` fp32 [T, B, C, H, W],
     ``a``, ``b`` [C] or one value, ``mask`` bool [T, B] (True = drop) or None."""
@@ -174,5 +305,19 @@ def staa_loop_persistent(y_seq: torch.Tensor, a: torch.Tensor, b: torch.Tensor, 
     drop = None if mask is None else mask.to(torch.int32).contiguous()
     y = y_seq.float().contiguous()
     training = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (y, a, b, w1, w2))
-    return _STAALoopFunction.apply(y, a, b, w1, w2, drop, float(alpha), GATE_IDS[sa_gate], float(v_threshold),
-                                   float(v_reset), bool(detach_reset), surrogate, spike_dtype, training)
+    return _STAALoopFunction.apply(
+        y,
+        a,
+        b,
+        w1,
+        w2,
+        drop,
+        float(alpha),
+        GATE_IDS[sa_gate],
+        float(v_threshold),
+        float(v_reset),
+        bool(detach_reset),
+        surrogate,
+        spike_dtype,
+        training,
+    )

@@ -16,6 +16,7 @@ Autograd chains the steps (BPTT). The membrane sequence is kept for the backward
 each step's input state), as SpikingJelly's kernels keep theirs. Coefficients a, b: [C] or one value;
 per-pixel ([C, H, W]) coefficients take the eager loop.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -49,8 +50,9 @@ def _launch(kernel, R: int, S: int, *args, **constexprs) -> None:
         return
     block_r, block_s, warps = half_tiles(R, S)
     with on_device_of(next(a for a in args if isinstance(a, torch.Tensor))):
-        kernel[(triton.cdiv(R, block_r),)](*args, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps,
-                                           **constexprs, **COMPILE_OPTIONS)
+        kernel[(triton.cdiv(R, block_r),)](
+            *args, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **constexprs, **COMPILE_OPTIONS
+        )
 
 
 def _geometry(h: torch.Tensor) -> tuple[int, int, int]:
@@ -59,17 +61,24 @@ def _geometry(h: torch.Tensor) -> tuple[int, int, int]:
 
 
 @torch.library.custom_op("snnkernels::staa_step_fwd", mutates_args=(), device_types=("cpu", "cuda"))
-def staa_step_fwd(h: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, ga: torch.Tensor,
-                  gb: torch.Tensor, v_threshold: float, v_reset: float, spike_dtype: torch.dtype
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def staa_step_fwd(
+    h: torch.Tensor,
+    y: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    ga: torch.Tensor,
+    gb: torch.Tensor,
+    v_threshold: float,
+    v_reset: float,
+    spike_dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(spikes [B, C, H, W] in ``spike_dtype``, the next state fp32, its sums over H * W fp32 [B, C])."""
     spikes, h_next = torch.empty_like(h, dtype=spike_dtype), torch.empty_like(h)
     h_sum = h.new_empty(h.shape[:2])
     R, S, C = _geometry(h)
     if S == 0:
         h_sum.zero_()
-    _launch(staa_step_fwd_kernel, R, S, h, y, a, b, ga, gb, spikes, h_next, h_sum, R, S, C,
-            *f32(v_threshold, v_reset))
+    _launch(staa_step_fwd_kernel, R, S, h, y, a, b, ga, gb, spikes, h_next, h_sum, R, S, C, *f32(v_threshold, v_reset))
     return spikes, h_next, h_sum
 
 
@@ -79,10 +88,22 @@ def _(h, y, a, b, ga, gb, v_threshold, v_reset, spike_dtype):
 
 
 @torch.library.custom_op("snnkernels::staa_step_bwd", mutates_args=(), device_types=("cpu", "cuda"))
-def staa_step_bwd(grad_spikes: torch.Tensor, grad_h_next: torch.Tensor | None, grad_h_sum: torch.Tensor | None,
-                  h: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, ga: torch.Tensor,
-                  gb: torch.Tensor, v_threshold: float, v_reset: float, detach_reset: bool, surrogate_id: int,
-                  surrogate_param: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def staa_step_bwd(
+    grad_spikes: torch.Tensor,
+    grad_h_next: torch.Tensor | None,
+    grad_h_sum: torch.Tensor | None,
+    h: torch.Tensor,
+    y: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    ga: torch.Tensor,
+    gb: torch.Tensor,
+    v_threshold: float,
+    v_reset: float,
+    detach_reset: bool,
+    surrogate_id: int,
+    surrogate_param: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dL/dh, dL/dy, fp32 [4, B * C] row sums: dL/dga, dL/dgb, sum_p dA h, sum_p dB y), given dL/ds and
     dL/dh' and dL/d(sum_p h') where the next step uses them."""
     R, S, C = _geometry(h)
@@ -90,24 +111,59 @@ def staa_step_bwd(grad_spikes: torch.Tensor, grad_h_next: torch.Tensor | None, g
     sums = h.new_empty((4, R))
     if S == 0:
         sums.zero_()
-    _launch(staa_step_bwd_kernel, R, S, h, y, a, b, ga, gb, grad_spikes.contiguous(),
-            h if grad_h_next is None else grad_h_next.contiguous(),
-            a if grad_h_sum is None else grad_h_sum.contiguous(), dh, dy, sums, R, S, C,
-            *f32(v_threshold, v_reset, surrogate_param), HAS_DH=grad_h_next is not None,
-            HAS_DSUM=grad_h_sum is not None, DETACH_RESET=detach_reset, SG_ID=surrogate_id)
+    _launch(
+        staa_step_bwd_kernel,
+        R,
+        S,
+        h,
+        y,
+        a,
+        b,
+        ga,
+        gb,
+        grad_spikes.contiguous(),
+        h if grad_h_next is None else grad_h_next.contiguous(),
+        a if grad_h_sum is None else grad_h_sum.contiguous(),
+        dh,
+        dy,
+        sums,
+        R,
+        S,
+        C,
+        *f32(v_threshold, v_reset, surrogate_param),
+        HAS_DH=grad_h_next is not None,
+        HAS_DSUM=grad_h_sum is not None,
+        DETACH_RESET=detach_reset,
+        SG_ID=surrogate_id,
+    )
     return dh, dy, sums
 
 
 @staa_step_bwd.register_fake
-def _(grad_spikes, grad_h_next, grad_h_sum, h, y, a, b, ga, gb, v_threshold, v_reset, detach_reset, surrogate_id,
-      surrogate_param):
+def _(
+    grad_spikes,
+    grad_h_next,
+    grad_h_sum,
+    h,
+    y,
+    a,
+    b,
+    ga,
+    gb,
+    v_threshold,
+    v_reset,
+    detach_reset,
+    surrogate_id,
+    surrogate_param,
+):
     return torch.empty_like(h), torch.empty_like(y), h.new_empty((4, h.shape[0] * h.shape[1]))
 
 
 class _STAAStepFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, h, y, a, b, ga, gb, v_threshold, v_reset, detach_reset, surrogate_id, surrogate_param,
-                spike_dtype):
+    def forward(
+        ctx: Any, h, y, a, b, ga, gb, v_threshold, v_reset, detach_reset, surrogate_id, surrogate_param, spike_dtype
+    ):
         spikes, h_next, h_sum = staa_step_fwd(h, y, a, b, ga, gb, v_threshold, v_reset, spike_dtype)
         ctx.save_for_backward(h, y, a, b, ga, gb)
         ctx.settings = (v_threshold, v_reset, detach_reset, surrogate_id, surrogate_param)
@@ -123,20 +179,54 @@ class _STAAStepFunction(torch.autograd.Function):
         return dh, dy, grad_a, grad_b, grad_ga.reshape(-1), grad_gb.reshape(-1), None, None, None, None, None, None
 
 
-def staa_step(h: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, ga: torch.Tensor,
-              gb: torch.Tensor, *, v_threshold: float, v_reset: float, detach_reset: bool, surrogate: Surrogate,
-              spike_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def staa_step(
+    h: torch.Tensor,
+    y: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    ga: torch.Tensor,
+    gb: torch.Tensor,
+    *,
+    v_threshold: float,
+    v_reset: float,
+    detach_reset: bool,
+    surrogate: Surrogate,
+    spike_dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(spikes, next state, its sums over H * W [B, C]) of one step: h, y fp32 [B, C, H, W]; a, b fp32 [C];
     ga, gb fp32 [B, C]. All three outputs are differentiable (the sums feed the next step's pooling)."""
-    return _STAAStepFunction.apply(h.contiguous(), y.contiguous(), a, b, ga.reshape(-1).contiguous(),
-                                   gb.reshape(-1).contiguous(), fresh_float(v_threshold), fresh_float(v_reset),
-                                   detach_reset, surrogate.id, fresh_float(surrogate.param), spike_dtype)
+    return _STAAStepFunction.apply(
+        h.contiguous(),
+        y.contiguous(),
+        a,
+        b,
+        ga.reshape(-1).contiguous(),
+        gb.reshape(-1).contiguous(),
+        fresh_float(v_threshold),
+        fresh_float(v_reset),
+        detach_reset,
+        surrogate.id,
+        fresh_float(surrogate.param),
+        spike_dtype,
+    )
 
 
-def staa_loop_fused(y_seq: torch.Tensor, a: torch.Tensor, b: torch.Tensor, sa: SAParams | None,
-                    mask: torch.Tensor | None, *, alpha: float, sa_gate: str, v_threshold: float, v_reset: float,
-                    detach_reset: bool, surrogate: Surrogate, v_init: torch.Tensor | None,
-                    spike_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def staa_loop_fused(
+    y_seq: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    sa: SAParams | None,
+    mask: torch.Tensor | None,
+    *,
+    alpha: float,
+    sa_gate: str,
+    v_threshold: float,
+    v_reset: float,
+    detach_reset: bool,
+    surrogate: Surrogate,
+    v_init: torch.Tensor | None,
+    spike_dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The loop of ``staa_lif_reference`` on fp32 inputs: ``y_seq`` [T, B, C, H, W] the aggregation's input
     per step (the PE + GC features; with tsrd_scope="all" the raw input on dropped steps), ``a``, ``b``
     [C] (or one value), ``mask`` bool [T, B] (True = drop: plain sum) or None. Returns (spikes, H_T)."""
@@ -158,15 +248,27 @@ def staa_loop_fused(y_seq: torch.Tensor, a: torch.Tensor, b: torch.Tensor, sa: S
             if mask is not None:
                 dropped = mask[t][:, None]
                 ga, gb = torch.where(dropped, ones, ga), torch.where(dropped, ones, gb)
-        s, h, h_sum = staa_step(h, y_seq[t], a, b, ga, gb, v_threshold=v_threshold, v_reset=v_reset,
-                                detach_reset=detach_reset, surrogate=surrogate, spike_dtype=spike_dtype)
+        s, h, h_sum = staa_step(
+            h,
+            y_seq[t],
+            a,
+            b,
+            ga,
+            gb,
+            v_threshold=v_threshold,
+            v_reset=v_reset,
+            detach_reset=detach_reset,
+            surrogate=surrogate,
+            spike_dtype=spike_dtype,
+        )
         mean_h = h_sum / plane
         spikes.append(s)
     return torch.stack(spikes), h
 
 
-def staa_features_fused(xs: torch.Tensor, params: Any, *, gc_fusion: str, gc_layer_norm: bool,
-                        ln_eps: float) -> torch.Tensor:
+def staa_features_fused(
+    xs: torch.Tensor, params: Any, *, gc_fusion: str, gc_layer_norm: bool, ln_eps: float
+) -> torch.Tensor:
     """STAA-LIF's spatial input port (``reference.staa.staa_features_reference``) on xs in the state dtype:
     PE in torch, then the GC block with its pooling on the fused sweep."""
     feat = xs if params.position is None else position_encoding_reference(xs, params.position.to(xs.dtype))
@@ -175,10 +277,25 @@ def staa_features_fused(xs: torch.Tensor, params: Any, *, gc_fusion: str, gc_lay
     return global_context_fused(feat, params.gc, fusion=gc_fusion, layer_norm=gc_layer_norm, ln_eps=ln_eps)
 
 
-def staa_lif_fused(x: torch.Tensor, params: Any, *, drop_mask: torch.Tensor | None, alpha: float, sa_gate: str,
-                   gc_fusion: str, gc_layer_norm: bool, ln_eps: float, coefficient_map: str, tsrd_scope: str,
-                   v_threshold: float, v_reset: float, detach_reset: bool, surrogate_function: Surrogate,
-                   tsrd_granularity: str = "step", loop_kernel: str = "steps") -> torch.Tensor:
+def staa_lif_fused(
+    x: torch.Tensor,
+    params: Any,
+    *,
+    drop_mask: torch.Tensor | None,
+    alpha: float,
+    sa_gate: str,
+    gc_fusion: str,
+    gc_layer_norm: bool,
+    ln_eps: float,
+    coefficient_map: str,
+    tsrd_scope: str,
+    v_threshold: float,
+    v_reset: float,
+    detach_reset: bool,
+    surrogate_function: Surrogate,
+    tsrd_granularity: str = "step",
+    loop_kernel: str = "steps",
+) -> torch.Tensor:
     """STAA-LIF (``reference.staa.staa_lif_reference``'s arguments, as ``STAALIFNode.options()`` gives
     them, with an explicit ``drop_mask``: ``tsrd_granularity`` only shapes a draw, so it is unused here) with
     PE in torch, the GC pooling on its fused sweep and the loop: ``loop_kernel="steps"`` on the step kernels
@@ -195,8 +312,15 @@ def staa_lif_fused(x: torch.Tensor, params: Any, *, drop_mask: torch.Tensor | No
             feat = torch.where(mask[:, :, None, None, None], xs, feat)
     a, b = staa_coefficients(params.m.float(), params.n.float(), coefficient_map)
     sa = None if params.sa is None else SAParams(*(w.float() for w in params.sa))
-    loop = dict(alpha=alpha, sa_gate=sa_gate, v_threshold=v_threshold, v_reset=v_reset, detach_reset=detach_reset,
-                surrogate=surrogate_function, spike_dtype=x.dtype)
+    loop = dict(
+        alpha=alpha,
+        sa_gate=sa_gate,
+        v_threshold=v_threshold,
+        v_reset=v_reset,
+        detach_reset=detach_reset,
+        surrogate=surrogate_function,
+        spike_dtype=x.dtype,
+    )
     if loop_kernel == "persistent":
         return staa_loop_persistent(feat, a, b, sa, mask, **loop)
     spikes, _ = staa_loop_fused(feat, a, b, sa, mask, v_init=None, **loop)

@@ -8,6 +8,7 @@ sweeps (``ma_gates_fused`` on a one-step sequence: CA pools over (H, W), SA over
 step's V (adding X_TA[t + 1]), and one sweep back that also reduces the gates' gradients. TA runs once on the
 whole sequence (its gate from the same sweeps). Autograd chains the steps (BPTT); V_t is kept for the backward.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -37,17 +38,38 @@ def _grid(v: torch.Tensor) -> tuple[tuple[int, int], int, int, int]:
 
 
 @torch.library.custom_op("snnkernels::tcsa_step_fwd", mutates_args=(), device_types=("cpu", "cuda"))
-def tcsa_step_fwd(v: torch.Tensor, sc: torch.Tensor, gs: torch.Tensor, x_next: torch.Tensor | None, u_th: float,
-                  v_reset: float, beta: float, spike_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def tcsa_step_fwd(
+    v: torch.Tensor,
+    sc: torch.Tensor,
+    gs: torch.Tensor,
+    x_next: torch.Tensor | None,
+    u_th: float,
+    v_reset: float,
+    beta: float,
+    spike_dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(spikes [B, C, H, W] in ``spike_dtype``, next state fp32, or with ``x_next`` the next step's V = H' +
     x_next) of V fp32 [B, C, H, W], sc [B, C], gs [B, H * W]."""
     spikes, h = torch.empty_like(v, dtype=spike_dtype), torch.empty_like(v)
     if v.numel():
         grid, block_c, block_s, warps = _grid(v)
         with on_device_of(v):
-            tcsa_step_fwd_kernel[grid](v, sc, gs, v if x_next is None else x_next.contiguous(), spikes, h, v.shape[1],
-                                       v.shape[2] * v.shape[3], *f32(u_th, v_reset, beta), HAS_NEXT=x_next is not None,
-                                       BLOCK_C=block_c, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS)
+            tcsa_step_fwd_kernel[grid](
+                v,
+                sc,
+                gs,
+                v if x_next is None else x_next.contiguous(),
+                spikes,
+                h,
+                v.shape[1],
+                v.shape[2] * v.shape[3],
+                *f32(u_th, v_reset, beta),
+                HAS_NEXT=x_next is not None,
+                BLOCK_C=block_c,
+                BLOCK_S=block_s,
+                num_warps=warps,
+                **COMPILE_OPTIONS,
+            )
     return spikes, h
 
 
@@ -57,9 +79,19 @@ def _(v, sc, gs, x_next, u_th, v_reset, beta, spike_dtype):
 
 
 @torch.library.custom_op("snnkernels::tcsa_step_bwd", mutates_args=(), device_types=("cpu", "cuda"))
-def tcsa_step_bwd(grad_spikes: torch.Tensor, grad_h: torch.Tensor | None, v: torch.Tensor, sc: torch.Tensor,
-                  gs: torch.Tensor, u_th: float, v_reset: float, beta: float, detach_reset: bool, surrogate_id: int,
-                  surrogate_param: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def tcsa_step_bwd(
+    grad_spikes: torch.Tensor,
+    grad_h: torch.Tensor | None,
+    v: torch.Tensor,
+    sc: torch.Tensor,
+    gs: torch.Tensor,
+    u_th: float,
+    v_reset: float,
+    beta: float,
+    detach_reset: bool,
+    surrogate_id: int,
+    surrogate_param: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dV, dsc [B, C], dgs [B, H * W]), fp32."""
     B, C, H, W = v.shape
     grid, block_c, block_s, warps = _grid(v)
@@ -68,10 +100,26 @@ def tcsa_step_bwd(grad_spikes: torch.Tensor, grad_h: torch.Tensor | None, v: tor
     if v.numel():
         with on_device_of(v):
             tcsa_step_bwd_kernel[grid](
-                v, sc, gs, grad_spikes.contiguous(), v if grad_h is None else grad_h.contiguous(),
-                dv, dsc, dgs, B, C, H * W, *f32(u_th, v_reset, beta, surrogate_param),
-                HAS_DH=grad_h is not None, DETACH_RESET=detach_reset, SG_ID=surrogate_id,
-                BLOCK_C=block_c, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS)
+                v,
+                sc,
+                gs,
+                grad_spikes.contiguous(),
+                v if grad_h is None else grad_h.contiguous(),
+                dv,
+                dsc,
+                dgs,
+                B,
+                C,
+                H * W,
+                *f32(u_th, v_reset, beta, surrogate_param),
+                HAS_DH=grad_h is not None,
+                DETACH_RESET=detach_reset,
+                SG_ID=surrogate_id,
+                BLOCK_C=block_c,
+                BLOCK_S=block_s,
+                num_warps=warps,
+                **COMPILE_OPTIONS,
+            )
     else:
         dsc.zero_(), dgs.zero_()
     return dv, dsc.sum(0), dgs
@@ -85,8 +133,9 @@ def _(grad_spikes, grad_h, v, sc, gs, u_th, v_reset, beta, detach_reset, surroga
 
 class _TCSAStepFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, v, sc, gs, x_next, u_th, v_reset, beta, detach_reset, surrogate_id, surrogate_param,
-                spike_dtype):
+    def forward(
+        ctx: Any, v, sc, gs, x_next, u_th, v_reset, beta, detach_reset, surrogate_id, surrogate_param, spike_dtype
+    ):
         spikes, h = tcsa_step_fwd(v, sc, gs, x_next, u_th, v_reset, beta, spike_dtype)
         ctx.save_for_backward(v, sc, gs)
         ctx.settings = (u_th, v_reset, beta, detach_reset, surrogate_id, surrogate_param)
@@ -101,20 +150,48 @@ class _TCSAStepFunction(torch.autograd.Function):
         return dv, dsc, dgs, grad_x_next, None, None, None, None, None, None, None
 
 
-def tcsa_step(v: torch.Tensor, sc: torch.Tensor, gs: torch.Tensor, *, u_th: float, v_reset: float, beta: float,
-              detach_reset: bool, surrogate: Surrogate, spike_dtype: torch.dtype,
-              x_next: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def tcsa_step(
+    v: torch.Tensor,
+    sc: torch.Tensor,
+    gs: torch.Tensor,
+    *,
+    u_th: float,
+    v_reset: float,
+    beta: float,
+    detach_reset: bool,
+    surrogate: Surrogate,
+    spike_dtype: torch.dtype,
+    x_next: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(spikes, next state) of one step from V fp32 [B, C, H, W], sc fp32 [B, C], gs fp32 [B, H * W]; with
     ``x_next`` (the next step's input) the second output is the next step's V = H' + x_next instead."""
     floats = (fresh_float(u_th), fresh_float(v_reset), fresh_float(beta))
-    return _TCSAStepFunction.apply(v.contiguous(), sc.contiguous(), gs.contiguous(), x_next, *floats, detach_reset,
-                                   surrogate.id, fresh_float(surrogate.param), spike_dtype)
+    return _TCSAStepFunction.apply(
+        v.contiguous(),
+        sc.contiguous(),
+        gs.contiguous(),
+        x_next,
+        *floats,
+        detach_reset,
+        surrogate.id,
+        fresh_float(surrogate.param),
+        spike_dtype,
+    )
 
 
-def tcsa_lif_paper_fused(x: torch.Tensor, dims: str, ta: tuple[torch.Tensor, torch.Tensor] | None,
-                         ca: tuple[torch.Tensor, torch.Tensor] | None, sa: torch.Tensor | None, *, beta: float,
-                         u_th: float, v_reset: float, surrogate_function: Surrogate, detach_reset: bool
-                         ) -> torch.Tensor:
+def tcsa_lif_paper_fused(
+    x: torch.Tensor,
+    dims: str,
+    ta: tuple[torch.Tensor, torch.Tensor] | None,
+    ca: tuple[torch.Tensor, torch.Tensor] | None,
+    sa: torch.Tensor | None,
+    *,
+    beta: float,
+    u_th: float,
+    v_reset: float,
+    surrogate_function: Surrogate,
+    detach_reset: bool,
+) -> torch.Tensor:
     """``tcsa_lif_paper_reference`` (same arguments) on the sweeps and the step kernels; fp32 state, spikes in
     x's dtype."""
     xs = x.float()
@@ -132,7 +209,17 @@ def tcsa_lif_paper_fused(x: torch.Tensor, dims: str, ta: tuple[torch.Tensor, tor
             scale, g_s = ma_gates_fused(v[None], step_dims, None, ca, sa)
             sc = scale[0] if "C" in step_dims else ones_c
             gs = g_s if g_s is not None else ones_s
-        s, v = tcsa_step(v, sc, gs, u_th=u_th, v_reset=v_reset, beta=beta, detach_reset=detach_reset,
-                         surrogate=surrogate_function, spike_dtype=x.dtype, x_next=xs[t + 1] if t + 1 < T else None)
+        s, v = tcsa_step(
+            v,
+            sc,
+            gs,
+            u_th=u_th,
+            v_reset=v_reset,
+            beta=beta,
+            detach_reset=detach_reset,
+            surrogate=surrogate_function,
+            spike_dtype=x.dtype,
+            x_next=xs[t + 1] if t + 1 < T else None,
+        )
         spikes.append(s)
     return torch.stack(spikes)

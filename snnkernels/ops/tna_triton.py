@@ -13,6 +13,7 @@ surrounds them is fused:
 
 Layout: T-NA's own [B, D, H, W] (D = T * C, t-major), seen by the row kernels as [1, B, D, H, W].
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -77,8 +78,9 @@ def _(local, e, g):
 
 
 @torch.library.custom_op("snnkernels::tna_gated_bwd", mutates_args=(), device_types=("cpu", "cuda"))
-def gated_bwd(grad_a: torch.Tensor, local: torch.Tensor, e: torch.Tensor,
-              g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def gated_bwd(
+    grad_a: torch.Tensor, local: torch.Tensor, e: torch.Tensor, g: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dL, dE, dg [B, D] fp32) of ``g * local * e``."""
     e = e.contiguous()
     local, grad_a = match_layout(local, e), match_layout(grad_a, e)
@@ -134,13 +136,15 @@ def tna_decoded(x2: torch.Tensor, params: TNAParams, *, dilation: int = 3) -> to
     if p.dilated_weight.shape[-1] == 1:
         # DTA's "dilated" depth-wise conv is 1x1: a per-channel affine, folded into the 5x5 (exact algebra)
         d2 = p.dilated_weight.reshape(D)
-        l2 = F.conv2d(e, p.dw_weight * d2.view(D, 1, 1, 1), p.dw_bias * d2 + p.dilated_bias, padding=(k - 1) // 2,
-                      groups=D)
+        l2 = F.conv2d(
+            e, p.dw_weight * d2.view(D, 1, 1, 1), p.dw_bias * d2 + p.dilated_bias, padding=(k - 1) // 2, groups=D
+        )
     else:
         l1 = F.conv2d(e, p.dw_weight, p.dw_bias, padding=(k - 1) // 2, groups=D)
         kd = p.dilated_weight.shape[-1]
-        l2 = F.conv2d(l1, p.dilated_weight, p.dilated_bias, padding=dilation * (kd - 1) // 2, dilation=dilation,
-                      groups=D)
+        l2 = F.conv2d(
+            l1, p.dilated_weight, p.dilated_bias, padding=dilation * (kd - 1) // 2, dilation=dilation, groups=D
+        )
     local = F.conv2d(l2, p.pw_weight, p.pw_bias)
     # GTCA on the fp32 pooled vector (tiny): no bias, no sigmoid
     g = F.linear(F.relu(F.linear(g_in, p.mlp_weight1.float())), p.mlp_weight2.float())

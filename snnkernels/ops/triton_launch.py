@@ -10,6 +10,7 @@ makes the planes contiguous). Three tilings cover them:
 - ``neuron_tiles`` / ``neuron_grid``: a program owns BLOCK_R rows x BLOCK_S columns of one step and walks
   all T steps with the neuron's state in registers (the gated and DTA neurons).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,8 +20,19 @@ import triton
 from ..backends import triton_interpreter_enabled
 from ._device import on_device_of
 
-__all__ = ["COMPILE_OPTIONS", "f32", "per_row", "row_tiles", "half_tiles", "channel_tiles", "row_geometry",
-           "launch_rows", "neuron_tiles", "neuron_geometry", "neuron_grid"]
+__all__ = [
+    "COMPILE_OPTIONS",
+    "f32",
+    "per_row",
+    "row_tiles",
+    "half_tiles",
+    "channel_tiles",
+    "row_geometry",
+    "launch_rows",
+    "neuron_tiles",
+    "neuron_geometry",
+    "neuron_grid",
+]
 
 # Round the charge op by op, like the eager reference and the backward's recompute: a contracted
 # multiply-add would move h by an ulp and could flip a spike sitting at the threshold.
@@ -86,8 +98,19 @@ def launch_rows(kernel, x: torch.Tensor, *tensors, **constexprs) -> None:
     block_r, block_s, warps = row_tiles(R, S)
     with on_device_of(x):
         kernel[(triton.cdiv(R, block_r),)](
-            *tensors, R, S, B, C, st, sb, sc, **constexprs,
-            BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps, **COMPILE_OPTIONS,
+            *tensors,
+            R,
+            S,
+            B,
+            C,
+            st,
+            sb,
+            sc,
+            **constexprs,
+            BLOCK_R=block_r,
+            BLOCK_S=block_s,
+            num_warps=warps,
+            **COMPILE_OPTIONS,
         )
 
 

@@ -7,6 +7,7 @@ The functions take the library layout [T, B, C, H, W]. T-NA fuses time and chann
 channels with the official code's t-major index ``j = t * C + c`` (a reshape of [B, T, C, H, W]), so it
 permutes to [B, T, ...] first: that keeps official weights valid.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -16,8 +17,14 @@ import torch.nn.functional as F
 
 from .tcja import conv1d_same
 
-__all__ = ["TNAParams", "txa_reference", "tna_reference", "tna_fused_reference", "dta_reference",
-           "dta_product_reference"]
+__all__ = [
+    "TNAParams",
+    "txa_reference",
+    "tna_reference",
+    "tna_fused_reference",
+    "dta_reference",
+    "dta_product_reference",
+]
 
 
 class TNAParams(NamedTuple):

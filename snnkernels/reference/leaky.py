@@ -7,6 +7,7 @@ op order as the kernels' charge so that fp32 spikes agree bit for bit. Never edi
 Non-finite values (docs/neuron.md "Non-finite values"): a leaking neuron (decay != 1) charges an infinite
 membrane to NaN, as SpikingJelly's ``v + (x - (v - v_reset)) / tau`` does; IF (decay = 1) keeps +-inf.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,8 +34,9 @@ def _leak_term(a: Number, dtype: torch.dtype) -> torch.Tensor | bool | None:
     return True if torch.tensor(a, dtype=dtype).item() != 1.0 else None
 
 
-def _charge(a: Number, v: torch.Tensor, b: Number, x: torch.Tensor, c: Number,
-            leaks: torch.Tensor | bool | None) -> torch.Tensor:
+def _charge(
+    a: Number, v: torch.Tensor, b: Number, x: torch.Tensor, c: Number, leaks: torch.Tensor | bool | None
+) -> torch.Tensor:
     """h = a v + b x + c, minus (v - v) where the neuron leaks: v - v is +0 for a finite v and h - 0 is h bit for
     bit, so finite states keep their bits; an infinite v gives NaN. Detached: it adds no gradient term."""
     h = a * v + b * x + c

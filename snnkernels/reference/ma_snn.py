@@ -26,6 +26,7 @@ or C (CA): the official 1x1 conv weights [out, in, 1, 1, 1] with the trailing on
 weight keeps its official shape [1, 2, k, k] (k odd), input channel 0 = mean, 1 = max. Max pooling sends its
 gradient to the one element ``torch.max`` returns, as the official adaptive max pools do.
 """
+
 from __future__ import annotations
 
 import torch
@@ -59,8 +60,7 @@ def check_dims(dims: object) -> str:
     """``dims`` if it names one of the seven attention chains; a clear error otherwise."""
     if not isinstance(dims, str) or dims not in MA_DIMS:
         raise ValueError(
-            f"dims must be a non-empty subset of 'T', 'C', 'S' written in that order (one of {MA_DIMS}), "
-            f"got {dims!r}"
+            f"dims must be a non-empty subset of 'T', 'C', 'S' written in that order (one of {MA_DIMS}), got {dims!r}"
         )
     return dims
 
@@ -74,8 +74,9 @@ def _check_mlp(weights: object, n: int, name: str) -> MLPWeights:
     if w0.dim() != 2 or w0.shape[1] != n:
         raise ValueError(f"{name}: w0 must have shape [hidden, {n}], got {list(w0.shape)}")
     if w1.dim() != 2 or tuple(w1.shape) != (n, w0.shape[0]):
-        raise ValueError(f"{name}: w1 must have shape [{n}, {w0.shape[0]}] (w0 is {list(w0.shape)}), "
-                         f"got {list(w1.shape)}")
+        raise ValueError(
+            f"{name}: w1 must have shape [{n}, {w0.shape[0]}] (w0 is {list(w0.shape)}), got {list(w1.shape)}"
+        )
     return w0, w1
 
 
@@ -94,9 +95,11 @@ def check_attention_weights(
     for key, name, weights in (("T", "ta", ta), ("C", "ca", ca), ("S", "sa", sa)):
         if key in dims and weights is None:
             raise ValueError(f"{name} is required with dims={dims!r}")
-    return (_check_mlp(ta, x.shape[0], "ta") if "T" in dims else None,
-            _check_mlp(ca, x.shape[2], "ca") if "C" in dims else None,
-            _check_spatial_weight(sa) if "S" in dims else None)
+    return (
+        _check_mlp(ta, x.shape[0], "ta") if "T" in dims else None,
+        _check_mlp(ca, x.shape[2], "ca") if "C" in dims else None,
+        _check_spatial_weight(sa) if "S" in dims else None,
+    )
 
 
 def _check_5d(x: torch.Tensor, what: str) -> None:
@@ -106,6 +109,7 @@ def _check_5d(x: torch.Tensor, what: str) -> None:
 
 def mlp_gate(avg: torch.Tensor, top: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor) -> torch.Tensor:
     """sig(W1 relu(W0 avg) + W1 relu(W0 max)) on rows [N, n]: one MLP, shared by the two pooled vectors."""
+
     def mlp(v: torch.Tensor) -> torch.Tensor:
         return F.linear(torch.relu(F.linear(v, w0)), w1)
 

@@ -27,6 +27,7 @@ Per layer, on the conv + BN output X [T, B, C, H, W] (H_0 = 0)::
 With Ws2 = 0 the step attention is exactly the plain addition TSRD falls back to (alpha sig(0) = 1).
 The surrogate is the paper's rectangle of width 1 (gradient 1 where |U - 1| < 1/2).
 """
+
 from __future__ import annotations
 
 import math
@@ -160,9 +161,11 @@ def _check_position(position: torch.Tensor, T: int, C: int, H: int, W: int) -> N
     allowed = [(T, C, H, W), (T, C, 1, 1), (T, 1, 1, 1)]
     if not _has_one_of_shapes(position, allowed):
         got = list(position.shape) if isinstance(position, torch.Tensor) else type(position).__name__
-        raise ValueError(f"position must have shape [T, C, H, W], [T, C, 1, 1] or [T, 1, 1, 1] = one of "
-                         f"{[list(s) for s in allowed]} for x of shape [T, B, C, H, W] = {[T, '*', C, H, W]}, "
-                         f"got {got}")
+        raise ValueError(
+            f"position must have shape [T, C, H, W], [T, C, 1, 1] or [T, 1, 1, 1] = one of "
+            f"{[list(s) for s in allowed]} for x of shape [T, B, C, H, W] = {[T, '*', C, H, W]}, "
+            f"got {got}"
+        )
 
 
 def _check_gc(gc: object, C: int) -> GCParams:
@@ -176,8 +179,12 @@ def _check_gc(gc: object, C: int) -> GCParams:
         raise ValueError(f"gc.key_bias must have one element, got shape {list(gc.key_bias.shape)}")
     _check_shape(gc.down_weight, (hidden, C), "gc.down_weight")
     _check_shape(gc.up_weight, (C, hidden), "gc.up_weight")
-    for name, value, size in (("down_bias", gc.down_bias, hidden), ("ln_weight", gc.ln_weight, hidden),
-                              ("ln_bias", gc.ln_bias, hidden), ("up_bias", gc.up_bias, C)):
+    for name, value, size in (
+        ("down_bias", gc.down_bias, hidden),
+        ("ln_weight", gc.ln_weight, hidden),
+        ("ln_bias", gc.ln_bias, hidden),
+        ("up_bias", gc.up_bias, C),
+    ):
         if value is not None:
             _check_shape(value, (size,), f"gc.{name}")
     return gc
@@ -197,8 +204,10 @@ def _check_coefficient(value: object, name: str, C: int, H: int, W: int) -> None
     shapes = [(C,), (C, H, W), (), (1,)]
     if not _has_one_of_shapes(value, shapes):
         got = list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-        raise ValueError(f"{name} must be a tensor of shape [C] = [{C}], [C, H, W] = [{C}, {H}, {W}] or a "
-                         f"scalar ([] or [1]), got {got}")
+        raise ValueError(
+            f"{name} must be a tensor of shape [C] = [{C}], [C, H, W] = [{C}, {H}, {W}] or a "
+            f"scalar ([] or [1]), got {got}"
+        )
 
 
 def _per_channel(c: torch.Tensor) -> torch.Tensor:
@@ -216,8 +225,9 @@ def position_encoding_reference(x: torch.Tensor, position: torch.Tensor) -> torc
     return x + position[:, None]
 
 
-def global_context_attention_reference(x: torch.Tensor, key_weight: torch.Tensor,
-                                       key_bias: torch.Tensor | None = None) -> torch.Tensor:
+def global_context_attention_reference(
+    x: torch.Tensor, key_weight: torch.Tensor, key_bias: torch.Tensor | None = None
+) -> torch.Tensor:
     """GC's attention map [..., H*W]: a softmax over the H*W PIXELS of ``wk . x[..., :, p] + bk``.
 
     ``x`` is [..., C, H, W] (one map per leading index, e.g. per (t, b)). The key bias shifts every logit
@@ -229,20 +239,24 @@ def global_context_attention_reference(x: torch.Tensor, key_weight: torch.Tensor
     return torch.softmax(logits, dim=-1)
 
 
-def global_context_vector_reference(x: torch.Tensor, gc: GCParams, *, layer_norm: bool = True,
-                                    ln_eps: float = 1e-5) -> torch.Tensor:
+def global_context_vector_reference(
+    x: torch.Tensor, gc: GCParams, *, layer_norm: bool = True, ln_eps: float = 1e-5
+) -> torch.Tensor:
     """GC's transformed context v [..., C] of x [..., C, H, W]: ``W2 relu(LN(W1 ctx + b1)) + b2``."""
     if not isinstance(x, torch.Tensor) or x.dim() < 3:
-        raise ValueError(f"the global context block needs x of shape [..., C, H, W], got "
-                         f"{list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        raise ValueError(
+            f"the global context block needs x of shape [..., C, H, W], got "
+            f"{list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
+        )
     gc = _check_gc(gc, x.shape[-3])
     att = global_context_attention_reference(x, gc.key_weight, gc.key_bias)  # [..., HW]
     ctx = torch.einsum("...cp,...p->...c", x.flatten(-2), att)  # [..., C]
     return global_context_transform_reference(ctx, gc, layer_norm=layer_norm, ln_eps=ln_eps)
 
 
-def global_context_transform_reference(ctx: torch.Tensor, gc: GCParams, *, layer_norm: bool = True,
-                                       ln_eps: float = 1e-5) -> torch.Tensor:
+def global_context_transform_reference(
+    ctx: torch.Tensor, gc: GCParams, *, layer_norm: bool = True, ln_eps: float = 1e-5
+) -> torch.Tensor:
     """GC's transform of the pooled context ctx [..., C]: ``W2 relu(LN(W1 ctx + b1)) + b2``."""
     hidden = F.linear(ctx, gc.down_weight, gc.down_bias)  # [..., C // r]
     if layer_norm:
@@ -251,8 +265,9 @@ def global_context_transform_reference(ctx: torch.Tensor, gc: GCParams, *, layer
     return F.linear(torch.relu(hidden), gc.up_weight, gc.up_bias)
 
 
-def global_context_reference(x: torch.Tensor, gc: GCParams, *, fusion: str = "add", layer_norm: bool = True,
-                             ln_eps: float = 1e-5) -> torch.Tensor:
+def global_context_reference(
+    x: torch.Tensor, gc: GCParams, *, fusion: str = "add", layer_norm: bool = True, ln_eps: float = 1e-5
+) -> torch.Tensor:
     """The GC block on x [..., C, H, W] (each [C, H, W] slice on its own): ``x + v`` or ``x * sig(v)``.
 
     Args:
@@ -265,8 +280,9 @@ def global_context_reference(x: torch.Tensor, gc: GCParams, *, fusion: str = "ad
         ln_eps (float): the LayerNorm's epsilon. Default: ``1e-5``.
     """
     check_option(fusion, GC_FUSIONS, "gc_fusion")
-    return global_context_fusion(x, global_context_vector_reference(x, gc, layer_norm=layer_norm, ln_eps=ln_eps),
-                                 fusion)
+    return global_context_fusion(
+        x, global_context_vector_reference(x, gc, layer_norm=layer_norm, ln_eps=ln_eps), fusion
+    )
 
 
 def global_context_fusion(x: torch.Tensor, v: torch.Tensor, fusion: str) -> torch.Tensor:
@@ -275,8 +291,9 @@ def global_context_fusion(x: torch.Tensor, v: torch.Tensor, fusion: str) -> torc
     return x + v if fusion == "add" else x * torch.sigmoid(v)
 
 
-def step_attention_reference(a: torch.Tensor, b: torch.Tensor, sa: SAParams, *, alpha: float = 2.0,
-                             gate: str = "sigmoid") -> torch.Tensor:
+def step_attention_reference(
+    a: torch.Tensor, b: torch.Tensor, sa: SAParams, *, alpha: float = 2.0, gate: str = "sigmoid"
+) -> torch.Tensor:
     """Step attention of one time step: the gated sum of A = a H_{t-1} and B = b Xg_t, each [B, C, H, W].
 
     ``z = Ws2 relu(Ws1 mean_hw(A + B))`` [B, 2C] = (z_a, z_b), then by ``gate``:
@@ -297,8 +314,9 @@ def step_attention_reference(a: torch.Tensor, b: torch.Tensor, sa: SAParams, *, 
     return g_a[..., None, None] * a + g_b[..., None, None] * b
 
 
-def step_attention_gates(pooled: torch.Tensor, sa: SAParams, *, alpha: float = 2.0,
-                         gate: str = "sigmoid") -> tuple[torch.Tensor, torch.Tensor]:
+def step_attention_gates(
+    pooled: torch.Tensor, sa: SAParams, *, alpha: float = 2.0, gate: str = "sigmoid"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The step attention's gates (g_a, g_b), each [B, C], from ``pooled`` = mean_hw(A + B) [B, C]."""
     C = pooled.shape[-1]
     z = F.linear(torch.relu(F.linear(pooled, sa.w1)), sa.w2)  # [B, 2C]
@@ -324,9 +342,15 @@ def staa_coefficients(m: torch.Tensor, n: torch.Tensor, mapping: str = "raw") ->
     return torch.tanh(m), torch.tanh(n)
 
 
-def draw_drop_mask(T: int, B: int, drop_prob: float, *, granularity: str = "step",
-                   generator: torch.Generator | None = None,
-                   device: torch.device | str | None = None) -> torch.Tensor:
+def draw_drop_mask(
+    T: int,
+    B: int,
+    drop_prob: float,
+    *,
+    granularity: str = "step",
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """A TSRD mask: True where a step (``"step"``: [T], shared by the batch) or a (step, sample)
     (``"sample"``: [T, B]) drops the step attention; each entry is True with probability ``drop_prob``.
 
@@ -361,8 +385,9 @@ def check_drop_mask(mask: object, T: int, B: int, device: torch.device) -> torch
     return mask.reshape(T, -1, 1, 1, 1)
 
 
-def staa_features_reference(x: torch.Tensor, params: STAAParams, *, gc_fusion: str = "add",
-                            gc_layer_norm: bool = True, ln_eps: float = 1e-5) -> torch.Tensor:
+def staa_features_reference(
+    x: torch.Tensor, params: STAAParams, *, gc_fusion: str = "add", gc_layer_norm: bool = True, ln_eps: float = 1e-5
+) -> torch.Tensor:
     """The spatial input port of STAA-LIF: PE then GC on x [T, B, C, H, W], in x's dtype (the state dtype
     inside ``staa_lif_reference``); the parts that are None in ``params`` are skipped."""
     feat = x
@@ -441,10 +466,13 @@ def staa_lif_reference(
     _check_5d(x, "the STAA-LIF")
     if not isinstance(params, STAAParams):
         raise TypeError(f"params must be an STAAParams, got {type(params).__name__}")
-    for value, allowed, name in ((sa_gate, SA_GATES, "sa_gate"), (gc_fusion, GC_FUSIONS, "gc_fusion"),
-                                 (coefficient_map, COEFFICIENT_MAPS, "coefficient_map"),
-                                 (tsrd_scope, TSRD_SCOPES, "tsrd_scope"),
-                                 (tsrd_granularity, TSRD_GRANULARITIES, "tsrd_granularity")):
+    for value, allowed, name in (
+        (sa_gate, SA_GATES, "sa_gate"),
+        (gc_fusion, GC_FUSIONS, "gc_fusion"),
+        (coefficient_map, COEFFICIENT_MAPS, "coefficient_map"),
+        (tsrd_scope, TSRD_SCOPES, "tsrd_scope"),
+        (tsrd_granularity, TSRD_GRANULARITIES, "tsrd_granularity"),
+    ):
         check_option(value, allowed, name)
     # abs(alpha) < inf rather than math.isfinite: the same test, which torch.compile also traces for a float it
     # keeps symbolic (dynamic=True)
@@ -475,14 +503,12 @@ def staa_lif_reference(
         _check_shape(features, tuple(x.shape), "features")
         feat = features.to(dtype)
     else:
-        feat = staa_features_reference(xs, params, gc_fusion=gc_fusion, gc_layer_norm=gc_layer_norm,
-                                       ln_eps=ln_eps)
+        feat = staa_features_reference(xs, params, gc_fusion=gc_fusion, gc_layer_norm=gc_layer_norm, ln_eps=ln_eps)
     sa = None if params.sa is None else SAParams(*(cast(t) for t in params.sa))
     a, b = (_per_channel(c) for c in staa_coefficients(cast(params.m), cast(params.n), coefficient_map))
 
     if drop_mask is None and drop_prob > 0:
-        drop_mask = draw_drop_mask(T, B, drop_prob, granularity=tsrd_granularity, generator=generator,
-                                   device=x.device)
+        drop_mask = draw_drop_mask(T, B, drop_prob, granularity=tsrd_granularity, generator=generator, device=x.device)
     mask = None if drop_mask is None else check_drop_mask(drop_mask, T, B, x.device)
 
     h = torch.zeros_like(xs[0]) if v_init is None else v_init.to(dtype)

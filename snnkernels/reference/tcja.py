@@ -9,6 +9,7 @@ are its conv-channels) and the CLA conv slides along CHANNELS (kernel length K_C
 conv-channels). The official module's constructor names these two lengths the other way round (see
 ``snnkernels.nn.TCJA``); this file uses the paper's names only.
 """
+
 from __future__ import annotations
 
 import torch
@@ -42,8 +43,14 @@ def _checked_kernel(weight: torch.Tensor | None, kernel_size: int | None, rows: 
         raise ValueError(f"{name} must have shape {list(expected)}, got {list(weight.shape)}")
 
 
-def check_tcja_arguments(x: torch.Tensor, weight_t: torch.Tensor | None, weight_c: torch.Tensor | None,
-                         kernel_size_t: int | None, kernel_size_c: int | None, mode: str) -> None:
+def check_tcja_arguments(
+    x: torch.Tensor,
+    weight_t: torch.Tensor | None,
+    weight_c: torch.Tensor | None,
+    kernel_size_t: int | None,
+    kernel_size_c: int | None,
+    mode: str,
+) -> None:
     """The checks every TCJA implementation applies first (clear messages instead of conv errors)."""
     if mode not in TCJA_MODES:
         raise ValueError(f"mode must be one of {TCJA_MODES}, got {mode!r}")

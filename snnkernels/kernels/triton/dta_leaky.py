@@ -22,6 +22,7 @@ read and its gradient written in place, whatever X's layout): R1 = B * C rows of
 per step; a program owns BLOCK_R rows x BLOCK_S columns for all T steps; row partial sums go to
 [n_col_tiles, T, R1] and are summed in a fixed order by torch (deterministic, no atomics). fp32 arithmetic, op by op.
 """
+
 import triton
 import triton.language as tl
 
@@ -39,8 +40,7 @@ def _na_offsets(R1, B, C, nst, nsb, nsc, cols, BLOCK_R: tl.constexpr):
 
 
 @triton.jit
-def _step_terms(na_ptr, a_ptr, b_ptr, bias_ptr, x, t, na_offs, nst, rows, rmask, mask, R1,
-                NA_RESIDUAL: tl.constexpr):
+def _step_terms(na_ptr, a_ptr, b_ptr, bias_ptr, x, t, na_offs, nst, rows, rmask, mask, R1, NA_RESIDUAL: tl.constexpr):
     """Step t's NA (with T-NA's decoding bias and residual if NA_RESIDUAL), T-XA's a and b of the tile's
     rows ([BLOCK_R, 1]), and NA's offsets at step t (dL/dNA is written there)."""
     a = row_values_at(a_ptr, t, rows, rmask, R1)
@@ -56,16 +56,38 @@ def _step_terms(na_ptr, a_ptr, b_ptr, bias_ptr, x, t, na_offs, nst, rows, rmask,
 @triton.jit
 def _fwd_step(v, t, T, args, FLAGS: tl.constexpr):
     """Step t of the forward (``forward_chunks``' step): the neuron fires on X_t and Y_t is formed from its spikes."""
-    (x_ptr, na_ptr, a_ptr, b_ptr, bias_ptr, y_ptr, counts_ptr, offs, st, na_offs, nst, rows, rmask, mask, count_row,
-     R1, decay, gain, bias, v_threshold, v_reset) = args
+    (
+        x_ptr,
+        na_ptr,
+        a_ptr,
+        b_ptr,
+        bias_ptr,
+        y_ptr,
+        counts_ptr,
+        offs,
+        st,
+        na_offs,
+        nst,
+        rows,
+        rmask,
+        mask,
+        count_row,
+        R1,
+        decay,
+        gain,
+        bias,
+        v_threshold,
+        v_reset,
+    ) = args
     NA_RESIDUAL: tl.constexpr = FLAGS[0]
     HARD_RESET: tl.constexpr = FLAGS[1]
     STRICT: tl.constexpr = FLAGS[2]
     COUNT: tl.constexpr = FLAGS[3]
     valid, at, x = load_step(x_ptr, offs, st, t, T, mask)
     _h, spike, v = step(v, x, decay, gain, bias, valid, v_threshold, v_reset, STRICT, HARD_RESET)
-    na, a, b, _unused = _step_terms(na_ptr, a_ptr, b_ptr, bias_ptr, x, t, na_offs, nst, rows, rmask & valid,
-                                   mask & valid, R1, NA_RESIDUAL)
+    na, a, b, _unused = _step_terms(
+        na_ptr, a_ptr, b_ptr, bias_ptr, x, t, na_offs, nst, rows, rmask & valid, mask & valid, R1, NA_RESIDUAL
+    )
     y = sigmoid(na * ((x + a) * (x + b))) * tl.where(spike, 1.0, 0.0)
     # with COUNT: the neuron's firing statistics, without its spikes ever being stored
     store_step(y_ptr, at, y, spike, valid, mask, rmask, counts_ptr, count_row, t, R1, COUNT)
@@ -84,13 +106,29 @@ def _input_of_step(t, T, args, FLAGS: tl.constexpr):
 def dta_leaky_fwd_kernel(
     x_ptr,  # [T, B, C, H, W] the conv + BN output, fp32/fp16/bf16
     na_ptr,  # T-NA's output (or its bias-free decoding conv if NA_RESIDUAL), its own strides (nst, nsb, nsc)
-    a_ptr, b_ptr,  # [T, B, C] fp32: T-XA's terms of (X + a)(X + b)
+    a_ptr,
+    b_ptr,  # [T, B, C] fp32: T-XA's terms of (X + a)(X + b)
     bias_ptr,  # [T, B, C] fp32 decoding bias per row if NA_RESIDUAL
     y_ptr,  # out, X's strides and dtype
     ckpt_ptr,  # [cdiv(T, CHUNK) - 1, R1 * S] out, fp32, if TRAINING
     counts_ptr,  # [n_col_tiles, T, R1] out, int32 spikes of each row in this program's columns, if COUNT
-    T, R1, S, B, C, st, sb, sc, nst, nsb, nsc,
-    decay, gain, bias, v_threshold, v_reset, v_init,
+    T,
+    R1,
+    S,
+    B,
+    C,
+    st,
+    sb,
+    sc,
+    nst,
+    nsb,
+    nsc,
+    decay,
+    gain,
+    bias,
+    v_threshold,
+    v_reset,
+    v_init,
     NA_RESIDUAL: tl.constexpr,
     HARD_RESET: tl.constexpr,
     STRICT: tl.constexpr,
@@ -100,25 +138,69 @@ def dta_leaky_fwd_kernel(
     BLOCK_R: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    rows, rmask, cols, offs, mask, dense, n_state, count_row = tile_setup(T, R1, S, B, C, st, sb, sc, BLOCK_R,
-                                                                           BLOCK_S)
+    rows, rmask, cols, offs, mask, dense, n_state, count_row = tile_setup(T, R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S)
     na_offs = _na_offsets(R1, B, C, nst, nsb, nsc, cols, BLOCK_R)
     v = tl.zeros([BLOCK_R, BLOCK_S], dtype=tl.float32) + v_init
-    args = (x_ptr, na_ptr, a_ptr, b_ptr, bias_ptr, y_ptr, counts_ptr, offs, st, na_offs, nst, rows, rmask, mask,
-            count_row, R1, decay, gain, bias, v_threshold, v_reset)
-    forward_chunks(v, T, ckpt_ptr, n_state, dense, mask, _fwd_step, args, (NA_RESIDUAL, HARD_RESET, STRICT, COUNT),
-                    TRAINING, CHUNK)
+    args = (
+        x_ptr,
+        na_ptr,
+        a_ptr,
+        b_ptr,
+        bias_ptr,
+        y_ptr,
+        counts_ptr,
+        offs,
+        st,
+        na_offs,
+        nst,
+        rows,
+        rmask,
+        mask,
+        count_row,
+        R1,
+        decay,
+        gain,
+        bias,
+        v_threshold,
+        v_reset,
+    )
+    forward_chunks(
+        v, T, ckpt_ptr, n_state, dense, mask, _fwd_step, args, (NA_RESIDUAL, HARD_RESET, STRICT, COUNT), TRAINING, CHUNK
+    )
 
 
 @triton.jit(do_not_specialize=["T"])
 def dta_leaky_bwd_kernel(
     grad_y_ptr,  # [T, B, C, H, W] dL/dY, X's strides
-    x_ptr, na_ptr, a_ptr, b_ptr, bias_ptr, ckpt_ptr,
+    x_ptr,
+    na_ptr,
+    a_ptr,
+    b_ptr,
+    bias_ptr,
+    ckpt_ptr,
     grad_x_ptr,  # out, fp32, X's strides: the neuron's + T-XA's elementwise + the residual's dL/dX
     grad_na_ptr,  # out, NA's dtype and strides: dL/dNA
-    sum_ptr, dot_ptr, na_sum_ptr,  # out, fp32 [n_col_tiles, T, R1]: sum dxa, sum dxa * x, sum dNA (NA_RESIDUAL)
-    T, R1, S, B, C, st, sb, sc, nst, nsb, nsc,
-    decay, gain, bias, v_threshold, v_reset, v_init, sg_param,
+    sum_ptr,
+    dot_ptr,
+    na_sum_ptr,  # out, fp32 [n_col_tiles, T, R1]: sum dxa, sum dxa * x, sum dNA (NA_RESIDUAL)
+    T,
+    R1,
+    S,
+    B,
+    C,
+    st,
+    sb,
+    sc,
+    nst,
+    nsb,
+    nsc,
+    decay,
+    gain,
+    bias,
+    v_threshold,
+    v_reset,
+    v_init,
+    sg_param,
     NA_RESIDUAL: tl.constexpr,
     HARD_RESET: tl.constexpr,
     STRICT: tl.constexpr,
@@ -128,15 +210,33 @@ def dta_leaky_bwd_kernel(
     BLOCK_R: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    rows, rmask, cols, offs, mask, dense, n_state, partial_row = tile_setup(T, R1, S, B, C, st, sb, sc, BLOCK_R,
-                                                                             BLOCK_S)
+    rows, rmask, cols, offs, mask, dense, n_state, partial_row = tile_setup(
+        T, R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S
+    )
     na_offs = _na_offsets(R1, B, C, nst, nsb, nsc, cols, BLOCK_R)
     grad_v = tl.zeros([BLOCK_R, BLOCK_S], dtype=tl.float32)
     n_chunks = tl.cdiv(T, CHUNK)
     for j in range(n_chunks):
-        t0, _v, hs, xs = recompute_chunk(n_chunks - 1 - j, ckpt_ptr, n_state, dense, mask, v_init, T, _input_of_step,
-                                          (x_ptr, offs, st, mask), (), decay, gain, bias, v_threshold, v_reset, STRICT,
-                                          HARD_RESET, CHUNK)
+        t0, _v, hs, xs = recompute_chunk(
+            n_chunks - 1 - j,
+            ckpt_ptr,
+            n_state,
+            dense,
+            mask,
+            v_init,
+            T,
+            _input_of_step,
+            (x_ptr, offs, st, mask),
+            (),
+            decay,
+            gain,
+            bias,
+            v_threshold,
+            v_reset,
+            STRICT,
+            HARD_RESET,
+            CHUNK,
+        )
         # The walk back stays in each kernel: its carried sums and per-step stores are the kernel's own.
         for k in tl.static_range(CHUNK - 1, -1, -1):
             t = t0 + k
@@ -145,8 +245,9 @@ def dta_leaky_bwd_kernel(
             h = hs[k]
             x = xs[k]
             s = tl.where(fire(h, v_threshold, STRICT), 1.0, 0.0)
-            na, a, b, na_at = _step_terms(na_ptr, a_ptr, b_ptr, bias_ptr, x, t, na_offs, nst, rows, rmask & valid,
-                                          mask & valid, R1, NA_RESIDUAL)
+            na, a, b, na_at = _step_terms(
+                na_ptr, a_ptr, b_ptr, bias_ptr, x, t, na_offs, nst, rows, rmask & valid, mask & valid, R1, NA_RESIDUAL
+            )
             gy = tl.load(grad_y_ptr + at, mask=mask & valid, other=0.0).to(tl.float32)
             # the product Y = sig(NA * XA) * s, as the pooled-attention DTA backward
             xa = (x + a) * (x + b)
@@ -162,6 +263,18 @@ def dta_leaky_bwd_kernel(
             tl.store(sum_ptr + partial_row + t * R1, tl.sum(dxa, axis=1), mask=rmask & valid)
             tl.store(dot_ptr + partial_row + t * R1, tl.sum(dxa * x, axis=1), mask=rmask & valid)
             # the neuron, driven by dL/ds = dY * sig (the spikes' only consumer is the product)
-            grad_h, grad_v = walk_step(gy * sig, grad_v, h, decay, mask & valid, v_threshold, v_reset, sg_param,
-                                        HARD_RESET, STRICT, DETACH_RESET, SG_ID)
+            grad_h, grad_v = walk_step(
+                gy * sig,
+                grad_v,
+                h,
+                decay,
+                mask & valid,
+                v_threshold,
+                v_reset,
+                sg_param,
+                HARD_RESET,
+                STRICT,
+                DETACH_RESET,
+                SG_ID,
+            )
             tl.store(grad_x_ptr + at, dx + grad_h * gain, mask=mask & valid)

@@ -1,4 +1,5 @@
 """DTA's output-product terms, shared by its sweep (``rowwise``) and its fused neuron (``dta_leaky``)."""
+
 import triton
 import triton.language as tl
 

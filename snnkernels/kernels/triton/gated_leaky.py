@@ -18,6 +18,7 @@ the dense [R1 * S] order. The neuron's coefficients are scalars here (decay, gai
 ``h = decay * v + gain * y + bias``, state starting at v_init); the charge is rounded op by op as in the
 eager reference.
 """
+
 import triton
 import triton.language as tl
 
@@ -66,8 +67,25 @@ def _spatial_map(map_ptr, rows, cols, mask, S, C, HAS_MAP: tl.constexpr):
 @triton.jit
 def _fwd_step(v, t, T, args, FLAGS: tl.constexpr):
     """Step t of the gated forward (``forward_chunks``' step): y_t = pre(X_t) * scale * map drives the neuron."""
-    (x_ptr, scale_ptr, spikes_ptr, counts_ptr, offs, st, rows, rmask, mask, m, partial_row, R1, decay, gain, bias,
-     v_threshold, v_reset) = args
+    (
+        x_ptr,
+        scale_ptr,
+        spikes_ptr,
+        counts_ptr,
+        offs,
+        st,
+        rows,
+        rmask,
+        mask,
+        m,
+        partial_row,
+        R1,
+        decay,
+        gain,
+        bias,
+        v_threshold,
+        v_reset,
+    ) = args
     RELU: tl.constexpr = FLAGS[0]
     HAS_MAP: tl.constexpr = FLAGS[1]
     HARD_RESET: tl.constexpr = FLAGS[2]
@@ -78,8 +96,9 @@ def _fwd_step(v, t, T, args, FLAGS: tl.constexpr):
     valid, at, x = load_step(x_ptr, offs, st, t, T, mask)
     y = _gated_input(x, row_values_at(scale_ptr, t, rows, rmask & valid, R1), m, RELU, x_ptr)
     _h, spike, v = step(v, y, decay, gain, bias, valid, v_threshold, v_reset, STRICT, HARD_RESET)
-    store_step(spikes_ptr, at, tl.where(spike, 1.0, 0.0), spike, valid, mask, rmask, counts_ptr, partial_row, t, R1,
-                COUNT)
+    store_step(
+        spikes_ptr, at, tl.where(spike, 1.0, 0.0), spike, valid, mask, rmask, counts_ptr, partial_row, t, R1, COUNT
+    )
     return v
 
 
@@ -104,8 +123,20 @@ def gated_leaky_fwd_kernel(
     spikes_ptr,  # out, X's strides and dtype
     ckpt_ptr,  # [cdiv(T, CHUNK) - 1, R1 * S] out, fp32, if TRAINING
     counts_ptr,  # [n_col_tiles, T, R1] out, int32 spikes of each row in this program's columns, if COUNT
-    T, R1, S, B, C, st, sb, sc,
-    decay, gain, bias, v_threshold, v_reset, v_init,
+    T,
+    R1,
+    S,
+    B,
+    C,
+    st,
+    sb,
+    sc,
+    decay,
+    gain,
+    bias,
+    v_threshold,
+    v_reset,
+    v_init,
     RELU: tl.constexpr,
     HAS_MAP: tl.constexpr,
     HARD_RESET: tl.constexpr,
@@ -116,14 +147,41 @@ def gated_leaky_fwd_kernel(
     BLOCK_R: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    rows, rmask, cols, offs, mask, dense, n_state, count_row = tile_setup(T, R1, S, B, C, st, sb, sc, BLOCK_R,
-                                                                           BLOCK_S)
+    rows, rmask, cols, offs, mask, dense, n_state, count_row = tile_setup(T, R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S)
     m = _spatial_map(map_ptr, rows, cols, mask, S, C, HAS_MAP)
     v = tl.zeros([BLOCK_R, BLOCK_S], dtype=tl.float32) + v_init
-    args = (x_ptr, scale_ptr, spikes_ptr, counts_ptr, offs, st, rows, rmask, mask, m, count_row, R1, decay, gain, bias,
-            v_threshold, v_reset)
-    forward_chunks(v, T, ckpt_ptr, n_state, dense, mask, _fwd_step, args, (RELU, HAS_MAP, HARD_RESET, STRICT, COUNT),
-                    TRAINING, CHUNK)
+    args = (
+        x_ptr,
+        scale_ptr,
+        spikes_ptr,
+        counts_ptr,
+        offs,
+        st,
+        rows,
+        rmask,
+        mask,
+        m,
+        count_row,
+        R1,
+        decay,
+        gain,
+        bias,
+        v_threshold,
+        v_reset,
+    )
+    forward_chunks(
+        v,
+        T,
+        ckpt_ptr,
+        n_state,
+        dense,
+        mask,
+        _fwd_step,
+        args,
+        (RELU, HAS_MAP, HARD_RESET, STRICT, COUNT),
+        TRAINING,
+        CHUNK,
+    )
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -136,8 +194,21 @@ def gated_leaky_bwd_kernel(
     grad_x_ptr,  # out, X's strides and dtype: dL/dy * scale * map * pre'(X) (the gate's own path only)
     grad_scale_ptr,  # out, fp32 [n_col_tiles, T, R1] partial sums over this tile's columns
     grad_map_ptr,  # out, fp32 [R1, S] sums over t, if HAS_MAP
-    T, R1, S, B, C, st, sb, sc,
-    decay, gain, bias, v_threshold, v_reset, v_init, sg_param,
+    T,
+    R1,
+    S,
+    B,
+    C,
+    st,
+    sb,
+    sc,
+    decay,
+    gain,
+    bias,
+    v_threshold,
+    v_reset,
+    v_init,
+    sg_param,
     RELU: tl.constexpr,
     HAS_MAP: tl.constexpr,
     HARD_RESET: tl.constexpr,
@@ -148,24 +219,54 @@ def gated_leaky_bwd_kernel(
     BLOCK_R: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    rows, rmask, cols, offs, mask, dense, n_state, partial_row = tile_setup(T, R1, S, B, C, st, sb, sc, BLOCK_R,
-                                                                             BLOCK_S)
+    rows, rmask, cols, offs, mask, dense, n_state, partial_row = tile_setup(
+        T, R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S
+    )
     m = _spatial_map(map_ptr, rows, cols, mask, S, C, HAS_MAP)
     grad_v = tl.zeros([BLOCK_R, BLOCK_S], dtype=tl.float32)
     acc_map = tl.zeros([BLOCK_R, BLOCK_S], dtype=tl.float32)
     n_chunks = tl.cdiv(T, CHUNK)
     for j in range(n_chunks):
         inputs = (x_ptr, scale_ptr, offs, st, rows, rmask, mask, m, R1)
-        t0, _v, hs, xs = recompute_chunk(n_chunks - 1 - j, ckpt_ptr, n_state, dense, mask, v_init, T, _input_of_step,
-                                          inputs, (RELU, HAS_MAP), decay, gain, bias, v_threshold, v_reset, STRICT,
-                                          HARD_RESET, CHUNK)
+        t0, _v, hs, xs = recompute_chunk(
+            n_chunks - 1 - j,
+            ckpt_ptr,
+            n_state,
+            dense,
+            mask,
+            v_init,
+            T,
+            _input_of_step,
+            inputs,
+            (RELU, HAS_MAP),
+            decay,
+            gain,
+            bias,
+            v_threshold,
+            v_reset,
+            STRICT,
+            HARD_RESET,
+            CHUNK,
+        )
         # The walk back stays in each kernel: its carried sums and per-step stores are the kernel's own.
         for k in tl.static_range(CHUNK - 1, -1, -1):
             t = t0 + k
             h = hs[k]
             valid, at, grad_s = load_step(grad_spikes_ptr, offs, st, t, T, mask)
-            grad_h, grad_v = walk_step(grad_s, grad_v, h, decay, mask & valid, v_threshold, v_reset, sg_param,
-                                        HARD_RESET, STRICT, DETACH_RESET, SG_ID)
+            grad_h, grad_v = walk_step(
+                grad_s,
+                grad_v,
+                h,
+                decay,
+                mask & valid,
+                v_threshold,
+                v_reset,
+                sg_param,
+                HARD_RESET,
+                STRICT,
+                DETACH_RESET,
+                SG_ID,
+            )
             grad_y = grad_h * gain
             g = row_values_at(scale_ptr, t, rows, rmask & valid, R1)
             x = xs[k]

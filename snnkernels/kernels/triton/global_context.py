@@ -22,6 +22,7 @@ Backward, given dctx [N, C], in one pass as well, because sum_p att[p] datt[p] =
 
 fp32 arithmetic, op by op.
 """
+
 import triton
 import triton.language as tl
 
@@ -44,8 +45,7 @@ def _logits(x, wk, pmask):
 
 
 @triton.jit
-def gc_context_fwd_kernel(x_ptr, wk_ptr, ctx_ptr, stats_ptr, C, S,
-                          BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+def gc_context_fwd_kernel(x_ptr, wk_ptr, ctx_ptr, stats_ptr, C, S, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
     """ctx [N, C] fp32 and stats [N, 2] = (max logit, sum of exp(logit - max)); grid (N,)."""
     n = tl.program_id(0)
     ch = tl.arange(0, BLOCK_C)
@@ -69,8 +69,9 @@ def gc_context_fwd_kernel(x_ptr, wk_ptr, ctx_ptr, stats_ptr, C, S,
 
 
 @triton.jit
-def gc_context_bwd_kernel(x_ptr, wk_ptr, stats_ptr, dctx_ptr, dot_ptr, dx_ptr, dwk_ptr, C, S,
-                          BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+def gc_context_bwd_kernel(
+    x_ptr, wk_ptr, stats_ptr, dctx_ptr, dot_ptr, dx_ptr, dwk_ptr, C, S, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr
+):
     """dX (X's dtype) and per-frame dwk partials [N, C] fp32, given dctx [N, C] and dot[n] = dctx . ctx."""
     n = tl.program_id(0)
     ch = tl.arange(0, BLOCK_C)

@@ -24,6 +24,7 @@ Membrane sequence: with ``STORE_V_SEQ`` the forward also stores each step's post
 constexprs, so a launch without them compiles to the kernel without those loads and stores
 (python_tests/test_leaky_kernel_code.py counts them).
 """
+
 import triton
 import triton.language as tl
 
@@ -40,9 +41,24 @@ def _coefficient(ptr, value, ch, mask, IS_TENSOR: tl.constexpr):
 
 
 @triton.jit
-def _neuron_block(N, S, C, decay_ptr, gain_ptr, bias_ptr, decay, gain, bias, v_init_ptr, v_init_value,
-                  DECAY_T: tl.constexpr, GAIN_T: tl.constexpr, BIAS_T: tl.constexpr, HAS_V_INIT: tl.constexpr,
-                  BLOCK: tl.constexpr):
+def _neuron_block(
+    N,
+    S,
+    C,
+    decay_ptr,
+    gain_ptr,
+    bias_ptr,
+    decay,
+    gain,
+    bias,
+    v_init_ptr,
+    v_init_value,
+    DECAY_T: tl.constexpr,
+    GAIN_T: tl.constexpr,
+    BIAS_T: tl.constexpr,
+    HAS_V_INIT: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     """This program's neurons: offsets [BLOCK] (int64), mask, row stride, coefficients and initial state."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
@@ -68,8 +84,9 @@ def _input_of_step(t, T, args, FLAGS: tl.constexpr):
 
 
 @triton.jit
-def _store_chunk_counts(counts_ptr, fired, mask, t0, T, CHUNK: tl.constexpr, STEPS: tl.constexpr,
-                        GROUPS: tl.constexpr, BLOCK: tl.constexpr):
+def _store_chunk_counts(
+    counts_ptr, fired, mask, t0, T, CHUNK: tl.constexpr, STEPS: tl.constexpr, GROUPS: tl.constexpr, BLOCK: tl.constexpr
+):
     """Spikes per step of this program's neurons over one chunk, as GROUPS partial counts per step.
 
     ``fired`` holds each neuron's spikes of the chunk as bits (bit k: step t0 + k). Any partition of the
@@ -88,16 +105,61 @@ def _store_chunk_counts(counts_ptr, fired, mask, t0, T, CHUNK: tl.constexpr, STE
 
 
 @triton.jit
-def _leaky_fwd(x_ptr, v_init_ptr, decay_ptr, gain_ptr, bias_ptr, spikes_ptr, v_final_ptr, ckpt_ptr, v_seq_ptr,
-               counts_ptr, T, N, S, C, decay, gain, bias, v_threshold, v_reset, v_init_value,
-               HAS_V_INIT: tl.constexpr, DECAY_T: tl.constexpr, GAIN_T: tl.constexpr, BIAS_T: tl.constexpr,
-               HARD_RESET: tl.constexpr, STRICT: tl.constexpr, TRAINING: tl.constexpr, STORE_FINAL: tl.constexpr,
-               STORE_V_SEQ: tl.constexpr, COUNT: tl.constexpr, STEPS: tl.constexpr, GROUPS: tl.constexpr,
-               CHUNK: tl.constexpr, BLOCK: tl.constexpr):
+def _leaky_fwd(
+    x_ptr,
+    v_init_ptr,
+    decay_ptr,
+    gain_ptr,
+    bias_ptr,
+    spikes_ptr,
+    v_final_ptr,
+    ckpt_ptr,
+    v_seq_ptr,
+    counts_ptr,
+    T,
+    N,
+    S,
+    C,
+    decay,
+    gain,
+    bias,
+    v_threshold,
+    v_reset,
+    v_init_value,
+    HAS_V_INIT: tl.constexpr,
+    DECAY_T: tl.constexpr,
+    GAIN_T: tl.constexpr,
+    BIAS_T: tl.constexpr,
+    HARD_RESET: tl.constexpr,
+    STRICT: tl.constexpr,
+    TRAINING: tl.constexpr,
+    STORE_FINAL: tl.constexpr,
+    STORE_V_SEQ: tl.constexpr,
+    COUNT: tl.constexpr,
+    STEPS: tl.constexpr,
+    GROUPS: tl.constexpr,
+    CHUNK: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     """The forward's body, shared by both entry points (arguments as in ``leaky_fwd_counted_kernel``)."""
-    offs, mask, n_row, a, b, c, v = _neuron_block(N, S, C, decay_ptr, gain_ptr, bias_ptr, decay, gain, bias,
-                                                  v_init_ptr, v_init_value, DECAY_T, GAIN_T, BIAS_T, HAS_V_INIT,
-                                                  BLOCK)
+    offs, mask, n_row, a, b, c, v = _neuron_block(
+        N,
+        S,
+        C,
+        decay_ptr,
+        gain_ptr,
+        bias_ptr,
+        decay,
+        gain,
+        bias,
+        v_init_ptr,
+        v_init_value,
+        DECAY_T,
+        GAIN_T,
+        BIAS_T,
+        HAS_V_INIT,
+        BLOCK,
+    )
 
     # Not ``forward_chunks``: this loop also carries each chunk's spike bits (COUNT), counted once per chunk.
     n_chunks = tl.cdiv(T, CHUNK)
@@ -159,17 +221,66 @@ def leaky_fwd_kernel(
     BLOCK: tl.constexpr,
 ):
     # COUNT=False: the counting code is never emitted, so this compiles exactly as the body alone
-    _leaky_fwd(x_ptr, v_init_ptr, decay_ptr, gain_ptr, bias_ptr, spikes_ptr, v_final_ptr, ckpt_ptr, v_seq_ptr,
-               ckpt_ptr, T, N, S, C, decay, gain, bias, v_threshold, v_reset, v_init_value,
-               HAS_V_INIT, DECAY_T, GAIN_T, BIAS_T, HARD_RESET, STRICT, TRAINING, STORE_FINAL, STORE_V_SEQ,
-               False, 1, 1, CHUNK, BLOCK)
+    _leaky_fwd(
+        x_ptr,
+        v_init_ptr,
+        decay_ptr,
+        gain_ptr,
+        bias_ptr,
+        spikes_ptr,
+        v_final_ptr,
+        ckpt_ptr,
+        v_seq_ptr,
+        ckpt_ptr,
+        T,
+        N,
+        S,
+        C,
+        decay,
+        gain,
+        bias,
+        v_threshold,
+        v_reset,
+        v_init_value,
+        HAS_V_INIT,
+        DECAY_T,
+        GAIN_T,
+        BIAS_T,
+        HARD_RESET,
+        STRICT,
+        TRAINING,
+        STORE_FINAL,
+        STORE_V_SEQ,
+        False,
+        1,
+        1,
+        CHUNK,
+        BLOCK,
+    )
 
 
 @triton.jit(do_not_specialize=["T"])
 def leaky_fwd_counted_kernel(
-    x_ptr, v_init_ptr, decay_ptr, gain_ptr, bias_ptr, spikes_ptr, v_final_ptr, ckpt_ptr, v_seq_ptr,  # as the plain one
+    x_ptr,
+    v_init_ptr,
+    decay_ptr,
+    gain_ptr,
+    bias_ptr,
+    spikes_ptr,
+    v_final_ptr,
+    ckpt_ptr,
+    v_seq_ptr,  # as the plain one
     counts_ptr,  # [T, n_programs * GROUPS] out, int32: spikes at each step, GROUPS partial counts per program
-    T, N, S, C, decay, gain, bias, v_threshold, v_reset, v_init_value,
+    T,
+    N,
+    S,
+    C,
+    decay,
+    gain,
+    bias,
+    v_threshold,
+    v_reset,
+    v_init_value,
     HAS_V_INIT: tl.constexpr,
     DECAY_T: tl.constexpr,
     GAIN_T: tl.constexpr,
@@ -187,10 +298,42 @@ def leaky_fwd_counted_kernel(
     """``leaky_fwd_kernel`` that also counts spikes: the chunk's spikes are kept as bits per neuron and
     summed once per chunk into this program's own slots of ``counts_ptr`` (no atomics: the host's integer
     sum over the slots is exact and deterministic). BLOCK must be a multiple of 32 * GROUPS."""
-    _leaky_fwd(x_ptr, v_init_ptr, decay_ptr, gain_ptr, bias_ptr, spikes_ptr, v_final_ptr, ckpt_ptr, v_seq_ptr,
-               counts_ptr, T, N, S, C, decay, gain, bias, v_threshold, v_reset, v_init_value,
-               HAS_V_INIT, DECAY_T, GAIN_T, BIAS_T, HARD_RESET, STRICT, TRAINING, STORE_FINAL, STORE_V_SEQ,
-               True, STEPS, GROUPS, CHUNK, BLOCK)
+    _leaky_fwd(
+        x_ptr,
+        v_init_ptr,
+        decay_ptr,
+        gain_ptr,
+        bias_ptr,
+        spikes_ptr,
+        v_final_ptr,
+        ckpt_ptr,
+        v_seq_ptr,
+        counts_ptr,
+        T,
+        N,
+        S,
+        C,
+        decay,
+        gain,
+        bias,
+        v_threshold,
+        v_reset,
+        v_init_value,
+        HAS_V_INIT,
+        DECAY_T,
+        GAIN_T,
+        BIAS_T,
+        HARD_RESET,
+        STRICT,
+        TRAINING,
+        STORE_FINAL,
+        STORE_V_SEQ,
+        True,
+        STEPS,
+        GROUPS,
+        CHUNK,
+        BLOCK,
+    )
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -237,9 +380,24 @@ def leaky_bwd_kernel(
     CHUNK: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    offs, mask, n_row, a, b, c, v_init = _neuron_block(N, S, C, decay_ptr, gain_ptr, bias_ptr, decay, gain, bias,
-                                                       v_init_ptr, v_init_value, DECAY_T, GAIN_T, BIAS_T,
-                                                       HAS_V_INIT, BLOCK)
+    offs, mask, n_row, a, b, c, v_init = _neuron_block(
+        N,
+        S,
+        C,
+        decay_ptr,
+        gain_ptr,
+        bias_ptr,
+        decay,
+        gain,
+        bias,
+        v_init_ptr,
+        v_init_value,
+        DECAY_T,
+        GAIN_T,
+        BIAS_T,
+        HAS_V_INIT,
+        BLOCK,
+    )
     if HAS_GRAD_V_FINAL:
         grad_v = tl.load(grad_v_final_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     else:
@@ -252,9 +410,26 @@ def leaky_bwd_kernel(
     for j in range(n_chunks):
         # Rebuild the chunk's pre-reset potentials from its checkpoint (xs kept only when NEED_GRAD_GAIN: dead code
         # otherwise)
-        t0, v_start, hs, xs = recompute_chunk(n_chunks - 1 - j, ckpt_ptr, n_row, offs, mask, v_init, T,
-                                               _input_of_step, (x_ptr, n_row, offs, mask), (), a, b, c, v_threshold,
-                                               v_reset, STRICT, HARD_RESET, CHUNK)
+        t0, v_start, hs, xs = recompute_chunk(
+            n_chunks - 1 - j,
+            ckpt_ptr,
+            n_row,
+            offs,
+            mask,
+            v_init,
+            T,
+            _input_of_step,
+            (x_ptr, n_row, offs, mask),
+            (),
+            a,
+            b,
+            c,
+            v_threshold,
+            v_reset,
+            STRICT,
+            HARD_RESET,
+            CHUNK,
+        )
         # Walk the chunk backwards: dL/dh_t = dL/ds_t * sg_t + dL/dv_t * dv_t/dh_t; dL/dv_{t-1} = a * dL/dh_t.
         for k in tl.static_range(CHUNK - 1, -1, -1):
             valid = t0 + k < T
@@ -265,8 +440,9 @@ def leaky_bwd_kernel(
                 # dL/dv_t = a dL/dh_{t+1} (+ dL/dv_T) + dL/dv_seq[t]
                 grad_v_t = tl.load(grad_v_seq_ptr + row + offs, mask=mask & valid, other=0.0)
                 grad_v = tl.where(valid, grad_v + grad_v_t, grad_v)
-            grad_h, grad_v = walk_step(grad_s, grad_v, h, a, valid, v_threshold, v_reset, sg_param, HARD_RESET,
-                                        STRICT, DETACH_RESET, SG_ID)
+            grad_h, grad_v = walk_step(
+                grad_s, grad_v, h, a, valid, v_threshold, v_reset, sg_param, HARD_RESET, STRICT, DETACH_RESET, SG_ID
+            )
             tl.store(grad_x_ptr + row + offs, (grad_h * b).to(grad_x_ptr.dtype.element_ty), mask=mask & valid)
             if NEED_GRAD_DECAY:
                 # v_{t-1}: rebuilt from h_{t-1} rather than stashed, to save registers

@@ -13,6 +13,7 @@ per-pixel maps dense fp32 [B, S]. Two kinds of program:
 
 Maxima keep the first index on ties (strict >), as torch's max pooling does. Arithmetic is fp32.
 """
+
 import triton
 import triton.language as tl
 
@@ -20,8 +21,9 @@ from .row_tiles import tile, tile_rows
 
 
 @triton.jit
-def row_sum_max_kernel(x_ptr, sum_ptr, max_ptr, arg_ptr, R, S, B, C, st, sb, sc,
-                       BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+def row_sum_max_kernel(
+    x_ptr, sum_ptr, max_ptr, arg_ptr, R, S, B, C, st, sb, sc, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr
+):
     """Per row: sum, max and the first position of the max over H * W (pass 1)."""
     rows, rmask, base = tile_rows(R, B, C, st, sb, sc, BLOCK_R)
     acc = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
@@ -58,8 +60,9 @@ def _row_base(j, b, B, C, st, sb, sc):
 
 
 @triton.jit(do_not_specialize=["T"])
-def pixel_stats_kernel(x_ptr, scale_ptr, sum_ptr, max_ptr, arg_ptr, T, B, C, S, st, sb, sc, rows_per_split,
-                       BLOCK_P: tl.constexpr):
+def pixel_stats_kernel(
+    x_ptr, scale_ptr, sum_ptr, max_ptr, arg_ptr, T, B, C, S, st, sb, sc, rows_per_split, BLOCK_P: tl.constexpr
+):
     """Per pixel of sample b over this slice of (t, c): sum and max (first (t, c) index) of scale * X,
     written to [SPLIT, B, S] partials (pass 2: the spatial attention's pooling)."""
     b, split, p, pmask = _pixel_block(S, BLOCK_P)
@@ -81,8 +84,22 @@ def pixel_stats_kernel(x_ptr, scale_ptr, sum_ptr, max_ptr, arg_ptr, T, B, C, S, 
 
 
 @triton.jit
-def apply_kernel(x_ptr, scale_ptr, map_ptr, y_ptr, R, S, B, C, st, sb, sc, HAS_MAP: tl.constexpr,
-                 BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+def apply_kernel(
+    x_ptr,
+    scale_ptr,
+    map_ptr,
+    y_ptr,
+    R,
+    S,
+    B,
+    C,
+    st,
+    sb,
+    sc,
+    HAS_MAP: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
     """Y = relu(X) * scale[t, b, c] (* map[b, p]): every gate is positive, so the ReLU commutes (pass 3)."""
     rows, rmask, base = tile_rows(R, B, C, st, sb, sc, BLOCK_R)
     g = tl.load(scale_ptr + rows, mask=rmask, other=0.0)[:, None]
@@ -98,8 +115,25 @@ def apply_kernel(x_ptr, scale_ptr, map_ptr, y_ptr, R, S, B, C, st, sb, sc, HAS_M
 
 
 @triton.jit(do_not_specialize=["T"])
-def bwd_pixel_sums_kernel(gy_ptr, x_ptr, scale_ptr, map_ptr, dmap_ptr, dscale_ptr, T, B, C, S, st, sb, sc,
-                          rows_per_split, n_pblk, HAS_MAP: tl.constexpr, BLOCK_P: tl.constexpr):
+def bwd_pixel_sums_kernel(
+    gy_ptr,
+    x_ptr,
+    scale_ptr,
+    map_ptr,
+    dmap_ptr,
+    dscale_ptr,
+    T,
+    B,
+    C,
+    S,
+    st,
+    sb,
+    sc,
+    rows_per_split,
+    n_pblk,
+    HAS_MAP: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+):
     """Backward sweep 1, with GR = dY * relu(X): per pixel dmap = sum_(t,c) GR * scale ([SPLIT, B, S]
     partials) and per row and pixel block dscale = sum_p GR * map ([n_pblk, T, B, C] partials)."""
     b, split, p, pmask = _pixel_block(S, BLOCK_P)
@@ -124,8 +158,7 @@ def bwd_pixel_sums_kernel(gy_ptr, x_ptr, scale_ptr, map_ptr, dmap_ptr, dscale_pt
 
 
 @triton.jit
-def row_dot_map_kernel(x_ptr, map_ptr, out_ptr, R, S, B, C, st, sb, sc, BLOCK_R: tl.constexpr,
-                       BLOCK_S: tl.constexpr):
+def row_dot_map_kernel(x_ptr, map_ptr, out_ptr, R, S, B, C, st, sb, sc, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
     """Backward sweep 2: out[t, b, c] = sum_p X[t, b, c, p] * map[b, p]."""
     rows, rmask, base = tile_rows(R, B, C, st, sb, sc, BLOCK_R)
     b = ((rows // C) % B)[:, None]
@@ -139,10 +172,31 @@ def row_dot_map_kernel(x_ptr, map_ptr, out_ptr, R, S, B, C, st, sb, sc, BLOCK_R:
 
 
 @triton.jit
-def bwd_input_kernel(gy_ptr, x_ptr, scale_ptr, map_ptr, avg_map_ptr, max_map_ptr, max_arg_ptr,
-                     row_add_ptr, row_max_grad_ptr, row_arg_ptr, dx_ptr, R, S, B, C, st, sb, sc,
-                     HAS_MAP: tl.constexpr, HAS_DIRECT: tl.constexpr, ADD_PART: tl.constexpr,
-                     BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+def bwd_input_kernel(
+    gy_ptr,
+    x_ptr,
+    scale_ptr,
+    map_ptr,
+    avg_map_ptr,
+    max_map_ptr,
+    max_arg_ptr,
+    row_add_ptr,
+    row_max_grad_ptr,
+    row_arg_ptr,
+    dx_ptr,
+    R,
+    S,
+    B,
+    C,
+    st,
+    sb,
+    sc,
+    HAS_MAP: tl.constexpr,
+    HAS_DIRECT: tl.constexpr,
+    ADD_PART: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
     """Backward sweep 3, dX of every path (the first term only with HAS_DIRECT; with ADD_PART instead, gy_ptr
     holds that term already computed, by the gated neuron's backward, and it is added as it is):
         dY * map * scale * [X > 0]                                  the apply pass

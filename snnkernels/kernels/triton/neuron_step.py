@@ -15,6 +15,7 @@ Time loop: ``forward_chunks`` (the gated and DTA forwards) and ``recompute_chunk
 the kernel's own step as a jit function argument, inlined at compile time. The leaky forward keeps its loop (it
 also carries each chunk's spike bits), and every backward keeps its walk back (each carries its own sums).
 """
+
 import triton
 import triton.language as tl
 
@@ -65,8 +66,18 @@ def state_after(h, v_threshold, v_reset, STRICT: tl.constexpr, HARD_RESET: tl.co
 
 
 @triton.jit
-def grad_charge(grad_s, grad_v, h, v_threshold, v_reset, sg_param, HARD_RESET: tl.constexpr,
-                 STRICT: tl.constexpr, DETACH_RESET: tl.constexpr, SG_ID: tl.constexpr):
+def grad_charge(
+    grad_s,
+    grad_v,
+    h,
+    v_threshold,
+    v_reset,
+    sg_param,
+    HARD_RESET: tl.constexpr,
+    STRICT: tl.constexpr,
+    DETACH_RESET: tl.constexpr,
+    SG_ID: tl.constexpr,
+):
     """dL/dh_t = dL/ds_t * sg_t + dL/dv_t * dv_t/dh_t (v_t the post-reset state)."""
     sg = surrogate_derivative(h - v_threshold, SG_ID, sg_param)
     if HARD_RESET:
@@ -81,12 +92,27 @@ def grad_charge(grad_s, grad_v, h, v_threshold, v_reset, sg_param, HARD_RESET: t
 
 
 @triton.jit
-def walk_step(grad_s, grad_v, h, a, keep, v_threshold, v_reset, sg_param, HARD_RESET: tl.constexpr,
-               STRICT: tl.constexpr, DETACH_RESET: tl.constexpr, SG_ID: tl.constexpr):
+def walk_step(
+    grad_s,
+    grad_v,
+    h,
+    a,
+    keep,
+    v_threshold,
+    v_reset,
+    sg_param,
+    HARD_RESET: tl.constexpr,
+    STRICT: tl.constexpr,
+    DETACH_RESET: tl.constexpr,
+    SG_ID: tl.constexpr,
+):
     """One step of the backward walk: dL/dh_t (zero where not keep: past T, or outside the tile) and
     dL/dv_{t-1} = a dL/dh_t (grad_v itself where not keep)."""
-    grad_h = tl.where(keep, grad_charge(grad_s, grad_v, h, v_threshold, v_reset, sg_param, HARD_RESET, STRICT,
-                                         DETACH_RESET, SG_ID), 0.0)
+    grad_h = tl.where(
+        keep,
+        grad_charge(grad_s, grad_v, h, v_threshold, v_reset, sg_param, HARD_RESET, STRICT, DETACH_RESET, SG_ID),
+        0.0,
+    )
     return grad_h, tl.where(keep, grad_h * a, grad_v)
 
 
@@ -103,10 +129,20 @@ def chunk_start(ckpt_ptr, ci, n_state, offs, mask, v_init):
     return tl.where(ci > 0, v, v_init)
 
 
-
 @triton.jit
-def forward_chunks(v, T, ckpt_ptr, n_state, state_offs, mask, step, args, FLAGS: tl.constexpr,
-                    TRAINING: tl.constexpr, CHUNK: tl.constexpr):
+def forward_chunks(
+    v,
+    T,
+    ckpt_ptr,
+    n_state,
+    state_offs,
+    mask,
+    step,
+    args,
+    FLAGS: tl.constexpr,
+    TRAINING: tl.constexpr,
+    CHUNK: tl.constexpr,
+):
     """The forward's time loop: chunks of CHUNK unrolled steps (their loads issued together), T a run-time bound;
     with TRAINING the state entering each chunk is checkpointed. ``step(v, t, T, args, FLAGS)``, a jit function
     (inlined), runs step t (masked past T) and returns the state after it. ``args`` is a tuple of run-time values;
@@ -123,8 +159,26 @@ def forward_chunks(v, T, ckpt_ptr, n_state, state_offs, mask, step, args, FLAGS:
 
 
 @triton.jit
-def recompute_chunk(ci, ckpt_ptr, n_state, state_offs, mask, v_init, T, step_input, args, FLAGS: tl.constexpr, a,
-                     b, c, v_threshold, v_reset, STRICT: tl.constexpr, HARD_RESET: tl.constexpr, CHUNK: tl.constexpr):
+def recompute_chunk(
+    ci,
+    ckpt_ptr,
+    n_state,
+    state_offs,
+    mask,
+    v_init,
+    T,
+    step_input,
+    args,
+    FLAGS: tl.constexpr,
+    a,
+    b,
+    c,
+    v_threshold,
+    v_reset,
+    STRICT: tl.constexpr,
+    HARD_RESET: tl.constexpr,
+    CHUNK: tl.constexpr,
+):
     """The backward's recompute of chunk ci: (its first step t0, the state entering it, the pre-reset potentials hs
     rebuilt from that state exactly as the forward computed them, xs: what the walk back keeps of each step's
     input). ``step_input(t, T, args, FLAGS)`` (a jit function; arguments as ``forward_chunks``') gives step t's

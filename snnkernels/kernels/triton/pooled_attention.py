@@ -14,6 +14,7 @@ Arithmetic is fp32 (the loads are converted), op by op (launch with ``enable_fp_
 order autograd of the eager reference uses, so an fp32 forward equals the reference bit for bit given
 the same gate.
 """
+
 import triton
 import triton.language as tl
 
@@ -26,8 +27,22 @@ CROSS = 1  # y = (x + a_r) * (x + b_r)  (T-XA)
 
 
 @triton.jit
-def row_sums_kernel(a_ptr, b_ptr, sum_ptr, dot_ptr, R, S, B, C, st, sb, sc,
-                    HAS_B: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+def row_sums_kernel(
+    a_ptr,
+    b_ptr,
+    sum_ptr,
+    dot_ptr,
+    R,
+    S,
+    B,
+    C,
+    st,
+    sb,
+    sc,
+    HAS_B: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
     """sum_ptr[r] = sum_s a[r, s]; with HAS_B also dot_ptr[r] = sum_s a[r, s] * b[r, s]."""
     rows, rmask, base = tile_rows(R, B, C, st, sb, sc, BLOCK_R)
     acc = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
@@ -55,8 +70,9 @@ def _row_values(a_ptr, b_ptr, rows, rmask, MODE: tl.constexpr):
 
 
 @triton.jit
-def row_map_fwd_kernel(x_ptr, a_ptr, b_ptr, y_ptr, R, S, B, C, st, sb, sc,
-                       MODE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+def row_map_fwd_kernel(
+    x_ptr, a_ptr, b_ptr, y_ptr, R, S, B, C, st, sb, sc, MODE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr
+):
     """y = x * a_r (GATE) or (x + a_r) * (x + b_r) (CROSS)."""
     rows, rmask, base = tile_rows(R, B, C, st, sb, sc, BLOCK_R)
     a, b = _row_values(a_ptr, b_ptr, rows, rmask, MODE)
@@ -71,8 +87,24 @@ def row_map_fwd_kernel(x_ptr, a_ptr, b_ptr, y_ptr, R, S, B, C, st, sb, sc,
 
 
 @triton.jit
-def row_map_bwd_kernel(gy_ptr, x_ptr, a_ptr, b_ptr, dz_ptr, dx_ptr, R, S, B, C, st, sb, sc,
-                       MODE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+def row_map_bwd_kernel(
+    gy_ptr,
+    x_ptr,
+    a_ptr,
+    b_ptr,
+    dz_ptr,
+    dx_ptr,
+    R,
+    S,
+    B,
+    C,
+    st,
+    sb,
+    sc,
+    MODE: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
     """dx = d(map)/dx * gy + dz_r: the map's own derivative plus the pooled path (dz_r = dL/dZ_r / S)."""
     rows, rmask, base = tile_rows(R, B, C, st, sb, sc, BLOCK_R)
     a, b = _row_values(a_ptr, b_ptr, rows, rmask, MODE)
@@ -98,8 +130,28 @@ def _row_bias(bias_ptr, rows, rmask, NA_RESIDUAL: tl.constexpr):
 
 
 @triton.jit
-def dta_fwd_kernel(x_ptr, na_ptr, s_ptr, a_ptr, b_ptr, bias_ptr, y_ptr, R, S, B, C, st, sb, sc, nst, nsb, nsc,
-                   NA_RESIDUAL: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+def dta_fwd_kernel(
+    x_ptr,
+    na_ptr,
+    s_ptr,
+    a_ptr,
+    b_ptr,
+    bias_ptr,
+    y_ptr,
+    R,
+    S,
+    B,
+    C,
+    st,
+    sb,
+    sc,
+    nst,
+    nsb,
+    nsc,
+    NA_RESIDUAL: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
     """DTA's output y = sig(na * xa) * s with T-XA's xa = (x + a_r) * (x + b_r) formed on the fly; with
     NA_RESIDUAL the given na is T-NA's decoding conv without bias, and na + bias_r + x is formed here too.
     na keeps its own strides (nst, nsb, nsc): T-NA's output is [B, T] storage whatever x's is."""
@@ -118,9 +170,35 @@ def dta_fwd_kernel(x_ptr, na_ptr, s_ptr, a_ptr, b_ptr, bias_ptr, y_ptr, R, S, B,
 
 
 @triton.jit
-def dta_bwd_kernel(gy_ptr, x_ptr, na_ptr, s_ptr, a_ptr, b_ptr, bias_ptr, dx_ptr, dna_ptr, ds_ptr, sum_ptr,
-                   dot_ptr, na_sum_ptr, R, S, B, C, st, sb, sc, nst, nsb, nsc, NEED_DS: tl.constexpr,
-                   NA_RESIDUAL: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+def dta_bwd_kernel(
+    gy_ptr,
+    x_ptr,
+    na_ptr,
+    s_ptr,
+    a_ptr,
+    b_ptr,
+    bias_ptr,
+    dx_ptr,
+    dna_ptr,
+    ds_ptr,
+    sum_ptr,
+    dot_ptr,
+    na_sum_ptr,
+    R,
+    S,
+    B,
+    C,
+    st,
+    sb,
+    sc,
+    nst,
+    nsb,
+    nsc,
+    NEED_DS: tl.constexpr,
+    NA_RESIDUAL: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
     """One sweep of DTA's backward: dna, ds, T-XA's elementwise dx (without the pooled path, which needs
     these row sums first), and the row sums sum_s dxa and sum_s dxa * x that give the gates' gradients.
     With NA_RESIDUAL also the residual's dna in dx and sum_s dna (the bias gradient, per row). na and dna

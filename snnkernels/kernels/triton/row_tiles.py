@@ -6,6 +6,7 @@ BLOCK_S steps (``tile_rows``, ``tile``); a neuron's program owns BLOCK_R rows x 
 B * C rows and walks all T steps (``step_tile``, ``tile_setup``, ``row_values_at``, ``load_step``, ``x_of_step``,
 ``store_step``, ``store_row_counts``).
 """
+
 import triton
 import triton.language as tl
 

@@ -21,6 +21,7 @@ Only B programs run: on a GPU with more SMs than samples, the sweeps cannot reac
 trade against the step kernels (which fill the GPU but launch several kernels a step) is in
 bench/NOTES.md; ``staa_lif_fused(loop_kernel=...)`` selects.
 """
+
 import triton
 import triton.language as tl
 
@@ -102,8 +103,14 @@ def _row_factors(a_ptr, b_ptr, ga_ptr, gb_ptr, tb, r0, C, BLOCK_R: tl.constexpr)
     """Rows r0.. of the sample (channels), their mask, and a, b, ga, gb of step t as [BLOCK_R, 1] columns."""
     rows = r0 + tl.arange(0, BLOCK_R)
     rmask = rows < C
-    return (rows, rmask, _row(a_ptr, 0, rows, rmask), _row(b_ptr, 0, rows, rmask), _row(ga_ptr, tb * C, rows, rmask),
-            _row(gb_ptr, tb * C, rows, rmask))
+    return (
+        rows,
+        rmask,
+        _row(a_ptr, 0, rows, rmask),
+        _row(b_ptr, 0, rows, rmask),
+        _row(ga_ptr, tb * C, rows, rmask),
+        _row(gb_ptr, tb * C, rows, rmask),
+    )
 
 
 @triton.jit
@@ -122,18 +129,34 @@ def _row(ptr, base, rows, rmask):
 def staa_loop_fwd_kernel(
     y_ptr,  # [T, B, C, S] fp32: the aggregation's input per step
     mean_y_ptr,  # [T, B, C] fp32: its means over S (HAS_SA)
-    a_ptr, b_ptr,  # [C] fp32 coefficients
-    w1_ptr, w2_ptr,  # [HID, C], [2C, HID] fp32 (HAS_SA)
+    a_ptr,
+    b_ptr,  # [C] fp32 coefficients
+    w1_ptr,
+    w2_ptr,  # [HID, C], [2C, HID] fp32 (HAS_SA)
     drop_ptr,  # [T, B] int32, 1 = dropped (HAS_DROP)
     s_ptr,  # out [T, B, C, S] spikes
     h_ptr,  # out [n_slots, B, C, S] fp32: H_t in slot t % n_slots (n_slots = T keeps the sequence)
-    ga_ptr, gb_ptr,  # out [T, B, C] fp32 gates
+    ga_ptr,
+    gb_ptr,  # out [T, B, C] fp32 gates
     hid_ptr,  # out [T, B, HID] fp32 hidden units after the ReLU (HAS_SA)
     mean_h_ptr,  # out [T, B, C] fp32: mean_hw(H_{t-1}), the pooling's input
     hsum_ptr,  # scratch [B, C] fp32: row sums of the last state
-    T, B, C, S, HID, n_slots, alpha, v_threshold, v_reset,
-    HAS_SA: tl.constexpr, GATE: tl.constexpr, HAS_DROP: tl.constexpr,
-    BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_HID: tl.constexpr,
+    T,
+    B,
+    C,
+    S,
+    HID,
+    n_slots,
+    alpha,
+    v_threshold,
+    v_reset,
+    HAS_SA: tl.constexpr,
+    GATE: tl.constexpr,
+    HAS_DROP: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_HID: tl.constexpr,
 ):
     bi = tl.program_id(0)
     sample = tl.cast(C, tl.int64) * S
@@ -149,8 +172,10 @@ def staa_loop_fwd_kernel(
             tl.store(mean_h_ptr + tb * C + ks, mean_h, mask=kmask)
             if HAS_SA:
                 mean_y = tl.load(mean_y_ptr + tb * C + ks, mask=kmask, other=0.0)
-                pooled = tl.load(a_ptr + ks, mask=kmask, other=0.0) * mean_h + \
-                    tl.load(b_ptr + ks, mask=kmask, other=0.0) * mean_y
+                pooled = (
+                    tl.load(a_ptr + ks, mask=kmask, other=0.0) * mean_h
+                    + tl.load(b_ptr + ks, mask=kmask, other=0.0) * mean_y
+                )
                 w1 = tl.load(w1_ptr + hid[:, None] * C + ks[None, :], mask=hmask[:, None] & kmask[None, :], other=0.0)
                 hidden += tl.sum(w1 * pooled[None, :], axis=1)
         hidden = tl.maximum(hidden, 0.0)
@@ -194,19 +219,44 @@ def staa_loop_fwd_kernel(
 @triton.jit(do_not_specialize=["T"])
 def staa_loop_bwd_kernel(
     ds_ptr,  # [T, B, C, S] dL/ds
-    y_ptr, mean_y_ptr, a_ptr, b_ptr, w1_ptr, w2_ptr, drop_ptr,
+    y_ptr,
+    mean_y_ptr,
+    a_ptr,
+    b_ptr,
+    w1_ptr,
+    w2_ptr,
+    drop_ptr,
     h_ptr,  # [T, B, C, S] fp32: H_t of every step (the forward's slots with n_slots = T)
-    ga_ptr, gb_ptr, hid_ptr, mean_h_ptr,  # the forward's saved [T, B, *] values
+    ga_ptr,
+    gb_ptr,
+    hid_ptr,
+    mean_h_ptr,  # the forward's saved [T, B, *] values
     dy_ptr,  # out [T, B, C, S] fp32: dL/dY_t, the pooling's share included
-    g_ptr, gu_ptr,  # scratch [B, C, S] fp32: dL/dH_t carried back, dL/dU of the step
+    g_ptr,
+    gu_ptr,  # scratch [B, C, S] fp32: dL/dH_t carried back, dL/dU of the step
     row_ptr,  # scratch [4, B, C] fp32 (zeroed): dL/dga, dL/dgb; dL/d(row sum of H_{t-1}); dL/dmean_y / S
-    da_ptr, db_ptr,  # out [2T, B, C] fp32 (zeroed): (t, b)'s shares of dL/da, dL/db, the pooled path's at T + t
+    da_ptr,
+    db_ptr,  # out [2T, B, C] fp32 (zeroed): (t, b)'s shares of dL/da, dL/db, the pooled path's at T + t
     dw1_ptr,  # out [T, B, HID, C] fp32 (HAS_SA)
     dw2_ptr,  # out [T, B, 2C, HID] fp32 (HAS_SA)
-    T, B, C, S, HID, alpha, v_threshold, v_reset, sg_param,
-    HAS_SA: tl.constexpr, GATE: tl.constexpr, HAS_DROP: tl.constexpr, DETACH_RESET: tl.constexpr,
+    T,
+    B,
+    C,
+    S,
+    HID,
+    alpha,
+    v_threshold,
+    v_reset,
+    sg_param,
+    HAS_SA: tl.constexpr,
+    GATE: tl.constexpr,
+    HAS_DROP: tl.constexpr,
+    DETACH_RESET: tl.constexpr,
     SG_ID: tl.constexpr,
-    BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_HID: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_HID: tl.constexpr,
 ):
     bi = tl.program_id(0)
     sample = tl.cast(C, tl.int64) * S
@@ -237,8 +287,9 @@ def staa_loop_bwd_kernel(
                 grad_s = tl.load(ds_ptr + y_base + offs, mask=mask, other=0.0).to(tl.float32)
                 grad_h_next = tl.load(g_ptr + carried + offs, mask=mask & (t < T - 1), other=0.0) + d_sum
                 # the leaky family's chain: hard reset to v_reset, firing on U >= threshold
-                grad_u = grad_charge(grad_s, grad_h_next, u, v_threshold, v_reset, sg_param, True, False,
-                                      DETACH_RESET, SG_ID)
+                grad_u = grad_charge(
+                    grad_s, grad_h_next, u, v_threshold, v_reset, sg_param, True, False, DETACH_RESET, SG_ID
+                )
                 grad_u = tl.where(mask, grad_u, 0.0)
                 tl.store(gu_ptr + carried + offs, grad_u, mask=mask)
                 acc_ga += grad_u * big_a

@@ -12,6 +12,7 @@ and, given dL/ds, dL/dh' and dL/d(row sum of h'), writes dL/dh and dL/dy and red
 order (programs own whole rows: deterministic, no atomics) dL/dga = sum_p dU A, dL/dgb = sum_p dU B,
 dL/da-part = sum_p dA h and dL/db-part = sum_p dB y.
 """
+
 import triton
 import triton.language as tl
 
@@ -48,8 +49,24 @@ def _charge(h_ptr, y_ptr, offs, mask, a, b, ga, gb):
 
 
 @triton.jit
-def staa_step_fwd_kernel(h_ptr, y_ptr, a_ptr, b_ptr, ga_ptr, gb_ptr, s_ptr, h_out_ptr, h_sum_ptr, R, S, C,
-                         v_threshold, v_reset, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+def staa_step_fwd_kernel(
+    h_ptr,
+    y_ptr,
+    a_ptr,
+    b_ptr,
+    ga_ptr,
+    gb_ptr,
+    s_ptr,
+    h_out_ptr,
+    h_sum_ptr,
+    R,
+    S,
+    C,
+    v_threshold,
+    v_reset,
+    BLOCK_R: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
     rows, rmask, base, a, b, ga, gb = _row_factors(a_ptr, b_ptr, ga_ptr, gb_ptr, R, C, S, BLOCK_R)
     acc = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
     for s0 in range(0, S, BLOCK_S):
@@ -64,10 +81,32 @@ def staa_step_fwd_kernel(h_ptr, y_ptr, a_ptr, b_ptr, ga_ptr, gb_ptr, s_ptr, h_ou
 
 
 @triton.jit
-def staa_step_bwd_kernel(h_ptr, y_ptr, a_ptr, b_ptr, ga_ptr, gb_ptr, ds_ptr, dh_out_ptr, dh_sum_ptr, dh_ptr,
-                         dy_ptr, sums_ptr, R, S, C, v_threshold, v_reset, sg_param, HAS_DH: tl.constexpr,
-                         HAS_DSUM: tl.constexpr, DETACH_RESET: tl.constexpr, SG_ID: tl.constexpr,
-                         BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+def staa_step_bwd_kernel(
+    h_ptr,
+    y_ptr,
+    a_ptr,
+    b_ptr,
+    ga_ptr,
+    gb_ptr,
+    ds_ptr,
+    dh_out_ptr,
+    dh_sum_ptr,
+    dh_ptr,
+    dy_ptr,
+    sums_ptr,
+    R,
+    S,
+    C,
+    v_threshold,
+    v_reset,
+    sg_param,
+    HAS_DH: tl.constexpr,
+    HAS_DSUM: tl.constexpr,
+    DETACH_RESET: tl.constexpr,
+    SG_ID: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
     """sums_ptr: fp32 [4, R] = (dL/dga, dL/dgb, sum_p dA h, sum_p dB y). dL/dh' is dh_out (HAS_DH) plus the
     row sum's gradient, the same for every element of the row (HAS_DSUM)."""
     rows, rmask, base, a, b, ga, gb = _row_factors(a_ptr, b_ptr, ga_ptr, gb_ptr, R, C, S, BLOCK_R)
@@ -89,8 +128,9 @@ def staa_step_bwd_kernel(h_ptr, y_ptr, a_ptr, b_ptr, ga_ptr, gb_ptr, ds_ptr, dh_
             else:
                 grad_h_next = tl.zeros([BLOCK_R, BLOCK_S], tl.float32) + d_sum
             # the leaky family's chain: hard reset to v_reset, firing on U >= threshold
-            grad_u = grad_charge(grad_s, grad_h_next, u, v_threshold, v_reset, sg_param, True, False,
-                                  DETACH_RESET, SG_ID)
+            grad_u = grad_charge(
+                grad_s, grad_h_next, u, v_threshold, v_reset, sg_param, True, False, DETACH_RESET, SG_ID
+            )
         else:
             grad_u = grad_s * surrogate_derivative(u - v_threshold, SG_ID, sg_param)
         grad_u = tl.where(mask, grad_u, 0.0)

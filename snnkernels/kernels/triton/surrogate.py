@@ -1,4 +1,5 @@
 """Surrogate derivatives in Triton, switched on the ids of ``snnkernels.surrogate``."""
+
 import triton
 import triton.language as tl
 

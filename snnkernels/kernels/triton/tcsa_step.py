@@ -15,6 +15,7 @@ spatial map's gradient over c inside the tile and writes it directly:
 
 The per-pixel-block partials of dsc are summed by the host in a fixed order: deterministic, no atomics.
 """
+
 import triton
 import triton.language as tl
 
@@ -36,8 +37,22 @@ def _sample_tile(sc_ptr, gs_ptr, C, S, BLOCK_C: tl.constexpr, BLOCK_S: tl.conste
 
 
 @triton.jit
-def tcsa_step_fwd_kernel(v_ptr, sc_ptr, gs_ptr, x_next_ptr, s_ptr, h_ptr, C, S, u_th, v_reset, beta,
-                         HAS_NEXT: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+def tcsa_step_fwd_kernel(
+    v_ptr,
+    sc_ptr,
+    gs_ptr,
+    x_next_ptr,
+    s_ptr,
+    h_ptr,
+    C,
+    S,
+    u_th,
+    v_reset,
+    beta,
+    HAS_NEXT: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
     """With HAS_NEXT the output is the next step's V = H' + X_next (its input added here, saving a pass),
     else H'."""
     _, cmask, pmask, offs, sc, gs = _sample_tile(sc_ptr, gs_ptr, C, S, BLOCK_C, BLOCK_S)
@@ -53,9 +68,28 @@ def tcsa_step_fwd_kernel(v_ptr, sc_ptr, gs_ptr, x_next_ptr, s_ptr, h_ptr, C, S, 
 
 
 @triton.jit
-def tcsa_step_bwd_kernel(v_ptr, sc_ptr, gs_ptr, ds_ptr, dh_ptr, dv_ptr, dsc_ptr, dgs_ptr, B, C, S, u_th, v_reset,
-                         beta, sg_param, HAS_DH: tl.constexpr, DETACH_RESET: tl.constexpr, SG_ID: tl.constexpr,
-                         BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+def tcsa_step_bwd_kernel(
+    v_ptr,
+    sc_ptr,
+    gs_ptr,
+    ds_ptr,
+    dh_ptr,
+    dv_ptr,
+    dsc_ptr,
+    dgs_ptr,
+    B,
+    C,
+    S,
+    u_th,
+    v_reset,
+    beta,
+    sg_param,
+    HAS_DH: tl.constexpr,
+    DETACH_RESET: tl.constexpr,
+    SG_ID: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
     """dV [B, C, S]; dsc partials [n_pixel_blocks, B, C]; dgs [B, S]."""
     b, cmask, pmask, offs, sc, gs = _sample_tile(sc_ptr, gs_ptr, C, S, BLOCK_C, BLOCK_S)
     mask = cmask[:, None] & pmask[None, :]

@@ -3,6 +3,7 @@
 Tensors are T-NA's [B, D, H, W] seen as [1, B, D, H, W] rows (layout of ``pooled_attention``), per-row vectors
 dense fp32 [B, D]. Arithmetic fp32, exact (erf) GELU as the reference.
 """
+
 import triton
 import triton.language as tl
 
@@ -23,8 +24,7 @@ def _gelu_grad(x):
 
 
 @triton.jit
-def gelu_rows_kernel(pre_ptr, e_ptr, sum_ptr, R, S, B, C, st, sb, sc, BLOCK_R: tl.constexpr,
-                     BLOCK_S: tl.constexpr):
+def gelu_rows_kernel(pre_ptr, e_ptr, sum_ptr, R, S, B, C, st, sb, sc, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
     """E = gelu(pre) and sum_hw E per row (the GTCA pooling) in one sweep."""
     rows, rmask, base = tile_rows(R, B, C, st, sb, sc, BLOCK_R)
     acc = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
@@ -37,8 +37,9 @@ def gelu_rows_kernel(pre_ptr, e_ptr, sum_ptr, R, S, B, C, st, sb, sc, BLOCK_R: t
 
 
 @triton.jit
-def gelu_bwd_kernel(de_ptr, pre_ptr, dsum_ptr, dpre_ptr, R, S, B, C, st, sb, sc, BLOCK_R: tl.constexpr,
-                    BLOCK_S: tl.constexpr):
+def gelu_bwd_kernel(
+    de_ptr, pre_ptr, dsum_ptr, dpre_ptr, R, S, B, C, st, sb, sc, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr
+):
     """dpre = (dE + dsum_r) * gelu'(pre): E's gradient from every use, the pooled one as a per-row term."""
     rows, rmask, base = tile_rows(R, B, C, st, sb, sc, BLOCK_R)
     dsum = tl.load(dsum_ptr + rows, mask=rmask, other=0.0)[:, None]
@@ -50,8 +51,9 @@ def gelu_bwd_kernel(de_ptr, pre_ptr, dsum_ptr, dpre_ptr, R, S, B, C, st, sb, sc,
 
 
 @triton.jit
-def gated_product_fwd_kernel(l_ptr, e_ptr, g_ptr, a_ptr, R, S, B, C, st, sb, sc, BLOCK_R: tl.constexpr,
-                             BLOCK_S: tl.constexpr):
+def gated_product_fwd_kernel(
+    l_ptr, e_ptr, g_ptr, a_ptr, R, S, B, C, st, sb, sc, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr
+):
     """A = g_r * L * E (GTCA's gate times LTCA's map times the encoding), in the reference's order."""
     rows, rmask, base = tile_rows(R, B, C, st, sb, sc, BLOCK_R)
     g = tl.load(g_ptr + rows, mask=rmask, other=0.0)[:, None]
@@ -63,8 +65,24 @@ def gated_product_fwd_kernel(l_ptr, e_ptr, g_ptr, a_ptr, R, S, B, C, st, sb, sc,
 
 
 @triton.jit
-def gated_product_bwd_kernel(da_ptr, l_ptr, e_ptr, g_ptr, dl_ptr, de_ptr, dot_ptr, R, S, B, C, st, sb, sc,
-                             BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+def gated_product_bwd_kernel(
+    da_ptr,
+    l_ptr,
+    e_ptr,
+    g_ptr,
+    dl_ptr,
+    de_ptr,
+    dot_ptr,
+    R,
+    S,
+    B,
+    C,
+    st,
+    sb,
+    sc,
+    BLOCK_R: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
     """dL = dA g E, dE = dA g L and dg_r = sum_hw dA L E in one sweep."""
     rows, rmask, base = tile_rows(R, B, C, st, sb, sc, BLOCK_R)
     g = tl.load(g_ptr + rows, mask=rmask, other=0.0)[:, None]

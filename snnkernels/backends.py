@@ -192,6 +192,6 @@ _resolve_triton_op._dynamo_marked_constant = True  # type: ignore[attr-defined]
 
 
 def resolve_triton_op_backend(backend: str, x: torch.Tensor, owner: str) -> str:
-    """ "torch" or "triton" for an op that has Triton kernels only (see the module docstring)."""
+    """Either "torch" or "triton" for an op that has Triton kernels only (see the module docstring)."""
     check_backend_name(backend, owner)
     return _resolve_triton_op(backend, x.device.type, x.dtype)

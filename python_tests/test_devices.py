@@ -49,7 +49,8 @@ def test_every_triton_launch_is_guarded():
             found += 1
             if id(call) not in guarded:
                 unguarded.append(f"{path.name}:{call.lineno}")
-    assert found >= 15, found  # the test must see the launches it checks
+    # the test must see the launches it checks: 14 sites (the gated and DTA forwards share launch_neuron_fwd)
+    assert found >= 14, found
     assert not unguarded, f"Triton launches outside `with on_device_of(...)`: {unguarded}"
 
 

@@ -144,51 +144,115 @@ def report(name: str, call, arch: int, sass_dir: str | None) -> None:
         )
 
 
-def cases() -> dict:
-    """name -> launcher call at the benchmark shapes (docs/neuron.md, bench/NOTES.md)."""
+def _e(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.empty(*shape, dtype=dtype)
+
+
+def _dtype_cases(d: torch.dtype, tag: str) -> dict:
+    """The time-loop launches in dtype ``d``: LIF (T = 8, 4M neurons a step), TCJA's gated neuron at
+    (8, 32, 128, 32, 32), DTA-LIF at (4, 64, 64, 32, 32)."""
     from snnkernels.ops import dta_leaky_triton as dl
     from snnkernels.ops import gated_leaky_triton as gl
     from snnkernels.ops import leaky_triton as lt
     from snnkernels.surrogate import ATan, Sigmoid
 
-    def e(*shape, dtype=torch.float32):
-        return torch.empty(*shape, dtype=dtype)
-
-    out = {}
-    for dtype, tag in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
-        T, N = 8, (32, 128, 32, 32)  # 4M neurons a step
-        neuron = (0.5, 0.5, 0.0, 1.0, 0.0, 0.0, True, False)
-        out[f"lif_fwd_{tag}"] = lambda d=dtype, n=neuron: lt._fwd_impl(
-            e(T, *N, dtype=d), None, None, None, None, *n, False, ATan.id, 2.0, True, False, 8
-        )
-        out[f"lif_counted_fwd_{tag}"] = lambda d=dtype, n=neuron: lt._counted_fwd_impl(
-            e(T, *N, dtype=d), None, None, None, None, *n, False, ATan.id, 2.0, True, False, 8
-        )
-        out[f"lif_bwd_{tag}"] = lambda d=dtype, n=neuron: lt._bwd_impl(
-            e(T, *N, dtype=d), None, e(T, *N, dtype=d), None, e(0, 1), None, None, None, *n, False, ATan.id, 2.0, 8,
-            False, False, False, False,
-        )  # fmt: skip
-        out[f"leaky_channel_bwd_{tag}"] = lambda d=dtype, n=neuron: lt._bwd_impl(
-            e(T, *N, dtype=d), None, e(T, *N, dtype=d), None, e(0, 1), e(128), e(128), None, *n, False, ATan.id, 2.0,
-            8, False, True, True, False,
-        )  # fmt: skip
-        x = (8, 32, 128, 32, 32)
-        s = (0.5, 1.0, 0.0, 1.0, 0.0, 0.0)
-        out[f"gated_tcja_fwd_{tag}"] = lambda d=dtype: gl.gated_leaky_fwd(
+    e = _e
+    x = (8, 32, 128, 32, 32)
+    n = (0.5, 0.5, 0.0, 1.0, 0.0, 0.0, True, False)  # the LIF: tau 2, hard reset
+    s = (0.5, 1.0, 0.0, 1.0, 0.0, 0.0)
+    y = (4, 64, 64, 32, 32)
+    return {
+        f"lif_fwd_{tag}": lambda: lt._fwd_impl(
+            e(*x, dtype=d), None, None, None, None, *n, False, 0, 2.0, True, False, 8
+        ),
+        f"lif_counted_fwd_{tag}": lambda: lt._counted_fwd_impl(
+            e(*x, dtype=d), None, None, None, None, *n, False, 0, 2.0, True, False, 8
+        ),
+        f"lif_bwd_{tag}": lambda: lt._bwd_impl(
+            e(*x, dtype=d),
+            None,
+            e(*x, dtype=d),
+            None,
+            e(0, 1),
+            None,
+            None,
+            None,
+            *n,
+            False,
+            ATan.id,
+            2.0,
+            8,
+            False,
+            False,
+            False,
+            False,
+        ),  # fmt: skip
+        f"leaky_channel_bwd_{tag}": lambda: lt._bwd_impl(
+            e(*x, dtype=d),
+            None,
+            e(*x, dtype=d),
+            None,
+            e(0, 1),
+            e(128),
+            e(128),
+            None,
+            *n,
+            False,
+            ATan.id,
+            2.0,
+            8,
+            False,
+            True,
+            True,
+            False,
+        ),  # fmt: skip
+        f"gated_tcja_fwd_{tag}": lambda: gl.gated_leaky_fwd(
             e(*x, dtype=d), e(8, 32, 128), None, False, *s, True, False, True, 8, True
-        )
-        out[f"gated_tcja_bwd_{tag}"] = lambda d=dtype: gl.gated_leaky_bwd(
-            e(*x, dtype=d), e(*x, dtype=d), e(8, 32, 128), None, e(0, 32 * 128 * 1024), False, *s, True, False, False,
-            Sigmoid.id, 4.0, 8,
-        )  # fmt: skip
-        y = (4, 64, 64, 32, 32)
-        out[f"dta_leaky_fwd_{tag}"] = lambda d=dtype: dl.dta_leaky_fwd(
+        ),
+        f"gated_tcja_bwd_{tag}": lambda: gl.gated_leaky_bwd(
+            e(*x, dtype=d),
+            e(*x, dtype=d),
+            e(8, 32, 128),
+            None,
+            e(0, 1),
+            False,
+            *s,
+            True,
+            False,
+            False,
+            Sigmoid.id,
+            4.0,
+            8,
+        ),  # fmt: skip
+        f"dta_leaky_fwd_{tag}": lambda: dl.dta_leaky_fwd(
             e(*y, dtype=d), e(*y, dtype=d), e(4, 64, 64), e(4, 64, 64), e(4, 64, 64), *s, True, False, True, 8, False
-        )
-        out[f"dta_leaky_bwd_{tag}"] = lambda d=dtype: dl.dta_leaky_bwd(
-            e(*y, dtype=d), e(*y, dtype=d), e(*y, dtype=d), e(4, 64, 64), e(4, 64, 64), e(4, 64, 64), e(0, 1),
-            *s, True, False, False, ATan.id, 2.0, 8,
-        )  # fmt: skip
+        ),
+        f"dta_leaky_bwd_{tag}": lambda: dl.dta_leaky_bwd(
+            e(*y, dtype=d),
+            e(*y, dtype=d),
+            e(*y, dtype=d),
+            e(4, 64, 64),
+            e(4, 64, 64),
+            e(4, 64, 64),
+            e(0, 1),
+            *s,
+            True,
+            False,
+            False,
+            ATan.id,
+            2.0,
+            8,
+        ),  # fmt: skip
+    }
+
+
+def cases() -> dict:
+    """name -> launcher call at the benchmark shapes (docs/neuron.md, bench/NOTES.md)."""
+    from snnkernels.ops import gated_leaky_triton as gl
+    from snnkernels.surrogate import ATan
+
+    e = _e
+    out = {**_dtype_cases(torch.float32, "fp32"), **_dtype_cases(torch.bfloat16, "bf16")}
     m = (60, 16, 128, 8, 8)
     s = (0.5, 1.0, 0.0, 1.0, 0.0, 0.0)
     out["gated_masnn_fwd_fp32"] = lambda: gl.gated_leaky_fwd(

@@ -26,9 +26,9 @@ per step; a program owns BLOCK_R rows x BLOCK_S columns for all T steps; row par
 import triton
 import triton.language as tl
 
-from .dta_terms import na_value, sigmoid
+from .dta_terms import na_of, sigmoid
 from .neuron_step import fire, forward_chunks, recompute_chunk, step, walk_step
-from .row_tiles import load_step, row_values_at, store_step, tile_rows, tile_setup, x_of_step
+from .row_tiles import load_step, row_values_at, store_step, tile_rows, tile_setup
 
 
 @triton.jit
@@ -40,21 +40,56 @@ def _na_offsets(R1, B, C, nst, nsb, nsc, cols, BLOCK_R: tl.constexpr):
 
 
 @triton.jit
-def _step_terms(na_ptr, a_ptr, b_ptr, bias_ptr, x, t, na_offs, nst, rows, rmask, mask, R1, NA_RESIDUAL: tl.constexpr):
-    """Step t's NA (with T-NA's decoding bias and residual if NA_RESIDUAL), T-XA's a and b of the tile's
-    rows ([BLOCK_R, 1]), and NA's offsets at step t (dL/dNA is written there)."""
-    a = row_values_at(a_ptr, t, rows, rmask, R1)
-    b = row_values_at(b_ptr, t, rows, rmask, R1)
-    if NA_RESIDUAL:
-        na_bias = row_values_at(bias_ptr, t, rows, rmask, R1)
+def _step_loads(
+    x_ptr, na_ptr, a_ptr, b_ptr, bias_ptr, offs, st, t, T, na_offs, nst, rows, rmask, mask, R1, RESIDUAL: tl.constexpr
+):
+    """Step t's inputs, fp32 and zero past T: X_t and NA_t (as loaded) of the tile, T-XA's a and b and (if
+    RESIDUAL) T-NA's decoding bias of its rows ([BLOCK_R, 1]). NA_t is formed by ``na_of``."""
+    valid, _at, x = load_step(x_ptr, offs, st, t, T, mask)
+    a = row_values_at(a_ptr, t, rows, rmask & valid, R1)
+    b = row_values_at(b_ptr, t, rows, rmask & valid, R1)
+    if RESIDUAL:
+        na_bias = row_values_at(bias_ptr, t, rows, rmask & valid, R1)
     else:
         na_bias = 0.0
-    na_at = na_offs + t.to(tl.int64) * nst
-    return na_value(na_ptr, na_bias, x, na_at, mask, NA_RESIDUAL), a, b, na_at
+    na = tl.load(na_ptr + na_offs + t.to(tl.int64) * nst, mask=mask & valid, other=0.0).to(tl.float32)
+    return x, na, a, b, na_bias
 
 
 @triton.jit
-def _fwd_step(v, t, T, args, FLAGS: tl.constexpr):
+def _fwd_load(t, T, args, FLAGS: tl.constexpr):
+    """Step t's inputs of the forward (``forward_chunks``' load; ``_step_loads``)."""
+    (
+        x_ptr,
+        na_ptr,
+        a_ptr,
+        b_ptr,
+        bias_ptr,
+        _y,
+        _c,
+        offs,
+        st,
+        na_offs,
+        nst,
+        rows,
+        rmask,
+        mask,
+        _r,
+        R1,
+        _d,
+        _g,
+        _b,
+        _vt,
+        _vr,
+    ) = args
+    NA_RESIDUAL: tl.constexpr = FLAGS[0]
+    return _step_loads(
+        x_ptr, na_ptr, a_ptr, b_ptr, bias_ptr, offs, st, t, T, na_offs, nst, rows, rmask, mask, R1, NA_RESIDUAL
+    )
+
+
+@triton.jit
+def _fwd_step(v, t, T, inputs, args, FLAGS: tl.constexpr):
     """Step t of the forward (``forward_chunks``' step): the neuron fires on X_t and Y_t is formed from its spikes."""
     (
         x_ptr,
@@ -83,11 +118,11 @@ def _fwd_step(v, t, T, args, FLAGS: tl.constexpr):
     HARD_RESET: tl.constexpr = FLAGS[1]
     STRICT: tl.constexpr = FLAGS[2]
     COUNT: tl.constexpr = FLAGS[3]
-    valid, at, x = load_step(x_ptr, offs, st, t, T, mask)
+    x, na, a, b, na_bias = inputs
+    valid = t < T
+    at = offs + t.to(tl.int64) * st
     _h, spike, v = step(v, x, decay, gain, bias, valid, v_threshold, v_reset, STRICT, HARD_RESET)
-    na, a, b, _unused = _step_terms(
-        na_ptr, a_ptr, b_ptr, bias_ptr, x, t, na_offs, nst, rows, rmask & valid, mask & valid, R1, NA_RESIDUAL
-    )
+    na = na_of(na, na_bias, x, NA_RESIDUAL)
     y = sigmoid(na * ((x + a) * (x + b))) * tl.where(spike, 1.0, 0.0)
     # with COUNT: the neuron's firing statistics, without its spikes ever being stored
     store_step(y_ptr, at, y, spike, valid, mask, rmask, counts_ptr, count_row, t, R1, COUNT)
@@ -96,10 +131,15 @@ def _fwd_step(v, t, T, args, FLAGS: tl.constexpr):
 
 @triton.jit
 def _input_of_step(t, T, args, FLAGS: tl.constexpr):
-    """Step t's X, kept for the walk back and the neuron's input alike (the backward's recompute)."""
-    x_ptr, offs, st, mask = args
-    x = x_of_step(x_ptr, offs, st, t, T, mask)
-    return x, x
+    """Step t of the backward's recompute: ((X_t, NA_t, a, b, bias as ``_step_loads``, dL/dY_t), X_t), all loaded
+    here, before the walk's first store."""
+    x_ptr, na_ptr, a_ptr, b_ptr, bias_ptr, grad_y_ptr, offs, st, na_offs, nst, rows, rmask, mask, R1 = args
+    NA_RESIDUAL: tl.constexpr = FLAGS[0]
+    x, na, a, b, na_bias = _step_loads(
+        x_ptr, na_ptr, a_ptr, b_ptr, bias_ptr, offs, st, t, T, na_offs, nst, rows, rmask, mask, R1, NA_RESIDUAL
+    )
+    _valid, _at, gy = load_step(grad_y_ptr, offs, st, t, T, mask)
+    return (x, na, a, b, na_bias, gy), x
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -165,7 +205,18 @@ def dta_leaky_fwd_kernel(
         v_reset,
     )
     forward_chunks(
-        v, T, ckpt_ptr, n_state, dense, mask, _fwd_step, args, (NA_RESIDUAL, HARD_RESET, STRICT, COUNT), TRAINING, CHUNK
+        v,
+        T,
+        ckpt_ptr,
+        n_state,
+        dense,
+        mask,
+        _fwd_load,
+        _fwd_step,
+        args,
+        (NA_RESIDUAL, HARD_RESET, STRICT, COUNT),
+        TRAINING,
+        CHUNK,
     )
 
 
@@ -226,8 +277,8 @@ def dta_leaky_bwd_kernel(
             v_init,
             T,
             _input_of_step,
-            (x_ptr, offs, st, mask),
-            (),
+            (x_ptr, na_ptr, a_ptr, b_ptr, bias_ptr, grad_y_ptr, offs, st, na_offs, nst, rows, rmask, mask, R1),
+            (NA_RESIDUAL,),
             decay,
             gain,
             bias,
@@ -243,12 +294,10 @@ def dta_leaky_bwd_kernel(
             valid = t < T
             at = offs + t.to(tl.int64) * st
             h = hs[k]
-            x = xs[k]
+            x, na, a, b, na_bias, gy = xs[k]
             s = tl.where(fire(h, v_threshold, STRICT), 1.0, 0.0)
-            na, a, b, na_at = _step_terms(
-                na_ptr, a_ptr, b_ptr, bias_ptr, x, t, na_offs, nst, rows, rmask & valid, mask & valid, R1, NA_RESIDUAL
-            )
-            gy = tl.load(grad_y_ptr + at, mask=mask & valid, other=0.0).to(tl.float32)
+            na = na_of(na, na_bias, x, NA_RESIDUAL)
+            na_at = na_offs + t.to(tl.int64) * nst
             # the product Y = sig(NA * XA) * s, as the pooled-attention DTA backward
             xa = (x + a) * (x + b)
             sig = sigmoid(na * xa)

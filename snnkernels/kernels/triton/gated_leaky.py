@@ -23,7 +23,7 @@ import triton
 import triton.language as tl
 
 from .neuron_step import forward_chunks, recompute_chunk, step, walk_step
-from .row_tiles import load_step, row_values_at, store_step, tile_setup, x_of_step
+from .row_tiles import load_step, row_values_at, store_step, tile_setup
 
 
 @triton.jit
@@ -65,7 +65,15 @@ def _spatial_map(map_ptr, rows, cols, mask, S, C, HAS_MAP: tl.constexpr):
 
 
 @triton.jit
-def _fwd_step(v, t, T, args, FLAGS: tl.constexpr):
+def _fwd_load(t, T, args, FLAGS: tl.constexpr):
+    """Step t's inputs of the gated forward (``forward_chunks``' load): X_t of the tile and scale[t] of its rows."""
+    x_ptr, scale_ptr, _s, _c, offs, st, rows, rmask, mask, _m, _p, R1, _d, _g, _b, _vt, _vr = args
+    valid, _at, x = load_step(x_ptr, offs, st, t, T, mask)
+    return x, row_values_at(scale_ptr, t, rows, rmask & valid, R1)
+
+
+@triton.jit
+def _fwd_step(v, t, T, inputs, args, FLAGS: tl.constexpr):
     """Step t of the gated forward (``forward_chunks``' step): y_t = pre(X_t) * scale * map drives the neuron."""
     (
         x_ptr,
@@ -93,8 +101,10 @@ def _fwd_step(v, t, T, args, FLAGS: tl.constexpr):
     COUNT: tl.constexpr = FLAGS[4]
     if not HAS_MAP:
         m = 1.0  # the tuple carried it as a run-time 1.0
-    valid, at, x = load_step(x_ptr, offs, st, t, T, mask)
-    y = _gated_input(x, row_values_at(scale_ptr, t, rows, rmask & valid, R1), m, RELU, x_ptr)
+    x, g = inputs
+    valid = t < T
+    at = offs + t.to(tl.int64) * st
+    y = _gated_input(x, g, m, RELU, x_ptr)
     _h, spike, v = step(v, y, decay, gain, bias, valid, v_threshold, v_reset, STRICT, HARD_RESET)
     store_step(
         spikes_ptr, at, tl.where(spike, 1.0, 0.0), spike, valid, mask, rmask, counts_ptr, partial_row, t, R1, COUNT
@@ -104,15 +114,17 @@ def _fwd_step(v, t, T, args, FLAGS: tl.constexpr):
 
 @triton.jit
 def _input_of_step(t, T, args, FLAGS: tl.constexpr):
-    """Step t's (pre(X_t), the neuron's input y_t) for the backward's recompute."""
-    x_ptr, scale_ptr, offs, st, rows, rmask, mask, m, R1 = args
+    """Step t of the backward's recompute: ((pre(X_t), scale[t] of the tile's rows, dL/ds_t), the neuron's input
+    y_t). The walk back reads the first three, loaded here with X_t before the walk's first store."""
+    x_ptr, scale_ptr, grad_spikes_ptr, offs, st, rows, rmask, mask, m, R1 = args
     RELU: tl.constexpr = FLAGS[0]
     HAS_MAP: tl.constexpr = FLAGS[1]
     if not HAS_MAP:
         m = 1.0  # the tuple carried it as a run-time 1.0
-    x = x_of_step(x_ptr, offs, st, t, T, mask)
-    y = _gated_input(x, row_values_at(scale_ptr, t, rows, rmask & (t < T), R1), m, RELU, x_ptr)
-    return _pre(x, RELU), y
+    valid, _at, x = load_step(x_ptr, offs, st, t, T, mask)
+    g = row_values_at(scale_ptr, t, rows, rmask & valid, R1)
+    _valid, _at, grad_s = load_step(grad_spikes_ptr, offs, st, t, T, mask)
+    return (_pre(x, RELU), g, grad_s), _gated_input(x, g, m, RELU, x_ptr)
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -176,6 +188,7 @@ def gated_leaky_fwd_kernel(
         n_state,
         dense,
         mask,
+        _fwd_load,
         _fwd_step,
         args,
         (RELU, HAS_MAP, HARD_RESET, STRICT, COUNT),
@@ -227,7 +240,7 @@ def gated_leaky_bwd_kernel(
     acc_map = tl.zeros([BLOCK_R, BLOCK_S], dtype=tl.float32)
     n_chunks = tl.cdiv(T, CHUNK)
     for j in range(n_chunks):
-        inputs = (x_ptr, scale_ptr, offs, st, rows, rmask, mask, m, R1)
+        inputs = (x_ptr, scale_ptr, grad_spikes_ptr, offs, st, rows, rmask, mask, m, R1)
         t0, _v, hs, xs = recompute_chunk(
             n_chunks - 1 - j,
             ckpt_ptr,
@@ -252,7 +265,9 @@ def gated_leaky_bwd_kernel(
         for k in tl.static_range(CHUNK - 1, -1, -1):
             t = t0 + k
             h = hs[k]
-            valid, at, grad_s = load_step(grad_spikes_ptr, offs, st, t, T, mask)
+            x, g, grad_s = xs[k]
+            valid = t < T
+            at = offs + t.to(tl.int64) * st
             grad_h, grad_v = walk_step(
                 grad_s,
                 grad_v,
@@ -268,8 +283,6 @@ def gated_leaky_bwd_kernel(
                 SG_ID,
             )
             grad_y = grad_h * gain
-            g = row_values_at(scale_ptr, t, rows, rmask & valid, R1)
-            x = xs[k]
             grad_x = grad_y * g * m
             if RELU:
                 grad_x = tl.where(x > 0.0, grad_x, 0.0)

@@ -2,7 +2,8 @@
 
 Layout: ``x`` is [T, N] contiguous (N = B * C * S neurons per step); a neuron's channel is
 ``(n // S) % C``. One program owns BLOCK neurons and walks the whole time axis with the state in
-registers. Time is processed in chunks of CHUNK steps, unrolled, so the chunk's loads are issued
+registers. Time is processed in chunks of CHUNK steps, unrolled, with all of a chunk's loads placed before
+its first store (Triton passes no ``noalias``: a load after a store would wait for it), so they are issued
 together; T itself stays a run-time loop bound (no recompilation per T).
 
 Training schedule (recompute): the forward writes spikes and, every CHUNK steps, the membrane state
@@ -76,11 +77,19 @@ def _neuron_block(
 
 @triton.jit
 def _input_of_step(t, T, args, FLAGS: tl.constexpr):
-    """Step t's input x[t] of this program's neurons, fp32 (zero past T): the value the backward keeps and the
-    neuron's input alike."""
-    x_ptr, n_row, offs, mask = args
-    x = tl.load(x_ptr + t * n_row + offs, mask=mask & (t < T), other=0.0).to(tl.float32)
-    return x, x
+    """Step t of the backward's recompute: ((x[t], dL/ds[t], dL/dv_seq[t] or 0), x[t]) of this program's neurons,
+    fp32, zero past T. The walk back keeps the first (x only where NEED_GRAD_GAIN), the neuron charges from x."""
+    x_ptr, grad_spikes_ptr, grad_v_seq_ptr, n_row, offs, mask = args
+    HAS_GRAD_V_SEQ: tl.constexpr = FLAGS[0]
+    valid = t < T
+    row = t * n_row
+    x = tl.load(x_ptr + row + offs, mask=mask & valid, other=0.0).to(tl.float32)
+    grad_s = tl.load(grad_spikes_ptr + row + offs, mask=mask & valid, other=0.0).to(tl.float32)
+    if HAS_GRAD_V_SEQ:
+        grad_v_t = tl.load(grad_v_seq_ptr + row + offs, mask=mask & valid, other=0.0)
+    else:
+        grad_v_t = 0.0
+    return (x, grad_s, grad_v_t), x
 
 
 @triton.jit
@@ -169,10 +178,14 @@ def _leaky_fwd(
             # chunk 0 restarts from v_init, so its state is not stored
             store_checkpoint(ckpt_ptr, ci, n_row, offs, mask, v)
         fired = tl.zeros([BLOCK], dtype=tl.int32)  # bit k: the neuron fired at step t0 + k (if COUNT)
+        # the chunk's loads before its first store (``neuron_step.forward_chunks``' why)
+        xs = ()
+        for k in tl.static_range(CHUNK):
+            xs = xs + (tl.load(x_ptr + (t0 + k) * n_row + offs, mask=mask & (t0 + k < T), other=0.0),)
         for k in tl.static_range(CHUNK):
             valid = t0 + k < T
             row = (t0 + k) * n_row
-            x = tl.load(x_ptr + row + offs, mask=mask & valid, other=0.0).to(tl.float32)
+            x = xs[k].to(tl.float32)
             _h, spike, v = step(v, x, a, b, c, valid, v_threshold, v_reset, STRICT, HARD_RESET)
             # bool -> fp32 -> storage type (Triton 3.6's interpreter miscasts bool straight to bf16)
             s_out = tl.where(spike, 1.0, 0.0).to(spikes_ptr.dtype.element_ty)
@@ -408,8 +421,8 @@ def leaky_bwd_kernel(
 
     n_chunks = tl.cdiv(T, CHUNK)
     for j in range(n_chunks):
-        # Rebuild the chunk's pre-reset potentials from its checkpoint (xs kept only when NEED_GRAD_GAIN: dead code
-        # otherwise)
+        # Rebuild the chunk's pre-reset potentials from its checkpoint, loading the chunk's dL/ds (and dL/dv_seq) with
+        # its x, before the walk's first store (x kept only when NEED_GRAD_GAIN: dead code otherwise)
         t0, v_start, hs, xs = recompute_chunk(
             n_chunks - 1 - j,
             ckpt_ptr,
@@ -419,8 +432,8 @@ def leaky_bwd_kernel(
             v_init,
             T,
             _input_of_step,
-            (x_ptr, n_row, offs, mask),
-            (),
+            (x_ptr, grad_spikes_ptr, grad_v_seq_ptr, n_row, offs, mask),
+            (HAS_GRAD_V_SEQ,),
             a,
             b,
             c,
@@ -435,10 +448,9 @@ def leaky_bwd_kernel(
             valid = t0 + k < T
             row = (t0 + k) * n_row
             h = hs[k]
-            grad_s = tl.load(grad_spikes_ptr + row + offs, mask=mask & valid, other=0.0).to(tl.float32)
+            x, grad_s, grad_v_t = xs[k]
             if HAS_GRAD_V_SEQ:
                 # dL/dv_t = a dL/dh_{t+1} (+ dL/dv_T) + dL/dv_seq[t]
-                grad_v_t = tl.load(grad_v_seq_ptr + row + offs, mask=mask & valid, other=0.0)
                 grad_v = tl.where(valid, grad_v + grad_v_t, grad_v)
             grad_h, grad_v = walk_step(
                 grad_s, grad_v, h, a, valid, v_threshold, v_reset, sg_param, HARD_RESET, STRICT, DETACH_RESET, SG_ID
@@ -452,7 +464,7 @@ def leaky_bwd_kernel(
                     v_prev = state_after(hs[k - 1], v_threshold, v_reset, STRICT, HARD_RESET)
                 acc_decay += grad_h * v_prev
             if NEED_GRAD_GAIN:
-                acc_gain += grad_h * xs[k]
+                acc_gain += grad_h * x
             if NEED_GRAD_BIAS:
                 acc_bias += grad_h
     if STORE_GRAD_V_INIT:

@@ -12,8 +12,10 @@ Recompute schedule: the forward stores fp32 checkpoints of v entering chunks 1, 
 the backward rebuilds a chunk's pre-reset potentials from its checkpoint, then walks the chunk backwards.
 
 Time loop: ``forward_chunks`` (the gated and DTA forwards) and ``recompute_chunk`` (all three backwards) take
-the kernel's own step as a jit function argument, inlined at compile time. The leaky forward keeps its loop (it
-also carries each chunk's spike bits), and every backward keeps its walk back (each carries its own sums).
+the kernel's own step as a jit function argument, inlined at compile time. Each reads a whole chunk's inputs
+before its first store (one memory latency per chunk rather than one per step: Triton passes no ``noalias``).
+The leaky forward keeps its loop (it also carries each chunk's spike bits), and every backward keeps its walk
+back (each carries its own sums).
 """
 
 import triton
@@ -137,24 +139,31 @@ def forward_chunks(
     n_state,
     state_offs,
     mask,
+    load,
     step,
     args,
     FLAGS: tl.constexpr,
     TRAINING: tl.constexpr,
     CHUNK: tl.constexpr,
 ):
-    """The forward's time loop: chunks of CHUNK unrolled steps (their loads issued together), T a run-time bound;
-    with TRAINING the state entering each chunk is checkpointed. ``step(v, t, T, args, FLAGS)``, a jit function
-    (inlined), runs step t (masked past T) and returns the state after it. ``args`` is a tuple of run-time values;
-    the step's constexprs travel apart in ``FLAGS`` (Triton passes a tuple's constexprs on as run-time values), read
-    back as ``NAME: tl.constexpr = FLAGS[i]`` (unpacking them would make run-time values too)."""
+    """The forward's time loop: chunks of CHUNK unrolled steps, T a run-time bound; with TRAINING the state
+    entering each chunk is checkpointed. ``load(t, T, args, FLAGS)`` (a jit function, inlined) reads step t's
+    inputs (masked past T) and ``step(v, t, T, inputs, args, FLAGS)`` runs step t on them, stores its outputs and
+    returns the state after it. All CHUNK loads are issued before the chunk's first store: Triton passes no
+    ``noalias``, so a load placed after a store waits for it and each step would cost a memory latency.
+    ``args`` is a tuple of run-time values; the step's constexprs travel apart in ``FLAGS`` (Triton passes a
+    tuple's constexprs on as run-time values), read back as ``NAME: tl.constexpr = FLAGS[i]`` (unpacking them
+    would make run-time values too)."""
     for ci in range(tl.cdiv(T, CHUNK)):
         t0 = ci * CHUNK
         if TRAINING:
             # chunk 0 restarts from v_init, so its state is not stored
             store_checkpoint(ckpt_ptr, ci, n_state, state_offs, mask, v)
+        inputs = ()
         for k in tl.static_range(CHUNK):
-            v = step(v, t0 + k, T, args, FLAGS)
+            inputs = inputs + (load(t0 + k, T, args, FLAGS),)
+        for k in tl.static_range(CHUNK):
+            v = step(v, t0 + k, T, inputs[k], args, FLAGS)
     return v
 
 
@@ -180,9 +189,10 @@ def recompute_chunk(
     CHUNK: tl.constexpr,
 ):
     """The backward's recompute of chunk ci: (its first step t0, the state entering it, the pre-reset potentials hs
-    rebuilt from that state exactly as the forward computed them, xs: what the walk back keeps of each step's
-    input). ``step_input(t, T, args, FLAGS)`` (a jit function; arguments as ``forward_chunks``') gives step t's
-    (kept value, neuron input)."""
+    rebuilt from that state exactly as the forward computed them, xs: what the walk back keeps of each step).
+    ``step_input(t, T, args, FLAGS)`` (a jit function; arguments as ``forward_chunks``') gives step t's (kept value,
+    neuron input): the kept value holds everything the walk back reads of step t (its input, the incoming
+    gradients), so the chunk's loads all issue here, before the walk's first store (``forward_chunks``' why)."""
     t0 = ci * CHUNK
     v_start = chunk_start(ckpt_ptr, ci, n_state, state_offs, mask, v_init)
     v = v_start

@@ -1,0 +1,258 @@
+"""Old vs new Triton kernels, bit for bit, under Triton's interpreter (no GPU needed).
+
+Runs the same deterministic cases through the ``snnkernels`` of a git ref (``--old``, default ``main``: its
+``snnkernels/`` is extracted into a temporary folder with ``git archive``) and through this working tree, each
+in its own process with ``TRITON_INTERPRET=1``, and compares every output tensor with ``torch.equal`` (NaNs in
+the same places count as equal: ``torch.equal`` on the bit patterns). Cases: the leaky forward (plain and
+counted) and backward, the gated neuron and DTA on its neuron's spikes, forward and backward, in fp32 / fp16 /
+bf16 at odd shapes, over the neuron setting families of the registry's samples (hard / soft reset, strict,
+detach, every surrogate, per-channel coefficients, initial state, membrane sequence, ReLU / map, residual,
+counting) and several checkpoint chunk sizes; plus every Triton op's registry samples.
+
+Usage: ``python scripts/bitcheck_kernels.py [--old REF] [--quick]``; exits 1 on any difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import subprocess
+import sys
+import tempfile
+import zlib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def _gen(key: str):
+    import torch
+
+    return torch.Generator().manual_seed(zlib.crc32(key.encode()))
+
+
+def _randn(g, *shape, dtype="float32", scale=1.5, shift=0.3):
+    import torch
+
+    return (torch.randn(*shape, generator=g) * scale + shift).to(getattr(torch, dtype))
+
+
+def _tensors(out) -> list:
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return [out.detach().clone()]
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in _tensors(o)]
+    return []
+
+
+def leaky_cases(quick: bool):
+    """(key, thunk) of the leaky forward, counted forward and backward."""
+    import torch
+
+    from snnkernels.ops import leaky_triton as lt
+    from snnkernels.surrogate import SURROGATE_IDS
+
+    sg_ids = sorted(SURROGATE_IDS)
+    shapes = ((1, (2, 3, 5)), (5, (3, 7)), (13, (2, 3, 7)), (16, (1, 3, 11)))
+    for i, (shape, dtype, chunk, family) in enumerate(itertools.product(shapes, DTYPES, (1, 3, 8), range(4))):
+        if quick and i % 4:
+            continue
+        T, n = shape
+        key = f"leaky/{T}x{n}/{dtype}/chunk{chunk}/family{family}"
+        hard, strict, detach = family % 2 == 0, family in (1, 2), family >= 2
+        per_channel, has_v0, v_seq = family in (0, 3), family != 1, family in (1, 3)
+        sg = sg_ids[(i // 4) % len(sg_ids)]
+
+        def run(T=T, n=n, dtype=dtype, chunk=chunk, key=key, hard=hard, strict=strict, detach=detach, pc=per_channel,
+                has_v0=has_v0, v_seq=v_seq, sg=sg):  # fmt: skip
+            g = _gen(key)
+            x = _randn(g, T, *n, dtype=dtype)
+            C = n[1] if len(n) > 2 else 1
+            v0 = _randn(g, *n, scale=0.5, shift=0.0) if has_v0 else None
+            coef = [0.6 + 0.1 * torch.randn(C, generator=g) if pc else None for _ in range(3)]
+            scalars = (0.6, 0.9, 0.05, 1.0, 0.0 if hard else -0.3, 0.1)
+            settings = (hard, strict, detach, sg, 2.0)
+            spikes, v_final, ckpt, vs = lt.leaky_fwd_triton(x, v0, *coef, *scalars, *settings, True, True, chunk, v_seq)
+            counted = lt.leaky_fwd_counted_triton(x, v0, *coef, *scalars, *settings, True, True, chunk, v_seq)
+            inference = lt.leaky_fwd_triton(x, v0, *coef, *scalars, *settings, False, False, chunk, v_seq)
+            gs = _randn(g, *spikes.shape, dtype=dtype, shift=0.0)
+            gv = _randn(g, *v_final.shape, shift=0.0)
+            gseq = _randn(g, *vs.shape, shift=0.0) if v_seq else None
+            needs = (has_v0, pc, pc, pc)
+            grads = lt.leaky_bwd_triton(gs, gv, x, v0, ckpt, *coef, *scalars, *settings, chunk, *needs, gseq)
+            return [spikes, v_final, ckpt, vs, *counted, *inference, *grads]
+
+        yield key, run
+
+
+def gated_cases(quick: bool):
+    """(key, thunk) of the gated neuron (TCJA: identity, no map; MA-SNN: ReLU and map), forward and backward."""
+    import torch
+
+    from snnkernels.ops import gated_leaky_triton as gl
+
+    shapes = ((1, 2, 3, 3, 5), (5, 2, 3, 5, 7), (9, 1, 5, 4, 4))
+    for i, (shape, dtype, chunk, relu, hard) in enumerate(
+        itertools.product(shapes, DTYPES, (1, 3, 8), (False, True), (True, False))
+    ):
+        if quick and i % 4:
+            continue
+        key = f"gated/{shape}/{dtype}/chunk{chunk}/relu{relu}/hard{hard}"
+
+        def run(shape=shape, dtype=dtype, chunk=chunk, relu=relu, hard=hard, key=key, i=i):
+            g = _gen(key)
+            T, B, C, H, W = shape
+            x = _randn(g, *shape, dtype=dtype)
+            scale = torch.rand(T, B, C, generator=g) + 0.5
+            spatial = torch.rand(B, H * W, generator=g) + 0.5 if relu else None
+            neuron = (0.5, 1.0, 0.05, 1.0, 0.0 if hard else -0.2, 0.1)
+            strict, count = i % 3 == 0, i % 2 == 0
+            spikes, ckpt, counts = gl.gated_leaky_fwd(
+                x, scale, spatial, relu, *neuron, hard, strict, True, chunk, count
+            )
+            inference = gl.gated_leaky_fwd(x, scale, spatial, relu, *neuron, hard, strict, False, chunk, not count)
+            gs = _randn(g, *shape, dtype=dtype, shift=0.0)
+            grads = gl.gated_leaky_bwd(
+                gs, x, scale, spatial, ckpt, relu, *neuron, hard, strict, i % 4 == 1, i % 8, 2.0, chunk
+            )
+            return [spikes, ckpt, counts, *inference, *grads]
+
+        yield key, run
+
+
+def dta_cases(quick: bool):
+    """(key, thunk) of DTA on its neuron's spikes (plain NA and the residual form with NA in [B, T] storage)."""
+    import torch
+
+    from snnkernels.ops import dta_leaky_triton as dl
+
+    shapes = ((1, 2, 3, 3, 5), (5, 2, 3, 5, 7), (9, 1, 5, 4, 4))
+    for i, (shape, dtype, chunk, residual, hard) in enumerate(
+        itertools.product(shapes, DTYPES, (1, 3, 8), (False, True), (True, False))
+    ):
+        if quick and i % 4:
+            continue
+        key = f"dta/{shape}/{dtype}/chunk{chunk}/residual{residual}/hard{hard}"
+
+        def run(shape=shape, dtype=dtype, chunk=chunk, residual=residual, hard=hard, key=key, i=i):
+            g = _gen(key)
+            T, B, C, H, W = shape
+            x = _randn(g, *shape, dtype=dtype, shift=0.5)
+            if residual:
+                na = _randn(g, B, T, C, H, W, dtype=dtype, shift=0.0).transpose(0, 1)
+            else:
+                na = _randn(g, *shape, dtype=dtype, shift=0.0)
+            a, b = torch.rand(T, B, C, generator=g), torch.rand(T, B, C, generator=g)
+            na_bias = torch.randn(T, B, C, generator=g) if residual else None
+            neuron = (0.5, 1.0, 0.05, 1.0, 0.0 if hard else -0.2, 0.1)
+            strict, count = i % 3 == 0, i % 2 == 0
+            y, ckpt, counts = dl.dta_leaky_fwd(x, na, a, b, na_bias, *neuron, hard, strict, True, chunk, count)
+            inference = dl.dta_leaky_fwd(x, na, a, b, na_bias, *neuron, hard, strict, False, chunk, not count)
+            gy = _randn(g, *shape, dtype=dtype, shift=0.0)
+            grads = dl.dta_leaky_bwd(
+                gy, x, na, a, b, na_bias, ckpt, *neuron, hard, strict, i % 4 == 1, i % 8, 2.0, chunk
+            )
+            return [y, ckpt, counts, *inference, *grads]
+
+        yield key, run
+
+
+def registry_cases(quick: bool):
+    """(key, thunk) of every Triton op's registry samples (seeded)."""
+    import torch
+
+    from snnkernels.ops import registry
+
+    registry.load()
+    for entry in registry.REGISTRY:
+        if entry.backend != "triton" or "cpu" not in entry.devices:
+            continue
+
+        def run(entry=entry):
+            torch.manual_seed(zlib.crc32(entry.name.encode()))
+            out = []
+            for sample in entry.samples("cpu"):
+                with torch.no_grad():
+                    out += _tensors(entry.op()(*sample))
+            return out
+
+        yield f"registry/{entry.name}", run
+
+
+def run_cases(out_path: str, quick: bool) -> None:
+    import torch
+
+    results = {}
+    for cases in (leaky_cases, gated_cases, dta_cases, registry_cases):
+        for key, thunk in cases(quick):
+            results[key] = [t.detach().cpu() for t in _tensors(thunk())]
+    torch.save(results, out_path)
+    print(f"{len(results)} cases, {sum(len(v) for v in results.values())} tensors", flush=True)
+
+
+def _same(a, b) -> bool:
+    import torch
+
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.is_floating_point():
+        # bit patterns: NaN payloads and signed zeros included
+        width = {2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
+        return torch.equal(a.contiguous().view(width), b.contiguous().view(width))
+    return torch.equal(a, b)
+
+
+def compare(old_path: str, new_path: str) -> int:
+    import torch
+
+    old, new = torch.load(old_path), torch.load(new_path)
+    assert old.keys() == new.keys(), "the old and new runs made different cases"
+    tensors, bad = 0, []
+    for key in old:
+        assert len(old[key]) == len(new[key]), f"{key}: {len(old[key])} vs {len(new[key])} outputs"
+        for j, (a, b) in enumerate(zip(old[key], new[key], strict=True)):
+            tensors += 1
+            if not _same(a, b):
+                bad.append(f"{key}[{j}]")
+    print(f"compared {len(old)} cases, {tensors} tensors: {len(bad)} differ")
+    for b in bad[:50]:
+        print("  differs:", b)
+    return 1 if bad else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--old", default="main", help="git ref of the old kernels")
+    parser.add_argument("--quick", action="store_true", help="a quarter of the generated cases")
+    parser.add_argument("--run", help=argparse.SUPPRESS)  # internal: run the cases, save them here
+    args = parser.parse_args()
+    if args.run:
+        run_cases(args.run, args.quick)
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        old_tree = Path(tmp, "old")
+        old_tree.mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", args.old, "snnkernels"], check=True, capture_output=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(old_tree)], input=archive.stdout, check=True)
+        for so in (ROOT / "snnkernels").glob("_C*.so"):  # the native extension, built in place (not in git)
+            (old_tree / "snnkernels" / so.name).symlink_to(so)
+        paths = {}
+        for name, tree in (("old", old_tree), ("new", ROOT)):
+            paths[name] = str(Path(tmp, f"{name}.pt"))
+            env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(tree))
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--run", paths[name]] + (
+                ["--quick"] if args.quick else []
+            )
+            print(f"{name} ({args.old if name == 'old' else 'working tree'}):", end=" ", flush=True)
+            subprocess.run(cmd, env=env, check=True, cwd=tmp)
+        return compare(paths["old"], paths["new"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -332,6 +332,12 @@ def leaky_cases():
         cfg = launch_config(1 << 22, backward=backward)
         for dtype, flags in variants:
             yield kernel, DATA_PTRS, dtype, dict(flags, CHUNK=DEFAULT_CHUNK, BLOCK=cfg.block), cfg.num_warps
+    # the 2-byte backward without coefficient tensors or their gradients takes 4 neurons a thread
+    cfg = launch_config(1 << 22, backward=True, itemsize=2)
+    flags = dict(next(bwd_variants())[1], DECAY_T=False, GAIN_T=False, BIAS_T=False, HAS_GRAD_V_SEQ=True)
+    flags.update(NEED_GRAD_DECAY=False, NEED_GRAD_GAIN=False, NEED_GRAD_BIAS=False)
+    for dtype in ("fp16", "bf16"):
+        yield leaky_bwd_kernel, DATA_PTRS, dtype, dict(flags, CHUNK=DEFAULT_CHUNK, BLOCK=cfg.block), cfg.num_warps
 
 
 def all_cases():

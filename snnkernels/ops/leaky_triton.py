@@ -50,13 +50,19 @@ class LaunchConfig:
     num_warps: int
 
 
-def launch_config(n: int, backward: bool) -> LaunchConfig:
-    """Fixed launch settings. The interpreter costs ~1 ms per program and step, so it gets one big block.
-    On the GPU the forward takes 4 neurons per thread (one 16-byte fp32 access per tensor and step); the
-    backward stashes CHUNK potentials per neuron in registers, so it takes 2 to keep occupancy up."""
+def launch_config(n: int, backward: bool, itemsize: int = 4, coefficients: bool = False) -> LaunchConfig:
+    """Fixed launch settings for x's element size ``itemsize``. The interpreter costs ~1 ms per program and step, so
+    it gets one big block. On the GPU the forward takes 4 neurons per thread (one 16-byte fp32 access per tensor and
+    step); the backward stashes CHUNK potentials per neuron in registers, so it takes 2 (8-byte fp32 accesses) to
+    keep occupancy up, and 4 for 2-byte dtypes so that x, dL/ds and dL/dx still move in 8-byte accesses, unless
+    ``coefficients`` (per-channel coefficient tensors or their gradients: twice the registers, which 4 neurons a
+    thread would take to the 255 limit). A 2-byte forward stays at 4 (8-byte accesses): at 8 its fp32 checkpoint
+    store goes through shared memory, two block barriers a chunk (bench/NOTES.md "8- and 16-byte accesses for
+    2-byte dtypes")."""
     if triton_interpreter_enabled():
         return LaunchConfig(block=min(max(triton.next_power_of_2(n), 16), 8192), num_warps=1)
-    return LaunchConfig(block=256 if backward else 512, num_warps=4)
+    per_thread = (4 if itemsize <= 2 and not coefficients else 2) if backward else 4
+    return LaunchConfig(block=per_thread * 32 * 4, num_warps=4)
 
 
 def _channel_dims(x: torch.Tensor, *coefficients: torch.Tensor | None) -> tuple[int, int]:
@@ -90,7 +96,7 @@ def _fwd_impl(
     outputs = new_fwd_outputs(x, training, store_final_state, chunk, store_v_seq)
     _launch_fwd(
         leaky_fwd_kernel,
-        launch_config(neurons_per_step(x), backward=False),
+        launch_config(neurons_per_step(x), backward=False, itemsize=x.element_size()),
         (),
         {},
         outputs,
@@ -141,7 +147,7 @@ def _counted_fwd_impl(
         raise ValueError(f"leaky_fwd_counted_triton keeps a chunk's spikes as int32 bits: chunk <= 32, got {chunk}")
     T, n = x.shape[0], neurons_per_step(x)
     outputs = new_fwd_outputs(x, training, store_final_state, chunk, store_v_seq)
-    cfg = _counted_launch_config(n)
+    cfg = _counted_launch_config(n, x.element_size())
     # GROUPS int32 slots per step and program (each counts at most BLOCK spikes), all written by the kernel
     partial = x.new_empty((T, triton.cdiv(n, cfg.block) * cfg.num_warps), dtype=torch.int32)
     counting = {"STEPS": triton.next_power_of_2(chunk), "GROUPS": cfg.num_warps}
@@ -172,9 +178,9 @@ def _counted_fwd_impl(
     return *outputs, partial.sum(1, dtype=torch.int64)
 
 
-def _counted_launch_config(n: int) -> LaunchConfig:
+def _counted_launch_config(n: int, itemsize: int = 4) -> LaunchConfig:
     """The forward's settings, with a block of at least one 32-lane row per warp (the kernel's reshape)."""
-    cfg = launch_config(n, backward=False)
+    cfg = launch_config(n, backward=False, itemsize=itemsize)
     return LaunchConfig(block=max(cfg.block, 32 * cfg.num_warps), num_warps=cfg.num_warps)
 
 
@@ -280,7 +286,8 @@ def _bwd_impl(
     if n == 0:
         return grad_x, grad_v_init, *partials
     spatial, channels = _channel_dims(x, decay_t, gain_t, bias_t)
-    cfg = launch_config(n, backward=True)
+    coefficients = any(t is not None for t in (decay_t, gain_t, bias_t)) or need_grad_decay or need_grad_gain
+    cfg = launch_config(n, backward=True, itemsize=x.element_size(), coefficients=coefficients or need_grad_bias)
     dummy = grad_x
     with on_device_of(x):
         leaky_bwd_kernel[(triton.cdiv(n, cfg.block),)](

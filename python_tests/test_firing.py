@@ -135,7 +135,7 @@ def test_counted_op_many_programs_masked_tail(monkeypatch, poisoned_counts, bloc
     """Several programs, partial counts per warp, a partly masked last program whose idle lanes would fire
     (bias above the threshold makes x = 0 fire): they must not be counted."""
     ops = _ops()
-    monkeypatch.setattr(ops, "launch_config", lambda n, backward: ops.LaunchConfig(block, warps))
+    monkeypatch.setattr(ops, "launch_config", lambda n, backward, **_: ops.LaunchConfig(block, warps))
     x = torch.randn(11, 2, 3, 101, device=DEVICE) * 2.0 - 1.0
     spikes, *_, counts = ops.leaky_fwd_counted_triton(*_fwd_args(x, None, None, training, 4, bias=1.2))
     assert torch.equal(counts, _per_step(spikes))

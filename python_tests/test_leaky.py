@@ -516,7 +516,7 @@ def test_many_programs_and_masked_tail(monkeypatch, backend, block, chunk):
     across block boundaries."""
     from snnkernels.ops import leaky_triton
 
-    monkeypatch.setattr(leaky_triton, "launch_config", lambda n, backward: leaky_triton.LaunchConfig(block, 1))
+    monkeypatch.setattr(leaky_triton, "launch_config", lambda n, backward, **_: leaky_triton.LaunchConfig(block, 1))
     x = rand((8, 2, 3, 5, 7))
     v0 = rand((2, 3, 5, 7), scale=0.5, shift=0.0)
     res = run_both(

@@ -7,7 +7,7 @@ the same places count as equal: ``torch.equal`` on the bit patterns). Cases: the
 counted) and backward, the gated neuron and DTA on its neuron's spikes, forward and backward, in fp32 / fp16 /
 bf16 at odd shapes, over the neuron setting families of the registry's samples (hard / soft reset, strict,
 detach, every surrogate, per-channel coefficients, initial state, membrane sequence, ReLU / map, residual,
-counting) and several checkpoint chunk sizes; plus every Triton op's registry samples.
+counting) and several checkpoint chunk sizes; MA-SNN's pixel sweeps; plus every Triton op's registry samples.
 
 Usage: ``python scripts/bitcheck_kernels.py [--old REF] [--quick]``; exits 1 on any difference.
 """
@@ -161,6 +161,34 @@ def dta_cases(quick: bool):
         yield key, run
 
 
+def ma_pixel_cases(quick: bool):
+    """(key, thunk) of MA-SNN's pixel sweeps (pooling over (t, c) and the backward's per-pixel sums) with enough
+    rows per slice for several loop trips and a tail; small integers in X make ties for the maximum."""
+    import torch
+
+    from snnkernels.ops import ma_snn_triton as ma
+
+    shapes = ((5, 2, 7, 3, 5), (3, 1, 13, 4, 4), (1, 3, 2, 5, 3))
+    for i, (shape, dtype, ties) in enumerate(itertools.product(shapes, DTYPES, (False, True))):
+        if quick and i % 2:
+            continue
+        key = f"ma_pixel/{shape}/{dtype}/ties{ties}"
+
+        def run(shape=shape, dtype=dtype, ties=ties, key=key):
+            g = _gen(key)
+            T, B, C, H, W = shape
+            x = _randn(g, *shape, shift=0.0)
+            x = (x * 2).round().to(getattr(torch, dtype)) if ties else x.to(getattr(torch, dtype))
+            scale = torch.ones(T, B, C) if ties else torch.rand(T, B, C, generator=g) + 0.5
+            spatial = torch.rand(B, H * W, generator=g)
+            gy = _randn(g, *shape, dtype=dtype, shift=0.0)
+            out = list(ma.pixel_stats(x, scale))
+            out += list(ma.bwd_pixel_sums(gy, x, scale, spatial)) + list(ma.bwd_pixel_sums(gy, x, scale, None))
+            return out
+
+        yield key, run
+
+
 def registry_cases(quick: bool):
     """(key, thunk) of every Triton op's registry samples (seeded)."""
     import torch
@@ -187,7 +215,7 @@ def run_cases(out_path: str, quick: bool) -> None:
     import torch
 
     results = {}
-    for cases in (leaky_cases, gated_cases, dta_cases, registry_cases):
+    for cases in (leaky_cases, gated_cases, dta_cases, ma_pixel_cases, registry_cases):
         for key, thunk in cases(quick):
             results[key] = [t.detach().cpu() for t in _tensors(thunk())]
     torch.save(results, out_path)

@@ -301,6 +301,15 @@ def cases() -> dict:
     out["gated_masnn_bwd_fp32"] = lambda: gl.gated_leaky_bwd(
         e(*m), e(*m), e(60, 16, 128), e(16, 64), e(0, 1), True, *s, True, False, False, ATan.id, 2.0, 8
     )
+    from snnkernels.ops import ma_snn_triton as ma
+
+    for shape in ((60, 16, 128, 8, 8), (60, 16, 64, 32, 32)):
+        tag = "x".join(map(str, shape[3:]))
+        T, B, C = shape[:3]
+        out[f"ma_pixel_stats_{tag}"] = lambda sh=shape, T=T, B=B, C=C: ma.pixel_stats(e(*sh), e(T, B, C))
+        out[f"ma_bwd_pixel_sums_{tag}"] = lambda sh=shape, T=T, B=B, C=C: ma.bwd_pixel_sums(
+            e(*sh), e(*sh), e(T, B, C), e(B, sh[3] * sh[4])
+        )
     return out
 
 

@@ -59,6 +59,20 @@ def _row_base(j, b, B, C, st, sb, sc):
     return (j // C).to(tl.int64) * st + b.to(tl.int64) * sb + (j % C).to(tl.int64) * sc
 
 
+# Rows a pixel program loads before using them: one row's load per loop trip would leave a one-warp program
+# (8 x 8 planes) with a single 8-byte load in flight (bench/NOTES.md "MA-SNN pixel sweeps").
+ROWS = tl.constexpr(8)
+
+
+@triton.jit
+def _pixel_row(ptr, scale_ptr, j, j_end, b, B, C, st, sb, sc, p, pmask):
+    """(j < j_end, scale[t, b, c], the row's pixels in fp32) of row j = t * C + c of sample b (zeros past j_end)."""
+    valid = j < j_end
+    g = tl.load(scale_ptr + (j // C) * B * C + b * C + j % C, mask=valid, other=0.0)
+    x = tl.load(ptr + _row_base(j, b, B, C, st, sb, sc) + p, mask=pmask & valid, other=0.0).to(tl.float32)
+    return valid, g, x
+
+
 @triton.jit(do_not_specialize=["T"])
 def pixel_stats_kernel(
     x_ptr, scale_ptr, sum_ptr, max_ptr, arg_ptr, T, B, C, S, st, sb, sc, rows_per_split, BLOCK_P: tl.constexpr
@@ -70,13 +84,19 @@ def pixel_stats_kernel(
     best = tl.full([BLOCK_P], float("-inf"), tl.float32)
     best_at = tl.zeros([BLOCK_P], tl.int32)
     j0 = split * rows_per_split
-    for j in range(j0, tl.minimum(j0 + rows_per_split, T * C)):
-        g = tl.load(scale_ptr + (j // C) * B * C + b * C + j % C)
-        v = tl.load(x_ptr + _row_base(j, b, B, C, st, sb, sc) + p, mask=pmask, other=0.0).to(tl.float32) * g
-        acc += v
-        better = v > best
-        best_at = tl.where(better, j, best_at)
-        best = tl.where(better, v, best)
+    j_end = tl.minimum(j0 + rows_per_split, T * C)
+    for j in range(j0, j_end, ROWS):
+        # ROWS rows' loads in flight together, then used in row order (rows past the slice change nothing)
+        xs = ()
+        for u in tl.static_range(ROWS):
+            xs = xs + (_pixel_row(x_ptr, scale_ptr, j + u, j_end, b, B, C, st, sb, sc, p, pmask),)
+        for u in tl.static_range(ROWS):
+            valid, g, x = xs[u]
+            v = x * g
+            acc = tl.where(valid, acc + v, acc)
+            better = valid & (v > best)
+            best_at = tl.where(better, j + u, best_at)
+            best = tl.where(better, v, best)
     out = (split * B + b) * S + p
     tl.store(sum_ptr + out, acc, mask=pmask)
     tl.store(max_ptr + out, best, mask=pmask)
@@ -144,15 +164,20 @@ def bwd_pixel_sums_kernel(
     else:
         m = tl.full([BLOCK_P], 1.0, tl.float32)
     j0 = split * rows_per_split
-    for j in range(j0, tl.minimum(j0 + rows_per_split, T * C)):
-        row = (j // C) * B * C + b * C + j % C
-        g = tl.load(scale_ptr + row)
-        base = _row_base(j, b, B, C, st, sb, sc)
-        gy = tl.load(gy_ptr + base + p, mask=pmask, other=0.0).to(tl.float32)
-        x = tl.load(x_ptr + base + p, mask=pmask, other=0.0).to(tl.float32)
-        gr = gy * tl.maximum(x, 0.0)
-        acc += gr * g
-        tl.store(dscale_ptr + pblk * T * B * C + row, tl.sum(gr * m, axis=0))
+    j_end = tl.minimum(j0 + rows_per_split, T * C)
+    for j in range(j0, j_end, ROWS):
+        # ROWS rows' loads before the first row's store (``pixel_stats_kernel``), used in row order
+        rows = ()
+        for u in tl.static_range(ROWS):
+            valid, g, x = _pixel_row(x_ptr, scale_ptr, j + u, j_end, b, B, C, st, sb, sc, p, pmask)
+            _v, _g, gy = _pixel_row(gy_ptr, scale_ptr, j + u, j_end, b, B, C, st, sb, sc, p, pmask)
+            rows = rows + ((valid, g, x, gy),)
+        for u in tl.static_range(ROWS):
+            valid, g, x, gy = rows[u]
+            gr = gy * tl.maximum(x, 0.0)
+            acc = tl.where(valid, acc + gr * g, acc)
+            row = ((j + u) // C) * B * C + b * C + (j + u) % C
+            tl.store(dscale_ptr + pblk * T * B * C + row, tl.sum(gr * m, axis=0), mask=valid)
     if HAS_MAP:
         tl.store(dmap_ptr + (split * B + b) * S + p, acc, mask=pmask)
 

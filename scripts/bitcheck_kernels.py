@@ -7,9 +7,10 @@ the same places count as equal: ``torch.equal`` on the bit patterns). Cases: the
 counted) and backward, the gated neuron and DTA on its neuron's spikes, forward and backward, in fp32 / fp16 /
 bf16 at odd shapes, over the neuron setting families of the registry's samples (hard / soft reset, strict,
 detach, every surrogate, per-channel coefficients, initial state, membrane sequence, ReLU / map, residual,
-counting) and several checkpoint chunk sizes; MA-SNN's pixel sweeps; plus every Triton op's registry samples.
+counting) and several checkpoint chunk sizes; MA-SNN's pixel sweeps; the global-context sweeps at GPU-sized
+pixel tiles; plus every Triton op's registry samples.
 
-Usage: ``python scripts/bitcheck_kernels.py [--old REF] [--quick]``; exits 1 on any difference.
+Usage: ``python scripts/bitcheck_kernels.py [--old REF] [--quick] [--only KEY_PREFIX]``; exits 1 on any difference.
 """
 
 from __future__ import annotations
@@ -189,6 +190,36 @@ def ma_pixel_cases(quick: bool):
         yield key, run
 
 
+def gc_cases(quick: bool):
+    """(key, thunk) of the global-context sweeps with GPU-sized pixel tiles (2 or 4 pixels: the interpreter's own
+    tile is the whole plane), so that several tiles, a partial one and a missing last one of a pair are walked."""
+    import torch
+    import triton
+
+    from snnkernels.ops import global_context_triton as gc
+
+    shapes = ((2, 3, 5, 3, 3), (1, 2, 16, 3, 5), (3, 1, 7, 2, 4))
+    for i, (shape, dtype, block_p) in enumerate(itertools.product(shapes, DTYPES, (2, 4))):
+        if quick and i % 2:
+            continue
+        key = f"gc/{shape}/{dtype}/block_p{block_p}"
+
+        def run(shape=shape, dtype=dtype, block_p=block_p, key=key):
+            g = _gen(key)
+            x = _randn(g, *shape, dtype=dtype, shift=0.0)
+            wk = torch.randn(shape[2], generator=g)
+            tiles = gc.channel_tiles  # what the launchers' tile choice calls
+            gc.channel_tiles = lambda C, S, min_pixels: (triton.next_power_of_2(C), block_p, 1)
+            try:
+                ctx, stats = gc.gc_context_fwd(x, wk)
+                grads = gc.gc_context_bwd(torch.randn(ctx.shape, generator=g), x, wk, ctx, stats)
+            finally:
+                gc.channel_tiles = tiles
+            return [ctx, stats, *grads]
+
+        yield key, run
+
+
 def registry_cases(quick: bool):
     """(key, thunk) of every Triton op's registry samples (seeded)."""
     import torch
@@ -211,13 +242,14 @@ def registry_cases(quick: bool):
         yield f"registry/{entry.name}", run
 
 
-def run_cases(out_path: str, quick: bool) -> None:
+def run_cases(out_path: str, quick: bool, only: str) -> None:
     import torch
 
     results = {}
-    for cases in (leaky_cases, gated_cases, dta_cases, ma_pixel_cases, registry_cases):
+    for cases in (leaky_cases, gated_cases, dta_cases, ma_pixel_cases, gc_cases, registry_cases):
         for key, thunk in cases(quick):
-            results[key] = [t.detach().cpu() for t in _tensors(thunk())]
+            if key.startswith(only):
+                results[key] = [t.detach().cpu() for t in _tensors(thunk())]
     torch.save(results, out_path)
     print(f"{len(results)} cases, {sum(len(v) for v in results.values())} tensors", flush=True)
 
@@ -256,10 +288,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old", default="main", help="git ref of the old kernels")
     parser.add_argument("--quick", action="store_true", help="a quarter of the generated cases")
+    parser.add_argument("--only", default="", help="only the cases whose key starts with this (e.g. gc/, leaky/)")
     parser.add_argument("--run", help=argparse.SUPPRESS)  # internal: run the cases, save them here
     args = parser.parse_args()
     if args.run:
-        run_cases(args.run, args.quick)
+        run_cases(args.run, args.quick, args.only)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         old_tree = Path(tmp, "old")
@@ -275,7 +308,7 @@ def main() -> int:
             paths[name] = str(Path(tmp, f"{name}.pt"))
             env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(tree))
             cmd = [sys.executable, str(Path(__file__).resolve()), "--run", paths[name]] + (
-                ["--quick"] if args.quick else []
+                ["--only", args.only] + (["--quick"] if args.quick else [])
             )
             print(f"{name} ({args.old if name == 'old' else 'working tree'}):", end=" ", flush=True)
             subprocess.run(cmd, env=env, check=True, cwd=tmp)

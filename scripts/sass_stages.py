@@ -162,13 +162,13 @@ def _dtype_cases(d: torch.dtype, tag: str) -> dict:
     s = (0.5, 1.0, 0.0, 1.0, 0.0, 0.0)
     y = (4, 64, 64, 32, 32)
     return {
-        f"lif_fwd_{tag}": lambda: lt._fwd_impl(
+        f"lif_fwd_{tag}": lambda: lt.leaky_fwd_triton(
             e(*x, dtype=d), None, None, None, None, *n, False, 0, 2.0, True, False, 8
         ),
-        f"lif_counted_fwd_{tag}": lambda: lt._counted_fwd_impl(
+        f"lif_counted_fwd_{tag}": lambda: lt.leaky_fwd_counted_triton(
             e(*x, dtype=d), None, None, None, None, *n, False, 0, 2.0, True, False, 8
         ),
-        f"lif_bwd_{tag}": lambda: lt._bwd_impl(
+        f"lif_bwd_{tag}": lambda: lt.leaky_bwd_triton(
             e(*x, dtype=d),
             None,
             e(*x, dtype=d),
@@ -187,7 +187,7 @@ def _dtype_cases(d: torch.dtype, tag: str) -> dict:
             False,
             False,
         ),  # fmt: skip
-        f"leaky_channel_bwd_{tag}": lambda: lt._bwd_impl(
+        f"leaky_channel_bwd_{tag}": lambda: lt.leaky_bwd_triton(
             e(*x, dtype=d),
             None,
             e(*x, dtype=d),
@@ -206,7 +206,7 @@ def _dtype_cases(d: torch.dtype, tag: str) -> dict:
             True,
             False,
         ),  # fmt: skip
-        f"leaky_all_flags_bwd_{tag}": lambda: lt._bwd_impl(
+        f"leaky_all_flags_bwd_{tag}": lambda: lt.leaky_bwd_triton(
             e(*x, dtype=d),
             e(*x[1:]),
             e(*x, dtype=d),
@@ -226,7 +226,7 @@ def _dtype_cases(d: torch.dtype, tag: str) -> dict:
             True,
             e(*x),
         ),  # fmt: skip
-        f"lif_state_bwd_{tag}": lambda: lt._bwd_impl(
+        f"lif_state_bwd_{tag}": lambda: lt.leaky_bwd_triton(
             e(*x, dtype=d),
             e(*x[1:]),
             e(*x, dtype=d),
@@ -310,6 +310,12 @@ def cases() -> dict:
         out[f"ma_bwd_pixel_sums_{tag}"] = lambda sh=shape, T=T, B=B, C=C: ma.bwd_pixel_sums(
             e(*sh), e(*sh), e(T, B, C), e(B, sh[3] * sh[4])
         )
+    from snnkernels.ops import global_context_triton as gc
+
+    for C, H in ((512, 8), (64, 32)):  # STAA's ResNet widths: (4, 64, C, H, H)
+        x = (4, 64, C, H, H)
+        out[f"gc_context_fwd_C{C}"] = lambda x=x: gc.gc_context_fwd(e(*x), e(x[2]))
+        out[f"gc_context_bwd_C{C}"] = lambda x=x: gc.gc_context_bwd(e(*x[:3]), e(*x), e(x[2]), e(*x[:3]), e(4, 64, 2))
     return out
 
 

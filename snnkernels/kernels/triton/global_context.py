@@ -45,6 +45,18 @@ def _logits(x, wk, pmask):
 
 
 @triton.jit
+def _online_step(x, pmask, wk, m, denom, acc):
+    """One tile of the online softmax: (max logit, sum of exp(logit - max), context accumulator) after it."""
+    kappa = _logits(x, wk, pmask)
+    m_new = tl.maximum(m, tl.max(kappa, axis=0))
+    rescale = tl.exp(m - m_new)
+    e = tl.exp(kappa - m_new)  # 0 on the padding
+    denom = denom * rescale + tl.sum(e, axis=0)
+    acc = acc * rescale + tl.sum(x * e[None, :], axis=1)
+    return m_new, denom, acc
+
+
+@triton.jit
 def gc_context_fwd_kernel(x_ptr, wk_ptr, ctx_ptr, stats_ptr, C, S, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
     """ctx [N, C] fp32 and stats [N, 2] = (max logit, sum of exp(logit - max)); grid (N,)."""
     n = tl.program_id(0)
@@ -54,18 +66,34 @@ def gc_context_fwd_kernel(x_ptr, wk_ptr, ctx_ptr, stats_ptr, C, S, BLOCK_C: tl.c
     m = tl.max(tl.full([BLOCK_P], float("-inf"), tl.float32), axis=0)
     denom = tl.sum(tl.zeros([BLOCK_P], tl.float32), axis=0)
     acc = tl.zeros([BLOCK_C], tl.float32)
-    for p0 in range(0, S, BLOCK_P):
-        x, _, _, pmask = _frame_tile(x_ptr, n, p0, C, S, BLOCK_C, BLOCK_P)
-        kappa = _logits(x, wk, pmask)
-        m_new = tl.maximum(m, tl.max(kappa, axis=0))
-        rescale = tl.exp(m - m_new)
-        e = tl.exp(kappa - m_new)  # 0 on the padding
-        denom = denom * rescale + tl.sum(e, axis=0)
-        acc = acc * rescale + tl.sum(x * e[None, :], axis=1)
-        m = m_new
+    if BLOCK_C * BLOCK_P <= 2048:
+        # Two tiles' loads, then the tiles in order (the second only where it holds pixels): the same arithmetic.
+        # With 4-pixel tiles one tile's 16-byte loads are half sectors whose other half is the next tile's; small
+        # tiles only, so that the pair stays in registers (bench/NOTES.md "Global context: two pixel tiles").
+        for p0 in range(0, S, 2 * BLOCK_P):
+            x, _, _, pmask = _frame_tile(x_ptr, n, p0, C, S, BLOCK_C, BLOCK_P)
+            x1, _, _, pmask1 = _frame_tile(x_ptr, n, p0 + BLOCK_P, C, S, BLOCK_C, BLOCK_P)
+            m, denom, acc = _online_step(x, pmask, wk, m, denom, acc)
+            if p0 + BLOCK_P < S:
+                m, denom, acc = _online_step(x1, pmask1, wk, m, denom, acc)
+    else:
+        for p0 in range(0, S, BLOCK_P):
+            x, _, _, pmask = _frame_tile(x_ptr, n, p0, C, S, BLOCK_C, BLOCK_P)
+            m, denom, acc = _online_step(x, pmask, wk, m, denom, acc)
     tl.store(ctx_ptr + n.to(tl.int64) * C + ch, acc / denom, mask=ch < C)
     tl.store(stats_ptr + 2 * n, m)
     tl.store(stats_ptr + 2 * n + 1, denom)
+
+
+@triton.jit
+def _bwd_tile(x, offs, mask, pmask, wk, dctx, m, denom, dot, dx_ptr, acc_wk):
+    """One tile of the backward: stores its dX and returns the dwk accumulator after it."""
+    att = tl.exp(_logits(x, wk, pmask) - m) / denom
+    datt = tl.sum(x * dctx[:, None], axis=0)
+    dkappa = att * (datt - dot)
+    dx = att[None, :] * dctx[:, None] + wk[:, None] * dkappa[None, :]
+    tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+    return acc_wk + tl.sum(x * dkappa[None, :], axis=1)
 
 
 @triton.jit
@@ -82,12 +110,16 @@ def gc_context_bwd_kernel(
     denom = tl.load(stats_ptr + 2 * n + 1)
     dot = tl.load(dot_ptr + n)
     acc_wk = tl.zeros([BLOCK_C], tl.float32)
-    for p0 in range(0, S, BLOCK_P):
-        x, offs, mask, pmask = _frame_tile(x_ptr, n, p0, C, S, BLOCK_C, BLOCK_P)
-        att = tl.exp(_logits(x, wk, pmask) - m) / denom
-        datt = tl.sum(x * dctx[:, None], axis=0)
-        dkappa = att * (datt - dot)
-        dx = att[None, :] * dctx[:, None] + wk[:, None] * dkappa[None, :]
-        tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=mask)
-        acc_wk += tl.sum(x * dkappa[None, :], axis=1)
+    if BLOCK_C * BLOCK_P <= 2048:
+        # two tiles' loads before the first tile's dX store (``gc_context_fwd_kernel``)
+        for p0 in range(0, S, 2 * BLOCK_P):
+            x, offs, mask, pmask = _frame_tile(x_ptr, n, p0, C, S, BLOCK_C, BLOCK_P)
+            x1, offs1, mask1, pmask1 = _frame_tile(x_ptr, n, p0 + BLOCK_P, C, S, BLOCK_C, BLOCK_P)
+            acc_wk = _bwd_tile(x, offs, mask, pmask, wk, dctx, m, denom, dot, dx_ptr, acc_wk)
+            if p0 + BLOCK_P < S:
+                acc_wk = _bwd_tile(x1, offs1, mask1, pmask1, wk, dctx, m, denom, dot, dx_ptr, acc_wk)
+    else:
+        for p0 in range(0, S, BLOCK_P):
+            x, offs, mask, pmask = _frame_tile(x_ptr, n, p0, C, S, BLOCK_C, BLOCK_P)
+            acc_wk = _bwd_tile(x, offs, mask, pmask, wk, dctx, m, denom, dot, dx_ptr, acc_wk)
     tl.store(dwk_ptr + n.to(tl.int64) * C + ch, acc_wk, mask=cmask)

@@ -30,6 +30,14 @@ from .reference.ma_snn import (
     multi_dimensional_attention_reference,
     tcsa_lif_paper_reference,
 )
+from .reference.spiking_attention import (
+    AttentionLIF,
+    check_heads_input,
+    qk_channel_attention_reference,
+    qk_token_attention_reference,
+    spike_driven_self_attention_reference,
+    spiking_self_attention_reference,
+)
 from .reference.staa import (
     LOOP_KERNELS,
     GCParams,
@@ -39,7 +47,7 @@ from .reference.staa import (
     staa_lif_reference,
 )
 from .reference.tcja import check_tcja_arguments, tcja_gate_reference, tcja_reference
-from .surrogate import ATan, Rectangle, Surrogate, by_id, coerce_surrogate
+from .surrogate import ATan, Rectangle, Sigmoid, Surrogate, by_id, coerce_surrogate
 
 if HAS_TRITON:
     from .ops import (
@@ -49,6 +57,7 @@ if HAS_TRITON:
         leaky_triton,
         ma_snn,
         pooled_attention,
+        spiking_attention_triton,
         staa_step_triton,
         tcsa_step_triton,
         tna_triton,
@@ -71,6 +80,10 @@ __all__ = [
     "tcsa_lif_paper",
     "global_context",
     "staa_lif",
+    "spiking_self_attention",
+    "spike_driven_self_attention",
+    "qk_token_attention",
+    "qk_channel_attention",
     "resolved_backend",
 ]
 
@@ -862,3 +875,180 @@ def staa_lif(
         x.to(state_dtype(x.dtype)), params, gc_fusion=gc_fusion, gc_layer_norm=gc_layer_norm, ln_eps=ln_eps
     )
     return staa_lif_reference(x, params, drop_mask=drop_mask, features=features, **options)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Spiking transformers' attention cores on [T, B, heads, N, d] (any strides). Math: docs/spiking_attention.md,
+# snnkernels.reference.spiking_attention. "triton" runs the fused kernels (snnkernels.ops.spiking_attention_triton).
+
+_SIGMOID4 = Sigmoid(4.0)
+
+
+def _attention_lif(
+    tau: float,
+    v_threshold: float,
+    v_reset: float | None,
+    decay_input: bool,
+    detach_reset: bool,
+    surrogate_function: Surrogate,
+) -> AttentionLIF:
+    if isinstance(tau, torch.Tensor) or not float(tau) > 0:
+        raise ValueError(f"tau must be a positive number, got {tau!r}")
+    v_reset = _checks.check_scalar(v_reset, "v_reset", allow_none=True)
+    return AttentionLIF(
+        float(tau),
+        float(v_threshold),
+        v_reset,
+        bool(decay_input),
+        bool(detach_reset),
+        coerce_surrogate(surrogate_function),
+    )
+
+
+def spiking_self_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    scale: float = 0.125,
+    tau: float = 2.0,
+    v_threshold: float = 0.5,
+    v_reset: float | None = 0.0,
+    decay_input: bool = True,
+    detach_reset: bool = True,
+    surrogate_function: Surrogate = _SIGMOID4,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Spiking self-attention (SSA): ``LIF(scale * q (k^T v))`` per (t, b, head), the LIF over t on each element.
+
+    Both official orderings (``(q k^T) v`` and ``q (k^T v)``) give the same fp32 result on binary input
+    (docs/spiking_attention.md "SSA"); the fused kernel stores no attention membrane.
+
+    Args:
+        q (Tensor): [T, B, heads, N, d], any strides (``x.view(T, B, heads, d, N).transpose(-1, -2)`` for [T, B, C, N]).
+        k (Tensor): as q.
+        v (Tensor): as q.
+        scale (float): factor on the product. Default: 0.125.
+        tau (float): the attention LIF's time constant. Default: 2.0.
+        v_threshold (float): its threshold. Default: 0.5.
+        v_reset (float, Optional): hard-reset value, None for soft reset. Default: 0.0.
+        decay_input (bool): SpikingJelly's decay_input. Default: True.
+        detach_reset (bool): detach the spike in the reset. Default: True.
+        surrogate_function (Surrogate): surrogate derivative. Default: ``Sigmoid(4.0)``.
+        backend (str): ``'auto'``, ``'torch'`` or ``'triton'``. Default: ``'auto'``.
+
+    Returns:
+        Spikes [T, B, heads, N, d] in q's dtype and layout.
+    """
+    check_heads_input(q, k, v)
+    lif = _attention_lif(tau, v_threshold, v_reset, decay_input, detach_reset, surrogate_function)
+    if resolve_triton_op_backend(backend, q, "spiking_self_attention") == "torch":
+        return spiking_self_attention_reference(q, k, v, scale=float(scale), lif=lif)
+    return spiking_attention_triton.spiking_self_attention_fused(q, k, v, float(scale), lif)
+
+
+def spike_driven_self_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    tau: float = 2.0,
+    v_threshold: float = 0.5,
+    v_reset: float | None = 0.0,
+    decay_input: bool = True,
+    detach_reset: bool = True,
+    surrogate_function: Surrogate = _SIGMOID4,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Spike-driven self-attention (SDSA, SDT v1): ``q * LIF(sum over tokens of k * v)``, per channel.
+
+    Args:
+        q (Tensor): [T, B, heads, N, d], any strides.
+        k (Tensor): as q.
+        v (Tensor): as q.
+        tau (float): the attention LIF's time constant. Default: 2.0.
+        v_threshold (float): its threshold. Default: 0.5.
+        v_reset (float, Optional): hard-reset value, None for soft reset. Default: 0.0.
+        decay_input (bool): SpikingJelly's decay_input. Default: True.
+        detach_reset (bool): detach the spike in the reset. Default: True.
+        surrogate_function (Surrogate): surrogate derivative. Default: ``Sigmoid(4.0)``.
+        backend (str): ``'auto'``, ``'torch'`` or ``'triton'``. Default: ``'auto'``.
+
+    Returns:
+        [T, B, heads, N, d] in q's dtype and layout.
+    """
+    check_heads_input(q, k, v)
+    lif = _attention_lif(tau, v_threshold, v_reset, decay_input, detach_reset, surrogate_function)
+    if resolve_triton_op_backend(backend, q, "spike_driven_self_attention") == "torch":
+        return spike_driven_self_attention_reference(q, k, v, lif=lif)
+    return spiking_attention_triton.gate_attention_fused(q, k, v, lif, token=False)
+
+
+def qk_token_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    *,
+    tau: float = 2.0,
+    v_threshold: float = 0.5,
+    v_reset: float | None = 0.0,
+    decay_input: bool = True,
+    detach_reset: bool = True,
+    surrogate_function: Surrogate = _SIGMOID4,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """QKFormer's Q-K token attention: ``LIF(sum over the head's channels of q) * k``.
+
+    Args:
+        q (Tensor): [T, B, heads, N, d], any strides (QKFormer's [T, B, heads, d, N] is ``q.transpose(-1, -2)``).
+        k (Tensor): as q.
+        tau (float): the attention LIF's time constant. Default: 2.0.
+        v_threshold (float): its threshold. Default: 0.5.
+        v_reset (float, Optional): hard-reset value, None for soft reset. Default: 0.0.
+        decay_input (bool): SpikingJelly's decay_input. Default: True.
+        detach_reset (bool): detach the spike in the reset. Default: True.
+        surrogate_function (Surrogate): surrogate derivative. Default: ``Sigmoid(4.0)``.
+        backend (str): ``'auto'``, ``'torch'`` or ``'triton'``. Default: ``'auto'``.
+
+    Returns:
+        [T, B, heads, N, d] in k's dtype and layout.
+    """
+    check_heads_input(q, k, names="qk")
+    lif = _attention_lif(tau, v_threshold, v_reset, decay_input, detach_reset, surrogate_function)
+    if resolve_triton_op_backend(backend, q, "qk_token_attention") == "torch":
+        return qk_token_attention_reference(q, k, lif=lif)
+    return spiking_attention_triton.gate_attention_fused(k, q, None, lif, token=True)
+
+
+def qk_channel_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    *,
+    tau: float = 2.0,
+    v_threshold: float = 0.5,
+    v_reset: float | None = 0.0,
+    decay_input: bool = True,
+    detach_reset: bool = True,
+    surrogate_function: Surrogate = _SIGMOID4,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """QKFormer's Q-K channel attention: ``LIF(sum over tokens of q) * k`` (arguments as ``qk_token_attention``).
+
+    Args:
+        q (Tensor): [T, B, heads, N, d], any strides.
+        k (Tensor): as q.
+        tau (float): the attention LIF's time constant. Default: 2.0.
+        v_threshold (float): its threshold. Default: 0.5.
+        v_reset (float, Optional): hard-reset value, None for soft reset. Default: 0.0.
+        decay_input (bool): SpikingJelly's decay_input. Default: True.
+        detach_reset (bool): detach the spike in the reset. Default: True.
+        surrogate_function (Surrogate): surrogate derivative. Default: ``Sigmoid(4.0)``.
+        backend (str): ``'auto'``, ``'torch'`` or ``'triton'``. Default: ``'auto'``.
+
+    Returns:
+        [T, B, heads, N, d] in k's dtype and layout.
+    """
+    check_heads_input(q, k, names="qk")
+    lif = _attention_lif(tau, v_threshold, v_reset, decay_input, detach_reset, surrogate_function)
+    if resolve_triton_op_backend(backend, q, "qk_channel_attention") == "torch":
+        return qk_channel_attention_reference(q, k, lif=lif)
+    return spiking_attention_triton.gate_attention_fused(k, q, None, lif, token=False)

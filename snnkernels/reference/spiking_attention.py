@@ -97,7 +97,9 @@ def spike_driven_self_attention_reference(
     return q * lif((k * v).sum(dim=-2, keepdim=True))
 
 
-def qk_token_attention_reference(q: torch.Tensor, k: torch.Tensor, *, lif: AttentionLIF = AttentionLIF()) -> torch.Tensor:
+def qk_token_attention_reference(
+    q: torch.Tensor, k: torch.Tensor, *, lif: AttentionLIF = AttentionLIF()
+) -> torch.Tensor:
     """Q-K token attention: ``LIF(sum over the head's channels of q) * k``, docs/spiking_attention.md
     "Q-K attention" (q, k [T, B, heads, N, d])."""
     check_heads_input(q, k, names="qk")

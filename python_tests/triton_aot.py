@@ -23,6 +23,7 @@ from triton.compiler import ASTSource
 
 from snnkernels.kernels.triton import ma_snn, tna
 from snnkernels.kernels.triton import pooled_attention as pa
+from snnkernels.kernels.triton import spiking_attention as sa
 from snnkernels.kernels.triton.dta_leaky import dta_leaky_bwd_kernel, dta_leaky_fwd_kernel
 from snnkernels.kernels.triton.gated_leaky import gated_leaky_bwd_kernel, gated_leaky_fwd_kernel
 from snnkernels.kernels.triton.global_context import gc_context_bwd_kernel, gc_context_fwd_kernel
@@ -30,7 +31,7 @@ from snnkernels.kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_kernel
 from snnkernels.kernels.triton.staa_loop import staa_loop_bwd_kernel, staa_loop_fwd_kernel
 from snnkernels.kernels.triton.staa_step import staa_step_bwd_kernel, staa_step_fwd_kernel
 from snnkernels.kernels.triton.tcsa_step import tcsa_step_bwd_kernel, tcsa_step_fwd_kernel
-from snnkernels.ops import global_context_triton, staa_loop_triton, tcsa_step_triton
+from snnkernels.ops import global_context_triton, spiking_attention_triton, staa_loop_triton, tcsa_step_triton
 from snnkernels.ops.leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, launch_config
 from snnkernels.ops.triton_launch import half_tiles, neuron_tiles, row_tiles
 from snnkernels.surrogate import SURROGATE_IDS
@@ -53,6 +54,11 @@ INT_ARGS = {
     "n_pblk",
     "HID",
     "n_slots",
+    "H",
+    "D",
+    "P",
+    # the spiking attention kernels' five strides per tensor
+    *(f"{t}s{i}" for t in "qkvswgxaby" for i in range(5)),
 }
 # pointers to int32 values (indices, counts, TSRD drop flags)
 INDEX_PTRS = {"arg_ptr", "max_arg_ptr", "row_arg_ptr", "counts_ptr", "drop_ptr"}
@@ -217,6 +223,40 @@ def tcsa_cases():
             )
 
 
+def spiking_attention_cases():
+    """The spiking transformers' attention at the papers' head shape (N = 196 tokens, d = 64; d = 32 once): SSA
+    and the gate sweeps in every dtype forward, the backward with the surrogates and reset modes in turn."""
+    for N, D, dtypes in ((196, 64, tuple(DTYPES)), (196, 32, ("fp32",))):
+        block_n, block_m, block_d, warps = spiking_attention_triton.ssa_tiles(N, D)
+        tile = dict(BLOCK_N=block_n, BLOCK_M=block_m, BLOCK_D=block_d)
+        for i, dtype in enumerate(dtypes):
+            yield sa.ssa_fwd_kernel, {"q_ptr", "k_ptr", "v_ptr", "s_ptr"}, dtype, dict(tile, HARD_RESET=i != 1), warps
+            yield (
+                sa.ssa_bwd_kernel,
+                {"g_ptr", "q_ptr", "k_ptr", "v_ptr"},
+                dtype,
+                dict(tile, HARD_RESET=i != 1, DETACH_RESET=i % 2 == 0, SG_ID=i),
+                warps,
+            )
+        block_r, block_p, warps = spiking_attention_triton.gate_tiles(N, D)
+        gate = dict(BLOCK_R=block_r, BLOCK_P=block_p)
+        for i, dtype in enumerate(dtypes):
+            yield (
+                sa.gate_fwd_kernel,
+                {"x_ptr", "a_ptr", "b_ptr", "y_ptr"},
+                dtype,
+                dict(gate, HAS_B=i != 1, HARD_RESET=i != 2),
+                warps,
+            )
+            yield (
+                sa.gate_bwd_kernel,
+                {"g_ptr", "x_ptr", "a_ptr", "b_ptr", "dx_ptr", "da_ptr", "db_ptr"},
+                dtype,
+                dict(gate, HAS_B=i != 1, HARD_RESET=i != 2, DETACH_RESET=i % 2 == 0, SG_ID=i),
+                warps,
+            )
+
+
 def signature(fn, dtype: str, constexprs: dict, data_ptrs: set[str] = DATA_PTRS) -> dict:
     sig = {}
     for name in fn.arg_names:
@@ -338,7 +378,15 @@ def all_cases():
     """(kernel, data pointers, dtype, constexprs, num_warps) of every variant ``main`` compiles."""
     yield from leaky_cases()
     yield from ((fn, DATA_PTRS, dtype, constexprs, warps) for fn, dtype, constexprs, warps in gated_cases())
-    for cases in (dta_leaky_cases, staa_cases, staa_loop_cases, tcsa_cases, gc_cases, rowwise_cases):
+    for cases in (
+        dta_leaky_cases,
+        staa_cases,
+        staa_loop_cases,
+        tcsa_cases,
+        gc_cases,
+        rowwise_cases,
+        spiking_attention_cases,
+    ):
         yield from cases()
 
 

@@ -462,6 +462,46 @@ def _staa_loop_bwd_samples(dev: str) -> list[tuple]:
     return out
 
 
+# the spiking transformers' attention (ops/spiking_attention_triton.py): binary [T, B, heads, N, d] inputs, one
+# contiguous and one in the official [T, B, C, N] layout; the LIF as [decay, gain, bias, v_threshold, v_reset,
+# v_init, surrogate parameter] (the attention LIF: tau 2, threshold 0.5, hard reset, Sigmoid(4))
+_ATTN_LIF = [0.5, 0.5, 0.0, 0.5, 0.0, 0.0, 4.0]
+
+
+def _heads(dev: str, official: bool) -> torch.Tensor:
+    heads, n, d = 2, 5, 3
+    if official:  # [T, B, C, N] viewed as [T, B, heads, N, d]
+        return (_rand(dev, T, B, heads * d, n) > 0.5).float().view(T, B, heads, d, n).transpose(-1, -2)
+    return (_rand(dev, T, B, heads, n, d) > 0.5).float()
+
+
+def _ssa_fwd_samples(dev: str) -> list[tuple]:
+    return [(_heads(dev, o), _heads(dev, o), _heads(dev, o), 0.125, _ATTN_LIF, True) for o in (False, True)]
+
+
+def _ssa_bwd_samples(dev: str) -> list[tuple]:
+    out = []
+    for official, sg in ((False, Sigmoid.id), (True, Triangle.id)):
+        q = _heads(dev, official)
+        out.append(
+            (torch.randn_like(q), q, _heads(dev, official), _heads(dev, official), 0.25, _ATTN_LIF, sg, True, True)
+        )
+    return out
+
+
+def _gate_fwd_samples(dev: str) -> list[tuple]:
+    return [(_heads(dev, o), _heads(dev, o), _heads(dev, o) if o else None, _ATTN_LIF, True) for o in (False, True)]
+
+
+def _gate_bwd_samples(dev: str) -> list[tuple]:
+    out = []
+    for official in (False, True):
+        x, a, b = _heads(dev, official), _heads(dev, official), _heads(dev, official) if official else None
+        _, z = _op("spiking_attention_gate_fwd")(x, a, b, _ATTN_LIF, True)
+        out.append((torch.randn_like(x), x, a, b, z, _ATTN_LIF, Sigmoid.id, True, official))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------------
 # the registry
 
@@ -547,6 +587,10 @@ REGISTRY: tuple[OpEntry, ...] = (
     _triton("staa_step_bwd", "staa_step_triton", _staa_step_bwd_samples, "staa_step_bwd_kernel"),
     _triton("staa_loop_fwd", "staa_loop_triton", _staa_loop_fwd_samples, "staa_loop_fwd_kernel"),
     _triton("staa_loop_bwd", "staa_loop_triton", _staa_loop_bwd_samples, "staa_loop_bwd_kernel"),
+    _triton("spiking_attention_ssa_fwd", "spiking_attention_triton", _ssa_fwd_samples, "ssa_fwd_kernel"),
+    _triton("spiking_attention_ssa_bwd", "spiking_attention_triton", _ssa_bwd_samples, "ssa_bwd_kernel"),
+    _triton("spiking_attention_gate_fwd", "spiking_attention_triton", _gate_fwd_samples, "gate_fwd_kernel"),
+    _triton("spiking_attention_gate_bwd", "spiking_attention_triton", _gate_bwd_samples, "gate_bwd_kernel"),
 )
 
 ENTRIES: dict[str, OpEntry] = {e.name: e for e in REGISTRY}

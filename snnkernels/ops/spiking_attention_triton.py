@@ -27,6 +27,8 @@ from .triton_launch import COMPILE_OPTIONS, f32
 
 __all__ = [
     "lif_arguments",
+    "ssa_tiles",
+    "gate_tiles",
     "ssa_fwd",
     "ssa_bwd",
     "gate_fwd",
@@ -69,12 +71,15 @@ def _lif_kwargs(lif: list[float], backward: bool) -> dict[str, float]:
     return dict(zip(names, lif, strict=False))
 
 
-def _ssa_tiles(N: int, D: int) -> tuple[int, int, int, int]:
-    """(BLOCK_N, BLOCK_M, BLOCK_D, num_warps): tl.dot needs every block dimension >= 16."""
+def ssa_tiles(N: int, D: int) -> tuple[int, int, int, int]:
+    """(BLOCK_N, BLOCK_M, BLOCK_D, num_warps): every dot dimension >= 16; from d = 32 16-row tiles (8 warps at
+    d = 64), the largest that compile without stack for sm_80 / sm_90 (python_tests/triton_aot.py; the tf32x3
+    products keep three copies of each operand)."""
     block_d = max(16, triton.next_power_of_2(D))
-    block_n = max(16, min(64, triton.next_power_of_2(N)))
-    block_m = max(16, min(32 if block_d > 64 else 64, triton.next_power_of_2(N)))
-    return block_n, block_m, block_d, 4
+    if block_d >= 32:
+        return 16, 16, block_d, 8 if block_d >= 64 else 4
+    block = max(16, min(32, triton.next_power_of_2(N)))
+    return block, block, block_d, 4
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -90,7 +95,7 @@ def ssa_fwd(
     T, B, H, N, D = q.shape
     if spikes.numel() == 0:
         return spikes
-    block_n, block_m, block_d, warps = _ssa_tiles(N, D)
+    block_n, block_m, block_d, warps = ssa_tiles(N, D)
     with on_device_of(q):
         K.ssa_fwd_kernel[(B * H, triton.cdiv(N, block_n))](
             q,
@@ -128,7 +133,7 @@ def _ssa_pre_activation_grad(
     """G = scale * dL/dX, fp32 contiguous [T, B, heads, N, d]: the kernel's recompute and walk back."""
     w = torch.empty(q.shape, dtype=torch.float32, device=q.device)
     T, B, H, N, D = q.shape
-    block_n, block_m, block_d, warps = _ssa_tiles(N, D)
+    block_n, block_m, block_d, warps = ssa_tiles(N, D)
     with on_device_of(q):
         K.ssa_bwd_kernel[(B * H, triton.cdiv(N, block_n))](
             grad,
@@ -217,10 +222,10 @@ def spiking_self_attention_fused(
 # Gate sweeps: Y = X * LIF(sum over axis 3 of A (* B)), the LIF per (b, head, axis-4 index)
 
 
-def _gate_tiles(R: int, P: int) -> tuple[int, int, int]:
-    """(BLOCK_R, BLOCK_P, num_warps): 32 columns a program (more programs for small B * heads), 2048 values."""
+def gate_tiles(R: int, P: int) -> tuple[int, int, int]:
+    """(BLOCK_R, BLOCK_P, num_warps): 32 columns a program (more programs for small B * heads), 1024 values."""
     block_p = min(32, triton.next_power_of_2(max(P, 1)))
-    block_r = min(max(2048 // block_p, 1), triton.next_power_of_2(max(R, 1)))
+    block_r = min(max(1024 // block_p, 1), triton.next_power_of_2(max(R, 1)))
     return block_r, block_p, 4
 
 
@@ -239,7 +244,7 @@ def gate_fwd(
     T, B, H, R, P = x.shape
     if y.numel() == 0:
         return y, z.zero_()
-    block_r, block_p, warps = _gate_tiles(R, P)
+    block_r, block_p, warps = gate_tiles(R, P)
     with on_device_of(x):
         K.gate_fwd_kernel[(B * H, triton.cdiv(P, block_p))](
             x,
@@ -291,7 +296,7 @@ def gate_bwd(
     if x.numel() == 0:
         return dx, da.zero_(), db.zero_()
     h, ds = torch.empty_like(z), torch.empty_like(z)
-    block_r, block_p, warps = _gate_tiles(R, P)
+    block_r, block_p, warps = gate_tiles(R, P)
     with on_device_of(x):
         K.gate_bwd_kernel[(B * H, triton.cdiv(P, block_p))](
             grad,

@@ -45,7 +45,7 @@ def _key_value(k_ptr, v_ptr, t, bi, hi, N, D, ks, vs, BLOCK_M: tl.constexpr, BLO
         kt = tl.load(k_ptr + k_offs, mask=dmask[:, None] & tmask[None, :], other=0.0).to(tl.float32)
         v_offs = _strided(t, bi, hi, toks, dims, vs)
         vt = tl.load(v_ptr + v_offs, mask=tmask[:, None] & dmask[None, :], other=0.0).to(tl.float32)
-        kv += tl.dot(kt, vt, input_precision="ieee")
+        kv += tl.dot(kt, vt, input_precision="tf32x3")
     return kv
 
 
@@ -72,7 +72,7 @@ def _attention_input(
     """X_t = scale * Q_t KV_t for the program's rows [BLOCK_N, BLOCK_D]."""
     kv = _key_value(k_ptr, v_ptr, t, bi, hi, N, D, ks, vs, BLOCK_M, BLOCK_D)
     q = tl.load(q_ptr + _strided(t, bi, hi, rows, cols, qs), mask=mask, other=0.0).to(tl.float32)
-    return tl.dot(q, kv, input_precision="ieee") * scale
+    return tl.dot(q, kv, input_precision="tf32x3") * scale
 
 
 @triton.jit(do_not_specialize=["T"])

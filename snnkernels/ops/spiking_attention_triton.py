@@ -281,7 +281,7 @@ def _(x, a, b, lif, hard_reset):
 def gate_bwd(
     grad: torch.Tensor,
     x: torch.Tensor,
-    a: torch.Tensor,
+    a: torch.Tensor | None,
     b: torch.Tensor | None,
     z: torch.Tensor,
     lif: list[float],
@@ -289,7 +289,11 @@ def gate_bwd(
     hard_reset: bool,
     detach_reset: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dL/dx, dL/da, dL/db (empty without b)) of ``gate_fwd`` given dL/dY; each in its input's (dense) layout."""
+    """(dL/dx, dL/da, dL/db (empty without b)) of ``gate_fwd`` given dL/dY; each in its input's (dense) layout.
+    Without b, dL/da = dL/dZ broadcast needs no value of a: pass ``a=None`` (dL/da then takes x's layout)."""
+    if a is None:
+        assert b is None, "a product's gradient needs both factors"
+        a = x  # only its strides are read: the layout of dL/da
     dx, da = torch.empty_like(x), torch.empty_like(a)
     db = torch.empty_like(b) if b is not None else a.new_empty((0,))
     T, B, H, R, P = x.shape
@@ -333,6 +337,7 @@ def gate_bwd(
 
 @gate_bwd.register_fake
 def _(grad, x, a, b, z, lif, sg_id, hard_reset, detach_reset):
+    a = x if a is None else a
     return torch.empty_like(x), torch.empty_like(a), torch.empty_like(b) if b is not None else a.new_empty((0,))
 
 
@@ -341,7 +346,8 @@ class _GateFunction(torch.autograd.Function):
     def forward(ctx: Any, x, a, b, lif: list[float], sg_id: int, hard: bool, detach: bool):
         y, z = gate_fwd(x, a, b, lif, hard)
         ctx.settings = (lif, sg_id, hard, detach)
-        ctx.save_for_backward(x, a, b, z)
+        # without b the sum's gradient is a broadcast: a itself is not kept (docs/spiking_attention.md "Q-K attention")
+        ctx.save_for_backward(x, a if b is not None else None, b, z)
         ctx.mark_non_differentiable(z)
         return y, z
 

@@ -892,11 +892,11 @@ def _attention_lif(
     detach_reset: bool,
     surrogate_function: Surrogate,
 ) -> AttentionLIF:
-    if isinstance(tau, torch.Tensor) or not float(tau) > 0:
-        raise ValueError(f"tau must be a positive number, got {tau!r}")
+    if not isinstance(tau, torch.Tensor) and not float(tau) > 0:
+        raise ValueError(f"tau must be positive, got {tau!r}")
     v_reset = _checks.check_scalar(v_reset, "v_reset", allow_none=True)
     return AttentionLIF(
-        float(tau),
+        tau if isinstance(tau, torch.Tensor) else float(tau),
         float(v_threshold),
         v_reset,
         bool(decay_input),
@@ -905,13 +905,23 @@ def _attention_lif(
     )
 
 
+def _attention_backend(backend: str, q: torch.Tensor, lif: AttentionLIF, owner: str) -> str:
+    """ "torch" or "triton"; a tensor tau (learnable, PLIF) runs on the reference, which differentiates it."""
+    if isinstance(lif.tau, torch.Tensor):
+        if backend == "triton":
+            raise ValueError(f"{owner}: a tensor tau runs on backend='torch' (or 'auto') only")
+        resolve_triton_op_backend(backend, q, owner)  # checks the name
+        return "torch"
+    return resolve_triton_op_backend(backend, q, owner)
+
+
 def spiking_self_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
     *,
     scale: float = 0.125,
-    tau: float = 2.0,
+    tau: float | torch.Tensor = 2.0,
     v_threshold: float = 0.5,
     v_reset: float | None = 0.0,
     decay_input: bool = True,
@@ -929,7 +939,8 @@ def spiking_self_attention(
         k (Tensor): as q.
         v (Tensor): as q.
         scale (float): factor on the product. Default: 0.125.
-        tau (float): the attention LIF's time constant. Default: 2.0.
+        tau (float or Tensor): the attention LIF's time constant; a tensor (learnable) runs on the reference.
+            Default: 2.0.
         v_threshold (float): its threshold. Default: 0.5.
         v_reset (float, Optional): hard-reset value, None for soft reset. Default: 0.0.
         decay_input (bool): SpikingJelly's decay_input. Default: True.
@@ -942,7 +953,7 @@ def spiking_self_attention(
     """
     check_heads_input(q, k, v)
     lif = _attention_lif(tau, v_threshold, v_reset, decay_input, detach_reset, surrogate_function)
-    if resolve_triton_op_backend(backend, q, "spiking_self_attention") == "torch":
+    if _attention_backend(backend, q, lif, "spiking_self_attention") == "torch":
         return spiking_self_attention_reference(q, k, v, scale=float(scale), lif=lif)
     return spiking_attention_triton.spiking_self_attention_fused(q, k, v, float(scale), lif)
 
@@ -952,7 +963,7 @@ def spike_driven_self_attention(
     k: torch.Tensor,
     v: torch.Tensor,
     *,
-    tau: float = 2.0,
+    tau: float | torch.Tensor = 2.0,
     v_threshold: float = 0.5,
     v_reset: float | None = 0.0,
     decay_input: bool = True,
@@ -966,7 +977,8 @@ def spike_driven_self_attention(
         q (Tensor): [T, B, heads, N, d], any strides.
         k (Tensor): as q.
         v (Tensor): as q.
-        tau (float): the attention LIF's time constant. Default: 2.0.
+        tau (float or Tensor): the attention LIF's time constant; a tensor (learnable) runs on the reference.
+            Default: 2.0.
         v_threshold (float): its threshold. Default: 0.5.
         v_reset (float, Optional): hard-reset value, None for soft reset. Default: 0.0.
         decay_input (bool): SpikingJelly's decay_input. Default: True.
@@ -979,7 +991,7 @@ def spike_driven_self_attention(
     """
     check_heads_input(q, k, v)
     lif = _attention_lif(tau, v_threshold, v_reset, decay_input, detach_reset, surrogate_function)
-    if resolve_triton_op_backend(backend, q, "spike_driven_self_attention") == "torch":
+    if _attention_backend(backend, q, lif, "spike_driven_self_attention") == "torch":
         return spike_driven_self_attention_reference(q, k, v, lif=lif)
     return spiking_attention_triton.gate_attention_fused(q, k, v, lif, token=False)
 
@@ -988,7 +1000,7 @@ def qk_token_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     *,
-    tau: float = 2.0,
+    tau: float | torch.Tensor = 2.0,
     v_threshold: float = 0.5,
     v_reset: float | None = 0.0,
     decay_input: bool = True,
@@ -1001,7 +1013,8 @@ def qk_token_attention(
     Args:
         q (Tensor): [T, B, heads, N, d], any strides (QKFormer's [T, B, heads, d, N] is ``q.transpose(-1, -2)``).
         k (Tensor): as q.
-        tau (float): the attention LIF's time constant. Default: 2.0.
+        tau (float or Tensor): the attention LIF's time constant; a tensor (learnable) runs on the reference.
+            Default: 2.0.
         v_threshold (float): its threshold. Default: 0.5.
         v_reset (float, Optional): hard-reset value, None for soft reset. Default: 0.0.
         decay_input (bool): SpikingJelly's decay_input. Default: True.
@@ -1014,7 +1027,7 @@ def qk_token_attention(
     """
     check_heads_input(q, k, names="qk")
     lif = _attention_lif(tau, v_threshold, v_reset, decay_input, detach_reset, surrogate_function)
-    if resolve_triton_op_backend(backend, q, "qk_token_attention") == "torch":
+    if _attention_backend(backend, q, lif, "qk_token_attention") == "torch":
         return qk_token_attention_reference(q, k, lif=lif)
     return spiking_attention_triton.gate_attention_fused(k, q, None, lif, token=True)
 
@@ -1023,7 +1036,7 @@ def qk_channel_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     *,
-    tau: float = 2.0,
+    tau: float | torch.Tensor = 2.0,
     v_threshold: float = 0.5,
     v_reset: float | None = 0.0,
     decay_input: bool = True,
@@ -1036,7 +1049,8 @@ def qk_channel_attention(
     Args:
         q (Tensor): [T, B, heads, N, d], any strides.
         k (Tensor): as q.
-        tau (float): the attention LIF's time constant. Default: 2.0.
+        tau (float or Tensor): the attention LIF's time constant; a tensor (learnable) runs on the reference.
+            Default: 2.0.
         v_threshold (float): its threshold. Default: 0.5.
         v_reset (float, Optional): hard-reset value, None for soft reset. Default: 0.0.
         decay_input (bool): SpikingJelly's decay_input. Default: True.
@@ -1049,6 +1063,6 @@ def qk_channel_attention(
     """
     check_heads_input(q, k, names="qk")
     lif = _attention_lif(tau, v_threshold, v_reset, decay_input, detach_reset, surrogate_function)
-    if resolve_triton_op_backend(backend, q, "qk_channel_attention") == "torch":
+    if _attention_backend(backend, q, lif, "qk_channel_attention") == "torch":
         return qk_channel_attention_reference(q, k, lif=lif)
     return spiking_attention_triton.gate_attention_fused(k, q, None, lif, token=False)

@@ -268,3 +268,17 @@ def test_input_checks(op):
         fused(op, good, good[:, :, :1], good[:, :, :1], 0.125, AttentionLIF(), backend="torch")
     with pytest.raises(ValueError, match="backend"):
         fused(op, good, good, good, 0.125, AttentionLIF(), backend="nope")
+
+
+def test_tensor_tau_runs_on_the_reference_and_gets_a_gradient():
+    """SDT v1's PLIF attention neuron learns tau: the reference path differentiates it, "triton" refuses it."""
+    gen = torch.Generator().manual_seed(11)
+    q, k, v = (make_input((3, 1, 2, 5, 4), "official", gen) for _ in range(3))
+    tau = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+    out = SF.spike_driven_self_attention(q, k, v, tau=tau, backend="auto")
+    expected = SF.spike_driven_self_attention(q, k, v, tau=2.0, backend="torch")
+    assert_equal_verbose(out, expected, "forward")
+    (grad_tau,) = torch.autograd.grad((out * torch.randn(out.shape, generator=gen, dtype=out.dtype)).sum(), tau)
+    assert grad_tau.abs() > 0
+    with pytest.raises(ValueError, match="tensor tau"):
+        SF.spike_driven_self_attention(q, k, v, tau=tau, backend="triton")

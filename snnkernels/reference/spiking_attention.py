@@ -30,7 +30,7 @@ class AttentionLIF:
     """The attention's LIF (docs/spiking_attention.md "The attention LIF"); defaults: the official attn_lif.
 
     Args:
-        tau (float): membrane time constant. Default: 2.0.
+        tau (float or Tensor): membrane time constant (a tensor receives a gradient). Default: 2.0.
         v_threshold (float): firing threshold (``h >= v_threshold``). Default: 0.5.
         v_reset (float, Optional): hard-reset value, None for a soft reset. Default: 0.0.
         decay_input (bool): SpikingJelly's decay_input. Default: True.
@@ -38,7 +38,7 @@ class AttentionLIF:
         surrogate_function (Surrogate): surrogate of the spike's derivative. Default: ``Sigmoid(4.0)``.
     """
 
-    tau: float = 2.0
+    tau: float | torch.Tensor = 2.0
     v_threshold: float = 0.5
     v_reset: float | None = 0.0
     decay_input: bool = True

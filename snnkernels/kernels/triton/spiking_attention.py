@@ -33,7 +33,7 @@ def _strided(t, bi, hi, rows, cols, s):
 
 @triton.jit
 def _key_value(k_ptr, v_ptr, t, bi, hi, N, D, ks, vs, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
-    """KV_t = K_t^T V_t [BLOCK_D, BLOCK_D] of one (t, b, head), fp32 (IEEE products: exact integers on 0/1)."""
+    """KV_t = K_t^T V_t [BLOCK_D, BLOCK_D] of one (t, b, head), fp32 (tf32x3 products: exact integers on 0/1)."""
     dims = tl.arange(0, BLOCK_D)
     dmask = dims < D
     kv = tl.zeros([BLOCK_D, BLOCK_D], tl.float32)

@@ -282,3 +282,25 @@ def test_tensor_tau_runs_on_the_reference_and_gets_a_gradient():
     assert grad_tau.abs() > 0
     with pytest.raises(ValueError, match="tensor tau"):
         SF.spike_driven_self_attention(q, k, v, tau=tau, backend="triton")
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("op", OPS)
+def test_triton_half_precision(op, dtype):
+    """fp16 / bf16 spikes in: the kernels compute in fp32, so the output equals the fp64 reference exactly and
+    every gradient is the fp32 one rounded once to the format (the utils tolerance of the dtype)."""
+    gen = torch.Generator().manual_seed(23 + OPS.index(op))
+    shape = random_shape(gen)
+    q64, k64, v64 = (make_input(shape, "official", gen) for _ in range(3))
+    q, k, v = (x.detach().to(dtype).requires_grad_() for x in (q64, k64, v64))
+    ref = reference(op, q64, k64, v64, 0.125, AttentionLIF())
+    out = fused(op, q, k, v, 0.125, AttentionLIF())
+    assert out.dtype == dtype
+    assert_equal_verbose(out.double(), ref.detach(), f"{op} forward")
+    grad = torch.randn(out.shape, generator=gen, dtype=torch.float64).to(dtype)
+    got = torch.autograd.grad(out, inputs_of(op, q, k, v), grad)
+    want = torch.autograd.grad(ref, inputs_of(op, q64, k64, v64), grad.double())
+    for name, a, e in zip("qkv", got, want, strict=False):
+        assert a.dtype == dtype
+        assert_grad_close(a.double(), e, f"{op} d{name}", reduced=True, dtype=dtype)

@@ -133,7 +133,7 @@ def ssa_fwd_kernel(
         )
         _, spike, v = step(v, x, decay, gain, bias, True, v_threshold, v_reset, False, HARD_RESET)
         s_offs = _offsets(t, bi, hi, rows, cols, ss0, ss1, ss2, ss3, ss4)
-        tl.store(s_ptr + s_offs, spike.to(s_ptr.dtype.element_ty), mask=mask)
+        tl.store(s_ptr + s_offs, tl.where(spike, 1.0, 0.0).to(s_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit(do_not_specialize=["T"])

@@ -304,3 +304,15 @@ def test_triton_half_precision(op, dtype):
     for name, a, e in zip("qkv", got, want, strict=False):
         assert a.dtype == dtype
         assert_grad_close(a.double(), e, f"{op} d{name}", reduced=True, dtype=dtype)
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("shape", [(2, 0, 2, 5, 3), (2, 1, 2, 0, 3), (2, 1, 2, 5, 0)])
+@pytest.mark.parametrize("op", OPS)
+def test_empty_input(op, shape):
+    """No sample, token or channel: an empty output of the reference's shape and empty gradients, no launch."""
+    q, k, v = (torch.zeros(shape, requires_grad=True) for _ in range(3))
+    out = fused(op, q, k, v, 0.125, AttentionLIF())
+    assert out.shape == reference(op, q, k, v, 0.125, AttentionLIF()).shape
+    for g, x in zip(torch.autograd.grad(out.sum(), inputs_of(op, q, k, v)), (q, k, v), strict=False):
+        assert g.shape == x.shape

@@ -4,7 +4,7 @@
 // The `snnkernels` namespace is shared with the ops the Python package defines (torch.library.define of
 // the Triton ops), so this is a TORCH_LIBRARY_FRAGMENT, not a TORCH_LIBRARY (which would claim the whole
 // namespace and clash). The schema strings are FWD_SCHEMA / BWD_SCHEMA of snnkernels/ops/leaky.py (generated
-// from ops/leaky_settings.py), copied verbatim and compared by python_tests/test_neuron_settings.py: the Python
+// from ops/leaky_settings.py), copied verbatim and compared by python_tests/ops/test_neuron_settings.py: the Python
 // side registers the fake functions and autograd for these ops with
 // register_leaky_autograd("snnkernels::leaky_fwd_native", "snnkernels::leaky_bwd_native").
 // Implementations: leaky/leaky_api.cpp (CPU) and leaky/leaky_api_cuda.cpp (CUDA).

@@ -22,7 +22,7 @@ MAX_CHANNELS = 2048  # one program holds a frame's C channels for a tile of pixe
 
 def _tiles(C: int, S: int) -> tuple[int, int, int]:
     """All channels and a few pixels (``channel_tiles``): 8 or 16 values a thread on the GPU, so the backward
-    keeps its three tile-sized temporaries live without spilling (python_tests/triton_aot.py)."""
+    keeps its three tile-sized temporaries live without spilling (python_tests/kernels/triton_aot.py)."""
     return channel_tiles(C, S, min_pixels=4)
 
 

@@ -36,7 +36,7 @@ from .layout import match_layout
 from .leaky_settings import BWD_ARGS, BWD_OUTPUTS, FWD_ARGS, FWD_OUTPUTS, names, op_schema
 
 # Generated from the one definition of the arguments (ops/leaky_settings.py); csrc/registration.cpp holds a
-# verbatim copy, compared by python_tests/test_neuron_settings.py.
+# verbatim copy, compared by python_tests/ops/test_neuron_settings.py.
 FWD_SCHEMA = op_schema(FWD_ARGS, FWD_OUTPUTS)
 BWD_SCHEMA = op_schema(BWD_ARGS, BWD_OUTPUTS)
 

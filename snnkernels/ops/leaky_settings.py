@@ -6,7 +6,7 @@ passes whose kernels read it. ``ops/leaky.py`` builds FWD_SCHEMA / BWD_SCHEMA fr
 table and flag words come from ``FLAG_BITS`` / ``flag_word``. The copies that stay hand-written (the schemas in
 csrc/registration.cpp, the C++ entry points' parameter lists, the params structs and their ``flags()``, the
 enum of leaky_flags.h, the launchers' and fakes' Python signatures, the gated / DTA ops' scalar settings) are
-compared with this module by python_tests/test_neuron_settings.py. See docs/neuron.md "The neuron's settings".
+compared with this module by python_tests/ops/test_neuron_settings.py. See docs/neuron.md "The neuron's settings".
 """
 
 from __future__ import annotations

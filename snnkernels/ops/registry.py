@@ -1,9 +1,9 @@
 """Every op registered under ``torch.ops.snnkernels``, as data: one ``OpEntry`` per op.
 
 An entry names the op, the module whose import registers it, the backend and devices that implement it,
-the Triton kernels it launches (the AOT compile list, python_tests/triton_aot.py, covers each), whether it
+the Triton kernels it launches (the AOT compile list, python_tests/kernels/triton_aot.py, covers each), whether it
 has its own autograd formula, whether its results are bit-identical run to run, and a factory of tiny valid
-inputs that python_tests/test_op_registry.py hands to ``torch.library.opcheck``. ``CAPABILITIES`` (op x
+inputs that python_tests/ops/test_op_registry.py hands to ``torch.library.opcheck``. ``CAPABILITIES`` (op x
 backend / device -> None when it runs there, else the reason it cannot) is derived from the entries.
 
 Adding an op is one entry here: the registry test fails for a registered op without one (and for an entry
@@ -57,7 +57,7 @@ class OpEntry:
     deterministic: bool = True  # fixed-order reductions, no atomics: bit-identical reruns
     # opcheck util -> why the op cannot pass it (none today; an exemption must say why)
     opcheck_exempt: dict[str, str] = field(default_factory=dict)
-    # why a kernel in ``kernels`` is not among python_tests/triton_aot.py's variants (kernel -> reason)
+    # why a kernel in ``kernels`` is not among python_tests/kernels/triton_aot.py's variants (kernel -> reason)
     aot_exempt: dict[str, str] = field(default_factory=dict)
 
     @property

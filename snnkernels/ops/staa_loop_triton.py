@@ -36,7 +36,8 @@ def _blocks(C: int, S: int, hid: int) -> dict:
     """The sweep's tile and the MLP's chunk (all hidden units x BLOCK_K channels). GPU: one program holds an
     SM alone, so 8 warps, and the step kernels' 1024-value tile (``triton_launch.half_tiles``: the backward
     keeps four row accumulators) with 4 values a thread; MLP chunks of at most 2048 weights (two chunks of
-    W2 live at once). These keep every variant free of spills at ResNet-20 sizes (python_tests/triton_aot.py)."""
+    W2 live at once). These keep every variant free of spills at ResNet-20 sizes
+    (python_tests/kernels/triton_aot.py)."""
     block_r, block_s, warps = half_tiles(C, S)
     block_hid = triton.next_power_of_2(max(hid, 1))
     interpreted = triton_interpreter_enabled()

@@ -7,7 +7,7 @@
 // fix them all, as the Triton kernels do with their constexpr parameters.
 //
 // The bits are FLAG_BITS of snnkernels/ops/leaky_settings.py, in the same order (CuPy builds its template words
-// from that list); python_tests/test_neuron_settings.py compares the two.
+// from that list); python_tests/ops/test_neuron_settings.py compares the two.
 #pragma once
 
 #include "snnkernels/arith.h"

@@ -2,7 +2,7 @@
 // Torch-free: shared by the torch API layer (csrc/leaky/leaky_api*.cpp), the CPU core and the CUDA launch
 // functions. Semantics: snnkernels/ops/leaky.py (FWD_SCHEMA / BWD_SCHEMA) and docs/neuron.md. Every op argument
 // that a pass reads (Arg.reads in snnkernels/ops/leaky_settings.py) is a member of its struct with the same name,
-// and flags() sets the bits of those arguments: python_tests/test_neuron_settings.py checks both.
+// and flags() sets the bits of those arguments: python_tests/ops/test_neuron_settings.py checks both.
 //
 // Memory is walked as [T, N]: element (t, n) of x / spikes / grad_spikes / grad_x is at t * N + n; the
 // per-neuron arrays (v_init, v_final, grad_v_final, grad_v_init, partial sums) are [N] in the same neuron

@@ -36,7 +36,7 @@ from snnkernels.ops.leaky_settings import (
     op_schema,
 )
 
-CSRC = Path(__file__).resolve().parents[1] / "csrc"
+CSRC = Path(__file__).resolve().parents[2] / "csrc"
 REGISTRATION = CSRC / "registration.cpp"
 FLAGS_H = CSRC / "include" / "snnkernels" / "leaky_flags.h"
 PARAMS_H = CSRC / "include" / "snnkernels" / "leaky_params.h"

@@ -33,7 +33,7 @@ import torch
 
 from ._double_backward import refuse_double_backward
 from .layout import match_layout
-from .leaky_settings import BWD_ARGS, BWD_OUTPUTS, FWD_ARGS, FWD_OUTPUTS, names, op_schema
+from .leaky_settings import BWD_ARGS, BWD_OUTPUTS, FWD_ARGS, FWD_OUTPUTS, bind, names, op_schema
 
 # Generated from the one definition of the arguments (ops/leaky_settings.py); csrc/registration.cpp holds a
 # verbatim copy, compared by python_tests/ops/test_neuron_settings.py.
@@ -82,33 +82,13 @@ def channel_stride(x: torch.Tensor, channels: int) -> int:
     return x.stride(2) if channels > 1 else 1
 
 
-def fake_fwd(
-    x,
-    v_init,
-    decay_t,
-    gain_t,
-    bias_t,
-    decay,
-    gain,
-    bias,
-    v_threshold,
-    v_reset,
-    v_init_value,
-    hard_reset,
-    strict,
-    detach_reset,
-    surrogate_id,
-    surrogate_param,
-    training,
-    store_final_state,
-    chunk,
-    store_v_seq=False,
-):
-    return new_fwd_outputs(x, training, store_final_state, chunk, store_v_seq)
+def fake_fwd(*args, **kwargs):
+    a = bind(FWD_ARGS, args, kwargs)
+    return new_fwd_outputs(a.x, a.training, a.store_final_state, a.chunk, a.store_v_seq)
 
 
-def fake_fwd_counted(x, *args):
-    return (*fake_fwd(x, *args), new_spike_counts(x))
+def fake_fwd_counted(*args, **kwargs):
+    return (*fake_fwd(*args, **kwargs), new_spike_counts(bind(FWD_ARGS, args, kwargs).x))
 
 
 def new_spike_counts(x: torch.Tensor) -> torch.Tensor:
@@ -130,34 +110,9 @@ def new_fwd_outputs(x: torch.Tensor, training: bool, store_final_state: bool, ch
     return spikes, v_final, ckpt, v_seq
 
 
-def fake_bwd(
-    grad_spikes,
-    grad_v_final,
-    x,
-    v_init,
-    checkpoints,
-    decay_t,
-    gain_t,
-    bias_t,
-    decay,
-    gain,
-    bias,
-    v_threshold,
-    v_reset,
-    v_init_value,
-    hard_reset,
-    strict,
-    detach_reset,
-    surrogate_id,
-    surrogate_param,
-    chunk,
-    need_grad_v_init,
-    need_grad_decay,
-    need_grad_gain,
-    need_grad_bias,
-    grad_v_seq=None,
-):
-    return new_bwd_outputs(x, need_grad_v_init, need_grad_decay, need_grad_gain, need_grad_bias)
+def fake_bwd(*args, **kwargs):
+    a = bind(BWD_ARGS, args, kwargs)
+    return new_bwd_outputs(a.x, a.need_grad_v_init, a.need_grad_decay, a.need_grad_gain, a.need_grad_bias)
 
 
 def new_bwd_outputs(x: torch.Tensor, need_grad_v_init: bool, *need_partials: bool):

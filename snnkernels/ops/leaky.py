@@ -31,9 +31,16 @@ from typing import Any
 
 import torch
 
+from ..surrogate import Sigmoid, Triangle
 from ._double_backward import refuse_double_backward
 from .layout import match_layout
 from .leaky_settings import BWD_ARGS, BWD_OUTPUTS, FWD_ARGS, FWD_OUTPUTS, bind, names, op_schema
+from .registry import (
+    OpEntry,
+    Samples,
+    randn,
+    registered_op,
+)
 
 # Generated from the one definition of the arguments (ops/leaky_settings.py); csrc/registration.cpp holds a
 # verbatim copy, compared by python_tests/ops/test_neuron_settings.py.
@@ -233,3 +240,183 @@ def register_forward_autograd(fwd_name: str, bwd_op: Any, fake: Any) -> Any:
 def _op(qualified_name: str) -> Any:
     namespace, name = qualified_name.split("::")
     return getattr(getattr(torch.ops, namespace), name).default
+
+
+# The op registry's entries (ops/registry.py): tiny valid inputs for opcheck, the Triton kernels launched.
+
+
+def _leaky_fwd_samples(dev: str) -> list[tuple]:
+    """FWD_SCHEMA (ops/leaky.py): trained and not, per-channel coefficients or scalars; one soft-reset
+    sequence that also stores v_seq."""
+    out = []
+    for training in (True, False):
+        for per_channel in (True, False):
+            x, v0 = randn(dev, 5, 2, 3, 4, 5, grad=training), randn(dev, 2, 3, 4, 5, grad=training)
+            coef = [
+                torch.full((3,), c, device=dev, requires_grad=training) if per_channel else None for c in (0.6, 0.9)
+            ]
+            out.append(
+                (
+                    x,
+                    v0,
+                    *coef,
+                    None,
+                    0.5,
+                    1.0,
+                    0.1,
+                    1.0,
+                    0.0,
+                    0.0,
+                    True,
+                    True,
+                    False,
+                    Triangle.id,
+                    1.0,
+                    training,
+                    True,
+                    2,
+                )
+            )
+    bias_t = torch.full((3,), 0.2, device=dev, requires_grad=True)
+    out.append(
+        (
+            randn(dev, 4, 2, 3, grad=True),
+            None,
+            None,
+            None,
+            bias_t,
+            0.5,
+            1.0,
+            0.0,
+            1.0,
+            0.0,
+            0.0,
+            False,
+            False,
+            True,
+            Sigmoid.id,
+            4.0,
+            True,
+            False,
+            3,
+            True,
+        )
+    )
+    return out
+
+
+def _leaky_bwd_samples(backend: str) -> Samples:
+    """BWD_SCHEMA, from the same backend's forward: every coefficient gradient, and a soft reset with
+    dL/dv_seq and no initial state."""
+
+    def samples(dev: str) -> list[tuple]:
+        fwd = registered_op(f"leaky_fwd_{backend}")
+        x, v0 = randn(dev, 5, 2, 3, 4, 5), randn(dev, 2, 3, 4, 5)
+        decay, gain = torch.full((3,), 0.6, device=dev), torch.full((3,), 0.9, device=dev)
+        spikes, v_final, ckpt, _ = fwd(
+            x, v0, decay, gain, None, 0.5, 1.0, 0.1, 1.0, 0.0, 0.0, True, True, False, Triangle.id, 1.0, True, True, 2
+        )
+        first = (
+            torch.randn_like(spikes),
+            torch.randn_like(v_final),
+            x,
+            v0,
+            ckpt,
+            decay,
+            gain,
+            None,
+            0.5,
+            1.0,
+            0.1,
+            1.0,
+            0.0,
+            0.0,
+            True,
+            True,
+            False,
+            Triangle.id,
+            1.0,
+            2,
+            True,
+            True,
+            True,
+            False,
+        )
+        x2 = randn(dev, 4, 2, 3)
+        spikes2, _, ckpt2, v_seq = fwd(
+            x2,
+            None,
+            None,
+            None,
+            None,
+            0.5,
+            1.0,
+            0.0,
+            1.0,
+            0.0,
+            0.0,
+            False,
+            False,
+            True,
+            Sigmoid.id,
+            4.0,
+            True,
+            False,
+            3,
+            True,
+        )
+        second = (
+            torch.randn_like(spikes2),
+            None,
+            x2,
+            None,
+            ckpt2,
+            None,
+            None,
+            None,
+            0.5,
+            1.0,
+            0.0,
+            1.0,
+            0.0,
+            0.0,
+            False,
+            False,
+            True,
+            Sigmoid.id,
+            4.0,
+            3,
+            False,
+            False,
+            False,
+            False,
+            torch.randn_like(v_seq),
+        )
+        return [first, second]
+
+    return samples
+
+
+def leaky_entries(backend: str, module: str, devices: tuple[str, ...]) -> tuple[OpEntry, ...]:
+    """The registry entries (ops/registry.py) of a backend's leaky op pair, shared by its three backends."""
+    kernels = backend == "triton"
+    return (
+        OpEntry(
+            f"leaky_fwd_{backend}",
+            module,
+            backend,
+            _leaky_fwd_samples,
+            devices,
+            ("leaky_fwd_kernel",) if kernels else (),
+            autograd=True,
+        ),
+        OpEntry(
+            f"leaky_bwd_{backend}",
+            module,
+            backend,
+            _leaky_bwd_samples(backend),
+            devices,
+            ("leaky_bwd_kernel",) if kernels else (),
+            autograd=True,
+        ),
+    )

@@ -15,7 +15,7 @@ import torch
 
 from .. import _native_sources
 from .layout import match_layout
-from .leaky import CHECKPOINT_CHUNK, define_leaky_ops, neurons_per_step, new_bwd_outputs, new_fwd_outputs
+from .leaky import CHECKPOINT_CHUNK, define_leaky_ops, leaky_entries, neurons_per_step, new_bwd_outputs, new_fwd_outputs
 from .leaky_settings import ALL_FLAGS, BWD_ARGS, FLAG, FWD_ARGS, bind, flag_word
 
 __all__ = ["DEFAULT_CHUNK", "availability_problem", "forward_op", "kernel_name", "nvrtc_options"]
@@ -195,3 +195,9 @@ leaky_fwd_cupy, leaky_bwd_cupy = define_leaky_ops("cupy", _fwd_impl, _bwd_impl, 
 
 def forward_op():
     return leaky_fwd_cupy
+
+
+# The op registry's entries (ops/registry.py): tiny valid inputs for opcheck, the Triton kernels launched.
+
+
+OPS = leaky_entries("cupy", __name__, ("cuda",))

@@ -16,6 +16,7 @@ import triton
 
 from ..backends import triton_interpreter_enabled
 from ..kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_counted_kernel, leaky_fwd_kernel
+from ..surrogate import Triangle
 from ._device import on_device_of
 from .layout import match_layout
 from .leaky import (
@@ -24,12 +25,17 @@ from .leaky import (
     channel_stride,
     define_leaky_ops,
     fake_fwd_counted,
+    leaky_entries,
     neurons_per_step,
     new_bwd_outputs,
     new_fwd_outputs,
     register_forward_autograd,
 )
 from .leaky_settings import BWD_ARGS, FWD_ARGS, Bound, bind
+from .registry import (
+    randn,
+    triton_entry,
+)
 from .triton_launch import COMPILE_OPTIONS, f32
 
 __all__ = [
@@ -202,3 +208,50 @@ def _define_counted_forward() -> object:
 
 
 leaky_fwd_counted_triton = _define_counted_forward()
+
+
+# The op registry's entries (ops/registry.py): tiny valid inputs for opcheck, the Triton kernels launched.
+
+
+def _counted_fwd_samples(dev: str) -> list[tuple]:
+    out = []
+    for training in (True, False):
+        x, v0 = randn(dev, 5, 2, 3, 4, grad=training), randn(dev, 2, 3, 4, grad=training)
+        decay = torch.full((3,), 0.6, device=dev, requires_grad=training)
+        out.append(
+            (
+                x,
+                v0,
+                decay,
+                None,
+                None,
+                0.6,
+                1.0,
+                0.1,
+                1.0,
+                0.0,
+                0.0,
+                True,
+                False,
+                False,
+                Triangle.id,
+                1.0,
+                training,
+                True,
+                2,
+            )
+        )
+    return out
+
+
+OPS = (
+    *leaky_entries("triton", __name__, ("cpu", "cuda")),
+    triton_entry(
+        "leaky_fwd_counted_triton",
+        __name__,
+        _counted_fwd_samples,
+        "leaky_fwd_counted_kernel",
+        autograd=True,
+        aot_exempt={"leaky_fwd_counted_kernel": "python_tests/test_firing.py compiles it with its own AOT script"},
+    ),
+)

@@ -35,6 +35,7 @@ from snnkernels.ops.leaky_settings import (
     SCALAR_SETTINGS,
     Arg,
     bind,
+    positional,
     cxx_header,
     docs_table,
     flag_member,
@@ -364,6 +365,10 @@ def test_bind_follows_the_definition():
     with pytest.raises(TypeError, match="unexpected"):
         bind(FWD_ARGS, values, {"spare": 1})
     assert {a.name: flag_member(a) for a in FWD_ARGS if a.flag}["v_init"] == "has_v_init"
+    by_name = dict(zip(names(FWD_ARGS), values, strict=False))
+    assert positional(FWD_ARGS, **by_name) == values  # the inverse of bind, defaults left off
+    with pytest.raises(TypeError, match="missing \\['chunk'\\]"):
+        positional(FWD_ARGS, **{k: v for k, v in by_name.items() if k != "chunk"}, store_v_seq=True)
 
 
 def _scalar_run(op_name: str) -> list[tuple[str, str]]:

@@ -34,7 +34,7 @@ import torch
 from ..surrogate import Sigmoid, Triangle
 from ._double_backward import refuse_double_backward
 from .layout import match_layout
-from .leaky_settings import BWD_ARGS, BWD_OUTPUTS, FWD_ARGS, FWD_OUTPUTS, bind, names, op_schema
+from .leaky_settings import BWD_ARGS, BWD_OUTPUTS, FWD_ARGS, FWD_OUTPUTS, bind, names, op_schema, positional
 from .registry import (
     OpEntry,
     Samples,
@@ -245,6 +245,23 @@ def _op(qualified_name: str) -> Any:
 # The op registry's entries (ops/registry.py): tiny valid inputs for opcheck, the Triton kernels launched.
 
 
+def _settings(hard: bool, strict: bool, detach: bool, surrogate: int, param: float, bias: float = 0.1) -> dict:
+    """Scalar settings of the samples, by name (the op's order comes from leaky_settings.positional)."""
+    return dict(
+        decay=0.5,
+        gain=1.0,
+        bias=bias,
+        v_threshold=1.0,
+        v_reset=0.0,
+        v_init_value=0.0,
+        hard_reset=hard,
+        strict=strict,
+        detach_reset=detach,
+        surrogate_id=surrogate,
+        surrogate_param=param,
+    )
+
+
 def _leaky_fwd_samples(dev: str) -> list[tuple]:
     """FWD_SCHEMA (ops/leaky.py): trained and not, per-channel coefficients or scalars; one soft-reset
     sequence that also stores v_seq."""
@@ -252,56 +269,29 @@ def _leaky_fwd_samples(dev: str) -> list[tuple]:
     for training in (True, False):
         for per_channel in (True, False):
             x, v0 = randn(dev, 5, 2, 3, 4, 5, grad=training), randn(dev, 2, 3, 4, 5, grad=training)
-            coef = [
+            decay_t, gain_t = (
                 torch.full((3,), c, device=dev, requires_grad=training) if per_channel else None for c in (0.6, 0.9)
-            ]
+            )
             out.append(
-                (
-                    x,
-                    v0,
-                    *coef,
-                    None,
-                    0.5,
-                    1.0,
-                    0.1,
-                    1.0,
-                    0.0,
-                    0.0,
-                    True,
-                    True,
-                    False,
-                    Triangle.id,
-                    1.0,
-                    training,
-                    True,
-                    2,
+                positional(
+                    FWD_ARGS,
+                    x=x,
+                    v_init=v0,
+                    decay_t=decay_t,
+                    gain_t=gain_t,
+                    bias_t=None,
+                    **_settings(True, True, False, Triangle.id, 1.0),
+                    training=training,
+                    store_final_state=True,
+                    chunk=2,
                 )
             )
     bias_t = torch.full((3,), 0.2, device=dev, requires_grad=True)
-    out.append(
-        (
-            randn(dev, 4, 2, 3, grad=True),
-            None,
-            None,
-            None,
-            bias_t,
-            0.5,
-            1.0,
-            0.0,
-            1.0,
-            0.0,
-            0.0,
-            False,
-            False,
-            True,
-            Sigmoid.id,
-            4.0,
-            True,
-            False,
-            3,
-            True,
-        )
+    soft = dict(
+        v_init=None, decay_t=None, gain_t=None, bias_t=bias_t, **_settings(False, False, True, Sigmoid.id, 4.0, 0.0)
     )
+    x = randn(dev, 4, 2, 3, grad=True)
+    out.append(positional(FWD_ARGS, x=x, **soft, training=True, store_final_state=False, chunk=3, store_v_seq=True))
     return out
 
 
@@ -313,84 +303,45 @@ def _leaky_bwd_samples(backend: str) -> Samples:
         fwd = registered_op(f"leaky_fwd_{backend}")
         x, v0 = randn(dev, 5, 2, 3, 4, 5), randn(dev, 2, 3, 4, 5)
         decay, gain = torch.full((3,), 0.6, device=dev), torch.full((3,), 0.9, device=dev)
-        spikes, v_final, ckpt, _ = fwd(
-            x, v0, decay, gain, None, 0.5, 1.0, 0.1, 1.0, 0.0, 0.0, True, True, False, Triangle.id, 1.0, True, True, 2
+        hard = dict(
+            v_init=v0, decay_t=decay, gain_t=gain, bias_t=None, **_settings(True, True, False, Triangle.id, 1.0)
         )
-        first = (
-            torch.randn_like(spikes),
-            torch.randn_like(v_final),
-            x,
-            v0,
-            ckpt,
-            decay,
-            gain,
-            None,
-            0.5,
-            1.0,
-            0.1,
-            1.0,
-            0.0,
-            0.0,
-            True,
-            True,
-            False,
-            Triangle.id,
-            1.0,
-            2,
-            True,
-            True,
-            True,
-            False,
+        spikes, v_final, ckpt, _ = fwd(
+            *positional(FWD_ARGS, x=x, **hard, training=True, store_final_state=True, chunk=2)
+        )
+        first = positional(
+            BWD_ARGS,
+            grad_spikes=torch.randn_like(spikes),
+            grad_v_final=torch.randn_like(v_final),
+            x=x,
+            checkpoints=ckpt,
+            **hard,
+            chunk=2,
+            need_grad_v_init=True,
+            need_grad_decay=True,
+            need_grad_gain=True,
+            need_grad_bias=False,
         )
         x2 = randn(dev, 4, 2, 3)
-        spikes2, _, ckpt2, v_seq = fwd(
-            x2,
-            None,
-            None,
-            None,
-            None,
-            0.5,
-            1.0,
-            0.0,
-            1.0,
-            0.0,
-            0.0,
-            False,
-            False,
-            True,
-            Sigmoid.id,
-            4.0,
-            True,
-            False,
-            3,
-            True,
+        soft = dict(
+            v_init=None, decay_t=None, gain_t=None, bias_t=None, **_settings(False, False, True, Sigmoid.id, 4.0, 0.0)
         )
-        second = (
-            torch.randn_like(spikes2),
-            None,
-            x2,
-            None,
-            ckpt2,
-            None,
-            None,
-            None,
-            0.5,
-            1.0,
-            0.0,
-            1.0,
-            0.0,
-            0.0,
-            False,
-            False,
-            True,
-            Sigmoid.id,
-            4.0,
-            3,
-            False,
-            False,
-            False,
-            False,
-            torch.randn_like(v_seq),
+        spikes2, _, ckpt2, v_seq = fwd(
+            *positional(FWD_ARGS, x=x2, **soft, training=True, store_final_state=False, chunk=3, store_v_seq=True)
+        )
+        second = positional(
+            BWD_ARGS,
+            grad_spikes=torch.randn_like(spikes2),
+            grad_v_final=None,
+            x=x2,
+            checkpoints=ckpt2,
+            **soft,
+            chunk=3,
+            need_grad_v_init=False,
+            need_grad_decay=False,
+            need_grad_gain=False,
+            need_grad_bias=False,
+            grad_v_seq=torch.randn_like(v_seq),
         )
         return [first, second]
 

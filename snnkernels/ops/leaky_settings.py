@@ -34,6 +34,7 @@ __all__ = [
     "flag_word",
     "names",
     "op_schema",
+    "positional",
     "cxx_header",
     "docs_table",
     "flag_member",
@@ -186,6 +187,17 @@ def bind(args: tuple[Arg, ...], values: tuple, kwargs: Mapping[str, object] | No
     if kwargs:
         raise TypeError(f"unexpected arguments {sorted(kwargs)}")
     return Bound(**bound)
+
+
+def positional(args: tuple[Arg, ...], **values: object) -> tuple:
+    """``values`` by name as the op's positional arguments, up to the last one given (the rest keep their schema
+    defaults); every argument before it must be given."""
+    last = max(i for i, a in enumerate(args) if a.name in values)
+    unknown = set(values) - set(names(args))
+    missing = [a.name for a in args[: last + 1] if a.name not in values]
+    if unknown or missing:
+        raise TypeError(f"unknown arguments {sorted(unknown)}, missing {missing}")
+    return tuple(values[a.name] for a in args[: last + 1])
 
 
 def flag_word(args: tuple[Arg, ...], kernel: str, values: Mapping[str, object]) -> int:

@@ -35,13 +35,13 @@ from snnkernels.ops.leaky_settings import (
     SCALAR_SETTINGS,
     Arg,
     bind,
-    positional,
     cxx_header,
     docs_table,
     flag_member,
     flag_word,
     names,
     op_schema,
+    positional,
 )
 
 CSRC = Path(__file__).resolve().parents[2] / "csrc"

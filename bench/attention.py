@@ -79,6 +79,11 @@ PASSES = {
     "ma_tcsa_paper": (None, None),
     "dta_lif": (None, None),
     "staa_lif_persistent": (None, None),
+    # the spiking transformers' attention cores (docs/spiking_attention.md), with their LIF inside
+    "ssa": (None, None),
+    "sdsa": (None, None),
+    "qk_token": (None, None),
+    "qk_channel": (None, None),
 }
 # ops whose eager and torch.compile rows are another op's (same computation, only ours differs)
 SAME_BASELINE = {"staa_lif_persistent": "staa_lif"}
@@ -100,6 +105,12 @@ def make_inputs(case: Case, device: str, seed: int = 0):
     def rnd(*shape, scale=1.0):
         return torch.randn(shape, generator=gen, device=device) * scale
 
+    if case.op in SPIKING_ATTENTION:  # binary q, k (, v) [T, B, C, H * W], as the Q / K / V neurons give them
+        spikes = [
+            (torch.rand(T, B, C, H * W, generator=gen, device=device) < 0.3).to(case.dtype).requires_grad_()
+            for _ in range(SPIKING_ATTENTION[case.op][1])
+        ]
+        return spikes, spikes, rnd(*case.shape).to(case.dtype)
     x = rnd(*case.shape).to(case.dtype).requires_grad_()
     out_shape = (T, B, C, H // 2, W // 2) if case.op in ("tcja_maxpool", "lif_tcja_maxpool") else case.shape
     grad_out = rnd(*out_shape).to(case.dtype)
@@ -133,6 +144,29 @@ def make_inputs(case: Case, device: str, seed: int = 0):
     if case.op in ("staa_lif", "staa_lif_persistent", "ma_tcsa_paper", "dta_lif", "lif_tcja_maxpool"):
         return [x], [x], grad_out  # the module owns its parameters
     return [x, spikes], [x], grad_out  # dta: the module owns its parameters
+
+
+# op -> (functional entry, number of inputs)
+SPIKING_ATTENTION = {
+    "ssa": ("spiking_self_attention", 3),
+    "sdsa": ("spike_driven_self_attention", 3),
+    "qk_token": ("qk_token_attention", 2),
+    "qk_channel": ("qk_channel_attention", 2),
+}
+
+
+def _spiking_attention(case: Case, backend: str):
+    """The attention core on the official [T, B, C, N] spikes, heads split and merged by views (8 heads where
+    C allows); the output as [T, B, C, H, W]."""
+    T, B, C, H, W = case.shape
+    heads = math.gcd(C, 8)
+    fn = getattr(SF, SPIKING_ATTENTION[case.op][0])
+
+    def run(*spikes: torch.Tensor) -> torch.Tensor:
+        views = [x.view(T, B, heads, C // heads, H * W).transpose(-1, -2) for x in spikes]
+        return fn(*views, backend=backend).transpose(-1, -2).reshape(T, B, C, H, W)
+
+    return run
 
 
 _DTA_MODULES: dict = {}
@@ -233,6 +267,8 @@ def _dta_lif(case: Case, device: str, backend: str):
 
 
 def op_fn(case: Case, device: str, backend: str):
+    if case.op in SPIKING_ATTENTION:
+        return _spiking_attention(case, backend)
     if case.op == "dta_lif":
         return _dta_lif(case, device, backend)
     if case.op == "lif_tcja_maxpool":
@@ -364,6 +400,12 @@ def cases(device: str, quick: bool, ops: list[str], dtypes: list[torch.dtype]) -
             "ma_tcsa_paper": [(20, 16, 128, 16, 16)],
             # TCJA-SNN's DVS128 Gesture blocks 4 and 5 (TCJA on 16 x 16 and 8 x 8 planes)
             "lif_tcja_maxpool": [(20, 16, 128, 16, 16), (20, 16, 128, 8, 8)],
+            # Spikformer-8-512 / SDT 8-512 on ImageNet (14 x 14 tokens, 8 heads of 64), QKFormer's stage 1
+            # (28 x 28 tokens, C = 192)
+            "ssa": [(4, 32, 512, 14, 14)],
+            "sdsa": [(4, 32, 512, 14, 14)],
+            "qk_token": [(4, 32, 192, 28, 28)],
+            "qk_channel": [(4, 32, 192, 28, 28)],
         }
     else:
         shapes = {
@@ -379,6 +421,10 @@ def cases(device: str, quick: bool, ops: list[str], dtypes: list[torch.dtype]) -
             "staa_lif_persistent": [(4, 4, 32, 16, 16)],
             "ma_tcsa_paper": [(8, 2, 16, 8, 8)],
             "lif_tcja_maxpool": [(20, 2, 32, 16, 16)],
+            "ssa": [(4, 2, 64, 8, 8)],
+            "sdsa": [(4, 2, 64, 8, 8)],
+            "qk_token": [(4, 2, 64, 8, 8)],
+            "qk_channel": [(4, 2, 64, 8, 8)],
         }
     if quick:
         shapes = {k: v[:1] for k, v in shapes.items()}

@@ -21,8 +21,10 @@ import triton
 from ..kernels.triton import spiking_attention as K
 from ..neuron_models import lif_coefficients
 from ..reference.spiking_attention import AttentionLIF
+from ..surrogate import Sigmoid, Triangle
 from ._device import on_device_of
 from .autograd_helpers import distinct
+from .registry import rand, registered_op, triton_entry
 from .triton_launch import COMPILE_OPTIONS, f32
 
 __all__ = [
@@ -372,3 +374,50 @@ def gate_attention_fused(
     b = None if b is None else _dense(b)
     y, _ = _GateFunction.apply(*distinct(x, a, b), floats, sg_id, hard, detach)
     return y.transpose(-1, -2) if token else y
+
+
+# The op registry's entries (ops/registry.py): binary [T, B, heads, N, d] inputs, one contiguous and one in the
+# official [T, B, C, N] layout; the attention LIF (tau 2, threshold 0.5, hard reset, Sigmoid(4)) as ``lif``.
+
+_ATTN_LIF = [0.5, 0.5, 0.0, 0.5, 0.0, 0.0, 4.0]
+
+
+def _heads(dev: str, official: bool) -> torch.Tensor:
+    T, B, heads, n, d = 3, 2, 2, 5, 3
+    if official:  # [T, B, C, N] viewed as [T, B, heads, N, d]
+        return (rand(dev, T, B, heads * d, n) > 0.5).float().view(T, B, heads, d, n).transpose(-1, -2)
+    return (rand(dev, T, B, heads, n, d) > 0.5).float()
+
+
+def _ssa_fwd_samples(dev: str) -> list[tuple]:
+    return [(_heads(dev, o), _heads(dev, o), _heads(dev, o), 0.125, _ATTN_LIF, True) for o in (False, True)]
+
+
+def _ssa_bwd_samples(dev: str) -> list[tuple]:
+    out = []
+    for official, sg in ((False, Sigmoid.id), (True, Triangle.id)):
+        q, k, v = _heads(dev, official), _heads(dev, official), _heads(dev, official)
+        out.append((torch.randn_like(q), q, k, v, 0.25, _ATTN_LIF, sg, True, True))
+    return out
+
+
+def _gate_fwd_samples(dev: str) -> list[tuple]:
+    return [(_heads(dev, o), _heads(dev, o), _heads(dev, o) if o else None, _ATTN_LIF, True) for o in (False, True)]
+
+
+def _gate_bwd_samples(dev: str) -> list[tuple]:
+    out = []
+    for official in (False, True):
+        x, a, b = _heads(dev, official), _heads(dev, official), _heads(dev, official) if official else None
+        _, z = registered_op("spiking_attention_gate_fwd")(x, a, b, _ATTN_LIF, True)
+        # without b the op needs no value of a (a=None), as its autograd calls it
+        out.append((torch.randn_like(x), x, a if official else None, b, z, _ATTN_LIF, Sigmoid.id, True, official))
+    return out
+
+
+OPS = (
+    triton_entry("spiking_attention_ssa_fwd", __name__, _ssa_fwd_samples, "ssa_fwd_kernel"),
+    triton_entry("spiking_attention_ssa_bwd", __name__, _ssa_bwd_samples, "ssa_bwd_kernel"),
+    triton_entry("spiking_attention_gate_fwd", __name__, _gate_fwd_samples, "gate_fwd_kernel"),
+    triton_entry("spiking_attention_gate_bwd", __name__, _gate_bwd_samples, "gate_bwd_kernel"),
+)

@@ -26,8 +26,9 @@ from snnkernels.nn import DTA, TCJA, TXA
 from snnkernels.reference.dta import dta_product_reference, txa_reference
 from snnkernels.reference.tcja import tcja_reference
 
+from attention_checks import DTYPES, OUT_ATOL, SUM_RTOL, compare, leaves, make_x, no_worse_than_eager, run
 from conftest import DEVICE, ON_GPU, pick
-from test_tcja_dta import (
+from official_tcja_dta import (
     DTA_C,
     F64,
     OfficialStyleDTA,
@@ -44,60 +45,9 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths:UserWarning"),
 ]
 
-DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-OUT_RTOL = {torch.float32: 2e-6, torch.float16: 2.0**-9, torch.bfloat16: 2.0**-6}
-OUT_ATOL = {torch.float32: 1e-6, torch.float16: 1e-4, torch.bfloat16: 1e-3}
-SUM_RTOL = 1e-5  # fp32 parameter gradients, relative to the largest entry
 
 SHAPE = (5, 3, 7, 5, 3)  # T, B, C, H, W: all different, H * W = 15 odd
 LONG_ROW = (2, 1, 3, 70, 70)  # H * W = 4900 > one tile (4096 interpreted, 1024 compiled): the row loop
-
-
-def make_x(shape, dtype, layout):
-    """Input values in ``dtype`` stored as: TB contiguous, BT (DTA-SNN's storage, a transposed view), or
-    strided (every other column of a wider tensor: the launcher must copy)."""
-    T, B, C, H, W = shape
-    if layout == "TB":
-        x = torch.randn(shape, device=DEVICE)
-    elif layout == "BT":
-        x = torch.randn(B, T, C, H, W, device=DEVICE).transpose(0, 1)
-    else:
-        x = torch.randn(T, B, C, H, 2 * W, device=DEVICE)[..., ::2]
-    return x.to(dtype)
-
-
-def leaves(*tensors):
-    return [t.detach().clone().requires_grad_(True) for t in tensors]
-
-
-def run(fn, inputs, grad_out):
-    out = fn(*inputs)
-    grads = torch.autograd.grad(out, [t for t in inputs if t.requires_grad], grad_out)
-    return out, grads
-
-
-def compare(name, fused_inputs, fused_fn, ref_fn, grad_out, n_data, summed=()):
-    """Fused run vs float64 reference; the first ``n_data`` inputs are full-size tensors in the input dtype,
-    compared element by element unless their index is in ``summed``: a gradient that adds paths of O(1)
-    terms which cancel (a tensor used twice, X through T-NA's convolutions and T-XA) is compared relative
-    to its largest entry, like the parameter gradients."""
-    ref_inputs = [t.detach().double().requires_grad_(t.requires_grad) for t in fused_inputs]
-    out, grads = run(fused_fn, fused_inputs, grad_out)
-    out_ref, grads_ref = run(ref_fn, ref_inputs, grad_out.double())
-    dtype = fused_inputs[0].dtype
-    assert out.dtype == dtype and out.shape == out_ref.shape
-    assert_close_verbose(out, out_ref, OUT_ATOL[dtype], OUT_RTOL[dtype], f"{name} output")
-    with_grad = [i for i, t in enumerate(fused_inputs) if t.requires_grad]
-    for i, g, g_ref in zip(with_grad, grads, grads_ref, strict=True):
-        assert g.dtype == fused_inputs[i].dtype and g.shape == fused_inputs[i].shape
-        if i < n_data and i not in summed:
-            assert_close_verbose(g, g_ref, OUT_ATOL[dtype], OUT_RTOL[dtype], f"{name} grad of input {i}")
-        elif i < n_data:
-            scale = g_ref.abs().max().item()
-            assert_close_verbose(g, g_ref, OUT_RTOL[dtype] * scale, OUT_RTOL[dtype], f"{name} grad of input {i}")
-        else:
-            atol = SUM_RTOL * g_ref.abs().max().item()
-            assert_close_verbose(g, g_ref, atol, SUM_RTOL, f"{name} grad of parameter {i}")
 
 
 KERNEL_PAIRS = pick([(1, 2), (2, 1), (3, 4), (4, 3), (5, 2)], [(2, 3), (4, 1)])
@@ -425,34 +375,6 @@ def tna_params(D: int, kernel_size: int = 7):
     return module
 
 
-def no_worse_than_eager(name, inputs, fused_fn, ref_fn, grad_out, factor=3.0, skip=()):
-    """Half precision with half-precision weights and intermediates (convolutions in fp16 / bf16 on both
-    sides): each output and gradient of the fused run must be within ``factor`` times the error that the
-    eager reference itself makes in that dtype, both measured against the float64 reference. ``skip``:
-    gradient indices not compared (see the caller for why)."""
-    ref64 = [t.detach().double().requires_grad_() for t in inputs]
-    out, grads = run(fused_fn, inputs, grad_out)
-    out_e, grads_e = run(ref_fn, leaves(*inputs), grad_out)
-    out_r, grads_r = run(ref_fn, ref64, grad_out.double())
-    for i, (what, a, e, r) in enumerate(
-        zip(
-            ["output"] + [f"grad {i}" for i in range(len(grads))],
-            [out, *grads],
-            [out_e, *grads_e],
-            [out_r, *grads_r],
-            strict=True,
-        )
-    ):
-        if i - 1 in skip:
-            continue
-        err = (a.double() - r).abs().max().item()
-        eager_err = (e.double() - r).abs().max().item()
-        assert err <= factor * eager_err + 1e-6 * r.abs().max().item(), (
-            f"{name} {what}: fused error {err:.3e} vs eager {a.dtype} error {eager_err:.3e} (largest entry "
-            f"{r.abs().max().item():.3e})"
-        )
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kernel_size", [7, 21])
 @pytest.mark.parametrize("shortcut", [True, False])
@@ -528,7 +450,7 @@ def test_dta_matches_reference(shortcut, layout):
 def test_tna_module_on_triton_matches_official(kernel_size):
     from snnkernels.nn import TNA
 
-    from test_tcja_dta import OfficialStyleTNA
+    from official_tcja_dta import OfficialStyleTNA
 
     T, B, C, H, W = 4, 2, 6, 5, 3
     official = fp32_valued(randomized(OfficialStyleTNA(T * C, kernel_size)))

@@ -21,9 +21,8 @@ from snnkernels import functional as F
 from snnkernels import neuron_models as nm
 from snnkernels import nn as snn
 from snnkernels import surrogate as sg
-from snnkernels.backends import backend_problem
 
-from conftest import DEVICE, ON_GPU, pick
+from conftest import DEVICE, ON_GPU, fused_backends, pick
 from utils import (
     FLIP_EPS,
     MAX_FLIP_RATE,
@@ -49,21 +48,6 @@ SURROGATES = [
 ]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 RESETS = {"hard0": 0.0, "hard-0.3": -0.3, "soft": None}
-
-
-def fused_backends() -> list:
-    """Triton always (skipped by conftest without CUDA / the interpreter); native and CuPy only where they can
-    run here, so that their coverage appears automatically once they are built."""
-    params = [pytest.param("triton", marks=pytest.mark.triton, id="triton")]
-    probe = torch.empty(1, device=DEVICE)
-    for name in ("native", "cupy"):
-        try:
-            problem = backend_problem(name, probe)
-        except Exception as exc:  # a probe must never break collection
-            problem = repr(exc)
-        if problem is None:
-            params.append(pytest.param(name, id=name))
-    return params
 
 
 FUSED = fused_backends()

@@ -39,7 +39,7 @@ def test_audit_catches_an_op_without_entry_and_an_entry_without_op():
     entry = OpEntry("listed_only", "snnkernels.ops.leaky_triton", "triton", lambda dev: [])
     problems = registry.audit((entry,), namespace="snnkernels_registry_probe")
     assert problems == [
-        "snnkernels_registry_probe::unlisted is registered but has no entry in snnkernels/ops/registry.py",
+        "snnkernels_registry_probe::unlisted is registered but has no entry (OPS of its ops module)",
         "the entry listed_only names no registered op in snnkernels_registry_probe",
     ]
     # a registered op with an entry passes
@@ -47,6 +47,21 @@ def test_audit_catches_an_op_without_entry_and_an_entry_without_op():
         registry.audit((OpEntry("unlisted", "", "triton", lambda dev: []),), namespace="snnkernels_registry_probe")
         == []
     )
+
+
+def test_every_backend_module_lists_its_ops():
+    """The registry finds entries by the one-stem rule (ops/<stem>_<backend>.py): each such module ends with
+    ``OPS``, its entries, each naming the module itself (the native ones: the extension)."""
+    import importlib
+
+    modules = registry.backend_modules()
+    assert "snnkernels.ops.leaky_triton" in modules and "snnkernels.ops.leaky_native" in modules
+    for name in modules:
+        if name in registry.UNLOADABLE:
+            continue
+        entries = importlib.import_module(name).OPS
+        assert entries, f"{name} registers no op"
+        assert all(e.module in (name, registry.NATIVE_MODULE) for e in entries), name
 
 
 def test_capability_table_is_derived_from_the_entries():

@@ -16,7 +16,7 @@ from snnkernels.surrogate import SURROGATE_IDS
 
 pytest.importorskip("triton")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _registered_kernels() -> set[str]:
@@ -37,7 +37,7 @@ def compiled_variants() -> list[dict]:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     procs = [
         subprocess.Popen(
-            [sys.executable, str(ROOT / "python_tests" / "triton_aot.py"), arch],
+            [sys.executable, str(ROOT / "python_tests" / "kernels" / "triton_aot.py"), arch],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

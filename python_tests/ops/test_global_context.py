@@ -26,8 +26,8 @@ from snnkernels.reference.staa import (
     staa_features_reference,
 )
 
+from attention_checks import DTYPES, OUT_ATOL, OUT_RTOL, SUM_RTOL, assert_within, gc_weights, key_weight_atol, leaves
 from conftest import DEVICE, pick
-from test_pooled_attention import DTYPES, OUT_ATOL, OUT_RTOL, SUM_RTOL, leaves
 from utils import MAX_FLIP_RATE, assert_close_verbose
 
 pytestmark = pytest.mark.triton
@@ -87,45 +87,6 @@ def test_too_many_channels_is_refused():
     x = torch.zeros(1, 1, MAX_CHANNELS + 1, 1, 1, device=DEVICE)
     with pytest.raises(ValueError, match="backend='torch'"):
         gc_context(x, torch.zeros(MAX_CHANNELS + 1, device=DEVICE), None)
-
-
-def key_weight_atol(x: torch.Tensor, gc: GCParams, loss_of_ctx) -> torch.Tensor:
-    """Per-channel error bound of dL/dwk in fp32: the softmax backward forms dkappa = att (datt - dctx.ctx)
-    from two terms of size ~|dctx| |x| that mostly cancel, so each carries eps * sum_c |dctx_c x_c| of
-    error, and dwk_c sums x_c * dkappa over frames and pixels (float64 quantities, 4x margin)."""
-    x = x.detach().double().flatten(-2)  # [..., C, S]
-    att = global_context_attention_reference(x.unflatten(-1, (1, -1)), gc.key_weight.double(), None)
-    ctx = torch.einsum("...cp,...p->...c", x, att).requires_grad_(True)
-    (dctx,) = torch.autograd.grad(loss_of_ctx(ctx), ctx)
-    term = torch.einsum("...cp,...c->...p", x.abs(), dctx.abs()) + (dctx * ctx).sum(-1, keepdim=True).abs()
-    bound = torch.einsum("...cp,...p->...c", x.abs(), att * term)
-    return 4 * 2.0**-23 * bound.reshape(-1, x.shape[-2]).sum(0)
-
-
-def assert_within(actual: torch.Tensor, expected: torch.Tensor, bound: torch.Tensor, name: str) -> None:
-    err = (actual.detach().double() - expected.detach().double()).abs()
-    assert bound.max() < expected.abs().max(), f"{name}: the bound {bound.max():.2e} would accept anything"
-    bad = err > bound
-    assert not bad.any(), (
-        f"{name}: {int(bad.sum())} / {bad.numel()} entries beyond the fp32 bound; worst "
-        f"{(err / bound).max():.2f}x the bound, max error {err.max():.3e}"
-    )
-
-
-def gc_weights(C: int, hidden: int, bias: bool, layer_norm: bool) -> GCParams:
-    def r(*shape, scale=0.5):
-        return torch.randn(*shape, device=DEVICE) * scale
-
-    return GCParams(
-        r(C),
-        r(()) if bias else None,
-        r(hidden, C),
-        r(hidden) if bias else None,
-        (1 + r(hidden, scale=0.1)) if layer_norm else None,
-        r(hidden, scale=0.1) if layer_norm else None,
-        r(C, hidden),
-        r(C) if bias else None,
-    )
 
 
 @pytest.mark.parametrize("fusion, layer_norm, bias", [("add", True, True), ("mul", False, False), ("mul", True, True)])

@@ -36,7 +36,7 @@ from snnkernels.models import (
 )
 from snnkernels.surrogate import ATan, Triangle
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from snnkernels.reference.ma_snn import (
 )
 from snnkernels.surrogate import Rectangle
 
-from test_tcja_dta import loaded  # float64 copy with the official module's state dict (strict)
+from official_tcja_dta import loaded  # float64 copy with the official module's state dict (strict)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 F64 = dict(dtype=torch.float64, device=DEVICE)
@@ -691,7 +691,7 @@ def test_backend_and_layout_arguments(name):
     make = MODULE_MAKERS[name]
     make(backend="auto")
     make(backend="torch")
-    # the released attention and the paper's TCSA-LIF have Triton sweeps (python_tests/test_ma_snn_fused.py)
+    # the released attention and the paper's TCSA-LIF have Triton sweeps (python_tests/ops/test_ma_snn_fused.py)
     with_triton = ("MultiDimensionalAttention", "TCSALIFNode")
     unavailable = ("native", "cupy") if name in with_triton else ("triton", "native", "cupy")
     if name in with_triton:

@@ -23,8 +23,8 @@ from snnkernels.ops.staa_loop_triton import staa_loop_persistent
 from snnkernels.ops.staa_step_triton import staa_loop_fused, staa_step
 from snnkernels.reference.staa import SAParams, STAAParams, staa_coefficients, staa_lif_reference
 
+from attention_checks import SUM_RTOL, leaves
 from conftest import DEVICE, pick
-from test_pooled_attention import SUM_RTOL, leaves
 from utils import GRAD_TOL, MAX_FLIP_RATE, assert_close_verbose
 
 pytestmark = pytest.mark.triton

@@ -745,7 +745,7 @@ def test_repr_names_the_options():
 def test_backend_and_layout_arguments():
     STAALIFNode(T_, C_, H_, W_, backend="auto")
     STAALIFNode(T_, C_, H_, W_, backend="torch")
-    STAALIFNode(T_, C_, H_, W_, backend="triton")  # GC's pooling fused (python_tests/test_global_context.py)
+    STAALIFNode(T_, C_, H_, W_, backend="triton")  # GC's pooling fused (python_tests/ops/test_global_context.py)
     for backend in ("native", "cupy"):
         with pytest.raises(BackendUnavailableError, match=f"STAALIFNode has no {backend} kernels"):
             STAALIFNode(T_, C_, H_, W_, backend=backend)

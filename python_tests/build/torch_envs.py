@@ -29,7 +29,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # Installed beside torch to build and test: ninja (parallel compiles), the test runner, numpy below 2.4 as in
 # requirements-dev.txt.
 TOOLS = ["ninja", "pytest", "numpy<2.4"]

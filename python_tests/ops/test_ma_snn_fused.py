@@ -2,7 +2,7 @@
 and the module on backend="triton" against backend="torch".
 
 Ground truth: ``multi_dimensional_attention_reference`` in float64 on the very values the kernels get.
-Tolerances as python_tests/test_pooled_attention.py: outputs and dX in the storage dtype within fp32
+Tolerances as python_tests/ops/test_pooled_attention.py: outputs and dX in the storage dtype within fp32
 noise (fp32) or 2 units in the last place (fp16 / bf16); parameter gradients, sums over B * T * H * W...
 terms, within 1e-5 of their largest entry. Inputs are continuous, so a max never ties (the only case in
 which the max pools' single-index gradient is ambiguous).
@@ -16,8 +16,8 @@ import torch
 from snnkernels import functional as SF
 from snnkernels.reference.ma_snn import multi_dimensional_attention_reference
 
+from attention_checks import DTYPES, OUT_ATOL, OUT_RTOL, SUM_RTOL, leaves
 from conftest import DEVICE, pick
-from test_pooled_attention import DTYPES, OUT_ATOL, OUT_RTOL, SUM_RTOL, leaves
 from utils import assert_close_verbose
 
 pytestmark = pytest.mark.triton

@@ -26,7 +26,7 @@ import torch
 
 from snnkernels.surrogate import SURROGATE_IDS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CSRC = ROOT / "csrc"
 
 

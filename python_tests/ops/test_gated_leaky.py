@@ -25,8 +25,8 @@ from snnkernels.nn.fused import AttentionNeuron, attention_neuron, fusion_blocke
 from snnkernels.ops.gated_leaky_triton import gated_leaky
 from snnkernels.reference.leaky import multistep_leaky_reference
 
+from attention_checks import OUT_ATOL, OUT_RTOL, SUM_RTOL, leaves
 from conftest import DEVICE, pick
-from test_pooled_attention import OUT_ATOL, OUT_RTOL, SUM_RTOL, leaves
 from utils import GRAD_TOL, assert_close_verbose, assert_equal_verbose
 
 pytestmark = pytest.mark.triton

@@ -17,7 +17,7 @@ import pytest
 
 import build_dist
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_sdist_carries_the_native_sources(tmp_path):

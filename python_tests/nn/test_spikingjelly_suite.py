@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("spikingjelly.activation_based.neuron", reason="spikingjelly 2.x not installed")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "spikingjelly_suite.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "spikingjelly_suite.py"
 
 NEURON_TESTS = """
 import torch

@@ -26,9 +26,9 @@ from snnkernels.ops.dta_leaky_triton import dta_leaky
 from snnkernels.reference.dta import dta_product_reference
 from snnkernels.reference.leaky import multistep_leaky_reference
 
+from attention_checks import OUT_ATOL, OUT_RTOL, SUM_RTOL, leaves, make_x, no_worse_than_eager
 from conftest import DEVICE, pick
 from test_gated_leaky import NEURONS, settings
-from test_pooled_attention import OUT_ATOL, OUT_RTOL, SUM_RTOL, leaves, make_x, no_worse_than_eager
 from utils import assert_close_verbose, assert_equal_verbose
 
 # DTA's sigmoid is 1 / (1 + exp(-p)): exp overflows to inf for very negative p, which gives the exact 0

@@ -26,14 +26,14 @@ import pytest
 import build_dist
 import torch_envs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BUILD_ENV = {
     "SNNKERNELS_BUILD_NATIVE": "1",
     "SNNKERNELS_BUILD_CUDA": "0",
     "DEBUG": "1",
     "MAX_JOBS": str(os.cpu_count() or 2),
 }
-NATIVE_TESTS = ["python_tests/test_leaky.py", "-k", "native"]
+NATIVE_TESTS = ["python_tests/ops/test_leaky.py", "-k", "native"]
 _CHECK = """
 import json, os, snnkernels, torch
 from snnkernels import _ext

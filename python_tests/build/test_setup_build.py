@@ -25,7 +25,7 @@ import pytest
 
 from snnkernels import _native_sources
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAKE_ERROR = "leaky_api.cpp:6:2: error: stand-in compiler refuses this file"
 
 

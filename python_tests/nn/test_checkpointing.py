@@ -14,8 +14,7 @@ from snnkernels import firing
 from snnkernels.models import TCJA_CIFAR10DVS
 from snnkernels.nn import LIFNode
 
-from conftest import DEVICE
-from test_leaky import fused_backends
+from conftest import DEVICE, fused_backends
 from tiny_net import C, T, TinyNet
 
 

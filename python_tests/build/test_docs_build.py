@@ -16,7 +16,7 @@ import pytest
 import build_dist
 
 pytest.importorskip("pdoc")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

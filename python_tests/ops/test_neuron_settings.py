@@ -1,11 +1,13 @@
-"""Every hand-written copy of the leaky neuron's settings agrees with their one definition, ops/leaky_settings.py.
+"""Every copy of the leaky neuron's settings agrees with their one definition, ops/leaky_settings.py.
 
-CPU only, no kernel runs. The copies: the schemas in csrc/registration.cpp (parsed from the source), the schemas
-torch.library registered (Triton, native, CuPy ops), the C++ entry points' parameter lists (leaky_api.h,
-leaky_api.cpp, leaky_api_cuda.cpp), the params structs and their flags() (leaky_params.h), the option bits of
-leaky_flags.h, the Python launchers' and fakes' signatures, and the gated / DTA ops' scalar settings. Each
-comparison is also run on a mutated copy of what it parses, which it must reject (docs/neuron.md "The
-neuron's settings").
+CPU only, no kernel runs. Generated from the definition: csrc/include/snnkernels/leaky_args.h (the schemas that
+csrc/registration.cpp registers, the C++ entry points' parameter lists and calls, the copies of the scalar
+settings into the params structs, the option bits, the structs' flags()) and docs/neuron.md's settings table
+(scripts/generate_leaky_args.py writes both; the tests fail while either is stale). Checked: that the C++
+sources use the generated macros, the params structs' members, the schemas torch.library registered (Triton,
+native, CuPy ops), that the Python launchers and fakes take the arguments through ``bind`` (no hand-written
+parameter list), and the gated / DTA ops' scalar settings. Each comparison is also run on a mutated copy of
+what it parses, which it must reject (docs/neuron.md "The neuron's settings").
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from snnkernels.ops.leaky_settings import (
     ALL_FLAGS,
     BWD_ARGS,
     BWD_OUTPUTS,
+    CXX_HEADER,
     FLAG,
     FLAG_BITS,
     FWD_ARGS,
@@ -31,20 +34,27 @@ from snnkernels.ops.leaky_settings import (
     NEURON_SETTINGS,
     SCALAR_SETTINGS,
     Arg,
+    bind,
+    cxx_header,
+    docs_table,
+    flag_member,
     flag_word,
     names,
     op_schema,
+    positional,
 )
 
-CSRC = Path(__file__).resolve().parents[1] / "csrc"
+CSRC = Path(__file__).resolve().parents[2] / "csrc"
 REGISTRATION = CSRC / "registration.cpp"
 FLAGS_H = CSRC / "include" / "snnkernels" / "leaky_flags.h"
+ARGS_H = CSRC.parent / CXX_HEADER
 PARAMS_H = CSRC / "include" / "snnkernels" / "leaky_params.h"
 NEURON_DOC = CSRC.parent / "docs" / "neuron.md"
 COUNTED_OUTPUTS = (*FWD_OUTPUTS, "spike_counts")
 # op pass -> (its arguments, its outputs, its params struct)
 PASSES = {"fwd": (FWD_ARGS, FWD_OUTPUTS, "LeakyFwdParams"), "bwd": (BWD_ARGS, BWD_OUTPUTS, "LeakyBwdParams")}
-# C++ functions taking an op's arguments in schema order: declarations, definitions and calls
+# C++ functions taking an op's arguments in schema order (the generated SNNK_LEAKY_<FWD|BWD>_PARAMS / _ARGS):
+# declarations, definitions and calls
 CXX_ENTRY_POINTS = {
     "fwd": {
         "leaky/leaky_api.h": ("prepare_fwd",),
@@ -96,13 +106,17 @@ def schema_mismatches(schema: str, args: tuple[Arg, ...], outputs: tuple[str, ..
     return problems
 
 
-def registration_schemas(source: str) -> dict[str, str]:
-    """The ``m.def("name" "(...) -> (...)")`` schemas of a TORCH_LIBRARY block: name -> schema (literals joined)."""
+def header_macros(source: str) -> dict[str, str]:
+    """The ``#define NAME body`` macros of a header (continuation lines joined): name -> body."""
+    joined = re.sub(r"\s*\\\n\s*", " ", source)
+    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^#define (\w+(?:\(\w+\))?) ?(.*)$", joined, re.M)}
+
+
+def registration_schemas(source: str, macros: dict[str, str]) -> dict[str, str]:
+    """The ``m.def("name" MACRO)`` schemas of a TORCH_LIBRARY block: name -> schema (the macro's string)."""
     found = {}
-    for block in re.findall(r'm\.def\(\s*((?:"(?:[^"\\]|\\.)*"\s*)+)\)', source):
-        text = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', block))
-        name, _, rest = text.partition("(")
-        found[name] = "(" + rest
+    for name, macro in re.findall(r'm\.def\(\s*"(\w+)"\s+(\w+)\s*\)', source):
+        found[name] = macros.get(macro, f"<no macro {macro}>").strip('"')
     return found
 
 
@@ -148,20 +162,26 @@ def struct_members(body: str) -> set[str]:
     return members
 
 
-def struct_flags(body: str) -> set[str]:
-    """The option bits that the struct's ``flags()`` sets: its ``(member ? kFlag : 0u)`` terms."""
-    return {camel_to_snake(f) for f in re.findall(r"\(\s*\w+\s*\?\s*k(\w+)\s*:\s*0u\s*\)", body)}
+def flag_terms(text: str) -> dict[str, str]:
+    """The ``(member ? kFlag : 0u)`` terms of a flags() expression: {flag: member}."""
+    return {camel_to_snake(f): m for m, f in re.findall(r"\(\s*(\w+)\s*\?\s*k(\w+)\s*:\s*0u\s*\)", text)}
 
 
-def params_mismatches(body: str, kernel: str) -> list[str]:
-    """Rule: every argument that pass ``kernel`` reads (Arg.reads) is a member of the pass's params struct
-    with the same name, and flags() sets exactly the bits of the flagged arguments the pass reads."""
+def params_mismatches(body: str, kernel: str, flags_macro: str) -> list[str]:
+    """Rule: every argument that pass ``kernel`` reads (Arg.reads) is a member of the pass's params struct with
+    the same name; flags() is the generated macro, which sets exactly the bits of the flagged arguments the pass
+    reads, each from a member the struct has."""
     args = PASSES[kernel][0]
     members = struct_members(body)
     problems = [f"no member {a.name!r}" for a in args if kernel in a.reads and a.name not in members]
+    name = f"SNNK_LEAKY_{kernel.upper()}_FLAGS"
+    if not re.search(rf"unsigned int flags\(\) const \{{ return {name}; \}}", body):
+        problems.append(f"flags() does not return {name}")
+    terms = flag_terms(flags_macro)
     want_flags = {a.flag for a in args if kernel in a.reads and a.flag is not None}
-    if struct_flags(body) != want_flags:
-        problems.append(f"flags() sets {sorted(struct_flags(body))}, the definition {sorted(want_flags)}")
+    if set(terms) != want_flags:
+        problems.append(f"{name} sets {sorted(terms)}, the definition {sorted(want_flags)}")
+    problems += [f"{name} reads {m!r}, not a member" for m in terms.values() if m not in members]
     return problems
 
 
@@ -194,18 +214,13 @@ def docs_table_mismatches(markdown: str) -> list[str]:
     return [] if rows == want else [f"rows {rows} != {want}"]
 
 
-def signature_mismatches(fn, args: tuple[Arg, ...]) -> list[str]:
-    """A Python function's parameters against the op's arguments: names, order, defaults."""
-    params = list(inspect.signature(fn).parameters.values())
-    got = [p.name for p in params]
-    if got != list(names(args)):
-        return [f"{fn.__qualname__} takes {got}, the op {list(names(args))}"]
-    return [
-        f"{fn.__qualname__}: {p.name}'s default {p.default!r} != {a.default}"
-        for p, a in zip(params, args, strict=True)
-        if (p.default is inspect.Parameter.empty) != (a.default is None)
-        or (a.default is not None and repr(p.default) != a.default)
-    ]
+def signature_mismatches(fn) -> list[str]:
+    """A launcher or fake takes the op's arguments as ``(*args, **kwargs)`` and binds them (leaky_settings.bind):
+    a hand-written parameter list would be a copy of the definition that can drift."""
+    kinds = [p.kind for p in inspect.signature(fn).parameters.values()]
+    if kinds != [inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD]:
+        return [f"{fn.__qualname__} spells out its parameters {list(inspect.signature(fn).parameters)}"]
+    return [] if "bind(" in inspect.getsource(fn) else [f"{fn.__qualname__} does not bind its arguments"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -230,8 +245,14 @@ def test_schemas_are_generated_from_the_definition():
     assert leaky._FWD_ARGS == list(names(FWD_ARGS)) and leaky._BWD_ARGS == names(BWD_ARGS)
 
 
+def test_generated_files_are_current():
+    """scripts/generate_leaky_args.py has been run since the definition last changed."""
+    assert ARGS_H.read_text() == cxx_header(), "run scripts/generate_leaky_args.py (then rebuild the extension)"
+    assert docs_table() in NEURON_DOC.read_text(), "run scripts/generate_leaky_args.py"
+
+
 def test_registration_cpp_schemas():
-    found = registration_schemas(REGISTRATION.read_text())
+    found = registration_schemas(REGISTRATION.read_text(), header_macros(ARGS_H.read_text()))
     assert sorted(found) == ["leaky_bwd_native", "leaky_fwd_native"]
     assert schema_mismatches(found["leaky_fwd_native"], FWD_ARGS, FWD_OUTPUTS) == []
     assert schema_mismatches(found["leaky_bwd_native"], BWD_ARGS, BWD_OUTPUTS) == []
@@ -265,34 +286,50 @@ def test_registered_schemas(backend):
 
 
 def test_flag_table():
-    assert flag_table_mismatches(header_flag_bits(FLAGS_H.read_text()), leaky_cupy.FLAG, leaky_cupy.ALL_FLAGS) == []
+    assert "enum LeakyFlag : unsigned int { SNNK_LEAKY_FLAG_ENUMERATORS };" in FLAGS_H.read_text()
+    assert flag_table_mismatches(header_flag_bits(ARGS_H.read_text()), leaky_cupy.FLAG, leaky_cupy.ALL_FLAGS) == []
     assert leaky_cupy.FLAG is FLAG and leaky_cupy.ALL_FLAGS == ALL_FLAGS
 
 
 @pytest.mark.parametrize("kernel", ["fwd", "bwd"])
 def test_params_structs(kernel):
-    assert params_mismatches(struct_body(PARAMS_H.read_text(), PASSES[kernel][2]), kernel) == []
+    body = struct_body(PARAMS_H.read_text(), PASSES[kernel][2])
+    assert params_mismatches(body, kernel, _flags_macro(kernel)) == []
+
+
+def _flags_macro(kernel: str) -> str:
+    return header_macros(ARGS_H.read_text())[f"SNNK_LEAKY_{kernel.upper()}_FLAGS"]
 
 
 @pytest.mark.parametrize("kernel", ["fwd", "bwd"])
 def test_flag_word_matches_the_structs_flags(kernel):
     """CuPy's flag word (all options on) sets the bits the C++ params' flags() sets, plus the launch bits."""
-    args, _, struct = PASSES[kernel]
+    args = PASSES[kernel][0]
     on = {a.name: (object() if a.is_tensor else True) for a in args}
-    from_struct = sum(FLAG[f] for f in struct_flags(struct_body(PARAMS_H.read_text(), struct)))
+    from_struct = sum(FLAG[f] for f in flag_terms(_flags_macro(kernel)))
     assert flag_word(args, kernel, on) == from_struct
     assert flag_word(args, kernel, {a.name: (None if a.is_tensor else False) for a in args}) == 0
 
 
 @pytest.mark.parametrize("kernel", ["fwd", "bwd"])
 def test_cxx_entry_points(kernel):
-    want = list(names(PASSES[kernel][0]))
+    """Every entry point is declared / defined with the generated parameter list and called with the generated
+    argument list, whose names are the definition's, in order."""
+    macros = header_macros(ARGS_H.read_text())
+    params, call = f"SNNK_LEAKY_{kernel.upper()}_PARAMS", f"SNNK_LEAKY_{kernel.upper()}_ARGS"
+    assert macro_names(macros[params]) == list(names(PASSES[kernel][0]))
+    assert macro_names(macros[call]) == list(names(PASSES[kernel][0]))
     for file, functions in CXX_ENTRY_POINTS[kernel].items():
         source = (CSRC / file).read_text()
         for function in functions:
             lists = parameter_lists(source, function)
             assert lists, f"{function} not found in {file}"
-            assert all(got == want for got in lists), (file, function, lists)
+            assert all(got in ([params], [call]) for got in lists), (file, function, lists)
+
+
+def macro_names(body: str) -> list[str]:
+    """The last identifier of each comma-separated item of a parameter or argument list."""
+    return [re.findall(r"\w+", item)[-1] for item in body.split(",")]
 
 
 def test_docs_table():
@@ -312,7 +349,26 @@ def _python_copies():
 @pytest.mark.parametrize("kernel", ["fwd", "bwd"])
 def test_python_launchers_and_fakes(kernel):
     for fn in _python_copies()[kernel]:
-        assert signature_mismatches(fn, PASSES[kernel][0]) == []
+        assert signature_mismatches(fn) == []
+
+
+def test_bind_follows_the_definition():
+    values = tuple(range(len(FWD_ARGS) - 1))  # store_v_seq left to its schema default
+    a = bind(FWD_ARGS, values)
+    assert list(vars(a)) == list(names(FWD_ARGS)) and a.chunk == values[-1] and a.store_v_seq is False
+    assert bind(BWD_ARGS, tuple(range(len(BWD_ARGS) - 1))).grad_v_seq is None
+    assert bind(FWD_ARGS, values, {"store_v_seq": True}).store_v_seq is True
+    with pytest.raises(TypeError, match="missing argument 'chunk'"):
+        bind(FWD_ARGS, values[:-1])
+    with pytest.raises(TypeError, match="at most"):
+        bind(FWD_ARGS, (*values, True, 0))
+    with pytest.raises(TypeError, match="unexpected"):
+        bind(FWD_ARGS, values, {"spare": 1})
+    assert {a.name: flag_member(a) for a in FWD_ARGS if a.flag}["v_init"] == "has_v_init"
+    by_name = dict(zip(names(FWD_ARGS), values, strict=False))
+    assert positional(FWD_ARGS, **by_name) == values  # the inverse of bind, defaults left off
+    with pytest.raises(TypeError, match="missing \\['chunk'\\]"):
+        positional(FWD_ARGS, **{k: v for k, v in by_name.items() if k != "chunk"}, store_v_seq=True)
 
 
 def _scalar_run(op_name: str) -> list[tuple[str, str]]:
@@ -363,8 +419,7 @@ SCHEMA_MUTATIONS = [
 
 @pytest.mark.parametrize("mutate", range(len(SCHEMA_MUTATIONS)))
 def test_schema_comparison_rejects_a_mutated_registration(mutate):
-    source = REGISTRATION.read_text()
-    found = registration_schemas(SCHEMA_MUTATIONS[mutate](source))
+    found = registration_schemas(REGISTRATION.read_text(), header_macros(SCHEMA_MUTATIONS[mutate](ARGS_H.read_text())))
     problems = schema_mismatches(found["leaky_fwd_native"], FWD_ARGS, FWD_OUTPUTS) + schema_mismatches(
         found["leaky_bwd_native"], BWD_ARGS, BWD_OUTPUTS
     )
@@ -387,33 +442,35 @@ def test_registered_schema_comparison_rejects_a_mutation():
     ],
 )
 def test_flag_comparison_rejects_a_mutation(mutation):
-    header, table, all_flags = mutation(FLAGS_H.read_text(), dict(leaky_cupy.FLAG), leaky_cupy.ALL_FLAGS)
+    header, table, all_flags = mutation(ARGS_H.read_text(), dict(leaky_cupy.FLAG), leaky_cupy.ALL_FLAGS)
     assert flag_table_mismatches(header_flag_bits(header), table, all_flags)
 
 
 @pytest.mark.parametrize(
     "kernel, mutation",
     [
-        ("fwd", lambda s: s.replace("  bool store_final_state = false;\n", "")),  # a member dropped
-        ("fwd", lambda s: s.replace("float v_threshold = 1.f, v_reset", "float v_threshold = 1.f, reset")),  # renamed
-        ("fwd", lambda s: s.replace(" | (store_v_seq ? kStoreVSeq : 0u)", "")),  # flags() misses a bit
-        ("bwd", lambda s: s.replace("int surrogate_id = 0;", "int surrogate = 0;")),
-        ("bwd", lambda s: s.replace("(detach_reset ? kDetachReset : 0u)", "(detach_reset ? kStrict : 0u)")),
+        ("fwd", lambda s, f: (s.replace("  bool store_final_state = false;\n", ""), f)),  # a member dropped
+        ("fwd", lambda s, f: (s.replace("float v_threshold = 1.f, v_reset", "float v_threshold = 1.f, reset"), f)),
+        ("fwd", lambda s, f: (s, f.replace(" | (store_v_seq ? kStoreVSeq : 0u)", ""))),  # flags() misses a bit
+        ("fwd", lambda s, f: (s.replace("return SNNK_LEAKY_FWD_FLAGS;", "return 0u;"), f)),  # flags() by hand
+        ("bwd", lambda s, f: (s.replace("int surrogate_id = 0;", "int surrogate = 0;"), f)),
+        ("bwd", lambda s, f: (s, f.replace("(detach_reset ? kDetachReset : 0u)", "(detach_reset ? kStrict : 0u)"))),
+        ("bwd", lambda s, f: (s, f.replace("(has_grad_v_seq ?", "(grad_v_seq_given ?"))),  # not a member
     ],
 )
 def test_params_comparison_rejects_a_mutation(kernel, mutation):
-    source = PARAMS_H.read_text()
-    mutated = mutation(source)
-    assert mutated != source
-    assert params_mismatches(struct_body(mutated, PASSES[kernel][2]), kernel)
+    source, flags = PARAMS_H.read_text(), _flags_macro(kernel)
+    mutated, mutated_flags = mutation(source, flags)
+    assert (mutated, mutated_flags) != (source, flags)
+    assert params_mismatches(struct_body(mutated, PASSES[kernel][2]), kernel, mutated_flags)
 
 
 def test_entry_point_comparison_rejects_a_mutation():
     source = (CSRC / "leaky" / "leaky_api.cpp").read_text()
-    mutated = _swap(source, "surrogate_id", "surrogate_param")  # in declarations, /*comments*/ and calls
-    for kernel, function in (("fwd", "prepare_fwd"), ("bwd", "prepare_bwd")):
-        assert parameter_lists(source, function) and parameter_lists(mutated, function)
-        assert all(got != list(names(PASSES[kernel][0])) for got in parameter_lists(mutated, function))
+    mutated = source.replace("prepare_fwd(SNNK_LEAKY_FWD_PARAMS)", "prepare_fwd(const at::Tensor& x, double decay)")
+    assert parameter_lists(mutated, "prepare_fwd")[0] == ["x", "decay"]
+    macros = header_macros(_swap(ARGS_H.read_text(), "surrogate_id", "surrogate_param"))
+    assert macro_names(macros["SNNK_LEAKY_BWD_PARAMS"]) != list(names(BWD_ARGS))
 
 
 @pytest.mark.parametrize(
@@ -432,56 +489,14 @@ def test_docs_table_comparison_rejects_a_mutation(mutation):
 
 
 def test_signature_comparison_rejects_a_mutation():
-    def swapped(
-        x,
-        v_init,
-        decay_t,
-        gain_t,
-        bias_t,
-        decay,
-        gain,
-        bias,
-        v_reset,
-        v_threshold,
-        v_init_value,
-        hard_reset,
-        strict,
-        detach_reset,
-        surrogate_id,
-        surrogate_param,
-        training,
-        store_final_state,
-        chunk,
-        store_v_seq=False,
-    ):
+    def spelled_out(x, v_init, decay_t, gain_t, bias_t, *rest):
         pass
 
-    def no_default(
-        x,
-        v_init,
-        decay_t,
-        gain_t,
-        bias_t,
-        decay,
-        gain,
-        bias,
-        v_threshold,
-        v_reset,
-        v_init_value,
-        hard_reset,
-        strict,
-        detach_reset,
-        surrogate_id,
-        surrogate_param,
-        training,
-        store_final_state,
-        chunk,
-        store_v_seq,
-    ):
-        pass
+    def unbound(*args, **kwargs):
+        return args, kwargs
 
-    assert signature_mismatches(swapped, FWD_ARGS)
-    assert signature_mismatches(no_default, FWD_ARGS)
+    assert signature_mismatches(spelled_out)
+    assert signature_mismatches(unbound)
 
 
 def test_scalar_run_comparison_rejects_a_mutation():

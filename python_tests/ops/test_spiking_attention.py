@@ -316,3 +316,28 @@ def test_empty_input(op, shape):
     assert out.shape == reference(op, q, k, v, 0.125, AttentionLIF()).shape
     for g, x in zip(torch.autograd.grad(out.sum(), inputs_of(op, q, k, v)), (q, k, v), strict=False):
         assert g.shape == x.shape
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("op", OPS)
+def test_backward_keeps_only_the_inputs_it_needs(op):
+    """docs/spiking_attention.md "Bytes held for backward": the fused ops save their binary inputs in place (the
+    official layout's storages, no copy) plus, for the gate sweeps, the tiny sums Z; SSA and SDSA need q, k, v,
+    the Q-K ops only k. Nothing of the attention membrane's size is kept."""
+    gen = torch.Generator().manual_seed(29)
+    T, B, H, N, D = shape = (3, 2, 2, 7, 5)
+    q, k, v = (make_input(shape, "official", gen, dtype=torch.float32) for _ in range(3))
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fused(op, q, k, v, 0.125, AttentionLIF())
+    needed = [q, k, v] if op in ("ssa", "sdsa") else [k]
+    inputs = {x.untyped_storage().data_ptr() for x in needed}
+    assert inputs <= set(saved), "an input was copied before it was saved"
+    others = sum(n for ptr, n in saved.items() if ptr not in inputs)
+    tiny = 0 if op == "ssa" else 4 * T * B * H * (N if op == "qk_token" else D)  # Z, fp32
+    assert others == tiny, f"{op} keeps {others} bytes besides its inputs, expected {tiny}"

@@ -58,7 +58,7 @@ INT_ARGS = {
     "D",
     "P",
     # the spiking attention kernels' five strides per tensor
-    *(f"{t}s{i}" for t in "qkvswgxaby" for i in range(5)),
+    *(f"{t}s{i}" for t in ("q", "kv", "s", "w", "g", "x", "a", "b", "y") for i in range(5)),
 }
 # pointers to int32 values (indices, counts, TSRD drop flags)
 INDEX_PTRS = {"arg_ptr", "max_arg_ptr", "row_arg_ptr", "counts_ptr", "drop_ptr"}
@@ -227,13 +227,13 @@ def spiking_attention_cases():
     """The spiking transformers' attention at the papers' head shape (N = 196 tokens, d = 64; d = 32 once): SSA
     and the gate sweeps in every dtype forward, the backward with the surrogates and reset modes in turn."""
     for N, D, dtypes in ((196, 64, tuple(DTYPES)), (196, 32, ("fp32",))):
-        block_n, block_m, block_d, warps = spiking_attention_triton.ssa_tiles(N, D)
-        tile = dict(BLOCK_N=block_n, BLOCK_M=block_m, BLOCK_D=block_d)
+        block_n, block_d, warps = spiking_attention_triton.ssa_tiles(N, D)
+        tile = dict(BLOCK_N=block_n, BLOCK_D=block_d)
         for i, dtype in enumerate(dtypes):
-            yield sa.ssa_fwd_kernel, {"q_ptr", "k_ptr", "v_ptr", "s_ptr"}, dtype, dict(tile, HARD_RESET=i != 1), warps
+            yield sa.ssa_fwd_kernel, {"q_ptr", "s_ptr"}, dtype, dict(tile, HARD_RESET=i != 1), warps
             yield (
                 sa.ssa_bwd_kernel,
-                {"g_ptr", "q_ptr", "k_ptr", "v_ptr"},
+                {"g_ptr", "q_ptr"},
                 dtype,
                 dict(tile, HARD_RESET=i != 1, DETACH_RESET=i % 2 == 0, SG_ID=i),
                 warps,

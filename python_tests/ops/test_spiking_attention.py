@@ -321,7 +321,7 @@ def test_empty_input(op, shape):
 @pytest.mark.triton
 @pytest.mark.parametrize("op", OPS)
 def test_backward_keeps_only_the_inputs_it_needs(op):
-    """docs/spiking_attention.md "Bytes held for backward": the fused ops save their binary inputs in place (the
+    """docs/spiking_attention.md "Bytes held for backward (measured, CPU)": the fused ops save their binary inputs in place (the
     official layout's storages, no copy) plus, for the gate sweeps, the tiny sums Z; SSA and SDSA need q, k, v,
     the Q-K ops only k. Nothing of the attention membrane's size is kept."""
     gen = torch.Generator().manual_seed(29)

@@ -30,6 +30,7 @@ from .triton_launch import COMPILE_OPTIONS, f32
 __all__ = [
     "lif_arguments",
     "ssa_tiles",
+    "key_value",
     "gate_tiles",
     "ssa_fwd",
     "ssa_bwd",
@@ -73,15 +74,18 @@ def _lif_kwargs(lif: list[float], backward: bool) -> dict[str, float]:
     return dict(zip(names, lif, strict=False))
 
 
-def ssa_tiles(N: int, D: int) -> tuple[int, int, int, int]:
-    """(BLOCK_N, BLOCK_M, BLOCK_D, num_warps): every dot dimension >= 16; from d = 32 16-row tiles (8 warps at
-    d = 64), the largest that compile without stack for sm_80 / sm_90 (python_tests/triton_aot.py; the tf32x3
-    products keep three copies of each operand)."""
+def ssa_tiles(N: int, D: int) -> tuple[int, int, int]:
+    """(BLOCK_N, BLOCK_D, num_warps): every dot dimension >= 16 (python_tests/kernels/triton_aot.py compiles the
+    papers' d = 32 and 64 without stack)."""
     block_d = max(16, triton.next_power_of_2(D))
-    if block_d >= 32:
-        return 16, 16, block_d, 8 if block_d >= 64 else 4
-    block = max(16, min(32, triton.next_power_of_2(N)))
-    return block, block, block_d, 4
+    block_n = max(16, min(16 if block_d >= 64 else 64, triton.next_power_of_2(N)))
+    return block_n, block_d, 8 if block_d >= 64 else 4
+
+
+def key_value(k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """KV = K^T V per (t, b, head), fp32 [T, B, heads, d, d] (exact integers on binary K, V: products of 0 / 1
+    summed below 2^24, in fp32 or TF32 alike)."""
+    return k.float().transpose(-1, -2) @ v.float()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -97,26 +101,24 @@ def ssa_fwd(
     T, B, H, N, D = q.shape
     if spikes.numel() == 0:
         return spikes
-    block_n, block_m, block_d, warps = ssa_tiles(N, D)
+    block_n, block_d, warps = ssa_tiles(N, D)
+    kv = key_value(k, v)
     with on_device_of(q):
         K.ssa_fwd_kernel[(B * H, triton.cdiv(N, block_n))](
             q,
-            k,
-            v,
+            kv,
             spikes,
             T,
             H,
             N,
             D,
             *q.stride(),
-            *k.stride(),
-            *v.stride(),
+            *kv.stride(),
             *spikes.stride(),
             *f32(scale),
             **_lif_kwargs(lif, backward=False),
             HARD_RESET=hard_reset,
             BLOCK_N=block_n,
-            BLOCK_M=block_m,
             BLOCK_D=block_d,
             num_warps=warps,
             **COMPILE_OPTIONS,
@@ -130,18 +132,17 @@ def _(q, k, v, scale, lif, hard_reset):
 
 
 def _ssa_pre_activation_grad(
-    grad: torch.Tensor, q, k, v, scale: float, lif: list[float], sg_id: int, hard_reset: bool, detach_reset: bool
+    grad: torch.Tensor, q, kv, scale: float, lif: list[float], sg_id: int, hard_reset: bool, detach_reset: bool
 ) -> torch.Tensor:
     """G = scale * dL/dX, fp32 contiguous [T, B, heads, N, d]: the kernel's recompute and walk back."""
     w = torch.empty(q.shape, dtype=torch.float32, device=q.device)
     T, B, H, N, D = q.shape
-    block_n, block_m, block_d, warps = ssa_tiles(N, D)
+    block_n, block_d, warps = ssa_tiles(N, D)
     with on_device_of(q):
         K.ssa_bwd_kernel[(B * H, triton.cdiv(N, block_n))](
             grad,
             q,
-            k,
-            v,
+            kv,
             w,
             T,
             H,
@@ -149,8 +150,7 @@ def _ssa_pre_activation_grad(
             D,
             *grad.stride(),
             *q.stride(),
-            *k.stride(),
-            *v.stride(),
+            *kv.stride(),
             *w.stride(),
             *f32(scale),
             **_lif_kwargs(lif, backward=True),
@@ -158,7 +158,6 @@ def _ssa_pre_activation_grad(
             DETACH_RESET=detach_reset,
             SG_ID=sg_id,
             BLOCK_N=block_n,
-            BLOCK_M=block_m,
             BLOCK_D=block_d,
             num_warps=warps,
             **COMPILE_OPTIONS,
@@ -182,9 +181,9 @@ def ssa_bwd(
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     if q.numel() == 0:
         return dq, dk, dv
-    g = _ssa_pre_activation_grad(grad, q, k, v, scale, lif, sg_id, hard_reset, detach_reset)
+    kv = key_value(k, v)
+    g = _ssa_pre_activation_grad(grad, q, kv, scale, lif, sg_id, hard_reset, detach_reset)
     q32, k32, v32 = q.float(), k.float(), v.float()
-    kv = k32.transpose(-1, -2) @ v32  # [T, B, H, d, d], exact on binary input
     dkv = q32.transpose(-1, -2) @ g
     dq.copy_(g @ kv.transpose(-1, -2))
     dk.copy_(v32 @ dkv.transpose(-1, -2))

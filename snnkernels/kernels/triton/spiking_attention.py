@@ -5,8 +5,8 @@ are read in place); offsets are int64. The attention's LIF runs over t inside ea
 registers (``neuron_step``), fp32, op by op (launched with ``enable_fp_fusion=False``).
 
 - SSA (docs/spiking_attention.md "Fused SSA: what is stored, what is recomputed"): a program owns (b, head,
-  BLOCK_N rows of Q) and loops t: ``KV_t = K_t^T V_t`` over all N tokens, ``X_t = scale Q_t KV_t`` for its rows,
-  the LIF step, the spikes stored. The backward kernel recomputes X and the membrane, writes h_t into an fp32
+  BLOCK_N rows of Q) and loops t: ``X_t = scale Q_t KV_t`` for its rows (``KV_t = K_t^T V_t``, [d, d], an fp32
+  input), the LIF step, the spikes stored. The backward kernel recomputes X and the membrane, writes h_t into an fp32
   workspace, then walks t back and overwrites it with ``scale * dL/dX_t``.
 - Gate sweeps (docs/spiking_attention.md "Fused gate sweeps (SDSA, Q-K)"): a program owns (b, head, BLOCK_P
   columns) and loops t: ``Z_t = sum_r A (* B)`` over the R axis, the LIF step on Z, ``Y_t = X_t * spikes``.
@@ -32,45 +32,12 @@ def _strided(t, bi, hi, rows, cols, s):
 
 
 @triton.jit
-def _key_value(k_ptr, v_ptr, t, bi, hi, N, D, ks, vs, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
-    """KV_t = K_t^T V_t [BLOCK_D, BLOCK_D] of one (t, b, head), fp32 (tf32x3 products: exact integers on 0/1)."""
-    dims = tl.arange(0, BLOCK_D)
-    dmask = dims < D
-    kv = tl.zeros([BLOCK_D, BLOCK_D], tl.float32)
-    for m0 in range(0, N, BLOCK_M):
-        toks = m0 + tl.arange(0, BLOCK_M)
-        tmask = toks < N
-        # K_t^T as [BLOCK_D, BLOCK_M]: rows are K's channels, columns its tokens
-        k_offs = _offsets(t, bi, hi, dims, toks, ks[0], ks[1], ks[2], ks[4], ks[3])
-        kt = tl.load(k_ptr + k_offs, mask=dmask[:, None] & tmask[None, :], other=0.0).to(tl.float32)
-        v_offs = _strided(t, bi, hi, toks, dims, vs)
-        vt = tl.load(v_ptr + v_offs, mask=tmask[:, None] & dmask[None, :], other=0.0).to(tl.float32)
-        kv += tl.dot(kt, vt, input_precision="tf32x3")
-    return kv
-
-
-@triton.jit
-def _attention_input(
-    q_ptr,
-    k_ptr,
-    v_ptr,
-    t,
-    bi,
-    hi,
-    rows,
-    cols,
-    mask,
-    N,
-    D,
-    qs,
-    ks,
-    vs,
-    scale,
-    BLOCK_M: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-):
-    """X_t = scale * Q_t KV_t for the program's rows [BLOCK_N, BLOCK_D]."""
-    kv = _key_value(k_ptr, v_ptr, t, bi, hi, N, D, ks, vs, BLOCK_M, BLOCK_D)
+def _attention_input(q_ptr, kv_ptr, t, bi, hi, rows, cols, mask, D, qs, kvs, scale, BLOCK_D: tl.constexpr):
+    """X_t = scale * Q_t KV_t for the program's rows [BLOCK_N, BLOCK_D]; KV_t = K_t^T V_t [d, d] is an input (fp32,
+    exact integers on binary K, V)."""
+    dmask = cols < D
+    kv_offs = _strided(t, bi, hi, cols, cols, kvs)
+    kv = tl.load(kv_ptr + kv_offs, mask=dmask[:, None] & dmask[None, :], other=0.0)
     q = tl.load(q_ptr + _strided(t, bi, hi, rows, cols, qs), mask=mask, other=0.0).to(tl.float32)
     return tl.dot(q, kv, input_precision="tf32x3") * scale
 
@@ -78,8 +45,7 @@ def _attention_input(
 @triton.jit(do_not_specialize=["T"])
 def ssa_fwd_kernel(
     q_ptr,
-    k_ptr,
-    v_ptr,
+    kv_ptr,
     s_ptr,
     T,
     H,
@@ -90,16 +56,11 @@ def ssa_fwd_kernel(
     qs2,
     qs3,
     qs4,
-    ks0,
-    ks1,
-    ks2,
-    ks3,
-    ks4,
-    vs0,
-    vs1,
-    vs2,
-    vs3,
-    vs4,
+    kvs0,
+    kvs1,
+    kvs2,
+    kvs3,
+    kvs4,
     ss0,
     ss1,
     ss2,
@@ -114,7 +75,6 @@ def ssa_fwd_kernel(
     v_init,
     HARD_RESET: tl.constexpr,
     BLOCK_N: tl.constexpr,
-    BLOCK_M: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
     """Spikes S_t = LIF(scale Q_t (K_t^T V_t)) of one (b, head) and BLOCK_N rows, for every t."""
@@ -124,13 +84,10 @@ def ssa_fwd_kernel(
     cols = tl.arange(0, BLOCK_D)
     mask = (rows < N)[:, None] & (cols < D)[None, :]
     qs = (qs0, qs1, qs2, qs3, qs4)
-    ks = (ks0, ks1, ks2, ks3, ks4)
-    vs = (vs0, vs1, vs2, vs3, vs4)
+    kvs = (kvs0, kvs1, kvs2, kvs3, kvs4)
     v = tl.zeros([BLOCK_N, BLOCK_D], tl.float32) + v_init  # [BLOCK_N, BLOCK_D]
     for t in range(T):
-        x = _attention_input(
-            q_ptr, k_ptr, v_ptr, t, bi, hi, rows, cols, mask, N, D, qs, ks, vs, scale, BLOCK_M, BLOCK_D
-        )
+        x = _attention_input(q_ptr, kv_ptr, t, bi, hi, rows, cols, mask, D, qs, kvs, scale, BLOCK_D)
         _, spike, v = step(v, x, decay, gain, bias, True, v_threshold, v_reset, False, HARD_RESET)
         s_offs = _offsets(t, bi, hi, rows, cols, ss0, ss1, ss2, ss3, ss4)
         tl.store(s_ptr + s_offs, tl.where(spike, 1.0, 0.0).to(s_ptr.dtype.element_ty), mask=mask)
@@ -140,8 +97,7 @@ def ssa_fwd_kernel(
 def ssa_bwd_kernel(
     g_ptr,
     q_ptr,
-    k_ptr,
-    v_ptr,
+    kv_ptr,
     w_ptr,
     T,
     H,
@@ -157,16 +113,11 @@ def ssa_bwd_kernel(
     qs2,
     qs3,
     qs4,
-    ks0,
-    ks1,
-    ks2,
-    ks3,
-    ks4,
-    vs0,
-    vs1,
-    vs2,
-    vs3,
-    vs4,
+    kvs0,
+    kvs1,
+    kvs2,
+    kvs3,
+    kvs4,
     ws0,
     ws1,
     ws2,
@@ -184,7 +135,6 @@ def ssa_bwd_kernel(
     DETACH_RESET: tl.constexpr,
     SG_ID: tl.constexpr,
     BLOCK_N: tl.constexpr,
-    BLOCK_M: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
     """w_t = scale * dL/dX_t (fp32 workspace) from dL/dS (g): X and the membrane recomputed, h_t parked in w."""
@@ -194,13 +144,10 @@ def ssa_bwd_kernel(
     cols = tl.arange(0, BLOCK_D)
     mask = (rows < N)[:, None] & (cols < D)[None, :]
     qs = (qs0, qs1, qs2, qs3, qs4)
-    ks = (ks0, ks1, ks2, ks3, ks4)
-    vs = (vs0, vs1, vs2, vs3, vs4)
+    kvs = (kvs0, kvs1, kvs2, kvs3, kvs4)
     v = tl.zeros([BLOCK_N, BLOCK_D], tl.float32) + v_init
     for t in range(T):
-        x = _attention_input(
-            q_ptr, k_ptr, v_ptr, t, bi, hi, rows, cols, mask, N, D, qs, ks, vs, scale, BLOCK_M, BLOCK_D
-        )
+        x = _attention_input(q_ptr, kv_ptr, t, bi, hi, rows, cols, mask, D, qs, kvs, scale, BLOCK_D)
         h, _, v = step(v, x, decay, gain, bias, True, v_threshold, v_reset, False, HARD_RESET)
         tl.store(w_ptr + _offsets(t, bi, hi, rows, cols, ws0, ws1, ws2, ws3, ws4), h, mask=mask)
     # the walk back reads h_t that other threads of this program may have stored

@@ -321,9 +321,9 @@ def test_empty_input(op, shape):
 @pytest.mark.triton
 @pytest.mark.parametrize("op", OPS)
 def test_backward_keeps_only_the_inputs_it_needs(op):
-    """docs/spiking_attention.md "Bytes held for backward (measured, CPU)": the fused ops save their binary inputs in place (the
-    official layout's storages, no copy) plus, for the gate sweeps, the tiny sums Z; SSA and SDSA need q, k, v,
-    the Q-K ops only k. Nothing of the attention membrane's size is kept."""
+    """docs/spiking_attention.md "Bytes held for backward (measured, CPU)": the fused ops save their binary
+    inputs in place (the official layout's storages, no copy) plus, for the gate sweeps, the tiny sums Z; SSA
+    and SDSA need q, k, v, the Q-K ops only k. Nothing of the attention membrane's size is kept."""
     gen = torch.Generator().manual_seed(29)
     T, B, H, N, D = shape = (3, 2, 2, 7, 5)
     q, k, v = (make_input(shape, "official", gen, dtype=torch.float32) for _ in range(3))

@@ -462,6 +462,20 @@ def _staa_loop_bwd_samples(dev: str) -> list[tuple]:
     return out
 
 
+def _spikes(dev: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return (torch.rand(T, B, C, H, W, device=dev) > 0.5).to(dtype)
+
+
+def _spike_pack_samples(dev: str) -> list[tuple]:
+    """A 0 / 1 tensor whose element count is not a multiple of 8, checked and not, in fp32 and bf16."""
+    return [(_spikes(dev), True), (_spikes(dev, torch.bfloat16), False)]
+
+
+def _spike_unpack_samples(dev: str) -> list[tuple]:
+    packed = torch.randint(0, 256, ((T * B * C * H * W + 7) // 8,), dtype=torch.uint8, device=dev)
+    return [(packed, [T, B, C, H, W], torch.float32), (packed, [T * B, C, H * W], torch.float16)]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # the registry
 
@@ -547,6 +561,11 @@ REGISTRY: tuple[OpEntry, ...] = (
     _triton("staa_step_bwd", "staa_step_triton", _staa_step_bwd_samples, "staa_step_bwd_kernel"),
     _triton("staa_loop_fwd", "staa_loop_triton", _staa_loop_fwd_samples, "staa_loop_fwd_kernel"),
     _triton("staa_loop_bwd", "staa_loop_triton", _staa_loop_bwd_samples, "staa_loop_bwd_kernel"),
+    _triton("spike_pack_triton", "spike_pack_triton", _spike_pack_samples, "spike_pack_fwd_kernel"),
+    _triton("spike_unpack_triton", "spike_pack_triton", _spike_unpack_samples, "spike_unpack_fwd_kernel"),
+    # the CPU kernels of the packing: vectorised torch today, under the name the native C++ op will take
+    OpEntry("spike_pack_native", _OPS + "spike_pack", "native", _spike_pack_samples, ("cpu",)),
+    OpEntry("spike_unpack_native", _OPS + "spike_pack", "native", _spike_unpack_samples, ("cpu",)),
 )
 
 ENTRIES: dict[str, OpEntry] = {e.name: e for e in REGISTRY}

@@ -37,4 +37,4 @@ def spike_unpack_fwd_kernel(packed_ptr, out_ptr, n, n_bytes, BLOCK: tl.constexpr
     word = tl.load(packed_ptr + byte, mask=byte < n_bytes, other=0).to(tl.int32)
     offs = byte[:, None] * 8 + bit[None, :]  # [BLOCK, 8]
     s = (word[:, None] >> bit[None, :]) & 1
-    tl.store(out_ptr + offs, s.to(out_ptr.dtype.element_ty), mask=offs < n)
+    tl.store(out_ptr + offs, s.to(tl.float32).to(out_ptr.dtype.element_ty), mask=offs < n)

@@ -18,10 +18,10 @@ def spike_pack_fwd_kernel(x_ptr, packed_ptr, first_bad_ptr, n, n_bytes, BLOCK: t
     bit = tl.arange(0, 8)  # [8]
     offs = byte[:, None] * 8 + bit[None, :]  # [BLOCK, 8]
     mask = offs < n
-    v = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    one = (v != 0.0).to(tl.int32)
+    v = tl.load(x_ptr + offs, mask=mask, other=0.0)  # compared in its own dtype: exact for fp64 too
+    one = (v != 0).to(tl.int32)
     # NaN fails both comparisons, so it is reported too (the check is fused: no second pass over x)
-    bad = mask & (v != 0.0) & (v != 1.0)
+    bad = mask & (v != 0) & (v != 1)
     first = tl.min(tl.where(bad, offs, n), axis=1)  # [BLOCK]
     tl.atomic_min(first_bad_ptr, tl.min(first, axis=0))
     word = tl.sum(one << bit[None, :], axis=1)  # [BLOCK] in 0..255, the bits are disjoint

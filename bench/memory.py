@@ -321,13 +321,26 @@ def _mib(n: int) -> str:
     return f"{n / MIB:.1f}"
 
 
-def markdown(rows: list[dict[str, Any]]) -> str:
-    """One line per network: eager and fused MiB, their ratio, and each row's split by kind."""
+def markdown(rows: list[dict[str, Any]], meta: dict[str, Any] | None = None) -> str:
+    """One line per (network, backend): MiB held, the ratio to the network's ``backend="torch"`` row, and the
+    split by kind (docs/spike_pack.md "Memory benchmark"), after a few lines on how it was measured."""
     by_net: dict[str, dict[str, dict]] = {}
     for r in rows:
         by_net.setdefault(r["network"], {})[r["backend"]] = r
     head = "| network | T | batch | input | backend | total MiB | vs torch | " + " | ".join(KINDS) + " |"
-    lines = [head, "|" + "---|" * (7 + len(KINDS))]
+    intro = []
+    if meta:
+        intro = [
+            f"# Bytes held for the backward ({meta['date']}, {meta['machine']}, torch {meta['torch']})",
+            "",
+            f"{meta['what']}. Made by `{meta['command']}`. Backends: `torch` = the eager path; `auto` = on a CPU "
+            "the native C++ neurons, attention layers (Triton kernels only) on their torch path; `triton` = the "
+            "Triton kernels run by Triton's interpreter (what a GPU run saves); `official` = the official "
+            'MnJnKIM/DTA-SNN code. Kinds: docs/spike_pack.md "Memory benchmark". Inputs: uniform images, '
+            "Poisson(0.5) event counts. MiB = 2^20 bytes.",
+            "",
+        ]
+    lines = [*intro, head, "|" + "---|" * (7 + len(KINDS))]
     for name, runs in by_net.items():
         eager = runs.get("torch")
         for backend, r in runs.items():
@@ -341,37 +354,63 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Stacked MiB by kind per (network, backend), and each row's total as a fraction of its network's
+    ``backend="torch"`` row."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     labels = [f"{r['network']}\n{r['backend']}" for r in rows]
-    fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(rows)), 5))
+    eager = {r["network"]: r["bytes"]["total"] for r in rows if r["backend"] == "torch"}
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(max(8, 0.6 * len(rows)), 9), height_ratios=(2, 1), sharex=True)
     bottom = [0.0] * len(rows)
     for kind in KINDS:
         vals = [r["bytes"][kind] / MIB for r in rows]
         ax.bar(range(len(rows)), vals, bottom=bottom, label=kind)
         bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
-    ax.set_xticks(range(len(rows)), labels, rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("MiB held for the backward")
-    ax.set_yscale("log")
-    ax.set_title(f"Saved-tensor bytes per network and backend (CPU count, {DATE})")
+    ax.set_title(f"Bytes autograd holds for the backward, by kind (counted on a CPU, {DATE})")
     ax.legend(fontsize=8)
+    ratios = [r["bytes"]["total"] / eager[r["network"]] if r["network"] in eager else float("nan") for r in rows]
+    ax2.bar(range(len(rows)), ratios, color="gray")
+    ax2.axhline(1.0, color="black", lw=0.8)
+    ax2.set_ylabel('total / backend="torch"')
+    ax2.set_xticks(range(len(rows)), labels, rotation=60, ha="right", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--networks", nargs="*", help="zoo networks to run (default: all)")
-    parser.add_argument("--fused", default="native", help="the fused row's backend on this machine")
+    parser.add_argument("--fused", default="auto", help="the fused row's backend (auto: native neurons on a CPU)")
     parser.add_argument("--official-dta", help="a checkout of MnJnKIM/DTA-SNN: adds the official DTA_SNN_18 row")
     parser.add_argument("--triton-interpreter", nargs="*", default=[], help="networks to add a triton row for")
-    parser.add_argument("--out", default=str(RESULTS / f"{DATE}_cpu-{platform.machine()}_memory"))
+    tag = "-".join(cpu_name().lower().split())
+    parser.add_argument("--out", default=str(RESULTS / f"{DATE}_cpu-{tag}_memory"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--from-json", help="rewrite the table and the plot of a results JSON (nothing measured)")
     args = parser.parse_args(argv)
+    if args.from_json:
+        rows = json.loads(Path(args.from_json).read_text())["rows"]
+        out = Path(args.from_json).with_suffix("")
+        data = json.loads(Path(args.from_json).read_text())
+        out.with_suffix(".md").write_text(markdown(rows, data["metadata"]))
+        plot(rows, out.with_suffix(".png"))
+        return
     torch.set_num_threads(args.threads)
     nets = [n for n in zoo() if n.name in args.networks] if args.networks else [n for n in zoo() if n.default]
     rows = []
@@ -383,20 +422,25 @@ def main(argv: list[str] | None = None) -> None:
         for backend in backends:
             if backend == "triton" and os.environ.get("TRITON_INTERPRET") != "1":
                 raise SystemExit("--triton-interpreter needs TRITON_INTERPRET=1 set before the run")
-            rows.append(measure(net, backend))
+            try:
+                rows.append(measure(net, backend))
+            except Exception as exc:  # noqa: BLE001 - a network that cannot run a backend is reported, not fatal
+                print(f"{net.name} on {backend}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+                continue
             print(json.dumps(rows[-1]), flush=True)
     out = Path(args.out)
     meta = {
         "date": DATE,
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "machine": f"{cpu_name()}, {torch.get_num_threads()} threads",
         "torch": torch.__version__,
         "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "what": "bytes of the storages autograd saves in one training-mode forward (each once, parameters and "
         "buffers excluded), by kind; fp32",
         "kinds": list(KINDS),
+        "command": "python -m bench.memory " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     out.with_suffix(".json").write_text(json.dumps({"metadata": meta, "rows": rows}, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(rows))
+    out.with_suffix(".md").write_text(markdown(rows, meta))
     plot(rows, out.with_suffix(".png"))
     print(markdown(rows))
 

@@ -68,7 +68,7 @@ def _modules(folder: str) -> set[str]:
 
 
 def test_every_op_has_one_stem_in_every_layer():
-    tests = {p.name for p in (ROOT / "python_tests").glob("test_*.py")}
+    tests = {p.name for p in (ROOT / "python_tests").rglob("test_*.py")}
     problems = naming_problems(_modules("snnkernels/kernels/triton"), _modules("snnkernels/ops"), tests)
     assert not problems, problems
 

@@ -108,6 +108,7 @@ def test_bool_input_and_bad_arguments():
 def test_pack_and_unpack_compile_without_graph_breaks(backend):
     """The ops trace as one graph (the check runs inside the op). The eager reference ("torch") branches on
     its check's data, which dynamo cannot trace in one graph."""
+
     def round_trip(x):
         return SF.spike_unpack(SF.spike_pack(x, backend=backend), x.shape, x.dtype, backend=backend) * 2
 

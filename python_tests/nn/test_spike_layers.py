@@ -42,6 +42,13 @@ CONV1D = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _deterministic_cudnn(monkeypatch):
+    """On CUDA, two runs of one conv backward agree bit for bit only with deterministic cuDNN algorithms."""
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+
+
 def _spikes(*shape, dtype=torch.float32, p=0.4):
     return (torch.rand(shape, device=DEVICE) < p).to(dtype)
 

@@ -24,6 +24,9 @@ class _SpikeConvMixin:
 
     dims: int
 
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, backend={self.backend!r}, check={self.check}"
+
     def _spike_forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == self.dims + 3:  # multi-step [T, B, C, ...]
             return self._spike_forward(x.flatten(0, 1)).unflatten(0, x.shape[:2])
@@ -101,6 +104,9 @@ class SpikeLinear(nn.Linear):
         super().__init__(*args, **kwargs)
         self.backend = check_backend_name(backend, type(self).__name__, SF.PACKING_BACKENDS)
         self.check = check
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, backend={self.backend!r}, check={self.check}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.backend == "torch":

@@ -106,7 +106,7 @@ def test_conv1d_equals_nn_conv1d_bit_for_bit(backend, dtype, case):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("shape", [(7, 13), (3, 5, 13), (3, 2, 5, 13)])
+@pytest.mark.parametrize("shape", [(13,), (7, 13), (3, 5, 13), (3, 2, 5, 13)])
 def test_linear_equals_nn_linear_bit_for_bit(backend, dtype, bias, shape):
     plain, spike = _pair(nn.Linear, SpikeLinear, 13, 11, bias=bias, dtype=dtype)
     spike.backend = backend

@@ -10,9 +10,16 @@ from __future__ import annotations
 import torch
 
 from . import _checks
-from .backends import HAS_TRITON, resolve_backend, resolve_triton_op_backend
+from .backends import (
+    HAS_TRITON,
+    BackendUnavailableError,
+    check_backend_name,
+    resolve_backend,
+    resolve_triton_op_backend,
+)
 from .neuron_models import Number, lif_coefficients
 from .ops import leaky_cupy, leaky_native
+from .ops import spike_pack as spike_pack_ops
 from .ops.layout import match_layout
 from .ops.leaky import time_major_dense
 from .reference.dta import (
@@ -72,6 +79,10 @@ __all__ = [
     "global_context",
     "staa_lif",
     "resolved_backend",
+    "spike_pack",
+    "spike_unpack",
+    "spike_conv",
+    "spike_linear",
 ]
 
 Output = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -862,3 +873,171 @@ def staa_lif(
         x.to(state_dtype(x.dtype)), params, gc_fusion=gc_fusion, gc_layer_norm=gc_layer_norm, ln_eps=ln_eps
     )
     return staa_lif_reference(x, params, drop_mask=drop_mask, features=features, **options)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 1-bit spikes (docs/spike_pack.md)
+
+PACKING_BACKENDS = ("auto", "torch", "triton", "native")
+
+
+def _packing_backend(backend: str, like: torch.Tensor, owner: str) -> str:
+    """ "native" (the CPU kernels, also what "auto" takes on the CPU), "triton" or "torch" for a tensor
+    like ``like`` (its device and float dtype)."""
+    check_backend_name(backend, owner, PACKING_BACKENDS)
+    if backend == "native" or (backend == "auto" and like.device.type == "cpu"):
+        if like.device.type != "cpu":
+            raise BackendUnavailableError(
+                f"{owner}: backend='native' packs spikes on the CPU only, got a tensor on {like.device}; "
+                "use backend='triton' or 'auto'"
+            )
+        return "native"
+    if like.dtype == torch.float64:  # the packing kernels compare in the input's dtype: fp64 is exact too
+        like = like.new_empty(0, dtype=torch.float32)
+    return resolve_triton_op_backend(backend, like, owner)
+
+
+def spike_pack(x: torch.Tensor, *, check: bool = True, backend: str = "auto") -> torch.Tensor:
+    """The spikes of ``x`` at 1 bit each: uint8 [ceil(x.numel() / 8)], element i of the flattened contiguous
+    order in bit i % 8 of byte i // 8 (docs/spike_pack.md "Layout").
+
+    Args:
+        x (Tensor): spikes, any float dtype and shape, only 0s and 1s.
+        check (bool, Optional): raise a ValueError naming the first element that is neither 0 nor 1 (checked
+            in the same pass; on CUDA it reads one flag back). Without it, a bit is ``x != 0``. Default: True
+        backend (str, Optional): "auto" (the CPU kernels on the CPU, Triton on CUDA), "native", "triton" or
+            "torch" (the eager reference). Default: "auto"
+    """
+    if not isinstance(x, torch.Tensor) or not (x.is_floating_point() or x.dtype == torch.bool):
+        raise TypeError(f"spike_pack takes a float (or bool) tensor of spikes, got {getattr(x, 'dtype', type(x))}")
+    if x.dtype == torch.bool:
+        x = x.to(torch.uint8)
+    return spike_pack_ops.pack(
+        x, check, _packing_backend(backend, x if x.is_floating_point() else x.float(), "spike_pack")
+    )
+
+
+def spike_unpack(
+    packed: torch.Tensor,
+    shape: list[int] | tuple[int, ...] | torch.Size,
+    dtype: torch.dtype = torch.float32,
+    *,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """The 0 / 1 tensor of ``shape`` and ``dtype`` that ``spike_pack`` packed (exact inverse on spikes).
+
+    Args:
+        packed (Tensor): uint8, at least ceil(prod(shape) / 8) bytes.
+        shape (Sequence[int]): the packed tensor's shape.
+        dtype (torch.dtype, Optional): the result's dtype. Default: torch.float32
+        backend (str, Optional): as ``spike_pack``. Default: "auto"
+    """
+    if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8:
+        raise TypeError(f"spike_unpack takes the uint8 tensor of spike_pack, got {getattr(packed, 'dtype', packed)}")
+    like = packed.new_empty((), dtype=dtype)
+    return spike_pack_ops.unpack(packed, list(shape), dtype, _packing_backend(backend, like, "spike_unpack"))
+
+
+def _autocast(x: torch.Tensor, *tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
+    """x and the parameters as autocast would hand them to a conv / linear (all in its dtype), else as they are."""
+    device = x.device.type
+    if not torch.is_autocast_enabled(device):
+        return [x, *tensors]
+    dtype = torch.get_autocast_dtype(device)
+    return [None if t is None else t.to(dtype) if t.is_floating_point() else t for t in (x, *tensors)]
+
+
+def _same_padding(
+    x: torch.Tensor, weight: torch.Tensor, stride: list[int], dilation: list[int]
+) -> tuple[torch.Tensor, list[int]]:
+    """padding="same" as aten's ``_convolution_mode`` applies it: symmetric padding, and the odd extra
+    element padded onto the input's high end first."""
+    dims = weight.dim() - 2
+    if any(s != 1 for s in stride):
+        raise ValueError("padding='same' is not supported for strided convolutions")
+    left, pad_nd = [], [0] * (2 * dims)
+    for i in range(dims):
+        total = dilation[i] * (weight.shape[i + 2] - 1)
+        left.append(total // 2)
+        pad_nd[2 * (dims - 1 - i) + 1] = total - 2 * (total // 2)
+    if any(pad_nd):
+        x = torch.constant_pad_nd(x, pad_nd, 0.0)
+    return x, left
+
+
+def spike_conv(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int | tuple[int, ...] = 1,
+    padding: int | tuple[int, ...] | str = 0,
+    dilation: int | tuple[int, ...] = 1,
+    groups: int = 1,
+    *,
+    check: bool = True,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """``F.conv1d`` / ``conv2d`` / ``conv3d`` (by ``weight.dim()``) of a spike input ``x`` that keeps ``x`` for
+    the backward as 1 bit an element; every gradient is bit-identical to the plain conv's
+    (docs/spike_pack.md "Exactness").
+
+    Args:
+        x (Tensor): [N, C_in, ...] spikes (0s and 1s).
+        weight (Tensor): [C_out, C_in / groups, *kernel].
+        bias (Tensor, Optional): [C_out]. Default: None
+        stride, padding, dilation, groups: as ``F.conv2d`` (padding "valid" / "same" included).
+        check (bool, Optional): raise if ``x`` is not binary (``spike_pack``). Default: True
+        backend (str, Optional): "torch" is the plain conv (nothing packed); else the packing's backend, as
+            ``spike_pack``. Default: "auto"
+    """
+    dims = weight.dim() - 2
+    if x.dim() != dims + 2:
+        raise ValueError(
+            f"spike_conv: a {dims}-d conv takes [N, C, ...] input of {dims + 2} dims, got {tuple(x.shape)}"
+        )
+    stride, dilation = _tuple(stride, dims), _tuple(dilation, dims)
+    resolved = _packing_backend(backend, x, "spike_conv")
+    conv = (torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d)[dims - 1]
+    if resolved == "torch":
+        return conv(x, weight, bias, stride, padding, dilation, groups)
+    x, weight, bias = _autocast(x, weight, bias)
+    if padding == "valid":
+        padding = [0] * dims
+    elif padding == "same":
+        x, padding = _same_padding(x, weight, stride, dilation)
+    elif isinstance(padding, str):
+        raise ValueError(f"spike_conv: padding must be 'valid', 'same' or numbers, got {padding!r}")
+    with torch.autocast(x.device.type, enabled=False):
+        return spike_pack_ops.SpikeConvFunction.apply(
+            x, weight, bias, stride, _tuple(padding, dims), dilation, groups, check, resolved
+        )
+
+
+def _tuple(v: int | tuple[int, ...] | list[int], dims: int) -> list[int]:
+    return [int(v)] * dims if isinstance(v, int) else [int(i) for i in v]
+
+
+def spike_linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    check: bool = True,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """``F.linear`` of a spike input ``x`` that keeps ``x`` for the backward as 1 bit an element; every
+    gradient is bit-identical to ``F.linear``'s (docs/spike_pack.md "Exactness").
+
+    Args:
+        x (Tensor): [..., in_features] spikes (0s and 1s).
+        weight (Tensor): [out_features, in_features].
+        bias (Tensor, Optional): [out_features]. Default: None
+        check (bool, Optional): raise if ``x`` is not binary. Default: True
+        backend (str, Optional): as ``spike_conv``. Default: "auto"
+    """
+    resolved = _packing_backend(backend, x, "spike_linear")
+    if resolved == "torch":
+        return torch.nn.functional.linear(x, weight, bias)
+    x, weight, bias = _autocast(x, weight, bias)
+    with torch.autocast(x.device.type, enabled=False):
+        return spike_pack_ops.SpikeLinearFunction.apply(x, weight, bias, check, resolved)

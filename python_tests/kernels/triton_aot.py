@@ -27,10 +27,11 @@ from snnkernels.kernels.triton.dta_leaky import dta_leaky_bwd_kernel, dta_leaky_
 from snnkernels.kernels.triton.gated_leaky import gated_leaky_bwd_kernel, gated_leaky_fwd_kernel
 from snnkernels.kernels.triton.global_context import gc_context_bwd_kernel, gc_context_fwd_kernel
 from snnkernels.kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_kernel
+from snnkernels.kernels.triton.spike_pack import spike_pack_fwd_kernel, spike_unpack_fwd_kernel
 from snnkernels.kernels.triton.staa_loop import staa_loop_bwd_kernel, staa_loop_fwd_kernel
 from snnkernels.kernels.triton.staa_step import staa_step_bwd_kernel, staa_step_fwd_kernel
 from snnkernels.kernels.triton.tcsa_step import tcsa_step_bwd_kernel, tcsa_step_fwd_kernel
-from snnkernels.ops import global_context_triton, staa_loop_triton, tcsa_step_triton
+from snnkernels.ops import global_context_triton, spike_pack_triton, staa_loop_triton, tcsa_step_triton
 from snnkernels.ops.leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, launch_config
 from snnkernels.ops.triton_launch import half_tiles, neuron_tiles, row_tiles
 from snnkernels.surrogate import SURROGATE_IDS
@@ -53,9 +54,13 @@ INT_ARGS = {
     "n_pblk",
     "HID",
     "n_slots",
+    "n",
+    "n_bytes",
 }
 # pointers to int32 values (indices, counts, TSRD drop flags)
 INDEX_PTRS = {"arg_ptr", "max_arg_ptr", "row_arg_ptr", "counts_ptr", "drop_ptr"}
+# pointers of other fixed types: the packed spikes and the packing's first-offender flag
+FIXED_PTRS = {"packed_ptr": "*u8", "first_bad_ptr": "*i64"}
 DTYPES = {"fp32": "*fp32", "fp16": "*fp16", "bf16": "*bf16"}
 # Pointers that carry the input dtype; all others are fp32 (states, coefficients, partial sums).
 DATA_PTRS = {"x_ptr", "spikes_ptr", "grad_spikes_ptr", "grad_x_ptr"}
@@ -217,6 +222,14 @@ def tcsa_cases():
             )
 
 
+def spike_pack_cases():
+    """The spike packing at the launcher's GPU tile, spikes in every dtype."""
+    block, warps = spike_pack_triton.pack_block(1 << 20)
+    for dtype in DTYPES:
+        yield spike_pack_fwd_kernel, {"x_ptr"}, dtype, dict(BLOCK=block), warps
+        yield spike_unpack_fwd_kernel, {"out_ptr"}, dtype, dict(BLOCK=block), warps
+
+
 def signature(fn, dtype: str, constexprs: dict, data_ptrs: set[str] = DATA_PTRS) -> dict:
     sig = {}
     for name in fn.arg_names:
@@ -224,6 +237,8 @@ def signature(fn, dtype: str, constexprs: dict, data_ptrs: set[str] = DATA_PTRS)
             sig[name] = "constexpr"
         elif name in INDEX_PTRS:
             sig[name] = "*i32"
+        elif name in FIXED_PTRS:
+            sig[name] = FIXED_PTRS[name]
         elif name.endswith("_ptr"):
             sig[name] = DTYPES[dtype] if name in data_ptrs else "*fp32"
         elif name in INT_ARGS:
@@ -338,7 +353,7 @@ def all_cases():
     """(kernel, data pointers, dtype, constexprs, num_warps) of every variant ``main`` compiles."""
     yield from leaky_cases()
     yield from ((fn, DATA_PTRS, dtype, constexprs, warps) for fn, dtype, constexprs, warps in gated_cases())
-    for cases in (dta_leaky_cases, staa_cases, staa_loop_cases, tcsa_cases, gc_cases, rowwise_cases):
+    for cases in (dta_leaky_cases, staa_cases, staa_loop_cases, tcsa_cases, gc_cases, rowwise_cases, spike_pack_cases):
         yield from cases()
 
 

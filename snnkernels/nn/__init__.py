@@ -6,6 +6,7 @@ from .fused import AttentionNeuron, attention_neuron
 from .ma_snn import AttResBlock, MultiDimensionalAttention, TCSALIFNode, TemporalAttentionFC, TemporalWiseAttention
 from .memory import MemoryModule, detach_net, reset_net
 from .neuron import AttResLIFNode, IFNode, LeakyNode, LIFNode, MASNNLIFNode, ParametricLIFNode, TETLIFNode
+from .spike_layers import SpikeConv1d, SpikeConv2d, SpikeLinear
 from .staa import GlobalContextBlock, PositionEncoding, STAALIFNode
 
 __all__ = [
@@ -32,6 +33,9 @@ __all__ = [
     "PositionEncoding",
     "AttentionNeuron",
     "attention_neuron",
+    "SpikeConv1d",
+    "SpikeConv2d",
+    "SpikeLinear",
     "MemoryModule",
     "reset_net",
     "detach_net",

@@ -28,15 +28,17 @@ from ..kernels.triton.bn_lif import (
     bn_lif_input_grad_kernel,
     bn_lif_stats_kernel,
 )
+from ..surrogate import Sigmoid, Triangle
 from ._device import on_device_of
 from ._double_backward import refuse_double_backward
 from .autograd_helpers import fresh_settings, needs_training
 from .gated_leaky_triton import NeuronSettings, new_checkpoints
 from .layout import match_layout, rows_layout
 from .leaky_triton import DEFAULT_CHUNK
+from .registry import SAMPLE_SHAPE, rand, randn, registered_op, triton_entry
 from .triton_launch import COMPILE_OPTIONS, f32, launch_rows, neuron_geometry, neuron_grid, row_geometry, row_tiles
 
-__all__ = ["bn_lif", "bn_lif_stats", "bn_lif_fwd", "bn_lif_bwd", "as_rows", "SUMS"]
+__all__ = ["bn_lif", "bn_lif_stats", "bn_lif_fwd", "bn_lif_bwd", "as_rows", "SUMS", "OPS"]
 
 # Rows of bn_lif_bwd's per-channel sums: dL/dbias, dL/dweight (sum of dL/dy * x_hat), and the neuron's
 # dL/ddecay (dL/dh * v_{t-1}), dL/dgain (dL/dh * y), dL/dbias (dL/dh)
@@ -370,3 +372,50 @@ def bn_lif(
         rows, w, b, decay, gain, neuron_bias, mean, invstd, fresh_settings(neuron), batch_stats, chunk, training
     )
     return spikes.reshape(x.shape)
+
+
+# The op registry's entries (ops/registry.py): tiny valid inputs for opcheck, the Triton kernels launched.
+
+
+def _bn_lif_inputs(dev: str) -> tuple:
+    """x as the [T, B, C, 1, S] rows bn_lif walks (and its [B, T] storage read in place), BatchNorm's per-channel
+    scale and shift, the neuron's per-channel (decay, gain, bias)."""
+    T, B, C, H, W = SAMPLE_SHAPE
+    x = 2 * randn(dev, T, B, C, 1, H * W)
+    x_bt = 2 * randn(dev, B, T, C, 1, H * W).transpose(0, 1)
+    coef = tuple(torch.full((C,), c, device=dev) for c in (0.5, 1.0, 0.1))
+    return x, x_bt, rand(dev, C) + 0.5, randn(dev, C), coef
+
+
+def _bn_lif_fwd_samples(dev: str) -> list[tuple]:
+    x, x_bt, scale, shift, coef = _bn_lif_inputs(dev)
+    return [
+        (x, scale, shift, *coef, 1.0, 0.0, 0.0, True, False, True, 2),
+        (x_bt, scale, shift, *coef, 1.0, 0.0, 0.0, False, True, False, 2),
+    ]
+
+
+def _bn_lif_bwd_samples(dev: str) -> list[tuple]:
+    x, x_bt, scale, shift, coef = _bn_lif_inputs(dev)
+    C = SAMPLE_SHAPE[2]
+    mean, invstd = randn(dev, C), rand(dev, C) + 0.5
+    out = []
+    for xs, batch_stats, hard, sg in ((x, True, True, Triangle.id), (x_bt, False, False, Sigmoid.id)):
+        spikes, ckpt = registered_op("bn_lif_fwd")(xs, scale, shift, *coef, 1.0, 0.0, 0.0, hard, False, True, 2)
+        settings = (1.0, 0.0, 0.0, hard, False, not hard, sg, 1.0, 2, batch_stats, True, batch_stats, True)
+        out.append((torch.randn_like(spikes), xs, scale, shift, mean, invstd, *coef, ckpt, *settings))
+    return out
+
+
+OPS = (
+    triton_entry("bn_lif_stats", __name__, lambda d: [(x,) for x in _bn_lif_inputs(d)[:2]], "bn_lif_stats_kernel"),
+    triton_entry("bn_lif_fwd", __name__, _bn_lif_fwd_samples, "bn_lif_fwd_kernel"),
+    triton_entry(
+        "bn_lif_bwd",
+        __name__,
+        _bn_lif_bwd_samples,
+        "bn_lif_bwd_kernel",
+        "bn_lif_input_grad_kernel",
+        autograd=True,
+    ),
+)

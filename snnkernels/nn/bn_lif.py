@@ -1,0 +1,147 @@
+"""BatchNorm followed by a leaky neuron as one op (``functional.bn_lif``, docs/bn_lif.md).
+
+``BNLIF`` holds BatchNorm's parameters and buffers under ``nn.BatchNorm2d``'s names (``weight``, ``bias``,
+``running_mean``, ``running_var``, ``num_batches_tracked``), so a BatchNorm's state dict loads into it, and the
+neuron as the child ``neuron``. ``bn_neuron(bn, neuron, x)`` runs an existing ``nn.BatchNorm1d`` / ``2d`` (or
+``BNLIF``) and neuron pair the same way, each keeping its own state dict. Both follow ``nn.BatchNorm``'s rules
+for the running statistics (``momentum=None``: cumulative average over ``num_batches_tracked``;
+``track_running_stats=False``: batch statistics in eval mode too).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import functional as SF
+from ..backends import check_backend_name
+from ..surrogate import coerce_surrogate
+from .neuron import LIFNode, SpikingNeuron
+
+__all__ = ["BNLIF", "bn_neuron"]
+
+
+def _neuron_arguments(neuron: nn.Module) -> dict:
+    """``functional.bn_lif``'s neuron arguments for ``neuron``; ValueError naming why it cannot run there."""
+    if not isinstance(neuron, SpikingNeuron):
+        raise ValueError(f"bn_lif runs snnkernels' leaky neurons, got {type(neuron).__name__}")
+    if neuron.step_mode != "m" or neuron.stateful:
+        raise ValueError("bn_lif runs a stateless multi-step neuron (step_mode='m', stateful=False)")
+    decay, gain, bias = neuron.coefficients()
+    return dict(
+        decay=decay,
+        input_gain=gain,
+        neuron_bias=bias,
+        v_threshold=neuron.v_threshold,
+        v_reset=neuron.v_reset,
+        strict_threshold=neuron.strict_threshold,
+        detach_reset=neuron.detach_reset,
+        surrogate_function=coerce_surrogate(neuron.surrogate_function),
+        v_init_value=neuron.v_init_value,
+    )
+
+
+def bn_neuron(bn: nn.Module, neuron: nn.Module, x: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+    """``neuron(bn(x))`` for x [T, B, C, ...] with ``bn`` over the merged [T * B, C, ...] samples, as one op.
+
+    Args:
+        bn (nn.Module): an ``nn.BatchNorm1d`` / ``nn.BatchNorm2d`` / ``BNLIF`` (its parameters, buffers and
+            ``training``, ``momentum``, ``eps``, ``track_running_stats``).
+        neuron (nn.Module): a stateless multi-step snnkernels neuron (``LIFNode``, ``ParametricLIFNode``,
+            ``LeakyNode``, ...); learnable coefficients receive their gradients.
+        x (Tensor): [T, B, C, *spatial].
+        backend (str): ``'auto'``, ``'torch'`` or ``'triton'`` (``functional.bn_lif``). Default: ``'auto'``.
+    """
+    # nn.BatchNorm's forward, line for line: the update factor and which statistics normalise
+    factor = 0.0 if bn.momentum is None else bn.momentum
+    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    batch_stats = bn.training or (bn.running_mean is None and bn.running_var is None)
+    keep = not bn.training or bn.track_running_stats
+    return SF.bn_lif(
+        x,
+        bn.running_mean if keep else None,
+        bn.running_var if keep else None,
+        bn.weight,
+        bn.bias,
+        training=batch_stats,
+        momentum=factor,
+        eps=bn.eps,
+        backend=backend,
+        **_neuron_arguments(neuron),
+    )
+
+
+class BNLIF(nn.Module):
+    """BatchNorm over the T * B samples of [T, B, C, ...] and a leaky neuron, fused (``functional.bn_lif``).
+
+    Args:
+        num_features (int): C.
+        neuron (nn.Module, Optional): a stateless multi-step snnkernels neuron (the child ``neuron``). Default:
+            ``LIFNode(step_mode="m", stateful=False)``.
+        eps (float): as ``nn.BatchNorm2d``. Default: 1e-5.
+        momentum (float, Optional): as ``nn.BatchNorm2d`` (None: cumulative average). Default: 0.1.
+        affine (bool): learnable ``weight`` and ``bias``. Default: True.
+        track_running_stats (bool): keep ``running_mean`` / ``running_var`` / ``num_batches_tracked``.
+            Default: True.
+        backend (str): ``'auto'``, ``'torch'`` or ``'triton'``. Default: ``'auto'``.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        neuron: nn.Module | None = None,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        *,
+        backend: str = "auto",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        self.num_features = num_features
+        self.eps = eps
+        self.momentum = momentum
+        self.affine = affine
+        self.track_running_stats = track_running_stats
+        self.backend = check_backend_name(backend, type(self).__name__)
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_features, **factory))
+            self.bias = nn.Parameter(torch.zeros(num_features, **factory))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(num_features, **factory))
+            self.register_buffer("running_var", torch.ones(num_features, **factory))
+            self.register_buffer(
+                "num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device)
+            )
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+        self.neuron = LIFNode(step_mode="m", stateful=False) if neuron is None else neuron
+        _neuron_arguments(self.neuron)  # refuse a neuron bn_lif cannot run now, not at the first forward
+
+    def reset_running_stats(self) -> None:
+        if self.track_running_stats:
+            self.running_mean.zero_()
+            self.running_var.fill_(1)
+            self.num_batches_tracked.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.dim() < 3 or x.shape[2] != self.num_features:
+            shape = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"BNLIF({self.num_features}) takes [T, B, {self.num_features}, ...], got {shape}")
+        return bn_neuron(self, self.neuron, x, self.backend)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+            f"track_running_stats={self.track_running_stats}, backend={self.backend!r}"
+        )

@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch import nn
 
+from bench.bn_lif_memory import Unfused, saved_bytes
 from snnkernels import functional as SF
 from snnkernels import surrogate as sg
 from snnkernels.nn import BNLIF, LeakyNode, LIFNode, ParametricLIFNode, bn_neuron
@@ -351,3 +352,18 @@ def test_errors():
         BNLIF(4, LIFNode())
     with pytest.raises(ValueError, match=r"takes \[T, B, 4"):
         BNLIF(4, LIFNode(step_mode="m", stateful=False))(torch.randn(2, 3, 5, 2))
+
+
+@pytest.mark.parametrize("T", [6, 10])
+def test_bytes_held_for_backward(T):
+    """bn_lif keeps x (which BatchNorm keeps anyway), the neuron's checkpoints and 7 per-channel fp32 vectors
+    (scale, shift, mean, invstd and the neuron's 3 coefficients); the unfused pair with the fused neuron also keeps
+    BatchNorm's output (docs/bn_lif.md "Memory")."""
+    B, C, H, W = 2, 4, 3, 5
+    x = torch.randn(T, B, C, H, W, device=DEVICE, requires_grad=True)
+    fused = saved_bytes(BNLIF(C, backend="triton").to(DEVICE).train(), x)
+    unfused = saved_bytes(Unfused(C, "triton").to(DEVICE).train(), x)
+    x_bytes, step_bytes = x.numel() * 4, x[0].numel() * 4
+    checkpoints = ((T + 7) // 8 - 1) * step_bytes
+    assert fused == {"x": x_bytes, "steps": checkpoints, "small": 7 * C * 4}
+    assert unfused["x"] == x_bytes and unfused["steps"] == x_bytes + checkpoints

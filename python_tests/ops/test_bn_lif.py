@@ -367,3 +367,37 @@ def test_bytes_held_for_backward(T):
     checkpoints = ((T + 7) // 8 - 1) * step_bytes
     assert fused == {"x": x_bytes, "steps": checkpoints, "small": 7 * C * 4}
     assert unfused["x"] == x_bytes and unfused["steps"] == x_bytes + checkpoints
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_compiles_in_one_graph(train):
+    """``torch.compile(BNLIF, dynamic=True, fullgraph=True)`` (aot_eager: the interpreter's Triton cannot run under
+    Inductor on the CPU): one graph for two batch sizes, the same spikes, gradients and running statistics as the
+    eager module (momentum=None's ``1 / num_batches_tracked`` reads a tensor as a number, so it is tested eager)."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    torch._dynamo.reset()
+    eager = BNLIF(5, ParametricLIFNode(step_mode="m", stateful=False), backend="triton").to(DEVICE).train(train)
+    with torch.no_grad():
+        eager.weight.uniform_(0.5, 1.5), eager.bias.uniform_(-0.3, 0.3), eager.running_var.uniform_(0.5, 1.5)
+    module = BNLIF(5, ParametricLIFNode(step_mode="m", stateful=False), backend="triton").to(DEVICE).train(train)
+    module.load_state_dict(eager.state_dict())
+    counter = CompileCounterWithBackend("aot_eager")
+    compiled = torch.compile(module, backend=counter, dynamic=True, fullgraph=True)
+    frames = []
+    for batch in (2, 3):
+        x = torch.randn(5, batch, 5, 3, 3, device=DEVICE) * 2 + 0.3
+        x1, x2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        with torch._dynamo.config.patch(error_on_recompile=batch > 2):
+            got = compiled(x1)
+        frames.append(counter.frame_count)
+        want = eager(x2)
+        assert torch.equal(got, want)
+        grad_out = torch.randn_like(want)
+        grads = torch.autograd.grad(got, [x1, *module.parameters()], grad_out)
+        grads_ref = torch.autograd.grad(want, [x2, *eager.parameters()], grad_out)
+        for g, g_ref in zip(grads, grads_ref, strict=True):
+            assert torch.equal(g, g_ref)
+        for name, buf in module.named_buffers():
+            assert torch.equal(buf, dict(eager.named_buffers())[name]), name
+    assert frames[0] >= 1 and frames[1] == frames[0], f"graphs compiled after each call: {frames}"

@@ -401,3 +401,44 @@ def test_compiles_in_one_graph(train):
         for name, buf in module.named_buffers():
             assert torch.equal(buf, dict(eager.named_buffers())[name]), name
     assert frames[0] >= 1 and frames[1] == frames[0], f"graphs compiled after each call: {frames}"
+
+
+def test_double_backward_raises():
+    """A first-order gradient with create_graph works; differentiating it again through the fused op raises."""
+    x = (torch.randn(3, 2, 3, 4, device=DEVICE) * 2).requires_grad_(True)
+    w = torch.ones(3, device=DEVICE, requires_grad=True)
+    out = SF.bn_lif(x, None, None, w, None, training=True, decay=0.5, v_threshold=0.5, backend="triton")
+    (g,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="bn_lif_bwd"):
+        g.sum().backward()
+
+
+@pytest.mark.parametrize("layout", ["bt", "channels_last", "sliced"])
+def test_layouts(layout):
+    """x in DTA-SNN's [B, T] storage (read in place), each step channels-last, or every other element of a
+    larger buffer (copied once); a transposed dL/ds. Spikes, running statistics and gradients as the reference."""
+    T, B, C, H, W = 5, 3, 4, 3, 5
+    if layout == "bt":
+        base = torch.randn(B, T, C, H, W, device=DEVICE).transpose(0, 1)
+    elif layout == "channels_last":
+        base = torch.randn(T * B, C, H, W, device=DEVICE).contiguous(memory_format=torch.channels_last)
+        base = base.view(T, B, C, H, W)
+    else:
+        base = torch.randn(T, B, C, H, 2 * W, device=DEVICE)[..., ::2]
+    x = (base * 2 + 0.5).requires_grad_(True)
+    w = (torch.rand(C, device=DEVICE) + 0.5).requires_grad_(True)
+    b = (0.3 * torch.randn(C, device=DEVICE)).requires_grad_(True)
+    runs = []
+    for backend in ("triton", "torch"):
+        rm, rv = torch.zeros(C, device=DEVICE), torch.ones(C, device=DEVICE)
+        out = SF.bn_lif(x, rm, rv, w, b, training=True, decay=0.5, v_threshold=0.8, backend=backend)
+        grad_out = torch.randn(W, H, C, B, T, device=DEVICE, generator=torch.Generator(DEVICE).manual_seed(1))
+        grads = torch.autograd.grad(out, [x, w, b], grad_out.permute(4, 3, 2, 1, 0))
+        runs.append((out, rm, rv, grads))
+    (out, rm, rv, grads), (ref, rm_r, rv_r, grads_ref) = runs
+    h = charges(bn_output(x, None, None, w.detach(), b.detach(), True, 0.1), 0.5, 1.0, 0.0, neuron_kwargs(sg.ATan()))
+    assert not compare_spikes(out, ref, h, 0.8, eps=FLIP_EPS[torch.float32]).any_flip
+    check_running(rm, rv, rm_r, rv_r, x, 0.1)
+    assert_grad_close(grads[0], grads_ref[0], "x")
+    assert_grad_close(grads[1], grads_ref[1], "weight", reduced=True)
+    assert_grad_close(grads[2], grads_ref[2], "bias", reduced=True)

@@ -20,7 +20,7 @@ from torch import nn
 from bench.bn_lif_memory import Unfused, saved_bytes
 from snnkernels import functional as SF
 from snnkernels import surrogate as sg
-from snnkernels.nn import BNLIF, LeakyNode, LIFNode, ParametricLIFNode, bn_neuron
+from snnkernels.nn import BNLIF, LeakyNode, LIFNode, ParametricLIFNode, bn_fusion_blocker, bn_neuron
 from snnkernels.ops.bn_lif_triton import bn_lif
 from snnkernels.reference.bn_lif import bn_lif_reference
 
@@ -442,3 +442,32 @@ def test_layouts(layout):
     assert_grad_close(grads[0], grads_ref[0], "x")
     assert_grad_close(grads[1], grads_ref[1], "weight", reduced=True)
     assert_grad_close(grads[2], grads_ref[2], "bias", reduced=True)
+
+
+def test_bn_neuron_falls_back_to_the_modules():
+    """``bn_neuron`` runs bn_lif where ``bn_fusion_blocker`` finds nothing, and the two modules' own calls
+    otherwise (a stateful neuron, a native backend, hooks, spike recording, a BatchNorm3d), with the same result."""
+    C, shape = 3, (4, 2, 3, 2, 3)
+    x = torch.randn(shape, device=DEVICE) * 2 + 0.5
+
+    def pair(**neuron_options):
+        return nn.BatchNorm2d(C).to(DEVICE), LIFNode(step_mode="m", **neuron_options).to(DEVICE)
+
+    bn, neuron = pair(stateful=False, backend="triton")
+    assert bn_fusion_blocker(bn, neuron, x) is None
+    assert "stateless" in bn_fusion_blocker(*pair(stateful=True, backend="triton"), x)
+    assert "native" in bn_fusion_blocker(*pair(stateful=False, backend="native"), x)
+    assert "runs on 'torch'" in bn_fusion_blocker(*pair(stateful=False, backend="torch"), x)
+    assert "BatchNorm3d" in bn_fusion_blocker(nn.BatchNorm3d(C), neuron, x)
+    hooked = pair(stateful=False, backend="triton")
+    hooked[1].register_forward_hook(lambda *args: None)
+    assert "hooks" in bn_fusion_blocker(*hooked, x)
+    recording = pair(stateful=False, backend="triton")
+    recording[1].record_spike_counts = True
+    assert "spike counts" in bn_fusion_blocker(*recording, x)
+    fused = bn_neuron(bn, neuron, x)
+    for bn2, neuron2 in (recording, pair(stateful=True, backend="torch")):
+        want = bn_neuron(bn2, neuron2, x)
+        assert torch.equal(want, fused)
+        assert int(bn2.num_batches_tracked) == 1
+    assert torch.equal(recording[1].spike_counts, fused.reshape(4, -1).sum(1))

@@ -3,9 +3,12 @@
 ``BNLIF`` holds BatchNorm's parameters and buffers under ``nn.BatchNorm2d``'s names (``weight``, ``bias``,
 ``running_mean``, ``running_var``, ``num_batches_tracked``), so a BatchNorm's state dict loads into it, and the
 neuron as the child ``neuron``. ``bn_neuron(bn, neuron, x)`` runs an existing ``nn.BatchNorm1d`` / ``2d`` (or
-``BNLIF``) and neuron pair the same way, each keeping its own state dict. Both follow ``nn.BatchNorm``'s rules
-for the running statistics (``momentum=None``: cumulative average over ``num_batches_tracked``;
-``track_running_stats=False``: batch statistics in eval mode too).
+``BNLIF``) and neuron pair the same way, each keeping its own state dict, and falls back to the modules' own
+calls where the pair cannot fuse (``bn_fusion_blocker`` says why), so the zoo's Conv -> BatchNorm -> neuron chains
+can call it unconditionally. Both follow ``nn.BatchNorm``'s rules for the running statistics (``momentum=None``:
+cumulative average over ``num_batches_tracked``; ``track_running_stats=False``: batch statistics in eval mode too).
+A ``BNLIF``'s neuron records its spike counts (``record_spike_counts``, counted from the spikes) but its own
+forward hooks do not run: the fused call never calls it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from ..backends import check_backend_name
 from ..surrogate import coerce_surrogate
 from .neuron import LIFNode, SpikingNeuron
 
-__all__ = ["BNLIF", "bn_neuron"]
+__all__ = ["BNLIF", "bn_neuron", "bn_fusion_blocker"]
 
 
 def _neuron_arguments(neuron: nn.Module) -> dict:
@@ -41,8 +44,32 @@ def _neuron_arguments(neuron: nn.Module) -> dict:
     )
 
 
-def bn_neuron(bn: nn.Module, neuron: nn.Module, x: torch.Tensor, backend: str = "auto") -> torch.Tensor:
-    """``neuron(bn(x))`` for x [T, B, C, ...] with ``bn`` over the merged [T * B, C, ...] samples, as one op.
+def bn_fusion_blocker(bn: nn.Module, neuron: nn.Module, x: torch.Tensor, backend: str | None = None) -> str | None:
+    """Why ``bn_neuron`` runs ``neuron(bn(x))`` unfused on x, or None when it runs ``bn_lif``'s kernels."""
+    if not isinstance(bn, (nn.BatchNorm1d, nn.BatchNorm2d, BNLIF)):
+        return f"{type(bn).__name__} is not an nn.BatchNorm1d / nn.BatchNorm2d over the merged [T * B] samples"
+    try:
+        _neuron_arguments(neuron)
+    except ValueError as reason:
+        return str(reason)
+    if bn._forward_hooks or bn._forward_pre_hooks or neuron._forward_hooks or neuron._forward_pre_hooks:
+        return "a module has forward hooks, which need BatchNorm's output or the neuron's call"
+    if neuron.record_spike_counts:
+        return "the neuron records spike counts (firing statistics), which its own call does"
+    if not isinstance(x, torch.Tensor) or x.dim() < 3 or x.numel() == 0:
+        return "the input is not a non-empty [T, B, C, ...] tensor"
+    backend = neuron.backend if backend is None else backend
+    if backend not in ("auto", "torch", "triton"):
+        return f"bn_lif has no {backend!r} kernels"
+    if SF.resolved_backend(backend, x, owner="bn_lif") != "triton":
+        return f"bn_lif runs on 'torch' here (backend={backend!r}, {x.device.type} tensor)"
+    return None
+
+
+def bn_neuron(bn: nn.Module, neuron: nn.Module, x: torch.Tensor, backend: str | None = None) -> torch.Tensor:
+    """``neuron(bn(x))`` for x [T, B, C, ...] with ``bn`` over the merged [T * B, C, ...] samples: one op
+    (``functional.bn_lif``) when ``bn_fusion_blocker`` finds nothing against it, else the two modules' own
+    calls (the same computation, unfused).
 
     Args:
         bn (nn.Module): an ``nn.BatchNorm1d`` / ``nn.BatchNorm2d`` / ``BNLIF`` (its parameters, buffers and
@@ -50,8 +77,16 @@ def bn_neuron(bn: nn.Module, neuron: nn.Module, x: torch.Tensor, backend: str = 
         neuron (nn.Module): a stateless multi-step snnkernels neuron (``LIFNode``, ``ParametricLIFNode``,
             ``LeakyNode``, ...); learnable coefficients receive their gradients.
         x (Tensor): [T, B, C, *spatial].
-        backend (str): ``'auto'``, ``'torch'`` or ``'triton'`` (``functional.bn_lif``). Default: ``'auto'``.
+        backend (str, Optional): ``'auto'``, ``'torch'`` or ``'triton'``. Default: None (the neuron's).
     """
+    if bn_fusion_blocker(bn, neuron, x, backend) is not None:
+        if isinstance(bn, BNLIF):  # BNLIF has no unfused forward of its own: the same math on the reference
+            return _bn_lif_call(bn, neuron, x, "torch")
+        return neuron(bn(x.flatten(0, 1)).unflatten(0, x.shape[:2]))
+    return _bn_lif_call(bn, neuron, x, "triton")
+
+
+def _bn_lif_call(bn: nn.Module, neuron: nn.Module, x: torch.Tensor, backend: str) -> torch.Tensor:
     # nn.BatchNorm's forward, line for line: the update factor and which statistics normalise
     factor = 0.0 if bn.momentum is None else bn.momentum
     if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
@@ -136,7 +171,10 @@ class BNLIF(nn.Module):
         if not isinstance(x, torch.Tensor) or x.dim() < 3 or x.shape[2] != self.num_features:
             shape = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"BNLIF({self.num_features}) takes [T, B, {self.num_features}, ...], got {shape}")
-        return bn_neuron(self, self.neuron, x, self.backend)
+        spikes = _bn_lif_call(self, self.neuron, x, self.backend)
+        if self.neuron.record_spike_counts:  # firing statistics, from the spikes (a second pass)
+            self.neuron.spike_counts = spikes.detach().reshape(spikes.shape[0], -1).sum(1, dtype=torch.int64)
+        return spikes
 
     def extra_repr(self) -> str:
         return (

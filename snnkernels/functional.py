@@ -931,7 +931,7 @@ def bn_lif(
     if not training and running_mean is None:
         raise ValueError("training=False normalises with the running statistics: pass running_mean and running_var")
     T, B, C = x.shape[:3]
-    if training and T * B * math.prod(x.shape[3:]) <= 1:
+    if training and T * B * math.prod(x.shape[3:]) == 1:  # torch's rule (an empty batch passes)
         raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(x.shape)}")
     coefficients = [
         _checks.check_coefficient(c, n, x)
@@ -940,7 +940,8 @@ def bn_lif(
     v_threshold = _checks.check_scalar(v_threshold, "v_threshold")
     v_reset = _checks.check_scalar(v_reset, "v_reset", allow_none=True)
     surrogate_function = coerce_surrogate(surrogate_function)
-    if resolve_triton_op_backend(backend, x, "bn_lif") == "torch":
+    # an empty batch: batch_norm's own rule (empty output, running statistics untouched)
+    if resolve_triton_op_backend(backend, x, "bn_lif") == "torch" or x.numel() == 0:
         decay, input_gain, neuron_bias = coefficients
         return bn_lif_reference(
             x,

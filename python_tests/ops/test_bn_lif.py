@@ -356,6 +356,10 @@ def test_errors():
     x = torch.randn(2, 3, 4, 5)
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         SF.bn_lif(torch.randn(1, 1, 4), None, None, training=True, decay=0.5)
+    empty = torch.randn(3, 0, 4, 5, requires_grad=True)
+    rm, rv = torch.zeros(4), torch.ones(4)
+    out = SF.bn_lif(empty, rm, rv, torch.ones(4), None, training=True, decay=0.5, backend="triton")
+    assert out.shape == empty.shape and torch.equal(rm, torch.zeros(4)) and torch.equal(rv, torch.ones(4))
     with pytest.raises(ValueError, match="given together"):
         SF.bn_lif(x, torch.zeros(4), None, training=True, decay=0.5)
     with pytest.raises(ValueError, match="running statistics"):

@@ -48,16 +48,15 @@ SUMS = ("dy", "dy_xhat", "decay", "gain", "bias")
 def as_rows(x: torch.Tensor) -> torch.Tensor:
     """x [T, B, C, *spatial] as the [T, B, C, 1, S] rows the kernels walk (a view where the storage allows)."""
     T, B, C = x.shape[:3]
-    x = rows_layout(x.reshape(T, B, C, 1, -1))
-    return x
+    return rows_layout(x.reshape(T, B, C, 1, -1))
 
 
 @torch.library.custom_op("snnkernels::bn_lif_stats", mutates_args=(), device_types=("cpu", "cuda"))
 def bn_lif_stats(x: torch.Tensor) -> torch.Tensor:
     """(batch mean, biased variance) per channel of x [T, B, C, 1, S] over T * B * S values, fp64 [2, C]."""
     T, B, C, _, S = x.shape
-    R, S, *_ = row_geometry(x)
-    block_r, block_s, _warps = row_tiles(R, S)
+    R = T * B * C
+    block_r, block_s, warps = row_tiles(R, S)
     n_col = triton.cdiv(S, block_s)
     sums = x.new_empty((n_col, R), dtype=torch.float32)
     m2 = x.new_empty((n_col, R), dtype=torch.float32)
@@ -70,7 +69,7 @@ def bn_lif_stats(x: torch.Tensor) -> torch.Tensor:
                 *row_geometry(x),
                 BLOCK_R=block_r,
                 BLOCK_S=block_s,
-                num_warps=_warps,
+                num_warps=warps,
                 **COMPILE_OPTIONS,
             )
     # Chan's parallel formula over the tile-rows, in fp64 and a fixed order (docs/bn_lif.md "Batch statistics")

@@ -210,22 +210,24 @@ def test_triton_half_precision(dtype, name):
         assert_close_verbose(g, g_ref, HALF_GRAD_RTOL[dtype] * top, HALF_GRAD_RTOL[dtype], f"grad {i}")
 
 
-def test_flip_rate():
-    """A larger layer (T = 4, B = 4, C = 8, 16 x 16; 32768 neuron-steps) forward in fp32 under batch statistics:
-    spikes differ from the reference only at threshold ties, at a rate within the suite's budget."""
+@pytest.mark.parametrize("batch_stats", [True, False], ids=["batch", "running"])
+def test_flip_rate(batch_stats):
+    """A larger layer (T = 4, B = 4, C = 8, 16 x 16; 32768 neuron-steps) forward in fp32 under batch or running
+    statistics: spikes differ from the reference only at threshold ties, at a rate within the suite's budget."""
     T, B, C, H, W = 4, 4, 8, 16, 16
     x = torch.randn(T, B, C, H, W, device=DEVICE) * 2 + 0.3
     w, b = torch.rand(C, device=DEVICE) + 0.5, 0.3 * torch.randn(C, device=DEVICE)
     neuron = neuron_kwargs(sg.ATan())
     settings = (0.0, 0.0, 0.0, 0.8, 0.0, 0.0, True, False, False, sg.ATan.id, 2.0)
-    rm, rv = torch.zeros(C, device=DEVICE), torch.ones(C, device=DEVICE)
+    rm, rv = 0.3 * torch.randn(C, device=DEVICE), torch.rand(C, device=DEVICE) * 3 + 0.5
+    stats = (rm.clone(), rv.clone())
     out = bn_lif(
-        x, rm, rv, w, b, batch_stats=True, momentum=0.1, eps=1e-5, coefficients=(0.5, 1.0, 0.0), neuron=settings
+        x, rm, rv, w, b, batch_stats=batch_stats, momentum=0.1, eps=1e-5, coefficients=(0.5, 1.0, 0.0), neuron=settings
     )
-    ref = bn_lif_reference(x, None, None, w, b, training=True, decay=0.5, **neuron)
-    h = charges(bn_output(x, None, None, w, b, True, 0.1), 0.5, 1.0, 0.0, neuron)
+    ref = bn_lif_reference(x, *stats, w, b, training=batch_stats, decay=0.5, **neuron)
+    h = charges(bn_output(x, *stats, w, b, batch_stats, 0.1), 0.5, 1.0, 0.0, neuron)
     cmp = compare_spikes(out, ref, h, 0.8, eps=FLIP_EPS[torch.float32], max_flip_rate=MAX_FLIP_RATE)
-    print(f"fp32 flips: {cmp.flips} of {out.numel()} neuron-steps")
+    print(f"fp32 flips ({'batch' if batch_stats else 'running'} statistics): {cmp.flips} of {out.numel()}")
 
 
 def hand_batch_norm(x, rm, rv, w, b, training, momentum, eps):

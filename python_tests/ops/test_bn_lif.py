@@ -464,7 +464,8 @@ def test_layouts(layout):
 
 def test_bn_neuron_falls_back_to_the_modules():
     """``bn_neuron`` runs bn_lif where ``bn_fusion_blocker`` finds nothing, and the two modules' own calls
-    otherwise (a stateful neuron, a native backend, hooks, spike recording, a BatchNorm3d), with the same result."""
+    otherwise (a stateful neuron, a native backend, hooks, spike recording, a GroupNorm), with the same result; a
+    BatchNorm3d over [B, C, T, H, W] (MA-SNN's ``TimeBatchNorm``) fuses to the same spikes and running statistics."""
     C, shape = 3, (4, 2, 3, 2, 3)
     x = torch.randn(shape, device=DEVICE) * 2 + 0.5
 
@@ -476,7 +477,8 @@ def test_bn_neuron_falls_back_to_the_modules():
     assert "stateless" in bn_fusion_blocker(*pair(stateful=True, backend="triton"), x)
     assert "native" in bn_fusion_blocker(*pair(stateful=False, backend="native"), x)
     assert "runs on 'torch'" in bn_fusion_blocker(*pair(stateful=False, backend="torch"), x)
-    assert "BatchNorm3d" in bn_fusion_blocker(nn.BatchNorm3d(C), neuron, x)
+    assert "GroupNorm" in bn_fusion_blocker(nn.GroupNorm(1, C), neuron, x)
+    assert bn_fusion_blocker(nn.BatchNorm3d(C), neuron, x) is None  # MA-SNN's BatchNorm3d over (B, T, H, W)
     hooked = pair(stateful=False, backend="triton")
     hooked[1].register_forward_hook(lambda *args: None)
     assert "hooks" in bn_fusion_blocker(*hooked, x)
@@ -489,3 +491,10 @@ def test_bn_neuron_falls_back_to_the_modules():
         assert torch.equal(want, fused)
         assert int(bn2.num_batches_tracked) == 1
     assert torch.equal(recording[1].spike_counts, fused.reshape(4, -1).sum(1))
+    bn3d, bn3d_ref = nn.BatchNorm3d(C).to(DEVICE), nn.BatchNorm3d(C).to(DEVICE)
+    got = bn_neuron(bn3d, neuron, x)
+    want = neuron.__class__(step_mode="m", stateful=False, backend="torch")(
+        bn3d_ref(x.permute(1, 2, 0, 3, 4)).permute(2, 0, 1, 3, 4)
+    )
+    assert torch.equal(got, want)
+    check_running(bn3d.running_mean, bn3d.running_var, bn3d_ref.running_mean, bn3d_ref.running_var, x, 0.1)

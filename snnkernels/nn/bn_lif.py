@@ -46,8 +46,11 @@ def _neuron_arguments(neuron: nn.Module) -> dict:
 
 def bn_fusion_blocker(bn: nn.Module, neuron: nn.Module, x: torch.Tensor, backend: str | None = None) -> str | None:
     """Why ``bn_neuron`` runs ``neuron(bn(x))`` unfused on x, or None when it runs ``bn_lif``'s kernels."""
-    if not isinstance(bn, (nn.BatchNorm1d, nn.BatchNorm2d, BNLIF)):
-        return f"{type(bn).__name__} is not an nn.BatchNorm1d / nn.BatchNorm2d over the merged [T * B] samples"
+    # any of these normalises per channel over every other dim: over T x B x space however the caller arranged them
+    # (the zoo's BatchNorm2d on [T * B, C, H, W], MA-SNN's BatchNorm3d on [B, C, T, H, W]); SyncBatchNorm is not
+    # one (its statistics span processes)
+    if not isinstance(bn, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, BNLIF)):
+        return f"{type(bn).__name__} is not an nn.BatchNorm1d / 2d / 3d (per-channel statistics of this process)"
     try:
         _neuron_arguments(neuron)
     except ValueError as reason:
@@ -72,8 +75,9 @@ def bn_neuron(bn: nn.Module, neuron: nn.Module, x: torch.Tensor, backend: str | 
     calls (the same computation, unfused).
 
     Args:
-        bn (nn.Module): an ``nn.BatchNorm1d`` / ``nn.BatchNorm2d`` / ``BNLIF`` (its parameters, buffers and
-            ``training``, ``momentum``, ``eps``, ``track_running_stats``).
+        bn (nn.Module): an ``nn.BatchNorm1d`` / ``2d`` / ``3d`` or ``BNLIF`` (its parameters, buffers and
+            ``training``, ``momentum``, ``eps``, ``track_running_stats``); its statistics are per channel
+            (dim 2 of x) over T x B x the spatial positions.
         neuron (nn.Module): a stateless multi-step snnkernels neuron (``LIFNode``, ``ParametricLIFNode``,
             ``LeakyNode``, ...); learnable coefficients receive their gradients.
         x (Tensor): [T, B, C, *spatial].

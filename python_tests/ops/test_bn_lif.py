@@ -498,3 +498,4 @@ def test_bn_neuron_falls_back_to_the_modules():
     )
     assert torch.equal(got, want)
     check_running(bn3d.running_mean, bn3d.running_var, bn3d_ref.running_mean, bn3d_ref.running_var, x, 0.1)
+    assert torch.equal(bn_neuron(nn.BatchNorm3d(C).to(DEVICE), LIFNode(step_mode="m").to(DEVICE), x), want)

@@ -86,8 +86,15 @@ def bn_neuron(bn: nn.Module, neuron: nn.Module, x: torch.Tensor, backend: str | 
     if bn_fusion_blocker(bn, neuron, x, backend) is not None:
         if isinstance(bn, BNLIF):  # BNLIF has no unfused forward of its own: the same math on the reference
             return _bn_lif_call(bn, neuron, x, "torch")
-        return neuron(bn(x.flatten(0, 1)).unflatten(0, x.shape[:2]))
+        return neuron(_unfused_norm(bn, x))
     return _bn_lif_call(bn, neuron, x, "triton")
+
+
+def _unfused_norm(bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``bn`` on x [T, B, C, ...] as its own call takes it: [T * B, C, ...], or a BatchNorm3d on [B, C, T, H, W]."""
+    if isinstance(bn, nn.BatchNorm3d) and x.dim() == 5:
+        return bn(x.permute(1, 2, 0, 3, 4)).permute(2, 0, 1, 3, 4)
+    return bn(x.flatten(0, 1)).unflatten(0, x.shape[:2])
 
 
 def _bn_lif_call(bn: nn.Module, neuron: nn.Module, x: torch.Tensor, backend: str) -> torch.Tensor:

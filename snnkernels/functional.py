@@ -7,6 +7,8 @@ coefficient is per channel) and return spikes of the same shape and dtype. The m
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from . import _checks
@@ -22,6 +24,7 @@ from .ops import leaky_cupy, leaky_native
 from .ops import spike_pack as spike_pack_ops
 from .ops.layout import match_layout
 from .ops.leaky import time_major_dense
+from .reference.bn_lif import bn_lif_reference
 from .reference.dta import (
     TNAParams,
     dta_product_reference,
@@ -50,6 +53,7 @@ from .surrogate import ATan, Rectangle, Surrogate, by_id, coerce_surrogate
 
 if HAS_TRITON:
     from .ops import (
+        bn_lif_triton,
         dta_leaky_triton,
         gated_leaky_triton,
         global_context_triton,
@@ -78,6 +82,7 @@ __all__ = [
     "tcsa_lif_paper",
     "global_context",
     "staa_lif",
+    "bn_lif",
     "resolved_backend",
     "spike_pack",
     "spike_unpack",
@@ -1041,3 +1046,122 @@ def spike_linear(
     x, weight, bias = _autocast(x, weight, bias)
     with torch.autocast(x.device.type, enabled=False):
         return spike_pack_ops.SpikeLinearFunction.apply(x, weight, bias, check, resolved)
+
+
+# BatchNorm + the leaky neuron as one op (docs/bn_lif.md): the zoo's Conv -> BatchNorm -> neuron chains.
+
+
+def bn_lif(
+    x: torch.Tensor,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    *,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    decay: Number,
+    input_gain: Number = 1.0,
+    neuron_bias: Number = 0.0,
+    v_threshold: float = 1.0,
+    v_reset: float | None = 0.0,
+    strict_threshold: bool = False,
+    detach_reset: bool = False,
+    surrogate_function: Surrogate = ATan(),  # noqa: B008
+    v_init_value: float = 0.0,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Spikes of the leaky neuron (``multistep_leaky``, from rest) driven by BatchNorm's output, where BatchNorm
+    is ``nn.functional.batch_norm`` over the merged [T * B, C, ...] samples (what ``nn.BatchNorm2d`` /
+    ``nn.BatchNorm1d`` compute on the zoo's flattened time-batch axis): statistics per channel over T x B x the
+    spatial positions. On ``backend="triton"`` BatchNorm is applied as the neuron loads x, so its output is
+    never stored; the backward rebuilds it from x (docs/bn_lif.md).
+
+    Args:
+        x (Tensor): [T, B, C, *spatial] (conv output [T, B, C, H, W], tokens [T, B, C, N], features [T, B, C]).
+        running_mean (Tensor, Optional): [C]; updated in place when ``training`` (as ``batch_norm``).
+        running_var (Tensor, Optional): [C]; updated in place with the unbiased batch variance.
+        weight (Tensor, Optional): BatchNorm's [C] weight. Default: None (1).
+        bias (Tensor, Optional): BatchNorm's [C] bias. Default: None (0).
+        training (bool): normalise with the batch statistics and update the running ones (``batch_norm``'s
+            ``training``); else normalise with the running statistics. Default: False.
+        momentum (float): factor of the running statistics' update (``batch_norm``'s). Default: 0.1.
+        eps (float): added to the variance. Default: 1e-5.
+        decay (float or Tensor): the neuron's multiplicative leak; a 0-d / [1] / [C] tensor may be learnable.
+        input_gain (float or Tensor): factor on BatchNorm's output, like ``decay``. Default: 1.
+        neuron_bias (float or Tensor): constant added to the charge each step, like ``decay``. Default: 0.
+        v_threshold (float): firing threshold. Default: 1.
+        v_reset (float, Optional): hard-reset value; ``None`` selects soft reset. Default: 0.
+        strict_threshold (bool): fire on ``h > v_threshold``. Default: False.
+        detach_reset (bool): no gradient through the reset. Default: False.
+        surrogate_function (Surrogate): see ``snnkernels.surrogate``. Default: ``ATan()``.
+        v_init_value (float): the state every neuron starts from. Default: 0.
+        backend (str): ``'auto'``, ``'torch'`` (the eager ``batch_norm`` + neuron reference) or ``'triton'``.
+            Default: ``'auto'``.
+
+    Returns:
+        spikes (Tensor) of x's shape and dtype.
+    """
+    x = _checks.check_sequence(x, "x", min_dim=3)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean and running_var must be given together (or both None)")
+    if not training and running_mean is None:
+        raise ValueError("training=False normalises with the running statistics: pass running_mean and running_var")
+    T, B, C = x.shape[:3]
+    if training and T * B * math.prod(x.shape[3:]) == 1:  # torch's rule (an empty batch passes)
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(x.shape)}")
+    coefficients = [
+        _checks.check_coefficient(c, n, x)
+        for c, n in ((decay, "decay"), (input_gain, "input_gain"), (neuron_bias, "neuron_bias"))
+    ]
+    v_threshold = _checks.check_scalar(v_threshold, "v_threshold")
+    v_reset = _checks.check_scalar(v_reset, "v_reset", allow_none=True)
+    surrogate_function = coerce_surrogate(surrogate_function)
+    # an empty batch: batch_norm's own rule (empty output, running statistics untouched)
+    if resolve_triton_op_backend(backend, x, "bn_lif") == "torch" or x.numel() == 0:
+        decay, input_gain, neuron_bias = coefficients
+        return bn_lif_reference(
+            x,
+            running_mean,
+            running_var,
+            weight,
+            bias,
+            training=training,
+            momentum=momentum,
+            eps=eps,
+            decay=decay,
+            input_gain=input_gain,
+            neuron_bias=neuron_bias,
+            v_threshold=v_threshold,
+            v_reset=v_reset,
+            strict_threshold=strict_threshold,
+            detach_reset=detach_reset,
+            surrogate_function=surrogate_function,
+            v_init_value=v_init_value,
+        )
+    neuron = (
+        0.0,
+        0.0,
+        0.0,
+        v_threshold,
+        0.0 if v_reset is None else v_reset,
+        float(v_init_value),
+        v_reset is not None,
+        bool(strict_threshold),
+        bool(detach_reset),
+        surrogate_function.id,
+        surrogate_function.param,
+    )
+    return bn_lif_triton.bn_lif(
+        x,
+        running_mean,
+        running_var,
+        weight,
+        bias,
+        batch_stats=training,
+        momentum=momentum,
+        eps=eps,
+        coefficients=tuple(coefficients),
+        neuron=neuron,
+    )

@@ -23,6 +23,12 @@ from triton.compiler import ASTSource
 
 from snnkernels.kernels.triton import ma_snn, tna
 from snnkernels.kernels.triton import pooled_attention as pa
+from snnkernels.kernels.triton.bn_lif import (
+    bn_lif_bwd_kernel,
+    bn_lif_fwd_kernel,
+    bn_lif_input_grad_kernel,
+    bn_lif_stats_kernel,
+)
 from snnkernels.kernels.triton.dta_leaky import dta_leaky_bwd_kernel, dta_leaky_fwd_kernel
 from snnkernels.kernels.triton.gated_leaky import gated_leaky_bwd_kernel, gated_leaky_fwd_kernel
 from snnkernels.kernels.triton.global_context import gc_context_bwd_kernel, gc_context_fwd_kernel
@@ -164,6 +170,35 @@ def dta_leaky_cases():
     yield dta_leaky_bwd_kernel, data, "fp32", dict(big, **bwd(3)), warps
     yield dta_leaky_fwd_kernel, data, "fp32", dict(small, **fwd(0)), small_warps
     yield dta_leaky_bwd_kernel, data, "fp32", dict(small, **bwd(0)), small_warps
+
+
+def bn_lif_cases():
+    """BatchNorm + neuron: the statistics and input-gradient sweeps with the whole-row tile of 32 x 32 planes in
+    every dtype; the neuron forward in every dtype and its backward with batch statistics (dL/dy kept in fp32)
+    in every dtype, with running statistics (dL/dx in x's dtype) in fp32, across surrogates and resets; 8 x 8
+    planes once each way."""
+    block_r, block_s, warps = row_tiles(1 << 20, 1024)
+    for dtype in DTYPES:
+        yield bn_lif_stats_kernel, {"x_ptr"}, dtype, dict(BLOCK_R=block_r, BLOCK_S=block_s), warps
+        yield bn_lif_input_grad_kernel, {"x_ptr", "grad_x_ptr"}, dtype, dict(BLOCK_R=block_r, BLOCK_S=block_s), warps
+
+    def tile(plane):
+        block_r, block_s, warps = neuron_tiles(1 << 16, plane)
+        return dict(CHUNK=DEFAULT_CHUNK, BLOCK_R=block_r, BLOCK_S=block_s), warps
+
+    def bwd(batch, sg):
+        need = dict(NEED_GRAD_DECAY=batch, NEED_GRAD_GAIN=sg < 2, NEED_GRAD_BIAS=batch)
+        return dict(need, BATCH_STATS=batch, HARD_RESET=sg % 2 == 0, STRICT=sg == 1, DETACH_RESET=sg < 2, SG_ID=sg)
+
+    data = {"x_ptr", "spikes_ptr", "grad_spikes_ptr"}
+    (big, warps), (small, small_warps) = tile(1024), tile(64)
+    for i, dtype in enumerate(DTYPES):
+        fwd = dict(big, HARD_RESET=i != 1, STRICT=i == 1, TRAINING=i != 2)
+        yield bn_lif_fwd_kernel, data, dtype, fwd, warps
+        yield bn_lif_bwd_kernel, data, dtype, dict(big, **bwd(True, i)), warps
+    yield bn_lif_bwd_kernel, data | {"grad_out_ptr"}, "fp32", dict(big, **bwd(False, 3)), warps
+    yield bn_lif_fwd_kernel, data, "fp32", dict(small, HARD_RESET=True, STRICT=False, TRAINING=True), small_warps
+    yield bn_lif_bwd_kernel, data, "fp32", dict(small, **bwd(True, 0)), small_warps
 
 
 def gc_cases():
@@ -353,7 +388,16 @@ def all_cases():
     """(kernel, data pointers, dtype, constexprs, num_warps) of every variant ``main`` compiles."""
     yield from leaky_cases()
     yield from ((fn, DATA_PTRS, dtype, constexprs, warps) for fn, dtype, constexprs, warps in gated_cases())
-    for cases in (dta_leaky_cases, staa_cases, staa_loop_cases, tcsa_cases, gc_cases, rowwise_cases, spike_pack_cases):
+    for cases in (
+        dta_leaky_cases,
+        bn_lif_cases,
+        staa_cases,
+        staa_loop_cases,
+        tcsa_cases,
+        gc_cases,
+        rowwise_cases,
+        spike_pack_cases,
+    ):
         yield from cases()
 
 

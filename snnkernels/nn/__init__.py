@@ -2,6 +2,7 @@
 official constructors' arguments and parameter names for the papers' attention modules."""
 
 from .attention import CLA, DTA, TCJA, TLA, TNA, TXA
+from .bn_lif import BNLIF, bn_fusion_blocker, bn_neuron
 from .fused import AttentionNeuron, attention_neuron
 from .ma_snn import AttResBlock, MultiDimensionalAttention, TCSALIFNode, TemporalAttentionFC, TemporalWiseAttention
 from .memory import MemoryModule, detach_net, reset_net
@@ -39,4 +40,7 @@ __all__ = [
     "MemoryModule",
     "reset_net",
     "detach_net",
+    "BNLIF",
+    "bn_neuron",
+    "bn_fusion_blocker",
 ]

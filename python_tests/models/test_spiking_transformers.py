@@ -26,7 +26,8 @@ from torch import nn
 from snnkernels import models as M
 
 DEVICE = "cpu"
-RTOL = 1e-9  # float64; both sides compute the same sums, a charge's rounding order differs (docs "The neuron")
+# float64; both sides compute the same sums, a charge's rounding differs (docs/spiking_transformers.md "The neuron")
+RTOL = 1e-9
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -417,7 +418,7 @@ def test_attention_block_matches_official_style(name):
     dy = torch.randn(want.shape, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
     want_grads = torch.autograd.grad(want, [params[n] for n in named], dy, allow_unused=True)
     rates = []
-    attention_lif = getattr(ours, "attn_lif") if not hasattr(ours, "talking_heads_lif") else ours.talking_heads_lif
+    attention_lif = ours.attn_lif if not hasattr(ours, "talking_heads_lif") else ours.talking_heads_lif
     attention_lif.register_forward_hook(lambda m, i, o: rates.append(o.mean().item()))
     xg = x.clone().requires_grad_(True)
     out = first(ours(xg))
@@ -450,7 +451,8 @@ def test_attention_core_is_one_call():
 
 
 def test_ssa_orderings_agree_exactly_on_spikes():
-    """On 0/1 spikes every official ordering gives the same integers times 1/8 (docs "Orderings")."""
+    """On 0/1 spikes every official ordering gives the same integers times 1/8
+    (docs/spiking_transformers.md "Orderings")."""
     from snnkernels.models.transformer_blocks import ssa_core
 
     g = torch.Generator().manual_seed(2)

@@ -498,3 +498,19 @@ def test_backend_reaches_every_neuron():
         model = make("torch")
         neurons = [m for m in model.modules() if isinstance(m, SpikingNeuron)]
         assert neurons and all(m.backend == "torch" and not m.stateful for m in neurons)
+
+
+def _trace_params():
+    return [pytest.param(name, "torch", id=f"{name}-torch") for name in TINY] + [
+        pytest.param("sdt", "triton", id="sdt-triton", marks=pytest.mark.triton)
+    ]
+
+
+@pytest.mark.parametrize("name, backend", _trace_params())
+def test_network_traces_without_graph_breaks(name, backend):
+    """torch.compile(fullgraph=True) can take each network whole (the zoo's rule, docs/models.md)."""
+    torch._dynamo.reset()
+    model = TINY[name](backend).eval()  # eval: the explain pass runs the model, no statistics to move
+    explanation = torch._dynamo.explain(model)(torch.rand(1, 3, 32, 32))
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    assert explanation.graph_count == 1

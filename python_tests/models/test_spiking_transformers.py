@@ -359,6 +359,52 @@ def official_style_spikformer_ssa(x, p, h):
     return os_lif(lin(y, "proj"))
 
 
+def os_bn_and_pad(x: torch.Tensor, p: dict, key: str) -> torch.Tensor:
+    """Meta-SpikeFormer's BNAndPadLayer: BN (training), then a 1-pixel border holding what the BN maps 0 to,
+    computed from the running statistics after this step's update and the detached affine parameters."""
+    mean, var = p[key + ".running_mean"].clone(), p[key + ".running_var"].clone()
+    y = F.batch_norm(x, mean, var, p[key + ".weight"], p[key + ".bias"], True)
+    border = p[key + ".bias"].detach() - mean * p[key + ".weight"].detach() / torch.sqrt(var + 1e-5)
+    N, C, H, W = y.shape
+    inside = torch.zeros(H + 2, W + 2, dtype=torch.bool)
+    inside[1:-1, 1:-1] = True
+    return torch.where(inside, F.pad(y, (1, 1, 1, 1)), border.view(1, C, 1, 1))
+
+
+def os_repconv_bn(x: torch.Tensor, p: dict, key: str) -> torch.Tensor:
+    """``Sequential(RepConv, BatchNorm2d)`` under ``key``: 1x1 conv, BN + pad, depthwise 3x3, 1x1 conv, BN, BN."""
+    y = os_bn_and_pad(F.conv2d(x, p[key + ".0.body.0.weight"]), p, key + ".0.body.1.bn")
+    y = F.conv2d(y, p[key + ".0.body.2.0.weight"], groups=x.shape[1])
+    y = os_bn(F.conv2d(y, p[key + ".0.body.2.1.weight"]), p, key + ".0.body.2.2")
+    return os_bn(y, p, key + ".1")
+
+
+def official_style_meta_attention(x, p, h):
+    """Meta-SpikeFormer's MS_Attention_RepConv_qkv_id: head LIF, RepConv q k v, (q (k^T v)) / 8, attn LIF, RepConv."""
+    T, B, C, H, W = x.shape
+    s = os_lif(x).reshape(T * B, C, H, W)
+    q, k, v = (os_heads(os_lif(os_repconv_bn(s, p, f"{n}_conv").reshape(T, B, C, H * W)), h) for n in "qkv")
+    y = torch.einsum("tbhnd,tbhde->tbhne", q, torch.einsum("tbhnd,tbhne->tbhde", k, v)) * 0.125
+    y = os_lif(y.transpose(-1, -2).reshape(T, B, C, H * W), 0.5)
+    return os_repconv_bn(y.reshape(T * B, C, H, W), p, "proj_conv").reshape(T, B, C, H, W)
+
+
+def official_style_sdt_mlp(x, p, h):
+    """SDT v1's MS_MLP_Conv: LIF -> 1x1 conv -> BN, twice, membrane shortcuts (the first when widths match)."""
+    T, B, C, H, W = x.shape
+
+    def conv_bn(s, name):
+        y = F.conv2d(s.reshape(T * B, -1, H, W), p[f"{name}_conv.weight"], p[f"{name}_conv.bias"])
+        return os_bn(y, p, f"{name}_bn").reshape(T, B, -1, H, W)
+
+    y = conv_bn(os_lif(x, w=p.get("fc1_lif.w")), "fc1")
+    identity = x
+    if y.shape[2] == C:
+        y = identity + y
+        identity = y
+    return conv_bn(os_lif(y, w=p.get("fc2_lif.w")), "fc2") + identity
+
+
 def _ours_spikformer_ssa(dim, heads):
     return M.spikformer.SSA(dim, heads, backend="torch")
 
@@ -396,6 +442,24 @@ BLOCKS = {
         (3, 2, 16, 3, 5),
         {},
     ),
+    "meta_attention": (
+        lambda d, h: M.meta_spikformer.MS_Attention_RepConv_qkv_id(d, h, backend="torch"),
+        official_style_meta_attention,
+        (3, 2, 32, 5, 5),
+        {},
+    ),
+    "sdt_mlp": (
+        lambda d, h: M.spike_driven_transformer.MS_MLP_Conv(d, 4 * d, backend="torch"),
+        official_style_sdt_mlp,
+        (3, 2, 16, 3, 5),
+        {},
+    ),
+    "sdt_mlp_plif_res": (
+        lambda d, h: M.spike_driven_transformer.MS_MLP_Conv(d, d, spike_mode="plif", backend="torch"),
+        official_style_sdt_mlp,
+        (3, 2, 16, 3, 5),
+        {},
+    ),
     "sdsa_dvs": (
         lambda d, h: M.spike_driven_transformer.MS_SSA_Conv(d, h, dvs=True, backend="torch"),
         official_style_sdsa,
@@ -418,11 +482,11 @@ def test_attention_block_matches_official_style(name):
     dy = torch.randn(want.shape, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
     want_grads = torch.autograd.grad(want, [params[n] for n in named], dy, allow_unused=True)
     rates = []
-    attention_lif = ours.attn_lif if not hasattr(ours, "talking_heads_lif") else ours.talking_heads_lif
-    attention_lif.register_forward_hook(lambda m, i, o: rates.append(o.mean().item()))
+    watched = next(getattr(ours, n) for n in ("talking_heads_lif", "attn_lif", "fc2_lif") if hasattr(ours, n))
+    watched.register_forward_hook(lambda m, i, o: rates.append(o.mean().item()))
     xg = x.clone().requires_grad_(True)
     out = first(ours(xg))
-    assert 0.02 < rates[0] < 0.98, f"the attention's LIF fires at rate {rates[0]}: the test would be vacuous"
+    assert 0.02 < rates[0] < 0.98, f"{name}: the watched LIF fires at rate {rates[0]}: the test would be vacuous"
     out.backward(dy)
     close(out.detach(), want.detach(), "output")
     assert out.abs().sum() > 0 and xg.grad.abs().max() > 0, "nothing fires: the comparison would be vacuous"

@@ -14,6 +14,8 @@ one call a fused SSA op replaces.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 from torch import nn
 
@@ -269,26 +271,26 @@ class Spiking_vit_MetaFormer(nn.Module):  # official class name
 
     def __init__(
         self,
-        img_size_h=128,
-        img_size_w=128,
-        patch_size=16,
-        in_channels=2,
-        num_classes=11,
-        embed_dim=(64, 128, 256, 360),
-        num_heads=8,
-        mlp_ratios=4,
-        qkv_bias=False,
-        qk_scale=None,
-        drop_rate=0.0,
-        attn_drop_rate=0.0,
-        drop_path_rate=0.0,
-        norm_layer=nn.LayerNorm,
-        depths=8,
-        sr_ratios=1,
-        kd=False,
+        img_size_h: int = 128,
+        img_size_w: int = 128,
+        patch_size: int | tuple[int, int] = 16,
+        in_channels: int = 2,
+        num_classes: int = 11,
+        embed_dim: Sequence[int] = (64, 128, 256, 360),
+        num_heads: int = 8,
+        mlp_ratios: int = 4,
+        qkv_bias: bool = False,
+        qk_scale: float | None = None,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
+        depths: int = 8,
+        sr_ratios: int = 1,
+        kd: bool = False,
         *,
         backend: str = "auto",
-    ):
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.depths = depths

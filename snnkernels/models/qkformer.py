@@ -16,6 +16,8 @@ and the membrane is carried from one sample to the next.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -285,27 +287,27 @@ class QKFormer(nn.Module):
 
     def __init__(
         self,
-        img_size_h=128,
-        img_size_w=128,
-        patch_size=16,
-        in_channels=2,
-        num_classes=11,
-        embed_dims=384,
-        num_heads=8,
-        mlp_ratios=4,
-        qkv_bias=False,
-        qk_scale=None,
-        drop_rate=0.0,
-        attn_drop_rate=0.0,
-        drop_path_rate=0.0,
-        norm_layer=nn.LayerNorm,
-        depths=4,
-        sr_ratios=1,
-        T=4,
-        pretrained_cfg=None,
+        img_size_h: int = 128,
+        img_size_w: int = 128,
+        patch_size: int | tuple[int, int] = 16,
+        in_channels: int = 2,
+        num_classes: int = 11,
+        embed_dims: int = 384,
+        num_heads: int = 8,
+        mlp_ratios: int = 4,
+        qkv_bias: bool = False,
+        qk_scale: float | None = None,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
+        depths: int = 4,
+        sr_ratios: int = 1,
+        T: int = 4,
+        pretrained_cfg: object = None,
         *,
         backend: str = "auto",
-    ):
+    ) -> None:
         super().__init__()
         self._build(
             img_size_h, img_size_w, patch_size, in_channels, num_classes, embed_dims, [8, 8, 8], mlp_ratios,
@@ -379,26 +381,26 @@ class hierarchical_spiking_transformer(QKFormer):  # official class name
 
     def __init__(
         self,
-        T=4,
-        img_size_h=128,
-        img_size_w=128,
-        patch_size=16,
-        in_channels=2,
-        num_classes=11,
-        embed_dims=512,
-        num_heads=8,
-        mlp_ratios=4,
-        qkv_bias=False,
-        qk_scale=None,
-        drop_rate=0.0,
-        attn_drop_rate=0.0,
-        drop_path_rate=0.0,
-        norm_layer=nn.LayerNorm,
-        depths=10,
-        sr_ratios=1,
+        T: int = 4,
+        img_size_h: int = 128,
+        img_size_w: int = 128,
+        patch_size: int | tuple[int, int] = 16,
+        in_channels: int = 2,
+        num_classes: int = 11,
+        embed_dims: int = 512,
+        num_heads: int = 8,
+        mlp_ratios: int = 4,
+        qkv_bias: bool = False,
+        qk_scale: float | None = None,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
+        depths: int = 10,
+        sr_ratios: int = 1,
         *,
         backend: str = "auto",
-    ):
+    ) -> None:
         nn.Module.__init__(self)
         self._build(
             img_size_h, img_size_w, patch_size, in_channels, num_classes, embed_dims, [num_heads] * 3, mlp_ratios,

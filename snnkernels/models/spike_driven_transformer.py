@@ -16,6 +16,8 @@ op replaces.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -299,35 +301,35 @@ class SpikeDrivenTransformer(nn.Module):
 
     def __init__(
         self,
-        img_size_h=128,
-        img_size_w=128,
-        patch_size=16,
-        in_channels=2,
-        num_classes=11,
-        embed_dims=512,
-        num_heads=8,
-        mlp_ratios=4,
-        qkv_bias=False,
-        qk_scale=None,
-        drop_rate=0.0,
-        attn_drop_rate=0.0,
-        drop_path_rate=0.0,
-        norm_layer=nn.LayerNorm,
-        depths=8,
-        sr_ratios=1,
-        T=4,
-        pooling_stat="1111",
-        attn_mode="direct_xor",
-        spike_mode="lif",
-        get_embed=False,
-        dvs_mode=False,
-        TET=False,
-        cml=False,
-        pretrained=False,
-        pretrained_cfg=None,
+        img_size_h: int = 128,
+        img_size_w: int = 128,
+        patch_size: int | tuple[int, int] = 16,
+        in_channels: int = 2,
+        num_classes: int = 11,
+        embed_dims: int = 512,
+        num_heads: int = 8,
+        mlp_ratios: int = 4,
+        qkv_bias: bool = False,
+        qk_scale: float | None = None,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
+        depths: int = 8,
+        sr_ratios: int = 1,
+        T: int = 4,
+        pooling_stat: str = "1111",
+        attn_mode: str = "direct_xor",
+        spike_mode: str = "lif",
+        get_embed: bool = False,
+        dvs_mode: bool = False,
+        TET: bool = False,
+        cml: bool = False,
+        pretrained: bool = False,
+        pretrained_cfg: object = None,
         *,
         backend: str = "auto",
-    ):
+    ) -> None:
         super().__init__()
         _check_spike_mode(spike_mode)
         self.num_classes = num_classes

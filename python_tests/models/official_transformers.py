@@ -228,9 +228,6 @@ def _stand_ins(extra_path: Path | None) -> Iterator[None]:
             file = getattr(sys.modules[name], "__file__", None) or ""
             if name in fakes or file.startswith(base):
                 del sys.modules[name]
-        for name in fakes:
-            if name in before and name not in saved:
-                sys.modules.pop(name, None)
         sys.modules.update(saved)
 
 

@@ -45,7 +45,7 @@ def randomize(model: nn.Module, seed: int = 1) -> nn.Module:
                 m.weight.copy_(torch.randn(m.weight.shape, generator=g) * math.sqrt(2.0 / fan_in))
                 if m.bias is not None:
                     m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
-            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
                 m.weight.copy_(0.8 + 0.8 * torch.rand(m.weight.shape, generator=g))
                 m.bias.copy_(0.3 + 0.9 * torch.rand(m.bias.shape, generator=g))
                 m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))

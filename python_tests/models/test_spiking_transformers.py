@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import math
 
-import official_transformers as O
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from snnkernels import models as M
+
+import official_transformers as O
 
 DEVICE = "cpu"
 # float64; both sides compute the same sums, a charge's rounding differs (docs/spiking_transformers.md "The neuron")

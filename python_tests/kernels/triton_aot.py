@@ -24,14 +24,27 @@ from triton.compiler import ASTSource
 from snnkernels.kernels.triton import ma_snn, tna
 from snnkernels.kernels.triton import pooled_attention as pa
 from snnkernels.kernels.triton import spiking_attention as sa
+from snnkernels.kernels.triton.bn_lif import (
+    bn_lif_bwd_kernel,
+    bn_lif_fwd_kernel,
+    bn_lif_input_grad_kernel,
+    bn_lif_stats_kernel,
+)
 from snnkernels.kernels.triton.dta_leaky import dta_leaky_bwd_kernel, dta_leaky_fwd_kernel
 from snnkernels.kernels.triton.gated_leaky import gated_leaky_bwd_kernel, gated_leaky_fwd_kernel
 from snnkernels.kernels.triton.global_context import gc_context_bwd_kernel, gc_context_fwd_kernel
 from snnkernels.kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_kernel
+from snnkernels.kernels.triton.spike_pack import spike_pack_fwd_kernel, spike_unpack_fwd_kernel
 from snnkernels.kernels.triton.staa_loop import staa_loop_bwd_kernel, staa_loop_fwd_kernel
 from snnkernels.kernels.triton.staa_step import staa_step_bwd_kernel, staa_step_fwd_kernel
 from snnkernels.kernels.triton.tcsa_step import tcsa_step_bwd_kernel, tcsa_step_fwd_kernel
-from snnkernels.ops import global_context_triton, spiking_attention_triton, staa_loop_triton, tcsa_step_triton
+from snnkernels.ops import (
+    global_context_triton,
+    spike_pack_triton,
+    spiking_attention_triton,
+    staa_loop_triton,
+    tcsa_step_triton,
+)
 from snnkernels.ops.leaky_triton import COMPILE_OPTIONS, DEFAULT_CHUNK, launch_config
 from snnkernels.ops.triton_launch import half_tiles, neuron_tiles, row_tiles
 from snnkernels.surrogate import SURROGATE_IDS
@@ -59,9 +72,13 @@ INT_ARGS = {
     "P",
     # the spiking attention kernels' five strides per tensor
     *(f"{t}s{i}" for t in ("q", "kv", "s", "w", "g", "x", "a", "b", "y") for i in range(5)),
+    "n",
+    "n_bytes",
 }
 # pointers to int32 values (indices, counts, TSRD drop flags)
 INDEX_PTRS = {"arg_ptr", "max_arg_ptr", "row_arg_ptr", "counts_ptr", "drop_ptr"}
+# pointers of other fixed types: the packed spikes and the packing's first-offender flag
+FIXED_PTRS = {"packed_ptr": "*u8", "first_bad_ptr": "*i64"}
 DTYPES = {"fp32": "*fp32", "fp16": "*fp16", "bf16": "*bf16"}
 # Pointers that carry the input dtype; all others are fp32 (states, coefficients, partial sums).
 DATA_PTRS = {"x_ptr", "spikes_ptr", "grad_spikes_ptr", "grad_x_ptr"}
@@ -167,6 +184,35 @@ def dta_leaky_cases():
     yield dta_leaky_bwd_kernel, data, "fp32", dict(small, **bwd(0)), small_warps
 
 
+def bn_lif_cases():
+    """BatchNorm + neuron: the statistics and input-gradient sweeps with the whole-row tile of 32 x 32 planes in
+    every dtype; the neuron forward in every dtype and its backward with batch statistics (dL/dy kept in fp32)
+    in every dtype, with running statistics (dL/dx in x's dtype) in fp32, across surrogates and resets; 8 x 8
+    planes once each way."""
+    block_r, block_s, warps = row_tiles(1 << 20, 1024)
+    for dtype in DTYPES:
+        yield bn_lif_stats_kernel, {"x_ptr"}, dtype, dict(BLOCK_R=block_r, BLOCK_S=block_s), warps
+        yield bn_lif_input_grad_kernel, {"x_ptr", "grad_x_ptr"}, dtype, dict(BLOCK_R=block_r, BLOCK_S=block_s), warps
+
+    def tile(plane):
+        block_r, block_s, warps = neuron_tiles(1 << 16, plane)
+        return dict(CHUNK=DEFAULT_CHUNK, BLOCK_R=block_r, BLOCK_S=block_s), warps
+
+    def bwd(batch, sg):
+        need = dict(NEED_GRAD_DECAY=batch, NEED_GRAD_GAIN=sg < 2, NEED_GRAD_BIAS=batch)
+        return dict(need, BATCH_STATS=batch, HARD_RESET=sg % 2 == 0, STRICT=sg == 1, DETACH_RESET=sg < 2, SG_ID=sg)
+
+    data = {"x_ptr", "spikes_ptr", "grad_spikes_ptr"}
+    (big, warps), (small, small_warps) = tile(1024), tile(64)
+    for i, dtype in enumerate(DTYPES):
+        fwd = dict(big, HARD_RESET=i != 1, STRICT=i == 1, TRAINING=i != 2)
+        yield bn_lif_fwd_kernel, data, dtype, fwd, warps
+        yield bn_lif_bwd_kernel, data, dtype, dict(big, **bwd(True, i)), warps
+    yield bn_lif_bwd_kernel, data | {"grad_out_ptr"}, "fp32", dict(big, **bwd(False, 3)), warps
+    yield bn_lif_fwd_kernel, data, "fp32", dict(small, HARD_RESET=True, STRICT=False, TRAINING=True), small_warps
+    yield bn_lif_bwd_kernel, data, "fp32", dict(small, **bwd(True, 0)), small_warps
+
+
 def gc_cases():
     """The global-context sweeps at STAA's ResNet widths: C = 64 (32-pixel tiles) in every dtype, C = 512
     (4-pixel tiles, 8 warps) in fp32."""
@@ -257,6 +303,14 @@ def spiking_attention_cases():
             )
 
 
+def spike_pack_cases():
+    """The spike packing at the launcher's GPU tile, spikes in every dtype."""
+    block, warps = spike_pack_triton.pack_block(1 << 20)
+    for dtype in DTYPES:
+        yield spike_pack_fwd_kernel, {"x_ptr"}, dtype, dict(BLOCK=block), warps
+        yield spike_unpack_fwd_kernel, {"out_ptr"}, dtype, dict(BLOCK=block), warps
+
+
 def signature(fn, dtype: str, constexprs: dict, data_ptrs: set[str] = DATA_PTRS) -> dict:
     sig = {}
     for name in fn.arg_names:
@@ -264,6 +318,8 @@ def signature(fn, dtype: str, constexprs: dict, data_ptrs: set[str] = DATA_PTRS)
             sig[name] = "constexpr"
         elif name in INDEX_PTRS:
             sig[name] = "*i32"
+        elif name in FIXED_PTRS:
+            sig[name] = FIXED_PTRS[name]
         elif name.endswith("_ptr"):
             sig[name] = DTYPES[dtype] if name in data_ptrs else "*fp32"
         elif name in INT_ARGS:
@@ -380,12 +436,14 @@ def all_cases():
     yield from ((fn, DATA_PTRS, dtype, constexprs, warps) for fn, dtype, constexprs, warps in gated_cases())
     for cases in (
         dta_leaky_cases,
+        bn_lif_cases,
         staa_cases,
         staa_loop_cases,
         tcsa_cases,
         gc_cases,
         rowwise_cases,
         spiking_attention_cases,
+        spike_pack_cases,
     ):
         yield from cases()
 

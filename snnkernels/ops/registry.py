@@ -7,7 +7,8 @@ inputs that python_tests/ops/test_op_registry.py hands to ``torch.library.opchec
 backend / device -> None when it runs there, else the reason it cannot) is derived from the entries.
 
 The entries live beside their ops: each backend module of an op family (``ops/<stem>_<backend>.py``, the one-stem
-rule of CONTRIBUTING.md) ends with ``OPS``, its entries; this module finds them by that naming rule. Adding an op
+rule of CONTRIBUTING.md; or its backend-independent ``ops/<stem>.py`` for ops defined there) ends with ``OPS``,
+its entries; this module collects them from every module of ``snnkernels.ops``. Adding an op
 is its entry in its own launcher module: the registry test fails for a registered op without one (and for an
 entry whose op is not registered), and runs opcheck on the entry's samples.
 
@@ -33,6 +34,7 @@ __all__ = [
     "OpEntry",
     "audit",
     "backend_modules",
+    "op_modules",
     "capability",
     "load",
     "neuron_args",
@@ -111,17 +113,24 @@ BACKENDS = ("triton", "native", "cupy")
 
 def backend_modules() -> list[str]:
     """The backend modules of the op families: ``snnkernels.ops.<stem>_<backend>``."""
+    return [m for m in op_modules() if m.rpartition("_")[2] in BACKENDS]
+
+
+def op_modules() -> list[str]:
+    """Every public module of ``snnkernels.ops`` but this one: where entries (``OPS``) may live."""
     from . import __path__ as ops_path
 
     return sorted(
-        f"{__package__}.{m.name}" for m in pkgutil.iter_modules(ops_path) if m.name.rpartition("_")[2] in BACKENDS
+        f"{__package__}.{m.name}"
+        for m in pkgutil.iter_modules(ops_path)
+        if not m.name.startswith("_") and m.name != "registry"
     )
 
 
 def _collect() -> tuple[tuple[OpEntry, ...], dict[str, str]]:
     entries: list[OpEntry] = []
     unloadable: dict[str, str] = {}
-    for name in backend_modules():
+    for name in op_modules():
         try:
             module = importlib.import_module(name)
         except ImportError as exc:  # no Triton: its ops are not registered either

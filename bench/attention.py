@@ -23,7 +23,10 @@ and compile rows. ``ma_tcsa_paper`` is the MA-SNN paper's in-loop TCSA-LIF
 step's gating, fire and reset as one kernel each way. ``dta_lif`` is DTA-SNN's encoding block
 ``DTA(X, LIF(X))`` with its TET LIF (fp32); ours forms DTA's output inside the neuron's time loop
 (``nn.fused.neuron_dta``), so the spikes are never stored: compare with the ``dta`` row (DTA on given
-spikes) plus the neuron benchmark's. Sizes are the papers'
+spikes) plus the neuron benchmark's. ``bn_lif`` is a Conv -> BatchNorm -> LIF chain's BatchNorm2d (over the
+T * B samples, training mode) and LIF (tau 2, ATan(2)) at DTA-SNN's stem and a stage-2 layer: eager and
+torch.compile run the two modules, ours ``nn.bn_neuron`` (``bn_lif``: BatchNorm applied as the neuron loads X, its
+output never stored; docs/bn_lif.md). Sizes are the papers'
 placements: TCJA at C = 128, T = 20 on 32 x 32 and at C = 512, T = 10 (16 x 16,
 our choice: the paper names C and T only), batch 16; T-XA, DTA's output product and the whole DTA module at
 C = 64, T = 4 and 6, 32 x 32, batch 64 (the DTA-SNN CIFAR stem). On the CPU (``--device cpu``) the
@@ -79,6 +82,12 @@ PASSES = {
     "ma_tcsa_paper": (None, None),
     "dta_lif": (None, None),
     "staa_lif_persistent": (None, None),
+    # the spiking transformers' attention cores (docs/spiking_attention.md), with their LIF inside
+    "ssa": (None, None),
+    "sdsa": (None, None),
+    "qk_token": (None, None),
+    "qk_channel": (None, None),
+    "bn_lif": (None, None),
 }
 # ops whose eager and torch.compile rows are another op's (same computation, only ours differs)
 SAME_BASELINE = {"staa_lif_persistent": "staa_lif"}
@@ -100,6 +109,12 @@ def make_inputs(case: Case, device: str, seed: int = 0):
     def rnd(*shape, scale=1.0):
         return torch.randn(shape, generator=gen, device=device) * scale
 
+    if case.op in SPIKING_ATTENTION:  # binary q, k (, v) [T, B, C, H * W], as the Q / K / V neurons give them
+        spikes = [
+            (torch.rand(T, B, C, H * W, generator=gen, device=device) < 0.3).to(case.dtype).requires_grad_()
+            for _ in range(SPIKING_ATTENTION[case.op][1])
+        ]
+        return spikes, spikes, rnd(*case.shape).to(case.dtype)
     x = rnd(*case.shape).to(case.dtype).requires_grad_()
     out_shape = (T, B, C, H // 2, W // 2) if case.op in ("tcja_maxpool", "lif_tcja_maxpool") else case.shape
     grad_out = rnd(*out_shape).to(case.dtype)
@@ -130,9 +145,32 @@ def make_inputs(case: Case, device: str, seed: int = 0):
         ]
         weights = [w.requires_grad_() for w in weights]
         return [x, *weights], [x, *weights], grad_out
-    if case.op in ("staa_lif", "staa_lif_persistent", "ma_tcsa_paper", "dta_lif", "lif_tcja_maxpool"):
+    if case.op in ("staa_lif", "staa_lif_persistent", "ma_tcsa_paper", "dta_lif", "lif_tcja_maxpool", "bn_lif"):
         return [x], [x], grad_out  # the module owns its parameters
     return [x, spikes], [x], grad_out  # dta: the module owns its parameters
+
+
+# op -> (functional entry, number of inputs)
+SPIKING_ATTENTION = {
+    "ssa": ("spiking_self_attention", 3),
+    "sdsa": ("spike_driven_self_attention", 3),
+    "qk_token": ("qk_token_attention", 2),
+    "qk_channel": ("qk_channel_attention", 2),
+}
+
+
+def _spiking_attention(case: Case, backend: str):
+    """The attention core on the official [T, B, C, N] spikes, heads split and merged by views (8 heads where
+    C allows); the output as [T, B, C, H, W]."""
+    T, B, C, H, W = case.shape
+    heads = math.gcd(C, 8)
+    fn = getattr(SF, SPIKING_ATTENTION[case.op][0])
+
+    def run(*spikes: torch.Tensor) -> torch.Tensor:
+        views = [x.view(T, B, heads, C // heads, H * W).transpose(-1, -2) for x in spikes]
+        return fn(*views, backend=backend).transpose(-1, -2).reshape(T, B, C, H, W)
+
+    return run
 
 
 _DTA_MODULES: dict = {}
@@ -232,7 +270,33 @@ def _dta_lif(case: Case, device: str, backend: str):
     return lambda x: module(x, lif(x))
 
 
+_BN_LIF_MODULES: dict = {}
+
+
+def _bn_lif(case: Case, device: str, backend: str):
+    """BatchNorm2d over the T * B samples (training mode) and a LIF; ours (``"triton"``): ``nn.bn_neuron``, one
+    op. Each provider has its own pair, at BatchNorm's initial state, so their running statistics move alike."""
+    from torch import nn
+
+    from snnkernels.nn import LIFNode, bn_neuron
+    from snnkernels.surrogate import ATan
+
+    key = (case.shape, case.dtype, device, backend)
+    if key not in _BN_LIF_MODULES:
+        bn = nn.BatchNorm2d(case.shape[2]).to(device)
+        lif = LIFNode(tau=2.0, surrogate_function=ATan(2.0), step_mode="m", stateful=False, backend=backend)
+        _BN_LIF_MODULES[key] = (bn, lif.to(device))
+    bn, lif = _BN_LIF_MODULES[key]
+    if backend == "triton":
+        return lambda x: bn_neuron(bn, lif, x, backend="triton")
+    return lambda x: lif(bn(x.flatten(0, 1)).unflatten(0, x.shape[:2]))
+
+
 def op_fn(case: Case, device: str, backend: str):
+    if case.op in SPIKING_ATTENTION:
+        return _spiking_attention(case, backend)
+    if case.op == "bn_lif":
+        return _bn_lif(case, device, backend)
     if case.op == "dta_lif":
         return _dta_lif(case, device, backend)
     if case.op == "lif_tcja_maxpool":
@@ -269,6 +333,9 @@ def build(provider: str, case: Case, device: str):
 
 
 def _params_of(case: Case, device: str, backend: str) -> list[torch.Tensor]:
+    if case.op == "bn_lif":
+        _bn_lif(case, device, backend)
+        return list(_BN_LIF_MODULES[(case.shape, case.dtype, device, backend)][0].parameters())
     if case.op in ("dta", "dta_lif"):
         return list(_dta_module(case, device, backend).parameters())
     if case.op == "lif_tcja_maxpool":
@@ -364,6 +431,14 @@ def cases(device: str, quick: bool, ops: list[str], dtypes: list[torch.dtype]) -
             "ma_tcsa_paper": [(20, 16, 128, 16, 16)],
             # TCJA-SNN's DVS128 Gesture blocks 4 and 5 (TCJA on 16 x 16 and 8 x 8 planes)
             "lif_tcja_maxpool": [(20, 16, 128, 16, 16), (20, 16, 128, 8, 8)],
+            # Spikformer-8-512 / SDT 8-512 on ImageNet (14 x 14 tokens, 8 heads of 64), QKFormer's stage 1
+            # (28 x 28 tokens, C = 192)
+            "ssa": [(4, 32, 512, 14, 14)],
+            "sdsa": [(4, 32, 512, 14, 14)],
+            "qk_token": [(4, 32, 192, 28, 28)],
+            "qk_channel": [(4, 32, 192, 28, 28)],
+            # DTA-SNN's CIFAR stem (T = 6, batch 64) and a stage-2 layer
+            "bn_lif": [(6, 64, 64, 32, 32), (6, 64, 128, 16, 16)],
         }
     else:
         shapes = {
@@ -379,6 +454,11 @@ def cases(device: str, quick: bool, ops: list[str], dtypes: list[torch.dtype]) -
             "staa_lif_persistent": [(4, 4, 32, 16, 16)],
             "ma_tcsa_paper": [(8, 2, 16, 8, 8)],
             "lif_tcja_maxpool": [(20, 2, 32, 16, 16)],
+            "ssa": [(4, 2, 64, 8, 8)],
+            "sdsa": [(4, 2, 64, 8, 8)],
+            "qk_token": [(4, 2, 64, 8, 8)],
+            "qk_channel": [(4, 2, 64, 8, 8)],
+            "bn_lif": [(6, 2, 64, 16, 16)],
         }
     if quick:
         shapes = {k: v[:1] for k, v in shapes.items()}
@@ -391,7 +471,16 @@ def cases(device: str, quick: bool, ops: list[str], dtypes: list[torch.dtype]) -
         for op in ops
         for s in shapes[op]
         if not (
-            op in ("ma_tcsa_lif", "staa_lif", "staa_lif_persistent", "ma_tcsa_paper", "dta_lif", "lif_tcja_maxpool")
+            op
+            in (
+                "ma_tcsa_lif",
+                "staa_lif",
+                "staa_lif_persistent",
+                "ma_tcsa_paper",
+                "dta_lif",
+                "lif_tcja_maxpool",
+                "bn_lif",
+            )
             and dt != torch.float32
         )
     ]

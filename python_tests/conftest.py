@@ -11,7 +11,8 @@
   the interpreter runs them on CPU tensors) and ``cuda`` (needs a CUDA device). Without them the tests are
   skipped with the reason.
 - ``--quick`` shrinks the parameter lists (``pick(full, quick)``); ``DEVICE`` / the ``device`` fixture is
-  "cuda" where a GPU exists, else "cpu"; ``ON_GPU`` lets tests use bigger shapes on a real GPU.
+  "cuda" where a GPU exists, else "cpu"; ``ON_GPU`` lets tests use bigger shapes on a real GPU;
+  ``fused_backends()`` lists the fused backends this machine runs, as test parameters.
 """
 
 from __future__ import annotations
@@ -45,6 +46,23 @@ QUICK = False
 def pick(full: list, quick: list) -> list:
     """``full`` normally, ``quick`` under ``--quick`` (decided at collection time)."""
     return quick if QUICK else full
+
+
+def fused_backends() -> list:
+    """Triton always (skipped by conftest without CUDA / the interpreter); native and CuPy only where they can
+    run here, so that their coverage appears automatically once they are built."""
+    from snnkernels.backends import backend_problem
+
+    params = [pytest.param("triton", marks=pytest.mark.triton, id="triton")]
+    probe = torch.empty(1, device=DEVICE)
+    for name in ("native", "cupy"):
+        try:
+            problem = backend_problem(name, probe)
+        except Exception as exc:  # a probe must never break collection
+            problem = repr(exc)
+        if problem is None:
+            params.append(pytest.param(name, id=name))
+    return params
 
 
 def pytest_addoption(parser):

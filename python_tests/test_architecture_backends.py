@@ -29,9 +29,8 @@ from snnkernels.nn.ma_snn import TCSALIFNode
 from snnkernels.nn.staa import GlobalContextBlock, STAALIFNode
 from snnkernels.reference.staa import GCParams, global_context_fusion, global_context_transform_reference
 
+from attention_checks import OUT_ATOL, OUT_RTOL, SUM_RTOL, assert_within, compare, gc_weights, key_weight_atol, leaves
 from conftest import DEVICE
-from test_global_context import assert_within, gc_weights, key_weight_atol
-from test_pooled_attention import OUT_ATOL, OUT_RTOL, SUM_RTOL, compare, leaves
 from utils import GRAD_TOL, MAX_FLIP_RATE, assert_close_verbose, assert_equal_verbose
 
 RESOLVERS = ("resolve_backend", "resolve_triton_op_backend")

@@ -7,14 +7,24 @@ coefficient is per channel) and return spikes of the same shape and dtype. The m
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from . import _checks
-from .backends import HAS_TRITON, resolve_backend, resolve_triton_op_backend
+from .backends import (
+    HAS_TRITON,
+    BackendUnavailableError,
+    check_backend_name,
+    resolve_backend,
+    resolve_triton_op_backend,
+)
 from .neuron_models import Number, lif_coefficients
 from .ops import leaky_cupy, leaky_native
+from .ops import spike_pack as spike_pack_ops
 from .ops.layout import match_layout
 from .ops.leaky import time_major_dense
+from .reference.bn_lif import bn_lif_reference
 from .reference.dta import (
     TNAParams,
     dta_product_reference,
@@ -30,6 +40,14 @@ from .reference.ma_snn import (
     multi_dimensional_attention_reference,
     tcsa_lif_paper_reference,
 )
+from .reference.spiking_attention import (
+    AttentionLIF,
+    check_heads_input,
+    qk_channel_attention_reference,
+    qk_token_attention_reference,
+    spike_driven_self_attention_reference,
+    spiking_self_attention_reference,
+)
 from .reference.staa import (
     LOOP_KERNELS,
     GCParams,
@@ -39,16 +57,18 @@ from .reference.staa import (
     staa_lif_reference,
 )
 from .reference.tcja import check_tcja_arguments, tcja_gate_reference, tcja_reference
-from .surrogate import ATan, Rectangle, Surrogate, by_id, coerce_surrogate
+from .surrogate import ATan, Rectangle, Sigmoid, Surrogate, by_id, coerce_surrogate
 
 if HAS_TRITON:
     from .ops import (
+        bn_lif_triton,
         dta_leaky_triton,
         gated_leaky_triton,
         global_context_triton,
         leaky_triton,
         ma_snn,
         pooled_attention,
+        spiking_attention_triton,
         staa_step_triton,
         tcsa_step_triton,
         tna_triton,
@@ -71,7 +91,16 @@ __all__ = [
     "tcsa_lif_paper",
     "global_context",
     "staa_lif",
+    "spiking_self_attention",
+    "spike_driven_self_attention",
+    "qk_token_attention",
+    "qk_channel_attention",
+    "bn_lif",
     "resolved_backend",
+    "spike_pack",
+    "spike_unpack",
+    "spike_conv",
+    "spike_linear",
 ]
 
 Output = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -862,3 +891,481 @@ def staa_lif(
         x.to(state_dtype(x.dtype)), params, gc_fusion=gc_fusion, gc_layer_norm=gc_layer_norm, ln_eps=ln_eps
     )
     return staa_lif_reference(x, params, drop_mask=drop_mask, features=features, **options)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Spiking transformers' attention cores on [T, B, heads, N, d] (any strides). Math: docs/spiking_attention.md,
+# snnkernels.reference.spiking_attention. "triton" runs the fused kernels (snnkernels.ops.spiking_attention_triton).
+
+_SIGMOID4 = Sigmoid(4.0)
+
+
+def _attention_lif(
+    tau: float,
+    v_threshold: float,
+    v_reset: float | None,
+    decay_input: bool,
+    detach_reset: bool,
+    surrogate_function: Surrogate,
+) -> AttentionLIF:
+    if not isinstance(tau, torch.Tensor) and not float(tau) > 0:
+        raise ValueError(f"tau must be positive, got {tau!r}")
+    v_reset = _checks.check_scalar(v_reset, "v_reset", allow_none=True)
+    return AttentionLIF(
+        tau if isinstance(tau, torch.Tensor) else float(tau),
+        float(v_threshold),
+        v_reset,
+        bool(decay_input),
+        bool(detach_reset),
+        coerce_surrogate(surrogate_function),
+    )
+
+
+def _attention_backend(backend: str, q: torch.Tensor, lif: AttentionLIF, owner: str) -> str:
+    """ "torch" or "triton"; a tensor tau (learnable, PLIF) runs on the reference, which differentiates it."""
+    if isinstance(lif.tau, torch.Tensor):
+        if backend == "triton":
+            raise ValueError(f"{owner}: a tensor tau runs on backend='torch' (or 'auto') only")
+        resolve_triton_op_backend(backend, q, owner)  # checks the name
+        return "torch"
+    return resolve_triton_op_backend(backend, q, owner)
+
+
+def spiking_self_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    scale: float = 0.125,
+    tau: float | torch.Tensor = 2.0,
+    v_threshold: float = 0.5,
+    v_reset: float | None = 0.0,
+    decay_input: bool = True,
+    detach_reset: bool = True,
+    surrogate_function: Surrogate = _SIGMOID4,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Spiking self-attention (SSA): ``LIF(scale * q (k^T v))`` per (t, b, head), the LIF over t on each element.
+
+    Both official orderings (``(q k^T) v`` and ``q (k^T v)``) give the same fp32 result on binary input
+    (docs/spiking_attention.md "SSA"); the fused kernel stores no attention membrane.
+
+    Args:
+        q (Tensor): [T, B, heads, N, d], any strides (``x.view(T, B, heads, d, N).transpose(-1, -2)`` for [T, B, C, N]).
+        k (Tensor): as q.
+        v (Tensor): as q.
+        scale (float): factor on the product. Default: 0.125.
+        tau (float or Tensor): the attention LIF's time constant; a tensor (learnable) runs on the reference.
+            Default: 2.0.
+        v_threshold (float): its threshold. Default: 0.5.
+        v_reset (float, Optional): hard-reset value, None for soft reset. Default: 0.0.
+        decay_input (bool): SpikingJelly's decay_input. Default: True.
+        detach_reset (bool): detach the spike in the reset. Default: True.
+        surrogate_function (Surrogate): surrogate derivative. Default: ``Sigmoid(4.0)``.
+        backend (str): ``'auto'``, ``'torch'`` or ``'triton'``. Default: ``'auto'``.
+
+    Returns:
+        Spikes [T, B, heads, N, d] in q's dtype and layout.
+    """
+    check_heads_input(q, k, v)
+    lif = _attention_lif(tau, v_threshold, v_reset, decay_input, detach_reset, surrogate_function)
+    if _attention_backend(backend, q, lif, "spiking_self_attention") == "torch":
+        return spiking_self_attention_reference(q, k, v, scale=float(scale), lif=lif)
+    return spiking_attention_triton.spiking_self_attention_fused(q, k, v, float(scale), lif)
+
+
+def spike_driven_self_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    tau: float | torch.Tensor = 2.0,
+    v_threshold: float = 0.5,
+    v_reset: float | None = 0.0,
+    decay_input: bool = True,
+    detach_reset: bool = True,
+    surrogate_function: Surrogate = _SIGMOID4,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Spike-driven self-attention (SDSA, SDT v1): ``q * LIF(sum over tokens of k * v)``, per channel.
+
+    Args:
+        q (Tensor): [T, B, heads, N, d], any strides.
+        k (Tensor): as q.
+        v (Tensor): as q.
+        tau (float or Tensor): the attention LIF's time constant; a tensor (learnable) runs on the reference.
+            Default: 2.0.
+        v_threshold (float): its threshold. Default: 0.5.
+        v_reset (float, Optional): hard-reset value, None for soft reset. Default: 0.0.
+        decay_input (bool): SpikingJelly's decay_input. Default: True.
+        detach_reset (bool): detach the spike in the reset. Default: True.
+        surrogate_function (Surrogate): surrogate derivative. Default: ``Sigmoid(4.0)``.
+        backend (str): ``'auto'``, ``'torch'`` or ``'triton'``. Default: ``'auto'``.
+
+    Returns:
+        [T, B, heads, N, d] in q's dtype and layout.
+    """
+    check_heads_input(q, k, v)
+    lif = _attention_lif(tau, v_threshold, v_reset, decay_input, detach_reset, surrogate_function)
+    if _attention_backend(backend, q, lif, "spike_driven_self_attention") == "torch":
+        return spike_driven_self_attention_reference(q, k, v, lif=lif)
+    return spiking_attention_triton.gate_attention_fused(q, k, v, lif, token=False)
+
+
+def qk_token_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    *,
+    tau: float | torch.Tensor = 2.0,
+    v_threshold: float = 0.5,
+    v_reset: float | None = 0.0,
+    decay_input: bool = True,
+    detach_reset: bool = True,
+    surrogate_function: Surrogate = _SIGMOID4,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """QKFormer's Q-K token attention: ``LIF(sum over the head's channels of q) * k``.
+
+    Args:
+        q (Tensor): [T, B, heads, N, d], any strides (QKFormer's [T, B, heads, d, N] is ``q.transpose(-1, -2)``).
+        k (Tensor): as q.
+        tau (float or Tensor): the attention LIF's time constant; a tensor (learnable) runs on the reference.
+            Default: 2.0.
+        v_threshold (float): its threshold. Default: 0.5.
+        v_reset (float, Optional): hard-reset value, None for soft reset. Default: 0.0.
+        decay_input (bool): SpikingJelly's decay_input. Default: True.
+        detach_reset (bool): detach the spike in the reset. Default: True.
+        surrogate_function (Surrogate): surrogate derivative. Default: ``Sigmoid(4.0)``.
+        backend (str): ``'auto'``, ``'torch'`` or ``'triton'``. Default: ``'auto'``.
+
+    Returns:
+        [T, B, heads, N, d] in k's dtype and layout.
+    """
+    check_heads_input(q, k, names="qk")
+    lif = _attention_lif(tau, v_threshold, v_reset, decay_input, detach_reset, surrogate_function)
+    if _attention_backend(backend, q, lif, "qk_token_attention") == "torch":
+        return qk_token_attention_reference(q, k, lif=lif)
+    return spiking_attention_triton.gate_attention_fused(k, q, None, lif, token=True)
+
+
+def qk_channel_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    *,
+    tau: float | torch.Tensor = 2.0,
+    v_threshold: float = 0.5,
+    v_reset: float | None = 0.0,
+    decay_input: bool = True,
+    detach_reset: bool = True,
+    surrogate_function: Surrogate = _SIGMOID4,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """QKFormer's Q-K channel attention: ``LIF(sum over tokens of q) * k`` (arguments as ``qk_token_attention``).
+
+    Args:
+        q (Tensor): [T, B, heads, N, d], any strides.
+        k (Tensor): as q.
+        tau (float or Tensor): the attention LIF's time constant; a tensor (learnable) runs on the reference.
+            Default: 2.0.
+        v_threshold (float): its threshold. Default: 0.5.
+        v_reset (float, Optional): hard-reset value, None for soft reset. Default: 0.0.
+        decay_input (bool): SpikingJelly's decay_input. Default: True.
+        detach_reset (bool): detach the spike in the reset. Default: True.
+        surrogate_function (Surrogate): surrogate derivative. Default: ``Sigmoid(4.0)``.
+        backend (str): ``'auto'``, ``'torch'`` or ``'triton'``. Default: ``'auto'``.
+
+    Returns:
+        [T, B, heads, N, d] in k's dtype and layout.
+    """
+    check_heads_input(q, k, names="qk")
+    lif = _attention_lif(tau, v_threshold, v_reset, decay_input, detach_reset, surrogate_function)
+    if _attention_backend(backend, q, lif, "qk_channel_attention") == "torch":
+        return qk_channel_attention_reference(q, k, lif=lif)
+    return spiking_attention_triton.gate_attention_fused(k, q, None, lif, token=False)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 1-bit spikes (docs/spike_pack.md)
+
+PACKING_BACKENDS = ("auto", "torch", "triton", "native")
+
+
+def _packing_backend(backend: str, like: torch.Tensor, owner: str) -> str:
+    """ "native" (the CPU kernels, also what "auto" takes on the CPU), "triton" or "torch" for a tensor
+    like ``like`` (its device and float dtype)."""
+    check_backend_name(backend, owner, PACKING_BACKENDS)
+    if backend == "native" or (backend == "auto" and like.device.type == "cpu"):
+        if like.device.type != "cpu":
+            raise BackendUnavailableError(
+                f"{owner}: backend='native' packs spikes on the CPU only, got a tensor on {like.device}; "
+                "use backend='triton' or 'auto'"
+            )
+        return "native"
+    if like.dtype == torch.float64:  # the packing kernels compare in the input's dtype: fp64 is exact too
+        like = like.new_empty(0, dtype=torch.float32)
+    return resolve_triton_op_backend(backend, like, owner)
+
+
+def spike_pack(x: torch.Tensor, *, check: bool = True, backend: str = "auto") -> torch.Tensor:
+    """The spikes of ``x`` at 1 bit each: uint8 [ceil(x.numel() / 8)], element i of the flattened contiguous
+    order in bit i % 8 of byte i // 8 (docs/spike_pack.md "Layout").
+
+    Args:
+        x (Tensor): spikes, any float dtype and shape, only 0s and 1s.
+        check (bool, Optional): raise a ValueError naming the first element that is neither 0 nor 1 (checked
+            in the same pass; on CUDA it reads one flag back). Without it, a bit is ``x != 0``. Default: True
+        backend (str, Optional): "auto" (the CPU kernels on the CPU, Triton on CUDA), "native", "triton" or
+            "torch" (the eager reference). Default: "auto"
+    """
+    if not isinstance(x, torch.Tensor) or not (x.is_floating_point() or x.dtype == torch.bool):
+        raise TypeError(f"spike_pack takes a float (or bool) tensor of spikes, got {getattr(x, 'dtype', type(x))}")
+    if x.dtype == torch.bool:
+        x = x.to(torch.uint8)
+    return spike_pack_ops.pack(
+        x, check, _packing_backend(backend, x if x.is_floating_point() else x.float(), "spike_pack")
+    )
+
+
+def spike_unpack(
+    packed: torch.Tensor,
+    shape: list[int] | tuple[int, ...] | torch.Size,
+    dtype: torch.dtype = torch.float32,
+    *,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """The 0 / 1 tensor of ``shape`` and ``dtype`` that ``spike_pack`` packed (exact inverse on spikes).
+
+    Args:
+        packed (Tensor): uint8, at least ceil(prod(shape) / 8) bytes.
+        shape (Sequence[int]): the packed tensor's shape.
+        dtype (torch.dtype, Optional): the result's dtype. Default: torch.float32
+        backend (str, Optional): as ``spike_pack``. Default: "auto"
+    """
+    if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8:
+        raise TypeError(f"spike_unpack takes the uint8 tensor of spike_pack, got {getattr(packed, 'dtype', packed)}")
+    like = packed.new_empty((), dtype=dtype)
+    return spike_pack_ops.unpack(packed, list(shape), dtype, _packing_backend(backend, like, "spike_unpack"))
+
+
+def _autocast(x: torch.Tensor, *tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
+    """x and the parameters as autocast would hand them to a conv / linear (all in its dtype), else as they are."""
+    device = x.device.type
+    if not torch.is_autocast_enabled(device):
+        return [x, *tensors]
+    dtype = torch.get_autocast_dtype(device)
+    return [None if t is None else t.to(dtype) if t.is_floating_point() else t for t in (x, *tensors)]
+
+
+def _same_padding(
+    x: torch.Tensor, weight: torch.Tensor, stride: list[int], dilation: list[int]
+) -> tuple[torch.Tensor, list[int]]:
+    """padding="same" as aten's ``_convolution_mode`` applies it: symmetric padding, and the odd extra
+    element padded onto the input's high end first."""
+    dims = weight.dim() - 2
+    if any(s != 1 for s in stride):
+        raise ValueError("padding='same' is not supported for strided convolutions")
+    left, pad_nd = [], [0] * (2 * dims)
+    for i in range(dims):
+        total = dilation[i] * (weight.shape[i + 2] - 1)
+        left.append(total // 2)
+        pad_nd[2 * (dims - 1 - i) + 1] = total - 2 * (total // 2)
+    if any(pad_nd):
+        x = torch.constant_pad_nd(x, pad_nd, 0.0)
+    return x, left
+
+
+def spike_conv(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int | tuple[int, ...] = 1,
+    padding: int | tuple[int, ...] | str = 0,
+    dilation: int | tuple[int, ...] = 1,
+    groups: int = 1,
+    *,
+    check: bool = True,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """``F.conv1d`` / ``conv2d`` / ``conv3d`` (by ``weight.dim()``) of a spike input ``x`` that keeps ``x`` for
+    the backward as 1 bit an element; every gradient is bit-identical to the plain conv's
+    (docs/spike_pack.md "Exactness").
+
+    Args:
+        x (Tensor): [N, C_in, ...] spikes (0s and 1s).
+        weight (Tensor): [C_out, C_in / groups, *kernel].
+        bias (Tensor, Optional): [C_out]. Default: None
+        stride, padding, dilation, groups: as ``F.conv2d`` (padding "valid" / "same" included).
+        check (bool, Optional): raise if ``x`` is not binary (``spike_pack``). Default: True
+        backend (str, Optional): "torch" is the plain conv (nothing packed); else the packing's backend, as
+            ``spike_pack``. Default: "auto"
+    """
+    dims = weight.dim() - 2
+    if x.dim() != dims + 2:
+        raise ValueError(
+            f"spike_conv: a {dims}-d conv takes [N, C, ...] input of {dims + 2} dims, got {tuple(x.shape)}"
+        )
+    stride, dilation = _tuple(stride, dims), _tuple(dilation, dims)
+    resolved = _packing_backend(backend, x, "spike_conv")
+    conv = (torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d)[dims - 1]
+    if resolved == "torch":
+        return conv(x, weight, bias, stride, padding, dilation, groups)
+    x, weight, bias = _autocast(x, weight, bias)
+    if padding == "valid":
+        padding = [0] * dims
+    elif padding == "same":
+        x, padding = _same_padding(x, weight, stride, dilation)
+    elif isinstance(padding, str):
+        raise ValueError(f"spike_conv: padding must be 'valid', 'same' or numbers, got {padding!r}")
+    with torch.autocast(x.device.type, enabled=False):
+        return spike_pack_ops.SpikeConvFunction.apply(
+            x, weight, bias, stride, _tuple(padding, dims), dilation, groups, check, resolved
+        )
+
+
+def _tuple(v: int | tuple[int, ...] | list[int], dims: int) -> list[int]:
+    return [int(v)] * dims if isinstance(v, int) else [int(i) for i in v]
+
+
+def spike_linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    check: bool = True,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """``F.linear`` of a spike input ``x`` that keeps ``x`` for the backward as 1 bit an element; every
+    gradient is bit-identical to ``F.linear``'s (docs/spike_pack.md "Exactness").
+
+    Args:
+        x (Tensor): [..., in_features] spikes (0s and 1s).
+        weight (Tensor): [out_features, in_features].
+        bias (Tensor, Optional): [out_features]. Default: None
+        check (bool, Optional): raise if ``x`` is not binary. Default: True
+        backend (str, Optional): as ``spike_conv``. Default: "auto"
+    """
+    resolved = _packing_backend(backend, x, "spike_linear")
+    if resolved == "torch":
+        return torch.nn.functional.linear(x, weight, bias)
+    x, weight, bias = _autocast(x, weight, bias)
+    with torch.autocast(x.device.type, enabled=False):
+        return spike_pack_ops.SpikeLinearFunction.apply(x, weight, bias, check, resolved)
+
+
+# BatchNorm + the leaky neuron as one op (docs/bn_lif.md): the zoo's Conv -> BatchNorm -> neuron chains.
+
+
+def bn_lif(
+    x: torch.Tensor,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    *,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    decay: Number,
+    input_gain: Number = 1.0,
+    neuron_bias: Number = 0.0,
+    v_threshold: float = 1.0,
+    v_reset: float | None = 0.0,
+    strict_threshold: bool = False,
+    detach_reset: bool = False,
+    surrogate_function: Surrogate = ATan(),  # noqa: B008
+    v_init_value: float = 0.0,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Spikes of the leaky neuron (``multistep_leaky``, from rest) driven by BatchNorm's output, where BatchNorm
+    is ``nn.functional.batch_norm`` over the merged [T * B, C, ...] samples (what ``nn.BatchNorm2d`` /
+    ``nn.BatchNorm1d`` compute on the zoo's flattened time-batch axis): statistics per channel over T x B x the
+    spatial positions. On ``backend="triton"`` BatchNorm is applied as the neuron loads x, so its output is
+    never stored; the backward rebuilds it from x (docs/bn_lif.md).
+
+    Args:
+        x (Tensor): [T, B, C, *spatial] (conv output [T, B, C, H, W], tokens [T, B, C, N], features [T, B, C]).
+        running_mean (Tensor, Optional): [C]; updated in place when ``training`` (as ``batch_norm``).
+        running_var (Tensor, Optional): [C]; updated in place with the unbiased batch variance.
+        weight (Tensor, Optional): BatchNorm's [C] weight. Default: None (1).
+        bias (Tensor, Optional): BatchNorm's [C] bias. Default: None (0).
+        training (bool): normalise with the batch statistics and update the running ones (``batch_norm``'s
+            ``training``); else normalise with the running statistics. Default: False.
+        momentum (float): factor of the running statistics' update (``batch_norm``'s). Default: 0.1.
+        eps (float): added to the variance. Default: 1e-5.
+        decay (float or Tensor): the neuron's multiplicative leak; a 0-d / [1] / [C] tensor may be learnable.
+        input_gain (float or Tensor): factor on BatchNorm's output, like ``decay``. Default: 1.
+        neuron_bias (float or Tensor): constant added to the charge each step, like ``decay``. Default: 0.
+        v_threshold (float): firing threshold. Default: 1.
+        v_reset (float, Optional): hard-reset value; ``None`` selects soft reset. Default: 0.
+        strict_threshold (bool): fire on ``h > v_threshold``. Default: False.
+        detach_reset (bool): no gradient through the reset. Default: False.
+        surrogate_function (Surrogate): see ``snnkernels.surrogate``. Default: ``ATan()``.
+        v_init_value (float): the state every neuron starts from. Default: 0.
+        backend (str): ``'auto'``, ``'torch'`` (the eager ``batch_norm`` + neuron reference) or ``'triton'``.
+            Default: ``'auto'``.
+
+    Returns:
+        spikes (Tensor) of x's shape and dtype.
+    """
+    x = _checks.check_sequence(x, "x", min_dim=3)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean and running_var must be given together (or both None)")
+    if not training and running_mean is None:
+        raise ValueError("training=False normalises with the running statistics: pass running_mean and running_var")
+    T, B, C = x.shape[:3]
+    if training and T * B * math.prod(x.shape[3:]) == 1:  # torch's rule (an empty batch passes)
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(x.shape)}")
+    coefficients = [
+        _checks.check_coefficient(c, n, x)
+        for c, n in ((decay, "decay"), (input_gain, "input_gain"), (neuron_bias, "neuron_bias"))
+    ]
+    v_threshold = _checks.check_scalar(v_threshold, "v_threshold")
+    v_reset = _checks.check_scalar(v_reset, "v_reset", allow_none=True)
+    surrogate_function = coerce_surrogate(surrogate_function)
+    # an empty batch: batch_norm's own rule (empty output, running statistics untouched)
+    if resolve_triton_op_backend(backend, x, "bn_lif") == "torch" or x.numel() == 0:
+        decay, input_gain, neuron_bias = coefficients
+        return bn_lif_reference(
+            x,
+            running_mean,
+            running_var,
+            weight,
+            bias,
+            training=training,
+            momentum=momentum,
+            eps=eps,
+            decay=decay,
+            input_gain=input_gain,
+            neuron_bias=neuron_bias,
+            v_threshold=v_threshold,
+            v_reset=v_reset,
+            strict_threshold=strict_threshold,
+            detach_reset=detach_reset,
+            surrogate_function=surrogate_function,
+            v_init_value=v_init_value,
+        )
+    neuron = (
+        0.0,
+        0.0,
+        0.0,
+        v_threshold,
+        0.0 if v_reset is None else v_reset,
+        float(v_init_value),
+        v_reset is not None,
+        bool(strict_threshold),
+        bool(detach_reset),
+        surrogate_function.id,
+        surrogate_function.param,
+    )
+    return bn_lif_triton.bn_lif(
+        x,
+        running_mean,
+        running_var,
+        weight,
+        bias,
+        batch_stats=training,
+        momentum=momentum,
+        eps=eps,
+        coefficients=tuple(coefficients),
+        neuron=neuron,
+    )

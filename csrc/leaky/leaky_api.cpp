@@ -128,11 +128,8 @@ Coefficients prepare_coefficients(const at::Tensor& x, const at::Tensor& xd, con
 
 }  // namespace
 
-FwdCall prepare_fwd(const at::Tensor& x, const OptTensor& v_init, const OptTensor& decay_t, const OptTensor& gain_t,
-                    const OptTensor& bias_t, double decay, double gain, double bias, double v_threshold,
-                    double v_reset, double v_init_value, bool hard_reset, bool strict, bool /*detach_reset*/,
-                    int64_t surrogate_id, double /*surrogate_param*/, bool training, bool store_final_state,
-                    int64_t chunk, bool store_v_seq) {
+FwdCall prepare_fwd(SNNK_LEAKY_FWD_PARAMS) {
+  SNNK_LEAKY_FWD_UNREAD
   check_input(x);
   check_options(chunk, surrogate_id);
   const int64_t T = x.size(0), N = neurons_per_step(x);
@@ -171,28 +168,13 @@ FwdCall prepare_fwd(const at::Tensor& x, const OptTensor& v_init, const OptTenso
   p.S = co.S;
   p.C = co.C;
   p.chunk = chunk;
-  p.decay = static_cast<float>(decay);
-  p.gain = static_cast<float>(gain);
-  p.bias = static_cast<float>(bias);
-  p.v_threshold = static_cast<float>(v_threshold);
-  p.v_reset = static_cast<float>(v_reset);
-  p.v_init_value = static_cast<float>(v_init_value);
-  p.hard_reset = hard_reset;
-  p.strict = strict;
-  p.training = training;
-  p.store_final_state = store_final_state;
-  p.store_v_seq = store_v_seq;
+  SNNK_LEAKY_FWD_FILL_SCALARS(p)
   p.dtype = element_type(x.scalar_type());
   return call;
 }
 
-BwdCall prepare_bwd(const at::Tensor& grad_spikes, const OptTensor& grad_v_final, const at::Tensor& x,
-                    const OptTensor& v_init, const at::Tensor& checkpoints, const OptTensor& decay_t,
-                    const OptTensor& gain_t, const OptTensor& bias_t, double decay, double gain, double bias,
-                    double v_threshold, double v_reset, double v_init_value, bool hard_reset, bool strict,
-                    bool detach_reset, int64_t surrogate_id, double surrogate_param, int64_t chunk,
-                    bool need_grad_v_init, bool need_grad_decay, bool need_grad_gain, bool need_grad_bias,
-                    const OptTensor& grad_v_seq) {
+BwdCall prepare_bwd(SNNK_LEAKY_BWD_PARAMS) {
+  SNNK_LEAKY_BWD_UNREAD
   check_input(x);
   check_options(chunk, surrogate_id);
   const int64_t T = x.size(0), N = neurons_per_step(x);
@@ -265,21 +247,7 @@ BwdCall prepare_bwd(const at::Tensor& grad_spikes, const OptTensor& grad_v_final
   p.S = co.S;
   p.C = co.C;
   p.chunk = chunk;
-  p.decay = static_cast<float>(decay);
-  p.gain = static_cast<float>(gain);
-  p.bias = static_cast<float>(bias);
-  p.v_threshold = static_cast<float>(v_threshold);
-  p.v_reset = static_cast<float>(v_reset);
-  p.v_init_value = static_cast<float>(v_init_value);
-  p.surrogate_param = static_cast<float>(surrogate_param);
-  p.surrogate_id = static_cast<int>(surrogate_id);
-  p.hard_reset = hard_reset;
-  p.strict = strict;
-  p.detach_reset = detach_reset;
-  p.need_grad_v_init = need_grad_v_init;
-  p.need_grad_decay = need_grad_decay;
-  p.need_grad_gain = need_grad_gain;
-  p.need_grad_bias = need_grad_bias;
+  SNNK_LEAKY_BWD_FILL_SCALARS(p)
   p.dtype = element_type(work);
   return call;
 }
@@ -295,15 +263,9 @@ int64_t block_grain(int64_t T) {
   return std::max<int64_t>(1, kMinParallelWork / std::max<int64_t>(1, T * kLeakyCpuBlock));
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> leaky_fwd_native_cpu(
-    const at::Tensor& x, const api::OptTensor& v_init, const api::OptTensor& decay_t, const api::OptTensor& gain_t,
-    const api::OptTensor& bias_t, double decay, double gain, double bias, double v_threshold, double v_reset,
-    double v_init_value, bool hard_reset, bool strict, bool detach_reset, int64_t surrogate_id,
-    double surrogate_param, bool training, bool store_final_state, int64_t chunk, bool store_v_seq) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> leaky_fwd_native_cpu(SNNK_LEAKY_FWD_PARAMS) {
   TORCH_CHECK(x.device().is_cpu(), "snnkernels: leaky_fwd_native's CPU kernel got x on ", x.device());
-  api::FwdCall call = api::prepare_fwd(x, v_init, decay_t, gain_t, bias_t, decay, gain, bias, v_threshold, v_reset,
-                                       v_init_value, hard_reset, strict, detach_reset, surrogate_id, surrogate_param,
-                                       training, store_final_state, chunk, store_v_seq);
+  api::FwdCall call = api::prepare_fwd(SNNK_LEAKY_FWD_ARGS);
   const LeakyFwdParams& p = call.p;
   if (p.N > 0) {
     at::parallel_for(0, leaky_cpu_num_blocks(p.N), block_grain(p.T),
@@ -313,18 +275,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> leaky_fwd_native_cpu(
   return call.outputs();
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> leaky_bwd_native_cpu(
-    const at::Tensor& grad_spikes, const api::OptTensor& grad_v_final, const at::Tensor& x,
-    const api::OptTensor& v_init, const at::Tensor& checkpoints, const api::OptTensor& decay_t,
-    const api::OptTensor& gain_t, const api::OptTensor& bias_t, double decay, double gain, double bias,
-    double v_threshold, double v_reset, double v_init_value, bool hard_reset, bool strict, bool detach_reset,
-    int64_t surrogate_id, double surrogate_param, int64_t chunk, bool need_grad_v_init, bool need_grad_decay,
-    bool need_grad_gain, bool need_grad_bias, const api::OptTensor& grad_v_seq) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> leaky_bwd_native_cpu(SNNK_LEAKY_BWD_PARAMS) {
   TORCH_CHECK(x.device().is_cpu(), "snnkernels: leaky_bwd_native's CPU kernel got x on ", x.device());
-  api::BwdCall call = api::prepare_bwd(grad_spikes, grad_v_final, x, v_init, checkpoints, decay_t, gain_t, bias_t,
-                                       decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict,
-                                       detach_reset, surrogate_id, surrogate_param, chunk, need_grad_v_init,
-                                       need_grad_decay, need_grad_gain, need_grad_bias, grad_v_seq);
+  api::BwdCall call = api::prepare_bwd(SNNK_LEAKY_BWD_ARGS);
   const LeakyBwdParams& p = call.p;
   if (p.N > 0) {
     at::parallel_for(0, leaky_cpu_num_blocks(p.N), block_grain(p.T),

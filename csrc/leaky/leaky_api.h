@@ -55,20 +55,10 @@ struct BwdCall {
   }
 };
 
-// Arguments exactly as FWD_SCHEMA / BWD_SCHEMA order them.
-FwdCall prepare_fwd(const at::Tensor& x, const OptTensor& v_init, const OptTensor& decay_t, const OptTensor& gain_t,
-                    const OptTensor& bias_t, double decay, double gain, double bias, double v_threshold,
-                    double v_reset, double v_init_value, bool hard_reset, bool strict, bool detach_reset,
-                    int64_t surrogate_id, double surrogate_param, bool training, bool store_final_state,
-                    int64_t chunk, bool store_v_seq);
+// Arguments exactly as FWD_SCHEMA / BWD_SCHEMA order them (leaky_args.h, generated).
+FwdCall prepare_fwd(SNNK_LEAKY_FWD_PARAMS);
 
-BwdCall prepare_bwd(const at::Tensor& grad_spikes, const OptTensor& grad_v_final, const at::Tensor& x,
-                    const OptTensor& v_init, const at::Tensor& checkpoints, const OptTensor& decay_t,
-                    const OptTensor& gain_t, const OptTensor& bias_t, double decay, double gain, double bias,
-                    double v_threshold, double v_reset, double v_init_value, bool hard_reset, bool strict,
-                    bool detach_reset, int64_t surrogate_id, double surrogate_param, int64_t chunk,
-                    bool need_grad_v_init, bool need_grad_decay, bool need_grad_gain, bool need_grad_bias,
-                    const OptTensor& grad_v_seq);
+BwdCall prepare_bwd(SNNK_LEAKY_BWD_PARAMS);
 
 }  // namespace api
 }  // namespace snnk

@@ -130,6 +130,31 @@ __device__ __forceinline__ void load_coefficient(bool is_tensor, const float* __
   for (int j = 0; j < VEC; ++j) out[j] = is_tensor ? t[ch[j]] : value;
 }
 
+// The start of a neuron walk, shared by the forward and the backward: the VEC neurons' coefficients
+// (a = decay, b = gain, c = bias: their channel's tensor entry or the scalar) and their state v_0 (v_init, or
+// v_init_value everywhere).
+template <int VEC>
+__device__ __forceinline__ void load_start(bool decay_is_t, bool gain_is_t, bool bias_is_t, bool has_v_init,
+                                           bool vectorized, long long base, long long N, long long S, long long C,
+                                           const float* __restrict__ decay_t, const float* __restrict__ gain_t,
+                                           const float* __restrict__ bias_t, const float* __restrict__ v_init,
+                                           float decay, float gain, float bias, float v_init_value,
+                                           float (&a)[VEC], float (&b)[VEC], float (&c)[VEC], float (&v)[VEC]) {
+  long long ch[VEC];
+#pragma unroll
+  for (int j = 0; j < VEC; ++j) ch[j] = 0;
+  if (decay_is_t || gain_is_t || bias_is_t) neuron_channels<VEC>(base, S, C, ch);
+  load_coefficient<VEC>(decay_is_t, decay_t, decay, ch, a);
+  load_coefficient<VEC>(gain_is_t, gain_t, gain, ch, b);
+  load_coefficient<VEC>(bias_is_t, bias_t, bias, ch, c);
+  if (has_v_init) {
+    load_f32<VEC>(v_init, base, N, vectorized, v);
+  } else {
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) v[j] = v_init_value;
+  }
+}
+
 __device__ __forceinline__ long long min_ll(long long a, long long b) { return a < b ? a : b; }
 
 }  // namespace leaky_detail
@@ -160,21 +185,8 @@ leaky_fwd_kernel(const scalar_t* __restrict__ x,    // [T, N]
   if (base >= N) return;
 
   float a[VEC], b[VEC], c[VEC], v[VEC];
-  {
-    long long ch[VEC];
-#pragma unroll
-    for (int j = 0; j < VEC; ++j) ch[j] = 0;
-    if (SNNK_FLAG(kDecayT) || SNNK_FLAG(kGainT) || SNNK_FLAG(kBiasT)) neuron_channels<VEC>(base, S, C, ch);
-    load_coefficient<VEC>(SNNK_FLAG(kDecayT), decay_t, decay, ch, a);
-    load_coefficient<VEC>(SNNK_FLAG(kGainT), gain_t, gain, ch, b);
-    load_coefficient<VEC>(SNNK_FLAG(kBiasT), bias_t, bias, ch, c);
-  }
-  if (SNNK_FLAG(kHasVInit)) {
-    load_f32<VEC>(v_init, base, N, vectorized, v);
-  } else {
-#pragma unroll
-    for (int j = 0; j < VEC; ++j) v[j] = v_init_value;
-  }
+  load_start<VEC>(SNNK_FLAG(kDecayT), SNNK_FLAG(kGainT), SNNK_FLAG(kBiasT), SNNK_FLAG(kHasVInit), vectorized, base, N,
+                  S, C, decay_t, gain_t, bias_t, v_init, decay, gain, bias, v_init_value, a, b, c, v);
   const scalar_t one = from_float<scalar_t>(1.0f);
   const scalar_t zero = from_float<scalar_t>(0.0f);
 
@@ -250,21 +262,8 @@ leaky_bwd_kernel(const scalar_t* __restrict__ grad_spikes,  // [T, N] dL/ds
 
   float a[VEC], b[VEC], c[VEC], v0[VEC], grad_v[VEC];
   float acc_decay[VEC], acc_gain[VEC], acc_bias[VEC];
-  {
-    long long ch[VEC];
-#pragma unroll
-    for (int j = 0; j < VEC; ++j) ch[j] = 0;
-    if (SNNK_FLAG(kDecayT) || SNNK_FLAG(kGainT) || SNNK_FLAG(kBiasT)) neuron_channels<VEC>(base, S, C, ch);
-    load_coefficient<VEC>(SNNK_FLAG(kDecayT), decay_t, decay, ch, a);
-    load_coefficient<VEC>(SNNK_FLAG(kGainT), gain_t, gain, ch, b);
-    load_coefficient<VEC>(SNNK_FLAG(kBiasT), bias_t, bias, ch, c);
-  }
-  if (SNNK_FLAG(kHasVInit)) {
-    load_f32<VEC>(v_init, base, N, vectorized, v0);
-  } else {
-#pragma unroll
-    for (int j = 0; j < VEC; ++j) v0[j] = v_init_value;
-  }
+  load_start<VEC>(SNNK_FLAG(kDecayT), SNNK_FLAG(kGainT), SNNK_FLAG(kBiasT), SNNK_FLAG(kHasVInit), vectorized, base, N,
+                  S, C, decay_t, gain_t, bias_t, v_init, decay, gain, bias, v_init_value, a, b, c, v0);
   if (SNNK_FLAG(kHasGradVFinal)) {
     load_f32<VEC>(grad_v_final, base, N, vectorized, grad_v);
   } else {

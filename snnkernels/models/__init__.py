@@ -7,6 +7,11 @@
   released attention; ``AttResSNN18`` / ``AttResSNN34`` (``AttResSNN``): Att-Res-SNN-1 ResNets.
 - ``STAA_ResNet20`` (``STAAResNet``, ``STAABasicBlock``): STAA-SNN's CIFAR ResNet-20 with STAA-LIF neurons
   (RECONSTRUCTED; architecture from the authors' sibling code), ``staa=False`` for the LIF baseline.
+- Spiking transformers with the official keywords, keys and initialisation (docs/spiking_transformers.md):
+  ``Spikformer`` / ``SpikformerImageNet``, ``Spikingformer`` (alias ``vit_snn``), ``SpikeDrivenTransformer``,
+  ``Spiking_vit_MetaFormer`` (``metaspikformer_8_384`` / ``_8_512`` / ``_8_768``), ``QKFormer`` (alias
+  ``spiking_transformer``) and ``hierarchical_spiking_transformer`` (``QKFormer_10_384`` / ``_512`` / ``_768``).
+  They take images as the official ``forward`` does (``SpikeDrivenTransformer`` also [B, T, ...]).
 
 Every network runs in the library layout [T, B, ...] inside, takes ``layout="BT"`` (the official data
 loaders' [B, T, ...], default) or ``"TB"`` at its boundary, checks T against its constructor, and passes
@@ -34,6 +39,18 @@ from .ma_snn_nets import (
     MASNN_DVSGesture,
     MASNNPreset,
 )
+from .meta_spikformer import Spiking_vit_MetaFormer, metaspikformer_8_384, metaspikformer_8_512, metaspikformer_8_768
+from .qkformer import (
+    QKFormer,
+    QKFormer_10_384,
+    QKFormer_10_512,
+    QKFormer_10_768,
+    hierarchical_spiking_transformer,
+    spiking_transformer,
+)
+from .spike_driven_transformer import SpikeDrivenTransformer
+from .spikformer import Spikformer, SpikformerImageNet
+from .spikingformer import Spikingformer, vit_snn
 from .staa_nets import STAA_ResNet20, STAABasicBlock, STAAResNet
 from .tcja_nets import CIFAR10_DVS, DVS128_GESTURE, PRESETS, TCJA_CIFAR10DVS, TCJA_DVS128, TCJANetPreset
 
@@ -65,6 +82,21 @@ __all__ = [
     "STAA_ResNet20",
     "STAAResNet",
     "STAABasicBlock",
+    "Spikformer",
+    "SpikformerImageNet",
+    "Spikingformer",
+    "vit_snn",
+    "SpikeDrivenTransformer",
+    "Spiking_vit_MetaFormer",
+    "metaspikformer_8_384",
+    "metaspikformer_8_512",
+    "metaspikformer_8_768",
+    "QKFormer",
+    "spiking_transformer",
+    "hierarchical_spiking_transformer",
+    "QKFormer_10_384",
+    "QKFormer_10_512",
+    "QKFormer_10_768",
     "SeqToANN",
     "SharedMaskDropout",
     "VotingLayer",

@@ -2,10 +2,12 @@
 official constructors' arguments and parameter names for the papers' attention modules."""
 
 from .attention import CLA, DTA, TCJA, TLA, TNA, TXA
+from .bn_lif import BNLIF, bn_fusion_blocker, bn_neuron
 from .fused import AttentionNeuron, attention_neuron
 from .ma_snn import AttResBlock, MultiDimensionalAttention, TCSALIFNode, TemporalAttentionFC, TemporalWiseAttention
 from .memory import MemoryModule, detach_net, reset_net
 from .neuron import AttResLIFNode, IFNode, LeakyNode, LIFNode, MASNNLIFNode, ParametricLIFNode, TETLIFNode
+from .spike_layers import SpikeConv1d, SpikeConv2d, SpikeLinear
 from .staa import GlobalContextBlock, PositionEncoding, STAALIFNode
 
 __all__ = [
@@ -32,7 +34,13 @@ __all__ = [
     "PositionEncoding",
     "AttentionNeuron",
     "attention_neuron",
+    "SpikeConv1d",
+    "SpikeConv2d",
+    "SpikeLinear",
     "MemoryModule",
     "reset_net",
     "detach_net",
+    "BNLIF",
+    "bn_neuron",
+    "bn_fusion_blocker",
 ]

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ..kernels.triton.dta_leaky import dta_leaky_bwd_kernel, dta_leaky_fwd_kernel
+from ..surrogate import Sigmoid, Triangle
 from ._device import on_device_of
 from ._double_backward import refuse_double_backward
 from .autograd_helpers import as_tensor, distinct, fresh_settings, needs_training
@@ -26,6 +27,14 @@ from .gated_leaky_triton import NeuronSettings, launch_neuron_fwd, new_checkpoin
 from .layout import match_layout, na_strides, plane_size, rows_layout
 from .leaky_triton import DEFAULT_CHUNK
 from .pooled_attention import TXAGates, cross_grads, plane_means
+from .registry import (
+    SAMPLE_SHAPE,
+    neuron_args,
+    rand,
+    randn,
+    registered_op,
+    triton_entry,
+)
 from .triton_launch import COMPILE_OPTIONS, f32, neuron_geometry, neuron_grid, per_row
 
 __all__ = ["dta_leaky", "dta_leaky_fwd", "dta_leaky_bwd"]
@@ -284,3 +293,36 @@ def dta_leaky(
     tensors = distinct(x, na, conv_t_weight, conv_c_weight, as_tensor(scale_t, x), as_tensor(scale_c, x), na_bias)
     y, counts = _DTALeakyFunction.apply(*tensors, fresh_settings(neuron), chunk, needs_training(*tensors), count_spikes)
     return (y, counts) if count_spikes else y
+
+
+# The op registry's entries (ops/registry.py): tiny valid inputs for opcheck, the Triton kernels launched.
+
+
+def _dta_inputs(dev: str) -> tuple:
+    T, B, C, H, W = SAMPLE_SHAPE
+    x = randn(dev, T, B, C, H, W) + 0.5  # fires, and keeps sig(NA * ...) within fp32's exp
+    na_bt = randn(dev, B, T, C, H, W).transpose(0, 1)  # T-NA's [B, T] output, read in place
+    return x, randn(dev, T, B, C, H, W), na_bt, rand(dev, T, B, C), rand(dev, T, B, C), randn(dev, T, B, C)
+
+
+def _dta_leaky_fwd_samples(dev: str) -> list[tuple]:
+    x, na, na_bt, a, b, na_bias = _dta_inputs(dev)
+    return [
+        (x, na, a, b, None, *neuron_args(True, False), True, 2, True),
+        (x, na_bt, a, b, na_bias, *neuron_args(False, True), False, 2, False),
+    ]
+
+
+def _dta_leaky_bwd_samples(dev: str) -> list[tuple]:
+    x, na, na_bt, a, b, na_bias = _dta_inputs(dev)
+    out = []
+    for n, bias, hard, sg in ((na, None, True, Triangle.id), (na_bt, na_bias, False, Sigmoid.id)):
+        y, ckpt, _ = registered_op("dta_leaky_fwd")(x, n, a, b, bias, *neuron_args(hard, False), True, 2, False)
+        out.append((torch.randn_like(y), x, n, a, b, bias, ckpt, *neuron_args(hard, False), not hard, sg, 1.0, 2))
+    return out
+
+
+OPS = (
+    triton_entry("dta_leaky_fwd", __name__, _dta_leaky_fwd_samples, "dta_leaky_fwd_kernel"),
+    triton_entry("dta_leaky_bwd", __name__, _dta_leaky_bwd_samples, "dta_leaky_bwd_kernel", autograd=True),
+)

@@ -16,12 +16,21 @@ from typing import Any
 import torch
 
 from ..kernels.triton.gated_leaky import gated_leaky_bwd_kernel, gated_leaky_fwd_kernel
+from ..surrogate import Sigmoid, Triangle
 from ._device import on_device_of
 from ._double_backward import refuse_double_backward
 from .autograd_helpers import fresh_settings, needs_training
 from .layout import match_layout, rows_layout
 from .leaky import num_checkpoints
 from .leaky_triton import DEFAULT_CHUNK
+from .registry import (
+    SAMPLE_SHAPE,
+    neuron_args,
+    rand,
+    randn,
+    registered_op,
+    triton_entry,
+)
 from .triton_launch import COMPILE_OPTIONS, f32, neuron_geometry, neuron_grid, per_row
 
 __all__ = ["gated_leaky", "gated_leaky_fwd", "gated_leaky_bwd", "needs_training", "NeuronSettings"]
@@ -319,3 +328,35 @@ def gated_leaky(
         rows_layout(x), scale, spatial, relu, fresh_settings(neuron), chunk, training, count_spikes
     )
     return (spikes, counts) if count_spikes else spikes
+
+
+# The op registry's entries (ops/registry.py): tiny valid inputs for opcheck, the Triton kernels launched.
+
+
+def _gated_fwd_samples(dev: str) -> list[tuple]:
+    T, B, C, H, W = SAMPLE_SHAPE
+    x, scale, spatial = 2 * randn(dev, T, B, C, H, W), rand(dev, T, B, C), rand(dev, B, H * W)
+    return [
+        (x, scale, None, False, *neuron_args(True, False), True, 2, True),
+        (x, scale, spatial, True, *neuron_args(False, True), False, 2, False),
+    ]
+
+
+def _gated_bwd_samples(dev: str) -> list[tuple]:
+    T, B, C, H, W = SAMPLE_SHAPE
+    x, scale, spatial = 2 * randn(dev, T, B, C, H, W), rand(dev, T, B, C), rand(dev, B, H * W)
+    out = []
+    for relu, gates, hard, sg in ((False, None, True, Triangle.id), (True, spatial, False, Sigmoid.id)):
+        spikes, ckpt, _ = registered_op("gated_leaky_fwd")(
+            x, scale, gates, relu, *neuron_args(hard, False), True, 2, False
+        )
+        out.append(
+            (torch.randn_like(spikes), x, scale, gates, ckpt, relu, *neuron_args(hard, False), not hard, sg, 1.0, 2)
+        )
+    return out
+
+
+OPS = (
+    triton_entry("gated_leaky_fwd", __name__, _gated_fwd_samples, "gated_leaky_fwd_kernel"),
+    triton_entry("gated_leaky_bwd", __name__, _gated_bwd_samples, "gated_leaky_bwd_kernel", autograd=True),
+)

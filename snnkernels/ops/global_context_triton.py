@@ -13,6 +13,12 @@ import torch
 from ..kernels.triton.global_context import gc_context_bwd_kernel, gc_context_fwd_kernel
 from ..reference.staa import GCParams, global_context_fusion, global_context_transform_reference
 from ._device import on_device_of
+from .registry import (
+    SAMPLE_SHAPE,
+    randn,
+    registered_op,
+    triton_entry,
+)
 from .triton_launch import COMPILE_OPTIONS, channel_tiles
 
 __all__ = ["gc_context", "global_context_fused", "gc_context_fwd", "gc_context_bwd", "MAX_CHANNELS"]
@@ -22,7 +28,7 @@ MAX_CHANNELS = 2048  # one program holds a frame's C channels for a tile of pixe
 
 def _tiles(C: int, S: int) -> tuple[int, int, int]:
     """All channels and a few pixels (``channel_tiles``): 8 or 16 values a thread on the GPU, so the backward
-    keeps its three tile-sized temporaries live without spilling (python_tests/triton_aot.py)."""
+    keeps its three tile-sized temporaries live without spilling (python_tests/kernels/triton_aot.py)."""
     return channel_tiles(C, S, min_pixels=4)
 
 
@@ -141,3 +147,24 @@ def global_context_fused(
     gc32 = GCParams(*(None if t is None else t.float() for t in gc))
     v = global_context_transform_reference(ctx, gc32, layer_norm=layer_norm, ln_eps=ln_eps)
     return global_context_fusion(x, v, fusion)
+
+
+# The op registry's entries (ops/registry.py): tiny valid inputs for opcheck, the Triton kernels launched.
+
+
+def _gc_fwd_samples(dev: str) -> list[tuple]:
+    T, B, C, H, W = SAMPLE_SHAPE
+    return [(randn(dev, T, B, C, H, W), randn(dev, C))]
+
+
+def _gc_bwd_samples(dev: str) -> list[tuple]:
+    T, B, C, H, W = SAMPLE_SHAPE
+    x, wk = randn(dev, T, B, C, H, W), randn(dev, C)
+    ctx, stats = registered_op("gc_context_fwd")(x, wk)
+    return [(torch.randn_like(ctx), x, wk, ctx, stats)]
+
+
+OPS = (
+    triton_entry("gc_context_fwd", __name__, _gc_fwd_samples, "gc_context_fwd_kernel"),
+    triton_entry("gc_context_bwd", __name__, _gc_bwd_samples, "gc_context_bwd_kernel"),
+)

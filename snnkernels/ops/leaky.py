@@ -31,12 +31,19 @@ from typing import Any
 
 import torch
 
+from ..surrogate import Sigmoid, Triangle
 from ._double_backward import refuse_double_backward
 from .layout import match_layout
-from .leaky_settings import BWD_ARGS, BWD_OUTPUTS, FWD_ARGS, FWD_OUTPUTS, names, op_schema
+from .leaky_settings import BWD_ARGS, BWD_OUTPUTS, FWD_ARGS, FWD_OUTPUTS, bind, names, op_schema, positional
+from .registry import (
+    OpEntry,
+    Samples,
+    randn,
+    registered_op,
+)
 
 # Generated from the one definition of the arguments (ops/leaky_settings.py); csrc/registration.cpp holds a
-# verbatim copy, compared by python_tests/test_neuron_settings.py.
+# verbatim copy, compared by python_tests/ops/test_neuron_settings.py.
 FWD_SCHEMA = op_schema(FWD_ARGS, FWD_OUTPUTS)
 BWD_SCHEMA = op_schema(BWD_ARGS, BWD_OUTPUTS)
 
@@ -82,33 +89,13 @@ def channel_stride(x: torch.Tensor, channels: int) -> int:
     return x.stride(2) if channels > 1 else 1
 
 
-def fake_fwd(
-    x,
-    v_init,
-    decay_t,
-    gain_t,
-    bias_t,
-    decay,
-    gain,
-    bias,
-    v_threshold,
-    v_reset,
-    v_init_value,
-    hard_reset,
-    strict,
-    detach_reset,
-    surrogate_id,
-    surrogate_param,
-    training,
-    store_final_state,
-    chunk,
-    store_v_seq=False,
-):
-    return new_fwd_outputs(x, training, store_final_state, chunk, store_v_seq)
+def fake_fwd(*args, **kwargs):
+    a = bind(FWD_ARGS, args, kwargs)
+    return new_fwd_outputs(a.x, a.training, a.store_final_state, a.chunk, a.store_v_seq)
 
 
-def fake_fwd_counted(x, *args):
-    return (*fake_fwd(x, *args), new_spike_counts(x))
+def fake_fwd_counted(*args, **kwargs):
+    return (*fake_fwd(*args, **kwargs), new_spike_counts(bind(FWD_ARGS, args, kwargs).x))
 
 
 def new_spike_counts(x: torch.Tensor) -> torch.Tensor:
@@ -130,34 +117,9 @@ def new_fwd_outputs(x: torch.Tensor, training: bool, store_final_state: bool, ch
     return spikes, v_final, ckpt, v_seq
 
 
-def fake_bwd(
-    grad_spikes,
-    grad_v_final,
-    x,
-    v_init,
-    checkpoints,
-    decay_t,
-    gain_t,
-    bias_t,
-    decay,
-    gain,
-    bias,
-    v_threshold,
-    v_reset,
-    v_init_value,
-    hard_reset,
-    strict,
-    detach_reset,
-    surrogate_id,
-    surrogate_param,
-    chunk,
-    need_grad_v_init,
-    need_grad_decay,
-    need_grad_gain,
-    need_grad_bias,
-    grad_v_seq=None,
-):
-    return new_bwd_outputs(x, need_grad_v_init, need_grad_decay, need_grad_gain, need_grad_bias)
+def fake_bwd(*args, **kwargs):
+    a = bind(BWD_ARGS, args, kwargs)
+    return new_bwd_outputs(a.x, a.need_grad_v_init, a.need_grad_decay, a.need_grad_gain, a.need_grad_bias)
 
 
 def new_bwd_outputs(x: torch.Tensor, need_grad_v_init: bool, *need_partials: bool):
@@ -278,3 +240,134 @@ def register_forward_autograd(fwd_name: str, bwd_op: Any, fake: Any) -> Any:
 def _op(qualified_name: str) -> Any:
     namespace, name = qualified_name.split("::")
     return getattr(getattr(torch.ops, namespace), name).default
+
+
+# The op registry's entries (ops/registry.py): tiny valid inputs for opcheck, the Triton kernels launched.
+
+
+def _settings(hard: bool, strict: bool, detach: bool, surrogate: int, param: float, bias: float = 0.1) -> dict:
+    """Scalar settings of the samples, by name (the op's order comes from leaky_settings.positional)."""
+    return dict(
+        decay=0.5,
+        gain=1.0,
+        bias=bias,
+        v_threshold=1.0,
+        v_reset=0.0,
+        v_init_value=0.0,
+        hard_reset=hard,
+        strict=strict,
+        detach_reset=detach,
+        surrogate_id=surrogate,
+        surrogate_param=param,
+    )
+
+
+def _leaky_fwd_samples(dev: str) -> list[tuple]:
+    """FWD_SCHEMA (ops/leaky.py): trained and not, per-channel coefficients or scalars; one soft-reset
+    sequence that also stores v_seq."""
+    out = []
+    for training in (True, False):
+        for per_channel in (True, False):
+            x, v0 = randn(dev, 5, 2, 3, 4, 5, grad=training), randn(dev, 2, 3, 4, 5, grad=training)
+            decay_t, gain_t = (
+                torch.full((3,), c, device=dev, requires_grad=training) if per_channel else None for c in (0.6, 0.9)
+            )
+            out.append(
+                positional(
+                    FWD_ARGS,
+                    x=x,
+                    v_init=v0,
+                    decay_t=decay_t,
+                    gain_t=gain_t,
+                    bias_t=None,
+                    **_settings(True, True, False, Triangle.id, 1.0),
+                    training=training,
+                    store_final_state=True,
+                    chunk=2,
+                )
+            )
+    bias_t = torch.full((3,), 0.2, device=dev, requires_grad=True)
+    soft = dict(
+        v_init=None, decay_t=None, gain_t=None, bias_t=bias_t, **_settings(False, False, True, Sigmoid.id, 4.0, 0.0)
+    )
+    x = randn(dev, 4, 2, 3, grad=True)
+    out.append(positional(FWD_ARGS, x=x, **soft, training=True, store_final_state=False, chunk=3, store_v_seq=True))
+    return out
+
+
+def _leaky_bwd_samples(backend: str) -> Samples:
+    """BWD_SCHEMA, from the same backend's forward: every coefficient gradient, and a soft reset with
+    dL/dv_seq and no initial state."""
+
+    def samples(dev: str) -> list[tuple]:
+        fwd = registered_op(f"leaky_fwd_{backend}")
+        x, v0 = randn(dev, 5, 2, 3, 4, 5), randn(dev, 2, 3, 4, 5)
+        decay, gain = torch.full((3,), 0.6, device=dev), torch.full((3,), 0.9, device=dev)
+        hard = dict(
+            v_init=v0, decay_t=decay, gain_t=gain, bias_t=None, **_settings(True, True, False, Triangle.id, 1.0)
+        )
+        spikes, v_final, ckpt, _ = fwd(
+            *positional(FWD_ARGS, x=x, **hard, training=True, store_final_state=True, chunk=2)
+        )
+        first = positional(
+            BWD_ARGS,
+            grad_spikes=torch.randn_like(spikes),
+            grad_v_final=torch.randn_like(v_final),
+            x=x,
+            checkpoints=ckpt,
+            **hard,
+            chunk=2,
+            need_grad_v_init=True,
+            need_grad_decay=True,
+            need_grad_gain=True,
+            need_grad_bias=False,
+        )
+        x2 = randn(dev, 4, 2, 3)
+        soft = dict(
+            v_init=None, decay_t=None, gain_t=None, bias_t=None, **_settings(False, False, True, Sigmoid.id, 4.0, 0.0)
+        )
+        spikes2, _, ckpt2, v_seq = fwd(
+            *positional(FWD_ARGS, x=x2, **soft, training=True, store_final_state=False, chunk=3, store_v_seq=True)
+        )
+        second = positional(
+            BWD_ARGS,
+            grad_spikes=torch.randn_like(spikes2),
+            grad_v_final=None,
+            x=x2,
+            checkpoints=ckpt2,
+            **soft,
+            chunk=3,
+            need_grad_v_init=False,
+            need_grad_decay=False,
+            need_grad_gain=False,
+            need_grad_bias=False,
+            grad_v_seq=torch.randn_like(v_seq),
+        )
+        return [first, second]
+
+    return samples
+
+
+def leaky_entries(backend: str, module: str, devices: tuple[str, ...]) -> tuple[OpEntry, ...]:
+    """The registry entries (ops/registry.py) of a backend's leaky op pair, shared by its three backends."""
+    kernels = backend == "triton"
+    return (
+        OpEntry(
+            f"leaky_fwd_{backend}",
+            module,
+            backend,
+            _leaky_fwd_samples,
+            devices,
+            ("leaky_fwd_kernel",) if kernels else (),
+            autograd=True,
+        ),
+        OpEntry(
+            f"leaky_bwd_{backend}",
+            module,
+            backend,
+            _leaky_bwd_samples(backend),
+            devices,
+            ("leaky_bwd_kernel",) if kernels else (),
+            autograd=True,
+        ),
+    )

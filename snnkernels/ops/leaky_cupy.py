@@ -15,8 +15,8 @@ import torch
 
 from .. import _native_sources
 from .layout import match_layout
-from .leaky import CHECKPOINT_CHUNK, define_leaky_ops, neurons_per_step, new_bwd_outputs, new_fwd_outputs
-from .leaky_settings import ALL_FLAGS, BWD_ARGS, FLAG, FWD_ARGS, flag_word
+from .leaky import CHECKPOINT_CHUNK, define_leaky_ops, leaky_entries, neurons_per_step, new_bwd_outputs, new_fwd_outputs
+from .leaky_settings import ALL_FLAGS, BWD_ARGS, FLAG, FWD_ARGS, bind, flag_word
 
 __all__ = ["DEFAULT_CHUNK", "availability_problem", "forward_op", "kernel_name", "nvrtc_options"]
 
@@ -106,105 +106,74 @@ def _f32(*values: float) -> list[np.float32]:
     return [np.float32(v) for v in values]
 
 
-def _fwd_impl(
-    x,
-    v_init,
-    decay_t,
-    gain_t,
-    bias_t,
-    decay,
-    gain,
-    bias,
-    v_threshold,
-    v_reset,
-    v_init_value,
-    hard_reset,
-    strict,
-    detach_reset,
-    surrogate_id,
-    surrogate_param,
-    training,
-    store_final_state,
-    chunk,
-    store_v_seq=False,
-):
-    flags = flag_word(FWD_ARGS, "fwd", locals()) | FLAG["vectorized"]  # locals(): so far, the op's arguments
-    n = neurons_per_step(x)
-    spikes, v_final, ckpt, v_seq = outputs = new_fwd_outputs(x, training, store_final_state, chunk, store_v_seq)
+def _fwd_impl(*args, **kwargs):
+    a = bind(FWD_ARGS, args, kwargs)
+    flags = flag_word(FWD_ARGS, "fwd", vars(a)) | FLAG["vectorized"]
+    n = neurons_per_step(a.x)
+    spikes, v_final, ckpt, v_seq = outputs = new_fwd_outputs(
+        a.x, a.training, a.store_final_state, a.chunk, a.store_v_seq
+    )
     if n == 0:
         return outputs
-    vec = _vec(n, [x, spikes, v_init, v_final, ckpt, v_seq], 16 // _ELEMENT_BYTES[x.dtype])
-    sizes, chunk_arg = _sizes(x, decay_t, gain_t, bias_t, chunk)
-    args = [
-        _ptr(x),
-        _ptr(v_init),
-        _ptr(decay_t),
-        _ptr(gain_t),
-        _ptr(bias_t),
+    vec = _vec(n, [a.x, spikes, a.v_init, v_final, ckpt, v_seq], 16 // _ELEMENT_BYTES[a.x.dtype])
+    sizes, chunk_arg = _sizes(a.x, a.decay_t, a.gain_t, a.bias_t, a.chunk)
+    launch_args = [
+        _ptr(a.x),
+        _ptr(a.v_init),
+        _ptr(a.decay_t),
+        _ptr(a.gain_t),
+        _ptr(a.bias_t),
         _ptr(spikes),
         _ptr(v_final),
         _ptr(ckpt),
         _ptr(v_seq),
         *sizes,
-        *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
+        *_f32(a.decay, a.gain, a.bias, a.v_threshold, a.v_reset, a.v_init_value),
         chunk_arg,
         np.uint32(flags),
     ]
-    _launch(kernel_name(False, x.dtype, flags, vec), n, vec, x.device, args)
+    _launch(kernel_name(False, a.x.dtype, flags, vec), n, vec, a.x.device, launch_args)
     return outputs
 
 
-def _bwd_impl(
-    grad_spikes,
-    grad_v_final,
-    x,
-    v_init,
-    checkpoints,
-    decay_t,
-    gain_t,
-    bias_t,
-    decay,
-    gain,
-    bias,
-    v_threshold,
-    v_reset,
-    v_init_value,
-    hard_reset,
-    strict,
-    detach_reset,
-    surrogate_id,
-    surrogate_param,
-    chunk,
-    need_grad_v_init,
-    need_grad_decay,
-    need_grad_gain,
-    need_grad_bias,
-    grad_v_seq=None,
-):
-    flags = flag_word(BWD_ARGS, "bwd", locals()) | FLAG["vectorized"]  # locals(): so far, the op's arguments
-    n = neurons_per_step(x)
-    if grad_v_seq is not None:
-        grad_v_seq = match_layout(grad_v_seq.to(torch.float32), x)  # walked as x's [T, N]
+def _bwd_impl(*args, **kwargs):
+    a = bind(BWD_ARGS, args, kwargs)
+    flags = flag_word(BWD_ARGS, "bwd", vars(a)) | FLAG["vectorized"]
+    n = neurons_per_step(a.x)
+    # walked as x's [T, N]
+    grad_v_seq = None if a.grad_v_seq is None else match_layout(a.grad_v_seq.to(torch.float32), a.x)
     grad_x, grad_v_init, g_decay, g_gain, g_bias = new_bwd_outputs(
-        x, need_grad_v_init, need_grad_decay, need_grad_gain, need_grad_bias
+        a.x, a.need_grad_v_init, a.need_grad_decay, a.need_grad_gain, a.need_grad_bias
     )
     if n == 0:
         return grad_x, grad_v_init, g_decay, g_gain, g_bias
     vec = _vec(
         n,
-        [grad_spikes, grad_v_final, x, v_init, checkpoints, grad_x, grad_v_init, g_decay, g_gain, g_bias, grad_v_seq],
+        [
+            a.grad_spikes,
+            a.grad_v_final,
+            a.x,
+            a.v_init,
+            a.checkpoints,
+            grad_x,
+            grad_v_init,
+            g_decay,
+            g_gain,
+            g_bias,
+            grad_v_seq,
+        ],
         2,
     )
-    sizes, chunk_arg = _sizes(x, decay_t, gain_t, bias_t, chunk)
-    args = [
-        _ptr(grad_spikes),
-        _ptr(grad_v_final),
-        _ptr(x),
-        _ptr(v_init),
-        _ptr(checkpoints),
-        _ptr(decay_t),
-        _ptr(gain_t),
-        _ptr(bias_t),
+    sizes, chunk_arg = _sizes(a.x, a.decay_t, a.gain_t, a.bias_t, a.chunk)
+    launch_args = [
+        _ptr(a.grad_spikes),
+        _ptr(a.grad_v_final),
+        _ptr(a.x),
+        _ptr(a.v_init),
+        _ptr(a.checkpoints),
+        _ptr(a.decay_t),
+        _ptr(a.gain_t),
+        _ptr(a.bias_t),
         _ptr(grad_x),
         _ptr(grad_v_init),
         _ptr(g_decay),
@@ -212,12 +181,12 @@ def _bwd_impl(
         _ptr(g_bias),
         _ptr(grad_v_seq),
         *sizes,
-        *_f32(decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
-        np.int32(surrogate_id),
+        *_f32(a.decay, a.gain, a.bias, a.v_threshold, a.v_reset, a.v_init_value, a.surrogate_param),
+        np.int32(a.surrogate_id),
         chunk_arg,
         np.uint32(flags),
     ]
-    _launch(kernel_name(True, x.dtype, flags, vec, surrogate_id), n, vec, x.device, args)
+    _launch(kernel_name(True, a.x.dtype, flags, vec, a.surrogate_id), n, vec, a.x.device, launch_args)
     return grad_x, grad_v_init, g_decay, g_gain, g_bias
 
 
@@ -226,3 +195,9 @@ leaky_fwd_cupy, leaky_bwd_cupy = define_leaky_ops("cupy", _fwd_impl, _bwd_impl, 
 
 def forward_op():
     return leaky_fwd_cupy
+
+
+# The op registry's entries (ops/registry.py): tiny valid inputs for opcheck, the Triton kernels launched.
+
+
+OPS = leaky_entries("cupy", __name__, ("cuda",))

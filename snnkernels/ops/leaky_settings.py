@@ -2,17 +2,20 @@
 
 Every argument of ``snnkernels::leaky_fwd_<backend>`` / ``leaky_bwd_<backend>`` is an ``Arg`` here: its name,
 schema type, schema default, meaning, the option bit the kernels read it through (``leaky_flags.h``) and the
-passes whose kernels read it. ``ops/leaky.py`` builds FWD_SCHEMA / BWD_SCHEMA from these tuples and CuPy's flag
-table and flag words come from ``FLAG_BITS`` / ``flag_word``. The copies that stay hand-written (the schemas in
-csrc/registration.cpp, the C++ entry points' parameter lists, the params structs and their ``flags()``, the
-enum of leaky_flags.h, the launchers' and fakes' Python signatures, the gated / DTA ops' scalar settings) are
-compared with this module by python_tests/test_neuron_settings.py. See docs/neuron.md "The neuron's settings".
+passes whose kernels read it. Generated from these tuples: FWD_SCHEMA / BWD_SCHEMA (``ops/leaky.py``), CuPy's flag
+table and flag words, the binding of the launchers' and fakes' ``*args`` (``bind``), and, by
+scripts/generate_leaky_args.py, csrc/include/snnkernels/leaky_args.h (``cxx_header``: the C++ schemas, parameter
+lists, calls, params copies, option bits and flags()) and docs/neuron.md's settings table (``docs_table``).
+python_tests/ops/test_neuron_settings.py fails on a stale generated file and compares what stays hand-written
+(the params structs' members, the gated / DTA ops' scalar settings). See docs/neuron.md "The neuron's settings".
 """
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 __all__ = [
     "ALL_FLAGS",
@@ -26,9 +29,15 @@ __all__ = [
     "NEURON_SETTINGS",
     "SCALAR_SETTINGS",
     "Arg",
+    "Bound",
+    "bind",
     "flag_word",
     "names",
     "op_schema",
+    "positional",
+    "cxx_header",
+    "docs_table",
+    "flag_member",
 ]
 
 FWD, BWD = "fwd", "bwd"
@@ -155,6 +164,42 @@ def op_schema(args: tuple[Arg, ...], outputs: tuple[str, ...]) -> str:
     return "(" + ", ".join(a.schema() for a in args) + ") -> (" + ", ".join(f"Tensor {o}" for o in outputs) + ")"
 
 
+class Bound(SimpleNamespace):
+    """An op's arguments by name (``bind``): ``a.x``, ``a.decay_t``, ...; ``vars(a)`` for ``flag_word``."""
+
+
+def bind(args: tuple[Arg, ...], values: tuple, kwargs: Mapping[str, object] | None = None) -> Bound:
+    """The op's arguments ``values`` (positional, in schema order) and ``kwargs`` by name, the schema defaults
+    filled in: the one place that knows the order, so that the launchers and fakes take ``*args``."""
+    kwargs = dict(kwargs or {})
+    if len(values) > len(args):
+        raise TypeError(f"{len(args)} arguments at most, got {len(values)}")
+    bound = {}
+    for i, a in enumerate(args):
+        if i < len(values):
+            bound[a.name] = values[i]
+        elif a.name in kwargs:
+            bound[a.name] = kwargs.pop(a.name)
+        elif a.default is not None:
+            bound[a.name] = ast.literal_eval(a.default)
+        else:
+            raise TypeError(f"missing argument {a.name!r}")
+    if kwargs:
+        raise TypeError(f"unexpected arguments {sorted(kwargs)}")
+    return Bound(**bound)
+
+
+def positional(args: tuple[Arg, ...], **values: object) -> tuple:
+    """``values`` by name as the op's positional arguments, up to the last one given (the rest keep their schema
+    defaults); every argument before it must be given."""
+    last = max(i for i, a in enumerate(args) if a.name in values)
+    unknown = set(values) - set(names(args))
+    missing = [a.name for a in args[: last + 1] if a.name not in values]
+    if unknown or missing:
+        raise TypeError(f"unknown arguments {sorted(unknown)}, missing {missing}")
+    return tuple(values[a.name] for a in args[: last + 1])
+
+
 def flag_word(args: tuple[Arg, ...], kernel: str, values: Mapping[str, object]) -> int:
     """The option bits of pass ``kernel`` (``"fwd"`` / ``"bwd"``) for the arguments ``values`` (by name): a
     flagged argument that the pass reads sets its bit when it is a present tensor or True."""
@@ -164,3 +209,84 @@ def flag_word(args: tuple[Arg, ...], kernel: str, values: Mapping[str, object]) 
             value = values[a.name]
             word |= FLAG[a.flag] if (value is not None if a.is_tensor else bool(value)) else 0
     return word
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The C++ copies, generated: csrc/include/snnkernels/leaky_args.h (scripts/generate_leaky_args.py writes it;
+# python_tests/ops/test_neuron_settings.py fails when it is not what cxx_header() returns).
+
+CXX_HEADER = "csrc/include/snnkernels/leaky_args.h"
+_CXX_PARAM = {
+    "Tensor": "const at::Tensor& {}",
+    "Tensor?": "const std::optional<at::Tensor>& {}",
+    "float": "double {}",
+    "bool": "bool {}",
+    "int": "int64_t {}",
+}
+_CXX_MEMBER_CAST = {"float": "static_cast<float>({})", "bool": "{}", "int": "static_cast<int>({})"}
+
+
+def docs_table() -> str:
+    """docs/neuron.md's table of the settings (NEURON_SETTINGS), generated with the header."""
+    rows = ["| setting | type | default | read by | flag | meaning |", "|---|---|---|---|---|---|"]
+    for a in NEURON_SETTINGS:
+        rows.append(
+            f"| `{a.name}` | `{a.type}` | {a.default or '-'} | {', '.join(a.reads)} | {a.flag or '-'} | {a.meaning} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def flag_member(a: Arg) -> str:
+    """The params struct member whose truth sets ``a``'s flag bit: a coefficient tensor's pointer (``decay_t``),
+    another tensor's ``has_<name>``, or the bool argument itself."""
+    if not a.is_tensor or a.name.endswith("_t"):
+        return a.name
+    return f"has_{a.name}"
+
+
+def _enumerator(flag: str) -> str:
+    return "k" + "".join(part.capitalize() for part in flag.split("_"))
+
+
+def _macro(name: str, items: list[str], separator: str) -> str:
+    if not items:
+        return f"#define {name}\n"
+    lines = [f"    {item}{separator.rstrip() if i < len(items) - 1 else ''}" for i, item in enumerate(items)]
+    return f"#define {name} \\\n" + " \\\n".join(lines) + "\n"
+
+
+def cxx_header() -> str:
+    """The text of csrc/include/snnkernels/leaky_args.h: preprocessor macros only, so that torch-free code
+    (leaky_flags.h, the params structs, NVRTC) and the torch API (leaky_api*.cpp, registration.cpp) share it."""
+    out = [
+        "// Generated from snnkernels/ops/leaky_settings.py by scripts/generate_leaky_args.py: do not edit.",
+        "// The leaky ops' arguments in C++ (docs/neuron.md \"The neuron's settings\"): the schemas",
+        "// (registration.cpp), the entry points' parameter lists and calls (leaky_api*.cpp), the copy of each",
+        "// scalar setting into the params struct of the passes that read it, the option bits (leaky_flags.h) and",
+        "// the flags() of the params structs (leaky_params.h). Macros only: torch-free and NVRTC-safe.",
+        "#pragma once",
+        "",
+    ]
+    out.append(f'#define SNNK_LEAKY_FWD_SCHEMA "{op_schema(FWD_ARGS, FWD_OUTPUTS)}"\n')
+    out.append(f'#define SNNK_LEAKY_BWD_SCHEMA "{op_schema(BWD_ARGS, BWD_OUTPUTS)}"\n')
+    for kernel, args in (("FWD", FWD_ARGS), ("BWD", BWD_ARGS)):
+        out.append(_macro(f"SNNK_LEAKY_{kernel}_PARAMS", [_CXX_PARAM[a.type].format(a.name) for a in args], ", "))
+        out.append(_macro(f"SNNK_LEAKY_{kernel}_ARGS", list(names(args)), ", "))
+        fills = [
+            f"(p).{a.name} = {_CXX_MEMBER_CAST[a.type].format(a.name)};"
+            for a in args
+            if not a.is_tensor and kernel.lower() in a.reads and a.name != "chunk"
+        ]
+        out.append(_macro(f"SNNK_LEAKY_{kernel}_FILL_SCALARS(p)", fills, " "))
+        # args a pass does not read are still parameters of its entry points (the schema is shared)
+        unread = [f"(void){a.name};" for a in args if kernel.lower() not in a.reads]
+        out.append(_macro(f"SNNK_LEAKY_{kernel}_UNREAD", unread, " "))
+        terms = [
+            f"({flag_member(a)} ? {_enumerator(a.flag)} : 0u)"
+            for a in args
+            if a.flag is not None and kernel.lower() in a.reads
+        ]
+        out.append(_macro(f"SNNK_LEAKY_{kernel}_FLAGS", terms, " | "))
+    enum = [f"{_enumerator(flag)} = 1u << {bit}," for bit, flag in enumerate(FLAG_BITS)]
+    out.append(_macro("SNNK_LEAKY_FLAG_ENUMERATORS", enum, " "))
+    return "\n".join(out)

@@ -16,6 +16,7 @@ import triton
 
 from ..backends import triton_interpreter_enabled
 from ..kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_counted_kernel, leaky_fwd_kernel
+from ..surrogate import Triangle
 from ._device import on_device_of
 from .layout import match_layout
 from .leaky import (
@@ -24,10 +25,16 @@ from .leaky import (
     channel_stride,
     define_leaky_ops,
     fake_fwd_counted,
+    leaky_entries,
     neurons_per_step,
     new_bwd_outputs,
     new_fwd_outputs,
     register_forward_autograd,
+)
+from .leaky_settings import BWD_ARGS, FWD_ARGS, Bound, bind
+from .registry import (
+    randn,
+    triton_entry,
 )
 from .triton_launch import COMPILE_OPTIONS, f32
 
@@ -71,110 +78,25 @@ def _channel_dims(x: torch.Tensor, *coefficients: torch.Tensor | None) -> tuple[
     return channel_stride(x, c), c
 
 
-def _fwd_impl(
-    x,
-    v_init,
-    decay_t,
-    gain_t,
-    bias_t,
-    decay,
-    gain,
-    bias,
-    v_threshold,
-    v_reset,
-    v_init_value,
-    hard_reset,
-    strict,
-    detach_reset,
-    surrogate_id,
-    surrogate_param,
-    training,
-    store_final_state,
-    chunk,
-    store_v_seq=False,
-):
-    outputs = new_fwd_outputs(x, training, store_final_state, chunk, store_v_seq)
-    _launch_fwd(
-        leaky_fwd_kernel,
-        launch_config(neurons_per_step(x), backward=False, itemsize=x.element_size()),
-        (),
-        {},
-        outputs,
-        x,
-        v_init,
-        decay_t,
-        gain_t,
-        bias_t,
-        decay,
-        gain,
-        bias,
-        v_threshold,
-        v_reset,
-        v_init_value,
-        hard_reset,
-        strict,
-        training,
-        store_final_state,
-        chunk,
-        store_v_seq,
-    )
+def _fwd_impl(*args, **kwargs):
+    a = bind(FWD_ARGS, args, kwargs)
+    outputs = new_fwd_outputs(a.x, a.training, a.store_final_state, a.chunk, a.store_v_seq)
+    cfg = launch_config(neurons_per_step(a.x), backward=False, itemsize=a.x.element_size())
+    _launch_fwd(leaky_fwd_kernel, cfg, (), {}, outputs, a)
     return outputs
 
 
-def _counted_fwd_impl(
-    x,
-    v_init,
-    decay_t,
-    gain_t,
-    bias_t,
-    decay,
-    gain,
-    bias,
-    v_threshold,
-    v_reset,
-    v_init_value,
-    hard_reset,
-    strict,
-    detach_reset,
-    surrogate_id,
-    surrogate_param,
-    training,
-    store_final_state,
-    chunk,
-    store_v_seq=False,
-):
-    if chunk > 32:
-        raise ValueError(f"leaky_fwd_counted_triton keeps a chunk's spikes as int32 bits: chunk <= 32, got {chunk}")
-    T, n = x.shape[0], neurons_per_step(x)
-    outputs = new_fwd_outputs(x, training, store_final_state, chunk, store_v_seq)
-    cfg = _counted_launch_config(n, x.element_size())
+def _counted_fwd_impl(*args, **kwargs):
+    a = bind(FWD_ARGS, args, kwargs)
+    if a.chunk > 32:
+        raise ValueError(f"leaky_fwd_counted_triton keeps a chunk's spikes as int32 bits: chunk <= 32, got {a.chunk}")
+    T, n = a.x.shape[0], neurons_per_step(a.x)
+    outputs = new_fwd_outputs(a.x, a.training, a.store_final_state, a.chunk, a.store_v_seq)
+    cfg = _counted_launch_config(n, a.x.element_size())
     # GROUPS int32 slots per step and program (each counts at most BLOCK spikes), all written by the kernel
-    partial = x.new_empty((T, triton.cdiv(n, cfg.block) * cfg.num_warps), dtype=torch.int32)
-    counting = {"STEPS": triton.next_power_of_2(chunk), "GROUPS": cfg.num_warps}
-    _launch_fwd(
-        leaky_fwd_counted_kernel,
-        cfg,
-        (partial,),
-        counting,
-        outputs,
-        x,
-        v_init,
-        decay_t,
-        gain_t,
-        bias_t,
-        decay,
-        gain,
-        bias,
-        v_threshold,
-        v_reset,
-        v_init_value,
-        hard_reset,
-        strict,
-        training,
-        store_final_state,
-        chunk,
-        store_v_seq,
-    )
+    partial = a.x.new_empty((T, triton.cdiv(n, cfg.block) * cfg.num_warps), dtype=torch.int32)
+    counting = {"STEPS": triton.next_power_of_2(a.chunk), "GROUPS": cfg.num_warps}
+    _launch_fwd(leaky_fwd_counted_kernel, cfg, (partial,), counting, outputs, a)
     return *outputs, partial.sum(1, dtype=torch.int64)
 
 
@@ -184,145 +106,98 @@ def _counted_launch_config(n: int, itemsize: int = 4) -> LaunchConfig:
     return LaunchConfig(block=max(cfg.block, 32 * cfg.num_warps), num_warps=cfg.num_warps)
 
 
-def _launch_fwd(
-    kernel,
-    cfg: LaunchConfig,
-    extra_ptrs: tuple,
-    extra_constexprs: dict,
-    outputs: tuple,
-    x,
-    v_init,
-    decay_t,
-    gain_t,
-    bias_t,
-    decay,
-    gain,
-    bias,
-    v_threshold,
-    v_reset,
-    v_init_value,
-    hard_reset,
-    strict,
-    training,
-    store_final_state,
-    chunk,
-    store_v_seq,
-) -> None:
+def _launch_fwd(kernel, cfg: LaunchConfig, extra_ptrs: tuple, extra_constexprs: dict, outputs: tuple, a: Bound) -> None:
     """Launch the forward entry point ``kernel`` into ``outputs`` (spikes, v_final, checkpoints, v_seq);
-    ``extra_ptrs`` follow ``v_seq_ptr``."""
+    ``extra_ptrs`` follow ``v_seq_ptr``; ``a``: the op's arguments (FWD_ARGS)."""
     spikes, v_final, ckpt, v_seq = outputs
-    T, n = x.shape[0], neurons_per_step(x)
+    T, n = a.x.shape[0], neurons_per_step(a.x)
     if n == 0:
         return
-    spatial, channels = _channel_dims(x, decay_t, gain_t, bias_t)
+    spatial, channels = _channel_dims(a.x, a.decay_t, a.gain_t, a.bias_t)
     dummy = spikes  # stands in for absent optional pointers; never dereferenced (constexpr-guarded)
-    with on_device_of(x):
+    with on_device_of(a.x):
         kernel[(triton.cdiv(n, cfg.block),)](
-            x,
-            dummy if v_init is None else v_init,
-            dummy if decay_t is None else decay_t,
-            dummy if gain_t is None else gain_t,
-            dummy if bias_t is None else bias_t,
+            a.x,
+            dummy if a.v_init is None else a.v_init,
+            dummy if a.decay_t is None else a.decay_t,
+            dummy if a.gain_t is None else a.gain_t,
+            dummy if a.bias_t is None else a.bias_t,
             spikes,
-            v_final if store_final_state else dummy,
-            ckpt if training else dummy,
-            v_seq if store_v_seq else dummy,
+            v_final if a.store_final_state else dummy,
+            ckpt if a.training else dummy,
+            v_seq if a.store_v_seq else dummy,
             *extra_ptrs,
             T,
             n,
             spatial,
             channels,
-            *f32(decay, gain, bias, v_threshold, v_reset, v_init_value),
-            HAS_V_INIT=v_init is not None,
-            DECAY_T=decay_t is not None,
-            GAIN_T=gain_t is not None,
-            BIAS_T=bias_t is not None,
-            HARD_RESET=hard_reset,
-            STRICT=strict,
-            TRAINING=training,
-            STORE_FINAL=store_final_state,
-            STORE_V_SEQ=store_v_seq,
+            *f32(a.decay, a.gain, a.bias, a.v_threshold, a.v_reset, a.v_init_value),
+            HAS_V_INIT=a.v_init is not None,
+            DECAY_T=a.decay_t is not None,
+            GAIN_T=a.gain_t is not None,
+            BIAS_T=a.bias_t is not None,
+            HARD_RESET=a.hard_reset,
+            STRICT=a.strict,
+            TRAINING=a.training,
+            STORE_FINAL=a.store_final_state,
+            STORE_V_SEQ=a.store_v_seq,
             **extra_constexprs,
-            CHUNK=chunk,
+            CHUNK=a.chunk,
             BLOCK=cfg.block,
             num_warps=cfg.num_warps,
             **COMPILE_OPTIONS,
         )
 
 
-def _bwd_impl(
-    grad_spikes,
-    grad_v_final,
-    x,
-    v_init,
-    checkpoints,
-    decay_t,
-    gain_t,
-    bias_t,
-    decay,
-    gain,
-    bias,
-    v_threshold,
-    v_reset,
-    v_init_value,
-    hard_reset,
-    strict,
-    detach_reset,
-    surrogate_id,
-    surrogate_param,
-    chunk,
-    need_grad_v_init,
-    need_grad_decay,
-    need_grad_gain,
-    need_grad_bias,
-    grad_v_seq=None,
-):
-    T, n = x.shape[0], neurons_per_step(x)
-    if grad_v_seq is not None:
-        grad_v_seq = match_layout(grad_v_seq.to(torch.float32), x)  # walked as x's [T, N]
+def _bwd_impl(*args, **kwargs):
+    a = bind(BWD_ARGS, args, kwargs)
+    T, n = a.x.shape[0], neurons_per_step(a.x)
+    # walked as x's [T, N]
+    grad_v_seq = None if a.grad_v_seq is None else match_layout(a.grad_v_seq.to(torch.float32), a.x)
     grad_x, grad_v_init, *partials = new_bwd_outputs(
-        x, need_grad_v_init, need_grad_decay, need_grad_gain, need_grad_bias
+        a.x, a.need_grad_v_init, a.need_grad_decay, a.need_grad_gain, a.need_grad_bias
     )
     if n == 0:
         return grad_x, grad_v_init, *partials
-    spatial, channels = _channel_dims(x, decay_t, gain_t, bias_t)
-    coefficients = any(t is not None for t in (decay_t, gain_t, bias_t)) or need_grad_decay or need_grad_gain
-    cfg = launch_config(n, backward=True, itemsize=x.element_size(), coefficients=coefficients or need_grad_bias)
+    spatial, channels = _channel_dims(a.x, a.decay_t, a.gain_t, a.bias_t)
+    coefficients = any(t is not None for t in (a.decay_t, a.gain_t, a.bias_t)) or a.need_grad_decay
+    coefficients = coefficients or a.need_grad_gain or a.need_grad_bias
+    cfg = launch_config(n, backward=True, itemsize=a.x.element_size(), coefficients=coefficients)
     dummy = grad_x
-    with on_device_of(x):
+    with on_device_of(a.x):
         leaky_bwd_kernel[(triton.cdiv(n, cfg.block),)](
-            grad_spikes,
-            dummy if grad_v_final is None else grad_v_final,
-            x,
-            dummy if v_init is None else v_init,
-            checkpoints,
-            dummy if decay_t is None else decay_t,
-            dummy if gain_t is None else gain_t,
-            dummy if bias_t is None else bias_t,
+            a.grad_spikes,
+            dummy if a.grad_v_final is None else a.grad_v_final,
+            a.x,
+            dummy if a.v_init is None else a.v_init,
+            a.checkpoints,
+            dummy if a.decay_t is None else a.decay_t,
+            dummy if a.gain_t is None else a.gain_t,
+            dummy if a.bias_t is None else a.bias_t,
             grad_x,
-            grad_v_init if need_grad_v_init else dummy,
+            grad_v_init if a.need_grad_v_init else dummy,
             *[p if p.numel() else dummy for p in partials],
             dummy if grad_v_seq is None else grad_v_seq,
             T,
             n,
             spatial,
             channels,
-            *f32(decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
-            HAS_V_INIT=v_init is not None,
-            HAS_GRAD_V_FINAL=grad_v_final is not None,
-            STORE_GRAD_V_INIT=need_grad_v_init,
-            DECAY_T=decay_t is not None,
-            GAIN_T=gain_t is not None,
-            BIAS_T=bias_t is not None,
-            NEED_GRAD_DECAY=need_grad_decay,
-            NEED_GRAD_GAIN=need_grad_gain,
-            NEED_GRAD_BIAS=need_grad_bias,
+            *f32(a.decay, a.gain, a.bias, a.v_threshold, a.v_reset, a.v_init_value, a.surrogate_param),
+            HAS_V_INIT=a.v_init is not None,
+            HAS_GRAD_V_FINAL=a.grad_v_final is not None,
+            STORE_GRAD_V_INIT=a.need_grad_v_init,
+            DECAY_T=a.decay_t is not None,
+            GAIN_T=a.gain_t is not None,
+            BIAS_T=a.bias_t is not None,
+            NEED_GRAD_DECAY=a.need_grad_decay,
+            NEED_GRAD_GAIN=a.need_grad_gain,
+            NEED_GRAD_BIAS=a.need_grad_bias,
             HAS_GRAD_V_SEQ=grad_v_seq is not None,
-            HARD_RESET=hard_reset,
-            STRICT=strict,
-            DETACH_RESET=detach_reset,
-            SG_ID=surrogate_id,
-            CHUNK=chunk,
+            HARD_RESET=a.hard_reset,
+            STRICT=a.strict,
+            DETACH_RESET=a.detach_reset,
+            SG_ID=a.surrogate_id,
+            CHUNK=a.chunk,
             BLOCK=cfg.block,
             num_warps=cfg.num_warps,
             **COMPILE_OPTIONS,
@@ -342,3 +217,50 @@ def _define_counted_forward() -> object:
 
 
 leaky_fwd_counted_triton = _define_counted_forward()
+
+
+# The op registry's entries (ops/registry.py): tiny valid inputs for opcheck, the Triton kernels launched.
+
+
+def _counted_fwd_samples(dev: str) -> list[tuple]:
+    out = []
+    for training in (True, False):
+        x, v0 = randn(dev, 5, 2, 3, 4, grad=training), randn(dev, 2, 3, 4, grad=training)
+        decay = torch.full((3,), 0.6, device=dev, requires_grad=training)
+        out.append(
+            (
+                x,
+                v0,
+                decay,
+                None,
+                None,
+                0.6,
+                1.0,
+                0.1,
+                1.0,
+                0.0,
+                0.0,
+                True,
+                False,
+                False,
+                Triangle.id,
+                1.0,
+                training,
+                True,
+                2,
+            )
+        )
+    return out
+
+
+OPS = (
+    *leaky_entries("triton", __name__, ("cpu", "cuda")),
+    triton_entry(
+        "leaky_fwd_counted_triton",
+        __name__,
+        _counted_fwd_samples,
+        "leaky_fwd_counted_kernel",
+        autograd=True,
+        aot_exempt={"leaky_fwd_counted_kernel": "python_tests/test_firing.py compiles it with its own AOT script"},
+    ),
+)

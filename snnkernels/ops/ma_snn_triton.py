@@ -13,6 +13,13 @@ import triton
 from ..backends import triton_interpreter_enabled
 from ..kernels.triton import ma_snn as K
 from ._device import on_device_of
+from .registry import (
+    SAMPLE_SHAPE,
+    rand,
+    randn,
+    registered_op,
+    triton_entry,
+)
 from .triton_launch import COMPILE_OPTIONS, launch_rows, per_row
 
 __all__ = ["row_stats", "pixel_stats", "apply_gates", "bwd_pixel_sums", "row_dot_map", "bwd_input"]
@@ -209,3 +216,38 @@ def bwd_input(
 @bwd_input.register_fake
 def _(grad_y, x, scale, spatial, avg_map, max_map, max_at, row_add, row_max_grad, row_at, grad_x_part=None):
     return torch.empty_like(x)
+
+
+# The op registry's entries (ops/registry.py): tiny valid inputs for opcheck, the Triton kernels launched.
+
+
+def _ma_inputs(dev: str) -> tuple:
+    T, B, C, H, W = SAMPLE_SHAPE
+    return randn(dev, T, B, C, H, W), rand(dev, T, B, C), rand(dev, B, H * W)
+
+
+def _ma_bwd_input_samples(dev: str) -> list[tuple]:
+    T, B, C, H, W = SAMPLE_SHAPE
+    x, scale, spatial = _ma_inputs(dev)
+    _, _, row_at = registered_op("ma_row_stats")(x)
+    _, _, pix_at = registered_op("ma_pixel_stats")(x, scale)
+    avg, top, row_add, row_max = rand(dev, B, H * W), rand(dev, B, H * W), randn(dev, T, B, C), randn(dev, T, B, C)
+    return [
+        (torch.randn_like(x), x, scale, spatial, avg, top, pix_at, row_add, row_max, row_at, None),
+        (None, x, scale, None, None, None, None, row_add, row_max, row_at, torch.randn_like(x)),
+    ]
+
+
+OPS = (
+    triton_entry("ma_row_stats", __name__, lambda d: [_ma_inputs(d)[:1]], "row_sum_max_kernel"),
+    triton_entry("ma_pixel_stats", __name__, lambda d: [_ma_inputs(d)[:2]], "pixel_stats_kernel"),
+    triton_entry("ma_apply", __name__, lambda d: [(*_ma_inputs(d)[:2], None), _ma_inputs(d)], "apply_kernel"),
+    triton_entry(
+        "ma_bwd_pixel_sums",
+        __name__,
+        lambda d: [(torch.randn_like(x), x, s, m) for x, s, g in [_ma_inputs(d)] for m in (g, None)],
+        "bwd_pixel_sums_kernel",
+    ),
+    triton_entry("ma_row_dot_map", __name__, lambda d: [_ma_inputs(d)[::2]], "row_dot_map_kernel"),
+    triton_entry("ma_bwd_input", __name__, _ma_bwd_input_samples, "bwd_input_kernel"),
+)

@@ -17,6 +17,12 @@ import torch
 
 from ..kernels.triton import pooled_attention as K
 from .layout import na_strides, rows_layout
+from .registry import (
+    SAMPLE_SHAPE,
+    rand,
+    randn,
+    triton_entry,
+)
 from .triton_launch import launch_rows, per_row
 
 __all__ = ["rows_layout", "row_sums", "row_map_fwd", "row_map_bwd", "dta_fwd", "dta_bwd", "GATE", "CROSS"]
@@ -159,3 +165,51 @@ def dta_bwd(
 @dta_bwd.register_fake
 def _(grad_y, x, na, s, a, b, na_bias, need_grad_s):
     return _dta_bwd_outputs(x, na, s, need_grad_s, na_bias is not None)
+
+
+# The op registry's entries (ops/registry.py): tiny valid inputs for opcheck, the Triton kernels launched.
+
+
+def _rows(dev: str) -> tuple:
+    """(x, na, s, per-row values) of the pooled attentions' sweeps."""
+    T, B, C, H, W = SAMPLE_SHAPE
+    x = randn(dev, T, B, C, H, W)
+    return x, torch.randn_like(x), (torch.rand_like(x) > 0.5).float(), rand(dev, T, B, C)
+
+
+def _row_sums_samples(dev: str) -> list[tuple]:
+    x, na, _, _ = _rows(dev)
+    return [(x, None), (x, na)]
+
+
+def _row_map_fwd_samples(dev: str) -> list[tuple]:
+    x, _, _, r = _rows(dev)
+    return [(x, r, r * 2, mode) for mode in (0, 1)]  # GATE, CROSS (kernels/triton/rowwise.py)
+
+
+def _row_map_bwd_samples(dev: str) -> list[tuple]:
+    x, na, _, r = _rows(dev)
+    return [(na, x, r, r * 2, r / 3, mode) for mode in (0, 1)]
+
+
+def _dta_fwd_samples(dev: str) -> list[tuple]:
+    x, na, s, r = _rows(dev)
+    return [(x, na, s, r, r * 2, bias) for bias in (None, r / 5)]
+
+
+def _dta_bwd_samples(dev: str) -> list[tuple]:
+    x, na, s, r = _rows(dev)
+    return [
+        (na, x, na, s, r, r * 2, None, True),
+        (na, x, na, s, r, r * 2, r / 5, True),
+        (na, x, na, s, r, r * 2, None, False),
+    ]
+
+
+OPS = (
+    triton_entry("rowwise_sums", __name__, _row_sums_samples, "row_sums_kernel"),
+    triton_entry("rowwise_map_fwd", __name__, _row_map_fwd_samples, "row_map_fwd_kernel"),
+    triton_entry("rowwise_map_bwd", __name__, _row_map_bwd_samples, "row_map_bwd_kernel"),
+    triton_entry("rowwise_dta_fwd", __name__, _dta_fwd_samples, "dta_fwd_kernel"),
+    triton_entry("rowwise_dta_bwd", __name__, _dta_bwd_samples, "dta_bwd_kernel"),
+)

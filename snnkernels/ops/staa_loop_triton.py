@@ -22,9 +22,16 @@ import triton
 from ..backends import triton_interpreter_enabled
 from ..kernels.triton.staa_loop import SCALED_LOGITS, SIGMOID, SOFTMAX, staa_loop_bwd_kernel, staa_loop_fwd_kernel
 from ..reference.staa import SAParams
-from ..surrogate import Surrogate
+from ..surrogate import Sigmoid, Surrogate, Triangle
 from ._device import on_device_of
 from .pooled_attention_triton import row_sums
+from .registry import (
+    SAMPLE_SHAPE,
+    rand,
+    randn,
+    registered_op,
+    triton_entry,
+)
 from .triton_launch import COMPILE_OPTIONS, f32, half_tiles
 
 __all__ = ["staa_loop_persistent", "staa_loop_fwd", "staa_loop_bwd", "GATE_IDS"]
@@ -36,7 +43,8 @@ def _blocks(C: int, S: int, hid: int) -> dict:
     """The sweep's tile and the MLP's chunk (all hidden units x BLOCK_K channels). GPU: one program holds an
     SM alone, so 8 warps, and the step kernels' 1024-value tile (``triton_launch.half_tiles``: the backward
     keeps four row accumulators) with 4 values a thread; MLP chunks of at most 2048 weights (two chunks of
-    W2 live at once). These keep every variant free of spills at ResNet-20 sizes (python_tests/triton_aot.py)."""
+    W2 live at once). These keep every variant free of spills at ResNet-20 sizes
+    (python_tests/kernels/triton_aot.py)."""
     block_r, block_s, warps = half_tiles(C, S)
     block_hid = triton.next_power_of_2(max(hid, 1))
     interpreted = triton_interpreter_enabled()
@@ -321,3 +329,60 @@ def staa_loop_persistent(
         spike_dtype,
         training,
     )
+
+
+# The op registry's entries (ops/registry.py): tiny valid inputs for opcheck, the Triton kernels launched.
+
+
+def _staa_loop_inputs(dev: str, attention: bool) -> tuple:
+    """(y, a, b, w1 [HID, C], w2 [2C, HID], drop int32 [T, B]), without the step attention and TSRD when
+    not ``attention``."""
+    T, B, C, H, W = SAMPLE_SHAPE
+    y, a, b = 2 * rand(dev, T, B, C, H, W), rand(dev, C), rand(dev, C)
+    if not attention:
+        return y, a, b, None, None, None
+    drop = (torch.rand(T, B, device=dev) > 0.3).to(torch.int32)
+    return y, a, b, randn(dev, 2, C), randn(dev, 2 * C, 2), drop
+
+
+def _staa_loop_fwd_samples(dev: str) -> list[tuple]:
+    # gate: 0 sigmoid, 1 softmax, 2 scaled logits (kernels/triton/staa_loop.py)
+    return [
+        (*_staa_loop_inputs(dev, True), 0.5, 1, 1.0, 0.0, torch.float32, True),
+        (*_staa_loop_inputs(dev, False), 0.5, 0, 1.0, 0.0, torch.float16, False),
+    ]
+
+
+def _staa_loop_bwd_samples(dev: str) -> list[tuple]:
+    out = []
+    for attention, gate, sg in ((True, 2, Triangle.id), (False, 0, Sigmoid.id)):
+        inputs = _staa_loop_inputs(dev, attention)
+        spikes, states, ga, gb, hidden, mean_h, mean_y = registered_op("staa_loop_fwd")(
+            *inputs, 0.5, gate, 1.0, 0.0, torch.float32, True
+        )
+        out.append(
+            (
+                torch.randn_like(spikes),
+                *inputs,
+                states,
+                ga,
+                gb,
+                hidden,
+                mean_h,
+                mean_y,
+                0.5,
+                gate,
+                1.0,
+                0.0,
+                attention,
+                sg,
+                1.0,
+            )
+        )
+    return out
+
+
+OPS = (
+    triton_entry("staa_loop_fwd", __name__, _staa_loop_fwd_samples, "staa_loop_fwd_kernel"),
+    triton_entry("staa_loop_bwd", __name__, _staa_loop_bwd_samples, "staa_loop_bwd_kernel"),
+)

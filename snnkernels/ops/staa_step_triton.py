@@ -34,11 +34,17 @@ from ..reference.staa import (
     staa_coefficients,
     step_attention_gates,
 )
-from ..surrogate import Surrogate
+from ..surrogate import Sigmoid, Surrogate, Triangle
 from ._device import on_device_of
 from .autograd_helpers import fresh_float
 from .global_context_triton import global_context_fused
 from .pooled_attention import pooled_mean
+from .registry import (
+    SAMPLE_SHAPE,
+    rand,
+    randn,
+    triton_entry,
+)
 from .staa_loop_triton import staa_loop_persistent
 from .triton_launch import COMPILE_OPTIONS, f32, half_tiles
 
@@ -325,3 +331,39 @@ def staa_lif_fused(
         return staa_loop_persistent(feat, a, b, sa, mask, **loop)
     spikes, _ = staa_loop_fused(feat, a, b, sa, mask, v_init=None, **loop)
     return spikes
+
+
+# The op registry's entries (ops/registry.py): tiny valid inputs for opcheck, the Triton kernels launched.
+
+
+def _staa_step_inputs(dev: str) -> tuple:
+    """(h, y [B, C, H, W], a, b [C], ga, gb [B * C])."""
+    T, B, C, H, W = SAMPLE_SHAPE
+    return (
+        randn(dev, B, C, H, W),
+        2 * rand(dev, B, C, H, W),
+        rand(dev, C),
+        rand(dev, C),
+        rand(dev, B * C),
+        rand(dev, B * C),
+    )
+
+
+def _staa_step_bwd_samples(dev: str) -> list[tuple]:
+    T, B, C, H, W = SAMPLE_SHAPE
+    h, *rest = _staa_step_inputs(dev)
+    return [
+        (torch.randn_like(h), None, None, h, *rest, 1.0, 0.0, False, Triangle.id, 1.0),
+        (torch.randn_like(h), torch.randn_like(h), randn(dev, B, C), h, *rest, 1.0, 0.0, True, Sigmoid.id, 4.0),
+    ]
+
+
+OPS = (
+    triton_entry(
+        "staa_step_fwd",
+        __name__,
+        lambda d: [(*_staa_step_inputs(d), 1.0, 0.0, dt) for dt in (torch.float32, torch.bfloat16)],
+        "staa_step_fwd_kernel",
+    ),
+    triton_entry("staa_step_bwd", __name__, _staa_step_bwd_samples, "staa_step_bwd_kernel"),
+)

@@ -17,10 +17,16 @@ import torch
 import triton
 
 from ..kernels.triton.tcsa_step import tcsa_step_bwd_kernel, tcsa_step_fwd_kernel
-from ..surrogate import Surrogate
+from ..surrogate import Sigmoid, Surrogate, Triangle
 from ._device import on_device_of
 from .autograd_helpers import fresh_float
 from .ma_snn import ma_gates_fused
+from .registry import (
+    SAMPLE_SHAPE,
+    rand,
+    randn,
+    triton_entry,
+)
 from .triton_launch import COMPILE_OPTIONS, channel_tiles, f32
 
 __all__ = ["tcsa_step", "tcsa_lif_paper_fused"]
@@ -223,3 +229,30 @@ def tcsa_lif_paper_fused(
         )
         spikes.append(s)
     return torch.stack(spikes)
+
+
+# The op registry's entries (ops/registry.py): tiny valid inputs for opcheck, the Triton kernels launched.
+
+
+def _tcsa_fwd_samples(dev: str) -> list[tuple]:
+    T, B, C, H, W = SAMPLE_SHAPE
+    v, sc, gs = randn(dev, B, C, H, W), rand(dev, B, C), rand(dev, B, H * W)
+    return [
+        (v, sc, gs, None, 1.0, 0.0, 0.5, torch.float32),
+        (v, sc, gs, randn(dev, B, C, H, W), 0.5, 0.0, 0.5, torch.float16),
+    ]
+
+
+def _tcsa_bwd_samples(dev: str) -> list[tuple]:
+    T, B, C, H, W = SAMPLE_SHAPE
+    v, sc, gs = randn(dev, B, C, H, W), rand(dev, B, C), rand(dev, B, H * W)
+    return [
+        (randn(dev, B, C, H, W), None, v, sc, gs, 1.0, 0.0, 0.5, False, Triangle.id, 1.0),
+        (randn(dev, B, C, H, W), randn(dev, B, C, H, W), v, sc, gs, 0.5, 0.0, 0.5, True, Sigmoid.id, 4.0),
+    ]
+
+
+OPS = (
+    triton_entry("tcsa_step_fwd", __name__, _tcsa_fwd_samples, "tcsa_step_fwd_kernel"),
+    triton_entry("tcsa_step_bwd", __name__, _tcsa_bwd_samples, "tcsa_step_bwd_kernel"),
+)

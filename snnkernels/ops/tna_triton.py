@@ -24,6 +24,12 @@ import torch.nn.functional as F
 from ..kernels.triton import tna as K
 from ..reference.dta import TNAParams
 from .layout import match_layout
+from .registry import (
+    SAMPLE_SHAPE,
+    rand,
+    randn,
+    triton_entry,
+)
 from .triton_launch import launch_rows, per_row
 
 __all__ = ["tna_decoded", "tna_fused"]
@@ -156,3 +162,25 @@ def tna_fused(x2: torch.Tensor, params: TNAParams, *, dilation: int = 3, attn_sh
     """``tna_fused_reference`` on the fused path: [B, D, H, W] in and out."""
     na = tna_decoded(x2, params, dilation=dilation) + params.decoding_bias[:, None, None]
     return na + x2 if attn_shortcut else na
+
+
+# The op registry's entries (ops/registry.py): tiny valid inputs for opcheck, the Triton kernels launched.
+
+
+def _tna_inputs(dev: str) -> tuple:
+    """(a [B, D, H, W] plane, another, per-(b, d) gate)."""
+    T, B, C, H, W = SAMPLE_SHAPE
+    return randn(dev, B, C, H, W), randn(dev, B, C, H, W), rand(dev, B, C)
+
+
+OPS = (
+    triton_entry("tna_gelu_rows", __name__, lambda d: [_tna_inputs(d)[:1]], "gelu_rows_kernel"),
+    triton_entry("tna_gelu_bwd", __name__, lambda d: [_tna_inputs(d)], "gelu_bwd_kernel"),
+    triton_entry("tna_gated_fwd", __name__, lambda d: [_tna_inputs(d)], "gated_product_fwd_kernel"),
+    triton_entry(
+        "tna_gated_bwd",
+        __name__,
+        lambda d: [(randn(d, *SAMPLE_SHAPE[1:]), *_tna_inputs(d))],
+        "gated_product_bwd_kernel",
+    ),
+)

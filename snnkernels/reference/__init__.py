@@ -1,5 +1,6 @@
 """Eager references: plain loops over T implementing the equations of docs/. Ground truth for tests."""
 
+from .bn_lif import bn_lif_reference
 from .dta import TNAParams, dta_reference, tna_fused_reference, tna_reference, txa_reference
 from .leaky import multistep_leaky_reference, multistep_lif_reference, state_dtype
 from .ma_snn import multi_dimensional_attention_reference, tcsa_lif_paper_reference
@@ -21,4 +22,5 @@ __all__ = [
     "staa_lif_reference",
     "multi_dimensional_attention_reference",
     "tcsa_lif_paper_reference",
+    "bn_lif_reference",
 ]

@@ -1,8 +1,9 @@
 // Arguments of the leaky-neuron forward / backward as plain structs: raw pointers, sizes and scalars.
 // Torch-free: shared by the torch API layer (csrc/leaky/leaky_api*.cpp), the CPU core and the CUDA launch
 // functions. Semantics: snnkernels/ops/leaky.py (FWD_SCHEMA / BWD_SCHEMA) and docs/neuron.md. Every op argument
-// that a pass reads (Arg.reads in snnkernels/ops/leaky_settings.py) is a member of its struct with the same name,
-// and flags() sets the bits of those arguments: python_tests/test_neuron_settings.py checks both.
+// that a pass reads (Arg.reads in snnkernels/ops/leaky_settings.py) is a member of its struct with the same name
+// (python_tests/ops/test_neuron_settings.py checks it); flags() and the copies of the scalar settings into the
+// members are generated (leaky_args.h).
 //
 // Memory is walked as [T, N]: element (t, n) of x / spikes / grad_spikes / grad_x is at t * N + n; the
 // per-neuron arrays (v_init, v_final, grad_v_final, grad_v_init, partial sums) are [N] in the same neuron
@@ -58,11 +59,7 @@ struct LeakyFwdParams {
   float* v_seq = nullptr;            // [T, N] fp32 out, if store_v_seq: v_t after the reset of step t
   bool store_v_seq = false;
 
-  unsigned int flags() const {
-    return (has_v_init ? kHasVInit : 0u) | (decay_t ? kDecayT : 0u) | (gain_t ? kGainT : 0u) |
-           (bias_t ? kBiasT : 0u) | (hard_reset ? kHardReset : 0u) | (strict ? kStrict : 0u) |
-           (training ? kTraining : 0u) | (store_final_state ? kStoreFinal : 0u) | (store_v_seq ? kStoreVSeq : 0u);
-  }
+  unsigned int flags() const { return SNNK_LEAKY_FWD_FLAGS; }
 };
 
 struct LeakyBwdParams {
@@ -103,14 +100,7 @@ struct LeakyBwdParams {
   const float* grad_v_seq = nullptr;   // [T, N] fp32 dL/dv_t of the forward's v_seq, if has_grad_v_seq
   bool has_grad_v_seq = false;
 
-  unsigned int flags() const {
-    return (has_v_init ? kHasVInit : 0u) | (decay_t ? kDecayT : 0u) | (gain_t ? kGainT : 0u) |
-           (bias_t ? kBiasT : 0u) | (hard_reset ? kHardReset : 0u) | (strict ? kStrict : 0u) |
-           (detach_reset ? kDetachReset : 0u) | (has_grad_v_final ? kHasGradVFinal : 0u) |
-           (need_grad_v_init ? kStoreGradVInit : 0u) | (need_grad_decay ? kNeedGradDecay : 0u) |
-           (need_grad_gain ? kNeedGradGain : 0u) | (need_grad_bias ? kNeedGradBias : 0u) |
-           (has_grad_v_seq ? kHasGradVSeq : 0u);
-  }
+  unsigned int flags() const { return SNNK_LEAKY_BWD_FLAGS; }
 };
 
 }  // namespace snnk

@@ -23,7 +23,7 @@ import triton
 import triton.language as tl
 
 from .neuron_step import forward_chunks, recompute_chunk, step, walk_step
-from .row_tiles import load_step, row_values_at, store_step, tile_setup
+from .row_tiles import as_stored, load_step, row_values_at, store_step, tile_setup
 
 
 @triton.jit
@@ -35,24 +35,10 @@ def _pre(x, RELU: tl.constexpr):
 
 
 @triton.jit
-def _bf16_round(y):
-    """fp32 -> nearest bf16 (ties to even) -> fp32, spelt out in bits: Triton 3.6's interpreter truncates
-    fp32 -> bf16 casts, which would make the tests see other inputs than the GPU (and the reference). NaN
-    passes through (the carry could turn a NaN payload into inf)."""
-    bits = y.to(tl.uint32, bitcast=True)
-    bits = (bits + (((bits >> 16) & 1) + 0x7FFF)) & 0xFFFF0000
-    return tl.where(y != y, y, bits.to(tl.float32, bitcast=True))
-
-
-@triton.jit
 def _gated_input(x, g, m, RELU: tl.constexpr, x_ptr):
     """The neuron's input pre(x) * g * m, rounded to X's dtype as the unfused attention stores it (so the
     spikes equal the unfused path's in every dtype), computed in fp32."""
-    y = _pre(x, RELU) * g * m
-    if x_ptr.dtype.element_ty == tl.bfloat16:
-        return _bf16_round(y)
-    else:
-        return y.to(x_ptr.dtype.element_ty).to(tl.float32)
+    return as_stored(_pre(x, RELU) * g * m, x_ptr)
 
 
 @triton.jit

@@ -23,7 +23,7 @@ instructions are those of the body alone (checked against the previous kernel's 
 Membrane sequence: with ``STORE_V_SEQ`` the forward also stores each step's post-reset state (fp32 [T, N]); with
 ``HAS_GRAD_V_SEQ`` the backward adds dL/dv_seq[t] to the carried dL/dv_t before step t's walk. Both are
 constexprs, so a launch without them compiles to the kernel without those loads and stores
-(python_tests/test_leaky_kernel_code.py counts them).
+(python_tests/kernels/test_leaky_kernel_code.py counts them).
 """
 
 import triton

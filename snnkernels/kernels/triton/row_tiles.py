@@ -4,7 +4,7 @@ Row r = (t * B + b) * C + c starts at ``t * st + b * sb + c * sc``, so the libra
 transposed [B, T] storage are both walked in place. A sweep's program owns BLOCK_R rows and walks them in
 BLOCK_S steps (``tile_rows``, ``tile``); a neuron's program owns BLOCK_R rows x BLOCK_S columns of one step's
 B * C rows and walks all T steps (``step_tile``, ``tile_setup``, ``row_values_at``, ``load_step``, ``x_of_step``,
-``store_step``, ``store_row_counts``).
+``store_step``, ``store_row_counts``); ``as_stored`` rounds an fp32 value as a tensor of a given dtype holds it.
 """
 
 import triton
@@ -85,3 +85,23 @@ def store_step(out_ptr, at, out, spike, valid, mask, rmask, counts_ptr, partial_
         # spikes per (t, b, c) without a second pass (exact int32): the firing statistics, and for
         # binary input to a TCJA the pooled mean Z = count / HW (docs/tcja_dta.md "Gate after pooling, spike counts")
         store_row_counts(counts_ptr, partial_row, t, R1, spike, mask, rmask & valid)
+
+
+@triton.jit
+def bf16_round(y):
+    """fp32 -> nearest bf16 (ties to even) -> fp32, spelt out in bits: Triton 3.6's interpreter truncates
+    fp32 -> bf16 casts, which would make the tests see other inputs than the GPU (and the reference). NaN
+    passes through (the carry could turn a NaN payload into inf)."""
+    bits = y.to(tl.uint32, bitcast=True)
+    bits = (bits + (((bits >> 16) & 1) + 0x7FFF)) & 0xFFFF0000
+    return tl.where(y != y, y, bits.to(tl.float32, bitcast=True))
+
+
+@triton.jit
+def as_stored(y, ptr):
+    """fp32 ``y`` rounded to ptr's element type and back: the value a tensor of that dtype stores (an unfused
+    stage's output that the next stage reads)."""
+    if ptr.dtype.element_ty == tl.bfloat16:
+        return bf16_round(y)
+    else:
+        return y.to(ptr.dtype.element_ty).to(tl.float32)

@@ -1,0 +1,47 @@
+"""The GPU script's plumbing, checked without a GPU (GPU_CHECK_DRY_RUN=1): a GPU session is too scarce to
+lose to a shell typo. The dry run goes through every phase (environment, a small test file, both
+benchmarks eager-only on the CPU, plots, the copy to $OUT) and must exit 0 with results in $OUT."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="bash script for the Linux GPU machine")
+def test_gpu_script_dry_run(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "SNNKERNELS_BACKEND")}
+    env.update(
+        GPU_CHECK_DRY_RUN="1", OUT=str(tmp_path), PYTHON=sys.executable, GPU_CHECK_SECONDS="400", TEST_SECONDS="120"
+    )
+    proc = subprocess.run(
+        ["bash", str(ROOT / "bench" / "gpu_check.sh"), "all"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    assert "all phases passed" in log
+    # the test order: the GPU-only files first, the CPU-proven build / compile files not at all
+    (order,) = [line for line in log.splitlines() if "files in this order:" in line]
+    files = order.split("files in this order: ")[1].split(";")[0].split()
+    assert files[:2] == ["test_leaky.py", "test_staa_loop.py"], files
+    assert "test_checkpointing.py" in files and "test_native_build.py" not in files, files
+    assert len(files) == len(set(files)) == len(list((ROOT / "python_tests").glob("test_*.py"))) - 4, files
+    results = sorted(p.name for p in tmp_path.glob("*.json"))
+    assert any(name.endswith("_attention.json") for name in results), results
+    assert any(not name.endswith("_attention.json") for name in results), results
+    for name in results:
+        rows = json.loads((tmp_path / name).read_text())["rows"]
+        assert rows and all(r["status"] in ("ok", "unavailable") for r in rows), name
+    assert not list((ROOT / "bench" / "results").glob(f"*{tmp_path.name}*"))

@@ -1,0 +1,117 @@
+"""The 1-bit spike packing (docs/spike_pack.md "Layout") on every backend: the bytes equal numpy's
+``packbits(bitorder="little")`` of the flattened contiguous tensor and the eager reference's, unpacking is the
+exact inverse, a non-binary tensor raises naming its first offending element, and the ops trace under
+torch.compile without a graph break.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from snnkernels import functional as SF
+from snnkernels.backends import BackendUnavailableError
+from snnkernels.reference.spike_pack import packed_numel, spike_pack_reference, spike_unpack_reference
+
+from conftest import DEVICE
+
+BACKENDS = [
+    "torch",
+    pytest.param("native", marks=pytest.mark.skipif(DEVICE != "cpu", reason="the CPU kernels")),
+    pytest.param("triton", marks=pytest.mark.triton),
+]
+# element counts around byte boundaries, and odd multi-dim shapes
+SHAPES = [(0,), (1,), (7,), (8,), (9,), (3, 5, 7), (2, 3, 5, 11, 13)]
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+
+
+def _spikes(shape, dtype, p=0.4):
+    return (torch.rand(shape, device=DEVICE) < p).to(dtype)
+
+
+def _numpy_packed(x: torch.Tensor) -> np.ndarray:
+    return np.packbits(x.detach().cpu().float().numpy().astype(np.uint8).reshape(-1), bitorder="little")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pack_is_numpys_little_endian_packbits_and_unpack_inverts_it(backend, shape, dtype):
+    x = _spikes(shape, dtype)
+    packed = SF.spike_pack(x, backend=backend)
+    assert packed.dtype == torch.uint8 and packed.shape == (packed_numel(x.numel()),)
+    assert np.array_equal(packed.cpu().numpy(), _numpy_packed(x))
+    assert torch.equal(packed, spike_pack_reference(x))
+    back = SF.spike_unpack(packed, x.shape, dtype, backend=backend)
+    assert back.dtype == dtype and back.shape == x.shape and back.is_contiguous()
+    assert torch.equal(back, x)
+
+
+@pytest.mark.parametrize("backend", ["torch", "native"])
+def test_fp64_round_trip(backend):
+    if backend == "native" and DEVICE != "cpu":
+        pytest.skip("the CPU kernels")
+    x = _spikes((3, 7, 5), torch.float64, p=0.7)
+    assert torch.equal(SF.spike_unpack(SF.spike_pack(x, backend=backend), x.shape, x.dtype, backend=backend), x)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_unpack_reads_every_bit_and_ignores_the_last_bytes_spare_bits(backend):
+    """Random bytes (every bit pattern, the spare high bits of the last byte set): unpack equals the reference
+    and numpy's unpackbits; the result's every element is written (NaN-poisoned allocations)."""
+    n = 3 * 5 * 7  # 105 = 13 bytes + 1 bit
+    packed = torch.randint(0, 256, (packed_numel(n),), dtype=torch.uint8, device=DEVICE)
+    out = SF.spike_unpack(packed, [3, 5, 7], torch.float32, backend=backend)
+    bits = np.unpackbits(packed.cpu().numpy(), bitorder="little")[:n].reshape(3, 5, 7)
+    assert np.array_equal(out.cpu().numpy(), bits.astype(np.float32))
+    assert torch.equal(out, spike_unpack_reference(packed, (3, 5, 7), torch.float32))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_non_contiguous_input_packs_in_its_logical_order(backend):
+    x = _spikes((5, 9, 3), torch.float32).permute(2, 0, 1)
+    assert not x.is_contiguous()
+    packed = SF.spike_pack(x, backend=backend)
+    assert np.array_equal(packed.cpu().numpy(), _numpy_packed(x.contiguous()))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("bad", [0.5, -1.0, 2.0, float("nan"), float("inf")])
+def test_non_binary_input_raises_naming_its_first_offending_element(backend, bad):
+    x = _spikes((3, 5, 7), torch.float32)
+    x[2, 4, 6] = 3.0  # a later offender, reported only if the first is missed
+    x[1, 2, 3] = bad
+    with pytest.raises(ValueError, match=r"element \(1, 2, 3\) \(flat index 52 of shape \(3, 5, 7\)\) is "):
+        SF.spike_pack(x, backend=backend)
+    # unchecked: the bit is x != 0
+    packed = SF.spike_pack(x, check=False, backend=backend)
+    assert torch.equal(packed, spike_pack_reference((x != 0).float()))
+
+
+def test_bool_input_and_bad_arguments():
+    x = torch.rand(3, 5, device=DEVICE) < 0.5
+    assert torch.equal(SF.spike_pack(x), spike_pack_reference(x.float()))
+    with pytest.raises(TypeError, match="float"):
+        SF.spike_pack(torch.ones(3, dtype=torch.int64))
+    with pytest.raises(TypeError, match="uint8"):
+        SF.spike_unpack(torch.ones(3), [3])
+    with pytest.raises(ValueError, match="backend"):
+        SF.spike_pack(x.float(), backend="nope")
+    with pytest.raises(BackendUnavailableError, match="cupy"):
+        SF.spike_pack(x.float(), backend="cupy")
+    with pytest.raises(ValueError, match="needs 2 packed bytes"):
+        SF.spike_unpack(torch.zeros(1, dtype=torch.uint8), [3, 5])
+
+
+@pytest.mark.parametrize("backend", BACKENDS[1:])
+def test_pack_and_unpack_compile_without_graph_breaks(backend):
+    """The ops trace as one graph (the check runs inside the op). The eager reference ("torch") branches on
+    its check's data, which dynamo cannot trace in one graph."""
+
+    def round_trip(x):
+        return SF.spike_unpack(SF.spike_pack(x, backend=backend), x.shape, x.dtype, backend=backend) * 2
+
+    x = _spikes((3, 5, 7), torch.float32)
+    compiled = torch.compile(round_trip, fullgraph=True, backend="aot_eager")
+    assert torch.equal(compiled(x), 2 * x)

@@ -1,0 +1,114 @@
+"""Conv / linear layers that take spikes and keep them for the backward at 1 bit each (docs/spike_pack.md).
+
+``SpikeConv1d`` / ``SpikeConv2d`` / ``SpikeLinear`` subclass ``nn.Conv1d`` / ``nn.Conv2d`` / ``nn.Linear``: the
+same constructor arguments, parameters and state_dict (an ``nn.Conv2d`` checkpoint loads as is), plus
+``backend`` ("torch" is the plain layer) and ``check`` (raise on an input that is not 0 / 1). The forward is
+the plain layer's; the input is saved packed (``functional.spike_pack``) and unpacked in the backward for the
+weight gradient only, which is bit-identical to the plain layer's. The convs also take multi-step input
+[T, B, C, ...] (one more dim than the plain layer), run as [T * B, C, ...].
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import functional as SF
+from ..backends import check_backend_name
+
+__all__ = ["SpikeConv1d", "SpikeConv2d", "SpikeLinear"]
+
+
+class _SpikeConvMixin:
+    """The forward of SpikeConv1d / SpikeConv2d (``dims`` spatial dims)."""
+
+    dims: int
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, backend={self.backend!r}, check={self.check}"
+
+    def _spike_forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == self.dims + 3:  # multi-step [T, B, C, ...]
+            return self._spike_forward(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+        if self.backend == "torch" or x.dim() != self.dims + 2:  # the plain layer (unbatched input included)
+            return self._conv_forward(x, self.weight, self.bias)
+        padding = self.padding
+        if self.padding_mode != "zeros":
+            x = nn.functional.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            padding = 0
+        return SF.spike_conv(
+            x,
+            self.weight,
+            self.bias,
+            self.stride,
+            padding,
+            self.dilation,
+            self.groups,
+            check=self.check,
+            backend=self.backend,
+        )
+
+
+class SpikeConv1d(_SpikeConvMixin, nn.Conv1d):
+    """``nn.Conv1d`` on spikes, its input saved at 1 bit an element.
+
+    Args:
+        *args, **kwargs: those of ``nn.Conv1d``.
+        backend (str, Optional): "auto", "native", "triton" (the packing's kernels) or "torch" (the plain
+            ``nn.Conv1d``, nothing packed). Default: "auto"
+        check (bool, Optional): raise a ValueError naming the first input element that is not 0 / 1.
+            Default: True
+    """
+
+    dims = 1
+
+    def __init__(self, *args, backend: str = "auto", check: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.backend = check_backend_name(backend, type(self).__name__, SF.PACKING_BACKENDS)
+        self.check = check
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._spike_forward(x)
+
+
+class SpikeConv2d(_SpikeConvMixin, nn.Conv2d):
+    """``nn.Conv2d`` on spikes, its input saved at 1 bit an element.
+
+    Args:
+        *args, **kwargs: those of ``nn.Conv2d``.
+        backend (str, Optional): as ``SpikeConv1d``. Default: "auto"
+        check (bool, Optional): as ``SpikeConv1d``. Default: True
+    """
+
+    dims = 2
+
+    def __init__(self, *args, backend: str = "auto", check: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.backend = check_backend_name(backend, type(self).__name__, SF.PACKING_BACKENDS)
+        self.check = check
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._spike_forward(x)
+
+
+class SpikeLinear(nn.Linear):
+    """``nn.Linear`` on spikes [..., in_features], its input saved at 1 bit an element.
+
+    Args:
+        *args, **kwargs: those of ``nn.Linear``.
+        backend (str, Optional): as ``SpikeConv1d``. Default: "auto"
+        check (bool, Optional): as ``SpikeConv1d``. Default: True
+    """
+
+    def __init__(self, *args, backend: str = "auto", check: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.backend = check_backend_name(backend, type(self).__name__, SF.PACKING_BACKENDS)
+        self.check = check
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, backend={self.backend!r}, check={self.check}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.backend == "torch":
+            return super().forward(x)
+        return SF.spike_linear(x, self.weight, self.bias, check=self.check, backend=self.backend)

@@ -1,0 +1,420 @@
+"""BatchNorm + the leaky neuron as one op (``kernels.triton.bn_lif``): ``torch.library`` ops and the autograd.
+
+``bn_lif(x, running_mean, running_var, weight, bias, ...)`` is ``nn.functional.batch_norm`` over the merged
+[T * B, C, ...] samples followed by the multi-step leaky neuron, with BatchNorm applied as the neuron loads x:
+BatchNorm's output is never stored, and the backward rebuilds it from x (docs/bn_lif.md). Three ops:
+
+- ``snnkernels::bn_lif_stats``: the batch mean and biased variance per channel (fp64 [2, C]) from one sweep
+  of x: per tile-row sums and squared deviations (fp32, kernel), combined per channel in fp64 here;
+- ``snnkernels::bn_lif_fwd``: the neuron on ``y = x * scale[c] + shift[c]``: (spikes, checkpoints);
+- ``snnkernels::bn_lif_bwd``: dL/dx and the per-channel sums that give dL/dweight, dL/dbias and the
+  neuron coefficients' gradients.
+
+The running statistics are updated here, as ``nn.functional.batch_norm`` does (momentum, unbiased variance),
+from the same fp64 statistics. Layout: x [T, B, C, *spatial] with the spatial dims flattened into contiguous
+rows (the [T, B] storage or its [B, T] transpose read in place, anything else copied once).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import triton
+
+from ..kernels.triton.bn_lif import (
+    bn_lif_bwd_kernel,
+    bn_lif_fwd_kernel,
+    bn_lif_input_grad_kernel,
+    bn_lif_stats_kernel,
+)
+from ..surrogate import Sigmoid, Triangle
+from ._device import on_device_of
+from ._double_backward import refuse_double_backward
+from .autograd_helpers import fresh_settings, needs_training
+from .gated_leaky_triton import NeuronSettings, new_checkpoints
+from .layout import match_layout, rows_layout
+from .leaky_triton import DEFAULT_CHUNK
+from .registry import SAMPLE_SHAPE, rand, randn, registered_op, triton_entry
+from .triton_launch import COMPILE_OPTIONS, f32, launch_rows, neuron_geometry, neuron_grid, row_geometry, row_tiles
+
+__all__ = ["bn_lif", "bn_lif_stats", "bn_lif_fwd", "bn_lif_bwd", "as_rows", "SUMS", "OPS"]
+
+# Rows of bn_lif_bwd's per-channel sums: dL/dbias, dL/dweight (sum of dL/dy * x_hat), and the neuron's
+# dL/ddecay (dL/dh * v_{t-1}), dL/dgain (dL/dh * y), dL/dbias (dL/dh)
+SUMS = ("dy", "dy_xhat", "decay", "gain", "bias")
+
+
+def as_rows(x: torch.Tensor) -> torch.Tensor:
+    """x [T, B, C, *spatial] as the [T, B, C, 1, S] rows the kernels walk (a view where the storage allows)."""
+    T, B, C = x.shape[:3]
+    return rows_layout(x.reshape(T, B, C, 1, -1))
+
+
+@torch.library.custom_op("snnkernels::bn_lif_stats", mutates_args=(), device_types=("cpu", "cuda"))
+def bn_lif_stats(x: torch.Tensor) -> torch.Tensor:
+    """(batch mean, biased variance) per channel of x [T, B, C, 1, S] over T * B * S values, fp64 [2, C]."""
+    T, B, C, _, S = x.shape
+    R = T * B * C
+    block_r, block_s, warps = row_tiles(R, S)
+    n_col = triton.cdiv(S, block_s)
+    sums = x.new_empty((n_col, R), dtype=torch.float32)
+    m2 = x.new_empty((n_col, R), dtype=torch.float32)
+    if x.numel() > 0:
+        with on_device_of(x):
+            bn_lif_stats_kernel[(triton.cdiv(R, block_r), n_col)](
+                x,
+                sums,
+                m2,
+                *row_geometry(x),
+                BLOCK_R=block_r,
+                BLOCK_S=block_s,
+                num_warps=warps,
+                **COMPILE_OPTIONS,
+            )
+    # Chan's parallel formula over the tile-rows, in fp64 and a fixed order (docs/bn_lif.md "Batch statistics")
+    counts = (S - torch.arange(n_col, device=x.device, dtype=torch.float64) * block_s).clamp(max=block_s)
+    sums, m2 = sums.double().view(n_col, T * B, C), m2.double().view(n_col, T * B, C)
+    n = float(T * B * S)
+    mean = sums.sum(dim=(0, 1)) / n
+    part_mean = sums / counts[:, None, None]
+    spread = (counts[:, None, None] * (part_mean - mean) ** 2).sum(dim=(0, 1))
+    var = (m2.sum(dim=(0, 1)) + spread) / n
+    return torch.stack((mean, var))
+
+
+@bn_lif_stats.register_fake
+def _(x):
+    return x.new_empty((2, x.shape[2]), dtype=torch.float64)
+
+
+@torch.library.custom_op("snnkernels::bn_lif_fwd", mutates_args=(), device_types=("cpu", "cuda"))
+def bn_lif_fwd(
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    decay: torch.Tensor,
+    gain: torch.Tensor,
+    bias: torch.Tensor,
+    v_threshold: float,
+    v_reset: float,
+    v_init_value: float,
+    hard_reset: bool,
+    strict: bool,
+    training: bool,
+    chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(spikes in x's layout and dtype, fp32 checkpoints [cdiv(T, chunk) - 1, B * C * S] if training) of the
+    neuron ``h = decay * v + gain * y + bias`` on ``y = x * scale + shift`` (all [C] fp32), from v_init_value."""
+    spikes, ckpt = torch.empty_like(x), new_checkpoints(x, training, chunk)
+    if x.numel() == 0:
+        return spikes, ckpt
+    grid, block_r, block_s, warps = neuron_grid(x)
+    with on_device_of(x):
+        bn_lif_fwd_kernel[grid](
+            x,
+            scale,
+            shift,
+            decay,
+            gain,
+            bias,
+            spikes,
+            ckpt if training else spikes,
+            *neuron_geometry(x),
+            *f32(v_threshold, v_reset, v_init_value),
+            HARD_RESET=hard_reset,
+            STRICT=strict,
+            TRAINING=training,
+            CHUNK=chunk,
+            BLOCK_R=block_r,
+            BLOCK_S=block_s,
+            num_warps=warps,
+            **COMPILE_OPTIONS,
+        )
+    return spikes, ckpt
+
+
+@bn_lif_fwd.register_fake
+def _(x, scale, shift, decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, training, chunk):
+    return torch.empty_like(x), new_checkpoints(x, training, chunk)
+
+
+@torch.library.custom_op("snnkernels::bn_lif_bwd", mutates_args=(), device_types=("cpu", "cuda"))
+def bn_lif_bwd(
+    grad_spikes: torch.Tensor,
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    mean: torch.Tensor,
+    invstd: torch.Tensor,
+    decay: torch.Tensor,
+    gain: torch.Tensor,
+    bias: torch.Tensor,
+    checkpoints: torch.Tensor,
+    v_threshold: float,
+    v_reset: float,
+    v_init_value: float,
+    hard_reset: bool,
+    strict: bool,
+    detach_reset: bool,
+    surrogate_id: int,
+    surrogate_param: float,
+    chunk: int,
+    batch_stats: bool,
+    need_grad_decay: bool,
+    need_grad_gain: bool,
+    need_grad_bias: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dL/dx in x's layout and dtype, fp32 [5, C] per-channel sums in the order of ``SUMS``; the rows of
+    coefficients not asked for are zero). ``batch_stats``: x was normalised with its own batch statistics
+    (``mean``, ``invstd``), so dL/dx has BatchNorm's mean terms; else with fixed ones, dL/dx = scale * dL/dy."""
+    T, B, C, _, S = x.shape
+    grid, block_r, block_s, warps = neuron_grid(x)
+    grad_x = torch.empty_like(x)
+    partials = x.new_zeros((len(SUMS), grid[1], B * C), dtype=torch.float32)
+    if x.numel() == 0:
+        return grad_x, partials.new_zeros((len(SUMS), C))
+    # dL/dy needs the per-channel sums before dL/dx can be formed: kept in fp32 (in grad_x itself for fp32 x)
+    grad_y = grad_x if (batch_stats and x.dtype == torch.float32) else None
+    if batch_stats and grad_y is None:
+        grad_y = torch.empty_like(x, dtype=torch.float32)
+    with on_device_of(x):
+        bn_lif_bwd_kernel[grid](
+            grad_spikes,
+            x,
+            scale,
+            shift,
+            mean,
+            invstd,
+            decay,
+            gain,
+            bias,
+            checkpoints,
+            grad_y if batch_stats else grad_x,
+            partials,
+            *neuron_geometry(x),
+            *f32(v_threshold, v_reset, v_init_value, surrogate_param),
+            BATCH_STATS=batch_stats,
+            HARD_RESET=hard_reset,
+            STRICT=strict,
+            DETACH_RESET=detach_reset,
+            SG_ID=surrogate_id,
+            NEED_GRAD_DECAY=need_grad_decay,
+            NEED_GRAD_GAIN=need_grad_gain,
+            NEED_GRAD_BIAS=need_grad_bias,
+            CHUNK=chunk,
+            BLOCK_R=block_r,
+            BLOCK_S=block_s,
+            num_warps=warps,
+            **COMPILE_OPTIONS,
+        )
+    sums = partials.view(len(SUMS), grid[1] * B, C).sum(dim=1, dtype=torch.float64)
+    if batch_stats:
+        n = T * B * S
+        channel = torch.cat((scale[None], mean[None], invstd[None], (sums[:2] / n).float()))
+        launch_rows(bn_lif_input_grad_kernel, x, grad_y, x, channel.contiguous(), grad_x)
+    return grad_x, sums.float()
+
+
+@bn_lif_bwd.register_fake
+def _(grad_spikes, x, scale, *args):
+    return torch.empty_like(x), x.new_empty((len(SUMS), x.shape[2]), dtype=torch.float32)
+
+
+refuse_double_backward("snnkernels::bn_lif_bwd", "Run BatchNorm and the neuron unfused on backend='torch'.")
+
+
+class _BNLIFFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        decay: torch.Tensor,
+        gain: torch.Tensor,
+        neuron_bias: torch.Tensor,
+        mean: torch.Tensor,
+        invstd: torch.Tensor,
+        neuron: NeuronSettings,
+        batch_stats: bool,
+        chunk: int,
+        training: bool,
+    ):
+        _decay, _gain, _bias, v_threshold, v_reset, v_init_value, hard_reset, strict, *_ = neuron
+        scale = weight * invstd
+        shift = bias - mean * scale
+        spikes, ckpt = bn_lif_fwd(
+            x,
+            scale,
+            shift,
+            decay,
+            gain,
+            neuron_bias,
+            v_threshold,
+            v_reset,
+            v_init_value,
+            hard_reset,
+            strict,
+            training,
+            chunk,
+        )
+        ctx.neuron, ctx.batch_stats, ctx.chunk = neuron, batch_stats, chunk
+        ctx.save_for_backward(x, scale, shift, mean, invstd, decay, gain, neuron_bias, ckpt)
+        return spikes
+
+    @staticmethod
+    def backward(ctx: Any, grad_spikes: torch.Tensor):
+        x, scale, shift, mean, invstd, decay, gain, neuron_bias, ckpt = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        _d, _g, _b, v_threshold, v_reset, v_init_value, hard_reset, strict, detach, sg_id, sg_param = ctx.neuron
+        grad_x, sums = bn_lif_bwd(
+            match_layout(grad_spikes, x),
+            x,
+            scale,
+            shift,
+            mean,
+            invstd,
+            decay,
+            gain,
+            neuron_bias,
+            ckpt,
+            v_threshold,
+            v_reset,
+            v_init_value,
+            hard_reset,
+            strict,
+            detach,
+            sg_id,
+            sg_param,
+            ctx.chunk,
+            ctx.batch_stats,
+            needs[3],
+            needs[4],
+            needs[5],
+        )
+        grads = (sums[1], sums[0], sums[2], sums[3], sums[4])
+        return (
+            grad_x if needs[0] else None,
+            *(g if need else None for g, need in zip(grads, needs[1:6], strict=True)),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+def _per_channel(value: float | torch.Tensor | None, channels: int, like: torch.Tensor, default: float) -> torch.Tensor:
+    """A float, a 0-d / [1] / [C] tensor, or None (``default``) as an fp32 [C] tensor that carries its gradient."""
+    if value is None:
+        value = default
+    if not isinstance(value, torch.Tensor):
+        return torch.full((channels,), float(value), dtype=torch.float32, device=like.device)
+    value = value.to(torch.float32).reshape(-1)
+    return (value.expand(channels) if value.numel() != channels else value).contiguous()
+
+
+def bn_lif(
+    x: torch.Tensor,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    *,
+    batch_stats: bool,
+    momentum: float,
+    eps: float,
+    coefficients: tuple[float | torch.Tensor, float | torch.Tensor, float | torch.Tensor],
+    neuron: NeuronSettings,
+    chunk: int = DEFAULT_CHUNK,
+) -> torch.Tensor:
+    """Spikes of the leaky neuron on ``nn.functional.batch_norm(x over [T * B, C, ...])`` (Triton).
+
+    Args:
+        x (Tensor): [T, B, C, *spatial], fp32 / fp16 / bf16.
+        running_mean (Tensor, Optional): [C]; updated in place when ``batch_stats`` (as BatchNorm's buffer).
+        running_var (Tensor, Optional): [C]; updated in place with the unbiased batch variance.
+        weight (Tensor, Optional): BatchNorm's [C] weight (None: 1).
+        bias (Tensor, Optional): BatchNorm's [C] bias (None: 0).
+        batch_stats (bool): normalise with the batch statistics (``training`` of ``batch_norm``); else with
+            the running ones.
+        momentum (float): the running statistics' update factor (``batch_norm``'s ``momentum``).
+        eps (float): added to the variance.
+        coefficients (tuple): the neuron's (decay, gain, bias): floats, or 0-d / [1] / [C] tensors that may be
+            learnable.
+        neuron (tuple): (decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict,
+            detach_reset, surrogate_id, surrogate_param); its first three entries are ignored (``coefficients``).
+        chunk (int): steps per checkpoint. Default: the leaky neuron's.
+    """
+    T, B, C = x.shape[:3]
+    rows = as_rows(x)
+    if batch_stats:
+        stats = bn_lif_stats(rows.detach())
+        mean64, var64 = stats[0], stats[1]
+        if running_mean is not None and running_var is not None:
+            n = T * B * rows.shape[-1]
+            with torch.no_grad():
+                unbiased = var64 * (n / (n - 1)) if n > 1 else var64 * float("nan")
+                running_mean.copy_(momentum * mean64 + (1.0 - momentum) * running_mean.double())
+                running_var.copy_(momentum * unbiased + (1.0 - momentum) * running_var.double())
+    else:
+        mean64, var64 = running_mean.detach().double(), running_var.detach().double()
+    mean = mean64.float()
+    invstd = torch.rsqrt(var64 + eps).float()
+    w = _per_channel(weight, C, x, 1.0)
+    b = _per_channel(bias, C, x, 0.0)
+    decay, gain, neuron_bias = (_per_channel(c, C, x, 0.0) for c in coefficients)
+    training = needs_training(x, w, b, decay, gain, neuron_bias)
+    spikes = _BNLIFFunction.apply(
+        rows, w, b, decay, gain, neuron_bias, mean, invstd, fresh_settings(neuron), batch_stats, chunk, training
+    )
+    return spikes.reshape(x.shape)
+
+
+# The op registry's entries (ops/registry.py): tiny valid inputs for opcheck, the Triton kernels launched.
+
+
+def _bn_lif_inputs(dev: str) -> tuple:
+    """x as the [T, B, C, 1, S] rows bn_lif walks (and its [B, T] storage read in place), BatchNorm's per-channel
+    scale and shift, the neuron's per-channel (decay, gain, bias)."""
+    T, B, C, H, W = SAMPLE_SHAPE
+    x = 2 * randn(dev, T, B, C, 1, H * W)
+    x_bt = 2 * randn(dev, B, T, C, 1, H * W).transpose(0, 1)
+    coef = tuple(torch.full((C,), c, device=dev) for c in (0.5, 1.0, 0.1))
+    return x, x_bt, rand(dev, C) + 0.5, randn(dev, C), coef
+
+
+def _bn_lif_fwd_samples(dev: str) -> list[tuple]:
+    x, x_bt, scale, shift, coef = _bn_lif_inputs(dev)
+    return [
+        (x, scale, shift, *coef, 1.0, 0.0, 0.0, True, False, True, 2),
+        (x_bt, scale, shift, *coef, 1.0, 0.0, 0.0, False, True, False, 2),
+    ]
+
+
+def _bn_lif_bwd_samples(dev: str) -> list[tuple]:
+    x, x_bt, scale, shift, coef = _bn_lif_inputs(dev)
+    C = SAMPLE_SHAPE[2]
+    mean, invstd = randn(dev, C), rand(dev, C) + 0.5
+    out = []
+    for xs, batch_stats, hard, sg in ((x, True, True, Triangle.id), (x_bt, False, False, Sigmoid.id)):
+        spikes, ckpt = registered_op("bn_lif_fwd")(xs, scale, shift, *coef, 1.0, 0.0, 0.0, hard, False, True, 2)
+        settings = (1.0, 0.0, 0.0, hard, False, not hard, sg, 1.0, 2, batch_stats, True, batch_stats, True)
+        out.append((torch.randn_like(spikes), xs, scale, shift, mean, invstd, *coef, ckpt, *settings))
+    return out
+
+
+OPS = (
+    triton_entry("bn_lif_stats", __name__, lambda d: [(x,) for x in _bn_lif_inputs(d)[:2]], "bn_lif_stats_kernel"),
+    triton_entry("bn_lif_fwd", __name__, _bn_lif_fwd_samples, "bn_lif_fwd_kernel"),
+    triton_entry(
+        "bn_lif_bwd",
+        __name__,
+        _bn_lif_bwd_samples,
+        "bn_lif_bwd_kernel",
+        "bn_lif_input_grad_kernel",
+        autograd=True,
+    ),
+)

@@ -1,0 +1,182 @@
+"""The spike packing's backend-independent part: its CPU op, the dispatch to a resolved backend, and the
+autograd of the spike layers (conv / linear that keep their input as 1 bit per spike).
+
+``spike_pack_native`` / ``spike_unpack_native``: the CPU kernels of the packing, vectorised torch (a [n/8, 8]
+bit matrix times the bit weights), registered under the name the native extension's C++ kernels will take.
+
+``SpikeConvFunction`` / ``SpikeLinearFunction``: the forward is the plain conv / linear; the saved input is its
+packed copy (plus the weight). The backward unpacks it for the weight gradient only and calls the very backward
+formulas that autograd calls for ``aten.convolution`` / ``aten.linear`` (docs/spike_pack.md "Exactness"), so
+every gradient is bit-identical to the unpacked layer's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ..reference.spike_pack import (
+    check_binary,
+    packed_numel,
+    spike_pack_reference,
+    spike_unpack_reference,
+)
+from .registry import OpEntry
+
+__all__ = [
+    "spike_pack_native",
+    "spike_unpack_native",
+    "pack",
+    "unpack",
+    "SpikeConvFunction",
+    "SpikeLinearFunction",
+]
+
+
+def _numel(shape: Sequence[int]) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+@torch.library.custom_op("snnkernels::spike_pack_native", mutates_args=(), device_types=("cpu",))
+def spike_pack_native(x: torch.Tensor, check: bool) -> torch.Tensor:
+    """uint8 [ceil(x.numel() / 8)] of the spikes of x, on the CPU."""
+    if check:
+        check_binary(x)
+    n = x.numel()
+    bits = torch.zeros(packed_numel(n) * 8, dtype=torch.uint8)
+    torch.ne(x.reshape(-1), 0, out=bits[:n].view(torch.bool))
+    weights = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8)
+    return (bits.view(-1, 8) * weights).sum(1, dtype=torch.uint8)
+
+
+@spike_pack_native.register_fake
+def _(x, check):
+    return x.new_empty(packed_numel(x.numel()), dtype=torch.uint8)
+
+
+@torch.library.custom_op("snnkernels::spike_unpack_native", mutates_args=(), device_types=("cpu",))
+def spike_unpack_native(packed: torch.Tensor, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+    """The 0 / 1 tensor of ``shape`` and ``dtype`` that ``packed`` holds, on the CPU."""
+    n = _numel(shape)
+    if packed.numel() < packed_numel(n):
+        raise ValueError(f"spike_unpack: {tuple(shape)} needs {packed_numel(n)} packed bytes, got {packed.numel()}")
+    shifts = torch.arange(8, dtype=torch.uint8)
+    bits = (packed[: packed_numel(n), None] >> shifts) & 1
+    return bits.reshape(-1)[:n].to(dtype).reshape(tuple(shape))
+
+
+@spike_unpack_native.register_fake
+def _(packed, shape, dtype):
+    return packed.new_empty(tuple(shape), dtype=dtype)
+
+
+def _samples(name: str):
+    def samples(dev: str) -> list[tuple]:
+        from . import spike_pack_triton  # its samples; needs Triton only for the import
+
+        return getattr(spike_pack_triton, name)(dev)
+
+    return samples
+
+
+def pack(x: torch.Tensor, check: bool, backend: str) -> torch.Tensor:
+    """Pack on a resolved backend ("torch", "native" or "triton")."""
+    if backend == "triton":
+        from .spike_pack_triton import spike_pack_triton
+
+        return spike_pack_triton(x, check)
+    if backend == "native":
+        return spike_pack_native(x, check)
+    return spike_pack_reference(x, check)
+
+
+def unpack(packed: torch.Tensor, shape: Sequence[int], dtype: torch.dtype, backend: str) -> torch.Tensor:
+    """Unpack on a resolved backend ("torch", "native" or "triton")."""
+    if backend == "triton":
+        from .spike_pack_triton import spike_unpack_triton
+
+        return spike_unpack_triton(packed, list(shape), dtype)
+    if backend == "native":
+        return spike_unpack_native(packed, list(shape), dtype)
+    return spike_unpack_reference(packed, shape, dtype)
+
+
+class SpikeConvFunction(torch.autograd.Function):
+    """``aten.convolution`` (not transposed) whose saved input is packed to 1 bit an element."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        stride: list[int],
+        padding: list[int],
+        dilation: list[int],
+        groups: int,
+        check: bool,
+        backend: str,
+    ) -> torch.Tensor:
+        out = torch.ops.aten.convolution(x, weight, bias, stride, padding, dilation, False, [0] * len(stride), groups)
+        ctx.save_for_backward(pack(x, check, backend), weight)
+        ctx.geometry = (list(x.shape), x.dtype, stride, padding, dilation, groups, backend)
+        ctx.bias_shape = None if bias is None else list(bias.shape)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor):
+        packed, weight = ctx.saved_tensors
+        shape, dtype, stride, padding, dilation, groups, backend = ctx.geometry
+        x = unpack(packed, shape, dtype, backend)
+        need = ctx.needs_input_grad
+        mask = [need[0], need[1], ctx.bias_shape is not None and need[2]]
+        dx, dw, db = torch.ops.aten.convolution_backward(
+            grad, x, weight, ctx.bias_shape, stride, padding, dilation, False, [0] * len(stride), groups, mask
+        )
+        return dx, dw, db, None, None, None, None, None, None
+
+
+class SpikeLinearFunction(torch.autograd.Function):
+    """``aten.linear`` whose saved input is packed to 1 bit an element."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, check: bool, backend: str
+    ) -> torch.Tensor:
+        out = torch.nn.functional.linear(x, weight, bias)
+        ctx.save_for_backward(pack(x, check, backend), weight)
+        # a column-major 2-D input makes autograd's mm backward take its transposed branch
+        col_major = x.dim() == 2 and x.stride(0) == 1 and x.stride(1) == x.shape[0]
+        ctx.geometry = (list(x.shape), x.dtype, col_major, bias is not None, backend)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor):
+        packed, weight = ctx.saved_tensors
+        shape, dtype, col_major, has_bias, backend = ctx.geometry
+        need = ctx.needs_input_grad
+        g2 = grad.reshape(-1, grad.shape[-1])
+        dx = dw = db = None
+        if need[0]:  # mm_mat1_backward of x2 @ weight.t()
+            dx = (weight.t().mm(g2.t()).t() if col_major else g2.mm(weight)).reshape(shape)
+        if need[1]:  # mm_mat2_backward with weight.t() column-major, then the transpose's backward
+            x2 = unpack(packed, shape, dtype, backend).reshape(-1, shape[-1])
+            if col_major:
+                x2 = x2.t().contiguous().t()
+            dw = g2.t().mm(x2)
+        if has_bias and need[2]:  # the broadcast bias: sum_to over every leading dim
+            db = grad.sum(tuple(range(grad.dim() - 1))) if grad.dim() > 1 else grad
+        return dx, dw, db, None, None
+
+
+# The op registry's entries (ops/registry.py): the CPU ops, vectorised torch under the native op names (the C++
+# kernels are not written yet), with the Triton ops' samples.
+OPS = (
+    OpEntry("spike_pack_native", __name__, "native", _samples("spike_pack_samples"), ("cpu",)),
+    OpEntry("spike_unpack_native", __name__, "native", _samples("spike_unpack_samples"), ("cpu",)),
+)

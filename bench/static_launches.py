@@ -102,8 +102,6 @@ def _all_cases() -> list[StaticCase]:
 CASES: list[StaticCase] = _all_cases()
 
 
-
-
 def ci_cases() -> list[StaticCase]:
     """The CI subset of ``CASES``: each op's first shape in float32, and the LIF's first in bfloat16 (its
     backward's loads are narrower). Every time-loop kernel the benchmarks launch is among them."""
@@ -424,8 +422,7 @@ def analyse(launch: Launch, arch: int) -> dict:
     )
     cubin = compiled.asm["cubin"]
     usage = {
-        k.lower(): int(v)
-        for k, v in re.findall(r"(REG|STACK|LOCAL|SHARED):(\d+)", _cuobjdump(cubin, "-res-usage"))
+        k.lower(): int(v) for k, v in re.findall(r"(REG|STACK|LOCAL|SHARED):(\d+)", _cuobjdump(cubin, "-res-usage"))
     }
     reads, writes = ttir_pointer_use(compiled.asm["ttir"])
     names = list(sig)

@@ -81,7 +81,11 @@ def estimate(row: dict, gpu: str) -> dict:
     in_flight = resident * row["num_warps"] * sl.WARP * per_stage
     floor = (row["bytes_read"] + row["bytes_written"]) / spec["bw"]
     rate = min(spec["bw"], in_flight * sms_used / LATENCY_S) if in_flight else spec["bw"]
-    return {"in_flight_kb": in_flight / 1024, "floor_us": floor * 1e6, "est_us": max(floor, row["bytes_read"] / rate) * 1e6}
+    return {
+        "in_flight_kb": in_flight / 1024,
+        "floor_us": floor * 1e6,
+        "est_us": max(floor, row["bytes_read"] / rate) * 1e6,
+    }
 
 
 def _tile(constexprs: dict) -> str:
@@ -292,7 +296,8 @@ def markdown(meta: dict, rows: list[dict], totals: list[dict], cuda: list[dict],
         "",
         "## Per case (fwd + bwd)",
         "",
-        "| case | launches | MB moved | model MB | moved / model | floor H100 / H200 us | est. H100 / H200 us (ESTIMATE) |",
+        "| case | launches | MB moved | model MB | moved / model | floor H100 / H200 us "
+        "| est. H100 / H200 us (ESTIMATE) |",
         "|---|---|---|---|---|---|---|",
     ]
     for t in totals:
@@ -321,7 +326,8 @@ def markdown(meta: dict, rows: list[dict], totals: list[dict], cuda: list[dict],
             f"{r['num_warps']}w, {r['tile']} | {r.get('reg', 0)} | {spill} | {r['shared']} | "
             f"{r['occupancy']:.0%} ({r['blocks_per_sm']}, {r['limiter']}) | {_widths(r['loads'])} / "
             f"{_widths(r['stores'])}{loop} | {r['load_stages']} | "
-            f"{(r['bytes_read'] + r['bytes_written']) / 1e6:.1f} | {r['floor_us_H100']:.1f} / {r['floor_us_H200']:.1f} | "
+            f"{(r['bytes_read'] + r['bytes_written']) / 1e6:.1f} | "
+            f"{r['floor_us_H100']:.1f} / {r['floor_us_H200']:.1f} | "
             f"{r['in_flight_kb_H100']:.1f} | {r['est_us_H100']:.1f} / {r['est_us_H200']:.1f} |"
         )
     lines += ["", "## CUDA C++ (csrc/leaky, nvcc -Xptxas -v)", ""]
@@ -339,7 +345,8 @@ def markdown(meta: dict, rows: list[dict], totals: list[dict], cuda: list[dict],
         ]
         for c in spilled:
             lines.append(
-                f"| `{c['name']}` | {c['source']} | {c['reg']} | {c['stack']} | {c['spill_stores']} / {c['spill_loads']} |"
+                f"| `{c['name'].split('(')[0]}` | {c['source']} | {c['reg']} | {c['stack']} | "
+                f"{c['spill_stores']} / {c['spill_loads']} |"
             )
     return "\n".join(lines) + "\n"
 

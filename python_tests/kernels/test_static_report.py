@@ -94,10 +94,7 @@ def test_bytes_within_model(report):
 
 @pytest.mark.parametrize(
     "kernel",
-    [
-        pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=STAGED[k])) if k in STAGED else k
-        for k in TIME_LOOP
-    ],
+    [pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=STAGED[k])) if k in STAGED else k for k in TIME_LOOP],
 )
 def test_time_loop_one_load_stage_per_chunk(report, kernel):
     rows = [r for r in report["rows"] if r["kernel"] == kernel]

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 import triton
 import triton.runtime.jit as triton_jit
 from triton.backends.compiler import GPUTarget
@@ -161,13 +162,52 @@ def capture(case_label: str = "") -> Iterator[list[Launch]]:
         launches.append(Launch(case_label, self, bound, options, g))
         return None
 
+    convs = {name: getattr(F, name) for name in ("conv1d", "conv2d", "conv3d")}
     triton_jit.JITFunction.run = record
     backends.triton_interpreter_enabled = lambda: True  # only _triton_problem reads it through the module
+    for name, conv in convs.items():
+        setattr(F, name, functools.partial(_shape_only_conv, conv))
     try:
         yield launches
     finally:
         triton_jit.JITFunction.run = original_run
         backends.triton_interpreter_enabled = original_probe
+        for name, conv in convs.items():
+            setattr(F, name, conv)
+
+
+class _ShapeOnly(torch.autograd.Function):
+    """A convolution's output and gradients as uninitialised tensors of the right shape and strides (taken
+    from the meta device): the dense convolutions around the kernels (T-NA, the MLPs) would otherwise cost
+    minutes of CPU at the benchmark shapes, and their values do not change any launch."""
+
+    @staticmethod
+    def forward(conv, x, weight, bias, *rest):
+        meta = conv(x.to("meta"), weight.to("meta"), None if bias is None else bias.to("meta"), *rest)
+        return torch.empty_strided(meta.shape, meta.stride(), dtype=x.dtype)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, x, weight, bias, *rest = inputs
+        ctx.shapes = [(t.shape, t.stride(), t.dtype) if t is not None else None for t in (x, weight, bias)]
+        ctx.n_rest = len(rest)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grads = [None if s is None else torch.empty_strided(s[0], s[1], dtype=s[2]) for s in ctx.shapes]
+        return (None, *grads, *([None] * ctx.n_rest))
+
+
+def _shape_only_conv(conv, x, weight, bias=None, *rest, **kwargs):
+    return _ShapeOnly.apply(conv, x, weight, bias, *_conv_args(rest, kwargs))
+
+
+def _conv_args(rest: tuple, kwargs: dict) -> tuple:
+    """stride, padding, dilation, groups as positional arguments."""
+    names = ("stride", "padding", "dilation", "groups")
+    defaults = (1, 0, 1, 1)
+    values = list(rest) + [kwargs.get(n, d) for n, d in zip(names[len(rest) :], defaults[len(rest) :], strict=True)]
+    return tuple(values)
 
 
 def _run_bench_case(case: StaticCase) -> None:

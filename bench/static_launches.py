@@ -46,6 +46,7 @@ __all__ = [
     "CUOBJDUMP",
     "Launch",
     "StaticCase",
+    "TensorInfo",
     "analyse",
     "capture",
     "capture_case",
@@ -119,6 +120,35 @@ def ci_cases() -> list[StaticCase]:
 # capture
 
 
+@dataclass(frozen=True)
+class TensorInfo:
+    """What the specialisation and the byte count need of a tensor argument."""
+
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    offset: int  # storage offset, elements
+
+    @classmethod
+    def of(cls, t: torch.Tensor) -> TensorInfo:
+        return cls(t.dtype, tuple(t.shape), t.storage_offset())
+
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    def element_size(self) -> int:
+        return torch.empty((), dtype=self.dtype).element_size()
+
+    def storage_offset(self) -> int:
+        return self.offset
+
+    def is_floating_point(self) -> bool:
+        return self.dtype.is_floating_point
+
+
+def _is_tensor(v: Any) -> bool:
+    return isinstance(v, torch.Tensor | TensorInfo)
+
+
 @dataclass
 class Launch:
     """One recorded ``kernel[grid](...)`` call."""
@@ -154,11 +184,13 @@ def capture(case_label: str = "") -> Iterator[list[Launch]]:
         for p in self.params:
             if p.name not in bound and p.default is not p.empty:
                 bound[p.name] = p.default
-        for v in bound.values():  # index outputs (argmax, counts): eager code downstream indexes with them
-            if isinstance(v, torch.Tensor) and not v.is_floating_point():
-                v.data.zero_()  # .data: no version bump for autograd
         g = grid(bound) if callable(grid) else grid
         g = tuple(int(v) for v in g) + (1,) * (3 - len(g))
+        for k, v in bound.items():
+            if isinstance(v, torch.Tensor):
+                if not v.is_floating_point():  # index outputs (argmax, counts): eager code indexes with them
+                    v.data.zero_()  # .data: no version bump for autograd
+                bound[k] = TensorInfo.of(v)  # the record keeps no tensor alive
         launches.append(Launch(case_label, self, bound, options, g))
         return None
 
@@ -271,7 +303,7 @@ def registry_cases(captured_kernels: set[str]) -> list[StaticCase]:
 class _DevicePointer:
     """Stands in for a tensor in Triton's binder: the address a CUDA allocation would give it."""
 
-    def __init__(self, t: torch.Tensor):
+    def __init__(self, t: torch.Tensor | TensorInfo):
         self.dtype = t.dtype
         self._ptr = ALLOC_ALIGN * 64 + t.storage_offset() * t.element_size()
 
@@ -291,7 +323,7 @@ def _binder(fn: Any, arch: int):
 
 def specialise(launch: Launch, arch: int) -> tuple[dict, dict, dict, Any]:
     """(signature, constexprs, attrs, options) of ``launch`` as the JIT would compile it for ``arch``."""
-    args = {k: _DevicePointer(v) if isinstance(v, torch.Tensor) else v for k, v in launch.args.items()}
+    args = {k: _DevicePointer(v) if _is_tensor(v) else v for k, v in launch.args.items()}
     bound, spec, opts = _binder(launch.fn, arch)(**args, **launch.options)
     options, sig, constexprs, attrs = launch.fn._pack_args(_backend(arch), dict(launch.options), bound, spec, opts)
     return sig, constexprs, attrs, options
@@ -492,7 +524,7 @@ def launch_bytes(launch: Launch, row: dict) -> tuple[int, int]:
 
     def nbytes(name: str) -> int:
         t = launch.args.get(name)
-        return t.numel() * t.element_size() if isinstance(t, torch.Tensor) else 0
+        return t.numel() * t.element_size() if _is_tensor(t) else 0
 
     return sum(nbytes(n) for n in row["reads"]), sum(nbytes(n) for n in row["writes"])
 

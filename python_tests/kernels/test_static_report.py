@@ -42,6 +42,11 @@ STAGED = {
     "dta_leaky_bwd_kernel": "per-step loads after the previous step's stores",
 }
 
+# Kernels that spill today at the CI shapes (remove one when it stops: its strict xfail then fails).
+SPILLED = {
+    "staa_loop_fwd_kernel": "one 4-byte spill store + load (STL / LDL) at (4, 64, 64, 32, 32), 48 registers",
+}
+
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> dict:
@@ -81,7 +86,21 @@ def test_launches_are_specialised(report):
 
 
 def test_no_spills(report):
-    spilled = [(r["kernel"], r["case"], r.get("local"), r["stl"]) for r in report["rows"] if r["spill"]]
+    spilled = [
+        (r["kernel"], r["case"], r.get("local"), r["stl"])
+        for r in report["rows"]
+        if r["spill"] and r["kernel"] not in SPILLED
+    ]
+    assert not spilled, spilled
+
+
+@pytest.mark.parametrize(
+    "kernel", [pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=why)) for k, why in SPILLED.items()]
+)
+def test_known_spill_is_gone(report, kernel):
+    rows = [r for r in report["rows"] if r["kernel"] == kernel]
+    assert rows, f"no benchmark case launched {kernel}"
+    spilled = [(r["case"], r.get("local"), r["stl"], r["ldl"]) for r in rows if r["spill"]]
     assert not spilled, spilled
 
 

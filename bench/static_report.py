@@ -55,6 +55,8 @@ TIME_LOOP_KERNELS = (
 # Byte counts may exceed a pass model by the per-row / per-channel vectors it leaves out ([T, B, C]-sized:
 # 1 / (H * W) of a pass) and the checkpoints' rounding: at most this fraction.
 MODEL_SLACK = 0.02
+# the native extension's nvcc flags (snnkernels/_native_sources.py, a private module: the CI test checks they agree)
+NVCC_FLAGS = ("-O3", "-fmad=false", "--expt-relaxed-constexpr", "-lineinfo")
 
 
 def occupancy(regs: int, warps: int, smem: int) -> dict:
@@ -201,8 +203,6 @@ def cuda_rows(arch: int = 90, log=None) -> tuple[list[dict], str | None]:
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         return [], "nvcc not found"
-    from snnkernels._native_sources import NVCC_FLAGS
-
     demangle = shutil.which("cu++filt") or shutil.which("c++filt")
     csrc = ROOT / "csrc"
     rows = []

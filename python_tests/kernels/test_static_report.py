@@ -66,6 +66,13 @@ def report(tmp_path_factory) -> dict:
     return json.loads(files[0].read_text())
 
 
+def test_cuda_flags_are_the_builds():
+    from bench.static_report import NVCC_FLAGS
+    from snnkernels import _native_sources
+
+    assert list(NVCC_FLAGS) == _native_sources.NVCC_FLAGS
+
+
 def test_every_case_captured(report):
     from bench.static_launches import ci_cases
 

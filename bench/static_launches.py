@@ -519,12 +519,15 @@ def analyse(launch: Launch, arch: int) -> dict:
     return row
 
 
-def launch_bytes(launch: Launch, row: dict) -> tuple[int, int]:
-    """(bytes read, bytes written): each tensor the kernel loads from / stores to, counted once per direction."""
+def launch_bytes(launch: Launch, row: dict, max_numel: int | None = None) -> tuple[int, int]:
+    """(bytes read, bytes written): each tensor the kernel loads from / stores to, counted once per direction
+    (only those of at most ``max_numel`` elements when given)."""
 
     def nbytes(name: str) -> int:
         t = launch.args.get(name)
-        return t.numel() * t.element_size() if _is_tensor(t) else 0
+        if not _is_tensor(t) or (max_numel is not None and t.numel() > max_numel):
+            return 0
+        return t.numel() * t.element_size()
 
     return sum(nbytes(n) for n in row["reads"]), sum(nbytes(n) for n in row["writes"])
 

@@ -5,6 +5,12 @@ bad tuple indexing), so every kernel variant the launchers can produce is also c
 sm_80 and sm_90 here, with the launchers' own options. Prints one JSON line per variant with the
 register count, spills (LOCAL/STACK bytes from cuobjdump) and whether the PTX contains a contracted
 fp32 multiply-add. Must run WITHOUT TRITON_INTERPRET (jit functions are interpreted objects under it).
+
+Each variant is compiled as a launch specialises it: a launch of the same kernel is captured at a benchmark
+shape (``bench.static_launches``), the variant's constexprs and dtype replace the captured ones, and
+Triton's binder adds ``tt.divisibility`` and the integers equal to 1 as a CUDA launch would. A kernel
+without such a launch (``TEMPLATE_CASES`` reaches none) falls back to the hand-written signature; each row
+says which (``"signature": "captured"`` or ``"hand"``).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 
+import torch
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
@@ -82,6 +89,21 @@ FIXED_PTRS = {"packed_ptr": "*u8", "first_bad_ptr": "*i64"}
 DTYPES = {"fp32": "*fp32", "fp16": "*fp16", "bf16": "*bf16"}
 # Pointers that carry the input dtype; all others are fp32 (states, coefficients, partial sums).
 DATA_PTRS = {"x_ptr", "spikes_ptr", "grad_spikes_ptr", "grad_x_ptr"}
+TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# Benchmark ops at a batch of 2 whose captured launches serve as templates (only the non-constexpr arguments'
+# specialisation is taken from them: every size stays a multiple of 16, as at the benchmark shapes, and the CPU
+# work around the launches stays small). Together they launch every kernel except the TCSA step's.
+TEMPLATE_CASES = (
+    ("lif", "lif", (8, 2, 4096)),
+    ("attention", "lif_tcja_maxpool", (20, 2, 128, 16, 16)),
+    ("attention", "txa", (4, 2, 64, 32, 32)),
+    ("attention", "dta_product", (4, 2, 64, 32, 32)),
+    ("attention", "dta", (4, 2, 64, 32, 32)),
+    ("attention", "dta_lif", (4, 2, 64, 32, 32)),
+    ("attention", "ma_tcsa", (60, 2, 128, 8, 8)),
+    ("attention", "staa_lif", (4, 2, 64, 16, 16)),
+    ("attention", "staa_lif_persistent", (4, 2, 64, 16, 16)),
+)
 CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
 
 
@@ -408,14 +430,60 @@ def resource_usage(cubin: bytes) -> dict:
     return {k.lower(): int(v) for k, v in fields.items()}
 
 
-def compile_one(fn, arch: int, dtype: str, constexprs: dict, num_warps: int, data_ptrs: set[str] = DATA_PTRS) -> dict:
-    src = ASTSource(fn, signature=signature(fn, dtype, constexprs, data_ptrs), constexprs=constexprs)
-    compiled = triton.compile(
-        src, target=GPUTarget("cuda", arch, 32), options=dict(COMPILE_OPTIONS, num_warps=num_warps)
-    )
+_TEMPLATES: dict | None = None
+
+
+def templates() -> dict:
+    """kernel name -> a captured launch of it (``TEMPLATE_CASES``, fp32)."""
+    global _TEMPLATES
+    if _TEMPLATES is None:
+        from bench import static_launches as sl
+
+        _TEMPLATES = {}
+        for source, op, shape in TEMPLATE_CASES:
+            for launch in sl.capture_case(sl.StaticCase(source, op, shape, torch.float32)):
+                _TEMPLATES.setdefault(launch.kernel, launch)
+    return _TEMPLATES
+
+
+def captured_source(fn, arch: int, dtype: str, constexprs: dict, num_warps: int, data_ptrs: set[str]):
+    """The variant compiled as a launch would specialise it: a captured launch of ``fn`` with the variant's
+    constexprs and data dtype (None when no template case launches ``fn``)."""
+    from bench import static_launches as sl
+
+    template = templates().get(fn.__name__)
+    if template is None:
+        return None
+    args = {}
+    for p in fn.params:
+        v = template.args.get(p.name)
+        if p.name in constexprs:
+            v = constexprs[p.name]
+        elif p.name.endswith("_ptr") and (v is None or (p.name in data_ptrs and v.is_floating_point())):
+            # an absent pointer the variant may use, or a data pointer in the variant's dtype (aligned: a fresh
+            # allocation)
+            dt = torch.int32 if p.name in INDEX_PTRS else TORCH_DTYPES[dtype if p.name in data_ptrs else "fp32"]
+            v = torch.empty(0, dtype=dt)
+        args[p.name] = v
+    launch = sl.Launch("aot", fn, args, dict(COMPILE_OPTIONS, num_warps=num_warps), (1, 1, 1))
+    sig, specialised, attrs, options = sl.specialise(launch, arch)
+    return ASTSource(fn, sig, specialised, attrs), options.__dict__
+
+
+def compile_one(
+    fn, arch: int, dtype: str, constexprs: dict, num_warps: int, data_ptrs: set[str] = DATA_PTRS, captured: bool = True
+) -> dict:
+    found = captured_source(fn, arch, dtype, constexprs, num_warps, data_ptrs) if captured else None
+    if found is None:
+        src = ASTSource(fn, signature=signature(fn, dtype, constexprs, data_ptrs), constexprs=constexprs)
+        options = dict(COMPILE_OPTIONS, num_warps=num_warps)
+    else:
+        src, options = found
+    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options)
     return {
         **resource_usage(compiled.asm["cubin"]),
         "contracted_fma": bool(re.search(r"\bfma\.rn\.f32\b", compiled.asm["ptx"])),
+        "signature": "hand" if found is None else "captured",
     }
 
 

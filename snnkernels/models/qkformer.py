@@ -21,7 +21,16 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .transformer_blocks import init_linear_layernorm, lif_node, per_step, ssa_core
+from ..functional import qk_token_attention, spiking_self_attention
+from .transformer_blocks import (
+    fused_attention_lif,
+    init_linear_layernorm,
+    lif_node,
+    merge_heads_view,
+    per_step,
+    split_heads_view,
+    ssa_core,
+)
 
 __all__ = [
     "QKFormer",
@@ -71,6 +80,10 @@ class Token_QK_Attention(nn.Module):  # official class name
     def _attention_core(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """Spikes [T, B, C, N] -> [T, B, C, N]: token mask ``attn_lif(sum over each head's channels of q)``
         [T, B, heads, 1, N] times ``k``."""
+        fused = fused_attention_lif(self.attn_lif)
+        if fused is not None:
+            q, k = split_heads_view(q, self.num_heads), split_heads_view(k, self.num_heads)
+            return merge_heads_view(qk_token_attention(q, k, **fused))
         T, B, C, N = q.shape
         attn = self.attn_lif(q.reshape(T, B, self.num_heads, C // self.num_heads, N).sum(dim=3, keepdim=True))
         return (attn * k.reshape(T, B, self.num_heads, C // self.num_heads, N)).reshape(T, B, C, N)
@@ -120,7 +133,11 @@ class Spiking_Self_Attention(nn.Module):  # official class name
 
     def _attention_core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """``attn_lif((q (k^T v)) * scale)`` per head on spikes [T, B, C, N] -> spikes [T, B, C, N]."""
-        return self.attn_lif(ssa_core(q, k, v, self.num_heads, self.scale, self.order))
+        fused = fused_attention_lif(self.attn_lif)
+        if fused is None:  # backend "torch" (the official ordering), "native", "cupy"
+            return self.attn_lif(ssa_core(q, k, v, self.num_heads, self.scale, self.order))
+        q, k, v = (split_heads_view(x, self.num_heads) for x in (q, k, v))
+        return merge_heads_view(spiking_self_attention(q, k, v, scale=self.scale, **fused))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T, B, C, H, W = x.shape

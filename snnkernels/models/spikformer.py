@@ -18,7 +18,16 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .transformer_blocks import init_linear_layernorm, lif_node, per_step, ssa_core
+from ..functional import spiking_self_attention
+from .transformer_blocks import (
+    fused_attention_lif,
+    init_linear_layernorm,
+    lif_node,
+    merge_heads_view,
+    per_step,
+    split_heads_view,
+    ssa_core,
+)
 
 __all__ = ["Spikformer", "SpikformerImageNet", "spikformer", "SSA", "Block", "SPS", "SSAImageNet", "BlockImageNet"]
 
@@ -90,7 +99,11 @@ class SSA(nn.Module):
 
     def _attention_core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """``attn_lif(scale * q k^T v)`` per head on spikes [T, B, C, N] -> spikes [T, B, C, N]."""
-        return self.attn_lif(ssa_core(q, k, v, self.num_heads, self.scale, self.order))
+        fused = fused_attention_lif(self.attn_lif)
+        if fused is None:  # backend "torch" (the official ordering), "native", "cupy"
+            return self.attn_lif(ssa_core(q, k, v, self.num_heads, self.scale, self.order))
+        q, k, v = (split_heads_view(x, self.num_heads) for x in (q, k, v))
+        return merge_heads_view(spiking_self_attention(q, k, v, scale=self.scale, **fused))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = self.q_lif(_linear_bn(self.q_linear, self.q_bn, x))
@@ -322,7 +335,11 @@ class SSAImageNet(nn.Module):
 
     def _attention_core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """``attn_lif(scale * q (k^T v))`` per head on spikes [T, B, C, N] -> spikes [T, B, C, N]."""
-        return self.attn_lif(ssa_core(q, k, v, self.num_heads, self.scale, self.order))
+        fused = fused_attention_lif(self.attn_lif)
+        if fused is None:  # backend "torch" (the official ordering), "native", "cupy"
+            return self.attn_lif(ssa_core(q, k, v, self.num_heads, self.scale, self.order))
+        q, k, v = (split_heads_view(x, self.num_heads) for x in (q, k, v))
+        return merge_heads_view(spiking_self_attention(q, k, v, scale=self.scale, **fused))
 
     def forward(self, x: torch.Tensor, res_attn: object = None) -> tuple[torch.Tensor, torch.Tensor]:
         shape = x.shape

@@ -586,3 +586,37 @@ def test_network_traces_without_graph_breaks(name, backend):
     explanation = torch._dynamo.explain(model)(torch.rand(1, 3, 32, 32))
     assert explanation.graph_break_count == 0, explanation.break_reasons
     assert explanation.graph_count == 1
+
+
+def test_attention_core_routes_to_the_fused_ops(monkeypatch):
+    """backend="auto" / "triton" send ``_attention_core`` through snnkernels.functional's attention ops (which
+    resolve the backend), "torch" keeps the eager official ordering (docs/spiking_transformers.md "The attention
+    core"); the forward spikes are the same either way."""
+    from snnkernels.models import qkformer, spike_driven_transformer, spikformer
+
+    calls = []
+    for module, name in (
+        (spikformer, "spiking_self_attention"),
+        (spike_driven_transformer, "spike_driven_self_attention"),
+        (qkformer, "spiking_self_attention"),
+        (qkformer, "qk_token_attention"),
+    ):
+        op = getattr(module, name)
+        monkeypatch.setattr(
+            module, name, lambda *a, _op=op, _n=name, **kw: calls.append((_n, kw["backend"])) or _op(*a, **kw)
+        )
+    x = 2 * torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    for key, make in TINY.items():
+        torch.manual_seed(0)
+        eager = randomize(make("torch")).eval()
+        fused = make("auto").eval()
+        fused.load_state_dict(eager.state_dict(), strict=True)
+        calls.clear()
+        want = eager(x)
+        assert calls == [], f"{key}: backend='torch' must keep the eager core"
+        got = fused(x)
+        assert calls and all(b == "auto" for _, b in calls), f"{key}: the fused op was not called: {calls}"
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    plif = M.spike_driven_transformer.MS_SSA_Conv(8, 2, spike_mode="plif", backend="auto")
+    assert M.transformer_blocks.fused_attention_lif(plif.talking_heads_lif) is None  # learnable tau: eager
+    assert M.transformer_blocks.fused_attention_lif(M.transformer_blocks.lif_node("native", 0.5)) is None

@@ -21,7 +21,19 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .transformer_blocks import init_linear_layernorm, lif_node, per_step, ssa_core
+from ..functional import qk_token_attention, spiking_self_attention
+from ..nn.bn_lif import bn_neuron
+from ..nn.spike_layers import SpikeConv1d, SpikeConv2d
+from .transformer_blocks import (
+    FUSED_ATTENTION_BACKENDS,
+    fused_attention_lif,
+    init_linear_layernorm,
+    lif_node,
+    merge_heads_view,
+    per_step,
+    split_heads_view,
+    ssa_core,
+)
 
 __all__ = [
     "QKFormer",
@@ -37,6 +49,23 @@ __all__ = [
 
 def _conv_bn(conv: nn.Module, bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return per_step(bn, per_step(conv, x))
+
+
+def _conv_bn_lif(conv: nn.Module, bn: nn.Module, lif: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``lif(bn(conv(x)))`` per step; on the fused backends BatchNorm and the LIF as one ``bn_lif`` op
+    (``bn_neuron``: BatchNorm's output never stored), docs/spiking_transformers.md "Fused blocks"."""
+    if lif.backend not in FUSED_ATTENTION_BACKENDS:
+        return lif(_conv_bn(conv, bn, x))
+    return bn_neuron(bn, lif, per_step(conv, x))
+
+
+def _spike_conv(cls: type, cin: int, cout: int, backend: str, bias: bool = True) -> nn.Module:
+    """A 1x1 conv of a binary input: the ``SpikeConv1d`` / ``2d`` of ``cls`` (input saved at 1 bit, the same
+    parameters and keys) on the fused backends, ``cls`` elsewhere."""
+    if backend in FUSED_ATTENTION_BACKENDS:
+        spike_cls = SpikeConv1d if cls is nn.Conv1d else SpikeConv2d
+        return spike_cls(cin, cout, kernel_size=1, stride=1, bias=bias, backend=backend, check=False)
+    return cls(cin, cout, kernel_size=1, stride=1, bias=bias)
 
 
 class Token_QK_Attention(nn.Module):  # official class name
@@ -64,13 +93,17 @@ class Token_QK_Attention(nn.Module):  # official class name
             setattr(self, f"{name}_bn", nn.BatchNorm1d(dim))
             setattr(self, f"{name}_lif", lif_node(backend))
         self.attn_lif = lif_node(backend, v_threshold=0.5)
-        self.proj_conv = nn.Conv1d(dim, dim, kernel_size=1, stride=1)
+        self.proj_conv = _spike_conv(nn.Conv1d, dim, dim, backend)  # the attention's spikes in
         self.proj_bn = nn.BatchNorm1d(dim)
         self.proj_lif = lif_node(backend)
 
     def _attention_core(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """Spikes [T, B, C, N] -> [T, B, C, N]: token mask ``attn_lif(sum over each head's channels of q)``
         [T, B, heads, 1, N] times ``k``."""
+        fused = fused_attention_lif(self.attn_lif)
+        if fused is not None:
+            q, k = split_heads_view(q, self.num_heads), split_heads_view(k, self.num_heads)
+            return merge_heads_view(qk_token_attention(q, k, **fused))
         T, B, C, N = q.shape
         attn = self.attn_lif(q.reshape(T, B, self.num_heads, C // self.num_heads, N).sum(dim=3, keepdim=True))
         return (attn * k.reshape(T, B, self.num_heads, C // self.num_heads, N)).reshape(T, B, C, N)
@@ -78,10 +111,10 @@ class Token_QK_Attention(nn.Module):  # official class name
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x = x.flatten(3)
-        q = self.q_lif(_conv_bn(self.q_conv, self.q_bn, x))
-        k = self.k_lif(_conv_bn(self.k_conv, self.k_bn, x))
+        q = _conv_bn_lif(self.q_conv, self.q_bn, self.q_lif, x)
+        k = _conv_bn_lif(self.k_conv, self.k_bn, self.k_lif, x)
         x = self._attention_core(q, k)
-        return self.proj_lif(_conv_bn(self.proj_conv, self.proj_bn, x).reshape(shape))
+        return _conv_bn_lif(self.proj_conv, self.proj_bn, self.proj_lif, x).reshape(shape)
 
 
 class Spiking_Self_Attention(nn.Module):  # official class name
@@ -113,20 +146,24 @@ class Spiking_Self_Attention(nn.Module):  # official class name
             setattr(self, f"{name}_bn", nn.BatchNorm1d(dim))
             setattr(self, f"{name}_lif", lif_node(backend))
         self.attn_lif = lif_node(backend, v_threshold=0.5)
-        self.proj_conv = nn.Conv1d(dim, dim, kernel_size=1, stride=1)
+        self.proj_conv = _spike_conv(nn.Conv1d, dim, dim, backend)  # the attention's spikes in
         self.proj_bn = nn.BatchNorm1d(dim)
-        self.proj_lif = lif_node(backend)
+        self.proj_lif = lif_node(backend)  # run over the T * B pairs as time (official): never bn_lif here
         self.qkv_mp = nn.MaxPool1d(4)  # built, unused (official)
 
     def _attention_core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """``attn_lif((q (k^T v)) * scale)`` per head on spikes [T, B, C, N] -> spikes [T, B, C, N]."""
-        return self.attn_lif(ssa_core(q, k, v, self.num_heads, self.scale, self.order))
+        fused = fused_attention_lif(self.attn_lif)
+        if fused is None:  # backend "torch" (the official ordering), "native", "cupy"
+            return self.attn_lif(ssa_core(q, k, v, self.num_heads, self.scale, self.order))
+        q, k, v = (split_heads_view(x, self.num_heads) for x in (q, k, v))
+        return merge_heads_view(spiking_self_attention(q, k, v, scale=self.scale, **fused))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T, B, C, H, W = x.shape
         x = x.flatten(3)
         q, k, v = (
-            getattr(self, f"{n}_lif")(_conv_bn(getattr(self, f"{n}_conv"), getattr(self, f"{n}_bn"), x))
+            _conv_bn_lif(getattr(self, f"{n}_conv"), getattr(self, f"{n}_bn"), getattr(self, f"{n}_lif"), x)
             for n in ("q", "k", "v")
         )
         x = self._attention_core(q, k, v).flatten(0, 1)
@@ -141,10 +178,12 @@ class MLP(nn.Module):
         out_features = out_features or in_features
         hidden_features = hidden_features or in_features
         self.names = (f"{prefix}1", f"{prefix}2") if prefix == "mlp" else ("fc1", "fc2")
-        for name, cin, cout in zip(
-            self.names, (in_features, hidden_features), (hidden_features, out_features), strict=True
+        for i, name, cin, cout in zip(
+            (0, 1), self.names, (in_features, hidden_features), (hidden_features, out_features), strict=True
         ):
-            setattr(self, f"{name}_conv", nn.Conv2d(cin, cout, kernel_size=1, stride=1))
+            # the second conv takes the first's spikes; the first, the residual stream (not binary)
+            conv = _spike_conv(nn.Conv2d, cin, cout, backend) if i == 1 else nn.Conv2d(cin, cout, 1, stride=1)
+            setattr(self, f"{name}_conv", conv)
             setattr(self, f"{name}_bn", nn.BatchNorm2d(cout))
             setattr(self, f"{name}_lif", lif_node(backend))
         self.c_hidden = hidden_features
@@ -152,7 +191,8 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for name in self.names:
-            x = getattr(self, f"{name}_lif")(_conv_bn(getattr(self, f"{name}_conv"), getattr(self, f"{name}_bn"), x))
+            conv, bn, lif = (getattr(self, f"{name}_{part}") for part in ("conv", "bn", "lif"))
+            x = _conv_bn_lif(conv, bn, lif, x)
         return x
 
 

@@ -21,7 +21,15 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .transformer_blocks import SPIKE_MODES, per_step, spike_node
+from ..functional import spike_driven_self_attention
+from .transformer_blocks import (
+    SPIKE_MODES,
+    fused_attention_lif,
+    merge_heads_view,
+    per_step,
+    spike_node,
+    split_heads_view,
+)
 
 __all__ = ["SpikeDrivenTransformer", "sdt", "MS_SSA_Conv", "MS_MLP_Conv", "MS_Block_Conv", "MS_SPS", "Erode"]
 
@@ -141,6 +149,10 @@ class MS_SSA_Conv(nn.Module):  # noqa: N801 (official class name: the hook keys 
         """SDSA on spikes [T, B, C, N] -> [T, B, C, N]: ``q * talking_heads_lif(sum over N of k * v)`` per
         channel; with ``dvs`` the official 3x3 max pools on ``k * v`` and on the output, taken over the
         (token, channel-in-head) plane of the head-split layout as in the official code."""
+        fused = None if self.dvs else fused_attention_lif(self.talking_heads_lif)  # PLIF, dvs pools: eager
+        if fused is not None:
+            q, k, v = (split_heads_view(x, self.num_heads) for x in (q, k, v))
+            return merge_heads_view(spike_driven_self_attention(q, k, v, **fused))
         if not self.dvs:
             return q * self.talking_heads_lif((k * v).sum(dim=-1, keepdim=True))
         kv = self.pool(self._split(k) * self._split(v)).sum(dim=-2, keepdim=True)

@@ -18,7 +18,19 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .transformer_blocks import init_linear_layernorm, lif_node, per_step, ssa_core
+from ..functional import spiking_self_attention
+from ..nn.bn_lif import bn_neuron
+from ..nn.spike_layers import SpikeLinear
+from .transformer_blocks import (
+    FUSED_ATTENTION_BACKENDS,
+    fused_attention_lif,
+    init_linear_layernorm,
+    lif_node,
+    merge_heads_view,
+    per_step,
+    split_heads_view,
+    ssa_core,
+)
 
 __all__ = ["Spikformer", "SpikformerImageNet", "spikformer", "SSA", "Block", "SPS", "SSAImageNet", "BlockImageNet"]
 
@@ -28,6 +40,24 @@ def _linear_bn(linear: nn.Linear, bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.
     y = linear(x.flatten(0, 1))
     y = bn(y.transpose(-1, -2)).transpose(-1, -2)
     return y.reshape(*x.shape[:3], y.shape[-1])
+
+
+def _linear_bn_lif(linear: nn.Linear, bn: nn.BatchNorm1d, lif: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``lif(bn(linear(x)))`` on tokens [T, B, N, C]. On the fused backends BatchNorm and the LIF run as one
+    ``bn_lif`` op (``bn_neuron``) over the [T, B, C, N] view, so BatchNorm's output is never stored; elsewhere
+    the modules' own calls (docs/spiking_transformers.md "Fused blocks")."""
+    if lif.backend not in FUSED_ATTENTION_BACKENDS:
+        return lif(_linear_bn(linear, bn, x))
+    y = linear(x.flatten(0, 1)).reshape(*x.shape[:3], -1)
+    return bn_neuron(bn, lif, y.transpose(-1, -2)).transpose(-1, -2)
+
+
+def _spike_linear(in_features: int, out_features: int, backend: str) -> nn.Linear:
+    """The Linear of a binary input: ``SpikeLinear`` (input saved at 1 bit, the same parameters and keys) on the
+    fused backends, ``nn.Linear`` elsewhere."""
+    if backend in FUSED_ATTENTION_BACKENDS:
+        return SpikeLinear(in_features, out_features, backend=backend, check=False)
+    return nn.Linear(in_features, out_features)
 
 
 class MLP(nn.Module):
@@ -40,15 +70,15 @@ class MLP(nn.Module):
         self.fc1_linear = nn.Linear(in_features, hidden_features)
         self.fc1_bn = nn.BatchNorm1d(hidden_features)
         self.fc1_lif = lif_node(backend)
-        self.fc2_linear = nn.Linear(hidden_features, out_features)
+        self.fc2_linear = _spike_linear(hidden_features, out_features, backend)  # fc1's spikes in
         self.fc2_bn = nn.BatchNorm1d(out_features)
         self.fc2_lif = lif_node(backend)
         self.c_hidden = hidden_features
         self.c_output = out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.fc1_lif(_linear_bn(self.fc1_linear, self.fc1_bn, x))
-        return self.fc2_lif(_linear_bn(self.fc2_linear, self.fc2_bn, x))
+        x = _linear_bn_lif(self.fc1_linear, self.fc1_bn, self.fc1_lif, x)
+        return _linear_bn_lif(self.fc2_linear, self.fc2_bn, self.fc2_lif, x)
 
 
 class SSA(nn.Module):
@@ -84,20 +114,24 @@ class SSA(nn.Module):
         self.v_bn = nn.BatchNorm1d(dim)
         self.v_lif = lif_node(backend)
         self.attn_lif = lif_node(backend, v_threshold=0.5)
-        self.proj_linear = nn.Linear(dim, dim)
+        self.proj_linear = _spike_linear(dim, dim, backend)  # the attention's spikes in
         self.proj_bn = nn.BatchNorm1d(dim)
         self.proj_lif = lif_node(backend)
 
     def _attention_core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """``attn_lif(scale * q k^T v)`` per head on spikes [T, B, C, N] -> spikes [T, B, C, N]."""
-        return self.attn_lif(ssa_core(q, k, v, self.num_heads, self.scale, self.order))
+        fused = fused_attention_lif(self.attn_lif)
+        if fused is None:  # backend "torch" (the official ordering), "native", "cupy"
+            return self.attn_lif(ssa_core(q, k, v, self.num_heads, self.scale, self.order))
+        q, k, v = (split_heads_view(x, self.num_heads) for x in (q, k, v))
+        return merge_heads_view(spiking_self_attention(q, k, v, scale=self.scale, **fused))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q = self.q_lif(_linear_bn(self.q_linear, self.q_bn, x))
-        k = self.k_lif(_linear_bn(self.k_linear, self.k_bn, x))
-        v = self.v_lif(_linear_bn(self.v_linear, self.v_bn, x))
+        q = _linear_bn_lif(self.q_linear, self.q_bn, self.q_lif, x)
+        k = _linear_bn_lif(self.k_linear, self.k_bn, self.k_lif, x)
+        v = _linear_bn_lif(self.v_linear, self.v_bn, self.v_lif, x)
         x = self._attention_core(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2)).transpose(-1, -2)
-        return self.proj_lif(_linear_bn(self.proj_linear, self.proj_bn, x))
+        return _linear_bn_lif(self.proj_linear, self.proj_bn, self.proj_lif, x)
 
 
 class Block(nn.Module):
@@ -322,7 +356,11 @@ class SSAImageNet(nn.Module):
 
     def _attention_core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """``attn_lif(scale * q (k^T v))`` per head on spikes [T, B, C, N] -> spikes [T, B, C, N]."""
-        return self.attn_lif(ssa_core(q, k, v, self.num_heads, self.scale, self.order))
+        fused = fused_attention_lif(self.attn_lif)
+        if fused is None:  # backend "torch" (the official ordering), "native", "cupy"
+            return self.attn_lif(ssa_core(q, k, v, self.num_heads, self.scale, self.order))
+        q, k, v = (split_heads_view(x, self.num_heads) for x in (q, k, v))
+        return merge_heads_view(spiking_self_attention(q, k, v, scale=self.scale, **fused))
 
     def forward(self, x: torch.Tensor, res_attn: object = None) -> tuple[torch.Tensor, torch.Tensor]:
         shape = x.shape

@@ -18,7 +18,16 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .transformer_blocks import init_linear_layernorm, lif_node, per_step, ssa_core
+from ..functional import spiking_self_attention
+from .transformer_blocks import (
+    fused_attention_lif,
+    init_linear_layernorm,
+    lif_node,
+    merge_heads_view,
+    per_step,
+    split_heads_view,
+    ssa_core,
+)
 
 __all__ = ["Spikingformer", "vit_snn", "SpikingSelfAttention", "SpikingTransformer", "SpikingTokenizer"]
 
@@ -78,7 +87,11 @@ class SpikingSelfAttention(nn.Module):
 
     def _attention_core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """``attn_lif(((q k^T) v) * scale)`` per head on spikes [T, B, C, N] -> spikes [T, B, C, N]."""
-        return self.attn_lif(ssa_core(q, k, v, self.num_heads, self.scale, self.order))
+        fused = fused_attention_lif(self.attn_lif)
+        if fused is None:  # backend "torch" (the official ordering), "native", "cupy"
+            return self.attn_lif(ssa_core(q, k, v, self.num_heads, self.scale, self.order))
+        q, k, v = (split_heads_view(x, self.num_heads) for x in (q, k, v))
+        return merge_heads_view(spiking_self_attention(q, k, v, scale=self.scale, **fused))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape

@@ -9,6 +9,8 @@
   and QKFormer (timm's ``trunc_normal_(std=.02)`` is ``torch.nn.init.trunc_normal_`` with the same bounds).
 - ``ssa_core``: ``scale * q k^T v`` per head in either official ordering, the eager attention core that the
   blocks' ``_attention_core`` methods call.
+- ``fused_attention_lif`` / ``split_heads_view`` / ``merge_heads_view``: what ``_attention_core`` needs to call
+  the fused attention ops of ``snnkernels.functional`` (docs/spiking_transformers.md "The attention core").
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ __all__ = [
     "merge_heads",
     "init_linear_layernorm",
     "ssa_core",
+    "FUSED_ATTENTION_BACKENDS",
+    "fused_attention_lif",
+    "split_heads_view",
+    "merge_heads_view",
 ]
 
 SPIKE_MODES = ("lif", "plif")
@@ -107,3 +113,39 @@ def ssa_core(
     else:
         raise ValueError(f"unknown SSA order {order!r}")
     return merge_heads(out)
+
+
+# The module backends whose attention goes through the fused ops of snnkernels.functional (which resolve "auto");
+# "torch" keeps the eager official ordering, "native" / "cupy" have no fused attention (eager core, their LIF).
+FUSED_ATTENTION_BACKENDS = ("auto", "triton")
+
+
+def fused_attention_lif(lif: nn.Module) -> dict | None:
+    """The LIF keywords (and ``backend``) of ``snnkernels.functional``'s attention ops reproducing ``lif``, or
+    None where the eager core must stay: a backend outside ``FUSED_ATTENTION_BACKENDS``, a learnable tau (PLIF),
+    a strict threshold or a start away from rest, which the fused ops do not model."""
+    if type(lif) is not LIFNode or lif.backend not in FUSED_ATTENTION_BACKENDS:
+        return None
+    if lif.strict_threshold or lif.stateful or lif.step_mode != "m" or lif.v_init_value != (lif.v_reset or 0.0):
+        return None
+    return dict(
+        tau=lif.tau,
+        v_threshold=float(lif.v_threshold),
+        v_reset=lif.v_reset,
+        decay_input=lif.decay_input,
+        detach_reset=lif.detach_reset,
+        surrogate_function=lif.surrogate_function,
+        backend=lif.backend,
+    )
+
+
+def split_heads_view(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """[T, B, C, N] (any strides whose C dim can be split) -> the view [T, B, heads, N, d], no copy."""
+    T, B, C, N = x.shape
+    return x.view(T, B, num_heads, C // num_heads, N).transpose(-1, -2)
+
+
+def merge_heads_view(x: torch.Tensor) -> torch.Tensor:
+    """[T, B, heads, N, d] -> [T, B, heads * d, N] (a view when ``x`` came from ``split_heads_view``'s layout)."""
+    T, B, h, N, d = x.shape
+    return x.transpose(-1, -2).reshape(T, B, h * d, N)

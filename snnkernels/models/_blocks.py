@@ -46,6 +46,7 @@ __all__ = [
     "spike_conv2d",
     "spike_linear",
     "norm_neuron",
+    "conv_norm_neuron",
 ]
 
 LAYOUTS = ("TB", "BT")
@@ -122,6 +123,13 @@ def norm_neuron(bn: nn.Module, neuron: nn.Module, x: torch.Tensor) -> torch.Tens
     return bn_neuron(bn, neuron, x)
 
 
+def conv_norm_neuron(conv_norm: nn.Sequential, neuron: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``neuron(conv_norm(x))`` for a ``SeqToANN(conv, BatchNorm)`` on x [T, B, ...]: the conv per step, then
+    ``norm_neuron`` (BatchNorm -> neuron as one op where it fuses). The same modules, so the same keys."""
+    conv, norm = conv_norm
+    return norm_neuron(norm, neuron, _per_step(conv, x))
+
+
 def to_time_major(owner: str, x: torch.Tensor, layout: str, T: int, rank: int, shape: str) -> torch.Tensor:
     """``x`` as a [T, B, ...] view after checking its rank and its time dimension against ``T``.
 
@@ -182,7 +190,8 @@ class GatedPoolSequential(nn.Sequential):
     (``nn.fused.fusion_blocker``) comes right before the TCJA, even that sweep goes: the neuron kernel counts its
     spikes per (t, b, c), which
     is TCJA's mean times H * W (``nn.fused.neuron_tcja_pool``). Keys are those of the plain
-    ``nn.Sequential``. ``gate_after_pool=False`` turns both off.
+    ``nn.Sequential``. ``gate_after_pool=False`` turns both off. A ``SeqToANN(conv, BatchNorm)`` followed by a
+    neuron that no TCJA follows runs its BatchNorm -> neuron pair through ``norm_neuron`` (one op where it fuses).
     """
 
     gate_after_pool = True
@@ -191,6 +200,10 @@ class GatedPoolSequential(nn.Sequential):
         layers = list(self)
         i = 0
         while i < len(layers):
+            if self._conv_norm_neuron(layers, i):
+                x = conv_norm_neuron(layers[i], layers[i + 1], x)
+                i += 2
+                continue
             if i + 2 < len(layers) and self._neuron_gate_pool(*layers[i : i + 3], x):
                 x = neuron_tcja_pool(layers[i], layers[i + 1], layers[i + 2], x)
                 i += 3
@@ -204,6 +217,19 @@ class GatedPoolSequential(nn.Sequential):
             x = layers[i](x)
             i += 1
         return x
+
+    @staticmethod
+    def _conv_norm_neuron(layers: list[nn.Module], i: int) -> bool:
+        """SeqToANN(conv, BatchNorm) -> neuron at i, the neuron not feeding a TCJA (whose fusion with the neuron
+        needs the neuron's own call: ``_neuron_gate_pool``)."""
+        return (
+            i + 1 < len(layers)
+            and isinstance(layers[i], SeqToANN)
+            and len(layers[i]) == 2
+            and isinstance(layers[i][1], (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d))
+            and isinstance(layers[i + 1], SpikingNeuron)
+            and not (i + 2 < len(layers) and isinstance(layers[i + 2], TCJAFamily))
+        )
 
     def _gate_then_pool(self, att: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool:
         return (

@@ -9,6 +9,10 @@
 - ``SharedMaskDropout`` (SpikingJelly's ``MultiStepDropout``: one mask for all time steps) and
   ``VotingLayer`` (TCJA-SNN's DVS128 read-out).
 - ``resolved_backends``: which implementation each snnkernels layer of a network runs on a given input.
+- Memory-lean layers (docs/models.md "Memory-lean layers"): ``spike_conv2d`` / ``spike_linear`` build the conv /
+  linear that takes a neuron's spikes (``nn.SpikeConv2d`` / ``SpikeLinear``, the same parameters and keys as
+  ``nn.Conv2d`` / ``nn.Linear``, input kept at 1 bit) or the plain layer under ``backend="torch"``;
+  ``norm_neuron`` runs a BatchNorm -> neuron pair as one op where ``nn.bn_lif.bn_neuron`` can fuse it.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from torch import nn
 
 from .. import functional as SF
 from ..nn.attention import TCJAFamily
+from ..nn.bn_lif import bn_neuron
 from ..nn.fused import fusion_blocker, neuron_tcja_pool, notify_fusion
 from ..nn.neuron import SpikingNeuron
+from ..nn.spike_layers import SpikeConv2d, SpikeLinear
 
 __all__ = [
     "LAYOUTS",
@@ -37,6 +43,10 @@ __all__ = [
     "VotingLayer",
     "GatedPoolSequential",
     "resolved_backends",
+    "spike_conv2d",
+    "spike_linear",
+    "norm_neuron",
+    "conv_norm_neuron",
 ]
 
 LAYOUTS = ("TB", "BT")
@@ -80,6 +90,44 @@ def network_options(net: nn.Module, T: object, layout: str, backend: str, t_name
     net.layout = check_layout(owner, layout)
     net.backend = backend
     return split_backend(owner, backend)
+
+
+def _packing_backend(backend: str) -> str | None:
+    """The spike layers' backend for a network's ``backend``: None (plain layer) for ``"torch"``; the packing has
+    no CuPy kernels, so ``"cupy"`` packs on ``"auto"`` (the rule of ``split_backend``)."""
+    if backend == "torch":
+        return None
+    return backend if backend in SF.PACKING_BACKENDS else "auto"
+
+
+def spike_conv2d(*args, backend: str, **kwargs) -> nn.Conv2d:
+    """A conv whose input is a neuron's spikes: ``SpikeConv2d`` (input kept packed, 1 bit an element) under a
+    fused ``backend``, the plain ``nn.Conv2d`` under ``"torch"``. Same parameters, initialisation and keys."""
+    packing = _packing_backend(backend)
+    return nn.Conv2d(*args, **kwargs) if packing is None else SpikeConv2d(*args, backend=packing, **kwargs)
+
+
+def spike_linear(*args, backend: str, **kwargs) -> nn.Linear:
+    """``spike_conv2d`` for a linear layer: ``SpikeLinear`` or ``nn.Linear``."""
+    packing = _packing_backend(backend)
+    return nn.Linear(*args, **kwargs) if packing is None else SpikeLinear(*args, backend=packing, **kwargs)
+
+
+def norm_neuron(bn: nn.Module, neuron: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``neuron(bn(x))`` for x [T, B, C, ...] (``bn`` over the merged T * B samples, or an ``nn.BatchNorm3d`` on
+    [B, C, T, H, W] as MA-SNN's): one ``bn_lif`` op where ``nn.bn_lif.bn_fusion_blocker`` finds nothing against
+    it (the neuron's backend runs Triton on x), else the two modules' own calls. ``bn`` may be a
+    ``StepBatchNorm`` (its ``bn``)."""
+    if isinstance(bn, StepBatchNorm):
+        bn = bn.bn
+    return bn_neuron(bn, neuron, x)
+
+
+def conv_norm_neuron(conv_norm: nn.Sequential, neuron: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``neuron(conv_norm(x))`` for a ``SeqToANN(conv, BatchNorm)`` on x [T, B, ...]: the conv per step, then
+    ``norm_neuron`` (BatchNorm -> neuron as one op where it fuses). The same modules, so the same keys."""
+    conv, norm = conv_norm
+    return norm_neuron(norm, neuron, _per_step(conv, x))
 
 
 def to_time_major(owner: str, x: torch.Tensor, layout: str, T: int, rank: int, shape: str) -> torch.Tensor:
@@ -142,7 +190,8 @@ class GatedPoolSequential(nn.Sequential):
     (``nn.fused.fusion_blocker``) comes right before the TCJA, even that sweep goes: the neuron kernel counts its
     spikes per (t, b, c), which
     is TCJA's mean times H * W (``nn.fused.neuron_tcja_pool``). Keys are those of the plain
-    ``nn.Sequential``. ``gate_after_pool=False`` turns both off.
+    ``nn.Sequential``. ``gate_after_pool=False`` turns both off. A ``SeqToANN(conv, BatchNorm)`` followed by a
+    neuron that no TCJA follows runs its BatchNorm -> neuron pair through ``norm_neuron`` (one op where it fuses).
     """
 
     gate_after_pool = True
@@ -151,6 +200,10 @@ class GatedPoolSequential(nn.Sequential):
         layers = list(self)
         i = 0
         while i < len(layers):
+            if self._conv_norm_neuron(layers, i):
+                x = conv_norm_neuron(layers[i], layers[i + 1], x)
+                i += 2
+                continue
             if i + 2 < len(layers) and self._neuron_gate_pool(*layers[i : i + 3], x):
                 x = neuron_tcja_pool(layers[i], layers[i + 1], layers[i + 2], x)
                 i += 3
@@ -164,6 +217,19 @@ class GatedPoolSequential(nn.Sequential):
             x = layers[i](x)
             i += 1
         return x
+
+    @staticmethod
+    def _conv_norm_neuron(layers: list[nn.Module], i: int) -> bool:
+        """SeqToANN(conv, BatchNorm) -> neuron at i, the neuron not feeding a TCJA (whose fusion with the neuron
+        needs the neuron's own call: ``_neuron_gate_pool``)."""
+        return (
+            i + 1 < len(layers)
+            and isinstance(layers[i], SeqToANN)
+            and len(layers[i]) == 2
+            and isinstance(layers[i][1], (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d))
+            and isinstance(layers[i + 1], SpikingNeuron)
+            and not (i + 2 < len(layers) and isinstance(layers[i + 2], TCJAFamily))
+        )
 
     def _gate_then_pool(self, att: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool:
         return (

@@ -38,13 +38,22 @@ from torch import nn
 from ..nn.attention import DTA
 from ..nn.fused import neuron_dta
 from ..nn.neuron import TETLIFNode
-from ._blocks import StepBatchNorm, StepLayer, from_time_major, network_options, to_time_major
+from ._blocks import (
+    StepBatchNorm,
+    StepLayer,
+    from_time_major,
+    network_options,
+    norm_neuron,
+    spike_conv2d,
+    to_time_major,
+)
 
 __all__ = ["MSBlock", "MSResNet", "DTA_SNN_18", "DTA_SNN_34"]
 
 
-def _conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
+def _conv3x3(in_planes: int, out_planes: int, stride: int = 1, *, backend: str) -> nn.Conv2d:
+    """A block's conv3x3 on spikes (``spike_conv2d``: packed input under a fused backend)."""
+    return spike_conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False, backend=backend)
 
 
 class MSBlock(nn.Module):
@@ -67,9 +76,9 @@ class MSBlock(nn.Module):
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        self.conv1 = _conv3x3(inplanes, planes, stride)
+        self.conv1 = _conv3x3(inplanes, planes, stride, backend=backend)
         self.bn1 = StepBatchNorm(planes)
-        self.conv2 = _conv3x3(planes, planes)
+        self.conv2 = _conv3x3(planes, planes, backend=backend)
         self.bn2 = StepBatchNorm(planes)
         self.downsample = downsample
         self.stride = stride
@@ -79,7 +88,8 @@ class MSBlock(nn.Module):
         self.spike = TETLIFNode(step_mode="m", backend=backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv2_s(self.spike(self.conv1_s(self.spike(x))))
+        # conv1 -> bn1 -> LIF as one op where it fuses (norm_neuron); the same modules, so conv1_s's math
+        out = self.conv2_s(norm_neuron(self.bn1, self.spike, self.conv1_s.layer(self.spike(x))))
         return out + (x if self.downsample is None else self.downsample(x))
 
 

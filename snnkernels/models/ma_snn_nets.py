@@ -32,7 +32,7 @@ from ..nn.ma_snn import AttResBlock, MultiDimensionalAttention, StepConv2d, Temp
 from ..nn.neuron import AttResLIFNode, MASNNLIFNode
 from ..reference.ma_snn import check_dims
 from ..surrogate import Rectangle
-from ._blocks import check_positive, network_options, to_time_major
+from ._blocks import check_positive, network_options, norm_neuron, spike_conv2d, spike_linear, to_time_major
 
 __all__ = [
     "MASNNPreset",
@@ -160,9 +160,12 @@ class ConvAttLIF(nn.Module):
         surrogate_width: float = 0.5,
         neuron_backend: str = "auto",
         attention_backend: str = "auto",
+        spike_input: bool = False,
     ) -> None:
         super().__init__()
-        self.conv2d = nn.Conv2d(in_planes, planes, kernel_size=3, padding=1, bias=True)
+        # a conv on the previous layer's spikes keeps them packed (spike_conv2d); on the input frames, plain
+        conv_backend = neuron_backend if spike_input else "torch"
+        self.conv2d = spike_conv2d(in_planes, planes, kernel_size=3, padding=1, bias=True, backend=conv_backend)
         self.BNLayer = nn.BatchNorm2d(planes)
         self.pooling_kernel_size = int(pooling_kernel_size)
         if self.pooling_kernel_size > 1:
@@ -184,6 +187,10 @@ class ConvAttLIF(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pooling_kernel_size == 1 and self.dims is None:  # conv -> BN -> LIF: one op where it fuses
+            return norm_neuron(
+                self.BNLayer, self.network.ConvIF, self.conv2d(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+            )
         y = self.BNLayer(self.conv2d(x.flatten(0, 1)))
         if self.pooling_kernel_size > 1:
             y = self.pooling(y)
@@ -212,7 +219,8 @@ class AttLIF(nn.Module):
         attention_backend: str = "auto",
     ) -> None:
         super().__init__()
-        self.linear = nn.Linear(in_features, out_features, bias=True)
+        # its input is always spikes (the last conv layer's, flattened, or FC0's): kept packed (spike_linear)
+        self.linear = spike_linear(in_features, out_features, bias=True, backend=neuron_backend)
         self.BNLayer = nn.BatchNorm1d(out_features)
         self.temporal_attention = bool(temporal_attention)
         if self.temporal_attention:
@@ -224,6 +232,8 @@ class AttLIF(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.temporal_attention:  # linear -> BN -> LIF: one op where it fuses
+            return norm_neuron(self.BNLayer, self.network.IF, self.linear(x.flatten(0, 1)).unflatten(0, x.shape[:2]))
         y = self.BNLayer(self.linear(x.flatten(0, 1))).unflatten(0, x.shape[:2])
         if self.temporal_attention:
             y = self.attention(y)
@@ -308,7 +318,9 @@ class MASNN(nn.Module):
             setattr(
                 self,
                 f"convAttLIF{i}",
-                ConvAttLIF(cin, cout, self.T, self.dims, pooling_kernel_size=p, c_ratio=c_ratio, **kw),
+                ConvAttLIF(
+                    cin, cout, self.T, self.dims, pooling_kernel_size=p, c_ratio=c_ratio, spike_input=i > 0, **kw
+                ),
             )
             cin = cout
         fc_ta = self.dims is not None and "T" in self.dims

@@ -38,7 +38,15 @@ from torch import nn
 
 from ..nn.neuron import LeakyNode
 from ..nn.staa import STAALIFNode
-from ._blocks import SeqToANN, check_positive, network_options, to_time_major
+from ._blocks import (
+    SeqToANN,
+    check_positive,
+    conv_norm_neuron,
+    network_options,
+    norm_neuron,
+    spike_conv2d,
+    to_time_major,
+)
 
 __all__ = ["STAABasicBlock", "STAAResNet", "STAA_ResNet20"]
 
@@ -119,15 +127,19 @@ def _neuron_factory(owner: str, staa: bool, T: int, options: dict, seed: int | N
     return make
 
 
-def _conv(in_planes: int, out_planes: int, kernel_size: int, stride: int = 1) -> nn.Conv2d:
-    conv = nn.Conv2d(in_planes, out_planes, kernel_size, stride=stride, padding=kernel_size // 2, bias=False)
+def _conv(in_planes: int, out_planes: int, kernel_size: int, stride: int = 1, backend: str = "torch") -> nn.Conv2d:
+    """A conv (``spike_conv2d``: input kept packed where ``backend`` is a fused one, i.e. on spikes)."""
+    conv = spike_conv2d(
+        in_planes, out_planes, kernel_size, stride=stride, padding=kernel_size // 2, bias=False, backend=backend
+    )
     # the sibling's init: N(0, 2 / (k * k * out_channels)), i.e. Kaiming-normal on the fan-out
     nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
     return conv
 
 
-def _conv_bn(in_planes: int, out_planes: int, stride: int = 1) -> SeqToANN:
-    return SeqToANN(_conv(in_planes, out_planes, 3, stride), nn.BatchNorm2d(out_planes))
+def _conv_bn(in_planes: int, out_planes: int, stride: int = 1, backend: str = "torch") -> SeqToANN:
+    """conv3x3 + BN; ``backend`` the network's where the conv's input is a neuron's spikes, else "torch"."""
+    return SeqToANN(_conv(in_planes, out_planes, 3, stride, backend), nn.BatchNorm2d(out_planes))
 
 
 def _strided(size: Size, stride: int) -> Size:
@@ -153,11 +165,22 @@ class STAABasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int, size: Size, neuron: NeuronFactory) -> None:
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int,
+        size: Size,
+        neuron: NeuronFactory,
+        *,
+        backend: str = "torch",
+        spike_input: bool = False,
+    ) -> None:
         super().__init__()
-        self.conv1 = _conv_bn(inplanes, planes, stride)
+        # conv1 takes the block's input: spikes (the previous block's lif2) except after the stem's average pool
+        self.conv1 = _conv_bn(inplanes, planes, stride, backend if spike_input else "torch")
         self.lif1 = neuron(planes, size)
-        self.conv2 = _conv_bn(planes, planes)
+        self.conv2 = _conv_bn(planes, planes, backend=backend)
         self.downsample = None
         if stride != 1 or inplanes != planes:
             self.downsample = SeqToANN(
@@ -168,7 +191,7 @@ class STAABasicBlock(nn.Module):
         self.lif2 = neuron(planes, size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv2(self.lif1(self.conv1(x)))
+        out = self.conv2(conv_norm_neuron(self.conv1, self.lif1, x))  # BN -> lif1 as one op where it fuses
         return self.lif2(out + (x if self.downsample is None else self.downsample(x)))
 
 
@@ -245,9 +268,9 @@ class STAAResNet(nn.Module):
         self.stem = nn.Sequential(
             _conv_bn(self.in_channels, stem_channels),
             neuron(stem_channels, size),
-            _conv_bn(stem_channels, stem_channels),
+            _conv_bn(stem_channels, stem_channels, backend=neuron_backend),
             neuron(stem_channels, size),
-            _conv_bn(stem_channels, stem_channels),
+            _conv_bn(stem_channels, stem_channels, backend=neuron_backend),
             neuron(stem_channels, size),
         )
         self.avgpool = SeqToANN(nn.AvgPool2d(2))
@@ -257,7 +280,10 @@ class STAAResNet(nn.Module):
             size = _strided(size, stride)
             stage = []
             for s in [stride] + [1] * (blocks - 1):
-                stage.append(STAABasicBlock(inplanes, width, s, size, neuron))
+                spike_input = bool(self._stage_names) or bool(stage)  # not the first block: after the stem's pool
+                stage.append(
+                    STAABasicBlock(inplanes, width, s, size, neuron, backend=neuron_backend, spike_input=spike_input)
+                )
                 inplanes = width
             setattr(self, f"layer{i + 1}", nn.Sequential(*stage))
             self._stage_names.append(f"layer{i + 1}")
@@ -296,7 +322,7 @@ class STAAResNet(nn.Module):
             layer.manual_seed(seed + i)
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
-        """The first conv + BN output [T, B, C, H, W], with the input's shape checked."""
+        """The first conv's output [T, B, C, H, W] (before its BN), with the input's shape checked."""
         owner = type(self).__name__
         c, (h, w) = self.in_channels, self.input_size
         first = self.stem[0]
@@ -308,17 +334,21 @@ class STAAResNet(nn.Module):
                 )
             # the T copies are identical before the BN: convolve once, then the BN sees all T * B samples
             y = first[0](x)
-            return first[1](y.unsqueeze(0).expand(self.T, *y.shape).flatten(0, 1)).unflatten(0, (self.T, -1))
+            return y.unsqueeze(0).expand(self.T, *y.shape)
         x_tb = to_time_major(owner, x, self.layout, self.T, 5, f"{c}, {h}, {w}")
         if tuple(x_tb.shape[2:]) != (c, h, w):
             raise ValueError(
                 f"{owner} was built for frames [{c}, {h}, {w}] (input_size fixes the STAA layers' "
                 f"sizes), got {list(x.shape)} (layout={self.layout!r})"
             )
-        return first(x_tb)
+        return first[0](x_tb.flatten(0, 1)).unflatten(0, x_tb.shape[:2])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.avgpool(self.stem[1:](self._input(x)))
+        # each conv -> BN -> neuron of the stem: BN and neuron as one op where they fuse (norm_neuron)
+        out = norm_neuron(self.stem[0][1], self.stem[1], self._input(x))
+        for i in (2, 4):
+            out = conv_norm_neuron(self.stem[i], self.stem[i + 1], out)
+        out = self.avgpool(out)
         for name in self._stage_names:
             out = getattr(self, name)(out)
         return self.fc(out.mean(dim=(3, 4))).mean(0)  # per-step logits [T, B, K], averaged over T

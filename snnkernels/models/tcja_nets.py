@@ -35,6 +35,7 @@ from ._blocks import (
     VotingLayer,
     from_time_major,
     network_options,
+    spike_conv2d,
     to_time_major,
 )
 
@@ -89,9 +90,17 @@ CIFAR10_DVS = TCJANetPreset(
 PRESETS: dict[str, TCJANetPreset] = {"dvs128_gesture": DVS128_GESTURE, "cifar10_dvs": CIFAR10_DVS}
 
 
-def _conv_bn_lif(cin: int, cout: int, bias: bool, preset: TCJANetPreset, backend: str) -> list[nn.Module]:
+def _conv_bn_lif(
+    cin: int, cout: int, bias: bool, preset: TCJANetPreset, backend: str, spike_input: bool
+) -> list[nn.Module]:
+    """conv3x3 -> BN -> LIF; the conv keeps its input packed (``spike_conv2d``) when that input is spikes (a LIF's
+    output, or its max pool), plain after a TCJA or an average pool (non-binary). ``GatedPoolSequential`` runs the
+    BN -> LIF pair as one op where it fuses."""
+    conv_backend = backend if spike_input else "torch"
     return [
-        SeqToANN(nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=bias), nn.BatchNorm2d(cout)),
+        SeqToANN(
+            spike_conv2d(cin, cout, kernel_size=3, padding=1, bias=bias, backend=conv_backend), nn.BatchNorm2d(cout)
+        ),
         LIFNode(
             tau=preset.tau,
             surrogate_function=preset.surrogate,
@@ -154,7 +163,9 @@ class TCJA_DVS128(nn.Module):
         p = self.preset
         conv: list[nn.Module] = []
         for i in range(5):
-            conv += _conv_bn_lif(2 if i == 0 else channels, channels, p.conv_bias, p, neuron_backend)
+            # the input of conv i: the frames (i = 0), max-pooled spikes (binary) or a max-pooled TCJA output (i = 4)
+            spikes_in = 0 < i < 4
+            conv += _conv_bn_lif(2 if i == 0 else channels, channels, p.conv_bias, p, neuron_backend, spikes_in)
             if i >= 3:
                 conv.append(TCJA(kernel_size_t, kernel_size_c, T, channels, backend=attention_backend))
             conv.append(SeqToANN(nn.MaxPool2d(2, 2)))
@@ -244,8 +255,10 @@ class TCJA_CIFAR10DVS(nn.Module):
             (512, 512),
             (512, 512, "tcja"),
         ]
+        spikes_in = False  # the first conv takes the pooled frames; after an AvgPool2d the input is not binary
         for cin, cout, *after in plan:
-            conv += _conv_bn_lif(cin, cout, p.conv_bias, p, neuron_backend)
+            conv += _conv_bn_lif(cin, cout, p.conv_bias, p, neuron_backend, spikes_in)
+            spikes_in = not after
             if "tcja" in after:
                 conv.append(TCJA(kernel_size_t, kernel_size_c, T, cout, backend=attention_backend))
             if after:

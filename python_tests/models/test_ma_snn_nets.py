@@ -215,6 +215,7 @@ def _compare_backends(make, x):
         (o * w).sum().backward()
     torch.testing.assert_close(xs[1].grad, xs[0].grad, rtol=1e-4, atol=1e-5)
     scale = max(p.grad.abs().max().item() for p in ref.parameters())
+    assert scale > 0, "no parameter gradient at all: the tiny network never fires on this input"
     for (n, p), (_, q) in zip(ref.named_parameters(), auto.named_parameters(), strict=True):
         if n.endswith((".conv2d.bias", ".linear.bias")):
             # a bias right before a BatchNorm gets zero gradient in exact arithmetic: both are rounding noise
@@ -227,7 +228,10 @@ def _compare_backends(make, x):
 
 
 def test_masnn_backends_agree():
-    _compare_backends(lambda b: _tiny_masnn(backend=b), torch.randn(3, 4, 2, 8, 8))
+    # an input on which the tiny network fires (on some draws none of its output neurons does, and every gradient
+    # is zero): fixed, so that the check does not depend on the test's seed
+    x = torch.randn(3, 4, 2, 8, 8, generator=torch.Generator().manual_seed(2))
+    _compare_backends(lambda b: _tiny_masnn(backend=b), x)
 
 
 def test_attres_backends_agree():

@@ -9,9 +9,10 @@
 - ``SharedMaskDropout`` (SpikingJelly's ``MultiStepDropout``: one mask for all time steps) and
   ``VotingLayer`` (TCJA-SNN's DVS128 read-out).
 - ``resolved_backends``: which implementation each snnkernels layer of a network runs on a given input.
-- Memory-lean layers (docs/models.md "Memory-lean layers"): ``spike_conv2d`` / ``spike_linear`` build the conv /
-  linear that takes a neuron's spikes (``nn.SpikeConv2d`` / ``SpikeLinear``, the same parameters and keys as
-  ``nn.Conv2d`` / ``nn.Linear``, input kept at 1 bit) or the plain layer under ``backend="torch"``;
+- Memory-lean layers (docs/models.md "Memory-lean layers: packed spikes and BatchNorm folded into the
+  neuron"): ``spike_conv2d`` / ``spike_linear`` build the conv / linear that takes a neuron's spikes
+  (``nn.SpikeConv2d`` / ``SpikeLinear``, the same parameters and keys as ``nn.Conv2d`` / ``nn.Linear``, input
+  kept at 1 bit) or the plain layer under ``backend="torch"``;
   ``norm_neuron`` runs a BatchNorm -> neuron pair as one op where ``nn.bn_lif.bn_neuron`` can fuse it.
 """
 

@@ -85,12 +85,14 @@ build() {
 
 # the files that hold what only a GPU can show first (native CUDA and CuPy, the kernels whose block barriers or
 # thread layouts the interpreter cannot exercise), so that a time limit cuts the CPU-proven rest
-GPU_FIRST="test_leaky.py test_staa_loop.py test_dta_leaky.py test_gated_leaky.py test_ma_snn_fused.py
-    test_global_context.py test_pooled_attention.py test_spikingjelly_parity.py"
+GPU_FIRST="ops/test_leaky.py ops/test_staa_loop.py ops/test_dta_leaky.py ops/test_gated_leaky.py
+    ops/test_ma_snn_fused.py ops/test_global_context.py ops/test_pooled_attention.py ops/test_bn_lif.py
+    ops/test_spiking_attention.py ops/test_spike_pack.py nn/test_spikingjelly_parity.py"
 
 # files whose subject the CPU CI proves in full (compilers, the JIT build, docs, this script): skipped here, so
 # that device time goes to what needs the device
-GPU_SKIP="test_native_build.py test_triton_compile.py test_docs_build.py test_gpu_script.py"
+GPU_SKIP="build/test_native_build.py kernels/test_triton_compile.py kernels/test_static_report.py
+    build/test_docs_build.py bench/test_gpu_script.py"
 
 tests() {
     say "tests: python_tests on CUDA (at most ${TEST_SECONDS}s)"
@@ -98,7 +100,7 @@ tests() {
     first=" $(echo $GPU_FIRST) "  # one line, single spaces
     skip=" $(echo $GPU_SKIP) "
     for f in $GPU_FIRST; do which+=("python_tests/$f"); done
-    for f in python_tests/test_*.py; do
+    for f in $(find python_tests -name 'test_*.py' | sort); do
         case "$first$skip" in *" ${f#python_tests/} "*) ;; *) which+=("$f") ;; esac
     done
     say "tests: ${#which[@]} files in this order: ${which[*]#python_tests/}; skipped (CPU-proven): $GPU_SKIP"

@@ -35,9 +35,10 @@ def test_gpu_script_dry_run(tmp_path):
     # the test order: the GPU-only files first, the CPU-proven build / compile files not at all
     (order,) = [line for line in log.splitlines() if "files in this order:" in line]
     files = order.split("files in this order: ")[1].split(";")[0].split()
-    assert files[:2] == ["test_leaky.py", "test_staa_loop.py"], files
-    assert "test_checkpointing.py" in files and "test_native_build.py" not in files, files
-    assert len(files) == len(set(files)) == len(list((ROOT / "python_tests").glob("test_*.py"))) - 4, files
+    assert files[:2] == ["ops/test_leaky.py", "ops/test_staa_loop.py"], files
+    assert "nn/test_checkpointing.py" in files and "build/test_native_build.py" not in files, files
+    assert len(files) == len(set(files)) == len(list((ROOT / "python_tests").rglob("test_*.py"))) - 5, files
+    assert all((ROOT / "python_tests" / f).is_file() for f in files), files
     results = sorted(p.name for p in tmp_path.glob("*.json"))
     assert any(name.endswith("_attention.json") for name in results), results
     assert any(not name.endswith("_attention.json") for name in results), results

@@ -281,7 +281,14 @@ def _capture_registry_op(name: str) -> list[Launch]:
     with torch.random.fork_rng(), capture(f"{name} (samples)") as launches:
         torch.manual_seed(0)
         for sample in entry.samples("cpu"):
-            entry.op()(*sample)
+            before = len(launches)
+            try:
+                entry.op()(*sample)
+            except ValueError:
+                # a launcher that reads a kernel's output back after the launch (spike_pack's binary check) sees
+                # the zeros of a kernel that did not run: the launch itself was recorded
+                if len(launches) == before:
+                    raise
     return [launch for launch in launches if launch.kernel in entry.kernels]
 
 

@@ -103,6 +103,13 @@ TEMPLATE_CASES = (
     ("attention", "ma_tcsa", (60, 2, 128, 8, 8)),
     ("attention", "staa_lif", (4, 2, 64, 16, 16)),
     ("attention", "staa_lif_persistent", (4, 2, 64, 16, 16)),
+    ("attention", "bn_lif", (6, 2, 64, 16, 16)),
+    ("attention", "ssa", (4, 2, 64, 8, 8)),
+    ("attention", "sdsa", (4, 2, 64, 8, 8)),
+    ("attention", "qk_token", (4, 2, 64, 8, 8)),
+    ("attention", "qk_channel", (4, 2, 64, 8, 8)),
+    ("registry", "spike_pack_triton", ()),
+    ("registry", "spike_unpack_triton", ()),
 )
 CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
 

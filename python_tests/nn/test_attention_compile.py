@@ -36,6 +36,10 @@ class Case:
     # CPU Inductor (torch 2.13) cannot order the strides of a convolution whose H, W are symbols ("cannot
     # determine truth value of Relational"): such modules compile with aot_eager on the CPU, Inductor on CUDA
     cpu_inductor: bool = True
+    # DTA's output and input gradient add terms that cancel (X through T-NA's convolutions, T-XA and the product),
+    # so two fp32 summation orders can differ by more than a fixed tolerance: both are compared against a float64
+    # run of the eager module, the compiled run no worse than 3x the eager fp32 run's error (parameters as usual)
+    cancelling: bool = False
 
 
 class _Pair(nn.Module):
@@ -83,7 +87,12 @@ CASES = {
     "TXA": Case(lambda b: snn.TXA(T, C, backend=b), _five),
     "TNA": Case(lambda b: snn.TNA(T * C, backend=b), _five),
     "TNA-fused-4d": Case(lambda b: snn.TNA(T * C, backend=b), lambda B: (B, T * C, H, W)),
-    "DTA": Case(lambda b: snn.DTA(T, C, backend=b), _five, call=lambda m, x: m(x, (x.detach() > 0).to(x.dtype))),
+    "DTA": Case(
+        lambda b: snn.DTA(T, C, backend=b),
+        _five,
+        call=lambda m, x: m(x, (x.detach() > 0).to(x.dtype)),
+        cancelling=True,
+    ),
     "STAALIFNode": Case(lambda b: snn.STAALIFNode(T, C, pe_shape="TC", backend=b).eval(), _five, spikes=True),
     "STAALIFNode-persistent": Case(
         lambda b: snn.STAALIFNode(T, C, H, W, backend=b, loop_kernel="persistent").eval(), _five, spikes=True
@@ -95,7 +104,7 @@ CASES = {
     "neuron_tcja_pool": Case(
         lambda b: _Pair(lambda n, a, x: neuron_tcja_pool(n, a, nn.Identity(), x), _lif(b), _tcja(b)), _five, spikes=True
     ),
-    "neuron_dta": Case(lambda b: _Pair(neuron_dta, _lif(b), snn.DTA(T, C, backend=b)), _five),
+    "neuron_dta": Case(lambda b: _Pair(neuron_dta, _lif(b), snn.DTA(T, C, backend=b)), _five, cancelling=True),
 }
 
 
@@ -106,6 +115,24 @@ def _params():
             marks = [pytest.mark.triton] if backend == "triton" else []
             out.append(pytest.param(name, backend, marks=marks, id=f"{name}-{backend}"))
     return out
+
+
+def _no_worse_than_eager(case: Case, module: nn.Module, x, grad_out, got: list, want: list) -> None:
+    """The compiled run's output and input gradient (``got``) against a float64 run of the same weights on the
+    eager path: each no more than 3x as far from it as the eager fp32 run (``want``), plus 1e-6 of its largest
+    entry."""
+    ref = case.make("torch").to(DEVICE)
+    ref.load_state_dict(module.state_dict())
+    ref = ref.double()
+    out64, grads64 = _run(lambda t: case.call(ref, t), ref, x.double(), grad_out.double())
+    for i, (a, e, r) in enumerate(zip(got, want, [out64, grads64[0]], strict=True)):
+        assert (a is None) == (r is None), i
+        if r is None:
+            continue
+        err, eager_err = (a.double() - r).abs().max().item(), (e.double() - r).abs().max().item()
+        assert err <= 3 * eager_err + 1e-6 * r.abs().max().item(), (
+            f"{'output' if i == 0 else f'grad {i - 1}'}: compiled error {err:.3e} vs eager fp32 error {eager_err:.3e}"
+        )
 
 
 def _randomized(module: nn.Module) -> nn.Module:
@@ -140,14 +167,18 @@ def test_compiles_with_dynamic_shapes_without_recompiling(name, backend):
             got, got_grads = _run(compiled, module, x, grad_out)
         graphs.append(counter.frame_count)
         want, want_grads = _run(lambda t: case.call(module, t), module, x, grad_out)
-        tol = dict(rtol=0, atol=0) if case.spikes else dict(rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(got, want, **tol)
+        if case.cancelling:
+            _no_worse_than_eager(case, module, x, grad_out, [got, got_grads[0]], [want, want_grads[0]])
+        else:
+            tol = dict(rtol=0, atol=0) if case.spikes else dict(rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(got, want, **tol)
         for i, (g, g_want) in enumerate(zip(got_grads, want_grads, strict=True)):
             assert (g is None) == (g_want is None), i
-            if g_want is not None:
+            if g_want is not None and not (i == 0 and case.cancelling):
                 # Inductor sums in another order: a parameter's gradient (a sum over the batch and the pixels)
                 # is compared normwise, relative to its largest entry
-                atol = 1e-5 if i == 0 else 1e-4 * max(1.0, g_want.abs().max().item())
+                normwise = i > 0 or case.cancelling_input_grad
+                atol = 1e-4 * max(1.0, g_want.abs().max().item()) if normwise else 1e-5
                 torch.testing.assert_close(g, g_want, rtol=1e-4, atol=atol, msg=lambda m, i=i: f"grad {i}: {m}")
     # one frame; dynamo may restart its analysis once on the first call (a float setting it then specializes)
     assert graphs[0] >= 1 and graphs[1] == graphs[0], f"graphs compiled after each call: {graphs}"

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 import sys
-import weakref
 
 import torch
 from torch import nn
 
+from bench.memory import SavedTensorCensus
 from snnkernels.nn import BNLIF, LIFNode
 
 
@@ -24,20 +24,10 @@ def saved_bytes(module: nn.Module, x: torch.Tensor) -> dict[str, int]:
     """{kind: bytes} held for the backward by ``module(x)``: "x" (the input's storage), "steps" (other storages
     of one time step's size or more: BatchNorm's output, the eager neuron's per-step tensors, checkpoints),
     "small" (per-channel statistics and coefficients)."""
-    saved: list[weakref.ref] = []
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        saved.append(weakref.ref(t))
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with SavedTensorCensus(exclude=(*module.parameters(), *module.buffers())) as census:
         out = module(x)
-    excluded = {p.untyped_storage().data_ptr() for p in (*module.parameters(), *module.buffers())}
-    storages: dict[int, int] = {}
-    for ref in saved:
-        t = ref()
-        if t is not None and t.untyped_storage().data_ptr() not in excluded:
-            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+    census.close()
+    storages = {ptr: n for ptr, (_, n) in census.storages.items()}
     kinds = {"x": 0, "steps": 0, "small": 0}
     x_ptr, x_bytes = x.untyped_storage().data_ptr(), x.untyped_storage().nbytes()
     for ptr, n in storages.items():

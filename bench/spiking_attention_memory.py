@@ -23,20 +23,16 @@ import torch
 
 from snnkernels import functional as SF
 
+from .memory import SavedTensorCensus
+
 
 def held_bytes(fn, *inputs: torch.Tensor) -> int:
     """Bytes of the distinct storages autograd saves while ``fn(*inputs)`` runs."""
-    storages: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        s = t.untyped_storage()
-        storages[s.data_ptr()] = s.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with SavedTensorCensus() as census:
         out = fn(*inputs)
+    census.close()
     out.sum().backward()  # the graph is complete and differentiable
-    return sum(storages.values())
+    return census.total
 
 
 def _sj_lif():

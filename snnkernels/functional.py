@@ -944,11 +944,14 @@ def spiking_self_attention(
     detach_reset: bool = True,
     surrogate_function: Surrogate = _SIGMOID4,
     backend: str = "auto",
+    check: bool = True,
 ) -> torch.Tensor:
     """Spiking self-attention (SSA): ``LIF(scale * q (k^T v))`` per (t, b, head), the LIF over t on each element.
 
     Both official orderings (``(q k^T) v`` and ``q (k^T v)``) give the same fp32 result on binary input
-    (docs/spiking_attention.md "SSA"); the fused kernel stores no attention membrane.
+    (docs/spiking_attention.md "SSA"); the fused kernel stores no attention membrane and keeps q, k, v for the
+    backward at 1 bit each (docs/spiking_attention.md "Fused SSA: what is stored, what is recomputed"), so on
+    the fused backend they must be spikes (0 / 1) when a gradient is needed.
 
     Args:
         q (Tensor): [T, B, heads, N, d], any strides (``x.view(T, B, heads, d, N).transpose(-1, -2)`` for [T, B, C, N]).
@@ -963,6 +966,10 @@ def spiking_self_attention(
         detach_reset (bool): detach the spike in the reset. Default: True.
         surrogate_function (Surrogate): surrogate derivative. Default: ``Sigmoid(4.0)``.
         backend (str): ``'auto'``, ``'torch'`` or ``'triton'``. Default: ``'auto'``.
+        check (bool): on the fused backend, raise a ValueError naming the first element of q, k or v that is
+            not 0 / 1 (one device synchronisation per input); False skips it for inputs known to be spikes
+            (the transformers' own LIF outputs), where a non-binary input would get wrong gradients.
+            Default: True.
 
     Returns:
         Spikes [T, B, heads, N, d] in q's dtype and layout.
@@ -971,7 +978,7 @@ def spiking_self_attention(
     lif = _attention_lif(tau, v_threshold, v_reset, decay_input, detach_reset, surrogate_function)
     if _attention_backend(backend, q, lif, "spiking_self_attention") == "torch":
         return spiking_self_attention_reference(q, k, v, scale=float(scale), lif=lif)
-    return spiking_attention_triton.spiking_self_attention_fused(q, k, v, float(scale), lif)
+    return spiking_attention_triton.spiking_self_attention_fused(q, k, v, float(scale), lif, check)
 
 
 def spike_driven_self_attention(

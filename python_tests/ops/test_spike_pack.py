@@ -12,6 +12,7 @@ import torch
 
 from snnkernels import functional as SF
 from snnkernels.backends import BackendUnavailableError
+from snnkernels.ops.spike_pack import pack_in_place_order
 from snnkernels.reference.spike_pack import packed_numel, spike_pack_reference, spike_unpack_reference
 
 from conftest import DEVICE
@@ -87,6 +88,56 @@ def test_non_binary_input_raises_naming_its_first_offending_element(backend, bad
     # unchecked: the bit is x != 0
     packed = SF.spike_pack(x, check=False, backend=backend)
     assert torch.equal(packed, spike_pack_reference((x != 0).float()))
+
+
+def _strides(x: torch.Tensor) -> list[int]:
+    """The strides that place elements (a size-1 dim's stride is never used)."""
+    return [s for s, n in zip(x.stride(), x.shape, strict=True) if n > 1]
+
+
+def _views(dtype):
+    """(name, tensor, dense): a contiguous tensor, transposed and permuted views, the official attention view,
+    a gapped slice and an expanded (overlapping) one."""
+    base = _spikes((3, 5, 7, 2), dtype)
+    official = _spikes((2, 3, 4 * 5, 7), dtype).view(2, 3, 4, 5, 7).transpose(-1, -2)
+    return [
+        ("contiguous", base, True),
+        ("permuted", base.permute(2, 0, 3, 1), True),
+        ("official", official, True),
+        ("size-1 dim", _spikes((5, 1, 7), dtype).transpose(0, 2), True),
+        ("gapped", base[:, ::2], False),
+        ("expanded", _spikes((5, 1), dtype).expand(5, 6), False),
+    ]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pack_in_place_order_reads_memory_order_and_unpacks_the_same_strides(backend, dtype):
+    """docs/spike_pack.md "Layout": a dense view is packed as its storage lies (no copy) and comes back with
+    its strides; a gapped or overlapping one is packed in its logical order and comes back contiguous."""
+    for name, x, dense in _views(dtype):
+        packed, layout = pack_in_place_order(x, True, backend)
+        assert packed.numel() == packed_numel(x.numel()), name
+        back = layout.unpack(packed)
+        assert back.dtype == dtype and torch.equal(back, x), name
+        if dense:
+            assert _strides(back) == _strides(x), name
+            stored = x.permute(layout.order)
+            assert stored.data_ptr() == x.data_ptr() and stored.is_contiguous(), name
+            assert np.array_equal(packed.cpu().numpy(), _numpy_packed(stored)), name
+        else:
+            assert back.is_contiguous(), name
+            assert np.array_equal(packed.cpu().numpy(), _numpy_packed(x.contiguous())), name
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pack_in_place_order_names_the_bad_element_in_the_views_coordinates(backend):
+    x = _spikes((4, 6, 5), torch.float32).permute(2, 0, 1)  # stored order differs from the logical one
+    x[3, 1, 2] = 0.5
+    with pytest.raises(ValueError, match=r"element \(3, 1, 2\) \(flat index 80 of shape \(5, 4, 6\)\)"):
+        pack_in_place_order(x, True, backend)
+    packed, layout = pack_in_place_order(x, False, backend)  # unchecked: the bit is x != 0
+    assert torch.equal(layout.unpack(packed), (x != 0).float())
 
 
 def test_bool_input_and_bad_arguments():

@@ -321,9 +321,10 @@ def test_empty_input(op, shape):
 @pytest.mark.triton
 @pytest.mark.parametrize("op", OPS)
 def test_backward_keeps_only_the_inputs_it_needs(op):
-    """docs/spiking_attention.md "Bytes held for backward (measured, CPU)": the fused ops save their binary
-    inputs in place (the official layout's storages, no copy) plus, for the gate sweeps, the tiny sums Z; SSA
-    and SDSA need q, k, v, the Q-K ops only k. Nothing of the attention membrane's size is kept."""
+    """docs/spiking_attention.md "Bytes held for backward (measured, CPU)": SSA saves q, k, v at 1 bit each
+    (three uint8 buffers of ceil(n / 8) bytes); the gate sweeps save their binary inputs in place (the official
+    layout's storages, no copy) plus the tiny sums Z, SDSA q, k, v and the Q-K ops only k. Nothing of the
+    attention membrane's size is kept."""
     gen = torch.Generator().manual_seed(29)
     T, B, H, N, D = shape = (3, 2, 2, 7, 5)
     q, k, v = (make_input(shape, "official", gen, dtype=torch.float32) for _ in range(3))
@@ -335,9 +336,43 @@ def test_backward_keeps_only_the_inputs_it_needs(op):
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         fused(op, q, k, v, 0.125, AttentionLIF())
-    needed = [q, k, v] if op in ("ssa", "sdsa") else [k]
+    needed = [] if op == "ssa" else [q, k, v] if op == "sdsa" else [k]
     inputs = {x.untyped_storage().data_ptr() for x in needed}
     assert inputs <= set(saved), "an input was copied before it was saved"
     others = sum(n for ptr, n in saved.items() if ptr not in inputs)
-    tiny = 0 if op == "ssa" else 4 * T * B * H * (N if op == "qk_token" else D)  # Z, fp32
+    if op == "ssa":
+        tiny = 3 * -(-q.numel() // 8)  # q, k, v packed
+        assert len(saved) == 3, f"ssa saves {len(saved)} storages, expected the three packed inputs"
+    else:
+        tiny = 4 * T * B * H * (N if op == "qk_token" else D)  # Z, fp32
     assert others == tiny, f"{op} keeps {others} bytes besides its inputs, expected {tiny}"
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_ssa_gradients_keep_the_inputs_layouts_after_the_one_bit_round_trip(layout):
+    """SSA's backward works on q, k, v unpacked from 1 bit (docs/spiking_attention.md "Fused SSA: what is
+    stored, what is recomputed"): they come back in the inputs' layouts, so the gradients keep those strides."""
+    gen = torch.Generator().manual_seed(31 + LAYOUTS.index(layout))
+    q, k, v = (make_input((2, 2, 2, 7, 5), layout, gen, dtype=torch.float32) for _ in range(3))
+    out = fused("ssa", q, k, v, 0.125, AttentionLIF())
+    grads = torch.autograd.grad(out, (q, k, v), torch.randn(out.shape, generator=gen))
+    for x, g in zip((q, k, v), grads, strict=True):
+        assert g.stride() == x.stride(), layout
+
+
+@pytest.mark.triton
+def test_ssa_refuses_non_binary_inputs_it_would_save_at_one_bit():
+    """The fused SSA raises on an input that is not 0 / 1 when a gradient is needed (the element named in the
+    input's own coordinates); ``check=False`` skips the check, and without a gradient nothing is saved."""
+    gen = torch.Generator().manual_seed(37)
+    q, k, v = (make_input((2, 1, 2, 6, 3), "official", gen, dtype=torch.float32) for _ in range(3))
+    with torch.no_grad():
+        k[1, 0, 1, 4, 2] = 0.5
+    with pytest.raises(ValueError, match=r"element \(1, 0, 1, 4, 2\)"):
+        SF.spiking_self_attention(q, k, v, backend="triton")
+    SF.spiking_self_attention(q, k, v, backend="triton", check=False)
+    with torch.no_grad():
+        out = SF.spiking_self_attention(q, k, v, backend="triton")
+    ref = spiking_self_attention_reference(q.double(), k.double(), v.double(), scale=0.125, lif=AttentionLIF())
+    assert_equal_verbose(out.double(), ref, "forward without a gradient")

@@ -211,7 +211,7 @@ class MS_Attention_RepConv_qkv_id(nn.Module):  # official class name
         if fused is None:  # backend "torch" (the official ordering), "native", "cupy"
             return self.attn_lif(ssa_core(q, k, v, self.num_heads, self.scale, self.order))
         q, k, v = (split_heads_view(x, self.num_heads) for x in (q, k, v))
-        return merge_heads_view(spiking_self_attention(q, k, v, scale=self.scale, **fused))
+        return merge_heads_view(spiking_self_attention(q, k, v, scale=self.scale, check=False, **fused))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape

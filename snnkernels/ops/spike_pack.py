@@ -13,6 +13,7 @@ every gradient is bit-identical to the unpacked layer's.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -30,6 +31,8 @@ __all__ = [
     "spike_unpack_native",
     "pack",
     "unpack",
+    "PackedLayout",
+    "pack_in_place_order",
     "SpikeConvFunction",
     "SpikeLinearFunction",
 ]
@@ -104,6 +107,37 @@ def unpack(packed: torch.Tensor, shape: Sequence[int], dtype: torch.dtype, backe
     if backend == "native":
         return spike_unpack_native(packed, list(shape), dtype)
     return spike_unpack_reference(packed, shape, dtype)
+
+
+@dataclass(frozen=True)
+class PackedLayout:
+    """Where the elements of a spike tensor packed by ``pack_in_place_order`` go back: ``unpack`` gives the
+    tensor with its shape, dtype and strides (a transposed view comes back as the same transposed view of a
+    fresh storage), so the gradients computed from it take the strides the original would have given them."""
+
+    shape: tuple[int, ...]
+    order: tuple[int, ...]  # the dims in memory order, outermost first
+    dtype: torch.dtype
+    backend: str
+
+    def unpack(self, packed: torch.Tensor) -> torch.Tensor:
+        flat = unpack(packed, [self.shape[i] for i in self.order], self.dtype, self.backend)
+        return flat.permute(sorted(range(len(self.order)), key=self.order.__getitem__))
+
+
+def pack_in_place_order(x: torch.Tensor, check: bool, backend: str) -> tuple[torch.Tensor, PackedLayout]:
+    """``x`` packed in the order its elements lie in memory (no copy when ``x`` is dense: a transposed view is
+    read as stored) and the layout that unpacks it with the same strides."""
+    order = sorted(range(x.dim()), key=lambda i: (-x.stride(i), i))
+    stored = x.permute(order)
+    if not stored.is_contiguous():  # overlapping or gapped strides: pack the contiguous copy
+        order, stored = list(range(x.dim())), x.contiguous()
+    try:
+        packed = pack(stored, check, backend)
+    except ValueError:
+        check_binary(x)  # the error again, naming the element in x's own coordinates
+        raise
+    return packed, PackedLayout(tuple(x.shape), tuple(order), x.dtype, backend)
 
 
 class SpikeConvFunction(torch.autograd.Function):

@@ -25,6 +25,7 @@ from ..surrogate import Sigmoid, Triangle
 from ._device import on_device_of
 from .autograd_helpers import distinct
 from .registry import rand, registered_op, triton_entry
+from .spike_pack import pack_in_place_order
 from .triton_launch import COMPILE_OPTIONS, f32
 
 __all__ = [
@@ -197,26 +198,32 @@ def _(grad, q, k, v, scale, lif, sg_id, hard_reset, detach_reset):
 
 
 class _SSAFunction(torch.autograd.Function):
+    """docs/spiking_attention.md "Fused SSA: what is stored, what is recomputed": q, k, v saved at 1 bit each."""
+
     @staticmethod
-    def forward(ctx: Any, q, k, v, scale: float, lif: list[float], sg_id: int, hard: bool, detach: bool):
+    def forward(ctx: Any, q, k, v, scale: float, lif: list[float], sg_id: int, hard: bool, detach: bool, check: bool):
         ctx.settings = (scale, lif, sg_id, hard, detach)
-        ctx.save_for_backward(q, k, v)
+        packed, ctx.layouts = zip(*(pack_in_place_order(x, check, "triton") for x in (q, k, v)), strict=True)
+        ctx.save_for_backward(*packed)
         return ssa_fwd(q, k, v, scale, lif, hard)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor):
-        q, k, v = ctx.saved_tensors
+        q, k, v = (layout.unpack(b) for layout, b in zip(ctx.layouts, ctx.saved_tensors, strict=True))
         dq, dk, dv = ssa_bwd(grad, q, k, v, *ctx.settings)
-        return dq, dk, dv, None, None, None, None, None
+        return dq, dk, dv, None, None, None, None, None, None
 
 
 def spiking_self_attention_fused(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, lif: AttentionLIF
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, lif: AttentionLIF, check: bool = True
 ) -> torch.Tensor:
-    """Fused ``spiking_self_attention_reference`` (checked arguments): q, k, v [T, B, heads, N, d], any strides."""
+    """Fused ``spiking_self_attention_reference`` (checked arguments): q, k, v [T, B, heads, N, d] binary, any
+    strides; ``check`` raises a ValueError on an element that is not 0 / 1 when a gradient is needed."""
     floats, sg_id, hard, detach = lif_arguments(lif)
     q, k, v = distinct(_dense(q), _dense(k), _dense(v))
-    return _SSAFunction.apply(q, k, v, scale, floats, sg_id, hard, detach)
+    if not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)):
+        return ssa_fwd(q, k, v, scale, floats, hard)  # nothing to save: any real input runs
+    return _SSAFunction.apply(q, k, v, scale, floats, sg_id, hard, detach, check)
 
 
 # ---------------------------------------------------------------------------------------------------------

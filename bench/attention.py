@@ -38,8 +38,9 @@ Providers: ``torch-eager`` (the module / function with ``backend="torch"``), ``t
 ``layer.SpikingSelfAttention`` / ``layer.QKAttention`` attention step (its own core function and ``attn_lif``,
 with whatever LIF implementation SpikingJelly selects on the device), on q, k (, v) stacked into the one
 ``qkv`` tensor its layer takes (that copy is in its time; in the layer q, k, v come from one LIF), fp32 only
-(its neuron keeps the membrane in the input dtype). SpikingJelly has no SDSA. Every provider is first checked against eager on the same inputs (output and every
-gradient, relative to the largest entry: 1e-4 fp32, 2e-2 half) and never timed if that fails.
+(its neuron keeps the membrane in the input dtype). SpikingJelly has no SDSA. Every provider is first checked
+against eager on the same inputs (output and every gradient, relative to the largest entry: 1e-4 fp32, 2e-2
+half) and never timed if that fails.
 
 Byte model (``GB/s``, ``fraction_of_copy_bw``): the two-sweep floor (docs/tcja_dta.md "The two-sweep floor"), per
 element of X in the storage dtype: forward reads X twice and writes Y (3 passes); backward reads dY and X for the row

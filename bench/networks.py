@@ -179,7 +179,7 @@ def build(provider: str, name: str, device: str, small: bool):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    ap.add_argument("--quick", action="store_true", help="dta_snn_18 only")
+    ap.add_argument("--quick", action="store_true", help="dta_snn_18 only (unless --networks names others)")
     ap.add_argument("--networks", nargs="*", default=None, choices=list(NETWORKS), help="default: all")
     ap.add_argument("--providers", nargs="*", default=list(PROVIDERS), choices=list(PROVIDERS))
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     small = device != "cuda"
-    names = ["dta_snn_18"] if args.quick else (args.networks or list(NETWORKS))
+    names = args.networks or (["dta_snn_18"] if args.quick else list(NETWORKS))
     meta = metadata(device)
     meta.update(
         byte_model="none (whole networks: time per step and peak memory only)",

@@ -17,8 +17,9 @@ A step is forward, cross-entropy on the time-averaged logits, backward and an SG
   ``sdt_v1_cifar`` (Spike-Driven Transformer 2-512, 8 heads, pooling "0011", T = 4, batch 64 as
   ``conf/cifar10/2_512_300E_t4.yml``), ``qkformer_cifar`` (QKFormer 4-384, patch 4, T = 4, batch 64 as
   ``cifar10/cifar10.yml``) and ``meta_spikformer`` (``metaspikformer_8_384`` on ImageNet [32, 3, 224, 224],
-  T = 1 as the official pre-training; batch 32 our choice). Ours runs the fused attention cores, bn_lif
-  and the 1-bit spike layers.
+  T = 1 as the official pre-training; batch 32 our choice). Their weights are drawn so that every LIF fires
+  (``bench.transformer_block_memory.firing_weights``: the official initialisation leaves the attention LIFs
+  silent on a random input). Ours runs the fused attention cores, bn_lif and the 1-bit spike layers.
 
 On the CPU (``--device cpu``) they shrink to a smoke size: the shapes are in the results. Providers:
 ``torch-eager`` (``backend="torch"``), ``torch-compile`` (``torch.compile`` of that eager model, compiled
@@ -98,7 +99,7 @@ def _transformer(name: str, small: bool, backend: str) -> tuple[nn.Module, tuple
         return models.QKFormer(**cifar, **size, backend=backend), (2 if small else 64, *image), 10
     if small:
         model = models.Spiking_vit_MetaFormer(
-            img_size_h=32, img_size_w=32, in_channels=3, num_classes=10, embed_dim=(8, 16, 32, 40), backend=backend
+            img_size_h=32, img_size_w=32, in_channels=3, num_classes=10, embed_dim=(8, 8, 16, 16), backend=backend
         )
         return model, (2, 3, 32, 32), 10
     return models.metaspikformer_8_384(backend=backend), (32, 3, 224, 224), 1000  # model.T = 1: pre-training
@@ -108,8 +109,12 @@ def _net(name: str, device: str, small: bool, backend: str) -> tuple[nn.Module, 
     """(model, input shape, classes)."""
     torch.manual_seed(0)  # the same weights for every provider
     if name in TRANSFORMERS:
+        from .transformer_block_memory import firing_weights
+
         model, shape, classes = _transformer(name, small, backend)
-        return model.to(device), shape, classes
+        # the official initialisation leaves the attention LIFs (Meta-SpikeFormer: every LIF up to the head)
+        # silent on a random input, which would make the first-step loss check blind to them
+        return firing_weights(model).to(device), shape, classes
     if name == "dta_snn_18":
         if small:
             model = models.MSResNet(

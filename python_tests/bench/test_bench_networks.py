@@ -4,6 +4,7 @@ loss against eager, times, and writes its results; a provider whose loss differs
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -52,6 +53,9 @@ def test_the_transformers_take_a_verified_step_on_each_provider(name, tmp_path):
     assert {(r["op"], r["provider"], r["status"]) for r in rows} == {(name, p, "ok") for p in providers}
     assert all(r["ms_p50"] > 0 and r["mode"] == "train-step" for r in rows)
     assert {r["dataset"] for r in rows} == {N.TRAIN_SAMPLES[name][0]}
+    # the loss check sees the network: its weights make it fire, so the logits are not all equal (loss ln 10)
+    _, step, _ = N.build("torch-eager", name, "cpu", True)
+    assert abs(step().item() - math.log(10)) > 1e-2
 
 
 def test_official_eager_is_for_the_transformers_only(tmp_path):

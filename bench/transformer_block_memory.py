@@ -150,21 +150,22 @@ def count(model: nn.Module, call: Callable, x: torch.Tensor) -> tuple[dict[str, 
     return counts, out.detach(), grads
 
 
-def count_both(
-    name: str, official: nn.Module, fused: nn.Module, call: Callable, x: torch.Tensor, rtol: float = 1e-4
-) -> tuple[dict[str, int], dict[str, int]]:
-    """``count`` on both models, after checking that they give the same output and every gradient (float32
-    rounding: ``rtol``, and an absolute ``rtol`` times the gradient's largest entry)."""
-    c_off, out_off, g_off = count(official, call, x)
-    c_fus, out_fus, g_fus = count(fused, call, x)
+def grad_scale(grads: dict[str, torch.Tensor], name: str) -> float:
+    """The largest entry of ``grads[name]``, or of its weight's gradient when larger: a bias followed by BatchNorm
+    has gradient 0 up to rounding, judged on its weight's scale."""
+    weight = grads.get(name[: -len("bias")] + "weight") if name.endswith(".bias") else None
+    return max(grads[name].abs().max().item(), 0.0 if weight is None else weight.abs().max().item(), 1e-30)
+
+
+def assert_same(name: str, off: tuple[torch.Tensor, dict], fus: tuple[torch.Tensor, dict], rtol: float = 1e-4) -> None:
+    """The (output, gradients) of ``count`` equal on both sides up to float32 rounding: ``rtol``, and an absolute
+    ``rtol`` times each gradient's largest entry."""
+    (out_off, g_off), (out_fus, g_fus) = off, fus
     torch.testing.assert_close(out_fus, out_off, rtol=rtol / 10, atol=rtol / 10)
     assert list(g_fus) == list(g_off), name
     for n, want in g_off.items():
-        # a bias followed by BatchNorm has gradient 0 up to rounding: judged on its weight's scale
-        weight = g_off.get(n[: -len("bias")] + "weight") if n.endswith(".bias") else None
-        scale = max(want.abs().max().item(), 0.0 if weight is None else weight.abs().max().item(), 1e-30)
+        scale = grad_scale(g_off, n)
         torch.testing.assert_close(g_fus[n], want, rtol=rtol, atol=rtol * scale, msg=lambda m, n=n: f"{name} {n}: {m}")
-    return c_off, c_fus
 
 
 def measure(name: str, T: int, B: int, side: int = 8, fused_backend: str = "triton") -> dict:
@@ -174,7 +175,9 @@ def measure(name: str, T: int, B: int, side: int = 8, fused_backend: str = "trit
     official = official_style(build("torch"))
     official.load_state_dict(fused.state_dict(), strict=True)
     x = block_input(layout, T, B, 512, side)
-    c_off, c_fus = count_both(name, official, fused, call, x)
+    c_off, *off = count(official, call, x)
+    c_fus, *fus = count(fused, call, x)
+    assert_same(name, off, fus)
     return {
         "block": name,
         "T": T,

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from bench.memory import RESULTS, cpu_name
-from bench.transformer_block_memory import count_both, firing_weights, official_style, table
+from bench.transformer_block_memory import assert_same, count, firing_weights, grad_scale, official_style, table
 from snnkernels import models as M
 
 
@@ -105,6 +105,30 @@ NETWORKS: dict[str, Net] = {
 }
 
 
+def compare(name: str, official: nn.Module, call: Callable, x: torch.Tensor, off: list, fus: list) -> dict:
+    """``assert_same`` on the two sides' (output, gradients); where it fails (a spike that flips on a float32
+    rounding difference changes everything after it in a deep network), the largest output difference next to
+    the official network's own when its input moves by one ulp (``torch.nextafter``): same size = the same
+    sensitivity to rounding, not a wrong kernel (docs/spiking_transformers.md "Bytes held for backward")."""
+    try:
+        assert_same(name, off, fus)
+        return {"equal": True}
+    except AssertionError as exc:
+        ulp = count(official, call, torch.nextafter(x, torch.full_like(x, 2.0)))[1:]
+        return {
+            "equal": False,
+            "first_mismatch": str(exc).strip().splitlines()[0],
+            "fused": _differences(off, fus),
+            "official_1ulp_input": _differences(off, ulp),
+        }
+
+
+def _differences(a: list, b: list) -> dict[str, float]:
+    """Largest |output difference| and, over every gradient, the largest |difference| / ``grad_scale``."""
+    rel = max((b[1][n] - g).abs().max().item() / grad_scale(a[1], n) for n, g in a[1].items())
+    return {"output": (b[0] - a[0]).abs().max().item(), "gradient_rel": rel}
+
+
 def measure_network(name: str, B: int, **override: int) -> dict:
     """One network (``NETWORKS[name]``, with ``override`` of embed / depth / heads / T / img) at batch ``B``:
     official-style and fused bytes by kind, checked equal outputs and gradients first."""
@@ -116,7 +140,9 @@ def measure_network(name: str, B: int, **override: int) -> dict:
     official.load_state_dict(fused.state_dict(), strict=True)
     x = torch.rand((B, 3, cfg["img"], cfg["img"]), generator=torch.Generator().manual_seed(0))
     start = time.perf_counter()
-    c_off, c_fus = count_both(name, official, fused, net.call, x)
+    c_off, *off = count(official, net.call, x)
+    c_fus, *fus = count(fused, net.call, x)
+    check = compare(name, official, net.call, x, off, fus)
     setting = net.setting if not override else f"{net.setting}, changed: {override}"
     return {
         "network": name,
@@ -128,21 +154,39 @@ def measure_network(name: str, B: int, **override: int) -> dict:
         "fused": c_fus,
         "fused_backend": "triton",
         "ratio": c_fus["total"] / c_off["total"],
+        "check": check,
         "seconds": round(time.perf_counter() - start, 1),
     }
+
+
+def _check(r: dict) -> str:
+    c = r["check"]
+    if c["equal"]:
+        return "equal"
+    f, u = c["fused"], c["official_1ulp_input"]
+    return (
+        f"differ: output {f['output']:.2g}, gradients {f['gradient_rel']:.2g} "
+        f"(official at input +1 ulp: {u['output']:.2g}, {u['gradient_rel']:.2g})"
+    )
 
 
 def markdown(rows: list[dict], commands: list[str]) -> str:
     columns = [("network", "network"), ("params (M)", "params_M"), ("embed-depth", "shape"), ("T", "T")]
     columns += [("input", "input"), ("B", "B")]
-    shown = [{**r, "shape": f"{r['embed']}-{r['depth']}", "input": f"{r['img']}x{r['img']}"} for r in rows]
+    columns += [("output, gradients vs official", "check_text")]
+    shown = [
+        {**r, "shape": f"{r['embed']}-{r['depth']}", "input": f"{r['img']}x{r['img']}", "check_text": _check(r)}
+        for r in rows
+    ]
     lines = [
         f"# Bytes held for backward, whole networks (MiB), {cpu_name()}",
         "",
         "; ".join(f"`{c}`" for c in commands) + f"; torch {torch.__version__}.",
         "official = our backend='torch' network with CuPy-MultiStepLIFNode-like",
         "neurons (h_seq + spike_seq saved, v_seq held); fused = backend='triton' (interpreter). Outputs and every",
-        "gradient (input included) checked equal (float32 rounding) before counting. Each B is a measured run.",
+        "gradient (input included) compared (float32 rounding); where they differ, the official network's own output",
+        "change for a 1-ulp change of its input is shown next to it (largest output difference;",
+        "largest gradient difference / that gradient's largest entry). Each B is a measured run.",
         "",
         *table(shown, columns),
         "",

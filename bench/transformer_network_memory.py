@@ -94,7 +94,14 @@ NETWORKS: dict[str, Net] = {
         _cifar(M.Spikingformer), _logits, 384, 4, 12, 4, 32, "Spikingformer-4-384, CIFAR-10 32x32"
     ),
     "sdt_v1_cifar": Net(
-        _cifar(M.SpikeDrivenTransformer), _first, 512, 2, 8, 4, 32, "Spike-Driven Transformer 2-512, CIFAR-10 32x32"
+        _cifar(M.SpikeDrivenTransformer, pooling_stat="0011"),
+        _first,
+        512,
+        2,
+        8,
+        4,
+        32,
+        "Spike-Driven Transformer 2-512, CIFAR-10 32x32 (conf/cifar10/2_512_300E_t4.yml: pooling_stat 0011)",
     ),
     "qkformer_cifar": Net(_cifar(M.QKFormer), _logits, 384, 4, 8, 4, 32, "QKFormer-4-384, CIFAR-10 32x32"),
     "meta_spikformer_15m": Net(_meta, _logits, 384, 8, 8, 1, 224, "metaspikformer_8_384 (15M), ImageNet, T = 1"),
@@ -181,7 +188,8 @@ def markdown(rows: list[dict], commands: list[str]) -> str:
     lines = [
         f"# Bytes held for backward, whole networks (MiB), {cpu_name()}",
         "",
-        "; ".join(f"`{c}`" for c in commands) + f"; torch {torch.__version__}.",
+        "; ".join(f"`{c}`" for c in commands) + f" (in this order; a later command's rows replace an earlier one's of "
+        f"the same network and B); torch {torch.__version__}.",
         "official = our backend='torch' network with CuPy-MultiStepLIFNode-like",
         "neurons (h_seq + spike_seq saved, v_seq held); fused = backend='triton' (interpreter). Outputs and every",
         "gradient (input included) compared (float32 rounding); where they differ, the official network's own output",
@@ -204,7 +212,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--out", default=None, help="results stem (default: bench/results/<date>_<machine>_transformer-network-bytes)"
     )
-    ap.add_argument("--append", action="store_true", help="add the rows to those already in the results file")
+    ap.add_argument(
+        "--append",
+        action="store_true",
+        help="add the rows to the results file's (replacing its rows of the same network and B)",
+    )
     args = ap.parse_args(argv)
     override = {k: v for k, v in (("img", args.img), ("depth", args.depth)) if v is not None}
     rows = []
@@ -225,7 +237,9 @@ def main(argv: list[str] | None = None) -> None:
     commands = [cmd.strip()]
     if args.append and stem.with_suffix(".json").exists():
         before = json.loads(stem.with_suffix(".json").read_text())
-        rows, commands = before["rows"] + rows, before["commands"] + commands
+        new = {(r["network"], r["B"]) for r in rows}
+        rows = [r for r in before["rows"] if (r["network"], r["B"]) not in new] + rows
+        commands = before["commands"] + commands
     stem.with_suffix(".json").write_text(
         json.dumps({"commands": commands, "torch": torch.__version__, "rows": rows}, indent=1)
     )

@@ -251,6 +251,7 @@ def main(argv: list[str] | None = None) -> None:
         new = {(r["network"], r["B"]) for r in rows}
         rows = [r for r in before["rows"] if (r["network"], r["B"]) not in new] + rows
         commands = before["commands"] + commands
+    rows.sort(key=lambda r: (list(NETWORKS).index(r["network"]), r["B"]))
     stem.with_suffix(".json").write_text(
         json.dumps({"commands": commands, "torch": torch.__version__, "rows": rows}, indent=1)
     )

@@ -151,10 +151,14 @@ def count(model: nn.Module, call: Callable, x: torch.Tensor) -> tuple[dict[str, 
 
 
 def grad_scale(grads: dict[str, torch.Tensor], name: str) -> float:
-    """The largest entry of ``grads[name]``, or of its weight's gradient when larger: a bias followed by BatchNorm
-    has gradient 0 up to rounding, judged on its weight's scale."""
-    weight = grads.get(name[: -len("bias")] + "weight") if name.endswith(".bias") else None
-    return max(grads[name].abs().max().item(), 0.0 if weight is None else weight.abs().max().item(), 1e-30)
+    """The largest entry of ``grads[name]``, or of any gradient of its parent module's parameters when larger: a
+    parameter whose effect a following train-mode BatchNorm cancels has gradient 0 (a bias before BatchNorm) or
+    almost 0 (through ``eps`` only: Meta-SpikeFormer's RepConv BatchNorm before ``q_bn``) up to rounding, judged
+    on its neighbours' scale."""
+    module = name.rsplit(".", 1)[0] if "." in name else None  # None: the input's gradient, judged alone
+    parent = module.rsplit(".", 1)[0] + "." if module and "." in module else f"{module}."
+    near = [g.abs().max().item() for n, g in grads.items() if module is not None and n.startswith(parent)]
+    return max(grads[name].abs().max().item(), *near, 1e-30)
 
 
 def assert_same(name: str, off: tuple[torch.Tensor, dict], fus: tuple[torch.Tensor, dict], rtol: float = 1e-4) -> None:

@@ -158,6 +158,7 @@ class Launch:
     args: dict[str, Any]  # every parameter by name (defaults applied), tensors as passed
     options: dict[str, Any]  # num_warps, num_stages, enable_fp_fusion, ...
     grid: tuple[int, int, int]
+    phase: str = ""  # "fwd" or "bwd" for a benchmark case, "samples" for a registry op's samples
 
     @property
     def kernel(self) -> str:
@@ -242,7 +243,13 @@ def _conv_args(rest: tuple, kwargs: dict) -> tuple:
     return tuple(values)
 
 
-def _run_bench_case(case: StaticCase) -> None:
+def _run_bench_case(case: StaticCase, launches: list[Launch]) -> None:
+    """Forward then backward of ``case``; the launches recorded so far get their phase at each step."""
+
+    def mark(phase: str) -> None:
+        for launch in launches:
+            launch.phase = launch.phase or phase
+
     if case.source == "lif":
         from .registry import OPS, Case
 
@@ -251,7 +258,9 @@ def _run_bench_case(case: StaticCase) -> None:
         x = torch.empty(case.shape, dtype=case.dtype).requires_grad_()
         params = op.make_params(bc, "cpu", False)
         y = op.run(x, params, "triton")
+        mark("fwd")
         y.backward(torch.empty_like(y))
+        mark("bwd")
         return
     from . import attention
     from .registry import Case
@@ -260,7 +269,9 @@ def _run_bench_case(case: StaticCase) -> None:
     fn = attention.op_fn(bc, "cpu", "triton")
     tensors, leaves, grad_out = attention.make_inputs(bc, "cpu")
     out = fn(*tensors)
+    mark("fwd")
     out.backward(grad_out)
+    mark("bwd")
 
 
 def capture_case(case: StaticCase) -> list[Launch]:
@@ -269,7 +280,7 @@ def capture_case(case: StaticCase) -> list[Launch]:
         return _capture_registry_op(case.op)
     with torch.random.fork_rng(), capture(case.label) as launches:
         torch.manual_seed(0)
-        _run_bench_case(case)
+        _run_bench_case(case, launches)
     return launches
 
 
@@ -289,6 +300,8 @@ def _capture_registry_op(name: str) -> list[Launch]:
                 # the zeros of a kernel that did not run: the launch itself was recorded
                 if len(launches) == before:
                     raise
+    for launch in launches:
+        launch.phase = "samples"
     return [launch for launch in launches if launch.kernel in entry.kernels]
 
 

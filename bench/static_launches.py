@@ -178,6 +178,11 @@ class Launch:
 def capture(case_label: str = "") -> Iterator[list[Launch]]:
     """Record every Triton launch in the block instead of running it; the Triton backend accepts CPU tensors
     meanwhile (its launchers then choose the GPU tiles: the interpreter stays off)."""
+    from snnkernels.ops import registry
+
+    # every launcher module imported now, before the probe is patched: one first imported inside the block would
+    # bind the patched probe by name for good and pick the interpreter's tiles ever after
+    assert registry.REGISTRY
     launches: list[Launch] = []
     original_run, original_probe = triton_jit.JITFunction.run, backends.triton_interpreter_enabled
 

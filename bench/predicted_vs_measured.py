@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -220,7 +221,7 @@ def markdown(rows: list[dict], static_path: Path, notes: list[str], devices: dic
     if ratios:
         lines += [
             f"{len(both)} rows on both sides; measured / predicted: min {ratios[0]:.2f}, median "
-            f"{ratios[len(ratios) // 2]:.2f}, max {ratios[-1]:.2f}.",
+            f"{statistics.median(ratios):.2f}, max {ratios[-1]:.2f}.",
             "",
         ]
     lines += [

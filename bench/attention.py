@@ -33,9 +33,14 @@ C = 64, T = 4 and 6, 32 x 32, batch 64 (the DTA-SNN CIFAR stem). On the CPU (``-
 shapes shrink and only eager and torch.compile run: the fused sweeps are Triton, which needs CUDA.
 
 Providers: ``torch-eager`` (the module / function with ``backend="torch"``), ``torch-compile``
-(``torch.compile(fullgraph=True, dynamic=False)`` of that eager code, compiled in the warm-up), and
-``snnkernels-triton``. Every provider is first checked against eager on the same inputs (output and every
-gradient, relative to the largest entry: 1e-4 fp32, 2e-2 half) and never timed if that fails.
+(``torch.compile(fullgraph=True, dynamic=False)`` of that eager code, compiled in the warm-up),
+``snnkernels-triton``, and for ``ssa`` / ``qk_token`` / ``qk_channel`` ``spikingjelly``: SpikingJelly 2.0's
+``layer.SpikingSelfAttention`` / ``layer.QKAttention`` attention step (its own core function and ``attn_lif``,
+with whatever LIF implementation SpikingJelly selects on the device), on q, k (, v) stacked into the one
+``qkv`` tensor its layer takes (that copy is in its time; in the layer q, k, v come from one LIF), fp32 only
+(its neuron keeps the membrane in the input dtype). SpikingJelly has no SDSA. Every provider is first checked
+against eager on the same inputs (output and every gradient, relative to the largest entry: 1e-4 fp32, 2e-2
+half) and never timed if that fails.
 
 Byte model (``GB/s``, ``fraction_of_copy_bw``): the two-sweep floor (docs/tcja_dta.md "The two-sweep floor"), per
 element of X in the storage dtype: forward reads X twice and writes Y (3 passes); backward reads dY and X for the row
@@ -67,7 +72,9 @@ from .registry import Case  # noqa: E402  (op, shape [T, B, C, H, W], dtype)
 from .run import DTYPES, ELEM, markdown_table, metadata, progress, result_row, write_results  # noqa: E402
 from .utils import copy_bandwidth_gbps, peak_memory_mb, time_fn  # noqa: E402
 
-PROVIDERS = ("torch-eager", "torch-compile", "snnkernels-triton")
+PROVIDERS = ("torch-eager", "torch-compile", "snnkernels-triton", "spikingjelly")
+# ops SpikingJelly 2.0 has a layer for (``spikingjelly.activation_based.layer``), fp32 only
+SPIKINGJELLY_OPS = ("ssa", "qk_token", "qk_channel")
 # passes over one [T, B, C, H, W] tensor in the storage dtype: (forward, backward) at the floor
 PASSES = {
     "tcja": (3, 4),
@@ -169,6 +176,37 @@ def _spiking_attention(case: Case, backend: str):
     def run(*spikes: torch.Tensor) -> torch.Tensor:
         views = [x.view(T, B, heads, C // heads, H * W).transpose(-1, -2) for x in spikes]
         return fn(*views, backend=backend).transpose(-1, -2).reshape(T, B, C, H, W)
+
+    return run
+
+
+def _spikingjelly_attention(case: Case, device: str):
+    """SpikingJelly 2.0's attention step of ``layer.SpikingSelfAttention`` / ``layer.QKAttention`` (core and
+    ``attn_lif``, the membrane reset before each call) on the [T, B, C, H * W] spikes; output [T, B, C, H, W]."""
+    try:
+        from spikingjelly.activation_based.layer import QKAttention, SpikingSelfAttention
+    except ImportError as exc:
+        raise RuntimeError(
+            f"unavailable: spikingjelly 2.x layers are not importable ({exc}); bench/fetch_peers.sh fetches its wheel"
+        ) from None
+    if case.op not in SPIKINGJELLY_OPS:
+        raise RuntimeError(f"unavailable: SpikingJelly has no layer for {case.op}")
+    T, B, C, H, W = case.shape
+    heads = math.gcd(C, 8)
+    if case.op == "ssa":
+        layer = SpikingSelfAttention(C, heads).to(device)
+
+        def core(qkv: torch.Tensor) -> torch.Tensor:
+            return layer.attn_lif(layer._ssa_kernel_torch(qkv, layer.scale))
+
+    else:
+        layer = QKAttention(C, heads, qka_type="token" if case.op == "qk_token" else "channel").to(device)
+        core = layer._qka_forward_torch  # applies layer.attn_lif itself
+
+    def run(*spikes: torch.Tensor) -> torch.Tensor:
+        layer.attn_lif.reset()
+        qkv = torch.stack(spikes, 2).view(T, B, len(spikes), heads, C // heads, H * W)
+        return core(qkv).reshape(T, B, C, H, W)
 
     return run
 
@@ -327,6 +365,8 @@ def build(provider: str, case: Case, device: str):
 
         dynamo.reset()
         return torch.compile(op_fn(case, device, "torch"), fullgraph=True, dynamic=False)
+    if provider == "spikingjelly":
+        return _spikingjelly_attention(case, device)
     if device != "cuda":
         raise RuntimeError("unavailable: the Triton sweeps need CUDA (the interpreter is a test tool)")
     return op_fn(case, device, "triton")
@@ -541,6 +581,7 @@ def main(argv: list[str] | None = None) -> int:
         for c in cases(device, args.quick, args.ops, dtypes)
         for p in args.providers
         if c.op not in SAME_BASELINE or p == "snnkernels-triton" or SAME_BASELINE[c.op] not in args.ops
+        if p != "spikingjelly" or (c.op in SPIKINGJELLY_OPS and c.dtype == torch.float32)
     ]
     # torch.compile compiles each case for tens of seconds: time every eager and fused row first, so a time
     # budget cuts compile rows, not ours

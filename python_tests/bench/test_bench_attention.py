@@ -59,3 +59,35 @@ def test_cpu_run_writes_results(tmp_path):
     (ours,) = [r for r in rows if r["provider"] == "snnkernels-triton"]
     assert ours["status"] == "unavailable" and "need CUDA" in ours["note"]
     assert all(r["GB/s"] > 0 for r in rows if r["status"] == "ok")
+
+
+@pytest.mark.parametrize("op", A.SPIKINGJELLY_OPS)
+def test_spikingjelly_rows_verify_against_eager(op, monkeypatch):
+    pytest.importorskip("spikingjelly.activation_based.layer")
+    case = A.Case(op, (3, 2, 16, 5, 3), torch.float32)
+    assert A.verify("spikingjelly", case, "cpu") is None
+    # the check can fail: SpikingJelly's attention LIF at another threshold must not pass
+    from spikingjelly.activation_based import neuron
+
+    real_init = neuron.LIFNode.__init__
+
+    def other_threshold(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        self.v_threshold = 0.75
+
+    monkeypatch.setattr(neuron.LIFNode, "__init__", other_threshold)
+    reason = A.verify("spikingjelly", case, "cpu")
+    assert reason is not None and "differs from eager" in reason
+
+
+def test_spikingjelly_runs_only_where_it_has_a_layer(tmp_path):
+    pytest.importorskip("spikingjelly.activation_based.layer")
+    argv = ["--device", "cpu", "--quick", "--ops", "sdsa", "qk_token", "--providers", "torch-eager", "spikingjelly"]
+    assert A.main([*argv, "--out", str(tmp_path), "--no-plot"]) == 0
+    rows = json.loads(next(tmp_path.glob("*_attention.json")).read_text())["rows"]
+    assert {(r["op"], r["provider"], r["mode"], r["status"]) for r in rows} == {
+        (op, provider, mode, "ok")
+        for op, providers in (("sdsa", ["torch-eager"]), ("qk_token", ["torch-eager", "spikingjelly"]))
+        for provider in providers
+        for mode in ("fwd", "fwd+bwd")
+    }

@@ -4,7 +4,9 @@ loss against eager, times, and writes its results; a provider whose loss differs
 from __future__ import annotations
 
 import json
+import math
 
+import pytest
 import torch
 
 from bench import networks as N
@@ -39,3 +41,27 @@ def test_a_wrong_provider_fails_verification(tmp_path, monkeypatch):
     (ours,) = [r for r in rows if r["provider"] == "snnkernels"]
     assert ours["status"] == "FAILED" and "first-step loss" in ours["note"]
     assert torch.isfinite(torch.tensor(rows[0]["ms_p50"]))
+
+
+@pytest.mark.parametrize("name", N.TRANSFORMERS)
+def test_the_transformers_take_a_verified_step_on_each_provider(name, tmp_path):
+    # torch-compile is left to the GPU run (compiling a whole transformer takes minutes on this CPU)
+    providers = ["torch-eager", "official-eager", "snnkernels"]
+    rc = N.main(["--device", "cpu", "--networks", name, "--providers", *providers, "--out", str(tmp_path)])
+    rows = json.loads(next(tmp_path.glob("*_networks.json")).read_text())["rows"]
+    assert rc == 0, [r["note"] for r in rows]
+    assert {(r["op"], r["provider"], r["status"]) for r in rows} == {(name, p, "ok") for p in providers}
+    assert all(r["ms_p50"] > 0 and r["mode"] == "train-step" for r in rows)
+    assert {r["dataset"] for r in rows} == {N.TRAIN_SAMPLES[name][0]}
+    # the loss check sees the network: its weights make it fire, so the logits are not all equal (loss ln 10)
+    _, step, _ = N.build("torch-eager", name, "cpu", True)
+    assert abs(step().item() - math.log(10)) > 1e-2
+
+
+def test_official_eager_is_for_the_transformers_only(tmp_path):
+    with pytest.raises(ValueError, match="exists for"):
+        N.build("official-eager", "dta_snn_18", "cpu", True)
+    rc = N.main(["--device", "cpu", "--quick", "--providers", "torch-eager", "official-eager", "--out", str(tmp_path)])
+    assert rc == 0
+    rows = json.loads(next(tmp_path.glob("*_networks.json")).read_text())["rows"]
+    assert [(r["op"], r["provider"]) for r in rows] == [("dta_snn_18", "torch-eager")]

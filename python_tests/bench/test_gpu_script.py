@@ -50,3 +50,26 @@ def test_gpu_script_dry_run(tmp_path):
     assert "is not a GPU the model covers (H100 / H200): predictions only" in log
     (joined,) = tmp_path.glob("*_predicted-vs-measured.md")
     assert "| lif 4x64x65536 float32 | fwd+bwd |" in joined.read_text()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="bash script for the Linux GPU machine")
+def test_gpu_script_passes_benchmark_arguments_on(tmp_path):
+    # the transformers' rows: `bash bench/gpu_check.sh networks --networks ...` reaches bench.networks
+    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "SNNKERNELS_BACKEND")}
+    env.update(GPU_CHECK_DRY_RUN="1", OUT=str(tmp_path), PYTHON=sys.executable, GPU_CHECK_SECONDS="300")
+    proc = subprocess.run(
+        ["bash", str(ROOT / "bench" / "gpu_check.sh"), "networks", "--networks", "sdt_v1_cifar", "qkformer_cifar"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "all phases passed" in log, log[-4000:]
+    (result,) = tmp_path.glob("*_networks.json")
+    rows = json.loads(result.read_text())["rows"]
+    assert [(r["op"], r["provider"], r["status"]) for r in rows] == [
+        ("sdt_v1_cifar", "torch-eager", "ok"),
+        ("qkformer_cifar", "torch-eager", "ok"),
+    ]

@@ -406,6 +406,28 @@ def test_tna_matches_reference(shortcut, kernel_size, dtype):
         no_worse_than_eager("tna", inputs, fused, reference, grad_out, skip=(9, 10))
 
 
+@pytest.mark.triton
+@pytest.mark.parametrize("kernel_size", [7, 21])
+def test_tna_keeps_gelus_input_not_its_output(kernel_size):
+    """docs/tcja_dta.md "Fused kernels on Triton": the backward recomputes E = gelu(pre) from pre, so nothing
+    T-NA saves equals E (it did before: the depth-wise conv and the gated product each kept it)."""
+    from snnkernels.reference.dta import TNAParams
+
+    T, B, C, H, W = 3, 2, 4, 5, 6
+    module = tna_params(T * C, kernel_size)
+    params = module.params()
+    x = make_x((T, B, C, H, W), torch.float32, "TB").requires_grad_()
+    saved: list[torch.Tensor] = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        SF.tna(x, TNAParams(*params), backend="triton")
+    x2 = x.detach().permute(1, 0, 2, 3, 4).reshape(B, T * C, H, W)
+    pre = torch.nn.functional.conv2d(x2, params.encoding_weight.detach(), params.encoding_bias.detach())
+    e = torch.nn.functional.gelu(pre)
+    same_shape = [t for t in saved if t.shape == e.shape]
+    assert any(torch.allclose(t, pre, atol=1e-5) for t in same_shape), "pre is what the backward keeps"
+    assert not any(torch.allclose(t, e, atol=1e-5) for t in same_shape), "E = gelu(pre) was saved"
+
+
 @pytest.mark.parametrize("layout", ["TB", "BT"])
 @pytest.mark.parametrize("shortcut", [True, False])
 def test_dta_matches_reference(shortcut, layout):

@@ -8,6 +8,8 @@ surrounds them is fused:
 - LTCA's per-channel affine after the depth-wise 5x5 (DTA's "dilated" conv has a 1x1 kernel) is folded into
   the 5x5's weights and bias: ``(dw_w(E) + b1) d2 + b2 = dw_(w d2)(E) + (b1 d2 + b2)``, no pass of its own;
 - ``A = g * L * E`` in one sweep, and its backward (dL, dE and the gate's row sums) in one (``_GatedProduct``);
+- E is not kept for the backward: the depth-wise conv and the product save ``pre`` (kept for gelu' anyway)
+  and recompute E with the forward's kernel;
 - the decoding conv runs without its bias: bias and residual are added by the consumer, inside DTA's output
   sweep (``dta_product_fused(..., na_bias=...)``) or in one torch add for a lone T-NA.
 
@@ -118,17 +120,46 @@ class _GeluMean(torch.autograd.Function):
         return gelu_bwd(grad_e, pre, grad_sum)
 
 
-class _GatedProduct(torch.autograd.Function):
+def _gelu_again(pre: torch.Tensor) -> torch.Tensor:
+    """E recomputed from its pre-activation in a backward: the forward's kernel, so the same bits."""
+    return gelu_rows(pre)[0]
+
+
+class _DepthwiseOnGelu(torch.autograd.Function):
+    """``F.conv2d(e, weight, bias, padding, groups)`` on ``e = gelu(pre)``, saving ``pre`` (which ``_GeluMean``
+    saves anyway) instead of ``e``: the weight gradient recomputes e (docs/tcja_dta.md "Fused kernels on Triton")."""
+
     @staticmethod
-    def forward(ctx: Any, g: torch.Tensor, local: torch.Tensor, e: torch.Tensor):
-        ctx.save_for_backward(g, local, e)
+    def forward(ctx: Any, e: torch.Tensor, pre: torch.Tensor, weight: torch.Tensor, bias, padding: int, groups: int):
+        ctx.save_for_backward(pre, weight)
+        ctx.geometry = (None if bias is None else list(bias.shape), padding, groups)
+        return F.conv2d(e, weight, bias, padding=padding, groups=groups)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor):
+        pre, weight = ctx.saved_tensors
+        bias_shape, padding, groups = ctx.geometry
+        need = ctx.needs_input_grad
+        mask = [need[0], need[2], bias_shape is not None and need[3]]
+        d_e, d_w, d_b = torch.ops.aten.convolution_backward(
+            grad, _gelu_again(pre), weight, bias_shape, [1, 1], [padding, padding], [1, 1], False, [0, 0], groups, mask
+        )
+        return d_e, None, d_w, d_b, None, None
+
+
+class _GatedProduct(torch.autograd.Function):
+    """``g * local * e`` on ``e = gelu(pre)``, saving ``pre`` instead of ``e`` (as ``_DepthwiseOnGelu``)."""
+
+    @staticmethod
+    def forward(ctx: Any, g: torch.Tensor, local: torch.Tensor, e: torch.Tensor, pre: torch.Tensor):
+        ctx.save_for_backward(g, local, pre)
         return gated_fwd(local, e, g)
 
     @staticmethod
     def backward(ctx: Any, grad_a: torch.Tensor):
-        g, local, e = ctx.saved_tensors
-        d_local, d_e, d_g = gated_bwd(grad_a, local, e, g)
-        return d_g.to(g.dtype), d_local, d_e
+        g, local, pre = ctx.saved_tensors
+        d_local, d_e, d_g = gated_bwd(grad_a, local, _gelu_again(pre), g)
+        return d_g.to(g.dtype), d_local, d_e, None
 
 
 def tna_decoded(x2: torch.Tensor, params: TNAParams, *, dilation: int = 3) -> torch.Tensor:
@@ -142,11 +173,10 @@ def tna_decoded(x2: torch.Tensor, params: TNAParams, *, dilation: int = 3) -> to
     if p.dilated_weight.shape[-1] == 1:
         # DTA's "dilated" depth-wise conv is 1x1: a per-channel affine, folded into the 5x5 (exact algebra)
         d2 = p.dilated_weight.reshape(D)
-        l2 = F.conv2d(
-            e, p.dw_weight * d2.view(D, 1, 1, 1), p.dw_bias * d2 + p.dilated_bias, padding=(k - 1) // 2, groups=D
-        )
+        w, b = p.dw_weight * d2.view(D, 1, 1, 1), p.dw_bias * d2 + p.dilated_bias
+        l2 = _DepthwiseOnGelu.apply(e, pre, w, b, (k - 1) // 2, D)
     else:
-        l1 = F.conv2d(e, p.dw_weight, p.dw_bias, padding=(k - 1) // 2, groups=D)
+        l1 = _DepthwiseOnGelu.apply(e, pre, p.dw_weight, p.dw_bias, (k - 1) // 2, D)
         kd = p.dilated_weight.shape[-1]
         l2 = F.conv2d(
             l1, p.dilated_weight, p.dilated_bias, padding=dilation * (kd - 1) // 2, dilation=dilation, groups=D
@@ -154,7 +184,7 @@ def tna_decoded(x2: torch.Tensor, params: TNAParams, *, dilation: int = 3) -> to
     local = F.conv2d(l2, p.pw_weight, p.pw_bias)
     # GTCA on the fp32 pooled vector (tiny): no bias, no sigmoid
     g = F.linear(F.relu(F.linear(g_in, p.mlp_weight1.float())), p.mlp_weight2.float())
-    attended = _GatedProduct.apply(g, local, e)
+    attended = _GatedProduct.apply(g, local, e, pre)
     return F.conv2d(attended, p.decoding_weight)
 
 

@@ -187,6 +187,19 @@ case "$PHASE" in
     *) echo "usage: bash bench/gpu_check.sh [all|tests|bench|attention|networks|build] [benchmark arguments]" >&2; exit 2 ;;
 esac
 
+# the static model's prediction next to each timing just written (in the dry run: predictions only, no GPU)
+if [ "$PHASE" != build ] && [ "$PHASE" != tests ] && [ -f /tmp/gpu_check.marker ]; then
+    say "predicted (bench/results/*_static-sm90.json) vs measured"
+    MEASURED=$(find "$RESULTS" -maxdepth 1 -newer /tmp/gpu_check.marker -name '*.json' | sort)
+    if [ -n "$MEASURED" ]; then
+        # shellcheck disable=SC2086  # one argument per file (the names have no spaces)
+        $PY -m bench.predicted_vs_measured $MEASURED || FAILED+=("predicted vs measured")
+        [ -z "${OUT:-}" ] || find "$RESULTS" -maxdepth 1 -name '*_predicted-vs-measured.md' -newer /tmp/gpu_check.marker -exec cp {} "$OUT"/ \;
+    else
+        echo "no results JSON written by this run: nothing to compare"
+    fi
+fi
+
 say "done"
 if [ ${#FAILED[@]} -gt 0 ]; then
     printf 'FAILED: %s\n' "${FAILED[@]}"

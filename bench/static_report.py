@@ -105,11 +105,12 @@ def _flags(constexprs: dict) -> str:
 
 
 def triton_rows(captured: list[sl.CaseLaunches], arch: int = 90, log=None) -> list[dict]:
-    """One row per (case, compiled kernel, grid): identical launches of a case (the per-step kernels) merged."""
+    """One row per (case, phase, compiled kernel, grid): identical launches of a case's forward or backward (the
+    per-step kernels) merged."""
     rows: dict[tuple, dict] = {}
     for cl in captured:
         for launch in cl.launches:
-            key = (cl.case.label, sl.compile_key(launch, arch), launch.grid)
+            key = (cl.case.label, launch.phase, sl.compile_key(launch, arch), launch.grid)
             if key not in rows:
                 if log:
                     log(f"compile sm_{arch} {launch.kernel} ({cl.case.label})")
@@ -119,6 +120,7 @@ def triton_rows(captured: list[sl.CaseLaunches], arch: int = 90, log=None) -> li
                     "case": cl.case.label,
                     "source": cl.case.source,
                     "kernel": launch.kernel,
+                    "phase": launch.phase,
                     "flags": _flags(constexprs),
                     "tile": _tile(constexprs),
                     "constexprs": {k: v for k, v in constexprs.items()},
@@ -196,6 +198,8 @@ def case_totals(captured: list[sl.CaseLaunches], rows: list[dict]) -> list[dict]
         for gpu in GPUS:
             t[f"floor_us_{gpu}"] = sum(r[f"floor_us_{gpu}"] for r in mine)
             t[f"est_us_{gpu}"] = sum(r[f"est_us_{gpu}"] for r in mine)
+            for phase in ("fwd", "bwd"):
+                t[f"est_us_{gpu}_{phase}"] = sum(r[f"est_us_{gpu}"] for r in mine if r.get("phase") == phase)
         out.append(t)
     return out
 
@@ -304,14 +308,15 @@ def markdown(meta: dict, rows: list[dict], totals: list[dict], cuda: list[dict],
         "## Per case (fwd + bwd)",
         "",
         "| case | launches | MB moved | of which per-row MB | model MB | (moved - per-row) / model "
-        "| floor H100 / H200 us | est. H100 / H200 us (ESTIMATE) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| floor H100 / H200 us | est. H100 / H200 us (ESTIMATE) | est. H100 fwd / bwd us (ESTIMATE) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for t in totals:
         lines.append(
             f"| {t['case']} | {t['launches']} | {t['bytes'] / 1e6:.1f} | {t['row_bytes'] / 1e6:.2f} | "
             f"{_f(t['model_bytes'] and t['model_bytes'] / 1e6)} | {_f(t['bytes_over_model'], '.3f')} | "
-            f"{t['floor_us_H100']:.1f} / {t['floor_us_H200']:.1f} | {t['est_us_H100']:.1f} / {t['est_us_H200']:.1f} |"
+            f"{t['floor_us_H100']:.1f} / {t['floor_us_H200']:.1f} | {t['est_us_H100']:.1f} / {t['est_us_H200']:.1f} | "
+            f"{t['est_us_H100_fwd']:.1f} / {t['est_us_H100_bwd']:.1f} |"
         )
     lines += [
         "",
@@ -321,15 +326,17 @@ def markdown(meta: dict, rows: list[dict], totals: list[dict], cuda: list[dict],
         "blocks per SM on H100 and the limiter. L / S: global loads / stores per thread in the main loop "
         "(the whole kernel when it has no loop, marked *).",
         "",
-        "| case | kernel (flags) | n | grid x warps, tile | regs | spill | smem B | occ. H100 | main-loop L / S "
-        "| load stages | MB r+w | floor H100 / H200 us | in flight KB/SM (est.) | est. H100 / H200 us (est.) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| case | kernel (flags) | phase | n | grid x warps, tile | regs | spill | smem B | occ. H100 "
+        "| main-loop L / S | load stages | MB r+w | floor H100 / H200 us | in flight KB/SM (est.) "
+        "| est. H100 / H200 us (est.) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         spill = f"{r.get('local', 0)} B, {r['stl']} STL" if r["spill"] else "0"
         loop = "" if r["has_loop"] else "*"
         lines.append(
-            f"| {r['case']} | {r['kernel']} ({r['flags']}) | {r['launches']} | {r['programs'] // r['launches']} x "
+            f"| {r['case']} | {r['kernel']} ({r['flags']}) | {r.get('phase', '')} | {r['launches']} | "
+            f"{r['programs'] // r['launches']} x "
             f"{r['num_warps']}w, {r['tile']} | {r.get('reg', 0)} | {spill} | {r['shared']} | "
             f"{r['occupancy']:.0%} ({r['blocks_per_sm']}, {r['limiter']}) | {_widths(r['loads'])} / "
             f"{_widths(r['stores'])}{loop} | {r['load_stages']} | "

@@ -46,6 +46,10 @@ def test_gpu_script_dry_run(tmp_path):
         rows = json.loads((tmp_path / name).read_text())["rows"]
         assert rows and all(r["status"] in ("ok", "unavailable") for r in rows), name
     assert not list((ROOT / "bench" / "results").glob(f"*{tmp_path.name}*"))
+    # predicted vs measured: on the CPU there is nothing to compare, the predictions are still printed
+    assert "is not a GPU the model covers (H100 / H200): predictions only" in log
+    (joined,) = tmp_path.glob("*_predicted-vs-measured.md")
+    assert "| lif 4x64x65536 float32 | fwd+bwd |" in joined.read_text()
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="bash script for the Linux GPU machine")

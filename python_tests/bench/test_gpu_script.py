@@ -15,20 +15,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _dry_run(tmp_path: Path, args: list[str], timeout: int, **env_extra: str) -> subprocess.CompletedProcess:
+    """``bash bench/gpu_check.sh ARGS`` as a dry run (no GPU), its results under ``tmp_path``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "SNNKERNELS_BACKEND")}
+    env.update(GPU_CHECK_DRY_RUN="1", OUT=str(tmp_path), PYTHON=sys.executable, **env_extra)
+    script = str(ROOT / "bench" / "gpu_check.sh")
+    return subprocess.run(["bash", script, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="bash script for the Linux GPU machine")
 def test_gpu_script_dry_run(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "SNNKERNELS_BACKEND")}
-    env.update(
-        GPU_CHECK_DRY_RUN="1", OUT=str(tmp_path), PYTHON=sys.executable, GPU_CHECK_SECONDS="400", TEST_SECONDS="120"
-    )
-    proc = subprocess.run(
-        ["bash", str(ROOT / "bench" / "gpu_check.sh"), "all"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = _dry_run(tmp_path, ["all"], 600, GPU_CHECK_SECONDS="400", TEST_SECONDS="120")
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     assert "all phases passed" in log
@@ -55,15 +52,8 @@ def test_gpu_script_dry_run(tmp_path):
 @pytest.mark.skipif(sys.platform != "linux", reason="bash script for the Linux GPU machine")
 def test_gpu_script_passes_benchmark_arguments_on(tmp_path):
     # the transformers' rows: `bash bench/gpu_check.sh networks --networks ...` reaches bench.networks
-    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "SNNKERNELS_BACKEND")}
-    env.update(GPU_CHECK_DRY_RUN="1", OUT=str(tmp_path), PYTHON=sys.executable, GPU_CHECK_SECONDS="300")
-    proc = subprocess.run(
-        ["bash", str(ROOT / "bench" / "gpu_check.sh"), "networks", "--networks", "sdt_v1_cifar", "qkformer_cifar"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = _dry_run(
+        tmp_path, ["networks", "--networks", "sdt_v1_cifar", "qkformer_cifar"], 300, GPU_CHECK_SECONDS="300"
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "all phases passed" in log, log[-4000:]

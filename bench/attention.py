@@ -32,6 +32,11 @@ our choice: the paper names C and T only), batch 16; T-XA, DTA's output product 
 C = 64, T = 4 and 6, 32 x 32, batch 64 (the DTA-SNN CIFAR stem). On the CPU (``--device cpu``) the
 shapes shrink and only eager and torch.compile run: the fused sweeps are Triton, which needs CUDA.
 
+Rows that an op's registry entry carries (``OpEntry.bench``, snnkernels/ops/registry.py ``BenchRow``) join
+``PASSES`` and ``cases`` from the entry: the spiking transformers' attention cores ``ssa``, ``sdsa``, ``qk_token``
+and ``qk_channel`` (snnkernels/ops/spiking_attention_triton.py), each with its LIF, on binary [T, B, C, N] spikes in
+8 heads, at Spikformer-8-512 / SDT 8-512 on ImageNet and QKFormer's stage 1. A new op adds its row there.
+
 Providers: ``torch-eager`` (the module / function with ``backend="torch"``), ``torch-compile``
 (``torch.compile(fullgraph=True, dynamic=False)`` of that eager code, compiled in the warm-up),
 ``snnkernels-triton``, and for ``ssa`` / ``qk_token`` / ``qk_channel`` ``spikingjelly``: SpikingJelly 2.0's
@@ -67,6 +72,7 @@ import torch  # noqa: E402
 
 from snnkernels import functional as SF  # noqa: E402
 from snnkernels.nn import DTA  # noqa: E402
+from snnkernels.ops import registry  # noqa: E402
 
 from .registry import Case  # noqa: E402  (op, shape [T, B, C, H, W], dtype)
 from .run import DTYPES, ELEM, markdown_table, metadata, progress, result_row, write_results  # noqa: E402
@@ -89,13 +95,12 @@ PASSES = {
     "ma_tcsa_paper": (None, None),
     "dta_lif": (None, None),
     "staa_lif_persistent": (None, None),
-    # the spiking transformers' attention cores (docs/spiking_attention.md), with their LIF inside
-    "ssa": (None, None),
-    "sdsa": (None, None),
-    "qk_token": (None, None),
-    "qk_channel": (None, None),
     "bn_lif": (None, None),
 }
+# the rows that ops' registry entries carry (``OpEntry.bench``; here the spiking transformers' attention cores,
+# docs/spiking_attention.md): their inputs, functions, shapes and byte floors come from the entry
+REGISTRY_ROWS: dict[str, registry.BenchRow] = {row.name: row for e in registry.REGISTRY for row in e.bench}
+PASSES.update({name: row.passes for name, row in REGISTRY_ROWS.items()})
 # ops whose eager and torch.compile rows are another op's (same computation, only ours differs)
 SAME_BASELINE = {"staa_lif_persistent": "staa_lif"}
 # MA-SNN reduction ratios (t_ratio, c_ratio) per placement T (the official Config.py): Gesture T = 60: 5 / 8;
@@ -116,12 +121,8 @@ def make_inputs(case: Case, device: str, seed: int = 0):
     def rnd(*shape, scale=1.0):
         return torch.randn(shape, generator=gen, device=device) * scale
 
-    if case.op in SPIKING_ATTENTION:  # binary q, k (, v) [T, B, C, H * W], as the Q / K / V neurons give them
-        spikes = [
-            (torch.rand(T, B, C, H * W, generator=gen, device=device) < 0.3).to(case.dtype).requires_grad_()
-            for _ in range(SPIKING_ATTENTION[case.op][1])
-        ]
-        return spikes, spikes, rnd(*case.shape).to(case.dtype)
+    if case.op in REGISTRY_ROWS:
+        return REGISTRY_ROWS[case.op].inputs(case.shape, case.dtype, device, gen)
     x = rnd(*case.shape).to(case.dtype).requires_grad_()
     out_shape = (T, B, C, H // 2, W // 2) if case.op in ("tcja_maxpool", "lif_tcja_maxpool") else case.shape
     grad_out = rnd(*out_shape).to(case.dtype)
@@ -155,29 +156,6 @@ def make_inputs(case: Case, device: str, seed: int = 0):
     if case.op in ("staa_lif", "staa_lif_persistent", "ma_tcsa_paper", "dta_lif", "lif_tcja_maxpool", "bn_lif"):
         return [x], [x], grad_out  # the module owns its parameters
     return [x, spikes], [x], grad_out  # dta: the module owns its parameters
-
-
-# op -> (functional entry, number of inputs)
-SPIKING_ATTENTION = {
-    "ssa": ("spiking_self_attention", 3),
-    "sdsa": ("spike_driven_self_attention", 3),
-    "qk_token": ("qk_token_attention", 2),
-    "qk_channel": ("qk_channel_attention", 2),
-}
-
-
-def _spiking_attention(case: Case, backend: str):
-    """The attention core on the official [T, B, C, N] spikes, heads split and merged by views (8 heads where
-    C allows); the output as [T, B, C, H, W]."""
-    T, B, C, H, W = case.shape
-    heads = math.gcd(C, 8)
-    fn = getattr(SF, SPIKING_ATTENTION[case.op][0])
-
-    def run(*spikes: torch.Tensor) -> torch.Tensor:
-        views = [x.view(T, B, heads, C // heads, H * W).transpose(-1, -2) for x in spikes]
-        return fn(*views, backend=backend).transpose(-1, -2).reshape(T, B, C, H, W)
-
-    return run
 
 
 def _spikingjelly_attention(case: Case, device: str):
@@ -331,8 +309,8 @@ def _bn_lif(case: Case, device: str, backend: str):
 
 
 def op_fn(case: Case, device: str, backend: str):
-    if case.op in SPIKING_ATTENTION:
-        return _spiking_attention(case, backend)
+    if case.op in REGISTRY_ROWS:
+        return REGISTRY_ROWS[case.op].run(case.shape, backend)
     if case.op == "bn_lif":
         return _bn_lif(case, device, backend)
     if case.op == "dta_lif":
@@ -471,12 +449,6 @@ def cases(device: str, quick: bool, ops: list[str], dtypes: list[torch.dtype]) -
             "ma_tcsa_paper": [(20, 16, 128, 16, 16)],
             # TCJA-SNN's DVS128 Gesture blocks 4 and 5 (TCJA on 16 x 16 and 8 x 8 planes)
             "lif_tcja_maxpool": [(20, 16, 128, 16, 16), (20, 16, 128, 8, 8)],
-            # Spikformer-8-512 / SDT 8-512 on ImageNet (14 x 14 tokens, 8 heads of 64), QKFormer's stage 1
-            # (28 x 28 tokens, C = 192)
-            "ssa": [(4, 32, 512, 14, 14)],
-            "sdsa": [(4, 32, 512, 14, 14)],
-            "qk_token": [(4, 32, 192, 28, 28)],
-            "qk_channel": [(4, 32, 192, 28, 28)],
             # DTA-SNN's CIFAR stem (T = 6, batch 64) and a stage-2 layer
             "bn_lif": [(6, 64, 64, 32, 32), (6, 64, 128, 16, 16)],
         }
@@ -494,35 +466,19 @@ def cases(device: str, quick: bool, ops: list[str], dtypes: list[torch.dtype]) -
             "staa_lif_persistent": [(4, 4, 32, 16, 16)],
             "ma_tcsa_paper": [(8, 2, 16, 8, 8)],
             "lif_tcja_maxpool": [(20, 2, 32, 16, 16)],
-            "ssa": [(4, 2, 64, 8, 8)],
-            "sdsa": [(4, 2, 64, 8, 8)],
-            "qk_token": [(4, 2, 64, 8, 8)],
-            "qk_channel": [(4, 2, 64, 8, 8)],
             "bn_lif": [(6, 2, 64, 16, 16)],
         }
+    for name, row in REGISTRY_ROWS.items():
+        shapes[name] = list(row.gpu_shapes if device == "cuda" else row.cpu_shapes)
     if quick:
         shapes = {k: v[:1] for k, v in shapes.items()}
         dtypes = dtypes[:1]
     # with a neuron behind it, half precision may flip a spike that sits within an ulp of the threshold, and
     # the verification compares outputs exactly enough to call that a failure: that op runs in fp32 only
+    fp32_only = {"ma_tcsa_lif", "staa_lif", "staa_lif_persistent", "ma_tcsa_paper", "dta_lif", "lif_tcja_maxpool"}
+    fp32_only |= {"bn_lif"} | {name for name, row in REGISTRY_ROWS.items() if not row.half}
     return [
-        Case(op, s, dt)
-        for dt in dtypes
-        for op in ops
-        for s in shapes[op]
-        if not (
-            op
-            in (
-                "ma_tcsa_lif",
-                "staa_lif",
-                "staa_lif_persistent",
-                "ma_tcsa_paper",
-                "dta_lif",
-                "lif_tcja_maxpool",
-                "bn_lif",
-            )
-            and dt != torch.float32
-        )
+        Case(op, s, dt) for dt in dtypes for op in ops for s in shapes[op] if op not in fp32_only or dt == torch.float32
     ]
 
 

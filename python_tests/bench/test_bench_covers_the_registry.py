@@ -98,3 +98,17 @@ def test_the_recorder_sees_a_registered_op():
         with recorder:
             _run_neuron_row("lif", "native")
         assert {"leaky_fwd_native", "leaky_bwd_native"} <= recorder.ops
+
+
+@pytest.mark.triton
+def test_the_entries_rows_are_benchmark_rows():
+    """A row an entry carries (``OpEntry.bench``) is timed by bench/attention.py at its shapes and dtypes."""
+    rows = [row for e in registry.REGISTRY for row in e.bench]
+    assert {"ssa", "sdsa", "qk_token", "qk_channel"} <= {row.name for row in rows}
+    dtypes = [torch.float32, torch.bfloat16]
+    for device in ("cuda", "cpu"):
+        got = {(c.op, c.shape, c.dtype) for c in A.cases(device, False, list(A.PASSES), dtypes)}
+        for row in rows:
+            shapes = row.gpu_shapes if device == "cuda" else row.cpu_shapes
+            want = {(row.name, s, dt) for s in shapes for dt in dtypes if row.half or dt == torch.float32}
+            assert want <= got, f"{row.name}: {sorted(want - got)} not benchmarked on {device}"

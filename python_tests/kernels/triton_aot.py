@@ -30,7 +30,6 @@ from triton.compiler import ASTSource
 
 from snnkernels.kernels.triton import ma_snn, tna
 from snnkernels.kernels.triton import pooled_attention as pa
-from snnkernels.kernels.triton import spiking_attention as sa
 from snnkernels.kernels.triton.bn_lif import (
     bn_lif_bwd_kernel,
     bn_lif_fwd_kernel,
@@ -47,8 +46,8 @@ from snnkernels.kernels.triton.staa_step import staa_step_bwd_kernel, staa_step_
 from snnkernels.kernels.triton.tcsa_step import tcsa_step_bwd_kernel, tcsa_step_fwd_kernel
 from snnkernels.ops import (
     global_context_triton,
+    registry,
     spike_pack_triton,
-    spiking_attention_triton,
     staa_loop_triton,
     tcsa_step_triton,
 )
@@ -92,7 +91,8 @@ DATA_PTRS = {"x_ptr", "spikes_ptr", "grad_spikes_ptr", "grad_x_ptr"}
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # Benchmark ops at a batch of 2 whose captured launches serve as templates (only the non-constexpr arguments'
 # specialisation is taken from them: every size stays a multiple of 16, as at the benchmark shapes, and the CPU
-# work around the launches stays small). Together they launch every kernel except the TCSA step's.
+# work around the launches stays small). With the benchmark rows of the registry's entries (each row's first CPU
+# shape, ``registry_templates``) they launch every kernel except the TCSA step's.
 TEMPLATE_CASES = (
     ("lif", "lif", (8, 2, 4096)),
     ("attention", "lif_tcja_maxpool", (20, 2, 128, 16, 16)),
@@ -104,10 +104,6 @@ TEMPLATE_CASES = (
     ("attention", "staa_lif", (4, 2, 64, 16, 16)),
     ("attention", "staa_lif_persistent", (4, 2, 64, 16, 16)),
     ("attention", "bn_lif", (6, 2, 64, 16, 16)),
-    ("attention", "ssa", (4, 2, 64, 8, 8)),
-    ("attention", "sdsa", (4, 2, 64, 8, 8)),
-    ("attention", "qk_token", (4, 2, 64, 8, 8)),
-    ("attention", "qk_channel", (4, 2, 64, 8, 8)),
     ("registry", "spike_pack_triton", ()),
     ("registry", "spike_unpack_triton", ()),
 )
@@ -298,40 +294,6 @@ def tcsa_cases():
             )
 
 
-def spiking_attention_cases():
-    """The spiking transformers' attention at the papers' head shape (N = 196 tokens, d = 64; d = 32 once): SSA
-    and the gate sweeps in every dtype forward, the backward with the surrogates and reset modes in turn."""
-    for N, D, dtypes in ((196, 64, tuple(DTYPES)), (196, 32, ("fp32",))):
-        block_n, block_d, warps = spiking_attention_triton.ssa_tiles(N, D)
-        tile = dict(BLOCK_N=block_n, BLOCK_D=block_d)
-        for i, dtype in enumerate(dtypes):
-            yield sa.ssa_fwd_kernel, {"q_ptr", "s_ptr"}, dtype, dict(tile, HARD_RESET=i != 1), warps
-            yield (
-                sa.ssa_bwd_kernel,
-                {"g_ptr", "q_ptr"},
-                dtype,
-                dict(tile, HARD_RESET=i != 1, DETACH_RESET=i % 2 == 0, SG_ID=i),
-                warps,
-            )
-        block_r, block_p, warps = spiking_attention_triton.gate_tiles(N, D)
-        gate = dict(BLOCK_R=block_r, BLOCK_P=block_p)
-        for i, dtype in enumerate(dtypes):
-            yield (
-                sa.gate_fwd_kernel,
-                {"x_ptr", "a_ptr", "b_ptr", "y_ptr"},
-                dtype,
-                dict(gate, HAS_B=i != 1, HARD_RESET=i != 2),
-                warps,
-            )
-            yield (
-                sa.gate_bwd_kernel,
-                {"g_ptr", "x_ptr", "a_ptr", "b_ptr", "dx_ptr", "da_ptr", "db_ptr"},
-                dtype,
-                dict(gate, HAS_B=i != 1, HARD_RESET=i != 2, DETACH_RESET=i % 2 == 0, SG_ID=i),
-                warps,
-            )
-
-
 def spike_pack_cases():
     """The spike packing at the launcher's GPU tile, spikes in every dtype."""
     block, warps = spike_pack_triton.pack_block(1 << 20)
@@ -440,6 +402,18 @@ def resource_usage(cubin: bytes) -> dict:
 _TEMPLATES: dict | None = None
 
 
+def registry_templates() -> tuple:
+    """A template case per benchmark row that an op's registry entry carries (its first CPU shape)."""
+    return tuple(("attention", row.name, row.cpu_shapes[0]) for e in registry.REGISTRY for row in e.bench)
+
+
+def registry_cases():
+    """The compile variants that the ops' registry entries carry (``OpEntry.aot``)."""
+    for entry in registry.REGISTRY:
+        if entry.aot is not None:
+            yield from entry.aot()
+
+
 def templates() -> dict:
     """kernel name -> a captured launch of it (``TEMPLATE_CASES``, fp32)."""
     global _TEMPLATES
@@ -447,7 +421,7 @@ def templates() -> dict:
         from bench import static_launches as sl
 
         _TEMPLATES = {}
-        for source, op, shape in TEMPLATE_CASES:
+        for source, op, shape in TEMPLATE_CASES + registry_templates():
             for launch in sl.capture_case(sl.StaticCase(source, op, shape, torch.float32)):
                 _TEMPLATES.setdefault(launch.kernel, launch)
     return _TEMPLATES
@@ -523,8 +497,8 @@ def all_cases():
         tcsa_cases,
         gc_cases,
         rowwise_cases,
-        spiking_attention_cases,
         spike_pack_cases,
+        registry_cases,
     ):
         yield from cases()
 

@@ -428,6 +428,47 @@ def test_tna_keeps_gelus_input_not_its_output(kernel_size):
     assert not any(torch.allclose(t, e, atol=1e-5) for t in same_shape), "E = gelu(pre) was saved"
 
 
+@pytest.mark.triton
+@pytest.mark.parametrize("kernel_size", [7, 21])
+def test_tna_recomputes_gelu_only_for_a_weight_gradient(kernel_size):
+    """With the depth-wise convs frozen, the backward recomputes E once (for the gated product), not twice: the
+    depth-wise conv's input gradient needs no value of E. The gradients are the same bits either way."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from snnkernels.reference.dta import TNAParams
+
+    class GeluCalls(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.calls += func._schema.name == "snnkernels::tna_gelu_rows"
+            return func(*args, **(kwargs or {}))
+
+    T, B, C, H, W = 3, 2, 4, 5, 6
+    params = tna_params(T * C, kernel_size).params()
+    x = make_x((T, B, C, H, W), torch.float32, "TB")
+    grad_out = torch.randn(T, B, C, H, W, device=DEVICE)
+    frozen = {"dw_weight", "dw_bias", "dilated_weight", "dilated_bias"}
+    runs = {}
+    for freeze in (False, True):
+        w = [
+            p.detach().clone().requires_grad_(not (freeze and name in frozen))
+            for name, p in zip(TNAParams._fields, params, strict=True)
+        ]
+        xi = x.detach().clone().requires_grad_()
+        y = SF.tna(xi, TNAParams(*w), backend="triton")
+        mode = GeluCalls()
+        with mode:
+            grads = torch.autograd.grad(y, [xi, *(p for p in w if p.requires_grad)], grad_out)
+        runs[freeze] = (
+            mode.calls,
+            dict(zip(["x", *(n for n, p in zip(TNAParams._fields, w) if p.requires_grad)], grads)),
+        )
+    assert runs[False][0] == 2 and runs[True][0] == 1, {k: v[0] for k, v in runs.items()}
+    for name, g in runs[True][1].items():
+        assert torch.equal(g, runs[False][1][name]), name
+
+
 @pytest.mark.parametrize("layout", ["TB", "BT"])
 @pytest.mark.parametrize("shortcut", [True, False])
 def test_dta_matches_reference(shortcut, layout):

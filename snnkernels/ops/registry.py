@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,8 @@ __all__ = [
     "NATIVE_MODULE",
     "SAMPLE_SHAPE",
     "TARGETS",
+    "AotVariant",
+    "BenchRow",
     "OpEntry",
     "audit",
     "backend_modules",
@@ -52,6 +54,26 @@ NATIVE_MODULE = "snnkernels._C"
 TARGETS = (("triton", "cuda"), ("triton", "cpu"), ("native", "cpu"), ("native", "cuda"), ("cupy", "cuda"))
 
 Samples = Callable[[str], list[tuple]]
+# one compile variant of python_tests/kernels/triton_aot.py: (the @triton.jit kernel, its pointers that carry the
+# data dtype, the data dtype "fp32" / "fp16" / "bf16", the constexprs, num_warps)
+AotVariant = tuple[Any, set[str], str, dict[str, Any], int]
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """A row of bench/attention.py carried by an op's entry, so that adding an op adds no benchmark code: the
+    benchmark times ``run(shape, backend)`` for ``backend`` "torch" (eager and torch.compile) and "triton" (ours),
+    after checking ours against eager, and bench/static_report.py compiles and reads the launches of its GPU
+    shapes (docs/static_report.md)."""
+
+    name: str  # the row's op name in the results (``--ops``)
+    # (shape, dtype, device, generator) -> (the arguments, those that get gradients, dL/d(output))
+    inputs: Callable[[tuple[int, ...], torch.dtype, str, torch.Generator], tuple[list, list, torch.Tensor]]
+    run: Callable[[tuple[int, ...], str], Callable[..., torch.Tensor]]  # (shape, backend) -> f(*arguments)
+    gpu_shapes: tuple[tuple[int, ...], ...]  # [T, B, C, H, W] timed on a GPU
+    cpu_shapes: tuple[tuple[int, ...], ...]  # the same rows shrunk for a CPU run (eager and compile only)
+    passes: tuple[int | None, int | None] = (None, None)  # (forward, backward) passes of the byte floor, if any
+    half: bool = True  # also benchmarked in fp16 / bf16
 
 
 @dataclass(frozen=True)
@@ -68,6 +90,9 @@ class OpEntry:
     opcheck_exempt: dict[str, str] = field(default_factory=dict)
     # why a kernel in ``kernels`` is not among python_tests/kernels/triton_aot.py's variants (kernel -> reason)
     aot_exempt: dict[str, str] = field(default_factory=dict)
+    # () -> the compile variants of its kernels (python_tests/kernels/triton_aot.py compiles them for sm_80 / sm_90)
+    aot: Callable[[], Iterable[AotVariant]] | None = None
+    bench: tuple[BenchRow, ...] = ()  # its benchmark rows (bench/attention.py)
 
     @property
     def qualname(self) -> str:

@@ -13,6 +13,8 @@ v_init, surrogate parameter] (``lif_arguments``) plus the surrogate id and the r
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -24,7 +26,7 @@ from ..reference.spiking_attention import AttentionLIF
 from ..surrogate import Sigmoid, Triangle
 from ._device import on_device_of
 from .autograd_helpers import distinct
-from .registry import rand, registered_op, triton_entry
+from .registry import AotVariant, BenchRow, rand, registered_op, triton_entry
 from .spike_pack import pack_in_place_order
 from .triton_launch import COMPILE_OPTIONS, f32
 
@@ -421,9 +423,88 @@ def _gate_bwd_samples(dev: str) -> list[tuple]:
     return out
 
 
+# The compile variants (python_tests/kernels/triton_aot.py): the papers' head shape (N = 196 tokens, d = 64; d = 32
+# once), every dtype forward, the backward with the surrogates and reset modes in turn.
+_AOT_SHAPES = ((196, 64, ("fp32", "fp16", "bf16")), (196, 32, ("fp32",)))
+
+
+def _ssa_variants() -> Iterator[AotVariant]:
+    for N, D, dtypes in _AOT_SHAPES:
+        block_n, block_d, warps = ssa_tiles(N, D)
+        tile = dict(BLOCK_N=block_n, BLOCK_D=block_d)
+        for i, dtype in enumerate(dtypes):
+            yield K.ssa_fwd_kernel, {"q_ptr", "s_ptr"}, dtype, dict(tile, HARD_RESET=i != 1), warps
+            bwd = dict(tile, HARD_RESET=i != 1, DETACH_RESET=i % 2 == 0, SG_ID=i)
+            yield K.ssa_bwd_kernel, {"g_ptr", "q_ptr"}, dtype, bwd, warps
+
+
+def _gate_variants() -> Iterator[AotVariant]:
+    for N, D, dtypes in _AOT_SHAPES:
+        block_r, block_p, warps = gate_tiles(N, D)
+        for i, dtype in enumerate(dtypes):
+            fwd = dict(BLOCK_R=block_r, BLOCK_P=block_p, HAS_B=i != 1, HARD_RESET=i != 2)
+            yield K.gate_fwd_kernel, {"x_ptr", "a_ptr", "b_ptr", "y_ptr"}, dtype, fwd, warps
+            bwd = dict(fwd, DETACH_RESET=i % 2 == 0, SG_ID=i)
+            yield (
+                K.gate_bwd_kernel,
+                {"g_ptr", "x_ptr", "a_ptr", "b_ptr", "dx_ptr", "da_ptr", "db_ptr"},
+                dtype,
+                bwd,
+                warps,
+            )
+
+
+# The benchmark rows (bench/attention.py): each core with its LIF on binary q, k (, v) [T, B, C, H * W] as the Q / K
+# / V neurons give them, the official [T, B, C, N] spikes split into 8 heads (where C allows) and merged by views;
+# timed at Spikformer-8-512 / SDT 8-512 on ImageNet (14 x 14 tokens, 8 heads of 64) and QKFormer's stage 1 (28 x 28
+# tokens, C = 192).
+
+
+def _bench_row(name: str, entry: str, n_inputs: int, gpu_shape: tuple[int, ...]) -> BenchRow:
+    def inputs(shape, dtype, device, gen):
+        T, B, C, H, W = shape
+        spikes = [
+            (torch.rand(T, B, C, H * W, generator=gen, device=device) < 0.3).to(dtype).requires_grad_()
+            for _ in range(n_inputs)
+        ]
+        return spikes, spikes, torch.randn(shape, generator=gen, device=device).to(dtype)
+
+    def run(shape, backend):
+        from .. import functional
+
+        T, B, C, H, W = shape
+        heads, fn = math.gcd(C, 8), getattr(functional, entry)
+
+        def attention(*spikes: torch.Tensor) -> torch.Tensor:
+            views = [x.view(T, B, heads, C // heads, H * W).transpose(-1, -2) for x in spikes]
+            return fn(*views, backend=backend).transpose(-1, -2).reshape(T, B, C, H, W)
+
+        return attention
+
+    return BenchRow(name, inputs, run, gpu_shapes=(gpu_shape,), cpu_shapes=((4, 2, 64, 8, 8),))
+
+
 OPS = (
-    triton_entry("spiking_attention_ssa_fwd", __name__, _ssa_fwd_samples, "ssa_fwd_kernel"),
+    triton_entry(
+        "spiking_attention_ssa_fwd",
+        __name__,
+        _ssa_fwd_samples,
+        "ssa_fwd_kernel",
+        aot=_ssa_variants,
+        bench=(_bench_row("ssa", "spiking_self_attention", 3, (4, 32, 512, 14, 14)),),
+    ),
     triton_entry("spiking_attention_ssa_bwd", __name__, _ssa_bwd_samples, "ssa_bwd_kernel"),
-    triton_entry("spiking_attention_gate_fwd", __name__, _gate_fwd_samples, "gate_fwd_kernel"),
+    triton_entry(
+        "spiking_attention_gate_fwd",
+        __name__,
+        _gate_fwd_samples,
+        "gate_fwd_kernel",
+        aot=_gate_variants,
+        bench=(
+            _bench_row("sdsa", "spike_driven_self_attention", 3, (4, 32, 512, 14, 14)),
+            _bench_row("qk_token", "qk_token_attention", 2, (4, 32, 192, 28, 28)),
+            _bench_row("qk_channel", "qk_channel_attention", 2, (4, 32, 192, 28, 28)),
+        ),
+    ),
     triton_entry("spiking_attention_gate_bwd", __name__, _gate_bwd_samples, "gate_bwd_kernel"),
 )

@@ -141,8 +141,10 @@ class _DepthwiseOnGelu(torch.autograd.Function):
         bias_shape, padding, groups = ctx.geometry
         need = ctx.needs_input_grad
         mask = [need[0], need[2], bias_shape is not None and need[3]]
+        # only the weight gradient reads the input's values; without it ``pre`` stands in for e's shape
+        e = _gelu_again(pre) if need[2] else pre
         d_e, d_w, d_b = torch.ops.aten.convolution_backward(
-            grad, _gelu_again(pre), weight, bias_shape, [1, 1], [padding, padding], [1, 1], False, [0, 0], groups, mask
+            grad, e, weight, bias_shape, [1, 1], [padding, padding], [1, 1], False, [0, 0], groups, mask
         )
         return d_e, None, d_w, d_b, None, None
 

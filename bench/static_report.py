@@ -56,6 +56,9 @@ TIME_LOOP_KERNELS = (
 # row statistics, fp32 even for half input) are left out of the comparison and reported apart; what remains
 # may exceed the model by this fraction (rounding of the checkpoint count).
 MODEL_SLACK = 0.005
+# a launch whose in-flight estimate exceeds its H100 floor by more than this is too slow on paper
+# (docs/static_report.md "What CI checks")
+ESTIMATE_SLACK = 1.15
 # the native extension's nvcc flags (snnkernels/_native_sources.py, a private module: the CI test checks they agree)
 NVCC_FLAGS = ("-O3", "-fmad=false", "--expt-relaxed-constexpr", "-lineinfo")
 
@@ -292,6 +295,7 @@ def markdown(meta: dict, rows: list[dict], totals: list[dict], cuda: list[dict],
     sample_spills = [r for r in rows if r["source"] == "registry" and r["spill"]]
     above = [t for t in totals if t["above_model"]]
     errors = [t for t in totals if t["error"]]
+    slow = slow_rows(rows)
     lines += [
         f"- launches read: {sum(r['launches'] for r in rows)} in {len(totals)} cases, "
         f"{len({r['kernel'] for r in rows})} kernels, {len(rows)} rows",
@@ -303,6 +307,8 @@ def markdown(meta: dict, rows: list[dict], totals: list[dict], cuda: list[dict],
         + ", ".join(sorted({r["kernel"] for r in stages})),
         f"- cases above their byte model (per-row vectors apart, +{MODEL_SLACK:.1%}): {len(above)}"
         + "".join(f"\n  - {t['case']}: {t['bytes_over_model']:.3f}x" for t in above),
+        f"- launches estimated above {ESTIMATE_SLACK}x their H100 floor (ESTIMATE): {len(slow)} rows"
+        + "".join(f"\n  - {r['kernel']} ({r['case']}): {r['est_us_H100'] / r['floor_us_H100']:.2f}x" for r in slow),
         f"- cases that failed to capture: {len(errors)}" + "".join(f"\n  - {t['case']}: {t['error']}" for t in errors),
         "",
         "## Per case (fwd + bwd)",
@@ -410,6 +416,15 @@ def build(
     return {"meta": meta, "rows": rows, "totals": totals, "cuda": cuda_list, "cuda_note": cuda_note}
 
 
+def slow_rows(rows: list[dict]) -> list[dict]:
+    """The benchmark-shape launches whose in-flight ESTIMATE is above ``ESTIMATE_SLACK`` x their H100 floor."""
+    return [
+        r
+        for r in rows
+        if r["source"] != "registry" and r["est_us_H100"] > ESTIMATE_SLACK * r["floor_us_H100"] and r["floor_us_H100"]
+    ]
+
+
 def failures(report: dict) -> list[str]:
     """What the CI test fails on, at the benchmark shapes (the registry samples' tiny launches are there for
     coverage): spills, time-loop kernels with several load stages per chunk, bytes above a model, cases that
@@ -422,6 +437,10 @@ def failures(report: dict) -> list[str]:
         if r["time_loop"] and r["load_stages"] > 1
     ]
     out += [f"bytes {t['bytes_over_model']:.3f}x model: {t['case']}" for t in report["totals"] if t["above_model"]]
+    out += [
+        f"estimate {r['est_us_H100'] / r['floor_us_H100']:.2f}x floor: {r['kernel']} ({r['case']})"
+        for r in slow_rows(report["rows"])
+    ]
     out += [f"capture failed: {t['case']}: {t['error']}" for t in report["totals"] if t["error"]]
     return out
 

@@ -462,7 +462,13 @@ def test_tna_recomputes_gelu_only_for_a_weight_gradient(kernel_size):
             grads = torch.autograd.grad(y, [xi, *(p for p in w if p.requires_grad)], grad_out)
         runs[freeze] = (
             mode.calls,
-            dict(zip(["x", *(n for n, p in zip(TNAParams._fields, w) if p.requires_grad)], grads)),
+            dict(
+                zip(
+                    ["x", *(n for n, p in zip(TNAParams._fields, w, strict=True) if p.requires_grad)],
+                    grads,
+                    strict=True,
+                )
+            ),
         )
     assert runs[False][0] == 2 and runs[True][0] == 1, {k: v[0] for k, v in runs.items()}
     for name, g in runs[True][1].items():

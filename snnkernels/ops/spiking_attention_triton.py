@@ -232,10 +232,19 @@ def spiking_self_attention_fused(
 # Gate sweeps: Y = X * LIF(sum over axis 3 of A (* B)), the LIF per (b, head, axis-4 index)
 
 
-def gate_tiles(R: int, P: int) -> tuple[int, int, int]:
-    """(BLOCK_R, BLOCK_P, num_warps): 32 columns a program (more programs for small B * heads), 1024 values."""
+# fewer programs than this (2 per H100 SM) leave too few bytes in flight at a 1024-value tile (bench/NOTES.md
+# "Q-K channel attention's gate forward: more bytes a program when programs are few")
+FEW_PROGRAMS = 2 * 132
+
+
+def gate_tiles(R: int, P: int, programs: int | None = None) -> tuple[int, int, int]:
+    """(BLOCK_R, BLOCK_P, num_warps): 32 columns a program (more programs for small B * heads), 1024 values; 4096
+    when the grid of ``programs`` (batch x heads, if given) by column blocks is small."""
     block_p = min(32, triton.next_power_of_2(max(P, 1)))
-    block_r = min(max(1024 // block_p, 1), triton.next_power_of_2(max(R, 1)))
+    values = 1024
+    if programs is not None and programs * triton.cdiv(P, block_p) < FEW_PROGRAMS:
+        values = 4096
+    block_r = min(max(values // block_p, 1), triton.next_power_of_2(max(R, 1)))
     return block_r, block_p, 4
 
 
@@ -254,7 +263,7 @@ def gate_fwd(
     T, B, H, R, P = x.shape
     if y.numel() == 0:
         return y, z.zero_()
-    block_r, block_p, warps = gate_tiles(R, P)
+    block_r, block_p, warps = gate_tiles(R, P, B * H)
     with on_device_of(x):
         K.gate_fwd_kernel[(B * H, triton.cdiv(P, block_p))](
             x,

@@ -33,3 +33,25 @@ class TinyNet(nn.Module):
         s = self.tcja(self.lif1(per_step(self.conv1, x)))
         s = self.lif2(per_step(self.conv2, s))
         return self.fc(s.mean(dim=(3, 4))).mean(0)
+
+
+class TinyBNNet(nn.Module):
+    """conv -> BatchNorm + LIF (``BNLIF``, one op) -> mean over space -> linear, on [T, B, 2, 8, 8]: the
+    Conv -> BatchNorm -> neuron chain of the zoo. Training mode uses each process's batch statistics, so the
+    data-parallel check compares against the same data-parallel run on the eager modules, not one process."""
+
+    def __init__(self, backend: str = "auto") -> None:
+        super().__init__()
+        from snnkernels.nn import BNLIF
+
+        self.conv = nn.Conv2d(2, C, 3, padding=1)
+        lif = LIFNode(tau=2.0, step_mode="m", stateful=False, backend=backend)
+        self.bn = BNLIF(C, lif, backend=backend)
+        self.fc = nn.Linear(C, 3)
+        with torch.no_grad():
+            self.bn.weight.uniform_(0.8, 1.6)
+            self.bn.bias.uniform_(0.0, 0.4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.bn(self.conv(x.flatten(0, 1)).unflatten(0, x.shape[:2]))
+        return self.fc(s.mean(dim=(3, 4))).mean(0)

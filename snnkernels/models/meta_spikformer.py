@@ -19,15 +19,14 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from ..functional import spiking_self_attention
 from .transformer_blocks import (
-    fused_attention_lif,
+    HeadedAttention,
+    block_list,
+    classifier_head,
+    drop_path_schedule,
     init_linear_layernorm,
     lif_node,
-    merge_heads_view,
     per_step,
-    split_heads_view,
-    ssa_core,
 )
 
 __all__ = [
@@ -172,7 +171,7 @@ class MS_MLP(nn.Module):  # official class name
         return x.reshape(shape)
 
 
-class MS_Attention_RepConv_qkv_id(nn.Module):  # official class name
+class MS_Attention_RepConv_qkv_id(HeadedAttention):  # official class name
     """``head_lif``, then RepConv + BN + LIF for q, k, v, ``attn_lif((q (k^T v)) * 0.125)``, RepConv + BN."""
 
     order = "kv_q_scale"
@@ -189,12 +188,7 @@ class MS_Attention_RepConv_qkv_id(nn.Module):  # official class name
         *,
         backend="auto",
     ):
-        super().__init__()
-        if dim % num_heads != 0:
-            raise ValueError(f"dim {dim} should be divided by num_heads {num_heads}.")
-        self.dim = dim
-        self.num_heads = num_heads
-        self.scale = 0.125
+        super().__init__(dim, num_heads)
         self.head_lif = lif_node(backend)
         self.q_conv = nn.Sequential(RepConv(dim, dim, bias=False), nn.BatchNorm2d(dim))
         self.k_conv = nn.Sequential(RepConv(dim, dim, bias=False), nn.BatchNorm2d(dim))
@@ -204,14 +198,6 @@ class MS_Attention_RepConv_qkv_id(nn.Module):  # official class name
         self.v_lif = lif_node(backend)
         self.attn_lif = lif_node(backend, v_threshold=0.5)
         self.proj_conv = nn.Sequential(RepConv(dim, dim, bias=False), nn.BatchNorm2d(dim))
-
-    def _attention_core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """``attn_lif((q (k^T v)) * scale)`` per head on spikes [T, B, C, N] -> spikes [T, B, C, N]."""
-        fused = fused_attention_lif(self.attn_lif)
-        if fused is None:  # backend "torch" (the official ordering), "native", "cupy"
-            return self.attn_lif(ssa_core(q, k, v, self.num_heads, self.scale, self.order))
-        q, k, v = (split_heads_view(x, self.num_heads) for x in (q, k, v))
-        return merge_heads_view(spiking_self_attention(q, k, v, scale=self.scale, check=False, **fused))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
@@ -309,8 +295,9 @@ class Spiking_vit_MetaFormer(nn.Module):  # official class name
         self.depths = depths
         self.T = 1
         self.backend = backend
-        dpr = [x.item() for x in torch.linspace(0, drop_path_rate, depths)]
+        dpr = drop_path_schedule(drop_path_rate, depths)
         e = embed_dim
+        opts = (num_heads, mlp_ratios, qkv_bias, qk_scale, drop_rate, attn_drop_rate, norm_layer, sr_ratios)
 
         def down(cin, cout, k, s, p, first=False):
             return MS_DownSampling(cin, cout, k, s, p, first, backend=backend)
@@ -319,24 +306,7 @@ class Spiking_vit_MetaFormer(nn.Module):  # official class name
             return nn.ModuleList([MS_ConvBlock(dim=dim, mlp_ratio=mlp_ratios, backend=backend)])
 
         def blocks(dim, n):
-            return nn.ModuleList(
-                [
-                    MS_Block(
-                        dim,
-                        num_heads,
-                        mlp_ratios,
-                        qkv_bias,
-                        qk_scale,
-                        drop_rate,
-                        attn_drop_rate,
-                        dpr[j],
-                        norm_layer,
-                        sr_ratios,
-                        backend=backend,
-                    )  # fmt: skip
-                    for j in range(n)
-                ]
-            )
+            return block_list(MS_Block, [dpr[j] for j in range(n)], dim, *opts, backend=backend)
 
         self.downsample1_1 = down(in_channels, e[0] // 2, 7, 2, 3, first=True)
         self.ConvBlock1_1 = conv_blocks(e[0] // 2)
@@ -350,10 +320,10 @@ class Spiking_vit_MetaFormer(nn.Module):  # official class name
         self.downsample4 = down(e[2], e[3], 3, 1, 1)
         self.block4 = blocks(e[3], 2)
         self.lif = lif_node(backend)
-        self.head = nn.Linear(e[3], num_classes) if num_classes > 0 else nn.Identity()
+        self.head = classifier_head(e[3], num_classes)
         self.kd = kd
         if kd:
-            self.head_kd = nn.Linear(e[3], num_classes) if num_classes > 0 else nn.Identity()
+            self.head_kd = classifier_head(e[3], num_classes)
         self.apply(init_linear_layernorm)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,12 @@ from torch import nn
 from ..functional import spike_driven_self_attention
 from .transformer_blocks import (
     SPIKE_MODES,
+    HeadedAttention,
+    add_conv_bn_lif,
+    block_list,
+    classifier_head,
+    conv_bn_lif,
+    drop_path_schedule,
     fused_attention_lif,
     merge_heads_view,
     per_step,
@@ -98,7 +104,7 @@ class MS_MLP_Conv(nn.Module):  # noqa: N801 (official class name: the hook keys 
         return x + identity, hook
 
 
-class MS_SSA_Conv(nn.Module):  # noqa: N801 (official class name: the hook keys start with it)
+class MS_SSA_Conv(HeadedAttention):  # noqa: N801 (official class name: the hook keys start with it)
     """SDSA block part: ``shortcut_lif``, 1x1 Conv2d + BN + LIF for q, k, v, ``q * LIF(sum over tokens of k * v)``,
     proj Conv + BN, plus the input. ``forward(x, hook)`` -> ``(x, v split into heads, hook)``."""
 
@@ -118,20 +124,18 @@ class MS_SSA_Conv(nn.Module):  # noqa: N801 (official class name: the hook keys 
         *,
         backend="auto",
     ):
-        super().__init__()
         _check_spike_mode(spike_mode)
-        if dim % num_heads != 0:
-            raise ValueError(f"dim {dim} should be divided by num_heads {num_heads}.")
-        self.dim = dim
+        super().__init__(dim, num_heads)
         self.dvs = dvs
-        self.num_heads = num_heads
         if dvs:
             self.pool = Erode()
-        self.scale = 0.125
-        for name in ("q", "k", "v"):
-            setattr(self, f"{name}_conv", nn.Conv2d(dim, dim, kernel_size=1, stride=1, bias=False))
-            setattr(self, f"{name}_bn", nn.BatchNorm2d(dim))
-            setattr(self, f"{name}_lif", spike_node(spike_mode, backend))
+        add_conv_bn_lif(
+            self,
+            ("q", "k", "v"),
+            lambda: nn.Conv2d(dim, dim, kernel_size=1, stride=1, bias=False),
+            lambda: nn.BatchNorm2d(dim),
+            lambda: spike_node(spike_mode, backend),
+        )
         self.attn_lif = spike_node(spike_mode, backend, v_threshold=0.5)  # built, unused (official)
         self.talking_heads = nn.Conv1d(num_heads, num_heads, kernel_size=1, stride=1, bias=False)  # built, unused
         self.talking_heads_lif = spike_node(spike_mode, backend, v_threshold=0.5)
@@ -168,7 +172,7 @@ class MS_SSA_Conv(nn.Module):  # noqa: N801 (official class name: the hook keys 
             hook[name + "_first_lif"] = x.detach()
         spikes = {}
         for n in ("q", "k", "v"):
-            s = getattr(self, f"{n}_lif")(per_step(getattr(self, f"{n}_bn"), per_step(getattr(self, f"{n}_conv"), x)))
+            s = conv_bn_lif(self, n, x)
             if self.dvs and n != "q":
                 s = self.pool(s)
             if hook is not None:
@@ -350,34 +354,15 @@ class SpikeDrivenTransformer(nn.Module):
         self.TET = TET
         self.dvs = dvs_mode
         self.backend = backend
-        dpr = [x.item() for x in torch.linspace(0, drop_path_rate, depths)]
+        dpr = drop_path_schedule(drop_path_rate, depths)
         self.patch_embed = MS_SPS(
             img_size_h, img_size_w, patch_size, in_channels, embed_dims, pooling_stat, spike_mode, backend=backend
         )
-        self.block = nn.ModuleList(
-            [
-                MS_Block_Conv(
-                    dim=embed_dims,
-                    num_heads=num_heads,
-                    mlp_ratio=mlp_ratios,
-                    qkv_bias=qkv_bias,
-                    qk_scale=qk_scale,
-                    drop=drop_rate,
-                    attn_drop=attn_drop_rate,
-                    drop_path=dpr[j],
-                    norm_layer=norm_layer,
-                    sr_ratio=sr_ratios,
-                    attn_mode=attn_mode,
-                    spike_mode=spike_mode,
-                    dvs=dvs_mode,
-                    layer=j,
-                    backend=backend,
-                )
-                for j in range(depths)
-            ]
-        )
+        opts = (embed_dims, num_heads, mlp_ratios, qkv_bias, qk_scale, drop_rate, attn_drop_rate, norm_layer, sr_ratios)
+        modes = dict(attn_mode=attn_mode, spike_mode=spike_mode, dvs=dvs_mode)
+        self.block = block_list(MS_Block_Conv, dpr, *opts, backend=backend, numbered=True, **modes)
         self.head_lif = spike_node(spike_mode, backend)
-        self.head = nn.Linear(embed_dims, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = classifier_head(embed_dims, num_classes)
         self.apply(self._init_weights)
 
     @staticmethod

@@ -18,18 +18,17 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..functional import spiking_self_attention
 from ..nn.bn_lif import bn_neuron
 from ..nn.spike_layers import SpikeLinear
 from .transformer_blocks import (
     FUSED_ATTENTION_BACKENDS,
-    fused_attention_lif,
-    init_linear_layernorm,
+    HeadedAttention,
+    RepeatedImageClassifier,
+    add_conv_bn_lif,
+    conv_bn_lif,
     lif_node,
-    merge_heads_view,
     per_step,
-    split_heads_view,
-    ssa_core,
+    qkv_layers,
 )
 
 __all__ = ["Spikformer", "SpikformerImageNet", "spikformer", "SSA", "Block", "SPS", "SSAImageNet", "BlockImageNet"]
@@ -81,7 +80,7 @@ class MLP(nn.Module):
         return _linear_bn_lif(self.fc2_linear, self.fc2_bn, self.fc2_lif, x)
 
 
-class SSA(nn.Module):
+class SSA(HeadedAttention):
     """Spikformer CIFAR's spiking self-attention on tokens [T, B, N, C] (N x N attention map, scale 0.125)."""
 
     order = "qk_scale_v"
@@ -98,12 +97,7 @@ class SSA(nn.Module):
         *,
         backend: str = "auto",
     ):
-        super().__init__()
-        if dim % num_heads != 0:
-            raise ValueError(f"dim {dim} should be divided by num_heads {num_heads}.")
-        self.dim = dim
-        self.num_heads = num_heads
-        self.scale = 0.125
+        super().__init__(dim, num_heads)
         self.q_linear = nn.Linear(dim, dim)
         self.q_bn = nn.BatchNorm1d(dim)
         self.q_lif = lif_node(backend)
@@ -117,14 +111,6 @@ class SSA(nn.Module):
         self.proj_linear = _spike_linear(dim, dim, backend)  # the attention's spikes in
         self.proj_bn = nn.BatchNorm1d(dim)
         self.proj_lif = lif_node(backend)
-
-    def _attention_core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """``attn_lif(scale * q k^T v)`` per head on spikes [T, B, C, N] -> spikes [T, B, C, N]."""
-        fused = fused_attention_lif(self.attn_lif)
-        if fused is None:  # backend "torch" (the official ordering), "native", "cupy"
-            return self.attn_lif(ssa_core(q, k, v, self.num_heads, self.scale, self.order))
-        q, k, v = (split_heads_view(x, self.num_heads) for x in (q, k, v))
-        return merge_heads_view(spiking_self_attention(q, k, v, scale=self.scale, check=False, **fused))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = _linear_bn_lif(self.q_linear, self.q_bn, self.q_lif, x)
@@ -213,7 +199,7 @@ class SPS(nn.Module):
         return self.features(x).flatten(-2).transpose(-1, -2)
 
 
-class Spikformer(nn.Module):
+class Spikformer(RepeatedImageClassifier):
     """Spikformer, CIFAR / official ``cifar10/model.py``: ``forward`` takes images [B, C, H, W], repeats them
     over ``T`` steps and returns logits [B, num_classes] (the head on the token and time mean).
 
@@ -252,42 +238,15 @@ class Spikformer(nn.Module):
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        self.T = T
-        self.num_classes = num_classes
-        self.depths = depths
-        self.backend = backend
-        dpr = [x.item() for x in torch.linspace(0, drop_path_rate, depths)]
-        self.patch_embed = self._sps(img_size_h, img_size_w, patch_size, in_channels, embed_dims, backend=backend)
-        self.block = nn.ModuleList(
-            [
-                self._block(
-                    embed_dims,
-                    num_heads,
-                    mlp_ratios,
-                    qkv_bias,
-                    qk_scale,
-                    drop_rate,
-                    attn_drop_rate,
-                    dpr[j],
-                    norm_layer,
-                    sr_ratios,
-                    backend=backend,
-                )
-                for j in range(depths)
-            ]
-        )
-        self.head = nn.Linear(embed_dims, num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(init_linear_layernorm)
+        opts = (embed_dims, num_heads, mlp_ratios, qkv_bias, qk_scale, drop_rate, attn_drop_rate, norm_layer, sr_ratios)
+        patch_embed = self._sps(img_size_h, img_size_w, patch_size, in_channels, embed_dims, backend=backend)
+        self._build_trunk(patch_embed, self._block, opts, num_classes, depths, drop_path_rate, T, backend)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x)
         for blk in self.block:
             x = blk(x)
         return x.mean(2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
-        return self.head(self.forward_features(x).mean(0))
 
 
 def spikformer(pretrained: bool = False, **kwargs) -> Spikformer:
@@ -318,7 +277,7 @@ class MLPImageNet(nn.Module):
         return self.fc2_lif(per_step(self.fc2_bn, per_step(self.fc2_conv, x)))
 
 
-class SSAImageNet(nn.Module):
+class SSAImageNet(HeadedAttention):
     """Spikformer ImageNet's SSA on [T, B, C, H, W] (d x d ordering ``(q (k^T v)) * 0.125``).
 
     ``forward(x, res_attn)`` returns ``(out, v)`` as the official module (``res_attn`` is unused there too;
@@ -339,36 +298,17 @@ class SSAImageNet(nn.Module):
         *,
         backend: str = "auto",
     ):
-        super().__init__()
-        if dim % num_heads != 0:
-            raise ValueError(f"dim {dim} should be divided by num_heads {num_heads}.")
-        self.dim = dim
-        self.num_heads = num_heads
-        self.scale = 0.125
-        for name in ("q", "k", "v"):
-            setattr(self, f"{name}_conv", nn.Conv1d(dim, dim, kernel_size=1, stride=1, bias=False))
-            setattr(self, f"{name}_bn", nn.BatchNorm1d(dim))
-            setattr(self, f"{name}_lif", lif_node(backend))
+        super().__init__(dim, num_heads)
+        add_conv_bn_lif(self, ("q", "k", "v"), *qkv_layers(dim, backend))
         self.attn_lif = lif_node(backend, v_threshold=0.5)
         self.proj_conv = nn.Conv1d(dim, dim, kernel_size=1, stride=1)
         self.proj_bn = nn.BatchNorm1d(dim)
         self.proj_lif = lif_node(backend)
 
-    def _attention_core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """``attn_lif(scale * q (k^T v))`` per head on spikes [T, B, C, N] -> spikes [T, B, C, N]."""
-        fused = fused_attention_lif(self.attn_lif)
-        if fused is None:  # backend "torch" (the official ordering), "native", "cupy"
-            return self.attn_lif(ssa_core(q, k, v, self.num_heads, self.scale, self.order))
-        q, k, v = (split_heads_view(x, self.num_heads) for x in (q, k, v))
-        return merge_heads_view(spiking_self_attention(q, k, v, scale=self.scale, check=False, **fused))
-
     def forward(self, x: torch.Tensor, res_attn: object = None) -> tuple[torch.Tensor, torch.Tensor]:
         shape = x.shape
         x = x.flatten(3)
-        q, k, v = (
-            getattr(self, f"{n}_lif")(per_step(getattr(self, f"{n}_bn"), per_step(getattr(self, f"{n}_conv"), x)))
-            for n in ("q", "k", "v")
-        )
+        q, k, v = (conv_bn_lif(self, n, x) for n in ("q", "k", "v"))
         x = self._attention_core(q, k, v)
         x = self.proj_lif(per_step(self.proj_bn, per_step(self.proj_conv, x)).reshape(shape))
         T, B, C, N = v.shape

@@ -11,13 +11,22 @@
   blocks' ``_attention_core`` methods call.
 - ``fused_attention_lif`` / ``split_heads_view`` / ``merge_heads_view``: what ``_attention_core`` needs to call
   the fused attention ops of ``snnkernels.functional`` (docs/spiking_transformers.md "The attention core").
+- ``HeadedAttention``: the base of every official attention module (head check, ``dim`` / ``num_heads`` /
+  ``scale``) whose ``_attention_core`` is the SSA one, eager or fused.
+- ``add_conv_bn_lif`` / ``conv_bn_lif``: the official ``<name>_conv`` / ``<name>_bn`` / ``<name>_lif`` triples.
+- ``drop_path_schedule`` / ``block_list`` / ``classifier_head`` / ``RepeatedImageClassifier``: the network
+  trunk the official classifiers share (stochastic-depth rates, the block stack, the head, images repeated
+  over T).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
+from ..functional import spiking_self_attention
 from ..nn.neuron import LIFNode, ParametricLIFNode
 
 __all__ = [
@@ -34,6 +43,14 @@ __all__ = [
     "fused_attention_lif",
     "split_heads_view",
     "merge_heads_view",
+    "HeadedAttention",
+    "add_conv_bn_lif",
+    "qkv_layers",
+    "conv_bn_lif",
+    "drop_path_schedule",
+    "block_list",
+    "classifier_head",
+    "RepeatedImageClassifier",
 ]
 
 SPIKE_MODES = ("lif", "plif")
@@ -149,3 +166,141 @@ def merge_heads_view(x: torch.Tensor) -> torch.Tensor:
     """[T, B, heads, N, d] -> [T, B, heads * d, N] (a view when ``x`` came from ``split_heads_view``'s layout)."""
     T, B, h, N, d = x.shape
     return x.transpose(-1, -2).reshape(T, B, h * d, N)
+
+
+class HeadedAttention(nn.Module):
+    """Base of the official attention modules: ``dim`` split into ``num_heads`` heads, ``scale`` 0.125, and the
+    SSA ``_attention_core`` in the class's official ``order`` (its LIF is the subclass's ``attn_lif``)."""
+
+    order = "kv_q_scale"
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        if dim % num_heads != 0:
+            raise ValueError(f"dim {dim} should be divided by num_heads {num_heads}.")
+        self.dim = dim
+        self.num_heads = num_heads
+        self.scale = 0.125
+
+    def _attention_core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``attn_lif(scale * q k^T v)`` per head in ``order`` on spikes [T, B, C, N] -> spikes [T, B, C, N]."""
+        fused = fused_attention_lif(self.attn_lif)
+        if fused is None:  # backend "torch" (the official ordering), "native", "cupy"
+            return self.attn_lif(ssa_core(q, k, v, self.num_heads, self.scale, self.order))
+        q, k, v = (split_heads_view(x, self.num_heads) for x in (q, k, v))
+        return merge_heads_view(spiking_self_attention(q, k, v, scale=self.scale, check=False, **fused))
+
+
+def add_conv_bn_lif(
+    module: nn.Module,
+    names: tuple[str, ...],
+    conv: Callable[[], nn.Module],
+    bn: Callable[[], nn.Module],
+    lif: Callable[[], nn.Module],
+) -> None:
+    """Register ``<name>_conv``, ``<name>_bn``, ``<name>_lif`` on ``module`` for each name, in the official
+    creation order (the conv weights draw from the RNG in that order)."""
+    for name in names:
+        setattr(module, f"{name}_conv", conv())
+        setattr(module, f"{name}_bn", bn())
+        setattr(module, f"{name}_lif", lif())
+
+
+def qkv_layers(
+    dim: int, backend: str
+) -> tuple[Callable[[], nn.Module], Callable[[], nn.Module], Callable[[], nn.Module]]:
+    """The factories of the official q / k / v triples on tokens [T, B, C, N]: a bias-free 1x1 ``Conv1d``,
+    ``BatchNorm1d`` and ``lif_node`` (for ``add_conv_bn_lif``)."""
+    return (
+        lambda: nn.Conv1d(dim, dim, kernel_size=1, stride=1, bias=False),
+        lambda: nn.BatchNorm1d(dim),
+        lambda: lif_node(backend),
+    )
+
+
+def conv_bn_lif(module: nn.Module, name: str, x: torch.Tensor) -> torch.Tensor:
+    """``<name>_lif(<name>_bn(<name>_conv(x)))`` of ``module``, the conv and BN per step of [T, B, ...]."""
+    conv, bn, lif = (getattr(module, f"{name}_{part}") for part in ("conv", "bn", "lif"))
+    return lif(per_step(bn, per_step(conv, x)))
+
+
+def drop_path_schedule(drop_path_rate: float, depths: int) -> list[float]:
+    """The official stochastic-depth rates, linear from 0 to ``drop_path_rate`` over ``depths`` blocks."""
+    return [x.item() for x in torch.linspace(0, drop_path_rate, depths)]
+
+
+def block_list(
+    block: Callable[..., nn.Module],
+    drop_paths: list[float],
+    dim: int,
+    num_heads: int,
+    mlp_ratio: float,
+    qkv_bias: bool,
+    qk_scale: float | None,
+    drop: float,
+    attn_drop: float,
+    norm_layer: Callable[[int], nn.Module],
+    sr_ratio: int,
+    *,
+    backend: str,
+    numbered: bool = False,
+    **extra: object,
+) -> nn.ModuleList:
+    """One ``block`` per drop-path rate, built with the official positional arguments (``numbered``: each also
+    gets its index as ``layer``, Spike-Driven Transformer's hook names)."""
+    return nn.ModuleList(
+        [
+            block(
+                dim,
+                num_heads,
+                mlp_ratio,
+                qkv_bias,
+                qk_scale,
+                drop,
+                attn_drop,
+                rate,
+                norm_layer,
+                sr_ratio,
+                **extra,
+                **({"layer": j} if numbered else {}),
+                backend=backend,
+            )  # fmt: skip
+            for j, rate in enumerate(drop_paths)
+        ]
+    )
+
+
+def classifier_head(dim: int, num_classes: int) -> nn.Module:
+    """The official head: ``nn.Linear(dim, num_classes)``, or ``nn.Identity`` when ``num_classes`` is 0."""
+    return nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
+
+
+class RepeatedImageClassifier(nn.Module):
+    """Images [B, C, H, W] repeated over ``self.T`` steps, ``forward_features`` -> [T, B, C], then ``head`` on the
+    time mean -> logits [B, num_classes] (the forward of Spikformer, Spikingformer and QKFormer)."""
+
+    def _build_trunk(
+        self,
+        patch_embed: nn.Module,
+        block: Callable[..., nn.Module],
+        options: tuple,
+        num_classes: int,
+        depths: int,
+        drop_path_rate: float,
+        T: int,
+        backend: str,
+    ) -> None:
+        """The official trunk: ``patch_embed``, ``depths`` blocks (``options``: the arguments of ``block_list``
+        from ``dim`` to ``sr_ratio``), the head, then ``init_linear_layernorm`` over every module."""
+        self.T = T
+        self.num_classes = num_classes
+        self.depths = depths
+        self.backend = backend
+        self.patch_embed = patch_embed
+        self.block = block_list(block, drop_path_schedule(drop_path_rate, depths), *options, backend=backend)
+        self.head = classifier_head(options[0], num_classes)
+        self.apply(init_linear_layernorm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
+        return self.head(self.forward_features(x).mean(0))

@@ -21,12 +21,15 @@ from torch import nn
 
 from .transformer_blocks import (
     HeadedAttention,
+    add_mlp_layers,
     block_list,
     classifier_head,
     drop_path_schedule,
     init_linear_layernorm,
+    lif_conv_bn,
     lif_node,
     per_step,
+    pointwise_conv,
 )
 
 __all__ = [
@@ -153,22 +156,13 @@ class MS_MLP(nn.Module):  # official class name
 
     def __init__(self, in_features, hidden_features=None, out_features=None, drop=0.0, layer=0, *, backend="auto"):
         super().__init__()
-        out_features = out_features or in_features
-        hidden_features = hidden_features or in_features
-        self.fc1_conv = nn.Conv1d(in_features, hidden_features, kernel_size=1, stride=1)
-        self.fc1_bn = nn.BatchNorm1d(hidden_features)
-        self.fc1_lif = lif_node(backend)
-        self.fc2_conv = nn.Conv1d(hidden_features, out_features, kernel_size=1, stride=1)
-        self.fc2_bn = nn.BatchNorm1d(out_features)
-        self.fc2_lif = lif_node(backend)
-        self.c_hidden = hidden_features
-        self.c_output = out_features
+        add_mlp_layers(
+            self, ("fc1", "fc2"), in_features, hidden_features, out_features, pointwise_conv(nn.Conv1d),
+            nn.BatchNorm1d, lambda: lif_node(backend),
+        )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        x = per_step(self.fc1_bn, per_step(self.fc1_conv, self.fc1_lif(x.flatten(3))))
-        x = per_step(self.fc2_bn, per_step(self.fc2_conv, self.fc2_lif(x)))
-        return x.reshape(shape)
+        return lif_conv_bn(self, "fc2", lif_conv_bn(self, "fc1", x.flatten(3))).reshape(x.shape)
 
 
 class MS_Attention_RepConv_qkv_id(HeadedAttention):  # official class name

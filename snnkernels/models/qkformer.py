@@ -87,7 +87,7 @@ class Token_QK_Attention(HeadedAttention):  # official class name
         *,
         backend="auto",
     ):
-        super().__init__(dim, num_heads)
+        super().__init__(dim, num_heads, scaled=False)
         add_conv_bn_lif(self, ("q", "k"), *qkv_layers(dim, backend))
         self.attn_lif = lif_node(backend, v_threshold=0.5)
         self.proj_conv = _spike_conv(nn.Conv1d, dim, dim, backend)  # the attention's spikes in

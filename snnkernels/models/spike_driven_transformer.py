@@ -26,13 +26,16 @@ from .transformer_blocks import (
     SPIKE_MODES,
     HeadedAttention,
     add_conv_bn_lif,
+    add_mlp_layers,
     block_list,
     classifier_head,
     conv_bn_lif,
     drop_path_schedule,
     fused_attention_lif,
+    init_trunc_normal,
     merge_heads_view,
     per_step,
+    pointwise_conv,
     spike_node,
     split_heads_view,
 )
@@ -75,17 +78,11 @@ class MS_MLP_Conv(nn.Module):  # noqa: N801 (official class name: the hook keys 
     ):
         super().__init__()
         _check_spike_mode(spike_mode)
-        out_features = out_features or in_features
-        hidden_features = hidden_features or in_features
-        self.res = in_features == hidden_features
-        self.fc1_conv = nn.Conv2d(in_features, hidden_features, kernel_size=1, stride=1)
-        self.fc1_bn = nn.BatchNorm2d(hidden_features)
-        self.fc1_lif = spike_node(spike_mode, backend)
-        self.fc2_conv = nn.Conv2d(hidden_features, out_features, kernel_size=1, stride=1)
-        self.fc2_bn = nn.BatchNorm2d(out_features)
-        self.fc2_lif = spike_node(spike_mode, backend)
-        self.c_hidden = hidden_features
-        self.c_output = out_features
+        add_mlp_layers(
+            self, ("fc1", "fc2"), in_features, hidden_features, out_features, pointwise_conv(nn.Conv2d),
+            nn.BatchNorm2d, lambda: spike_node(spike_mode, backend),
+        )  # fmt: skip
+        self.res = in_features == self.c_hidden
         self.layer = layer
 
     def forward(self, x: torch.Tensor, hook: dict | None = None) -> tuple[torch.Tensor, dict | None]:
@@ -369,13 +366,7 @@ class SpikeDrivenTransformer(nn.Module):
     def _init_weights(m: nn.Module) -> None:
         """The official rule: Conv2d weights truncated normal (std .02), biases 0; BatchNorm2d 1 / 0; the Linear
         head and the Conv1d / BatchNorm1d layers keep PyTorch's defaults."""
-        if isinstance(m, nn.Conv2d):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.constant_(m.bias, 0)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.constant_(m.bias, 0)
-            nn.init.constant_(m.weight, 1.0)
+        init_trunc_normal(m, nn.Conv2d, nn.BatchNorm2d)
 
     def forward_features(self, x: torch.Tensor, hook: dict | None = None) -> tuple[torch.Tensor, dict | None]:
         x, _, hook = self.patch_embed(x, hook=hook)

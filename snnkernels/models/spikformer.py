@@ -25,9 +25,11 @@ from .transformer_blocks import (
     HeadedAttention,
     RepeatedImageClassifier,
     add_conv_bn_lif,
+    add_mlp_layers,
     conv_bn_lif,
     lif_node,
     per_step,
+    pointwise_conv,
     qkv_layers,
 )
 
@@ -261,20 +263,13 @@ class MLPImageNet(nn.Module):
 
     def __init__(self, in_features, hidden_features=None, out_features=None, drop=0.0, *, backend: str = "auto"):
         super().__init__()
-        out_features = out_features or in_features
-        hidden_features = hidden_features or in_features
-        self.fc1_conv = nn.Conv2d(in_features, hidden_features, kernel_size=1, stride=1)
-        self.fc1_bn = nn.BatchNorm2d(hidden_features)
-        self.fc1_lif = lif_node(backend)
-        self.fc2_conv = nn.Conv2d(hidden_features, out_features, kernel_size=1, stride=1)
-        self.fc2_bn = nn.BatchNorm2d(out_features)
-        self.fc2_lif = lif_node(backend)
-        self.c_hidden = hidden_features
-        self.c_output = out_features
+        add_mlp_layers(
+            self, ("fc1", "fc2"), in_features, hidden_features, out_features, pointwise_conv(nn.Conv2d),
+            nn.BatchNorm2d, lambda: lif_node(backend),
+        )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.fc1_lif(per_step(self.fc1_bn, per_step(self.fc1_conv, x)))
-        return self.fc2_lif(per_step(self.fc2_bn, per_step(self.fc2_conv, x)))
+        return conv_bn_lif(self, "fc2", conv_bn_lif(self, "fc1", x))
 
 
 class SSAImageNet(HeadedAttention):

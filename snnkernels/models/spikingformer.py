@@ -22,9 +22,12 @@ from .transformer_blocks import (
     HeadedAttention,
     RepeatedImageClassifier,
     add_conv_bn_lif,
+    add_mlp_layers,
     conv_bn_lif,
+    lif_conv_bn,
     lif_node,
     per_step,
+    pointwise_conv,
     qkv_layers,
 )
 
@@ -36,20 +39,13 @@ class MLP(nn.Module):
 
     def __init__(self, in_features, hidden_features=None, out_features=None, drop=0.0, *, backend: str = "auto"):
         super().__init__()
-        out_features = out_features or in_features
-        hidden_features = hidden_features or in_features
-        self.mlp1_lif = lif_node(backend)
-        self.mlp1_conv = nn.Conv2d(in_features, hidden_features, kernel_size=1, stride=1)
-        self.mlp1_bn = nn.BatchNorm2d(hidden_features)
-        self.mlp2_lif = lif_node(backend)
-        self.mlp2_conv = nn.Conv2d(hidden_features, out_features, kernel_size=1, stride=1)
-        self.mlp2_bn = nn.BatchNorm2d(out_features)
-        self.c_hidden = hidden_features
-        self.c_output = out_features
+        add_mlp_layers(
+            self, ("mlp1", "mlp2"), in_features, hidden_features, out_features, pointwise_conv(nn.Conv2d),
+            nn.BatchNorm2d, lambda: lif_node(backend), lif_first=True,
+        )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = per_step(self.mlp1_bn, per_step(self.mlp1_conv, self.mlp1_lif(x)))
-        return per_step(self.mlp2_bn, per_step(self.mlp2_conv, self.mlp2_lif(x)))
+        return lif_conv_bn(self, "mlp2", lif_conv_bn(self, "mlp1", x))
 
 
 class SpikingSelfAttention(HeadedAttention):

@@ -13,7 +13,8 @@
   the fused attention ops of ``snnkernels.functional`` (docs/spiking_transformers.md "The attention core").
 - ``HeadedAttention``: the base of every official attention module (head check, ``dim`` / ``num_heads`` /
   ``scale``) whose ``_attention_core`` is the SSA one, eager or fused.
-- ``add_conv_bn_lif`` / ``conv_bn_lif``: the official ``<name>_conv`` / ``<name>_bn`` / ``<name>_lif`` triples.
+- ``add_conv_bn_lif`` / ``conv_bn_lif`` / ``lif_conv_bn`` / ``add_mlp_layers``: the official ``<name>_conv`` /
+  ``<name>_bn`` / ``<name>_lif`` triples (q, k, v and the two-layer MLPs).
 - ``drop_path_schedule`` / ``block_list`` / ``classifier_head`` / ``RepeatedImageClassifier``: the network
   trunk the official classifiers share (stochastic-depth rates, the block stack, the head, images repeated
   over T).
@@ -37,6 +38,7 @@ __all__ = [
     "per_step",
     "heads",
     "merge_heads",
+    "init_trunc_normal",
     "init_linear_layernorm",
     "ssa_core",
     "FUSED_ATTENTION_BACKENDS",
@@ -47,6 +49,9 @@ __all__ = [
     "add_conv_bn_lif",
     "qkv_layers",
     "conv_bn_lif",
+    "add_mlp_layers",
+    "lif_conv_bn",
+    "pointwise_conv",
     "drop_path_schedule",
     "block_list",
     "classifier_head",
@@ -99,15 +104,21 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(3, 4).reshape(T, B, h * d, N)
 
 
-def init_linear_layernorm(m: nn.Module) -> None:
-    """Linear weights truncated normal (std .02, cut at +-2), Linear biases 0, LayerNorm weight 1 / bias 0."""
-    if isinstance(m, nn.Linear):
+def init_trunc_normal(m: nn.Module, weighted: type, normed: type) -> None:
+    """The official ``_init_weights`` rule: a ``weighted`` layer's weight truncated normal (std .02, cut at +-2)
+    and bias 0; a ``normed`` layer's weight 1 and bias 0; any other module untouched."""
+    if isinstance(m, weighted):
         nn.init.trunc_normal_(m.weight, std=0.02)
         if m.bias is not None:
             nn.init.constant_(m.bias, 0)
-    elif isinstance(m, nn.LayerNorm):
+    elif isinstance(m, normed):
         nn.init.constant_(m.bias, 0)
         nn.init.constant_(m.weight, 1.0)
+
+
+def init_linear_layernorm(m: nn.Module) -> None:
+    """Linear weights truncated normal (std .02, cut at +-2), Linear biases 0, LayerNorm weight 1 / bias 0."""
+    init_trunc_normal(m, nn.Linear, nn.LayerNorm)
 
 
 def ssa_core(
@@ -174,13 +185,14 @@ class HeadedAttention(nn.Module):
 
     order = "kv_q_scale"
 
-    def __init__(self, dim: int, num_heads: int) -> None:
+    def __init__(self, dim: int, num_heads: int, scaled: bool = True) -> None:
         super().__init__()
         if dim % num_heads != 0:
             raise ValueError(f"dim {dim} should be divided by num_heads {num_heads}.")
         self.dim = dim
         self.num_heads = num_heads
-        self.scale = 0.125
+        if scaled:  # the Q-K token attention has no scale
+            self.scale = 0.125
 
     def _attention_core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """``attn_lif(scale * q k^T v)`` per head in ``order`` on spikes [T, B, C, N] -> spikes [T, B, C, N]."""
@@ -222,6 +234,44 @@ def conv_bn_lif(module: nn.Module, name: str, x: torch.Tensor) -> torch.Tensor:
     """``<name>_lif(<name>_bn(<name>_conv(x)))`` of ``module``, the conv and BN per step of [T, B, ...]."""
     conv, bn, lif = (getattr(module, f"{name}_{part}") for part in ("conv", "bn", "lif"))
     return lif(per_step(bn, per_step(conv, x)))
+
+
+def add_mlp_layers(
+    module: nn.Module,
+    names: tuple[str, str],
+    in_features: int,
+    hidden_features: int | None,
+    out_features: int | None,
+    conv: Callable[[int, int], nn.Module],
+    bn: Callable[[int], nn.Module],
+    lif: Callable[[], nn.Module],
+    lif_first: bool = False,
+) -> None:
+    """The official two-layer MLP: for each of the two ``names``, ``<name>_conv`` (in -> hidden, then
+    hidden -> out; the missing widths default to ``in_features``), ``<name>_bn`` and ``<name>_lif`` (registered
+    first with ``lif_first``, as the official classes order their keys); ``c_hidden`` / ``c_output`` stored."""
+    out_features = out_features or in_features
+    hidden_features = hidden_features or in_features
+    for name, cin, cout in zip(names, (in_features, hidden_features), (hidden_features, out_features), strict=True):
+        if lif_first:
+            setattr(module, f"{name}_lif", lif())
+        setattr(module, f"{name}_conv", conv(cin, cout))
+        setattr(module, f"{name}_bn", bn(cout))
+        if not lif_first:
+            setattr(module, f"{name}_lif", lif())
+    module.c_hidden = hidden_features
+    module.c_output = out_features
+
+
+def pointwise_conv(cls: type) -> Callable[[int, int], nn.Module]:
+    """A factory of the official 1x1 convs with bias: ``cls(cin, cout, kernel_size=1, stride=1)``."""
+    return lambda cin, cout: cls(cin, cout, kernel_size=1, stride=1)
+
+
+def lif_conv_bn(module: nn.Module, name: str, x: torch.Tensor) -> torch.Tensor:
+    """``<name>_bn(<name>_conv(<name>_lif(x)))`` of ``module`` (the spike-driven order), conv and BN per step."""
+    conv, bn, lif = (getattr(module, f"{name}_{part}") for part in ("conv", "bn", "lif"))
+    return per_step(bn, per_step(conv, lif(x)))
 
 
 def drop_path_schedule(drop_path_rate: float, depths: int) -> list[float]:

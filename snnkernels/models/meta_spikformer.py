@@ -21,6 +21,7 @@ from torch import nn
 
 from .transformer_blocks import (
     HeadedAttention,
+    ResidualBlock,
     add_mlp_layers,
     block_list,
     classifier_head,
@@ -202,34 +203,12 @@ class MS_Attention_RepConv_qkv_id(HeadedAttention):  # official class name
         return per_step(self.proj_conv, x)
 
 
-class MS_Block(nn.Module):  # official class name
-    """``x + attn(x)``, then ``x + mlp(x)``."""
+class MS_Block(ResidualBlock):  # official class name
+    """``x + attn(x)``, then ``x + mlp(x)`` (no LayerNorms in the official block)."""
 
-    def __init__(
-        self,
-        dim,
-        num_heads,
-        mlp_ratio=4.0,
-        qkv_bias=False,
-        qk_scale=None,
-        drop=0.0,
-        attn_drop=0.0,
-        drop_path=0.0,
-        norm_layer=nn.LayerNorm,
-        sr_ratio=1,
-        *,
-        backend="auto",
-    ):
-        super().__init__()
-        self.attn = MS_Attention_RepConv_qkv_id(
-            dim, num_heads, qkv_bias, qk_scale, attn_drop, drop, sr_ratio, backend=backend
-        )
-        self.drop_path = nn.Identity()  # official: DropPath or Identity, never applied in the forward
-        self.mlp = MS_MLP(dim, int(dim * mlp_ratio), drop=drop, backend=backend)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(x)
-        return x + self.mlp(x)
+    attention_cls = MS_Attention_RepConv_qkv_id
+    mlp_cls = MS_MLP
+    norms = False
 
 
 class MS_DownSampling(nn.Module):  # official class name

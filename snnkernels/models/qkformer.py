@@ -34,6 +34,7 @@ from .transformer_blocks import (
     init_linear_layernorm,
     lif_node,
     merge_heads_view,
+    patch_geometry,
     per_step,
     qkv_layers,
     split_heads_view,
@@ -239,14 +240,6 @@ class _Stage(nn.Module):
         return x + self.proj_res_lif(_conv_bn(self.proj_res_conv, self.proj_res_bn, feat))
 
 
-def _patch_geometry(module: nn.Module, img_size_h, img_size_w, patch_size, in_channels) -> None:
-    module.image_size = [img_size_h, img_size_w]
-    module.patch_size = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
-    module.C = in_channels
-    module.H, module.W = img_size_h // module.patch_size[0], img_size_w // module.patch_size[1]
-    module.num_patches = module.H * module.W
-
-
 class PatchEmbedInit(_Stage):
     """CIFAR: two 3x3 stages at full resolution, shortcut from the first stage's spikes (1x1, stride 1)."""
 
@@ -255,7 +248,7 @@ class PatchEmbedInit(_Stage):
 
     def __init__(self, img_size_h=128, img_size_w=128, patch_size=4, in_channels=2, embed_dims=256, *, backend="auto"):
         super().__init__()
-        _patch_geometry(self, img_size_h, img_size_w, patch_size, in_channels)
+        patch_geometry(self, img_size_h, img_size_w, patch_size, in_channels)
         self._build([in_channels, embed_dims // 2, embed_dims], 1, backend)
 
 
@@ -268,7 +261,7 @@ class PatchEmbedInitImageNet(_Stage):
 
     def __init__(self, img_size_h=128, img_size_w=128, patch_size=4, in_channels=2, embed_dims=256, *, backend="auto"):
         super().__init__()
-        _patch_geometry(self, img_size_h, img_size_w, patch_size, in_channels)
+        patch_geometry(self, img_size_h, img_size_w, patch_size, in_channels)
         self._build([in_channels, embed_dims // 2, embed_dims, embed_dims], 2, backend)
 
 
@@ -279,7 +272,7 @@ class PatchEmbeddingStage(_Stage):
 
     def __init__(self, img_size_h=128, img_size_w=128, patch_size=4, in_channels=2, embed_dims=256, *, backend="auto"):
         super().__init__()
-        _patch_geometry(self, img_size_h, img_size_w, patch_size, in_channels)
+        patch_geometry(self, img_size_h, img_size_w, patch_size, in_channels)
         self._build([embed_dims // 2, embed_dims, embed_dims], 2, backend)
 
 

@@ -27,6 +27,7 @@ from .transformer_blocks import (
     HeadedAttention,
     add_conv_bn_lif,
     add_mlp_layers,
+    add_sps_stages,
     block_list,
     classifier_head,
     conv_bn_lif,
@@ -34,6 +35,7 @@ from .transformer_blocks import (
     fused_attention_lif,
     init_trunc_normal,
     merge_heads_view,
+    patch_geometry,
     per_step,
     pointwise_conv,
     spike_node,
@@ -260,19 +262,10 @@ class MS_SPS(nn.Module):  # noqa: N801 (official class name: the hook keys start
     ):
         super().__init__()
         _check_spike_mode(spike_mode)
-        self.image_size = [img_size_h, img_size_w]
-        patch_size = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
-        self.patch_size = patch_size
+        patch_geometry(self, img_size_h, img_size_w, patch_size, in_channels)
         self.pooling_stat = pooling_stat
-        self.C = in_channels
-        self.H, self.W = img_size_h // patch_size[0], img_size_w // patch_size[1]
-        self.num_patches = self.H * self.W
         widths = [in_channels, embed_dims // 8, embed_dims // 4, embed_dims // 2, embed_dims]
-        for i, suffix in enumerate(("", "1", "2", "3")):
-            setattr(self, f"proj_conv{suffix}", nn.Conv2d(widths[i], widths[i + 1], 3, 1, 1, bias=False))
-            setattr(self, f"proj_bn{suffix}", nn.BatchNorm2d(widths[i + 1]))
-            setattr(self, f"proj_lif{suffix}", spike_node(spike_mode, backend))
-            setattr(self, f"maxpool{suffix}", nn.MaxPool2d(kernel_size=3, stride=2, padding=1, dilation=1))
+        add_sps_stages(self, widths, lambda: spike_node(spike_mode, backend), (True,) * 4)  # all built (official)
         self.rpe_conv = nn.Conv2d(embed_dims, embed_dims, kernel_size=3, stride=1, padding=1, bias=False)
         self.rpe_bn = nn.BatchNorm2d(embed_dims)
         self.rpe_lif = spike_node(spike_mode, backend)  # built, unused (official)

@@ -24,10 +24,13 @@ from .transformer_blocks import (
     FUSED_ATTENTION_BACKENDS,
     HeadedAttention,
     RepeatedImageClassifier,
+    ResidualBlock,
     add_conv_bn_lif,
     add_mlp_layers,
+    add_sps_stages,
     conv_bn_lif,
     lif_node,
+    patch_geometry,
     per_step,
     pointwise_conv,
     qkv_layers,
@@ -122,42 +125,11 @@ class SSA(HeadedAttention):
         return _linear_bn_lif(self.proj_linear, self.proj_bn, self.proj_lif, x)
 
 
-class Block(nn.Module):
+class Block(ResidualBlock):
     """``x + attn(x)``, then ``x + mlp(x)``; ``norm1`` / ``norm2`` exist (checkpoint keys) but are not applied."""
 
-    def __init__(
-        self,
-        dim,
-        num_heads,
-        mlp_ratio=4.0,
-        qkv_bias=False,
-        qk_scale=None,
-        drop=0.0,
-        attn_drop=0.0,
-        drop_path=0.0,
-        norm_layer=nn.LayerNorm,
-        sr_ratio=1,
-        *,
-        backend: str = "auto",
-    ):
-        super().__init__()
-        self.norm1 = norm_layer(dim)
-        self.attn = self._attention(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop, sr_ratio, backend)
-        self.drop_path = nn.Identity()  # official: DropPath or Identity, never applied in the forward
-        self.norm2 = norm_layer(dim)
-        self.mlp = self._mlp(dim, int(dim * mlp_ratio), drop, backend)
-
-    @staticmethod
-    def _attention(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop, sr_ratio, backend) -> nn.Module:
-        return SSA(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop, sr_ratio, backend=backend)
-
-    @staticmethod
-    def _mlp(dim, hidden, drop, backend) -> nn.Module:
-        return MLP(dim, hidden, drop=drop, backend=backend)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(x)
-        return x + self.mlp(x)
+    attention_cls = SSA
+    mlp_cls = MLP
 
 
 class SPS(nn.Module):
@@ -168,20 +140,9 @@ class SPS(nn.Module):
 
     def __init__(self, img_size_h=128, img_size_w=128, patch_size=4, in_channels=2, embed_dims=256, *, backend="auto"):
         super().__init__()
-        self.image_size = [img_size_h, img_size_w]
-        patch_size = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
-        self.patch_size = patch_size
-        self.C = in_channels
-        self.H, self.W = img_size_h // patch_size[0], img_size_w // patch_size[1]
-        self.num_patches = self.H * self.W
+        patch_geometry(self, img_size_h, img_size_w, patch_size, in_channels)
         widths = [in_channels, embed_dims // 8, embed_dims // 4, embed_dims // 2, embed_dims]
-        for i, suffix in enumerate(("", "1", "2", "3")):
-            setattr(self, f"proj_conv{suffix}", nn.Conv2d(widths[i], widths[i + 1], 3, 1, 1, bias=False))
-            setattr(self, f"proj_bn{suffix}", nn.BatchNorm2d(widths[i + 1]))
-            setattr(self, f"proj_lif{suffix}", lif_node(backend))
-            if self.pools[i]:
-                name = "maxpool" + suffix
-                setattr(self, name, nn.MaxPool2d(kernel_size=3, stride=2, padding=1, dilation=1, ceil_mode=False))
+        add_sps_stages(self, widths, lambda: lif_node(backend), self.pools)
         self.rpe_conv = nn.Conv2d(embed_dims, embed_dims, kernel_size=3, stride=1, padding=1, bias=False)
         self.rpe_bn = nn.BatchNorm2d(embed_dims)
         self.rpe_lif = lif_node(backend)
@@ -313,13 +274,8 @@ class SSAImageNet(HeadedAttention):
 class BlockImageNet(Block):
     """Spikformer ImageNet's block: ``forward(x, res_attn)`` -> ``(x, v)``."""
 
-    @staticmethod
-    def _attention(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop, sr_ratio, backend) -> nn.Module:
-        return SSAImageNet(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop, sr_ratio, backend=backend)
-
-    @staticmethod
-    def _mlp(dim, hidden, drop, backend) -> nn.Module:
-        return MLPImageNet(dim, hidden, drop=drop, backend=backend)
+    attention_cls = SSAImageNet
+    mlp_cls = MLPImageNet
 
     def forward(self, x: torch.Tensor, res_attn: object = None) -> tuple[torch.Tensor, torch.Tensor]:
         x_attn, attn = self.attn(x, res_attn)

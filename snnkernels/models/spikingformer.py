@@ -21,11 +21,13 @@ from torch import nn
 from .transformer_blocks import (
     HeadedAttention,
     RepeatedImageClassifier,
+    ResidualBlock,
     add_conv_bn_lif,
     add_mlp_layers,
     conv_bn_lif,
     lif_conv_bn,
     lif_node,
+    patch_geometry,
     per_step,
     pointwise_conv,
     qkv_layers,
@@ -80,34 +82,11 @@ class SpikingSelfAttention(HeadedAttention):
         return per_step(self.proj_bn, per_step(self.proj_conv, x)).reshape(shape)
 
 
-class SpikingTransformer(nn.Module):
+class SpikingTransformer(ResidualBlock):
     """``x + attn(x)``, then ``x + mlp(x)`` on [T, B, C, H, W]; ``norm1`` / ``norm2`` built, not applied."""
 
-    def __init__(
-        self,
-        dim,
-        num_heads,
-        mlp_ratio=4.0,
-        qkv_bias=False,
-        qk_scale=None,
-        drop=0.0,
-        attn_drop=0.0,
-        drop_path=0.0,
-        norm_layer=nn.LayerNorm,
-        sr_ratio=1,
-        *,
-        backend: str = "auto",
-    ):
-        super().__init__()
-        self.norm1 = norm_layer(dim)
-        self.attn = SpikingSelfAttention(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop, sr_ratio, backend=backend)
-        self.drop_path = nn.Identity()  # official: DropPath or Identity, never applied in the forward
-        self.norm2 = norm_layer(dim)
-        self.mlp = MLP(dim, int(dim * mlp_ratio), drop=drop, backend=backend)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(x)
-        return x + self.mlp(x)
+    attention_cls = SpikingSelfAttention
+    mlp_cls = MLP
 
 
 class SpikingTokenizer(nn.Module):
@@ -115,12 +94,7 @@ class SpikingTokenizer(nn.Module):
 
     def __init__(self, img_size_h=128, img_size_w=128, patch_size=4, in_channels=2, embed_dims=256, *, backend="auto"):
         super().__init__()
-        self.image_size = [img_size_h, img_size_w]
-        patch_size = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
-        self.patch_size = patch_size
-        self.C = in_channels
-        self.H, self.W = img_size_h // patch_size[0], img_size_w // patch_size[1]
-        self.num_patches = self.H * self.W
+        patch_geometry(self, img_size_h, img_size_w, patch_size, in_channels)
         widths = [in_channels, embed_dims // 8, embed_dims // 4, embed_dims // 2, embed_dims, embed_dims]
         for i in range(5):
             if i > 0:

@@ -15,6 +15,8 @@
   ``scale``) whose ``_attention_core`` is the SSA one, eager or fused.
 - ``add_conv_bn_lif`` / ``conv_bn_lif`` / ``lif_conv_bn`` / ``add_mlp_layers``: the official ``<name>_conv`` /
   ``<name>_bn`` / ``<name>_lif`` triples (q, k, v and the two-layer MLPs).
+- ``ResidualBlock``: the official ``x + attn(x)``, ``x + mlp(x)`` block; ``patch_geometry`` / ``add_sps_stages``:
+  the patch embedders' bookkeeping and conv stages.
 - ``drop_path_schedule`` / ``block_list`` / ``classifier_head`` / ``RepeatedImageClassifier``: the network
   trunk the official classifiers share (stochastic-depth rates, the block stack, the head, images repeated
   over T).
@@ -52,6 +54,9 @@ __all__ = [
     "add_mlp_layers",
     "lif_conv_bn",
     "pointwise_conv",
+    "ResidualBlock",
+    "patch_geometry",
+    "add_sps_stages",
     "drop_path_schedule",
     "block_list",
     "classifier_head",
@@ -272,6 +277,68 @@ def lif_conv_bn(module: nn.Module, name: str, x: torch.Tensor) -> torch.Tensor:
     """``<name>_bn(<name>_conv(<name>_lif(x)))`` of ``module`` (the spike-driven order), conv and BN per step."""
     conv, bn, lif = (getattr(module, f"{name}_{part}") for part in ("conv", "bn", "lif"))
     return per_step(bn, per_step(conv, lif(x)))
+
+
+class ResidualBlock(nn.Module):
+    """The official block ``x + attn(x)``, then ``x + mlp(x)``: ``attention_cls`` and ``mlp_cls`` built with the
+    official arguments; ``norm1`` / ``norm2`` (``norms``) and ``drop_path`` are built for the checkpoint keys and
+    the official module tree but never applied, as in the official forward."""
+
+    attention_cls: type[nn.Module]
+    mlp_cls: type[nn.Module]
+    norms = True
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = False,
+        qk_scale: float | None = None,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+        norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
+        sr_ratio: int = 1,
+        *,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        if self.norms:
+            self.norm1 = norm_layer(dim)
+        self.attn = self.attention_cls(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop, sr_ratio, backend=backend)
+        self.drop_path = nn.Identity()  # official: DropPath or Identity, never applied in the forward
+        if self.norms:
+            self.norm2 = norm_layer(dim)
+        self.mlp = self.mlp_cls(dim, int(dim * mlp_ratio), drop=drop, backend=backend)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(x)
+        return x + self.mlp(x)
+
+
+def patch_geometry(
+    module: nn.Module, img_size_h: int, img_size_w: int, patch_size: int | tuple, in_channels: int
+) -> None:
+    """The official patch embedders' bookkeeping attributes: ``image_size``, ``patch_size`` (a pair), ``C``,
+    ``H``, ``W`` (the image over the patch size) and ``num_patches``."""
+    module.image_size = [img_size_h, img_size_w]
+    module.patch_size = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
+    module.C = in_channels
+    module.H, module.W = img_size_h // module.patch_size[0], img_size_w // module.patch_size[1]
+    module.num_patches = module.H * module.W
+
+
+def add_sps_stages(module: nn.Module, widths: list[int], lif: Callable[[], nn.Module], pools: tuple[bool, ...]) -> None:
+    """The spiking patch splitting stages of Spikformer and Spike-Driven Transformer: per stage i (key suffix
+    "", "1", "2", "3"), ``proj_conv`` (3x3, widths[i] -> widths[i + 1]), ``proj_bn``, ``proj_lif`` and, where
+    ``pools[i]``, ``maxpool`` (3x3, stride 2)."""
+    for i, suffix in enumerate(("", "1", "2", "3")):
+        setattr(module, f"proj_conv{suffix}", nn.Conv2d(widths[i], widths[i + 1], 3, 1, 1, bias=False))
+        setattr(module, f"proj_bn{suffix}", nn.BatchNorm2d(widths[i + 1]))
+        setattr(module, f"proj_lif{suffix}", lif())
+        if pools[i]:
+            setattr(module, f"maxpool{suffix}", nn.MaxPool2d(kernel_size=3, stride=2, padding=1, dilation=1))
 
 
 def drop_path_schedule(drop_path_rate: float, depths: int) -> list[float]:

@@ -15,6 +15,7 @@ import importlib.util
 import io
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -343,6 +344,13 @@ def test_autocast_bf16_training_step():
     ],
 )
 def test_state_dict_round_trip(make, x):
+    assert_state_dict_round_trip(make, x)
+
+
+def assert_state_dict_round_trip(make: Callable[[], nn.Module], x: torch.Tensor) -> None:
+    """``make()``'s state dict, saved and loaded with ``weights_only=True`` / ``strict=True`` into a second
+    ``make()`` built from another seed, gives the same eval output to the bit (the MA-SNN and STAA tests use it
+    too)."""
     model = make()
     with torch.no_grad():
         model(x)  # one training-mode forward moves the BatchNorm running statistics off their init

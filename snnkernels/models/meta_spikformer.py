@@ -44,6 +44,11 @@ __all__ = [
 ]
 
 
+def _of_bn(name: str) -> property:
+    """A read-only attribute of ``BNAndPadLayer`` taken from its inner ``bn`` (the official properties)."""
+    return property(lambda self: getattr(self.bn, name))
+
+
 class BNAndPadLayer(nn.Module):
     """BatchNorm2d, then a border of ``pad_pixels`` filled with what the BN gives a zero input (from the running
     statistics and the detached affine parameters), so a following unpadded 3x3 conv sees a zero-padded input."""
@@ -68,25 +73,11 @@ class BNAndPadLayer(nn.Module):
         full[:, :, p : p + H, p : p + W] = out
         return full
 
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.bn.weight
-
-    @property
-    def bias(self) -> torch.Tensor:
-        return self.bn.bias
-
-    @property
-    def running_mean(self) -> torch.Tensor:
-        return self.bn.running_mean
-
-    @property
-    def running_var(self) -> torch.Tensor:
-        return self.bn.running_var
-
-    @property
-    def eps(self) -> float:
-        return self.bn.eps
+    weight = _of_bn("weight")
+    bias = _of_bn("bias")
+    running_mean = _of_bn("running_mean")
+    running_var = _of_bn("running_var")
+    eps = _of_bn("eps")
 
 
 class RepConv(nn.Module):

@@ -289,20 +289,10 @@ class ResidualBlock(nn.Module):
     norms = True
 
     def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = False,
-        qk_scale: float | None = None,
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float = 0.0,
-        norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
-        sr_ratio: int = 1,
-        *,
-        backend: str = "auto",
-    ) -> None:
+        self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = False, qk_scale: float | None = None,
+        drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0,
+        norm_layer: Callable[[int], nn.Module] = nn.LayerNorm, sr_ratio: int = 1, *, backend: str = "auto",
+    ) -> None:  # fmt: skip
         super().__init__()
         if self.norms:
             self.norm1 = norm_layer(dim)

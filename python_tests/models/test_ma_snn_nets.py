@@ -8,8 +8,6 @@ MA_SNN/module/LIF_Module.py ``ConvAttLIF`` / ``AttLIF``, MA_SNN/module/Attention
 
 from __future__ import annotations
 
-import io
-
 import pytest
 import torch
 
@@ -26,6 +24,8 @@ from snnkernels.models.ma_snn_nets import (
     MASNN_DVSGait,
     MASNN_DVSGesture,
 )
+
+from test_models import assert_state_dict_round_trip
 
 
 def _shapes(model):
@@ -285,17 +285,7 @@ def test_attres_T_errors():
 )
 def test_state_dict_round_trip_weights_only(make, x):
     torch.manual_seed(1)
-    a = make()
-    a(x)  # update BN running stats
-    buf = io.BytesIO()
-    torch.save(a.state_dict(), buf)
-    buf.seek(0)
-    sd = torch.load(buf, weights_only=True)
-    torch.manual_seed(2)
-    b = make()
-    b.load_state_dict(sd, strict=True)
-    a.eval(), b.eval()
-    torch.testing.assert_close(b(x), a(x), rtol=0, atol=0)
+    assert_state_dict_round_trip(make, x)
 
 
 # ---------------------------------------------------------------------------------------------------------

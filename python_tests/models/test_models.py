@@ -15,6 +15,7 @@ import importlib.util
 import io
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,8 @@ from snnkernels.models import (
     resolved_backends,
 )
 from snnkernels.surrogate import ATan, Triangle
+
+from official_tcja_dta import OfficialStyleDTA
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,57 +86,6 @@ def _tet_lif(x):  # LIF-TET over dim 1 of [B, T, ...]: m = 0.5 m + x, fire on m 
     return torch.stack(out, 1)
 
 
-class _OffTXA(nn.Module):
-    def __init__(self, T):
-        super().__init__()
-        self.conv_t = nn.Conv1d(T, T, 3, padding="same", bias=False)
-        self.conv_c = nn.Conv1d(64, 64, 6, padding="same", bias=False)
-        self.scale_t = nn.Parameter(torch.tensor(1.0))
-        self.scale_c = nn.Parameter(torch.tensor(1.0))
-
-    def forward(self, x):  # [B, T, C, H, W]
-        z = x.mean((3, 4))
-        at = torch.sigmoid(self.conv_t(z))[..., None, None]
-        ac = torch.sigmoid(self.conv_c(z.transpose(1, 2)).transpose(1, 2))[..., None, None]
-        return (x + self.scale_t * at) * (x + self.scale_c * ac)
-
-
-class _OffTCA(nn.Module):
-    def __init__(self, d):  # kernel_size 7, dilation 3: DW 5x5 -> DW 1x1 -> PW 1x1
-        super().__init__()
-        self.LTCA = nn.Sequential(
-            nn.Conv2d(d, d, 5, padding=2, groups=d), nn.Conv2d(d, d, 1, groups=d), nn.Conv2d(d, d, 1)
-        )
-        hidden = d // max(d // 16, 4)
-        self.MLP_block = nn.Sequential(nn.Linear(d, hidden, bias=False), nn.ReLU(), nn.Linear(hidden, d, bias=False))
-
-    def forward(self, e):
-        g = self.MLP_block(e.mean((2, 3)))[..., None, None]
-        return g * self.LTCA(e) * e
-
-
-class _OffTNA(nn.Module):
-    def __init__(self, d):
-        super().__init__()
-        self.encoding = nn.Sequential(nn.Conv2d(d, d, 1), nn.GELU())
-        self.tca = _OffTCA(d)
-        self.decoding = nn.Conv2d(d, d, 1)
-
-    def forward(self, x2):
-        return self.decoding(self.tca(self.encoding(x2))) + x2
-
-
-class _OffDTA(nn.Module):
-    def __init__(self, T, C):
-        super().__init__()
-        self.T_NA = _OffTNA(T * C)
-        self.T_XA = _OffTXA(T)
-
-    def forward(self, x, s):  # [B, T, C, H, W], t-major fusion j = t * C + c
-        na = self.T_NA(x.flatten(1, 2)).unflatten(1, x.shape[1:3])
-        return torch.sigmoid(na * self.T_XA(x)) * s
-
-
 class _OffBlock(nn.Module):
     def __init__(self, cin, cout, stride=1, downsample=None):
         super().__init__()
@@ -159,7 +111,7 @@ class _OffStemDTABlock(nn.Module):
         self.input_conv = _OffTd(nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False), _OffTdBN(64))
         down = _OffTd(nn.Conv2d(64, 128, 1, 1, bias=False), _OffTdBN(128))
         self.layer1 = nn.Sequential(_OffBlock(64, 128, 1, down))
-        self.encoding = _OffDTA(T, 64)
+        self.encoding = OfficialStyleDTA(T, 64)
 
     def forward(self, images):  # [B, 3, H, W], repeated over T as the official add_dimention does
         x = self.input_conv(images.unsqueeze(1).repeat(1, self.encoding.T_XA.conv_t.in_channels, 1, 1, 1))
@@ -392,6 +344,13 @@ def test_autocast_bf16_training_step():
     ],
 )
 def test_state_dict_round_trip(make, x):
+    assert_state_dict_round_trip(make, x)
+
+
+def assert_state_dict_round_trip(make: Callable[[], nn.Module], x: torch.Tensor) -> None:
+    """``make()``'s state dict, saved and loaded with ``weights_only=True`` / ``strict=True`` into a second
+    ``make()`` built from another seed, gives the same eval output to the bit (the MA-SNN and STAA tests use it
+    too)."""
     model = make()
     with torch.no_grad():
         model(x)  # one training-mode forward moves the BatchNorm running statistics off their init

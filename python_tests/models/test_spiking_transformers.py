@@ -592,13 +592,12 @@ def test_attention_core_routes_to_the_fused_ops(monkeypatch):
     """backend="auto" / "triton" send ``_attention_core`` through snnkernels.functional's attention ops (which
     resolve the backend), "torch" keeps the eager official ordering (docs/spiking_transformers.md "The attention
     core"); the forward spikes are the same either way."""
-    from snnkernels.models import qkformer, spike_driven_transformer, spikformer
+    from snnkernels.models import qkformer, spike_driven_transformer, transformer_blocks
 
     calls = []
     for module, name in (
-        (spikformer, "spiking_self_attention"),
+        (transformer_blocks, "spiking_self_attention"),  # HeadedAttention._attention_core: Spikformer, QKFormer SSA
         (spike_driven_transformer, "spike_driven_self_attention"),
-        (qkformer, "spiking_self_attention"),
         (qkformer, "qk_token_attention"),
     ):
         op = getattr(module, name)

@@ -8,8 +8,6 @@ CPU, float32, tiny shrunken nets (the full ResNet-20 is only built and run forwa
 
 from __future__ import annotations
 
-import io
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,6 +16,8 @@ from snnkernels.backends import BackendUnavailableError
 from snnkernels.models import STAA_ResNet20, STAAResNet, resolved_backends
 from snnkernels.nn import LeakyNode, STAALIFNode
 from snnkernels.surrogate import Rectangle
+
+from test_models import assert_state_dict_round_trip
 
 # With the paper's initial M = 2, N = 0.1 a fresh net barely fires (see test_default_init_is_silent_at_T1);
 # these constants (U = 0.5 H + X) make every layer fire, so gradients and TSRD have something to act on.
@@ -369,18 +369,11 @@ def test_resolved_backends_reports_staa_layers():
 
 @pytest.mark.parametrize("staa", [True, False])
 def test_state_dict_round_trip_weights_only(staa):
+    def make() -> STAAResNet:
+        model = _tiny(staa=staa)
+        if staa:
+            _randomise_step_attention(model, 0.5)
+        return model
+
     torch.manual_seed(1)
-    a = _tiny(staa=staa)
-    if staa:
-        _randomise_step_attention(a, 0.5)
-    x = torch.randn(2, 3, 8, 8)
-    a(x)  # BN running statistics move
-    buf = io.BytesIO()
-    torch.save(a.state_dict(), buf)
-    buf.seek(0)
-    sd = torch.load(buf, weights_only=True)
-    torch.manual_seed(2)
-    b = _tiny(staa=staa)
-    b.load_state_dict(sd, strict=True)
-    a.eval(), b.eval()
-    torch.testing.assert_close(b(x), a(x), rtol=0, atol=0)
+    assert_state_dict_round_trip(make, torch.randn(2, 3, 8, 8))

@@ -19,15 +19,18 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from ..functional import spiking_self_attention
 from .transformer_blocks import (
-    fused_attention_lif,
+    HeadedAttention,
+    ResidualBlock,
+    add_mlp_layers,
+    block_list,
+    classifier_head,
+    drop_path_schedule,
     init_linear_layernorm,
+    lif_conv_bn,
     lif_node,
-    merge_heads_view,
     per_step,
-    split_heads_view,
-    ssa_core,
+    pointwise_conv,
 )
 
 __all__ = [
@@ -39,6 +42,11 @@ __all__ = [
     "MS_Block",
     "MS_ConvBlock",
 ]
+
+
+def _of_bn(name: str) -> property:
+    """A read-only attribute of ``BNAndPadLayer`` taken from its inner ``bn`` (the official properties)."""
+    return property(lambda self: getattr(self.bn, name))
 
 
 class BNAndPadLayer(nn.Module):
@@ -65,25 +73,11 @@ class BNAndPadLayer(nn.Module):
         full[:, :, p : p + H, p : p + W] = out
         return full
 
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.bn.weight
-
-    @property
-    def bias(self) -> torch.Tensor:
-        return self.bn.bias
-
-    @property
-    def running_mean(self) -> torch.Tensor:
-        return self.bn.running_mean
-
-    @property
-    def running_var(self) -> torch.Tensor:
-        return self.bn.running_var
-
-    @property
-    def eps(self) -> float:
-        return self.bn.eps
+    weight = _of_bn("weight")
+    bias = _of_bn("bias")
+    running_mean = _of_bn("running_mean")
+    running_var = _of_bn("running_var")
+    eps = _of_bn("eps")
 
 
 class RepConv(nn.Module):
@@ -154,25 +148,16 @@ class MS_MLP(nn.Module):  # official class name
 
     def __init__(self, in_features, hidden_features=None, out_features=None, drop=0.0, layer=0, *, backend="auto"):
         super().__init__()
-        out_features = out_features or in_features
-        hidden_features = hidden_features or in_features
-        self.fc1_conv = nn.Conv1d(in_features, hidden_features, kernel_size=1, stride=1)
-        self.fc1_bn = nn.BatchNorm1d(hidden_features)
-        self.fc1_lif = lif_node(backend)
-        self.fc2_conv = nn.Conv1d(hidden_features, out_features, kernel_size=1, stride=1)
-        self.fc2_bn = nn.BatchNorm1d(out_features)
-        self.fc2_lif = lif_node(backend)
-        self.c_hidden = hidden_features
-        self.c_output = out_features
+        add_mlp_layers(
+            self, ("fc1", "fc2"), in_features, hidden_features, out_features, pointwise_conv(nn.Conv1d),
+            nn.BatchNorm1d, lambda: lif_node(backend),
+        )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        x = per_step(self.fc1_bn, per_step(self.fc1_conv, self.fc1_lif(x.flatten(3))))
-        x = per_step(self.fc2_bn, per_step(self.fc2_conv, self.fc2_lif(x)))
-        return x.reshape(shape)
+        return lif_conv_bn(self, "fc2", lif_conv_bn(self, "fc1", x.flatten(3))).reshape(x.shape)
 
 
-class MS_Attention_RepConv_qkv_id(nn.Module):  # official class name
+class MS_Attention_RepConv_qkv_id(HeadedAttention):  # official class name
     """``head_lif``, then RepConv + BN + LIF for q, k, v, ``attn_lif((q (k^T v)) * 0.125)``, RepConv + BN."""
 
     order = "kv_q_scale"
@@ -189,12 +174,7 @@ class MS_Attention_RepConv_qkv_id(nn.Module):  # official class name
         *,
         backend="auto",
     ):
-        super().__init__()
-        if dim % num_heads != 0:
-            raise ValueError(f"dim {dim} should be divided by num_heads {num_heads}.")
-        self.dim = dim
-        self.num_heads = num_heads
-        self.scale = 0.125
+        super().__init__(dim, num_heads)
         self.head_lif = lif_node(backend)
         self.q_conv = nn.Sequential(RepConv(dim, dim, bias=False), nn.BatchNorm2d(dim))
         self.k_conv = nn.Sequential(RepConv(dim, dim, bias=False), nn.BatchNorm2d(dim))
@@ -205,14 +185,6 @@ class MS_Attention_RepConv_qkv_id(nn.Module):  # official class name
         self.attn_lif = lif_node(backend, v_threshold=0.5)
         self.proj_conv = nn.Sequential(RepConv(dim, dim, bias=False), nn.BatchNorm2d(dim))
 
-    def _attention_core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """``attn_lif((q (k^T v)) * scale)`` per head on spikes [T, B, C, N] -> spikes [T, B, C, N]."""
-        fused = fused_attention_lif(self.attn_lif)
-        if fused is None:  # backend "torch" (the official ordering), "native", "cupy"
-            return self.attn_lif(ssa_core(q, k, v, self.num_heads, self.scale, self.order))
-        q, k, v = (split_heads_view(x, self.num_heads) for x in (q, k, v))
-        return merge_heads_view(spiking_self_attention(q, k, v, scale=self.scale, check=False, **fused))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x = self.head_lif(x)
@@ -222,34 +194,12 @@ class MS_Attention_RepConv_qkv_id(nn.Module):  # official class name
         return per_step(self.proj_conv, x)
 
 
-class MS_Block(nn.Module):  # official class name
-    """``x + attn(x)``, then ``x + mlp(x)``."""
+class MS_Block(ResidualBlock):  # official class name
+    """``x + attn(x)``, then ``x + mlp(x)`` (no LayerNorms in the official block)."""
 
-    def __init__(
-        self,
-        dim,
-        num_heads,
-        mlp_ratio=4.0,
-        qkv_bias=False,
-        qk_scale=None,
-        drop=0.0,
-        attn_drop=0.0,
-        drop_path=0.0,
-        norm_layer=nn.LayerNorm,
-        sr_ratio=1,
-        *,
-        backend="auto",
-    ):
-        super().__init__()
-        self.attn = MS_Attention_RepConv_qkv_id(
-            dim, num_heads, qkv_bias, qk_scale, attn_drop, drop, sr_ratio, backend=backend
-        )
-        self.drop_path = nn.Identity()  # official: DropPath or Identity, never applied in the forward
-        self.mlp = MS_MLP(dim, int(dim * mlp_ratio), drop=drop, backend=backend)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(x)
-        return x + self.mlp(x)
+    attention_cls = MS_Attention_RepConv_qkv_id
+    mlp_cls = MS_MLP
+    norms = False
 
 
 class MS_DownSampling(nn.Module):  # official class name
@@ -309,8 +259,9 @@ class Spiking_vit_MetaFormer(nn.Module):  # official class name
         self.depths = depths
         self.T = 1
         self.backend = backend
-        dpr = [x.item() for x in torch.linspace(0, drop_path_rate, depths)]
+        dpr = drop_path_schedule(drop_path_rate, depths)
         e = embed_dim
+        opts = (num_heads, mlp_ratios, qkv_bias, qk_scale, drop_rate, attn_drop_rate, norm_layer, sr_ratios)
 
         def down(cin, cout, k, s, p, first=False):
             return MS_DownSampling(cin, cout, k, s, p, first, backend=backend)
@@ -319,24 +270,7 @@ class Spiking_vit_MetaFormer(nn.Module):  # official class name
             return nn.ModuleList([MS_ConvBlock(dim=dim, mlp_ratio=mlp_ratios, backend=backend)])
 
         def blocks(dim, n):
-            return nn.ModuleList(
-                [
-                    MS_Block(
-                        dim,
-                        num_heads,
-                        mlp_ratios,
-                        qkv_bias,
-                        qk_scale,
-                        drop_rate,
-                        attn_drop_rate,
-                        dpr[j],
-                        norm_layer,
-                        sr_ratios,
-                        backend=backend,
-                    )  # fmt: skip
-                    for j in range(n)
-                ]
-            )
+            return block_list(MS_Block, [dpr[j] for j in range(n)], dim, *opts, backend=backend)
 
         self.downsample1_1 = down(in_channels, e[0] // 2, 7, 2, 3, first=True)
         self.ConvBlock1_1 = conv_blocks(e[0] // 2)
@@ -350,10 +284,10 @@ class Spiking_vit_MetaFormer(nn.Module):  # official class name
         self.downsample4 = down(e[2], e[3], 3, 1, 1)
         self.block4 = blocks(e[3], 2)
         self.lif = lif_node(backend)
-        self.head = nn.Linear(e[3], num_classes) if num_classes > 0 else nn.Identity()
+        self.head = classifier_head(e[3], num_classes)
         self.kd = kd
         if kd:
-            self.head_kd = nn.Linear(e[3], num_classes) if num_classes > 0 else nn.Identity()
+            self.head_kd = classifier_head(e[3], num_classes)
         self.apply(init_linear_layernorm)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

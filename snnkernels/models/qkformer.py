@@ -21,18 +21,23 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..functional import qk_token_attention, spiking_self_attention
+from ..functional import qk_token_attention
 from ..nn.bn_lif import bn_neuron
 from ..nn.spike_layers import SpikeConv1d, SpikeConv2d
 from .transformer_blocks import (
     FUSED_ATTENTION_BACKENDS,
+    HeadedAttention,
+    RepeatedImageClassifier,
+    add_conv_bn_lif,
+    classifier_head,
     fused_attention_lif,
     init_linear_layernorm,
     lif_node,
     merge_heads_view,
+    patch_geometry,
     per_step,
+    qkv_layers,
     split_heads_view,
-    ssa_core,
 )
 
 __all__ = [
@@ -68,7 +73,7 @@ def _spike_conv(cls: type, cin: int, cout: int, backend: str, bias: bool = True)
     return cls(cin, cout, kernel_size=1, stride=1, bias=bias)
 
 
-class Token_QK_Attention(nn.Module):  # official class name
+class Token_QK_Attention(HeadedAttention):  # official class name
     """Q-K token attention on [T, B, C, H, W]: ``proj_lif(proj_bn(proj_conv(k * attn_lif(sum_c q))))``."""
 
     def __init__(
@@ -83,15 +88,8 @@ class Token_QK_Attention(nn.Module):  # official class name
         *,
         backend="auto",
     ):
-        super().__init__()
-        if dim % num_heads != 0:
-            raise ValueError(f"dim {dim} should be divided by num_heads {num_heads}.")
-        self.dim = dim
-        self.num_heads = num_heads
-        for name in ("q", "k"):
-            setattr(self, f"{name}_conv", nn.Conv1d(dim, dim, kernel_size=1, stride=1, bias=False))
-            setattr(self, f"{name}_bn", nn.BatchNorm1d(dim))
-            setattr(self, f"{name}_lif", lif_node(backend))
+        super().__init__(dim, num_heads, scaled=False)
+        add_conv_bn_lif(self, ("q", "k"), *qkv_layers(dim, backend))
         self.attn_lif = lif_node(backend, v_threshold=0.5)
         self.proj_conv = _spike_conv(nn.Conv1d, dim, dim, backend)  # the attention's spikes in
         self.proj_bn = nn.BatchNorm1d(dim)
@@ -117,7 +115,7 @@ class Token_QK_Attention(nn.Module):  # official class name
         return _conv_bn_lif(self.proj_conv, self.proj_bn, self.proj_lif, x).reshape(shape)
 
 
-class Spiking_Self_Attention(nn.Module):  # official class name
+class Spiking_Self_Attention(HeadedAttention):  # official class name
     """SSA on [T, B, C, H, W]: 1x1 Conv1d + BN + LIF for q, k, v, ``attn_lif((q (k^T v)) * 0.125)``, proj Conv + BN
     + LIF, the last LIF run over the T * B (step, sample) pairs as in the official code."""
 
@@ -135,29 +133,13 @@ class Spiking_Self_Attention(nn.Module):  # official class name
         *,
         backend="auto",
     ):
-        super().__init__()
-        if dim % num_heads != 0:
-            raise ValueError(f"dim {dim} should be divided by num_heads {num_heads}.")
-        self.dim = dim
-        self.num_heads = num_heads
-        self.scale = 0.125
-        for name in ("q", "k", "v"):
-            setattr(self, f"{name}_conv", nn.Conv1d(dim, dim, kernel_size=1, stride=1, bias=False))
-            setattr(self, f"{name}_bn", nn.BatchNorm1d(dim))
-            setattr(self, f"{name}_lif", lif_node(backend))
+        super().__init__(dim, num_heads)
+        add_conv_bn_lif(self, ("q", "k", "v"), *qkv_layers(dim, backend))
         self.attn_lif = lif_node(backend, v_threshold=0.5)
         self.proj_conv = _spike_conv(nn.Conv1d, dim, dim, backend)  # the attention's spikes in
         self.proj_bn = nn.BatchNorm1d(dim)
         self.proj_lif = lif_node(backend)  # run over the T * B pairs as time (official): never bn_lif here
         self.qkv_mp = nn.MaxPool1d(4)  # built, unused (official)
-
-    def _attention_core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """``attn_lif((q (k^T v)) * scale)`` per head on spikes [T, B, C, N] -> spikes [T, B, C, N]."""
-        fused = fused_attention_lif(self.attn_lif)
-        if fused is None:  # backend "torch" (the official ordering), "native", "cupy"
-            return self.attn_lif(ssa_core(q, k, v, self.num_heads, self.scale, self.order))
-        q, k, v = (split_heads_view(x, self.num_heads) for x in (q, k, v))
-        return merge_heads_view(spiking_self_attention(q, k, v, scale=self.scale, check=False, **fused))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T, B, C, H, W = x.shape
@@ -258,14 +240,6 @@ class _Stage(nn.Module):
         return x + self.proj_res_lif(_conv_bn(self.proj_res_conv, self.proj_res_bn, feat))
 
 
-def _patch_geometry(module: nn.Module, img_size_h, img_size_w, patch_size, in_channels) -> None:
-    module.image_size = [img_size_h, img_size_w]
-    module.patch_size = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
-    module.C = in_channels
-    module.H, module.W = img_size_h // module.patch_size[0], img_size_w // module.patch_size[1]
-    module.num_patches = module.H * module.W
-
-
 class PatchEmbedInit(_Stage):
     """CIFAR: two 3x3 stages at full resolution, shortcut from the first stage's spikes (1x1, stride 1)."""
 
@@ -274,7 +248,7 @@ class PatchEmbedInit(_Stage):
 
     def __init__(self, img_size_h=128, img_size_w=128, patch_size=4, in_channels=2, embed_dims=256, *, backend="auto"):
         super().__init__()
-        _patch_geometry(self, img_size_h, img_size_w, patch_size, in_channels)
+        patch_geometry(self, img_size_h, img_size_w, patch_size, in_channels)
         self._build([in_channels, embed_dims // 2, embed_dims], 1, backend)
 
 
@@ -287,7 +261,7 @@ class PatchEmbedInitImageNet(_Stage):
 
     def __init__(self, img_size_h=128, img_size_w=128, patch_size=4, in_channels=2, embed_dims=256, *, backend="auto"):
         super().__init__()
-        _patch_geometry(self, img_size_h, img_size_w, patch_size, in_channels)
+        patch_geometry(self, img_size_h, img_size_w, patch_size, in_channels)
         self._build([in_channels, embed_dims // 2, embed_dims, embed_dims], 2, backend)
 
 
@@ -298,7 +272,7 @@ class PatchEmbeddingStage(_Stage):
 
     def __init__(self, img_size_h=128, img_size_w=128, patch_size=4, in_channels=2, embed_dims=256, *, backend="auto"):
         super().__init__()
-        _patch_geometry(self, img_size_h, img_size_w, patch_size, in_channels)
+        patch_geometry(self, img_size_h, img_size_w, patch_size, in_channels)
         self._build([embed_dims // 2, embed_dims, embed_dims], 2, backend)
 
 
@@ -308,7 +282,7 @@ class PatchEmbeddingStageImageNet(PatchEmbeddingStage):
     stages = (("proj3", True), ("proj4", False))
 
 
-class QKFormer(nn.Module):
+class QKFormer(RepeatedImageClassifier):
     """QKFormer, CIFAR (official class ``spiking_transformer``): images [B, C, H, W] repeated over ``T`` -> logits.
 
     Stage 1 and 2: one Q-K token-attention block each at ``embed_dims // 4`` and ``// 2``; stage 3: ``depths - 2``
@@ -389,7 +363,7 @@ class QKFormer(nn.Module):
         )
         self.patch_embed1, self.patch_embed2, self.patch_embed3 = patch_embed1, patch_embed2, patch_embed3
         self.stage1, self.stage2, self.stage3 = stage1, stage2, stage3
-        self.head = nn.Linear(embed, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = classifier_head(embed, num_classes)
         self.apply(init_linear_layernorm)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -402,10 +376,6 @@ class QKFormer(nn.Module):
             for blk in stage:
                 x = blk(x)
         return x.flatten(3).mean(3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
-        return self.head(self.forward_features(x).mean(0))
 
 
 spiking_transformer = QKFormer  # the official class name

@@ -24,9 +24,20 @@ from torch import nn
 from ..functional import spike_driven_self_attention
 from .transformer_blocks import (
     SPIKE_MODES,
+    HeadedAttention,
+    add_conv_bn_lif,
+    add_mlp_layers,
+    add_sps_stages,
+    block_list,
+    classifier_head,
+    conv_bn_lif,
+    drop_path_schedule,
     fused_attention_lif,
+    init_trunc_normal,
     merge_heads_view,
+    patch_geometry,
     per_step,
+    pointwise_conv,
     spike_node,
     split_heads_view,
 )
@@ -69,17 +80,11 @@ class MS_MLP_Conv(nn.Module):  # noqa: N801 (official class name: the hook keys 
     ):
         super().__init__()
         _check_spike_mode(spike_mode)
-        out_features = out_features or in_features
-        hidden_features = hidden_features or in_features
-        self.res = in_features == hidden_features
-        self.fc1_conv = nn.Conv2d(in_features, hidden_features, kernel_size=1, stride=1)
-        self.fc1_bn = nn.BatchNorm2d(hidden_features)
-        self.fc1_lif = spike_node(spike_mode, backend)
-        self.fc2_conv = nn.Conv2d(hidden_features, out_features, kernel_size=1, stride=1)
-        self.fc2_bn = nn.BatchNorm2d(out_features)
-        self.fc2_lif = spike_node(spike_mode, backend)
-        self.c_hidden = hidden_features
-        self.c_output = out_features
+        add_mlp_layers(
+            self, ("fc1", "fc2"), in_features, hidden_features, out_features, pointwise_conv(nn.Conv2d),
+            nn.BatchNorm2d, lambda: spike_node(spike_mode, backend),
+        )  # fmt: skip
+        self.res = in_features == self.c_hidden
         self.layer = layer
 
     def forward(self, x: torch.Tensor, hook: dict | None = None) -> tuple[torch.Tensor, dict | None]:
@@ -98,7 +103,7 @@ class MS_MLP_Conv(nn.Module):  # noqa: N801 (official class name: the hook keys 
         return x + identity, hook
 
 
-class MS_SSA_Conv(nn.Module):  # noqa: N801 (official class name: the hook keys start with it)
+class MS_SSA_Conv(HeadedAttention):  # noqa: N801 (official class name: the hook keys start with it)
     """SDSA block part: ``shortcut_lif``, 1x1 Conv2d + BN + LIF for q, k, v, ``q * LIF(sum over tokens of k * v)``,
     proj Conv + BN, plus the input. ``forward(x, hook)`` -> ``(x, v split into heads, hook)``."""
 
@@ -118,20 +123,18 @@ class MS_SSA_Conv(nn.Module):  # noqa: N801 (official class name: the hook keys 
         *,
         backend="auto",
     ):
-        super().__init__()
         _check_spike_mode(spike_mode)
-        if dim % num_heads != 0:
-            raise ValueError(f"dim {dim} should be divided by num_heads {num_heads}.")
-        self.dim = dim
+        super().__init__(dim, num_heads)
         self.dvs = dvs
-        self.num_heads = num_heads
         if dvs:
             self.pool = Erode()
-        self.scale = 0.125
-        for name in ("q", "k", "v"):
-            setattr(self, f"{name}_conv", nn.Conv2d(dim, dim, kernel_size=1, stride=1, bias=False))
-            setattr(self, f"{name}_bn", nn.BatchNorm2d(dim))
-            setattr(self, f"{name}_lif", spike_node(spike_mode, backend))
+        add_conv_bn_lif(
+            self,
+            ("q", "k", "v"),
+            lambda: nn.Conv2d(dim, dim, kernel_size=1, stride=1, bias=False),
+            lambda: nn.BatchNorm2d(dim),
+            lambda: spike_node(spike_mode, backend),
+        )
         self.attn_lif = spike_node(spike_mode, backend, v_threshold=0.5)  # built, unused (official)
         self.talking_heads = nn.Conv1d(num_heads, num_heads, kernel_size=1, stride=1, bias=False)  # built, unused
         self.talking_heads_lif = spike_node(spike_mode, backend, v_threshold=0.5)
@@ -168,7 +171,7 @@ class MS_SSA_Conv(nn.Module):  # noqa: N801 (official class name: the hook keys 
             hook[name + "_first_lif"] = x.detach()
         spikes = {}
         for n in ("q", "k", "v"):
-            s = getattr(self, f"{n}_lif")(per_step(getattr(self, f"{n}_bn"), per_step(getattr(self, f"{n}_conv"), x)))
+            s = conv_bn_lif(self, n, x)
             if self.dvs and n != "q":
                 s = self.pool(s)
             if hook is not None:
@@ -259,19 +262,10 @@ class MS_SPS(nn.Module):  # noqa: N801 (official class name: the hook keys start
     ):
         super().__init__()
         _check_spike_mode(spike_mode)
-        self.image_size = [img_size_h, img_size_w]
-        patch_size = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
-        self.patch_size = patch_size
+        patch_geometry(self, img_size_h, img_size_w, patch_size, in_channels)
         self.pooling_stat = pooling_stat
-        self.C = in_channels
-        self.H, self.W = img_size_h // patch_size[0], img_size_w // patch_size[1]
-        self.num_patches = self.H * self.W
         widths = [in_channels, embed_dims // 8, embed_dims // 4, embed_dims // 2, embed_dims]
-        for i, suffix in enumerate(("", "1", "2", "3")):
-            setattr(self, f"proj_conv{suffix}", nn.Conv2d(widths[i], widths[i + 1], 3, 1, 1, bias=False))
-            setattr(self, f"proj_bn{suffix}", nn.BatchNorm2d(widths[i + 1]))
-            setattr(self, f"proj_lif{suffix}", spike_node(spike_mode, backend))
-            setattr(self, f"maxpool{suffix}", nn.MaxPool2d(kernel_size=3, stride=2, padding=1, dilation=1))
+        add_sps_stages(self, widths, lambda: spike_node(spike_mode, backend), (True,) * 4)  # all built (official)
         self.rpe_conv = nn.Conv2d(embed_dims, embed_dims, kernel_size=3, stride=1, padding=1, bias=False)
         self.rpe_bn = nn.BatchNorm2d(embed_dims)
         self.rpe_lif = spike_node(spike_mode, backend)  # built, unused (official)
@@ -350,47 +344,22 @@ class SpikeDrivenTransformer(nn.Module):
         self.TET = TET
         self.dvs = dvs_mode
         self.backend = backend
-        dpr = [x.item() for x in torch.linspace(0, drop_path_rate, depths)]
+        dpr = drop_path_schedule(drop_path_rate, depths)
         self.patch_embed = MS_SPS(
             img_size_h, img_size_w, patch_size, in_channels, embed_dims, pooling_stat, spike_mode, backend=backend
         )
-        self.block = nn.ModuleList(
-            [
-                MS_Block_Conv(
-                    dim=embed_dims,
-                    num_heads=num_heads,
-                    mlp_ratio=mlp_ratios,
-                    qkv_bias=qkv_bias,
-                    qk_scale=qk_scale,
-                    drop=drop_rate,
-                    attn_drop=attn_drop_rate,
-                    drop_path=dpr[j],
-                    norm_layer=norm_layer,
-                    sr_ratio=sr_ratios,
-                    attn_mode=attn_mode,
-                    spike_mode=spike_mode,
-                    dvs=dvs_mode,
-                    layer=j,
-                    backend=backend,
-                )
-                for j in range(depths)
-            ]
-        )
+        opts = (embed_dims, num_heads, mlp_ratios, qkv_bias, qk_scale, drop_rate, attn_drop_rate, norm_layer, sr_ratios)
+        modes = dict(attn_mode=attn_mode, spike_mode=spike_mode, dvs=dvs_mode)
+        self.block = block_list(MS_Block_Conv, dpr, *opts, backend=backend, numbered=True, **modes)
         self.head_lif = spike_node(spike_mode, backend)
-        self.head = nn.Linear(embed_dims, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = classifier_head(embed_dims, num_classes)
         self.apply(self._init_weights)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
         """The official rule: Conv2d weights truncated normal (std .02), biases 0; BatchNorm2d 1 / 0; the Linear
         head and the Conv1d / BatchNorm1d layers keep PyTorch's defaults."""
-        if isinstance(m, nn.Conv2d):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.constant_(m.bias, 0)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.constant_(m.bias, 0)
-            nn.init.constant_(m.weight, 1.0)
+        init_trunc_normal(m, nn.Conv2d, nn.BatchNorm2d)
 
     def forward_features(self, x: torch.Tensor, hook: dict | None = None) -> tuple[torch.Tensor, dict | None]:
         x, _, hook = self.patch_embed(x, hook=hook)

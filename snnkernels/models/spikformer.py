@@ -18,18 +18,22 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..functional import spiking_self_attention
 from ..nn.bn_lif import bn_neuron
 from ..nn.spike_layers import SpikeLinear
 from .transformer_blocks import (
     FUSED_ATTENTION_BACKENDS,
-    fused_attention_lif,
-    init_linear_layernorm,
+    HeadedAttention,
+    RepeatedImageClassifier,
+    ResidualBlock,
+    add_conv_bn_lif,
+    add_mlp_layers,
+    add_sps_stages,
+    conv_bn_lif,
     lif_node,
-    merge_heads_view,
+    patch_geometry,
     per_step,
-    split_heads_view,
-    ssa_core,
+    pointwise_conv,
+    qkv_layers,
 )
 
 __all__ = ["Spikformer", "SpikformerImageNet", "spikformer", "SSA", "Block", "SPS", "SSAImageNet", "BlockImageNet"]
@@ -81,7 +85,7 @@ class MLP(nn.Module):
         return _linear_bn_lif(self.fc2_linear, self.fc2_bn, self.fc2_lif, x)
 
 
-class SSA(nn.Module):
+class SSA(HeadedAttention):
     """Spikformer CIFAR's spiking self-attention on tokens [T, B, N, C] (N x N attention map, scale 0.125)."""
 
     order = "qk_scale_v"
@@ -98,12 +102,7 @@ class SSA(nn.Module):
         *,
         backend: str = "auto",
     ):
-        super().__init__()
-        if dim % num_heads != 0:
-            raise ValueError(f"dim {dim} should be divided by num_heads {num_heads}.")
-        self.dim = dim
-        self.num_heads = num_heads
-        self.scale = 0.125
+        super().__init__(dim, num_heads)
         self.q_linear = nn.Linear(dim, dim)
         self.q_bn = nn.BatchNorm1d(dim)
         self.q_lif = lif_node(backend)
@@ -118,14 +117,6 @@ class SSA(nn.Module):
         self.proj_bn = nn.BatchNorm1d(dim)
         self.proj_lif = lif_node(backend)
 
-    def _attention_core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """``attn_lif(scale * q k^T v)`` per head on spikes [T, B, C, N] -> spikes [T, B, C, N]."""
-        fused = fused_attention_lif(self.attn_lif)
-        if fused is None:  # backend "torch" (the official ordering), "native", "cupy"
-            return self.attn_lif(ssa_core(q, k, v, self.num_heads, self.scale, self.order))
-        q, k, v = (split_heads_view(x, self.num_heads) for x in (q, k, v))
-        return merge_heads_view(spiking_self_attention(q, k, v, scale=self.scale, check=False, **fused))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = _linear_bn_lif(self.q_linear, self.q_bn, self.q_lif, x)
         k = _linear_bn_lif(self.k_linear, self.k_bn, self.k_lif, x)
@@ -134,42 +125,11 @@ class SSA(nn.Module):
         return _linear_bn_lif(self.proj_linear, self.proj_bn, self.proj_lif, x)
 
 
-class Block(nn.Module):
+class Block(ResidualBlock):
     """``x + attn(x)``, then ``x + mlp(x)``; ``norm1`` / ``norm2`` exist (checkpoint keys) but are not applied."""
 
-    def __init__(
-        self,
-        dim,
-        num_heads,
-        mlp_ratio=4.0,
-        qkv_bias=False,
-        qk_scale=None,
-        drop=0.0,
-        attn_drop=0.0,
-        drop_path=0.0,
-        norm_layer=nn.LayerNorm,
-        sr_ratio=1,
-        *,
-        backend: str = "auto",
-    ):
-        super().__init__()
-        self.norm1 = norm_layer(dim)
-        self.attn = self._attention(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop, sr_ratio, backend)
-        self.drop_path = nn.Identity()  # official: DropPath or Identity, never applied in the forward
-        self.norm2 = norm_layer(dim)
-        self.mlp = self._mlp(dim, int(dim * mlp_ratio), drop, backend)
-
-    @staticmethod
-    def _attention(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop, sr_ratio, backend) -> nn.Module:
-        return SSA(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop, sr_ratio, backend=backend)
-
-    @staticmethod
-    def _mlp(dim, hidden, drop, backend) -> nn.Module:
-        return MLP(dim, hidden, drop=drop, backend=backend)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(x)
-        return x + self.mlp(x)
+    attention_cls = SSA
+    mlp_cls = MLP
 
 
 class SPS(nn.Module):
@@ -180,20 +140,9 @@ class SPS(nn.Module):
 
     def __init__(self, img_size_h=128, img_size_w=128, patch_size=4, in_channels=2, embed_dims=256, *, backend="auto"):
         super().__init__()
-        self.image_size = [img_size_h, img_size_w]
-        patch_size = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
-        self.patch_size = patch_size
-        self.C = in_channels
-        self.H, self.W = img_size_h // patch_size[0], img_size_w // patch_size[1]
-        self.num_patches = self.H * self.W
+        patch_geometry(self, img_size_h, img_size_w, patch_size, in_channels)
         widths = [in_channels, embed_dims // 8, embed_dims // 4, embed_dims // 2, embed_dims]
-        for i, suffix in enumerate(("", "1", "2", "3")):
-            setattr(self, f"proj_conv{suffix}", nn.Conv2d(widths[i], widths[i + 1], 3, 1, 1, bias=False))
-            setattr(self, f"proj_bn{suffix}", nn.BatchNorm2d(widths[i + 1]))
-            setattr(self, f"proj_lif{suffix}", lif_node(backend))
-            if self.pools[i]:
-                name = "maxpool" + suffix
-                setattr(self, name, nn.MaxPool2d(kernel_size=3, stride=2, padding=1, dilation=1, ceil_mode=False))
+        add_sps_stages(self, widths, lambda: lif_node(backend), self.pools)
         self.rpe_conv = nn.Conv2d(embed_dims, embed_dims, kernel_size=3, stride=1, padding=1, bias=False)
         self.rpe_bn = nn.BatchNorm2d(embed_dims)
         self.rpe_lif = lif_node(backend)
@@ -213,7 +162,7 @@ class SPS(nn.Module):
         return self.features(x).flatten(-2).transpose(-1, -2)
 
 
-class Spikformer(nn.Module):
+class Spikformer(RepeatedImageClassifier):
     """Spikformer, CIFAR / official ``cifar10/model.py``: ``forward`` takes images [B, C, H, W], repeats them
     over ``T`` steps and returns logits [B, num_classes] (the head on the token and time mean).
 
@@ -252,42 +201,15 @@ class Spikformer(nn.Module):
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        self.T = T
-        self.num_classes = num_classes
-        self.depths = depths
-        self.backend = backend
-        dpr = [x.item() for x in torch.linspace(0, drop_path_rate, depths)]
-        self.patch_embed = self._sps(img_size_h, img_size_w, patch_size, in_channels, embed_dims, backend=backend)
-        self.block = nn.ModuleList(
-            [
-                self._block(
-                    embed_dims,
-                    num_heads,
-                    mlp_ratios,
-                    qkv_bias,
-                    qk_scale,
-                    drop_rate,
-                    attn_drop_rate,
-                    dpr[j],
-                    norm_layer,
-                    sr_ratios,
-                    backend=backend,
-                )
-                for j in range(depths)
-            ]
-        )
-        self.head = nn.Linear(embed_dims, num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(init_linear_layernorm)
+        opts = (embed_dims, num_heads, mlp_ratios, qkv_bias, qk_scale, drop_rate, attn_drop_rate, norm_layer, sr_ratios)
+        patch_embed = self._sps(img_size_h, img_size_w, patch_size, in_channels, embed_dims, backend=backend)
+        self._build_trunk(patch_embed, self._block, opts, num_classes, depths, drop_path_rate, T, backend)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x)
         for blk in self.block:
             x = blk(x)
         return x.mean(2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
-        return self.head(self.forward_features(x).mean(0))
 
 
 def spikformer(pretrained: bool = False, **kwargs) -> Spikformer:
@@ -302,23 +224,16 @@ class MLPImageNet(nn.Module):
 
     def __init__(self, in_features, hidden_features=None, out_features=None, drop=0.0, *, backend: str = "auto"):
         super().__init__()
-        out_features = out_features or in_features
-        hidden_features = hidden_features or in_features
-        self.fc1_conv = nn.Conv2d(in_features, hidden_features, kernel_size=1, stride=1)
-        self.fc1_bn = nn.BatchNorm2d(hidden_features)
-        self.fc1_lif = lif_node(backend)
-        self.fc2_conv = nn.Conv2d(hidden_features, out_features, kernel_size=1, stride=1)
-        self.fc2_bn = nn.BatchNorm2d(out_features)
-        self.fc2_lif = lif_node(backend)
-        self.c_hidden = hidden_features
-        self.c_output = out_features
+        add_mlp_layers(
+            self, ("fc1", "fc2"), in_features, hidden_features, out_features, pointwise_conv(nn.Conv2d),
+            nn.BatchNorm2d, lambda: lif_node(backend),
+        )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.fc1_lif(per_step(self.fc1_bn, per_step(self.fc1_conv, x)))
-        return self.fc2_lif(per_step(self.fc2_bn, per_step(self.fc2_conv, x)))
+        return conv_bn_lif(self, "fc2", conv_bn_lif(self, "fc1", x))
 
 
-class SSAImageNet(nn.Module):
+class SSAImageNet(HeadedAttention):
     """Spikformer ImageNet's SSA on [T, B, C, H, W] (d x d ordering ``(q (k^T v)) * 0.125``).
 
     ``forward(x, res_attn)`` returns ``(out, v)`` as the official module (``res_attn`` is unused there too;
@@ -339,36 +254,17 @@ class SSAImageNet(nn.Module):
         *,
         backend: str = "auto",
     ):
-        super().__init__()
-        if dim % num_heads != 0:
-            raise ValueError(f"dim {dim} should be divided by num_heads {num_heads}.")
-        self.dim = dim
-        self.num_heads = num_heads
-        self.scale = 0.125
-        for name in ("q", "k", "v"):
-            setattr(self, f"{name}_conv", nn.Conv1d(dim, dim, kernel_size=1, stride=1, bias=False))
-            setattr(self, f"{name}_bn", nn.BatchNorm1d(dim))
-            setattr(self, f"{name}_lif", lif_node(backend))
+        super().__init__(dim, num_heads)
+        add_conv_bn_lif(self, ("q", "k", "v"), *qkv_layers(dim, backend))
         self.attn_lif = lif_node(backend, v_threshold=0.5)
         self.proj_conv = nn.Conv1d(dim, dim, kernel_size=1, stride=1)
         self.proj_bn = nn.BatchNorm1d(dim)
         self.proj_lif = lif_node(backend)
 
-    def _attention_core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """``attn_lif(scale * q (k^T v))`` per head on spikes [T, B, C, N] -> spikes [T, B, C, N]."""
-        fused = fused_attention_lif(self.attn_lif)
-        if fused is None:  # backend "torch" (the official ordering), "native", "cupy"
-            return self.attn_lif(ssa_core(q, k, v, self.num_heads, self.scale, self.order))
-        q, k, v = (split_heads_view(x, self.num_heads) for x in (q, k, v))
-        return merge_heads_view(spiking_self_attention(q, k, v, scale=self.scale, check=False, **fused))
-
     def forward(self, x: torch.Tensor, res_attn: object = None) -> tuple[torch.Tensor, torch.Tensor]:
         shape = x.shape
         x = x.flatten(3)
-        q, k, v = (
-            getattr(self, f"{n}_lif")(per_step(getattr(self, f"{n}_bn"), per_step(getattr(self, f"{n}_conv"), x)))
-            for n in ("q", "k", "v")
-        )
+        q, k, v = (conv_bn_lif(self, n, x) for n in ("q", "k", "v"))
         x = self._attention_core(q, k, v)
         x = self.proj_lif(per_step(self.proj_bn, per_step(self.proj_conv, x)).reshape(shape))
         T, B, C, N = v.shape
@@ -378,13 +274,8 @@ class SSAImageNet(nn.Module):
 class BlockImageNet(Block):
     """Spikformer ImageNet's block: ``forward(x, res_attn)`` -> ``(x, v)``."""
 
-    @staticmethod
-    def _attention(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop, sr_ratio, backend) -> nn.Module:
-        return SSAImageNet(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop, sr_ratio, backend=backend)
-
-    @staticmethod
-    def _mlp(dim, hidden, drop, backend) -> nn.Module:
-        return MLPImageNet(dim, hidden, drop=drop, backend=backend)
+    attention_cls = SSAImageNet
+    mlp_cls = MLPImageNet
 
     def forward(self, x: torch.Tensor, res_attn: object = None) -> tuple[torch.Tensor, torch.Tensor]:
         x_attn, attn = self.attn(x, res_attn)

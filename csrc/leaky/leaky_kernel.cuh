@@ -102,15 +102,31 @@ __device__ __forceinline__ void store_f32(float* __restrict__ p, long long base,
   store_pack<float, VEC>(p, base, n, vectorized, r);
 }
 
+// a / b for b > 0 without the 64-bit division subroutine: 32-bit hardware division when both fit, else shift and
+// subtract inline (tensors of 2^32 neurons a step). A kernel that calls a subroutine saves registers around the
+// call on the stack (ptxas counts those as spills; bench/NOTES.md "CUDA spills: the 64-bit division subroutine").
+__device__ __forceinline__ unsigned long long udiv64(unsigned long long a, unsigned long long b) {
+  if (((a | b) >> 32) == 0) return static_cast<unsigned int>(a) / static_cast<unsigned int>(b);
+  unsigned long long q = 0, r = 0;
+  for (int i = 63; i >= 0; --i) {
+    r = (r << 1) | ((a >> i) & 1ull);
+    if (r >= b) {
+      r -= b;
+      q |= 1ull << i;
+    }
+  }
+  return q;
+}
+
 // Channels of the thread's VEC consecutive neurons: (n / S) % C, with one 64-bit division and one
 // remainder for the first neuron and increments after it.
 template <int VEC>
 __device__ __forceinline__ void neuron_channels(long long base, long long S, long long C, long long (&ch)[VEC]) {
   const unsigned long long us = static_cast<unsigned long long>(S);
   const unsigned long long uc = static_cast<unsigned long long>(C);
-  const unsigned long long q = static_cast<unsigned long long>(base) / us;
+  const unsigned long long q = udiv64(static_cast<unsigned long long>(base), us);
   unsigned long long r = static_cast<unsigned long long>(base) - q * us;
-  unsigned long long c = q % uc;
+  unsigned long long c = q - udiv64(q, uc) * uc;
 #pragma unroll
   for (int j = 0; j < VEC; ++j) {
     ch[j] = static_cast<long long>(c);
@@ -183,6 +199,8 @@ leaky_fwd_kernel(const scalar_t* __restrict__ x,    // [T, N]
   const bool strict = SNNK_FLAG(kStrict);
   const long long base = (static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
   if (base >= N) return;
+  // before the loads: nothing else is live across the division's (rare) 64-bit path
+  const long long n_chunks = static_cast<long long>(udiv64(T + chunk - 1, chunk));
 
   float a[VEC], b[VEC], c[VEC], v[VEC];
   load_start<VEC>(SNNK_FLAG(kDecayT), SNNK_FLAG(kGainT), SNNK_FLAG(kBiasT), SNNK_FLAG(kHasVInit), vectorized, base, N,
@@ -190,7 +208,6 @@ leaky_fwd_kernel(const scalar_t* __restrict__ x,    // [T, N]
   const scalar_t one = from_float<scalar_t>(1.0f);
   const scalar_t zero = from_float<scalar_t>(0.0f);
 
-  const long long n_chunks = (T + chunk - 1) / chunk;
   for (long long ci = 0; ci < n_chunks; ++ci) {
     const long long t0 = ci * chunk;
     // chunk 0 restarts from v_init, so its state is not stored
@@ -198,13 +215,17 @@ leaky_fwd_kernel(const scalar_t* __restrict__ x,    // [T, N]
     const long long t_end = min_ll(t0 + chunk, T);
     for (long long t = t0; t < t_end; t += CHUNK) {
       Pack<scalar_t, VEC> xs[CHUNK];
+      // steps of this group, 1..CHUNK, as a 32-bit count: ptxas rebuilds each step's test from it instead of
+      // keeping CHUNK predicates live across the group (bench/NOTES.md "CUDA spills: the 64-bit division
+      // subroutine")
+      const int steps = static_cast<int>(min_ll(CHUNK, t_end - t));
 #pragma unroll
       for (int k = 0; k < CHUNK; ++k) {
-        if (t + k < t_end) xs[k] = load_pack<scalar_t, VEC>(x + (t + k) * N, base, N, vectorized);
+        if (k < steps) xs[k] = load_pack<scalar_t, VEC>(x + (t + k) * N, base, N, vectorized);
       }
 #pragma unroll
       for (int k = 0; k < CHUNK; ++k) {
-        if (t + k < t_end) {
+        if (k < steps) {
           Pack<scalar_t, VEC> s;
 #pragma unroll
           for (int j = 0; j < VEC; ++j) {
@@ -259,11 +280,14 @@ leaky_bwd_kernel(const scalar_t* __restrict__ grad_spikes,  // [T, N] dL/ds
   const bool need_bias = SNNK_FLAG(kNeedGradBias);
   const long long base = (static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
   if (base >= N) return;
+  // before the loads: nothing else is live across the division's (rare) 64-bit path
+  const long long n_chunks = static_cast<long long>(udiv64(T + chunk - 1, chunk));
 
   float a[VEC], b[VEC], c[VEC], v0[VEC], grad_v[VEC];
   float acc_decay[VEC], acc_gain[VEC], acc_bias[VEC];
-  load_start<VEC>(SNNK_FLAG(kDecayT), SNNK_FLAG(kGainT), SNNK_FLAG(kBiasT), SNNK_FLAG(kHasVInit), vectorized, base, N,
-                  S, C, decay_t, gain_t, bias_t, v_init, decay, gain, bias, v_init_value, a, b, c, v0);
+  // v_init is read when the walk reaches chunk 0 (the last), not held across the others: fewer live registers
+  load_start<VEC>(SNNK_FLAG(kDecayT), SNNK_FLAG(kGainT), SNNK_FLAG(kBiasT), false, vectorized, base, N, S, C, decay_t,
+                  gain_t, bias_t, v_init, decay, gain, bias, v_init_value, a, b, c, v0);
   if (SNNK_FLAG(kHasGradVFinal)) {
     load_f32<VEC>(grad_v_final, base, N, vectorized, grad_v);
   } else {
@@ -273,7 +297,6 @@ leaky_bwd_kernel(const scalar_t* __restrict__ grad_spikes,  // [T, N] dL/ds
 #pragma unroll
   for (int j = 0; j < VEC; ++j) acc_decay[j] = acc_gain[j] = acc_bias[j] = 0.0f;
 
-  const long long n_chunks = (T + chunk - 1) / chunk;
   for (long long jc = 0; jc < n_chunks; ++jc) {
     const long long ci = n_chunks - 1 - jc;
     const long long t0 = ci * chunk;
@@ -281,6 +304,8 @@ leaky_bwd_kernel(const scalar_t* __restrict__ grad_spikes,  // [T, N] dL/ds
     float v_chunk[VEC];
     if (ci > 0) {
       load_f32<VEC>(checkpoints + (ci - 1) * N, base, N, vectorized, v_chunk);
+    } else if (SNNK_FLAG(kHasVInit)) {
+      load_f32<VEC>(v_init, base, N, vectorized, v_chunk);
     } else {
 #pragma unroll
       for (int j = 0; j < VEC; ++j) v_chunk[j] = v0[j];

@@ -365,7 +365,22 @@ void check_16bit(const Case& c, uint32_t seed, bool wide, snnk::ElementType dtyp
 
 }  // namespace
 
+// The kernels' division without the 64-bit subroutine: both its paths (32-bit, and shift-subtract above 2^32)
+// against the host's operator /.
+void check_udiv64() {
+  std::mt19937_64 gen(11);
+  for (int i = 0; i < 20000; ++i) {
+    const int bits_a = 1 + i % 64, bits_b = 1 + (i / 64) % 64;
+    const unsigned long long a = gen() >> (64 - bits_a);
+    const unsigned long long b = (gen() >> (64 - bits_b)) | 1ull;
+    EXPECT(snnk::leaky_detail::udiv64(a, b) == a / b, "udiv64(" + std::to_string(a) + ", " + std::to_string(b) + ")");
+  }
+  EXPECT(snnk::leaky_detail::udiv64(~0ull, 1) == ~0ull, "udiv64(2^64 - 1, 1)");
+  EXPECT(snnk::leaky_detail::udiv64(1ull << 32, 1ull << 32) == 1, "udiv64(2^32, 2^32)");
+}
+
 int main() {
+  check_udiv64();
   int n = 0;
   uint32_t seed = 3;
   for (int64_t T : {1, 5, 8, 13}) {

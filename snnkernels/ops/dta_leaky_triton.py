@@ -22,7 +22,7 @@ from ..kernels.triton.dta_leaky import dta_leaky_bwd_kernel, dta_leaky_fwd_kerne
 from ..surrogate import Sigmoid, Triangle
 from ._device import on_device_of
 from ._double_backward import refuse_double_backward
-from .autograd_helpers import as_tensor, distinct, fresh_settings, needs_training
+from .autograd_helpers import as_tensor, distinct, forward_settings, fresh_settings, needs_training
 from .gated_leaky_triton import NeuronSettings, launch_neuron_fwd, new_checkpoints, new_counts
 from .layout import match_layout, na_strides, plane_size, rows_layout
 from .leaky_triton import DEFAULT_CHUNK
@@ -224,26 +224,10 @@ class _DTALeakyFunction(torch.autograd.Function):
         count: bool,
     ):
         na = rows_layout(na)  # read in place in either storage order: no copy to x's strides
-        decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, *_ = neuron
         z = plane_means(x)
         g = TXAGates(z, conv_t_weight, conv_c_weight, scale_t, scale_c)
         y, ckpt, counts = dta_leaky_fwd(
-            x,
-            na,
-            g.a,
-            g.b,
-            _bias_rows(na_bias, x),
-            decay,
-            gain,
-            bias,
-            v_threshold,
-            v_reset,
-            v_init_value,
-            hard_reset,
-            strict,
-            training,
-            chunk,
-            count,
+            x, na, g.a, g.b, _bias_rows(na_bias, x), *forward_settings(neuron), training, chunk, count
         )
         ctx.neuron, ctx.chunk = neuron, chunk
         ctx.save_for_backward(

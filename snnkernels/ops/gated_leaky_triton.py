@@ -19,7 +19,7 @@ from ..kernels.triton.gated_leaky import gated_leaky_bwd_kernel, gated_leaky_fwd
 from ..surrogate import Sigmoid, Triangle
 from ._device import on_device_of
 from ._double_backward import refuse_double_backward
-from .autograd_helpers import fresh_settings, needs_training
+from .autograd_helpers import forward_settings, fresh_settings, needs_training
 from .layout import match_layout, rows_layout
 from .leaky import num_checkpoints
 from .leaky_triton import DEFAULT_CHUNK
@@ -262,23 +262,8 @@ class _GatedLeakyFunction(torch.autograd.Function):
         training: bool,
         count: bool,
     ):
-        decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, *_ = neuron
         spikes, ckpt, counts = gated_leaky_fwd(
-            x,
-            scale,
-            spatial,
-            relu,
-            decay,
-            gain,
-            bias,
-            v_threshold,
-            v_reset,
-            v_init_value,
-            hard_reset,
-            strict,
-            training,
-            chunk,
-            count,
+            x, scale, spatial, relu, *forward_settings(neuron), training, chunk, count
         )
         ctx.relu, ctx.neuron, ctx.chunk = relu, neuron, chunk
         ctx.save_for_backward(x, scale, spatial, ckpt)

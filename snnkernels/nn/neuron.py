@@ -294,6 +294,11 @@ class _SpikingJellyNode(SpikingNeuron):
         )
 
 
+def _check_tau(value: float, name: str, why: str = "") -> None:
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 1):
+        raise ValueError(f"{name} must be a finite float > 1{why}, got {value!r}")
+
+
 class LIFNode(_SpikingJellyNode):
     """SpikingJelly's ``LIFNode`` (same keywords and defaults), fused over time.
 
@@ -316,9 +321,8 @@ class LIFNode(_SpikingJellyNode):
         backend: str = "auto",
         stateful: bool = True,
     ) -> None:
-        if isinstance(tau, bool) or not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau > 1):
-            # SpikingJelly's LIFNode asserts tau > 1 too: tau <= 1 makes the decay 1 - 1/tau <= 0
-            raise ValueError(f"tau must be a finite float > 1, got {tau!r}")
+        # SpikingJelly's LIFNode asserts tau > 1 too: tau <= 1 makes the decay 1 - 1/tau <= 0
+        _check_tau(tau, "tau")
         super().__init__(
             v_threshold,
             v_reset,
@@ -373,10 +377,7 @@ class ParametricLIFNode(_SpikingJellyNode):
         backend: str = "auto",
         stateful: bool = True,
     ) -> None:
-        if isinstance(init_tau, bool) or not (
-            isinstance(init_tau, (int, float)) and math.isfinite(init_tau) and init_tau > 1
-        ):
-            raise ValueError(f"init_tau must be > 1 (the rate sigmoid(w) lies in (0, 1)), got {init_tau!r}")
+        _check_tau(init_tau, "init_tau", " (the rate sigmoid(w) lies in (0, 1))")
         super().__init__(
             v_threshold,
             v_reset,

@@ -1,6 +1,7 @@
 """Checks shared by the attention ops' tests (ops/test_pooled_attention.py and the tests that copy it):
 per-dtype tolerances of the fused sweeps against the float64 reference, the fused-vs-reference comparison,
-the half-precision "no worse than eager" rule, and the global-context block's fp32 error bounds.
+the half-precision "no worse than eager" rule, the global-context block's fp32 error bounds, and the
+attention modules' backend / layout argument checks.
 
 The tolerances:
 - outputs and input gradients in the input dtype: the kernels compute in fp32 and round once, so fp16 /
@@ -12,8 +13,12 @@ The tolerances:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pytest
 import torch
 
+from snnkernels.backends import BackendUnavailableError
 from snnkernels.reference.staa import GCParams, global_context_attention_reference
 
 from conftest import DEVICE
@@ -137,3 +142,19 @@ def gc_weights(C: int, hidden: int, bias: bool, layer_norm: bool) -> GCParams:
         r(C, hidden),
         r(C) if bias else None,
     )
+
+
+def check_backend_and_layout_arguments(make: Callable[..., object], name: str, available: tuple[str, ...]) -> None:
+    """``make(backend=..., layout=...)`` builds the attention module ``name``: it accepts the backends in
+    ``available``, refuses the other fused ones (BackendUnavailableError naming it), rejects an unknown backend
+    and a layout other than 'TB' / 'BT'."""
+    for backend in available:
+        make(backend=backend)
+    for backend in ("triton", "native", "cupy"):
+        if backend not in available:
+            with pytest.raises(BackendUnavailableError, match=f"{name} has no {backend} kernels"):
+                make(backend=backend)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        make(backend="cuda")
+    with pytest.raises(ValueError, match="layout must be 'TB'"):
+        make(layout="TBCHW")

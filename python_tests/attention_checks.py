@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from torch import nn
 
 from snnkernels.backends import BackendUnavailableError
 from snnkernels.reference.staa import GCParams, global_context_attention_reference
@@ -158,3 +159,15 @@ def check_backend_and_layout_arguments(make: Callable[..., object], name: str, a
         make(backend="cuda")
     with pytest.raises(ValueError, match="layout must be 'TB'"):
         make(layout="TBCHW")
+
+
+class FusedPair(nn.Module):
+    """A fused-pair function ``fn(first, second, x)`` (``nn.fused.neuron_dta``, ...) as a module that owns both
+    partners."""
+
+    def __init__(self, fn: Callable[..., torch.Tensor], first: nn.Module, second: nn.Module) -> None:
+        super().__init__()
+        self.fn, self.first, self.second = fn, first, second
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(self.first, self.second, x)

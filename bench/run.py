@@ -32,7 +32,7 @@ import traceback  # noqa: E402
 import torch  # noqa: E402
 
 from . import registry  # noqa: E402
-from .utils import MODES, Timing, copy_bandwidth_gbps, lif_bytes, peak_memory_mb, time_fn  # noqa: E402
+from .utils import MODES, Timing, copy_bandwidth_gbps, cpu_name, lif_bytes, peak_memory_mb, time_fn  # noqa: E402
 
 ELEM = {torch.float32: 4, torch.float16: 2, torch.bfloat16: 2}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -93,16 +93,6 @@ def _git(*args: str) -> str:
         return ""
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _version(module: str) -> str | None:
     try:
         return __import__(module).__version__
@@ -115,7 +105,7 @@ def metadata(device: str) -> dict:
     dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
     import snnkernels
 
-    name = torch.cuda.get_device_name() if device == "cuda" else _cpu_model()
+    name = torch.cuda.get_device_name() if device == "cuda" else cpu_name()
     slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
     return {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -20,10 +20,15 @@ import torch
 from torch import nn
 
 from snnkernels.backends import BackendUnavailableError
-from snnkernels.reference.staa import GCParams, global_context_attention_reference
+from snnkernels.reference.staa import (
+    GCParams,
+    global_context_attention_reference,
+    global_context_fusion,
+    global_context_transform_reference,
+)
 
 from conftest import DEVICE
-from utils import assert_close_verbose
+from utils import GRAD_TOL, assert_close_verbose
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 OUT_RTOL = {torch.float32: 2e-6, torch.float16: 2.0**-9, torch.bfloat16: 2.0**-6}
@@ -171,3 +176,57 @@ class FusedPair(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fn(self.first, self.second, x)
+
+
+def check_global_context_block(
+    out: torch.Tensor,
+    want: torch.Tensor,
+    inputs: list[torch.Tensor],
+    ref: list[torch.Tensor],
+    params64: GCParams,
+    present: list[int],
+    fusion: str,
+    layer_norm: bool,
+) -> None:
+    """The fused global-context block's fp32 output ``out`` of ``inputs`` (x, then the GCParams fields numbered
+    ``present``) against the float64 reference ``want`` of their copies ``ref`` (``params64``), forward and every
+    gradient. dX sums the context's path (through the LayerNorm over C // r features, which amplifies fp32
+    noise by 1 / std of the hidden features) into every element: relative to its largest entry, as the sums."""
+    assert_close_verbose(out, want, OUT_ATOL[torch.float32], OUT_RTOL[torch.float32] * 4, "output")
+    grad = torch.randn_like(out)
+    grads = torch.autograd.grad(out, inputs, grad)
+    grads_ref = torch.autograd.grad(want, ref, grad.double())
+    top_x = grads_ref[0].abs().max().item()
+    assert_close_verbose(grads[0], grads_ref[0], SUM_RTOL * top_x, SUM_RTOL, "grad x")
+
+    def loss_of_ctx(ctx):
+        v = global_context_transform_reference(ctx, params64, layer_norm=layer_norm)
+        return (global_context_fusion(ref[0].detach(), v, fusion) * grad.double()).sum()
+
+    for i, (g, g_ref) in enumerate(zip(grads[1:], grads_ref[1:], strict=True)):
+        # the key bias: exactly 0 here (it cannot change a softmax), rounding noise in the reference
+        if present[i] == 1:
+            assert torch.equal(g, torch.zeros_like(g)) and g_ref.abs().max() < 1e-9
+            continue
+        if present[i] == 0:
+            assert_within(g, g_ref, key_weight_atol(ref[0], params64, loss_of_ctx), "grad key weight")
+            continue
+        top = g_ref.abs().max().item()
+        # the softmax backward subtracts two O(|x| |dctx|) terms: the error is relative to those, not to
+        # the (possibly much smaller) result
+        scale = max(top, 1e-3 * top_x)
+        assert_close_verbose(g, g_ref, SUM_RTOL * scale, SUM_RTOL, f"grad of GC weight {present[i]}")
+
+
+def check_grads_without_flips(grads: tuple, grads_ref: tuple, flipped: torch.Tensor) -> None:
+    """fp32 gradients ``grads`` (dL/dx first, [T, B, ...], then the weights') of a spiking output against their
+    float64 reference, where the samples ``flipped`` [B] had a spike flip: dL/dx on the other samples, the
+    weights' (sums over every sample, relative to their largest entry) only when no sample flipped."""
+    keep = ~flipped
+    atol, rtol = GRAD_TOL[torch.float32]
+    top = grads_ref[0][:, keep].abs().max().item()
+    assert_close_verbose(grads[0][:, keep], grads_ref[0][:, keep], atol + SUM_RTOL * top, rtol, "grad x")
+    if not flipped.any():
+        for i, (g, g_ref) in enumerate(zip(grads[1:], grads_ref[1:], strict=True)):
+            scale = g_ref.abs().max().item()
+            assert_close_verbose(g, g_ref.reshape(g.shape), SUM_RTOL * scale, SUM_RTOL, f"grad weight {i}")

@@ -162,14 +162,14 @@ def sigmoid_leaky(
         decay=decay,
         input_gain=gain,
         bias=bias,
-        v_threshold=1.0,
         v_reset=v_reset,
+        v_init_value=0.0 if v_reset is None else v_reset,
+        v_threshold=1.0,
         strict_threshold=False,
-        detach_reset=detach_reset,
         surrogate_function=sg.Sigmoid(4.0),
+        detach_reset=detach_reset,
         backend=backend,
         return_final_state=True,
-        v_init_value=0.0 if v_reset is None else v_reset,
     )
 
 

@@ -205,26 +205,9 @@ def test_tcsa_step_kernel_is_the_reference_update(detach_reset):
     ours = leaves(v, sc, gs)
     ref = leaves(v, sc, gs)
     # fp32 spikes here: an fp16 spike output would round dL/ds to fp16 on its way back
-    s, h = tcsa_step(
-        *ours,
-        u_th=0.3,
-        v_reset=0.1,
-        beta=0.3,
-        detach_reset=detach_reset,
-        surrogate=surrogate,
-        spike_dtype=torch.float32,
-    )
-    s16, _ = tcsa_step(
-        v,
-        sc,
-        gs,
-        u_th=0.3,
-        v_reset=0.1,
-        beta=0.3,
-        detach_reset=detach_reset,
-        surrogate=surrogate,
-        spike_dtype=torch.float16,
-    )
+    settings = dict(u_th=0.3, v_reset=0.1, beta=0.3, detach_reset=detach_reset, surrogate=surrogate)
+    s, h = tcsa_step(*ours, **settings, spike_dtype=torch.float32)
+    s16, _ = tcsa_step(v, sc, gs, **settings, spike_dtype=torch.float16)
     assert s16.dtype == torch.float16 and torch.equal(s16.float(), s.detach())
     u = ref[2].view(B, 1, H, W) * (ref[1][..., None, None] * ref[0])
     s_ref = surrogate.spike(u - 0.3)

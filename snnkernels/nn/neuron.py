@@ -122,6 +122,21 @@ class SpikingNeuron(MemoryModule):
         """(decay, input_gain, bias) of the charge ``h = decay * v + input_gain * x + bias``."""
         raise NotImplementedError
 
+    def leaky_settings(self) -> dict[str, Any]:
+        """The leaky neuron's keyword settings of this neuron (``functional.multistep_leaky``'s names): the
+        coefficients, threshold, reset and surrogate."""
+        decay, gain, bias = self.coefficients()
+        return dict(
+            decay=decay,
+            input_gain=gain,
+            bias=bias,
+            v_threshold=self.v_threshold,
+            v_reset=self.v_reset,
+            strict_threshold=self.strict_threshold,
+            detach_reset=self.detach_reset,
+            surrogate_function=self.surrogate_function,
+        )
+
     def reset(self) -> None:
         """``v`` back to its resting value and ``v_seq`` cleared (SpikingJelly's ``reset_net`` calls this)."""
         super().reset()
@@ -222,18 +237,10 @@ class SpikingNeuron(MemoryModule):
             x_seq = x_seq.unsqueeze(1)
             v = v.unsqueeze(0) if isinstance(v, torch.Tensor) else v
         v_init, v_init_value = (v, self.v_init_value) if isinstance(v, torch.Tensor) else (None, v)
-        decay, gain, bias = self.coefficients()
         out = leaky_neuron(
             x_seq,
             v_init,
-            decay=decay,
-            input_gain=gain,
-            bias=bias,
-            v_threshold=self.v_threshold,
-            v_reset=self.v_reset,
-            strict_threshold=self.strict_threshold,
-            detach_reset=self.detach_reset,
-            surrogate_function=self.surrogate_function,
+            **self.leaky_settings(),
             backend=self.backend,
             return_final_state=final_state,
             v_init_value=v_init_value,

@@ -126,16 +126,10 @@ class SpikingNeuron(MemoryModule):
         """The leaky neuron's keyword settings of this neuron (``functional.multistep_leaky``'s names): the
         coefficients, threshold, reset and surrogate."""
         decay, gain, bias = self.coefficients()
-        return dict(
-            decay=decay,
-            input_gain=gain,
-            bias=bias,
-            v_threshold=self.v_threshold,
-            v_reset=self.v_reset,
-            strict_threshold=self.strict_threshold,
-            detach_reset=self.detach_reset,
-            surrogate_function=self.surrogate_function,
-        )
+        settings = {"decay": decay, "input_gain": gain, "bias": bias}
+        for name in ("v_threshold", "v_reset", "strict_threshold", "detach_reset", "surrogate_function"):
+            settings[name] = getattr(self, name)
+        return settings
 
     def reset(self) -> None:
         """``v`` back to its resting value and ``v_seq`` cleared (SpikingJelly's ``reset_net`` calls this)."""

@@ -75,7 +75,7 @@ from snnkernels.nn import DTA  # noqa: E402
 from snnkernels.ops import registry  # noqa: E402
 
 from .registry import Case  # noqa: E402  (op, shape [T, B, C, H, W], dtype)
-from .run import DTYPES, ELEM, markdown_table, metadata, progress, result_row, write_results  # noqa: E402
+from .run import DTYPES, ELEM, markdown_table, metadata, progress, result_row, timed_row, write_results  # noqa: E402
 from .utils import copy_bandwidth_gbps, peak_memory_mb, time_fn  # noqa: E402
 
 PROVIDERS = ("torch-eager", "torch-compile", "snnkernels-triton", "spikingjelly")
@@ -571,22 +571,18 @@ def main(argv: list[str] | None = None) -> int:
             seconds = timing.p50_ms * 1e-3
             gbps = nbytes / seconds / 1e9 if nbytes else None
             rows.append(
-                result_row(
+                timed_row(
                     case,
                     provider,
                     device,
-                    mode=mode,
-                    ms_p50=timing.p50_ms,
-                    ms_p20=timing.p20_ms,
-                    ms_p80=timing.p80_ms,
+                    mode,
+                    timing,
+                    peak,
                     schedule="two-sweep floor",
-                    MB_moved=(nbytes or 0) / 1e6,
-                    **{"GB/s": gbps or 0.0, "floor_GB/s": gbps or 0.0},
-                    fraction_of_copy_bw=(gbps or 0.0) / meta["copy_bandwidth_GBps"],
-                    peak_mem_MB=peak,
-                    reps=timing.reps,
-                    faults_per_call=timing.faults_per_call,
-                    status="ok",
+                    mb_moved=(nbytes or 0) / 1e6,
+                    gbps=gbps or 0.0,
+                    floor_gbps=gbps or 0.0,
+                    copy_bandwidth=meta["copy_bandwidth_GBps"],
                     note=None if nbytes else "no byte floor (dense convolutions)",
                 )
             )

@@ -30,7 +30,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import sys
 import weakref
 from collections.abc import Callable
@@ -40,6 +39,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from .utils import cpu_name
 
 KINDS = ("spikes", "conv_outputs", "bn_outputs", "membranes", "other")
 # neuron modules of foreign (official) code, by class name
@@ -380,17 +381,6 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def cpu_name() -> str:
-    """The CPU's model name (/proc/cpuinfo), else the architecture."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -32,7 +32,7 @@ import traceback  # noqa: E402
 import torch  # noqa: E402
 
 from . import registry  # noqa: E402
-from .utils import MODES, copy_bandwidth_gbps, lif_bytes, peak_memory_mb, time_fn  # noqa: E402
+from .utils import MODES, Timing, copy_bandwidth_gbps, cpu_name, lif_bytes, peak_memory_mb, time_fn  # noqa: E402
 
 ELEM = {torch.float32: 4, torch.float16: 2, torch.bfloat16: 2}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -93,16 +93,6 @@ def _git(*args: str) -> str:
         return ""
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _version(module: str) -> str | None:
     try:
         return __import__(module).__version__
@@ -115,7 +105,7 @@ def metadata(device: str) -> dict:
     dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
     import snnkernels
 
-    name = torch.cuda.get_device_name() if device == "cuda" else _cpu_model()
+    name = torch.cuda.get_device_name() if device == "cuda" else cpu_name()
     slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
     return {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -265,6 +255,43 @@ def result_row(case: registry.Case, provider: str, device: str, **kw) -> dict:
     return row
 
 
+def timed_row(
+    case: registry.Case,
+    provider: str,
+    device: str,
+    mode: str,
+    timing: Timing,
+    peak: float,
+    *,
+    schedule: str,
+    mb_moved: float,
+    gbps: float,
+    floor_gbps: float,
+    copy_bandwidth: float,
+    note: str | None = None,
+) -> dict:
+    """The "ok" results row of ``case`` timed in ``mode``: the timing's percentiles, its bytes and bandwidths
+    (``copy_bandwidth`` in GB/s), the peak memory ``peak`` in MB."""
+    return result_row(
+        case,
+        provider,
+        device,
+        mode=mode,
+        ms_p50=timing.p50_ms,
+        ms_p20=timing.p20_ms,
+        ms_p80=timing.p80_ms,
+        schedule=schedule,
+        MB_moved=mb_moved,
+        **{"GB/s": gbps, "floor_GB/s": floor_gbps},
+        fraction_of_copy_bw=gbps / copy_bandwidth,
+        peak_mem_MB=peak,
+        reps=timing.reps,
+        faults_per_call=timing.faults_per_call,
+        status="ok",
+        note=note,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     started = time.time()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -375,23 +402,18 @@ def main(argv: list[str] | None = None) -> int:
             seconds = timing.p50_ms * 1e-3
             gbps = nbytes / seconds / 1e9
             rows.append(
-                result_row(
+                timed_row(
                     case,
                     provider,
                     device,
-                    mode=mode,
-                    ms_p50=timing.p50_ms,
-                    ms_p20=timing.p20_ms,
-                    ms_p80=timing.p80_ms,
+                    mode,
+                    timing,
+                    peak,
                     schedule=schedule,
-                    MB_moved=nbytes / 1e6,
-                    **{"GB/s": gbps, "floor_GB/s": floor / seconds / 1e9},
-                    fraction_of_copy_bw=gbps / meta["copy_bandwidth_GBps"],
-                    peak_mem_MB=peak,
-                    reps=timing.reps,
-                    faults_per_call=timing.faults_per_call,
-                    status="ok",
-                    note=None,
+                    mb_moved=nbytes / 1e6,
+                    gbps=gbps,
+                    floor_gbps=floor / seconds / 1e9,
+                    copy_bandwidth=meta["copy_bandwidth_GBps"],
                 )
             )
         del fn

@@ -31,7 +31,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bench.memory import KINDS, RESULTS, SavedTensorCensus, cpu_name
+from bench.memory import KINDS, RESULTS, SavedTensorCensus
+from bench.utils import cpu_name
 from snnkernels import models as M
 from snnkernels.nn.neuron import LIFNode
 

@@ -28,8 +28,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bench.memory import RESULTS, cpu_name
+from bench.memory import RESULTS
 from bench.transformer_block_memory import assert_same, count, firing_weights, grad_scale, official_style, table
+from bench.utils import cpu_name
 from snnkernels import models as M
 
 

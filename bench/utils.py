@@ -11,16 +11,30 @@ from __future__ import annotations
 
 import functools
 import math
+import platform
 import resource
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 MODES = ("inference", "fwd", "fwd+bwd")
 SCHEDULES = ("floor", "recompute", "save_h")
+
+
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else the processor or the architecture: results files name their
+    machine by it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 @dataclass

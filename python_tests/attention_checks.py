@@ -1,6 +1,7 @@
 """Checks shared by the attention ops' tests (ops/test_pooled_attention.py and the tests that copy it):
 per-dtype tolerances of the fused sweeps against the float64 reference, the fused-vs-reference comparison,
-the half-precision "no worse than eager" rule, and the global-context block's fp32 error bounds.
+the half-precision "no worse than eager" rule, the global-context block's fp32 error bounds, and the
+attention modules' backend / layout argument checks.
 
 The tolerances:
 - outputs and input gradients in the input dtype: the kernels compute in fp32 and round once, so fp16 /
@@ -12,12 +13,22 @@ The tolerances:
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Callable
 
-from snnkernels.reference.staa import GCParams, global_context_attention_reference
+import pytest
+import torch
+from torch import nn
+
+from snnkernels.backends import BackendUnavailableError
+from snnkernels.reference.staa import (
+    GCParams,
+    global_context_attention_reference,
+    global_context_fusion,
+    global_context_transform_reference,
+)
 
 from conftest import DEVICE
-from utils import assert_close_verbose
+from utils import GRAD_TOL, assert_close_verbose
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 OUT_RTOL = {torch.float32: 2e-6, torch.float16: 2.0**-9, torch.bfloat16: 2.0**-6}
@@ -137,3 +148,85 @@ def gc_weights(C: int, hidden: int, bias: bool, layer_norm: bool) -> GCParams:
         r(C, hidden),
         r(C) if bias else None,
     )
+
+
+def check_backend_and_layout_arguments(make: Callable[..., object], name: str, available: tuple[str, ...]) -> None:
+    """``make(backend=..., layout=...)`` builds the attention module ``name``: it accepts the backends in
+    ``available``, refuses the other fused ones (BackendUnavailableError naming it), rejects an unknown backend
+    and a layout other than 'TB' / 'BT'."""
+    for backend in available:
+        make(backend=backend)
+    for backend in ("triton", "native", "cupy"):
+        if backend not in available:
+            with pytest.raises(BackendUnavailableError, match=f"{name} has no {backend} kernels"):
+                make(backend=backend)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        make(backend="cuda")
+    with pytest.raises(ValueError, match="layout must be 'TB'"):
+        make(layout="TBCHW")
+
+
+class FusedPair(nn.Module):
+    """A fused-pair function ``fn(first, second, x)`` (``nn.fused.neuron_dta``, ...) as a module that owns both
+    partners."""
+
+    def __init__(self, fn: Callable[..., torch.Tensor], first: nn.Module, second: nn.Module) -> None:
+        super().__init__()
+        self.fn, self.first, self.second = fn, first, second
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(self.first, self.second, x)
+
+
+def check_global_context_block(
+    out: torch.Tensor,
+    want: torch.Tensor,
+    inputs: list[torch.Tensor],
+    ref: list[torch.Tensor],
+    params64: GCParams,
+    present: list[int],
+    fusion: str,
+    layer_norm: bool,
+) -> None:
+    """The fused global-context block's fp32 output ``out`` of ``inputs`` (x, then the GCParams fields numbered
+    ``present``) against the float64 reference ``want`` of their copies ``ref`` (``params64``), forward and every
+    gradient. dX sums the context's path (through the LayerNorm over C // r features, which amplifies fp32
+    noise by 1 / std of the hidden features) into every element: relative to its largest entry, as the sums."""
+    assert_close_verbose(out, want, OUT_ATOL[torch.float32], OUT_RTOL[torch.float32] * 4, "output")
+    grad = torch.randn_like(out)
+    grads = torch.autograd.grad(out, inputs, grad)
+    grads_ref = torch.autograd.grad(want, ref, grad.double())
+    top_x = grads_ref[0].abs().max().item()
+    assert_close_verbose(grads[0], grads_ref[0], SUM_RTOL * top_x, SUM_RTOL, "grad x")
+
+    def loss_of_ctx(ctx):
+        v = global_context_transform_reference(ctx, params64, layer_norm=layer_norm)
+        return (global_context_fusion(ref[0].detach(), v, fusion) * grad.double()).sum()
+
+    for i, (g, g_ref) in enumerate(zip(grads[1:], grads_ref[1:], strict=True)):
+        # the key bias: exactly 0 here (it cannot change a softmax), rounding noise in the reference
+        if present[i] == 1:
+            assert torch.equal(g, torch.zeros_like(g)) and g_ref.abs().max() < 1e-9
+            continue
+        if present[i] == 0:
+            assert_within(g, g_ref, key_weight_atol(ref[0], params64, loss_of_ctx), "grad key weight")
+            continue
+        top = g_ref.abs().max().item()
+        # the softmax backward subtracts two O(|x| |dctx|) terms: the error is relative to those, not to
+        # the (possibly much smaller) result
+        scale = max(top, 1e-3 * top_x)
+        assert_close_verbose(g, g_ref, SUM_RTOL * scale, SUM_RTOL, f"grad of GC weight {present[i]}")
+
+
+def check_grads_without_flips(grads: tuple, grads_ref: tuple, flipped: torch.Tensor) -> None:
+    """fp32 gradients ``grads`` (dL/dx first, [T, B, ...], then the weights') of a spiking output against their
+    float64 reference, where the samples ``flipped`` [B] had a spike flip: dL/dx on the other samples, the
+    weights' (sums over every sample, relative to their largest entry) only when no sample flipped."""
+    keep = ~flipped
+    atol, rtol = GRAD_TOL[torch.float32]
+    top = grads_ref[0][:, keep].abs().max().item()
+    assert_close_verbose(grads[0][:, keep], grads_ref[0][:, keep], atol + SUM_RTOL * top, rtol, "grad x")
+    if not flipped.any():
+        for i, (g, g_ref) in enumerate(zip(grads[1:], grads_ref[1:], strict=True)):
+            scale = g_ref.abs().max().item()
+            assert_close_verbose(g, g_ref.reshape(g.shape), SUM_RTOL * scale, SUM_RTOL, f"grad weight {i}")

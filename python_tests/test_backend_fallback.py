@@ -21,13 +21,12 @@ from snnkernels import backends
 from snnkernels import functional as F
 from snnkernels.backends import BackendUnavailableError
 
-_CHECK = """
-import importlib.abc, os, sys
-class _NoAOT(importlib.abc.MetaPathFinder):  # as if snnkernels._C had never been built
-    def find_spec(self, name, path, target=None):
-        if name == "snnkernels._C":
-            raise ImportError("snnkernels._C hidden by the test")
-sys.meta_path.insert(0, _NoAOT())
+from utils import HIDE_NATIVE_EXTENSION
+
+_CHECK = (
+    HIDE_NATIVE_EXTENSION
+    + """
+import os
 import torch
 if os.environ["MODE"] == "no-ninja":
     from torch.utils import cpp_extension
@@ -58,6 +57,7 @@ else:
     raise AssertionError("backend='native' ran without an extension")
 print("fallback ok:", problem)
 """
+)
 
 
 def _failing_compiler(tmp_path) -> tuple[str, str]:

@@ -38,6 +38,18 @@ FLIP_EPS = {torch.float32: 1e-5, torch.float64: 1e-12}
 MAX_FLIP_RATE = 1e-3  # for continuous random input: flips per neuron-step
 
 
+# The start of a script run in a fresh process as on a machine that never built snnkernels._C (the native
+# extension): its import fails.
+HIDE_NATIVE_EXTENSION = """
+import importlib.abc, sys
+class _NoAOT(importlib.abc.MetaPathFinder):  # as if snnkernels._C had never been built
+    def find_spec(self, name, path, target=None):
+        if name == "snnkernels._C":
+            raise ImportError("snnkernels._C hidden by the test")
+sys.meta_path.insert(0, _NoAOT())
+"""
+
+
 def grad_tol(dtype: torch.dtype) -> tuple[float, float]:
     """(atol, rtol) for gradients of ``dtype``."""
     return GRAD_TOL[dtype]

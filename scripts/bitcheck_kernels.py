@@ -26,6 +26,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DTYPES = ("float32", "float16", "bfloat16")
+# the gated and DTA neurons' [T, B, C, H, W]
+NEURON_SHAPES = ((1, 2, 3, 3, 5), (5, 2, 3, 5, 7), (9, 1, 5, 4, 4))
+TF = (True, False)
+
+
+def _grid(quick: bool, every: int, *axes):
+    """(i, combination) over the product of ``axes``; with ``quick``, every ``every``-th combination only."""
+    for i, combination in enumerate(itertools.product(*axes)):
+        if not quick or i % every == 0:
+            yield i, combination
 
 
 def _gen(key: str):
@@ -59,9 +69,7 @@ def leaky_cases(quick: bool):
 
     sg_ids = sorted(SURROGATE_IDS)
     shapes = ((1, (2, 3, 5)), (5, (3, 7)), (13, (2, 3, 7)), (16, (1, 3, 11)))
-    for i, (shape, dtype, chunk, family) in enumerate(itertools.product(shapes, DTYPES, (1, 3, 8), range(4))):
-        if quick and i % 4:
-            continue
+    for i, (shape, dtype, chunk, family) in _grid(quick, 4, shapes, DTYPES, (1, 3, 8), range(4)):
         T, n = shape
         key = f"leaky/{T}x{n}/{dtype}/chunk{chunk}/family{family}"
         hard, strict, detach = family % 2 == 0, family in (1, 2), family >= 2
@@ -96,12 +104,7 @@ def gated_cases(quick: bool):
 
     from snnkernels.ops import gated_leaky_triton as gl
 
-    shapes = ((1, 2, 3, 3, 5), (5, 2, 3, 5, 7), (9, 1, 5, 4, 4))
-    for i, (shape, dtype, chunk, relu, hard) in enumerate(
-        itertools.product(shapes, DTYPES, (1, 3, 8), (False, True), (True, False))
-    ):
-        if quick and i % 4:
-            continue
+    for i, (shape, dtype, chunk, relu, hard) in _grid(quick, 4, NEURON_SHAPES, DTYPES, (1, 3, 8), (False, True), TF):
         key = f"gated/{shape}/{dtype}/chunk{chunk}/relu{relu}/hard{hard}"
 
         def run(shape=shape, dtype=dtype, chunk=chunk, relu=relu, hard=hard, key=key, i=i):
@@ -131,12 +134,9 @@ def dta_cases(quick: bool):
 
     from snnkernels.ops import dta_leaky_triton as dl
 
-    shapes = ((1, 2, 3, 3, 5), (5, 2, 3, 5, 7), (9, 1, 5, 4, 4))
-    for i, (shape, dtype, chunk, residual, hard) in enumerate(
-        itertools.product(shapes, DTYPES, (1, 3, 8), (False, True), (True, False))
+    for i, (shape, dtype, chunk, residual, hard) in _grid(
+        quick, 4, NEURON_SHAPES, DTYPES, (1, 3, 8), (False, True), TF
     ):
-        if quick and i % 4:
-            continue
         key = f"dta/{shape}/{dtype}/chunk{chunk}/residual{residual}/hard{hard}"
 
         def run(shape=shape, dtype=dtype, chunk=chunk, residual=residual, hard=hard, key=key, i=i):
@@ -170,9 +170,7 @@ def ma_pixel_cases(quick: bool):
     from snnkernels.ops import ma_snn_triton as ma
 
     shapes = ((5, 2, 7, 3, 5), (3, 1, 13, 4, 4), (1, 3, 2, 5, 3))
-    for i, (shape, dtype, ties) in enumerate(itertools.product(shapes, DTYPES, (False, True))):
-        if quick and i % 2:
-            continue
+    for _, (shape, dtype, ties) in _grid(quick, 2, shapes, DTYPES, (False, True)):
         key = f"ma_pixel/{shape}/{dtype}/ties{ties}"
 
         def run(shape=shape, dtype=dtype, ties=ties, key=key):
@@ -199,9 +197,7 @@ def gc_cases(quick: bool):
     from snnkernels.ops import global_context_triton as gc
 
     shapes = ((2, 3, 5, 3, 3), (1, 2, 16, 3, 5), (3, 1, 7, 2, 4))
-    for i, (shape, dtype, block_p) in enumerate(itertools.product(shapes, DTYPES, (2, 4))):
-        if quick and i % 2:
-            continue
+    for _, (shape, dtype, block_p) in _grid(quick, 2, shapes, DTYPES, (2, 4)):
         key = f"gc/{shape}/{dtype}/block_p{block_p}"
 
         def run(shape=shape, dtype=dtype, block_p=block_p, key=key):

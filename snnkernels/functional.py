@@ -19,7 +19,7 @@ from .backends import (
     resolve_backend,
     resolve_triton_op_backend,
 )
-from .neuron_models import Number, lif_coefficients
+from .neuron_models import Number, lif_leaky_settings
 from .ops import leaky_cupy, leaky_native
 from .ops import spike_pack as spike_pack_ops
 from .ops.layout import match_layout
@@ -199,21 +199,15 @@ def multistep_lif(
     if isinstance(tau, torch.Tensor) and not torch.compiler.is_compiling() and not bool((tau.detach() > 0).all()):
         raise ValueError(f"tau must be positive, got {tau.detach().cpu().tolist()}")
     v_reset = _checks.check_scalar(v_reset, "v_reset", allow_none=True)
-    decay, gain, bias = lif_coefficients(tau, decay_input, v_reset)
     return leaky_neuron(
         x_seq,
         v_init,
-        decay=decay,
-        input_gain=gain,
-        bias=bias,
+        **lif_leaky_settings(tau, decay_input, v_reset),
         v_threshold=v_threshold,
-        v_reset=v_reset,
-        strict_threshold=False,
         detach_reset=detach_reset,
         surrogate_function=surrogate_function,
         backend=backend,
         return_final_state=return_final_state,
-        v_init_value=0.0 if v_reset is None else v_reset,
         return_v_seq=return_v_seq,
     )
 

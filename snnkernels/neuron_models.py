@@ -24,7 +24,16 @@ from .surrogate import Rectangle, Surrogate, Triangle
 
 Number = float | torch.Tensor
 
-__all__ = ["lif_coefficients", "rate_coefficients", "NeuronPreset", "TET_LIF", "MA_SNN_LIF", "ATT_RES_LIF", "PRESETS"]
+__all__ = [
+    "lif_coefficients",
+    "lif_leaky_settings",
+    "rate_coefficients",
+    "NeuronPreset",
+    "TET_LIF",
+    "MA_SNN_LIF",
+    "ATT_RES_LIF",
+    "PRESETS",
+]
 
 
 def lif_coefficients(tau: Number, decay_input: bool, v_reset: float | None) -> tuple[Number, Number, Number]:
@@ -39,6 +48,20 @@ def lif_coefficients(tau: Number, decay_input: bool, v_reset: float | None) -> t
     ``tau`` may be a tensor, in which case the coefficients are tensors that carry the gradient back to it.
     """
     return rate_coefficients(1.0 / tau, decay_input, v_reset)
+
+
+def lif_leaky_settings(tau: Number, decay_input: bool, v_reset: float | None) -> dict[str, object]:
+    """SpikingJelly LIF as the leaky neuron's keyword settings: ``lif_coefficients``, SpikingJelly's
+    non-strict threshold, and the state starting at ``v_reset`` (0 for soft reset)."""
+    decay, gain, bias = lif_coefficients(tau, decay_input, v_reset)
+    return {
+        "decay": decay,
+        "input_gain": gain,
+        "bias": bias,
+        "v_reset": v_reset,
+        "strict_threshold": False,
+        "v_init_value": 0.0 if v_reset is None else v_reset,
+    }
 
 
 def rate_coefficients(rate: Number, decay_input: bool, v_reset: float | None) -> tuple[Number, Number, Number]:

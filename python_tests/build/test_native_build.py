@@ -27,6 +27,8 @@ import torch
 
 from snnkernels.surrogate import SURROGATE_IDS
 
+from utils import HIDE_NATIVE_EXTENSION
+
 ROOT = Path(__file__).resolve().parents[2]
 CSRC = ROOT / "csrc"
 
@@ -196,14 +198,9 @@ def test_cpu_core_ctest(tmp_path):
     assert "100% tests passed" in out.stdout, out.stdout
 
 
-_JIT_CHECK = """
-import importlib.abc, sys
-class _NoAOT(importlib.abc.MetaPathFinder):  # as if snnkernels._C had never been built
-    def find_spec(self, name, path, target=None):
-        if name == "snnkernels._C":
-            raise ImportError("snnkernels._C hidden by the JIT test")
-sys.meta_path.insert(0, _NoAOT())
-
+_JIT_CHECK = (
+    HIDE_NATIVE_EXTENSION
+    + """
 import os, torch
 def tree():
     return sorted((d, f, os.stat(os.path.join(d, f)).st_mtime_ns)
@@ -227,6 +224,7 @@ g = torch.randn_like(got)
 torch.testing.assert_close(gx, wx, atol=1e-6, rtol=1e-5)
 print("jit ok")
 """
+)
 
 
 def test_jit_build_with_ninja(tmp_path):

@@ -22,6 +22,8 @@ from snnkernels import nn as snn
 from snnkernels.nn.fused import AttentionNeuron, neuron_dta, neuron_tcja_pool
 from snnkernels.nn.ma_snn import TemporalWiseAttention
 
+from attention_checks import FusedPair
+
 T, C, H, W, L = 4, 8, 5, 6, 7
 ON_CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if ON_CUDA else "cpu"
@@ -40,15 +42,6 @@ class Case:
     # so two fp32 summation orders can differ by more than any fixed tolerance (a measured 6x the eager run's error
     # against float64): the compiled graph is compared with the eager module on a float64 copy instead
     cancelling: bool = False
-
-
-class _Pair(nn.Module):
-    def __init__(self, fn, first: nn.Module, second: nn.Module) -> None:
-        super().__init__()
-        self.fn, self.first, self.second = fn, first, second
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(self.first, self.second, x)
 
 
 def _lif(backend: str) -> nn.Module:
@@ -102,9 +95,11 @@ CASES = {
     "AttentionNeuron-MDA": Case(lambda b: AttentionNeuron(_mda(b), _lif(b)), _five, spikes=True),
     "AttentionNeuron-TCJA": Case(lambda b: AttentionNeuron(_tcja(b), _lif(b)), _five, spikes=True),
     "neuron_tcja_pool": Case(
-        lambda b: _Pair(lambda n, a, x: neuron_tcja_pool(n, a, nn.Identity(), x), _lif(b), _tcja(b)), _five, spikes=True
+        lambda b: FusedPair(lambda n, a, x: neuron_tcja_pool(n, a, nn.Identity(), x), _lif(b), _tcja(b)),
+        _five,
+        spikes=True,
     ),
-    "neuron_dta": Case(lambda b: _Pair(neuron_dta, _lif(b), snn.DTA(T, C, backend=b)), _five, cancelling=True),
+    "neuron_dta": Case(lambda b: FusedPair(neuron_dta, _lif(b), snn.DTA(T, C, backend=b)), _five, cancelling=True),
 }
 
 

@@ -21,6 +21,8 @@ from snnkernels import nn as snn
 from snnkernels.nn.fused import AttentionNeuron, neuron_dta, neuron_tcja_pool
 from snnkernels.nn.ma_snn import TemporalWiseAttention
 
+from attention_checks import FusedPair
+
 T, B, C, H, W, L = 4, 2, 8, 4, 6, 10
 BACKENDS = ["torch", pytest.param("triton", marks=pytest.mark.triton), "auto"]
 
@@ -34,17 +36,6 @@ class Case:
     call: Callable[[nn.Module, torch.Tensor], torch.Tensor] = lambda m, x: m(x)
     out_shape: Callable[[tuple], tuple] = lambda shape: shape
     neuron: bool = False  # the neuron layers' dtype rule (fp32 state) instead of the attention layers'
-
-
-class _Pair(nn.Module):
-    """A fused-pair function as a module that owns both partners."""
-
-    def __init__(self, fn, first: nn.Module, second: nn.Module) -> None:
-        super().__init__()
-        self.fn, self.first, self.second = fn, first, second
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(self.first, self.second, x)
 
 
 def _lif(backend: str) -> nn.Module:
@@ -93,9 +84,9 @@ CASES = {
     "AttentionNeuron-MDA": Case(lambda b: AttentionNeuron(_mda(b), _lif(b))),
     "AttentionNeuron-TCJA": Case(lambda b: AttentionNeuron(_tcja(b), _lif(b))),
     "neuron_tcja_pool": Case(
-        lambda b: _Pair(lambda n, a, x: neuron_tcja_pool(n, a, nn.Identity(), x), _lif(b), _tcja(b))
+        lambda b: FusedPair(lambda n, a, x: neuron_tcja_pool(n, a, nn.Identity(), x), _lif(b), _tcja(b))
     ),
-    "neuron_dta": Case(lambda b: _Pair(neuron_dta, _lif(b), snn.DTA(T, C, backend=b))),
+    "neuron_dta": Case(lambda b: FusedPair(neuron_dta, _lif(b), snn.DTA(T, C, backend=b))),
 }
 EMPTY = {
     5: {"B=0": (T, 0, C, H, W), "H=W=0": (T, B, C, 0, 0), "W=0": (T, B, C, H, 0)},

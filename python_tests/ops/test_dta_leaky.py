@@ -24,33 +24,16 @@ from snnkernels.nn import DTA, LIFNode, ParametricLIFNode, TETLIFNode
 from snnkernels.nn.fused import dta_fusion_blocker, neuron_dta, observer_hook
 from snnkernels.ops.dta_leaky_triton import dta_leaky
 from snnkernels.reference.dta import dta_product_reference
-from snnkernels.reference.leaky import multistep_leaky_reference
 
 from attention_checks import OUT_ATOL, OUT_RTOL, SUM_RTOL, leaves, make_x, no_worse_than_eager
 from conftest import DEVICE, pick
-from test_gated_leaky import NEURONS, settings
+from test_gated_leaky import NEURONS, neuron_reference, settings
 from utils import assert_close_verbose, assert_equal_verbose
 
 # DTA's sigmoid is 1 / (1 + exp(-p)): exp overflows to inf for very negative p, which gives the exact 0
 pytestmark = [pytest.mark.triton, pytest.mark.filterwarnings("ignore:overflow encountered in exp:RuntimeWarning")]
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-
-
-def neuron_reference(x, neuron, surrogate):
-    decay, gain, bias, v_th, v_reset, v_init, hard, strict, detach, _, _ = neuron
-    return multistep_leaky_reference(
-        x,
-        decay=decay,
-        input_gain=gain,
-        bias=bias,
-        v_threshold=v_th,
-        v_reset=v_reset if hard else None,
-        strict_threshold=strict,
-        detach_reset=detach,
-        surrogate_function=surrogate,
-        v_init_value=v_init,
-    )
 
 
 def make_inputs(shape, dtype, layout, residual, na_layout="TB"):

@@ -62,15 +62,11 @@ def settings(name: str, surrogate: sg.Surrogate, strict: bool = False, detach: b
     )
 
 
-def reference(x, scale, spatial, relu, neuron, surrogate):
-    """Spikes of the eager neuron on the attention output as the unfused path stores it."""
+def neuron_reference(x: torch.Tensor, neuron: tuple, surrogate: sg.Surrogate) -> torch.Tensor:
+    """Spikes of the eager leaky neuron on ``x`` with the kernels' settings tuple ``neuron`` (``settings``)."""
     decay, gain, bias, v_th, v_reset, v_init, hard, strict, detach, _, _ = neuron
-    T, B, C, H, W = x.shape
-    y = (x.float().clamp_min(0) if relu else x.float()) * scale.float()[..., None, None]
-    if spatial is not None:
-        y = y * spatial.float().view(1, B, 1, H, W)
     return multistep_leaky_reference(
-        y.to(x.dtype),
+        x,
         decay=decay,
         input_gain=gain,
         bias=bias,
@@ -81,6 +77,15 @@ def reference(x, scale, spatial, relu, neuron, surrogate):
         surrogate_function=surrogate,
         v_init_value=v_init,
     )
+
+
+def reference(x, scale, spatial, relu, neuron, surrogate):
+    """Spikes of the eager neuron on the attention output as the unfused path stores it."""
+    T, B, C, H, W = x.shape
+    y = (x.float().clamp_min(0) if relu else x.float()) * scale.float()[..., None, None]
+    if spatial is not None:
+        y = y * spatial.float().view(1, B, 1, H, W)
+    return neuron_reference(y.to(x.dtype), neuron, surrogate)
 
 
 def make_inputs(shape, dtype, has_map, spread=2.0):

@@ -26,7 +26,17 @@ from snnkernels.reference.staa import (
     staa_features_reference,
 )
 
-from attention_checks import DTYPES, OUT_ATOL, OUT_RTOL, SUM_RTOL, assert_within, gc_weights, key_weight_atol, leaves
+from attention_checks import (
+    DTYPES,
+    OUT_ATOL,
+    OUT_RTOL,
+    SUM_RTOL,
+    assert_within,
+    check_global_context_block,
+    gc_weights,
+    key_weight_atol,
+    leaves,
+)
 from conftest import DEVICE, pick
 from utils import MAX_FLIP_RATE, assert_close_verbose
 
@@ -106,32 +116,7 @@ def test_block_matches_reference(fusion, layer_norm, bias):
 
     out = global_context_fused(inputs[0], params(inputs), fusion=fusion, layer_norm=layer_norm)
     want = global_context_reference(ref[0], params(ref), fusion=fusion, layer_norm=layer_norm)
-    assert_close_verbose(out, want, OUT_ATOL[torch.float32], OUT_RTOL[torch.float32] * 4, "output")
-    grad = torch.randn_like(out)
-    grads = torch.autograd.grad(out, inputs, grad)
-    grads_ref = torch.autograd.grad(want, ref, grad.double())
-    # dX sums the context's path (through the LayerNorm over C // r features, which amplifies fp32 noise
-    # by 1 / std of the hidden features) into every element: relative to its largest entry, as the sums
-    top_x = grads_ref[0].abs().max().item()
-    assert_close_verbose(grads[0], grads_ref[0], SUM_RTOL * top_x, SUM_RTOL, "grad x")
-    p64 = params(ref)
-
-    def loss_of_ctx(ctx):
-        v = global_context_transform_reference(ctx, p64, layer_norm=layer_norm)
-        return (global_context_fusion(ref[0].detach(), v, fusion) * grad.double()).sum()
-
-    for i, (g, g_ref) in enumerate(zip(grads[1:], grads_ref[1:], strict=True)):
-        if present[i] == 1:  # the key bias: exactly 0 here, rounding noise in the reference
-            assert torch.equal(g, torch.zeros_like(g)) and g_ref.abs().max() < 1e-9
-            continue
-        if present[i] == 0:
-            assert_within(g, g_ref, key_weight_atol(ref[0], p64, loss_of_ctx), "grad key weight")
-            continue
-        top = g_ref.abs().max().item()
-        # the softmax backward subtracts two O(|x| |dctx|) terms: the error is relative to those, not to
-        # the (possibly much smaller) result
-        scale = max(top, 1e-3 * top_x)
-        assert_close_verbose(g, g_ref, SUM_RTOL * scale, SUM_RTOL, f"grad of GC weight {present[i]}")
+    check_global_context_block(out, want, inputs, ref, params(ref), present, fusion, layer_norm)
 
 
 def test_module_backend_switch():

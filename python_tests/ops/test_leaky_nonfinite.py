@@ -150,6 +150,29 @@ def test_lif_matches_spikingjelly(backend, v_reset, decay_input, detach_reset, s
     check_pair(run_pair(ours, theirs, nonfinite_input()))
 
 
+def sigmoid_leaky(
+    x: torch.Tensor, coefficients: tuple, v_reset: float | None, detach_reset: bool, backend: str
+) -> tuple:
+    """(spikes, final state) of the leaky neuron with (decay, input_gain, bias) = ``coefficients``, threshold 1
+    and a Sigmoid(4) surrogate, from v_reset (0 for soft reset): SpikingJelly's IF / PLIF in this form."""
+    decay, gain, bias = coefficients
+    return leaky_neuron(
+        x,
+        None,
+        decay=decay,
+        input_gain=gain,
+        bias=bias,
+        v_reset=v_reset,
+        v_init_value=0.0 if v_reset is None else v_reset,
+        v_threshold=1.0,
+        strict_threshold=False,
+        surrogate_function=sg.Sigmoid(4.0),
+        detach_reset=detach_reset,
+        backend=backend,
+        return_final_state=True,
+    )
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("v_reset", [0.0, -0.5, None], ids=["hard0", "hard-0.5", "soft"])
 @pytest.mark.parametrize("detach_reset", [False, True], ids=["attached", "detached"])
@@ -157,21 +180,7 @@ def test_if_matches_spikingjelly(backend, v_reset, detach_reset):
     """IF (decay 1) keeps +-inf membranes, as SpikingJelly's v + x does."""
 
     def ours(x):
-        return *leaky_neuron(
-            x,
-            None,
-            decay=1.0,
-            input_gain=1.0,
-            bias=0.0,
-            v_threshold=1.0,
-            v_reset=v_reset,
-            strict_threshold=False,
-            detach_reset=detach_reset,
-            surrogate_function=sg.Sigmoid(4.0),
-            backend=backend,
-            return_final_state=True,
-            v_init_value=0.0 if v_reset is None else v_reset,
-        ), ()
+        return *sigmoid_leaky(x, (1.0, 1.0, 0.0), v_reset, detach_reset, backend), ()
 
     def theirs(x):
         node = sj_neuron.IFNode(v_reset=v_reset, detach_reset=detach_reset, step_mode="m")
@@ -189,22 +198,8 @@ def test_plif_matches_spikingjelly(backend, v_reset, decay_input):
     """PLIF's rate sigmoid(w) = 1/2 (init_tau = 2): the input gradient and the weight's NaN where SpikingJelly's."""
 
     def ours(x, w):
-        decay, gain, bias = rate_coefficients(torch.sigmoid(w), decay_input, v_reset)
-        return *leaky_neuron(
-            x,
-            None,
-            decay=decay,
-            input_gain=gain,
-            bias=bias,
-            v_threshold=1.0,
-            v_reset=v_reset,
-            strict_threshold=False,
-            detach_reset=False,
-            surrogate_function=sg.Sigmoid(4.0),
-            backend=backend,
-            return_final_state=True,
-            v_init_value=0.0 if v_reset is None else v_reset,
-        ), (w,)
+        coefficients = rate_coefficients(torch.sigmoid(w), decay_input, v_reset)
+        return *sigmoid_leaky(x, coefficients, v_reset, False, backend), (w,)
 
     def theirs(x, w):
         node = sj_neuron.ParametricLIFNode(init_tau=2.0, decay_input=decay_input, v_reset=v_reset, step_mode="m")
@@ -224,22 +219,7 @@ def test_per_channel_learnable_decay(backend, v_reset):
     rate = torch.tensor([0.5, 0.25, 0.0], device=DEVICE)
 
     def ours(x, k):
-        decay, gain, bias = rate_coefficients(k, True, v_reset)
-        return *leaky_neuron(
-            x,
-            None,
-            decay=decay,
-            input_gain=gain,
-            bias=bias,
-            v_threshold=1.0,
-            v_reset=v_reset,
-            strict_threshold=False,
-            detach_reset=False,
-            surrogate_function=sg.Sigmoid(4.0),
-            backend=backend,
-            return_final_state=True,
-            v_init_value=0.0 if v_reset is None else v_reset,
-        ), (k,)
+        return *sigmoid_leaky(x, rate_coefficients(k, True, v_reset), v_reset, False, backend), (k,)
 
     def theirs(x, k):
         vr = 0.0 if v_reset is None else v_reset

@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from snnkernels.backends import BackendUnavailableError
 from snnkernels.nn.ma_snn import AttResBlock, MultiDimensionalAttention, TCSALIFNode, TemporalAttentionFC
 from snnkernels.nn.neuron import AttResLIFNode
 from snnkernels.reference.leaky import multistep_leaky_reference
@@ -32,6 +31,7 @@ from snnkernels.reference.ma_snn import (
 )
 from snnkernels.surrogate import Rectangle
 
+from attention_checks import check_backend_and_layout_arguments
 from official_tcja_dta import loaded  # float64 copy with the official module's state dict (strict)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -688,21 +688,10 @@ MODULE_MAKERS = {
 
 @pytest.mark.parametrize("name", list(MODULE_MAKERS))
 def test_backend_and_layout_arguments(name):
-    make = MODULE_MAKERS[name]
-    make(backend="auto")
-    make(backend="torch")
     # the released attention and the paper's TCSA-LIF have Triton sweeps (python_tests/ops/test_ma_snn_fused.py)
-    with_triton = ("MultiDimensionalAttention", "TCSALIFNode")
-    unavailable = ("native", "cupy") if name in with_triton else ("triton", "native", "cupy")
-    if name in with_triton:
-        make(backend="triton")
-    for backend in unavailable:
-        with pytest.raises(BackendUnavailableError, match=f"{name} has no {backend} kernels"):
-            make(backend=backend)
-    with pytest.raises(ValueError, match="backend must be one of"):
-        make(backend="cuda")
-    with pytest.raises(ValueError, match="layout must be 'TB'"):
-        make(layout="TBCHW")
+    with_triton = name in ("MultiDimensionalAttention", "TCSALIFNode")
+    available = ("auto", "torch", "triton") if with_triton else ("auto", "torch")
+    check_backend_and_layout_arguments(MODULE_MAKERS[name], name, available)
 
 
 @pytest.mark.parametrize("layout", ["TB", "BT"])

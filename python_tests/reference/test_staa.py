@@ -13,12 +13,12 @@ never drops, the GC softmax runs over the pixels.
 from __future__ import annotations
 
 import copy
+import functools
 import pickle
 
 import pytest
 import torch
 
-from snnkernels.backends import BackendUnavailableError
 from snnkernels.nn.staa import GlobalContextBlock, PositionEncoding, STAALIFNode
 from snnkernels.reference.leaky import multistep_leaky_reference
 from snnkernels.reference.staa import (
@@ -32,6 +32,8 @@ from snnkernels.reference.staa import (
     staa_lif_reference,
 )
 from snnkernels.surrogate import Rectangle
+
+from attention_checks import check_backend_and_layout_arguments
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 F64 = dict(dtype=torch.float64, device=DEVICE)
@@ -743,17 +745,11 @@ def test_repr_names_the_options():
 
 
 def test_backend_and_layout_arguments():
-    STAALIFNode(T_, C_, H_, W_, backend="auto")
-    STAALIFNode(T_, C_, H_, W_, backend="torch")
-    STAALIFNode(T_, C_, H_, W_, backend="triton")  # GC's pooling fused (python_tests/ops/test_global_context.py)
-    for backend in ("native", "cupy"):
-        with pytest.raises(BackendUnavailableError, match=f"STAALIFNode has no {backend} kernels"):
-            STAALIFNode(T_, C_, H_, W_, backend=backend)
-    with pytest.raises(ValueError, match="backend must be one of"):
-        STAALIFNode(T_, C_, H_, W_, backend="cuda")
-    for cls_args in ((STAALIFNode, (T_, C_, H_, W_)), (PositionEncoding, (T_, C_, H_, W_))):
-        with pytest.raises(ValueError, match="layout must be 'TB'"):
-            cls_args[0](*cls_args[1], layout="TBCHW")
+    # GC's pooling fused (python_tests/ops/test_global_context.py)
+    make = functools.partial(STAALIFNode, T_, C_, H_, W_)
+    check_backend_and_layout_arguments(make, "STAALIFNode", ("auto", "torch", "triton"))
+    with pytest.raises(ValueError, match="layout must be 'TB'"):
+        PositionEncoding(T_, C_, H_, W_, layout="TBCHW")
 
 
 @pytest.mark.parametrize(

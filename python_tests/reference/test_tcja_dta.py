@@ -13,11 +13,11 @@ import itertools
 import pytest
 import torch
 
-from snnkernels.backends import BackendUnavailableError
 from snnkernels.nn.attention import CLA, DTA, TCJA, TLA, TNA, TXA
 from snnkernels.reference.dta import tna_reference, txa_reference
 from snnkernels.reference.tcja import tcja_reference
 
+from attention_checks import check_backend_and_layout_arguments
 from official_tcja_dta import (
     DTA_C,
     F64,
@@ -323,16 +323,5 @@ def test_dta_spikes_must_match_x():
 
 @pytest.mark.parametrize("name", list(MODULES))
 def test_backend_and_layout_arguments(name):
-    make = MODULES[name][0]
-    make(backend="torch")
-    make(backend="auto")
     # Triton sweeps exist for all (T-NA: around its torch convolutions); none has native / CuPy kernels
-    without = ("native", "cupy")
-    make(backend="triton")
-    for backend in without:
-        with pytest.raises(BackendUnavailableError, match=f"{name} has no {backend} kernels"):
-            make(backend=backend)
-    with pytest.raises(ValueError, match="backend must be one of"):
-        make(backend="cuda")
-    with pytest.raises(ValueError, match="layout must be 'TB'"):
-        make(layout="TBCHW")
+    check_backend_and_layout_arguments(MODULES[name][0], name, ("torch", "auto", "triton"))

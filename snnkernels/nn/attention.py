@@ -279,27 +279,27 @@ class TNA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         options = dict(dilation=self.tca.dilation, attn_shortcut=self.attn_shortcut)
-        if isinstance(x, torch.Tensor) and x.dim() == 4:
+        fused_input = isinstance(x, torch.Tensor) and x.dim() == 4
+        if fused_input:
             if x.shape[1] != self.in_planes:
                 raise ValueError(
                     f"TNA was built for in_planes = {self.in_planes} but the fused [B, T*C, H, W] input has "
                     f"{x.shape[1]} at dim 1 (shape {list(x.shape)})"
                 )
-            check_dtype("TNA", self, x)
-            if x.numel() == 0:
-                return empty_output(x, self)
-            return SF.tna(x, self.params(), **options, backend=self.backend)
-        x_tb = to_tb("TNA", x, self.layout)
-        T, C = x_tb.shape[0], x_tb.shape[2]
-        if T * C != self.in_planes:
-            raise ValueError(
-                f"TNA was built for in_planes = T * C = {self.in_planes} but the input (layout={self.layout!r}, "
-                f"shape {list(x.shape)}) has T * C = {T} * {C} = {T * C}"
-            )
+            x_tb = x
+        else:
+            x_tb = to_tb("TNA", x, self.layout)
+            T, C = x_tb.shape[0], x_tb.shape[2]
+            if T * C != self.in_planes:
+                raise ValueError(
+                    f"TNA was built for in_planes = T * C = {self.in_planes} but the input (layout={self.layout!r}, "
+                    f"shape {list(x.shape)}) has T * C = {T} * {C} = {T * C}"
+                )
         check_dtype("TNA", self, x_tb)
         if x_tb.numel() == 0:
             return empty_output(x, self)
-        return from_tb(SF.tna(x_tb, self.params(), **options, backend=self.backend), self.layout)
+        y = SF.tna(x_tb, self.params(), **options, backend=self.backend)
+        return y if fused_input else from_tb(y, self.layout)
 
     def extra_repr(self) -> str:
         return (

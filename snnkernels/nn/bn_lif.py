@@ -30,18 +30,10 @@ def _neuron_arguments(neuron: nn.Module) -> dict:
         raise ValueError(f"bn_lif runs snnkernels' leaky neurons, got {type(neuron).__name__}")
     if neuron.step_mode != "m" or neuron.stateful:
         raise ValueError("bn_lif runs a stateless multi-step neuron (step_mode='m', stateful=False)")
-    decay, gain, bias = neuron.coefficients()
-    return dict(
-        decay=decay,
-        input_gain=gain,
-        neuron_bias=bias,
-        v_threshold=neuron.v_threshold,
-        v_reset=neuron.v_reset,
-        strict_threshold=neuron.strict_threshold,
-        detach_reset=neuron.detach_reset,
-        surrogate_function=coerce_surrogate(neuron.surrogate_function),
-        v_init_value=neuron.v_init_value,
-    )
+    settings = neuron.leaky_settings()
+    settings["neuron_bias"] = settings.pop("bias")  # bn_lif's "bias" is BatchNorm's
+    settings["surrogate_function"] = coerce_surrogate(settings["surrogate_function"])
+    return dict(settings, v_init_value=neuron.v_init_value)
 
 
 def bn_fusion_blocker(bn: nn.Module, neuron: nn.Module, x: torch.Tensor, backend: str | None = None) -> str | None:

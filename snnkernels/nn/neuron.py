@@ -122,6 +122,15 @@ class SpikingNeuron(MemoryModule):
         """(decay, input_gain, bias) of the charge ``h = decay * v + input_gain * x + bias``."""
         raise NotImplementedError
 
+    def leaky_settings(self) -> dict[str, Any]:
+        """The leaky neuron's keyword settings of this neuron (``functional.multistep_leaky``'s names): the
+        coefficients, threshold, reset and surrogate."""
+        decay, gain, bias = self.coefficients()
+        settings = {"decay": decay, "input_gain": gain, "bias": bias}
+        for name in ("v_threshold", "v_reset", "strict_threshold", "detach_reset", "surrogate_function"):
+            settings[name] = getattr(self, name)
+        return settings
+
     def reset(self) -> None:
         """``v`` back to its resting value and ``v_seq`` cleared (SpikingJelly's ``reset_net`` calls this)."""
         super().reset()
@@ -222,18 +231,10 @@ class SpikingNeuron(MemoryModule):
             x_seq = x_seq.unsqueeze(1)
             v = v.unsqueeze(0) if isinstance(v, torch.Tensor) else v
         v_init, v_init_value = (v, self.v_init_value) if isinstance(v, torch.Tensor) else (None, v)
-        decay, gain, bias = self.coefficients()
         out = leaky_neuron(
             x_seq,
             v_init,
-            decay=decay,
-            input_gain=gain,
-            bias=bias,
-            v_threshold=self.v_threshold,
-            v_reset=self.v_reset,
-            strict_threshold=self.strict_threshold,
-            detach_reset=self.detach_reset,
-            surrogate_function=self.surrogate_function,
+            **self.leaky_settings(),
             backend=self.backend,
             return_final_state=final_state,
             v_init_value=v_init_value,
@@ -294,6 +295,11 @@ class _SpikingJellyNode(SpikingNeuron):
         )
 
 
+def _check_tau(value: float, name: str, why: str = "") -> None:
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 1):
+        raise ValueError(f"{name} must be a finite float > 1{why}, got {value!r}")
+
+
 class LIFNode(_SpikingJellyNode):
     """SpikingJelly's ``LIFNode`` (same keywords and defaults), fused over time.
 
@@ -316,9 +322,8 @@ class LIFNode(_SpikingJellyNode):
         backend: str = "auto",
         stateful: bool = True,
     ) -> None:
-        if isinstance(tau, bool) or not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau > 1):
-            # SpikingJelly's LIFNode asserts tau > 1 too: tau <= 1 makes the decay 1 - 1/tau <= 0
-            raise ValueError(f"tau must be a finite float > 1, got {tau!r}")
+        # SpikingJelly's LIFNode asserts tau > 1 too: tau <= 1 makes the decay 1 - 1/tau <= 0
+        _check_tau(tau, "tau")
         super().__init__(
             v_threshold,
             v_reset,
@@ -373,10 +378,7 @@ class ParametricLIFNode(_SpikingJellyNode):
         backend: str = "auto",
         stateful: bool = True,
     ) -> None:
-        if isinstance(init_tau, bool) or not (
-            isinstance(init_tau, (int, float)) and math.isfinite(init_tau) and init_tau > 1
-        ):
-            raise ValueError(f"init_tau must be > 1 (the rate sigmoid(w) lies in (0, 1)), got {init_tau!r}")
+        _check_tau(init_tau, "init_tau", " (the rate sigmoid(w) lies in (0, 1))")
         super().__init__(
             v_threshold,
             v_reset,

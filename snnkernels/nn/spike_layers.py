@@ -20,9 +20,17 @@ __all__ = ["SpikeConv1d", "SpikeConv2d", "SpikeLinear"]
 
 
 class _SpikeConvMixin:
-    """The forward of SpikeConv1d / SpikeConv2d (``dims`` spatial dims)."""
+    """The constructor and forward of SpikeConv1d / SpikeConv2d (``dims`` spatial dims)."""
 
     dims: int
+
+    def __init__(self, *args, backend: str = "auto", check: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.backend = check_backend_name(backend, type(self).__name__, SF.PACKING_BACKENDS)
+        self.check = check
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._spike_forward(x)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, backend={self.backend!r}, check={self.check}"
@@ -62,14 +70,6 @@ class SpikeConv1d(_SpikeConvMixin, nn.Conv1d):
 
     dims = 1
 
-    def __init__(self, *args, backend: str = "auto", check: bool = True, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.backend = check_backend_name(backend, type(self).__name__, SF.PACKING_BACKENDS)
-        self.check = check
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._spike_forward(x)
-
 
 class SpikeConv2d(_SpikeConvMixin, nn.Conv2d):
     """``nn.Conv2d`` on spikes, its input saved at 1 bit an element.
@@ -81,14 +81,6 @@ class SpikeConv2d(_SpikeConvMixin, nn.Conv2d):
     """
 
     dims = 2
-
-    def __init__(self, *args, backend: str = "auto", check: bool = True, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.backend = check_backend_name(backend, type(self).__name__, SF.PACKING_BACKENDS)
-        self.check = check
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._spike_forward(x)
 
 
 class SpikeLinear(nn.Linear):

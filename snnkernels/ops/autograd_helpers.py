@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["distinct", "as_tensor", "needs_training", "fresh_float", "fresh_settings"]
+from .leaky_settings import FWD, SCALAR_SETTINGS
+
+__all__ = ["distinct", "as_tensor", "needs_training", "fresh_float", "fresh_settings", "forward_settings"]
+
+# The scalar settings a neuron's forward op takes: those its forward kernel reads, which lead SCALAR_SETTINGS
+FORWARD_SETTINGS = sum(FWD in a.reads for a in SCALAR_SETTINGS)
 
 
 def distinct(*args):
@@ -43,3 +48,10 @@ def fresh_float(value: float) -> float:
 def fresh_settings(settings) -> tuple:
     """A neuron's settings as a tuple, each float through ``fresh_float`` (the others as they are)."""
     return tuple(fresh_float(v) if isinstance(v, float) else v for v in settings)
+
+
+def forward_settings(settings: tuple) -> tuple:
+    """Of a neuron's scalar settings (``nn.fused.neuron_settings``), those its forward op takes: (decay, gain,
+    bias, v_threshold, v_reset, v_init_value, hard_reset, strict); the rest (detach_reset and the surrogate)
+    only reach the backward."""
+    return tuple(settings[:FORWARD_SETTINGS])

@@ -31,7 +31,7 @@ from ..kernels.triton.bn_lif import (
 from ..surrogate import Sigmoid, Triangle
 from ._device import on_device_of
 from ._double_backward import refuse_double_backward
-from .autograd_helpers import fresh_settings, needs_training
+from .autograd_helpers import forward_settings, fresh_settings, needs_training
 from .gated_leaky_triton import NeuronSettings, new_checkpoints
 from .layout import match_layout, rows_layout
 from .leaky_triton import DEFAULT_CHUNK
@@ -241,23 +241,11 @@ class _BNLIFFunction(torch.autograd.Function):
         chunk: int,
         training: bool,
     ):
-        _decay, _gain, _bias, v_threshold, v_reset, v_init_value, hard_reset, strict, *_ = neuron
         scale = weight * invstd
         shift = bias - mean * scale
+        # the neuron's coefficients are the tensors decay, gain, neuron_bias: its float ones are not read
         spikes, ckpt = bn_lif_fwd(
-            x,
-            scale,
-            shift,
-            decay,
-            gain,
-            neuron_bias,
-            v_threshold,
-            v_reset,
-            v_init_value,
-            hard_reset,
-            strict,
-            training,
-            chunk,
+            x, scale, shift, decay, gain, neuron_bias, *forward_settings(neuron)[3:], training, chunk
         )
         ctx.neuron, ctx.batch_stats, ctx.chunk = neuron, batch_stats, chunk
         ctx.save_for_backward(x, scale, shift, mean, invstd, decay, gain, neuron_bias, ckpt)
@@ -267,7 +255,6 @@ class _BNLIFFunction(torch.autograd.Function):
     def backward(ctx: Any, grad_spikes: torch.Tensor):
         x, scale, shift, mean, invstd, decay, gain, neuron_bias, ckpt = ctx.saved_tensors
         needs = ctx.needs_input_grad
-        _d, _g, _b, v_threshold, v_reset, v_init_value, hard_reset, strict, detach, sg_id, sg_param = ctx.neuron
         grad_x, sums = bn_lif_bwd(
             match_layout(grad_spikes, x),
             x,
@@ -279,14 +266,7 @@ class _BNLIFFunction(torch.autograd.Function):
             gain,
             neuron_bias,
             ckpt,
-            v_threshold,
-            v_reset,
-            v_init_value,
-            hard_reset,
-            strict,
-            detach,
-            sg_id,
-            sg_param,
+            *ctx.neuron[3:],
             ctx.chunk,
             ctx.batch_stats,
             needs[3],

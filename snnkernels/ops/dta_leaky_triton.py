@@ -20,10 +20,9 @@ import torch
 
 from ..kernels.triton.dta_leaky import dta_leaky_bwd_kernel, dta_leaky_fwd_kernel
 from ..surrogate import Sigmoid, Triangle
-from ._device import on_device_of
 from ._double_backward import refuse_double_backward
-from .autograd_helpers import as_tensor, distinct, fresh_settings, needs_training
-from .gated_leaky_triton import NeuronSettings, launch_neuron_fwd, new_checkpoints, new_counts
+from .autograd_helpers import as_tensor, distinct, forward_settings, fresh_settings, needs_training
+from .gated_leaky_triton import NeuronSettings, launch_neuron_bwd, launch_neuron_fwd, new_checkpoints, new_counts
 from .layout import match_layout, na_strides, plane_size, rows_layout
 from .leaky_triton import DEFAULT_CHUNK
 from .pooled_attention import TXAGates, cross_grads, plane_means
@@ -35,7 +34,7 @@ from .registry import (
     registered_op,
     triton_entry,
 )
-from .triton_launch import COMPILE_OPTIONS, f32, neuron_geometry, neuron_grid, per_row
+from .triton_launch import neuron_grid, per_row
 
 __all__ = ["dta_leaky", "dta_leaky_fwd", "dta_leaky_bwd"]
 
@@ -132,13 +131,16 @@ def dta_leaky_bwd(
     order."""
     a, b, na_bias = per_row(a), per_row(b), per_row(na_bias)
     residual = na_bias is not None
-    grid, block_r, block_s, warps = neuron_grid(x)
-    grad_x, grad_na, partials = _bwd_outputs(x, na, residual, grid[1])
+    tiles = neuron_grid(x)
+    grad_x, grad_na, partials = _bwd_outputs(x, na, residual, tiles[0][1])
     if x.numel() == 0:
         partials.zero_()
     else:
-        with on_device_of(x):
-            dta_leaky_bwd_kernel[grid](
+        launch_neuron_bwd(
+            dta_leaky_bwd_kernel,
+            x,
+            tiles,
+            (
                 grad_y,
                 x,
                 na,
@@ -151,20 +153,16 @@ def dta_leaky_bwd(
                 partials[0],
                 partials[1],
                 partials[2] if residual else partials[0],
-                *neuron_geometry(x),
-                *na_strides(na),
-                *f32(decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
-                NA_RESIDUAL=residual,
-                HARD_RESET=hard_reset,
-                STRICT=strict,
-                DETACH_RESET=detach_reset,
-                SG_ID=surrogate_id,
-                CHUNK=chunk,
-                BLOCK_R=block_r,
-                BLOCK_S=block_s,
-                num_warps=warps,
-                **COMPILE_OPTIONS,
-            )
+            ),
+            (decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
+            chunk,
+            na_strides(na),
+            NA_RESIDUAL=residual,
+            HARD_RESET=hard_reset,
+            STRICT=strict,
+            DETACH_RESET=detach_reset,
+            SG_ID=surrogate_id,
+        )
     return grad_x, grad_na, partials.sum(dim=1)
 
 
@@ -224,26 +222,10 @@ class _DTALeakyFunction(torch.autograd.Function):
         count: bool,
     ):
         na = rows_layout(na)  # read in place in either storage order: no copy to x's strides
-        decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, *_ = neuron
         z = plane_means(x)
         g = TXAGates(z, conv_t_weight, conv_c_weight, scale_t, scale_c)
         y, ckpt, counts = dta_leaky_fwd(
-            x,
-            na,
-            g.a,
-            g.b,
-            _bias_rows(na_bias, x),
-            decay,
-            gain,
-            bias,
-            v_threshold,
-            v_reset,
-            v_init_value,
-            hard_reset,
-            strict,
-            training,
-            chunk,
-            count,
+            x, na, g.a, g.b, _bias_rows(na_bias, x), *forward_settings(neuron), training, chunk, count
         )
         ctx.neuron, ctx.chunk = neuron, chunk
         ctx.save_for_backward(

@@ -19,7 +19,7 @@ from ..kernels.triton.gated_leaky import gated_leaky_bwd_kernel, gated_leaky_fwd
 from ..surrogate import Sigmoid, Triangle
 from ._device import on_device_of
 from ._double_backward import refuse_double_backward
-from .autograd_helpers import fresh_settings, needs_training
+from .autograd_helpers import forward_settings, fresh_settings, needs_training
 from .layout import match_layout, rows_layout
 from .leaky import num_checkpoints
 from .leaky_triton import DEFAULT_CHUNK
@@ -124,6 +124,35 @@ def launch_neuron_fwd(
     return out, ckpt, partial.sum(dim=0, dtype=torch.int32) if count else counts
 
 
+def launch_neuron_bwd(
+    kernel: Any,
+    x: torch.Tensor,
+    tiles: tuple,
+    tensors: tuple,
+    scalars: tuple,
+    chunk: int,
+    strides: tuple = (),
+    **flags: bool | int,
+) -> None:
+    """Run a neuron backward over x's tiles (the gated and DTA kernels; ``tiles`` is ``neuron_grid(x)``, which
+    sized the partial sums among ``tensors``). The kernel's arguments are ``tensors``, x's geometry,
+    ``strides``, ``scalars`` in fp32, ``flags``."""
+    grid, block_r, block_s, warps = tiles
+    with on_device_of(x):
+        kernel[grid](
+            *tensors,
+            *neuron_geometry(x),
+            *strides,
+            *f32(*scalars),
+            **flags,
+            CHUNK=chunk,
+            BLOCK_R=block_r,
+            BLOCK_S=block_s,
+            num_warps=warps,
+            **COMPILE_OPTIONS,
+        )
+
+
 def new_counts(x: torch.Tensor, count: bool) -> torch.Tensor:
     """The int32 spikes per (t, b, c) of a neuron kernel over ``x`` when counted (empty otherwise)."""
     return x.new_empty(x.shape[:3] if count else (0,), dtype=torch.int32)
@@ -182,14 +211,16 @@ def gated_leaky_bwd(
     """(dL/dx of the gate's path in x's layout, dL/dscale fp32 [T, B, C], dL/dspatial fp32 [B, H * W] or
     empty). The partial sums of the programs are added here in a fixed order."""
     scale, spatial = per_row(scale), per_row(spatial)
-    T, B, C, H, W = x.shape
-    grid, block_r, block_s, warps = neuron_grid(x)
-    grad_x, grad_scale, grad_map = _bwd_outputs(x, spatial is not None, grid[1])
+    tiles = neuron_grid(x)
+    grad_x, grad_scale, grad_map = _bwd_outputs(x, spatial is not None, tiles[0][1])
     if x.numel() == 0:
         grad_scale.zero_(), grad_map.zero_()
     else:
-        with on_device_of(x):
-            gated_leaky_bwd_kernel[grid](
+        launch_neuron_bwd(
+            gated_leaky_bwd_kernel,
+            x,
+            tiles,
+            (
                 grad_spikes,
                 x,
                 scale,
@@ -198,20 +229,16 @@ def gated_leaky_bwd(
                 grad_x,
                 grad_scale,
                 grad_scale if spatial is None else grad_map,
-                *neuron_geometry(x),
-                *f32(decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
-                RELU=relu,
-                HAS_MAP=spatial is not None,
-                HARD_RESET=hard_reset,
-                STRICT=strict,
-                DETACH_RESET=detach_reset,
-                SG_ID=surrogate_id,
-                CHUNK=chunk,
-                BLOCK_R=block_r,
-                BLOCK_S=block_s,
-                num_warps=warps,
-                **COMPILE_OPTIONS,
-            )
+            ),
+            (decay, gain, bias, v_threshold, v_reset, v_init_value, surrogate_param),
+            chunk,
+            RELU=relu,
+            HAS_MAP=spatial is not None,
+            HARD_RESET=hard_reset,
+            STRICT=strict,
+            DETACH_RESET=detach_reset,
+            SG_ID=surrogate_id,
+        )
     grad_map = grad_map.sum(dim=1) if spatial is not None else grad_map
     return grad_x, grad_scale.sum(dim=0), grad_map
 
@@ -262,23 +289,8 @@ class _GatedLeakyFunction(torch.autograd.Function):
         training: bool,
         count: bool,
     ):
-        decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, *_ = neuron
         spikes, ckpt, counts = gated_leaky_fwd(
-            x,
-            scale,
-            spatial,
-            relu,
-            decay,
-            gain,
-            bias,
-            v_threshold,
-            v_reset,
-            v_init_value,
-            hard_reset,
-            strict,
-            training,
-            chunk,
-            count,
+            x, scale, spatial, relu, *forward_settings(neuron), training, chunk, count
         )
         ctx.relu, ctx.neuron, ctx.chunk = relu, neuron, chunk
         ctx.save_for_backward(x, scale, spatial, ckpt)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ..reference.ma_snn import mlp_gate
-from .autograd_helpers import needs_training
+from .autograd_helpers import forward_settings, needs_training
 from .gated_leaky_triton import gated_leaky_bwd, gated_leaky_fwd
 from .layout import match_layout, rows_layout
 from .leaky_triton import DEFAULT_CHUNK
@@ -217,23 +217,8 @@ class _MAGatedNeuronFunction(torch.autograd.Function):
         count: bool,
     ):
         scale, spatial, saved = _gates_forward(x, dims, ta_w0, ta_w1, ca_w0, ca_w1, sa_weight)
-        decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, *_ = neuron
         spikes, ckpt, counts = gated_leaky_fwd(
-            x,
-            scale,
-            spatial,
-            True,
-            decay,
-            gain,
-            bias,
-            v_threshold,
-            v_reset,
-            v_init_value,
-            hard_reset,
-            strict,
-            training,
-            chunk,
-            count,
+            x, scale, spatial, True, *forward_settings(neuron), training, chunk, count
         )
         ctx.dims, ctx.neuron, ctx.chunk = dims, neuron, chunk
         ctx.save_for_backward(*saved, ckpt)

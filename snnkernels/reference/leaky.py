@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from ..neuron_models import Number, lif_coefficients
+from ..neuron_models import Number, lif_leaky_settings
 from ..surrogate import ATan, Surrogate
 
 __all__ = ["multistep_leaky_reference", "multistep_lif_reference", "state_dtype"]
@@ -120,20 +120,14 @@ def multistep_lif_reference(
     return_final_state: bool = False,
     return_v_seq: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, ...]:
-    """SpikingJelly's multi-step LIF (see ``lif_coefficients``); v starts at v_reset (0 for soft reset)."""
-    decay, gain, bias = lif_coefficients(tau, decay_input, v_reset)
+    """SpikingJelly's multi-step LIF (see ``lif_leaky_settings``); v starts at v_reset (0 for soft reset)."""
     return multistep_leaky_reference(
         x_seq,
         v_init,
-        decay=decay,
-        input_gain=gain,
-        bias=bias,
+        **lif_leaky_settings(tau, decay_input, v_reset),
         v_threshold=v_threshold,
-        v_reset=v_reset,
-        strict_threshold=False,
         detach_reset=detach_reset,
         surrogate_function=surrogate_function,
-        v_init_value=0.0 if v_reset is None else v_reset,
         return_final_state=return_final_state,
         return_v_seq=return_v_seq,
     )

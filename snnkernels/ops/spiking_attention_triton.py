@@ -448,6 +448,11 @@ def _ssa_variants() -> Iterator[AotVariant]:
 
 
 def _gate_variants() -> Iterator[AotVariant]:
+    # the forward's wide tile, which gate_fwd takes when batch x heads is small (Q-K channel attention)
+    block_r, block_p, warps = gate_tiles(784, 24, programs=1)
+    for i, dtype in enumerate(("fp32", "bf16")):
+        wide = dict(BLOCK_R=block_r, BLOCK_P=block_p, HAS_B=i == 1, HARD_RESET=True)
+        yield K.gate_fwd_kernel, {"x_ptr", "a_ptr", "b_ptr", "y_ptr"}, dtype, wide, warps
     for N, D, dtypes in _AOT_SHAPES:
         block_r, block_p, warps = gate_tiles(N, D)
         for i, dtype in enumerate(dtypes):

@@ -318,3 +318,63 @@ def test_masnn_layer_order_and_neuron_match_official():
     z = f.BNLayer(f.linear(layer(h).flatten(2).flatten(0, 1))).unflatten(0, (4, 3))
     torch.testing.assert_close(f(layer(h).flatten(2)), _lif_ma(f.attention(z)), rtol=0, atol=0)
     torch.testing.assert_close(m(x), m.FC1(m.FC0(layer(h).flatten(2))).mean(0), rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# memory: the pool after BatchNorm keeps only its input's shape (docs/ma_snn.md "Memory of the backward")
+
+
+def _lean_pool_run(backend, lean):
+    torch.manual_seed(0)
+    m = _tiny_masnn(channels=(8, 8, 16), pools=(1, 2, 2), input_size=9, layout="TB", backend=backend).train()
+    with torch.no_grad():  # every layer fires on this input
+        for bn in (mod for mod in m.modules() if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm)):
+            bn.weight.fill_(1.5)
+    for i in range(3):
+        layer = getattr(m, f"convAttLIF{i}")
+        if layer.pooling_kernel_size > 1:
+            assert layer.pooling.lean == (backend != "torch")
+            layer.pooling.lean = lean
+    x = torch.randn(4, 3, 2, 9, 9, generator=torch.Generator().manual_seed(3)).requires_grad_()
+    out = m(x)
+    (out * torch.randn(out.shape, generator=torch.Generator().manual_seed(4))).sum().backward()
+    return m, out, x.grad
+
+
+@pytest.mark.parametrize("backend", ["auto", pytest.param("triton", marks=pytest.mark.triton)])
+def test_masnn_lean_pool_changes_no_number(backend):
+    """The same network with the lean pools and with nn.AvgPool2d's own backward (odd 9 x 9 frames: the last row
+    and column of every pooled map get no gradient): output, input and parameter gradients, running statistics
+    bit for bit."""
+    (m, out, gx), (ref, out_ref, gx_ref) = _lean_pool_run(backend, True), _lean_pool_run(backend, False)
+    assert out_ref.abs().sum() > 0, "the tiny network never fires on this input"
+    assert_equal = torch.testing.assert_close
+    assert_equal(out, out_ref, rtol=0, atol=0)
+    assert_equal(gx, gx_ref, rtol=0, atol=0)
+    assert gx_ref.abs().sum() > 0
+    for (n, p), (_, q) in zip(m.named_parameters(), ref.named_parameters(), strict=True):
+        assert_equal(p.grad, q.grad, rtol=0, atol=0, msg=n)
+        if n.endswith("conv2d.weight"):
+            assert q.grad.abs().sum() > 0, n
+    for (n, b), (_, c) in zip(m.named_buffers(), ref.named_buffers(), strict=True):
+        assert_equal(b, c, rtol=0, atol=0, msg=n)
+    assert m.state_dict().keys() == ref.state_dict().keys()
+
+
+@pytest.mark.parametrize("backend", ["auto", pytest.param("triton", marks=pytest.mark.triton)])
+def test_masnn_pooled_layers_keep_no_batchnorm_output(backend):
+    """bench.memory's census of a tiny MASNN: off the eager path the pooled layers hold no BatchNorm output; the
+    one unpooled layer (its attention reads BatchNorm's output) still does; the eager path keeps nn.AvgPool2d."""
+    from bench.memory import saved_bytes
+
+    def census(b):
+        torch.manual_seed(0)
+        m = _tiny_masnn(channels=(8, 8, 16), pools=(1, 2, 2), input_size=8, layout="TB", backend=b)
+        return saved_bytes(m, torch.randn(4, 3, 2, 8, 8))
+
+    fused, eager = census(backend), census("torch")
+    first_bn = 4 * 3 * 8 * 8 * 8 * 4  # convAttLIF0's BatchNorm output [T * B, 8, 8, 8], fp32
+    pooled_bn = 4 * 3 * (8 * 8 * 8 + 16 * 4 * 4) * 4  # convAttLIF1 / 2's, before their pools
+    fc_bn = 4 * 3 * (16 + 3) * 4  # FC0 / FC1's BatchNorm1d outputs, read by their TA
+    assert fused["bn_outputs"] == first_bn + fc_bn
+    assert eager["bn_outputs"] == first_bn + pooled_bn + fc_bn

@@ -30,6 +30,7 @@ from torch import nn
 from ..nn.fused import attention_neuron
 from ..nn.ma_snn import AttResBlock, MultiDimensionalAttention, StepConv2d, TemporalAttentionFC, TimeBatchNorm
 from ..nn.neuron import AttResLIFNode, MASNNLIFNode
+from ..nn.pooling import AvgPool2d
 from ..reference.ma_snn import check_dims
 from ..surrogate import Rectangle
 from ._blocks import check_positive, network_options, norm_neuron, spike_conv2d, spike_linear, to_time_major
@@ -169,7 +170,9 @@ class ConvAttLIF(nn.Module):
         self.BNLayer = nn.BatchNorm2d(planes)
         self.pooling_kernel_size = int(pooling_kernel_size)
         if self.pooling_kernel_size > 1:
-            self.pooling = nn.AvgPool2d(self.pooling_kernel_size)
+            # off the eager path the pool keeps only its input's shape, so BatchNorm's output is not held for the
+            # backward (docs/ma_snn.md "Memory of the backward"); same numbers
+            self.pooling = AvgPool2d(self.pooling_kernel_size, lean=neuron_backend != "torch")
         self.dims = dims
         if dims is not None:
             self.attention = MultiDimensionalAttention(

@@ -1,0 +1,86 @@
+"""An ``nn.AvgPool2d`` that keeps only its input's shape for the backward (docs/ma_snn.md "Memory of the backward").
+
+``nn.AvgPool2d``'s autograd saves its whole input although the gradient reads only the input's shape: for
+non-overlapping windows (stride = kernel, no padding, floor mode) every input element lies in at most one
+window and gets ``dY / (kh * kw)`` of it, the elements past the last full window none. ``AvgPool2d`` here
+computes that gradient from dY alone, so a BatchNorm output that only the pool reads is not kept for the
+backward. Forward and gradient are bit-identical to ``nn.AvgPool2d``'s: the forward is its call, and the
+gradient is the one division the ATen kernels make, by a power of two (the lean path is taken only then, so
+dividing and multiplying by the reciprocal round alike), added to zero.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["AvgPool2d"]
+
+
+class _ShapeOnlyAvgPool2d(torch.autograd.Function):
+    """avg_pool2d with stride = kernel, no padding, floor mode; saves x's shape, not x."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
+        ctx.shape, ctx.kernel = x.shape, kernel
+        return F.avg_pool2d(x, kernel, kernel)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        kh, kw = ctx.kernel
+        height, width = ctx.shape[-2:]
+        lead, (rows, cols) = grad.shape[:-2], grad.shape[-2:]
+        share = (grad / (kh * kw))[..., :, None, :, None].expand(*lead, rows, kh, cols, kw)
+        grad_x = share.reshape(*lead, rows * kh, cols * kw)
+        if rows * kh != height or cols * kw != width:  # the rows / columns no window covers
+            grad_x = F.pad(grad_x, (0, width - cols * kw, 0, height - rows * kh))
+        return grad_x, None
+
+
+def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+class AvgPool2d(nn.AvgPool2d):
+    """``nn.AvgPool2d`` (same arguments, no parameters, same numbers) whose backward needs only the input's shape
+    where the windows tile the input: stride = kernel size, no padding, ``ceil_mode=False``, no
+    ``divisor_override``, a window area that is a power of two, and ``lean=True``. Otherwise the plain layer.
+
+    Args:
+        *args: ``nn.AvgPool2d``'s.
+        lean (bool): keep only the shape for the backward where the settings allow. Default: ``True``.
+        **kwargs: ``nn.AvgPool2d``'s.
+    """
+
+    def __init__(self, *args, lean: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lean = bool(lean)
+
+    def lean_for(self, x: torch.Tensor) -> bool:
+        """Whether a call on ``x`` keeps only x's shape for the backward."""
+        kernel = _pair(self.kernel_size)
+        stride = _pair(self.stride if self.stride else self.kernel_size)
+        area = kernel[0] * kernel[1]
+        return (
+            self.lean
+            and x.requires_grad
+            and x.dim() in (3, 4)
+            and stride == kernel
+            and _pair(self.padding) == (0, 0)
+            and not self.ceil_mode
+            and self.divisor_override is None
+            and area & (area - 1) == 0
+            and x.shape[-2] >= kernel[0]
+            and x.shape[-1] >= kernel[1]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.lean_for(x):
+            return _ShapeOnlyAvgPool2d.apply(x, _pair(self.kernel_size))
+        return super().forward(x)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, lean={self.lean}"

@@ -140,7 +140,8 @@ class ConvAttLIF(nn.Module):
     """One official ``ConvAttLIF`` layer on [T, B, C, H, W] (docs/ma_snn.md "Released attention").
 
     ``conv2d`` (3x3, padding 1, bias) and ``BNLayer`` (BatchNorm2d over the T * B samples) per step, then
-    ``pooling`` (AvgPool2d, only when ``pooling_kernel_size > 1``), then ``attention``
+    ``pooling`` (AvgPool2d, only when ``pooling_kernel_size > 1``; off the eager path ``nn.pooling.AvgPool2d``,
+    which keeps only its input's shape for the backward, same numbers), then ``attention``
     (``MultiDimensionalAttention`` on the whole sequence, absent when ``dims`` is None), then the MA-SNN
     LIF loop (``network.ConvIF``, no parameters). When both run on Triton, the neuron applies the
     attention's gates and ReLU inside its time loop (``snnkernels.nn.fused``: the attention output is never

@@ -24,6 +24,7 @@ from .ops import leaky_cupy, leaky_native
 from .ops import spike_pack as spike_pack_ops
 from .ops.layout import match_layout
 from .ops.leaky import time_major_dense
+from .ops.leaky_settings import FWD_ARGS, positional
 from .reference.bn_lif import bn_lif_reference
 from .reference.dta import (
     TNAParams,
@@ -268,31 +269,39 @@ def leaky_neuron(
     x = time_major_dense(x_seq)
     if v_init is not None:
         v_init = match_layout(v_init.to(state_dtype(x.dtype)), x[0])
-    scalars, tensors = _split_coefficients(coefficients)
+    (decay, gain, bias), (decay_t, gain_t, bias_t) = _split_coefficients(coefficients)
     training = torch.is_grad_enabled() and (
         x.requires_grad
         or (v_init is not None and v_init.requires_grad)
-        or any(t is not None and t.requires_grad for t in tensors)
+        or any(t is not None and t.requires_grad for t in (decay_t, gain_t, bias_t))
     )
     counted_in_kernel = count_spikes and backend == "triton"
     forward_op, chunk = _fused_forward(backend, counted_in_kernel)
+    # by name: the op's argument order is the definition's (ops/leaky_settings.py), not written here
     spikes, v_final, _, v_seq, *counts = forward_op(
-        x,
-        v_init,
-        *tensors,
-        *scalars,
-        v_threshold,
-        0.0 if v_reset is None else v_reset,
-        v_init_value,
-        v_reset is not None,
-        strict_threshold,
-        detach_reset,
-        surrogate_function.id,
-        surrogate_function.param,
-        training,
-        return_final_state,
-        chunk,
-        return_v_seq,
+        *positional(
+            FWD_ARGS,
+            x=x,
+            v_init=v_init,
+            decay_t=decay_t,
+            gain_t=gain_t,
+            bias_t=bias_t,
+            decay=decay,
+            gain=gain,
+            bias=bias,
+            v_threshold=v_threshold,
+            v_reset=0.0 if v_reset is None else v_reset,
+            v_init_value=v_init_value,
+            hard_reset=v_reset is not None,
+            strict=strict_threshold,
+            detach_reset=detach_reset,
+            surrogate_id=surrogate_function.id,
+            surrogate_param=surrogate_function.param,
+            training=training,
+            store_final_state=return_final_state,
+            chunk=chunk,
+            store_v_seq=return_v_seq,
+        )
     )
     out = (spikes,) + ((v_final,) if return_final_state else ()) + ((v_seq,) if return_v_seq else ())
     out = out if len(out) > 1 else spikes

@@ -15,7 +15,7 @@
 //
 // Template parameters:
 //   scalar_t      float, snnk::half_t or snnk::bf16_t (element type of x, spikes, gradients)
-//   SG_ID         surrogate id 0..7 (snnkernels/surrogate.h), or -1: the `sg_id` argument
+//   SG_ID         surrogate id 0..7 (snnkernels/surrogate.h), or -1: the `surrogate_id` argument
 //   CHUNK         forward: steps whose loads are issued together; backward: steps stashed in registers.
 //                 Any run-time `chunk` works with any CHUNK (a backward chunk longer than CHUNK is walked
 //                 in CHUNK-step pieces, each recomputed from the chunk's checkpoint); chunk == CHUNK is the
@@ -32,8 +32,9 @@
 //   and kHasGradVSeq, then come from `flags`)
 //   k = mod.get_function('snnk::leaky_fwd_kernel<float, 8, 4, 0x7fffu, 0x4050u>')
 // Pass scalars with their exact C types (numpy.float32, numpy.int64 for `long long`, numpy.uint32 for
-// flags, numpy.int32 for sg_id): CuPy sends a Python float as a double. Null pointers for absent
-// optional arrays are fine (0); they are never dereferenced when their flag is off.
+// flags, numpy.int32 for an int setting): CuPy sends a Python float as a double. The settings passed as
+// values are SNNK_LEAKY_*_KERNEL_SCALARS (leaky_args.h, generated; leaky_settings.kernel_scalars in Python).
+// Null pointers for absent optional arrays are fine (0); they are never dereferenced when their flag is off.
 #pragma once
 
 #include "snnkernels/convert.h"
@@ -189,7 +190,7 @@ leaky_fwd_kernel(const scalar_t* __restrict__ x,    // [T, N]
                  float* __restrict__ checkpoints,    // [cdiv(T, chunk) - 1, N] out if kTraining
                  float* __restrict__ v_seq,          // [T, N] out if kStoreVSeq
                  long long T, long long N, long long S, long long C,
-                 float decay, float gain, float bias, float v_threshold, float v_reset, float v_init_value,
+                 SNNK_LEAKY_FWD_KERNEL_SCALARS,  // float decay, ..., v_init_value (generated, leaky_args.h)
                  long long chunk, unsigned int flags) {
   using namespace leaky_detail;
   static_assert(CHUNK >= 1 && VEC >= 1, "CHUNK and VEC must be positive");
@@ -266,8 +267,8 @@ leaky_bwd_kernel(const scalar_t* __restrict__ grad_spikes,  // [T, N] dL/ds
                  float* __restrict__ grad_bias,             // [N] out if kNeedGradBias
                  const float* __restrict__ grad_v_seq,      // [T, N] dL/dv_seq if kHasGradVSeq
                  long long T, long long N, long long S, long long C,
-                 float decay, float gain, float bias, float v_threshold, float v_reset, float v_init_value,
-                 float sg_param, int sg_id, long long chunk, unsigned int flags) {
+                 SNNK_LEAKY_BWD_KERNEL_SCALARS,  // ..., int surrogate_id, float surrogate_param (generated)
+                 long long chunk, unsigned int flags) {
   using namespace leaky_detail;
   static_assert(CHUNK >= 1 && VEC >= 1, "CHUNK and VEC must be positive");
 #define SNNK_FLAG(F) (::snnk::leaky_flag<F, STATIC_MASK, STATIC_FLAGS>(flags))
@@ -366,7 +367,7 @@ leaky_bwd_kernel(const scalar_t* __restrict__ grad_spikes,  // [T, N] dL/ds
           for (int j = 0; j < VEC; ++j) {
             const float h = hs[k][j];
             const float grad_h = leaky_grad_h<SG_ID>(h, to_float(gs[k].v[j]), grad_v[j], v_threshold, v_reset,
-                                                     sg_param, sg_id, hard_reset, strict, detach_reset);
+                                                     surrogate_param, surrogate_id, hard_reset, strict, detach_reset);
             gx.v[j] = from_float<scalar_t>(mul_rn(grad_h, b[j]));
             grad_v[j] = mul_rn(grad_h, a[j]);
             if (need_decay) {

@@ -63,8 +63,8 @@ const char* launch_fwd(const LeakyFwdParams& p, void* stream) {
         constexpr unsigned int kValue = (HARD ? kHardReset : 0u) | kVectorized | (VSEQ ? kStoreVSeq : 0u);
         leaky_fwd_kernel<scalar_t, kChunk, kVec, kMask, kValue><<<grid, kThreads, 0, s>>>(
             static_cast<const scalar_t*>(p.x), p.v_init, p.decay_t, p.gain_t, p.bias_t,
-            static_cast<scalar_t*>(p.spikes), p.v_final, p.checkpoints, p.v_seq, p.T, p.N, p.S, p.C, p.decay, p.gain,
-            p.bias, p.v_threshold, p.v_reset, p.v_init_value, p.chunk, flags);
+            static_cast<scalar_t*>(p.spikes), p.v_final, p.checkpoints, p.v_seq, p.T, p.N, p.S, p.C,
+            SNNK_LEAKY_FWD_KERNEL_SCALAR_ARGS(p), p.chunk, flags);
       });
     });
   });
@@ -76,8 +76,7 @@ void launch_bwd_kernel(const LeakyBwdParams& p, dim3 grid, cudaStream_t s, unsig
   leaky_bwd_kernel<scalar_t, SG, kChunk, VEC, MASK, VALUE><<<grid, kThreads, 0, s>>>(
       static_cast<const scalar_t*>(p.grad_spikes), p.grad_v_final, static_cast<const scalar_t*>(p.x), p.v_init,
       p.checkpoints, p.decay_t, p.gain_t, p.bias_t, static_cast<scalar_t*>(p.grad_x), p.grad_v_init, p.grad_decay,
-      p.grad_gain, p.grad_bias, p.grad_v_seq, p.T, p.N, p.S, p.C, p.decay, p.gain, p.bias, p.v_threshold, p.v_reset,
-      p.v_init_value, p.surrogate_param, p.surrogate_id, p.chunk, flags);
+      p.grad_gain, p.grad_bias, p.grad_v_seq, p.T, p.N, p.S, p.C, SNNK_LEAKY_BWD_KERNEL_SCALAR_ARGS(p), p.chunk, flags);
 }
 
 template <typename scalar_t>

@@ -22,6 +22,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -123,7 +124,8 @@ def _libnvrtc() -> ctypes.CDLL | None:
     return None
 
 
-def _nvrtc_compile(lib: ctypes.CDLL, source: str, options: list[str], names: list[str]) -> str:
+def _nvrtc_compile(lib: ctypes.CDLL, source: str, options: list[str], names: list[str]) -> tuple[str, dict[str, str]]:
+    """The PTX of ``source`` and the lowered (mangled) name of each name expression."""
     prog = ctypes.c_void_p()
     assert lib.nvrtcCreateProgram(ctypes.byref(prog), source.encode(), b"leaky.cu", 0, None, None) == 0
     for name in names:
@@ -135,12 +137,34 @@ def _nvrtc_compile(lib: ctypes.CDLL, source: str, options: list[str], names: lis
     log = ctypes.create_string_buffer(size.value)
     lib.nvrtcGetProgramLog(prog, log)
     assert result == 0, f"NVRTC failed ({options[-1]}):\n{log.value.decode()[-4000:]}"
+    lowered_names = {}
     for name in names:  # every requested instantiation exists in the module
         lowered = ctypes.c_char_p()
         assert lib.nvrtcGetLoweredName(prog, name.encode(), ctypes.byref(lowered)) == 0, name
         assert lowered.value, name
+        lowered_names[name] = lowered.value.decode()
+    assert lib.nvrtcGetPTXSize(prog, ctypes.byref(size)) == 0
+    ptx = ctypes.create_string_buffer(size.value)
+    assert lib.nvrtcGetPTX(prog, ptx) == 0
     lib.nvrtcDestroyProgram(ctypes.byref(prog))
-    return log.value.decode()
+    return ptx.value.decode(), lowered_names
+
+
+def ptx_param_types(ptx: str, entry: str) -> list[str]:
+    """The PTX types (``u64``, ``f32``, ``u32``, ...) of kernel ``entry``'s parameters, in order."""
+    m = re.search(rf"\.entry {re.escape(entry)}\((.*?)\)", ptx, re.DOTALL)
+    assert m, f"entry {entry} not in the PTX"
+    return re.findall(r"\.param \.(\w+)", m.group(1))
+
+
+# numpy scalar type of a CuPy launch argument -> the PTX type of the kernel parameter that must receive it
+_PTX_TYPE = {np.uint64: "u64", np.int64: "u64", np.float32: "f32", np.int32: "u32", np.uint32: "u32"}
+
+
+def launch_mismatches(args: list, params: list[str]) -> list[str]:
+    """CuPy passes each argument with its numpy type's size and bits: one per kernel parameter, of its type."""
+    got = [_PTX_TYPE.get(type(a), type(a).__name__) for a in args]
+    return [] if got == params else [f"launch arguments {got} != kernel parameters {params}"]
 
 
 @pytest.mark.parametrize("arch", [80, 90])
@@ -170,6 +194,44 @@ def test_cupy_kernels_compile_with_nvrtc(arch):
     names.append(leaky_cupy.kernel_name(True, torch.float16, everything, 2, 2))
     options = list(leaky_cupy.nvrtc_options()) + [f"--gpu-architecture=sm_{arch}"]
     _nvrtc_compile(lib, '#include "leaky/leaky_kernel.cuh"\n', options, names)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cupy_launch_arguments_match_the_kernels(dtype):
+    """The arguments CuPy's launchers build (built on CPU tensors, not launched) have the count and the C types
+    of the compiled kernels' parameters: a wrong count or a double for a float would reach the kernel unchecked."""
+    lib = _libnvrtc()
+    if lib is None:
+        pytest.skip("libnvrtc not found (pip install nvidia-cuda-nvrtc==13.0.88)")
+    from snnkernels.ops import leaky_cupy
+    from snnkernels.ops.leaky_settings import BWD_ARGS, FWD_ARGS, positional
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(5, 3, 4, 7, generator=g).to(dtype)
+    coefficient = torch.rand(4, generator=g)
+    settings = dict(
+        v_init=torch.randn(3, 4, 7, generator=g), decay_t=coefficient, gain_t=None, bias_t=coefficient,
+        decay=0.0, gain=0.7, bias=0.0, v_threshold=1.0, v_reset=0.1, v_init_value=0.0, hard_reset=True,
+        strict=False, detach_reset=True, surrogate_id=3, surrogate_param=1.5, chunk=leaky_cupy.DEFAULT_CHUNK,
+    )  # fmt: skip
+    (_, _, checkpoints, _), fwd = leaky_cupy.fwd_launch(
+        *positional(FWD_ARGS, x=x, training=True, store_final_state=True, store_v_seq=True, **settings)
+    )
+    grads = dict(grad_spikes=torch.randn_like(x), grad_v_final=None, grad_v_seq=torch.randn(x.shape, generator=g))
+    needs = dict(need_grad_v_init=True, need_grad_decay=True, need_grad_gain=False, need_grad_bias=True)
+    _, bwd = leaky_cupy.bwd_launch(*positional(BWD_ARGS, x=x, checkpoints=checkpoints, **settings, **grads, **needs))
+    ptx, lowered = _nvrtc_compile(
+        lib,
+        '#include "leaky/leaky_kernel.cuh"\n',
+        list(leaky_cupy.nvrtc_options()) + ["--gpu-architecture=sm_90"],
+        [fwd.name, bwd.name],
+    )
+    for launch in (fwd, bwd):
+        assert launch_mismatches(launch.args, ptx_param_types(ptx, lowered[launch.name])) == []
+    # the comparison fails on a dropped argument and on a double where the kernel takes a float
+    params = ptx_param_types(ptx, lowered[fwd.name])
+    assert launch_mismatches(fwd.args[:-1], params)
+    assert launch_mismatches([np.float64(a) if type(a) is np.float32 else a for a in fwd.args], params)
 
 
 def _has_ninja() -> bool:

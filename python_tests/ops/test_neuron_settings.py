@@ -39,6 +39,7 @@ from snnkernels.ops.leaky_settings import (
     docs_table,
     flag_member,
     flag_word,
+    kernel_scalars,
     names,
     op_schema,
     positional,
@@ -167,13 +168,19 @@ def flag_terms(text: str) -> dict[str, str]:
     return {camel_to_snake(f): m for m, f in re.findall(r"\(\s*(\w+)\s*\?\s*k(\w+)\s*:\s*0u\s*\)", text)}
 
 
-def params_mismatches(body: str, kernel: str, flags_macro: str) -> list[str]:
+def params_mismatches(body: str, kernel: str, members_macro: str, flags_macro: str) -> list[str]:
     """Rule: every argument that pass ``kernel`` reads (Arg.reads) is a member of the pass's params struct with
-    the same name; flags() is the generated macro, which sets exactly the bits of the flagged arguments the pass
-    reads, each from a member the struct has."""
+    the same name; the setting members are the generated macro (``members_macro`` its text), written nowhere by
+    hand; flags() is the generated macro, which sets exactly the bits of the flagged arguments the pass reads,
+    each from a member the struct has."""
     args = PASSES[kernel][0]
-    members = struct_members(body)
-    problems = [f"no member {a.name!r}" for a in args if kernel in a.reads and a.name not in members]
+    macro = f"SNNK_LEAKY_{kernel.upper()}_SETTING_MEMBERS"
+    problems = [] if re.search(rf"^\s*{macro}\s*$", body, re.MULTILINE) else [f"the struct does not use {macro}"]
+    by_hand = struct_members(body.replace(macro, ""))
+    generated = struct_members(members_macro)
+    problems += [f"member {m!r} written by hand and generated" for m in sorted(by_hand & generated)]
+    members = by_hand | generated
+    problems += [f"no member {a.name!r}" for a in args if kernel in a.reads and a.name not in members]
     name = f"SNNK_LEAKY_{kernel.upper()}_FLAGS"
     if not re.search(rf"unsigned int flags\(\) const \{{ return {name}; \}}", body):
         problems.append(f"flags() does not return {name}")
@@ -294,11 +301,49 @@ def test_flag_table():
 @pytest.mark.parametrize("kernel", ["fwd", "bwd"])
 def test_params_structs(kernel):
     body = struct_body(PARAMS_H.read_text(), PASSES[kernel][2])
-    assert params_mismatches(body, kernel, _flags_macro(kernel)) == []
+    assert params_mismatches(body, kernel, _macro(kernel, "SETTING_MEMBERS"), _flags_macro(kernel)) == []
+
+
+def _macro(kernel: str, what: str) -> str:
+    return header_macros(ARGS_H.read_text())[f"SNNK_LEAKY_{kernel.upper()}_{what}"]
 
 
 def _flags_macro(kernel: str) -> str:
-    return header_macros(ARGS_H.read_text())[f"SNNK_LEAKY_{kernel.upper()}_FLAGS"]
+    return _macro(kernel, "FLAGS")
+
+
+def kernel_mismatches(kernel_source: str, launch_source: str, kernel: str) -> list[str]:
+    """Rule: the CUDA kernel of pass ``kernel`` takes its value settings as the generated parameter list
+    (``SNNK_LEAKY_<K>_KERNEL_SCALARS``) and its launch passes them as the generated argument list, so that a
+    setting joins both, and CuPy's arguments (``kernel_scalars``), without a hand edit; none of them is also
+    spelt out by hand in the kernel's parameters."""
+    k = kernel.upper()
+    m = re.search(rf"leaky_{kernel}_kernel\((.*?)\) \{{", kernel_source, re.DOTALL)
+    if not m:
+        return [f"leaky_{kernel}_kernel not found"]
+    params = re.sub(r"//[^\n]*", "", m.group(1))
+    problems = (
+        []
+        if f"SNNK_LEAKY_{k}_KERNEL_SCALARS," in params
+        else [f"the kernel does not take SNNK_LEAKY_{k}_KERNEL_SCALARS"]
+    )
+    problems += [
+        f"the kernel spells out {a.name!r}" for a in kernel_scalars(kernel) if re.search(rf"\b{a.name}\b", params)
+    ]
+    if not re.search(rf"leaky_{kernel}_kernel<[^;]*SNNK_LEAKY_{k}_KERNEL_SCALAR_ARGS\(p\)", launch_source):
+        problems.append(f"the launch does not pass SNNK_LEAKY_{k}_KERNEL_SCALAR_ARGS(p)")
+    return problems
+
+
+@pytest.mark.parametrize("kernel", ["fwd", "bwd"])
+def test_cuda_kernel_value_settings(kernel):
+    kernel_source = (CSRC / "leaky" / "leaky_kernel.cuh").read_text()
+    launch_source = (CSRC / "leaky" / "leaky_launch_impl.cuh").read_text()
+    assert kernel_mismatches(kernel_source, launch_source, kernel) == []
+    assert macro_names(_macro(kernel, "KERNEL_SCALARS")) == list(names(kernel_scalars(kernel)))
+    mutated = kernel_source.replace(f"SNNK_LEAKY_{kernel.upper()}_KERNEL_SCALARS,", "float decay, float gain,")
+    assert kernel_mismatches(mutated, launch_source, kernel)
+    assert kernel_mismatches(kernel_source, launch_source.replace("_KERNEL_SCALAR_ARGS(p)", "_X(p)"), kernel)
 
 
 @pytest.mark.parametrize("kernel", ["fwd", "bwd"])
@@ -449,20 +494,25 @@ def test_flag_comparison_rejects_a_mutation(mutation):
 @pytest.mark.parametrize(
     "kernel, mutation",
     [
-        ("fwd", lambda s, f: (s.replace("  bool store_final_state = false;\n", ""), f)),  # a member dropped
-        ("fwd", lambda s, f: (s.replace("float v_threshold = 1.f, v_reset", "float v_threshold = 1.f, reset"), f)),
-        ("fwd", lambda s, f: (s, f.replace(" | (store_v_seq ? kStoreVSeq : 0u)", ""))),  # flags() misses a bit
-        ("fwd", lambda s, f: (s.replace("return SNNK_LEAKY_FWD_FLAGS;", "return 0u;"), f)),  # flags() by hand
-        ("bwd", lambda s, f: (s.replace("int surrogate_id = 0;", "int surrogate = 0;"), f)),
-        ("bwd", lambda s, f: (s, f.replace("(detach_reset ? kDetachReset : 0u)", "(detach_reset ? kStrict : 0u)"))),
-        ("bwd", lambda s, f: (s, f.replace("(has_grad_v_seq ?", "(grad_v_seq_given ?"))),  # not a member
+        ("fwd", lambda s, m, f: (s, m.replace("bool store_final_state = false;", ""), f)),  # a member dropped
+        ("fwd", lambda s, m, f: (s, m.replace("float v_reset = 0.f;", "float reset = 0.f;"), f)),  # renamed
+        ("fwd", lambda s, m, f: (s.replace("  SNNK_LEAKY_FWD_SETTING_MEMBERS\n", "  float decay = 1.f;\n"), m, f)),
+        ("fwd", lambda s, m, f: (s.replace("  ElementType dtype", "  float gain = 1.f;\n  ElementType dtype"), m, f)),
+        ("fwd", lambda s, m, f: (s, m, f.replace(" | (store_v_seq ? kStoreVSeq : 0u)", ""))),  # flags() misses a bit
+        ("fwd", lambda s, m, f: (s.replace("return SNNK_LEAKY_FWD_FLAGS;", "return 0u;"), m, f)),  # flags() by hand
+        ("bwd", lambda s, m, f: (s, m.replace("int surrogate_id = 0;", "int surrogate = 0;"), f)),
+        (
+            "bwd",
+            lambda s, m, f: (s, m, f.replace("(detach_reset ? kDetachReset : 0u)", "(detach_reset ? kStrict : 0u)")),
+        ),
+        ("bwd", lambda s, m, f: (s, m, f.replace("(has_grad_v_seq ?", "(grad_v_seq_given ?"))),  # not a member
     ],
 )
 def test_params_comparison_rejects_a_mutation(kernel, mutation):
-    source, flags = PARAMS_H.read_text(), _flags_macro(kernel)
-    mutated, mutated_flags = mutation(source, flags)
-    assert (mutated, mutated_flags) != (source, flags)
-    assert params_mismatches(struct_body(mutated, PASSES[kernel][2]), kernel, mutated_flags)
+    source, members, flags = PARAMS_H.read_text(), _macro(kernel, "SETTING_MEMBERS"), _flags_macro(kernel)
+    mutated = mutation(source, members, flags)
+    assert mutated != (source, members, flags)
+    assert params_mismatches(struct_body(mutated[0], PASSES[kernel][2]), kernel, *mutated[1:])
 
 
 def test_entry_point_comparison_rejects_a_mutation():

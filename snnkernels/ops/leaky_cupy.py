@@ -10,15 +10,26 @@ kernel uses explicitly rounded ops) so the spikes equal the other backends' bit 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 
 from .. import _native_sources
 from .layout import match_layout
 from .leaky import CHECKPOINT_CHUNK, define_leaky_ops, leaky_entries, neurons_per_step, new_bwd_outputs, new_fwd_outputs
-from .leaky_settings import ALL_FLAGS, BWD_ARGS, FLAG, FWD_ARGS, bind, flag_word
+from .leaky_settings import ALL_FLAGS, BWD_ARGS, FLAG, FWD_ARGS, Bound, bind, flag_word, kernel_scalars
 
-__all__ = ["DEFAULT_CHUNK", "availability_problem", "forward_op", "kernel_name", "nvrtc_options"]
+__all__ = [
+    "DEFAULT_CHUNK",
+    "Launch",
+    "availability_problem",
+    "bwd_launch",
+    "forward_op",
+    "fwd_launch",
+    "kernel_name",
+    "nvrtc_options",
+]
 
 DEFAULT_CHUNK = CHECKPOINT_CHUNK  # recompute granularity of the backward (ops/leaky.py)
 THREADS = 256  # csrc: kLeakyMaxThreads
@@ -72,14 +83,14 @@ def _kernel(name: str, device: torch.device):
     return _CACHE[key]
 
 
-def _launch(name: str, n: int, vec: int, device: torch.device, args: list) -> None:
+def _launch(launch: Launch, device: torch.device) -> None:
     import cupy
 
-    vectors = -(-n // vec)  # ceil(n / vec): each thread handles vec neurons
+    vectors = -(-launch.n // launch.vec)  # ceil(n / vec): each thread handles vec neurons
     grid = -(-vectors // THREADS)  # ceil(vectors / THREADS)
     stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream, device.index)
     with cupy.cuda.Device(device.index):
-        _kernel(name, device)((grid,), (THREADS,), tuple(args), stream=stream)
+        _kernel(launch.name, device)((grid,), (THREADS,), tuple(launch.args), stream=stream)
 
 
 def _ptr(t: torch.Tensor | None) -> np.uint64:
@@ -102,11 +113,28 @@ def _sizes(x, decay_t, gain_t, bias_t, chunk):
     return [np.int64(x.shape[0]), np.int64(neurons_per_step(x)), np.int64(spatial), np.int64(channels)], np.int64(chunk)
 
 
-def _f32(*values: float) -> list[np.float32]:
-    return [np.float32(v) for v in values]
+_NUMPY_TYPE = {"float": np.float32, "int": np.int32}  # the kernels' C types (CuPy sends a Python float as double)
 
 
-def _fwd_impl(*args, **kwargs):
+def _kernel_scalars(a: Bound, kernel: str) -> list:
+    """The settings the kernels take as values, in their parameter order (leaky_settings.kernel_scalars, the list
+    the C++ kernels' SNNK_LEAKY_*_KERNEL_SCALARS are generated from)."""
+    return [_NUMPY_TYPE[s.type](getattr(a, s.name)) for s in kernel_scalars(kernel)]
+
+
+class Launch(NamedTuple):
+    """One kernel launch, built without launching (so that the CPU tests can check the arguments' C types
+    against the compiled kernel's parameters): the kernel's name expression, neurons, neurons per thread and
+    the arguments in the kernel's parameter order."""
+
+    name: str
+    n: int
+    vec: int
+    args: list
+
+
+def fwd_launch(*args, **kwargs) -> tuple[tuple, Launch | None]:
+    """The forward's outputs (allocated) and its launch; None when there are no neurons."""
     a = bind(FWD_ARGS, args, kwargs)
     flags = flag_word(FWD_ARGS, "fwd", vars(a)) | FLAG["vectorized"]
     n = neurons_per_step(a.x)
@@ -114,7 +142,7 @@ def _fwd_impl(*args, **kwargs):
         a.x, a.training, a.store_final_state, a.chunk, a.store_v_seq
     )
     if n == 0:
-        return outputs
+        return outputs, None
     vec = _vec(n, [a.x, spikes, a.v_init, v_final, ckpt, v_seq], 16 // _ELEMENT_BYTES[a.x.dtype])
     sizes, chunk_arg = _sizes(a.x, a.decay_t, a.gain_t, a.bias_t, a.chunk)
     launch_args = [
@@ -128,15 +156,15 @@ def _fwd_impl(*args, **kwargs):
         _ptr(ckpt),
         _ptr(v_seq),
         *sizes,
-        *_f32(a.decay, a.gain, a.bias, a.v_threshold, a.v_reset, a.v_init_value),
+        *_kernel_scalars(a, "fwd"),
         chunk_arg,
         np.uint32(flags),
     ]
-    _launch(kernel_name(False, a.x.dtype, flags, vec), n, vec, a.x.device, launch_args)
-    return outputs
+    return outputs, Launch(kernel_name(False, a.x.dtype, flags, vec), n, vec, launch_args)
 
 
-def _bwd_impl(*args, **kwargs):
+def bwd_launch(*args, **kwargs) -> tuple[tuple, Launch | None]:
+    """The backward's outputs (allocated) and its launch; None when there are no neurons."""
     a = bind(BWD_ARGS, args, kwargs)
     flags = flag_word(BWD_ARGS, "bwd", vars(a)) | FLAG["vectorized"]
     n = neurons_per_step(a.x)
@@ -145,8 +173,9 @@ def _bwd_impl(*args, **kwargs):
     grad_x, grad_v_init, g_decay, g_gain, g_bias = new_bwd_outputs(
         a.x, a.need_grad_v_init, a.need_grad_decay, a.need_grad_gain, a.need_grad_bias
     )
+    outputs = grad_x, grad_v_init, g_decay, g_gain, g_bias
     if n == 0:
-        return grad_x, grad_v_init, g_decay, g_gain, g_bias
+        return outputs, None
     vec = _vec(
         n,
         [
@@ -181,13 +210,26 @@ def _bwd_impl(*args, **kwargs):
         _ptr(g_bias),
         _ptr(grad_v_seq),
         *sizes,
-        *_f32(a.decay, a.gain, a.bias, a.v_threshold, a.v_reset, a.v_init_value, a.surrogate_param),
-        np.int32(a.surrogate_id),
+        *_kernel_scalars(a, "bwd"),
         chunk_arg,
         np.uint32(flags),
     ]
-    _launch(kernel_name(True, a.x.dtype, flags, vec, a.surrogate_id), n, vec, a.x.device, launch_args)
-    return grad_x, grad_v_init, g_decay, g_gain, g_bias
+    return outputs, Launch(kernel_name(True, a.x.dtype, flags, vec, a.surrogate_id), n, vec, launch_args)
+
+
+def _run(plan: tuple[tuple, Launch | None], device: torch.device) -> tuple:
+    outputs, launch = plan
+    if launch is not None:
+        _launch(launch, device)
+    return outputs
+
+
+def _fwd_impl(*args, **kwargs):
+    return _run(fwd_launch(*args, **kwargs), bind(FWD_ARGS, args, kwargs).x.device)
+
+
+def _bwd_impl(*args, **kwargs):
+    return _run(bwd_launch(*args, **kwargs), bind(BWD_ARGS, args, kwargs).x.device)
 
 
 leaky_fwd_cupy, leaky_bwd_cupy = define_leaky_ops("cupy", _fwd_impl, _bwd_impl, ("CUDA",))

@@ -38,6 +38,8 @@ __all__ = [
     "cxx_header",
     "docs_table",
     "flag_member",
+    "kernel_scalars",
+    "struct_settings",
 ]
 
 FWD, BWD = "fwd", "bwd"
@@ -55,6 +57,7 @@ class Arg:
     default: str | None = None  # as the schema writes it ("False", "None"); None: required
     flag: str | None = None  # the option bit (FLAG_BITS) that carries it into the kernels: a present tensor or True
     reads: tuple[str, ...] = (FWD, BWD)
+    initial: str | None = None  # the C++ params struct member's initial value; None: zero of its type
 
     @property
     def is_tensor(self) -> bool:
@@ -75,17 +78,23 @@ COEFFICIENT_TENSORS = tuple(
 
 # The scalar settings, in the order of the gated / DTA kernels' settings tuple (nn.fused.neuron_settings).
 SCALAR_SETTINGS = (
-    Arg("decay", "float", "factor on v_{t-1} in the charge (0.0 when decay_t is given)"),
-    Arg("gain", "float", "factor on x_t in the charge (input_gain; 0.0 when gain_t is given)"),
+    Arg("decay", "float", "factor on v_{t-1} in the charge (0.0 when decay_t is given)", initial="1.f"),
+    Arg("gain", "float", "factor on x_t in the charge (input_gain; 0.0 when gain_t is given)", initial="1.f"),
     Arg("bias", "float", "constant added to the charge each step (0.0 when bias_t is given)"),
-    Arg("v_threshold", "float", "firing threshold"),
+    Arg("v_threshold", "float", "firing threshold", initial="1.f"),
     Arg("v_reset", "float", "value after a spike with hard reset (0.0 with soft reset)"),
     Arg("v_init_value", "float", "v_0 of every neuron when v_init is None"),
-    Arg("hard_reset", "bool", "v = v_reset after a spike; False: soft reset, v = h - v_threshold", flag="hard_reset"),
+    Arg(
+        "hard_reset",
+        "bool",
+        "v = v_reset after a spike; False: soft reset, v = h - v_threshold",
+        flag="hard_reset",
+        initial="true",
+    ),
     Arg("strict", "bool", "fire on h > v_threshold; False: on h >= v_threshold", flag="strict"),
     Arg("detach_reset", "bool", "no gradient through the reset", flag="detach_reset", reads=(BWD,)),
     Arg("surrogate_id", "int", "the spike's surrogate derivative (Surrogate.id, snnkernels.surrogate)", reads=(BWD,)),
-    Arg("surrogate_param", "float", "the surrogate's parameter (alpha, gamma or width)", reads=(BWD,)),
+    Arg("surrogate_param", "float", "the surrogate's parameter (alpha, gamma or width)", reads=(BWD,), initial="2.f"),
 )
 
 TRAINING = Arg("training", "bool", "write the checkpoints the backward recomputes from", flag="training", reads=(FWD,))
@@ -213,7 +222,8 @@ def flag_word(args: tuple[Arg, ...], kernel: str, values: Mapping[str, object]) 
 
 # ---------------------------------------------------------------------------------------------------------
 # The C++ copies, generated: csrc/include/snnkernels/leaky_args.h (scripts/generate_leaky_args.py writes it;
-# python_tests/ops/test_neuron_settings.py fails when it is not what cxx_header() returns).
+# python_tests/ops/test_neuron_settings.py fails when it is not what cxx_header() returns). The same lists drive
+# CuPy's launch arguments (kernel_scalars).
 
 CXX_HEADER = "csrc/include/snnkernels/leaky_args.h"
 _CXX_PARAM = {
@@ -224,6 +234,36 @@ _CXX_PARAM = {
     "int": "int64_t {}",
 }
 _CXX_MEMBER_CAST = {"float": "static_cast<float>({})", "bool": "{}", "int": "static_cast<int>({})"}
+_CXX_VALUE_TYPE = {"float": "float", "bool": "bool", "int": "int"}  # in the params structs and kernel parameters
+_CXX_ZERO = {"float": "0.f", "bool": "false", "int": "0"}
+
+
+def _pass_args(kernel: str) -> tuple[Arg, ...]:
+    return FWD_ARGS if kernel == FWD else BWD_ARGS
+
+
+def struct_settings(kernel: str) -> tuple[tuple[str, str, str], ...]:
+    """The params struct members of pass ``kernel`` generated from the definition, as (C++ type, name, initial
+    value): every value argument the pass reads (``chunk`` aside: a size), and ``has_<name>`` for an optional
+    tensor whose flag the pass reads. The tensors' pointers stay hand-written (their element types differ)."""
+    members = []
+    for a in _pass_args(kernel):
+        if kernel not in a.reads or a.name == "chunk":
+            continue
+        if not a.is_tensor:
+            members.append((_CXX_VALUE_TYPE[a.type], a.name, a.initial or _CXX_ZERO[a.type]))
+        elif a.flag is not None and flag_member(a) != a.name:
+            members.append(("bool", flag_member(a), "false"))
+    return tuple(members)
+
+
+def kernel_scalars(kernel: str) -> tuple[Arg, ...]:
+    """The settings the CUDA kernels of pass ``kernel`` take as values (in this order, after the sizes): those
+    it reads that are neither tensors, nor option bits (they travel in the flags word), nor ``chunk``. CuPy's
+    launch arguments and the C++ launches follow the same list."""
+    return tuple(
+        a for a in _pass_args(kernel) if kernel in a.reads and not a.is_tensor and a.flag is None and a.name != "chunk"
+    )
 
 
 def docs_table() -> str:
@@ -262,8 +302,10 @@ def cxx_header() -> str:
         "// Generated from snnkernels/ops/leaky_settings.py by scripts/generate_leaky_args.py: do not edit.",
         "// The leaky ops' arguments in C++ (docs/neuron.md \"The neuron's settings\"): the schemas",
         "// (registration.cpp), the entry points' parameter lists and calls (leaky_api*.cpp), the copy of each",
-        "// scalar setting into the params struct of the passes that read it, the option bits (leaky_flags.h) and",
-        "// the flags() of the params structs (leaky_params.h). Macros only: torch-free and NVRTC-safe.",
+        "// scalar setting into the params struct of the passes that read it, the option bits (leaky_flags.h),",
+        "// the params structs' setting members and flags() (leaky_params.h), and the CUDA kernels' value",
+        "// parameters with the launches' arguments (leaky_kernel.cuh, leaky_launch_impl.cuh; CuPy sends the same",
+        "// list). Macros only: torch-free and NVRTC-safe.",
         "#pragma once",
         "",
     ]
@@ -287,6 +329,15 @@ def cxx_header() -> str:
             if a.flag is not None and kernel.lower() in a.reads
         ]
         out.append(_macro(f"SNNK_LEAKY_{kernel}_FLAGS", terms, " | "))
+        members = [f"{type_} {name} = {initial};" for type_, name, initial in struct_settings(kernel.lower())]
+        out.append(_macro(f"SNNK_LEAKY_{kernel}_SETTING_MEMBERS", members, " "))
+        scalars = kernel_scalars(kernel.lower())
+        out.append(
+            _macro(
+                f"SNNK_LEAKY_{kernel}_KERNEL_SCALARS", [f"{_CXX_VALUE_TYPE[a.type]} {a.name}" for a in scalars], ", "
+            )
+        )
+        out.append(_macro(f"SNNK_LEAKY_{kernel}_KERNEL_SCALAR_ARGS(p)", [f"(p).{a.name}" for a in scalars], ", "))
     enum = [f"{_enumerator(flag)} = 1u << {bit}," for bit, flag in enumerate(FLAG_BITS)]
     out.append(_macro("SNNK_LEAKY_FLAG_ENUMERATORS", enum, " "))
     return "\n".join(out)

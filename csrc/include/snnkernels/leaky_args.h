@@ -1,8 +1,10 @@
 // Generated from snnkernels/ops/leaky_settings.py by scripts/generate_leaky_args.py: do not edit.
 // The leaky ops' arguments in C++ (docs/neuron.md "The neuron's settings"): the schemas
 // (registration.cpp), the entry points' parameter lists and calls (leaky_api*.cpp), the copy of each
-// scalar setting into the params struct of the passes that read it, the option bits (leaky_flags.h) and
-// the flags() of the params structs (leaky_params.h). Macros only: torch-free and NVRTC-safe.
+// scalar setting into the params struct of the passes that read it, the option bits (leaky_flags.h),
+// the params structs' setting members and flags() (leaky_params.h), and the CUDA kernels' value
+// parameters with the launches' arguments (leaky_kernel.cuh, leaky_launch_impl.cuh; CuPy sends the same
+// list). Macros only: torch-free and NVRTC-safe.
 #pragma once
 
 #define SNNK_LEAKY_FWD_SCHEMA "(Tensor x, Tensor? v_init, Tensor? decay_t, Tensor? gain_t, Tensor? bias_t, float decay, float gain, float bias, float v_threshold, float v_reset, float v_init_value, bool hard_reset, bool strict, bool detach_reset, int surrogate_id, float surrogate_param, bool training, bool store_final_state, int chunk, bool store_v_seq=False) -> (Tensor spikes, Tensor v_final, Tensor checkpoints, Tensor v_seq)"
@@ -81,6 +83,36 @@
     (training ? kTraining : 0u) | \
     (store_final_state ? kStoreFinal : 0u) | \
     (store_v_seq ? kStoreVSeq : 0u)
+
+#define SNNK_LEAKY_FWD_SETTING_MEMBERS \
+    bool has_v_init = false; \
+    float decay = 1.f; \
+    float gain = 1.f; \
+    float bias = 0.f; \
+    float v_threshold = 1.f; \
+    float v_reset = 0.f; \
+    float v_init_value = 0.f; \
+    bool hard_reset = true; \
+    bool strict = false; \
+    bool training = false; \
+    bool store_final_state = false; \
+    bool store_v_seq = false;
+
+#define SNNK_LEAKY_FWD_KERNEL_SCALARS \
+    float decay, \
+    float gain, \
+    float bias, \
+    float v_threshold, \
+    float v_reset, \
+    float v_init_value
+
+#define SNNK_LEAKY_FWD_KERNEL_SCALAR_ARGS(p) \
+    (p).decay, \
+    (p).gain, \
+    (p).bias, \
+    (p).v_threshold, \
+    (p).v_reset, \
+    (p).v_init_value
 
 #define SNNK_LEAKY_BWD_PARAMS \
     const at::Tensor& grad_spikes, \
@@ -169,6 +201,46 @@
     (need_grad_gain ? kNeedGradGain : 0u) | \
     (need_grad_bias ? kNeedGradBias : 0u) | \
     (has_grad_v_seq ? kHasGradVSeq : 0u)
+
+#define SNNK_LEAKY_BWD_SETTING_MEMBERS \
+    bool has_grad_v_final = false; \
+    bool has_v_init = false; \
+    float decay = 1.f; \
+    float gain = 1.f; \
+    float bias = 0.f; \
+    float v_threshold = 1.f; \
+    float v_reset = 0.f; \
+    float v_init_value = 0.f; \
+    bool hard_reset = true; \
+    bool strict = false; \
+    bool detach_reset = false; \
+    int surrogate_id = 0; \
+    float surrogate_param = 2.f; \
+    bool need_grad_v_init = false; \
+    bool need_grad_decay = false; \
+    bool need_grad_gain = false; \
+    bool need_grad_bias = false; \
+    bool has_grad_v_seq = false;
+
+#define SNNK_LEAKY_BWD_KERNEL_SCALARS \
+    float decay, \
+    float gain, \
+    float bias, \
+    float v_threshold, \
+    float v_reset, \
+    float v_init_value, \
+    int surrogate_id, \
+    float surrogate_param
+
+#define SNNK_LEAKY_BWD_KERNEL_SCALAR_ARGS(p) \
+    (p).decay, \
+    (p).gain, \
+    (p).bias, \
+    (p).v_threshold, \
+    (p).v_reset, \
+    (p).v_init_value, \
+    (p).surrogate_id, \
+    (p).surrogate_param
 
 #define SNNK_LEAKY_FLAG_ENUMERATORS \
     kHasVInit = 1u << 0, \

@@ -45,19 +45,10 @@ struct LeakyFwdParams {
   int64_t S = 1;                     // channel stride (in neurons)
   int64_t C = 1;                     // channel count of the coefficient tensors
   int64_t chunk = 8;                 // steps per checkpoint
-  // scalars
-  float decay = 1.f, gain = 1.f, bias = 0.f;
-  float v_threshold = 1.f, v_reset = 0.f, v_init_value = 0.f;
-  // options
-  bool has_v_init = false;
-  bool hard_reset = true;
-  bool strict = false;
-  bool training = false;
-  bool store_final_state = false;
-  ElementType dtype = ElementType::kFloat32;
-  // membrane sequence (after the fields above, whose offsets the compiled default instances keep)
   float* v_seq = nullptr;            // [T, N] fp32 out, if store_v_seq: v_t after the reset of step t
-  bool store_v_seq = false;
+  ElementType dtype = ElementType::kFloat32;
+  // the settings (decay, ..., store_v_seq, has_v_init): generated
+  SNNK_LEAKY_FWD_SETTING_MEMBERS
 
   unsigned int flags() const { return SNNK_LEAKY_FWD_FLAGS; }
 };
@@ -80,25 +71,10 @@ struct LeakyBwdParams {
   float* grad_bias = nullptr;          // [N] fp32 per-neuron sum_t dL/dh_t, if need_grad_bias
   // sizes
   int64_t T = 0, N = 0, S = 1, C = 1, chunk = 8;
-  // scalars
-  float decay = 1.f, gain = 1.f, bias = 0.f;
-  float v_threshold = 1.f, v_reset = 0.f, v_init_value = 0.f;
-  float surrogate_param = 2.f;
-  int surrogate_id = 0;                // 0 ATan, 1 Sigmoid, 2 Triangle, 3 Rectangle
-  // options
-  bool has_v_init = false;
-  bool has_grad_v_final = false;
-  bool hard_reset = true;
-  bool strict = false;
-  bool detach_reset = false;
-  bool need_grad_v_init = false;
-  bool need_grad_decay = false;
-  bool need_grad_gain = false;
-  bool need_grad_bias = false;
-  ElementType dtype = ElementType::kFloat32;
-  // membrane sequence (after the fields above, whose offsets the compiled default instances keep)
   const float* grad_v_seq = nullptr;   // [T, N] fp32 dL/dv_t of the forward's v_seq, if has_grad_v_seq
-  bool has_grad_v_seq = false;
+  ElementType dtype = ElementType::kFloat32;
+  // the settings (decay, ..., surrogate_id (Surrogate.id), need_grad_*, has_grad_v_final, ...): generated
+  SNNK_LEAKY_BWD_SETTING_MEMBERS
 
   unsigned int flags() const { return SNNK_LEAKY_BWD_FLAGS; }
 };

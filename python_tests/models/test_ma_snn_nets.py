@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from snnkernels import functional as SF
 from snnkernels.models.ma_snn_nets import (
     MASNN,
     MASNN_CIFAR10_DVS,
@@ -24,8 +25,11 @@ from snnkernels.models.ma_snn_nets import (
     MASNN_DVSGait,
     MASNN_DVSGesture,
 )
+from snnkernels.nn import AttResBlock, SpikeConv2d
+from snnkernels.nn.ma_snn import StepConv2d
 
 from test_models import assert_state_dict_round_trip
+from utils import FLIP_EPS, MAX_FLIP_RATE, assert_close_verbose, assert_grad_close, compare_spikes
 
 
 def _shapes(model):
@@ -202,10 +206,10 @@ def test_attres34_forward_small_input():
 # backends: "torch" vs "auto"
 
 
-def _compare_backends(make, x):
+def _compare_backends(make, x, backend="auto"):
     torch.manual_seed(0)
     ref = make("torch")
-    auto = make("auto")
+    auto = make(backend)
     auto.load_state_dict(ref.state_dict())
     xs = [x.clone().requires_grad_(True) for _ in range(2)]
     outs = [m(xi) for m, xi in zip((ref, auto), xs, strict=True)]
@@ -236,6 +240,154 @@ def test_masnn_backends_agree():
 
 def test_attres_backends_agree():
     _compare_backends(lambda b: _tiny_attres(backend=b, dropout=0.0), torch.randn(2, 3, 16, 16))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Att-Res-SNN memory-lean layers (docs/models.md "Memory-lean layers: packed spikes and BatchNorm folded into
+# the neuron"): spike convs after each LIF, BN1 -> LIF through bn_lif; same keys, numbers and gradients
+
+
+def _spike_convs(model):
+    return {n: type(m) for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d) and "attention" not in n}
+
+
+@pytest.mark.parametrize(
+    "backend, packing", [("auto", "auto"), ("triton", "triton"), ("native", "native"), ("cupy", "auto")]
+)
+def test_attres_spike_convs_and_keys(backend, packing):
+    """Under a fused backend each block's two 3x3 convs (a LIF's spikes in) are SpikeConv2d; the stem conv
+    (images) and the shortcut conv1x1 (the block input x, not 0 / 1) stay StepConv2d; "torch" has only plain
+    StepConv2d. Same keys, shapes and seeded initial tensors, so checkpoints load either way."""
+    torch.manual_seed(0)
+    plain = _tiny_attres(backend="torch")
+    torch.manual_seed(0)
+    lean = _tiny_attres(backend=backend)
+    assert set(_spike_convs(plain).values()) == {StepConv2d}
+    kinds = _spike_convs(lean)
+    packed = {n for n, k in kinds.items() if k is SpikeConv2d}
+    assert packed == {f"conv{s}_x.0.residual_function.{i}" for s in (2, 3) for i in (1, 4)}
+    assert {k for n, k in kinds.items() if n not in packed} == {StepConv2d}
+    assert all(lean.get_submodule(n).backend == packing for n in packed)
+    a, b = plain.state_dict(), lean.state_dict()
+    assert list(a) == list(b)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    lean.load_state_dict(a, strict=True)
+    plain.load_state_dict(b, strict=True)
+
+
+def _randomised_block(stride, backend):
+    """AttResBlock(5, 7, stride, c_ratio=3) with random weights and BN affine parameters in place of the
+    official init (BN weights 0.5 / 0.1), under which the second LIF barely fires on a small input."""
+    block = AttResBlock(5, 7, stride, 3, backend=backend)
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.copy_(
+                torch.rand(p.shape, generator=g) * 2 - 1
+                if p.dim() > 1
+                else 0.3 + 1.2 * torch.rand(p.shape, generator=g)
+            )
+    return block
+
+
+def _attres_lif(y):
+    """The official mem_update on [T, ...], written out: u = 0.25 u (1 - s) + y, fire on u > 0.5. Returns the
+    spikes and the pre-reset potentials."""
+    u, s, spikes, potentials = torch.zeros_like(y[0]), torch.zeros_like(y[0]), [], []
+    for t in range(y.shape[0]):
+        u = 0.25 * u * (1 - s) + y[t]
+        s = (u > 0.5).to(y.dtype)
+        spikes.append(s)
+        potentials.append(u)
+    return torch.stack(spikes), torch.stack(potentials)
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("stride, size", [(1, (5, 7)), (2, (6, 4))], ids=["stride1-5x7", "stride2-6x4"])
+def test_attres_block_triton_fuses_and_matches_torch(monkeypatch, stride, size):
+    """fp32 (bn_lif's kernels take no fp64), training mode: on "triton" the block runs its two convs through
+    spike_conv and BN1 -> LIF as one bn_lif op; the LIF's spikes equal the official neuron's on "torch"'s BN1
+    output up to threshold ties (none at this seed), and the output, the input gradient, every parameter
+    gradient and the running statistics equal the plain eager block's."""
+    calls = []
+    for name in ("bn_lif", "spike_conv"):
+        op = getattr(SF, name)
+        monkeypatch.setattr(
+            SF, name, lambda *a, _op=op, _n=name, **kw: calls.append((_n, kw["backend"])) or _op(*a, **kw)
+        )
+    eager, fused = _randomised_block(stride, "torch"), _randomised_block(stride, "triton")
+    seen = {}
+    eager.residual_function[2].register_forward_hook(lambda m, a, out: seen.__setitem__("bn1", out.detach()))
+    for key, block in (("eager", eager), ("fused", fused)):  # the spikes into conv2 (a hook there blocks nothing)
+        block.residual_function[4].register_forward_pre_hook(lambda m, a, key=key: seen.__setitem__(key, a[0].detach()))
+    g = torch.Generator().manual_seed(1)
+    x = 1.5 * torch.randn(3, 2, 5, *size, generator=g)
+    xs = [x.clone().requires_grad_() for _ in range(2)]
+    out_e = eager(xs[0])
+    assert calls == []
+    out_f = fused(xs[1])
+    assert calls == [("spike_conv", "triton"), ("bn_lif", "triton"), ("spike_conv", "triton")]
+
+    spikes, h = _attres_lif(seen["bn1"])
+    assert torch.equal(seen["eager"], spikes)
+    assert 0.05 < spikes.mean() < 0.95, "the LIF must fire on part of the neurons"
+    flips = compare_spikes(seen["fused"], spikes, h, 0.5, eps=FLIP_EPS[torch.float32], max_flip_rate=MAX_FLIP_RATE)
+    assert not flips.any_flip, "a threshold tie at this seed: everything after the LIF differs, pick another seed"
+
+    atol, rtol = 1e-6, 1e-5  # utils.GRAD_TOL[fp32]; each output mixes BatchNorm's sums over the batch: normwise
+    assert_close_verbose(out_f, out_e, atol + rtol * out_e.abs().max().item(), rtol, "output")
+    w = torch.randn(out_e.shape, generator=g)
+    (out_e * w).sum().backward()
+    (out_f * w).sum().backward()
+    assert_grad_close(xs[1].grad, xs[0].grad, "x", reduced=True)
+    for (n, p), (_, q) in zip(eager.named_parameters(), fused.named_parameters(), strict=True):
+        assert p.grad.abs().max() > 0, n
+        assert_grad_close(q.grad, p.grad, n, reduced=True)
+    for (n, b), (_, c) in zip(eager.named_buffers(), fused.named_buffers(), strict=True):
+        assert_close_verbose(c, b, 1e-6, 1e-5, n)
+
+
+def test_attres_auto_fp64_matches_torch(monkeypatch):
+    """fp64 on the CPU, training mode: "auto" (packed spike convs; BN1 -> LIF unfused here, bn_lif has no CPU
+    kernels) gives the plain eager network's output, input gradient, every parameter gradient and running
+    statistics to fp64 rounding."""
+    calls = []
+    op = SF.spike_conv
+    monkeypatch.setattr(SF, "spike_conv", lambda *a, **kw: calls.append(kw["backend"]) or op(*a, **kw))
+    torch.manual_seed(0)
+    eager = _tiny_attres(backend="torch", dropout=0.0).double()
+    lean = _tiny_attres(backend="auto", dropout=0.0).double()
+    lean.load_state_dict(eager.state_dict())
+    x = torch.randn(3, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    xs = [x.clone().requires_grad_() for _ in range(2)]
+    outs = [m(xi) for m, xi in zip((eager, lean), xs, strict=True)]
+    assert calls == ["auto"] * 4  # two blocks, two spike convs each
+    atol, rtol = 1e-12, 1e-10  # utils.GRAD_TOL[fp64]
+    assert_close_verbose(outs[1], outs[0], atol, rtol, "output")
+    w = torch.randn(outs[0].shape, dtype=torch.float64)
+    for o in outs:
+        (o * w).sum().backward()
+    assert_grad_close(xs[1].grad, xs[0].grad, "x", reduced=True)
+    for n, p in eager.named_parameters():
+        if n.endswith(("residual_function.1.weight", "residual_function.4.weight")):
+            assert p.grad.abs().max() > 0, f"{n}: no gradient reaches the spike conv"
+    for (n, p), (_, q) in zip(eager.named_parameters(), lean.named_parameters(), strict=True):
+        assert_grad_close(q.grad, p.grad, n, reduced=True)
+    for (n, b), (_, c) in zip(eager.named_buffers(), lean.named_buffers(), strict=True):
+        assert_close_verbose(c, b, atol, rtol, n)
+
+
+@pytest.mark.triton
+def test_attres_triton_network_matches_torch(monkeypatch):
+    """The whole tiny network on "triton" (fp32, training mode): one bn_lif per block, and the output and
+    every gradient of the plain eager network (the zoo's network tolerances, ``_compare_backends``)."""
+    calls = []
+    op = SF.bn_lif
+    monkeypatch.setattr(SF, "bn_lif", lambda *a, **kw: calls.append(kw["backend"]) or op(*a, **kw))
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    _compare_backends(lambda b: _tiny_attres(backend=b, dropout=0.0), x, "triton")
+    assert calls == ["triton", "triton"]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from ..nn.attention import TCJAFamily
 from ..nn.bn_lif import bn_neuron
 from ..nn.fused import fusion_blocker, neuron_tcja_pool, notify_fusion
 from ..nn.neuron import SpikingNeuron
-from ..nn.spike_layers import SpikeConv2d, SpikeLinear
+from ..nn.spike_layers import SpikeConv2d, SpikeLinear, packing_backend
 
 __all__ = [
     "LAYOUTS",
@@ -93,24 +93,16 @@ def network_options(net: nn.Module, T: object, layout: str, backend: str, t_name
     return split_backend(owner, backend)
 
 
-def _packing_backend(backend: str) -> str | None:
-    """The spike layers' backend for a network's ``backend``: None (plain layer) for ``"torch"``; the packing has
-    no CuPy kernels, so ``"cupy"`` packs on ``"auto"`` (the rule of ``split_backend``)."""
-    if backend == "torch":
-        return None
-    return backend if backend in SF.PACKING_BACKENDS else "auto"
-
-
 def spike_conv2d(*args, backend: str, **kwargs) -> nn.Conv2d:
     """A conv whose input is a neuron's spikes: ``SpikeConv2d`` (input kept packed, 1 bit an element) under a
     fused ``backend``, the plain ``nn.Conv2d`` under ``"torch"``. Same parameters, initialisation and keys."""
-    packing = _packing_backend(backend)
+    packing = packing_backend(backend)
     return nn.Conv2d(*args, **kwargs) if packing is None else SpikeConv2d(*args, backend=packing, **kwargs)
 
 
 def spike_linear(*args, backend: str, **kwargs) -> nn.Linear:
     """``spike_conv2d`` for a linear layer: ``SpikeLinear`` or ``nn.Linear``."""
-    packing = _packing_backend(backend)
+    packing = packing_backend(backend)
     return nn.Linear(*args, **kwargs) if packing is None else SpikeLinear(*args, backend=packing, **kwargs)
 
 

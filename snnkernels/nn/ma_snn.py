@@ -37,7 +37,9 @@ from ..reference.ma_snn import (
 )
 from ..surrogate import Rectangle, Surrogate, coerce_surrogate
 from .attention_inputs import LAYOUTS, check_dtype, check_t_c, empty_output, from_tb, positive_int, to_tb
+from .bn_lif import bn_fusion_blocker, bn_neuron
 from .neuron import AttResLIFNode
+from .spike_layers import SpikeConv2d, packing_backend
 
 __all__ = ["MultiDimensionalAttention", "TemporalAttentionFC", "TemporalWiseAttention", "TCSALIFNode", "AttResBlock"]
 
@@ -540,6 +542,31 @@ class TimeBatchNorm(nn.Module):
         return self.bn(x.permute(1, 2, 0, 3, 4)).contiguous().permute(2, 0, 1, 3, 4)
 
 
+def time_norm_neuron(norm: TimeBatchNorm, neuron: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``neuron(norm(x))`` on x [T, B, C, H, W]: one ``bn_lif`` op (docs/bn_lif.md; BatchNorm3d over (B, T, H, W)
+    is its statistics over T x B x space) where ``nn.bn_lif.bn_fusion_blocker`` finds nothing against the
+    BatchNorm3d and the neuron and ``norm`` has no hooks of its own, else the two modules' own calls.
+
+    Args:
+        norm (TimeBatchNorm): the BatchNorm (its ``bn`` is the ``nn.BatchNorm3d``).
+        neuron (nn.Module): a stateless multi-step snnkernels neuron; its backend decides.
+        x (Tensor): [T, B, C, H, W].
+    """
+    if not (norm._forward_hooks or norm._forward_pre_hooks) and bn_fusion_blocker(norm.bn, neuron, x) is None:
+        return bn_neuron(norm.bn, neuron, x)
+    return neuron(norm(x))
+
+
+def _spike_step_conv(in_planes: int, planes: int, kernel_size: int, backend: str, **kwargs) -> nn.Conv2d:
+    """A conv on every time step of a neuron's spikes: ``SpikeConv2d`` (input kept packed, 1 bit an element, for
+    the backward) under a fused ``backend``, the plain ``StepConv2d`` under ``"torch"``. Same parameters,
+    initialisation and keys."""
+    packing = packing_backend(backend)
+    if packing is None:
+        return StepConv2d(in_planes, planes, kernel_size, bias=False, **kwargs)
+    return SpikeConv2d(in_planes, planes, kernel_size, bias=False, backend=packing, **kwargs)
+
+
 class _AttentionCell(nn.Module):
     """Holds the block's attention under the official name ``attention`` (the official ``PruningCell``)."""
 
@@ -577,6 +604,12 @@ class AttResBlock(nn.Module):
     with a projection shortcut ``shortcut.1.weight`` [planes, in_planes, 1, 1] and ``shortcut.2.bn.*``.
     Parameters are created in the official order, so one seed gives the official initial weights.
 
+    Memory-lean under a fused ``backend`` (docs/models.md "Memory-lean layers: packed spikes and BatchNorm
+    folded into the neuron"): the two 3x3 convs take a LIF's spikes and are ``SpikeConv2d`` (input saved at 1
+    bit an element; the shortcut's conv1x1 takes x and stays plain), and BN1 -> LIF runs as one ``bn_lif`` op
+    where it fuses (``time_norm_neuron``; BN2 feeds the attention, not a neuron). Under ``"torch"`` the convs
+    are plain ``StepConv2d`` and every module runs its own call. Same keys and numbers either way.
+
     Args:
         in_planes (int): input channels.
         planes (int): output channels.
@@ -585,7 +618,8 @@ class AttResBlock(nn.Module):
         kernel_size (int): SA's conv size, 3 or 7. Default: ``3``.
         layout (str): ``"TB"`` ([T, B, C, H, W], official) or ``"BT"``. Default: ``"TB"``.
         backend (str): the neurons' backend (see ``AttResLIFNode``); the attention takes it when it is
-            ``"torch"`` or ``"triton"`` and runs on ``"auto"`` otherwise. Default: ``"auto"``.
+            ``"torch"`` or ``"triton"`` and runs on ``"auto"`` otherwise; the spike convs pack on it (on
+            ``"auto"`` for ``"cupy"``); ``"torch"`` keeps plain convs. Default: ``"auto"``.
     """
 
     expansion = 1
@@ -614,12 +648,13 @@ class AttResBlock(nn.Module):
         self.backend = backend
         # the attention has torch and Triton paths only: a native / CuPy choice (for the neurons) leaves it on auto
         attention_backend = backend if backend in ("torch", "triton") else "auto"
+        # both 3x3 convs take a LIF's spikes: kept packed under a fused backend (the shortcut's takes x)
         self.residual_function = nn.Sequential(
             AttResLIFNode(backend=backend),
-            StepConv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False),
+            _spike_step_conv(in_planes, planes, 3, backend, stride=stride, padding=1),
             TimeBatchNorm(planes, 0.5),
             AttResLIFNode(backend=backend),
-            StepConv2d(planes, planes, 3, padding=1, bias=False),
+            _spike_step_conv(planes, planes, 3, backend, padding=1),
             TimeBatchNorm(planes, 0.1),
             _AttentionCell(
                 MultiDimensionalAttention(
@@ -649,7 +684,12 @@ class AttResBlock(nn.Module):
         if x.numel() == 0:  # the batch norms' running statistics stay as they are
             shape = (x.shape[0], x.shape[1], self.planes, x.shape[3] // self.stride, x.shape[4] // self.stride)
             return from_tb(empty_output(x, self, shape=shape), self.layout)
-        return from_tb(self.residual_function(x) + self.shortcut(x), self.layout)
+        return from_tb(self._residual(x) + self.shortcut(x), self.layout)
+
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
+        """``residual_function(x)``, with BN1 -> LIF as one op where it fuses (``time_norm_neuron``)."""
+        lif0, conv1, bn1, lif1, conv2, bn2, attention = self.residual_function
+        return attention(bn2(conv2(time_norm_neuron(bn1, lif1, conv1(lif0(x))))))
 
     def extra_repr(self) -> str:
         return (

@@ -16,7 +16,20 @@ from torch import nn
 from .. import functional as SF
 from ..backends import check_backend_name
 
-__all__ = ["SpikeConv1d", "SpikeConv2d", "SpikeLinear"]
+__all__ = ["SpikeConv1d", "SpikeConv2d", "SpikeLinear", "packing_backend"]
+
+
+def packing_backend(backend: str) -> str | None:
+    """The spike layers' backend for a network's or block's ``backend``: None (keep the plain layer) for
+    ``"torch"``; the packing has no CuPy kernels, so ``"cupy"`` packs on ``"auto"`` (the neurons' fallback rule
+    for a kernel a backend lacks).
+
+    Args:
+        backend (str): the network's backend (``"auto"``, ``"torch"``, ``"triton"``, ``"native"``, ``"cupy"``).
+    """
+    if backend == "torch":
+        return None
+    return backend if backend in SF.PACKING_BACKENDS else "auto"
 
 
 class _SpikeConvMixin:

@@ -81,8 +81,8 @@ void run_fwd(const Case& c, const snnk::LeakyFwdParams& p, unsigned flags) {
   launch(p.N, VEC, 64, [&] {
     snnk::leaky_fwd_kernel<scalar_t, CHUNK, VEC, MASK, FLAGS>(
         static_cast<const scalar_t*>(p.x), p.v_init, p.decay_t, p.gain_t, p.bias_t, static_cast<scalar_t*>(p.spikes),
-        p.v_final, p.checkpoints, p.v_seq, p.T, p.N, p.S, p.C, p.decay, p.gain, p.bias, p.v_threshold, p.v_reset,
-        p.v_init_value, p.chunk, flags);
+        p.v_final, p.checkpoints, p.v_seq, p.T, p.N, p.S, p.C, SNNK_LEAKY_FWD_KERNEL_SCALAR_ARGS(p), p.chunk,
+        flags);
   });
   (void)c;
 }
@@ -93,8 +93,8 @@ void run_bwd(const snnk::LeakyBwdParams& p, unsigned flags) {
     snnk::leaky_bwd_kernel<scalar_t, SG, CHUNK, VEC, MASK, FLAGS>(
         static_cast<const scalar_t*>(p.grad_spikes), p.grad_v_final, static_cast<const scalar_t*>(p.x), p.v_init,
         p.checkpoints, p.decay_t, p.gain_t, p.bias_t, static_cast<scalar_t*>(p.grad_x), p.grad_v_init, p.grad_decay,
-        p.grad_gain, p.grad_bias, p.grad_v_seq, p.T, p.N, p.S, p.C, p.decay, p.gain, p.bias, p.v_threshold,
-        p.v_reset, p.v_init_value, p.surrogate_param, p.surrogate_id, p.chunk, flags);
+        p.grad_gain, p.grad_bias, p.grad_v_seq, p.T, p.N, p.S, p.C, SNNK_LEAKY_BWD_KERNEL_SCALAR_ARGS(p), p.chunk,
+        flags);
   });
 }
 

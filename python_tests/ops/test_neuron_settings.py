@@ -314,7 +314,7 @@ def _flags_macro(kernel: str) -> str:
 
 def kernel_mismatches(kernel_source: str, launch_source: str, kernel: str) -> list[str]:
     """Rule: the CUDA kernel of pass ``kernel`` takes its value settings as the generated parameter list
-    (``SNNK_LEAKY_<K>_KERNEL_SCALARS``) and its launch passes them as the generated argument list, so that a
+    (``SNNK_LEAKY_<K>_KERNEL_SCALARS``) and every call passes them as the generated argument list, so that a
     setting joins both, and CuPy's arguments (``kernel_scalars``), without a hand edit; none of them is also
     spelt out by hand in the kernel's parameters."""
     k = kernel.upper()
@@ -330,15 +330,24 @@ def kernel_mismatches(kernel_source: str, launch_source: str, kernel: str) -> li
     problems += [
         f"the kernel spells out {a.name!r}" for a in kernel_scalars(kernel) if re.search(rf"\b{a.name}\b", params)
     ]
-    if not re.search(rf"leaky_{kernel}_kernel<[^;]*SNNK_LEAKY_{k}_KERNEL_SCALAR_ARGS\(p\)", launch_source):
-        problems.append(f"the launch does not pass SNNK_LEAKY_{k}_KERNEL_SCALAR_ARGS(p)")
+    calls = re.findall(rf"leaky_{kernel}_kernel<[^;]*?\)\s*;", launch_source)
+    if not calls:
+        problems.append(f"no call of leaky_{kernel}_kernel")
+    problems += [
+        f"a call does not pass SNNK_LEAKY_{k}_KERNEL_SCALAR_ARGS(p): {call[:80]}..."
+        for call in calls
+        if f"SNNK_LEAKY_{k}_KERNEL_SCALAR_ARGS(p)" not in call
+    ]
     return problems
 
 
 @pytest.mark.parametrize("kernel", ["fwd", "bwd"])
 def test_cuda_kernel_value_settings(kernel):
     kernel_source = (CSRC / "leaky" / "leaky_kernel.cuh").read_text()
-    launch_source = (CSRC / "leaky" / "leaky_launch_impl.cuh").read_text()
+    # every place that calls the kernels: the CUDA launches and the C++ emulation test
+    launch_source = "\n".join(
+        (CSRC / f).read_text() for f in ("leaky/leaky_launch_impl.cuh", "tests/test_leaky_kernel_emu.cpp")
+    )
     assert kernel_mismatches(kernel_source, launch_source, kernel) == []
     assert macro_names(_macro(kernel, "KERNEL_SCALARS")) == list(names(kernel_scalars(kernel)))
     mutated = kernel_source.replace(f"SNNK_LEAKY_{kernel.upper()}_KERNEL_SCALARS,", "float decay, float gain,")

@@ -59,7 +59,6 @@ class _WindowIndexMaxPool2d(torch.autograd.Function):
         where = (flat // width % kh * kw + flat % width % kw).to(torch.uint8)
         ctx.save_for_backward(where)
         ctx.shape, ctx.kernel = x.shape, kernel
-        ctx.mark_non_differentiable(where)
         return y
 
     @staticmethod

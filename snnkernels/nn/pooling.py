@@ -12,7 +12,8 @@ dividing and multiplying by the reciprocal round alike), added to zero.
 ``nn.MaxPool2d``'s autograd saves its input and the int64 flat index of each window's maximum, although the
 gradient reads only the indices. Over non-overlapping windows each index is the maximum's position inside its
 window, ``(h % kh) * kw + w % kw``; ``MaxPool2d`` here keeps that position as uint8 (1 byte a window instead of
-8 + 4 kh kw) and routes dY to it, added to zero as the ATen kernels do: forward and gradient bit-identical.
+an int64 and the window's kh * kw input elements) and routes dY to it, added to zero as the ATen kernels do:
+forward and gradient bit-identical.
 """
 
 from __future__ import annotations

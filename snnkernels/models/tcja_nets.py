@@ -8,7 +8,9 @@ PiecewiseQuadratic(1) (= ``Triangle(1)``) for CIFAR10-DVS.
 Each network keeps the official ``nn.Sequential`` indices and SpikingJelly's ``SeqToANNContainer``
 (an ``nn.Sequential``), so the keys are the official ones (``conv.0.0.weight``, ``conv.11.conv.weight``,
 ``fc.2.0.weight`` ...) and the official checkpoints (``checkpoint["net"]``) load with ``strict=True``.
-The conv stack is a ``GatedPoolSequential``: on Triton each TCJA's gate is applied after the pool that
+Off the eager path the pools are ``nn.pooling.MaxPool2d`` / ``AvgPool2d`` (subclasses of torch's, same numbers):
+their backward keeps one byte a window / only the input's shape instead of the input (docs/models.md "Lean pools
+in TCJA-SNN"). The conv stack is a ``GatedPoolSequential``: on Triton each TCJA's gate is applied after the pool that
 follows it (exact for DVS128's max pools, to the rounding of the mean for CIFAR10-DVS's average pools),
 and its mean comes from the LIF's spike counts (no pass over the spikes).
 
@@ -27,6 +29,7 @@ from torch import nn
 
 from ..nn.attention import TCJA
 from ..nn.neuron import LIFNode
+from ..nn.pooling import AvgPool2d, MaxPool2d
 from ..surrogate import ATan, Surrogate, Triangle
 from ._blocks import (
     GatedPoolSequential,
@@ -162,13 +165,14 @@ class TCJA_DVS128(nn.Module):
         neuron_backend, attention_backend = network_options(self, T, layout, backend)
         p = self.preset
         conv: list[nn.Module] = []
+        lean = backend != "torch"  # the pools' backward keeps the window positions only (same numbers)
         for i in range(5):
             # the input of conv i: the frames (i = 0), max-pooled spikes (binary) or a max-pooled TCJA output (i = 4)
             spikes_in = 0 < i < 4
             conv += _conv_bn_lif(2 if i == 0 else channels, channels, p.conv_bias, p, neuron_backend, spikes_in)
             if i >= 3:
                 conv.append(TCJA(kernel_size_t, kernel_size_c, T, channels, backend=attention_backend))
-            conv.append(SeqToANN(nn.MaxPool2d(2, 2)))
+            conv.append(SeqToANN(MaxPool2d(2, 2, lean=lean)))
         self.conv = GatedPoolSequential(*conv)
         self.fc = nn.Sequential(
             nn.Flatten(2),
@@ -255,6 +259,7 @@ class TCJA_CIFAR10DVS(nn.Module):
             (512, 512),
             (512, 512, "tcja"),
         ]
+        lean = backend != "torch"  # the pools' backward keeps only the input's shape (same numbers)
         spikes_in = False  # the first conv takes the pooled frames; after an AvgPool2d the input is not binary
         for cin, cout, *after in plan:
             conv += _conv_bn_lif(cin, cout, p.conv_bias, p, neuron_backend, spikes_in)
@@ -262,7 +267,7 @@ class TCJA_CIFAR10DVS(nn.Module):
             if "tcja" in after:
                 conv.append(TCJA(kernel_size_t, kernel_size_c, T, cout, backend=attention_backend))
             if after:
-                conv.append(SeqToANN(nn.AvgPool2d(2, 2)))
+                conv.append(SeqToANN(AvgPool2d(2, 2, lean=lean)))
         self.conv = GatedPoolSequential(*conv)
         self.fc = nn.Sequential(nn.Flatten(2), SeqToANN(nn.Linear(512 * 3 * 3, num_classes)))
 

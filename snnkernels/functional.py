@@ -20,7 +20,7 @@ from .backends import (
     resolve_triton_op_backend,
 )
 from .neuron_models import Number, lif_leaky_settings
-from .ops import leaky_cupy, leaky_native
+from .ops import bn_lif_native, leaky_cupy, leaky_native
 from .ops import spike_pack as spike_pack_ops
 from .ops.layout import match_layout
 from .ops.leaky import time_major_dense
@@ -347,7 +347,21 @@ def resolved_backend(backend: str, x: torch.Tensor, *, owner: str | None = None)
     (``models.resolved_backends``)."""
     if owner is None:
         return resolve_backend(backend, x)
+    if owner == "bn_lif":
+        return _bn_lif_backend(backend, x)
     return resolve_triton_op_backend(backend, x, owner)
+
+
+BN_LIF_BACKENDS = ("auto", "torch", "triton", "native")
+
+
+def _bn_lif_backend(backend: str, x: torch.Tensor) -> str:
+    """bn_lif's backend on x: the leaky neuron's rule ("auto": Triton on CUDA, else the native neuron where it
+    is built, else "torch"), without CuPy, which has no bn_lif (docs/bn_lif.md "Native backend")."""
+    check_backend_name(backend, "bn_lif", BN_LIF_BACKENDS)  # names what it runs on for an explicit "cupy"
+    resolved = resolve_backend(backend, x)
+    # SNNKERNELS_BACKEND=cupy replacing "auto" is meant for the neurons: bn_lif takes "auto" without it
+    return resolve_triton_op_backend("auto", x, "bn_lif") if resolved == "cupy" else resolved
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1290,7 +1304,8 @@ def bn_lif(
     is ``nn.functional.batch_norm`` over the merged [T * B, C, ...] samples (what ``nn.BatchNorm2d`` /
     ``nn.BatchNorm1d`` compute on the zoo's flattened time-batch axis): statistics per channel over T x B x the
     spatial positions. On ``backend="triton"`` BatchNorm is applied as the neuron loads x, so its output is
-    never stored; the backward rebuilds it from x (docs/bn_lif.md).
+    never stored; the backward rebuilds it from x (docs/bn_lif.md). On ``"native"`` it is a transient of each
+    pass, not kept either.
 
     Args:
         x (Tensor): [T, B, C, *spatial] (conv output [T, B, C, H, W], tokens [T, B, C, N], features [T, B, C]).
@@ -1311,8 +1326,9 @@ def bn_lif(
         detach_reset (bool): no gradient through the reset. Default: False.
         surrogate_function (Surrogate): see ``snnkernels.surrogate``. Default: ``ATan()``.
         v_init_value (float): the state every neuron starts from. Default: 0.
-        backend (str): ``'auto'``, ``'torch'`` (the eager ``batch_norm`` + neuron reference) or ``'triton'``.
-            Default: ``'auto'``.
+        backend (str): ``'auto'``, ``'torch'`` (the eager ``batch_norm`` + neuron reference), ``'triton'`` or
+            ``'native'`` (the C++ neuron, BatchNorm in torch ops; docs/bn_lif.md "Native backend"). Default:
+            ``'auto'``.
 
     Returns:
         spikes (Tensor) of x's shape and dtype.
@@ -1332,8 +1348,9 @@ def bn_lif(
     v_threshold = _checks.check_scalar(v_threshold, "v_threshold")
     v_reset = _checks.check_scalar(v_reset, "v_reset", allow_none=True)
     surrogate_function = coerce_surrogate(surrogate_function)
+    resolved = _bn_lif_backend(backend, x)
     # an empty batch: batch_norm's own rule (empty output, running statistics untouched)
-    if resolve_triton_op_backend(backend, x, "bn_lif") == "torch" or x.numel() == 0:
+    if resolved == "torch" or x.numel() == 0:
         decay, input_gain, neuron_bias = coefficients
         return bn_lif_reference(
             x,
@@ -1367,7 +1384,8 @@ def bn_lif(
         surrogate_function.id,
         surrogate_function.param,
     )
-    return bn_lif_triton.bn_lif(
+    fused = bn_lif_triton.bn_lif if resolved == "triton" else bn_lif_native.bn_lif
+    return fused(
         x,
         running_mean,
         running_var,

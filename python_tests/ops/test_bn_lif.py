@@ -20,14 +20,13 @@ from torch import nn
 from bench.bn_lif_memory import Unfused, saved_bytes
 from snnkernels import functional as SF
 from snnkernels import surrogate as sg
+from snnkernels.backends import backend_problem
 from snnkernels.nn import BNLIF, LeakyNode, LIFNode, ParametricLIFNode, bn_fusion_blocker, bn_neuron
-from snnkernels.ops.bn_lif_triton import bn_lif
+from snnkernels.ops import bn_lif_native
 from snnkernels.reference.bn_lif import bn_lif_reference
 
 from conftest import DEVICE
 from utils import FLIP_EPS, MAX_FLIP_RATE, assert_close_verbose, assert_grad_close, compare_spikes
-
-pytestmark = pytest.mark.triton
 
 # fp32 running statistics: both sides round ``(1 - m) * running + m * batch statistic`` once to fp32 (2 ulps), and
 # the batch statistic itself differs: torch's CPU BatchNorm sums in fp64, the kernel sums tile-rows in fp32 (a few
@@ -44,6 +43,25 @@ HALF_FLIP_EPS = {torch.float16: 2.0**-7, torch.bfloat16: 2.0**-4}
 # a channel into each dL/dx through its mean terms: compared normwise, relative to the largest entry, as the gated
 # neuron's gate sums (measured on the ATan, Sigmoid and Triangle cases: <= 5.8e-4 fp16, <= 6.2e-3 bf16)
 HALF_GRAD_RTOL = {torch.float16: 2.0**-9, torch.bfloat16: 2.0**-6}
+
+NATIVE_PROBLEM = backend_problem("native", torch.empty(1, device=DEVICE))
+# the fused backends: Triton (skipped without CUDA / the interpreter) and the native neuron with BatchNorm in torch
+# ops around it (skipped with the reason where the extension is not built)
+FUSED = [
+    pytest.param("triton", marks=pytest.mark.triton, id="triton"),
+    pytest.param(
+        "native", marks=pytest.mark.skipif(NATIVE_PROBLEM is not None, reason=str(NATIVE_PROBLEM)), id="native"
+    ),
+]
+
+
+def fused_bn_lif(backend):
+    """The op's launcher of ``backend`` (``ops.bn_lif_<backend>.bn_lif``)."""
+    if backend == "native":
+        return bn_lif_native.bn_lif
+    from snnkernels.ops import bn_lif_triton
+
+    return bn_lif_triton.bn_lif
 
 
 def neuron_kwargs(surrogate, *, v_threshold=0.8, v_reset=0.0, strict=False, detach=False, v_init=0.0):
@@ -108,7 +126,7 @@ CASES = {
 }
 
 
-def run_case(name, dtype=torch.float32, chunk=2):
+def run_case(name, dtype=torch.float32, chunk=2, backend="triton"):
     shape, batch_stats, dk, gk, bk, v_reset, strict, detach = CASES[name]
     surrogate = getattr(sg, name)()
     C = shape[2]
@@ -133,7 +151,7 @@ def run_case(name, dtype=torch.float32, chunk=2):
         surrogate.param,
     )
     rm_k, rv_k, rm_r, rv_r = rm.clone(), rv.clone(), rm.clone(), rv.clone()
-    out = bn_lif(
+    out = fused_bn_lif(backend)(
         x,
         rm_k,
         rv_k,
@@ -170,12 +188,13 @@ def check_running(rm, rv, rm_ref, rv_ref, x, momentum):
     assert_close_verbose(rv, rv_ref, momentum * SUM_ULPS * top * top, RUN_RTOL, "running_var")
 
 
+@pytest.mark.parametrize("backend", FUSED)
 @pytest.mark.parametrize("name", list(CASES))
-def test_triton_matches_reference(name):
+def test_fused_matches_reference(name, backend):
     """Every surrogate once, each with its own layout (conv [T, B, C, H, W], tokens [T, B, C, N], features
     [T, B, C]), statistics (batch / running), reset (hard / soft / to a nonzero value), strict or not, detached
     or not, and learnable neuron coefficients (per channel, 0-d); T up to 9 with chunk 2 (partial last chunks)."""
-    out, ref, h, inputs, (rm_k, rv_k, rm_r, rv_r) = run_case(name)
+    out, ref, h, inputs, (rm_k, rv_k, rm_r, rv_r) = run_case(name, backend=backend)
     assert out.shape == ref.shape and out.dtype == ref.dtype
     cmp = compare_spikes(out, ref, h, 0.8, eps=FLIP_EPS[torch.float32])
     assert not cmp.any_flip, f"{cmp.flips} spike(s) flipped at a threshold tie: the gradients are not comparable"
@@ -190,12 +209,13 @@ def test_triton_matches_reference(name):
         assert_grad_close(g, g_ref, f"parameter {i + 1}", reduced=True)
 
 
+@pytest.mark.parametrize("backend", FUSED)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("name", ["ATan", "Sigmoid"])
-def test_triton_half_precision(dtype, name):
+def test_fused_half_precision(dtype, name, backend):
     """fp16 / bf16 x: BatchNorm's output rounded to x's dtype as nn.BatchNorm stores it, the state fp32; the
     running statistics from the same half values; every gradient (HALF_GRAD_RTOL)."""
-    out, ref, h, inputs, (rm_k, rv_k, rm_r, rv_r) = run_case(name, dtype)
+    out, ref, h, inputs, (rm_k, rv_k, rm_r, rv_r) = run_case(name, dtype, backend=backend)
     assert out.dtype == dtype
     cmp = compare_spikes(out, ref, h, 0.8, eps=HALF_FLIP_EPS[dtype], max_flip_rate=MAX_FLIP_RATE)
     assert 0.03 < ref.float().mean().item() < 0.9
@@ -210,8 +230,9 @@ def test_triton_half_precision(dtype, name):
         assert_close_verbose(g, g_ref, HALF_GRAD_RTOL[dtype] * top, HALF_GRAD_RTOL[dtype], f"grad {i}")
 
 
+@pytest.mark.parametrize("backend", FUSED)
 @pytest.mark.parametrize("batch_stats", [True, False], ids=["batch", "running"])
-def test_flip_rate(batch_stats):
+def test_flip_rate(batch_stats, backend):
     """A larger layer (T = 4, B = 4, C = 8, 16 x 16; 32768 neuron-steps) forward in fp32 under batch or running
     statistics: spikes differ from the reference only at threshold ties, at a rate within the suite's budget."""
     T, B, C, H, W = 4, 4, 8, 16, 16
@@ -221,13 +242,13 @@ def test_flip_rate(batch_stats):
     settings = (0.0, 0.0, 0.0, 0.8, 0.0, 0.0, True, False, False, sg.ATan.id, 2.0)
     rm, rv = 0.3 * torch.randn(C, device=DEVICE), torch.rand(C, device=DEVICE) * 3 + 0.5
     stats = (rm.clone(), rv.clone())
-    out = bn_lif(
+    out = fused_bn_lif(backend)(
         x, rm, rv, w, b, batch_stats=batch_stats, momentum=0.1, eps=1e-5, coefficients=(0.5, 1.0, 0.0), neuron=settings
     )
     ref = bn_lif_reference(x, *stats, w, b, training=batch_stats, decay=0.5, **neuron)
     h = charges(bn_output(x, *stats, w, b, batch_stats, 0.1), 0.5, 1.0, 0.0, neuron)
     cmp = compare_spikes(out, ref, h, 0.8, eps=FLIP_EPS[torch.float32], max_flip_rate=MAX_FLIP_RATE)
-    print(f"fp32 flips ({'batch' if batch_stats else 'running'} statistics): {cmp.flips} of {out.numel()}")
+    print(f"{backend} fp32 flips ({'batch' if batch_stats else 'running'} statistics): {cmp.flips} of {out.numel()}")
 
 
 def hand_batch_norm(x, rm, rv, w, b, training, momentum, eps):
@@ -248,6 +269,7 @@ def hand_batch_norm(x, rm, rv, w, b, training, momentum, eps):
     return y * w.view(shape) + b.view(shape) if w is not None else y
 
 
+@pytest.mark.triton
 @pytest.mark.parametrize(
     "shape, bn_cls", [((5, 3, 4, 3, 5), nn.BatchNorm2d), ((5, 3, 4, 7), nn.BatchNorm1d), ((7, 3, 4), nn.BatchNorm1d)]
 )
@@ -303,9 +325,10 @@ def test_reference_is_batch_norm_then_neuron(shape, bn_cls, momentum):
     ],
     ids=["lif", "plif-soft", "leaky-learnable"],
 )
+@pytest.mark.parametrize("backend", FUSED)
 @pytest.mark.parametrize("momentum, affine, track", [(0.1, True, True), (None, True, True), (0.1, False, False)])
-def test_module_triton_matches_modules(neuron_factory, momentum, affine, track):
-    """fp32: ``bn_neuron(nn.BatchNorm2d, neuron)`` on Triton over two training batches and one eval batch
+def test_module_fused_matches_modules(neuron_factory, momentum, affine, track, backend):
+    """fp32: ``bn_neuron(nn.BatchNorm2d, neuron)`` fused over two training batches and one eval batch
     against the unfused modules on backend="torch": spikes, running statistics, num_batches_tracked and every
     gradient (x, BatchNorm's weight and bias, the neuron's learnable coefficients)."""
     C, shape = 5, (5, 2, 5, 3, 3)
@@ -320,7 +343,8 @@ def test_module_triton_matches_modules(neuron_factory, momentum, affine, track):
         for m in (*bns, *neurons):
             m.train(step < 2)
         x = (torch.randn(shape, device=DEVICE) * 2 + 0.5).requires_grad_(True)
-        got = bn_neuron(bns[0], neurons[0], x, backend="triton")
+        assert bn_fusion_blocker(bns[0], neurons[0], x, backend) is None
+        got = bn_neuron(bns[0], neurons[0], x, backend=backend)
         neurons[1].backend = "torch"
         want = neurons[1](bns[1](x.flatten(0, 1)).unflatten(0, shape[:2]))
         y = bn_output(x, None, None, bns[1].weight, bns[1].bias, True, 0.0) if step < 2 or not track else None
@@ -345,6 +369,7 @@ def test_module_triton_matches_modules(neuron_factory, momentum, affine, track):
             assert_grad_close(g, g_ref, f"parameter {i}", reduced=True)
 
 
+@pytest.mark.triton
 def test_state_dict_is_batch_norms():
     """BNLIF's state dict is nn.BatchNorm2d's (plus the neuron's, under ``neuron.``), both ways."""
     bn = nn.BatchNorm2d(6)
@@ -354,6 +379,7 @@ def test_state_dict_is_batch_norms():
     bn.load_state_dict({k: v for k, v in fused.state_dict().items() if not k.startswith("neuron.")})
 
 
+@pytest.mark.triton
 def test_errors():
     x = torch.randn(2, 3, 4, 5)
     with pytest.raises(ValueError, match="more than 1 value per channel"):
@@ -372,33 +398,35 @@ def test_errors():
         BNLIF(4, LIFNode(step_mode="m", stateful=False))(torch.randn(2, 3, 5, 2))
 
 
+@pytest.mark.parametrize("backend", FUSED)
 @pytest.mark.parametrize("T", [6, 10])
-def test_bytes_held_for_backward(T):
+def test_bytes_held_for_backward(T, backend):
     """bn_lif keeps x (which BatchNorm keeps anyway), the neuron's checkpoints and 7 per-channel fp32 vectors
     (scale, shift, mean, invstd and the neuron's 3 coefficients); the unfused pair with the fused neuron also keeps
     BatchNorm's output (docs/bn_lif.md "Memory")."""
     B, C, H, W = 2, 4, 3, 5
     x = torch.randn(T, B, C, H, W, device=DEVICE, requires_grad=True)
-    fused = saved_bytes(BNLIF(C, backend="triton").to(DEVICE).train(), x)
-    unfused = saved_bytes(Unfused(C, "triton").to(DEVICE).train(), x)
+    fused = saved_bytes(BNLIF(C, backend=backend).to(DEVICE).train(), x)
+    unfused = saved_bytes(Unfused(C, backend).to(DEVICE).train(), x)
     x_bytes, step_bytes = x.numel() * 4, x[0].numel() * 4
     checkpoints = ((T + 7) // 8 - 1) * step_bytes
     assert fused == {"x": x_bytes, "steps": checkpoints, "small": 7 * C * 4}
     assert unfused["x"] == x_bytes and unfused["steps"] == x_bytes + checkpoints
 
 
+@pytest.mark.parametrize("backend", FUSED)
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
-def test_compiles_in_one_graph(train):
+def test_compiles_in_one_graph(train, backend):
     """``torch.compile(BNLIF, dynamic=True, fullgraph=True)`` (aot_eager: the interpreter's Triton cannot run under
     Inductor on the CPU): one graph for two batch sizes, the same spikes, gradients and running statistics as the
     eager module (momentum=None's ``1 / num_batches_tracked`` reads a tensor as a number, so it is tested eager)."""
     from torch._dynamo.testing import CompileCounterWithBackend
 
     torch._dynamo.reset()
-    eager = BNLIF(5, ParametricLIFNode(step_mode="m", stateful=False), backend="triton").to(DEVICE).train(train)
+    eager = BNLIF(5, ParametricLIFNode(step_mode="m", stateful=False), backend=backend).to(DEVICE).train(train)
     with torch.no_grad():
         eager.weight.uniform_(0.5, 1.5), eager.bias.uniform_(-0.3, 0.3), eager.running_var.uniform_(0.5, 1.5)
-    module = BNLIF(5, ParametricLIFNode(step_mode="m", stateful=False), backend="triton").to(DEVICE).train(train)
+    module = BNLIF(5, ParametricLIFNode(step_mode="m", stateful=False), backend=backend).to(DEVICE).train(train)
     module.load_state_dict(eager.state_dict())
     counter = CompileCounterWithBackend("aot_eager")
     compiled = torch.compile(module, backend=counter, dynamic=True, fullgraph=True)
@@ -421,6 +449,7 @@ def test_compiles_in_one_graph(train):
     assert frames[0] >= 1 and frames[1] == frames[0], f"graphs compiled after each call: {frames}"
 
 
+@pytest.mark.triton
 def test_double_backward_raises():
     """A first-order gradient with create_graph works; differentiating it again through the fused op raises."""
     x = (torch.randn(3, 2, 3, 4, device=DEVICE) * 2).requires_grad_(True)
@@ -431,6 +460,7 @@ def test_double_backward_raises():
         g.sum().backward()
 
 
+@pytest.mark.triton
 @pytest.mark.parametrize("layout", ["bt", "channels_last", "sliced"])
 def test_layouts(layout):
     """x in DTA-SNN's [B, T] storage (read in place), each step channels-last, or every other element of a
@@ -462,9 +492,10 @@ def test_layouts(layout):
     assert_grad_close(grads[2], grads_ref[2], "bias", reduced=True)
 
 
+@pytest.mark.triton
 def test_bn_neuron_falls_back_to_the_modules():
     """``bn_neuron`` runs bn_lif where ``bn_fusion_blocker`` finds nothing, and the two modules' own calls
-    otherwise (a stateful neuron, a native backend, hooks, spike recording, a GroupNorm), with the same result; a
+    otherwise (a stateful neuron, the CuPy backend, hooks, spike recording, a GroupNorm), with the same result; a
     BatchNorm3d over [B, C, T, H, W] (MA-SNN's ``TimeBatchNorm``) fuses to the same spikes and running statistics."""
     C, shape = 3, (4, 2, 3, 2, 3)
     x = torch.randn(shape, device=DEVICE) * 2 + 0.5
@@ -475,7 +506,7 @@ def test_bn_neuron_falls_back_to_the_modules():
     bn, neuron = pair(stateful=False, backend="triton")
     assert bn_fusion_blocker(bn, neuron, x) is None
     assert "stateless" in bn_fusion_blocker(*pair(stateful=True, backend="triton"), x)
-    assert "native" in bn_fusion_blocker(*pair(stateful=False, backend="native"), x)
+    assert "'cupy' kernels" in bn_fusion_blocker(*pair(stateful=False, backend="cupy"), x)
     assert "runs on 'torch'" in bn_fusion_blocker(*pair(stateful=False, backend="torch"), x)
     assert "GroupNorm" in bn_fusion_blocker(nn.GroupNorm(1, C), neuron, x)
     assert bn_fusion_blocker(nn.BatchNorm3d(C), neuron, x) is None  # MA-SNN's BatchNorm3d over (B, T, H, W)

@@ -54,9 +54,9 @@ def bn_fusion_blocker(bn: nn.Module, neuron: nn.Module, x: torch.Tensor, backend
     if not isinstance(x, torch.Tensor) or x.dim() < 3 or x.numel() == 0:
         return "the input is not a non-empty [T, B, C, ...] tensor"
     backend = neuron.backend if backend is None else backend
-    if backend not in ("auto", "torch", "triton"):
+    if backend not in SF.BN_LIF_BACKENDS:
         return f"bn_lif has no {backend!r} kernels"
-    if SF.resolved_backend(backend, x, owner="bn_lif") != "triton":
+    if SF.resolved_backend(backend, x, owner="bn_lif") == "torch":
         return f"bn_lif runs on 'torch' here (backend={backend!r}, {x.device.type} tensor)"
     return None
 
@@ -73,13 +73,13 @@ def bn_neuron(bn: nn.Module, neuron: nn.Module, x: torch.Tensor, backend: str | 
         neuron (nn.Module): a stateless multi-step snnkernels neuron (``LIFNode``, ``ParametricLIFNode``,
             ``LeakyNode``, ...); learnable coefficients receive their gradients.
         x (Tensor): [T, B, C, *spatial].
-        backend (str, Optional): ``'auto'``, ``'torch'`` or ``'triton'``. Default: None (the neuron's).
+        backend (str, Optional): ``'auto'``, ``'torch'``, ``'triton'`` or ``'native'``. Default: None (the neuron's).
     """
     if bn_fusion_blocker(bn, neuron, x, backend) is not None:
         if isinstance(bn, BNLIF):  # BNLIF has no unfused forward of its own: the same math on the reference
             return _bn_lif_call(bn, neuron, x, "torch")
         return neuron(_unfused_norm(bn, x))
-    return _bn_lif_call(bn, neuron, x, "triton")
+    return _bn_lif_call(bn, neuron, x, neuron.backend if backend is None else backend)
 
 
 def _unfused_norm(bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -123,7 +123,7 @@ class BNLIF(nn.Module):
         affine (bool): learnable ``weight`` and ``bias``. Default: True.
         track_running_stats (bool): keep ``running_mean`` / ``running_var`` / ``num_batches_tracked``.
             Default: True.
-        backend (str): ``'auto'``, ``'torch'`` or ``'triton'``. Default: ``'auto'``.
+        backend (str): ``'auto'``, ``'torch'``, ``'triton'`` or ``'native'``. Default: ``'auto'``.
     """
 
     def __init__(
@@ -146,7 +146,7 @@ class BNLIF(nn.Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        self.backend = check_backend_name(backend, type(self).__name__)
+        self.backend = check_backend_name(backend, type(self).__name__, SF.BN_LIF_BACKENDS)
         if affine:
             self.weight = nn.Parameter(torch.ones(num_features, **factory))
             self.bias = nn.Parameter(torch.zeros(num_features, **factory))

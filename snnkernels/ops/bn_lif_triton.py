@@ -32,8 +32,9 @@ from ..surrogate import Sigmoid, Triangle
 from ._device import on_device_of
 from ._double_backward import refuse_double_backward
 from .autograd_helpers import forward_settings, fresh_settings, needs_training
+from .bn_lif import as_rows, normalising_statistics, per_channel
 from .gated_leaky_triton import NeuronSettings, new_checkpoints
-from .layout import match_layout, rows_layout
+from .layout import match_layout
 from .leaky_triton import DEFAULT_CHUNK
 from .registry import SAMPLE_SHAPE, rand, randn, registered_op, triton_entry
 from .triton_launch import COMPILE_OPTIONS, f32, launch_rows, neuron_geometry, neuron_grid, row_geometry, row_tiles
@@ -43,12 +44,6 @@ __all__ = ["bn_lif", "bn_lif_stats", "bn_lif_fwd", "bn_lif_bwd", "as_rows", "SUM
 # Rows of bn_lif_bwd's per-channel sums: dL/dbias, dL/dweight (sum of dL/dy * x_hat), and the neuron's
 # dL/ddecay (dL/dh * v_{t-1}), dL/dgain (dL/dh * y), dL/dbias (dL/dh)
 SUMS = ("dy", "dy_xhat", "decay", "gain", "bias")
-
-
-def as_rows(x: torch.Tensor) -> torch.Tensor:
-    """x [T, B, C, *spatial] as the [T, B, C, 1, S] rows the kernels walk (a view where the storage allows)."""
-    T, B, C = x.shape[:3]
-    return rows_layout(x.reshape(T, B, C, 1, -1))
 
 
 @torch.library.custom_op("snnkernels::bn_lif_stats", mutates_args=(), device_types=("cpu", "cuda"))
@@ -286,16 +281,6 @@ class _BNLIFFunction(torch.autograd.Function):
         )
 
 
-def _per_channel(value: float | torch.Tensor | None, channels: int, like: torch.Tensor, default: float) -> torch.Tensor:
-    """A float, a 0-d / [1] / [C] tensor, or None (``default``) as an fp32 [C] tensor that carries its gradient."""
-    if value is None:
-        value = default
-    if not isinstance(value, torch.Tensor):
-        return torch.full((channels,), float(value), dtype=torch.float32, device=like.device)
-    value = value.to(torch.float32).reshape(-1)
-    return (value.expand(channels) if value.numel() != channels else value).contiguous()
-
-
 def bn_lif(
     x: torch.Tensor,
     running_mean: torch.Tensor | None,
@@ -328,24 +313,15 @@ def bn_lif(
             detach_reset, surrogate_id, surrogate_param); its first three entries are ignored (``coefficients``).
         chunk (int): steps per checkpoint. Default: the leaky neuron's.
     """
-    T, B, C = x.shape[:3]
+    C = x.shape[2]
     rows = as_rows(x)
-    if batch_stats:
-        stats = bn_lif_stats(rows.detach())
-        mean64, var64 = stats[0], stats[1]
-        if running_mean is not None and running_var is not None:
-            n = T * B * rows.shape[-1]
-            with torch.no_grad():
-                unbiased = var64 * (n / (n - 1)) if n > 1 else var64 * float("nan")
-                running_mean.copy_(momentum * mean64 + (1.0 - momentum) * running_mean.double())
-                running_var.copy_(momentum * unbiased + (1.0 - momentum) * running_var.double())
-    else:
-        mean64, var64 = running_mean.detach().double(), running_var.detach().double()
-    mean = mean64.float()
-    invstd = torch.rsqrt(var64 + eps).float()
-    w = _per_channel(weight, C, x, 1.0)
-    b = _per_channel(bias, C, x, 0.0)
-    decay, gain, neuron_bias = (_per_channel(c, C, x, 0.0) for c in coefficients)
+    mean, invstd = normalising_statistics(
+        rows, running_mean, running_var, batch_stats=batch_stats, momentum=momentum, eps=eps,
+        batch_statistics=bn_lif_stats,
+    )  # fmt: skip
+    w = per_channel(weight, C, x, 1.0)
+    b = per_channel(bias, C, x, 0.0)
+    decay, gain, neuron_bias = (per_channel(c, C, x, 0.0) for c in coefficients)
     training = needs_training(x, w, b, decay, gain, neuron_bias)
     spikes = _BNLIFFunction.apply(
         rows, w, b, decay, gain, neuron_bias, mean, invstd, fresh_settings(neuron), batch_stats, chunk, training

@@ -1,0 +1,169 @@
+"""``bn_lif`` on the native backend: the neuron's time loop in the C++ kernels of the leaky op
+(``snnkernels::leaky_fwd_native`` / ``leaky_bwd_native``, CPU and CUDA), BatchNorm's per-channel work in torch
+ops around them (docs/bn_lif.md "Native backend").
+
+Saved for the backward, as on Triton: x (BatchNorm's input) and the neuron's checkpoints, never BatchNorm's
+output y. Unlike the Triton kernels, which apply BatchNorm as they load x, y exists here for the length of one
+native call in the forward and one in the backward (a transient, rebuilt from x with the same fp32 arithmetic:
+``x * scale + shift`` rounded to x's dtype), so each pass moves one more read and write of x's size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .autograd_helpers import fresh_settings, needs_training
+from .bn_lif import as_rows, normalising_statistics, per_channel
+from .leaky_native import DEFAULT_CHUNK, forward_op
+from .leaky_settings import BWD_ARGS, FWD_ARGS, SCALAR_SETTINGS, names, positional
+
+__all__ = ["bn_lif", "batch_statistics"]
+
+
+def batch_statistics(rows: torch.Tensor) -> torch.Tensor:
+    """(batch mean, biased variance) per channel of rows [T, B, C, 1, S] over T * B * S values, fp64 [2, C]."""
+    var, mean = torch.var_mean(rows.double(), dim=(0, 1, 3, 4), correction=0)
+    return torch.stack((mean, var))
+
+
+def _bn_output(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """y = x * scale_c + shift_c in fp32 (two roundings, no fused multiply-add, as the Triton kernels), in x's
+    dtype: what nn.BatchNorm stores and the neuron reads."""
+    channel = (1, 1, -1, 1, 1)
+    return (x.float() * scale.view(channel) + shift.view(channel)).to(x.dtype)
+
+
+def _channel_sums(per_neuron: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A per-neuron [B * C * S] partial sum of the native backward as per-channel fp64 sums [C]."""
+    B, C = x.shape[1:3]
+    return per_neuron.view(B, C, -1).sum(dim=(0, 2), dtype=torch.float64)
+
+
+class _BNLIFNativeFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        decay: torch.Tensor,
+        gain: torch.Tensor,
+        neuron_bias: torch.Tensor,
+        mean: torch.Tensor,
+        invstd: torch.Tensor,
+        neuron: tuple,
+        batch_stats: bool,
+        chunk: int,
+        training: bool,
+    ):
+        scale = weight * invstd
+        shift = bias - mean * scale
+        # the neuron's coefficients are the tensors decay, gain, neuron_bias: its float ones are not read
+        settings = dict(zip(names(SCALAR_SETTINGS), (0.0, 0.0, 0.0, *neuron[3:]), strict=True))
+        spikes, _, ckpt, _ = forward_op()(
+            *positional(
+                FWD_ARGS,
+                **settings,
+                x=_bn_output(x, scale, shift),
+                v_init=None,
+                decay_t=decay,
+                gain_t=gain,
+                bias_t=neuron_bias,
+                training=training,
+                store_final_state=False,
+                chunk=chunk,
+            )
+        )
+        ctx.neuron, ctx.batch_stats, ctx.chunk = settings, batch_stats, chunk
+        ctx.save_for_backward(x, scale, shift, mean, invstd, decay, gain, neuron_bias, ckpt)
+        return spikes
+
+    @staticmethod
+    def backward(ctx: Any, grad_spikes: torch.Tensor):
+        x, scale, shift, mean, invstd, decay, gain, neuron_bias, ckpt = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        # grad_spikes in fp32: the native backward then works in fp32 and returns dL/dy unrounded (as the
+        # Triton kernel keeps it), whatever x's dtype
+        grad_y, _, g_decay, g_gain, g_bias = torch.ops.snnkernels.leaky_bwd_native(
+            *positional(
+                BWD_ARGS,
+                **ctx.neuron,
+                grad_spikes=grad_spikes.float(),
+                grad_v_final=None,
+                x=_bn_output(x, scale, shift),
+                v_init=None,
+                checkpoints=ckpt,
+                decay_t=decay,
+                gain_t=gain,
+                bias_t=neuron_bias,
+                chunk=ctx.chunk,
+                need_grad_v_init=False,
+                need_grad_decay=needs[3],
+                need_grad_gain=needs[4],
+                need_grad_bias=needs[5],
+            )
+        )
+        channel = (1, 1, -1, 1, 1)
+        x_hat = (x.float() - mean.view(channel)) * invstd.view(channel)
+        dims = (0, 1, 3, 4)
+        sum_dy = grad_y.sum(dim=dims, dtype=torch.float64)
+        sum_dy_xhat = (grad_y * x_hat).sum(dim=dims, dtype=torch.float64)
+        if ctx.batch_stats:  # docs/bn_lif.md "Backward": BatchNorm's mean terms
+            n = x.numel() // x.shape[2]
+            mean_dy, mean_dy_xhat = (sum_dy / n).float(), (sum_dy_xhat / n).float()
+            grad_x = scale.view(channel) * (grad_y - mean_dy.view(channel) - x_hat * mean_dy_xhat.view(channel))
+        else:
+            grad_x = scale.view(channel) * grad_y
+        coefficient_grads = [
+            _channel_sums(g, x).float() if need else None
+            for g, need in zip((g_decay, g_gain, g_bias), needs[3:6], strict=True)
+        ]
+        return (
+            grad_x.to(x.dtype) if needs[0] else None,
+            sum_dy_xhat.float() if needs[1] else None,
+            sum_dy.float() if needs[2] else None,
+            *coefficient_grads,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+def bn_lif(
+    x: torch.Tensor,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    *,
+    batch_stats: bool,
+    momentum: float,
+    eps: float,
+    coefficients: tuple[float | torch.Tensor, float | torch.Tensor, float | torch.Tensor],
+    neuron: tuple,
+    chunk: int = DEFAULT_CHUNK,
+) -> torch.Tensor:
+    """Spikes of the leaky neuron on ``nn.functional.batch_norm(x over [T * B, C, ...])`` (native neuron).
+
+    Args: as ``ops.bn_lif_triton.bn_lif`` (x [T, B, C, *spatial] fp32 / fp16 / bf16 on the CPU, or CUDA where
+    the extension was built with it).
+    """
+    C = x.shape[2]
+    rows = as_rows(x)
+    mean, invstd = normalising_statistics(
+        rows, running_mean, running_var, batch_stats=batch_stats, momentum=momentum, eps=eps,
+        batch_statistics=batch_statistics,
+    )  # fmt: skip
+    w = per_channel(weight, C, x, 1.0)
+    b = per_channel(bias, C, x, 0.0)
+    decay, gain, neuron_bias = (per_channel(c, C, x, 0.0) for c in coefficients)
+    training = needs_training(x, w, b, decay, gain, neuron_bias)
+    spikes = _BNLIFNativeFunction.apply(
+        rows, w, b, decay, gain, neuron_bias, mean, invstd, fresh_settings(neuron), batch_stats, chunk, training
+    )
+    return spikes.reshape(x.shape)

@@ -293,3 +293,22 @@ def check_both(results, backend, x, *, min_activity=True):
         # an fp64 leaf (coefficient, v_init) of an fp32-state computation gets fp32-accurate gradients
         tol_dtype = torch.float32 if g.dtype == torch.float64 and x.dtype != torch.float64 else None
         assert_grad_close(g, g_ref, name, reduced=name in COEFFICIENT_NAMES, dtype=tol_dtype)
+
+
+def assert_same_training_step(run, reference_run, weight_grad_nonzero) -> None:
+    """Two runs of one network, ``(module, output, dL/dx)`` each, bit for bit: output, input gradient, every
+    parameter gradient and buffer (running statistics), state-dict keys. ``weight_grad_nonzero(name)`` picks the
+    parameters whose gradient must be non-zero (so that the comparison cannot pass on dead layers)."""
+    (m, out, gx), (ref, out_ref, gx_ref) = run, reference_run
+    assert out_ref.abs().sum() > 0, "the tiny network never fires on this input"
+    assert_equal = torch.testing.assert_close
+    assert_equal(out, out_ref, rtol=0, atol=0)
+    assert_equal(gx, gx_ref, rtol=0, atol=0)
+    assert gx_ref.abs().sum() > 0
+    for (n, p), (_, q) in zip(m.named_parameters(), ref.named_parameters(), strict=True):
+        assert_equal(p.grad, q.grad, rtol=0, atol=0, msg=n)
+        if weight_grad_nonzero(n):
+            assert q.grad.abs().sum() > 0, n
+    for (n, b), (_, c) in zip(m.named_buffers(), ref.named_buffers(), strict=True):
+        assert_equal(b, c, rtol=0, atol=0, msg=n)
+    assert m.state_dict().keys() == ref.state_dict().keys()

@@ -81,7 +81,39 @@ def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
-class AvgPool2d(nn.AvgPool2d):
+class _LeanPool:
+    """What the two lean pools share: the ``lean`` switch, the tiling test and the dispatch. A subclass names its
+    autograd Function (``_lean``) and adds its own conditions (``_allows``)."""
+
+    _lean: type[torch.autograd.Function]
+
+    def lean_for(self, x: torch.Tensor) -> bool:
+        """Whether a call on ``x`` takes the lean backward: windows that tile x (stride = kernel size, no padding,
+        floor mode) and the subclass's own conditions."""
+        kernel = _pair(self.kernel_size)
+        stride = _pair(self.stride if self.stride else self.kernel_size)
+        return (
+            self.lean
+            and x.requires_grad
+            and x.dim() in (3, 4)
+            and stride == kernel
+            and _pair(self.padding) == (0, 0)
+            and not self.ceil_mode
+            and x.shape[-2] >= kernel[0]
+            and x.shape[-1] >= kernel[1]
+            and self._allows(kernel)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.lean_for(x):
+            return self._lean.apply(x, _pair(self.kernel_size))
+        return super().forward(x)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, lean={self.lean}"
+
+
+class AvgPool2d(_LeanPool, nn.AvgPool2d):
     """``nn.AvgPool2d`` (same arguments, no parameters, same numbers) whose backward needs only the input's shape
     where the windows tile the input: stride = kernel size, no padding, ``ceil_mode=False``, no
     ``divisor_override``, a window area that is a power of two, and ``lean=True``. Otherwise the plain layer.
@@ -92,38 +124,18 @@ class AvgPool2d(nn.AvgPool2d):
         **kwargs: ``nn.AvgPool2d``'s.
     """
 
+    _lean = _ShapeOnlyAvgPool2d
+
     def __init__(self, *args, lean: bool = True, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.lean = bool(lean)
 
-    def lean_for(self, x: torch.Tensor) -> bool:
-        """Whether a call on ``x`` keeps only x's shape for the backward."""
-        kernel = _pair(self.kernel_size)
-        stride = _pair(self.stride if self.stride else self.kernel_size)
+    def _allows(self, kernel: tuple[int, int]) -> bool:
         area = kernel[0] * kernel[1]
-        return (
-            self.lean
-            and x.requires_grad
-            and x.dim() in (3, 4)
-            and stride == kernel
-            and _pair(self.padding) == (0, 0)
-            and not self.ceil_mode
-            and self.divisor_override is None
-            and area & (area - 1) == 0
-            and x.shape[-2] >= kernel[0]
-            and x.shape[-1] >= kernel[1]
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.lean_for(x):
-            return _ShapeOnlyAvgPool2d.apply(x, _pair(self.kernel_size))
-        return super().forward(x)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, lean={self.lean}"
+        return self.divisor_override is None and area & (area - 1) == 0
 
 
-class MaxPool2d(nn.MaxPool2d):
+class MaxPool2d(_LeanPool, nn.MaxPool2d):
     """``nn.MaxPool2d`` (same arguments, no parameters, same numbers) whose backward keeps, per window, only the
     position of its maximum (uint8) where the windows tile the input: stride = kernel size, no padding, dilation
     1, ``ceil_mode=False``, ``return_indices=False``, at most 256 elements a window, and ``lean=True``. Otherwise
@@ -135,32 +147,11 @@ class MaxPool2d(nn.MaxPool2d):
         **kwargs: ``nn.MaxPool2d``'s.
     """
 
+    _lean = _WindowIndexMaxPool2d
+
     def __init__(self, *args, lean: bool = True, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.lean = bool(lean)
 
-    def lean_for(self, x: torch.Tensor) -> bool:
-        """Whether a call on ``x`` keeps only the window positions for the backward."""
-        kernel = _pair(self.kernel_size)
-        stride = _pair(self.stride if self.stride else self.kernel_size)
-        return (
-            self.lean
-            and x.requires_grad
-            and x.dim() in (3, 4)
-            and stride == kernel
-            and _pair(self.padding) == (0, 0)
-            and _pair(self.dilation) == (1, 1)
-            and not self.ceil_mode
-            and not self.return_indices
-            and kernel[0] * kernel[1] <= 256
-            and x.shape[-2] >= kernel[0]
-            and x.shape[-1] >= kernel[1]
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.lean_for(x):
-            return _WindowIndexMaxPool2d.apply(x, _pair(self.kernel_size))
-        return super().forward(x)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, lean={self.lean}"
+    def _allows(self, kernel: tuple[int, int]) -> bool:
+        return _pair(self.dilation) == (1, 1) and not self.return_indices and kernel[0] * kernel[1] <= 256

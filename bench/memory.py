@@ -335,7 +335,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any] | None = None) -> 
             f"# Bytes held for the backward ({meta['date']}, {meta['machine']}, torch {meta['torch']})",
             "",
             f"{meta['what']}. Made by `{meta['command']}`. Backends: `torch` = the eager path; `auto` = on a CPU "
-            "the native C++ neurons, attention layers (Triton kernels only) on their torch path; `triton` = the "
+            "the native C++ neurons and `bn_lif`, attention layers (Triton kernels only) on their torch path; "
+            "`triton` = the "
             "Triton kernels run by Triton's interpreter (what a GPU run saves); `official` = the official "
             'MnJnKIM/DTA-SNN code. Kinds: docs/spike_pack.md "Memory benchmark". Inputs: uniform images, '
             "Poisson(0.5) event counts. MiB = 2^20 bytes.",
@@ -427,7 +428,10 @@ def main(argv: list[str] | None = None) -> None:
         "what": "bytes of the storages autograd saves in one training-mode forward (each once, parameters and "
         "buffers excluded), by kind; fp32",
         "kinds": list(KINDS),
-        "command": "python -m bench.memory " + " ".join(argv if argv is not None else sys.argv[1:]),
+        # the interpreter is how the triton rows run on a CPU: part of the command
+        "command": ("TRITON_INTERPRET=1 " if os.environ.get("TRITON_INTERPRET") == "1" else "")
+        + "python -m bench.memory "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     out.with_suffix(".json").write_text(json.dumps({"metadata": meta, "rows": rows}, indent=1) + "\n")
     out.with_suffix(".md").write_text(markdown(rows, meta))

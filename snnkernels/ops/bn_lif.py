@@ -7,9 +7,10 @@ from collections.abc import Callable
 
 import torch
 
+from .autograd_helpers import fresh_settings, needs_training
 from .layout import rows_layout
 
-__all__ = ["as_rows", "per_channel", "normalising_statistics"]
+__all__ = ["as_rows", "per_channel", "normalising_statistics", "run_bn_lif"]
 
 
 def as_rows(x: torch.Tensor) -> torch.Tensor:
@@ -54,3 +55,38 @@ def normalising_statistics(
     else:
         mean64, var64 = running_mean.detach().double(), running_var.detach().double()
     return mean64.float(), torch.rsqrt(var64 + eps).float()
+
+
+def run_bn_lif(
+    function: type[torch.autograd.Function],
+    batch_statistics: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    *,
+    batch_stats: bool,
+    momentum: float,
+    eps: float,
+    coefficients: tuple,
+    neuron: tuple,
+    chunk: int,
+) -> torch.Tensor:
+    """A backend's bn_lif: the statistics (``batch_statistics``), the running update, the per-channel arguments,
+    then the backend's autograd ``function`` on x's rows; spikes in x's shape. Arguments as
+    ``ops.bn_lif_triton.bn_lif``."""
+    C = x.shape[2]
+    rows = as_rows(x)
+    mean, invstd = normalising_statistics(
+        rows, running_mean, running_var, batch_stats=batch_stats, momentum=momentum, eps=eps,
+        batch_statistics=batch_statistics,
+    )  # fmt: skip
+    w = per_channel(weight, C, x, 1.0)
+    b = per_channel(bias, C, x, 0.0)
+    decay, gain, neuron_bias = (per_channel(c, C, x, 0.0) for c in coefficients)
+    training = needs_training(x, w, b, decay, gain, neuron_bias)
+    spikes = function.apply(
+        rows, w, b, decay, gain, neuron_bias, mean, invstd, fresh_settings(neuron), batch_stats, chunk, training
+    )
+    return spikes.reshape(x.shape)

@@ -14,8 +14,7 @@ from typing import Any
 
 import torch
 
-from .autograd_helpers import fresh_settings, needs_training
-from .bn_lif import as_rows, normalising_statistics, per_channel
+from .bn_lif import run_bn_lif
 from .leaky_native import DEFAULT_CHUNK, forward_op
 from .leaky_settings import BWD_ARGS, FWD_ARGS, SCALAR_SETTINGS, names, positional
 
@@ -153,17 +152,7 @@ def bn_lif(
     Args: as ``ops.bn_lif_triton.bn_lif`` (x [T, B, C, *spatial] fp32 / fp16 / bf16 on the CPU, or CUDA where
     the extension was built with it).
     """
-    C = x.shape[2]
-    rows = as_rows(x)
-    mean, invstd = normalising_statistics(
-        rows, running_mean, running_var, batch_stats=batch_stats, momentum=momentum, eps=eps,
-        batch_statistics=batch_statistics,
+    return run_bn_lif(
+        _BNLIFNativeFunction, batch_statistics, x, running_mean, running_var, weight, bias, batch_stats=batch_stats,
+        momentum=momentum, eps=eps, coefficients=coefficients, neuron=neuron, chunk=chunk,
     )  # fmt: skip
-    w = per_channel(weight, C, x, 1.0)
-    b = per_channel(bias, C, x, 0.0)
-    decay, gain, neuron_bias = (per_channel(c, C, x, 0.0) for c in coefficients)
-    training = needs_training(x, w, b, decay, gain, neuron_bias)
-    spikes = _BNLIFNativeFunction.apply(
-        rows, w, b, decay, gain, neuron_bias, mean, invstd, fresh_settings(neuron), batch_stats, chunk, training
-    )
-    return spikes.reshape(x.shape)

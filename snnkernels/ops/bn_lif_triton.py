@@ -31,8 +31,8 @@ from ..kernels.triton.bn_lif import (
 from ..surrogate import Sigmoid, Triangle
 from ._device import on_device_of
 from ._double_backward import refuse_double_backward
-from .autograd_helpers import forward_settings, fresh_settings, needs_training
-from .bn_lif import as_rows, normalising_statistics, per_channel
+from .autograd_helpers import forward_settings
+from .bn_lif import as_rows, run_bn_lif
 from .gated_leaky_triton import NeuronSettings, new_checkpoints
 from .layout import match_layout
 from .leaky_triton import DEFAULT_CHUNK
@@ -313,20 +313,10 @@ def bn_lif(
             detach_reset, surrogate_id, surrogate_param); its first three entries are ignored (``coefficients``).
         chunk (int): steps per checkpoint. Default: the leaky neuron's.
     """
-    C = x.shape[2]
-    rows = as_rows(x)
-    mean, invstd = normalising_statistics(
-        rows, running_mean, running_var, batch_stats=batch_stats, momentum=momentum, eps=eps,
-        batch_statistics=bn_lif_stats,
+    return run_bn_lif(
+        _BNLIFFunction, bn_lif_stats, x, running_mean, running_var, weight, bias, batch_stats=batch_stats,
+        momentum=momentum, eps=eps, coefficients=coefficients, neuron=neuron, chunk=chunk,
     )  # fmt: skip
-    w = per_channel(weight, C, x, 1.0)
-    b = per_channel(bias, C, x, 0.0)
-    decay, gain, neuron_bias = (per_channel(c, C, x, 0.0) for c in coefficients)
-    training = needs_training(x, w, b, decay, gain, neuron_bias)
-    spikes = _BNLIFFunction.apply(
-        rows, w, b, decay, gain, neuron_bias, mean, invstd, fresh_settings(neuron), batch_stats, chunk, training
-    )
-    return spikes.reshape(x.shape)
 
 
 # The op registry's entries (ops/registry.py): tiny valid inputs for opcheck, the Triton kernels launched.

@@ -22,9 +22,15 @@ __all__ = ["bn_lif", "batch_statistics"]
 
 
 def batch_statistics(rows: torch.Tensor) -> torch.Tensor:
-    """(batch mean, biased variance) per channel of rows [T, B, C, 1, S] over T * B * S values, fp64 [2, C]."""
-    var, mean = torch.var_mean(rows.double(), dim=(0, 1, 3, 4), correction=0)
-    return torch.stack((mean, var))
+    """(batch mean, biased variance) per channel of rows [T, B, C, 1, S] over T * B * S values, fp64 [2, C].
+
+    One step at a time in fp64 (a transient of one step's size, not of x's), the steps combined with Chan's
+    parallel formula (docs/bn_lif.md "Batch statistics"): every step has the same count B * S."""
+    T = rows.shape[0]
+    per_step = [torch.stack(torch.var_mean(step.double(), dim=(0, 2, 3), correction=0)) for step in rows]
+    var, mean = torch.stack(per_step, dim=1)  # [T, C] each
+    overall = mean.mean(dim=0)
+    return torch.stack((overall, var.mean(dim=0) + ((mean - overall) ** 2).sum(dim=0) / T))
 
 
 def _bn_output(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:

@@ -17,11 +17,13 @@ import torch
 from .bn_lif import run_bn_lif
 from .leaky_native import DEFAULT_CHUNK, forward_op
 from .leaky_settings import BWD_ARGS, FWD_ARGS, SCALAR_SETTINGS, names, positional
+from .registry import SAMPLE_SHAPE, OpEntry, randn
 
-__all__ = ["bn_lif", "batch_statistics"]
+__all__ = ["bn_lif", "bn_lif_stats_native", "OPS"]
 
 
-def batch_statistics(rows: torch.Tensor) -> torch.Tensor:
+@torch.library.custom_op("snnkernels::bn_lif_stats_native", mutates_args=(), device_types=("cpu", "cuda"))
+def bn_lif_stats_native(rows: torch.Tensor) -> torch.Tensor:
     """(batch mean, biased variance) per channel of rows [T, B, C, 1, S] over T * B * S values, fp64 [2, C].
 
     One step at a time in fp64 (a transient of one step's size, not of x's), the steps combined with Chan's
@@ -31,6 +33,11 @@ def batch_statistics(rows: torch.Tensor) -> torch.Tensor:
     var, mean = torch.stack(per_step, dim=1)  # [T, C] each
     overall = mean.mean(dim=0)
     return torch.stack((overall, var.mean(dim=0) + ((mean - overall) ** 2).sum(dim=0) / T))
+
+
+@bn_lif_stats_native.register_fake
+def _(rows):
+    return rows.new_empty((2, rows.shape[2]), dtype=torch.float64)
 
 
 def _bn_output(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -159,6 +166,18 @@ def bn_lif(
     the extension was built with it).
     """
     return run_bn_lif(
-        _BNLIFNativeFunction, batch_statistics, x, running_mean, running_var, weight, bias, batch_stats=batch_stats,
+        _BNLIFNativeFunction, bn_lif_stats_native, x, running_mean, running_var, weight, bias, batch_stats=batch_stats,
         momentum=momentum, eps=eps, coefficients=coefficients, neuron=neuron, chunk=chunk,
     )  # fmt: skip
+
+
+# The op registry's entries (ops/registry.py): tiny valid inputs for opcheck. The neuron's loop runs on the leaky
+# op's native entries; the statistics are this module's own op.
+
+
+def _stats_samples(dev: str) -> list[tuple]:
+    T, B, C, H, W = SAMPLE_SHAPE
+    return [(randn(dev, T, B, C, 1, H * W),), (randn(dev, 1, 3, C, 1, 1),)]
+
+
+OPS = (OpEntry("bn_lif_stats_native", __name__, "native", _stats_samples, ("cpu", "cuda")),)

@@ -119,7 +119,11 @@ _NUMPY_TYPE = {"float": np.float32, "int": np.int32}  # the kernels' C types (Cu
 def _kernel_scalars(a: Bound, kernel: str) -> list:
     """The settings the kernels take as values, in their parameter order (leaky_settings.kernel_scalars, the list
     the C++ kernels' SNNK_LEAKY_*_KERNEL_SCALARS are generated from)."""
-    return [_NUMPY_TYPE[s.type](getattr(a, s.name)) for s in kernel_scalars(kernel)]
+    values = []
+    for setting in kernel_scalars(kernel):
+        c_type = _NUMPY_TYPE[setting.type]
+        values.append(c_type(getattr(a, setting.name)))
+    return values
 
 
 class Launch(NamedTuple):

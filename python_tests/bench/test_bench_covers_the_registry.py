@@ -26,6 +26,8 @@ NOT_BENCHED = {
         op: "the native spike packing has no timing row yet: bench/memory.py measures what it saves (the bytes held)"
         for op in ("spike_pack_native", "spike_unpack_native")
     },
+    "bn_lif_stats_native": "bn_lif's native path (the native neuron with BatchNorm in torch ops) has no timing row "
+    "yet: bench/memory.py measures what it keeps; bench/NOTES.md gives its traffic model, not a time",
 }
 
 

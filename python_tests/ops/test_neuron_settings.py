@@ -413,8 +413,9 @@ def _python_copies():
     from snnkernels.ops import leaky_triton
 
     return {
-        "fwd": [leaky.fake_fwd, leaky_triton._fwd_impl, leaky_triton._counted_fwd_impl, leaky_cupy._fwd_impl],
-        "bwd": [leaky.fake_bwd, leaky_triton._bwd_impl, leaky_cupy._bwd_impl],
+        # CuPy's impls hand their arguments to the launch builders, which bind them
+        "fwd": [leaky.fake_fwd, leaky_triton._fwd_impl, leaky_triton._counted_fwd_impl, leaky_cupy.fwd_launch],
+        "bwd": [leaky.fake_bwd, leaky_triton._bwd_impl, leaky_cupy.bwd_launch],
     }
 
 

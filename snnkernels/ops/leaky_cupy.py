@@ -221,19 +221,19 @@ def bwd_launch(*args, **kwargs) -> tuple[tuple, Launch | None]:
     return outputs, Launch(kernel_name(True, a.x.dtype, flags, vec, a.surrogate_id), n, vec, launch_args)
 
 
-def _run(plan: tuple[tuple, Launch | None], device: torch.device) -> tuple:
+def _run(plan: tuple[tuple, Launch | None]) -> tuple:
     outputs, launch = plan
     if launch is not None:
-        _launch(launch, device)
+        _launch(launch, outputs[0].device)  # the first output is allocated on x's device
     return outputs
 
 
 def _fwd_impl(*args, **kwargs):
-    return _run(fwd_launch(*args, **kwargs), bind(FWD_ARGS, args, kwargs).x.device)
+    return _run(fwd_launch(*args, **kwargs))
 
 
 def _bwd_impl(*args, **kwargs):
-    return _run(bwd_launch(*args, **kwargs), bind(BWD_ARGS, args, kwargs).x.device)
+    return _run(bwd_launch(*args, **kwargs))
 
 
 leaky_fwd_cupy, leaky_bwd_cupy = define_leaky_ops("cupy", _fwd_impl, _bwd_impl, ("CUDA",))

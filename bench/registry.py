@@ -31,6 +31,7 @@ import torch
 
 from snnkernels import functional as F
 from snnkernels.backends import backend_problem
+from snnkernels.neuron_models import lif_leaky_settings
 from snnkernels.surrogate import ATan
 
 
@@ -70,6 +71,9 @@ class Op:
     # (case, device, dyadic) -> learnable parameters (leaves that receive gradients)
     make_params: Callable[[Case, str, bool], list[torch.Tensor]] = field(default=lambda case, device, dyadic: [])
     learned: int = 0  # learned per-channel coefficients (byte model)
+    packed: bool = False  # the forward also writes the spikes at 1 bit each (byte model)
+    # why SpikingJelly has no counterpart ("" for the LIF, which it has)
+    not_in_spikingjelly: str = ""
 
 
 def _lif(x, params, backend):
@@ -93,6 +97,21 @@ def _leaky_channel(x, params, backend):
     )
 
 
+def _lif_packed(x, params, backend):
+    spikes, _packed = F.leaky_neuron(
+        x,
+        None,
+        **lif_leaky_settings(2.0, True, 0.0),
+        v_threshold=1.0,
+        detach_reset=False,
+        surrogate_function=ATan(2.0),
+        backend=backend,
+        return_final_state=False,
+        return_packed=True,
+    )
+    return spikes
+
+
 OPS = {
     "lif": Op("lif", "multistep_lif: tau=2, hard reset to 0, ATan(2), reset not detached", _lif),
     "leaky_channel": Op(
@@ -101,6 +120,16 @@ OPS = {
         _leaky_channel,
         _leaky_channel_params,
         learned=2,
+        not_in_spikingjelly="SpikingJelly has no neuron with a learnable per-channel decay (its ParametricLIFNode "
+        "learns one scalar)",
+    ),
+    "lif_packed": Op(
+        "lif_packed",
+        "lif that also returns its spikes at 1 bit each, the copy a following SpikeConv2d keeps (fused: written "
+        "by the forward kernel; eager: a pass of its own; torch.compile may drop the unused copy)",
+        _lif_packed,
+        packed=True,
+        not_in_spikingjelly="SpikingJelly's neurons do not pack their spikes",
     ),
 }
 
@@ -121,6 +150,8 @@ def _gpu_cases() -> list[Case]:
         cases += [Case("leaky_channel", (T, *_CONV_SHAPE), dt) for T in GPU_T]
     for dt in GPU_DTYPES:
         cases += [Case("lif", (T, *_CONV_SHAPE), dt) for T in GPU_T]
+    for dt in (torch.float32, torch.bfloat16):  # the LIF that feeds a spike conv, against the rows above
+        cases += [Case("lif_packed", (T, *_CONV_SHAPE), dt) for T in GPU_T]
     return cases
 
 
@@ -138,7 +169,9 @@ CPU_TABLE_CASES = [Case("lif", (8, 1000, 1000), torch.float32)]  # T = 8, N = 1e
 from snnkernels.ops.leaky import CHECKPOINT_CHUNK as CHUNK  # noqa: E402
 
 # Verification: T = CHUNK + 1 crosses a checkpoint and ends inside a partial chunk
-VERIFY_SHAPE = {"lif": (CHUNK + 1, 3, 4, 7, 9), "leaky_channel": (CHUNK + 1, 3, 4, 7, 9)}
+VERIFY_SHAPE = {op: (CHUNK + 1, 3, 4, 7, 9) for op in ("lif", "leaky_channel")} | {
+    "lif_packed": (CHUNK + 1, 3, 8, 7, 9)
+}
 
 PROVIDERS = (
     "torch-eager",
@@ -190,10 +223,8 @@ def spikingjelly_version() -> str | None:
 
 
 def _spikingjelly(impl: str, op: Op, case: Case, device: str):
-    if op.name != "lif":
-        raise Unavailable(
-            "SpikingJelly has no neuron with a learnable per-channel decay (its ParametricLIFNode learns one scalar)"
-        )
+    if op.not_in_spikingjelly:
+        raise Unavailable(op.not_in_spikingjelly)
     try:
         import spikingjelly._ops.lif as sj_lif
         from spikingjelly.activation_based import neuron, surrogate

@@ -395,10 +395,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
             continue
-        elem, learned = ELEM[case.dtype], registry.OPS[case.op].learned
+        elem, op = ELEM[case.dtype], registry.OPS[case.op]
         for mode, (timing, peak) in measured.items():
-            nbytes = lif_bytes(schedule, mode, case.T, case.N, elem, meta["chunk"], learned)
-            floor = lif_bytes("floor", mode, case.T, case.N, elem)
+            nbytes = lif_bytes(schedule, mode, case.T, case.N, elem, meta["chunk"], op.learned, op.packed)
+            floor = lif_bytes("floor", mode, case.T, case.N, elem, packed=op.packed)
             seconds = timing.p50_ms * 1e-3
             gbps = nbytes / seconds / 1e9
             rows.append(

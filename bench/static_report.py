@@ -47,6 +47,7 @@ TIME_LOOP_KERNELS = (
     "leaky_fwd_kernel",
     "leaky_bwd_kernel",
     "leaky_fwd_counted_kernel",
+    "leaky_fwd_packed_kernel",
     "gated_leaky_fwd_kernel",
     "gated_leaky_bwd_kernel",
     "dta_leaky_fwd_kernel",
@@ -172,7 +173,8 @@ def byte_model(case: sl.StaticCase) -> int | None:
         from .utils import lif_bytes
 
         c = Case(case.op, case.shape, case.dtype)
-        return lif_bytes("recompute", "fwd+bwd", c.T, c.N, ELEM[case.dtype], CHECKPOINT_CHUNK, OPS[case.op].learned)
+        op = OPS[case.op]
+        return lif_bytes("recompute", "fwd+bwd", c.T, c.N, ELEM[case.dtype], CHECKPOINT_CHUNK, op.learned, op.packed)
     if case.source == "attention":
         from .attention import floor_bytes
 

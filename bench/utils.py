@@ -124,7 +124,9 @@ def num_checkpoints(T: int, chunk: int) -> int:
     return max(math.ceil(T / chunk) - 1, 0)
 
 
-def lif_bytes(schedule: str, mode: str, T: int, N: int, elem: int, chunk: int = 8, learned: int = 0) -> int:
+def lif_bytes(
+    schedule: str, mode: str, T: int, N: int, elem: int, chunk: int = 8, learned: int = 0, packed: bool = False
+) -> int:
     """Bytes a multi-step neuron op must move from / to device memory for ``mode`` under ``schedule``.
 
     T steps, N neurons per step, e = ``elem`` = bytes per element of x, spikes and both gradients (the
@@ -144,6 +146,9 @@ def lif_bytes(schedule: str, mode: str, T: int, N: int, elem: int, chunk: int = 
       then reads v_0 and writes v_T (12 N); the backward fills a zero dL/dv_T, reads it and writes
       dL/dv_0 (12 N).
 
+    ``packed`` (``lif_packed``), any schedule: the forward, inference included, also writes the spikes at 1 bit
+    each (ceil(T * N / 8)).
+
     Modes: ``"inference"`` (no_grad forward), ``"fwd"`` (training forward), ``"fwd+bwd"``.
     """
     if schedule not in SCHEDULES or mode not in MODES:
@@ -158,6 +163,8 @@ def lif_bytes(schedule: str, mode: str, T: int, N: int, elem: int, chunk: int = 
     else:
         fwd = inference = (2 * elem + 4) * steps + 12 * N
         bwd = (2 * elem + 4) * steps + 12 * N
+    if packed:
+        fwd, inference = fwd + math.ceil(steps / 8), inference + math.ceil(steps / 8)
     if mode == "inference":
         return inference
     return fwd if mode == "fwd" else fwd + bwd

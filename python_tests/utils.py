@@ -312,3 +312,16 @@ def assert_same_training_step(run, reference_run, weight_grad_nonzero) -> None:
     for (n, b), (_, c) in zip(m.named_buffers(), ref.named_buffers(), strict=True):
         assert_equal(b, c, rtol=0, atol=0, msg=n)
     assert m.state_dict().keys() == ref.state_dict().keys()
+
+
+def saved_storages(fn):
+    """({storage data_ptr: (dtype, bytes)} of what autograd saves while ``fn`` runs, fn's result)."""
+    saved = {}
+
+    def pack(t):
+        saved[t.untyped_storage().data_ptr()] = (t.dtype, t.untyped_storage().nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return saved, out

@@ -230,12 +230,16 @@ def leaky_neuron(
     v_init_value,
     count_spikes: bool = False,
     return_v_seq: bool = False,
+    return_packed: bool = False,
 ) -> torch.Tensor | tuple:
     """The leaky neuron on a resolved backend: spikes, then v_T if ``return_final_state``, then v_seq if
     ``return_v_seq`` (the spikes alone when neither). With ``count_spikes`` it returns ``(output, spike_counts)``,
     ``spike_counts`` the spikes per step (int64 [T], no gradient): on "triton" counted inside the forward
-    kernel (``leaky_fwd_counted_triton``), on the other backends by a second pass over the spikes. Either
-    way ``output`` is exactly what the call without counting returns."""
+    kernel (``leaky_fwd_counted_triton``), on the other backends by a second pass over the spikes. With
+    ``return_packed`` the spikes at 1 bit each (``spike_pack``'s layout, uint8, no gradient) come last: on
+    "triton" written by the forward kernel as it fires (``leaky_fwd_packed_triton``; docs/spike_pack.md "Packed
+    by the neuron"), elsewhere, or together with ``count_spikes``, packed in a pass of their own. Either way
+    ``output`` is exactly what the call without them returns."""
     x_seq = _checks.check_sequence(x_seq)
     v_init = _checks.check_state(v_init, x_seq)
     coefficients = [
@@ -264,7 +268,7 @@ def leaky_neuron(
             return_final_state=return_final_state,
             return_v_seq=return_v_seq,
         )
-        return _with_counts(out) if count_spikes else out
+        return _with_extras(out, count_spikes, return_packed, "torch")
 
     x = time_major_dense(x_seq)
     if v_init is not None:
@@ -276,9 +280,10 @@ def leaky_neuron(
         or any(t is not None and t.requires_grad for t in (decay_t, gain_t, bias_t))
     )
     counted_in_kernel = count_spikes and backend == "triton"
-    forward_op, chunk = _fused_forward(backend, counted_in_kernel)
+    packed_in_kernel = return_packed and backend == "triton" and not count_spikes
+    forward_op, chunk = _fused_forward(backend, counted_in_kernel, packed_in_kernel)
     # by name: the op's argument order is the definition's (ops/leaky_settings.py), not written here
-    spikes, v_final, _, v_seq, *counts = forward_op(
+    spikes, v_final, _, v_seq, *extra = forward_op(
         *positional(
             FWD_ARGS,
             x=x,
@@ -306,22 +311,40 @@ def leaky_neuron(
     out = (spikes,) + ((v_final,) if return_final_state else ()) + ((v_seq,) if return_v_seq else ())
     out = out if len(out) > 1 else spikes
     if counted_in_kernel:
-        return out, counts[0]
-    return _with_counts(out) if count_spikes else out
+        return (out, extra[0], *_packed_after(spikes, return_packed, backend))
+    if packed_in_kernel:
+        return out, extra[0]
+    return _with_extras(out, count_spikes, return_packed, backend)
 
 
-def _with_counts(out: torch.Tensor | tuple) -> tuple[torch.Tensor | tuple, torch.Tensor]:
-    """``(out, spikes per step)`` counted from the spikes (``out``'s first tensor): a second pass, for backends
-    whose kernels do not count (reads the spikes once more; exact, since every spike is 0 or 1)."""
+def _with_extras(out: torch.Tensor | tuple, count: bool, packed: bool, backend: str) -> torch.Tensor | tuple:
+    """``out``, then the spikes per step if ``count``, then the packed spikes if ``packed``, all formed from the
+    spikes (``out``'s first tensor) in passes of their own, for the kernels that do not form them as they fire
+    (exact, since every spike is 0 or 1)."""
     spikes = out[0] if isinstance(out, tuple) else out
-    return out, spikes.detach().reshape(spikes.shape[0], -1).sum(1, dtype=torch.int64)
+    if not (count or packed):
+        return out
+    counts = (spikes.detach().reshape(spikes.shape[0], -1).sum(1, dtype=torch.int64),) if count else ()
+    return (out, *counts, *_packed_after(spikes, packed, backend))
 
 
-def _fused_forward(backend: str, counted: bool = False):
-    """(forward op, checkpoint chunk) of a fused backend; all share one schema (ops/leaky.py). ``counted``:
-    Triton's forward that also returns the spikes per step (COUNTED_FWD_SCHEMA)."""
+def _packed_after(spikes: torch.Tensor, packed: bool, backend: str) -> tuple[torch.Tensor, ...]:
+    """(the spikes packed in a pass of their own,) if ``packed``: on the eager reference for ``backend="torch"``,
+    else on the packing kernels of the spikes' device (``spike_pack``'s "auto")."""
+    if not packed:
+        return ()
+    where = "torch" if backend == "torch" else _packing_backend("auto", spikes, "leaky_neuron")
+    return (spike_pack_ops.pack(spikes.detach(), False, where),)
+
+
+def _fused_forward(backend: str, counted: bool = False, packed: bool = False):
+    """(forward op, checkpoint chunk) of a fused backend; all share one schema (ops/leaky.py). ``counted`` /
+    ``packed``: Triton's forward that also returns the spikes per step (COUNTED_FWD_SCHEMA) / packed
+    (PACKED_FWD_SCHEMA)."""
     if backend == "triton":
-        op = leaky_triton.leaky_fwd_counted_triton if counted else leaky_triton.leaky_fwd_triton
+        op = leaky_triton.leaky_fwd_triton
+        if counted or packed:
+            op = leaky_triton.leaky_fwd_counted_triton if counted else leaky_triton.leaky_fwd_packed_triton
         return op, leaky_triton.DEFAULT_CHUNK
     if backend == "native":
         return leaky_native.forward_op(), leaky_native.DEFAULT_CHUNK
@@ -1209,6 +1232,7 @@ def spike_conv(
     *,
     check: bool = True,
     backend: str = "auto",
+    packed: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``F.conv1d`` / ``conv2d`` / ``conv3d`` (by ``weight.dim()``) of a spike input ``x`` that keeps ``x`` for
     the backward as 1 bit an element; every gradient is bit-identical to the plain conv's
@@ -1222,6 +1246,10 @@ def spike_conv(
         check (bool, Optional): raise if ``x`` is not binary (``spike_pack``). Default: True
         backend (str, Optional): "torch" is the plain conv (nothing packed); else the packing's backend, as
             ``spike_pack``. Default: "auto"
+        packed (Tensor, Optional): ``x``'s spikes already packed (``spike_pack``'s layout), e.g. by the neuron
+            that fired them (``leaky_neuron(..., return_packed=True)``): saved as they are, with no pass over
+            ``x`` and no check. Ignored where the conv pads ``x`` itself (padding "same" with an odd total).
+            Default: None (``x`` is packed here)
     """
     dims = weight.dim() - 2
     if x.dim() != dims + 2:
@@ -1237,12 +1265,14 @@ def spike_conv(
     if padding == "valid":
         padding = [0] * dims
     elif padding == "same":
+        unpadded = x
         x, padding = _same_padding(x, weight, stride, dilation)
+        packed = packed if x is unpadded else None  # the padded x's bits are not those of the copy
     elif isinstance(padding, str):
         raise ValueError(f"spike_conv: padding must be 'valid', 'same' or numbers, got {padding!r}")
     with torch.autocast(x.device.type, enabled=False):
         return spike_pack_ops.SpikeConvFunction.apply(
-            x, weight, bias, stride, _tuple(padding, dims), dilation, groups, check, resolved
+            x, weight, bias, stride, _tuple(padding, dims), dilation, groups, check, resolved, packed
         )
 
 
@@ -1257,6 +1287,7 @@ def spike_linear(
     *,
     check: bool = True,
     backend: str = "auto",
+    packed: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``F.linear`` of a spike input ``x`` that keeps ``x`` for the backward as 1 bit an element; every
     gradient is bit-identical to ``F.linear``'s (docs/spike_pack.md "Exactness").
@@ -1267,13 +1298,14 @@ def spike_linear(
         bias (Tensor, Optional): [out_features]. Default: None
         check (bool, Optional): raise if ``x`` is not binary. Default: True
         backend (str, Optional): as ``spike_conv``. Default: "auto"
+        packed (Tensor, Optional): as ``spike_conv``. Default: None
     """
     resolved = _packing_backend(backend, x, "spike_linear")
     if resolved == "torch":
         return torch.nn.functional.linear(x, weight, bias)
     x, weight, bias = _autocast(x, weight, bias)
     with torch.autocast(x.device.type, enabled=False):
-        return spike_pack_ops.SpikeLinearFunction.apply(x, weight, bias, check, resolved)
+        return spike_pack_ops.SpikeLinearFunction.apply(x, weight, bias, check, resolved, packed)
 
 
 # BatchNorm + the leaky neuron as one op (docs/bn_lif.md): the zoo's Conv -> BatchNorm -> neuron chains.
@@ -1299,7 +1331,8 @@ def bn_lif(
     surrogate_function: Surrogate = ATan(),  # noqa: B008
     v_init_value: float = 0.0,
     backend: str = "auto",
-) -> torch.Tensor:
+    return_packed: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Spikes of the leaky neuron (``multistep_leaky``, from rest) driven by BatchNorm's output, where BatchNorm
     is ``nn.functional.batch_norm`` over the merged [T * B, C, ...] samples (what ``nn.BatchNorm2d`` /
     ``nn.BatchNorm1d`` compute on the zoo's flattened time-batch axis): statistics per channel over T x B x the
@@ -1329,9 +1362,13 @@ def bn_lif(
         backend (str): ``'auto'``, ``'torch'`` (the eager ``batch_norm`` + neuron reference), ``'triton'`` or
             ``'native'`` (the C++ neuron, BatchNorm in torch ops; docs/bn_lif.md "Native backend"). Default:
             ``'auto'``.
+        return_packed (bool): also return the spikes at 1 bit each (``spike_pack``'s layout, no gradient), for the
+            spike layer that takes them (``SpikeConv2d.forward(s, packed)``): on ``"triton"`` written by the
+            forward kernel as it fires where a row of x (its spatial positions) has a multiple of 8 values, else
+            packed in a pass of their own (docs/spike_pack.md "Packed by the neuron"). Default: False.
 
     Returns:
-        spikes (Tensor) of x's shape and dtype.
+        spikes (Tensor) of x's shape and dtype; with ``return_packed``, (spikes, packed).
     """
     x = _checks.check_sequence(x, "x", min_dim=3)
     if (running_mean is None) != (running_var is None):
@@ -1352,7 +1389,7 @@ def bn_lif(
     # an empty batch: batch_norm's own rule (empty output, running statistics untouched)
     if resolved == "torch" or x.numel() == 0:
         decay, input_gain, neuron_bias = coefficients
-        return bn_lif_reference(
+        spikes = bn_lif_reference(
             x,
             running_mean,
             running_var,
@@ -1371,6 +1408,7 @@ def bn_lif(
             surrogate_function=surrogate_function,
             v_init_value=v_init_value,
         )
+        return _with_extras(spikes, False, return_packed, "torch")
     neuron = (
         0.0,
         0.0,
@@ -1385,7 +1423,7 @@ def bn_lif(
         surrogate_function.param,
     )
     fused = bn_lif_triton.bn_lif if resolved == "triton" else bn_lif_native.bn_lif
-    return fused(
+    spikes = fused(
         x,
         running_mean,
         running_var,
@@ -1396,4 +1434,8 @@ def bn_lif(
         eps=eps,
         coefficients=tuple(coefficients),
         neuron=neuron,
+        **({"pack": True} if return_packed and resolved == "triton" else {}),
     )
+    if resolved == "triton" or not return_packed:
+        return spikes
+    return _with_extras(spikes, False, True, resolved)

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TIME_LOOP = (
     "leaky_fwd_kernel",
     "leaky_bwd_kernel",
+    "leaky_fwd_packed_kernel",
     "gated_leaky_fwd_kernel",
     "gated_leaky_bwd_kernel",
     "dta_leaky_fwd_kernel",

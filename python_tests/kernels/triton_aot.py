@@ -39,7 +39,7 @@ from snnkernels.kernels.triton.bn_lif import (
 from snnkernels.kernels.triton.dta_leaky import dta_leaky_bwd_kernel, dta_leaky_fwd_kernel
 from snnkernels.kernels.triton.gated_leaky import gated_leaky_bwd_kernel, gated_leaky_fwd_kernel
 from snnkernels.kernels.triton.global_context import gc_context_bwd_kernel, gc_context_fwd_kernel
-from snnkernels.kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_kernel
+from snnkernels.kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_kernel, leaky_fwd_packed_kernel
 from snnkernels.kernels.triton.spike_pack import spike_pack_fwd_kernel, spike_unpack_fwd_kernel
 from snnkernels.kernels.triton.staa_loop import staa_loop_bwd_kernel, staa_loop_fwd_kernel
 from snnkernels.kernels.triton.staa_step import staa_step_bwd_kernel, staa_step_fwd_kernel
@@ -95,6 +95,7 @@ TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bflo
 # shape, ``registry_templates``) they launch every kernel except the TCSA step's.
 TEMPLATE_CASES = (
     ("lif", "lif", (8, 2, 4096)),
+    ("lif", "lif_packed", (8, 2, 4096)),
     ("attention", "lif_tcja_maxpool", (20, 2, 128, 16, 16)),
     ("attention", "txa", (4, 2, 64, 32, 32)),
     ("attention", "dta_product", (4, 2, 64, 32, 32)),
@@ -231,10 +232,13 @@ def bn_lif_cases():
     (big, warps), (small, small_warps) = tile(1024), tile(64)
     for i, dtype in enumerate(DTYPES):
         fwd = dict(big, HARD_RESET=i != 1, STRICT=i == 1, TRAINING=i != 2)
-        yield bn_lif_fwd_kernel, data, dtype, fwd, warps
+        yield bn_lif_fwd_kernel, data, dtype, dict(fwd, PACK=False), warps
+        yield bn_lif_fwd_kernel, data, dtype, dict(fwd, PACK=True), warps  # the spikes also written packed
         yield bn_lif_bwd_kernel, data, dtype, dict(big, **bwd(True, i)), warps
     yield bn_lif_bwd_kernel, data | {"grad_out_ptr"}, "fp32", dict(big, **bwd(False, 3)), warps
-    yield bn_lif_fwd_kernel, data, "fp32", dict(small, HARD_RESET=True, STRICT=False, TRAINING=True), small_warps
+    small_fwd = dict(small, HARD_RESET=True, STRICT=False, TRAINING=True)
+    for pack in (False, True):
+        yield bn_lif_fwd_kernel, data, "fp32", dict(small_fwd, PACK=pack), small_warps
     yield bn_lif_bwd_kernel, data, "fp32", dict(small, **bwd(True, 0)), small_warps
 
 
@@ -477,6 +481,11 @@ def leaky_cases():
         cfg = launch_config(1 << 22, backward=backward)
         for dtype, flags in variants:
             yield kernel, DATA_PTRS, dtype, dict(flags, CHUNK=DEFAULT_CHUNK, BLOCK=cfg.block), cfg.num_warps
+    # the forward that packs its spikes (4 neurons a thread, a chunk's bits a neuron): every dtype, flags both ways
+    cfg = launch_config(1 << 22, backward=False)
+    for dtype, flags in fwd_variants():
+        constexprs = dict(flags, STEPS=DEFAULT_CHUNK, CHUNK=DEFAULT_CHUNK, BLOCK=cfg.block)
+        yield leaky_fwd_packed_kernel, DATA_PTRS, dtype, constexprs, cfg.num_warps
     # the 2-byte backward without coefficient tensors or their gradients takes 4 neurons a thread
     cfg = launch_config(1 << 22, backward=True, itemsize=2)
     flags = dict(next(bwd_variants())[1], DECAY_T=False, GAIN_T=False, BIAS_T=False, HAS_GRAD_V_SEQ=True)

@@ -15,6 +15,7 @@ from snnkernels.nn import SpikeConv1d, SpikeConv2d, SpikeLinear
 from snnkernels.reference.spike_pack import packed_numel
 
 from conftest import DEVICE
+from utils import saved_storages
 
 BACKENDS = [
     pytest.param("native", marks=pytest.mark.skipif(DEVICE != "cpu", reason="the CPU kernels")),
@@ -136,24 +137,11 @@ def test_same_parameters_and_state_dict_as_the_plain_layers():
         assert [n for n, _ in spike.named_parameters()] == [n for n, _ in plain.named_parameters()]
 
 
-def _saved_storages(fn):
-    """{storage data_ptr: (dtype, bytes)} of what autograd saves while ``fn`` runs."""
-    saved = {}
-
-    def pack(t):
-        saved[t.untyped_storage().data_ptr()] = (t.dtype, t.untyped_storage().nbytes())
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    return saved, out
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_autograd_holds_the_packed_input_and_the_weight_only(backend):
     conv = SpikeConv2d(3, 5, 3, padding=1, backend=backend).to(DEVICE)
     x = _spikes(3, 2, 3, 7, 9).requires_grad_()
-    saved, _ = _saved_storages(lambda: conv(x))
+    saved, _ = saved_storages(lambda: conv(x))
     n = x.numel()
     assert saved == {
         conv.weight.untyped_storage().data_ptr(): (torch.float32, conv.weight.numel() * 4),
@@ -176,7 +164,7 @@ def test_non_binary_input_raises(layer):
 def test_torch_backend_is_the_plain_layer_and_saves_the_input():
     conv = SpikeConv2d(3, 5, 3, backend="torch").to(DEVICE)
     x = _spikes(2, 3, 7, 9).requires_grad_()
-    saved, _ = _saved_storages(lambda: conv(x))
+    saved, _ = saved_storages(lambda: conv(x))
     assert x.untyped_storage().data_ptr() in saved
     with pytest.raises(ValueError, match="backend"):
         SpikeConv2d(3, 5, 3, backend="nope")

@@ -13,7 +13,9 @@
   neuron"): ``spike_conv2d`` / ``spike_linear`` build the conv / linear that takes a neuron's spikes
   (``nn.SpikeConv2d`` / ``SpikeLinear``, the same parameters and keys as ``nn.Conv2d`` / ``nn.Linear``, input
   kept at 1 bit) or the plain layer under ``backend="torch"``;
-  ``norm_neuron`` runs a BatchNorm -> neuron pair as one op where ``nn.bn_lif.bn_neuron`` can fuse it.
+  ``norm_neuron`` runs a BatchNorm -> neuron pair as one op where ``nn.bn_lif.bn_neuron`` can fuse it;
+  ``fire_into`` / ``norm_neuron_into`` hand the neuron's packed spikes, written as it fires, to the spike layer
+  that takes them (docs/spike_pack.md "Packed by the neuron").
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from ..nn.attention import TCJAFamily
 from ..nn.bn_lif import bn_neuron
 from ..nn.fused import fusion_blocker, neuron_tcja_pool, notify_fusion
 from ..nn.neuron import SpikingNeuron
-from ..nn.spike_layers import SpikeConv2d, SpikeLinear, packing_backend
+from ..nn.spike_layers import SpikeConv2d, SpikeLinear, fire_packed, packing_backend, takes_packed
 
 __all__ = [
     "LAYOUTS",
@@ -48,6 +50,8 @@ __all__ = [
     "spike_linear",
     "norm_neuron",
     "conv_norm_neuron",
+    "fire_into",
+    "norm_neuron_into",
 ]
 
 LAYOUTS = ("TB", "BT")
@@ -106,14 +110,66 @@ def spike_linear(*args, backend: str, **kwargs) -> nn.Linear:
     return nn.Linear(*args, **kwargs) if packing is None else SpikeLinear(*args, backend=packing, **kwargs)
 
 
-def norm_neuron(bn: nn.Module, neuron: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def norm_neuron(
+    bn: nn.Module, neuron: nn.Module, x: torch.Tensor, return_packed: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
     """``neuron(bn(x))`` for x [T, B, C, ...] (``bn`` over the merged T * B samples, or an ``nn.BatchNorm3d`` on
     [B, C, T, H, W] as MA-SNN's): one ``bn_lif`` op where ``nn.bn_lif.bn_fusion_blocker`` finds nothing against
     it (the neuron's backend runs Triton on x), else the two modules' own calls. ``bn`` may be a
-    ``StepBatchNorm`` (its ``bn``)."""
+    ``StepBatchNorm`` (its ``bn``). ``return_packed``: ``(spikes, packed)`` as ``bn_neuron``'s."""
     if isinstance(bn, StepBatchNorm):
         bn = bn.bn
-    return bn_neuron(bn, neuron, x)
+    return bn_neuron(bn, neuron, x, return_packed=return_packed)
+
+
+def _spike_layer_first(module: nn.Module) -> nn.Module | None:
+    """The spike layer that takes a neuron's packed copy (``nn.spike_layers.takes_packed``) which ``module``
+    applies first to its input: the module itself, a ``StepContainer``'s or ``StepLayer``'s layer, or a
+    ``SeqToANN``'s first layer; None otherwise, or where a container that would be bypassed has hooks."""
+    if takes_packed(module):
+        return module
+    if module._forward_hooks or module._forward_pre_hooks:
+        return None
+    if isinstance(module, StepContainer):
+        return _spike_layer_first(module.module)
+    if isinstance(module, StepLayer):
+        return _spike_layer_first(module.layer)
+    if isinstance(module, SeqToANN) and len(module) > 0 and takes_packed(module[0]):
+        return module[0]
+    return None
+
+
+def _with_packed(module: nn.Module, spikes: torch.Tensor, packed: torch.Tensor | None) -> torch.Tensor:
+    """``module(spikes)``, its first spike layer (``_spike_layer_first``) given ``packed``: the same layers in the
+    same order on the same values (each after the first on the merged T * B steps, as the containers apply it)."""
+    if packed is None or takes_packed(module):
+        return module(spikes) if packed is None else module(spikes, packed)
+    if isinstance(module, StepContainer):
+        return _with_packed(module.module, spikes, packed)
+    if isinstance(module, StepLayer):
+        y = _with_packed(module.layer, spikes, packed)
+        return y if module.bn is None else module.bn(y)
+    y = module[0](spikes, packed)  # a SeqToANN whose first layer takes it (multi-step input, [T, B, ...] out)
+    for layer in module[1:]:
+        y = _per_step(layer, y)
+    return y
+
+
+def fire_into(module: nn.Module, neuron: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(neuron(x))``, where ``module`` starts with a spike layer (``_spike_layer_first``), that layer given
+    the packed copy the neuron wrote as it fired (docs/spike_pack.md "Packed by the neuron"): no pass of its own
+    over the spikes. The same modules on the same values."""
+    if _spike_layer_first(module) is None:
+        return module(neuron(x))
+    return _with_packed(module, *fire_packed(neuron, x))
+
+
+def norm_neuron_into(module: nn.Module, bn: nn.Module, neuron: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(norm_neuron(bn, neuron, x))``, the packed copy handed over as ``fire_into`` hands it (written by
+    ``bn_lif``'s kernel where the pair fuses)."""
+    if _spike_layer_first(module) is None:
+        return module(norm_neuron(bn, neuron, x))
+    return _with_packed(module, *norm_neuron(bn, neuron, x, return_packed=True))
 
 
 def conv_norm_neuron(conv_norm: nn.Sequential, neuron: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -41,9 +41,10 @@ from ..nn.neuron import TETLIFNode
 from ._blocks import (
     StepBatchNorm,
     StepLayer,
+    fire_into,
     from_time_major,
     network_options,
-    norm_neuron,
+    norm_neuron_into,
     spike_conv2d,
     to_time_major,
 )
@@ -88,8 +89,9 @@ class MSBlock(nn.Module):
         self.spike = TETLIFNode(step_mode="m", backend=backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # conv1 -> bn1 -> LIF as one op where it fuses (norm_neuron); the same modules, so conv1_s's math
-        out = self.conv2_s(norm_neuron(self.bn1, self.spike, self.conv1_s.layer(self.spike(x))))
+        # conv1 -> bn1 -> LIF as one op where it fuses (norm_neuron); the same modules, so conv1_s's math. Each
+        # spike conv gets the packed copy its neuron wrote as it fired (fire_into, norm_neuron_into)
+        out = norm_neuron_into(self.conv2_s, self.bn1, self.spike, fire_into(self.conv1_s.layer, self.spike, x))
         return out + (x if self.downsample is None else self.downsample(x))
 
 

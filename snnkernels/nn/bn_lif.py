@@ -20,6 +20,7 @@ from .. import functional as SF
 from ..backends import check_backend_name
 from ..surrogate import coerce_surrogate
 from .neuron import LIFNode, SpikingNeuron
+from .spike_layers import fire_packed
 
 __all__ = ["BNLIF", "bn_neuron", "bn_fusion_blocker"]
 
@@ -61,7 +62,9 @@ def bn_fusion_blocker(bn: nn.Module, neuron: nn.Module, x: torch.Tensor, backend
     return None
 
 
-def bn_neuron(bn: nn.Module, neuron: nn.Module, x: torch.Tensor, backend: str | None = None) -> torch.Tensor:
+def bn_neuron(
+    bn: nn.Module, neuron: nn.Module, x: torch.Tensor, backend: str | None = None, return_packed: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
     """``neuron(bn(x))`` for x [T, B, C, ...] with ``bn`` over the merged [T * B, C, ...] samples: one op
     (``functional.bn_lif``) when ``bn_fusion_blocker`` finds nothing against it, else the two modules' own
     calls (the same computation, unfused).
@@ -74,12 +77,18 @@ def bn_neuron(bn: nn.Module, neuron: nn.Module, x: torch.Tensor, backend: str | 
             ``LeakyNode``, ...); learnable coefficients receive their gradients.
         x (Tensor): [T, B, C, *spatial].
         backend (str, Optional): ``'auto'``, ``'torch'``, ``'triton'`` or ``'native'``. Default: None (the neuron's).
+        return_packed (bool, Optional): return ``(spikes, packed)``, the spikes' packed copy for the spike layer
+            that takes them (docs/spike_pack.md "Packed by the neuron"): written by ``bn_lif``'s kernel as it
+            fires, or the neuron's ``fire_packed`` where the pair runs unfused (None where that gives none).
+            Default: False
     """
     if bn_fusion_blocker(bn, neuron, x, backend) is not None:
         if isinstance(bn, BNLIF):  # BNLIF has no unfused forward of its own: the same math on the reference
-            return _bn_lif_call(bn, neuron, x, "torch")
+            return _bn_lif_call(bn, neuron, x, "torch", return_packed)
+        if return_packed:
+            return fire_packed(neuron, _unfused_norm(bn, x))
         return neuron(_unfused_norm(bn, x))
-    return _bn_lif_call(bn, neuron, x, neuron.backend if backend is None else backend)
+    return _bn_lif_call(bn, neuron, x, neuron.backend if backend is None else backend, return_packed)
 
 
 def _unfused_norm(bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -89,7 +98,7 @@ def _unfused_norm(bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return bn(x.flatten(0, 1)).unflatten(0, x.shape[:2])
 
 
-def _bn_lif_call(bn: nn.Module, neuron: nn.Module, x: torch.Tensor, backend: str) -> torch.Tensor:
+def _bn_lif_call(bn: nn.Module, neuron: nn.Module, x: torch.Tensor, backend: str, return_packed: bool = False):
     # nn.BatchNorm's forward, line for line: the update factor and which statistics normalise
     factor = 0.0 if bn.momentum is None else bn.momentum
     if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
@@ -107,6 +116,7 @@ def _bn_lif_call(bn: nn.Module, neuron: nn.Module, x: torch.Tensor, backend: str
         momentum=factor,
         eps=bn.eps,
         backend=backend,
+        return_packed=return_packed,
         **_neuron_arguments(neuron),
     )
 

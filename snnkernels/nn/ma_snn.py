@@ -39,7 +39,7 @@ from ..surrogate import Rectangle, Surrogate, coerce_surrogate
 from .attention_inputs import LAYOUTS, check_dtype, check_t_c, empty_output, from_tb, positive_int, to_tb
 from .bn_lif import bn_fusion_blocker, bn_neuron
 from .neuron import AttResLIFNode
-from .spike_layers import SpikeConv2d, packing_backend
+from .spike_layers import SpikeConv2d, fire_packed, packing_backend, takes_packed
 
 __all__ = ["MultiDimensionalAttention", "TemporalAttentionFC", "TemporalWiseAttention", "TCSALIFNode", "AttResBlock"]
 
@@ -542,7 +542,9 @@ class TimeBatchNorm(nn.Module):
         return self.bn(x.permute(1, 2, 0, 3, 4)).contiguous().permute(2, 0, 1, 3, 4)
 
 
-def time_norm_neuron(norm: TimeBatchNorm, neuron: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def time_norm_neuron(
+    norm: TimeBatchNorm, neuron: nn.Module, x: torch.Tensor, return_packed: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
     """``neuron(norm(x))`` on x [T, B, C, H, W]: one ``bn_lif`` op (docs/bn_lif.md; BatchNorm3d over (B, T, H, W)
     is its statistics over T x B x space) where ``nn.bn_lif.bn_fusion_blocker`` finds nothing against the
     BatchNorm3d and the neuron and ``norm`` has no hooks of its own, else the two modules' own calls.
@@ -551,10 +553,11 @@ def time_norm_neuron(norm: TimeBatchNorm, neuron: nn.Module, x: torch.Tensor) ->
         norm (TimeBatchNorm): the BatchNorm (its ``bn`` is the ``nn.BatchNorm3d``).
         neuron (nn.Module): a stateless multi-step snnkernels neuron; its backend decides.
         x (Tensor): [T, B, C, H, W].
+        return_packed (bool, Optional): return ``(spikes, packed)`` as ``bn_neuron``'s. Default: False
     """
     if not (norm._forward_hooks or norm._forward_pre_hooks) and bn_fusion_blocker(norm.bn, neuron, x) is None:
-        return bn_neuron(norm.bn, neuron, x)
-    return neuron(norm(x))
+        return bn_neuron(norm.bn, neuron, x, return_packed=return_packed)
+    return fire_packed(neuron, norm(x)) if return_packed else neuron(norm(x))
 
 
 def _spike_step_conv(in_planes: int, planes: int, kernel_size: int, backend: str, **kwargs) -> nn.Conv2d:
@@ -689,7 +692,11 @@ class AttResBlock(nn.Module):
     def _residual(self, x: torch.Tensor) -> torch.Tensor:
         """``residual_function(x)``, with BN1 -> LIF as one op where it fuses (``time_norm_neuron``)."""
         lif0, conv1, bn1, lif1, conv2, bn2, attention = self.residual_function
-        return attention(bn2(conv2(time_norm_neuron(bn1, lif1, conv1(lif0(x))))))
+        # each spike conv gets the packed copy its neuron wrote as it fired (docs/spike_pack.md "Packed by the neuron")
+        h = conv1(*fire_packed(lif0, x)) if takes_packed(conv1) else conv1(lif0(x))
+        if takes_packed(conv2):
+            return attention(bn2(conv2(*time_norm_neuron(bn1, lif1, h, return_packed=True))))
+        return attention(bn2(conv2(time_norm_neuron(bn1, lif1, h))))
 
     def extra_repr(self) -> str:
         return (

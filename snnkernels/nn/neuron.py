@@ -164,11 +164,11 @@ class SpikingNeuron(MemoryModule):
 
     # -- forward ---------------------------------------------------------------------------------------
     def single_step_functional_forward(self, inputs: tuple, states: tuple, **kwargs: Any) -> tuple[tuple, tuple]:
-        spikes, v_final, _, _ = self._run(inputs[0].unsqueeze(0), states[0], final_state=True)
+        spikes, v_final, *_ = self._run(inputs[0].unsqueeze(0), states[0], final_state=True)
         return (spikes[0],), (v_final, *states[1:])
 
     def multi_step_functional_forward(self, inputs: tuple, states: tuple, **kwargs: Any) -> tuple[tuple, tuple]:
-        spikes, v_final, _, _ = self._run(inputs[0], states[0], final_state=True)
+        spikes, v_final, *_ = self._run(inputs[0], states[0], final_state=True)
         return (spikes,), (v_final, *states[1:])
 
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -178,7 +178,21 @@ class SpikingNeuron(MemoryModule):
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         return self._forward(x_seq, carry=self.stateful, single_step=False)
 
-    def _forward(self, x_seq: torch.Tensor, *, carry: bool, single_step: bool) -> torch.Tensor:
+    def fire_packed(self, x_seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(self(x_seq), its spikes packed)`` for a spike layer after this neuron (``SpikeConv2d.forward(s,
+        packed)``): on Triton the forward kernel writes the packed copy as it fires, elsewhere it is packed in a
+        pass of its own (docs/spike_pack.md "Packed by the neuron"). The copy is None where the call is not a
+        plain multi-step forward: single-step mode, or forward hooks (they get the module's own call, unchanged).
+
+        Args:
+            x_seq (Tensor): [T, ...] input, as ``forward``'s.
+        """
+        if self.step_mode != "m" or self._forward_hooks or self._forward_pre_hooks:
+            return self(x_seq), None
+        spikes, packed = self._forward(x_seq, carry=self.stateful, single_step=False, packed=True)
+        return spikes, packed
+
+    def _forward(self, x_seq: torch.Tensor, *, carry: bool, single_step: bool, packed: bool = False):
         x_seq = _checks.check_sequence(x_seq, "input", min_dim=1)
         recompute = in_recompute()
         if recompute and carry and isinstance(self.v, torch.Tensor):
@@ -192,7 +206,9 @@ class SpikingNeuron(MemoryModule):
         v = self._state_for(self.v, x_seq[0]) if carry else self.v_init_value
         v_seq_wanted = self.store_v_seq and not recompute
         count = self.record_spike_counts and not recompute
-        spikes, v_final, v_seq, counts = self._run(x_seq, v, final_state=carry, v_seq=v_seq_wanted, count=count)
+        spikes, v_final, v_seq, counts, copy = self._run(
+            x_seq, v, final_state=carry, v_seq=v_seq_wanted, count=count, packed=packed
+        )
         if not recompute:  # the recompute leaves the state as the forward left it
             if carry:
                 self.v = v_final
@@ -200,7 +216,7 @@ class SpikingNeuron(MemoryModule):
                 self._keep_v_seq(v_seq, single_step)
             if count:
                 self.spike_counts = counts
-        return spikes
+        return (spikes, copy) if packed else spikes
 
     def _keep_v_seq(self, v_seq: torch.Tensor, single_step: bool) -> None:
         """Multi-step: this call's sequence. Single step: appended to the sequence so far, restarted when the
@@ -223,9 +239,11 @@ class SpikingNeuron(MemoryModule):
         final_state: bool,
         v_seq: bool = False,
         count: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, Any]:
+        packed: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, Any, torch.Tensor | None]:
         """The fused neuron on ``x_seq`` [T, ...] from state ``v`` (a float fills every neuron): (spikes,
-        v_T or None, v_seq or None, spike counts or None). A [T] input (one neuron) runs as [T, 1]."""
+        v_T or None, v_seq or None, spike counts or None, packed spikes or None). A [T] input (one neuron) runs
+        as [T, 1]."""
         one_neuron = x_seq.dim() == 1
         if one_neuron:
             x_seq = x_seq.unsqueeze(1)
@@ -240,10 +258,13 @@ class SpikingNeuron(MemoryModule):
             v_init_value=v_init_value,
             count_spikes=count,
             **({"return_v_seq": True} if v_seq else {}),
+            **({"return_packed": True} if packed else {}),
         )
-        counts = None
-        if count:
-            out, counts = out
+        counts = copy = None
+        if count or packed:
+            out, *extras = out
+            counts = extras.pop(0) if count else None
+            copy = extras.pop(0) if packed else None
         out = list(out) if isinstance(out, tuple) else [out]
         spikes = out.pop(0)
         v_final = out.pop(0) if final_state else None
@@ -252,7 +273,7 @@ class SpikingNeuron(MemoryModule):
             spikes = spikes.squeeze(1)
             v_final = None if v_final is None else v_final.squeeze(0)
             seq = None if seq is None else seq.squeeze(1)
-        return spikes, v_final, seq, counts
+        return spikes, v_final, seq, counts, copy
 
     def extra_repr(self) -> str:
         reset = "soft" if self.v_reset is None else f"v_reset={self.v_reset}"

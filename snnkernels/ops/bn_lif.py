@@ -72,10 +72,11 @@ def run_bn_lif(
     coefficients: tuple,
     neuron: tuple,
     chunk: int,
-) -> torch.Tensor:
+    pack: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """A backend's bn_lif: the statistics (``batch_statistics``), the running update, the per-channel arguments,
-    then the backend's autograd ``function`` on x's rows; spikes in x's shape. Arguments as
-    ``ops.bn_lif_triton.bn_lif``."""
+    then the backend's autograd ``function`` on x's rows; spikes in x's shape (with ``pack``, ``function`` returns
+    (spikes, their packed copy) and so does this). Arguments as ``ops.bn_lif_triton.bn_lif``."""
     C = x.shape[2]
     rows = as_rows(x)
     mean, invstd = normalising_statistics(
@@ -86,7 +87,7 @@ def run_bn_lif(
     b = per_channel(bias, C, x, 0.0)
     decay, gain, neuron_bias = (per_channel(c, C, x, 0.0) for c in coefficients)
     training = needs_training(x, w, b, decay, gain, neuron_bias)
-    spikes = function.apply(
+    out = function.apply(
         rows, w, b, decay, gain, neuron_bias, mean, invstd, fresh_settings(neuron), batch_stats, chunk, training
     )
-    return spikes.reshape(x.shape)
+    return (out[0].reshape(x.shape), out[1]) if pack else out.reshape(x.shape)

@@ -28,6 +28,7 @@ from ..kernels.triton.bn_lif import (
     bn_lif_input_grad_kernel,
     bn_lif_stats_kernel,
 )
+from ..reference.spike_pack import packed_numel
 from ..surrogate import Sigmoid, Triangle
 from ._device import on_device_of
 from ._double_backward import refuse_double_backward
@@ -37,9 +38,10 @@ from .gated_leaky_triton import NeuronSettings, new_checkpoints
 from .layout import match_layout
 from .leaky_triton import DEFAULT_CHUNK
 from .registry import SAMPLE_SHAPE, rand, randn, registered_op, triton_entry
+from .spike_pack_triton import spike_pack_triton
 from .triton_launch import COMPILE_OPTIONS, f32, launch_rows, neuron_geometry, neuron_grid, row_geometry, row_tiles
 
-__all__ = ["bn_lif", "bn_lif_stats", "bn_lif_fwd", "bn_lif_bwd", "as_rows", "SUMS", "OPS"]
+__all__ = ["bn_lif", "bn_lif_stats", "bn_lif_fwd", "bn_lif_fwd_packed", "bn_lif_bwd", "as_rows", "SUMS", "OPS"]
 
 # Rows of bn_lif_bwd's per-channel sums: dL/dbias, dL/dweight (sum of dL/dy * x_hat), and the neuron's
 # dL/ddecay (dL/dh * v_{t-1}), dL/dgain (dL/dh * y), dL/dbias (dL/dh)
@@ -102,36 +104,94 @@ def bn_lif_fwd(
     """(spikes in x's layout and dtype, fp32 checkpoints [cdiv(T, chunk) - 1, B * C * S] if training) of the
     neuron ``h = decay * v + gain * y + bias`` on ``y = x * scale + shift`` (all [C] fp32), from v_init_value."""
     spikes, ckpt = torch.empty_like(x), new_checkpoints(x, training, chunk)
-    if x.numel() == 0:
-        return spikes, ckpt
-    grid, block_r, block_s, warps = neuron_grid(x)
-    with on_device_of(x):
-        bn_lif_fwd_kernel[grid](
-            x,
-            scale,
-            shift,
-            decay,
-            gain,
-            bias,
-            spikes,
-            ckpt if training else spikes,
-            *neuron_geometry(x),
-            *f32(v_threshold, v_reset, v_init_value),
-            HARD_RESET=hard_reset,
-            STRICT=strict,
-            TRAINING=training,
-            CHUNK=chunk,
-            BLOCK_R=block_r,
-            BLOCK_S=block_s,
-            num_warps=warps,
-            **COMPILE_OPTIONS,
-        )
+    _launch_fwd(x, (scale, shift, decay, gain, bias), spikes, ckpt, None, v_threshold, v_reset, v_init_value,
+                hard_reset, strict, training, chunk)  # fmt: skip
     return spikes, ckpt
 
 
 @bn_lif_fwd.register_fake
 def _(x, scale, shift, decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, training, chunk):
     return torch.empty_like(x), new_checkpoints(x, training, chunk)
+
+
+def packs_as_it_fires(x: torch.Tensor) -> bool:
+    """Whether ``bn_lif_fwd_packed`` packs the spikes of x [T, B, C, 1, S] inside the neuron kernel: S % 8 == 0,
+    so each tile's bytes are whole. Otherwise it packs the spikes it stored in a pass of its own."""
+    return x.shape[-1] % 8 == 0
+
+
+@torch.library.custom_op("snnkernels::bn_lif_fwd_packed", mutates_args=(), device_types=("cpu", "cuda"))
+def bn_lif_fwd_packed(
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    decay: torch.Tensor,
+    gain: torch.Tensor,
+    bias: torch.Tensor,
+    v_threshold: float,
+    v_reset: float,
+    v_init_value: float,
+    hard_reset: bool,
+    strict: bool,
+    training: bool,
+    chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``bn_lif_fwd``'s outputs and the spikes at 1 bit each (uint8 [ceil(x.numel() / 8)], spike_pack's layout of
+    x's logical order, whatever its strides), written by the kernel as it fires where ``packs_as_it_fires``."""
+    spikes, ckpt = torch.empty_like(x), new_checkpoints(x, training, chunk)
+    packed = x.new_empty((packed_numel(x.numel()),), dtype=torch.uint8)
+    in_kernel = packs_as_it_fires(x)
+    _launch_fwd(x, (scale, shift, decay, gain, bias), spikes, ckpt, packed if in_kernel else None, v_threshold,
+                v_reset, v_init_value, hard_reset, strict, training, chunk)  # fmt: skip
+    if not in_kernel and x.numel() > 0:
+        packed = spike_pack_triton(spikes, False)
+    return spikes, ckpt, packed
+
+
+@bn_lif_fwd_packed.register_fake
+def _(x, scale, shift, decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, training, chunk):
+    packed = x.new_empty((packed_numel(x.numel()),), dtype=torch.uint8)
+    return torch.empty_like(x), new_checkpoints(x, training, chunk), packed
+
+
+def _launch_fwd(
+    x: torch.Tensor,
+    channel: tuple[torch.Tensor, ...],
+    spikes: torch.Tensor,
+    ckpt: torch.Tensor,
+    packed: torch.Tensor | None,
+    v_threshold: float,
+    v_reset: float,
+    v_init_value: float,
+    hard_reset: bool,
+    strict: bool,
+    training: bool,
+    chunk: int,
+) -> None:
+    """The forward kernel into ``spikes`` / ``ckpt`` and, unless None, ``packed``; ``channel``: the [C] scale,
+    shift, decay, gain and bias."""
+    if x.numel() == 0:
+        return
+    grid, block_r, block_s, warps = neuron_grid(x)
+    with on_device_of(x):
+        bn_lif_fwd_kernel[grid](
+            x,
+            *channel,
+            spikes,
+            ckpt if training else spikes,
+            spikes if packed is None else packed,
+            *neuron_geometry(x),
+            *f32(v_threshold, v_reset, v_init_value),
+            HARD_RESET=hard_reset,
+            STRICT=strict,
+            TRAINING=training,
+            PACK=packed is not None,
+            CHUNK=chunk,
+            BLOCK_R=block_r,
+            BLOCK_S=block_s,
+            num_warps=warps,
+            **COMPILE_OPTIONS,
+        )
 
 
 @torch.library.custom_op("snnkernels::bn_lif_bwd", mutates_args=(), device_types=("cpu", "cuda"))
@@ -236,49 +296,76 @@ class _BNLIFFunction(torch.autograd.Function):
         chunk: int,
         training: bool,
     ):
-        scale = weight * invstd
-        shift = bias - mean * scale
-        # the neuron's coefficients are the tensors decay, gain, neuron_bias: its float ones are not read
-        spikes, ckpt = bn_lif_fwd(
-            x, scale, shift, decay, gain, neuron_bias, *forward_settings(neuron)[3:], training, chunk
-        )
-        ctx.neuron, ctx.batch_stats, ctx.chunk = neuron, batch_stats, chunk
-        ctx.save_for_backward(x, scale, shift, mean, invstd, decay, gain, neuron_bias, ckpt)
-        return spikes
+        return _forward(ctx, bn_lif_fwd, x, weight, bias, decay, gain, neuron_bias, mean, invstd, neuron,
+                        batch_stats, chunk, training)[0]  # fmt: skip
 
     @staticmethod
     def backward(ctx: Any, grad_spikes: torch.Tensor):
-        x, scale, shift, mean, invstd, decay, gain, neuron_bias, ckpt = ctx.saved_tensors
-        needs = ctx.needs_input_grad
-        grad_x, sums = bn_lif_bwd(
-            match_layout(grad_spikes, x),
-            x,
-            scale,
-            shift,
-            mean,
-            invstd,
-            decay,
-            gain,
-            neuron_bias,
-            ckpt,
-            *ctx.neuron[3:],
-            ctx.chunk,
-            ctx.batch_stats,
-            needs[3],
-            needs[4],
-            needs[5],
-        )
-        grads = (sums[1], sums[0], sums[2], sums[3], sums[4])
-        return (
-            grad_x if needs[0] else None,
-            *(g if need else None for g, need in zip(grads, needs[1:6], strict=True)),
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-        )
+        return _backward(ctx, grad_spikes)
+
+
+class _BNLIFPackedFunction(torch.autograd.Function):
+    """``_BNLIFFunction`` whose forward also returns the spikes packed (``bn_lif_fwd_packed``; no gradient)."""
+
+    @staticmethod
+    def forward(ctx: Any, *args: Any):
+        spikes, packed = _forward(ctx, bn_lif_fwd_packed, *args)
+        ctx.mark_non_differentiable(packed)
+        return spikes, packed
+
+    @staticmethod
+    def backward(ctx: Any, grad_spikes: torch.Tensor, _grad_packed: Any):
+        return _backward(ctx, grad_spikes)
+
+
+def _backward(ctx: Any, grad_spikes: torch.Tensor) -> tuple:
+    """The autograd backward of both functions: dL/dx and the per-channel gradients from ``bn_lif_bwd``."""
+    x, scale, shift, mean, invstd, decay, gain, neuron_bias, ckpt = ctx.saved_tensors
+    needs = ctx.needs_input_grad
+    grad_x, sums = bn_lif_bwd(
+        match_layout(grad_spikes, x),
+        x,
+        scale,
+        shift,
+        mean,
+        invstd,
+        decay,
+        gain,
+        neuron_bias,
+        ckpt,
+        *ctx.neuron[3:],
+        ctx.chunk,
+        ctx.batch_stats,
+        needs[3],
+        needs[4],
+        needs[5],
+    )
+    grads = (sums[1], sums[0], sums[2], sums[3], sums[4])
+    return (
+        grad_x if needs[0] else None,
+        *(g if need else None for g, need in zip(grads, needs[1:6], strict=True)),
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
+
+
+def _forward(ctx: Any, forward_op: Any, x, weight, bias, decay, gain, neuron_bias, mean, invstd, neuron, batch_stats,
+             chunk, training) -> tuple:  # fmt: skip
+    """The autograd forward: ``forward_op`` (``bn_lif_fwd`` or ``bn_lif_fwd_packed``) on BatchNorm's per-channel
+    scale and shift; (spikes, the packed copy or None)."""
+    scale = weight * invstd
+    shift = bias - mean * scale
+    # the neuron's coefficients are the tensors decay, gain, neuron_bias: its float ones are not read
+    spikes, ckpt, *packed = forward_op(
+        x, scale, shift, decay, gain, neuron_bias, *forward_settings(neuron)[3:], training, chunk
+    )
+    ctx.neuron, ctx.batch_stats, ctx.chunk = neuron, batch_stats, chunk
+    ctx.save_for_backward(x, scale, shift, mean, invstd, decay, gain, neuron_bias, ckpt)
+    return spikes, (packed[0] if packed else None)
 
 
 def bn_lif(
@@ -294,8 +381,10 @@ def bn_lif(
     coefficients: tuple[float | torch.Tensor, float | torch.Tensor, float | torch.Tensor],
     neuron: NeuronSettings,
     chunk: int = DEFAULT_CHUNK,
-) -> torch.Tensor:
-    """Spikes of the leaky neuron on ``nn.functional.batch_norm(x over [T * B, C, ...])`` (Triton).
+    pack: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Spikes of the leaky neuron on ``nn.functional.batch_norm(x over [T * B, C, ...])`` (Triton); with ``pack``
+    (spikes, their packed copy written as the kernel fires: ``bn_lif_fwd_packed``).
 
     Args:
         x (Tensor): [T, B, C, *spatial], fp32 / fp16 / bf16.
@@ -312,10 +401,12 @@ def bn_lif(
         neuron (tuple): (decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict,
             detach_reset, surrogate_id, surrogate_param); its first three entries are ignored (``coefficients``).
         chunk (int): steps per checkpoint. Default: the leaky neuron's.
+        pack (bool): also return the spikes at 1 bit each (docs/spike_pack.md "Packed by the neuron").
     """
     return run_bn_lif(
-        _BNLIFFunction, bn_lif_stats, x, running_mean, running_var, weight, bias, batch_stats=batch_stats,
-        momentum=momentum, eps=eps, coefficients=coefficients, neuron=neuron, chunk=chunk,
+        _BNLIFPackedFunction if pack else _BNLIFFunction, bn_lif_stats, x, running_mean, running_var, weight, bias,
+        batch_stats=batch_stats, momentum=momentum, eps=eps, coefficients=coefficients, neuron=neuron, chunk=chunk,
+        pack=pack,
     )  # fmt: skip
 
 
@@ -340,6 +431,13 @@ def _bn_lif_fwd_samples(dev: str) -> list[tuple]:
     ]
 
 
+def _bn_lif_fwd_packed_samples(dev: str) -> list[tuple]:
+    T, B, C, H, W = SAMPLE_SHAPE
+    x, _, scale, shift, coef = _bn_lif_inputs(dev)
+    whole = 2 * randn(dev, T, B, C, 1, 8)
+    return [*_bn_lif_fwd_samples(dev), (whole, scale, shift, *coef, 1.0, 0.0, 0.0, True, False, True, 2)]
+
+
 def _bn_lif_bwd_samples(dev: str) -> list[tuple]:
     x, x_bt, scale, shift, coef = _bn_lif_inputs(dev)
     C = SAMPLE_SHAPE[2]
@@ -355,6 +453,8 @@ def _bn_lif_bwd_samples(dev: str) -> list[tuple]:
 OPS = (
     triton_entry("bn_lif_stats", __name__, lambda d: [(x,) for x in _bn_lif_inputs(d)[:2]], "bn_lif_stats_kernel"),
     triton_entry("bn_lif_fwd", __name__, _bn_lif_fwd_samples, "bn_lif_fwd_kernel"),
+    # S = 20 (SAMPLE_SHAPE's planes): packed after the kernel; S = 8: packed by it
+    triton_entry("bn_lif_fwd_packed", __name__, _bn_lif_fwd_packed_samples, "bn_lif_fwd_kernel"),
     triton_entry(
         "bn_lif_bwd",
         __name__,

@@ -17,7 +17,8 @@ post-reset state of every step; without it ``v_seq`` is a 0-element tensor and t
 its stores. It is differentiable: the backward takes ``grad_v_seq`` and adds row t to dL/dv_t as it walks.
 
 Firing statistics: a backend may add a counted forward (COUNTED_FWD_SCHEMA: one more output, the spikes
-per step) that reuses its backward op; ``register_forward_autograd`` wires it like the plain forward.
+per step) that reuses its backward op; ``register_forward_autograd`` wires it like the plain forward. The packed
+forward (PACKED_FWD_SCHEMA: one more output, the spikes at 1 bit each) is wired the same way.
 
 Second derivatives: the backward op's own autograd formula raises (``refuse_double_backward``), so a
 double backward through the fused neuron fails loudly instead of returning zeros; first-order gradients
@@ -31,6 +32,7 @@ from typing import Any
 
 import torch
 
+from ..reference.spike_pack import packed_numel
 from ..surrogate import Sigmoid, Triangle
 from ._double_backward import refuse_double_backward
 from .layout import match_layout
@@ -51,6 +53,10 @@ BWD_SCHEMA = op_schema(BWD_ARGS, BWD_OUTPUTS)
 # int64 [T], the number of spikes at each step. The extra output is an integer, hence non-differentiable, so
 # the same setup_context / backward serve it (they only look at the first four outputs).
 COUNTED_FWD_SCHEMA = FWD_SCHEMA.removesuffix(")") + ", Tensor spike_counts)"
+
+# A forward that also returns its spikes packed (Triton only; docs/spike_pack.md "Packed by the neuron"):
+# ``spikes_packed``, uint8 [ceil(x.numel() / 8)] in spike_pack's layout, non-differentiable like the counts.
+PACKED_FWD_SCHEMA = FWD_SCHEMA.removesuffix(")") + ", Tensor spikes_packed)"
 
 # Positions of the ops' arguments, used by setup_context / backward.
 _FWD_ARGS = list(names(FWD_ARGS))
@@ -96,6 +102,15 @@ def fake_fwd(*args, **kwargs):
 
 def fake_fwd_counted(*args, **kwargs):
     return (*fake_fwd(*args, **kwargs), new_spike_counts(bind(FWD_ARGS, args, kwargs).x))
+
+
+def fake_fwd_packed(*args, **kwargs):
+    return (*fake_fwd(*args, **kwargs), new_spikes_packed(bind(FWD_ARGS, args, kwargs).x))
+
+
+def new_spikes_packed(x: torch.Tensor) -> torch.Tensor:
+    """The packed forward's extra output: the spikes at 1 bit each, uint8 [ceil(x.numel() / 8)]."""
+    return x.new_empty((packed_numel(x.numel()),), dtype=torch.uint8)
 
 
 def new_spike_counts(x: torch.Tensor) -> torch.Tensor:

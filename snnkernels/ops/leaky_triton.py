@@ -4,7 +4,9 @@ Registers ``snnkernels::leaky_fwd_triton`` / ``snnkernels::leaky_bwd_triton`` fo
 CPU tensors too, where Triton's interpreter (``TRITON_INTERPRET=1``) runs the same kernels in tests.
 ``snnkernels::leaky_fwd_counted_triton`` (``COUNTED_FWD_SCHEMA``) is the forward that also returns the
 spikes per step, counted in registers by the kernel (no second pass over the spikes); its backward is
-``leaky_bwd_triton``.
+``leaky_bwd_triton``. ``snnkernels::leaky_fwd_packed_triton`` (``PACKED_FWD_SCHEMA``) also returns the spikes
+at 1 bit each, written by the kernel as it fires (docs/spike_pack.md "Packed by the neuron"); its backward is
+``leaky_bwd_triton`` too.
 """
 
 from __future__ import annotations
@@ -15,20 +17,23 @@ import torch
 import triton
 
 from ..backends import triton_interpreter_enabled
-from ..kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_counted_kernel, leaky_fwd_kernel
+from ..kernels.triton.leaky import leaky_bwd_kernel, leaky_fwd_counted_kernel, leaky_fwd_kernel, leaky_fwd_packed_kernel
 from ..surrogate import Triangle
 from ._device import on_device_of
 from .layout import match_layout
 from .leaky import (
     CHECKPOINT_CHUNK,
     COUNTED_FWD_SCHEMA,
+    PACKED_FWD_SCHEMA,
     channel_stride,
     define_leaky_ops,
     fake_fwd_counted,
+    fake_fwd_packed,
     leaky_entries,
     neurons_per_step,
     new_bwd_outputs,
     new_fwd_outputs,
+    new_spikes_packed,
     register_forward_autograd,
 )
 from .leaky_settings import BWD_ARGS, FWD_ARGS, Bound, bind
@@ -36,12 +41,15 @@ from .registry import (
     randn,
     triton_entry,
 )
+from .spike_pack_triton import spike_pack_triton
 from .triton_launch import COMPILE_OPTIONS, f32
 
 __all__ = [
     "leaky_fwd_triton",
     "leaky_bwd_triton",
     "leaky_fwd_counted_triton",
+    "leaky_fwd_packed_triton",
+    "packs_as_it_fires",
     "LaunchConfig",
     "launch_config",
     "DEFAULT_CHUNK",
@@ -98,6 +106,27 @@ def _counted_fwd_impl(*args, **kwargs):
     counting = {"STEPS": triton.next_power_of_2(a.chunk), "GROUPS": cfg.num_warps}
     _launch_fwd(leaky_fwd_counted_kernel, cfg, (partial,), counting, outputs, a)
     return *outputs, partial.sum(1, dtype=torch.int64)
+
+
+def packs_as_it_fires(x: torch.Tensor) -> bool:
+    """Whether ``leaky_fwd_packed_triton`` packs x's spikes inside the neuron kernel: x is contiguous (the kernel's
+    memory order is then the layout's order) and a step has a multiple of 8 neurons (each program's neurons are
+    whole bytes). Otherwise the op packs the spikes it stored in a pass of its own: the same bytes."""
+    return x.is_contiguous() and neurons_per_step(x) % 8 == 0
+
+
+def _packed_fwd_impl(*args, **kwargs):
+    a = bind(FWD_ARGS, args, kwargs)
+    outputs = new_fwd_outputs(a.x, a.training, a.store_final_state, a.chunk, a.store_v_seq)
+    cfg = launch_config(neurons_per_step(a.x), backward=False, itemsize=a.x.element_size())
+    if not packs_as_it_fires(a.x):
+        _launch_fwd(leaky_fwd_kernel, cfg, (), {}, outputs, a)
+        return *outputs, spike_pack_triton(outputs[0], False)
+    if a.chunk > 32:
+        raise ValueError(f"leaky_fwd_packed_triton keeps a chunk's spikes as int32 bits: chunk <= 32, got {a.chunk}")
+    packed = new_spikes_packed(a.x)
+    _launch_fwd(leaky_fwd_packed_kernel, cfg, (packed,), {"STEPS": triton.next_power_of_2(a.chunk)}, outputs, a)
+    return *outputs, packed
 
 
 def _counted_launch_config(n: int, itemsize: int = 4) -> LaunchConfig:
@@ -219,6 +248,17 @@ def _define_counted_forward() -> object:
 leaky_fwd_counted_triton = _define_counted_forward()
 
 
+def _define_packed_forward() -> object:
+    name = "snnkernels::leaky_fwd_packed_triton"
+    torch.library.define(name, PACKED_FWD_SCHEMA)
+    for key in ("CPU", "CUDA"):
+        torch.library.impl(name, key)(_packed_fwd_impl)
+    return register_forward_autograd(name, leaky_bwd_triton, fake_fwd_packed)
+
+
+leaky_fwd_packed_triton = _define_packed_forward()
+
+
 # The op registry's entries (ops/registry.py): tiny valid inputs for opcheck, the Triton kernels launched.
 
 
@@ -253,8 +293,16 @@ def _counted_fwd_samples(dev: str) -> list[tuple]:
     return out
 
 
+def _packed_fwd_samples(dev: str) -> list[tuple]:
+    """The counted forward's samples (N = 24: packed in the kernel) and one with N = 15 (packed after it)."""
+    odd = list(_counted_fwd_samples(dev)[0])
+    odd[0], odd[1], odd[2] = randn(dev, 4, 3, 5, grad=True), None, None
+    return [*_counted_fwd_samples(dev), tuple(odd)]
+
+
 OPS = (
     *leaky_entries("triton", __name__, ("cpu", "cuda")),
+    triton_entry("leaky_fwd_packed_triton", __name__, _packed_fwd_samples, "leaky_fwd_packed_kernel", autograd=True),
     triton_entry(
         "leaky_fwd_counted_triton",
         __name__,

@@ -5,9 +5,10 @@ autograd of the spike layers (conv / linear that keep their input as 1 bit per s
 bit matrix times the bit weights), registered under the name the native extension's C++ kernels will take.
 
 ``SpikeConvFunction`` / ``SpikeLinearFunction``: the forward is the plain conv / linear; the saved input is its
-packed copy (plus the weight). The backward unpacks it for the weight gradient only and calls the very backward
-formulas that autograd calls for ``aten.convolution`` / ``aten.linear`` (docs/spike_pack.md "Exactness"), so
-every gradient is bit-identical to the unpacked layer's.
+packed copy (plus the weight): the one the neuron wrote as it fired when the caller passes it (``packed``,
+docs/spike_pack.md "Packed by the neuron"), else packed here. The backward unpacks it for the weight gradient
+only and calls the very backward formulas that autograd calls for ``aten.convolution`` / ``aten.linear``
+(docs/spike_pack.md "Exactness"), so every gradient is bit-identical to the unpacked layer's.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "unpack",
     "PackedLayout",
     "pack_in_place_order",
+    "saved_copy",
     "SpikeConvFunction",
     "SpikeLinearFunction",
 ]
@@ -125,6 +127,19 @@ class PackedLayout:
         return flat.permute(sorted(range(len(self.order)), key=self.order.__getitem__))
 
 
+def saved_copy(x: torch.Tensor, packed: torch.Tensor | None, check: bool, backend: str) -> torch.Tensor:
+    """What a spike layer saves of its input x: ``packed`` (x's spikes in the layout, formed by the neuron that
+    fired them) when given, after checking that it has x's size, else x packed here."""
+    if packed is None:
+        return pack(x, check, backend)
+    if packed.dtype != torch.uint8 or packed.dim() != 1 or packed.numel() != packed_numel(x.numel()):
+        raise ValueError(
+            f"the packed copy of an input {tuple(x.shape)} is uint8 [{packed_numel(x.numel())}], got "
+            f"{packed.dtype} {tuple(packed.shape)}"
+        )
+    return packed
+
+
 def pack_in_place_order(x: torch.Tensor, check: bool, backend: str) -> tuple[torch.Tensor, PackedLayout]:
     """``x`` packed in the order its elements lie in memory (no copy when ``x`` is dense: a transposed view is
     read as stored) and the layout that unpacks it with the same strides."""
@@ -155,9 +170,10 @@ class SpikeConvFunction(torch.autograd.Function):
         groups: int,
         check: bool,
         backend: str,
+        packed: torch.Tensor | None = None,
     ) -> torch.Tensor:
         out = torch.ops.aten.convolution(x, weight, bias, stride, padding, dilation, False, [0] * len(stride), groups)
-        ctx.save_for_backward(pack(x, check, backend), weight)
+        ctx.save_for_backward(saved_copy(x, packed, check, backend), weight)
         ctx.geometry = (list(x.shape), x.dtype, stride, padding, dilation, groups, backend)
         ctx.bias_shape = None if bias is None else list(bias.shape)
         return out
@@ -172,7 +188,7 @@ class SpikeConvFunction(torch.autograd.Function):
         dx, dw, db = torch.ops.aten.convolution_backward(
             grad, x, weight, ctx.bias_shape, stride, padding, dilation, False, [0] * len(stride), groups, mask
         )
-        return dx, dw, db, None, None, None, None, None, None
+        return dx, dw, db, None, None, None, None, None, None, None
 
 
 class SpikeLinearFunction(torch.autograd.Function):
@@ -180,10 +196,16 @@ class SpikeLinearFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, check: bool, backend: str
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        check: bool,
+        backend: str,
+        packed: torch.Tensor | None = None,
     ) -> torch.Tensor:
         out = torch.nn.functional.linear(x, weight, bias)
-        ctx.save_for_backward(pack(x, check, backend), weight)
+        ctx.save_for_backward(saved_copy(x, packed, check, backend), weight)
         # a column-major 2-D input makes autograd's mm backward take its transposed branch
         col_major = x.dim() == 2 and x.stride(0) == 1 and x.stride(1) == x.shape[0]
         ctx.geometry = (list(x.shape), x.dtype, col_major, bias is not None, backend)
@@ -205,7 +227,7 @@ class SpikeLinearFunction(torch.autograd.Function):
             dw = g2.t().mm(x2)
         if has_bias and need[2]:  # the broadcast bias: sum_to over every leading dim
             db = grad.sum(tuple(range(grad.dim() - 1))) if grad.dim() > 1 else grad
-        return dx, dw, db, None, None
+        return dx, dw, db, None, None, None
 
 
 # The op registry's entries (ops/registry.py): the CPU ops, vectorised torch under the native op names (the C++

@@ -9,7 +9,8 @@ values, row (t, b, c) at ``t * st + b * sb + c * sc``; tokens [T, B, C, N] arriv
   sum of squared deviations from the tile-row's own mean (fp32), in fixed slots [n_col_tiles, R]; the host
   combines them per channel in fp64 (Chan's parallel formula), in a fixed order: deterministic, no atomics,
   and no cancellation of a sum of squares against a large mean (docs/bn_lif.md "Batch statistics").
-- ``bn_lif_fwd_kernel``: the neuron's time loop (``neuron_step.forward_chunks``) on y.
+- ``bn_lif_fwd_kernel``: the neuron's time loop (``neuron_step.forward_chunks``) on y; with ``PACK`` it also
+  writes the spikes at 1 bit each in spike_pack's layout (docs/spike_pack.md "Packed by the neuron"; S % 8 == 0).
 - ``bn_lif_bwd_kernel``: the recompute and walk back (``neuron_step.recompute_chunk`` / ``walk_step``) giving
   dL/dy = gain * dL/dh per element, plus per-row sums over the tile's columns and all steps of dL/dy,
   dL/dy * x_hat and the neuron coefficients' terms, in fixed slots [5, n_col_tiles, R1].
@@ -21,6 +22,7 @@ import triton.language as tl
 
 from .neuron_step import forward_chunks, recompute_chunk, state_after, step, walk_step
 from .row_tiles import as_stored, tile, tile_rows, tile_setup, x_of_step
+from .spike_pack import spike_bytes_2d
 
 
 @triton.jit
@@ -65,21 +67,28 @@ def bn_lif_stats_kernel(
 @triton.jit
 def _fwd_load(t, T, args, FLAGS: tl.constexpr):
     """Step t's x of the tile (``forward_chunks``' load)."""
-    x_ptr, _spikes, offs, st, mask, _scale, _shift, _a, _b, _c, _vt, _vr = args
+    x_ptr, _spikes, offs, st, mask = args[:5]
     return x_of_step(x_ptr, offs, st, t, T, mask)
 
 
 @triton.jit
 def _fwd_step(v, t, T, x, args, FLAGS: tl.constexpr):
     """Step t of the forward (``forward_chunks``' step): y_t = BN(x_t) drives the neuron."""
-    x_ptr, spikes_ptr, offs, st, mask, scale, shift, a, b, c, v_threshold, v_reset = args
+    x_ptr, spikes_ptr, offs, st, mask, scale, shift, a, b, c, v_threshold, v_reset = args[:12]
+    packed_ptr, boffs, bmask, brow = args[12:]
     HARD_RESET: tl.constexpr = FLAGS[0]
     STRICT: tl.constexpr = FLAGS[1]
+    PACK: tl.constexpr = FLAGS[2]
+    BLOCK_R: tl.constexpr = FLAGS[3]
+    BLOCK_S: tl.constexpr = FLAGS[4]
     valid = t < T
     at = offs + t.to(tl.int64) * st
     _h, spike, v = step(v, _bn_output(x, scale, shift, x_ptr), a, b, c, valid, v_threshold, v_reset, STRICT, HARD_RESET)
     # bool -> fp32 -> storage type (Triton 3.6's interpreter miscasts bool straight to bf16)
     tl.store(spikes_ptr + at, tl.where(spike, 1.0, 0.0).to(spikes_ptr.dtype.element_ty), mask=mask & valid)
+    if PACK:  # step t's bytes of the tile's rows: elements (t * R1 + row) * S + col of the logical order
+        packed = spike_bytes_2d(spike, BLOCK_R, BLOCK_S // 8)
+        tl.store(packed_ptr + boffs + t.to(tl.int64) * brow, packed, mask=bmask & valid)
     return v
 
 
@@ -102,6 +111,7 @@ def bn_lif_fwd_kernel(
     bias_ptr,
     spikes_ptr,  # out, x's strides and dtype
     ckpt_ptr,  # [cdiv(T, CHUNK) - 1, R1 * S] out, fp32, if TRAINING
+    packed_ptr,  # [T * R1 * S / 8] out, uint8, if PACK: the spikes in spike_pack's layout (S % 8 == 0)
     T,
     R1,
     S,
@@ -116,11 +126,18 @@ def bn_lif_fwd_kernel(
     HARD_RESET: tl.constexpr,
     STRICT: tl.constexpr,
     TRAINING: tl.constexpr,
+    PACK: tl.constexpr,
     CHUNK: tl.constexpr,
     BLOCK_R: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
     rows, rmask, cols, offs, mask, dense, n_state, _slot = tile_setup(T, R1, S, B, C, st, sb, sc, BLOCK_R, BLOCK_S)
+    # with PACK: the tile's bytes at step 0 (row-major over [T, R1, S], so whatever x's strides), their mask and
+    # the bytes of a step; S % 8 == 0, so a tile's bytes are whole and no other program writes them
+    byte_cols = tl.program_id(1) * (BLOCK_S // 8) + tl.arange(0, (BLOCK_S + 7) // 8)  # unused if BLOCK_S < 8
+    boffs = rows.to(tl.int64)[:, None] * (S // 8) + byte_cols[None, :]
+    bmask = rmask[:, None] & (byte_cols < S // 8)[None, :]
+    brow = tl.cast(R1, tl.int64) * (S // 8)
     scale = _per_channel(scale_ptr, rows, rmask, C)
     shift = _per_channel(shift_ptr, rows, rmask, C)
     a = _per_channel(decay_ptr, rows, rmask, C)
@@ -128,9 +145,9 @@ def bn_lif_fwd_kernel(
     c = _per_channel(bias_ptr, rows, rmask, C)
     v = tl.zeros([BLOCK_R, BLOCK_S], dtype=tl.float32) + v_init
     args = (x_ptr, spikes_ptr, offs, st, mask, scale, shift, a, b, c, v_threshold, v_reset)
-    forward_chunks(
-        v, T, ckpt_ptr, n_state, dense, mask, _fwd_load, _fwd_step, args, (HARD_RESET, STRICT), TRAINING, CHUNK
-    )
+    args = args + (packed_ptr, boffs, bmask, brow)
+    flags = (HARD_RESET, STRICT, PACK, BLOCK_R, BLOCK_S)
+    forward_chunks(v, T, ckpt_ptr, n_state, dense, mask, _fwd_load, _fwd_step, args, flags, TRAINING, CHUNK)
 
 
 @triton.jit(do_not_specialize=["T"])

@@ -20,6 +20,10 @@ also writes, per step, partial spike counts of each program's neurons ([T, n_pro
 host sums them), reduced in registers once per chunk. ``leaky_fwd_kernel`` passes ``COUNT=False``, so its
 instructions are those of the body alone (checked against the previous kernel's PTX).
 
+Packed spikes: ``leaky_fwd_packed_kernel`` runs the body with ``PACK`` set and also writes the spikes at 1 bit each
+(docs/spike_pack.md "Packed by the neuron"): N % 8 == 0, so each program's BLOCK neurons of a step are BLOCK / 8
+whole bytes of the flat layout; the chunk's spike bits (as ``COUNT`` keeps them) become bytes once per chunk.
+
 Membrane sequence: with ``STORE_V_SEQ`` the forward also stores each step's post-reset state (fp32 [T, N]); with
 ``HAS_GRAD_V_SEQ`` the backward adds dL/dv_seq[t] to the carried dL/dv_t before step t's walk. Both are
 constexprs, so a launch without them compiles to the kernel without those loads and stores
@@ -114,6 +118,25 @@ def _store_chunk_counts(
 
 
 @triton.jit
+def _store_chunk_bytes(packed_ptr, fired, N, t0, T, CHUNK: tl.constexpr, STEPS: tl.constexpr, BLOCK: tl.constexpr):
+    """The packed spikes of this program's neurons over one chunk: [CHUNK, BLOCK / 8] bytes, step t0 + k's at
+    row t0 + k of the [T, N / 8] bytes (N % 8 == 0: each program's bytes are whole, none shared).
+
+    ``fired`` holds each neuron's spikes of the chunk as bits (bit k: step t0 + k). The bytes of all CHUNK steps
+    are formed and stored together, so the store's layout conversion (the bytes of a step span two lanes) costs
+    one shared-memory round trip a chunk instead of one a step (bench/NOTES.md "The neuron writes the packed
+    spikes as it fires"). Lanes past N may have "fired" (bias >= threshold): their bytes lie past N / 8."""
+    steps = tl.arange(0, STEPS)  # STEPS: CHUNK rounded up to a power of two (arange's rule)
+    per_step = (tl.reshape(fired, [BLOCK // 8, 8])[None, :, :] >> steps[:, None, None]) & 1
+    packed = tl.sum(per_step << tl.arange(0, 8)[None, None, :], axis=2).to(tl.uint8)  # [STEPS, BLOCK / 8]
+    byte_offs = tl.program_id(0).to(tl.int64) * (BLOCK // 8) + tl.arange(0, BLOCK // 8)
+    t = t0 + steps
+    row = t.to(tl.int64) * (N // 8)
+    mask = ((steps < CHUNK) & (t < T))[:, None] & (byte_offs < N // 8)[None, :]
+    tl.store(packed_ptr + row[:, None] + byte_offs[None, :], packed, mask=mask)
+
+
+@triton.jit
 def _leaky_fwd(
     x_ptr,
     v_init_ptr,
@@ -125,6 +148,7 @@ def _leaky_fwd(
     ckpt_ptr,
     v_seq_ptr,
     counts_ptr,
+    packed_ptr,
     T,
     N,
     S,
@@ -145,12 +169,14 @@ def _leaky_fwd(
     STORE_FINAL: tl.constexpr,
     STORE_V_SEQ: tl.constexpr,
     COUNT: tl.constexpr,
+    PACK: tl.constexpr,
     STEPS: tl.constexpr,
     GROUPS: tl.constexpr,
     CHUNK: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    """The forward's body, shared by both entry points (arguments as in ``leaky_fwd_counted_kernel``)."""
+    """The forward's body, shared by the three entry points (arguments as in ``leaky_fwd_counted_kernel`` and
+    ``leaky_fwd_packed_kernel``)."""
     offs, mask, n_row, a, b, c, v = _neuron_block(
         N,
         S,
@@ -177,7 +203,7 @@ def _leaky_fwd(
         if TRAINING:
             # chunk 0 restarts from v_init, so its state is not stored
             store_checkpoint(ckpt_ptr, ci, n_row, offs, mask, v)
-        fired = tl.zeros([BLOCK], dtype=tl.int32)  # bit k: the neuron fired at step t0 + k (if COUNT)
+        fired = tl.zeros([BLOCK], dtype=tl.int32)  # bit k: the neuron fired at step t0 + k (if COUNT or PACK)
         # the chunk's loads before its first store (``neuron_step.forward_chunks``' why)
         xs = ()
         for k in tl.static_range(CHUNK):
@@ -192,10 +218,12 @@ def _leaky_fwd(
             tl.store(spikes_ptr + row + offs, s_out, mask=mask & valid)
             if STORE_V_SEQ:
                 tl.store(v_seq_ptr + row + offs, v, mask=mask & valid)
-            if COUNT:
+            if COUNT or PACK:
                 fired = fired | (spike.to(tl.int32) << k)
         if COUNT:
             _store_chunk_counts(counts_ptr, fired, mask, t0, T, CHUNK, STEPS, GROUPS, BLOCK)
+        if PACK:
+            _store_chunk_bytes(packed_ptr, fired, N, t0, T, CHUNK, STEPS, BLOCK)
     if STORE_FINAL:
         tl.store(v_final_ptr + offs, v, mask=mask)
 
@@ -233,7 +261,7 @@ def leaky_fwd_kernel(
     CHUNK: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    # COUNT=False: the counting code is never emitted, so this compiles exactly as the body alone
+    # COUNT=PACK=False: the counting and packing code is never emitted, so this compiles exactly as the body alone
     _leaky_fwd(
         x_ptr,
         v_init_ptr,
@@ -244,6 +272,7 @@ def leaky_fwd_kernel(
         v_final_ptr,
         ckpt_ptr,
         v_seq_ptr,
+        ckpt_ptr,
         ckpt_ptr,
         T,
         N,
@@ -264,6 +293,7 @@ def leaky_fwd_kernel(
         TRAINING,
         STORE_FINAL,
         STORE_V_SEQ,
+        False,
         False,
         1,
         1,
@@ -322,6 +352,7 @@ def leaky_fwd_counted_kernel(
         ckpt_ptr,
         v_seq_ptr,
         counts_ptr,
+        counts_ptr,
         T,
         N,
         S,
@@ -342,8 +373,87 @@ def leaky_fwd_counted_kernel(
         STORE_FINAL,
         STORE_V_SEQ,
         True,
+        False,
         STEPS,
         GROUPS,
+        CHUNK,
+        BLOCK,
+    )
+
+
+@triton.jit(do_not_specialize=["T"])
+def leaky_fwd_packed_kernel(
+    x_ptr,
+    v_init_ptr,
+    decay_ptr,
+    gain_ptr,
+    bias_ptr,
+    spikes_ptr,
+    v_final_ptr,
+    ckpt_ptr,
+    v_seq_ptr,  # as the plain one
+    packed_ptr,  # [T * N / 8] out, uint8: the spikes at 1 bit each (docs/spike_pack.md "Layout"); N % 8 == 0
+    T,
+    N,
+    S,
+    C,
+    decay,
+    gain,
+    bias,
+    v_threshold,
+    v_reset,
+    v_init_value,
+    HAS_V_INIT: tl.constexpr,
+    DECAY_T: tl.constexpr,
+    GAIN_T: tl.constexpr,
+    BIAS_T: tl.constexpr,
+    HARD_RESET: tl.constexpr,
+    STRICT: tl.constexpr,
+    TRAINING: tl.constexpr,
+    STORE_FINAL: tl.constexpr,
+    STORE_V_SEQ: tl.constexpr,
+    STEPS: tl.constexpr,  # CHUNK rounded up to a power of two; CHUNK <= 32 (a chunk's spikes are int32 bits)
+    CHUNK: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    """``leaky_fwd_kernel`` that also writes the spikes packed: the chunk's spikes are kept as bits per neuron (as
+    the counted kernel keeps them) and stored as bytes once per chunk (no second pass over them). BLOCK must be a
+    multiple of 8."""
+    _leaky_fwd(
+        x_ptr,
+        v_init_ptr,
+        decay_ptr,
+        gain_ptr,
+        bias_ptr,
+        spikes_ptr,
+        v_final_ptr,
+        ckpt_ptr,
+        v_seq_ptr,
+        packed_ptr,
+        packed_ptr,
+        T,
+        N,
+        S,
+        C,
+        decay,
+        gain,
+        bias,
+        v_threshold,
+        v_reset,
+        v_init_value,
+        HAS_V_INIT,
+        DECAY_T,
+        GAIN_T,
+        BIAS_T,
+        HARD_RESET,
+        STRICT,
+        TRAINING,
+        STORE_FINAL,
+        STORE_V_SEQ,
+        False,
+        True,
+        STEPS,
+        1,
         CHUNK,
         BLOCK,
     )

@@ -3,6 +3,9 @@
 Element i of the flattened contiguous tensor (n elements) is bit i % 8 of byte i // 8 (least significant bit
 first, numpy's ``packbits(bitorder="little")``); the last byte's unused high bits are 0. A program owns
 BLOCK bytes, i.e. a [BLOCK, 8] tile of elements.
+
+``spike_bytes_2d`` forms the bytes of a tile of spikes in registers; ``bn_lif``'s forward calls it to write the packed
+copy of its spikes as it fires (docs/spike_pack.md "Packed by the neuron").
 """
 
 import triton
@@ -38,3 +41,11 @@ def spike_unpack_fwd_kernel(packed_ptr, out_ptr, n, n_bytes, BLOCK: tl.constexpr
     offs = byte[:, None] * 8 + bit[None, :]  # [BLOCK, 8]
     s = (word[:, None] >> bit[None, :]) & 1
     tl.store(out_ptr + offs, s.to(tl.float32).to(out_ptr.dtype.element_ty), mask=offs < n)
+
+
+@triton.jit
+def spike_bytes_2d(spike, ROWS: tl.constexpr, BYTES: tl.constexpr):
+    """The bytes of each row of a [ROWS, 8 * BYTES] tile of spikes (bool), element 8 k + j of a row in bit j of
+    its byte k: [ROWS, BYTES] uint8. The reshape keeps the order."""
+    bits = tl.reshape(tl.where(spike, 1, 0), [ROWS, BYTES, 8])
+    return tl.sum(bits << tl.arange(0, 8)[None, None, :], axis=2).to(tl.uint8)

@@ -67,15 +67,15 @@ def bn_lif_stats_kernel(
 @triton.jit
 def _fwd_load(t, T, args, FLAGS: tl.constexpr):
     """Step t's x of the tile (``forward_chunks``' load)."""
-    x_ptr, _spikes, offs, st, mask = args[:5]
-    return x_of_step(x_ptr, offs, st, t, T, mask)
+    return x_of_step(args[0], args[2], args[3], t, T, args[4])  # x_ptr, offs, st, mask
 
 
 @triton.jit
 def _fwd_step(v, t, T, x, args, FLAGS: tl.constexpr):
     """Step t of the forward (``forward_chunks``' step): y_t = BN(x_t) drives the neuron."""
-    x_ptr, spikes_ptr, offs, st, mask, scale, shift, a, b, c, v_threshold, v_reset = args[:12]
-    packed_ptr, boffs, bmask, brow = args[12:]
+    # (a tuple's slice is not a tuple in compiled Triton: unpacked whole)
+    (x_ptr, spikes_ptr, offs, st, mask, scale, shift, a, b, c, v_threshold, v_reset,
+     packed_ptr, boffs, bmask, brow) = args  # fmt: skip
     HARD_RESET: tl.constexpr = FLAGS[0]
     STRICT: tl.constexpr = FLAGS[1]
     PACK: tl.constexpr = FLAGS[2]
@@ -146,8 +146,12 @@ def bn_lif_fwd_kernel(
     v = tl.zeros([BLOCK_R, BLOCK_S], dtype=tl.float32) + v_init
     args = (x_ptr, spikes_ptr, offs, st, mask, scale, shift, a, b, c, v_threshold, v_reset)
     args = args + (packed_ptr, boffs, bmask, brow)
-    flags = (HARD_RESET, STRICT, PACK, BLOCK_R, BLOCK_S)
-    forward_chunks(v, T, ckpt_ptr, n_state, dense, mask, _fwd_load, _fwd_step, args, flags, TRAINING, CHUNK)
+    # the flags tuple written in the call: a tuple of constexprs assigned to a name first reaches the step as
+    # run-time values in compiled Triton
+    forward_chunks(
+        v, T, ckpt_ptr, n_state, dense, mask, _fwd_load, _fwd_step, args, (HARD_RESET, STRICT, PACK, BLOCK_R, BLOCK_S),
+        TRAINING, CHUNK,
+    )  # fmt: skip
 
 
 @triton.jit(do_not_specialize=["T"])

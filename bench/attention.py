@@ -26,7 +26,9 @@ step's gating, fire and reset as one kernel each way. ``dta_lif`` is DTA-SNN's e
 spikes) plus the neuron benchmark's. ``bn_lif`` is a Conv -> BatchNorm -> LIF chain's BatchNorm2d (over the
 T * B samples, training mode) and LIF (tau 2, ATan(2)) at DTA-SNN's stem and a stage-2 layer: eager and
 torch.compile run the two modules, ours ``nn.bn_neuron`` (``bn_lif``: BatchNorm applied as the neuron loads X, its
-output never stored; docs/bn_lif.md). Sizes are the papers'
+output never stored; docs/bn_lif.md). ``bn_lif_packed`` is that pair when a spike conv follows it: it also gives
+the spikes at 1 bit each (eager and compile pack them after the neuron, ours writes them as the kernel fires;
+docs/spike_pack.md "Packed by the neuron"). Sizes are the papers'
 placements: TCJA at C = 128, T = 20 on 32 x 32 and at C = 512, T = 10 (16 x 16,
 our choice: the paper names C and T only), batch 16; T-XA, DTA's output product and the whole DTA module at
 C = 64, T = 4 and 6, 32 x 32, batch 64 (the DTA-SNN CIFAR stem). On the CPU (``--device cpu``) the
@@ -96,11 +98,13 @@ PASSES = {
     "dta_lif": (None, None),
     "staa_lif_persistent": (None, None),
     "bn_lif": (None, None),
+    "bn_lif_packed": (None, None),
 }
 # the rows that ops' registry entries carry (``OpEntry.bench``; here the spiking transformers' attention cores,
 # docs/spiking_attention.md): their inputs, functions, shapes and byte floors come from the entry
 REGISTRY_ROWS: dict[str, registry.BenchRow] = {row.name: row for e in registry.REGISTRY for row in e.bench}
 PASSES.update({name: row.passes for name, row in REGISTRY_ROWS.items()})
+BN_LIF_OPS = ("bn_lif", "bn_lif_packed")
 # ops whose eager and torch.compile rows are another op's (same computation, only ours differs)
 SAME_BASELINE = {"staa_lif_persistent": "staa_lif"}
 # MA-SNN reduction ratios (t_ratio, c_ratio) per placement T (the official Config.py): Gesture T = 60: 5 / 8;
@@ -153,7 +157,7 @@ def make_inputs(case: Case, device: str, seed: int = 0):
         ]
         weights = [w.requires_grad_() for w in weights]
         return [x, *weights], [x, *weights], grad_out
-    if case.op in ("staa_lif", "staa_lif_persistent", "ma_tcsa_paper", "dta_lif", "lif_tcja_maxpool", "bn_lif"):
+    if case.op in ("staa_lif", "staa_lif_persistent", "ma_tcsa_paper", "dta_lif", "lif_tcja_maxpool", *BN_LIF_OPS):
         return [x], [x], grad_out  # the module owns its parameters
     return [x, spikes], [x], grad_out  # dta: the module owns its parameters
 
@@ -291,9 +295,11 @@ _BN_LIF_MODULES: dict = {}
 
 def _bn_lif(case: Case, device: str, backend: str):
     """BatchNorm2d over the T * B samples (training mode) and a LIF; ours (``"triton"``): ``nn.bn_neuron``, one
-    op. Each provider has its own pair, at BatchNorm's initial state, so their running statistics move alike."""
+    op. Each provider has its own pair, at BatchNorm's initial state, so their running statistics move alike.
+    ``bn_lif_packed``: the spikes (what the function returns) and their packed copy."""
     from torch import nn
 
+    from snnkernels import functional as SF
     from snnkernels.nn import LIFNode, bn_neuron
     from snnkernels.surrogate import ATan
 
@@ -303,6 +309,16 @@ def _bn_lif(case: Case, device: str, backend: str):
         lif = LIFNode(tau=2.0, surrogate_function=ATan(2.0), step_mode="m", stateful=False, backend=backend)
         _BN_LIF_MODULES[key] = (bn, lif.to(device))
     bn, lif = _BN_LIF_MODULES[key]
+    if case.op == "bn_lif_packed":
+        if backend == "triton":
+            return lambda x: bn_neuron(bn, lif, x, backend="triton", return_packed=True)[0]
+
+        def unfused_then_packed(x):
+            spikes = lif(bn(x.flatten(0, 1)).unflatten(0, x.shape[:2]))
+            SF.spike_pack(spikes.detach(), check=False, backend="torch")
+            return spikes
+
+        return unfused_then_packed
     if backend == "triton":
         return lambda x: bn_neuron(bn, lif, x, backend="triton")
     return lambda x: lif(bn(x.flatten(0, 1)).unflatten(0, x.shape[:2]))
@@ -311,7 +327,7 @@ def _bn_lif(case: Case, device: str, backend: str):
 def op_fn(case: Case, device: str, backend: str):
     if case.op in REGISTRY_ROWS:
         return REGISTRY_ROWS[case.op].run(case.shape, backend)
-    if case.op == "bn_lif":
+    if case.op in BN_LIF_OPS:
         return _bn_lif(case, device, backend)
     if case.op == "dta_lif":
         return _dta_lif(case, device, backend)
@@ -351,7 +367,7 @@ def build(provider: str, case: Case, device: str):
 
 
 def _params_of(case: Case, device: str, backend: str) -> list[torch.Tensor]:
-    if case.op == "bn_lif":
+    if case.op in BN_LIF_OPS:
         _bn_lif(case, device, backend)
         return list(_BN_LIF_MODULES[(case.shape, case.dtype, device, backend)][0].parameters())
     if case.op in ("dta", "dta_lif"):
@@ -451,6 +467,7 @@ def cases(device: str, quick: bool, ops: list[str], dtypes: list[torch.dtype]) -
             "lif_tcja_maxpool": [(20, 16, 128, 16, 16), (20, 16, 128, 8, 8)],
             # DTA-SNN's CIFAR stem (T = 6, batch 64) and a stage-2 layer
             "bn_lif": [(6, 64, 64, 32, 32), (6, 64, 128, 16, 16)],
+            "bn_lif_packed": [(6, 64, 64, 32, 32)],
         }
     else:
         shapes = {
@@ -467,6 +484,7 @@ def cases(device: str, quick: bool, ops: list[str], dtypes: list[torch.dtype]) -
             "ma_tcsa_paper": [(8, 2, 16, 8, 8)],
             "lif_tcja_maxpool": [(20, 2, 32, 16, 16)],
             "bn_lif": [(6, 2, 64, 16, 16)],
+            "bn_lif_packed": [(6, 2, 64, 16, 16)],
         }
     for name, row in REGISTRY_ROWS.items():
         shapes[name] = list(row.gpu_shapes if device == "cuda" else row.cpu_shapes)
@@ -476,7 +494,7 @@ def cases(device: str, quick: bool, ops: list[str], dtypes: list[torch.dtype]) -
     # with a neuron behind it, half precision may flip a spike that sits within an ulp of the threshold, and
     # the verification compares outputs exactly enough to call that a failure: that op runs in fp32 only
     fp32_only = {"ma_tcsa_lif", "staa_lif", "staa_lif_persistent", "ma_tcsa_paper", "dta_lif", "lif_tcja_maxpool"}
-    fp32_only |= {"bn_lif"} | {name for name, row in REGISTRY_ROWS.items() if not row.half}
+    fp32_only |= set(BN_LIF_OPS) | {name for name, row in REGISTRY_ROWS.items() if not row.half}
     return [
         Case(op, s, dt) for dt in dtypes for op in ops for s in shapes[op] if op not in fp32_only or dt == torch.float32
     ]

@@ -21,11 +21,10 @@ from conftest import DEVICE
 NOT_BENCHED = {
     "leaky_fwd_counted_triton": "firing statistics' counting forward (recording mode, not training): its cost is "
     "the plain forward's plus a register count, measured by python_tests/test_firing.py's machine-code check",
-    # the Triton packing runs inside the ssa row (SSA saves q, k, v at 1 bit); the native one has no row
-    **{
-        op: "the native spike packing has no timing row yet: bench/memory.py measures what it saves (the bytes held)"
-        for op in ("spike_pack_native", "spike_unpack_native")
-    },
+    # the Triton packing runs inside the ssa row (SSA saves q, k, v at 1 bit), the native packing in the native
+    # lif_packed row (the native neuron packs its spikes after firing); the unpacking runs in no row
+    "spike_unpack_native": "the native spike unpacking (a spike layer's backward) has no timing row yet: "
+    "bench/memory.py measures what the packing saves (the bytes held)",
     "bn_lif_stats_native": "bn_lif's native path (the native neuron with BatchNorm in torch ops) has no timing row "
     "yet: bench/memory.py measures what it keeps; bench/NOTES.md gives its traffic model, not a time",
 }

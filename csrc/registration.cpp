@@ -7,7 +7,8 @@
 // from ops/leaky_settings.py into snnkernels/leaky_args.h (scripts/generate_leaky_args.py): the Python
 // side registers the fake functions and autograd for these ops with
 // register_leaky_autograd("snnkernels::leaky_fwd_native", "snnkernels::leaky_bwd_native").
-// Implementations: leaky/leaky_api.cpp (CPU) and leaky/leaky_api_cuda.cpp (CUDA).
+// Implementations: leaky/leaky_api.cpp (CPU) and leaky/leaky_api_cuda.cpp (CUDA); the spike packing's:
+// spike_pack/spike_pack_cpu.cpp (CPU).
 #include <Python.h>
 #include <torch/library.h>
 
@@ -25,4 +26,7 @@ PyObject* PyInit__C(void) {
 TORCH_LIBRARY_FRAGMENT(snnkernels, m) {
   m.def("leaky_fwd_native" SNNK_LEAKY_FWD_SCHEMA);
   m.def("leaky_bwd_native" SNNK_LEAKY_BWD_SCHEMA);
+  // the spike packing's CPU kernels (spike_pack/spike_pack_cpu.cpp); fakes in snnkernels/ops/spike_pack.py
+  m.def("spike_pack_native(Tensor x, bool check) -> Tensor");
+  m.def("spike_unpack_native(Tensor packed, SymInt[] shape, ScalarType dtype) -> Tensor");
 }

@@ -48,6 +48,15 @@ def pick(full: list, quick: list) -> list:
     return quick if QUICK else full
 
 
+def native_packing() -> object:
+    """The "native" packing backend as a parameter: the extension's C++ CPU kernels, skipped with the reason on a
+    GPU run (they pack CPU tensors) or where the extension is not built."""
+    from snnkernels.backends import backend_problem
+
+    problem = "the native packing runs on the CPU" if DEVICE != "cpu" else backend_problem("native", torch.empty(1))
+    return pytest.param("native", marks=pytest.mark.skipif(problem is not None, reason=str(problem)), id="native")
+
+
 def fused_backends() -> list:
     """Triton always (skipped by conftest without CUDA / the interpreter); native and CuPy only where they can
     run here, so that their coverage appears automatically once they are built."""

@@ -37,8 +37,10 @@ def jit_requested() -> bool:
 def _register_python_side() -> None:
     # fakes + autograd for the C++-defined ops (same schemas as every other backend)
     from .ops.leaky import register_leaky_autograd
+    from .ops.spike_pack import register_native_fakes
 
     register_leaky_autograd("snnkernels::leaky_fwd_native", "snnkernels::leaky_bwd_native")
+    register_native_fakes()
 
 
 def _jit_build() -> bool:

@@ -159,6 +159,14 @@ def _resolve(backend: str, device: str, dtype: torch.dtype) -> str:
 _resolve._dynamo_marked_constant = True  # type: ignore[attr-defined]
 
 
+def native_packing_problem() -> str | None:
+    """Why the native spike packing (the extension's C++ CPU kernels) cannot run here, or None when it can."""
+    return problem_on("native", "cpu", torch.float32)
+
+
+native_packing_problem._dynamo_marked_constant = True  # type: ignore[attr-defined]  # as _resolve's
+
+
 def resolve_backend(backend: str, x: torch.Tensor) -> str:
     """The concrete backend for an op on ``x``: "torch", "triton", "native" or "cupy"."""
     return _resolve(backend, x.device.type, x.dtype)

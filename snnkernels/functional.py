@@ -16,6 +16,7 @@ from .backends import (
     HAS_TRITON,
     BackendUnavailableError,
     check_backend_name,
+    native_packing_problem,
     resolve_backend,
     resolve_triton_op_backend,
 )
@@ -1139,7 +1140,8 @@ PACKING_BACKENDS = ("auto", "torch", "triton", "native")
 
 def _packing_backend(backend: str, like: torch.Tensor, owner: str) -> str:
     """ "native" (the CPU kernels, also what "auto" takes on the CPU), "triton" or "torch" for a tensor
-    like ``like`` (its device and float dtype)."""
+    like ``like`` (its device and float dtype); "reference" (the eager packing) for "auto" on a CPU where the
+    native extension is not built."""
     check_backend_name(backend, owner, PACKING_BACKENDS)
     if backend == "native" or (backend == "auto" and like.device.type == "cpu"):
         if like.device.type != "cpu":
@@ -1147,7 +1149,14 @@ def _packing_backend(backend: str, like: torch.Tensor, owner: str) -> str:
                 f"{owner}: backend='native' packs spikes on the CPU only, got a tensor on {like.device}; "
                 "use backend='triton' or 'auto'"
             )
-        return "native"
+        problem = native_packing_problem()
+        if problem is None:
+            return "native"
+        if backend == "native":
+            raise BackendUnavailableError(f"{owner}: backend='native' cannot run: {problem}")
+        # "auto" on a CPU without the extension: packed on the eager reference, the same bytes ("torch" would make
+        # the spike layers plain ones, which keep their input unpacked)
+        return "reference"
     if like.dtype == torch.float64:  # the packing kernels compare in the input's dtype: fp64 is exact too
         like = like.new_empty(0, dtype=torch.float32)
     return resolve_triton_op_backend(backend, like, owner)

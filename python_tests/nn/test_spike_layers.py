@@ -14,11 +14,11 @@ from torch.utils.checkpoint import checkpoint
 from snnkernels.nn import SpikeConv1d, SpikeConv2d, SpikeLinear
 from snnkernels.reference.spike_pack import packed_numel
 
-from conftest import DEVICE
+from conftest import DEVICE, native_packing
 from utils import saved_storages
 
 BACKENDS = [
-    pytest.param("native", marks=pytest.mark.skipif(DEVICE != "cpu", reason="the CPU kernels")),
+    native_packing(),
     pytest.param("triton", marks=pytest.mark.triton),
 ]
 DTYPES = [torch.float32, torch.float64]

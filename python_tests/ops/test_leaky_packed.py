@@ -19,7 +19,7 @@ from snnkernels.ops.leaky_settings import FWD_ARGS, positional
 from snnkernels.reference.spike_pack import packed_numel, spike_pack_reference
 from snnkernels.surrogate import ATan
 
-from conftest import DEVICE
+from conftest import DEVICE, native_packing
 from utils import saved_storages
 
 pytestmark = pytest.mark.triton
@@ -118,11 +118,9 @@ def _lif(x, backend, **kw):
     )
 
 
-@pytest.mark.parametrize("backend", ["triton", "torch", "native"])
+@pytest.mark.parametrize("backend", ["triton", "torch", native_packing()])
 @pytest.mark.parametrize("count", [False, True])
 def test_leaky_neuron_returns_the_packed_copy_last_and_the_same_gradients(backend, count):
-    if backend == "native" and DEVICE != "cpu":
-        pytest.skip("the native packing runs on the CPU")
     x = (torch.randn(5, 3, 8, 5, device=DEVICE) * 2).requires_grad_()
     ref = x.detach().clone().requires_grad_()
     out = _lif(x, backend, return_packed=True, count_spikes=count)
@@ -235,10 +233,8 @@ def test_bn_lif_packed_equals_the_plain_op_and_packs_its_spikes(shape, layout, d
     assert 0 < int(spikes.sum()) < spikes.numel()
 
 
-@pytest.mark.parametrize("backend", ["triton", "torch", "native"])
+@pytest.mark.parametrize("backend", ["triton", "torch", native_packing()])
 def test_functional_bn_lif_returns_the_packed_copy_and_the_same_gradients(backend):
-    if backend == "native" and DEVICE != "cpu":
-        pytest.skip("the native packing runs on the CPU")
     x = (torch.randn(3, 2, 4, 4, 6, device=DEVICE) * 2).requires_grad_()
     ref = x.detach().clone().requires_grad_()
     weight = torch.rand(4, device=DEVICE, requires_grad=True)

@@ -15,11 +15,11 @@ from snnkernels.backends import BackendUnavailableError
 from snnkernels.ops.spike_pack import pack_in_place_order
 from snnkernels.reference.spike_pack import packed_numel, spike_pack_reference, spike_unpack_reference
 
-from conftest import DEVICE
+from conftest import DEVICE, native_packing
 
 BACKENDS = [
     "torch",
-    pytest.param("native", marks=pytest.mark.skipif(DEVICE != "cpu", reason="the CPU kernels")),
+    native_packing(),
     pytest.param("triton", marks=pytest.mark.triton),
 ]
 # element counts around byte boundaries, and odd multi-dim shapes
@@ -49,10 +49,8 @@ def test_pack_is_numpys_little_endian_packbits_and_unpack_inverts_it(backend, sh
     assert torch.equal(back, x)
 
 
-@pytest.mark.parametrize("backend", ["torch", "native"])
+@pytest.mark.parametrize("backend", ["torch", native_packing()])
 def test_fp64_round_trip(backend):
-    if backend == "native" and DEVICE != "cpu":
-        pytest.skip("the CPU kernels")
     x = _spikes((3, 7, 5), torch.float64, p=0.7)
     assert torch.equal(SF.spike_unpack(SF.spike_pack(x, backend=backend), x.shape, x.dtype, backend=backend), x)
 
@@ -166,3 +164,22 @@ def test_pack_and_unpack_compile_without_graph_breaks(backend):
     x = _spikes((3, 5, 7), torch.float32)
     compiled = torch.compile(round_trip, fullgraph=True, backend="aot_eager")
     assert torch.equal(compiled(x), 2 * x)
+
+
+@pytest.mark.skipif(DEVICE != "cpu", reason="the CPU's packing backends")
+def test_auto_on_a_cpu_without_the_extension_packs_on_the_reference(monkeypatch):
+    """Where the native extension is not built, "auto" packs on the eager reference (the same bytes, and a spike
+    conv still keeps its input packed), and an explicit "native" raises with the reason."""
+    from snnkernels import functional as F_module
+    from snnkernels.nn import SpikeConv2d
+
+    monkeypatch.setattr(F_module, "native_packing_problem", lambda: "the native extension snnkernels._C is not built")
+    x = _spikes((3, 5, 7), torch.float32)
+    assert torch.equal(SF.spike_pack(x), spike_pack_reference(x))
+    with pytest.raises(BackendUnavailableError, match="not built"):
+        SF.spike_pack(x, backend="native")
+    conv = SpikeConv2d(3, 2, 3)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.dtype) or t, lambda t: t):
+        conv(x[None].requires_grad_())
+    assert torch.uint8 in saved and torch.float32 in saved  # the packed input and the weight

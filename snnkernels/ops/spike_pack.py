@@ -1,8 +1,8 @@
 """The spike packing's backend-independent part: its CPU op, the dispatch to a resolved backend, and the
 autograd of the spike layers (conv / linear that keep their input as 1 bit per spike).
 
-``spike_pack_native`` / ``spike_unpack_native``: the CPU kernels of the packing, vectorised torch (a [n/8, 8]
-bit matrix times the bit weights), registered under the name the native extension's C++ kernels will take.
+``spike_pack_native`` / ``spike_unpack_native``: the CPU kernels of the packing, C++ in the native extension
+(csrc/spike_pack/spike_pack_cpu.cpp); their fakes are registered here when the extension loads.
 
 ``SpikeConvFunction`` / ``SpikeLinearFunction``: the forward is the plain conv / linear; the saved input is its
 packed copy (plus the weight): the one the neuron wrote as it fired when the caller passes it (``packed``,
@@ -25,11 +25,10 @@ from ..reference.spike_pack import (
     spike_pack_reference,
     spike_unpack_reference,
 )
-from .registry import OpEntry
+from .registry import NATIVE_MODULE, OpEntry
 
 __all__ = [
-    "spike_pack_native",
-    "spike_unpack_native",
+    "register_native_fakes",
     "pack",
     "unpack",
     "PackedLayout",
@@ -47,37 +46,23 @@ def _numel(shape: Sequence[int]) -> int:
     return n
 
 
-@torch.library.custom_op("snnkernels::spike_pack_native", mutates_args=(), device_types=("cpu",))
-def spike_pack_native(x: torch.Tensor, check: bool) -> torch.Tensor:
-    """uint8 [ceil(x.numel() / 8)] of the spikes of x, on the CPU."""
-    if check:
-        check_binary(x)
-    n = x.numel()
-    bits = torch.zeros(packed_numel(n) * 8, dtype=torch.uint8)
-    torch.ne(x.reshape(-1), 0, out=bits[:n].view(torch.bool))
-    weights = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8)
-    return (bits.view(-1, 8) * weights).sum(1, dtype=torch.uint8)
+def register_native_fakes() -> None:
+    """Fakes (meta functions) of the extension's ``spike_pack_native`` / ``spike_unpack_native``
+    (csrc/spike_pack/spike_pack_cpu.cpp), registered when ``snnkernels._ext.load_native`` loads it."""
+    torch.library.register_fake("snnkernels::spike_pack_native")(
+        lambda x, check: x.new_empty(packed_numel(x.numel()), dtype=torch.uint8)
+    )
+    torch.library.register_fake("snnkernels::spike_unpack_native")(
+        lambda packed, shape, dtype: packed.new_empty(tuple(shape), dtype=dtype)
+    )
 
 
-@spike_pack_native.register_fake
-def _(x, check):
-    return x.new_empty(packed_numel(x.numel()), dtype=torch.uint8)
-
-
-@torch.library.custom_op("snnkernels::spike_unpack_native", mutates_args=(), device_types=("cpu",))
-def spike_unpack_native(packed: torch.Tensor, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
-    """The 0 / 1 tensor of ``shape`` and ``dtype`` that ``packed`` holds, on the CPU."""
-    n = _numel(shape)
-    if packed.numel() < packed_numel(n):
-        raise ValueError(f"spike_unpack: {tuple(shape)} needs {packed_numel(n)} packed bytes, got {packed.numel()}")
-    shifts = torch.arange(8, dtype=torch.uint8)
-    bits = (packed[: packed_numel(n), None] >> shifts) & 1
-    return bits.reshape(-1)[:n].to(dtype).reshape(tuple(shape))
-
-
-@spike_unpack_native.register_fake
-def _(packed, shape, dtype):
-    return packed.new_empty(tuple(shape), dtype=dtype)
+def _native_pack(x: torch.Tensor, check: bool) -> torch.Tensor:
+    try:
+        return torch.ops.snnkernels.spike_pack_native.default(x, check)
+    except ValueError:
+        check_binary(x)  # the error again, naming the element in x's coordinates
+        raise
 
 
 def _samples(name: str):
@@ -90,24 +75,24 @@ def _samples(name: str):
 
 
 def pack(x: torch.Tensor, check: bool, backend: str) -> torch.Tensor:
-    """Pack on a resolved backend ("torch", "native" or "triton")."""
+    """Pack on a resolved backend ("native", "triton", else the eager reference)."""
     if backend == "triton":
         from .spike_pack_triton import spike_pack_triton
 
         return spike_pack_triton(x, check)
     if backend == "native":
-        return spike_pack_native(x, check)
+        return _native_pack(x, check)
     return spike_pack_reference(x, check)
 
 
 def unpack(packed: torch.Tensor, shape: Sequence[int], dtype: torch.dtype, backend: str) -> torch.Tensor:
-    """Unpack on a resolved backend ("torch", "native" or "triton")."""
+    """Unpack on a resolved backend ("native", "triton", else the eager reference)."""
     if backend == "triton":
         from .spike_pack_triton import spike_unpack_triton
 
         return spike_unpack_triton(packed, list(shape), dtype)
     if backend == "native":
-        return spike_unpack_native(packed, list(shape), dtype)
+        return torch.ops.snnkernels.spike_unpack_native.default(packed, list(shape), dtype)
     return spike_unpack_reference(packed, shape, dtype)
 
 
@@ -230,9 +215,8 @@ class SpikeLinearFunction(torch.autograd.Function):
         return dx, dw, db, None, None, None
 
 
-# The op registry's entries (ops/registry.py): the CPU ops, vectorised torch under the native op names (the C++
-# kernels are not written yet), with the Triton ops' samples.
+# The op registry's entries (ops/registry.py): the extension's CPU ops, with the Triton ops' samples.
 OPS = (
-    OpEntry("spike_pack_native", __name__, "native", _samples("spike_pack_samples"), ("cpu",)),
-    OpEntry("spike_unpack_native", __name__, "native", _samples("spike_unpack_samples"), ("cpu",)),
+    OpEntry("spike_pack_native", NATIVE_MODULE, "native", _samples("spike_pack_samples"), ("cpu",)),
+    OpEntry("spike_unpack_native", NATIVE_MODULE, "native", _samples("spike_unpack_samples"), ("cpu",)),
 )

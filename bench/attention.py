@@ -28,7 +28,8 @@ T * B samples, training mode) and LIF (tau 2, ATan(2)) at DTA-SNN's stem and a s
 torch.compile run the two modules, ours ``nn.bn_neuron`` (``bn_lif``: BatchNorm applied as the neuron loads X, its
 output never stored; docs/bn_lif.md). ``bn_lif_packed`` is that pair when a spike conv follows it: it also gives
 the spikes at 1 bit each (eager and compile pack them after the neuron, ours writes them as the kernel fires;
-docs/spike_pack.md "Packed by the neuron"). Sizes are the papers'
+docs/spike_pack.md "Packed by the neuron"; torch.compile may drop the copy, which the timed function does not
+return). Sizes are the papers'
 placements: TCJA at C = 128, T = 20 on 32 x 32 and at C = 512, T = 10 (16 x 16,
 our choice: the paper names C and T only), batch 16; T-XA, DTA's output product and the whole DTA module at
 C = 64, T = 4 and 6, 32 x 32, batch 64 (the DTA-SNN CIFAR stem). On the CPU (``--device cpu``) the

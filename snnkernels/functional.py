@@ -1432,7 +1432,8 @@ def bn_lif(
         surrogate_function.param,
     )
     fused = bn_lif_triton.bn_lif if resolved == "triton" else bn_lif_native.bn_lif
-    spikes = fused(
+    packed_in_kernel = return_packed and resolved == "triton"
+    out = fused(
         x,
         running_mean,
         running_var,
@@ -1443,8 +1444,6 @@ def bn_lif(
         eps=eps,
         coefficients=tuple(coefficients),
         neuron=neuron,
-        **({"pack": True} if return_packed and resolved == "triton" else {}),
+        **({"pack": True} if packed_in_kernel else {}),  # the native bn_lif packs no copy
     )
-    if resolved == "triton" or not return_packed:
-        return spikes
-    return _with_extras(spikes, False, True, resolved)
+    return out if packed_in_kernel else _with_extras(out, False, return_packed, resolved)

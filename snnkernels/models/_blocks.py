@@ -142,8 +142,10 @@ def _spike_layer_first(module: nn.Module) -> nn.Module | None:
 def _with_packed(module: nn.Module, spikes: torch.Tensor, packed: torch.Tensor | None) -> torch.Tensor:
     """``module(spikes)``, its first spike layer (``_spike_layer_first``) given ``packed``: the same layers in the
     same order on the same values (each after the first on the merged T * B steps, as the containers apply it)."""
-    if packed is None or takes_packed(module):
-        return module(spikes) if packed is None else module(spikes, packed)
+    if packed is None:
+        return module(spikes)
+    if takes_packed(module):
+        return module(spikes, packed)
     if isinstance(module, StepContainer):
         return _with_packed(module.module, spikes, packed)
     if isinstance(module, StepLayer):

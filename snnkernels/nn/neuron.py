@@ -189,8 +189,7 @@ class SpikingNeuron(MemoryModule):
         """
         if self.step_mode != "m" or self._forward_hooks or self._forward_pre_hooks:
             return self(x_seq), None
-        spikes, packed = self._forward(x_seq, carry=self.stateful, single_step=False, packed=True)
-        return spikes, packed
+        return self._forward(x_seq, carry=self.stateful, single_step=False, packed=True)
 
     def _forward(self, x_seq: torch.Tensor, *, carry: bool, single_step: bool, packed: bool = False):
         x_seq = _checks.check_sequence(x_seq, "input", min_dim=1)

@@ -72,11 +72,10 @@ def run_bn_lif(
     coefficients: tuple,
     neuron: tuple,
     chunk: int,
-    pack: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """A backend's bn_lif: the statistics (``batch_statistics``), the running update, the per-channel arguments,
-    then the backend's autograd ``function`` on x's rows; spikes in x's shape (with ``pack``, ``function`` returns
-    (spikes, their packed copy) and so does this). Arguments as ``ops.bn_lif_triton.bn_lif``."""
+    then the backend's autograd ``function`` on x's rows; spikes in x's shape (where ``function`` returns
+    (spikes, their packed copy), so does this). Arguments as ``ops.bn_lif_triton.bn_lif``."""
     C = x.shape[2]
     rows = as_rows(x)
     mean, invstd = normalising_statistics(
@@ -90,4 +89,4 @@ def run_bn_lif(
     out = function.apply(
         rows, w, b, decay, gain, neuron_bias, mean, invstd, fresh_settings(neuron), batch_stats, chunk, training
     )
-    return (out[0].reshape(x.shape), out[1]) if pack else out.reshape(x.shape)
+    return (out[0].reshape(x.shape), out[1]) if isinstance(out, tuple) else out.reshape(x.shape)

@@ -28,7 +28,6 @@ from ..kernels.triton.bn_lif import (
     bn_lif_input_grad_kernel,
     bn_lif_stats_kernel,
 )
-from ..reference.spike_pack import packed_numel
 from ..surrogate import Sigmoid, Triangle
 from ._device import on_device_of
 from ._double_backward import refuse_double_backward
@@ -36,6 +35,7 @@ from .autograd_helpers import forward_settings
 from .bn_lif import as_rows, run_bn_lif
 from .gated_leaky_triton import NeuronSettings, new_checkpoints
 from .layout import match_layout
+from .leaky import new_spikes_packed
 from .leaky_triton import DEFAULT_CHUNK
 from .registry import SAMPLE_SHAPE, rand, randn, registered_op, triton_entry
 from .spike_pack_triton import spike_pack_triton
@@ -139,19 +139,15 @@ def bn_lif_fwd_packed(
     """``bn_lif_fwd``'s outputs and the spikes at 1 bit each (uint8 [ceil(x.numel() / 8)], spike_pack's layout of
     x's logical order, whatever its strides), written by the kernel as it fires where ``packs_as_it_fires``."""
     spikes, ckpt = torch.empty_like(x), new_checkpoints(x, training, chunk)
-    packed = x.new_empty((packed_numel(x.numel()),), dtype=torch.uint8)
-    in_kernel = packs_as_it_fires(x)
-    _launch_fwd(x, (scale, shift, decay, gain, bias), spikes, ckpt, packed if in_kernel else None, v_threshold,
-                v_reset, v_init_value, hard_reset, strict, training, chunk)  # fmt: skip
-    if not in_kernel and x.numel() > 0:
-        packed = spike_pack_triton(spikes, False)
-    return spikes, ckpt, packed
+    packed = new_spikes_packed(x) if packs_as_it_fires(x) else None
+    _launch_fwd(x, (scale, shift, decay, gain, bias), spikes, ckpt, packed, v_threshold, v_reset, v_init_value,
+                hard_reset, strict, training, chunk)  # fmt: skip
+    return spikes, ckpt, spike_pack_triton(spikes, False) if packed is None else packed
 
 
 @bn_lif_fwd_packed.register_fake
 def _(x, scale, shift, decay, gain, bias, v_threshold, v_reset, v_init_value, hard_reset, strict, training, chunk):
-    packed = x.new_empty((packed_numel(x.numel()),), dtype=torch.uint8)
-    return torch.empty_like(x), new_checkpoints(x, training, chunk), packed
+    return torch.empty_like(x), new_checkpoints(x, training, chunk), new_spikes_packed(x)
 
 
 def _launch_fwd(
@@ -406,7 +402,6 @@ def bn_lif(
     return run_bn_lif(
         _BNLIFPackedFunction if pack else _BNLIFFunction, bn_lif_stats, x, running_mean, running_var, weight, bias,
         batch_stats=batch_stats, momentum=momentum, eps=eps, coefficients=coefficients, neuron=neuron, chunk=chunk,
-        pack=pack,
     )  # fmt: skip
 
 

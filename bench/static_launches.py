@@ -440,8 +440,10 @@ def _width(op: str) -> int:
 
 
 def sass_main_loop(sass: str) -> dict:
-    """The main loop (the innermost backward branch with the most global loads + stores; the whole kernel
-    when it has no loop): its LDG / STG widths, their order, the load stages, and the kernel's STL / LDL."""
+    """The main loop (the innermost backward branch with the most global load bytes per trip, then the most
+    loads + stores; the whole kernel when it has no loop): its LDG / STG widths, their order, the load stages,
+    and the kernel's STL / LDL. Load bytes first, because the estimate is a read rate (docs/static_report.md
+    "Method")."""
     instrs = _sass_instructions(sass)
     loops = []
     for addr, op, rest in instrs:
@@ -458,7 +460,11 @@ def sass_main_loop(sass: str) -> dict:
             if lo <= a <= hi and (op.startswith("LDG") or op.startswith("STG"))
         ]
 
-    body, has_loop = (mem(*max(innermost, key=lambda lp: len(mem(*lp)))), True) if innermost else ([], False)
+    def weight(lp: tuple[int, int]) -> tuple[int, int]:
+        body = mem(*lp)
+        return sum(w for k, w in body if k == "L"), len(body)
+
+    body, has_loop = (mem(*max(innermost, key=weight)), True) if innermost else ([], False)
     if not body:
         body, has_loop = mem(0, 1 << 62), False
 

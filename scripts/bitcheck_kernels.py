@@ -8,7 +8,8 @@ counted) and backward, the gated neuron and DTA on its neuron's spikes, forward 
 bf16 at odd shapes, over the neuron setting families of the registry's samples (hard / soft reset, strict,
 detach, every surrogate, per-channel coefficients, initial state, membrane sequence, ReLU / map, residual,
 counting) and several checkpoint chunk sizes; MA-SNN's pixel sweeps; the global-context sweeps at GPU-sized
-pixel tiles; plus every Triton op's registry samples.
+pixel tiles; STAA-LIF's persistent loop at GPU-sized tiles; plus every Triton op's registry
+samples.
 
 Usage: ``python scripts/bitcheck_kernels.py [--old REF] [--quick] [--only KEY_PREFIX]``; exits 1 on any difference.
 """
@@ -216,6 +217,69 @@ def gc_cases(quick: bool):
         yield key, run
 
 
+def staa_loop_cases(quick: bool):
+    """(key, thunk) of STAA-LIF's persistent loop, forward and backward, at GPU-sized tiles (the interpreter's
+    own tile is the whole sample), so that several row blocks (an odd count: a missing last one of a pair),
+    several pixel tiles and a partial one are walked; with and without the step attention, every gate form,
+    TSRD drops, detached reset and two surrogates."""
+    import torch
+
+    from snnkernels.ops import staa_loop_triton as sl
+
+    shapes = ((3, 2, 5, 3, 3), (2, 1, 8, 4, 5))
+    settings = (
+        (True, 0, False, False, 3),
+        (True, 1, True, True, 0),
+        (True, 2, True, False, 3),
+        (False, 0, True, False, 0),
+    )
+    for _, (shape, (has_sa, gate, has_drop, detach, sg), tile) in _grid(quick, 2, shapes, settings, ((1, 4), (2, 8))):
+        key = f"staa_loop/{shape}/sa{has_sa}/gate{gate}/drop{has_drop}/detach{detach}/sg{sg}/tile{tile}"
+
+        def run(shape=shape, has_sa=has_sa, gate=gate, has_drop=has_drop, detach=detach, sg=sg, tile=tile, key=key):
+            g = _gen(key)
+            T, B, C, H, W = shape
+            y = _randn(g, *shape, scale=1.0, shift=0.5)
+            a, b = torch.rand(C, generator=g) + 0.5, torch.rand(C, generator=g) + 0.5
+            hid = 3
+            w1 = torch.randn(hid, C, generator=g) if has_sa else None
+            w2 = torch.randn(2 * C, hid, generator=g) if has_sa else None
+            drop = (torch.rand(T, B, generator=g) < 0.3).to(torch.int32) if has_drop else None
+            tiles = sl.half_tiles  # what the launchers' tile choice calls
+            sl.half_tiles = lambda R, S: (tile[0], tile[1], 1)
+            try:
+                fwd = sl.staa_loop_fwd(y, a, b, w1, w2, drop, 0.8, gate, 1.0, 0.0, torch.float32, True)
+                spikes, states, ga, gb, hidden, mean_h, mean_y = fwd
+                ds = _randn(g, *shape, shift=0.0)
+                bwd = sl.staa_loop_bwd(
+                    ds,
+                    y,
+                    a,
+                    b,
+                    w1,
+                    w2,
+                    drop,
+                    states,
+                    ga,
+                    gb,
+                    hidden,
+                    mean_h,
+                    mean_y,
+                    0.8,
+                    gate,
+                    1.0,
+                    0.0,
+                    detach,
+                    sg,
+                    2.0,
+                )
+            finally:
+                sl.half_tiles = tiles
+            return [*fwd, *bwd]
+
+        yield key, run
+
+
 def registry_cases(quick: bool):
     """(key, thunk) of every Triton op's registry samples (seeded)."""
     import torch
@@ -242,7 +306,7 @@ def run_cases(out_path: str, quick: bool, only: str) -> None:
     import torch
 
     results = {}
-    for cases in (leaky_cases, gated_cases, dta_cases, ma_pixel_cases, gc_cases, registry_cases):
+    for cases in (leaky_cases, gated_cases, dta_cases, ma_pixel_cases, gc_cases, staa_loop_cases, registry_cases):
         for key, thunk in cases(quick):
             if key.startswith(only):
                 results[key] = [t.detach().cpu() for t in _tensors(thunk())]

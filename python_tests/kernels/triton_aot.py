@@ -450,7 +450,8 @@ def captured_source(fn, arch: int, dtype: str, constexprs: dict, num_warps: int,
             dt = torch.int32 if p.name in INDEX_PTRS else TORCH_DTYPES[dtype if p.name in data_ptrs else "fp32"]
             v = torch.empty(0, dtype=dt)
         args[p.name] = v
-    launch = sl.Launch("aot", fn, args, dict(COMPILE_OPTIONS, num_warps=num_warps), (1, 1, 1))
+    # the launcher's compile options (e.g. the persistent STAA loop's register cap) with the variant's warps
+    launch = sl.Launch("aot", fn, args, dict(template.options, num_warps=num_warps), (1, 1, 1))
     sig, specialised, attrs, options = sl.specialise(launch, arch)
     return ASTSource(fn, sig, specialised, attrs), options.__dict__
 

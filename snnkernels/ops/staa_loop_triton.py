@@ -39,6 +39,12 @@ __all__ = ["staa_loop_persistent", "staa_loop_fwd", "staa_loop_bwd", "GATE_IDS"]
 GATE_IDS = {"sigmoid": SIGMOID, "softmax": SOFTMAX, "scaled_logits": SCALED_LOGITS}
 
 
+# ptxas aims at two 256-thread programs an SM (128 registers) and spills to get there (sm_80, C = 256 at 8 x 8);
+# a persistent program holds its SM alone at B <= 132, so it may use what the SM has (bench/NOTES.md
+# "The persistent STAA backward: two row blocks a trip")
+LOOP_OPTIONS = dict(COMPILE_OPTIONS, maxnreg=255)
+
+
 def _blocks(C: int, S: int, hid: int) -> dict:
     """The sweep's tile and the MLP's chunk (all hidden units x BLOCK_K channels). GPU: one program holds an
     SM alone, so 8 warps, and the step kernels' 1024-value tile (``triton_launch.half_tiles``: the backward
@@ -127,7 +133,7 @@ def staa_loop_fwd(
             GATE=gate,
             HAS_DROP=drop is not None,
             **_blocks(C, S, hid),
-            **COMPILE_OPTIONS,
+            **LOOP_OPTIONS,
         )
     return out
 
@@ -217,7 +223,7 @@ def staa_loop_bwd(
             DETACH_RESET=detach_reset,
             SG_ID=surrogate_id,
             **_blocks(C, S, hid),
-            **COMPILE_OPTIONS,
+            **LOOP_OPTIONS,
         )
     da.copy_(da_parts.sum(dim=(0, 1)))
     db.copy_(db_parts.sum(dim=(0, 1)))

@@ -90,6 +90,17 @@ def _logits(w2_ptr, hidden, hid, hmask, ks, kmask, C, HID):
 
 
 @triton.jit
+def _store_hidden(hid_ptr, hidden, hid, hmask, ks):
+    """The hidden units, stored by the logits tile's row of channel 0 (so in the first chunk only): in the
+    [channels, hidden units] tile each value has one owner thread, where the [hidden units] vector alone is
+    held by every warp and its store needs a thread-id predicate live across the time loop, which ptxas
+    spilled (bench/NOTES.md "The `staa_loop_fwd_kernel` spill, read")."""
+    first = (ks == 0)[:, None] & hmask[None, :]
+    offs = tl.broadcast_to(hid[None, :], first.shape)
+    tl.store(hid_ptr + offs, tl.broadcast_to(hidden[None, :], first.shape), mask=first)
+
+
+@triton.jit
 def _dropped(drop_ptr, tb, HAS_DROP: tl.constexpr):
     """Whether TSRD drops the step attention at (t, b): the gates are then 1 (a plain sum)."""
     if HAS_DROP:
@@ -123,6 +134,63 @@ def _sweep_tile(sample_base, rows, rmask, s0, S, BLOCK_S: tl.constexpr):
 @triton.jit
 def _row(ptr, base, rows, rmask):
     return tl.load(ptr + base + rows, mask=rmask, other=0.0)[:, None]
+
+
+@triton.jit
+def _fire_loads(h_ptr, y_ptr, rows, rmask, s0, S, t, BLOCK_S: tl.constexpr):
+    """A forward sweep tile's offsets, mask and loads: H_{t-1} (zero at t = 0) and Y_t."""
+    offs, mask = _sweep_tile(0, rows, rmask, s0, S, BLOCK_S)
+    h = tl.load(h_ptr + offs, mask=mask & (t > 0), other=0.0)
+    y = tl.load(y_ptr + offs, mask=mask, other=0.0)
+    return offs, mask, h, y
+
+
+@triton.jit
+def _fire_tile(s_ptr, h_ptr, offs, mask, h, y, a, b, ga, gb, acc, v_threshold, v_reset):
+    """A forward sweep tile: aggregate, fire, reset; spikes and H_t stored, H_t added to the row sums."""
+    u = ga * (a * h) + gb * (b * y)
+    spike = tl.where(fire(u, v_threshold, False), 1.0, 0.0)
+    tl.store(s_ptr + offs, spike.to(s_ptr.dtype.element_ty), mask=mask)
+    h_next = u * (1.0 - spike) + v_reset * spike
+    tl.store(h_ptr + offs, h_next, mask=mask)
+    return acc + tl.where(mask, h_next, 0.0)
+
+
+@triton.jit
+def _charge_loads(h_ptr, y_ptr, ds_ptr, g_ptr, h_in, y_base, carried, rows, rmask, s0, S, t, T, BLOCK_S: tl.constexpr):
+    """A sweep-1 tile's offsets, mask and loads: H_{t-1}, Y_t, dL/ds and dL/dH_t carried from step t + 1."""
+    offs, mask = _sweep_tile(0, rows, rmask, s0, S, BLOCK_S)
+    h = tl.load(h_ptr + h_in + offs, mask=mask & (t > 0), other=0.0)
+    y = tl.load(y_ptr + y_base + offs, mask=mask, other=0.0)
+    grad_s = tl.load(ds_ptr + y_base + offs, mask=mask, other=0.0).to(tl.float32)
+    carried_grad = tl.load(g_ptr + carried + offs, mask=mask & (t < T - 1), other=0.0)
+    return offs, mask, h, y, grad_s, carried_grad
+
+
+@triton.jit
+def _charge_grad(
+    gu_ptr, offs, mask, h, y, grad_s, carried_grad, d_sum, a, b, ga, gb,
+    acc_ga, acc_gb, acc_a, acc_b, v_threshold, v_reset, sg_param, DETACH_RESET: tl.constexpr, SG_ID: tl.constexpr,
+):  # fmt: skip
+    """A sweep-1 tile's dL/dU from its loads (stored to ``gu_ptr``) and the four accumulators updated."""
+    big_a = a * h
+    big_b = b * y
+    u = ga * big_a + gb * big_b
+    grad_h_next = carried_grad + d_sum
+    # the leaky family's chain: hard reset to v_reset, firing on U >= threshold
+    grad_u = grad_charge(grad_s, grad_h_next, u, v_threshold, v_reset, sg_param, True, False, DETACH_RESET, SG_ID)
+    grad_u = tl.where(mask, grad_u, 0.0)
+    tl.store(gu_ptr + offs, grad_u, mask=mask)
+    return acc_ga + grad_u * big_a, acc_gb + grad_u * big_b, acc_a + (grad_u * ga) * h, acc_b + (grad_u * gb) * y
+
+
+@triton.jit
+def _store_row_grads(row_ptr, da_ptr, db_ptr, bc, bi, C, tb, rows, rmask, acc_ga, acc_gb, acc_a, acc_b):
+    """A row block's sums: dL/dga, dL/dgb (row_ptr slots 0, 1) and step t's shares of dL/da, dL/db."""
+    tl.store(row_ptr + bi * C + rows, tl.sum(acc_ga, axis=1), mask=rmask)
+    tl.store(row_ptr + bc + bi * C + rows, tl.sum(acc_gb, axis=1), mask=rmask)
+    tl.store(da_ptr + tb * C + rows, tl.sum(acc_a, axis=1), mask=rmask)
+    tl.store(db_ptr + tb * C + rows, tl.sum(acc_b, axis=1), mask=rmask)
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -179,13 +247,12 @@ def staa_loop_fwd_kernel(
                 w1 = tl.load(w1_ptr + hid[:, None] * C + ks[None, :], mask=hmask[:, None] & kmask[None, :], other=0.0)
                 hidden += tl.sum(w1 * pooled[None, :], axis=1)
         hidden = tl.maximum(hidden, 0.0)
-        if HAS_SA:
-            tl.store(hid_ptr + tb * HID + hid, hidden, mask=hmask)
         dropped = _dropped(drop_ptr, tb, HAS_DROP)
         for k0 in range(0, C, BLOCK_K):
             ks, kmask = _chunk(k0, C, BLOCK_K)
             if HAS_SA:
                 za, zb, _wa, _wb = _logits(w2_ptr, hidden, hid, hmask, ks, kmask, C, HID)
+                _store_hidden(hid_ptr + tb * HID, hidden, hid, hmask, ks)
                 gate_a, gate_b = _gates(za, zb, alpha, GATE)
                 gate_a = tl.where(dropped, 1.0, gate_a)
                 gate_b = tl.where(dropped, 1.0, gate_b)
@@ -199,20 +266,31 @@ def staa_loop_fwd_kernel(
         h_in = ((t + n_slots - 1) % n_slots) * state_slot + bi * sample
         h_out = (t % n_slots) * state_slot + bi * sample
         y_base = tb.to(tl.int64) * sample
-        for r0 in range(0, C, BLOCK_R):
-            rows, rmask, a, b, ga, gb = _row_factors(a_ptr, b_ptr, ga_ptr, gb_ptr, tb, r0, C, BLOCK_R)
-            acc = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
+        # four row blocks a trip, all their loads before any store: a program holds an SM alone, so it must keep
+        # the SM's bytes in flight (bench/NOTES.md "The persistent STAA backward: two row blocks a trip")
+        for r0 in range(0, C, 4 * BLOCK_R):
+            rows0, rmask0, a0, b0, ga0, gb0 = _row_factors(a_ptr, b_ptr, ga_ptr, gb_ptr, tb, r0, C, BLOCK_R)
+            rows1, rmask1, a1, b1, ga1, gb1 = _row_factors(a_ptr, b_ptr, ga_ptr, gb_ptr, tb, r0 + BLOCK_R, C, BLOCK_R)
+            r2 = r0 + 2 * BLOCK_R
+            rows2, rmask2, a2, b2, ga2, gb2 = _row_factors(a_ptr, b_ptr, ga_ptr, gb_ptr, tb, r2, C, BLOCK_R)
+            r3 = r0 + 3 * BLOCK_R
+            rows3, rmask3, a3, b3, ga3, gb3 = _row_factors(a_ptr, b_ptr, ga_ptr, gb_ptr, tb, r3, C, BLOCK_R)
+            acc0 = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
+            acc1, acc2, acc3 = acc0, acc0, acc0
             for s0 in range(0, S, BLOCK_S):
-                offs, mask = _sweep_tile(0, rows, rmask, s0, S, BLOCK_S)
-                h = tl.load(h_ptr + h_in + offs, mask=mask & (t > 0), other=0.0)
-                y = tl.load(y_ptr + y_base + offs, mask=mask, other=0.0)
-                u = ga * (a * h) + gb * (b * y)
-                spike = tl.where(fire(u, v_threshold, False), 1.0, 0.0)
-                tl.store(s_ptr + y_base + offs, spike.to(s_ptr.dtype.element_ty), mask=mask)
-                h_next = u * (1.0 - spike) + v_reset * spike
-                tl.store(h_ptr + h_out + offs, h_next, mask=mask)
-                acc += tl.where(mask, h_next, 0.0)
-            tl.store(hsum_ptr + bi * C + rows, tl.sum(acc, axis=1), mask=rmask)
+                offs0, mask0, h0, y0 = _fire_loads(h_ptr + h_in, y_ptr + y_base, rows0, rmask0, s0, S, t, BLOCK_S)
+                offs1, mask1, h1, y1 = _fire_loads(h_ptr + h_in, y_ptr + y_base, rows1, rmask1, s0, S, t, BLOCK_S)
+                offs2, mask2, h2, y2 = _fire_loads(h_ptr + h_in, y_ptr + y_base, rows2, rmask2, s0, S, t, BLOCK_S)
+                offs3, mask3, h3, y3 = _fire_loads(h_ptr + h_in, y_ptr + y_base, rows3, rmask3, s0, S, t, BLOCK_S)
+                s_out, h_next_out = s_ptr + y_base, h_ptr + h_out
+                acc0 = _fire_tile(s_out, h_next_out, offs0, mask0, h0, y0, a0, b0, ga0, gb0, acc0, v_threshold, v_reset)
+                acc1 = _fire_tile(s_out, h_next_out, offs1, mask1, h1, y1, a1, b1, ga1, gb1, acc1, v_threshold, v_reset)
+                acc2 = _fire_tile(s_out, h_next_out, offs2, mask2, h2, y2, a2, b2, ga2, gb2, acc2, v_threshold, v_reset)
+                acc3 = _fire_tile(s_out, h_next_out, offs3, mask3, h3, y3, a3, b3, ga3, gb3, acc3, v_threshold, v_reset)
+            tl.store(hsum_ptr + bi * C + rows0, tl.sum(acc0, axis=1), mask=rmask0)
+            tl.store(hsum_ptr + bi * C + rows1, tl.sum(acc1, axis=1), mask=rmask1)
+            tl.store(hsum_ptr + bi * C + rows2, tl.sum(acc2, axis=1), mask=rmask2)
+            tl.store(hsum_ptr + bi * C + rows3, tl.sum(acc3, axis=1), mask=rmask3)
         tl.debug_barrier()  # H_t and its row sums are complete before step t + 1 reads them
 
 
@@ -269,37 +347,34 @@ def staa_loop_bwd_kernel(
         tb = t * B + bi
         y_base = tb.to(tl.int64) * sample
         h_in = (t - 1) * state_slot + bi * sample
-        # --- sweep 1: dL/dU (the neuron's own chain plus the state carried from step t + 1), per-row sums
-        for r0 in range(0, C, BLOCK_R):
-            rows, rmask, a, b, ga, gb = _row_factors(a_ptr, b_ptr, ga_ptr, gb_ptr, tb, r0, C, BLOCK_R)
-            d_sum = _row(row_ptr + 2 * bc, bi * C, rows, rmask & (t < T - 1))
-            acc_ga = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
-            acc_gb = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
-            acc_a = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
-            acc_b = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
+        # --- sweep 1: dL/dU (the neuron's own chain plus the state carried from step t + 1), per-row sums. Two
+        # row blocks a trip, both blocks' loads before either's store: twice the bytes in flight of a program,
+        # which holds an SM alone (bench/NOTES.md "The persistent STAA backward: two row blocks a trip")
+        for r0 in range(0, C, 2 * BLOCK_R):
+            rows0, rmask0, a0, b0, ga0, gb0 = _row_factors(a_ptr, b_ptr, ga_ptr, gb_ptr, tb, r0, C, BLOCK_R)
+            rows1, rmask1, a1, b1, ga1, gb1 = _row_factors(a_ptr, b_ptr, ga_ptr, gb_ptr, tb, r0 + BLOCK_R, C, BLOCK_R)
+            d_sum0 = _row(row_ptr + 2 * bc, bi * C, rows0, rmask0 & (t < T - 1))
+            d_sum1 = _row(row_ptr + 2 * bc, bi * C, rows1, rmask1 & (t < T - 1))
+            zero = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
+            acc_ga0, acc_gb0, acc_a0, acc_b0 = zero, zero, zero, zero
+            acc_ga1, acc_gb1, acc_a1, acc_b1 = zero, zero, zero, zero
             for s0 in range(0, S, BLOCK_S):
-                offs, mask = _sweep_tile(0, rows, rmask, s0, S, BLOCK_S)
-                h = tl.load(h_ptr + h_in + offs, mask=mask & (t > 0), other=0.0)
-                y = tl.load(y_ptr + y_base + offs, mask=mask, other=0.0)
-                big_a = a * h
-                big_b = b * y
-                u = ga * big_a + gb * big_b
-                grad_s = tl.load(ds_ptr + y_base + offs, mask=mask, other=0.0).to(tl.float32)
-                grad_h_next = tl.load(g_ptr + carried + offs, mask=mask & (t < T - 1), other=0.0) + d_sum
-                # the leaky family's chain: hard reset to v_reset, firing on U >= threshold
-                grad_u = grad_charge(
-                    grad_s, grad_h_next, u, v_threshold, v_reset, sg_param, True, False, DETACH_RESET, SG_ID
+                offs0, mask0, h0, y0, grad_s0, g0 = _charge_loads(
+                    h_ptr, y_ptr, ds_ptr, g_ptr, h_in, y_base, carried, rows0, rmask0, s0, S, t, T, BLOCK_S
                 )
-                grad_u = tl.where(mask, grad_u, 0.0)
-                tl.store(gu_ptr + carried + offs, grad_u, mask=mask)
-                acc_ga += grad_u * big_a
-                acc_gb += grad_u * big_b
-                acc_a += (grad_u * ga) * h
-                acc_b += (grad_u * gb) * y
-            tl.store(row_ptr + bi * C + rows, tl.sum(acc_ga, axis=1), mask=rmask)
-            tl.store(row_ptr + bc + bi * C + rows, tl.sum(acc_gb, axis=1), mask=rmask)
-            tl.store(da_ptr + tb * C + rows, tl.sum(acc_a, axis=1), mask=rmask)
-            tl.store(db_ptr + tb * C + rows, tl.sum(acc_b, axis=1), mask=rmask)
+                offs1, mask1, h1, y1, grad_s1, g1 = _charge_loads(
+                    h_ptr, y_ptr, ds_ptr, g_ptr, h_in, y_base, carried, rows1, rmask1, s0, S, t, T, BLOCK_S
+                )
+                acc_ga0, acc_gb0, acc_a0, acc_b0 = _charge_grad(
+                    gu_ptr + carried, offs0, mask0, h0, y0, grad_s0, g0, d_sum0, a0, b0, ga0, gb0,
+                    acc_ga0, acc_gb0, acc_a0, acc_b0, v_threshold, v_reset, sg_param, DETACH_RESET, SG_ID,
+                )  # fmt: skip
+                acc_ga1, acc_gb1, acc_a1, acc_b1 = _charge_grad(
+                    gu_ptr + carried, offs1, mask1, h1, y1, grad_s1, g1, d_sum1, a1, b1, ga1, gb1,
+                    acc_ga1, acc_gb1, acc_a1, acc_b1, v_threshold, v_reset, sg_param, DETACH_RESET, SG_ID,
+                )  # fmt: skip
+            _store_row_grads(row_ptr, da_ptr, db_ptr, bc, bi, C, tb, rows0, rmask0, acc_ga0, acc_gb0, acc_a0, acc_b0)
+            _store_row_grads(row_ptr, da_ptr, db_ptr, bc, bi, C, tb, rows1, rmask1, acc_ga1, acc_gb1, acc_a1, acc_b1)
         tl.debug_barrier()
         # --- the MLP's backward: dL/dpooled, and from it the pooling's gradients
         dropped = _dropped(drop_ptr, tb, HAS_DROP)
@@ -339,9 +414,10 @@ def staa_loop_bwd_kernel(
                 tl.store(da_ptr + (T + t) * bc + bi * C + ks, d_pooled * mean_h, mask=kmask)
                 tl.store(db_ptr + (T + t) * bc + bi * C + ks, d_pooled * mean_y, mask=kmask)
         tl.debug_barrier()
-        # --- sweep 2: dL/dH_{t-1} (carried) and dL/dY_t with the pooling's share
-        for r0 in range(0, C, BLOCK_R):
-            rows, rmask, a, b, ga, gb = _row_factors(a_ptr, b_ptr, ga_ptr, gb_ptr, tb, r0, C, BLOCK_R)
+        # --- sweep 2: dL/dH_{t-1} (carried) and dL/dY_t with the pooling's share. Elementwise, so a tile of four
+        # row blocks gives the same bits with four times the loads in flight
+        for r0 in range(0, C, 4 * BLOCK_R):
+            rows, rmask, a, b, ga, gb = _row_factors(a_ptr, b_ptr, ga_ptr, gb_ptr, tb, r0, C, 4 * BLOCK_R)
             d_mean_y = _row(row_ptr + 3 * bc, bi * C, rows, rmask)
             for s0 in range(0, S, BLOCK_S):
                 offs, mask = _sweep_tile(0, rows, rmask, s0, S, BLOCK_S)

@@ -250,8 +250,12 @@ leaky_fwd_kernel(const scalar_t* __restrict__ x,    // [T, N]
 //   dL/dh_t = dL/ds_t * sg_t + dL/dv_t * dv_t/dh_t;   dL/dv_{t-1} = a * dL/dh_t;   dL/dx_t = b * dL/dh_t
 // and sums dL/dh_t * v_{t-1}, dL/dh_t * x_t and dL/dh_t per neuron for the coefficient gradients. With
 // kHasGradVSeq, dL/dv_t also receives grad_v_seq[t] before step t is walked.
+//
+// Blocks an SM: left to ptxas (0), except the run-time surrogate with one neuron a thread: ptxas would spill a
+// 64-bit value to stay at 64 registers (4 blocks); 3 blocks (<= 80 registers) keep it in a register
+// (bench/NOTES.md "The last CUDA spills").
 template <typename scalar_t, int SG_ID, int CHUNK, int VEC, unsigned int STATIC_MASK, unsigned int STATIC_FLAGS>
-__global__ void __launch_bounds__(kLeakyMaxThreads)
+__global__ void __launch_bounds__(kLeakyMaxThreads, (SG_ID < 0 && VEC == 1) ? 3 : 0)
 leaky_bwd_kernel(const scalar_t* __restrict__ grad_spikes,  // [T, N] dL/ds
                  const float* __restrict__ grad_v_final,    // [N] dL/dv_T if kHasGradVFinal
                  const scalar_t* __restrict__ x,            // [T, N] the forward's input
@@ -298,10 +302,11 @@ leaky_bwd_kernel(const scalar_t* __restrict__ grad_spikes,  // [T, N] dL/ds
 #pragma unroll
   for (int j = 0; j < VEC; ++j) acc_decay[j] = acc_gain[j] = acc_bias[j] = 0.0f;
 
-  for (long long jc = 0; jc < n_chunks; ++jc) {
-    const long long ci = n_chunks - 1 - jc;
+  // Counted down, so n_chunks is not live across the loop; the pieces below walk s0 itself rather than a piece
+  // index (fewer 64-bit values live across them: bench/NOTES.md "The last CUDA spills").
+  for (long long ci = n_chunks - 1; ci >= 0; --ci) {
     const long long t0 = ci * chunk;
-    const long long len = min_ll(chunk, T - t0);
+    const long long t_end = min_ll(t0 + chunk, T);
     float v_chunk[VEC];
     if (ci > 0) {
       load_f32<VEC>(checkpoints + (ci - 1) * N, base, N, vectorized, v_chunk);
@@ -311,11 +316,11 @@ leaky_bwd_kernel(const scalar_t* __restrict__ grad_spikes,  // [T, N] dL/ds
 #pragma unroll
       for (int j = 0; j < VEC; ++j) v_chunk[j] = v0[j];
     }
-    // Pieces of at most CHUNK steps, last piece first; each restarts from the chunk's state.
-    const long long n_pieces = (len + CHUNK - 1) / CHUNK;
-    for (long long pi = n_pieces - 1; pi >= 0; --pi) {
-      const long long s0 = t0 + pi * CHUNK;
-      const int s_len = static_cast<int>(min_ll(CHUNK, t0 + len - s0));
+    // Pieces of at most CHUNK steps, last piece first; each restarts from the chunk's state. The last starts at
+    // t0 + floor((t_end - t0 - 1) / CHUNK) * CHUNK (t_end > t0: an unsigned division, no sign fix-up).
+    const long long last = static_cast<long long>(static_cast<unsigned long long>(t_end - t0 - 1) / CHUNK) * CHUNK;
+    for (long long s0 = t0 + last; s0 >= t0; s0 -= CHUNK) {
+      const int s_len = static_cast<int>(min_ll(CHUNK, t_end - s0));
       float v[VEC];
 #pragma unroll
       for (int j = 0; j < VEC; ++j) v[j] = v_chunk[j];

@@ -35,13 +35,9 @@ CSRC = ROOT / "csrc"
 
 
 # CUDA instantiations that spill today (mangled-name pattern -> why; bench/NOTES.md "CUDA spills: the 64-bit
-# division subroutine"). A pattern that no longer matches a spill fails the test too: drop it then.
-KNOWN_CUDA_SPILLS = {
-    r"leaky_bwd_kernelIfLin?\d+ELi8ELi2E": "fp32 backward, two neurons a thread, runtime flag sets: 4-24 B at the "
-    "128 registers that keep two 256-thread blocks an SM (sm_80 and sm_90)",
-    r"leaky_bwd_kernelINS_6half_tELin1ELi8ELi1E": "fp16 backward with a run-time surrogate on sm_80: registers "
-    "saved around a math library subroutine call (12 B)",
-}
+# division subroutine", "The last CUDA spills"). None since 2026-12-07. A pattern that no longer matches a spill
+# fails the test too: drop it then.
+KNOWN_CUDA_SPILLS: dict[str, str] = {}
 
 
 def test_cuda_sources_compile_for_sm80_and_sm90(tmp_path):

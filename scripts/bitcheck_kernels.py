@@ -249,30 +249,9 @@ def staa_loop_cases(quick: bool):
             sl.half_tiles = lambda R, S: (tile[0], tile[1], 1)
             try:
                 fwd = sl.staa_loop_fwd(y, a, b, w1, w2, drop, 0.8, gate, 1.0, 0.0, torch.float32, True)
-                spikes, states, ga, gb, hidden, mean_h, mean_y = fwd
                 ds = _randn(g, *shape, shift=0.0)
-                bwd = sl.staa_loop_bwd(
-                    ds,
-                    y,
-                    a,
-                    b,
-                    w1,
-                    w2,
-                    drop,
-                    states,
-                    ga,
-                    gb,
-                    hidden,
-                    mean_h,
-                    mean_y,
-                    0.8,
-                    gate,
-                    1.0,
-                    0.0,
-                    detach,
-                    sg,
-                    2.0,
-                )
+                # the forward's saved outputs (states, gates, hidden units, means) follow the spikes
+                bwd = sl.staa_loop_bwd(ds, y, a, b, w1, w2, drop, *fwd[1:], 0.8, gate, 1.0, 0.0, detach, sg, 2.0)
             finally:
                 sl.half_tiles = tiles
             return [*fwd, *bwd]

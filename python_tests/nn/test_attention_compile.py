@@ -86,9 +86,17 @@ CASES = {
         call=lambda m, x: m(x, (x.detach() > 0).to(x.dtype)),
         cancelling=True,
     ),
-    "STAALIFNode": Case(lambda b: snn.STAALIFNode(T, C, pe_shape="TC", backend=b).eval(), _five, spikes=True),
+    # STAA's input gradient sums signed terms too (the gates' row sums, the MLP's backward, the pooling's share):
+    # on the torch path the eager fp32 run is 1e-6 to 1e-3 from float64 and Inductor's order as close, so the two
+    # fp32 runs differ by up to 3e-4 where the gradient is up to 10 (measured on this CPU); compared in float64
+    "STAALIFNode": Case(
+        lambda b: snn.STAALIFNode(T, C, pe_shape="TC", backend=b).eval(), _five, spikes=True, cancelling=True
+    ),
     "STAALIFNode-persistent": Case(
-        lambda b: snn.STAALIFNode(T, C, H, W, backend=b, loop_kernel="persistent").eval(), _five, spikes=True
+        lambda b: snn.STAALIFNode(T, C, H, W, backend=b, loop_kernel="persistent").eval(),
+        _five,
+        spikes=True,
+        cancelling=True,
     ),
     "GlobalContextBlock": Case(lambda b: snn.GlobalContextBlock(C, 2, backend=b), _five),
     "PositionEncoding": Case(lambda b: snn.PositionEncoding(T, C, H, W), _five),

@@ -42,7 +42,7 @@ GATE_IDS = {"sigmoid": SIGMOID, "softmax": SOFTMAX, "scaled_logits": SCALED_LOGI
 # ptxas aims at two 256-thread programs an SM (128 registers) and spills to get there (sm_80, C = 256 at 8 x 8);
 # a persistent program holds its SM alone at B <= 132, so it may use what the SM has (bench/NOTES.md
 # "The persistent STAA backward: two row blocks a trip")
-LOOP_OPTIONS = dict(COMPILE_OPTIONS, maxnreg=255)
+LOOP_MAXNREG = 255
 
 
 def _blocks(C: int, S: int, hid: int) -> dict:
@@ -133,7 +133,8 @@ def staa_loop_fwd(
             GATE=gate,
             HAS_DROP=drop is not None,
             **_blocks(C, S, hid),
-            **LOOP_OPTIONS,
+            **COMPILE_OPTIONS,
+            maxnreg=LOOP_MAXNREG,
         )
     return out
 
@@ -223,7 +224,8 @@ def staa_loop_bwd(
             DETACH_RESET=detach_reset,
             SG_ID=surrogate_id,
             **_blocks(C, S, hid),
-            **LOOP_OPTIONS,
+            **COMPILE_OPTIONS,
+            maxnreg=LOOP_MAXNREG,
         )
     da.copy_(da_parts.sum(dim=(0, 1)))
     db.copy_(db_parts.sum(dim=(0, 1)))

@@ -157,13 +157,14 @@ def _fire_tile(s_ptr, h_ptr, offs, mask, h, y, a, b, ga, gb, acc, v_threshold, v
 
 
 @triton.jit
-def _charge_loads(h_ptr, y_ptr, ds_ptr, g_ptr, h_in, y_base, carried, rows, rmask, s0, S, t, T, BLOCK_S: tl.constexpr):
-    """A sweep-1 tile's offsets, mask and loads: H_{t-1}, Y_t, dL/ds and dL/dH_t carried from step t + 1."""
+def _charge_loads(h_ptr, y_ptr, ds_ptr, g_ptr, rows, rmask, s0, S, t, T, BLOCK_S: tl.constexpr):
+    """A sweep-1 tile's offsets, mask and loads: H_{t-1}, Y_t, dL/ds and dL/dH_t carried from step t + 1 (each
+    pointer at the sample's step)."""
     offs, mask = _sweep_tile(0, rows, rmask, s0, S, BLOCK_S)
-    h = tl.load(h_ptr + h_in + offs, mask=mask & (t > 0), other=0.0)
-    y = tl.load(y_ptr + y_base + offs, mask=mask, other=0.0)
-    grad_s = tl.load(ds_ptr + y_base + offs, mask=mask, other=0.0).to(tl.float32)
-    carried_grad = tl.load(g_ptr + carried + offs, mask=mask & (t < T - 1), other=0.0)
+    h = tl.load(h_ptr + offs, mask=mask & (t > 0), other=0.0)
+    y = tl.load(y_ptr + offs, mask=mask, other=0.0)
+    grad_s = tl.load(ds_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    carried_grad = tl.load(g_ptr + offs, mask=mask & (t < T - 1), other=0.0)
     return offs, mask, h, y, grad_s, carried_grad
 
 
@@ -266,6 +267,7 @@ def staa_loop_fwd_kernel(
         h_in = ((t + n_slots - 1) % n_slots) * state_slot + bi * sample
         h_out = (t % n_slots) * state_slot + bi * sample
         y_base = tb.to(tl.int64) * sample
+        h_prev, y_step, s_step, h_next = h_ptr + h_in, y_ptr + y_base, s_ptr + y_base, h_ptr + h_out
         # four row blocks a trip, all their loads before any store: a program holds an SM alone, so it must keep
         # the SM's bytes in flight (bench/NOTES.md "The persistent STAA backward: two row blocks a trip")
         for r0 in range(0, C, 4 * BLOCK_R):
@@ -278,15 +280,14 @@ def staa_loop_fwd_kernel(
             acc0 = tl.zeros([BLOCK_R, BLOCK_S], tl.float32)
             acc1, acc2, acc3 = acc0, acc0, acc0
             for s0 in range(0, S, BLOCK_S):
-                offs0, mask0, h0, y0 = _fire_loads(h_ptr + h_in, y_ptr + y_base, rows0, rmask0, s0, S, t, BLOCK_S)
-                offs1, mask1, h1, y1 = _fire_loads(h_ptr + h_in, y_ptr + y_base, rows1, rmask1, s0, S, t, BLOCK_S)
-                offs2, mask2, h2, y2 = _fire_loads(h_ptr + h_in, y_ptr + y_base, rows2, rmask2, s0, S, t, BLOCK_S)
-                offs3, mask3, h3, y3 = _fire_loads(h_ptr + h_in, y_ptr + y_base, rows3, rmask3, s0, S, t, BLOCK_S)
-                s_out, h_next_out = s_ptr + y_base, h_ptr + h_out
-                acc0 = _fire_tile(s_out, h_next_out, offs0, mask0, h0, y0, a0, b0, ga0, gb0, acc0, v_threshold, v_reset)
-                acc1 = _fire_tile(s_out, h_next_out, offs1, mask1, h1, y1, a1, b1, ga1, gb1, acc1, v_threshold, v_reset)
-                acc2 = _fire_tile(s_out, h_next_out, offs2, mask2, h2, y2, a2, b2, ga2, gb2, acc2, v_threshold, v_reset)
-                acc3 = _fire_tile(s_out, h_next_out, offs3, mask3, h3, y3, a3, b3, ga3, gb3, acc3, v_threshold, v_reset)
+                offs0, mask0, h0, y0 = _fire_loads(h_prev, y_step, rows0, rmask0, s0, S, t, BLOCK_S)
+                offs1, mask1, h1, y1 = _fire_loads(h_prev, y_step, rows1, rmask1, s0, S, t, BLOCK_S)
+                offs2, mask2, h2, y2 = _fire_loads(h_prev, y_step, rows2, rmask2, s0, S, t, BLOCK_S)
+                offs3, mask3, h3, y3 = _fire_loads(h_prev, y_step, rows3, rmask3, s0, S, t, BLOCK_S)
+                acc0 = _fire_tile(s_step, h_next, offs0, mask0, h0, y0, a0, b0, ga0, gb0, acc0, v_threshold, v_reset)
+                acc1 = _fire_tile(s_step, h_next, offs1, mask1, h1, y1, a1, b1, ga1, gb1, acc1, v_threshold, v_reset)
+                acc2 = _fire_tile(s_step, h_next, offs2, mask2, h2, y2, a2, b2, ga2, gb2, acc2, v_threshold, v_reset)
+                acc3 = _fire_tile(s_step, h_next, offs3, mask3, h3, y3, a3, b3, ga3, gb3, acc3, v_threshold, v_reset)
             tl.store(hsum_ptr + bi * C + rows0, tl.sum(acc0, axis=1), mask=rmask0)
             tl.store(hsum_ptr + bi * C + rows1, tl.sum(acc1, axis=1), mask=rmask1)
             tl.store(hsum_ptr + bi * C + rows2, tl.sum(acc2, axis=1), mask=rmask2)
@@ -347,6 +348,7 @@ def staa_loop_bwd_kernel(
         tb = t * B + bi
         y_base = tb.to(tl.int64) * sample
         h_in = (t - 1) * state_slot + bi * sample
+        h_prev, y_step, ds_step, g_next = h_ptr + h_in, y_ptr + y_base, ds_ptr + y_base, g_ptr + carried
         # --- sweep 1: dL/dU (the neuron's own chain plus the state carried from step t + 1), per-row sums. Two
         # row blocks a trip, both blocks' loads before either's store: twice the bytes in flight of a program,
         # which holds an SM alone (bench/NOTES.md "The persistent STAA backward: two row blocks a trip")
@@ -360,10 +362,10 @@ def staa_loop_bwd_kernel(
             acc_ga1, acc_gb1, acc_a1, acc_b1 = zero, zero, zero, zero
             for s0 in range(0, S, BLOCK_S):
                 offs0, mask0, h0, y0, grad_s0, g0 = _charge_loads(
-                    h_ptr, y_ptr, ds_ptr, g_ptr, h_in, y_base, carried, rows0, rmask0, s0, S, t, T, BLOCK_S
+                    h_prev, y_step, ds_step, g_next, rows0, rmask0, s0, S, t, T, BLOCK_S
                 )
                 offs1, mask1, h1, y1, grad_s1, g1 = _charge_loads(
-                    h_ptr, y_ptr, ds_ptr, g_ptr, h_in, y_base, carried, rows1, rmask1, s0, S, t, T, BLOCK_S
+                    h_prev, y_step, ds_step, g_next, rows1, rmask1, s0, S, t, T, BLOCK_S
                 )
                 acc_ga0, acc_gb0, acc_a0, acc_b0 = _charge_grad(
                     gu_ptr + carried, offs0, mask0, h0, y0, grad_s0, g0, d_sum0, a0, b0, ga0, gb0,
